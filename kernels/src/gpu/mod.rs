@@ -1,0 +1,5 @@
+//! wgpu: which GPU adapters a node has.
+
+mod probe;
+
+pub use probe::probe_adapters;

@@ -1,0 +1,20 @@
+//! mass-kernels: the math of Mass. No networking, no storage.
+//!
+//! # Layout
+//! - [`backend`]: the [`Backend`] trait every algorithm is written against.
+//! - [`cpu`]: the ndarray backend and its measured GEMM throughput.
+//! - [`gpu`]: wgpu: adapter discovery, and the WGSL backend.
+//!
+//! ```
+//! use mass_kernels::{Backend, cpu::CpuBackend};
+//! use ndarray::array;
+//! let a = array![[1.0f32, 2.0], [3.0, 4.0]];
+//! let c = CpuBackend.matmul(a.view(), a.view()).unwrap();
+//! assert_eq!(c, array![[7.0, 10.0], [15.0, 22.0]]);
+//! ```
+
+pub mod backend;
+pub mod cpu;
+pub mod gpu;
+
+pub use backend::{Backend, Error};

@@ -1,0 +1,132 @@
+//! The `mass` command line. Each subcommand is a thin layer over the library
+//! (node) or the SDK (everything that talks to a running node).
+
+mod peers;
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{FileConfig, NodeConfig, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(name = "mass", version, about = "Mass: a peer-to-peer mesh for the whole life of a model")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run and manage a node.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Write a new pre-shared network key; only nodes holding it can join.
+    Keygen {
+        /// Where to write the key.
+        file: PathBuf,
+        /// Replace an existing key file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the peer table of a node.
+    Peers(peers::PeersArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Start a node in the foreground; SIGINT or SIGTERM stops it.
+    Start(StartArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Directory for the node's identity and data (created if missing).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// libp2p address to listen on (repeatable), e.g. /ip4/0.0.0.0/tcp/4001.
+    #[arg(long)]
+    pub listen: Vec<String>,
+    /// HTTP API address, e.g. 127.0.0.1:8080.
+    #[arg(long)]
+    pub http: Option<String>,
+    /// Address of a node to join through (repeatable).
+    #[arg(long)]
+    pub bootstrap: Vec<String>,
+    /// Pre-shared key file of a private mesh (see `mass keygen`).
+    #[arg(long)]
+    pub network_key: Option<PathBuf>,
+    /// TOML config file; command-line flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Do not discover peers on the local network with mDNS.
+    #[arg(long)]
+    pub no_mdns: bool,
+    /// Log filter, e.g. "info" or "mass_node=debug" (RUST_LOG wins when set).
+    #[arg(long)]
+    pub log: Option<String>,
+}
+
+impl StartArgs {
+    /// Reads the config file, applies the flags and validates the result.
+    pub fn resolve(self) -> anyhow::Result<NodeConfig> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let overrides = Overrides {
+            data_dir: self.data_dir,
+            listen: self.listen,
+            http: self.http,
+            bootstrap: self.bootstrap,
+            network_key: self.network_key,
+            mdns: self.no_mdns.then_some(false),
+            log: self.log,
+        };
+        Ok(NodeConfig::resolve(file, overrides)?)
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Node(NodeCommand::Start(args)) => start_node(args.resolve()?),
+        Command::Keygen { file, force } => {
+            let key = crate::net::network_key::generate(&file, force)?;
+            println!("wrote network key {} (fingerprint {})", file.display(), key.fingerprint());
+            Ok(())
+        }
+        Command::Peers(args) => client_runtime()?.block_on(peers::run(args)),
+    }
+}
+
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+fn start_node(config: NodeConfig) -> anyhow::Result<()> {
+    init_tracing(&config.log);
+    let system = actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts")
+    });
+    system.block_on(crate::node::run(config, shutdown_signal()))?;
+    Ok(())
+}
+
+fn init_tracing(default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(default_filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,88 @@
+//! `mass peers`: the peer table of a node, as a table or JSON.
+
+use clap::Args;
+use mass_protocol::api::{PeerState, PeerView};
+use mass_sdk::Client;
+
+#[derive(Debug, Args)]
+pub struct PeersArgs {
+    /// Node to ask (repeatable; the next one is tried when one is down).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub node: Vec<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: PeersArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.node)?;
+    let peers = client.peers().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&peers)?);
+    } else {
+        print!("{}", render(&peers));
+    }
+    Ok(())
+}
+
+/// Formats the peer table for a terminal.
+pub fn render(peers: &[PeerView]) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut rows = vec![[
+        "PEER".to_owned(),
+        "STATE".into(),
+        "SEEN".into(),
+        "CPU".into(),
+        "CORES".into(),
+        "MEMORY".into(),
+        "GEMM".into(),
+        "GPUS".into(),
+        "BRIDGES".into(),
+        "LOAD".into(),
+    ]];
+    for peer in peers {
+        let short = peer.peer_id.chars().rev().take(8).collect::<String>().chars().rev().collect::<String>();
+        let name = if peer.is_self { format!("..{short} (self)") } else { format!("..{short}") };
+        let state = match peer.state {
+            PeerState::Up => "up",
+            PeerState::Down => "down",
+        };
+        let seen = format!("{:.1}s ago", now.saturating_sub(peer.last_seen) as f64 / 1000.0);
+        let (cpu, cores, memory, gemm, gpus, bridges) = match &peer.hardware {
+            Some(hw) => (
+                hw.cpu.model.clone(),
+                hw.cpu.cores.to_string(),
+                format!("{:.1} GiB", hw.memory_bytes as f64 / (1u64 << 30) as f64),
+                format!("{:.0} GFLOP/s", hw.gemm_gflops),
+                if hw.gpus.is_empty() {
+                    "none".to_owned()
+                } else {
+                    hw.gpus.iter().map(|g| format!("{} ({})", g.name, g.backend)).collect::<Vec<_>>().join(", ")
+                },
+                if hw.bridges.is_empty() {
+                    "none".to_owned()
+                } else {
+                    hw.bridges.iter().map(|b| format!("{}:{}", b.name, b.kind)).collect::<Vec<_>>().join(", ")
+                },
+            ),
+            None => ("?".into(), "?".into(), "?".into(), "?".into(), "?".into(), "?".into()),
+        };
+        let load = peer
+            .load
+            .as_ref()
+            .map(|l| format!("cpu {:.2}, free {:.1} GiB, queued {}", l.cpu_load, l.free_memory_bytes as f64 / (1u64 << 30) as f64, l.total_queued()))
+            .unwrap_or_else(|| "?".into());
+        rows.push([name, state.into(), seen, cpu, cores, memory, gemm, gpus, bridges, load]);
+    }
+    let widths: Vec<usize> = (0..10).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}

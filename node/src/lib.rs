@@ -1,0 +1,25 @@
+//! mass-node: the Mass daemon and the `mass` command line.
+//!
+//! A node is an actix system. One tokio task owns the libp2p Swarm
+//! ([`net`]); actors own everything else and talk to it through a
+//! [`net::NetClient`]. There is no coordinator: every node runs the same code
+//! and derives the same answers from the same membership view.
+//!
+//! # Layout
+//! - [`node`]: start-up and shutdown of a whole node ([`node::run`]).
+//! - [`config`]: TOML file plus CLI overrides, validated.
+//! - [`net`]: the Swarm, its transport (TCP, pnet, Noise, Yamux), keys, codec.
+//! - [`membership`]: the peer table (pure) and its actor.
+//! - [`hardware`]: detection, GEMM measurement, load sampling, the advertiser.
+//! - [`http`]: the HTTP API.
+//! - [`metrics`]: Prometheus counters.
+//! - [`cli`]: the `mass` subcommands.
+
+pub mod cli;
+pub mod config;
+pub mod hardware;
+pub mod http;
+pub mod membership;
+pub mod metrics;
+pub mod net;
+pub mod node;

@@ -1,0 +1,129 @@
+//! The actor shell around [`PeerTable`]: fed by the network task, ticked by a
+//! timer, asked by the HTTP API.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult};
+use libp2p::PeerId;
+use mass_protocol::{
+    Advert,
+    api::{PeerState, PeerView},
+};
+use tracing::info;
+
+use super::{Config, PeerTable, Transition};
+use crate::{metrics::Metrics, net::NetEvent};
+
+/// Mailbox size: adverts from a large mesh arrive in bursts.
+const MAILBOX_CAPACITY: usize = 4096;
+/// How often timeouts are applied.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Asks for the peer table, this node first.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<PeerView>")]
+pub struct GetPeers;
+
+/// Tells the actor what this node currently advertises, for its own row.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct SetLocalAdvert(pub Box<Advert>);
+
+pub struct MembershipActor {
+    local_peer_id: PeerId,
+    local_advert: Option<Box<Advert>>,
+    table: PeerTable<PeerId, Box<Advert>>,
+    origin: Instant,
+    metrics: Metrics,
+}
+
+impl MembershipActor {
+    pub fn new(local_peer_id: PeerId, config: Config, metrics: Metrics) -> Self {
+        Self { local_peer_id, local_advert: None, table: PeerTable::new(config), origin: Instant::now(), metrics }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    fn record(&self, transition: Option<Transition<PeerId>>) {
+        match transition {
+            Some(Transition::Joined(peer)) => info!(%peer, "peer joined"),
+            Some(Transition::Recovered(peer)) => info!(%peer, "peer is up again"),
+            Some(Transition::WentDown(peer)) => info!(%peer, "peer is down"),
+            Some(Transition::Forgotten(peer)) => info!(%peer, "peer forgotten"),
+            None => return,
+        }
+        self.metrics.set_peers(self.table.count(PeerState::Up), self.table.count(PeerState::Down));
+    }
+
+    fn view(&self) -> Vec<PeerView> {
+        let now_ms = self.now_ms();
+        let unix_now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let local = PeerView {
+            peer_id: self.local_peer_id.to_string(),
+            is_self: true,
+            addresses: self.local_advert.as_ref().map(|a| a.listen_addrs.clone()).unwrap_or_default(),
+            http_addr: self.local_advert.as_ref().and_then(|a| a.http_addr.clone()),
+            state: PeerState::Up,
+            last_seen: unix_now_ms,
+            hardware: self.local_advert.as_ref().map(|a| a.hardware.clone()),
+            load: self.local_advert.as_ref().map(|a| a.load.clone()),
+        };
+        let peers = self.table.iter().map(|(peer, entry)| PeerView {
+            peer_id: peer.to_string(),
+            is_self: false,
+            addresses: entry.info.as_ref().map(|a| a.listen_addrs.clone()).unwrap_or_default(),
+            http_addr: entry.info.as_ref().and_then(|a| a.http_addr.clone()),
+            state: entry.state,
+            last_seen: unix_now_ms.saturating_sub(now_ms.saturating_sub(entry.last_seen_ms)),
+            hardware: entry.info.as_ref().map(|a| a.hardware.clone()),
+            load: entry.info.as_ref().map(|a| a.load.clone()),
+        });
+        std::iter::once(local).chain(peers).collect()
+    }
+}
+
+impl Actor for MembershipActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        ctx.run_interval(TICK, |actor, _| {
+            let now = actor.now_ms();
+            for transition in actor.table.tick(now) {
+                actor.record(Some(transition));
+            }
+        });
+    }
+}
+
+impl Handler<NetEvent> for MembershipActor {
+    type Result = ();
+
+    fn handle(&mut self, event: NetEvent, _: &mut Self::Context) {
+        let now = self.now_ms();
+        let transition = match event {
+            NetEvent::Advert { peer, .. } if peer == self.local_peer_id => None,
+            NetEvent::Advert { peer, advert } => self.table.observe_advert(peer, advert, now),
+            NetEvent::Alive { peer } => self.table.observe_alive(&peer, now),
+        };
+        self.record(transition);
+    }
+}
+
+impl Handler<GetPeers> for MembershipActor {
+    type Result = MessageResult<GetPeers>;
+
+    fn handle(&mut self, _: GetPeers, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.view())
+    }
+}
+
+impl Handler<SetLocalAdvert> for MembershipActor {
+    type Result = ();
+
+    fn handle(&mut self, SetLocalAdvert(advert): SetLocalAdvert, _: &mut Self::Context) {
+        self.local_advert = Some(advert);
+    }
+}

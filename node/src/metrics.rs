@@ -1,0 +1,166 @@
+//! Prometheus metrics of a node, served at `GET /metrics`.
+//!
+//! The handles are cheap clones of atomics; every actor and the network task
+//! keeps its own clone and only ever adds to it.
+
+use std::{fmt::Write as _, sync::Arc};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    registry::Registry,
+};
+
+/// The wire protocols counted separately.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Protocol {
+    /// gossipsub adverts.
+    Advert,
+    /// node-to-node request-response.
+    Rpc,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabels {
+    protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum PeerStateLabel {
+    Up,
+    Down,
+}
+
+/// Label values are lowercase, as Prometheus convention has them.
+impl EncodeLabelValue for Protocol {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        encoder.write_str(match self {
+            Protocol::Advert => "advert",
+            Protocol::Rpc => "rpc",
+        })
+    }
+}
+
+impl EncodeLabelValue for PeerStateLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        encoder.write_str(match self {
+            PeerStateLabel::Up => "up",
+            PeerStateLabel::Down => "down",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: PeerStateLabel,
+}
+
+/// All counters and gauges of one node.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    messages_in: Family<ProtocolLabels, Counter>,
+    messages_out: Family<ProtocolLabels, Counter>,
+    bytes_in: Family<ProtocolLabels, Counter>,
+    bytes_out: Family<ProtocolLabels, Counter>,
+    decode_failures: Family<ProtocolLabels, Counter>,
+    peers: Family<StateLabels, Gauge>,
+    dropped_events: Counter,
+    failed_handshakes: Counter,
+}
+
+impl Metrics {
+    /// Creates the metrics and the registry that exposes them.
+    pub fn new() -> (Self, Arc<Registry>) {
+        let metrics = Self {
+            messages_in: Family::default(),
+            messages_out: Family::default(),
+            bytes_in: Family::default(),
+            bytes_out: Family::default(),
+            decode_failures: Family::default(),
+            peers: Family::default(),
+            dropped_events: Counter::default(),
+            failed_handshakes: Counter::default(),
+        };
+        let mut registry = Registry::with_prefix("mass");
+        registry.register("messages_in", "Messages received, by protocol", metrics.messages_in.clone());
+        registry.register("messages_out", "Messages sent, by protocol", metrics.messages_out.clone());
+        registry.register("bytes_in", "Payload bytes received, by protocol", metrics.bytes_in.clone());
+        registry.register("bytes_out", "Payload bytes sent, by protocol", metrics.bytes_out.clone());
+        registry.register(
+            "decode_failures",
+            "Messages from peers dropped as malformed or oversized, by protocol",
+            metrics.decode_failures.clone(),
+        );
+        registry.register("peers", "Peers in the membership table, by state", metrics.peers.clone());
+        registry.register(
+            "dropped_events",
+            "Network events dropped because an actor's mailbox was full",
+            metrics.dropped_events.clone(),
+        );
+        registry.register(
+            "failed_handshakes",
+            "Incoming or outgoing connections that failed before the peer was authenticated (wrong network key, not a Mass node)",
+            metrics.failed_handshakes.clone(),
+        );
+        // Make both states visible from the first scrape.
+        metrics.set_peers(0, 0);
+        (metrics, Arc::new(registry))
+    }
+
+    pub fn received(&self, protocol: Protocol, bytes: usize) {
+        let labels = ProtocolLabels { protocol };
+        self.messages_in.get_or_create(&labels).inc();
+        self.bytes_in.get_or_create(&labels).inc_by(bytes as u64);
+    }
+
+    pub fn sent(&self, protocol: Protocol, bytes: usize) {
+        let labels = ProtocolLabels { protocol };
+        self.messages_out.get_or_create(&labels).inc();
+        self.bytes_out.get_or_create(&labels).inc_by(bytes as u64);
+    }
+
+    pub fn decode_failure(&self, protocol: Protocol) {
+        self.decode_failures.get_or_create(&ProtocolLabels { protocol }).inc();
+    }
+
+    pub fn decode_failures(&self, protocol: Protocol) -> u64 {
+        self.decode_failures.get_or_create(&ProtocolLabels { protocol }).get()
+    }
+
+    pub fn set_peers(&self, up: usize, down: usize) {
+        self.peers.get_or_create(&StateLabels { state: PeerStateLabel::Up }).set(up as i64);
+        self.peers.get_or_create(&StateLabels { state: PeerStateLabel::Down }).set(down as i64);
+    }
+
+    pub fn dropped_event(&self) {
+        self.dropped_events.inc();
+    }
+
+    pub fn failed_handshake(&self) {
+        self.failed_handshakes.inc();
+    }
+}
+
+/// Renders the registry in the Prometheus/OpenMetrics text format.
+pub fn render(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry).expect("writing to a String cannot fail");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_show_up_in_the_text_format() {
+        let (metrics, registry) = Metrics::new();
+        metrics.received(Protocol::Advert, 120);
+        metrics.decode_failure(Protocol::Rpc);
+        let text = render(&registry);
+        assert!(text.contains("mass_messages_in_total{protocol=\"advert\"} 1"), "{text}");
+        assert!(text.contains("mass_bytes_in_total{protocol=\"advert\"} 120"), "{text}");
+        assert!(text.contains("mass_decode_failures_total{protocol=\"rpc\"} 1"), "{text}");
+        assert!(text.contains("mass_peers{state=\"up\"} 0"), "{text}");
+    }
+}

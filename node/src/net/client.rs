@@ -1,0 +1,102 @@
+//! The handle every actor uses to reach the network task, and the events the
+//! task sends out.
+
+use actix::Message;
+use libp2p::{Multiaddr, PeerId};
+use mass_protocol::{
+    Advert,
+    rpc::{Request, Response},
+};
+use tokio::sync::{mpsc, oneshot};
+
+/// What the network task tells the rest of the node.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum NetEvent {
+    /// A peer's advert arrived (by gossip or as a direct reply).
+    Advert { peer: PeerId, advert: Box<Advert> },
+    /// A connected peer answered a ping.
+    Alive { peer: PeerId },
+}
+
+/// Why a network operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("the network task has stopped")]
+    Stopped,
+    #[error("cannot reach {addr}: {reason}")]
+    Dial { addr: Multiaddr, reason: String },
+    #[error("request to {peer} failed: {reason}")]
+    Request { peer: PeerId, reason: String },
+}
+
+/// Commands into the network task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, NetError>> },
+    Advertise { advert: Box<Advert> },
+    Request { peer: PeerId, request: Request, reply: oneshot::Sender<Result<Response, NetError>> },
+    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
+    Shutdown { done: oneshot::Sender<()> },
+}
+
+/// Cloneable handle to the network task.
+#[derive(Debug, Clone)]
+pub struct NetClient {
+    commands: mpsc::Sender<Command>,
+    local_peer_id: PeerId,
+}
+
+impl NetClient {
+    pub(crate) fn new(commands: mpsc::Sender<Command>, local_peer_id: PeerId) -> Self {
+        Self { commands, local_peer_id }
+    }
+
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    /// Commands waiting for the network task: the node's network queue depth.
+    pub fn queued(&self) -> usize {
+        self.commands.max_capacity() - self.commands.capacity()
+    }
+
+    async fn send(&self, command: Command) -> Result<(), NetError> {
+        self.commands.send(command).await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Dials an address (with or without a `/p2p/` suffix) and resolves once a
+    /// connection is authenticated, with the peer's id.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, NetError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Dial { addr, reply }).await?;
+        answer.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// Publishes this node's advert and keeps it to answer direct requests.
+    pub async fn advertise(&self, advert: Advert) -> Result<(), NetError> {
+        self.send(Command::Advertise { advert: Box::new(advert) }).await
+    }
+
+    /// Sends a request to a peer and waits for its response.
+    pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, NetError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Request { peer, request, reply }).await?;
+        answer.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// The addresses the Swarm listens on so far.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::ListenAddrs { reply }).await?;
+        answer.await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Stops the task and closes every connection; resolves when it is done.
+    pub async fn shutdown(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.send(Command::Shutdown { done }).await.is_ok() {
+            let _ = finished.await;
+        }
+    }
+}

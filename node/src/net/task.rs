@@ -1,0 +1,301 @@
+//! The event loop that owns the Swarm.
+
+use std::collections::HashMap;
+
+use actix::Recipient;
+use futures::StreamExt;
+use libp2p::{
+    Multiaddr, PeerId, Swarm, gossipsub, identify, kad, mdns, ping, request_response,
+    swarm::{ConnectionId, SwarmEvent, dial_opts::DialOpts, dial_opts::PeerCondition},
+};
+use mass_protocol::{
+    Advert, codec, names,
+    rpc::{Request, Response, RpcError, RpcErrorKind},
+};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::{
+    behaviour::{Behaviour, BehaviourEvent},
+    client::{Command, NetError, NetEvent},
+};
+use crate::metrics::{Metrics, Protocol};
+
+/// Who is waiting for an outbound request's answer.
+enum PendingRequest {
+    /// The node asked a newly connected peer for its advert.
+    Advert,
+    External(oneshot::Sender<Result<Response, NetError>>),
+}
+
+/// Owns the Swarm; driven by [`NetTask::run`].
+pub struct NetTask {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    events: Recipient<NetEvent>,
+    metrics: Metrics,
+    max_connections: usize,
+    advert_topic: gossipsub::IdentTopic,
+    local_advert: Option<Box<Advert>>,
+    pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NetError>>)>,
+    pending_requests: HashMap<request_response::OutboundRequestId, PendingRequest>,
+}
+
+impl NetTask {
+    pub fn new(
+        mut swarm: Swarm<Behaviour>,
+        commands: mpsc::Receiver<Command>,
+        events: Recipient<NetEvent>,
+        metrics: Metrics,
+        max_connections: usize,
+    ) -> Result<Self, String> {
+        let advert_topic = gossipsub::IdentTopic::new(names::ADVERT_TOPIC);
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&advert_topic)
+            .map_err(|e| format!("cannot subscribe to {}: {e}", names::ADVERT_TOPIC))?;
+        Ok(Self {
+            swarm,
+            commands,
+            events,
+            metrics,
+            max_connections,
+            advert_topic,
+            local_advert: None,
+            pending_dials: HashMap::new(),
+            pending_requests: HashMap::new(),
+        })
+    }
+
+    /// Runs until a shutdown command arrives or every client is gone.
+    pub async fn run(mut self) {
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    Some(Command::Shutdown { done }) => {
+                        self.close_all();
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => return self.close_all(),
+                },
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+            }
+        }
+    }
+
+    fn close_all(&mut self) {
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in peers {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+        info!("network stopped");
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Dial { addr, reply } => {
+                let opts = DialOpts::from(addr.clone());
+                let connection = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.pending_dials.insert(connection, (addr, reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Dial { addr, reason: e.to_string() }));
+                    }
+                }
+            }
+            Command::Advertise { advert } => {
+                self.publish_advert(&advert);
+                self.local_advert = Some(advert);
+            }
+            Command::Request { peer, request, reply } => {
+                let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
+                self.pending_requests.insert(id, PendingRequest::External(reply));
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::Shutdown { .. } => unreachable!("handled in run"),
+        }
+    }
+
+    fn publish_advert(&mut self, advert: &Advert) {
+        let bytes = match codec::encode(advert) {
+            Ok(bytes) => bytes,
+            Err(e) => return warn!("cannot encode own advert: {e}"),
+        };
+        let len = bytes.len();
+        match self.swarm.behaviour_mut().gossipsub.publish(self.advert_topic.clone(), bytes) {
+            Ok(_) => self.metrics.sent(Protocol::Advert, len),
+            // Alone in the mesh, or no subscriber yet: peers get the advert on connect.
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+            Err(e) => debug!("advert not published: {e}"),
+        }
+    }
+
+    /// Hands an event to the actors without waiting; a full mailbox drops it
+    /// (adverts repeat) rather than letting peers grow a queue.
+    fn emit(&self, event: NetEvent) {
+        if self.events.try_send(event).is_err() {
+            self.metrics.dropped_event();
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => info!("listening on {address}"),
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, num_established, endpoint, .. } => {
+                debug!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
+                if let Some((_, reply)) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Ok(peer_id));
+                }
+                if endpoint.is_dialer() {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, endpoint.get_remote_address().clone());
+                }
+                if num_established.get() == 1 {
+                    let id = self.swarm.behaviour_mut().rpc.send_request(&peer_id, Request::GetAdvert);
+                    self.pending_requests.insert(id, PendingRequest::Advert);
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
+                debug!(%peer_id, ?cause, "disconnected");
+            }
+            SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
+                self.metrics.failed_handshake();
+                match self.pending_dials.remove(&connection_id) {
+                    Some((addr, reply)) => {
+                        let _ = reply.send(Err(NetError::Dial { addr, reason: error.to_string() }));
+                    }
+                    None => debug!(?peer_id, "dial failed: {error}"),
+                }
+            }
+            SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
+                self.metrics.failed_handshake();
+                debug!(%send_back_addr, "refused incoming connection: {error}");
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                if info.protocol_version != names::IDENTIFY_PROTOCOL {
+                    warn!(%peer_id, version = %info.protocol_version, "not a Mass peer of this version; disconnecting");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            BehaviourEvent::Ping(ping::Event { peer, result: Ok(_), .. }) => {
+                self.emit(NetEvent::Alive { peer });
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
+                self.on_gossip(propagation_source, message_id, message);
+            }
+            BehaviourEvent::Rpc(event) => self.on_rpc(event),
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    debug!(%peer, %addr, "found by mDNS");
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    self.dial_learned(peer, vec![addr]);
+                }
+            }
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. }) => {
+                self.dial_learned(peer, addresses.into_vec());
+            }
+            _ => {}
+        }
+    }
+
+    fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
+        let len = message.data.len();
+        let acceptance = match (message.topic == self.advert_topic.hash(), message.source) {
+            (true, Some(publisher)) => match codec::decode::<Advert>(&message.data, codec::MAX_GOSSIP_MESSAGE) {
+                Ok(advert) => {
+                    self.metrics.received(Protocol::Advert, len);
+                    let addrs = advert.listen_addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                    self.dial_learned(publisher, addrs);
+                    self.emit(NetEvent::Advert { peer: publisher, advert: Box::new(advert) });
+                    gossipsub::MessageAcceptance::Accept
+                }
+                Err(e) => {
+                    self.metrics.decode_failure(Protocol::Advert);
+                    warn!(%source, "dropped malformed advert: {e}");
+                    gossipsub::MessageAcceptance::Reject
+                }
+            },
+            _ => {
+                self.metrics.decode_failure(Protocol::Advert);
+                gossipsub::MessageAcceptance::Reject
+            }
+        };
+        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
+    }
+
+    fn on_rpc(&mut self, event: request_response::Event<Request, Response>) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+                let response = self.answer(request);
+                if self.swarm.behaviour_mut().rpc.send_response(channel, response).is_err() {
+                    debug!(%peer, "peer left before the response was sent");
+                }
+            }
+            Event::Message { peer, message: Message::Response { request_id, response }, .. } => {
+                match self.pending_requests.remove(&request_id) {
+                    Some(PendingRequest::Advert) => match response {
+                        Response::Advert(advert) => self.emit(NetEvent::Advert { peer, advert }),
+                        other => debug!(%peer, ?other, "peer did not send its advert"),
+                    },
+                    Some(PendingRequest::External(reply)) => {
+                        let _ = reply.send(Ok(response));
+                    }
+                    None => {}
+                }
+            }
+            Event::OutboundFailure { peer, request_id, error, .. } => {
+                if let Some(PendingRequest::External(reply)) = self.pending_requests.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Request { peer, reason: error.to_string() }));
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => debug!(%peer, "inbound request failed: {error}"),
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn answer(&self, request: Request) -> Response {
+        match request {
+            Request::GetAdvert => match &self.local_advert {
+                Some(advert) => Response::Advert(advert.clone()),
+                None => Response::Error(RpcError {
+                    kind: RpcErrorKind::Unavailable,
+                    message: "node is still starting".into(),
+                }),
+            },
+        }
+    }
+
+    /// Connects to a peer learned from gossip, the DHT or mDNS, so the mesh
+    /// becomes well connected without anyone listing every node.
+    fn dial_learned(&mut self, peer: PeerId, addrs: Vec<Multiaddr>) {
+        if peer == *self.swarm.local_peer_id()
+            || addrs.is_empty()
+            || self.swarm.is_connected(&peer)
+            || self.swarm.connected_peers().count() >= self.max_connections
+        {
+            return;
+        }
+        let opts = DialOpts::peer_id(peer).addresses(addrs).condition(PeerCondition::DisconnectedAndNotDialing).build();
+        if let Err(e) = self.swarm.dial(opts) {
+            debug!(%peer, "not dialing learned peer: {e}");
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Starting and stopping a whole node: keys, hardware, network, actors, HTTP.
+
+use std::{future::Future, path::PathBuf, time::Duration};
+
+use actix::Actor;
+use libp2p::Multiaddr;
+use mass_protocol::api::{ENDPOINTS_FILE, NodeEndpoints};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::{
+    config::NodeConfig,
+    hardware::{self, Advertiser},
+    http,
+    membership::MembershipActor,
+    metrics::Metrics,
+    net::{self, NetClient, identity, network_key, task::NetTask},
+};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    #[error(transparent)]
+    NetworkKey(#[from] network_key::NetworkKeyError),
+    #[error(transparent)]
+    Build(#[from] net::swarm::BuildError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: Multiaddr, reason: String },
+    #[error("cannot serve HTTP on {addr}: {source}")]
+    Http { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error(
+        "could not reach any bootstrap peer within {timeout:?}: {failures}. Check that the peers run and, if the mesh is private, that this node has the same network key"
+    )]
+    Bootstrap { timeout: Duration, failures: String },
+    #[error("cannot write {path}: {source}")]
+    Endpoints { path: PathBuf, source: std::io::Error },
+    #[error("the network task stopped while starting")]
+    NetStopped,
+}
+
+/// Runs a node until `shutdown` resolves. Must be called inside an actix System
+/// on a multi-thread tokio runtime.
+///
+/// An abrupt stop (SIGKILL) loses nothing durable: the identity key is written
+/// atomically before the node joins, and membership is rebuilt from gossip.
+pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
+    let endpoints_path = data_dir.join(ENDPOINTS_FILE);
+    let _ = std::fs::remove_file(&endpoints_path);
+
+    let keypair = identity::load_or_create(data_dir)?;
+    let local_peer_id = keypair.public().to_peer_id();
+    let psk = config.net.network_key.as_deref().map(network_key::load).transpose()?;
+    if let Some(psk) = &psk {
+        info!(fingerprint = %psk.fingerprint(), "private mesh: pre-shared network key in use");
+    }
+
+    let http_listener = std::net::TcpListener::bind(config.http.listen)
+        .map_err(|source| StartError::Http { addr: config.http.listen, source })?;
+    let http_addr = http_listener.local_addr().map_err(|source| StartError::Http { addr: config.http.listen, source })?;
+
+    let hardware_config = config.hardware.clone();
+    let hardware = tokio::task::spawn_blocking(move || hardware::detect(&hardware_config));
+
+    let (metrics, registry) = Metrics::new();
+    let mut swarm = net::swarm::build(keypair, psk, &config.net, metrics.clone())?;
+    for addr in &config.net.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| StartError::Listen { addr: addr.clone(), reason: listen_reason(&e) })?;
+    }
+
+    let membership = MembershipActor::new(local_peer_id, config.membership, metrics.clone()).start();
+    let (command_tx, command_rx) = mpsc::channel(net::COMMAND_CAPACITY);
+    let net_client = NetClient::new(command_tx, local_peer_id);
+    let task = NetTask::new(swarm, command_rx, membership.clone().recipient(), metrics.clone(), config.net.max_connections)
+        .map_err(|e| StartError::Build(net::swarm::BuildError::from(e)))?;
+    let net_task = tokio::spawn(task.run());
+
+    let started = async {
+        bootstrap(&net_client, &config.net).await?;
+        let listen_addrs = wait_for_listen_addrs(&net_client).await?;
+        let hardware = hardware.await.expect("hardware detection does not panic");
+        Advertiser::new(hardware, Some(http_addr.to_string()), config.membership.advert_interval, net_client.clone(), membership.clone())
+            .start();
+        Ok::<_, StartError>(listen_addrs)
+    }
+    .await;
+    let listen_addrs = match started {
+        Ok(addrs) => addrs,
+        Err(e) => {
+            net_client.shutdown().await;
+            return Err(e);
+        }
+    };
+
+    let state = http::State { peer_id: local_peer_id.to_string(), membership: membership.clone(), registry };
+    let server = http::serve(http_listener, state).map_err(|source| StartError::Http { addr: http_addr, source })?;
+    let server_handle = server.handle();
+    tokio::spawn(server);
+    info!(peer_id = %local_peer_id, http = %http_addr, "node started");
+
+    let endpoints = NodeEndpoints {
+        peer_id: local_peer_id.to_string(),
+        http_url: format!("http://{http_addr}"),
+        listen_addrs: listen_addrs.iter().map(ToString::to_string).collect(),
+        pid: std::process::id(),
+    };
+    write_endpoints(&endpoints_path, &endpoints).map_err(|source| StartError::Endpoints { path: endpoints_path.clone(), source })?;
+
+    shutdown.await;
+    info!("shutting down");
+    let _ = std::fs::remove_file(&endpoints_path);
+    server_handle.stop(true).await;
+    net_client.shutdown().await;
+    let _ = net_task.await;
+    Ok(())
+}
+
+fn listen_reason(error: &libp2p::TransportError<std::io::Error>) -> String {
+    use std::error::Error;
+    let mut source: Option<&dyn Error> = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::AddrInUse => "address already in use".into(),
+                std::io::ErrorKind::AddrNotAvailable => "address not available on this machine".into(),
+                _ => io.to_string(),
+            };
+        }
+        source = e.source();
+    }
+    error.to_string()
+}
+
+/// Dials every bootstrap address at once; succeeds when at least one answers.
+async fn bootstrap(net: &NetClient, config: &net::Config) -> Result<(), StartError> {
+    if config.bootstrap.is_empty() {
+        return Ok(());
+    }
+    let dials = config.bootstrap.iter().map(|addr| {
+        let net = net.clone();
+        let addr = addr.clone();
+        async move {
+            match tokio::time::timeout(config.bootstrap_timeout, net.dial(addr.clone())).await {
+                Ok(Ok(peer)) => Ok(peer),
+                Ok(Err(net::NetError::Stopped)) => Err("the network task stopped".to_owned()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("{addr}: no answer")),
+            }
+        }
+    });
+    let results = futures::future::join_all(dials).await;
+    let failures: Vec<String> = results.iter().filter_map(|r| r.as_ref().err().cloned()).collect();
+    if failures.len() == results.len() {
+        return Err(StartError::Bootstrap { timeout: config.bootstrap_timeout, failures: failures.join("; ") });
+    }
+    for failure in failures {
+        warn!("bootstrap peer unreachable: {failure}");
+    }
+    Ok(())
+}
+
+async fn wait_for_listen_addrs(net: &NetClient) -> Result<Vec<Multiaddr>, StartError> {
+    for _ in 0..200 {
+        let addrs = net.listen_addrs().await.map_err(|_| StartError::NetStopped)?;
+        if !addrs.is_empty() {
+            return Ok(addrs);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(Vec::new())
+}
+
+fn write_endpoints(path: &std::path::Path, endpoints: &NodeEndpoints) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(endpoints).expect("endpoints serialize"))?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,60 @@
+//! JSON bodies of the HTTP API (`/v1/...`). Shared by the node and the SDK.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{advert::Load, hardware::HardwareProfile};
+
+/// `GET /v1/health`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub peer_id: String,
+    pub version: String,
+    pub protocol_version: u16,
+}
+
+/// Whether a peer is believed alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerState {
+    Up,
+    Down,
+}
+
+/// One row of `GET /v1/peers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerView {
+    pub peer_id: String,
+    /// True for the node answering the request.
+    #[serde(rename = "self")]
+    pub is_self: bool,
+    pub addresses: Vec<String>,
+    pub http_addr: Option<String>,
+    pub state: PeerState,
+    /// Wall-clock time the peer was last heard from, in Unix milliseconds.
+    pub last_seen: u64,
+    /// Unknown until the peer's first advert arrives.
+    pub hardware: Option<HardwareProfile>,
+    pub load: Option<Load>,
+}
+
+/// Body of every HTTP error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// Written by a node to `<data dir>/node.json` once it serves: where to reach
+/// it. Launchers (the SDK's local mesh, tests) read it instead of guessing ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeEndpoints {
+    pub peer_id: String,
+    /// HTTP API base URL, e.g. "http://127.0.0.1:8080".
+    pub http_url: String,
+    /// libp2p listen addresses, dialable by other nodes.
+    pub listen_addrs: Vec<String>,
+    pub pid: u32,
+}
+
+/// File name of [`NodeEndpoints`] inside a node's data dir.
+pub const ENDPOINTS_FILE: &str = "node.json";

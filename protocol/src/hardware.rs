@@ -1,0 +1,67 @@
+//! What a node has to offer: measured and detected, never looked up.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a node advertises about its hardware.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HardwareProfile {
+    pub cpu: CpuInfo,
+    /// Total physical memory.
+    pub memory_bytes: u64,
+    /// f32 GEMM throughput measured at start on the CPU backend, in GFLOP/s.
+    pub gemm_gflops: f32,
+    /// GPU adapters wgpu found; empty is a valid answer.
+    pub gpus: Vec<GpuAdapter>,
+    /// Accelerator bridges declared in the node's config (FPGA and others).
+    pub bridges: Vec<BridgeInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CpuInfo {
+    pub model: String,
+    /// Logical cores the node may use.
+    pub cores: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuAdapter {
+    pub name: String,
+    /// wgpu backend: "vulkan", "metal", "dx12", "gl", ...
+    pub backend: String,
+    pub device_type: GpuDeviceType,
+    pub driver: String,
+    pub limits: GpuLimits,
+}
+
+/// Mirrors wgpu's device types; append only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GpuDeviceType {
+    Other,
+    IntegratedGpu,
+    DiscreteGpu,
+    VirtualGpu,
+    /// A software rasterizer such as Mesa's llvmpipe/lavapipe.
+    Cpu,
+}
+
+/// The adapter limits that decide which kernels fit on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuLimits {
+    pub max_buffer_size: u64,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_size_x: u32,
+    pub max_compute_workgroups_per_dimension: u32,
+}
+
+/// An external accelerator the node reaches through a bridge process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeInfo {
+    pub name: String,
+    /// What sits behind the bridge, e.g. "fpga".
+    pub kind: String,
+    /// Where the bridge listens, e.g. "tcp://127.0.0.1:7000".
+    pub endpoint: String,
+}

@@ -1,0 +1,37 @@
+//! mass-protocol: what Mass nodes and clients say to each other.
+//!
+//! Nothing in this crate does I/O. It defines the values that cross a process
+//! boundary and the one place where they are turned into bytes.
+//!
+//! # Layout
+//! - [`codec`]: the only encoder/decoder (bincode 2 behind a size limit).
+//! - [`content_id`]: [`ContentId`], the blake3 name of every stored artifact.
+//! - [`hardware`]: what a node has: CPU, memory, measured GEMM speed, GPUs, bridges.
+//! - [`advert`]: the periodic gossip a node publishes about itself ([`Advert`], [`Load`]).
+//! - [`rpc`]: request-response messages between nodes.
+//! - [`api`]: JSON bodies of the HTTP API under `/v1`.
+//! - [`names`]: protocol names, gossip topics and the protocol version.
+//!
+//! # Wire rules
+//! With bincode the order of enum variants and struct fields *is* the wire
+//! format: append variants, never reorder, and leave retired slots in place.
+//! `tests/golden.rs`-style tests beside each module pin the bytes.
+//!
+//! ```
+//! use mass_protocol::{codec, rpc::Request};
+//! let bytes = codec::encode(&Request::GetAdvert).unwrap();
+//! let back: Request = codec::decode(&bytes, codec::MAX_RPC_MESSAGE).unwrap();
+//! assert_eq!(back, Request::GetAdvert);
+//! ```
+
+pub mod advert;
+pub mod api;
+pub mod codec;
+pub mod content_id;
+pub mod hardware;
+pub mod names;
+pub mod rpc;
+
+pub use advert::{Advert, Load, QueueDepth};
+pub use content_id::ContentId;
+pub use hardware::{BridgeInfo, CpuInfo, GpuAdapter, GpuDeviceType, GpuLimits, HardwareProfile};

@@ -1,0 +1,15 @@
+//! Protocol names, gossip topics and the version of the protocol.
+//!
+//! An incompatible change to a message gets a new name (`/1` -> `/2`), so that
+//! old and new nodes fail to negotiate instead of misreading each other.
+
+/// Version of the Mass protocol spoken by this build; carried in adverts.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// identify's protocol version string; peers that differ are not Mass peers.
+pub const IDENTIFY_PROTOCOL: &str = "/mass/1.0.0";
+/// Node-to-node request-response protocol.
+pub const RPC_PROTOCOL: &str = "/mass/rpc/1";
+/// Kademlia protocol name (kept apart from the public IPFS DHT).
+pub const KAD_PROTOCOL: &str = "/mass/kad/1";
+/// Gossip topic carrying hardware and load adverts.
+pub const ADVERT_TOPIC: &str = "/mass/adverts/1";

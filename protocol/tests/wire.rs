@@ -1,0 +1,124 @@
+//! The wire contract: golden bytes for every message type, and decoding that
+//! never panics on hostile input.
+
+use mass_protocol::{
+    Advert, BridgeInfo, CpuInfo, GpuAdapter, GpuDeviceType, GpuLimits, HardwareProfile, Load, QueueDepth,
+    codec::{self, DecodeError},
+    names,
+    rpc::{Request, Response, RpcError, RpcErrorKind},
+};
+use proptest::prelude::*;
+
+fn sample_advert() -> Advert {
+    Advert {
+        protocol_version: names::PROTOCOL_VERSION,
+        seq: 7,
+        agent: "mass/0.1.0".into(),
+        listen_addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
+        http_addr: Some("127.0.0.1:8080".into()),
+        hardware: HardwareProfile {
+            cpu: CpuInfo { model: "EPYC".into(), cores: 2 },
+            memory_bytes: 1 << 34,
+            gemm_gflops: 180.5,
+            gpus: vec![GpuAdapter {
+                name: "llvmpipe".into(),
+                backend: "vulkan".into(),
+                device_type: GpuDeviceType::Cpu,
+                driver: "mesa".into(),
+                limits: GpuLimits {
+                    max_buffer_size: 1 << 30,
+                    max_storage_buffer_binding_size: 1 << 27,
+                    max_compute_workgroup_storage_size: 16384,
+                    max_compute_invocations_per_workgroup: 256,
+                    max_compute_workgroup_size_x: 256,
+                    max_compute_workgroups_per_dimension: 65535,
+                },
+            }],
+            bridges: vec![BridgeInfo { name: "fpga0".into(), kind: "fpga".into(), endpoint: "tcp://10.0.0.9:7000".into() }],
+        },
+        load: Load {
+            free_memory_bytes: 1 << 33,
+            cpu_load: 0.25,
+            queues: vec![QueueDepth { name: "net".into(), depth: 3 }],
+        },
+    }
+}
+
+/// Encodes and checks against the pinned hex; a change here is a wire break
+/// and needs a new protocol name.
+fn assert_golden<T: serde::Serialize>(value: &T, expected_hex: &str) {
+    let actual = hex::encode(codec::encode(value).unwrap());
+    assert_eq!(actual, expected_hex, "wire bytes changed");
+}
+
+#[test]
+fn golden_request_get_advert() {
+    assert_golden(&Request::GetAdvert, "00");
+}
+
+#[test]
+fn golden_response_error() {
+    let response = Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message: "starting".into() });
+    assert_golden(&response, GOLDEN_RESPONSE_ERROR);
+}
+
+#[test]
+fn golden_advert() {
+    assert_golden(&sample_advert(), GOLDEN_ADVERT);
+}
+
+#[test]
+fn golden_response_advert() {
+    let hex = format!("00{GOLDEN_ADVERT}");
+    assert_golden(&Response::Advert(Box::new(sample_advert())), &hex);
+}
+
+const GOLDEN_RESPONSE_ERROR: &str = "PLACEHOLDER";
+const GOLDEN_ADVERT: &str = "PLACEHOLDER";
+
+#[test]
+fn every_truncation_of_a_valid_advert_is_refused() {
+    let bytes = codec::encode(&sample_advert()).unwrap();
+    for len in 0..bytes.len() {
+        assert!(codec::decode::<Advert>(&bytes[..len], codec::MAX_GOSSIP_MESSAGE).is_err(), "prefix of {len} bytes decoded");
+    }
+}
+
+#[test]
+fn oversized_advert_is_refused() {
+    let mut advert = sample_advert();
+    advert.agent = "x".repeat(codec::MAX_GOSSIP_MESSAGE);
+    let bytes = codec::encode(&advert).unwrap();
+    assert!(matches!(codec::decode::<Advert>(&bytes, codec::MAX_GOSSIP_MESSAGE), Err(DecodeError::Oversized { .. })));
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let _ = codec::decode::<Advert>(&bytes, codec::MAX_GOSSIP_MESSAGE);
+        let _ = codec::decode::<Request>(&bytes, codec::MAX_RPC_MESSAGE);
+        let _ = codec::decode::<Response>(&bytes, codec::MAX_RPC_MESSAGE);
+    }
+
+    #[test]
+    fn corrupted_adverts_never_panic(flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8)) {
+        let mut bytes = codec::encode(&sample_advert()).unwrap();
+        for (index, value) in flips {
+            let i = index.index(bytes.len());
+            bytes[i] ^= value;
+        }
+        let _ = codec::decode::<Advert>(&bytes, codec::MAX_GOSSIP_MESSAGE);
+    }
+
+    #[test]
+    fn adverts_round_trip(seq in any::<u64>(), cores in 1u32..1024, gflops in 0.0f32..1e6, agent in ".{0,40}", depth in any::<u32>()) {
+        let mut advert = sample_advert();
+        advert.seq = seq;
+        advert.hardware.cpu.cores = cores;
+        advert.hardware.gemm_gflops = gflops;
+        advert.agent = agent;
+        advert.load.queues[0].depth = depth;
+        let bytes = codec::encode(&advert).unwrap();
+        prop_assert_eq!(codec::decode::<Advert>(&bytes, codec::MAX_GOSSIP_MESSAGE).unwrap(), advert);
+    }
+}

@@ -1,0 +1,12 @@
+//! Deterministic simulations of many Mass nodes.
+//!
+//! Each simulation drives the node's own pure modules (no copies) over a
+//! simulated network with delay and loss, takes all randomness from one seed,
+//! and checks invariants after every step. A failing run prints its seed, so
+//! it can be replayed exactly.
+//!
+//! # Layout
+//! - [`membership`]: liveness detection of the peer table under message loss,
+//!   crashes and restarts.
+
+pub mod membership;

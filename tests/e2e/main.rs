@@ -1,0 +1,11 @@
+//! End-to-end tests: real `mass` processes on 127.0.0.1 (or in network
+//! namespaces the test creates), checked the way a user would check them.
+//! Every process a test starts is killed when its handle drops.
+
+mod support;
+
+mod cli;
+mod liveness;
+mod mdns;
+mod mesh;
+mod private_mesh;

@@ -1,0 +1,145 @@
+//! Test harness: a temporary folder of nodes, fast liveness settings, polling.
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use mass_sdk::{
+    Client,
+    api::{PeerState, PeerView},
+    local::{LocalNode, NodeOptions},
+};
+
+pub const MASS: &str = env!("CARGO_BIN_EXE_mass");
+
+/// Liveness fast enough for tests, hardware measurement short.
+pub const FAST_CONFIG: &str = r#"
+[membership]
+advert_interval = "250ms"
+down_after = "1500ms"
+forget_after = "60s"
+
+[net]
+bootstrap_timeout = "3s"
+ping_interval = "500ms"
+
+[hardware]
+gemm_size = 128
+gemm_budget = "30ms"
+probe_gpus = false
+"#;
+
+/// A folder holding the data dirs and logs of the nodes of one test.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    config: PathBuf,
+    count: usize,
+}
+
+impl Cluster {
+    pub fn new() -> Self {
+        Self::with_config(FAST_CONFIG)
+    }
+
+    pub fn with_config(toml: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix("mass-e2e-").tempdir().unwrap();
+        let config = dir.path().join("node.toml");
+        std::fs::write(&config, toml).unwrap();
+        Self { dir, config, count: 0 }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Options for the next node (its own data dir and log file).
+    pub fn options(&mut self) -> NodeOptions {
+        let name = format!("node{}", self.count);
+        self.count += 1;
+        self.options_for(&name)
+    }
+
+    /// Options for the node named `name` (reuse a name to restart on its data dir).
+    pub fn options_for(&self, name: &str) -> NodeOptions {
+        let mut options = NodeOptions::new(MASS, self.path().join(name));
+        options.config = Some(self.config.clone());
+        options.log_file = Some(self.path().join(format!("{name}.log")));
+        options
+    }
+
+    pub fn spawn(&mut self, bootstrap: &[&LocalNode]) -> LocalNode {
+        let mut options = self.options();
+        options.bootstrap = bootstrap.iter().map(|n| n.listen_addr().to_owned()).collect();
+        self.start(options)
+    }
+
+    pub fn start(&self, options: NodeOptions) -> LocalNode {
+        let log = options.log_file.clone();
+        LocalNode::spawn(options, Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("node failed to start: {e}\n{}", log.map(|l| read_log(&l)).unwrap_or_default()))
+    }
+
+    pub fn log_of(&self, name: &str) -> String {
+        read_log(&self.path().join(format!("{name}.log")))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for i in 0..self.count {
+                eprintln!("----- log of node{i} -----\n{}", self.log_of(&format!("node{i}")));
+            }
+        }
+    }
+}
+
+pub fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| format!("(no log at {}: {e})", path.display()))
+}
+
+pub async fn peers(node: &LocalNode) -> Vec<PeerView> {
+    Client::new([node.http_url()]).unwrap().peers().await.unwrap_or_default()
+}
+
+/// State of `peer_id` in `node`'s table, if listed.
+pub async fn state_of(node: &LocalNode, peer_id: &str) -> Option<PeerState> {
+    peers(node).await.into_iter().find(|p| p.peer_id == peer_id).map(|p| p.state)
+}
+
+/// True when `node` lists every id in `expected` as up, with hardware.
+pub async fn lists_up_with_hardware(node: &LocalNode, expected: &[&str]) -> bool {
+    let table = peers(node).await;
+    expected.iter().all(|id| {
+        table.iter().any(|p| p.peer_id == *id && p.state == PeerState::Up && p.hardware.is_some() && p.load.is_some())
+    })
+}
+
+/// Polls `condition` every 100 ms until it holds or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut condition: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if condition().await {
+            return start.elapsed();
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs `mass` with arguments and returns (success, stdout, stderr).
+pub fn mass(args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(MASS).args(args).output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
