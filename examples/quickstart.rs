@@ -22,7 +22,10 @@ const FORM_TIMEOUT: Duration = Duration::from_secs(30);
 async fn main() -> anyhow::Result<()> {
     let binary = find_mass_binary()?;
     let work = tempfile_dir()?;
-    println!("Starting a mesh of {NODES} nodes on 127.0.0.1 (data under {})", work.display());
+    println!(
+        "Starting a mesh of {NODES} nodes on 127.0.0.1 (data under {})",
+        work.display()
+    );
 
     let started = Instant::now();
     let mut nodes: Vec<LocalNode> = Vec::new();
@@ -32,12 +35,21 @@ async fn main() -> anyhow::Result<()> {
         if let Some(first) = nodes.first() {
             options.bootstrap.push(first.listen_addr().to_owned());
         }
-        let node = LocalNode::spawn(options, Duration::from_secs(60)).with_context(|| format!("starting node {i}"))?;
-        println!("  node {i}: peer {} | HTTP {} | libp2p {}", node.peer_id(), node.http_url(), node.listen_addr());
+        let node = LocalNode::spawn(options, Duration::from_secs(60))
+            .with_context(|| format!("starting node {i}"))?;
+        println!(
+            "  node {i}: peer {} | HTTP {} | libp2p {}",
+            node.peer_id(),
+            node.http_url(),
+            node.listen_addr()
+        );
         nodes.push(node);
     }
 
-    let clients = nodes.iter().map(|n| Client::new([n.http_url()])).collect::<Result<Vec<_>, _>>()?;
+    let clients = nodes
+        .iter()
+        .map(|n| Client::new([n.http_url()]))
+        .collect::<Result<Vec<_>, _>>()?;
     let deadline = Instant::now() + FORM_TIMEOUT;
     loop {
         let mut formed = true;
@@ -48,52 +60,42 @@ async fn main() -> anyhow::Result<()> {
             break;
         }
         if Instant::now() > deadline {
-            bail!("the mesh did not form within {FORM_TIMEOUT:?}; node logs are in {}", work.display());
+            bail!(
+                "the mesh did not form within {FORM_TIMEOUT:?}; node logs are in {}",
+                work.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!("Mesh formed in {:.1} s: every node sees {NODES} nodes up.\n", started.elapsed().as_secs_f64());
+    println!(
+        "Mesh formed in {:.1} s: every node sees {NODES} nodes up.\n",
+        started.elapsed().as_secs_f64()
+    );
 
-    for (i, client) in clients.iter().enumerate() {
-        println!("Peer table of node {i}:");
-        print!("{}", mass_node_table(&client.peers().await?));
+    for (i, node) in nodes.iter().enumerate() {
+        println!("$ mass peers --node {}    # node {i}", node.http_url());
+        let status = std::process::Command::new(&binary)
+            .args(["peers", "--node", node.http_url()])
+            .status()?;
+        if !status.success() {
+            bail!("mass peers failed for node {i}");
+        }
         println!();
     }
 
     for node in &mut nodes {
         node.stop(Duration::from_secs(10));
     }
+    std::fs::remove_dir_all(&work).ok();
     println!("Mesh stopped.");
     Ok(())
 }
 
 fn is_formed(peers: &[PeerView]) -> bool {
-    peers.len() == NODES && peers.iter().all(|p| p.state == PeerState::Up && p.hardware.is_some())
-}
-
-/// The same table `mass peers` prints, built from the SDK's types.
-fn mass_node_table(peers: &[PeerView]) -> String {
-    let mut out = String::new();
-    for p in peers {
-        let hw = p.hardware.as_ref().expect("formed mesh has hardware");
-        let gpus = if hw.gpus.is_empty() {
-            "no GPU".to_owned()
-        } else {
-            hw.gpus.iter().map(|g| format!("{} via {}", g.name, g.backend)).collect::<Vec<_>>().join(", ")
-        };
-        out.push_str(&format!(
-            "  {}{}  {:?}  {} x {}  {:.1} GiB  GEMM {:.0} GFLOP/s  {}\n",
-            p.peer_id,
-            if p.is_self { " (self)" } else { "" },
-            p.state,
-            hw.cpu.cores,
-            hw.cpu.model,
-            hw.memory_bytes as f64 / (1u64 << 30) as f64,
-            hw.gemm_gflops,
-            gpus
-        ));
-    }
-    out
+    peers.len() == NODES
+        && peers
+            .iter()
+            .all(|p| p.state == PeerState::Up && p.hardware.is_some())
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {

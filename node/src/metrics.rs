@@ -82,16 +82,36 @@ impl Metrics {
             failed_handshakes: Counter::default(),
         };
         let mut registry = Registry::with_prefix("mass");
-        registry.register("messages_in", "Messages received, by protocol", metrics.messages_in.clone());
-        registry.register("messages_out", "Messages sent, by protocol", metrics.messages_out.clone());
-        registry.register("bytes_in", "Payload bytes received, by protocol", metrics.bytes_in.clone());
-        registry.register("bytes_out", "Payload bytes sent, by protocol", metrics.bytes_out.clone());
+        registry.register(
+            "messages_in",
+            "Messages received, by protocol",
+            metrics.messages_in.clone(),
+        );
+        registry.register(
+            "messages_out",
+            "Messages sent, by protocol",
+            metrics.messages_out.clone(),
+        );
+        registry.register(
+            "bytes_in",
+            "Payload bytes received, by protocol",
+            metrics.bytes_in.clone(),
+        );
+        registry.register(
+            "bytes_out",
+            "Payload bytes sent, by protocol",
+            metrics.bytes_out.clone(),
+        );
         registry.register(
             "decode_failures",
             "Messages from peers dropped as malformed or oversized, by protocol",
             metrics.decode_failures.clone(),
         );
-        registry.register("peers", "Peers in the membership table, by state", metrics.peers.clone());
+        registry.register(
+            "peers",
+            "Peers in the membership table, by state",
+            metrics.peers.clone(),
+        );
         registry.register(
             "dropped_events",
             "Network events dropped because an actor's mailbox was full",
@@ -102,8 +122,20 @@ impl Metrics {
             "Incoming or outgoing connections that failed before the peer was authenticated (wrong network key, not a Mass node)",
             metrics.failed_handshakes.clone(),
         );
-        // Make both states visible from the first scrape.
+        // Every series is visible from the first scrape, at zero.
         metrics.set_peers(0, 0);
+        for protocol in [Protocol::Advert, Protocol::Rpc] {
+            let labels = ProtocolLabels { protocol };
+            for family in [
+                &metrics.messages_in,
+                &metrics.messages_out,
+                &metrics.bytes_in,
+                &metrics.bytes_out,
+                &metrics.decode_failures,
+            ] {
+                let _ = family.get_or_create(&labels);
+            }
+        }
         (metrics, Arc::new(registry))
     }
 
@@ -120,16 +152,28 @@ impl Metrics {
     }
 
     pub fn decode_failure(&self, protocol: Protocol) {
-        self.decode_failures.get_or_create(&ProtocolLabels { protocol }).inc();
+        self.decode_failures
+            .get_or_create(&ProtocolLabels { protocol })
+            .inc();
     }
 
     pub fn decode_failures(&self, protocol: Protocol) -> u64 {
-        self.decode_failures.get_or_create(&ProtocolLabels { protocol }).get()
+        self.decode_failures
+            .get_or_create(&ProtocolLabels { protocol })
+            .get()
     }
 
     pub fn set_peers(&self, up: usize, down: usize) {
-        self.peers.get_or_create(&StateLabels { state: PeerStateLabel::Up }).set(up as i64);
-        self.peers.get_or_create(&StateLabels { state: PeerStateLabel::Down }).set(down as i64);
+        self.peers
+            .get_or_create(&StateLabels {
+                state: PeerStateLabel::Up,
+            })
+            .set(up as i64);
+        self.peers
+            .get_or_create(&StateLabels {
+                state: PeerStateLabel::Down,
+            })
+            .set(down as i64);
     }
 
     pub fn dropped_event(&self) {
@@ -144,7 +188,8 @@ impl Metrics {
 /// Renders the registry in the Prometheus/OpenMetrics text format.
 pub fn render(registry: &Registry) -> String {
     let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, registry).expect("writing to a String cannot fail");
+    prometheus_client::encoding::text::encode(&mut out, registry)
+        .expect("writing to a String cannot fail");
     out
 }
 
@@ -158,9 +203,18 @@ mod tests {
         metrics.received(Protocol::Advert, 120);
         metrics.decode_failure(Protocol::Rpc);
         let text = render(&registry);
-        assert!(text.contains("mass_messages_in_total{protocol=\"advert\"} 1"), "{text}");
-        assert!(text.contains("mass_bytes_in_total{protocol=\"advert\"} 120"), "{text}");
-        assert!(text.contains("mass_decode_failures_total{protocol=\"rpc\"} 1"), "{text}");
+        assert!(
+            text.contains("mass_messages_in_total{protocol=\"advert\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mass_bytes_in_total{protocol=\"advert\"} 120"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mass_decode_failures_total{protocol=\"rpc\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("mass_peers{state=\"up\"} 0"), "{text}");
     }
 }

@@ -21,7 +21,10 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
     #[error(transparent)]
@@ -31,13 +34,19 @@ pub enum StartError {
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: Multiaddr, reason: String },
     #[error("cannot serve HTTP on {addr}: {source}")]
-    Http { addr: std::net::SocketAddr, source: std::io::Error },
+    Http {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error(
         "could not reach any bootstrap peer within {timeout:?}: {failures}. Check that the peers run and, if the mesh is private, that this node has the same network key"
     )]
     Bootstrap { timeout: Duration, failures: String },
     #[error("cannot write {path}: {source}")]
-    Endpoints { path: PathBuf, source: std::io::Error },
+    Endpoints {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the network task stopped while starting")]
     NetStopped,
 }
@@ -49,20 +58,36 @@ pub enum StartError {
 /// atomically before the node joins, and membership is rebuilt from gossip.
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
+    std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
     let endpoints_path = data_dir.join(ENDPOINTS_FILE);
     let _ = std::fs::remove_file(&endpoints_path);
 
     let keypair = identity::load_or_create(data_dir)?;
     let local_peer_id = keypair.public().to_peer_id();
-    let psk = config.net.network_key.as_deref().map(network_key::load).transpose()?;
+    let psk = config
+        .net
+        .network_key
+        .as_deref()
+        .map(network_key::load)
+        .transpose()?;
     if let Some(psk) = &psk {
         info!(fingerprint = %psk.fingerprint(), "private mesh: pre-shared network key in use");
     }
 
-    let http_listener = std::net::TcpListener::bind(config.http.listen)
-        .map_err(|source| StartError::Http { addr: config.http.listen, source })?;
-    let http_addr = http_listener.local_addr().map_err(|source| StartError::Http { addr: config.http.listen, source })?;
+    let http_listener =
+        std::net::TcpListener::bind(config.http.listen).map_err(|source| StartError::Http {
+            addr: config.http.listen,
+            source,
+        })?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| StartError::Http {
+            addr: config.http.listen,
+            source,
+        })?;
 
     let hardware_config = config.hardware.clone();
     let hardware = tokio::task::spawn_blocking(move || hardware::detect(&hardware_config));
@@ -72,22 +97,38 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     for addr in &config.net.listen {
         swarm
             .listen_on(addr.clone())
-            .map_err(|e| StartError::Listen { addr: addr.clone(), reason: listen_reason(&e) })?;
+            .map_err(|e| StartError::Listen {
+                addr: addr.clone(),
+                reason: listen_reason(&e),
+            })?;
     }
 
-    let membership = MembershipActor::new(local_peer_id, config.membership, metrics.clone()).start();
+    let membership =
+        MembershipActor::new(local_peer_id, config.membership, metrics.clone()).start();
     let (command_tx, command_rx) = mpsc::channel(net::COMMAND_CAPACITY);
     let net_client = NetClient::new(command_tx, local_peer_id);
-    let task = NetTask::new(swarm, command_rx, membership.clone().recipient(), metrics.clone(), config.net.max_connections)
-        .map_err(|e| StartError::Build(net::swarm::BuildError::from(e)))?;
+    let task = NetTask::new(
+        swarm,
+        command_rx,
+        membership.clone().recipient(),
+        metrics.clone(),
+        config.net.max_connections,
+    )
+    .map_err(|e| StartError::Build(net::swarm::BuildError::from(e)))?;
     let net_task = tokio::spawn(task.run());
 
     let started = async {
         bootstrap(&net_client, &config.net).await?;
         let listen_addrs = wait_for_listen_addrs(&net_client).await?;
         let hardware = hardware.await.expect("hardware detection does not panic");
-        Advertiser::new(hardware, Some(http_addr.to_string()), config.membership.advert_interval, net_client.clone(), membership.clone())
-            .start();
+        Advertiser::new(
+            hardware,
+            Some(http_addr.to_string()),
+            config.membership.advert_interval,
+            net_client.clone(),
+            membership.clone(),
+        )
+        .start();
         Ok::<_, StartError>(listen_addrs)
     }
     .await;
@@ -99,8 +140,15 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         }
     };
 
-    let state = http::State { peer_id: local_peer_id.to_string(), membership: membership.clone(), registry };
-    let server = http::serve(http_listener, state).map_err(|source| StartError::Http { addr: http_addr, source })?;
+    let state = http::State {
+        peer_id: local_peer_id.to_string(),
+        membership: membership.clone(),
+        registry,
+    };
+    let server = http::serve(http_listener, state).map_err(|source| StartError::Http {
+        addr: http_addr,
+        source,
+    })?;
     let server_handle = server.handle();
     tokio::spawn(server);
     info!(peer_id = %local_peer_id, http = %http_addr, "node started");
@@ -111,7 +159,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         listen_addrs: listen_addrs.iter().map(ToString::to_string).collect(),
         pid: std::process::id(),
     };
-    write_endpoints(&endpoints_path, &endpoints).map_err(|source| StartError::Endpoints { path: endpoints_path.clone(), source })?;
+    write_endpoints(&endpoints_path, &endpoints).map_err(|source| StartError::Endpoints {
+        path: endpoints_path.clone(),
+        source,
+    })?;
 
     shutdown.await;
     info!("shutting down");
@@ -122,20 +173,15 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     Ok(())
 }
 
+/// The operating system's words for a failed listen, e.g. "Address already in
+/// use (os error 98)".
 fn listen_reason(error: &libp2p::TransportError<std::io::Error>) -> String {
-    use std::error::Error;
-    let mut source: Option<&dyn Error> = Some(error);
-    while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return match io.kind() {
-                std::io::ErrorKind::AddrInUse => "address already in use".into(),
-                std::io::ErrorKind::AddrNotAvailable => "address not available on this machine".into(),
-                _ => io.to_string(),
-            };
+    match error {
+        libp2p::TransportError::Other(io) => io.to_string(),
+        libp2p::TransportError::MultiaddrNotSupported(_) => {
+            "no transport for this address; use /ip4/.../tcp/PORT".into()
         }
-        source = e.source();
     }
-    error.to_string()
 }
 
 /// Dials every bootstrap address at once; succeeds when at least one answers.
@@ -156,9 +202,15 @@ async fn bootstrap(net: &NetClient, config: &net::Config) -> Result<(), StartErr
         }
     });
     let results = futures::future::join_all(dials).await;
-    let failures: Vec<String> = results.iter().filter_map(|r| r.as_ref().err().cloned()).collect();
+    let failures: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().cloned())
+        .collect();
     if failures.len() == results.len() {
-        return Err(StartError::Bootstrap { timeout: config.bootstrap_timeout, failures: failures.join("; ") });
+        return Err(StartError::Bootstrap {
+            timeout: config.bootstrap_timeout,
+            failures: failures.join("; "),
+        });
     }
     for failure in failures {
         warn!("bootstrap peer unreachable: {failure}");
@@ -168,7 +220,10 @@ async fn bootstrap(net: &NetClient, config: &net::Config) -> Result<(), StartErr
 
 async fn wait_for_listen_addrs(net: &NetClient) -> Result<Vec<Multiaddr>, StartError> {
     for _ in 0..200 {
-        let addrs = net.listen_addrs().await.map_err(|_| StartError::NetStopped)?;
+        let addrs = net
+            .listen_addrs()
+            .await
+            .map_err(|_| StartError::NetStopped)?;
         if !addrs.is_empty() {
             return Ok(addrs);
         }
@@ -179,6 +234,9 @@ async fn wait_for_listen_addrs(net: &NetClient) -> Result<Vec<Multiaddr>, StartE
 
 fn write_endpoints(path: &std::path::Path, endpoints: &NodeEndpoints) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(endpoints).expect("endpoints serialize"))?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(endpoints).expect("endpoints serialize"),
+    )?;
     std::fs::rename(&tmp, path)
 }

@@ -2,7 +2,8 @@
 //! never panics on hostile input.
 
 use mass_protocol::{
-    Advert, BridgeInfo, CpuInfo, GpuAdapter, GpuDeviceType, GpuLimits, HardwareProfile, Load, QueueDepth,
+    Advert, BridgeInfo, CpuInfo, GpuAdapter, GpuDeviceType, GpuLimits, HardwareProfile, Load,
+    QueueDepth,
     codec::{self, DecodeError},
     names,
     rpc::{Request, Response, RpcError, RpcErrorKind},
@@ -17,7 +18,10 @@ fn sample_advert() -> Advert {
         listen_addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
         http_addr: Some("127.0.0.1:8080".into()),
         hardware: HardwareProfile {
-            cpu: CpuInfo { model: "EPYC".into(), cores: 2 },
+            cpu: CpuInfo {
+                model: "EPYC".into(),
+                cores: 2,
+            },
             memory_bytes: 1 << 34,
             gemm_gflops: 180.5,
             gpus: vec![GpuAdapter {
@@ -34,12 +38,19 @@ fn sample_advert() -> Advert {
                     max_compute_workgroups_per_dimension: 65535,
                 },
             }],
-            bridges: vec![BridgeInfo { name: "fpga0".into(), kind: "fpga".into(), endpoint: "tcp://10.0.0.9:7000".into() }],
+            bridges: vec![BridgeInfo {
+                name: "fpga0".into(),
+                kind: "fpga".into(),
+                endpoint: "tcp://10.0.0.9:7000".into(),
+            }],
         },
         load: Load {
             free_memory_bytes: 1 << 33,
             cpu_load: 0.25,
-            queues: vec![QueueDepth { name: "net".into(), depth: 3 }],
+            queues: vec![QueueDepth {
+                name: "net".into(),
+                depth: 3,
+            }],
         },
     }
 }
@@ -58,7 +69,10 @@ fn golden_request_get_advert() {
 
 #[test]
 fn golden_response_error() {
-    let response = Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message: "starting".into() });
+    let response = Response::Error(RpcError {
+        kind: RpcErrorKind::Unavailable,
+        message: "starting".into(),
+    });
     assert_golden(&response, GOLDEN_RESPONSE_ERROR);
 }
 
@@ -73,14 +87,22 @@ fn golden_response_advert() {
     assert_golden(&Response::Advert(Box::new(sample_advert())), &hex);
 }
 
-const GOLDEN_RESPONSE_ERROR: &str = "PLACEHOLDER";
-const GOLDEN_ADVERT: &str = "PLACEHOLDER";
+const GOLDEN_RESPONSE_ERROR: &str = "0100087374617274696e67";
+const GOLDEN_ADVERT: &str = concat!(
+    "01070a6d6173732f302e312e3001172f6970342f3132372e302e302e312f7463702f34303031010e3132372e302e30",
+    "2e313a38303830044550594302fd00000000040000000080344301086c6c766d706970650676756c6b616e04046d65",
+    "7361fc00000040fc00000008fb0040fb0001fb0001fbffff010566706761300466706761137463703a2f2f31302e30",
+    "2e302e393a37303030fd00000000020000000000803e01036e657403",
+);
 
 #[test]
 fn every_truncation_of_a_valid_advert_is_refused() {
     let bytes = codec::encode(&sample_advert()).unwrap();
     for len in 0..bytes.len() {
-        assert!(codec::decode::<Advert>(&bytes[..len], codec::MAX_GOSSIP_MESSAGE).is_err(), "prefix of {len} bytes decoded");
+        assert!(
+            codec::decode::<Advert>(&bytes[..len], codec::MAX_GOSSIP_MESSAGE).is_err(),
+            "prefix of {len} bytes decoded"
+        );
     }
 }
 
@@ -89,7 +111,10 @@ fn oversized_advert_is_refused() {
     let mut advert = sample_advert();
     advert.agent = "x".repeat(codec::MAX_GOSSIP_MESSAGE);
     let bytes = codec::encode(&advert).unwrap();
-    assert!(matches!(codec::decode::<Advert>(&bytes, codec::MAX_GOSSIP_MESSAGE), Err(DecodeError::Oversized { .. })));
+    assert!(matches!(
+        codec::decode::<Advert>(&bytes, codec::MAX_GOSSIP_MESSAGE),
+        Err(DecodeError::Oversized { .. })
+    ));
 }
 
 proptest! {

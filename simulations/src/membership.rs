@@ -86,11 +86,22 @@ pub struct Violation {
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
     /// Ordered by time, then kind, then ids: fully deterministic.
-    Deliver { from: u32, to: u32 },
-    Advertise { node: u32 },
-    Tick { node: u32 },
-    Crash { node: u32 },
-    Restart { node: u32 },
+    Deliver {
+        from: u32,
+        to: u32,
+    },
+    Advertise {
+        node: u32,
+    },
+    Tick {
+        node: u32,
+    },
+    Crash {
+        node: u32,
+    },
+    Restart {
+        node: u32,
+    },
 }
 
 struct Node {
@@ -106,12 +117,22 @@ pub fn run(scenario: &Scenario) -> Result<Report, Violation> {
     let interval = scenario.membership.advert_interval.as_millis() as u64;
     let down_after = scenario.membership.down_after.as_millis() as u64;
     let mut nodes: Vec<Node> = (0..scenario.nodes)
-        .map(|_| Node { alive: true, table: PeerTable::new(scenario.membership), heard: BTreeMap::new() })
+        .map(|_| Node {
+            alive: true,
+            table: PeerTable::new(scenario.membership),
+            heard: BTreeMap::new(),
+        })
         .collect();
     let mut queue: BinaryHeap<Reverse<(u64, Event)>> = BinaryHeap::new();
     for node in 0..scenario.nodes {
-        queue.push(Reverse((rng.random_range(0..interval), Event::Advertise { node })));
-        queue.push(Reverse((rng.random_range(0..scenario.tick_ms), Event::Tick { node })));
+        queue.push(Reverse((
+            rng.random_range(0..interval),
+            Event::Advertise { node },
+        )));
+        queue.push(Reverse((
+            rng.random_range(0..scenario.tick_ms),
+            Event::Tick { node },
+        )));
     }
     for _ in 0..scenario.crashes {
         let node = rng.random_range(0..scenario.nodes);
@@ -121,7 +142,11 @@ pub fn run(scenario: &Scenario) -> Result<Report, Violation> {
     // When each node last crashed, and its last advert delivery time anywhere.
     let mut crashed_at: BTreeMap<u32, u64> = BTreeMap::new();
     let mut report = Report::default();
-    let violation = |at_ms, what: String| Violation { seed: scenario.seed, at_ms, what };
+    let violation = |at_ms, what: String| Violation {
+        seed: scenario.seed,
+        at_ms,
+        what,
+    };
 
     while let Some(Reverse((now, event))) = queue.pop() {
         if now > scenario.duration_ms {
@@ -149,7 +174,8 @@ pub fn run(scenario: &Scenario) -> Result<Report, Violation> {
                     continue;
                 }
                 receiver.heard.insert(from, now);
-                if let Some(Transition::Recovered(_)) = receiver.table.observe_advert(from, (), now) {
+                if let Some(Transition::Recovered(_)) = receiver.table.observe_advert(from, (), now)
+                {
                     report.recoveries += 1;
                 }
             }
@@ -160,10 +186,18 @@ pub fn run(scenario: &Scenario) -> Result<Report, Violation> {
                     continue;
                 }
                 for transition in observer.table.tick(now) {
-                    let Transition::WentDown(peer) = transition else { continue };
+                    let Transition::WentDown(peer) = transition else {
+                        continue;
+                    };
                     let heard = observer.heard.get(&peer).copied().unwrap_or(0);
                     if now.saturating_sub(heard) < down_after {
-                        return Err(violation(now, format!("node {node} marked {peer} down {} ms after hearing it", now - heard)));
+                        return Err(violation(
+                            now,
+                            format!(
+                                "node {node} marked {peer} down {} ms after hearing it",
+                                now - heard
+                            ),
+                        ));
                     }
                     match crashed_at.get(&peer) {
                         Some(&at) if at <= now => {
@@ -177,9 +211,21 @@ pub fn run(scenario: &Scenario) -> Result<Report, Violation> {
                 // down_after + one tick of the last advert delivered here.
                 let bound = down_after + scenario.tick_ms;
                 for &peer in crashed_at.keys() {
-                    let Some(&heard) = observer.heard.get(&peer) else { continue };
-                    if now > heard + bound && observer.table.get(&peer).is_some_and(|e| e.state == PeerState::Up) {
-                        return Err(violation(now, format!("node {node} still has crashed {peer} up (last heard {heard} ms)")));
+                    let Some(&heard) = observer.heard.get(&peer) else {
+                        continue;
+                    };
+                    if now > heard + bound
+                        && observer
+                            .table
+                            .get(&peer)
+                            .is_some_and(|e| e.state == PeerState::Up)
+                    {
+                        return Err(violation(
+                            now,
+                            format!(
+                                "node {node} still has crashed {peer} up (last heard {heard} ms)"
+                            ),
+                        ));
                     }
                 }
             }
@@ -191,12 +237,18 @@ pub fn run(scenario: &Scenario) -> Result<Report, Violation> {
                 n.alive = false;
                 report.crashes += 1;
                 crashed_at.insert(node, now);
-                queue.push(Reverse((now + scenario.restart_after_ms, Event::Restart { node })));
+                queue.push(Reverse((
+                    now + scenario.restart_after_ms,
+                    Event::Restart { node },
+                )));
             }
             Event::Restart { node } => {
                 // A restart loses the table (it lives in memory), keeps the id.
-                nodes[node as usize] =
-                    Node { alive: true, table: PeerTable::new(scenario.membership), heard: BTreeMap::new() };
+                nodes[node as usize] = Node {
+                    alive: true,
+                    table: PeerTable::new(scenario.membership),
+                    heard: BTreeMap::new(),
+                };
                 crashed_at.remove(&node);
                 queue.push(Reverse((now + 1, Event::Advertise { node })));
             }
@@ -214,7 +266,10 @@ mod tests {
         for seed in 0..4 {
             let scenario = Scenario::small(seed);
             let report = run(&scenario).unwrap_or_else(|v| panic!("{v}"));
-            assert!(report.crashes > 0, "seed {seed}: the schedule crashed nobody");
+            assert!(
+                report.crashes > 0,
+                "seed {seed}: the schedule crashed nobody"
+            );
             assert!(report.detections > 0, "seed {seed}: {report:?}");
         }
     }

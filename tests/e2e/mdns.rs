@@ -20,11 +20,18 @@ struct Lan {
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
-    let output = Command::new("ip").args(args).output().map_err(|e| format!("cannot run ip: {e}"))?;
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
     if output.status.success() {
         Ok(())
     } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim()))
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
     }
 }
 
@@ -40,10 +47,31 @@ impl Lan {
             ip(&["netns", "add", ns])?;
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
-        ip(&["link", "add", &veth_a, "netns", &lan.namespaces[0], "type", "veth", "peer", "name", &veth_b, "netns", &lan.namespaces[1]])?;
+        ip(&[
+            "link",
+            "add",
+            &veth_a,
+            "netns",
+            &lan.namespaces[0],
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &veth_b,
+            "netns",
+            &lan.namespaces[1],
+        ])?;
         for (i, veth) in [&veth_a, &veth_b].into_iter().enumerate() {
             let ns = &lan.namespaces[i];
-            ip(&["-n", ns, "addr", "add", &format!("{}/24", lan.addresses[i]), "dev", veth])?;
+            ip(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{}/24", lan.addresses[i]),
+                "dev",
+                veth,
+            ])?;
             ip(&["-n", ns, "link", "set", veth, "multicast", "on", "up"])?;
         }
         Ok(lan)
@@ -69,7 +97,10 @@ impl Drop for Proc {
 }
 
 fn peers_in(ns: &str, url: &str) -> Vec<PeerView> {
-    let output = Command::new("ip").args(["netns", "exec", ns, MASS, "peers", "--json", "--node", url]).output().unwrap();
+    let output = Command::new("ip")
+        .args(["netns", "exec", ns, MASS, "peers", "--json", "--node", url])
+        .output()
+        .unwrap();
     serde_json::from_slice(&output.stdout).unwrap_or_default()
 }
 
@@ -78,7 +109,9 @@ fn two_nodes_without_bootstrap_find_each_other_by_mdns() {
     let lan = match Lan::create() {
         Ok(lan) => lan,
         Err(reason) => {
-            eprintln!("SKIPPED two_nodes_without_bootstrap_find_each_other_by_mdns: network namespaces unavailable: {reason}");
+            eprintln!(
+                "SKIPPED two_nodes_without_bootstrap_find_each_other_by_mdns: network namespaces unavailable: {reason}"
+            );
             return;
         }
     };
@@ -90,15 +123,32 @@ fn two_nodes_without_bootstrap_find_each_other_by_mdns() {
         options.log_file = Some(cluster.path().join(format!("node{i}.log")));
         let local = mass_sdk::local::LocalNode::command(&options).unwrap();
         // Same command, but inside the namespace, on its LAN address, with mDNS.
-        let mut args: Vec<String> = local.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        let listen = args.iter().position(|a| a == "/ip4/127.0.0.1/tcp/0").unwrap();
+        let mut args: Vec<String> = local
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let listen = args
+            .iter()
+            .position(|a| a == "/ip4/127.0.0.1/tcp/0")
+            .unwrap();
         args[listen] = format!("/ip4/{}/tcp/0", lan.addresses[i]);
         args.retain(|a| a != "--no-mdns");
         let log = std::fs::File::create(options.log_file.as_ref().unwrap()).unwrap();
-        let child = Command::new("ip").args(["netns", "exec", ns, MASS]).args(&args).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(log).spawn().unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, MASS])
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
         let mut proc = Proc(child);
-        let endpoints = mass_sdk::local::wait_for_endpoints(&options.data_dir, &mut proc.0, Duration::from_secs(60))
-            .unwrap_or_else(|e| panic!("{e}\n{}", read_log(options.log_file.as_ref().unwrap())));
+        let endpoints = mass_sdk::local::wait_for_endpoints(
+            &options.data_dir,
+            &mut proc.0,
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", read_log(options.log_file.as_ref().unwrap())));
         nodes.push((proc, endpoints));
     }
 
@@ -106,7 +156,9 @@ fn two_nodes_without_bootstrap_find_each_other_by_mdns() {
     loop {
         let found = nodes.iter().enumerate().all(|(i, (_, me))| {
             let other = &nodes[1 - i].1;
-            peers_in(&lan.namespaces[i], &me.http_url).iter().any(|p| p.peer_id == other.peer_id && p.hardware.is_some())
+            peers_in(&lan.namespaces[i], &me.http_url)
+                .iter()
+                .any(|p| p.peer_id == other.peer_id && p.hardware.is_some())
         });
         if found {
             break;

@@ -44,13 +44,28 @@ pub fn render(peers: &[PeerView]) -> String {
         "LOAD".into(),
     ]];
     for peer in peers {
-        let short = peer.peer_id.chars().rev().take(8).collect::<String>().chars().rev().collect::<String>();
-        let name = if peer.is_self { format!("..{short} (self)") } else { format!("..{short}") };
+        let short = peer
+            .peer_id
+            .chars()
+            .rev()
+            .take(8)
+            .collect::<String>()
+            .chars()
+            .rev()
+            .collect::<String>();
+        let name = if peer.is_self {
+            format!("..{short} (self)")
+        } else {
+            format!("..{short}")
+        };
         let state = match peer.state {
             PeerState::Up => "up",
             PeerState::Down => "down",
         };
-        let seen = format!("{:.1}s ago", now.saturating_sub(peer.last_seen) as f64 / 1000.0);
+        let seen = format!(
+            "{:.1}s ago",
+            now.saturating_sub(peer.last_seen) as f64 / 1000.0
+        );
         let (cpu, cores, memory, gemm, gpus, bridges) = match &peer.hardware {
             Some(hw) => (
                 hw.cpu.model.clone(),
@@ -60,27 +75,66 @@ pub fn render(peers: &[PeerView]) -> String {
                 if hw.gpus.is_empty() {
                     "none".to_owned()
                 } else {
-                    hw.gpus.iter().map(|g| format!("{} ({})", g.name, g.backend)).collect::<Vec<_>>().join(", ")
+                    hw.gpus
+                        .iter()
+                        .map(|g| format!("{} ({})", g.name, g.backend))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 },
                 if hw.bridges.is_empty() {
                     "none".to_owned()
                 } else {
-                    hw.bridges.iter().map(|b| format!("{}:{}", b.name, b.kind)).collect::<Vec<_>>().join(", ")
+                    hw.bridges
+                        .iter()
+                        .map(|b| format!("{}:{}", b.name, b.kind))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 },
             ),
-            None => ("?".into(), "?".into(), "?".into(), "?".into(), "?".into(), "?".into()),
+            None => (
+                "?".into(),
+                "?".into(),
+                "?".into(),
+                "?".into(),
+                "?".into(),
+                "?".into(),
+            ),
         };
         let load = peer
             .load
             .as_ref()
-            .map(|l| format!("cpu {:.2}, free {:.1} GiB, queued {}", l.cpu_load, l.free_memory_bytes as f64 / (1u64 << 30) as f64, l.total_queued()))
+            .map(|l| {
+                format!(
+                    "cpu {:.2}, free {:.1} GiB, queued {}",
+                    l.cpu_load,
+                    l.free_memory_bytes as f64 / (1u64 << 30) as f64,
+                    l.total_queued()
+                )
+            })
             .unwrap_or_else(|| "?".into());
-        rows.push([name, state.into(), seen, cpu, cores, memory, gemm, gpus, bridges, load]);
+        rows.push([
+            name,
+            state.into(),
+            seen,
+            cpu,
+            cores,
+            memory,
+            gemm,
+            gpus,
+            bridges,
+            load,
+        ]);
     }
-    let widths: Vec<usize> = (0..10).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..10)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for row in rows {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }

@@ -50,7 +50,9 @@ pub fn serve(listener: std::net::TcpListener, state: State) -> std::io::Result<S
 }
 
 fn error(status: actix_web::http::StatusCode, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(ErrorBody { error: message.into() })
+    HttpResponse::build(status).json(ErrorBody {
+        error: message.into(),
+    })
 }
 
 async fn health(state: web::Data<State>) -> HttpResponse {
@@ -65,7 +67,10 @@ async fn health(state: web::Data<State>) -> HttpResponse {
 async fn peers(state: web::Data<State>) -> HttpResponse {
     match state.membership.send(GetPeers).await {
         Ok(peers) => HttpResponse::Ok().json(peers),
-        Err(e) => error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, format!("membership unavailable: {e}")),
+        Err(e) => error(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("membership unavailable: {e}"),
+        ),
     }
 }
 

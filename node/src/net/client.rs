@@ -33,11 +33,24 @@ pub enum NetError {
 /// Commands into the network task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, NetError>> },
-    Advertise { advert: Box<Advert> },
-    Request { peer: PeerId, request: Request, reply: oneshot::Sender<Result<Response, NetError>> },
-    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
-    Shutdown { done: oneshot::Sender<()> },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, NetError>>,
+    },
+    Advertise {
+        advert: Box<Advert>,
+    },
+    Request {
+        peer: PeerId,
+        request: Request,
+        reply: oneshot::Sender<Result<Response, NetError>>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// Cloneable handle to the network task.
@@ -49,7 +62,10 @@ pub struct NetClient {
 
 impl NetClient {
     pub(crate) fn new(commands: mpsc::Sender<Command>, local_peer_id: PeerId) -> Self {
-        Self { commands, local_peer_id }
+        Self {
+            commands,
+            local_peer_id,
+        }
     }
 
     pub fn local_peer_id(&self) -> PeerId {
@@ -62,7 +78,10 @@ impl NetClient {
     }
 
     async fn send(&self, command: Command) -> Result<(), NetError> {
-        self.commands.send(command).await.map_err(|_| NetError::Stopped)
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| NetError::Stopped)
     }
 
     /// Dials an address (with or without a `/p2p/` suffix) and resolves once a
@@ -75,13 +94,21 @@ impl NetClient {
 
     /// Publishes this node's advert and keeps it to answer direct requests.
     pub async fn advertise(&self, advert: Advert) -> Result<(), NetError> {
-        self.send(Command::Advertise { advert: Box::new(advert) }).await
+        self.send(Command::Advertise {
+            advert: Box::new(advert),
+        })
+        .await
     }
 
     /// Sends a request to a peer and waits for its response.
     pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, NetError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Request { peer, request, reply }).await?;
+        self.send(Command::Request {
+            peer,
+            request,
+            reply,
+        })
+        .await?;
         answer.await.map_err(|_| NetError::Stopped)?
     }
 

@@ -42,7 +42,7 @@ pub struct NetTask {
 }
 
 impl NetTask {
-    pub fn new(
+    pub(crate) fn new(
         mut swarm: Swarm<Behaviour>,
         commands: mpsc::Receiver<Command>,
         events: Recipient<NetEvent>,
@@ -104,7 +104,10 @@ impl NetTask {
                         self.pending_dials.insert(connection, (addr, reply));
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(NetError::Dial { addr, reason: e.to_string() }));
+                        let _ = reply.send(Err(NetError::Dial {
+                            addr,
+                            reason: e.to_string(),
+                        }));
                     }
                 }
             }
@@ -112,9 +115,14 @@ impl NetTask {
                 self.publish_advert(&advert);
                 self.local_advert = Some(advert);
             }
-            Command::Request { peer, request, reply } => {
+            Command::Request {
+                peer,
+                request,
+                reply,
+            } => {
                 let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
-                self.pending_requests.insert(id, PendingRequest::External(reply));
+                self.pending_requests
+                    .insert(id, PendingRequest::External(reply));
             }
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
@@ -129,7 +137,12 @@ impl NetTask {
             Err(e) => return warn!("cannot encode own advert: {e}"),
         };
         let len = bytes.len();
-        match self.swarm.behaviour_mut().gossipsub.publish(self.advert_topic.clone(), bytes) {
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(self.advert_topic.clone(), bytes)
+        {
             Ok(_) => self.metrics.sent(Protocol::Advert, len),
             // Alone in the mesh, or no subscriber yet: peers get the advert on connect.
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
@@ -148,32 +161,61 @@ impl NetTask {
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => info!("listening on {address}"),
-            SwarmEvent::ConnectionEstablished { peer_id, connection_id, num_established, endpoint, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                num_established,
+                endpoint,
+                ..
+            } => {
                 debug!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
                 if let Some((_, reply)) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
                 if endpoint.is_dialer() {
-                    self.swarm.behaviour_mut().kad.add_address(&peer_id, endpoint.get_remote_address().clone());
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, endpoint.get_remote_address().clone());
                 }
                 if num_established.get() == 1 {
-                    let id = self.swarm.behaviour_mut().rpc.send_request(&peer_id, Request::GetAdvert);
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .rpc
+                        .send_request(&peer_id, Request::GetAdvert);
                     self.pending_requests.insert(id, PendingRequest::Advert);
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                cause,
+                ..
+            } => {
                 debug!(%peer_id, ?cause, "disconnected");
             }
-            SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
                 self.metrics.failed_handshake();
                 match self.pending_dials.remove(&connection_id) {
                     Some((addr, reply)) => {
-                        let _ = reply.send(Err(NetError::Dial { addr, reason: error.to_string() }));
+                        let _ = reply.send(Err(NetError::Dial {
+                            addr,
+                            reason: error.to_string(),
+                        }));
                     }
                     None => debug!(?peer_id, "dial failed: {error}"),
                 }
             }
-            SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
                 self.metrics.failed_handshake();
                 debug!(%send_back_addr, "refused incoming connection: {error}");
             }
@@ -194,21 +236,34 @@ impl NetTask {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
-            BehaviourEvent::Ping(ping::Event { peer, result: Ok(_), .. }) => {
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(_),
+                ..
+            }) => {
                 self.emit(NetEvent::Alive { peer });
             }
-            BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
                 self.on_gossip(propagation_source, message_id, message);
             }
             BehaviourEvent::Rpc(event) => self.on_rpc(event),
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
                     debug!(%peer, %addr, "found by mDNS");
-                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
                     self.dial_learned(peer, vec![addr]);
                 }
             }
-            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. }) => {
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer, addresses, ..
+            }) => {
                 self.dial_learned(peer, addresses.into_vec());
             }
             _ => {}
@@ -218,55 +273,98 @@ impl NetTask {
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
         let len = message.data.len();
         let acceptance = match (message.topic == self.advert_topic.hash(), message.source) {
-            (true, Some(publisher)) => match codec::decode::<Advert>(&message.data, codec::MAX_GOSSIP_MESSAGE) {
-                Ok(advert) => {
-                    self.metrics.received(Protocol::Advert, len);
-                    let addrs = advert.listen_addrs.iter().filter_map(|a| a.parse().ok()).collect();
-                    self.dial_learned(publisher, addrs);
-                    self.emit(NetEvent::Advert { peer: publisher, advert: Box::new(advert) });
-                    gossipsub::MessageAcceptance::Accept
+            (true, Some(publisher)) => {
+                match codec::decode::<Advert>(&message.data, codec::MAX_GOSSIP_MESSAGE) {
+                    Ok(advert) => {
+                        self.metrics.received(Protocol::Advert, len);
+                        let addrs = advert
+                            .listen_addrs
+                            .iter()
+                            .filter_map(|a| a.parse().ok())
+                            .collect();
+                        self.dial_learned(publisher, addrs);
+                        self.emit(NetEvent::Advert {
+                            peer: publisher,
+                            advert: Box::new(advert),
+                        });
+                        gossipsub::MessageAcceptance::Accept
+                    }
+                    Err(e) => {
+                        self.metrics.decode_failure(Protocol::Advert);
+                        warn!(%source, "dropped malformed advert: {e}");
+                        gossipsub::MessageAcceptance::Reject
+                    }
                 }
-                Err(e) => {
-                    self.metrics.decode_failure(Protocol::Advert);
-                    warn!(%source, "dropped malformed advert: {e}");
-                    gossipsub::MessageAcceptance::Reject
-                }
-            },
+            }
             _ => {
                 self.metrics.decode_failure(Protocol::Advert);
                 gossipsub::MessageAcceptance::Reject
             }
         };
-        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&id, &source, acceptance);
     }
 
     fn on_rpc(&mut self, event: request_response::Event<Request, Response>) {
         use request_response::{Event, Message};
         match event {
-            Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
                 let response = self.answer(request);
-                if self.swarm.behaviour_mut().rpc.send_response(channel, response).is_err() {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .rpc
+                    .send_response(channel, response)
+                    .is_err()
+                {
                     debug!(%peer, "peer left before the response was sent");
                 }
             }
-            Event::Message { peer, message: Message::Response { request_id, response }, .. } => {
-                match self.pending_requests.remove(&request_id) {
-                    Some(PendingRequest::Advert) => match response {
-                        Response::Advert(advert) => self.emit(NetEvent::Advert { peer, advert }),
-                        other => debug!(%peer, ?other, "peer did not send its advert"),
+            Event::Message {
+                peer,
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
                     },
-                    Some(PendingRequest::External(reply)) => {
-                        let _ = reply.send(Ok(response));
-                    }
-                    None => {}
+                ..
+            } => match self.pending_requests.remove(&request_id) {
+                Some(PendingRequest::Advert) => match response {
+                    Response::Advert(advert) => self.emit(NetEvent::Advert { peer, advert }),
+                    other => debug!(%peer, ?other, "peer did not send its advert"),
+                },
+                Some(PendingRequest::External(reply)) => {
+                    let _ = reply.send(Ok(response));
+                }
+                None => {}
+            },
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(PendingRequest::External(reply)) =
+                    self.pending_requests.remove(&request_id)
+                {
+                    let _ = reply.send(Err(NetError::Request {
+                        peer,
+                        reason: error.to_string(),
+                    }));
                 }
             }
-            Event::OutboundFailure { peer, request_id, error, .. } => {
-                if let Some(PendingRequest::External(reply)) = self.pending_requests.remove(&request_id) {
-                    let _ = reply.send(Err(NetError::Request { peer, reason: error.to_string() }));
-                }
+            Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, "inbound request failed: {error}")
             }
-            Event::InboundFailure { peer, error, .. } => debug!(%peer, "inbound request failed: {error}"),
             Event::ResponseSent { .. } => {}
         }
     }
@@ -293,7 +391,10 @@ impl NetTask {
         {
             return;
         }
-        let opts = DialOpts::peer_id(peer).addresses(addrs).condition(PeerCondition::DisconnectedAndNotDialing).build();
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
         if let Err(e) = self.swarm.dial(opts) {
             debug!(%peer, "not dialing learned peer: {e}");
         }
