@@ -16,10 +16,10 @@ fn start_fails(cluster: &Cluster, extra: &[&str]) -> String {
         data.to_str().unwrap(),
         "--no-mdns",
     ];
-    if !extra.iter().any(|a| *a == "--listen") {
+    if !extra.contains(&"--listen") {
         args.extend(["--listen", "/ip4/127.0.0.1/tcp/0"]);
     }
-    if !extra.iter().any(|a| *a == "--http") {
+    if !extra.contains(&"--http") {
         args.extend(["--http", "127.0.0.1:0"]);
     }
     args.extend(extra);
