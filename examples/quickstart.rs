@@ -22,10 +22,7 @@ const FORM_TIMEOUT: Duration = Duration::from_secs(30);
 async fn main() -> anyhow::Result<()> {
     let binary = find_mass_binary()?;
     let work = tempfile_dir()?;
-    println!(
-        "Starting a mesh of {NODES} nodes on 127.0.0.1 (data under {})",
-        work.display()
-    );
+    println!("Starting a mesh of {NODES} nodes on 127.0.0.1 (data under {})", work.display());
 
     let started = Instant::now();
     let mut nodes: Vec<LocalNode> = Vec::new();
@@ -35,21 +32,12 @@ async fn main() -> anyhow::Result<()> {
         if let Some(first) = nodes.first() {
             options.bootstrap.push(first.listen_addr().to_owned());
         }
-        let node = LocalNode::spawn(options, Duration::from_secs(60))
-            .with_context(|| format!("starting node {i}"))?;
-        println!(
-            "  node {i}: peer {} | HTTP {} | libp2p {}",
-            node.peer_id(),
-            node.http_url(),
-            node.listen_addr()
-        );
+        let node = LocalNode::spawn(options, Duration::from_secs(60)).with_context(|| format!("starting node {i}"))?;
+        println!("  node {i}: peer {} | HTTP {} | libp2p {}", node.peer_id(), node.http_url(), node.listen_addr());
         nodes.push(node);
     }
 
-    let clients = nodes
-        .iter()
-        .map(|n| Client::new([n.http_url()]))
-        .collect::<Result<Vec<_>, _>>()?;
+    let clients = nodes.iter().map(|n| Client::new([n.http_url()])).collect::<Result<Vec<_>, _>>()?;
     let deadline = Instant::now() + FORM_TIMEOUT;
     loop {
         let mut formed = true;
@@ -60,23 +48,15 @@ async fn main() -> anyhow::Result<()> {
             break;
         }
         if Instant::now() > deadline {
-            bail!(
-                "the mesh did not form within {FORM_TIMEOUT:?}; node logs are in {}",
-                work.display()
-            );
+            bail!("the mesh did not form within {FORM_TIMEOUT:?}; node logs are in {}", work.display());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    println!(
-        "Mesh formed in {:.1} s: every node sees {NODES} nodes up.\n",
-        started.elapsed().as_secs_f64()
-    );
+    println!("Mesh formed in {:.1} s: every node sees {NODES} nodes up.\n", started.elapsed().as_secs_f64());
 
     for (i, node) in nodes.iter().enumerate() {
         println!("$ mass peers --node {}    # node {i}", node.http_url());
-        let status = std::process::Command::new(&binary)
-            .args(["peers", "--node", node.http_url()])
-            .status()?;
+        let status = std::process::Command::new(&binary).args(["peers", "--node", node.http_url()]).status()?;
         if !status.success() {
             bail!("mass peers failed for node {i}");
         }
@@ -92,10 +72,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn is_formed(peers: &[PeerView]) -> bool {
-    peers.len() == NODES
-        && peers
-            .iter()
-            .all(|p| p.state == PeerState::Up && p.hardware.is_some())
+    peers.len() == NODES && peers.iter().all(|p| p.state == PeerState::Up && p.hardware.is_some())
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {

@@ -6,21 +6,11 @@ use ndarray::{Array2, ArrayView2};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("shape mismatch: {op} of {left:?} and {right:?}")]
-    Shape {
-        op: &'static str,
-        left: Vec<usize>,
-        right: Vec<usize>,
-    },
+    Shape { op: &'static str, left: Vec<usize>, right: Vec<usize> },
     #[error("{backend} backend unavailable: {reason}")]
-    Unavailable {
-        backend: &'static str,
-        reason: String,
-    },
+    Unavailable { backend: &'static str, reason: String },
     #[error("{backend} backend failed: {reason}")]
-    Device {
-        backend: &'static str,
-        reason: String,
-    },
+    Device { backend: &'static str, reason: String },
 }
 
 /// A place where tensors are computed.
@@ -35,11 +25,7 @@ pub trait Backend {
 /// Checks that `a @ b` is defined.
 pub(crate) fn check_matmul(a: &ArrayView2<'_, f32>, b: &ArrayView2<'_, f32>) -> Result<(), Error> {
     if a.ncols() != b.nrows() {
-        return Err(Error::Shape {
-            op: "matmul",
-            left: a.shape().to_vec(),
-            right: b.shape().to_vec(),
-        });
+        return Err(Error::Shape { op: "matmul", left: a.shape().to_vec(), right: b.shape().to_vec() });
     }
     Ok(())
 }

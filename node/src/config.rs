@@ -11,7 +11,7 @@ use libp2p::{Multiaddr, multiaddr::Protocol};
 use mass_protocol::BridgeInfo;
 use serde::Deserialize;
 
-use crate::{hardware, http, membership, net};
+use crate::{hardware, http, membership, net, storage};
 
 /// Log filter when none is given: our info, libp2p's warnings, minus the DHT's
 /// complaint that a lone first node has no peers to bootstrap from.
@@ -27,34 +27,24 @@ pub struct NodeConfig {
     pub http: http::Config,
     pub membership: membership::Config,
     pub hardware: hardware::Config,
+    pub storage: storage::Config,
 }
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("config file {path} is invalid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("no data directory given: pass --data-dir or set data_dir in the config file")]
     NoDataDir,
     #[error("{field}: '{value}' is not a valid multiaddr ({reason})")]
-    BadMultiaddr {
-        field: &'static str,
-        value: String,
-        reason: String,
-    },
+    BadMultiaddr { field: &'static str, value: String, reason: String },
     #[error("{field}: '{value}' has no /tcp/PORT part; Mass nodes speak TCP")]
     NotTcp { field: &'static str, value: String },
     #[error("{field}: '{value}' is not a socket address such as 127.0.0.1:8080 ({reason})")]
-    BadSocketAddr {
-        field: &'static str,
-        value: String,
-        reason: String,
-    },
+    BadSocketAddr { field: &'static str, value: String, reason: String },
     #[error("{0}")]
     Invalid(String),
 }
@@ -73,6 +63,19 @@ pub struct FileConfig {
     pub membership: MembershipSection,
     #[serde(default)]
     pub hardware: HardwareSection,
+    #[serde(default)]
+    pub storage: StorageSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    pub replication: Option<usize>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub repair_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub gc_grace: Option<Duration>,
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,33 +143,24 @@ pub struct Overrides {
 impl FileConfig {
     /// Reads and parses a TOML config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         Self::parse(&text, path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string().trim().replace('\n', " "),
-        })
+        toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string().trim().replace('\n', " ") })
     }
 }
 
 impl NodeConfig {
     /// Merges the file and the overrides, applies defaults and validates.
     pub fn resolve(file: FileConfig, cli: Overrides) -> Result<Self, ConfigError> {
-        let data_dir = cli
-            .data_dir
-            .or(file.data_dir)
-            .ok_or(ConfigError::NoDataDir)?;
+        let data_dir = cli.data_dir.or(file.data_dir).ok_or(ConfigError::NoDataDir)?;
 
         let listen_text = if cli.listen.is_empty() {
-            file.net
-                .listen
-                .unwrap_or_else(|| vec![net::DEFAULT_LISTEN.to_owned()])
+            file.net.listen.unwrap_or_else(|| vec![net::DEFAULT_LISTEN.to_owned()])
         } else {
             cli.listen
         };
@@ -175,46 +169,24 @@ impl NodeConfig {
                 "net.listen is empty: a node needs at least one address to listen on".into(),
             ));
         }
-        let listen = listen_text
-            .iter()
-            .map(|text| parse_tcp_multiaddr("listen", text))
-            .collect::<Result<Vec<_>, _>>()?;
-        let bootstrap_text = if cli.bootstrap.is_empty() {
-            file.net.bootstrap.unwrap_or_default()
-        } else {
-            cli.bootstrap
-        };
-        let bootstrap = bootstrap_text
-            .iter()
-            .map(|text| parse_tcp_multiaddr("bootstrap", text))
-            .collect::<Result<Vec<_>, _>>()?;
+        let listen =
+            listen_text.iter().map(|text| parse_tcp_multiaddr("listen", text)).collect::<Result<Vec<_>, _>>()?;
+        let bootstrap_text =
+            if cli.bootstrap.is_empty() { file.net.bootstrap.unwrap_or_default() } else { cli.bootstrap };
+        let bootstrap =
+            bootstrap_text.iter().map(|text| parse_tcp_multiaddr("bootstrap", text)).collect::<Result<Vec<_>, _>>()?;
 
-        let http_text = cli
-            .http
-            .or(file.http.listen)
-            .unwrap_or_else(|| http::DEFAULT_LISTEN.to_owned());
-        let http_listen =
-            http_text
-                .parse::<SocketAddr>()
-                .map_err(|e| ConfigError::BadSocketAddr {
-                    field: "http",
-                    value: http_text.clone(),
-                    reason: e.to_string(),
-                })?;
+        let http_text = cli.http.or(file.http.listen).unwrap_or_else(|| http::DEFAULT_LISTEN.to_owned());
+        let http_listen = http_text.parse::<SocketAddr>().map_err(|e| ConfigError::BadSocketAddr {
+            field: "http",
+            value: http_text.clone(),
+            reason: e.to_string(),
+        })?;
 
         let membership = membership::Config {
-            advert_interval: file
-                .membership
-                .advert_interval
-                .unwrap_or(membership::Config::DEFAULT.advert_interval),
-            down_after: file
-                .membership
-                .down_after
-                .unwrap_or(membership::Config::DEFAULT.down_after),
-            forget_after: file
-                .membership
-                .forget_after
-                .unwrap_or(membership::Config::DEFAULT.forget_after),
+            advert_interval: file.membership.advert_interval.unwrap_or(membership::Config::DEFAULT.advert_interval),
+            down_after: file.membership.down_after.unwrap_or(membership::Config::DEFAULT.down_after),
+            forget_after: file.membership.forget_after.unwrap_or(membership::Config::DEFAULT.forget_after),
         };
         membership.validate().map_err(ConfigError::Invalid)?;
 
@@ -223,54 +195,40 @@ impl NodeConfig {
             bootstrap,
             network_key: cli.network_key.or(file.net.network_key),
             mdns: cli.mdns.or(file.net.mdns).unwrap_or(true),
-            bootstrap_timeout: file
-                .net
-                .bootstrap_timeout
-                .unwrap_or(net::Config::DEFAULT_BOOTSTRAP_TIMEOUT),
-            ping_interval: file
-                .net
-                .ping_interval
-                .unwrap_or(net::Config::DEFAULT_PING_INTERVAL),
-            max_connections: file
-                .net
-                .max_connections
-                .unwrap_or(net::Config::DEFAULT_MAX_CONNECTIONS),
+            bootstrap_timeout: file.net.bootstrap_timeout.unwrap_or(net::Config::DEFAULT_BOOTSTRAP_TIMEOUT),
+            ping_interval: file.net.ping_interval.unwrap_or(net::Config::DEFAULT_PING_INTERVAL),
+            max_connections: file.net.max_connections.unwrap_or(net::Config::DEFAULT_MAX_CONNECTIONS),
         };
         net.validate().map_err(ConfigError::Invalid)?;
 
         let hardware = hardware::Config {
-            gemm_size: file
-                .hardware
-                .gemm_size
-                .unwrap_or(hardware::Config::DEFAULT_GEMM_SIZE),
-            gemm_budget: file
-                .hardware
-                .gemm_budget
-                .unwrap_or(hardware::Config::DEFAULT_GEMM_BUDGET),
+            gemm_size: file.hardware.gemm_size.unwrap_or(hardware::Config::DEFAULT_GEMM_SIZE),
+            gemm_budget: file.hardware.gemm_budget.unwrap_or(hardware::Config::DEFAULT_GEMM_BUDGET),
             probe_gpus: file.hardware.probe_gpus.unwrap_or(true),
             bridges: file
                 .hardware
                 .bridges
                 .into_iter()
-                .map(|b| BridgeInfo {
-                    name: b.name,
-                    kind: b.kind,
-                    endpoint: b.endpoint,
-                })
+                .map(|b| BridgeInfo { name: b.name, kind: b.kind, endpoint: b.endpoint })
                 .collect(),
         };
         hardware.validate().map_err(ConfigError::Invalid)?;
 
+        let defaults = storage::Config::DEFAULT;
+        let storage = storage::Config {
+            replication: file.storage.replication.unwrap_or(defaults.replication),
+            repair_interval: file.storage.repair_interval.unwrap_or(defaults.repair_interval),
+            gc_grace: file.storage.gc_grace.unwrap_or(defaults.gc_grace),
+            threads: file.storage.threads.unwrap_or(defaults.threads),
+        };
+        storage.validate().map_err(ConfigError::Invalid)?;
+
         Ok(Self {
             data_dir,
-            log: cli
-                .log
-                .or(file.log)
-                .unwrap_or_else(|| DEFAULT_LOG.to_owned()),
+            storage,
+            log: cli.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.to_owned()),
             net,
-            http: http::Config {
-                listen: http_listen,
-            },
+            http: http::Config { listen: http_listen },
             membership,
             hardware,
         })
@@ -279,19 +237,13 @@ impl NodeConfig {
 
 /// Parses a multiaddr that must reach a TCP port.
 pub fn parse_tcp_multiaddr(field: &'static str, text: &str) -> Result<Multiaddr, ConfigError> {
-    let addr: Multiaddr =
-        text.trim()
-            .parse()
-            .map_err(|e: libp2p::multiaddr::Error| ConfigError::BadMultiaddr {
-                field,
-                value: text.to_owned(),
-                reason: e.to_string(),
-            })?;
+    let addr: Multiaddr = text.trim().parse().map_err(|e: libp2p::multiaddr::Error| ConfigError::BadMultiaddr {
+        field,
+        value: text.to_owned(),
+        reason: e.to_string(),
+    })?;
     if !addr.iter().any(|p| matches!(p, Protocol::Tcp(_))) {
-        return Err(ConfigError::NotTcp {
-            field,
-            value: text.to_owned(),
-        });
+        return Err(ConfigError::NotTcp { field, value: text.to_owned() });
     }
     Ok(addr)
 }
@@ -305,10 +257,7 @@ mod tests {
     }
 
     fn with_dir() -> Overrides {
-        Overrides {
-            data_dir: Some("/tmp/x".into()),
-            ..Default::default()
-        }
+        Overrides { data_dir: Some("/tmp/x".into()), ..Default::default() }
     }
 
     #[test]
@@ -322,10 +271,7 @@ mod tests {
     #[test]
     fn cli_beats_file() {
         let toml = "data_dir = \"/from/file\"\n[http]\nlisten = \"127.0.0.1:1\"\n";
-        let cli = Overrides {
-            http: Some("127.0.0.1:2".into()),
-            ..with_dir()
-        };
+        let cli = Overrides { http: Some("127.0.0.1:2".into()), ..with_dir() };
         let config = resolve(toml, cli).unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(config.http.listen.port(), 2);
@@ -342,41 +288,19 @@ mod tests {
     fn errors_are_sentences_naming_the_problem() {
         let cases: &[(&str, Overrides, &str)] = &[
             ("", Overrides::default(), "no data directory"),
-            (
-                "[net]\nlisten = [\"nonsense\"]\n",
-                with_dir(),
-                "'nonsense' is not a valid multiaddr",
-            ),
-            (
-                "[net]\nlisten = [\"/ip4/127.0.0.1/udp/1\"]\n",
-                with_dir(),
-                "no /tcp/PORT",
-            ),
-            (
-                "[http]\nlisten = \"localhost\"\n",
-                with_dir(),
-                "'localhost' is not a socket address",
-            ),
+            ("[net]\nlisten = [\"nonsense\"]\n", with_dir(), "'nonsense' is not a valid multiaddr"),
+            ("[net]\nlisten = [\"/ip4/127.0.0.1/udp/1\"]\n", with_dir(), "no /tcp/PORT"),
+            ("[http]\nlisten = \"localhost\"\n", with_dir(), "'localhost' is not a socket address"),
             ("[net]\nlistne = []\n", with_dir(), "unknown field `listne`"),
-            (
-                "[membership]\nadvert_interval = \"5s\"\ndown_after = \"2s\"\n",
-                with_dir(),
-                "down_after",
-            ),
-            (
-                "[membership]\nadvert_interval = \"five\"\n",
-                with_dir(),
-                "advert_interval",
-            ),
+            ("[membership]\nadvert_interval = \"5s\"\ndown_after = \"2s\"\n", with_dir(), "down_after"),
+            ("[membership]\nadvert_interval = \"five\"\n", with_dir(), "advert_interval"),
             ("[hardware]\ngemm_size = 0\n", with_dir(), "gemm_size"),
+            ("[storage]\nreplication = 0\n", with_dir(), "storage.replication"),
             ("data_dir = [", with_dir(), "test.toml is invalid"),
         ];
         for (toml, cli, expected) in cases {
             let err = resolve(toml, cli.clone()).unwrap_err().to_string();
-            assert!(
-                err.contains(expected),
-                "for {toml:?}: '{err}' lacks '{expected}'"
-            );
+            assert!(err.contains(expected), "for {toml:?}: '{err}' lacks '{expected}'");
         }
     }
 }

@@ -13,6 +13,10 @@
 //! - [`hardware`]: detection, GEMM measurement, load sampling, the advertiser.
 //! - [`http`]: the HTTP API.
 //! - [`metrics`]: Prometheus counters.
+//! - [`storage`]: blobs and refs in RocksDB, behind the storage actor.
+//! - [`placement`]: weighted rendezvous hashing (pure).
+//! - [`replication`]: fetching blobs from peers, keeping k copies alive.
+//! - [`service`]: answers to peers' requests and ref gossip.
 //! - [`cli`]: the `mass` subcommands.
 
 pub mod cli;
@@ -23,3 +27,7 @@ pub mod membership;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod placement;
+pub mod replication;
+pub mod service;
+pub mod storage;

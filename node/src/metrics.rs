@@ -18,6 +18,8 @@ pub enum Protocol {
     Advert,
     /// node-to-node request-response.
     Rpc,
+    /// gossipsub ref updates.
+    Ref,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -37,6 +39,7 @@ impl EncodeLabelValue for Protocol {
         encoder.write_str(match self {
             Protocol::Advert => "advert",
             Protocol::Rpc => "rpc",
+            Protocol::Ref => "ref",
         })
     }
 }
@@ -66,6 +69,10 @@ pub struct Metrics {
     peers: Family<StateLabels, Gauge>,
     dropped_events: Counter,
     failed_handshakes: Counter,
+    bytes_stored: Counter,
+    bytes_replicated: Counter,
+    bytes_repaired: Counter,
+    integrity_failures: Counter,
 }
 
 impl Metrics {
@@ -80,38 +87,22 @@ impl Metrics {
             peers: Family::default(),
             dropped_events: Counter::default(),
             failed_handshakes: Counter::default(),
+            bytes_stored: Counter::default(),
+            bytes_replicated: Counter::default(),
+            bytes_repaired: Counter::default(),
+            integrity_failures: Counter::default(),
         };
         let mut registry = Registry::with_prefix("mass");
-        registry.register(
-            "messages_in",
-            "Messages received, by protocol",
-            metrics.messages_in.clone(),
-        );
-        registry.register(
-            "messages_out",
-            "Messages sent, by protocol",
-            metrics.messages_out.clone(),
-        );
-        registry.register(
-            "bytes_in",
-            "Payload bytes received, by protocol",
-            metrics.bytes_in.clone(),
-        );
-        registry.register(
-            "bytes_out",
-            "Payload bytes sent, by protocol",
-            metrics.bytes_out.clone(),
-        );
+        registry.register("messages_in", "Messages received, by protocol", metrics.messages_in.clone());
+        registry.register("messages_out", "Messages sent, by protocol", metrics.messages_out.clone());
+        registry.register("bytes_in", "Payload bytes received, by protocol", metrics.bytes_in.clone());
+        registry.register("bytes_out", "Payload bytes sent, by protocol", metrics.bytes_out.clone());
         registry.register(
             "decode_failures",
             "Messages from peers dropped as malformed or oversized, by protocol",
             metrics.decode_failures.clone(),
         );
-        registry.register(
-            "peers",
-            "Peers in the membership table, by state",
-            metrics.peers.clone(),
-        );
+        registry.register("peers", "Peers in the membership table, by state", metrics.peers.clone());
         registry.register(
             "dropped_events",
             "Network events dropped because an actor's mailbox was full",
@@ -122,9 +113,29 @@ impl Metrics {
             "Incoming or outgoing connections that failed before the peer was authenticated (wrong network key, not a Mass node)",
             metrics.failed_handshakes.clone(),
         );
+        registry.register(
+            "stored_bytes",
+            "Bytes of blobs committed to this node's store",
+            metrics.bytes_stored.clone(),
+        );
+        registry.register(
+            "replicated_bytes",
+            "Bytes of blobs this node fetched from peers as one of their homes",
+            metrics.bytes_replicated.clone(),
+        );
+        registry.register(
+            "repaired_bytes",
+            "Bytes of blobs this node found missing at a home and had it re-replicate",
+            metrics.bytes_repaired.clone(),
+        );
+        registry.register(
+            "integrity_failures",
+            "Chunks or layouts that did not match their hash, read from disk or received from a peer",
+            metrics.integrity_failures.clone(),
+        );
         // Every series is visible from the first scrape, at zero.
         metrics.set_peers(0, 0);
-        for protocol in [Protocol::Advert, Protocol::Rpc] {
+        for protocol in [Protocol::Advert, Protocol::Rpc, Protocol::Ref] {
             let labels = ProtocolLabels { protocol };
             for family in [
                 &metrics.messages_in,
@@ -152,28 +163,16 @@ impl Metrics {
     }
 
     pub fn decode_failure(&self, protocol: Protocol) {
-        self.decode_failures
-            .get_or_create(&ProtocolLabels { protocol })
-            .inc();
+        self.decode_failures.get_or_create(&ProtocolLabels { protocol }).inc();
     }
 
     pub fn decode_failures(&self, protocol: Protocol) -> u64 {
-        self.decode_failures
-            .get_or_create(&ProtocolLabels { protocol })
-            .get()
+        self.decode_failures.get_or_create(&ProtocolLabels { protocol }).get()
     }
 
     pub fn set_peers(&self, up: usize, down: usize) {
-        self.peers
-            .get_or_create(&StateLabels {
-                state: PeerStateLabel::Up,
-            })
-            .set(up as i64);
-        self.peers
-            .get_or_create(&StateLabels {
-                state: PeerStateLabel::Down,
-            })
-            .set(down as i64);
+        self.peers.get_or_create(&StateLabels { state: PeerStateLabel::Up }).set(up as i64);
+        self.peers.get_or_create(&StateLabels { state: PeerStateLabel::Down }).set(down as i64);
     }
 
     pub fn dropped_event(&self) {
@@ -183,13 +182,28 @@ impl Metrics {
     pub fn failed_handshake(&self) {
         self.failed_handshakes.inc();
     }
+
+    pub fn stored(&self, bytes: u64) {
+        self.bytes_stored.inc_by(bytes);
+    }
+
+    pub fn replicated(&self, bytes: u64) {
+        self.bytes_replicated.inc_by(bytes);
+    }
+
+    pub fn repaired(&self, bytes: u64) {
+        self.bytes_repaired.inc_by(bytes);
+    }
+
+    pub fn integrity_failure(&self) {
+        self.integrity_failures.inc();
+    }
 }
 
 /// Renders the registry in the Prometheus/OpenMetrics text format.
 pub fn render(registry: &Registry) -> String {
     let mut out = String::new();
-    prometheus_client::encoding::text::encode(&mut out, registry)
-        .expect("writing to a String cannot fail");
+    prometheus_client::encoding::text::encode(&mut out, registry).expect("writing to a String cannot fail");
     out
 }
 
@@ -203,18 +217,9 @@ mod tests {
         metrics.received(Protocol::Advert, 120);
         metrics.decode_failure(Protocol::Rpc);
         let text = render(&registry);
-        assert!(
-            text.contains("mass_messages_in_total{protocol=\"advert\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("mass_bytes_in_total{protocol=\"advert\"} 120"),
-            "{text}"
-        );
-        assert!(
-            text.contains("mass_decode_failures_total{protocol=\"rpc\"} 1"),
-            "{text}"
-        );
+        assert!(text.contains("mass_messages_in_total{protocol=\"advert\"} 1"), "{text}");
+        assert!(text.contains("mass_bytes_in_total{protocol=\"advert\"} 120"), "{text}");
+        assert!(text.contains("mass_decode_failures_total{protocol=\"rpc\"} 1"), "{text}");
         assert!(text.contains("mass_peers{state=\"up\"} 0"), "{text}");
     }
 }

@@ -14,17 +14,20 @@ use crate::{
     http,
     membership::MembershipActor,
     metrics::Metrics,
-    net::{self, NetClient, identity, network_key, task::NetTask},
+    net::{self, NetClient, Sinks, identity, network_key, task::NetTask},
+    replication::ReplicationActor,
+    service::ServiceActor,
+    storage::{self, Storage},
 };
+
+/// Folder of the RocksDB store inside the data dir.
+pub const STORE_DIR: &str = "store";
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
     #[error(transparent)]
@@ -34,21 +37,17 @@ pub enum StartError {
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: Multiaddr, reason: String },
     #[error("cannot serve HTTP on {addr}: {source}")]
-    Http {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Http { addr: std::net::SocketAddr, source: std::io::Error },
     #[error(
         "could not reach any bootstrap peer within {timeout:?}: {failures}. Check that the peers run and, if the mesh is private, that this node has the same network key"
     )]
     Bootstrap { timeout: Duration, failures: String },
     #[error("cannot write {path}: {source}")]
-    Endpoints {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Endpoints { path: PathBuf, source: std::io::Error },
     #[error("the network task stopped while starting")]
     NetStopped,
+    #[error(transparent)]
+    Store(#[from] storage::StoreError),
 }
 
 /// Runs a node until `shutdown` resolves. Must be called inside an actix System
@@ -58,63 +57,55 @@ pub enum StartError {
 /// atomically before the node joins, and membership is rebuilt from gossip.
 pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     let data_dir = &config.data_dir;
-    std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
-        path: data_dir.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
     let endpoints_path = data_dir.join(ENDPOINTS_FILE);
     let _ = std::fs::remove_file(&endpoints_path);
 
     let keypair = identity::load_or_create(data_dir)?;
     let local_peer_id = keypair.public().to_peer_id();
-    let psk = config
-        .net
-        .network_key
-        .as_deref()
-        .map(network_key::load)
-        .transpose()?;
+    let psk = config.net.network_key.as_deref().map(network_key::load).transpose()?;
     if let Some(psk) = &psk {
         info!(fingerprint = %psk.fingerprint(), "private mesh: pre-shared network key in use");
     }
 
-    let http_listener =
-        std::net::TcpListener::bind(config.http.listen).map_err(|source| StartError::Http {
-            addr: config.http.listen,
-            source,
-        })?;
-    let http_addr = http_listener
-        .local_addr()
-        .map_err(|source| StartError::Http {
-            addr: config.http.listen,
-            source,
-        })?;
+    let http_listener = std::net::TcpListener::bind(config.http.listen)
+        .map_err(|source| StartError::Http { addr: config.http.listen, source })?;
+    let http_addr =
+        http_listener.local_addr().map_err(|source| StartError::Http { addr: config.http.listen, source })?;
 
     let hardware_config = config.hardware.clone();
     let hardware = tokio::task::spawn_blocking(move || hardware::detect(&hardware_config));
 
     let (metrics, registry) = Metrics::new();
+    let store = storage::Store::open(&data_dir.join(STORE_DIR))?;
+    let storage = Storage::start(store, config.storage.threads, metrics.clone());
     let mut swarm = net::swarm::build(keypair, psk, &config.net, metrics.clone())?;
     for addr in &config.net.listen {
         swarm
             .listen_on(addr.clone())
-            .map_err(|e| StartError::Listen {
-                addr: addr.clone(),
-                reason: listen_reason(&e),
-            })?;
+            .map_err(|e| StartError::Listen { addr: addr.clone(), reason: listen_reason(&e) })?;
     }
 
-    let membership =
-        MembershipActor::new(local_peer_id, config.membership, metrics.clone()).start();
+    let membership = MembershipActor::new(local_peer_id, config.membership, metrics.clone()).start();
     let (command_tx, command_rx) = mpsc::channel(net::COMMAND_CAPACITY);
     let net_client = NetClient::new(command_tx, local_peer_id);
-    let task = NetTask::new(
-        swarm,
-        command_rx,
-        membership.clone().recipient(),
+    let replication = ReplicationActor::new(
+        local_peer_id,
+        net_client.clone(),
+        storage.clone(),
+        membership.clone(),
+        config.storage.clone(),
         metrics.clone(),
-        config.net.max_connections,
     )
-    .map_err(|e| StartError::Build(net::swarm::BuildError::from(e)))?;
+    .start();
+    let service = ServiceActor::new(storage.clone(), net_client.clone(), replication.clone()).start();
+    let sinks = Sinks {
+        membership: membership.clone().recipient(),
+        requests: service.clone().recipient(),
+        notices: service.recipient(),
+    };
+    let task = NetTask::new(swarm, command_rx, net_client.sender(), sinks, metrics.clone(), config.net.max_connections)
+        .map_err(|e| StartError::Build(net::swarm::BuildError::from(e)))?;
     let net_task = tokio::spawn(task.run());
 
     let started = async {
@@ -144,11 +135,12 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         peer_id: local_peer_id.to_string(),
         membership: membership.clone(),
         registry,
+        storage,
+        replication,
+        net: net_client.clone(),
+        gc_grace_ms: config.storage.gc_grace.as_millis() as u64,
     };
-    let server = http::serve(http_listener, state).map_err(|source| StartError::Http {
-        addr: http_addr,
-        source,
-    })?;
+    let server = http::serve(http_listener, state).map_err(|source| StartError::Http { addr: http_addr, source })?;
     let server_handle = server.handle();
     tokio::spawn(server);
     info!(peer_id = %local_peer_id, http = %http_addr, "node started");
@@ -159,10 +151,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         listen_addrs: listen_addrs.iter().map(ToString::to_string).collect(),
         pid: std::process::id(),
     };
-    write_endpoints(&endpoints_path, &endpoints).map_err(|source| StartError::Endpoints {
-        path: endpoints_path.clone(),
-        source,
-    })?;
+    write_endpoints(&endpoints_path, &endpoints)
+        .map_err(|source| StartError::Endpoints { path: endpoints_path.clone(), source })?;
 
     shutdown.await;
     info!("shutting down");
@@ -202,15 +192,9 @@ async fn bootstrap(net: &NetClient, config: &net::Config) -> Result<(), StartErr
         }
     });
     let results = futures::future::join_all(dials).await;
-    let failures: Vec<String> = results
-        .iter()
-        .filter_map(|r| r.as_ref().err().cloned())
-        .collect();
+    let failures: Vec<String> = results.iter().filter_map(|r| r.as_ref().err().cloned()).collect();
     if failures.len() == results.len() {
-        return Err(StartError::Bootstrap {
-            timeout: config.bootstrap_timeout,
-            failures: failures.join("; "),
-        });
+        return Err(StartError::Bootstrap { timeout: config.bootstrap_timeout, failures: failures.join("; ") });
     }
     for failure in failures {
         warn!("bootstrap peer unreachable: {failure}");
@@ -220,10 +204,7 @@ async fn bootstrap(net: &NetClient, config: &net::Config) -> Result<(), StartErr
 
 async fn wait_for_listen_addrs(net: &NetClient) -> Result<Vec<Multiaddr>, StartError> {
     for _ in 0..200 {
-        let addrs = net
-            .listen_addrs()
-            .await
-            .map_err(|_| StartError::NetStopped)?;
+        let addrs = net.listen_addrs().await.map_err(|_| StartError::NetStopped)?;
         if !addrs.is_empty() {
             return Ok(addrs);
         }
@@ -234,9 +215,6 @@ async fn wait_for_listen_addrs(net: &NetClient) -> Result<Vec<Multiaddr>, StartE
 
 fn write_endpoints(path: &std::path::Path, endpoints: &NodeEndpoints) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(
-        &tmp,
-        serde_json::to_vec_pretty(endpoints).expect("endpoints serialize"),
-    )?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(endpoints).expect("endpoints serialize"))?;
     std::fs::rename(&tmp, path)
 }

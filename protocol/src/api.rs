@@ -58,3 +58,36 @@ pub struct NodeEndpoints {
 
 /// File name of [`NodeEndpoints`] inside a node's data dir.
 pub const ENDPOINTS_FILE: &str = "node.json";
+
+/// A stored blob: answer of `PUT /v1/blobs`, rows of `GET /v1/blobs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobInfo {
+    pub id: crate::ContentId,
+    pub size: u64,
+}
+
+/// The current version of a ref (`GET /v1/refs/{name}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefView {
+    pub name: String,
+    pub version: u64,
+    pub target: crate::ContentId,
+    /// Peer id of the node that wrote this version.
+    pub origin: String,
+    /// Unix milliseconds.
+    pub set_at: u64,
+}
+
+/// Body of `PUT /v1/refs/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRef {
+    pub target: String,
+}
+
+/// Body of `POST /v1/refs/{name}/rollback`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    pub version: u64,
+}

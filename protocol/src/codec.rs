@@ -17,10 +17,7 @@ pub const MAX_RPC_MESSAGE: usize = 4 * 1024 * 1024;
 const DECODE_LIMIT: usize = 16 * 1024 * 1024;
 
 fn config() -> impl bincode::config::Config {
-    bincode::config::standard()
-        .with_little_endian()
-        .with_variable_int_encoding()
-        .with_limit::<DECODE_LIMIT>()
+    bincode::config::standard().with_little_endian().with_variable_int_encoding().with_limit::<DECODE_LIMIT>()
 }
 
 /// Why bytes could not be turned into a message.
@@ -47,17 +44,12 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
 /// Decodes a protocol value from exactly `bytes`, refusing inputs over `limit`.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, DecodeError> {
     if bytes.len() > limit {
-        return Err(DecodeError::Oversized {
-            size: bytes.len(),
-            limit,
-        });
+        return Err(DecodeError::Oversized { size: bytes.len(), limit });
     }
-    let (value, read) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let (value, read) =
+        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if read != bytes.len() {
-        return Err(DecodeError::TrailingBytes {
-            extra: bytes.len() - read,
-        });
+        return Err(DecodeError::TrailingBytes { extra: bytes.len() - read });
     }
     Ok(value)
 }
@@ -71,32 +63,20 @@ mod tests {
     fn oversized_input_is_rejected_before_decoding() {
         let bytes = vec![0u8; 100];
         let err = decode::<Request>(&bytes, 10).unwrap_err();
-        assert_eq!(
-            err,
-            DecodeError::Oversized {
-                size: 100,
-                limit: 10
-            }
-        );
+        assert_eq!(err, DecodeError::Oversized { size: 100, limit: 10 });
     }
 
     #[test]
     fn trailing_bytes_are_rejected() {
         let mut bytes = encode(&Request::GetAdvert).unwrap();
         bytes.push(7);
-        assert_eq!(
-            decode::<Request>(&bytes, 1024),
-            Err(DecodeError::TrailingBytes { extra: 1 })
-        );
+        assert_eq!(decode::<Request>(&bytes, 1024), Err(DecodeError::TrailingBytes { extra: 1 }));
     }
 
     #[test]
     fn forged_length_prefix_does_not_allocate() {
         // Variant 1 (Error), kind 0, then a string length claiming ~2^62 bytes.
         let bytes = [1u8, 0, 0xff, 0, 0, 0, 0, 0, 0, 0, 0x40];
-        assert!(matches!(
-            decode::<Response>(&bytes, 1024),
-            Err(DecodeError::Malformed(_))
-        ));
+        assert!(matches!(decode::<Response>(&bytes, 1024), Err(DecodeError::Malformed(_))));
     }
 }

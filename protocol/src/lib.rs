@@ -11,6 +11,8 @@
 //! - [`rpc`]: request-response messages between nodes.
 //! - [`api`]: JSON bodies of the HTTP API under `/v1`.
 //! - [`names`]: protocol names, gossip topics and the protocol version.
+//! - [`chunking`]: cutting blobs into independently verifiable chunks.
+//! - [`storage`]: blob layouts and refs.
 //!
 //! # Wire rules
 //! With bincode the order of enum variants and struct fields *is* the wire
@@ -26,11 +28,13 @@
 
 pub mod advert;
 pub mod api;
+pub mod chunking;
 pub mod codec;
 pub mod content_id;
 pub mod hardware;
 pub mod names;
 pub mod rpc;
+pub mod storage;
 
 pub use advert::{Advert, Load, QueueDepth};
 pub use content_id::ContentId;

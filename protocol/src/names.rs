@@ -13,3 +13,5 @@ pub const RPC_PROTOCOL: &str = "/mass/rpc/1";
 pub const KAD_PROTOCOL: &str = "/mass/kad/1";
 /// Gossip topic carrying hardware and load adverts.
 pub const ADVERT_TOPIC: &str = "/mass/adverts/1";
+/// Gossip topic carrying ref updates.
+pub const REF_TOPIC: &str = "/mass/refs/1";

@@ -4,19 +4,47 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::advert::Advert;
+use crate::{
+    ContentId,
+    advert::Advert,
+    storage::{BlobMeta, RefEntry, RefRecord},
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
     /// Ask a peer for its current advert (sent on first connection, so a new
     /// peer is known with its hardware before the next gossip round).
     GetAdvert,
+    /// Ask for a blob's chunk layout; answered with [`Response::BlobMeta`].
+    GetBlobMeta { id: ContentId },
+    /// Ask for one chunk of a blob; answered with [`Response::Chunk`].
+    GetChunk { id: ContentId, index: u32 },
+    /// "You are a home of this blob": the receiver fetches it if it lacks it,
+    /// and answers at once with [`Response::Has`] (whether it already had it).
+    Replicate { id: ContentId },
+    /// Whether the peer holds a whole, verified copy; [`Response::Has`].
+    HasBlob { id: ContentId },
+    /// Every ref the peer knows, with history; [`Response::Refs`].
+    ListRefs,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {
     Advert(Box<Advert>),
     Error(RpcError),
+    /// `None`: the peer does not hold the blob.
+    BlobMeta(Option<BlobMeta>),
+    /// `None`: the peer does not hold the chunk.
+    Chunk(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
+    Has(bool),
+    Refs(Vec<RefRecord>),
+}
+
+/// Gossiped on [`crate::names::REF_TOPIC`] whenever a node writes a ref.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefUpdate {
+    pub name: String,
+    pub entry: RefEntry,
 }
 
 /// A request the peer understood but could not serve.
@@ -33,4 +61,6 @@ pub enum RpcErrorKind {
     Unavailable,
     /// The request was well-formed but the peer refused it.
     Refused,
+    /// The peer's own storage failed (disk error, corrupt copy).
+    Storage,
 }

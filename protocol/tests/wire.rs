@@ -2,8 +2,7 @@
 //! never panics on hostile input.
 
 use mass_protocol::{
-    Advert, BridgeInfo, CpuInfo, GpuAdapter, GpuDeviceType, GpuLimits, HardwareProfile, Load,
-    QueueDepth,
+    Advert, BridgeInfo, CpuInfo, GpuAdapter, GpuDeviceType, GpuLimits, HardwareProfile, Load, QueueDepth,
     codec::{self, DecodeError},
     names,
     rpc::{Request, Response, RpcError, RpcErrorKind},
@@ -18,10 +17,7 @@ fn sample_advert() -> Advert {
         listen_addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
         http_addr: Some("127.0.0.1:8080".into()),
         hardware: HardwareProfile {
-            cpu: CpuInfo {
-                model: "EPYC".into(),
-                cores: 2,
-            },
+            cpu: CpuInfo { model: "EPYC".into(), cores: 2 },
             memory_bytes: 1 << 34,
             gemm_gflops: 180.5,
             gpus: vec![GpuAdapter {
@@ -47,10 +43,7 @@ fn sample_advert() -> Advert {
         load: Load {
             free_memory_bytes: 1 << 33,
             cpu_load: 0.25,
-            queues: vec![QueueDepth {
-                name: "net".into(),
-                depth: 3,
-            }],
+            queues: vec![QueueDepth { name: "net".into(), depth: 3 }],
         },
     }
 }
@@ -69,10 +62,7 @@ fn golden_request_get_advert() {
 
 #[test]
 fn golden_response_error() {
-    let response = Response::Error(RpcError {
-        kind: RpcErrorKind::Unavailable,
-        message: "starting".into(),
-    });
+    let response = Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message: "starting".into() });
     assert_golden(&response, GOLDEN_RESPONSE_ERROR);
 }
 
@@ -111,10 +101,7 @@ fn oversized_advert_is_refused() {
     let mut advert = sample_advert();
     advert.agent = "x".repeat(codec::MAX_GOSSIP_MESSAGE);
     let bytes = codec::encode(&advert).unwrap();
-    assert!(matches!(
-        codec::decode::<Advert>(&bytes, codec::MAX_GOSSIP_MESSAGE),
-        Err(DecodeError::Oversized { .. })
-    ));
+    assert!(matches!(codec::decode::<Advert>(&bytes, codec::MAX_GOSSIP_MESSAGE), Err(DecodeError::Oversized { .. })));
 }
 
 proptest! {

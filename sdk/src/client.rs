@@ -37,10 +37,7 @@ impl Client {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let nodes = nodes
-            .into_iter()
-            .map(|n| parse_node_url(n.as_ref()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let nodes = nodes.into_iter().map(|n| parse_node_url(n.as_ref())).collect::<Result<Vec<_>, _>>()?;
         if nodes.is_empty() {
             return Err(Error::NoNodes);
         }
@@ -49,11 +46,7 @@ impl Client {
             .connect_timeout(timeout.min(Duration::from_secs(3)))
             .build()
             .map_err(|e| Error::Launch(format!("HTTP client: {e}")))?;
-        Ok(Self {
-            nodes,
-            preferred: AtomicUsize::new(0),
-            http,
-        })
+        Ok(Self { nodes, preferred: AtomicUsize::new(0), http })
     }
 
     /// `GET /v1/health` of the first node that answers.
@@ -74,9 +67,7 @@ impl Client {
         let mut attempts = Vec::new();
         for offset in 0..self.nodes.len() {
             let index = (start + offset) % self.nodes.len();
-            let url = self.nodes[index]
-                .join(path)
-                .expect("relative API paths join");
+            let url = self.nodes[index].join(path).expect("relative API paths join");
             match self.http.get(url.clone()).send().await {
                 Err(e) => attempts.push(format!("{url}: {}", describe(&e))),
                 Ok(response) if response.status().is_server_error() => {
@@ -85,22 +76,16 @@ impl Client {
                 }
                 Ok(response) if !response.status().is_success() => {
                     let status = response.status().as_u16();
-                    return Err(Error::Api {
-                        url: url.to_string(),
-                        status,
-                        message: error_message(response).await,
-                    });
+                    return Err(Error::Api { url: url.to_string(), status, message: error_message(response).await });
                 }
                 Ok(response) => {
                     self.preferred.store(index, Ordering::Relaxed);
-                    let bytes = response.bytes().await.map_err(|e| Error::Decode {
-                        url: url.to_string(),
-                        reason: describe(&e),
-                    })?;
-                    return serde_json::from_slice(&bytes).map_err(|e| Error::Decode {
-                        url: url.to_string(),
-                        reason: e.to_string(),
-                    });
+                    let bytes = response
+                        .bytes()
+                        .await
+                        .map_err(|e| Error::Decode { url: url.to_string(), reason: describe(&e) })?;
+                    return serde_json::from_slice(&bytes)
+                        .map_err(|e| Error::Decode { url: url.to_string(), reason: e.to_string() });
                 }
             }
         }
@@ -109,10 +94,7 @@ impl Client {
 }
 
 fn parse_node_url(text: &str) -> Result<reqwest::Url, Error> {
-    let invalid = |reason: String| Error::InvalidUrl {
-        url: text.to_owned(),
-        reason,
-    };
+    let invalid = |reason: String| Error::InvalidUrl { url: text.to_owned(), reason };
     let mut url = reqwest::Url::parse(text.trim()).map_err(|e| invalid(e.to_string()))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(invalid(format!("scheme '{}' is not http", url.scheme())));
@@ -147,9 +129,7 @@ fn describe(error: &reqwest::Error) -> String {
 
 async fn error_message(response: reqwest::Response) -> String {
     let text = response.text().await.unwrap_or_default();
-    serde_json::from_str::<ErrorBody>(&text)
-        .map(|b| b.error)
-        .unwrap_or(text)
+    serde_json::from_str::<ErrorBody>(&text).map(|b| b.error).unwrap_or(text)
 }
 
 #[cfg(test)]
@@ -158,10 +138,7 @@ mod tests {
 
     #[test]
     fn node_urls_are_checked() {
-        assert!(matches!(
-            Client::new(Vec::<String>::new()),
-            Err(Error::NoNodes)
-        ));
+        assert!(matches!(Client::new(Vec::<String>::new()), Err(Error::NoNodes)));
         let err = Client::new(["localhost:8080"]).unwrap_err().to_string();
         assert!(err.contains("'localhost:8080' is not a node URL"), "{err}");
         let err = Client::new(["ftp://x"]).unwrap_err().to_string();
@@ -172,15 +149,9 @@ mod tests {
     #[tokio::test]
     async fn unreachable_nodes_are_all_named() {
         // Port 9 on loopback: nothing listens there.
-        let client = Client::with_timeout(
-            ["http://127.0.0.1:9", "http://127.0.0.2:9"],
-            Duration::from_secs(2),
-        )
-        .unwrap();
+        let client =
+            Client::with_timeout(["http://127.0.0.1:9", "http://127.0.0.2:9"], Duration::from_secs(2)).unwrap();
         let err = client.health().await.unwrap_err().to_string();
-        assert!(
-            err.contains("127.0.0.1:9") && err.contains("127.0.0.2:9"),
-            "{err}"
-        );
+        assert!(err.contains("127.0.0.1:9") && err.contains("127.0.0.2:9"), "{err}");
     }
 }

@@ -10,11 +10,7 @@ pub enum Error {
     #[error("no node answered: {}", attempts.join("; "))]
     Unreachable { attempts: Vec<String> },
     #[error("{url} answered {status}: {message}")]
-    Api {
-        url: String,
-        status: u16,
-        message: String,
-    },
+    Api { url: String, status: u16, message: String },
     #[error("{url} sent a response this client cannot read: {reason}")]
     Decode { url: String, reason: String },
     #[error("cannot start a local node: {0}")]

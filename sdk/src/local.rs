@@ -56,11 +56,7 @@ impl LocalNode {
             .spawn()
             .map_err(|e| Error::Launch(format!("cannot run {}: {e}", options.binary.display())))?;
         match wait_for_endpoints(&options.data_dir, &mut child, timeout) {
-            Ok(endpoints) => Ok(Self {
-                child: Some(child),
-                options,
-                endpoints,
-            }),
+            Ok(endpoints) => Ok(Self { child: Some(child), options, endpoints }),
             Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -72,22 +68,13 @@ impl LocalNode {
     /// The command line that starts this node; exposed so callers can wrap it
     /// (for example in `ip netns exec`).
     pub fn command(options: &NodeOptions) -> Result<Command, Error> {
-        std::fs::create_dir_all(&options.data_dir).map_err(|e| {
-            Error::Launch(format!("cannot create {}: {e}", options.data_dir.display()))
-        })?;
+        std::fs::create_dir_all(&options.data_dir)
+            .map_err(|e| Error::Launch(format!("cannot create {}: {e}", options.data_dir.display())))?;
         // A stale file from an earlier run must not be mistaken for this one.
         let _ = std::fs::remove_file(options.data_dir.join(ENDPOINTS_FILE));
         let mut command = Command::new(&options.binary);
-        command
-            .args(["node", "start", "--data-dir"])
-            .arg(&options.data_dir);
-        command.args([
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--http",
-            "127.0.0.1:0",
-            "--no-mdns",
-        ]);
+        command.args(["node", "start", "--data-dir"]).arg(&options.data_dir);
+        command.args(["--listen", "/ip4/127.0.0.1/tcp/0", "--http", "127.0.0.1:0", "--no-mdns"]);
         for addr in &options.bootstrap {
             command.args(["--bootstrap", addr]);
         }
@@ -105,9 +92,7 @@ impl LocalNode {
                     .create(true)
                     .append(true)
                     .open(path)
-                    .map_err(|e| {
-                        Error::Launch(format!("cannot open log {}: {e}", path.display()))
-                    })?;
+                    .map_err(|e| Error::Launch(format!("cannot open log {}: {e}", path.display())))?;
                 command.stderr(file);
             }
             None => {
@@ -131,11 +116,7 @@ impl LocalNode {
 
     /// An address other nodes can bootstrap from.
     pub fn listen_addr(&self) -> &str {
-        self.endpoints
-            .listen_addrs
-            .first()
-            .map(String::as_str)
-            .unwrap_or_default()
+        self.endpoints.listen_addrs.first().map(String::as_str).unwrap_or_default()
     }
 
     pub fn options(&self) -> &NodeOptions {
@@ -156,10 +137,7 @@ impl LocalNode {
         let Some(mut child) = self.child.take() else {
             return true;
         };
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
@@ -180,11 +158,7 @@ impl Drop for LocalNode {
 }
 
 /// Waits for a starting node to write its endpoints file, or to die.
-pub fn wait_for_endpoints(
-    data_dir: &Path,
-    child: &mut Child,
-    timeout: Duration,
-) -> Result<NodeEndpoints, Error> {
+pub fn wait_for_endpoints(data_dir: &Path, child: &mut Child, timeout: Duration) -> Result<NodeEndpoints, Error> {
     let path = data_dir.join(ENDPOINTS_FILE);
     let deadline = Instant::now() + timeout;
     loop {
@@ -194,14 +168,10 @@ pub fn wait_for_endpoints(
             return Ok(endpoints);
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(Error::Launch(format!(
-                "node exited with {status} before serving"
-            )));
+            return Err(Error::Launch(format!("node exited with {status} before serving")));
         }
         if Instant::now() >= deadline {
-            return Err(Error::Launch(format!(
-                "node did not start within {timeout:?}"
-            )));
+            return Err(Error::Launch(format!("node did not start within {timeout:?}")));
         }
         std::thread::sleep(Duration::from_millis(25));
     }
@@ -214,10 +184,7 @@ pub fn find_mass_binary() -> Result<PathBuf, Error> {
         return Ok(PathBuf::from(path));
     }
     let exe = std::env::current_exe().map_err(|e| Error::Launch(e.to_string()))?;
-    exe.ancestors()
-        .skip(1)
-        .take(3)
-        .map(|dir| dir.join("mass"))
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| Error::Launch("cannot find the `mass` binary; build it (cargo build -p mass-node) or set MASS_BIN".into()))
+    exe.ancestors().skip(1).take(3).map(|dir| dir.join("mass")).find(|candidate| candidate.is_file()).ok_or_else(|| {
+        Error::Launch("cannot find the `mass` binary; build it (cargo build -p mass-node) or set MASS_BIN".into())
+    })
 }

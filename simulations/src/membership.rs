@@ -117,22 +117,12 @@ pub fn run(scenario: &Scenario) -> Result<Report, Violation> {
     let interval = scenario.membership.advert_interval.as_millis() as u64;
     let down_after = scenario.membership.down_after.as_millis() as u64;
     let mut nodes: Vec<Node> = (0..scenario.nodes)
-        .map(|_| Node {
-            alive: true,
-            table: PeerTable::new(scenario.membership),
-            heard: BTreeMap::new(),
-        })
+        .map(|_| Node { alive: true, table: PeerTable::new(scenario.membership), heard: BTreeMap::new() })
         .collect();
     let mut queue: BinaryHeap<Reverse<(u64, Event)>> = BinaryHeap::new();
     for node in 0..scenario.nodes {
-        queue.push(Reverse((
-            rng.random_range(0..interval),
-            Event::Advertise { node },
-        )));
-        queue.push(Reverse((
-            rng.random_range(0..scenario.tick_ms),
-            Event::Tick { node },
-        )));
+        queue.push(Reverse((rng.random_range(0..interval), Event::Advertise { node })));
+        queue.push(Reverse((rng.random_range(0..scenario.tick_ms), Event::Tick { node })));
     }
     for _ in 0..scenario.crashes {
         let node = rng.random_range(0..scenario.nodes);
@@ -142,11 +132,7 @@ pub fn run(scenario: &Scenario) -> Result<Report, Violation> {
     // When each node last crashed, and its last advert delivery time anywhere.
     let mut crashed_at: BTreeMap<u32, u64> = BTreeMap::new();
     let mut report = Report::default();
-    let violation = |at_ms, what: String| Violation {
-        seed: scenario.seed,
-        at_ms,
-        what,
-    };
+    let violation = |at_ms, what: String| Violation { seed: scenario.seed, at_ms, what };
 
     while let Some(Reverse((now, event))) = queue.pop() {
         if now > scenario.duration_ms {
@@ -174,8 +160,7 @@ pub fn run(scenario: &Scenario) -> Result<Report, Violation> {
                     continue;
                 }
                 receiver.heard.insert(from, now);
-                if let Some(Transition::Recovered(_)) = receiver.table.observe_advert(from, (), now)
-                {
+                if let Some(Transition::Recovered(_)) = receiver.table.observe_advert(from, (), now) {
                     report.recoveries += 1;
                 }
             }
@@ -193,10 +178,7 @@ pub fn run(scenario: &Scenario) -> Result<Report, Violation> {
                     if now.saturating_sub(heard) < down_after {
                         return Err(violation(
                             now,
-                            format!(
-                                "node {node} marked {peer} down {} ms after hearing it",
-                                now - heard
-                            ),
+                            format!("node {node} marked {peer} down {} ms after hearing it", now - heard),
                         ));
                     }
                     match crashed_at.get(&peer) {
@@ -214,17 +196,10 @@ pub fn run(scenario: &Scenario) -> Result<Report, Violation> {
                     let Some(&heard) = observer.heard.get(&peer) else {
                         continue;
                     };
-                    if now > heard + bound
-                        && observer
-                            .table
-                            .get(&peer)
-                            .is_some_and(|e| e.state == PeerState::Up)
-                    {
+                    if now > heard + bound && observer.table.get(&peer).is_some_and(|e| e.state == PeerState::Up) {
                         return Err(violation(
                             now,
-                            format!(
-                                "node {node} still has crashed {peer} up (last heard {heard} ms)"
-                            ),
+                            format!("node {node} still has crashed {peer} up (last heard {heard} ms)"),
                         ));
                     }
                 }
@@ -237,18 +212,12 @@ pub fn run(scenario: &Scenario) -> Result<Report, Violation> {
                 n.alive = false;
                 report.crashes += 1;
                 crashed_at.insert(node, now);
-                queue.push(Reverse((
-                    now + scenario.restart_after_ms,
-                    Event::Restart { node },
-                )));
+                queue.push(Reverse((now + scenario.restart_after_ms, Event::Restart { node })));
             }
             Event::Restart { node } => {
                 // A restart loses the table (it lives in memory), keeps the id.
-                nodes[node as usize] = Node {
-                    alive: true,
-                    table: PeerTable::new(scenario.membership),
-                    heard: BTreeMap::new(),
-                };
+                nodes[node as usize] =
+                    Node { alive: true, table: PeerTable::new(scenario.membership), heard: BTreeMap::new() };
                 crashed_at.remove(&node);
                 queue.push(Reverse((now + 1, Event::Advertise { node })));
             }
@@ -266,10 +235,7 @@ mod tests {
         for seed in 0..4 {
             let scenario = Scenario::small(seed);
             let report = run(&scenario).unwrap_or_else(|v| panic!("{v}"));
-            assert!(
-                report.crashes > 0,
-                "seed {seed}: the schedule crashed nobody"
-            );
+            assert!(report.crashes > 0, "seed {seed}: the schedule crashed nobody");
             assert!(report.detections > 0, "seed {seed}: {report:?}");
         }
     }

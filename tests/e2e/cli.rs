@@ -9,13 +9,7 @@ use crate::support::{Cluster, mass};
 /// after asserting a failed, panic-free exit.
 fn start_fails(cluster: &Cluster, extra: &[&str]) -> String {
     let data = cluster.path().join("data");
-    let mut args = vec![
-        "node",
-        "start",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--no-mdns",
-    ];
+    let mut args = vec!["node", "start", "--data-dir", data.to_str().unwrap(), "--no-mdns"];
     if !extra.contains(&"--listen") {
         args.extend(["--listen", "/ip4/127.0.0.1/tcp/0"]);
     }
@@ -28,10 +22,8 @@ fn start_fails(cluster: &Cluster, extra: &[&str]) -> String {
     assert!(!stderr.contains("panicked"), "{stderr}");
     // Mesa's software Vulkan driver prints its own "error:" about XDG_RUNTIME_DIR
     // while the GPU is probed; that line is not ours.
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("error: ") && !l.contains("XDG_RUNTIME_DIR"))
-        .collect();
+    let errors: Vec<&str> =
+        stderr.lines().filter(|l| l.starts_with("error: ") && !l.contains("XDG_RUNTIME_DIR")).collect();
     assert_eq!(errors.len(), 1, "expected one error line: {stderr}");
     errors[0].to_owned()
 }
@@ -62,41 +54,21 @@ fn bad_start_inputs_are_one_clear_sentence() {
 
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--config", bad_toml.to_str().unwrap()], "is invalid"),
-        (
-            vec!["--config", typo_toml.to_str().unwrap()],
-            "unknown field `advert_intervall`",
-        ),
-        (
-            vec!["--config", missing.to_str().unwrap()],
-            "cannot read config file",
-        ),
-        (
-            vec!["--listen", "/ip4/127.0.0.1/tcp/notaport"],
-            "is not a valid multiaddr",
-        ),
+        (vec!["--config", typo_toml.to_str().unwrap()], "unknown field `advert_intervall`"),
+        (vec!["--config", missing.to_str().unwrap()], "cannot read config file"),
+        (vec!["--listen", "/ip4/127.0.0.1/tcp/notaport"], "is not a valid multiaddr"),
         (vec!["--listen", &libp2p_busy], "Address already in use"),
         (vec!["--http", &http_busy], "cannot serve HTTP"),
         (vec!["--http", "localhost"], "is not a socket address"),
         (
-            vec![
-                "--config",
-                quick_bootstrap.to_str().unwrap(),
-                "--bootstrap",
-                &unreachable,
-            ],
+            vec!["--config", quick_bootstrap.to_str().unwrap(), "--bootstrap", &unreachable],
             "could not reach any bootstrap peer",
         ),
-        (
-            vec!["--bootstrap", "/dns4/example"],
-            "has no /tcp/PORT part",
-        ),
+        (vec!["--bootstrap", "/dns4/example"], "has no /tcp/PORT part"),
     ];
     for (args, expected) in cases {
         let error = start_fails(&cluster, &args);
-        assert!(
-            error.contains(expected),
-            "{args:?}: '{error}' lacks '{expected}'"
-        );
+        assert!(error.contains(expected), "{args:?}: '{error}' lacks '{expected}'");
     }
     drop(busy);
 }
@@ -115,15 +87,8 @@ fn corrupt_identity_key_is_refused_not_replaced() {
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("identity.key"), b"not a key").unwrap();
     let error = start_fails(&cluster, &[]);
-    assert!(
-        error.contains("identity key") && error.contains("is malformed"),
-        "{error}"
-    );
-    assert_eq!(
-        std::fs::read(data.join("identity.key")).unwrap(),
-        b"not a key",
-        "the key file is left as it was"
-    );
+    assert!(error.contains("identity key") && error.contains("is malformed"), "{error}");
+    assert_eq!(std::fs::read(data.join("identity.key")).unwrap(), b"not a key", "the key file is left as it was");
 }
 
 #[test]
@@ -141,10 +106,7 @@ fn keygen_refuses_to_overwrite_a_key() {
 fn peers_against_no_node_names_the_address() {
     let (ok, _, stderr) = mass(&["peers", "--node", "http://127.0.0.1:9"]);
     assert!(!ok);
-    assert!(
-        stderr.contains("no node answered") && stderr.contains("127.0.0.1:9"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("no node answered") && stderr.contains("127.0.0.1:9"), "{stderr}");
     let (ok, _, stderr) = mass(&["peers", "--node", "not a url"]);
     assert!(!ok && stderr.contains("is not a node URL"), "{stderr}");
 }

@@ -20,18 +20,11 @@ struct Lan {
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
-    let output = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
+    let output = Command::new("ip").args(args).output().map_err(|e| format!("cannot run ip: {e}"))?;
     if output.status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim()))
     }
 }
 
@@ -63,15 +56,7 @@ impl Lan {
         ])?;
         for (i, veth) in [&veth_a, &veth_b].into_iter().enumerate() {
             let ns = &lan.namespaces[i];
-            ip(&[
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{}/24", lan.addresses[i]),
-                "dev",
-                veth,
-            ])?;
+            ip(&["-n", ns, "addr", "add", &format!("{}/24", lan.addresses[i]), "dev", veth])?;
             ip(&["-n", ns, "link", "set", veth, "multicast", "on", "up"])?;
         }
         Ok(lan)
@@ -97,10 +82,8 @@ impl Drop for Proc {
 }
 
 fn peers_in(ns: &str, url: &str) -> Vec<PeerView> {
-    let output = Command::new("ip")
-        .args(["netns", "exec", ns, MASS, "peers", "--json", "--node", url])
-        .output()
-        .unwrap();
+    let output =
+        Command::new("ip").args(["netns", "exec", ns, MASS, "peers", "--json", "--node", url]).output().unwrap();
     serde_json::from_slice(&output.stdout).unwrap_or_default()
 }
 
@@ -123,14 +106,8 @@ fn two_nodes_without_bootstrap_find_each_other_by_mdns() {
         options.log_file = Some(cluster.path().join(format!("node{i}.log")));
         let local = mass_sdk::local::LocalNode::command(&options).unwrap();
         // Same command, but inside the namespace, on its LAN address, with mDNS.
-        let mut args: Vec<String> = local
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let listen = args
-            .iter()
-            .position(|a| a == "/ip4/127.0.0.1/tcp/0")
-            .unwrap();
+        let mut args: Vec<String> = local.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let listen = args.iter().position(|a| a == "/ip4/127.0.0.1/tcp/0").unwrap();
         args[listen] = format!("/ip4/{}/tcp/0", lan.addresses[i]);
         args.retain(|a| a != "--no-mdns");
         let log = std::fs::File::create(options.log_file.as_ref().unwrap()).unwrap();
@@ -143,12 +120,8 @@ fn two_nodes_without_bootstrap_find_each_other_by_mdns() {
             .spawn()
             .unwrap();
         let mut proc = Proc(child);
-        let endpoints = mass_sdk::local::wait_for_endpoints(
-            &options.data_dir,
-            &mut proc.0,
-            Duration::from_secs(60),
-        )
-        .unwrap_or_else(|e| panic!("{e}\n{}", read_log(options.log_file.as_ref().unwrap())));
+        let endpoints = mass_sdk::local::wait_for_endpoints(&options.data_dir, &mut proc.0, Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{e}\n{}", read_log(options.log_file.as_ref().unwrap())));
         nodes.push((proc, endpoints));
     }
 

@@ -30,15 +30,11 @@ async fn three_nodes_list_each_other_and_a_fourth_joins_through_the_third() {
     let c = cluster.spawn(&[&a]);
     let ids = [a.peer_id(), b.peer_id(), c.peer_id()];
 
-    let took = eventually(
-        Duration::from_secs(10),
-        "three nodes list each other up with hardware",
-        || async {
-            lists_up_with_hardware(&a, &ids).await
-                && lists_up_with_hardware(&b, &ids).await
-                && lists_up_with_hardware(&c, &ids).await
-        },
-    )
+    let took = eventually(Duration::from_secs(10), "three nodes list each other up with hardware", || async {
+        lists_up_with_hardware(&a, &ids).await
+            && lists_up_with_hardware(&b, &ids).await
+            && lists_up_with_hardware(&c, &ids).await
+    })
     .await;
     eprintln!("three-node mesh formed in {took:?}");
 
@@ -46,44 +42,29 @@ async fn three_nodes_list_each_other_and_a_fourth_joins_through_the_third() {
     let table = peers(&b).await;
     let a_row = table.iter().find(|p| p.peer_id == a.peer_id()).unwrap();
     let hw = a_row.hardware.as_ref().unwrap();
-    assert!(
-        hw.cpu.cores >= 1 && hw.memory_bytes > 0 && hw.gemm_gflops > 0.0,
-        "{hw:?}"
-    );
+    assert!(hw.cpu.cores >= 1 && hw.memory_bytes > 0 && hw.gemm_gflops > 0.0, "{hw:?}");
     assert_eq!(hw.bridges[0].name, "fpga0");
     assert_eq!(table.iter().filter(|p| p.is_self).count(), 1);
     assert!(!a_row.addresses.is_empty());
 
     let d = cluster.spawn(&[&c]);
     let all = [a.peer_id(), b.peer_id(), c.peer_id(), d.peer_id()];
-    eventually(
-        Duration::from_secs(10),
-        "all four nodes list the fourth",
-        || async {
-            for node in [&a, &b, &c, &d] {
-                if !lists_up_with_hardware(node, &all).await {
-                    return false;
-                }
+    eventually(Duration::from_secs(10), "all four nodes list the fourth", || async {
+        for node in [&a, &b, &c, &d] {
+            if !lists_up_with_hardware(node, &all).await {
+                return false;
             }
-            true
-        },
-    )
+        }
+        true
+    })
     .await;
 
     // Health names the node; metrics count what moved.
     let health = Client::new([a.http_url()]).unwrap().health().await.unwrap();
     assert_eq!(health.peer_id, a.peer_id());
-    let metrics = reqwest::get(format!("{}/metrics", a.http_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", a.http_url())).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("mass_peers{state=\"up\"} 3"), "{metrics}");
-    assert!(
-        metrics.contains("mass_messages_in_total{protocol=\"advert\"}"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("mass_messages_in_total{protocol=\"advert\"}"), "{metrics}");
     assert!(metrics.contains("mass_decode_failures_total"), "{metrics}");
 }
 
@@ -91,13 +72,8 @@ async fn three_nodes_list_each_other_and_a_fourth_joins_through_the_third() {
 async fn unknown_http_path_is_a_json_404() {
     let mut cluster = Cluster::new();
     let a = cluster.spawn(&[]);
-    let response = reqwest::get(format!("{}/v1/nope", a.http_url()))
-        .await
-        .unwrap();
+    let response = reqwest::get(format!("{}/v1/nope", a.http_url())).await.unwrap();
     assert_eq!(response.status(), 404);
     let body: serde_json::Value = response.json().await.unwrap();
-    assert!(
-        body["error"].as_str().unwrap().contains("/v1/nope"),
-        "{body}"
-    );
+    assert!(body["error"].as_str().unwrap().contains("/v1/nope"), "{body}");
 }

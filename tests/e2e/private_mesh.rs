@@ -8,10 +8,7 @@ use mass_sdk::local::LocalNode;
 use crate::support::{Cluster, eventually, lists_up_with_hardware, mass, peers, read_log};
 
 async fn lists_any(node: &LocalNode, ids: &[&str]) -> bool {
-    peers(node)
-        .await
-        .iter()
-        .any(|p| ids.contains(&p.peer_id.as_str()))
+    peers(node).await.iter().any(|p| ids.contains(&p.peer_id.as_str()))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -42,11 +39,8 @@ async fn nodes_with_another_key_or_none_never_join() {
     // A mesh node told to bootstrap from the outsiders and from a member.
     let mut options = cluster.options();
     options.network_key = Some(key_a.clone());
-    options.bootstrap = vec![
-        other_key.listen_addr().to_owned(),
-        keyless.listen_addr().to_owned(),
-        a.listen_addr().to_owned(),
-    ];
+    options.bootstrap =
+        vec![other_key.listen_addr().to_owned(), keyless.listen_addr().to_owned(), a.listen_addr().to_owned()];
     let c = cluster.start(options);
     let members = [a.peer_id(), b.peer_id(), c.peer_id()];
     eventually(Duration::from_secs(10), "the keyed mesh forms", || async {
@@ -65,43 +59,23 @@ async fn nodes_with_another_key_or_none_never_join() {
         let outcome = LocalNode::spawn(options, Duration::from_secs(30));
         assert!(outcome.is_err(), "{name} joined a private mesh");
         let log = read_log(&log);
-        assert!(
-            log.contains("could not reach any bootstrap peer") && log.contains("network key"),
-            "{name}: {log}"
-        );
+        assert!(log.contains("could not reach any bootstrap peer") && log.contains("network key"), "{name}: {log}");
         assert!(!log.contains("panicked"), "{log}");
     }
 
     // Give gossip and mDNS-free dialing several rounds, then look everywhere.
     tokio::time::sleep(Duration::from_secs(3)).await;
     for member in [&a, &b, &c] {
-        assert!(
-            !lists_any(member, &outsider_ids).await,
-            "a member lists an outsider: {:?}",
-            peers(member).await
-        );
+        assert!(!lists_any(member, &outsider_ids).await, "a member lists an outsider: {:?}", peers(member).await);
     }
     for outsider in [&other_key, &keyless] {
-        assert!(
-            !lists_any(outsider, &members).await,
-            "an outsider lists a member: {:?}",
-            peers(outsider).await
-        );
+        assert!(!lists_any(outsider, &members).await, "an outsider lists a member: {:?}", peers(outsider).await);
     }
     // c's dials to the outsiders failed in the handshake, and were counted.
-    eventually(
-        Duration::from_secs(15),
-        "refused handshakes are counted",
-        || async {
-            let metrics = reqwest::get(format!("{}/metrics", c.http_url()))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            !metrics.contains("mass_failed_handshakes_total 0")
-        },
-    )
+    eventually(Duration::from_secs(15), "refused handshakes are counted", || async {
+        let metrics = reqwest::get(format!("{}/metrics", c.http_url())).await.unwrap().text().await.unwrap();
+        !metrics.contains("mass_failed_handshakes_total 0")
+    })
     .await;
 }
 
@@ -125,8 +99,5 @@ fn malformed_network_key_is_refused_at_start() {
         key.to_str().unwrap(),
     ]);
     assert!(!ok);
-    assert!(
-        stderr.contains("is malformed") && stderr.contains("mass keygen"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("is malformed") && stderr.contains("mass keygen"), "{stderr}");
 }

@@ -43,17 +43,10 @@ impl Cluster {
     }
 
     pub fn with_config(toml: &str) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("mass-e2e-")
-            .tempdir()
-            .unwrap();
+        let dir = tempfile::Builder::new().prefix("mass-e2e-").tempdir().unwrap();
         let config = dir.path().join("node.toml");
         std::fs::write(&config, toml).unwrap();
-        Self {
-            dir,
-            config,
-            count: 0,
-        }
+        Self { dir, config, count: 0 }
     }
 
     pub fn path(&self) -> &Path {
@@ -77,21 +70,14 @@ impl Cluster {
 
     pub fn spawn(&mut self, bootstrap: &[&LocalNode]) -> LocalNode {
         let mut options = self.options();
-        options.bootstrap = bootstrap
-            .iter()
-            .map(|n| n.listen_addr().to_owned())
-            .collect();
+        options.bootstrap = bootstrap.iter().map(|n| n.listen_addr().to_owned()).collect();
         self.start(options)
     }
 
     pub fn start(&self, options: NodeOptions) -> LocalNode {
         let log = options.log_file.clone();
-        LocalNode::spawn(options, Duration::from_secs(60)).unwrap_or_else(|e| {
-            panic!(
-                "node failed to start: {e}\n{}",
-                log.map(|l| read_log(&l)).unwrap_or_default()
-            )
-        })
+        LocalNode::spawn(options, Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("node failed to start: {e}\n{}", log.map(|l| read_log(&l)).unwrap_or_default()))
     }
 
     pub fn log_of(&self, name: &str) -> String {
@@ -103,10 +89,7 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
             for i in 0..self.count {
-                eprintln!(
-                    "----- log of node{i} -----\n{}",
-                    self.log_of(&format!("node{i}"))
-                );
+                eprintln!("----- log of node{i} -----\n{}", self.log_of(&format!("node{i}")));
             }
         }
     }
@@ -117,29 +100,19 @@ pub fn read_log(path: &Path) -> String {
 }
 
 pub async fn peers(node: &LocalNode) -> Vec<PeerView> {
-    Client::new([node.http_url()])
-        .unwrap()
-        .peers()
-        .await
-        .unwrap_or_default()
+    Client::new([node.http_url()]).unwrap().peers().await.unwrap_or_default()
 }
 
 /// State of `peer_id` in `node`'s table, if listed.
 pub async fn state_of(node: &LocalNode, peer_id: &str) -> Option<PeerState> {
-    peers(node)
-        .await
-        .into_iter()
-        .find(|p| p.peer_id == peer_id)
-        .map(|p| p.state)
+    peers(node).await.into_iter().find(|p| p.peer_id == peer_id).map(|p| p.state)
 }
 
 /// True when `node` lists every id in `expected` as up, with hardware.
 pub async fn lists_up_with_hardware(node: &LocalNode, expected: &[&str]) -> bool {
     let table = peers(node).await;
     expected.iter().all(|id| {
-        table.iter().any(|p| {
-            p.peer_id == *id && p.state == PeerState::Up && p.hardware.is_some() && p.load.is_some()
-        })
+        table.iter().any(|p| p.peer_id == *id && p.state == PeerState::Up && p.hardware.is_some() && p.load.is_some())
     })
 }
 
@@ -163,10 +136,7 @@ where
 
 /// Runs `mass` with arguments and returns (success, stdout, stderr).
 pub fn mass(args: &[&str]) -> (bool, String, String) {
-    let output = std::process::Command::new(MASS)
-        .args(args)
-        .output()
-        .unwrap();
+    let output = std::process::Command::new(MASS).args(args).output().unwrap();
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -39,9 +39,6 @@ mod tests {
     fn matmul_matches_hand_computed() {
         let a = array![[1.0f32, 0.5, -1.0]];
         let b = array![[2.0f32], [4.0], [1.0]];
-        assert_eq!(
-            CpuBackend.matmul(a.view(), b.view()).unwrap(),
-            array![[3.0]]
-        );
+        assert_eq!(CpuBackend.matmul(a.view(), b.view()).unwrap(), array![[3.0]]);
     }
 }

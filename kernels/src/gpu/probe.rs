@@ -29,9 +29,7 @@ fn describe(adapter: &wgpu::Adapter) -> GpuAdapter {
             wgpu::DeviceType::Cpu => GpuDeviceType::Cpu,
             wgpu::DeviceType::Other => GpuDeviceType::Other,
         },
-        driver: format!("{} {}", info.driver, info.driver_info)
-            .trim()
-            .to_owned(),
+        driver: format!("{} {}", info.driver, info.driver_info).trim().to_owned(),
         limits: GpuLimits {
             max_buffer_size: limits.max_buffer_size,
             max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,

@@ -11,11 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{FileConfig, NodeConfig, Overrides};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "mass",
-    version,
-    about = "Mass: a peer-to-peer mesh for the whole life of a model"
-)]
+#[command(name = "mass", version, about = "Mass: a peer-to-peer mesh for the whole life of a model")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -98,11 +94,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(NodeCommand::Start(args)) => start_node(args.resolve()?),
         Command::Keygen { file, force } => {
             let key = crate::net::network_key::generate(&file, force)?;
-            println!(
-                "wrote network key {} (fingerprint {})",
-                file.display(),
-                key.fingerprint()
-            );
+            println!("wrote network key {} (fingerprint {})", file.display(), key.fingerprint());
             Ok(())
         }
         Command::Peers(args) => client_runtime()?.block_on(peers::run(args)),
@@ -110,19 +102,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
 }
 
 fn start_node(config: NodeConfig) -> anyhow::Result<()> {
     init_tracing(&config.log);
     let system = actix::System::with_tokio_rt(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime starts")
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts")
     });
     system.block_on(crate::node::run(config, shutdown_signal()))?;
     Ok(())
@@ -133,11 +119,7 @@ fn init_tracing(default_filter: &str) {
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(default_filter))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
 }
 
 /// Resolves on SIGINT or SIGTERM.

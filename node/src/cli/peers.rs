@@ -27,10 +27,8 @@ pub async fn run(args: PeersArgs) -> anyhow::Result<()> {
 
 /// Formats the peer table for a terminal.
 pub fn render(peers: &[PeerView]) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     let mut rows = vec![[
         "PEER".to_owned(),
         "STATE".into(),
@@ -44,28 +42,13 @@ pub fn render(peers: &[PeerView]) -> String {
         "LOAD".into(),
     ]];
     for peer in peers {
-        let short = peer
-            .peer_id
-            .chars()
-            .rev()
-            .take(8)
-            .collect::<String>()
-            .chars()
-            .rev()
-            .collect::<String>();
-        let name = if peer.is_self {
-            format!("..{short} (self)")
-        } else {
-            format!("..{short}")
-        };
+        let short = peer.peer_id.chars().rev().take(8).collect::<String>().chars().rev().collect::<String>();
+        let name = if peer.is_self { format!("..{short} (self)") } else { format!("..{short}") };
         let state = match peer.state {
             PeerState::Up => "up",
             PeerState::Down => "down",
         };
-        let seen = format!(
-            "{:.1}s ago",
-            now.saturating_sub(peer.last_seen) as f64 / 1000.0
-        );
+        let seen = format!("{:.1}s ago", now.saturating_sub(peer.last_seen) as f64 / 1000.0);
         let (cpu, cores, memory, gemm, gpus, bridges) = match &peer.hardware {
             Some(hw) => (
                 hw.cpu.model.clone(),
@@ -75,30 +58,15 @@ pub fn render(peers: &[PeerView]) -> String {
                 if hw.gpus.is_empty() {
                     "none".to_owned()
                 } else {
-                    hw.gpus
-                        .iter()
-                        .map(|g| format!("{} ({})", g.name, g.backend))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    hw.gpus.iter().map(|g| format!("{} ({})", g.name, g.backend)).collect::<Vec<_>>().join(", ")
                 },
                 if hw.bridges.is_empty() {
                     "none".to_owned()
                 } else {
-                    hw.bridges
-                        .iter()
-                        .map(|b| format!("{}:{}", b.name, b.kind))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    hw.bridges.iter().map(|b| format!("{}:{}", b.name, b.kind)).collect::<Vec<_>>().join(", ")
                 },
             ),
-            None => (
-                "?".into(),
-                "?".into(),
-                "?".into(),
-                "?".into(),
-                "?".into(),
-                "?".into(),
-            ),
+            None => ("?".into(), "?".into(), "?".into(), "?".into(), "?".into(), "?".into()),
         };
         let load = peer
             .load
@@ -112,29 +80,12 @@ pub fn render(peers: &[PeerView]) -> String {
                 )
             })
             .unwrap_or_else(|| "?".into());
-        rows.push([
-            name,
-            state.into(),
-            seen,
-            cpu,
-            cores,
-            memory,
-            gemm,
-            gpus,
-            bridges,
-            load,
-        ]);
+        rows.push([name, state.into(), seen, cpu, cores, memory, gemm, gpus, bridges, load]);
     }
-    let widths: Vec<usize> = (0..10)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> = (0..10).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
+        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }

@@ -29,22 +29,11 @@ impl Advertiser {
         net: NetClient,
         membership: Addr<MembershipActor>,
     ) -> Self {
-        Self {
-            hardware,
-            http_addr,
-            interval,
-            net,
-            membership,
-            system: sysinfo::System::new(),
-            seq: 0,
-        }
+        Self { hardware, http_addr, interval, net, membership, system: sysinfo::System::new(), seq: 0 }
     }
 
     fn advertise(&mut self, ctx: &mut Context<Self>) {
-        let queues = vec![QueueDepth {
-            name: "net".into(),
-            depth: self.net.queued() as u32,
-        }];
+        let queues = vec![QueueDepth { name: "net".into(), depth: self.net.queued() as u32 }];
         let load = super::sample_load(&mut self.system, self.hardware.cpu.cores, queues);
         let net = self.net.clone();
         let membership = self.membership.clone();

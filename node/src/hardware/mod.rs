@@ -29,17 +29,10 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), String> {
         if !(8..=8192).contains(&self.gemm_size) {
-            return Err(format!(
-                "hardware.gemm_size must be between 8 and 8192, not {}",
-                self.gemm_size
-            ));
+            return Err(format!("hardware.gemm_size must be between 8 and 8192, not {}", self.gemm_size));
         }
         for (i, bridge) in self.bridges.iter().enumerate() {
-            for (field, value) in [
-                ("name", &bridge.name),
-                ("kind", &bridge.kind),
-                ("endpoint", &bridge.endpoint),
-            ] {
+            for (field, value) in [("name", &bridge.name), ("kind", &bridge.kind), ("endpoint", &bridge.endpoint)] {
                 if value.trim().is_empty() {
                     return Err(format!("hardware.bridges[{i}].{field} must not be empty"));
                 }
@@ -60,16 +53,9 @@ pub fn detect(config: &Config) -> HardwareProfile {
         .map(|cpu| cpu.brand().trim().to_owned())
         .filter(|m| !m.is_empty())
         .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get() as u32)
-        .unwrap_or(1);
-    let gemm_gflops =
-        mass_kernels::cpu::measure_gemm_gflops(config.gemm_size, config.gemm_budget) as f32;
-    let gpus = if config.probe_gpus {
-        probe_gpus_bounded()
-    } else {
-        Vec::new()
-    };
+    let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+    let gemm_gflops = mass_kernels::cpu::measure_gemm_gflops(config.gemm_size, config.gemm_budget) as f32;
+    let gpus = if config.probe_gpus { probe_gpus_bounded() } else { Vec::new() };
     info!(%model, cores, gemm_gflops, gpus = gpus.len(), bridges = config.bridges.len(), "hardware detected");
     HardwareProfile {
         cpu: CpuInfo { model, cores },
@@ -89,10 +75,7 @@ fn probe_gpus_bounded() -> Vec<mass_protocol::GpuAdapter> {
     match rx.recv_timeout(Config::GPU_PROBE_TIMEOUT) {
         Ok(adapters) => adapters,
         Err(_) => {
-            warn!(
-                "GPU probe did not finish in {:?}; advertising no GPU",
-                Config::GPU_PROBE_TIMEOUT
-            );
+            warn!("GPU probe did not finish in {:?}; advertising no GPU", Config::GPU_PROBE_TIMEOUT);
             Vec::new()
         }
     }
@@ -102,11 +85,7 @@ fn probe_gpus_bounded() -> Vec<mass_protocol::GpuAdapter> {
 pub fn sample_load(system: &mut sysinfo::System, cores: u32, queues: Vec<QueueDepth>) -> Load {
     system.refresh_memory();
     let load_avg = sysinfo::System::load_average().one;
-    Load {
-        free_memory_bytes: system.available_memory(),
-        cpu_load: (load_avg / f64::from(cores.max(1))) as f32,
-        queues,
-    }
+    Load { free_memory_bytes: system.available_memory(), cpu_load: (load_avg / f64::from(cores.max(1))) as f32, queues }
 }
 
 #[cfg(test)]
@@ -138,17 +117,8 @@ mod tests {
             gemm_size: 64,
             gemm_budget: Duration::from_millis(10),
             probe_gpus: false,
-            bridges: vec![BridgeInfo {
-                name: "x".into(),
-                kind: "fpga".into(),
-                endpoint: " ".into(),
-            }],
+            bridges: vec![BridgeInfo { name: "x".into(), kind: "fpga".into(), endpoint: " ".into() }],
         };
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .contains("bridges[0].endpoint")
-        );
+        assert!(config.validate().unwrap_err().contains("bridges[0].endpoint"));
     }
 }

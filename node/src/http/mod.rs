@@ -10,7 +10,15 @@ use mass_protocol::{
 };
 use prometheus_client::registry::Registry;
 
-use crate::membership::{GetPeers, MembershipActor};
+mod blobs;
+mod refs;
+
+use crate::{
+    membership::{GetPeers, MembershipActor},
+    net::NetClient,
+    replication::ReplicationActor,
+    storage::Storage,
+};
 
 /// Where the API listens when nothing else is said.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -27,6 +35,11 @@ pub struct State {
     pub peer_id: String,
     pub membership: Addr<MembershipActor>,
     pub registry: Arc<Registry>,
+    pub storage: Storage,
+    pub replication: Addr<ReplicationActor>,
+    pub net: NetClient,
+    /// Default grace period of `POST /v1/gc`.
+    pub gc_grace_ms: u64,
 }
 
 /// Starts serving on an already bound listener; the returned server runs
@@ -39,6 +52,20 @@ pub fn serve(listener: std::net::TcpListener, state: State) -> std::io::Result<S
             .route("/v1/health", web::get().to(health))
             .route("/v1/peers", web::get().to(peers))
             .route("/metrics", web::get().to(metrics))
+            .route("/v1/blobs", web::put().to(blobs::put))
+            .route("/v1/blobs", web::get().to(blobs::list))
+            .route("/v1/blobs/{id}", web::get().to(blobs::get))
+            .route("/v1/blobs/{id}", web::delete().to(blobs::unpin))
+            .route("/v1/gc", web::post().to(blobs::gc))
+            .route("/v1/refs", web::get().to(refs::list))
+            .route("/v1/refs/{name:.+}/history", web::get().to(refs::history))
+            .route("/v1/refs/{name:.+}/rollback", web::post().to(refs::rollback))
+            .route("/v1/refs/{name:.+}", web::get().to(refs::get))
+            .route("/v1/refs/{name:.+}", web::put().to(refs::set))
+            .app_data(web::JsonConfig::default().limit(64 * 1024).error_handler(|err, _| {
+                let message = format!("invalid JSON body: {err}");
+                actix_web::error::InternalError::from_response(err, error(StatusCode::BAD_REQUEST, message)).into()
+            }))
             .default_service(web::to(not_found))
     })
     .workers(WORKERS)
@@ -49,10 +76,10 @@ pub fn serve(listener: std::net::TcpListener, state: State) -> std::io::Result<S
     Ok(server)
 }
 
-fn error(status: actix_web::http::StatusCode, message: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(ErrorBody {
-        error: message.into(),
-    })
+use actix_web::http::StatusCode;
+
+fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(ErrorBody { error: message.into() })
 }
 
 async fn health(state: web::Data<State>) -> HttpResponse {
@@ -67,10 +94,7 @@ async fn health(state: web::Data<State>) -> HttpResponse {
 async fn peers(state: web::Data<State>) -> HttpResponse {
     match state.membership.send(GetPeers).await {
         Ok(peers) => HttpResponse::Ok().json(peers),
-        Err(e) => error(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            format!("membership unavailable: {e}"),
-        ),
+        Err(e) => error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, format!("membership unavailable: {e}")),
     }
 }
 
@@ -81,8 +105,5 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
 }
 
 async fn not_found(request: HttpRequest) -> HttpResponse {
-    error(
-        actix_web::http::StatusCode::NOT_FOUND,
-        format!("no such endpoint: {} {}", request.method(), request.path()),
-    )
+    error(actix_web::http::StatusCode::NOT_FOUND, format!("no such endpoint: {} {}", request.method(), request.path()))
 }

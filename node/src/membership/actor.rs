@@ -24,6 +24,11 @@ const TICK: Duration = Duration::from_millis(250);
 #[rtype(result = "Vec<PeerView>")]
 pub struct GetPeers;
 
+/// Asks for the ids of the peers currently up (this node excluded).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<PeerId>")]
+pub struct GetUpPeers;
+
 /// Tells the actor what this node currently advertises, for its own row.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -39,13 +44,7 @@ pub struct MembershipActor {
 
 impl MembershipActor {
     pub fn new(local_peer_id: PeerId, config: Config, metrics: Metrics) -> Self {
-        Self {
-            local_peer_id,
-            local_advert: None,
-            table: PeerTable::new(config),
-            origin: Instant::now(),
-            metrics,
-        }
+        Self { local_peer_id, local_advert: None, table: PeerTable::new(config), origin: Instant::now(), metrics }
     }
 
     fn now_ms(&self) -> u64 {
@@ -60,26 +59,16 @@ impl MembershipActor {
             Some(Transition::Forgotten(peer)) => info!(%peer, "peer forgotten"),
             None => return,
         }
-        self.metrics.set_peers(
-            self.table.count(PeerState::Up),
-            self.table.count(PeerState::Down),
-        );
+        self.metrics.set_peers(self.table.count(PeerState::Up), self.table.count(PeerState::Down));
     }
 
     fn view(&self) -> Vec<PeerView> {
         let now_ms = self.now_ms();
-        let unix_now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let unix_now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let local = PeerView {
             peer_id: self.local_peer_id.to_string(),
             is_self: true,
-            addresses: self
-                .local_advert
-                .as_ref()
-                .map(|a| a.listen_addrs.clone())
-                .unwrap_or_default(),
+            addresses: self.local_advert.as_ref().map(|a| a.listen_addrs.clone()).unwrap_or_default(),
             http_addr: self.local_advert.as_ref().and_then(|a| a.http_addr.clone()),
             state: PeerState::Up,
             last_seen: unix_now_ms,
@@ -89,11 +78,7 @@ impl MembershipActor {
         let peers = self.table.iter().map(|(peer, entry)| PeerView {
             peer_id: peer.to_string(),
             is_self: false,
-            addresses: entry
-                .info
-                .as_ref()
-                .map(|a| a.listen_addrs.clone())
-                .unwrap_or_default(),
+            addresses: entry.info.as_ref().map(|a| a.listen_addrs.clone()).unwrap_or_default(),
             http_addr: entry.info.as_ref().and_then(|a| a.http_addr.clone()),
             state: entry.state,
             last_seen: unix_now_ms.saturating_sub(now_ms.saturating_sub(entry.last_seen_ms)),
@@ -145,5 +130,13 @@ impl Handler<SetLocalAdvert> for MembershipActor {
 
     fn handle(&mut self, SetLocalAdvert(advert): SetLocalAdvert, _: &mut Self::Context) {
         self.local_advert = Some(advert);
+    }
+}
+
+impl Handler<GetUpPeers> for MembershipActor {
+    type Result = MessageResult<GetUpPeers>;
+
+    fn handle(&mut self, _: GetUpPeers, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.table.up().copied().collect())
     }
 }

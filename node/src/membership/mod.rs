@@ -9,7 +9,7 @@ pub mod table;
 
 use std::time::Duration;
 
-pub use actor::{GetPeers, MembershipActor};
+pub use actor::{GetPeers, GetUpPeers, MembershipActor};
 pub use table::{PeerTable, Transition};
 
 /// Liveness timing.

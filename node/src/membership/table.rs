@@ -39,10 +39,7 @@ pub struct PeerTable<K, P> {
 
 impl<K: Ord + Clone, P> PeerTable<K, P> {
     pub fn new(config: Config) -> Self {
-        Self {
-            config,
-            peers: BTreeMap::new(),
-        }
+        Self { config, peers: BTreeMap::new() }
     }
 
     /// A peer told us about itself: it is alive and this is what it has.
@@ -53,11 +50,7 @@ impl<K: Ord + Clone, P> PeerTable<K, P> {
                 Self::refresh(entry, peer, now_ms)
             }
             None => {
-                let entry = Entry {
-                    info: Some(info),
-                    state: PeerState::Up,
-                    last_seen_ms: now_ms,
-                };
+                let entry = Entry { info: Some(info), state: PeerState::Up, last_seen_ms: now_ms };
                 self.peers.insert(peer.clone(), entry);
                 Some(Transition::Joined(peer))
             }
@@ -110,10 +103,7 @@ impl<K: Ord + Clone, P> PeerTable<K, P> {
 
     /// Peers currently believed alive, in key order.
     pub fn up(&self) -> impl Iterator<Item = &K> {
-        self.peers
-            .iter()
-            .filter(|(_, e)| e.state == PeerState::Up)
-            .map(|(k, _)| k)
+        self.peers.iter().filter(|(_, e)| e.state == PeerState::Up).map(|(k, _)| k)
     }
 
     pub fn count(&self, state: PeerState) -> usize {

@@ -43,8 +43,7 @@ impl Behaviour {
         // Records are validated before they are stored (STACK.md).
         kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
         kad_config.set_periodic_bootstrap_interval(Some(Duration::from_secs(60)));
-        let mut kad =
-            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+        let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
         // Every Mass node serves the DHT, even when it only knows private addresses.
         kad.set_mode(Some(kad::Mode::Server));
 
@@ -55,43 +54,24 @@ impl Behaviour {
             .max_transmit_size(codec::MAX_GOSSIP_MESSAGE)
             .build()
             .map_err(|e| format!("gossipsub config: {e}"))?;
-        let gossipsub = gossipsub::Behaviour::new(
-            gossipsub::MessageAuthenticity::Signed(key.clone()),
-            gossip_config,
-        )
-        .map_err(|e| format!("gossipsub: {e}"))?;
+        let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)
+            .map_err(|e| format!("gossipsub: {e}"))?;
 
         let rpc = request_response::Behaviour::with_codec(
             RpcCodec::new(metrics),
-            [(
-                StreamProtocol::new(names::RPC_PROTOCOL),
-                request_response::ProtocolSupport::Full,
-            )],
+            [(StreamProtocol::new(names::RPC_PROTOCOL), request_response::ProtocolSupport::Full)],
             request_response::Config::default()
                 .with_request_timeout(RPC_TIMEOUT)
                 .with_max_concurrent_streams(RPC_MAX_STREAMS),
         );
 
         let mdns = if config.mdns {
-            let mdns_config = mdns::Config {
-                query_interval: Duration::from_secs(5),
-                ..Default::default()
-            };
-            Some(
-                mdns::tokio::Behaviour::new(mdns_config, peer_id)
-                    .map_err(|e| format!("mDNS: {e}"))?,
-            )
+            let mdns_config = mdns::Config { query_interval: Duration::from_secs(5), ..Default::default() };
+            Some(mdns::tokio::Behaviour::new(mdns_config, peer_id).map_err(|e| format!("mDNS: {e}"))?)
         } else {
             None
         };
 
-        Ok(Self {
-            identify,
-            ping,
-            kad,
-            gossipsub,
-            rpc,
-            mdns: mdns.into(),
-        })
+        Ok(Self { identify, ping, kad, gossipsub, rpc, mdns: mdns.into() })
     }
 }

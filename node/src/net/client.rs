@@ -2,10 +2,10 @@
 //! task sends out.
 
 use actix::Message;
-use libp2p::{Multiaddr, PeerId};
+use libp2p::{Multiaddr, PeerId, request_response::ResponseChannel};
 use mass_protocol::{
-    Advert,
-    rpc::{Request, Response},
+    Advert, ContentId,
+    rpc::{RefUpdate, Request, Response},
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -17,6 +17,33 @@ pub enum NetEvent {
     Advert { peer: PeerId, advert: Box<Advert> },
     /// A connected peer answered a ping.
     Alive { peer: PeerId },
+}
+
+/// A peer's request that needs the node's subsystems (storage, replication);
+/// answered by the [`crate::service`] actor.
+#[derive(Debug, Message)]
+#[rtype(result = "Response")]
+pub struct InboundRequest {
+    pub peer: PeerId,
+    pub request: Request,
+}
+
+/// Things peers did that the service actor acts on.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub enum PeerNotice {
+    /// A ref update arrived by gossip from its (authenticated) publisher.
+    RefUpdate { source: PeerId, update: RefUpdate },
+    /// A first connection to a peer was established.
+    Connected { peer: PeerId },
+}
+
+/// Where the network task delivers what it receives.
+#[derive(Debug, Clone)]
+pub struct Sinks {
+    pub membership: actix::Recipient<NetEvent>,
+    pub requests: actix::Recipient<InboundRequest>,
+    pub notices: actix::Recipient<PeerNotice>,
 }
 
 /// Why a network operation failed.
@@ -33,24 +60,15 @@ pub enum NetError {
 /// Commands into the network task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Dial {
-        addr: Multiaddr,
-        reply: oneshot::Sender<Result<PeerId, NetError>>,
-    },
-    Advertise {
-        advert: Box<Advert>,
-    },
-    Request {
-        peer: PeerId,
-        request: Request,
-        reply: oneshot::Sender<Result<Response, NetError>>,
-    },
-    ListenAddrs {
-        reply: oneshot::Sender<Vec<Multiaddr>>,
-    },
-    Shutdown {
-        done: oneshot::Sender<()>,
-    },
+    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, NetError>> },
+    Advertise { advert: Box<Advert> },
+    Request { peer: PeerId, request: Request, reply: oneshot::Sender<Result<Response, NetError>> },
+    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
+    PublishRef { update: RefUpdate },
+    Respond { channel: ResponseChannel<Response>, response: Response },
+    Provide { id: ContentId },
+    FindProviders { id: ContentId, reply: oneshot::Sender<Vec<PeerId>> },
+    Shutdown { done: oneshot::Sender<()> },
 }
 
 /// Cloneable handle to the network task.
@@ -62,10 +80,11 @@ pub struct NetClient {
 
 impl NetClient {
     pub(crate) fn new(commands: mpsc::Sender<Command>, local_peer_id: PeerId) -> Self {
-        Self {
-            commands,
-            local_peer_id,
-        }
+        Self { commands, local_peer_id }
+    }
+
+    pub(crate) fn sender(&self) -> mpsc::Sender<Command> {
+        self.commands.clone()
     }
 
     pub fn local_peer_id(&self) -> PeerId {
@@ -78,10 +97,7 @@ impl NetClient {
     }
 
     async fn send(&self, command: Command) -> Result<(), NetError> {
-        self.commands
-            .send(command)
-            .await
-            .map_err(|_| NetError::Stopped)
+        self.commands.send(command).await.map_err(|_| NetError::Stopped)
     }
 
     /// Dials an address (with or without a `/p2p/` suffix) and resolves once a
@@ -94,21 +110,13 @@ impl NetClient {
 
     /// Publishes this node's advert and keeps it to answer direct requests.
     pub async fn advertise(&self, advert: Advert) -> Result<(), NetError> {
-        self.send(Command::Advertise {
-            advert: Box::new(advert),
-        })
-        .await
+        self.send(Command::Advertise { advert: Box::new(advert) }).await
     }
 
     /// Sends a request to a peer and waits for its response.
     pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, NetError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::Request {
-            peer,
-            request,
-            reply,
-        })
-        .await?;
+        self.send(Command::Request { peer, request, reply }).await?;
         answer.await.map_err(|_| NetError::Stopped)?
     }
 
@@ -116,6 +124,23 @@ impl NetClient {
     pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::ListenAddrs { reply }).await?;
+        answer.await.map_err(|_| NetError::Stopped)
+    }
+
+    /// Gossips a ref update to the mesh.
+    pub async fn publish_ref(&self, update: RefUpdate) -> Result<(), NetError> {
+        self.send(Command::PublishRef { update }).await
+    }
+
+    /// Announces in the DHT that this node holds a blob.
+    pub async fn provide(&self, id: ContentId) -> Result<(), NetError> {
+        self.send(Command::Provide { id }).await
+    }
+
+    /// Peers the DHT knows to hold a blob.
+    pub async fn find_providers(&self, id: ContentId) -> Result<Vec<PeerId>, NetError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::FindProviders { id, reply }).await?;
         answer.await.map_err(|_| NetError::Stopped)
     }
 

@@ -23,7 +23,7 @@ pub mod task;
 
 use std::{path::PathBuf, time::Duration};
 
-pub use client::{NetClient, NetError, NetEvent};
+pub use client::{InboundRequest, NetClient, NetError, NetEvent, PeerNotice, Sinks};
 use libp2p::Multiaddr;
 
 /// Where a node listens when nothing else is said.
@@ -31,6 +31,8 @@ pub const DEFAULT_LISTEN: &str = "/ip4/0.0.0.0/tcp/4001";
 
 /// Capacity of the command channel into the network task.
 pub const COMMAND_CAPACITY: usize = 256;
+/// Peer requests being answered at once; past it, peers are told "busy".
+pub const MAX_INBOUND_REQUESTS: usize = 64;
 
 #[derive(Debug, Clone)]
 pub struct Config {

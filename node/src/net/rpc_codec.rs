@@ -23,10 +23,7 @@ pub struct RpcCodec {
 
 impl RpcCodec {
     pub fn new(metrics: Metrics) -> Self {
-        Self {
-            metrics,
-            max_message: codec::MAX_RPC_MESSAGE,
-        }
+        Self { metrics, max_message: codec::MAX_RPC_MESSAGE }
     }
 
     async fn read<T, M>(&self, io: &mut T) -> io::Result<M>
@@ -36,8 +33,7 @@ impl RpcCodec {
     {
         let result = read_frame(io, self.max_message).await.and_then(|bytes| {
             self.metrics.received(Protocol::Rpc, bytes.len());
-            codec::decode(&bytes, self.max_message)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+            codec::decode(&bytes, self.max_message).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
         });
         if let Err(e) = &result
             && e.kind() == io::ErrorKind::InvalidData
@@ -52,13 +48,9 @@ impl RpcCodec {
         T: AsyncWrite + Unpin + Send,
         M: Serialize,
     {
-        let bytes =
-            codec::encode(message).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let bytes = codec::encode(message).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         if bytes.len() > self.max_message {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "message exceeds the rpc size limit",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "message exceeds the rpc size limit"));
         }
         io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
         io.write_all(&bytes).await?;
@@ -103,24 +95,14 @@ impl libp2p::request_response::Codec for RpcCodec {
         self.read(io).await
     }
 
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        req: Request,
-    ) -> io::Result<()>
+    async fn write_request<T>(&mut self, _: &StreamProtocol, io: &mut T, req: Request) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
         self.write(io, &req).await
     }
 
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        res: Response,
-    ) -> io::Result<()>
+    async fn write_response<T>(&mut self, _: &StreamProtocol, io: &mut T, res: Response) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
@@ -149,14 +131,9 @@ mod tests {
         futures::executor::block_on(async {
             let (mut c, _) = codec();
             let mut buf = Cursor::new(Vec::new());
-            c.write_request(&proto(), &mut buf, Request::GetAdvert)
-                .await
-                .unwrap();
+            c.write_request(&proto(), &mut buf, Request::GetAdvert).await.unwrap();
             let mut read = Cursor::new(buf.into_inner());
-            assert_eq!(
-                c.read_request(&proto(), &mut read).await.unwrap(),
-                Request::GetAdvert
-            );
+            assert_eq!(c.read_request(&proto(), &mut read).await.unwrap(), Request::GetAdvert);
         });
     }
 
@@ -166,10 +143,7 @@ mod tests {
             let (mut c, metrics) = codec();
             let mut frame = (u32::MAX).to_be_bytes().to_vec();
             frame.extend_from_slice(&[0; 16]);
-            let err = c
-                .read_request(&proto(), &mut Cursor::new(frame))
-                .await
-                .unwrap_err();
+            let err = c.read_request(&proto(), &mut Cursor::new(frame)).await.unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);
             assert_eq!(metrics.decode_failures(Protocol::Rpc), 1);
         });
@@ -180,22 +154,10 @@ mod tests {
         futures::executor::block_on(async {
             let (mut c, metrics) = codec();
             let garbage = [0, 0, 0, 3, 0xff, 0xff, 0xff];
-            assert!(
-                c.read_request(&proto(), &mut Cursor::new(garbage.to_vec()))
-                    .await
-                    .is_err()
-            );
+            assert!(c.read_request(&proto(), &mut Cursor::new(garbage.to_vec())).await.is_err());
             let truncated = [0, 0, 0, 9, 0];
-            assert!(
-                c.read_request(&proto(), &mut Cursor::new(truncated.to_vec()))
-                    .await
-                    .is_err()
-            );
-            assert_eq!(
-                metrics.decode_failures(Protocol::Rpc),
-                1,
-                "a short read is an I/O error, not a decode failure"
-            );
+            assert!(c.read_request(&proto(), &mut Cursor::new(truncated.to_vec())).await.is_err());
+            assert_eq!(metrics.decode_failures(Protocol::Rpc), 1, "a short read is an I/O error, not a decode failure");
         });
     }
 }

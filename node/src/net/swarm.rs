@@ -36,22 +36,18 @@ pub fn build(
 ) -> Result<Swarm<Behaviour>, BuildError> {
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_other_transport(
-            |key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
-                let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
-                let base = match psk {
-                    Some(psk) => Either::Left(
-                        tcp.and_then(move |socket, _| PnetConfig::new(psk).handshake(socket)),
-                    ),
-                    None => Either::Right(tcp),
-                };
-                Ok(base
-                    .upgrade(Version::V1Lazy)
-                    .authenticate(noise::Config::new(key)?)
-                    .multiplex(yamux::Config::default())
-                    .timeout(HANDSHAKE_TIMEOUT))
-            },
-        )
+        .with_other_transport(|key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+            let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+            let base = match psk {
+                Some(psk) => Either::Left(tcp.and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))),
+                None => Either::Right(tcp),
+            };
+            Ok(base
+                .upgrade(Version::V1Lazy)
+                .authenticate(noise::Config::new(key)?)
+                .multiplex(yamux::Config::default())
+                .timeout(HANDSHAKE_TIMEOUT))
+        })
         .map_err(|e| BuildError(e.to_string()))?
         .with_dns()
         .map_err(|e| BuildError(format!("DNS resolver: {e}")))?

@@ -1,8 +1,10 @@
 //! The event loop that owns the Swarm.
 
-use std::collections::HashMap;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
 
-use actix::Recipient;
 use futures::StreamExt;
 use libp2p::{
     Multiaddr, PeerId, Swarm, gossipsub, identify, kad, mdns, ping, request_response,
@@ -10,14 +12,15 @@ use libp2p::{
 };
 use mass_protocol::{
     Advert, codec, names,
-    rpc::{Request, Response, RpcError, RpcErrorKind},
+    rpc::{RefUpdate, Request, Response, RpcError, RpcErrorKind},
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::{
+    MAX_INBOUND_REQUESTS,
     behaviour::{Behaviour, BehaviourEvent},
-    client::{Command, NetError, NetEvent},
+    client::{Command, InboundRequest, NetError, NetEvent, PeerNotice, Sinks},
 };
 use crate::metrics::{Metrics, Protocol};
 
@@ -32,39 +35,52 @@ enum PendingRequest {
 pub struct NetTask {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
-    events: Recipient<NetEvent>,
+    /// To hand answers computed elsewhere back to this loop.
+    own_commands: mpsc::Sender<Command>,
+    sinks: Sinks,
     metrics: Metrics,
     max_connections: usize,
     advert_topic: gossipsub::IdentTopic,
+    ref_topic: gossipsub::IdentTopic,
     local_advert: Option<Box<Advert>>,
+    inbound: Arc<Semaphore>,
     pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NetError>>)>,
     pending_requests: HashMap<request_response::OutboundRequestId, PendingRequest>,
+    pending_providers: HashMap<kad::QueryId, (HashSet<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
 }
 
 impl NetTask {
     pub(crate) fn new(
         mut swarm: Swarm<Behaviour>,
         commands: mpsc::Receiver<Command>,
-        events: Recipient<NetEvent>,
+        own_commands: mpsc::Sender<Command>,
+        sinks: Sinks,
         metrics: Metrics,
         max_connections: usize,
     ) -> Result<Self, String> {
         let advert_topic = gossipsub::IdentTopic::new(names::ADVERT_TOPIC);
-        swarm
-            .behaviour_mut()
-            .gossipsub
-            .subscribe(&advert_topic)
-            .map_err(|e| format!("cannot subscribe to {}: {e}", names::ADVERT_TOPIC))?;
+        let ref_topic = gossipsub::IdentTopic::new(names::REF_TOPIC);
+        for topic in [&advert_topic, &ref_topic] {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(topic)
+                .map_err(|e| format!("cannot subscribe to {topic}: {e}"))?;
+        }
         Ok(Self {
             swarm,
             commands,
-            events,
+            own_commands,
+            sinks,
             metrics,
             max_connections,
             advert_topic,
+            ref_topic,
             local_advert: None,
+            inbound: Arc::new(Semaphore::new(MAX_INBOUND_REQUESTS)),
             pending_dials: HashMap::new(),
             pending_requests: HashMap::new(),
+            pending_providers: HashMap::new(),
         })
     }
 
@@ -104,10 +120,7 @@ impl NetTask {
                         self.pending_dials.insert(connection, (addr, reply));
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(NetError::Dial {
-                            addr,
-                            reason: e.to_string(),
-                        }));
+                        let _ = reply.send(Err(NetError::Dial { addr, reason: e.to_string() }));
                     }
                 }
             }
@@ -115,17 +128,27 @@ impl NetTask {
                 self.publish_advert(&advert);
                 self.local_advert = Some(advert);
             }
-            Command::Request {
-                peer,
-                request,
-                reply,
-            } => {
+            Command::Request { peer, request, reply } => {
                 let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
-                self.pending_requests
-                    .insert(id, PendingRequest::External(reply));
+                self.pending_requests.insert(id, PendingRequest::External(reply));
             }
             Command::ListenAddrs { reply } => {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            Command::PublishRef { update } => self.publish_ref(&update),
+            Command::Respond { channel, response } => {
+                if self.swarm.behaviour_mut().rpc.send_response(channel, response).is_err() {
+                    debug!("peer left before the response was sent");
+                }
+            }
+            Command::Provide { id } => {
+                if let Err(e) = self.swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(id.as_bytes())) {
+                    warn!(%id, "cannot announce blob in the DHT: {e}");
+                }
+            }
+            Command::FindProviders { id, reply } => {
+                let query = self.swarm.behaviour_mut().kad.get_providers(kad::RecordKey::new(id.as_bytes()));
+                self.pending_providers.insert(query, (HashSet::new(), reply));
             }
             Command::Shutdown { .. } => unreachable!("handled in run"),
         }
@@ -137,12 +160,7 @@ impl NetTask {
             Err(e) => return warn!("cannot encode own advert: {e}"),
         };
         let len = bytes.len();
-        match self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(self.advert_topic.clone(), bytes)
-        {
+        match self.swarm.behaviour_mut().gossipsub.publish(self.advert_topic.clone(), bytes) {
             Ok(_) => self.metrics.sent(Protocol::Advert, len),
             // Alone in the mesh, or no subscriber yet: peers get the advert on connect.
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
@@ -150,10 +168,30 @@ impl NetTask {
         }
     }
 
+    fn publish_ref(&mut self, update: &RefUpdate) {
+        let bytes = match codec::encode(update) {
+            Ok(bytes) => bytes,
+            Err(e) => return warn!("cannot encode ref update: {e}"),
+        };
+        let len = bytes.len();
+        match self.swarm.behaviour_mut().gossipsub.publish(self.ref_topic.clone(), bytes) {
+            Ok(_) => self.metrics.sent(Protocol::Ref, len),
+            // Peers that connect later catch up through ListRefs.
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+            Err(e) => debug!("ref update not published: {e}"),
+        }
+    }
+
     /// Hands an event to the actors without waiting; a full mailbox drops it
     /// (adverts repeat) rather than letting peers grow a queue.
     fn emit(&self, event: NetEvent) {
-        if self.events.try_send(event).is_err() {
+        if self.sinks.membership.try_send(event).is_err() {
+            self.metrics.dropped_event();
+        }
+    }
+
+    fn notify(&self, notice: PeerNotice) {
+        if self.sinks.notices.try_send(notice).is_err() {
             self.metrics.dropped_event();
         }
     }
@@ -161,61 +199,33 @@ impl NetTask {
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr { address, .. } => info!("listening on {address}"),
-            SwarmEvent::ConnectionEstablished {
-                peer_id,
-                connection_id,
-                num_established,
-                endpoint,
-                ..
-            } => {
+            SwarmEvent::ConnectionEstablished { peer_id, connection_id, num_established, endpoint, .. } => {
                 debug!(%peer_id, addr = %endpoint.get_remote_address(), "connected");
                 if let Some((_, reply)) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
                 if endpoint.is_dialer() {
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer_id, endpoint.get_remote_address().clone());
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, endpoint.get_remote_address().clone());
                 }
                 if num_established.get() == 1 {
-                    let id = self
-                        .swarm
-                        .behaviour_mut()
-                        .rpc
-                        .send_request(&peer_id, Request::GetAdvert);
+                    let id = self.swarm.behaviour_mut().rpc.send_request(&peer_id, Request::GetAdvert);
                     self.pending_requests.insert(id, PendingRequest::Advert);
+                    self.notify(PeerNotice::Connected { peer: peer_id });
                 }
             }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established: 0,
-                cause,
-                ..
-            } => {
+            SwarmEvent::ConnectionClosed { peer_id, num_established: 0, cause, .. } => {
                 debug!(%peer_id, ?cause, "disconnected");
             }
-            SwarmEvent::OutgoingConnectionError {
-                connection_id,
-                peer_id,
-                error,
-            } => {
+            SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
                 self.metrics.failed_handshake();
                 match self.pending_dials.remove(&connection_id) {
                     Some((addr, reply)) => {
-                        let _ = reply.send(Err(NetError::Dial {
-                            addr,
-                            reason: error.to_string(),
-                        }));
+                        let _ = reply.send(Err(NetError::Dial { addr, reason: error.to_string() }));
                     }
                     None => debug!(?peer_id, "dial failed: {error}"),
                 }
             }
-            SwarmEvent::IncomingConnectionError {
-                send_back_addr,
-                error,
-                ..
-            } => {
+            SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
                 self.metrics.failed_handshake();
                 debug!(%send_back_addr, "refused incoming connection: {error}");
             }
@@ -236,35 +246,35 @@ impl NetTask {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
                 }
             }
-            BehaviourEvent::Ping(ping::Event {
-                peer,
-                result: Ok(_),
-                ..
-            }) => {
+            BehaviourEvent::Ping(ping::Event { peer, result: Ok(_), .. }) => {
                 self.emit(NetEvent::Alive { peer });
             }
-            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
-                propagation_source,
-                message_id,
-                message,
-            }) => {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message { propagation_source, message_id, message }) => {
                 self.on_gossip(propagation_source, message_id, message);
             }
             BehaviourEvent::Rpc(event) => self.on_rpc(event),
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
                     debug!(%peer, %addr, "found by mDNS");
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer, addr.clone());
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
                     self.dial_learned(peer, vec![addr]);
                 }
             }
-            BehaviourEvent::Kad(kad::Event::RoutingUpdated {
-                peer, addresses, ..
-            }) => {
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. }) => {
                 self.dial_learned(peer, addresses.into_vec());
+            }
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed { id, result, step, .. }) => {
+                if let kad::QueryResult::GetProviders(result) = result {
+                    let finished = step.last || !matches!(result, Ok(kad::GetProvidersOk::FoundProviders { .. }));
+                    if let Some((found, _)) = self.pending_providers.get_mut(&id)
+                        && let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result
+                    {
+                        found.extend(providers);
+                    }
+                    if finished && let Some((found, reply)) = self.pending_providers.remove(&id) {
+                        let _ = reply.send(found.into_iter().collect());
+                    }
+                }
             }
             _ => {}
         }
@@ -272,94 +282,72 @@ impl NetTask {
 
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
         let len = message.data.len();
-        let acceptance = match (message.topic == self.advert_topic.hash(), message.source) {
-            (true, Some(publisher)) => {
-                match codec::decode::<Advert>(&message.data, codec::MAX_GOSSIP_MESSAGE) {
-                    Ok(advert) => {
-                        self.metrics.received(Protocol::Advert, len);
-                        let addrs = advert
-                            .listen_addrs
-                            .iter()
-                            .filter_map(|a| a.parse().ok())
-                            .collect();
-                        self.dial_learned(publisher, addrs);
-                        self.emit(NetEvent::Advert {
-                            peer: publisher,
-                            advert: Box::new(advert),
-                        });
-                        gossipsub::MessageAcceptance::Accept
-                    }
-                    Err(e) => {
-                        self.metrics.decode_failure(Protocol::Advert);
-                        warn!(%source, "dropped malformed advert: {e}");
-                        gossipsub::MessageAcceptance::Reject
-                    }
+        if message.topic == self.ref_topic.hash() {
+            let acceptance = match (message.source, codec::decode::<RefUpdate>(&message.data, codec::MAX_GOSSIP_MESSAGE)) {
+                (Some(publisher), Ok(update)) => {
+                    self.metrics.received(Protocol::Ref, len);
+                    self.notify(PeerNotice::RefUpdate { source: publisher, update });
+                    gossipsub::MessageAcceptance::Accept
                 }
-            }
+                (_, result) => {
+                    self.metrics.decode_failure(Protocol::Ref);
+                    warn!(%source, error = ?result.err(), "dropped malformed ref update");
+                    gossipsub::MessageAcceptance::Reject
+                }
+            };
+            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
+            return;
+        }
+        let acceptance = match (message.topic == self.advert_topic.hash(), message.source) {
+            (true, Some(publisher)) => match codec::decode::<Advert>(&message.data, codec::MAX_GOSSIP_MESSAGE) {
+                Ok(advert) => {
+                    self.metrics.received(Protocol::Advert, len);
+                    let addrs = advert.listen_addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                    self.dial_learned(publisher, addrs);
+                    self.emit(NetEvent::Advert { peer: publisher, advert: Box::new(advert) });
+                    gossipsub::MessageAcceptance::Accept
+                }
+                Err(e) => {
+                    self.metrics.decode_failure(Protocol::Advert);
+                    warn!(%source, "dropped malformed advert: {e}");
+                    gossipsub::MessageAcceptance::Reject
+                }
+            },
             _ => {
                 self.metrics.decode_failure(Protocol::Advert);
                 gossipsub::MessageAcceptance::Reject
             }
         };
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .report_message_validation_result(&id, &source, acceptance);
+        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
     }
 
     fn on_rpc(&mut self, event: request_response::Event<Request, Response>) {
         use request_response::{Event, Message};
         match event {
-            Event::Message {
-                peer,
-                message:
-                    Message::Request {
-                        request, channel, ..
-                    },
-                ..
-            } => {
-                let response = self.answer(request);
-                if self
-                    .swarm
-                    .behaviour_mut()
-                    .rpc
-                    .send_response(channel, response)
-                    .is_err()
-                {
+            Event::Message { peer, message: Message::Request { request: Request::GetAdvert, channel, .. }, .. } => {
+                let response = self.own_advert();
+                if self.swarm.behaviour_mut().rpc.send_response(channel, response).is_err() {
                     debug!(%peer, "peer left before the response was sent");
                 }
             }
-            Event::Message {
-                peer,
-                message:
-                    Message::Response {
-                        request_id,
-                        response,
+            Event::Message { peer, message: Message::Request { request, channel, .. }, .. } => {
+                self.forward(peer, request, channel);
+            }
+            Event::Message { peer, message: Message::Response { request_id, response }, .. } => {
+                match self.pending_requests.remove(&request_id) {
+                    Some(PendingRequest::Advert) => match response {
+                        Response::Advert(advert) => self.emit(NetEvent::Advert { peer, advert }),
+                        other => debug!(%peer, ?other, "peer did not send its advert"),
                     },
-                ..
-            } => match self.pending_requests.remove(&request_id) {
-                Some(PendingRequest::Advert) => match response {
-                    Response::Advert(advert) => self.emit(NetEvent::Advert { peer, advert }),
-                    other => debug!(%peer, ?other, "peer did not send its advert"),
-                },
-                Some(PendingRequest::External(reply)) => {
-                    let _ = reply.send(Ok(response));
+                    Some(PendingRequest::External(reply)) => {
+                        let _ = reply.send(Ok(response));
+                    }
+                    None => {}
                 }
-                None => {}
-            },
-            Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                if let Some(PendingRequest::External(reply)) =
-                    self.pending_requests.remove(&request_id)
-                {
-                    let _ = reply.send(Err(NetError::Request {
-                        peer,
-                        reason: error.to_string(),
-                    }));
+            }
+            Event::OutboundFailure { peer, request_id, error, .. } => {
+                if let Some(PendingRequest::External(reply)) = self.pending_requests.remove(&request_id) {
+                    let _ = reply.send(Err(NetError::Request { peer, reason: error.to_string() }));
                 }
             }
             Event::InboundFailure { peer, error, .. } => {
@@ -369,16 +357,37 @@ impl NetTask {
         }
     }
 
-    fn answer(&self, request: Request) -> Response {
-        match request {
-            Request::GetAdvert => match &self.local_advert {
-                Some(advert) => Response::Advert(advert.clone()),
-                None => Response::Error(RpcError {
-                    kind: RpcErrorKind::Unavailable,
-                    message: "node is still starting".into(),
-                }),
-            },
+    fn own_advert(&self) -> Response {
+        match &self.local_advert {
+            Some(advert) => Response::Advert(advert.clone()),
+            None => {
+                Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message: "node is still starting".into() })
+            }
         }
+    }
+
+    /// Hands a request to the service actor and sends its answer back through
+    /// this loop. At most [`MAX_INBOUND_REQUESTS`] are in progress; past that a
+    /// peer is told the node is busy instead of growing a queue.
+    fn forward(&mut self, peer: PeerId, request: Request, channel: request_response::ResponseChannel<Response>) {
+        let Ok(permit) = self.inbound.clone().try_acquire_owned() else {
+            let busy =
+                Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message: "busy; retry later".into() });
+            let _ = self.swarm.behaviour_mut().rpc.send_response(channel, busy);
+            return;
+        };
+        let service = self.sinks.requests.clone();
+        let commands = self.own_commands.clone();
+        tokio::spawn(async move {
+            let response = service.send(InboundRequest { peer, request }).await.unwrap_or_else(|e| {
+                Response::Error(RpcError {
+                    kind: RpcErrorKind::Unavailable,
+                    message: format!("service unavailable: {e}"),
+                })
+            });
+            let _ = commands.send(Command::Respond { channel, response }).await;
+            drop(permit);
+        });
     }
 
     /// Connects to a peer learned from gossip, the DHT or mDNS, so the mesh
@@ -391,10 +400,7 @@ impl NetTask {
         {
             return;
         }
-        let opts = DialOpts::peer_id(peer)
-            .addresses(addrs)
-            .condition(PeerCondition::DisconnectedAndNotDialing)
-            .build();
+        let opts = DialOpts::peer_id(peer).addresses(addrs).condition(PeerCondition::DisconnectedAndNotDialing).build();
         if let Err(e) = self.swarm.dial(opts) {
             debug!(%peer, "not dialing learned peer: {e}");
         }

@@ -7,9 +7,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let nodes: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
     let seeds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
-    println!(
-        "| nodes | loss | seeds | crashes | detections | max detection ms | false downs per 1k peer-minutes |"
-    );
+    println!("| nodes | loss | seeds | crashes | detections | max detection ms | false downs per 1k peer-minutes |");
     println!("|---|---|---|---|---|---|---|");
     for loss in [0.0, 0.1, 0.3, 0.5] {
         let mut total = mass_simulations::membership::Report::default();
@@ -31,10 +29,8 @@ fn main() {
                 }
             }
         }
-        let peer_minutes = f64::from(nodes)
-            * f64::from(nodes - 1)
-            * (Scenario::small(0).duration_ms as f64 / 60_000.0)
-            * seeds as f64;
+        let peer_minutes =
+            f64::from(nodes) * f64::from(nodes - 1) * (Scenario::small(0).duration_ms as f64 / 60_000.0) * seeds as f64;
         println!(
             "| {nodes} | {loss} | {seeds} | {} | {} | {} | {:.3} |",
             total.crashes,

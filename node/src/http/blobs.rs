@@ -1,0 +1,169 @@
+//! `/v1/blobs`: streamed upload and download, listing, unpinning, GC.
+
+use actix_web::{HttpResponse, http::StatusCode, web};
+use futures::StreamExt;
+use mass_protocol::{ContentId, api::BlobInfo, rpc::RefUpdate, storage::BlobMeta};
+use serde::Deserialize;
+use tracing::warn;
+
+use super::{State, error};
+use crate::{
+    replication::{FetchBlob, FetchError, PlaceNew},
+    storage::{BlobWriter, StoreError, store::pin_name},
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutQuery {
+    /// Keep the blob until it is unpinned (default), rather than only while a
+    /// ref points at it.
+    #[serde(default = "yes")]
+    pin: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn parse_id(text: &str) -> Result<ContentId, HttpResponse> {
+    text.parse()
+        .map_err(|e: mass_protocol::content_id::ParseContentIdError| error(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+fn store_error(e: StoreError) -> HttpResponse {
+    error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// Writes a ref on this node and gossips it.
+pub(super) async fn write_ref(
+    state: &State,
+    name: String,
+    target: Option<ContentId>,
+) -> Result<mass_protocol::storage::RefEntry, StoreError> {
+    let entry = state.storage.set_ref(name.clone(), target, state.peer_id.clone()).await?;
+    if let Err(e) = state.net.publish_ref(RefUpdate { name, entry: entry.clone() }).await {
+        warn!("ref not gossiped: {e}");
+    }
+    Ok(entry)
+}
+
+/// `PUT /v1/blobs`: the body, streamed, becomes a blob; answered once durable.
+pub async fn put(state: web::Data<State>, query: web::Query<PutQuery>, mut body: web::Payload) -> HttpResponse {
+    let mut writer = BlobWriter::new(state.storage.clone());
+    while let Some(piece) = body.next().await {
+        let piece = match piece {
+            Ok(piece) => piece,
+            Err(e) => {
+                return error(StatusCode::BAD_REQUEST, format!("upload interrupted after {} bytes: {e}", writer.size()));
+            }
+        };
+        if let Err(e) = writer.write(&piece).await {
+            return store_error(e);
+        }
+    }
+    let meta = match writer.finish(None).await {
+        Ok(meta) => meta,
+        Err(e) => return store_error(e),
+    };
+    if query.pin
+        && let Err(e) = write_ref(&state, pin_name(&meta.id), Some(meta.id)).await
+    {
+        return store_error(e);
+    }
+    state.replication.do_send(PlaceNew(meta.id));
+    HttpResponse::Ok().json(BlobInfo { id: meta.id, size: meta.size })
+}
+
+/// A verified local copy of `id`, fetched from peers when this node has none
+/// or its copy is damaged.
+pub(super) async fn local_copy(state: &State, id: ContentId) -> Result<BlobMeta, HttpResponse> {
+    let damage = match state.storage.verify(id).await {
+        Ok(meta) => return Ok(meta),
+        Err(StoreError::NotFound(_)) => None,
+        Err(e @ StoreError::Integrity { .. }) => {
+            // Never serve or keep a damaged copy: drop it and fetch a good one.
+            let _ = state.storage.remove(id).await;
+            Some(e.to_string())
+        }
+        Err(e) => return Err(store_error(e)),
+    };
+    match state.replication.send(FetchBlob(id)).await {
+        Ok(Ok(meta)) => Ok(meta),
+        Ok(Err(FetchError::Unavailable { failures, .. })) => Err(match damage {
+            Some(damage) => error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{damage}; no peer had a good copy ({})", failures.join("; ")),
+            ),
+            None if failures.is_empty() => error(StatusCode::NOT_FOUND, format!("blob {id} is not stored on any node")),
+            None => error(StatusCode::NOT_FOUND, format!("blob {id} could not be fetched: {}", failures.join("; "))),
+        }),
+        Ok(Err(FetchError::Store(e))) => Err(store_error(e)),
+        Err(e) => Err(error(StatusCode::SERVICE_UNAVAILABLE, format!("replication unavailable: {e}"))),
+    }
+}
+
+/// `GET /v1/blobs/{id}`: the bytes, streamed chunk by verified chunk.
+pub async fn get(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    let meta = match local_copy(&state, id).await {
+        Ok(meta) => meta,
+        Err(response) => return response,
+    };
+    let storage = state.storage.clone();
+    let size = meta.size;
+    let chunks = futures::stream::iter(0..meta.chunks.len()).then(move |index| {
+        let storage = storage.clone();
+        let meta = meta.clone();
+        async move { storage.chunk(meta, index).await.map(web::Bytes::from) }
+    });
+    HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header(("x-mass-content-id", id.to_string()))
+        .no_chunking(size)
+        .streaming(chunks.map(|r| r.map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string()))))
+}
+
+/// `GET /v1/blobs`: the blobs stored on this node.
+pub async fn list(state: web::Data<State>) -> HttpResponse {
+    match state.storage.list().await {
+        Ok(blobs) => HttpResponse::Ok()
+            .json(blobs.into_iter().map(|s| BlobInfo { id: s.meta.id, size: s.meta.size }).collect::<Vec<_>>()),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `DELETE /v1/blobs/{id}`: unpins the blob mesh-wide; GC then removes it
+/// wherever no ref keeps it.
+pub async fn unpin(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    match state.storage.get_ref(pin_name(&id)).await {
+        Ok(Some(record)) if record.current().is_some_and(|c| c.target.is_some()) => {}
+        Ok(_) => return error(StatusCode::NOT_FOUND, format!("blob {id} is not pinned")),
+        Err(e) => return store_error(e),
+    }
+    match write_ref(&state, pin_name(&id), None).await {
+        Ok(_) => HttpResponse::Ok().json(serde_json::json!({ "id": id, "pinned": false })),
+        Err(e) => store_error(e),
+    }
+}
+
+/// `POST /v1/gc`: removes unreferenced blobs past the grace period now.
+pub async fn gc(state: web::Data<State>, query: web::Query<GcQuery>) -> HttpResponse {
+    let grace_ms = query.grace_ms.unwrap_or(state.gc_grace_ms);
+    match state.storage.gc(grace_ms).await {
+        Ok(report) => HttpResponse::Ok().json(report),
+        Err(e) => store_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcQuery {
+    grace_ms: Option<u64>,
+}

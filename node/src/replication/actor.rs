@@ -1,0 +1,285 @@
+//! The replication actor: pushes new blobs to their homes, answers
+//! `Replicate` by pulling, fetches blobs for local readers, and runs the
+//! periodic repair walk.
+
+use std::collections::HashSet;
+
+use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture};
+use libp2p::PeerId;
+use mass_protocol::{
+    ContentId,
+    rpc::{Request, Response},
+    storage::BlobMeta,
+};
+use tracing::{debug, info, warn};
+
+use super::{FetchError, fetch::fetch, homes};
+use crate::{
+    membership::{GetUpPeers, MembershipActor},
+    metrics::Metrics,
+    net::NetClient,
+    storage::{self, Storage},
+};
+
+/// A blob was just stored here by a client: tell its homes.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PlaceNew(pub ContentId);
+
+/// A peer says this node is a home of `id`; returns whether it already has it
+/// (if not, a fetch starts, from that peer first).
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct ReplicateFrom {
+    pub peer: PeerId,
+    pub id: ContentId,
+}
+
+/// Fetch a blob this node lacks from whichever peer holds it.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<BlobMeta, FetchError>")]
+pub struct FetchBlob(pub ContentId);
+
+pub struct ReplicationActor {
+    local: PeerId,
+    net: NetClient,
+    storage: Storage,
+    membership: Addr<MembershipActor>,
+    config: storage::Config,
+    metrics: Metrics,
+    /// (home, blob) pairs known to hold a copy; cleared when the view changes.
+    confirmed: HashSet<(PeerId, ContentId)>,
+    view: Vec<PeerId>,
+    fetching: HashSet<ContentId>,
+    repairing: bool,
+}
+
+impl ReplicationActor {
+    pub fn new(
+        local: PeerId,
+        net: NetClient,
+        storage: Storage,
+        membership: Addr<MembershipActor>,
+        config: storage::Config,
+        metrics: Metrics,
+    ) -> Self {
+        Self {
+            local,
+            net,
+            storage,
+            membership,
+            config,
+            metrics,
+            confirmed: HashSet::new(),
+            view: Vec::new(),
+            fetching: HashSet::new(),
+            repairing: false,
+        }
+    }
+}
+
+/// Live peers plus this node: the view placement ranks over.
+async fn view(membership: &Addr<MembershipActor>, local: PeerId) -> Vec<PeerId> {
+    let mut peers = membership.send(GetUpPeers).await.unwrap_or_default();
+    peers.push(local);
+    peers
+}
+
+/// Candidates to fetch `id` from: `first`, then its homes, then DHT providers,
+/// then every other live peer.
+async fn candidates(
+    net: &NetClient,
+    membership: &Addr<MembershipActor>,
+    local: PeerId,
+    id: ContentId,
+    k: usize,
+    first: Option<PeerId>,
+) -> Vec<PeerId> {
+    let peers = view(membership, local).await;
+    let mut ordered: Vec<PeerId> = first.into_iter().collect();
+    ordered.extend(homes(&id, &peers, k));
+    ordered.extend(net.find_providers(id).await.unwrap_or_default());
+    ordered.extend(peers.iter().copied());
+    let mut seen = HashSet::new();
+    ordered.retain(|p| *p != local && seen.insert(*p));
+    ordered
+}
+
+impl Actor for ReplicationActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.config.repair_interval, |actor, ctx| actor.repair(ctx));
+    }
+}
+
+impl ReplicationActor {
+    /// One repair walk over every local blob. At most one runs at a time.
+    fn repair(&mut self, ctx: &mut Context<Self>) {
+        if self.repairing {
+            return;
+        }
+        self.repairing = true;
+        let (net, storage, membership, local, k, metrics) = (
+            self.net.clone(),
+            self.storage.clone(),
+            self.membership.clone(),
+            self.local,
+            self.config.replication,
+            self.metrics.clone(),
+        );
+        let previous_view = std::mem::take(&mut self.view);
+        let mut confirmed = std::mem::take(&mut self.confirmed);
+        let work = async move {
+            let peers = view(&membership, local).await;
+            if peers.iter().collect::<HashSet<_>>() != previous_view.iter().collect::<HashSet<_>>() {
+                // A peer came or went: its copies must be checked again.
+                confirmed.retain(|(peer, _)| peers.contains(peer));
+            }
+            let blobs = match storage.list().await {
+                Ok(blobs) => blobs,
+                Err(e) => {
+                    warn!("repair skipped: {e}");
+                    return (peers, confirmed);
+                }
+            };
+            for stored in blobs {
+                let id = stored.meta.id;
+                let homes = homes(&id, &peers, k);
+                let mut all_confirmed = true;
+                for home in homes.iter().filter(|h| **h != local) {
+                    if confirmed.contains(&(*home, id)) {
+                        continue;
+                    }
+                    match net.request(*home, Request::Replicate { id }).await {
+                        Ok(Response::Has(true)) => {
+                            confirmed.insert((*home, id));
+                        }
+                        Ok(Response::Has(false)) => {
+                            all_confirmed = false;
+                            metrics.repaired(stored.meta.size);
+                            debug!(%id, %home, "home lacks blob; it is fetching");
+                        }
+                        other => {
+                            all_confirmed = false;
+                            debug!(%id, %home, ?other, "home did not confirm");
+                        }
+                    }
+                }
+                if !homes.contains(&local) && all_confirmed {
+                    // Every home holds it: this copy is surplus (it moved).
+                    if storage.remove(id).await.unwrap_or(false) {
+                        info!(%id, "blob migrated to its homes; local copy dropped");
+                    }
+                }
+            }
+            (peers, confirmed)
+        };
+        ctx.spawn(work.into_actor(self).map(|(peers, confirmed), actor, _| {
+            actor.view = peers;
+            actor.confirmed = confirmed;
+            actor.repairing = false;
+        }));
+    }
+
+    fn start_fetch(&mut self, ctx: &mut Context<Self>, id: ContentId, first: Option<PeerId>) {
+        if !self.fetching.insert(id) {
+            return;
+        }
+        let (net, storage, membership, local, k, metrics) = (
+            self.net.clone(),
+            self.storage.clone(),
+            self.membership.clone(),
+            self.local,
+            self.config.replication,
+            self.metrics.clone(),
+        );
+        let work = async move {
+            let peers = candidates(&net, &membership, local, id, k, first).await;
+            let result = fetch(&net, &storage, &metrics, id, &peers).await;
+            if let Ok(meta) = &result {
+                metrics.replicated(meta.size);
+                let _ = net.provide(id).await;
+            }
+            result
+        };
+        ctx.spawn(work.into_actor(self).map(move |result, actor, _| {
+            actor.fetching.remove(&id);
+            match result {
+                Ok(_) => debug!(%id, "replica stored"),
+                Err(e) => warn!(%id, "replication failed: {e}"),
+            }
+        }));
+    }
+}
+
+impl Handler<PlaceNew> for ReplicationActor {
+    type Result = ();
+
+    fn handle(&mut self, PlaceNew(id): PlaceNew, ctx: &mut Self::Context) {
+        let (net, membership, local, k) =
+            (self.net.clone(), self.membership.clone(), self.local, self.config.replication);
+        ctx.spawn(
+            async move {
+                let _ = net.provide(id).await;
+                let peers = view(&membership, local).await;
+                for home in homes(&id, &peers, k).into_iter().filter(|h| *h != local) {
+                    if let Err(e) = net.request(home, Request::Replicate { id }).await {
+                        debug!(%id, %home, "push failed; repair will retry: {e}");
+                    }
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}
+
+impl Handler<ReplicateFrom> for ReplicationActor {
+    type Result = ResponseFuture<bool>;
+
+    fn handle(&mut self, ReplicateFrom { peer, id }: ReplicateFrom, ctx: &mut Self::Context) -> Self::Result {
+        let storage = self.storage.clone();
+        let addr = ctx.address();
+        Box::pin(async move {
+            if storage.has(id).await.unwrap_or(false) {
+                return true;
+            }
+            addr.do_send(StartFetch { id, first: Some(peer) });
+            false
+        })
+    }
+}
+
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct StartFetch {
+    id: ContentId,
+    first: Option<PeerId>,
+}
+
+impl Handler<StartFetch> for ReplicationActor {
+    type Result = ();
+
+    fn handle(&mut self, StartFetch { id, first }: StartFetch, ctx: &mut Self::Context) {
+        self.start_fetch(ctx, id, first);
+    }
+}
+
+impl Handler<FetchBlob> for ReplicationActor {
+    type Result = ResponseFuture<Result<BlobMeta, FetchError>>;
+
+    fn handle(&mut self, FetchBlob(id): FetchBlob, _: &mut Self::Context) -> Self::Result {
+        let (net, storage, membership, local, k, metrics) = (
+            self.net.clone(),
+            self.storage.clone(),
+            self.membership.clone(),
+            self.local,
+            self.config.replication,
+            self.metrics.clone(),
+        );
+        Box::pin(async move {
+            let peers = candidates(&net, &membership, local, id, k, None).await;
+            fetch(&net, &storage, &metrics, id, &peers).await
+        })
+    }
+}

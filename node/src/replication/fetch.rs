@@ -1,0 +1,109 @@
+//! Pulling a blob from peers: the layout is checked against the id before any
+//! chunk is trusted, and each chunk against its hash as it arrives. A peer that
+//! serves a wrong chunk is dropped at that chunk and the fetch resumes from the
+//! next candidate at the same chunk.
+
+use libp2p::PeerId;
+use mass_protocol::{
+    ContentId,
+    rpc::{Request, Response},
+    storage::BlobMeta,
+};
+use tracing::warn;
+
+use crate::{
+    metrics::Metrics,
+    net::NetClient,
+    storage::{Storage, StoreError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("no peer could supply blob {id}: {}", if failures.is_empty() { "no peer holds it".to_owned() } else { failures.join("; ") })]
+    Unavailable { id: ContentId, failures: Vec<String> },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Fetches `id` into local storage from the first candidates that can supply it.
+pub async fn fetch(
+    net: &NetClient,
+    storage: &Storage,
+    metrics: &Metrics,
+    id: ContentId,
+    candidates: &[PeerId],
+) -> Result<BlobMeta, FetchError> {
+    if let Some(meta) = storage.meta(id).await? {
+        return Ok(meta);
+    }
+    let mut failures = Vec::new();
+    let mut layout: Option<BlobMeta> = None;
+    let mut next_chunk = 0usize;
+    for &peer in candidates {
+        if layout.is_none() {
+            match net.request(peer, Request::GetBlobMeta { id }).await {
+                Ok(Response::BlobMeta(Some(meta))) if meta.id == id && meta.is_consistent() => layout = Some(meta),
+                Ok(Response::BlobMeta(Some(_))) => {
+                    metrics.integrity_failure();
+                    warn!(%peer, %id, "peer sent a layout that does not hash to the id");
+                    failures.push(format!("{peer} sent a false layout"));
+                    continue;
+                }
+                Ok(Response::BlobMeta(None)) => continue,
+                Ok(other) => {
+                    failures.push(format!("{peer}: {}", describe(&other)));
+                    continue;
+                }
+                Err(e) => {
+                    failures.push(e.to_string());
+                    continue;
+                }
+            }
+        }
+        let meta = layout.as_ref().expect("set above");
+        while next_chunk < meta.chunks.len() {
+            let bytes = match net.request(peer, Request::GetChunk { id, index: next_chunk as u32 }).await {
+                Ok(Response::Chunk(Some(bytes))) => bytes,
+                Ok(other) => {
+                    failures.push(format!("{peer}: chunk {next_chunk}: {}", describe(&other)));
+                    break;
+                }
+                Err(e) => {
+                    failures.push(format!("chunk {next_chunk}: {e}"));
+                    break;
+                }
+            };
+            // Storing computes the chunk's hash on a storage thread; a wrong
+            // chunk is left unreferenced and removed by the next GC.
+            let good = if meta.chunks.len() == 1 {
+                bytes.len() as u64 == meta.size && storage.put_small(bytes).await?.id == id
+            } else if bytes.len() == meta.chunk_len(next_chunk) {
+                storage.put_chunk(next_chunk as u64, bytes).await? == meta.chunks[next_chunk]
+            } else {
+                false
+            };
+            if !good {
+                metrics.integrity_failure();
+                warn!(%peer, %id, chunk = next_chunk, "peer served bytes that do not match the hash; trying another holder");
+                failures.push(format!("{peer} served wrong bytes for chunk {next_chunk}"));
+                break;
+            }
+            next_chunk += 1;
+        }
+        if next_chunk == meta.chunks.len() {
+            if meta.chunks.len() == 1 {
+                return Ok(meta.clone());
+            }
+            return Ok(storage.commit(meta.size, meta.chunks.clone(), Some(id)).await?);
+        }
+    }
+    Err(FetchError::Unavailable { id, failures })
+}
+
+fn describe(response: &Response) -> String {
+    match response {
+        Response::Error(e) => e.to_string(),
+        Response::BlobMeta(None) | Response::Chunk(None) => "does not hold it".into(),
+        other => format!("unexpected answer {:?}", std::mem::discriminant(other)),
+    }
+}

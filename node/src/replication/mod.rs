@@ -1,0 +1,31 @@
+//! Keeping k copies of every blob alive, with no coordinator.
+//!
+//! A blob's homes are the top-k live peers for its id by rendezvous hashing
+//! over the membership view. Each node periodically walks the blobs it holds
+//! and asks each home to hold a copy (`Replicate`); a home that lacks the blob
+//! pulls it, chunk by verified chunk. A holder that is no longer a home drops
+//! its copy once every home confirms one. The same loop therefore repairs
+//! (a home went down, the next-ranked peer becomes a home) and migrates (a
+//! joining peer outranks a holder).
+//!
+//! # Layout
+//! - [`fetch`]: pulling one blob from a list of candidate peers.
+//! - [`actor`]: the repair loop and the requests that start fetches.
+
+pub mod actor;
+pub mod fetch;
+
+pub use actor::{FetchBlob, PlaceNew, ReplicateFrom, ReplicationActor};
+pub use fetch::FetchError;
+
+use libp2p::PeerId;
+use mass_protocol::ContentId;
+
+use crate::placement::{self, Candidate};
+
+/// The homes of `id` among `peers` (which should include this node).
+pub fn homes(id: &ContentId, peers: &[PeerId], k: usize) -> Vec<PeerId> {
+    let ids: Vec<Vec<u8>> = peers.iter().map(|p| p.to_bytes()).collect();
+    let ranked = placement::top_k(id.as_bytes(), ids.iter().map(|b| Candidate { id: b, weight: 1.0 }), k);
+    ranked.into_iter().filter_map(|bytes| PeerId::from_bytes(bytes).ok()).collect()
+}

@@ -1,0 +1,133 @@
+//! The service actor: answers peers' requests that need storage or
+//! replication, and applies ref updates from gossip and from newly met peers.
+
+use actix::{Actor, Addr, AsyncContext, Context, Handler, ResponseFuture, WrapFuture};
+use libp2p::PeerId;
+use mass_protocol::{
+    rpc::{Request, Response, RpcError, RpcErrorKind},
+    storage::validate_ref_name,
+};
+use tracing::{debug, warn};
+
+use crate::{
+    net::{InboundRequest, NetClient, PeerNotice},
+    replication::{ReplicateFrom, ReplicationActor},
+    storage::{Storage, StoreError},
+};
+
+pub struct ServiceActor {
+    storage: Storage,
+    net: NetClient,
+    replication: Addr<ReplicationActor>,
+}
+
+impl ServiceActor {
+    pub fn new(storage: Storage, net: NetClient, replication: Addr<ReplicationActor>) -> Self {
+        Self { storage, net, replication }
+    }
+}
+
+impl Actor for ServiceActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+fn storage_error(e: StoreError) -> Response {
+    Response::Error(RpcError { kind: RpcErrorKind::Storage, message: e.to_string() })
+}
+
+impl Handler<InboundRequest> for ServiceActor {
+    type Result = ResponseFuture<Response>;
+
+    fn handle(&mut self, InboundRequest { peer, request }: InboundRequest, _: &mut Self::Context) -> Self::Result {
+        let storage = self.storage.clone();
+        let replication = self.replication.clone();
+        Box::pin(async move {
+            match request {
+                Request::GetBlobMeta { id } => match storage.meta(id).await {
+                    Ok(meta) => Response::BlobMeta(meta),
+                    Err(e) => storage_error(e),
+                },
+                Request::GetChunk { id, index } => match storage.meta(id).await {
+                    Ok(Some(meta)) => match storage.chunk(meta, index as usize).await {
+                        Ok(bytes) => Response::Chunk(Some(bytes)),
+                        // A damaged copy is never served; the peer asks another holder.
+                        Err(e) => storage_error(e),
+                    },
+                    Ok(None) => Response::Chunk(None),
+                    Err(e) => storage_error(e),
+                },
+                Request::HasBlob { id } => match storage.has(id).await {
+                    Ok(has) => Response::Has(has),
+                    Err(e) => storage_error(e),
+                },
+                Request::Replicate { id } => match replication.send(ReplicateFrom { peer, id }).await {
+                    Ok(has) => Response::Has(has),
+                    Err(e) => Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message: e.to_string() }),
+                },
+                Request::ListRefs => match storage.refs().await {
+                    Ok(refs) => Response::Refs(refs),
+                    Err(e) => storage_error(e),
+                },
+                Request::GetAdvert => Response::Error(RpcError {
+                    kind: RpcErrorKind::Refused,
+                    message: "adverts are answered by the network task".into(),
+                }),
+            }
+        })
+    }
+}
+
+impl Handler<PeerNotice> for ServiceActor {
+    type Result = ();
+
+    fn handle(&mut self, notice: PeerNotice, ctx: &mut Self::Context) {
+        let storage = self.storage.clone();
+        match notice {
+            PeerNotice::RefUpdate { source, update } => {
+                if let Err(reason) = validate_ref_name(&update.name) {
+                    return warn!(%source, "ignored ref update: {reason}");
+                }
+                // Only the writer may speak for its entries.
+                if update.entry.origin != source.to_string() {
+                    return warn!(%source, origin = %update.entry.origin, "ignored ref update relayed under another origin");
+                }
+                ctx.spawn(
+                    async move {
+                        if let Err(e) = storage.merge_ref(update.name.clone(), update.entry).await {
+                            warn!(name = %update.name, "cannot store ref update: {e}");
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
+            PeerNotice::Connected { peer } => {
+                let net = self.net.clone();
+                ctx.spawn(sync_refs(net, storage, peer).into_actor(self));
+            }
+        }
+    }
+}
+
+/// Anti-entropy: merges every ref a newly met peer knows, so refs written
+/// while two nodes were apart converge as soon as they meet.
+async fn sync_refs(net: NetClient, storage: Storage, peer: PeerId) {
+    match net.request(peer, Request::ListRefs).await {
+        Ok(Response::Refs(records)) => {
+            for record in records {
+                if validate_ref_name(&record.name).is_err() {
+                    continue;
+                }
+                for entry in record.history {
+                    if let Err(e) = storage.merge_ref(record.name.clone(), entry).await {
+                        warn!(name = %record.name, "cannot merge ref: {e}");
+                    }
+                }
+            }
+        }
+        other => debug!(%peer, ?other, "ref sync skipped"),
+    }
+}

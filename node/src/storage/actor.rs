@@ -1,0 +1,137 @@
+//! The storage actor: a pool of threads (`SyncArbiter`) that own all blocking
+//! RocksDB and hashing work, and [`Storage`], the async handle everyone uses.
+
+use std::sync::Arc;
+
+use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
+use mass_protocol::{
+    ContentId,
+    storage::{BlobMeta, RefEntry, RefRecord},
+};
+
+use super::store::{GcReport, Store, StoreError, Stored};
+use crate::metrics::Metrics;
+
+/// Runs one store operation on a storage thread.
+pub struct Run<T>(Box<dyn FnOnce(&Store) -> T + Send>);
+
+impl<T: Send + 'static> Message for Run<T> {
+    type Result = T;
+}
+
+pub struct StorageActor {
+    store: Arc<Store>,
+}
+
+impl Actor for StorageActor {
+    type Context = SyncContext<Self>;
+}
+
+impl<T: Send + 'static> Handler<Run<T>> for StorageActor {
+    type Result = actix::MessageResult<Run<T>>;
+
+    fn handle(&mut self, Run(op): Run<T>, _: &mut Self::Context) -> Self::Result {
+        actix::MessageResult(op(&self.store))
+    }
+}
+
+/// Async, cloneable handle to the storage actor.
+#[derive(Clone)]
+pub struct Storage {
+    actor: Addr<StorageActor>,
+    metrics: Metrics,
+}
+
+impl Storage {
+    /// Starts `threads` storage threads over an opened store.
+    pub fn start(store: Store, threads: usize, metrics: Metrics) -> Self {
+        let store = Arc::new(store);
+        let actor = SyncArbiter::start(threads, move || StorageActor { store: store.clone() });
+        Self { actor, metrics }
+    }
+
+    async fn run<T: Send + 'static>(&self, op: impl FnOnce(&Store) -> T + Send + 'static) -> T {
+        self.actor.send(Run(Box::new(op))).await.expect("the storage actor lives as long as the node")
+    }
+
+    fn observe<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Integrity { id, detail }) = &result {
+            tracing::error!(%id, "integrity failure: {detail}");
+            self.metrics.integrity_failure();
+        }
+        result
+    }
+
+    pub async fn put_small(&self, bytes: Vec<u8>) -> Result<BlobMeta, StoreError> {
+        let meta = self.run(move |s| s.put_small(&bytes)).await?;
+        self.metrics.stored(meta.size);
+        Ok(meta)
+    }
+
+    pub async fn put_chunk(&self, index: u64, bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+        self.run(move |s| s.put_chunk(index, &bytes)).await
+    }
+
+    pub async fn commit(
+        &self,
+        size: u64,
+        cvs: Vec<[u8; 32]>,
+        expected: Option<ContentId>,
+    ) -> Result<BlobMeta, StoreError> {
+        let meta = self.run(move |s| s.commit(size, cvs, expected)).await?;
+        self.metrics.stored(meta.size);
+        Ok(meta)
+    }
+
+    pub async fn meta(&self, id: ContentId) -> Result<Option<BlobMeta>, StoreError> {
+        let result = self.run(move |s| s.meta(&id)).await;
+        self.observe(result)
+    }
+
+    pub async fn chunk(&self, meta: BlobMeta, index: usize) -> Result<Vec<u8>, StoreError> {
+        let result = self.run(move |s| s.chunk(&meta, index)).await;
+        self.observe(result)
+    }
+
+    pub async fn verify(&self, id: ContentId) -> Result<BlobMeta, StoreError> {
+        let result = self.run(move |s| s.verify(&id)).await;
+        self.observe(result)
+    }
+
+    pub async fn has(&self, id: ContentId) -> Result<bool, StoreError> {
+        self.run(move |s| s.has(&id)).await
+    }
+
+    pub async fn list(&self) -> Result<Vec<Stored>, StoreError> {
+        self.run(|s| s.list()).await
+    }
+
+    pub async fn remove(&self, id: ContentId) -> Result<bool, StoreError> {
+        self.run(move |s| s.remove(&id)).await
+    }
+
+    pub async fn gc(&self, grace_ms: u64) -> Result<GcReport, StoreError> {
+        self.run(move |s| s.gc(&s.protected()?, grace_ms)).await
+    }
+
+    pub async fn get_ref(&self, name: String) -> Result<Option<RefRecord>, StoreError> {
+        self.run(move |s| s.get_ref(&name)).await
+    }
+
+    pub async fn refs(&self) -> Result<Vec<RefRecord>, StoreError> {
+        self.run(|s| s.refs()).await
+    }
+
+    pub async fn set_ref(
+        &self,
+        name: String,
+        target: Option<ContentId>,
+        origin: String,
+    ) -> Result<RefEntry, StoreError> {
+        self.run(move |s| s.set_ref(&name, target, &origin)).await
+    }
+
+    pub async fn merge_ref(&self, name: String, entry: RefEntry) -> Result<Option<RefRecord>, StoreError> {
+        self.run(move |s| s.merge_ref(&name, entry)).await
+    }
+}

@@ -1,0 +1,51 @@
+//! Content-addressed storage: blobs and refs in RocksDB, in the node's data dir.
+//!
+//! # Layout
+//! - [`store`]: the logic over RocksDB (synchronous, thread-safe).
+//! - [`actor`]: the storage actor, a `SyncArbiter` pool that runs store
+//!   operations off every event loop, and its async [`Storage`] handle.
+//! - [`writer`]: streaming a blob in, chunk by chunk, with bounded memory.
+
+pub mod actor;
+pub mod store;
+pub mod writer;
+
+use std::time::Duration;
+
+pub use actor::Storage;
+pub use store::{Store, StoreError};
+pub use writer::BlobWriter;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Copies of each blob the mesh keeps (its homes).
+    pub replication: usize,
+    /// How often a node checks that the blobs it holds have all their homes.
+    pub repair_interval: Duration,
+    /// Unreferenced, unpinned blobs and abandoned uploads younger than this survive GC.
+    pub gc_grace: Duration,
+    /// Threads running RocksDB operations.
+    pub threads: usize,
+}
+
+impl Config {
+    pub const DEFAULT: Self = Self {
+        replication: 2,
+        repair_interval: Duration::from_secs(10),
+        gc_grace: Duration::from_secs(3600),
+        threads: 2,
+    };
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.replication == 0 || self.replication > 16 {
+            return Err(format!("storage.replication must be between 1 and 16, not {}", self.replication));
+        }
+        if self.repair_interval.is_zero() {
+            return Err("storage.repair_interval must be greater than zero".into());
+        }
+        if self.threads == 0 || self.threads > 64 {
+            return Err(format!("storage.threads must be between 1 and 64, not {}", self.threads));
+        }
+        Ok(())
+    }
+}

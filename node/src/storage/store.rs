@@ -1,0 +1,491 @@
+//! Blobs and refs in RocksDB.
+//!
+//! Column families:
+//! - `meta`: blob id -> [`Stored`] (layout and when it was stored). Written
+//!   last, synced: a blob exists exactly when its meta does.
+//! - `chunks`: chunk key -> bytes. A key is the blob id (one-chunk blobs) or the
+//!   chunk's BLAKE3 chaining value, so identical chunks at the same offset are
+//!   stored once.
+//! - `staging`: chunk key -> time written, for chunks of uploads not yet
+//!   committed; GC removes those abandoned past the grace period.
+//! - `refs`: ref name -> [`RefRecord`] with history.
+//! - `state`: small node state (the Lamport clock of ref writes).
+//!
+//! Every read of a chunk is verified against the blob's layout; a mismatch is
+//! an [`StoreError::Integrity`] naming the blob, never wrong bytes.
+
+use std::{
+    collections::HashSet,
+    path::Path,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use mass_protocol::{
+    ContentId,
+    chunking::{self, CHUNK_SIZE},
+    codec,
+    storage::{BlobMeta, RefEntry, RefRecord},
+};
+use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
+use serde::{Deserialize, Serialize};
+
+pub const CF_META: &str = "meta";
+pub const CF_CHUNKS: &str = "chunks";
+pub const CF_STAGING: &str = "staging";
+pub const CF_REFS: &str = "refs";
+pub const CF_STATE: &str = "state";
+const CLOCK_KEY: &[u8] = b"ref-clock";
+/// Largest stored record other than a chunk.
+const MAX_RECORD: usize = 64 * 1024 * 1024;
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the store at {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("storage I/O failed: {0}")]
+    Db(#[from] rocksdb::Error),
+    #[error("integrity error for blob {id}: {detail}")]
+    Integrity { id: ContentId, detail: String },
+    #[error("blob {0} is not stored on this node")]
+    NotFound(ContentId),
+    #[error("chunk {index} of {size}-byte upload is {len} bytes; chunks are {CHUNK_SIZE} bytes")]
+    BadChunk { index: u64, size: u64, len: usize },
+    #[error("the uploaded chunks hash to {actual}, not the expected {expected}")]
+    Mismatch { expected: ContentId, actual: ContentId },
+    #[error("upload incomplete: chunk {index} is missing")]
+    MissingChunk { index: usize },
+    #[error("stored record '{key}' is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// What `meta` holds for a blob.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored {
+    pub meta: BlobMeta,
+    /// When this node stored it, Unix milliseconds.
+    pub stored_at: u64,
+}
+
+/// The store. Cheap to share: RocksDB synchronizes internally.
+pub struct Store {
+    db: DB,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn synced() -> WriteOptions {
+    let mut options = WriteOptions::default();
+    options.set_sync(true);
+    options
+}
+
+impl Store {
+    /// Opens (or creates) the store under `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_max_background_jobs(2);
+        let mut chunk_options = Options::default();
+        // Chunks are large and often incompressible; keep them out of the LSM
+        // (BlobDB files) and bound the memtable so a big upload cannot hold
+        // hundreds of MiB in memory.
+        chunk_options.set_enable_blob_files(true);
+        chunk_options.set_min_blob_size(4096);
+        chunk_options.set_write_buffer_size(16 << 20);
+        chunk_options.set_max_write_buffer_number(2);
+        chunk_options.set_compression_type(rocksdb::DBCompressionType::None);
+        let mut small = Options::default();
+        small.set_write_buffer_size(4 << 20);
+        small.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let families = vec![
+            ColumnFamilyDescriptor::new(CF_META, small.clone()),
+            ColumnFamilyDescriptor::new(CF_CHUNKS, chunk_options),
+            ColumnFamilyDescriptor::new(CF_STAGING, small.clone()),
+            ColumnFamilyDescriptor::new(CF_REFS, small.clone()),
+            ColumnFamilyDescriptor::new(CF_STATE, small),
+        ];
+        let db = DB::open_cf_descriptors(&options, path, families)
+            .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
+        Ok(Self { db })
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column families are created at open")
+    }
+
+    /// Stores a blob of at most one chunk in one synced write.
+    pub fn put_small(&self, bytes: &[u8]) -> Result<BlobMeta, StoreError> {
+        if bytes.len() > CHUNK_SIZE {
+            return Err(StoreError::BadChunk { index: 0, size: bytes.len() as u64, len: bytes.len() });
+        }
+        let id = ContentId::of(bytes);
+        if let Some(stored) = self.stored(&id)? {
+            return Ok(stored.meta);
+        }
+        let meta = BlobMeta { id, size: bytes.len() as u64, chunks: vec![*id.as_bytes()] };
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_CHUNKS), id.as_bytes(), bytes);
+        self.put_meta(&mut batch, &meta);
+        self.db.write_opt(batch, &synced())?;
+        Ok(meta)
+    }
+
+    /// Stores chunk `index` of a multi-chunk blob being uploaded; returns its
+    /// chaining value. Not synced: [`Store::commit`] syncs the whole upload.
+    pub fn put_chunk(&self, index: u64, bytes: &[u8]) -> Result<[u8; 32], StoreError> {
+        if bytes.is_empty() || bytes.len() > CHUNK_SIZE {
+            return Err(StoreError::BadChunk { index, size: 0, len: bytes.len() });
+        }
+        let cv = chunking::chunk_cv(index, bytes);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_CHUNKS), cv, bytes);
+        batch.put_cf(self.cf(CF_STAGING), cv, now_ms().to_be_bytes());
+        self.db.write(batch)?;
+        Ok(cv)
+    }
+
+    /// Makes an uploaded multi-chunk blob visible: checks the chunk list hashes
+    /// to the blob's id and every chunk is present, then writes its meta with
+    /// a synced write (which also makes the earlier chunk writes durable).
+    pub fn commit(&self, size: u64, cvs: Vec<[u8; 32]>, expected: Option<ContentId>) -> Result<BlobMeta, StoreError> {
+        let id = chunking::root_of(&cvs).ok_or(StoreError::BadChunk { index: 0, size, len: 0 })?;
+        if let Some(expected) = expected
+            && expected != id
+        {
+            return Err(StoreError::Mismatch { expected, actual: id });
+        }
+        let meta = BlobMeta { id, size, chunks: cvs };
+        if !meta.is_consistent() {
+            return Err(StoreError::BadChunk { index: meta.chunks.len() as u64, size, len: 0 });
+        }
+        for (index, cv) in meta.chunks.iter().enumerate() {
+            if self.db.get_pinned_cf(self.cf(CF_CHUNKS), cv)?.is_none() {
+                return Err(StoreError::MissingChunk { index });
+            }
+        }
+        let mut batch = WriteBatch::default();
+        self.put_meta(&mut batch, &meta);
+        for cv in &meta.chunks {
+            batch.delete_cf(self.cf(CF_STAGING), cv);
+        }
+        self.db.write_opt(batch, &synced())?;
+        Ok(meta)
+    }
+
+    fn put_meta(&self, batch: &mut WriteBatch, meta: &BlobMeta) {
+        let stored = Stored { meta: meta.clone(), stored_at: now_ms() };
+        batch.put_cf(self.cf(CF_META), meta.id.as_bytes(), codec::encode(&stored).expect("meta encodes"));
+    }
+
+    /// The stored record of a blob, checked for consistency.
+    pub fn stored(&self, id: &ContentId) -> Result<Option<Stored>, StoreError> {
+        let Some(bytes) = self.db.get_pinned_cf(self.cf(CF_META), id.as_bytes())? else {
+            return Ok(None);
+        };
+        let stored: Stored = codec::decode(&bytes, MAX_RECORD)
+            .map_err(|e| StoreError::Integrity { id: *id, detail: format!("unreadable layout: {e}") })?;
+        if stored.meta.id != *id || !stored.meta.is_consistent() {
+            return Err(StoreError::Integrity { id: *id, detail: "layout does not hash to the id".into() });
+        }
+        Ok(Some(stored))
+    }
+
+    pub fn meta(&self, id: &ContentId) -> Result<Option<BlobMeta>, StoreError> {
+        Ok(self.stored(id)?.map(|s| s.meta))
+    }
+
+    /// Reads and verifies chunk `index` of a blob.
+    pub fn chunk(&self, meta: &BlobMeta, index: usize) -> Result<Vec<u8>, StoreError> {
+        let key = meta.chunks.get(index).ok_or(StoreError::MissingChunk { index })?;
+        let bytes = match self.db.get_cf(self.cf(CF_CHUNKS), key) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Err(StoreError::Integrity { id: meta.id, detail: format!("chunk {index} is missing") }),
+            // RocksDB's own checksums catch some corruption before we do.
+            Err(e) if e.kind() == rocksdb::ErrorKind::Corruption => {
+                return Err(StoreError::Integrity { id: meta.id, detail: format!("chunk {index}: {e}") });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !meta.verify_chunk(index, &bytes) {
+            return Err(StoreError::Integrity {
+                id: meta.id,
+                detail: format!("chunk {index} does not match its hash"),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Reads and verifies every chunk: whether the whole copy is good.
+    pub fn verify(&self, id: &ContentId) -> Result<BlobMeta, StoreError> {
+        let meta = self.meta(id)?.ok_or(StoreError::NotFound(*id))?;
+        for index in 0..meta.chunks.len() {
+            self.chunk(&meta, index)?;
+        }
+        Ok(meta)
+    }
+
+    pub fn has(&self, id: &ContentId) -> Result<bool, StoreError> {
+        Ok(self.db.get_pinned_cf(self.cf(CF_META), id.as_bytes())?.is_some())
+    }
+
+    /// Every blob stored here, in id order.
+    pub fn list(&self) -> Result<Vec<Stored>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_META), IteratorMode::Start) {
+            let (key, value) = item?;
+            let stored: Stored = codec::decode(&value, MAX_RECORD)
+                .map_err(|e| StoreError::Corrupt { key: hex::encode(&key), reason: e.to_string() })?;
+            out.push(stored);
+        }
+        Ok(out)
+    }
+
+    /// Removes this node's copy of a blob (its chunks go at the next GC).
+    /// Returns whether there was one.
+    pub fn remove(&self, id: &ContentId) -> Result<bool, StoreError> {
+        let existed = self.has(id)?;
+        self.db.delete_cf_opt(self.cf(CF_META), id.as_bytes(), &synced())?;
+        Ok(existed)
+    }
+
+    /// Deletes blobs that no ref protects (and older than `grace_ms`), then
+    /// chunks that no blob uses and no recent upload is writing.
+    pub fn gc(&self, protected: &HashSet<ContentId>, grace_ms: u64) -> Result<GcReport, StoreError> {
+        let now = now_ms();
+        let mut report = GcReport::default();
+        let mut live_chunks = HashSet::new();
+        for stored in self.list()? {
+            if protected.contains(&stored.meta.id) || now.saturating_sub(stored.stored_at) < grace_ms {
+                live_chunks.extend(stored.meta.chunks.iter().copied());
+            } else {
+                self.remove(&stored.meta.id)?;
+                report.blobs += 1;
+            }
+        }
+        let mut batch = WriteBatch::default();
+        for item in self.db.iterator_cf(self.cf(CF_CHUNKS), IteratorMode::Start) {
+            let (key, value) = item?;
+            let Ok(chunk_key) = <[u8; 32]>::try_from(key.as_ref()) else { continue };
+            if live_chunks.contains(&chunk_key) {
+                continue;
+            }
+            let staged_at = self
+                .db
+                .get_pinned_cf(self.cf(CF_STAGING), chunk_key)?
+                .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes));
+            if staged_at.is_some_and(|at| now.saturating_sub(at) < grace_ms) {
+                continue;
+            }
+            batch.delete_cf(self.cf(CF_CHUNKS), chunk_key);
+            batch.delete_cf(self.cf(CF_STAGING), chunk_key);
+            report.chunks += 1;
+            report.bytes += value.len() as u64;
+        }
+        self.db.write_opt(batch, &synced())?;
+        Ok(report)
+    }
+
+    /// The record of a ref, if known.
+    pub fn get_ref(&self, name: &str) -> Result<Option<RefRecord>, StoreError> {
+        let Some(bytes) = self.db.get_pinned_cf(self.cf(CF_REFS), name.as_bytes())? else {
+            return Ok(None);
+        };
+        codec::decode(&bytes, MAX_RECORD)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt { key: format!("ref {name}"), reason: e.to_string() })
+    }
+
+    /// Every ref, in name order.
+    pub fn refs(&self) -> Result<Vec<RefRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_REFS), IteratorMode::Start) {
+            let (key, value) = item?;
+            out.push(codec::decode(&value, MAX_RECORD).map_err(|e| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&key).into(),
+                reason: e.to_string(),
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// Merges an entry (local or gossiped) into a ref; synced. Returns the
+    /// record when it changed.
+    pub fn merge_ref(&self, name: &str, entry: RefEntry) -> Result<Option<RefRecord>, StoreError> {
+        let clock = self.clock()?.max(entry.clock);
+        let mut record =
+            self.get_ref(name)?.unwrap_or_else(|| RefRecord { name: name.to_owned(), history: Vec::new() });
+        let changed = record.merge(entry);
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(CF_STATE), CLOCK_KEY, clock.to_be_bytes());
+        if changed {
+            batch.put_cf(self.cf(CF_REFS), name.as_bytes(), codec::encode(&record).expect("ref encodes"));
+        }
+        self.db.write_opt(batch, &synced())?;
+        Ok(changed.then_some(record))
+    }
+
+    /// Writes a new version of a ref on this node: one past the highest
+    /// version known, stamped with the next Lamport clock.
+    pub fn set_ref(&self, name: &str, target: Option<ContentId>, origin: &str) -> Result<RefEntry, StoreError> {
+        let version = self.get_ref(name)?.and_then(|r| r.current().map(|c| c.version)).unwrap_or(0) + 1;
+        let entry = RefEntry { version, target, clock: self.clock()? + 1, origin: origin.to_owned(), set_at: now_ms() };
+        self.merge_ref(name, entry.clone())?;
+        Ok(entry)
+    }
+
+    fn clock(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_STATE), CLOCK_KEY)?
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    /// Blobs that refs keep alive: every current target, and every target in
+    /// the history of refs other than pins (history is what rollback needs).
+    pub fn protected(&self) -> Result<HashSet<ContentId>, StoreError> {
+        let mut ids = HashSet::new();
+        for record in self.refs()? {
+            if let Some(target) = record.current().and_then(|c| c.target) {
+                ids.insert(target);
+            }
+            if !record.name.starts_with(PIN_PREFIX) {
+                ids.extend(record.history.iter().filter_map(|e| e.target));
+            }
+        }
+        Ok(ids)
+    }
+}
+
+/// Refs under this prefix pin a blob: `pin/<id>`.
+pub const PIN_PREFIX: &str = "pin/";
+
+/// The pin ref of a blob.
+pub fn pin_name(id: &ContentId) -> String {
+    format!("{PIN_PREFIX}{id}")
+}
+
+/// What a GC pass removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcReport {
+    pub blobs: u64,
+    pub chunks: u64,
+    pub bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    fn upload(store: &Store, data: &[u8]) -> BlobMeta {
+        if data.len() <= CHUNK_SIZE {
+            return store.put_small(data).unwrap();
+        }
+        let cvs = data.chunks(CHUNK_SIZE).enumerate().map(|(i, c)| store.put_chunk(i as u64, c).unwrap()).collect();
+        store.commit(data.len() as u64, cvs, None).unwrap()
+    }
+
+    fn read_all(store: &Store, id: &ContentId) -> Vec<u8> {
+        let meta = store.meta(id).unwrap().unwrap();
+        (0..meta.chunks.len()).flat_map(|i| store.chunk(&meta, i).unwrap()).collect()
+    }
+
+    #[test]
+    fn blobs_of_every_shape_round_trip_under_their_blake3_id() {
+        let (_dir, store) = store();
+        for len in [0usize, 1, 4096, CHUNK_SIZE, CHUNK_SIZE + 1, 3 * CHUNK_SIZE + 17] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            let meta = upload(&store, &data);
+            assert_eq!(meta.id, ContentId::of(&data), "len {len}");
+            assert_eq!(read_all(&store, &meta.id), data, "len {len}");
+        }
+        assert_eq!(store.list().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn reopening_keeps_committed_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = Store::open(dir.path()).unwrap().put_small(b"durable").unwrap().id;
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(read_all(&store, &id), b"durable");
+    }
+
+    #[test]
+    fn commit_refuses_missing_chunks_and_wrong_ids() {
+        let (_dir, store) = store();
+        let data = vec![1u8; CHUNK_SIZE + 10];
+        let cv0 = store.put_chunk(0, &data[..CHUNK_SIZE]).unwrap();
+        let cv1 = chunking::chunk_cv(1, &data[CHUNK_SIZE..]);
+        assert!(matches!(
+            store.commit(data.len() as u64, vec![cv0, cv1], None),
+            Err(StoreError::MissingChunk { index: 1 })
+        ));
+        store.put_chunk(1, &data[CHUNK_SIZE..]).unwrap();
+        let wrong = ContentId::of(b"other");
+        assert!(matches!(
+            store.commit(data.len() as u64, vec![cv0, cv1], Some(wrong)),
+            Err(StoreError::Mismatch { .. })
+        ));
+        assert!(!store.has(&ContentId::of(&data)).unwrap(), "nothing is visible before a good commit");
+    }
+
+    #[test]
+    fn a_flipped_byte_is_an_integrity_error_naming_the_blob() {
+        let (_dir, store) = store();
+        let meta = store.put_small(b"precious bytes").unwrap();
+        store.db.put_cf(store.cf(CF_CHUNKS), meta.id.as_bytes(), b"precious bytez").unwrap();
+        let err = store.chunk(&meta, 0).unwrap_err();
+        assert!(matches!(err, StoreError::Integrity { id, .. } if id == meta.id), "{err}");
+        assert!(err.to_string().contains(&meta.id.to_string()));
+    }
+
+    #[test]
+    fn gc_keeps_referenced_pinned_and_young_blobs() {
+        let (_dir, store) = store();
+        let kept = store.put_small(b"referenced").unwrap().id;
+        let pinned = store.put_small(b"pinned").unwrap().id;
+        let garbage = upload(&store, &vec![9u8; CHUNK_SIZE * 2]).id;
+        store.set_ref("model/a", Some(kept), "me").unwrap();
+        store.set_ref(&pin_name(&pinned), Some(pinned), "me").unwrap();
+        // With a grace period, nothing young goes.
+        assert_eq!(store.gc(&store.protected().unwrap(), 60_000).unwrap().blobs, 0);
+        let report = store.gc(&store.protected().unwrap(), 0).unwrap();
+        assert_eq!((report.blobs, report.chunks), (1, 2));
+        assert!(store.has(&kept).unwrap() && store.has(&pinned).unwrap() && !store.has(&garbage).unwrap());
+        // Unpinning (a tombstone) releases the blob.
+        store.set_ref(&pin_name(&pinned), None, "me").unwrap();
+        store.gc(&store.protected().unwrap(), 0).unwrap();
+        assert!(!store.has(&pinned).unwrap());
+    }
+
+    #[test]
+    fn ref_versions_count_up_and_history_is_kept() {
+        let (_dir, store) = store();
+        let a = ContentId::of(b"a");
+        let b = ContentId::of(b"b");
+        assert_eq!(store.set_ref("model/m", Some(a), "me").unwrap().version, 1);
+        assert_eq!(store.set_ref("model/m", Some(b), "me").unwrap().version, 2);
+        let record = store.get_ref("model/m").unwrap().unwrap();
+        assert_eq!(record.current().unwrap().target, Some(b));
+        assert_eq!(record.history.len(), 2);
+        // A gossiped entry with a later clock from elsewhere is merged.
+        let remote = RefEntry { version: 3, target: Some(a), clock: 10, origin: "peer".into(), set_at: 0 };
+        assert!(store.merge_ref("model/m", remote.clone()).unwrap().is_some());
+        assert!(store.merge_ref("model/m", remote).unwrap().is_none(), "merging twice changes nothing");
+        assert_eq!(
+            store.set_ref("model/m", Some(b), "me").unwrap().clock,
+            11,
+            "the Lamport clock moved past the peer's"
+        );
+    }
+}

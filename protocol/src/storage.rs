@@ -1,0 +1,157 @@
+//! Stored artifacts: blob layouts and refs. Shared by nodes (on disk and on the
+//! wire) and clients (as JSON).
+
+use serde::{Deserialize, Serialize};
+
+use crate::ContentId;
+
+/// How a blob is laid out in chunks (see [`crate::chunking`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobMeta {
+    pub id: ContentId,
+    pub size: u64,
+    /// Chunk keys in order: `[id]` for a one-chunk blob, else the chunk CVs.
+    pub chunks: Vec<[u8; 32]>,
+}
+
+impl BlobMeta {
+    /// Checks that the layout hashes to the id, before any chunk is trusted.
+    pub fn is_consistent(&self) -> bool {
+        let expected = crate::chunking::chunk_count(self.size) as usize;
+        if self.chunks.len() != expected {
+            return false;
+        }
+        match self.chunks.as_slice() {
+            [only] => only == self.id.as_bytes(),
+            cvs => crate::chunking::root_of(cvs) == Some(self.id),
+        }
+    }
+
+    /// Expected length of chunk `index`.
+    pub fn chunk_len(&self, index: usize) -> usize {
+        let start = index as u64 * crate::chunking::CHUNK_SIZE as u64;
+        (self.size.saturating_sub(start)).min(crate::chunking::CHUNK_SIZE as u64) as usize
+    }
+
+    /// Whether `bytes` is chunk `index` of this blob.
+    pub fn verify_chunk(&self, index: usize, bytes: &[u8]) -> bool {
+        if index >= self.chunks.len() || bytes.len() != self.chunk_len(index) {
+            return false;
+        }
+        if self.chunks.len() == 1 {
+            ContentId::of(bytes) == self.id
+        } else {
+            crate::chunking::chunk_cv(index as u64, bytes) == self.chunks[index]
+        }
+    }
+}
+
+/// One version of a ref.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefEntry {
+    /// Versions count up per name; the highest wins.
+    pub version: u64,
+    /// What the ref points at; `None` deletes it.
+    pub target: Option<ContentId>,
+    /// Lamport clock of the setting node when it wrote this entry.
+    pub clock: u64,
+    /// Peer id of the node that wrote it; breaks ties deterministically.
+    pub origin: String,
+    /// Wall-clock time of the write, Unix milliseconds (informational).
+    pub set_at: u64,
+}
+
+impl RefEntry {
+    /// Total order of entries: version, then clock, then origin.
+    pub fn order_key(&self) -> (u64, u64, &str) {
+        (self.version, self.clock, &self.origin)
+    }
+}
+
+/// A ref with its whole history, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefRecord {
+    pub name: String,
+    pub history: Vec<RefEntry>,
+}
+
+impl RefRecord {
+    /// The winning entry: the greatest by [`RefEntry::order_key`].
+    pub fn current(&self) -> Option<&RefEntry> {
+        self.history.iter().max_by(|a, b| a.order_key().cmp(&b.order_key()))
+    }
+
+    /// Adds an entry if it is new; returns whether anything changed.
+    /// Merging is commutative and idempotent, so gossip converges.
+    pub fn merge(&mut self, entry: RefEntry) -> bool {
+        if self.history.iter().any(|e| e.version == entry.version && e.origin == entry.origin && e.clock == entry.clock)
+        {
+            return false;
+        }
+        let at = self.history.partition_point(|e| e.order_key() < entry.order_key());
+        self.history.insert(at, entry);
+        true
+    }
+}
+
+/// Checks a ref name: `kind/name` made of letters, digits and `-_.:/`.
+pub fn validate_ref_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 256 {
+        return Err(format!("ref name '{name}' must be 1 to 256 characters"));
+    }
+    if !name.contains('/') || name.starts_with('/') || name.ends_with('/') || name.contains("//") {
+        return Err(format!("ref name '{name}' must look like kind/name, e.g. model/digits"));
+    }
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_.:/".contains(*c))) {
+        return Err(format!("ref name '{name}' contains '{bad}'; use letters, digits and - _ . : /"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(version: u64, clock: u64, origin: &str) -> RefEntry {
+        RefEntry { version, target: Some(ContentId::of(origin.as_bytes())), clock, origin: origin.into(), set_at: 0 }
+    }
+
+    #[test]
+    fn merge_order_does_not_matter() {
+        let entries = [entry(1, 1, "a"), entry(2, 5, "b"), entry(2, 5, "c"), entry(2, 3, "z")];
+        let mut forward = RefRecord { name: "model/x".into(), history: vec![] };
+        let mut backward = forward.clone();
+        for e in entries.iter().cloned() {
+            forward.merge(e);
+        }
+        for e in entries.iter().rev().cloned() {
+            backward.merge(e.clone());
+            backward.merge(e);
+        }
+        assert_eq!(forward, backward);
+        assert_eq!(forward.current().unwrap().origin, "c");
+        assert_eq!(forward.history.len(), 4);
+    }
+
+    #[test]
+    fn ref_names_are_checked() {
+        assert!(validate_ref_name("model/digits").is_ok());
+        assert!(validate_ref_name("dataset/mnist/v1").is_ok());
+        for bad in ["", "model", "/x", "x/", "a//b", "model/ bad", "model/é"] {
+            assert!(validate_ref_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn inconsistent_layouts_are_caught() {
+        let data = vec![7u8; 10];
+        let id = ContentId::of(&data);
+        let meta = BlobMeta { id, size: 10, chunks: vec![*id.as_bytes()] };
+        assert!(meta.is_consistent() && meta.verify_chunk(0, &data));
+        assert!(!meta.verify_chunk(0, &data[..9]));
+        let lying = BlobMeta { id, size: 10, chunks: vec![[0; 32]] };
+        assert!(!lying.is_consistent());
+        let wrong_size = BlobMeta { id, size: 5_000_000, chunks: vec![*id.as_bytes()] };
+        assert!(!wrong_size.is_consistent());
+    }
+}
