@@ -1,12 +1,22 @@
 //! [`Client`]: typed calls to the HTTP API of any node, with failover.
 
 use std::{
+    path::Path,
     sync::atomic::{AtomicUsize, Ordering},
     time::Duration,
 };
 
-use mass_protocol::api::{ErrorBody, Health, PeerView};
+use futures::StreamExt;
+use mass_protocol::{
+    ContentId,
+    api::{BlobInfo, ErrorBody, Health, PeerView, RefView, Rollback, SetRef},
+    content_id::ParseContentIdError,
+    storage::RefRecord,
+};
+use reqwest::Method;
 use serde::de::DeserializeOwned;
+use tokio::io::AsyncWriteExt;
+use tokio_util::io::ReaderStream;
 
 use crate::Error;
 
@@ -42,7 +52,7 @@ impl Client {
             return Err(Error::NoNodes);
         }
         let http = reqwest::Client::builder()
-            .timeout(timeout)
+            .read_timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(3)))
             .build()
             .map_err(|e| Error::Launch(format!("HTTP client: {e}")))?;
@@ -51,46 +61,193 @@ impl Client {
 
     /// `GET /v1/health` of the first node that answers.
     pub async fn health(&self) -> Result<Health, Error> {
-        self.get("v1/health").await
+        self.json(Method::GET, "v1/health", None).await
     }
 
     /// `GET /v1/peers`: the peer table, the answering node first.
     pub async fn peers(&self) -> Result<Vec<PeerView>, Error> {
-        self.get("v1/peers").await
+        self.json(Method::GET, "v1/peers", None).await
     }
 
-    /// GETs `path` from the preferred node, failing over to the others when a
-    /// node cannot be reached or answers 5xx. A 4xx is the caller's error and is
-    /// returned at once: another node would say the same.
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+    /// Uploads a file as a blob, streaming it; `progress` is called with the
+    /// bytes sent so far. Pinned blobs stay until unpinned.
+    pub async fn put_blob_file(
+        &self,
+        path: &Path,
+        pin: bool,
+        progress: impl Fn(u64) + Send + Sync + Clone + 'static,
+    ) -> Result<BlobInfo, Error> {
+        let shown = path.display().to_string();
+        let query = if pin { "v1/blobs" } else { "v1/blobs?pin=false" };
+        let response = self
+            .call(|http, url| {
+                let file = std::fs::File::open(path)
+                    .map_err(|e| Error::Io { what: format!("cannot read {shown}"), reason: e.to_string() })?;
+                let progress = progress.clone();
+                let mut sent = 0u64;
+                let stream =
+                    ReaderStream::with_capacity(tokio::fs::File::from_std(file), 256 * 1024).map(move |piece| {
+                        if let Ok(bytes) = &piece {
+                            sent += bytes.len() as u64;
+                            progress(sent);
+                        }
+                        piece
+                    });
+                Ok(http.put(url.join(query).expect("relative path")).body(reqwest::Body::wrap_stream(stream)))
+            })
+            .await?;
+        decode(response).await
+    }
+
+    /// Uploads bytes as a blob.
+    pub async fn put_blob(&self, bytes: Vec<u8>, pin: bool) -> Result<BlobInfo, Error> {
+        let query = if pin { "v1/blobs" } else { "v1/blobs?pin=false" };
+        let response =
+            self.call(|http, url| Ok(http.put(url.join(query).expect("relative path")).body(bytes.clone()))).await?;
+        decode(response).await
+    }
+
+    /// Downloads a blob into `path` (through a temporary file, so `path` only
+    /// ever holds a whole, verified blob), checking its hash on arrival.
+    pub async fn get_blob_to_file(&self, id: &str, path: &Path, progress: impl Fn(u64, u64)) -> Result<u64, Error> {
+        let expected: ContentId = id.parse().map_err(|e: ParseContentIdError| Error::Invalid(e.to_string()))?;
+        let response =
+            self.call(|http, url| Ok(http.get(url.join(&format!("v1/blobs/{id}")).expect("relative path")))).await?;
+        let url = response.url().to_string();
+        let total = response.content_length().unwrap_or(0);
+        let tmp = path.with_extension("part");
+        let io = |what: &str, e: std::io::Error| Error::Io {
+            what: format!("{what} {}", tmp.display()),
+            reason: e.to_string(),
+        };
+        let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| io("cannot create", e))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut received = 0u64;
+        let mut body = response.bytes_stream();
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(|e| Error::Decode {
+                url: url.clone(),
+                reason: format!("download interrupted: {}", describe(&e)),
+            })?;
+            hasher.update(&piece);
+            file.write_all(&piece).await.map_err(|e| io("cannot write", e))?;
+            received += piece.len() as u64;
+            progress(received, total);
+        }
+        file.sync_all().await.map_err(|e| io("cannot sync", e))?;
+        let actual = ContentId::from(hasher.finalize());
+        if actual != expected {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(Error::Decode { url, reason: format!("received bytes hash to {actual}, not {expected}") });
+        }
+        tokio::fs::rename(&tmp, path).await.map_err(|e| io("cannot rename", e))?;
+        Ok(received)
+    }
+
+    /// Downloads a blob into memory.
+    pub async fn get_blob(&self, id: &str) -> Result<Vec<u8>, Error> {
+        let expected: ContentId = id.parse().map_err(|e: ParseContentIdError| Error::Invalid(e.to_string()))?;
+        let response =
+            self.call(|http, url| Ok(http.get(url.join(&format!("v1/blobs/{id}")).expect("relative path")))).await?;
+        let url = response.url().to_string();
+        let bytes = response.bytes().await.map_err(|e| Error::Decode { url: url.clone(), reason: describe(&e) })?;
+        if ContentId::of(&bytes) != expected {
+            return Err(Error::Decode { url, reason: format!("received bytes do not hash to {expected}") });
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// Blobs stored on the answering node.
+    pub async fn list_blobs(&self) -> Result<Vec<BlobInfo>, Error> {
+        self.json(Method::GET, "v1/blobs", None).await
+    }
+
+    /// Unpins a blob mesh-wide; GC removes it where no ref keeps it.
+    pub async fn unpin_blob(&self, id: &str) -> Result<(), Error> {
+        self.json::<serde_json::Value>(Method::DELETE, &format!("v1/blobs/{id}"), None).await.map(|_| ())
+    }
+
+    /// Points a ref at a blob (a new version).
+    pub async fn set_ref(&self, name: &str, target: &str) -> Result<RefView, Error> {
+        let body = serde_json::to_value(SetRef { target: target.to_owned() }).expect("serializes");
+        self.json(Method::PUT, &format!("v1/refs/{name}"), Some(body)).await
+    }
+
+    pub async fn get_ref(&self, name: &str) -> Result<RefView, Error> {
+        self.json(Method::GET, &format!("v1/refs/{name}"), None).await
+    }
+
+    pub async fn ref_history(&self, name: &str) -> Result<RefRecord, Error> {
+        self.json(Method::GET, &format!("v1/refs/{name}/history"), None).await
+    }
+
+    /// A new version of `name` pointing where `version` pointed.
+    pub async fn rollback_ref(&self, name: &str, version: u64) -> Result<RefView, Error> {
+        let body = serde_json::to_value(Rollback { version }).expect("serializes");
+        self.json(Method::POST, &format!("v1/refs/{name}/rollback"), Some(body)).await
+    }
+
+    pub async fn refs(&self) -> Result<Vec<RefView>, Error> {
+        self.json(Method::GET, "v1/refs", None).await
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, Error> {
+        let response = self
+            .call(|http, url| {
+                let request = http.request(method.clone(), url.join(path).expect("relative API paths join"));
+                Ok(match &body {
+                    Some(body) => request.json(body),
+                    None => request,
+                })
+            })
+            .await?;
+        decode(response).await
+    }
+
+    /// Sends a request to the preferred node, failing over to the others when
+    /// a node cannot be reached or answers 5xx. A 4xx is the caller's error and
+    /// is returned at once: another node would say the same. Every call the
+    /// SDK makes is idempotent (content-addressed puts, versioned refs), so a
+    /// retry elsewhere is safe.
+    async fn call(
+        &self,
+        build: impl Fn(&reqwest::Client, &reqwest::Url) -> Result<reqwest::RequestBuilder, Error>,
+    ) -> Result<reqwest::Response, Error> {
         let start = self.preferred.load(Ordering::Relaxed);
         let mut attempts = Vec::new();
         for offset in 0..self.nodes.len() {
             let index = (start + offset) % self.nodes.len();
-            let url = self.nodes[index].join(path).expect("relative API paths join");
-            match self.http.get(url.clone()).send().await {
-                Err(e) => attempts.push(format!("{url}: {}", describe(&e))),
+            let base = &self.nodes[index];
+            match build(&self.http, base)?.send().await {
+                Err(e) => attempts.push(format!("{base}: {}", describe(&e))),
                 Ok(response) if response.status().is_server_error() => {
                     let status = response.status();
-                    attempts.push(format!("{url}: {status} {}", error_message(response).await));
+                    attempts.push(format!("{}: {status} {}", response.url().clone(), error_message(response).await));
                 }
                 Ok(response) if !response.status().is_success() => {
+                    let url = response.url().to_string();
                     let status = response.status().as_u16();
-                    return Err(Error::Api { url: url.to_string(), status, message: error_message(response).await });
+                    return Err(Error::Api { url, status, message: error_message(response).await });
                 }
                 Ok(response) => {
                     self.preferred.store(index, Ordering::Relaxed);
-                    let bytes = response
-                        .bytes()
-                        .await
-                        .map_err(|e| Error::Decode { url: url.to_string(), reason: describe(&e) })?;
-                    return serde_json::from_slice(&bytes)
-                        .map_err(|e| Error::Decode { url: url.to_string(), reason: e.to_string() });
+                    return Ok(response);
                 }
             }
         }
         Err(Error::Unreachable { attempts })
     }
+}
+
+async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, Error> {
+    let url = response.url().to_string();
+    let bytes = response.bytes().await.map_err(|e| Error::Decode { url: url.clone(), reason: describe(&e) })?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Decode { url, reason: e.to_string() })
 }
 
 fn parse_node_url(text: &str) -> Result<reqwest::Url, Error> {

@@ -15,4 +15,8 @@ pub enum Error {
     Decode { url: String, reason: String },
     #[error("cannot start a local node: {0}")]
     Launch(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{what}: {reason}")]
+    Io { what: String, reason: String },
 }

@@ -1,7 +1,9 @@
 //! The `mass` command line. Each subcommand is a thin layer over the library
 //! (node) or the SDK (everything that talks to a running node).
 
+mod blob;
 mod peers;
+mod refs;
 
 use std::path::PathBuf;
 
@@ -32,6 +34,26 @@ pub enum Command {
     },
     /// Print the peer table of a node.
     Peers(peers::PeersArgs),
+    /// Store and fetch content-addressed blobs.
+    #[command(subcommand)]
+    Blob(blob::BlobCommand),
+    /// Read and move refs (mutable names for blobs).
+    #[command(subcommand, name = "ref")]
+    Ref(refs::RefCommand),
+}
+
+/// Which node(s) a client command talks to.
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// Node URL (repeatable or comma-separated; the next is tried when one is down).
+    #[arg(long = "node", env = "MASS_NODE", value_delimiter = ',', default_value = "http://127.0.0.1:8080")]
+    pub urls: Vec<String>,
+}
+
+impl NodeArgs {
+    pub fn client(&self) -> anyhow::Result<mass_sdk::Client> {
+        Ok(mass_sdk::Client::new(&self.urls)?)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +120,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Peers(args) => client_runtime()?.block_on(peers::run(args)),
+        Command::Blob(command) => client_runtime()?.block_on(blob::run(command)),
+        Command::Ref(command) => client_runtime()?.block_on(refs::run(command)),
     }
 }
 

@@ -2,20 +2,18 @@
 
 use clap::Args;
 use mass_protocol::api::{PeerState, PeerView};
-use mass_sdk::Client;
 
 #[derive(Debug, Args)]
 pub struct PeersArgs {
-    /// Node to ask (repeatable; the next one is tried when one is down).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub node: Vec<String>,
+    #[command(flatten)]
+    pub node: super::NodeArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
 pub async fn run(args: PeersArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.node)?;
+    let client = args.node.client()?;
     let peers = client.peers().await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&peers)?);

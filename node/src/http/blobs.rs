@@ -54,7 +54,10 @@ pub async fn put(state: web::Data<State>, query: web::Query<PutQuery>, mut body:
         let piece = match piece {
             Ok(piece) => piece,
             Err(e) => {
-                return error(StatusCode::BAD_REQUEST, format!("upload interrupted after {} bytes: {e}", writer.size()));
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("upload interrupted after {} bytes: {e}", writer.size()),
+                );
             }
         };
         if let Err(e) = writer.write(&piece).await {
@@ -65,10 +68,15 @@ pub async fn put(state: web::Data<State>, query: web::Query<PutQuery>, mut body:
         Ok(meta) => meta,
         Err(e) => return store_error(e),
     };
-    if query.pin
-        && let Err(e) = write_ref(&state, pin_name(&meta.id), Some(meta.id)).await
-    {
-        return store_error(e);
+    if query.pin {
+        // Pinning twice is one pin: only write when not already pinned.
+        let pinned = match state.storage.get_ref(pin_name(&meta.id)).await {
+            Ok(record) => record.and_then(|r| r.current().and_then(|c| c.target)).is_some(),
+            Err(e) => return store_error(e),
+        };
+        if !pinned && let Err(e) = write_ref(&state, pin_name(&meta.id), Some(meta.id)).await {
+            return store_error(e);
+        }
     }
     state.replication.do_send(PlaceNew(meta.id));
     HttpResponse::Ok().json(BlobInfo { id: meta.id, size: meta.size })

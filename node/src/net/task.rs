@@ -283,18 +283,19 @@ impl NetTask {
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
         let len = message.data.len();
         if message.topic == self.ref_topic.hash() {
-            let acceptance = match (message.source, codec::decode::<RefUpdate>(&message.data, codec::MAX_GOSSIP_MESSAGE)) {
-                (Some(publisher), Ok(update)) => {
-                    self.metrics.received(Protocol::Ref, len);
-                    self.notify(PeerNotice::RefUpdate { source: publisher, update });
-                    gossipsub::MessageAcceptance::Accept
-                }
-                (_, result) => {
-                    self.metrics.decode_failure(Protocol::Ref);
-                    warn!(%source, error = ?result.err(), "dropped malformed ref update");
-                    gossipsub::MessageAcceptance::Reject
-                }
-            };
+            let acceptance =
+                match (message.source, codec::decode::<RefUpdate>(&message.data, codec::MAX_GOSSIP_MESSAGE)) {
+                    (Some(publisher), Ok(update)) => {
+                        self.metrics.received(Protocol::Ref, len);
+                        self.notify(PeerNotice::RefUpdate { source: publisher, update });
+                        gossipsub::MessageAcceptance::Accept
+                    }
+                    (_, result) => {
+                        self.metrics.decode_failure(Protocol::Ref);
+                        warn!(%source, error = ?result.err(), "dropped malformed ref update");
+                        gossipsub::MessageAcceptance::Reject
+                    }
+                };
             self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
             return;
         }
