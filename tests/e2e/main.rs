@@ -9,3 +9,4 @@ mod liveness;
 mod mdns;
 mod mesh;
 mod private_mesh;
+mod storage;

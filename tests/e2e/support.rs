@@ -28,6 +28,9 @@ ping_interval = "500ms"
 gemm_size = 128
 gemm_budget = "30ms"
 probe_gpus = false
+
+[storage]
+repair_interval = "500ms"
 "#;
 
 /// A folder holding the data dirs and logs of the nodes of one test.
@@ -132,6 +135,30 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Blob ids `node` stores locally.
+pub async fn blobs_on(node: &LocalNode) -> Vec<String> {
+    Client::new([node.http_url()])
+        .unwrap()
+        .list_blobs()
+        .await
+        .map(|blobs| blobs.into_iter().map(|b| b.id.to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// A counter from a node's /metrics, 0 when absent.
+pub async fn metric(node: &LocalNode, name: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", node.http_url())).await.unwrap().text().await.unwrap();
+    text.lines().find_map(|line| line.strip_prefix(name).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    use rand::{RngCore, SeedableRng};
+    let mut data = vec![0u8; len];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
+    data
 }
 
 /// Runs `mass` with arguments and returns (success, stdout, stderr).
