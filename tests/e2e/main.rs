@@ -9,4 +9,5 @@ mod liveness;
 mod mdns;
 mod mesh;
 mod private_mesh;
+mod rogue;
 mod storage;

@@ -149,13 +149,11 @@ async fn every_acknowledged_blob_survives_repeated_sigkill() {
     let mut acknowledged = Vec::new();
     let mut unacknowledged = Vec::new();
     let mut written = 0usize;
-    for i in 0..BLOBS {
-        // Never outrun the killer: the kills must land among the writes.
-        if i == BLOBS - 100 && !killer.is_finished() {
-            while !killer.is_finished() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
+    let mut i = 0usize;
+    // Keep writing until both enough blobs are written and every kill has
+    // landed, so that the kills fall among the writes.
+    while i < BLOBS || !killer.is_finished() {
+        i += 1;
         let data = bytes(seed.wrapping_add(i as u64), crash_test_size(&mut rng));
         written += data.len();
         let id = ContentId::of(&data).to_string();
@@ -172,7 +170,7 @@ async fn every_acknowledged_blob_survives_repeated_sigkill() {
     killer.join().unwrap();
     eprintln!(
         "crash test: {} blobs ({} MiB) written, {} acknowledged, {} failed around {KILLS} SIGKILLs",
-        BLOBS,
+        i,
         written >> 20,
         acknowledged.len(),
         unacknowledged.len()
