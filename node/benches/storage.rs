@@ -34,7 +34,11 @@ fn mbps(bytes: usize, elapsed: Duration) -> f64 {
 }
 
 fn row(what: &str, size: &str, count: usize, total: usize, elapsed: Duration) {
-    println!("| {what} | {size} | {count} | {:.1} | {:.0} |", mbps(total, elapsed), count as f64 / elapsed.as_secs_f64());
+    println!(
+        "| {what} | {size} | {count} | {:.1} | {:.0} |",
+        mbps(total, elapsed),
+        count as f64 / elapsed.as_secs_f64()
+    );
 }
 
 fn raw_rocksdb(dir: &std::path::Path, blobs: &[Vec<u8>], size: &str) {
@@ -100,8 +104,7 @@ async fn over_http(nodes: &[LocalNode], blobs: &[Vec<u8>], size: &str) {
     row("HTTP GET /v1/blobs, holding node", size, blobs.len(), total, start.elapsed());
     // Only blobs whose one home is `a`: `b` has never held them.
     let view: Vec<libp2p::PeerId> = nodes.iter().map(|n| n.peer_id().parse().unwrap()).collect();
-    let remote: Vec<&String> =
-        ids.iter().filter(|id| homes(&id.parse().unwrap(), &view, 1) == [view[0]]).collect();
+    let remote: Vec<&String> = ids.iter().filter(|id| homes(&id.parse().unwrap(), &view, 1) == [view[0]]).collect();
     let remote_total = remote.len() * blobs[0].len();
     let start = Instant::now();
     for id in &remote {

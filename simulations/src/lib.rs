@@ -8,5 +8,8 @@
 //! # Layout
 //! - [`membership`]: liveness detection of the peer table under message loss,
 //!   crashes and restarts.
+//! - [`placement`]: blob homes and repair over thousands of nodes, with the
+//!   node's rendezvous ranking.
 
 pub mod membership;
+pub mod placement;

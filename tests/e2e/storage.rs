@@ -334,3 +334,55 @@ async fn a_256_mib_blob_moves_between_nodes_in_bounded_memory() {
         assert!(peak < (SIZE as u64) / 2, "peak RSS {} MiB is not far below the blob size", peak >> 20);
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_storage_requests_get_a_4xx_naming_the_problem() {
+    let mut cluster = Cluster::new();
+    let node = cluster.spawn(&[]);
+    let id = client(&node).put_blob(b"x".to_vec(), true).await.unwrap().id.to_string();
+    client(&node).set_ref("model/m", &id).await.unwrap();
+    let http = reqwest::Client::new();
+    let base = node.http_url();
+    let unknown = "cd".repeat(32);
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (http.get(format!("{base}/v1/blobs/xyz")), 400, "'xyz' is not a content id"),
+        (http.get(format!("{base}/v1/blobs/{unknown}")), 404, "not stored on any node"),
+        (http.delete(format!("{base}/v1/blobs/{unknown}")), 404, "is not pinned"),
+        (http.put(format!("{base}/v1/blobs?pin=maybe")).body("x"), 400, "invalid query string"),
+        (
+            http.put(format!("{base}/v1/refs/model/m")).body("{not json").header("content-type", "application/json"),
+            400,
+            "invalid JSON body",
+        ),
+        (
+            http.put(format!("{base}/v1/refs/model/m")).json(&serde_json::json!({"target": id, "extra": 1})),
+            400,
+            "unknown field `extra`",
+        ),
+        (
+            http.put(format!("{base}/v1/refs/model/m")).json(&serde_json::json!({"target": "nope"})),
+            400,
+            "target: 'nope' is not a content id",
+        ),
+        (
+            http.put(format!("{base}/v1/refs/nokind")).json(&serde_json::json!({"target": id})),
+            400,
+            "must look like kind/name",
+        ),
+        (http.get(format!("{base}/v1/refs/model/absent")), 404, "no ref named 'model/absent'"),
+        (
+            http.post(format!("{base}/v1/refs/model/m/rollback")).json(&serde_json::json!({"version": 9})),
+            404,
+            "has no version 9 (versions: 1)",
+        ),
+    ];
+    for (request, status, expected) in cases {
+        let response = request.send().await.unwrap();
+        let got = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let message = body["error"].as_str().unwrap_or_default().to_owned();
+        assert!(got == status && message.contains(expected), "expected {status} '{expected}', got {got} '{message}'");
+    }
+    // The node keeps serving, and nothing stored was lost.
+    assert_eq!(client(&node).get_ref("model/m").await.unwrap().target.to_string(), id);
+}

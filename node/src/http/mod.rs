@@ -62,6 +62,10 @@ pub fn serve(listener: std::net::TcpListener, state: State) -> std::io::Result<S
             .route("/v1/refs/{name:.+}/rollback", web::post().to(refs::rollback))
             .route("/v1/refs/{name:.+}", web::get().to(refs::get))
             .route("/v1/refs/{name:.+}", web::put().to(refs::set))
+            .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                let message = format!("invalid query string: {err}");
+                actix_web::error::InternalError::from_response(err, error(StatusCode::BAD_REQUEST, message)).into()
+            }))
             .app_data(web::JsonConfig::default().limit(64 * 1024).error_handler(|err, _| {
                 let message = format!("invalid JSON body: {err}");
                 actix_web::error::InternalError::from_response(err, error(StatusCode::BAD_REQUEST, message)).into()

@@ -21,6 +21,9 @@ use crate::{
     storage::{self, Storage},
 };
 
+/// How often unreferenced blobs past the grace period are collected.
+const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// A blob was just stored here by a client: tell its homes.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -110,6 +113,20 @@ impl Actor for ReplicationActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.config.repair_interval, |actor, ctx| actor.repair(ctx));
+        ctx.run_interval(GC_INTERVAL, |actor, ctx| {
+            let storage = actor.storage.clone();
+            let grace_ms = actor.config.gc_grace.as_millis() as u64;
+            ctx.spawn(
+                async move {
+                    match storage.gc(grace_ms).await {
+                        Ok(report) if report.blobs + report.chunks > 0 => info!(?report, "garbage collected"),
+                        Ok(_) => {}
+                        Err(e) => warn!("GC failed: {e}"),
+                    }
+                }
+                .into_actor(actor),
+            );
+        });
     }
 }
 
