@@ -120,7 +120,7 @@ impl Metrics {
         );
         registry.register(
             "replicated_bytes",
-            "Bytes of blobs this node fetched from peers as one of their homes",
+            "Bytes of blobs this node fetched from peers, as a home or to serve a read",
             metrics.bytes_replicated.clone(),
         );
         registry.register(

@@ -142,7 +142,10 @@ async fn a_peer_serving_wrong_bytes_is_caught_at_the_first_bad_chunk() {
 
     let got = Client::new([reader.http_url()]).unwrap().get_blob(&id.to_string()).await.unwrap();
     assert!(got == data, "the reader served bytes that are not the blob");
-    assert_eq!(chunk_requests.load(Ordering::SeqCst), 1, "the rogue must be dropped at its first chunk");
+    // Requests are pipelined, so the rogue may have been asked for a few
+    // chunks, but the first bad one ended it: one integrity failure, and the
+    // rest came from the honest holder.
+    assert!(chunk_requests.load(Ordering::SeqCst) <= mass_node::replication::fetch::PIPELINE);
     assert_eq!(metric(&reader, "mass_integrity_failures_total").await, 1.0);
     rogue_task.abort();
 }

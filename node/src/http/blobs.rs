@@ -82,19 +82,8 @@ pub async fn put(state: web::Data<State>, query: web::Query<PutQuery>, mut body:
     HttpResponse::Ok().json(BlobInfo { id: meta.id, size: meta.size })
 }
 
-/// A verified local copy of `id`, fetched from peers when this node has none
-/// or its copy is damaged.
-pub(super) async fn local_copy(state: &State, id: ContentId) -> Result<BlobMeta, HttpResponse> {
-    let damage = match state.storage.verify(id).await {
-        Ok(meta) => return Ok(meta),
-        Err(StoreError::NotFound(_)) => None,
-        Err(e @ StoreError::Integrity { .. }) => {
-            // Never serve or keep a damaged copy: drop it and fetch a good one.
-            let _ = state.storage.remove(id).await;
-            Some(e.to_string())
-        }
-        Err(e) => return Err(store_error(e)),
-    };
+/// Fetches `id` from peers; `damage` says why the local copy was dropped.
+async fn fetch(state: &State, id: ContentId, damage: Option<String>) -> Result<BlobMeta, HttpResponse> {
     match state.replication.send(FetchBlob(id)).await {
         Ok(Ok(meta)) => Ok(meta),
         Ok(Err(FetchError::Unavailable { failures, .. })) => Err(match damage {
@@ -110,28 +99,67 @@ pub(super) async fn local_copy(state: &State, id: ContentId) -> Result<BlobMeta,
     }
 }
 
-/// `GET /v1/blobs/{id}`: the bytes, streamed chunk by verified chunk.
+/// Makes sure this node holds `id`, fetching it from peers when it does not.
+pub(super) async fn local_copy(state: &State, id: ContentId) -> Result<BlobMeta, HttpResponse> {
+    match state.storage.meta(id).await {
+        Ok(Some(meta)) => Ok(meta),
+        Ok(None) => fetch(state, id, None).await,
+        Err(e @ StoreError::Integrity { .. }) => {
+            let _ = state.storage.remove(id).await;
+            fetch(state, id, Some(e.to_string())).await
+        }
+        Err(e) => Err(store_error(e)),
+    }
+}
+
+/// The layout and verified first chunk of a local copy of `id`. A damaged copy
+/// is dropped (never served or kept) and a good one fetched from peers.
+async fn readable(state: &State, id: ContentId) -> Result<(BlobMeta, Vec<u8>), HttpResponse> {
+    let meta = local_copy(state, id).await?;
+    match state.storage.chunk(meta.clone(), 0).await {
+        Ok(first) => Ok((meta, first)),
+        Err(e @ StoreError::Integrity { .. }) => {
+            let _ = state.storage.remove(id).await;
+            let meta = fetch(state, id, Some(e.to_string())).await?;
+            let first = state.storage.chunk(meta.clone(), 0).await.map_err(store_error)?;
+            Ok((meta, first))
+        }
+        Err(e) => Err(store_error(e)),
+    }
+}
+
+/// `GET /v1/blobs/{id}`: the bytes, streamed chunk by verified chunk. The
+/// first chunk is checked before the answer starts; a later chunk that fails
+/// its check ends the response early (the client sees a short body, never
+/// wrong bytes) and drops the damaged copy.
 pub async fn get(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
     let id = match parse_id(&id) {
         Ok(id) => id,
         Err(response) => return response,
     };
-    let meta = match local_copy(&state, id).await {
-        Ok(meta) => meta,
+    let (meta, first) = match readable(&state, id).await {
+        Ok(found) => found,
         Err(response) => return response,
     };
     let storage = state.storage.clone();
     let size = meta.size;
-    let chunks = futures::stream::iter(0..meta.chunks.len()).then(move |index| {
+    let rest = futures::stream::iter(1..meta.chunks.len()).then(move |index| {
         let storage = storage.clone();
         let meta = meta.clone();
-        async move { storage.chunk(meta, index).await.map(web::Bytes::from) }
+        async move {
+            let chunk = storage.chunk(meta, index).await;
+            if let Err(StoreError::Integrity { .. }) = &chunk {
+                let _ = storage.remove(id).await;
+            }
+            chunk.map(web::Bytes::from).map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string()))
+        }
     });
+    let body = futures::stream::once(async move { Ok(web::Bytes::from(first)) }).chain(rest);
     HttpResponse::Ok()
         .content_type("application/octet-stream")
         .insert_header(("x-mass-content-id", id.to_string()))
         .no_chunking(size)
-        .streaming(chunks.map(|r| r.map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string()))))
+        .streaming(body)
 }
 
 /// `GET /v1/blobs`: the blobs stored on this node.

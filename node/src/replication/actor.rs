@@ -2,7 +2,7 @@
 //! `Replicate` by pulling, fetches blobs for local readers, and runs the
 //! periodic repair walk.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture};
 use libp2p::PeerId;
@@ -11,6 +11,7 @@ use mass_protocol::{
     rpc::{Request, Response},
     storage::BlobMeta,
 };
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use super::{FetchError, fetch::fetch, homes};
@@ -53,7 +54,8 @@ pub struct ReplicationActor {
     /// (home, blob) pairs known to hold a copy; cleared when the view changes.
     confirmed: HashSet<(PeerId, ContentId)>,
     view: Vec<PeerId>,
-    fetching: HashSet<ContentId>,
+    /// Fetches in progress, with whoever waits for each one's outcome.
+    fetching: HashMap<ContentId, Vec<oneshot::Sender<Result<BlobMeta, FetchError>>>>,
     repairing: bool,
 }
 
@@ -75,7 +77,7 @@ impl ReplicationActor {
             metrics,
             confirmed: HashSet::new(),
             view: Vec::new(),
-            fetching: HashSet::new(),
+            fetching: HashMap::new(),
             repairing: false,
         }
     }
@@ -199,8 +201,18 @@ impl ReplicationActor {
         }));
     }
 
-    fn start_fetch(&mut self, ctx: &mut Context<Self>, id: ContentId, first: Option<PeerId>) {
-        if !self.fetching.insert(id) {
+    /// Fetches `id` unless a fetch of it is already running; `waiter`, if
+    /// any, gets the outcome either way.
+    fn start_fetch(
+        &mut self,
+        ctx: &mut Context<Self>,
+        id: ContentId,
+        first: Option<PeerId>,
+        waiter: Option<oneshot::Sender<Result<BlobMeta, FetchError>>>,
+    ) {
+        let running = self.fetching.contains_key(&id);
+        self.fetching.entry(id).or_default().extend(waiter);
+        if running {
             return;
         }
         let (net, storage, membership, local, k, metrics) = (
@@ -221,10 +233,12 @@ impl ReplicationActor {
             result
         };
         ctx.spawn(work.into_actor(self).map(move |result, actor, _| {
-            actor.fetching.remove(&id);
-            match result {
-                Ok(_) => debug!(%id, "replica stored"),
-                Err(e) => warn!(%id, "replication failed: {e}"),
+            match &result {
+                Ok(_) => debug!(%id, "blob fetched"),
+                Err(e) => warn!(%id, "fetch failed: {e}"),
+            }
+            for waiter in actor.fetching.remove(&id).unwrap_or_default() {
+                let _ = waiter.send(result.clone());
             }
         }));
     }
@@ -278,25 +292,20 @@ impl Handler<StartFetch> for ReplicationActor {
     type Result = ();
 
     fn handle(&mut self, StartFetch { id, first }: StartFetch, ctx: &mut Self::Context) {
-        self.start_fetch(ctx, id, first);
+        self.start_fetch(ctx, id, first, None);
     }
 }
 
 impl Handler<FetchBlob> for ReplicationActor {
     type Result = ResponseFuture<Result<BlobMeta, FetchError>>;
 
-    fn handle(&mut self, FetchBlob(id): FetchBlob, _: &mut Self::Context) -> Self::Result {
-        let (net, storage, membership, local, k, metrics) = (
-            self.net.clone(),
-            self.storage.clone(),
-            self.membership.clone(),
-            self.local,
-            self.config.replication,
-            self.metrics.clone(),
-        );
+    fn handle(&mut self, FetchBlob(id): FetchBlob, ctx: &mut Self::Context) -> Self::Result {
+        let (waiter, outcome) = oneshot::channel();
+        self.start_fetch(ctx, id, None, Some(waiter));
         Box::pin(async move {
-            let peers = candidates(&net, &membership, local, id, k, None).await;
-            fetch(&net, &storage, &metrics, id, &peers).await
+            outcome
+                .await
+                .unwrap_or_else(|_| Err(FetchError::Unavailable { id, failures: vec!["fetch abandoned".into()] }))
         })
     }
 }

@@ -3,6 +3,7 @@
 //! serves a wrong chunk is dropped at that chunk and the fetch resumes from the
 //! next candidate at the same chunk.
 
+use futures::StreamExt;
 use libp2p::PeerId;
 use mass_protocol::{
     ContentId,
@@ -17,7 +18,10 @@ use crate::{
     storage::{Storage, StoreError},
 };
 
-#[derive(Debug, thiserror::Error)]
+/// Chunk requests in flight to one peer (at most this many MiB buffered).
+pub const PIPELINE: usize = 4;
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
     #[error("no peer could supply blob {id}: {}", if failures.is_empty() { "no peer holds it".to_owned() } else { failures.join("; ") })]
     Unavailable { id: ContentId, failures: Vec<String> },
@@ -61,8 +65,16 @@ pub async fn fetch(
             }
         }
         let meta = layout.as_ref().expect("set above");
-        while next_chunk < meta.chunks.len() {
-            let bytes = match net.request(peer, Request::GetChunk { id, index: next_chunk as u32 }).await {
+        // Keep a few chunk requests in flight to hide the round trip; they are
+        // still checked and stored strictly in order.
+        let mut answers = futures::stream::iter(next_chunk..meta.chunks.len())
+            .map(|index| {
+                let net = net.clone();
+                async move { net.request(peer, Request::GetChunk { id, index: index as u32 }).await }
+            })
+            .buffered(PIPELINE);
+        while let Some(answer) = answers.next().await {
+            let bytes = match answer {
                 Ok(Response::Chunk(Some(bytes))) => bytes,
                 Ok(other) => {
                     failures.push(format!("{peer}: chunk {next_chunk}: {}", describe(&other)));

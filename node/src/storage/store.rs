@@ -39,7 +39,7 @@ const CLOCK_KEY: &[u8] = b"ref-clock";
 const MAX_RECORD: usize = 64 * 1024 * 1024;
 
 /// Why a storage operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the store at {path}: {reason}")]
     Open { path: String, reason: String },
