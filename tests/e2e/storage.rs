@@ -386,3 +386,31 @@ async fn bad_storage_requests_get_a_4xx_naming_the_problem() {
     // The node keeps serving, and nothing stored was lost.
     assert_eq!(client(&node).get_ref("model/m").await.unwrap().target.to_string(), id);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blobs_migrate_to_nodes_that_join_and_outrank_their_holder() {
+    let mut cluster = Cluster::new();
+    let a = cluster.spawn(&[]);
+    let mut ids = Vec::new();
+    for seed in 0..12u64 {
+        ids.push(client(&a).put_blob(bytes(seed + 1000, 2000), true).await.unwrap().id);
+    }
+    let b = cluster.spawn(&[&a]);
+    let c = cluster.spawn(&[&a]);
+    let view: Vec<PeerId> = [&a, &b, &c].iter().map(|n| peer(n)).collect();
+    let nodes = [&a, &b, &c];
+    let took = eventually(Duration::from_secs(20), "every blob lives exactly on its two homes", || async {
+        for id in &ids {
+            let homes = homes(id, &view, 2);
+            for (node, peer) in nodes.iter().zip(&view) {
+                if blobs_on(node).await.contains(&id.to_string()) != homes.contains(peer) {
+                    return false;
+                }
+            }
+        }
+        true
+    })
+    .await;
+    eprintln!("12 blobs settled on their homes {took:?} after two nodes joined");
+    assert!(ids.iter().any(|id| !homes(id, &view, 2).contains(&view[0])), "no blob had to move; pick more blobs");
+}
