@@ -76,6 +76,7 @@ pub struct StorageSection {
     #[serde(default, with = "humantime_serde::option")]
     pub gc_grace: Option<Duration>,
     pub threads: Option<usize>,
+    pub shard_rows: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -220,6 +221,7 @@ impl NodeConfig {
             repair_interval: file.storage.repair_interval.unwrap_or(defaults.repair_interval),
             gc_grace: file.storage.gc_grace.unwrap_or(defaults.gc_grace),
             threads: file.storage.threads.unwrap_or(defaults.threads),
+            shard_rows: file.storage.shard_rows.unwrap_or(defaults.shard_rows),
         };
         storage.validate().map_err(ConfigError::Invalid)?;
 

@@ -13,6 +13,7 @@
 //! - [`hardware`]: detection, GEMM measurement, load sampling, the advertiser.
 //! - [`http`]: the HTTP API.
 //! - [`metrics`]: Prometheus counters.
+//! - [`datasets`]: CSV ingest, validation, sharding and splits.
 //! - [`storage`]: blobs and refs in RocksDB, behind the storage actor.
 //! - [`placement`]: weighted rendezvous hashing (pure).
 //! - [`replication`]: fetching blobs from peers, keeping k copies alive.
@@ -21,6 +22,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod datasets;
 pub mod hardware;
 pub mod http;
 pub mod membership;

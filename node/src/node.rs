@@ -139,6 +139,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         replication,
         net: net_client.clone(),
         gc_grace_ms: config.storage.gc_grace.as_millis() as u64,
+        shard_rows: config.storage.shard_rows,
     };
     let server = http::serve(http_listener, state).map_err(|source| StartError::Http { addr: http_addr, source })?;
     let server_handle = server.handle();

@@ -13,11 +13,19 @@ pub const MAX_GOSSIP_MESSAGE: usize = 64 * 1024;
 /// Largest request-response message a node accepts.
 pub const MAX_RPC_MESSAGE: usize = 4 * 1024 * 1024;
 
-/// bincode's internal bound: no decode may claim more than this many bytes.
+/// Largest stored record (a dataset shard, a model's weights).
+pub const MAX_RECORD: usize = 1 << 30;
+
+/// bincode's internal bound for messages: no decode may claim more.
 const DECODE_LIMIT: usize = 16 * 1024 * 1024;
 
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_little_endian().with_variable_int_encoding().with_limit::<DECODE_LIMIT>()
+}
+
+/// The same encoding, bounded for large stored records.
+fn record_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_little_endian().with_variable_int_encoding().with_limit::<MAX_RECORD>()
 }
 
 /// Why bytes could not be turned into a message.
@@ -46,8 +54,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, Deco
     if bytes.len() > limit {
         return Err(DecodeError::Oversized { size: bytes.len(), limit });
     }
-    let (value, read) =
-        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let decoded = if limit <= DECODE_LIMIT {
+        bincode::serde::decode_from_slice(bytes, config())
+    } else {
+        bincode::serde::decode_from_slice(bytes, record_config())
+    };
+    let (value, read) = decoded.map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if read != bytes.len() {
         return Err(DecodeError::TrailingBytes { extra: bytes.len() - read });
     }

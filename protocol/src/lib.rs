@@ -13,6 +13,7 @@
 //! - [`names`]: protocol names, gossip topics and the protocol version.
 //! - [`chunking`]: cutting blobs into independently verifiable chunks.
 //! - [`storage`]: blob layouts and refs.
+//! - [`dataset`]: dataset manifests, schemas, shards, statistics and splits.
 //!
 //! # Wire rules
 //! With bincode the order of enum variants and struct fields *is* the wire
@@ -31,6 +32,7 @@ pub mod api;
 pub mod chunking;
 pub mod codec;
 pub mod content_id;
+pub mod dataset;
 pub mod hardware;
 pub mod names;
 pub mod rpc;

@@ -11,6 +11,7 @@ use mass_protocol::{
     ContentId,
     api::{BlobInfo, ErrorBody, Health, PeerView, RefView, Rollback, SetRef},
     content_id::ParseContentIdError,
+    dataset::{DatasetSummary, DatasetView},
     storage::RefRecord,
 };
 use reqwest::Method;
@@ -19,6 +20,21 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::io::ReaderStream;
 
 use crate::Error;
+
+/// What to ingest and how (see `POST /v1/datasets`).
+#[derive(Debug, Clone, Default)]
+pub struct IngestRequest {
+    pub name: String,
+    pub label: String,
+    /// Column kinds to fix: (column, "numeric" | "categorical" | "text").
+    pub types: Vec<(String, String)>,
+    pub shard_rows: Option<usize>,
+    pub seed: Option<u64>,
+    pub validation: Option<f64>,
+    pub test: Option<f64>,
+    /// A file of 0-based test row numbers, one per line.
+    pub test_rows: Option<std::path::PathBuf>,
+}
 
 /// Default bound on one HTTP call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,6 +46,8 @@ pub struct Client {
     /// Index of the node that answered last; calls start there.
     preferred: AtomicUsize,
     http: reqwest::Client,
+    /// Bound on calls that move no bulk data.
+    timeout: Duration,
 }
 
 impl Client {
@@ -51,12 +69,13 @@ impl Client {
         if nodes.is_empty() {
             return Err(Error::NoNodes);
         }
+        // No client-wide timeout: uploads, downloads and ingests take as long
+        // as their data; short calls set `timeout` per request.
         let http = reqwest::Client::builder()
-            .read_timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(3)))
             .build()
             .map_err(|e| Error::Launch(format!("HTTP client: {e}")))?;
-        Ok(Self { nodes, preferred: AtomicUsize::new(0), http })
+        Ok(Self { nodes, preferred: AtomicUsize::new(0), http, timeout })
     }
 
     /// `GET /v1/health` of the first node that answers.
@@ -167,6 +186,53 @@ impl Client {
         self.json::<serde_json::Value>(Method::DELETE, &format!("v1/blobs/{id}"), None).await.map(|_| ())
     }
 
+    /// Ingests a CSV file (plain or gzip) as a dataset, streaming it.
+    pub async fn ingest_csv(&self, path: &Path, request: &IngestRequest) -> Result<DatasetView, Error> {
+        let mut query: Vec<(&str, String)> = vec![("name", request.name.clone()), ("label", request.label.clone())];
+        if !request.types.is_empty() {
+            let types: Vec<String> = request.types.iter().map(|(c, k)| format!("{c}:{k}")).collect();
+            query.push(("types", types.join(",")));
+        }
+        if let Some(rows) = request.shard_rows {
+            query.push(("shard_rows", rows.to_string()));
+        }
+        if let Some(seed) = request.seed {
+            query.push(("seed", seed.to_string()));
+        }
+        if let Some(validation) = request.validation {
+            query.push(("validation", validation.to_string()));
+        }
+        if let Some(test) = request.test {
+            query.push(("test", test.to_string()));
+        }
+        if let Some(list) = &request.test_rows {
+            let info = self.put_blob_file(list, true, |_| {}).await?;
+            query.push(("test_rows", info.id.to_string()));
+        }
+        let shown = path.display().to_string();
+        let response = self
+            .call(|http, url| {
+                let file = std::fs::File::open(path)
+                    .map_err(|e| Error::Io { what: format!("cannot read {shown}"), reason: e.to_string() })?;
+                let stream = ReaderStream::with_capacity(tokio::fs::File::from_std(file), 256 * 1024);
+                Ok(http
+                    .post(url.join("v1/datasets").expect("relative path"))
+                    .query(&query)
+                    .body(reqwest::Body::wrap_stream(stream)))
+            })
+            .await?;
+        decode(response).await
+    }
+
+    pub async fn datasets(&self) -> Result<Vec<DatasetSummary>, Error> {
+        self.json(Method::GET, "v1/datasets", None).await
+    }
+
+    /// A dataset's manifest and which peers hold each shard.
+    pub async fn dataset(&self, name: &str) -> Result<DatasetView, Error> {
+        self.json(Method::GET, &format!("v1/datasets/{name}"), None).await
+    }
+
     /// Points a ref at a blob (a new version).
     pub async fn set_ref(&self, name: &str, target: &str) -> Result<RefView, Error> {
         let body = serde_json::to_value(SetRef { target: target.to_owned() }).expect("serializes");
@@ -199,7 +265,9 @@ impl Client {
     ) -> Result<T, Error> {
         let response = self
             .call(|http, url| {
-                let request = http.request(method.clone(), url.join(path).expect("relative API paths join"));
+                let request = http
+                    .request(method.clone(), url.join(path).expect("relative API paths join"))
+                    .timeout(self.timeout);
                 Ok(match &body {
                     Some(body) => request.json(body),
                     None => request,

@@ -23,6 +23,6 @@ pub mod client;
 pub mod error;
 pub mod local;
 
-pub use client::Client;
+pub use client::{Client, IngestRequest};
 pub use error::Error;
 pub use mass_protocol::api;

@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod datasets;
 mod liveness;
 mod mdns;
 mod mesh;

@@ -2,6 +2,7 @@
 //! (node) or the SDK (everything that talks to a running node).
 
 mod blob;
+mod data;
 mod peers;
 mod refs;
 
@@ -37,6 +38,9 @@ pub enum Command {
     /// Store and fetch content-addressed blobs.
     #[command(subcommand)]
     Blob(blob::BlobCommand),
+    /// Ingest and inspect datasets.
+    #[command(subcommand)]
+    Data(data::DataCommand),
     /// Read and move refs (mutable names for blobs).
     #[command(subcommand, name = "ref")]
     Ref(refs::RefCommand),
@@ -122,6 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peers(args) => client_runtime()?.block_on(peers::run(args)),
         Command::Blob(command) => client_runtime()?.block_on(blob::run(command)),
         Command::Ref(command) => client_runtime()?.block_on(refs::run(command)),
+        Command::Data(command) => client_runtime()?.block_on(data::run(command)),
     }
 }
 

@@ -11,6 +11,7 @@ use mass_protocol::{
 use prometheus_client::registry::Registry;
 
 mod blobs;
+mod datasets;
 mod refs;
 
 use crate::{
@@ -40,6 +41,8 @@ pub struct State {
     pub net: NetClient,
     /// Default grace period of `POST /v1/gc`.
     pub gc_grace_ms: u64,
+    /// Default rows per dataset shard.
+    pub shard_rows: usize,
 }
 
 /// Starts serving on an already bound listener; the returned server runs
@@ -57,6 +60,9 @@ pub fn serve(listener: std::net::TcpListener, state: State) -> std::io::Result<S
             .route("/v1/blobs/{id}", web::get().to(blobs::get))
             .route("/v1/blobs/{id}", web::delete().to(blobs::unpin))
             .route("/v1/gc", web::post().to(blobs::gc))
+            .route("/v1/datasets", web::post().to(datasets::ingest))
+            .route("/v1/datasets", web::get().to(datasets::list))
+            .route("/v1/datasets/{name:.+}", web::get().to(datasets::show))
             .route("/v1/refs", web::get().to(refs::list))
             .route("/v1/refs/{name:.+}/history", web::get().to(refs::history))
             .route("/v1/refs/{name:.+}/rollback", web::post().to(refs::rollback))

@@ -26,6 +26,8 @@ pub struct Config {
     pub gc_grace: Duration,
     /// Threads running RocksDB operations.
     pub threads: usize,
+    /// Rows per dataset shard, unless an ingest says otherwise.
+    pub shard_rows: usize,
 }
 
 impl Config {
@@ -34,6 +36,7 @@ impl Config {
         repair_interval: Duration::from_secs(10),
         gc_grace: Duration::from_secs(3600),
         threads: 2,
+        shard_rows: 10_000,
     };
 
     pub fn validate(&self) -> Result<(), String> {
@@ -42,6 +45,9 @@ impl Config {
         }
         if self.repair_interval.is_zero() {
             return Err("storage.repair_interval must be greater than zero".into());
+        }
+        if self.shard_rows == 0 {
+            return Err("storage.shard_rows must be at least 1".into());
         }
         if self.threads == 0 || self.threads > 64 {
             return Err(format!("storage.threads must be between 1 and 64, not {}", self.threads));

@@ -1,0 +1,134 @@
+//! `mass data`: ingest files as datasets, list and inspect them.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use mass_sdk::IngestRequest;
+
+use super::NodeArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Ingest a CSV file (plain or gzip) as a sharded, replicated dataset.
+    Put {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// The column to predict.
+        #[arg(long)]
+        label: String,
+        /// Fix a column's kind instead of inferring it: COLUMN=numeric|categorical|text (repeatable).
+        #[arg(long = "type", value_name = "COLUMN=KIND")]
+        types: Vec<String>,
+        /// Rows per shard (default from the node's config).
+        #[arg(long)]
+        shard_rows: Option<usize>,
+        /// Seed of the train/validation/test split.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Fraction of rows for validation.
+        #[arg(long)]
+        validation: Option<f64>,
+        /// Fraction of rows for test (default 0.2), unless --test-rows is given.
+        #[arg(long, conflicts_with = "test_rows")]
+        test: Option<f64>,
+        /// File of 0-based test row numbers, one per line.
+        #[arg(long)]
+        test_rows: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// List datasets.
+    Ls(NodeArgs),
+    /// Show a dataset: schema, rows, splits, shards and where they live, statistics.
+    Show {
+        name: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+pub async fn run(command: DataCommand) -> anyhow::Result<()> {
+    match command {
+        DataCommand::Put { file, name, label, types, shard_rows, seed, validation, test, test_rows, node } => {
+            let types = types
+                .iter()
+                .map(|t| {
+                    t.split_once('=')
+                        .map(|(c, k)| (c.to_owned(), k.to_owned()))
+                        .ok_or_else(|| anyhow::anyhow!("--type {t}: expected COLUMN=KIND"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let request = IngestRequest { name, label, types, shard_rows, seed, validation, test, test_rows };
+            let spinner = ProgressBar::new_spinner();
+            spinner.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+            spinner.set_message(format!("ingesting {}", file.display()));
+            spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+            let view = node.client()?.ingest_csv(&file, &request).await;
+            spinner.finish_and_clear();
+            let view = view?;
+            let m = &view.manifest;
+            println!(
+                "dataset/{} v{} -> {}: {} rows, {} columns, {} shards (train {}, validation {}, test {})",
+                m.name,
+                view.version,
+                view.manifest_id,
+                m.rows,
+                m.schema.columns.len(),
+                m.shards.len(),
+                m.split_rows[0],
+                m.split_rows[1],
+                m.split_rows[2]
+            );
+        }
+        DataCommand::Ls(node) => {
+            for d in node.client()?.datasets().await? {
+                println!(
+                    "{}  v{}  {} rows  {} columns  {} shards  {}",
+                    d.name, d.version, d.rows, d.columns, d.shards, d.manifest
+                );
+            }
+        }
+        DataCommand::Show { name, node } => {
+            let view = node.client()?.dataset(&name).await?;
+            let m = &view.manifest;
+            println!("dataset/{} v{} ({})", m.name, view.version, view.manifest_id);
+            println!(
+                "rows {}  train {}  validation {}  test {}  split {:?}",
+                m.rows, m.split_rows[0], m.split_rows[1], m.split_rows[2], m.split
+            );
+            println!("label: {}", m.schema.columns[m.schema.label].name);
+            println!("label histogram: {:?}", m.label_histogram());
+            println!("\nshards:");
+            for (shard, holders) in m.shards.iter().zip(&view.shard_holders) {
+                println!(
+                    "  {}  rows {}..{}  on {}",
+                    shard.id,
+                    shard.first_row,
+                    shard.first_row + shard.rows,
+                    holders.join(", ")
+                );
+            }
+            println!("\ncolumns:");
+            for (column, stats) in m.schema.columns.iter().zip(&m.stats) {
+                let detail = match (stats.min, stats.max) {
+                    (Some(min), Some(max)) => {
+                        let mean = stats.sum / stats.present.max(1) as f64;
+                        format!("min {min}  max {max}  mean {mean:.4}")
+                    }
+                    _ if !stats.counts.is_empty() => format!("{} distinct", stats.counts.len()),
+                    _ => String::new(),
+                };
+                println!(
+                    "  {:<24} {:<12} present {:<8} missing {:<6} {detail}",
+                    column.name,
+                    format!("{:?}", column.kind).to_lowercase(),
+                    stats.present,
+                    stats.missing
+                );
+            }
+        }
+    }
+    Ok(())
+}

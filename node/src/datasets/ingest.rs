@@ -1,0 +1,564 @@
+//! Streaming CSV ingest.
+//!
+//! The first [`INFER_ROWS`] rows are buffered to infer column kinds (unless the
+//! user gave them); every row after that is parsed, checked and appended to
+//! the current shard, which is handed to `store` once it holds
+//! `shard_rows` rows. Memory is one shard plus the inference buffer,
+//! whatever the file size. Any bad cell stops the ingest with its row and
+//! column; shards stored before that are left unreferenced (GC removes them).
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    io::{BufRead, BufReader, Read},
+};
+
+use mass_protocol::{
+    ContentId,
+    dataset::{
+        Column, ColumnKind, ColumnStats, DatasetManifest, Schema, Shard, ShardColumn, ShardInfo, Split, SplitSpec,
+    },
+};
+
+use super::DataError;
+
+/// Rows read before column kinds are decided.
+pub const INFER_ROWS: usize = 1000;
+/// A string column with at most this many distinct values (in the inference
+/// rows) and short values is categorical; otherwise text.
+const MAX_INFERRED_CATEGORIES: usize = 64;
+const MAX_CATEGORY_LEN: usize = 64;
+/// Distinct label values counted in the histogram.
+const MAX_LABEL_VALUES: usize = 10_000;
+/// Cells read as missing in numeric and categorical columns.
+const MISSING: [&str; 8] = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "?"];
+
+/// How rows are split, as the user asked.
+#[derive(Debug, Clone)]
+pub enum SplitChoice {
+    Seeded {
+        seed: u64,
+        validation: f64,
+        test: f64,
+    },
+    /// 0-based data rows that are test rows; the file listing them has `list`
+    /// as its id.
+    TestRows {
+        rows: BTreeSet<u64>,
+        list: ContentId,
+        seed: u64,
+        validation: f64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub name: String,
+    pub label: String,
+    /// Kinds the user fixed, by column name.
+    pub kinds: BTreeMap<String, ColumnKind>,
+    pub shard_rows: usize,
+    pub split: SplitChoice,
+}
+
+impl IngestOptions {
+    pub fn validate(&self) -> Result<(), DataError> {
+        mass_protocol::storage::validate_ref_name(&format!("{}{}", super::REF_PREFIX, self.name))
+            .map_err(|e| DataError::Options(format!("dataset name: {e}")))?;
+        if self.label.is_empty() {
+            return Err(DataError::Options("no label column given".into()));
+        }
+        if self.shard_rows == 0 {
+            return Err(DataError::Options("shard_rows must be at least 1".into()));
+        }
+        let (validation, test) = match &self.split {
+            SplitChoice::Seeded { validation, test, .. } => (*validation, *test),
+            SplitChoice::TestRows { validation, .. } => (*validation, 0.0),
+        };
+        for (what, fraction) in [("validation", validation), ("test", test)] {
+            if !(0.0..1.0).contains(&fraction) {
+                return Err(DataError::Options(format!("{what} fraction must be in [0, 1), not {fraction}")));
+            }
+        }
+        if validation + test >= 1.0 {
+            return Err(DataError::Options("validation + test fractions leave no training rows".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A number in [0, 1) drawn from (seed, row): the same on every machine.
+fn unit(seed: u64, row: u64) -> f64 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&seed.to_le_bytes());
+    hasher.update(&row.to_le_bytes());
+    let bits = u64::from_le_bytes(hasher.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl SplitChoice {
+    fn of(&self, row: u64) -> Split {
+        match self {
+            SplitChoice::Seeded { seed, validation, test } => {
+                let u = unit(*seed, row);
+                if u < *test {
+                    Split::Test
+                } else if u < test + validation {
+                    Split::Validation
+                } else {
+                    Split::Train
+                }
+            }
+            SplitChoice::TestRows { rows, seed, validation, .. } => {
+                if rows.contains(&row) {
+                    Split::Test
+                } else if unit(*seed, row) < *validation {
+                    Split::Validation
+                } else {
+                    Split::Train
+                }
+            }
+        }
+    }
+
+    fn spec(&self) -> SplitSpec {
+        match self {
+            SplitChoice::Seeded { seed, validation, test } => {
+                SplitSpec::Seeded { seed: *seed, validation: *validation, test: *test }
+            }
+            SplitChoice::TestRows { rows, list, seed, validation } => {
+                SplitSpec::TestRows { rows: rows.len() as u64, list: *list, seed: *seed, validation: *validation }
+            }
+        }
+    }
+}
+
+/// Parses a file of 0-based test row numbers, one per line.
+pub fn parse_test_rows(text: &str) -> Result<BTreeSet<u64>, DataError> {
+    let mut rows = BTreeSet::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let row = line
+            .parse::<u64>()
+            .map_err(|_| DataError::Options(format!("test rows file, line {}: '{line}' is not a row number", i + 1)))?;
+        rows.insert(row);
+    }
+    if rows.is_empty() {
+        return Err(DataError::Options("the test rows file lists no rows".into()));
+    }
+    Ok(rows)
+}
+
+/// Counts and hashes the bytes a reader yields.
+struct Hashing<R> {
+    inner: R,
+    hasher: blake3::Hasher,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Builds one shard column by column.
+struct ShardBuilder {
+    first_row: u64,
+    columns: Vec<ColumnBuilder>,
+    splits: Vec<Split>,
+}
+
+enum ColumnBuilder {
+    Numeric(Vec<f64>),
+    Categorical { index: HashMap<String, u32>, values: Vec<String>, codes: Vec<u32> },
+    Text(Vec<Option<String>>),
+}
+
+impl ShardBuilder {
+    fn new(schema: &Schema, first_row: u64) -> Self {
+        let columns = schema
+            .columns
+            .iter()
+            .map(|c| match c.kind {
+                ColumnKind::Numeric => ColumnBuilder::Numeric(Vec::new()),
+                ColumnKind::Categorical => {
+                    ColumnBuilder::Categorical { index: HashMap::new(), values: Vec::new(), codes: Vec::new() }
+                }
+                ColumnKind::Text => ColumnBuilder::Text(Vec::new()),
+            })
+            .collect();
+        Self { first_row, columns, splits: Vec::new() }
+    }
+
+    fn finish(self) -> Shard {
+        let columns = self
+            .columns
+            .into_iter()
+            .map(|c| match c {
+                ColumnBuilder::Numeric(values) => ShardColumn::Numeric(values),
+                ColumnBuilder::Categorical { values, codes, .. } => ShardColumn::Categorical { values, codes },
+                ColumnBuilder::Text(values) => ShardColumn::Text(values),
+            })
+            .collect();
+        Shard { first_row: self.first_row, columns, splits: self.splits }
+    }
+}
+
+fn is_missing(cell: &str) -> bool {
+    MISSING.contains(&cell.trim())
+}
+
+fn infer(sample: &[Vec<String>], index: usize) -> ColumnKind {
+    let present: Vec<&str> = sample.iter().map(|r| r[index].as_str()).filter(|c| !is_missing(c)).collect();
+    let numbers = present.iter().filter(|c| c.trim().parse::<f64>().is_ok_and(f64::is_finite)).count();
+    // Mostly numbers is a numeric column with bad cells, which the row
+    // checks then report, rather than a column of category names.
+    if numbers * 10 >= present.len() * 9 {
+        return ColumnKind::Numeric;
+    }
+    let distinct: BTreeSet<&str> = present.iter().copied().collect();
+    let short = present.iter().all(|c| c.len() <= MAX_CATEGORY_LEN);
+    if short && distinct.len() <= MAX_INFERRED_CATEGORIES.max(sample.len() / 20) {
+        ColumnKind::Categorical
+    } else {
+        ColumnKind::Text
+    }
+}
+
+/// Reads a CSV (plain or gzip) with a header and stores it as shards through
+/// `store`, which returns each shard's id. Returns the manifest.
+pub fn ingest(
+    source: impl Read,
+    options: &IngestOptions,
+    mut store: impl FnMut(&Shard) -> Result<ContentId, DataError>,
+) -> Result<DatasetManifest, DataError> {
+    options.validate()?;
+    let mut raw = BufReader::with_capacity(256 * 1024, Hashing { inner: source, hasher: blake3::Hasher::new() });
+    let head = raw.fill_buf().map_err(|e| DataError::Read(e.to_string()))?;
+    if head.is_empty() {
+        return Err(DataError::Empty);
+    }
+    let gzip = head.starts_with(&[0x1f, 0x8b]);
+    let decoded: Box<dyn Read + '_> =
+        if gzip { Box::new(flate2::bufread::MultiGzDecoder::new(&mut raw)) } else { Box::new(&mut raw) };
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(decoded);
+
+    let header = reader.byte_headers().map_err(|e| csv_error(e, 0))?.clone();
+    if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
+        return Err(DataError::Empty);
+    }
+    let names: Vec<String> = header
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            std::str::from_utf8(field)
+                .map(|s| s.trim().to_owned())
+                .map_err(|_| DataError::Header(format!("column {} is not valid UTF-8", i + 1)))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut seen = BTreeSet::new();
+    for name in &names {
+        if name.is_empty() {
+            return Err(DataError::Header("a column has no name".into()));
+        }
+        if !seen.insert(name) {
+            return Err(DataError::Header(format!("column '{name}' appears twice")));
+        }
+    }
+    let label = names
+        .iter()
+        .position(|n| *n == options.label)
+        .ok_or_else(|| DataError::NoLabel { label: options.label.clone(), columns: names.join(", ") })?;
+    for name in options.kinds.keys() {
+        if !names.contains(name) {
+            return Err(DataError::Options(format!("a type was given for '{name}', which is not a column")));
+        }
+    }
+
+    // Rows as text, with their line numbers; the first INFER_ROWS are kept.
+    let mut rows = reader.byte_records().enumerate().map(|(i, record)| {
+        let record = record.map_err(|e| csv_error(e, i as u64 + 1))?;
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        let cells = record
+            .iter()
+            .enumerate()
+            .map(|(c, field)| {
+                std::str::from_utf8(field).map(str::to_owned).map_err(|_| DataError::Cell {
+                    row: i as u64 + 1,
+                    line,
+                    column: names[c].clone(),
+                    problem: "not valid UTF-8".into(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, DataError>((line, cells))
+    });
+    let mut sample = Vec::new();
+    for row in rows.by_ref().take(INFER_ROWS) {
+        sample.push(row?);
+    }
+    if sample.is_empty() {
+        return Err(DataError::HeaderOnly);
+    }
+    let cells: Vec<Vec<String>> = sample.iter().map(|(_, cells)| cells.clone()).collect();
+    let columns: Vec<Column> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| Column {
+            name: name.clone(),
+            kind: options.kinds.get(name).copied().unwrap_or_else(|| infer(&cells, i)),
+        })
+        .collect();
+    if columns[label].kind == ColumnKind::Text {
+        return Err(DataError::Options(format!(
+            "label column '{}' holds free text; a label must be numeric or categorical (override with --type {}=categorical)",
+            names[label], names[label]
+        )));
+    }
+    let schema = Schema { columns, label };
+
+    let mut stats = vec![ColumnStats::default(); names.len()];
+    let mut shards = Vec::new();
+    let mut split_rows = [0u64; 3];
+    let mut shard = ShardBuilder::new(&schema, 0);
+    let mut count = 0u64;
+    for row in sample.into_iter().map(Ok).chain(rows) {
+        let (line, cells) = row?;
+        let index = count;
+        count += 1;
+        append(&schema, &mut shard, &mut stats, index, line, cells)?;
+        let split = options.split.of(index);
+        split_rows[split as usize] += 1;
+        shard.splits.push(split);
+        if shard.splits.len() == options.shard_rows {
+            let done = std::mem::replace(&mut shard, ShardBuilder::new(&schema, count)).finish();
+            shards.push(ShardInfo { id: store(&done)?, first_row: done.first_row, rows: done.rows() as u64 });
+        }
+    }
+    if !shard.splits.is_empty() {
+        let done = shard.finish();
+        shards.push(ShardInfo { id: store(&done)?, first_row: done.first_row, rows: done.rows() as u64 });
+    }
+    if let SplitChoice::TestRows { rows: test_rows, .. } = &options.split
+        && let Some(&past) = test_rows.range(count..).next()
+    {
+        return Err(DataError::Options(format!("test row {past} is past the last row ({count} rows)")));
+    }
+    drop(reader);
+    let source = ContentId::from(raw.into_inner().hasher.finalize());
+    Ok(DatasetManifest {
+        name: options.name.clone(),
+        schema,
+        rows: count,
+        shards,
+        stats,
+        split: options.split.spec(),
+        split_rows,
+        source,
+    })
+}
+
+/// Parses one row into the shard and the statistics.
+fn append(
+    schema: &Schema,
+    shard: &mut ShardBuilder,
+    stats: &mut [ColumnStats],
+    index: u64,
+    line: u64,
+    cells: Vec<String>,
+) -> Result<(), DataError> {
+    let row = index + 1;
+    for (c, cell) in cells.into_iter().enumerate() {
+        let column = &schema.columns[c];
+        let stat = &mut stats[c];
+        let cell_error = |problem: String| DataError::Cell { row, line, column: column.name.clone(), problem };
+        let missing = if column.kind == ColumnKind::Text { cell.is_empty() } else { is_missing(&cell) };
+        if missing {
+            if c == schema.label {
+                return Err(DataError::Row { row, line, problem: format!("the label '{}' is missing", column.name) });
+            }
+            stat.missing += 1;
+        } else {
+            stat.present += 1;
+        }
+        match &mut shard.columns[c] {
+            ColumnBuilder::Numeric(values) => {
+                let value = if missing {
+                    f64::NAN
+                } else {
+                    let value =
+                        cell.trim().parse::<f64>().map_err(|_| cell_error(format!("'{cell}' is not a number")))?;
+                    if !value.is_finite() {
+                        return Err(cell_error(format!("'{cell}' is not a finite number")));
+                    }
+                    stat.min = Some(stat.min.map_or(value, |m| m.min(value)));
+                    stat.max = Some(stat.max.map_or(value, |m| m.max(value)));
+                    stat.sum += value;
+                    stat.sum_sq += value * value;
+                    if c == schema.label
+                        && (stat.counts.len() < MAX_LABEL_VALUES || stat.counts.contains_key(cell.trim()))
+                    {
+                        *stat.counts.entry(format_number(value)).or_default() += 1;
+                    }
+                    value
+                };
+                values.push(value);
+            }
+            ColumnBuilder::Categorical { index, values, codes } => {
+                if missing {
+                    codes.push(u32::MAX);
+                } else {
+                    let value = cell.trim().to_owned();
+                    *stat.counts.entry(value.clone()).or_default() += 1;
+                    let code = *index.entry(value.clone()).or_insert_with(|| {
+                        values.push(value);
+                        (values.len() - 1) as u32
+                    });
+                    codes.push(code);
+                }
+            }
+            ColumnBuilder::Text(values) => values.push((!missing).then_some(cell)),
+        }
+    }
+    Ok(())
+}
+
+/// Label values as text: integers without a fraction, others as written by Rust.
+fn format_number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 { format!("{}", value as i64) } else { value.to_string() }
+}
+
+fn csv_error(error: csv::Error, row: u64) -> DataError {
+    match error.kind() {
+        csv::ErrorKind::UnequalLengths { pos, expected_len, len } => {
+            let line = pos.as_ref().map(|p| p.line()).unwrap_or(0);
+            DataError::Row {
+                row,
+                line,
+                problem: format!(
+                    "has {len} fields but the header has {expected_len} (a stray or unclosed quote can cause this)"
+                ),
+            }
+        }
+        csv::ErrorKind::Io(e) => DataError::Read(e.to_string()),
+        _ => DataError::Row { row, line: error.position().map(|p| p.line()).unwrap_or(0), problem: error.to_string() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> IngestOptions {
+        IngestOptions {
+            name: "t".into(),
+            label: "label".into(),
+            kinds: BTreeMap::new(),
+            shard_rows: 2,
+            split: SplitChoice::Seeded { seed: 1, validation: 0.0, test: 0.25 },
+        }
+    }
+
+    fn run(csv: &[u8]) -> Result<(DatasetManifest, Vec<Shard>), DataError> {
+        let mut shards = Vec::new();
+        let manifest = ingest(csv, &options(), |shard| {
+            shards.push(shard.clone());
+            Ok(ContentId::of(&mass_protocol::codec::encode(shard).unwrap()))
+        })?;
+        Ok((manifest, shards))
+    }
+
+    #[test]
+    fn kinds_are_inferred_and_rows_sharded() {
+        let csv = b"x,color,review,label\n1.5,red,a long free text review number one,yes\n2,blue,another quite different review text,no\n,red,third review with other words entirely,yes\n";
+        let (manifest, shards) = run(csv).unwrap();
+        let kinds: Vec<ColumnKind> = manifest.schema.columns.iter().map(|c| c.kind).collect();
+        assert_eq!(kinds[0], ColumnKind::Numeric);
+        assert_eq!(kinds[1], ColumnKind::Categorical);
+        assert_eq!(kinds[3], ColumnKind::Categorical);
+        assert_eq!(manifest.rows, 3);
+        assert_eq!(shards.len(), 2);
+        assert_eq!(manifest.stats[0].missing, 1);
+        assert_eq!(manifest.stats[0].sum, 3.5);
+        assert_eq!(manifest.label_histogram().get("yes"), Some(&2));
+        assert_eq!(manifest.split_rows.iter().sum::<u64>(), 3);
+    }
+
+    #[test]
+    fn gzip_is_read_transparently_and_ids_are_stable() {
+        use std::io::Write;
+        let csv = b"a,label\n1,0\n2,1\n3,0\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(csv).unwrap();
+        let gz = gz.finish().unwrap();
+        let (plain, _) = run(csv).unwrap();
+        let (zipped, _) = run(&gz).unwrap();
+        assert_eq!(plain.shards, zipped.shards, "same rows, same shard ids");
+        assert_eq!(run(csv).unwrap().0, plain, "ingesting twice gives the same manifest");
+    }
+
+    #[test]
+    fn malformed_files_name_the_row_and_column() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "the file is empty"),
+            (b"a,label\n", "header but no rows"),
+            (b"a,b\n1,2\n", "no column named 'label'"),
+            (b"a,label\n1,0\n2,1,9\n", "row 2 (line 3): has 3 fields"),
+            (b"a,label\n1,0\n\"2,1\n3,0\n", "row 2"),
+            (
+                b"a,label\n1,0\n2,1\n3,0\n4,1\n5,0\n6,1\n7,0\n8,1\n9,0\n10,1\nabc,1\n",
+                "row 11 (line 12), column 'a': 'abc' is not a number",
+            ),
+            (b"a,label\n1,0\n2,\xff\n", "row 2 (line 3), column 'label': not valid UTF-8"),
+            (b"a,label\n1,0\n2,\n", "row 2 (line 3): the label 'label' is missing"),
+            (b"a,a,label\n1,2,0\n", "column 'a' appears twice"),
+            (b"a,label\n1,0\n2,1\n3,0\n4,1\n5,0\n6,1\n7,0\n8,1\n9,0\n10,1\ninf,1\n", "not a finite number"),
+        ];
+        for (csv, expected) in cases {
+            let err = run(csv).unwrap_err().to_string();
+            assert!(err.contains(expected), "{:?}: '{err}' lacks '{expected}'", String::from_utf8_lossy(csv));
+        }
+    }
+
+    #[test]
+    fn numeric_kind_inferred_from_the_sample_is_enforced_later() {
+        let mut csv = String::from("a,label\n");
+        for i in 0..INFER_ROWS + 5 {
+            csv.push_str(&format!("{i},{}\n", i % 2));
+        }
+        csv.push_str("oops,1\n");
+        let err = run(csv.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains(&format!("row {}", INFER_ROWS + 6)) && err.contains("'oops' is not a number"), "{err}");
+    }
+
+    #[test]
+    fn test_rows_split_marks_exactly_the_listed_rows() {
+        let mut opts = options();
+        opts.split = SplitChoice::TestRows {
+            rows: [0, 2].into_iter().collect(),
+            list: ContentId::of(b"0\n2\n"),
+            seed: 1,
+            validation: 0.0,
+        };
+        let mut shards = Vec::new();
+        let manifest = ingest(&b"a,label\n1,0\n2,1\n3,0\n"[..], &opts, |s| {
+            shards.push(s.clone());
+            Ok(ContentId::of(b""))
+        })
+        .unwrap();
+        assert_eq!(manifest.split_rows, [1, 0, 2]);
+        assert_eq!(shards[0].splits, vec![Split::Test, Split::Train]);
+        opts.split = SplitChoice::TestRows {
+            rows: [7].into_iter().collect(),
+            list: ContentId::of(b""),
+            seed: 1,
+            validation: 0.0,
+        };
+        let err = ingest(&b"a,label\n1,0\n"[..], &opts, |_| Ok(ContentId::of(b""))).unwrap_err().to_string();
+        assert!(err.contains("test row 7 is past the last row (1 rows)"), "{err}");
+    }
+}

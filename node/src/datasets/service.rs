@@ -1,0 +1,96 @@
+//! Running ingests against storage, and reading datasets back.
+
+use std::io::Read;
+
+use mass_protocol::{
+    ContentId, codec,
+    dataset::{DatasetManifest, Shard},
+    storage::BlobMeta,
+};
+use tokio::sync::mpsc;
+
+use super::{DataError, IngestOptions, ingest};
+use crate::storage::{BlobWriter, Storage, StoreError};
+
+/// Pieces of an uploaded file, in order; an `Err` aborts the ingest.
+pub type Pieces = mpsc::Receiver<Result<bytes::Bytes, String>>;
+
+/// A blocking `Read` over pieces arriving on a channel.
+struct ChannelReader {
+    pieces: Pieces,
+    current: bytes::Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.pieces.blocking_recv() {
+                Some(Ok(piece)) => self.current = piece,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Stores bytes as a blob.
+pub async fn write_blob(storage: &Storage, bytes: &[u8]) -> Result<BlobMeta, StoreError> {
+    let mut writer = BlobWriter::new(storage.clone());
+    writer.write(bytes).await?;
+    writer.finish(None).await
+}
+
+/// Reads a whole (small) blob held locally.
+pub async fn read_blob(storage: &Storage, meta: &BlobMeta) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(meta.size as usize);
+    for index in 0..meta.chunks.len() {
+        out.extend(storage.chunk(meta.clone(), index).await?);
+    }
+    Ok(out)
+}
+
+/// Ingests the pieces on a blocking thread, storing each shard as it fills.
+/// Returns the manifest, stored as a blob, and the manifest's layout.
+pub async fn ingest_pieces(
+    storage: Storage,
+    options: IngestOptions,
+    pieces: Pieces,
+) -> Result<(BlobMeta, DatasetManifest), DataError> {
+    let runtime = tokio::runtime::Handle::current();
+    let shard_storage = storage.clone();
+    let manifest = tokio::task::spawn_blocking(move || {
+        let reader = ChannelReader { pieces, current: bytes::Bytes::new() };
+        ingest(reader, &options, |shard: &Shard| {
+            let bytes = codec::encode(shard).map_err(|e| DataError::Store(e.to_string()))?;
+            runtime
+                .block_on(write_blob(&shard_storage, &bytes))
+                .map(|meta| meta.id)
+                .map_err(|e| DataError::Store(e.to_string()))
+        })
+    })
+    .await
+    .map_err(|e| DataError::Store(format!("ingest task failed: {e}")))??;
+    let bytes = codec::encode(&manifest).map_err(|e| DataError::Store(e.to_string()))?;
+    let meta = write_blob(&storage, &bytes).await.map_err(|e| DataError::Store(e.to_string()))?;
+    Ok((meta, manifest))
+}
+
+/// Decodes a manifest blob held locally.
+pub async fn read_manifest(storage: &Storage, meta: &BlobMeta) -> Result<DatasetManifest, DataError> {
+    let bytes = read_blob(storage, meta).await.map_err(|e| DataError::Store(e.to_string()))?;
+    codec::decode(&bytes, codec::MAX_RECORD).map_err(|e| DataError::Store(format!("manifest {}: {e}", meta.id)))
+}
+
+/// Decodes a shard blob held locally.
+pub async fn read_shard(storage: &Storage, meta: &BlobMeta) -> Result<Shard, DataError> {
+    let bytes = read_blob(storage, meta).await.map_err(|e| DataError::Store(e.to_string()))?;
+    codec::decode(&bytes, codec::MAX_RECORD).map_err(|e| DataError::Store(format!("shard {}: {e}", meta.id)))
+}
+
+/// The ids a dataset's manifest keeps alive.
+pub fn shard_ids(manifest: &DatasetManifest) -> Vec<ContentId> {
+    manifest.shards.iter().map(|s| s.id).collect()
+}

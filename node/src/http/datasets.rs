@@ -1,0 +1,204 @@
+//! `/v1/datasets`: streamed ingest, listing, and where each shard lives.
+
+use actix_web::{HttpResponse, http::StatusCode, web};
+use futures::StreamExt;
+use mass_protocol::{
+    ContentId,
+    dataset::{ColumnKind, DatasetSummary, DatasetView},
+    rpc::{Request, Response},
+    storage::RefRecord,
+};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::{
+    State,
+    blobs::{local_copy, write_ref},
+    error,
+};
+use crate::{
+    datasets::{
+        DataError, IngestOptions, REF_PREFIX, SplitChoice,
+        ingest::parse_test_rows,
+        service::{ingest_pieces, read_blob, read_manifest},
+    },
+    membership::GetUpPeers,
+    replication::PlaceNew,
+    storage::store::pin_name,
+};
+
+/// Query of `POST /v1/datasets`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestQuery {
+    name: String,
+    label: String,
+    /// Column kinds the user fixes: `col:numeric,other:text`.
+    types: Option<String>,
+    shard_rows: Option<usize>,
+    seed: Option<u64>,
+    validation: Option<f64>,
+    test: Option<f64>,
+    /// Id of a stored blob listing 0-based test rows, one per line.
+    test_rows: Option<String>,
+}
+
+fn bad(message: impl Into<String>) -> HttpResponse {
+    error(StatusCode::BAD_REQUEST, message)
+}
+
+fn data_error(e: DataError) -> HttpResponse {
+    match e {
+        DataError::Store(message) => error(StatusCode::INTERNAL_SERVER_ERROR, message),
+        other => error(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
+    }
+}
+
+async fn options(state: &State, query: IngestQuery) -> Result<IngestOptions, HttpResponse> {
+    let mut kinds = std::collections::BTreeMap::new();
+    for pair in query.types.iter().flat_map(|t| t.split(',')).filter(|p| !p.trim().is_empty()) {
+        let (column, kind) = pair.rsplit_once(':').ok_or_else(|| bad(format!("types: '{pair}' is not column:kind")))?;
+        let kind = ColumnKind::parse(kind.trim())
+            .ok_or_else(|| bad(format!("types: '{kind}' is not numeric, categorical or text")))?;
+        kinds.insert(column.trim().to_owned(), kind);
+    }
+    let seed = query.seed.unwrap_or(42);
+    let validation = query.validation.unwrap_or(0.0);
+    let split = match query.test_rows {
+        Some(list) => {
+            if query.test.is_some() {
+                return Err(bad("give either test (a fraction) or test_rows (a list), not both"));
+            }
+            let list: ContentId = list.parse().map_err(|e| bad(format!("test_rows: {e}")))?;
+            let meta = local_copy(state, list).await?;
+            let bytes = read_blob(&state.storage, &meta)
+                .await
+                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            let text = String::from_utf8(bytes).map_err(|_| bad("test_rows: the list is not UTF-8 text"))?;
+            let rows = parse_test_rows(&text).map_err(data_error)?;
+            SplitChoice::TestRows { rows, list, seed, validation }
+        }
+        None => SplitChoice::Seeded { seed, validation, test: query.test.unwrap_or(0.2) },
+    };
+    let options = IngestOptions {
+        name: query.name,
+        label: query.label,
+        kinds,
+        shard_rows: query.shard_rows.unwrap_or(state.shard_rows),
+        split,
+    };
+    options.validate().map_err(data_error)?;
+    Ok(options)
+}
+
+/// `POST /v1/datasets?name=NAME&label=COLUMN`: the body (CSV, plain or gzip)
+/// becomes a dataset. Nothing is referenced unless the whole file is valid.
+pub async fn ingest(state: web::Data<State>, query: web::Query<IngestQuery>, mut body: web::Payload) -> HttpResponse {
+    let options = match options(&state, query.into_inner()).await {
+        Ok(options) => options,
+        Err(response) => return response,
+    };
+    let name = options.name.clone();
+    let (pieces, rx) = mpsc::channel(16);
+    let job = tokio::spawn(ingest_pieces(state.storage.clone(), options, rx));
+    while let Some(piece) = body.next().await {
+        // A parser that stopped early (bad row) no longer listens.
+        if pieces.send(piece.map_err(|e| format!("upload interrupted: {e}"))).await.is_err() {
+            break;
+        }
+    }
+    drop(pieces);
+    let (meta, manifest) = match job.await {
+        Ok(Ok(done)) => done,
+        Ok(Err(e)) => return data_error(e),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("ingest failed: {e}")),
+    };
+    // Shards are pinned first and the name last: a reader never sees a
+    // dataset whose shards could be collected.
+    for shard in &manifest.shards {
+        if let Err(e) = write_ref(&state, pin_name(&shard.id), Some(shard.id)).await {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+        }
+        state.replication.do_send(PlaceNew(shard.id));
+    }
+    state.replication.do_send(PlaceNew(meta.id));
+    let entry = match write_ref(&state, format!("{REF_PREFIX}{name}"), Some(meta.id)).await {
+        Ok(entry) => entry,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    HttpResponse::Ok().json(DatasetView {
+        manifest_id: meta.id,
+        version: entry.version,
+        manifest,
+        shard_holders: vec![],
+    })
+}
+
+async fn load(
+    state: &State,
+    record: &RefRecord,
+) -> Result<Option<(ContentId, u64, mass_protocol::dataset::DatasetManifest)>, HttpResponse> {
+    let Some(current) = record.current() else { return Ok(None) };
+    let Some(target) = current.target else { return Ok(None) };
+    let meta = local_copy(state, target).await?;
+    let manifest = read_manifest(&state.storage, &meta).await.map_err(data_error)?;
+    Ok(Some((target, current.version, manifest)))
+}
+
+/// `GET /v1/datasets`.
+pub async fn list(state: web::Data<State>) -> HttpResponse {
+    let records = match state.storage.refs().await {
+        Ok(records) => records,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let mut out = Vec::new();
+    for record in records.iter().filter(|r| r.name.starts_with(REF_PREFIX)) {
+        match load(&state, record).await {
+            Ok(Some((id, version, manifest))) => out.push(DatasetSummary {
+                name: manifest.name.clone(),
+                manifest: id,
+                version,
+                rows: manifest.rows,
+                columns: manifest.schema.columns.len(),
+                shards: manifest.shards.len(),
+            }),
+            Ok(None) => {}
+            Err(response) => return response,
+        }
+    }
+    HttpResponse::Ok().json(out)
+}
+
+/// `GET /v1/datasets/{name}`: the manifest and which peers hold each shard.
+pub async fn show(state: web::Data<State>, name: web::Path<String>) -> HttpResponse {
+    let ref_name = format!("{REF_PREFIX}{name}");
+    let record = match state.storage.get_ref(ref_name).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no dataset named '{name}'")),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let (manifest_id, version, manifest) = match load(&state, &record).await {
+        Ok(Some(found)) => found,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("dataset '{name}' was deleted")),
+        Err(response) => return response,
+    };
+    let peers = state.membership.send(GetUpPeers).await.unwrap_or_default();
+    let mut shard_holders = Vec::new();
+    for shard in &manifest.shards {
+        let mut holders = Vec::new();
+        if state.storage.has(shard.id).await.unwrap_or(false) {
+            holders.push(state.peer_id.clone());
+        }
+        let asks = peers.iter().map(|peer| {
+            let net = state.net.clone();
+            async move { (peer, net.request(*peer, Request::HasBlob { id: shard.id }).await) }
+        });
+        for (peer, answer) in futures::future::join_all(asks).await {
+            if let Ok(Response::Has(true)) = answer {
+                holders.push(peer.to_string());
+            }
+        }
+        shard_holders.push(holders);
+    }
+    HttpResponse::Ok().json(DatasetView { manifest_id, version, manifest, shard_holders })
+}

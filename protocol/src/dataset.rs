@@ -1,0 +1,154 @@
+//! Datasets: a schema, row shards (each a blob), statistics, and a split.
+//!
+//! The manifest is itself a blob, named by `dataset/<name>`. It holds nothing
+//! that varies between ingests of the same file with the same options, so
+//! ingesting a file twice gives the same ids.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ContentId;
+
+/// What a column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnKind {
+    Numeric,
+    Categorical,
+    Text,
+}
+
+impl ColumnKind {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "numeric" => Some(Self::Numeric),
+            "categorical" => Some(Self::Categorical),
+            "text" => Some(Self::Text),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    pub kind: ColumnKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schema {
+    pub columns: Vec<Column>,
+    /// Index of the label column in `columns`.
+    pub label: usize,
+}
+
+/// How rows are assigned to train, validation and test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitSpec {
+    /// Each row's split is drawn from blake3(seed, row): reproducible anywhere.
+    Seeded { seed: u64, validation: f64, test: f64 },
+    /// Rows listed in a file are test rows; `validation` of the rest, by seed.
+    TestRows { rows: u64, list: ContentId, seed: u64, validation: f64 },
+}
+
+/// Split of one row; stored per row in each shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Validation,
+    Test,
+}
+
+/// Statistics of one column over some rows; merging two is exact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ColumnStats {
+    pub present: u64,
+    pub missing: u64,
+    /// Numeric columns: min, max, sum, sum of squares of present values.
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub sum: f64,
+    pub sum_sq: f64,
+    /// Categorical columns (and the label): count of each value.
+    pub counts: BTreeMap<String, u64>,
+}
+
+/// A shard as listed in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    pub id: ContentId,
+    pub first_row: u64,
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetManifest {
+    pub name: String,
+    pub schema: Schema,
+    pub rows: u64,
+    pub shards: Vec<ShardInfo>,
+    /// One per column, in schema order.
+    pub stats: Vec<ColumnStats>,
+    pub split: SplitSpec,
+    /// Rows in each split: train, validation, test.
+    pub split_rows: [u64; 3],
+    /// blake3 of the ingested file's bytes, as sent.
+    pub source: ContentId,
+}
+
+impl DatasetManifest {
+    /// Count of each label value.
+    pub fn label_histogram(&self) -> &BTreeMap<String, u64> {
+        &self.stats[self.schema.label].counts
+    }
+}
+
+/// One column of a shard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ShardColumn {
+    /// NaN marks a missing value.
+    Numeric(Vec<f64>),
+    /// Dictionary-encoded; `u32::MAX` marks a missing value.
+    Categorical {
+        values: Vec<String>,
+        codes: Vec<u32>,
+    },
+    Text(Vec<Option<String>>),
+}
+
+/// A block of consecutive rows, stored column by column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shard {
+    pub first_row: u64,
+    pub columns: Vec<ShardColumn>,
+    pub splits: Vec<Split>,
+}
+
+impl Shard {
+    pub fn rows(&self) -> usize {
+        self.splits.len()
+    }
+}
+
+/// `GET /v1/datasets` rows, and where each shard lives for `GET /v1/datasets/{name}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetSummary {
+    pub name: String,
+    pub manifest: ContentId,
+    pub version: u64,
+    pub rows: u64,
+    pub columns: usize,
+    pub shards: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetView {
+    pub manifest_id: ContentId,
+    pub version: u64,
+    pub manifest: DatasetManifest,
+    /// Peer ids holding each shard, as far as this node can tell.
+    pub shard_holders: Vec<Vec<String>>,
+}
