@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`backend`]: the [`Backend`] trait every algorithm is written against.
 //! - [`cpu`]: the ndarray backend and its measured GEMM throughput.
-//! - [`gpu`]: wgpu: adapter discovery, and the WGSL backend.
+//! - [`gpu`]: wgpu: adapter discovery.
+//! - [`features`]: feature pipelines fitted from mergeable statistics.
 //!
 //! ```
 //! use mass_kernels::{Backend, cpu::CpuBackend};
@@ -15,6 +16,7 @@
 
 pub mod backend;
 pub mod cpu;
+pub mod features;
 pub mod gpu;
 
 pub use backend::{Backend, Error};

@@ -14,6 +14,7 @@
 //! - [`chunking`]: cutting blobs into independently verifiable chunks.
 //! - [`storage`]: blob layouts and refs.
 //! - [`dataset`]: dataset manifests, schemas, shards, statistics and splits.
+//! - [`features`]: feature pipeline specs, mergeable statistics, fitted pipelines.
 //!
 //! # Wire rules
 //! With bincode the order of enum variants and struct fields *is* the wire
@@ -33,6 +34,7 @@ pub mod chunking;
 pub mod codec;
 pub mod content_id;
 pub mod dataset;
+pub mod features;
 pub mod hardware;
 pub mod names;
 pub mod rpc;

@@ -1,0 +1,213 @@
+//! Fitting a pipeline from merged statistics.
+
+use std::collections::BTreeMap;
+
+use mass_protocol::{
+    dataset::{ColumnKind, Schema},
+    features::{
+        ColumnSummary, ColumnTransform, DataSummary, FittedPipeline, Impute, PipelineSpec, Scale, Select,
+        from_order_key,
+    },
+};
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum FitError {
+    #[error("column '{0}': no training values to fit from")]
+    NoValues(String),
+    #[error("column '{column}': more than {limit} distinct values; the {what} cannot be computed exactly")]
+    TooManyValues { column: String, limit: usize, what: &'static str },
+    #[error("the statistics have {got} columns but the schema has {expected}")]
+    Shape { got: usize, expected: usize },
+    #[error("no training rows")]
+    NoRows,
+}
+
+/// The fill value for missing numbers.
+fn fill(name: &str, s: &ColumnSummary, impute: Impute) -> Result<f64, FitError> {
+    if let Impute::Constant(value) = impute {
+        return Ok(value);
+    }
+    if s.present == 0 {
+        return Err(FitError::NoValues(name.to_owned()));
+    }
+    let exact = |what| {
+        if s.overflow {
+            Err(FitError::TooManyValues { column: name.to_owned(), limit: super::summarize::MAX_DISTINCT, what })
+        } else {
+            Ok(())
+        }
+    };
+    Ok(match impute {
+        Impute::Mean => s.sum / s.present as f64,
+        Impute::Median => {
+            exact("median")?;
+            // The mean of the two middle values for an even count, as numpy does.
+            let lower = nth(&s.numbers, (s.present - 1) / 2);
+            let upper = nth(&s.numbers, s.present / 2);
+            (lower + upper) / 2.0
+        }
+        Impute::MostFrequent => {
+            exact("most frequent value")?;
+            // Ties go to the smallest value, as scikit-learn does.
+            let (key, _) =
+                s.numbers.iter().fold((0u64, 0u64), |best, (k, n)| if *n > best.1 { (*k, *n) } else { best });
+            from_order_key(key)
+        }
+        Impute::Constant(_) => unreachable!("handled above"),
+    })
+}
+
+/// The value at 0-based position `index` of the sorted present values.
+fn nth(counts: &BTreeMap<u64, u64>, index: u64) -> f64 {
+    let mut seen = 0;
+    for (key, n) in counts {
+        seen += n;
+        if seen > index {
+            return from_order_key(*key);
+        }
+    }
+    f64::NAN
+}
+
+/// Mean and population variance after missing values are filled.
+fn moments(s: &ColumnSummary, fill: f64) -> (f64, f64) {
+    let n = (s.present + s.missing) as f64;
+    let sum = s.sum + s.missing as f64 * fill;
+    let sum_sq = s.sum_sq + s.missing as f64 * fill * fill;
+    let mean = sum / n;
+    (mean, (sum_sq / n - mean * mean).max(0.0))
+}
+
+/// Mutual information (nats) between a column's present values and the label.
+fn mutual_information(s: &ColumnSummary) -> f64 {
+    let total: u64 = s.joint.values().flat_map(|m| m.values()).sum();
+    if total == 0 {
+        return 0.0;
+    }
+    let n = total as f64;
+    let mut by_label: BTreeMap<&str, u64> = BTreeMap::new();
+    for m in s.joint.values() {
+        for (label, c) in m {
+            *by_label.entry(label).or_default() += c;
+        }
+    }
+    let mut mi = 0.0;
+    for m in s.joint.values() {
+        let by_value: u64 = m.values().sum();
+        for (label, c) in m {
+            let p = *c as f64 / n;
+            mi += p * (p / ((by_value as f64 / n) * (by_label[label.as_str()] as f64 / n))).ln();
+        }
+    }
+    mi.max(0.0)
+}
+
+/// Fits `spec` to the merged statistics of a dataset's training rows.
+pub fn fit(spec: &PipelineSpec, schema: &Schema, summary: &DataSummary) -> Result<FittedPipeline, FitError> {
+    if summary.columns.len() != schema.columns.len() {
+        return Err(FitError::Shape { got: summary.columns.len(), expected: schema.columns.len() });
+    }
+    if summary.rows == 0 {
+        return Err(FitError::NoRows);
+    }
+    let mut keep_numeric: Option<Vec<usize>> = None;
+    if let Select::MutualInfo { k } = spec.select {
+        let mut scored: Vec<(f64, usize)> = schema
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(i, c)| *i != schema.label && c.kind == ColumnKind::Numeric)
+            .map(|(i, c)| {
+                if summary.columns[i].overflow {
+                    Err(FitError::TooManyValues {
+                        column: c.name.clone(),
+                        limit: super::summarize::MAX_DISTINCT,
+                        what: "mutual information",
+                    })
+                } else {
+                    Ok((mutual_information(&summary.columns[i]), i))
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        // Highest information first; ties keep the earlier column.
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        keep_numeric = Some(scored.into_iter().take(k).map(|(_, i)| i).collect());
+    }
+
+    let mut transforms = Vec::with_capacity(schema.columns.len());
+    let mut features = 0;
+    for (i, column) in schema.columns.iter().enumerate() {
+        let s = &summary.columns[i];
+        if i == schema.label {
+            transforms.push(ColumnTransform::Drop);
+            continue;
+        }
+        let transform = match column.kind {
+            ColumnKind::Numeric => {
+                let fill = fill(&column.name, s, spec.impute)?;
+                let (mean, variance) = moments(s, fill);
+                let selected = match (&spec.select, &keep_numeric) {
+                    (Select::VarianceThreshold(threshold), _) => variance > *threshold,
+                    (_, Some(keep)) => keep.contains(&i),
+                    _ => true,
+                };
+                if !selected {
+                    ColumnTransform::Drop
+                } else {
+                    let (offset, scale) = match spec.scale {
+                        Scale::None => (0.0, 1.0),
+                        Scale::Standard => {
+                            let std = variance.sqrt();
+                            (mean, if std > 0.0 { 1.0 / std } else { 1.0 })
+                        }
+                        Scale::MinMax => {
+                            let (mut lo, mut hi) = (s.min.unwrap_or(fill), s.max.unwrap_or(fill));
+                            if s.missing > 0 {
+                                lo = lo.min(fill);
+                                hi = hi.max(fill);
+                            }
+                            (lo, if hi > lo { 1.0 / (hi - lo) } else { 1.0 })
+                        }
+                    };
+                    features += 1;
+                    ColumnTransform::Numeric { fill, offset, scale }
+                }
+            }
+            ColumnKind::Categorical => {
+                let categories: Vec<String> = s.categories.keys().cloned().collect();
+                features += categories.len();
+                ColumnTransform::OneHot { categories, unseen: spec.unseen }
+            }
+            ColumnKind::Text => {
+                let n = s.documents as f64;
+                // Smoothed idf, as scikit-learn's TfidfVectorizer computes it.
+                let idf: BTreeMap<u32, f64> = s
+                    .document_frequency
+                    .iter()
+                    .filter(|(_, df)| **df >= spec.text.min_df)
+                    .map(|(bucket, df)| (*bucket, ((1.0 + n) / (1.0 + *df as f64)).ln() + 1.0))
+                    .collect();
+                features += idf.len();
+                ColumnTransform::Tfidf { spec: spec.text, idf }
+            }
+        };
+        transforms.push(transform);
+    }
+    Ok(FittedPipeline {
+        spec: spec.clone(),
+        columns: schema.columns.iter().map(|c| c.name.clone()).collect(),
+        transforms,
+        label: schema.label,
+        classes: class_order(&summary.columns[schema.label]),
+        features,
+    })
+}
+
+/// Class names in a stable order: numerically when every class is a number.
+fn class_order(label: &ColumnSummary) -> Vec<String> {
+    let mut classes: Vec<String> = label.categories.keys().cloned().collect();
+    if classes.iter().all(|c| c.parse::<f64>().is_ok()) {
+        classes.sort_by(|a, b| a.parse::<f64>().unwrap().total_cmp(&b.parse::<f64>().unwrap()));
+    }
+    classes
+}

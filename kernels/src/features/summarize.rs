@@ -1,0 +1,143 @@
+//! Per-shard statistics of training rows, and their exact merge.
+
+use std::collections::BTreeSet;
+
+use mass_protocol::{
+    dataset::{Schema, Shard, ShardColumn, Split},
+    features::{ColumnSummary, DataSummary, Impute, PipelineSpec, Select, order_key},
+};
+
+/// Distinct values counted exactly per column before giving up (`overflow`).
+pub const MAX_DISTINCT: usize = 1 << 16;
+
+/// The label of row `row` as text (classes are named by their text).
+pub fn label_text(shard: &Shard, label: usize, row: usize) -> Option<String> {
+    match &shard.columns[label] {
+        ShardColumn::Numeric(values) => {
+            let v = values[row];
+            (!v.is_nan())
+                .then(|| if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { v.to_string() })
+        }
+        ShardColumn::Categorical { values, codes } => values.get(codes[row] as usize).cloned(),
+        ShardColumn::Text(values) => values[row].clone(),
+    }
+}
+
+/// Statistics of the training rows of one shard.
+pub fn summarize(shard: &Shard, schema: &Schema, spec: &PipelineSpec) -> DataSummary {
+    let rows: Vec<usize> = (0..shard.rows()).filter(|&r| shard.splits[r] == Split::Train).collect();
+    let labels: Vec<Option<String>> = rows.iter().map(|&r| label_text(shard, schema.label, r)).collect();
+    let exact_values = matches!(spec.impute, Impute::Median | Impute::MostFrequent);
+    let joint = matches!(spec.select, Select::MutualInfo { .. });
+    let columns = shard
+        .columns
+        .iter()
+        .map(|column| {
+            let mut s = ColumnSummary::default();
+            match column {
+                ShardColumn::Numeric(values) => {
+                    for (i, &r) in rows.iter().enumerate() {
+                        let v = values[r];
+                        if v.is_nan() {
+                            s.missing += 1;
+                            continue;
+                        }
+                        s.present += 1;
+                        s.sum += v;
+                        s.sum_sq += v * v;
+                        s.min = Some(s.min.map_or(v, |m| m.min(v)));
+                        s.max = Some(s.max.map_or(v, |m| m.max(v)));
+                        let key = order_key(v);
+                        if exact_values || joint {
+                            if s.numbers.len() < MAX_DISTINCT || s.numbers.contains_key(&key) {
+                                *s.numbers.entry(key).or_default() += 1;
+                            } else {
+                                s.overflow = true;
+                            }
+                        }
+                        if joint
+                            && let Some(label) = &labels[i]
+                            && !s.overflow
+                        {
+                            *s.joint.entry(key).or_default().entry(label.clone()).or_default() += 1;
+                        }
+                    }
+                }
+                ShardColumn::Categorical { values, codes } => {
+                    for &r in &rows {
+                        match values.get(codes[r] as usize) {
+                            Some(value) => {
+                                s.present += 1;
+                                *s.categories.entry(value.clone()).or_default() += 1;
+                            }
+                            None => s.missing += 1,
+                        }
+                    }
+                }
+                ShardColumn::Text(values) => {
+                    for &r in &rows {
+                        let Some(text) = &values[r] else {
+                            s.missing += 1;
+                            continue;
+                        };
+                        s.present += 1;
+                        s.documents += 1;
+                        let seen: BTreeSet<u32> =
+                            super::text::buckets(text, spec.text.ngram_max, spec.text.buckets).into_iter().collect();
+                        for bucket in seen {
+                            *s.document_frequency.entry(bucket).or_default() += 1;
+                        }
+                    }
+                }
+            }
+            s
+        })
+        .collect::<Vec<_>>();
+    let mut columns = columns;
+    // Classes come from the label's values, whatever its kind.
+    let classes = &mut columns[schema.label].categories;
+    classes.clear();
+    for label in labels.into_iter().flatten() {
+        *classes.entry(label).or_default() += 1;
+    }
+    DataSummary { rows: rows.len() as u64, columns }
+}
+
+/// Adds `other` into `into`. Counts add exactly; sums add within rounding.
+pub fn merge(into: &mut DataSummary, other: &DataSummary) {
+    if into.columns.is_empty() {
+        into.columns = vec![ColumnSummary::default(); other.columns.len()];
+    }
+    into.rows += other.rows;
+    for (a, b) in into.columns.iter_mut().zip(&other.columns) {
+        a.present += b.present;
+        a.missing += b.missing;
+        a.sum += b.sum;
+        a.sum_sq += b.sum_sq;
+        a.min = match (a.min, b.min) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        };
+        a.max = match (a.max, b.max) {
+            (Some(x), Some(y)) => Some(x.max(y)),
+            (x, y) => x.or(y),
+        };
+        for (k, n) in &b.numbers {
+            *a.numbers.entry(*k).or_default() += n;
+        }
+        for (k, n) in &b.categories {
+            *a.categories.entry(k.clone()).or_default() += n;
+        }
+        for (k, by_label) in &b.joint {
+            let into = a.joint.entry(*k).or_default();
+            for (label, n) in by_label {
+                *into.entry(label.clone()).or_default() += n;
+            }
+        }
+        for (k, n) in &b.document_frequency {
+            *a.document_frequency.entry(*k).or_default() += n;
+        }
+        a.documents += b.documents;
+        a.overflow |= b.overflow || a.numbers.len() > MAX_DISTINCT;
+    }
+}

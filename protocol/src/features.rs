@@ -1,0 +1,174 @@
+//! Feature pipelines: what a user asks for, the per-shard statistics nodes
+//! exchange to fit it where the data lives, and the fitted result that is
+//! stored with a model and applied identically at training and prediction.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How missing numeric values are filled.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Impute {
+    Mean,
+    Median,
+    MostFrequent,
+    Constant(f64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scale {
+    None,
+    Standard,
+    MinMax,
+}
+
+/// What one-hot encoding does with a category it never saw when fitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unseen {
+    /// All of the column's indicators are zero.
+    Ignore,
+    /// The row is refused.
+    Error,
+}
+
+/// Hashed TF-IDF of text columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextSpec {
+    /// Hash buckets (features) per text column.
+    pub buckets: u32,
+    /// Word n-grams from 1 up to this.
+    pub ngram_max: u8,
+    /// Terms (buckets) in fewer documents than this are dropped.
+    pub min_df: u64,
+    /// 1 + ln(tf) instead of tf.
+    pub sublinear_tf: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Select {
+    All,
+    /// Drop numeric features whose variance (after imputation) is at most this.
+    VarianceThreshold(f64),
+    /// Keep the k numeric features with the highest mutual information with the label.
+    MutualInfo {
+        k: usize,
+    },
+}
+
+/// What to do with each kind of column. Numeric columns are imputed, then
+/// selected, then scaled; categorical ones one-hot encoded; text ones hashed
+/// TF-IDF. The label is never a feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineSpec {
+    pub impute: Impute,
+    pub scale: Scale,
+    pub unseen: Unseen,
+    pub text: TextSpec,
+    pub select: Select,
+}
+
+impl Default for PipelineSpec {
+    fn default() -> Self {
+        Self {
+            impute: Impute::Mean,
+            scale: Scale::Standard,
+            unseen: Unseen::Ignore,
+            text: TextSpec { buckets: 1 << 14, ngram_max: 1, min_df: 2, sublinear_tf: true },
+            select: Select::All,
+        }
+    }
+}
+
+/// Mergeable statistics of one column over some rows. Merging is exact for
+/// counts and within rounding for sums, whatever the order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ColumnSummary {
+    pub present: u64,
+    pub missing: u64,
+    pub sum: f64,
+    pub sum_sq: f64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// Numeric columns: exact count of each present value, keyed by
+    /// [`order_key`] (kept when the median or most frequent value is needed).
+    pub numbers: BTreeMap<u64, u64>,
+    /// Categorical columns and the label: count of each value.
+    pub categories: BTreeMap<String, u64>,
+    /// Numeric columns: count of each (value, label) pair, for mutual information.
+    pub joint: BTreeMap<u64, BTreeMap<String, u64>>,
+    /// Text columns: documents containing each hash bucket.
+    pub document_frequency: BTreeMap<u32, u64>,
+    pub documents: u64,
+    /// More distinct values than could be counted exactly.
+    pub overflow: bool,
+}
+
+/// Statistics of every column of one shard (or of merged shards).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DataSummary {
+    pub rows: u64,
+    pub columns: Vec<ColumnSummary>,
+}
+
+/// How one input column becomes output features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ColumnTransform {
+    /// Dropped by selection (or the label).
+    Drop,
+    Numeric {
+        fill: f64,
+        offset: f64,
+        scale: f64,
+    },
+    OneHot {
+        categories: Vec<String>,
+        unseen: Unseen,
+    },
+    Tfidf {
+        spec: TextSpec,
+        idf: BTreeMap<u32, f64>,
+    },
+}
+
+/// A fitted pipeline: one transform per input column, in schema order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FittedPipeline {
+    pub spec: PipelineSpec,
+    pub columns: Vec<String>,
+    pub transforms: Vec<ColumnTransform>,
+    pub label: usize,
+    /// Label values in class order (classification), from the training rows.
+    pub classes: Vec<String>,
+    pub features: usize,
+}
+
+/// Maps an f64 to a u64 whose unsigned order is the float's order, so exact
+/// value counts can live in an ordered map (and in JSON).
+pub fn order_key(value: f64) -> u64 {
+    let bits = value.to_bits();
+    if bits >> 63 == 1 { !bits } else { bits | (1 << 63) }
+}
+
+/// The inverse of [`order_key`].
+pub fn from_order_key(key: u64) -> f64 {
+    if key >> 63 == 1 { f64::from_bits(key & !(1 << 63)) } else { f64::from_bits(!key) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_keys_sort_like_floats_and_round_trip() {
+        let values = [-1e300, -2.5, -0.0, 0.0, 1e-9, 3.0, 7.5e10];
+        let keys: Vec<u64> = values.iter().map(|v| order_key(*v)).collect();
+        assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{keys:?}");
+        for v in values {
+            assert_eq!(from_order_key(order_key(v)).to_bits(), v.to_bits());
+        }
+    }
+}
