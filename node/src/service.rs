@@ -72,6 +72,19 @@ impl Handler<InboundRequest> for ServiceActor {
                     Ok(refs) => Response::Refs(refs),
                     Err(e) => storage_error(e),
                 },
+                Request::SummarizeShard { shard, schema, spec } => match storage.meta(shard).await {
+                    Ok(Some(meta)) => {
+                        match crate::datasets::service::summarize_shard(&storage, &meta, schema, spec).await {
+                            Ok(summary) => Response::Summary(summary),
+                            Err(e) => Response::Error(RpcError { kind: RpcErrorKind::Storage, message: e.to_string() }),
+                        }
+                    }
+                    Ok(None) => Response::Error(RpcError {
+                        kind: RpcErrorKind::Refused,
+                        message: format!("shard {shard} is not stored here"),
+                    }),
+                    Err(e) => storage_error(e),
+                },
                 Request::GetAdvert => Response::Error(RpcError {
                     kind: RpcErrorKind::Refused,
                     message: "adverts are answered by the network task".into(),

@@ -91,3 +91,23 @@ pub struct SetRef {
 pub struct Rollback {
     pub version: u64,
 }
+
+/// Body of `POST /v1/datasets/{name}/pipelines`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FitPipeline {
+    /// The pipeline's name; it is stored as `pipeline/<dataset>/<name>`.
+    pub name: String,
+    #[serde(default)]
+    pub spec: crate::features::PipelineSpec,
+}
+
+/// Answer of `POST /v1/datasets/{name}/pipelines`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FittedPipelineView {
+    pub id: crate::ContentId,
+    pub version: u64,
+    pub pipeline: crate::features::FittedPipeline,
+    /// For each shard, the peer that computed its statistics.
+    pub summarized_by: Vec<String>,
+}

@@ -11,7 +11,8 @@ use serde::{Serialize, de::DeserializeOwned};
 /// Largest gossip message (an advert) a node accepts.
 pub const MAX_GOSSIP_MESSAGE: usize = 64 * 1024;
 /// Largest request-response message a node accepts.
-pub const MAX_RPC_MESSAGE: usize = 4 * 1024 * 1024;
+/// (Shard statistics with exact value counts are the largest answers.)
+pub const MAX_RPC_MESSAGE: usize = 16 * 1024 * 1024;
 
 /// Largest stored record (a dataset shard, a model's weights).
 pub const MAX_RECORD: usize = 1 << 30;

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::{
     ContentId,
     advert::Advert,
+    dataset::Schema,
+    features::{DataSummary, PipelineSpec},
     storage::{BlobMeta, RefEntry, RefRecord},
 };
 
@@ -26,6 +28,9 @@ pub enum Request {
     HasBlob { id: ContentId },
     /// Every ref the peer knows, with history; [`Response::Refs`].
     ListRefs,
+    /// Statistics of a shard the peer holds, for fitting a feature pipeline
+    /// where the data lives; [`Response::Summary`].
+    SummarizeShard { shard: ContentId, schema: Schema, spec: PipelineSpec },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +43,7 @@ pub enum Response {
     Chunk(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     Has(bool),
     Refs(Vec<RefRecord>),
+    Summary(DataSummary),
 }
 
 /// Gossiped on [`crate::names::REF_TOPIC`] whenever a node writes a ref.

@@ -9,9 +9,10 @@ use std::{
 use futures::StreamExt;
 use mass_protocol::{
     ContentId,
-    api::{BlobInfo, ErrorBody, Health, PeerView, RefView, Rollback, SetRef},
+    api::{BlobInfo, ErrorBody, FitPipeline, FittedPipelineView, Health, PeerView, RefView, Rollback, SetRef},
     content_id::ParseContentIdError,
     dataset::{DatasetSummary, DatasetView},
+    features::PipelineSpec,
     storage::RefRecord,
 };
 use reqwest::Method;
@@ -231,6 +232,20 @@ impl Client {
     /// A dataset's manifest and which peers hold each shard.
     pub async fn dataset(&self, name: &str) -> Result<DatasetView, Error> {
         self.json(Method::GET, &format!("v1/datasets/{name}"), None).await
+    }
+
+    /// Fits a feature pipeline on a dataset where its shards live.
+    pub async fn fit_pipeline(
+        &self,
+        dataset: &str,
+        name: &str,
+        spec: PipelineSpec,
+    ) -> Result<FittedPipelineView, Error> {
+        let body = serde_json::to_value(FitPipeline { name: name.to_owned(), spec }).expect("serializes");
+        let path = format!("v1/datasets/{dataset}/pipelines");
+        let response =
+            self.call(|http, url| Ok(http.post(url.join(&path).expect("relative path")).json(&body))).await?;
+        decode(response).await
     }
 
     /// Points a ref at a blob (a new version).

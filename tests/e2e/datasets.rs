@@ -139,3 +139,126 @@ async fn the_same_file_twice_gives_the_same_ids_and_text_columns_are_text() {
     let names: Vec<String> = client.datasets().await.unwrap().into_iter().map(|d| d.name).collect();
     assert_eq!(names, ["digits", "reviews"]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipeline_fitted_where_the_shards_live_equals_one_fitted_on_the_whole_file() {
+    use mass_kernels::features::{fit, summarize};
+    use mass_node::datasets::{IngestOptions, SplitChoice, ingest, ingest::parse_test_rows};
+    use mass_protocol::features::{ColumnTransform, Impute, PipelineSpec, Scale, Select, TextSpec, Unseen};
+
+    let mut cluster = Cluster::new();
+    let a = cluster.spawn(&[]);
+    let b = cluster.spawn(&[&a]);
+    let c = cluster.spawn(&[&a]);
+    let ids = [a.peer_id(), b.peer_id(), c.peer_id()];
+    eventually(Duration::from_secs(10), "mesh forms", || async {
+        lists_up_with_hardware(&a, &ids).await
+            && lists_up_with_hardware(&b, &ids).await
+            && lists_up_with_hardware(&c, &ids).await
+    })
+    .await;
+    let client = Client::new([a.http_url()]).unwrap();
+    for (file, name, rows) in [("digits.csv", "digits", 300), ("rotten_tomatoes.csv", "reviews", 2500)] {
+        let test_rows = shared(&format!("{}.test_rows.txt", file.trim_end_matches(".csv")));
+        let request = IngestRequest {
+            name: name.into(),
+            label: "label".into(),
+            shard_rows: Some(rows),
+            test_rows: Some(test_rows.clone()),
+            ..Default::default()
+        };
+        client.ingest_csv(&shared(file), &request).await.unwrap();
+        // Wait until the shards sit on their homes, so that no node holds all.
+        eventually(Duration::from_secs(30), "shards settle on their homes", || async {
+            client.dataset(name).await.map(|v| v.shard_holders.iter().all(|h| h.len() == 2)).unwrap_or(false)
+        })
+        .await;
+
+        let text = TextSpec { buckets: 1 << 16, ngram_max: 2, min_df: 2, sublinear_tf: true };
+        let specs = [
+            PipelineSpec {
+                impute: Impute::Mean,
+                scale: Scale::Standard,
+                unseen: Unseen::Ignore,
+                text,
+                select: Select::All,
+            },
+            PipelineSpec {
+                impute: Impute::Median,
+                scale: Scale::MinMax,
+                unseen: Unseen::Error,
+                text,
+                select: Select::VarianceThreshold(0.5),
+            },
+            PipelineSpec {
+                impute: Impute::MostFrequent,
+                scale: Scale::None,
+                unseen: Unseen::Ignore,
+                text,
+                select: Select::MutualInfo { k: 20 },
+            },
+            PipelineSpec {
+                impute: Impute::Constant(0.0),
+                scale: Scale::Standard,
+                unseen: Unseen::Ignore,
+                text,
+                select: Select::All,
+            },
+        ];
+        // Drive the fit from a node that lacks some shard, so work must go
+        // to where that shard lives.
+        let holders = client.dataset(name).await.unwrap().shard_holders;
+        let driver =
+            [&a, &b, &c].into_iter().find(|n| holders.iter().any(|h| !h.contains(&n.peer_id().to_owned()))).unwrap();
+        let driver_client = Client::new([driver.http_url()]).unwrap();
+        for (i, spec) in specs.into_iter().enumerate() {
+            let fitted = driver_client.fit_pipeline(name, &format!("p{i}"), spec.clone()).await.unwrap();
+            for (worker, shard_holders) in fitted.summarized_by.iter().zip(&holders) {
+                assert!(
+                    shard_holders.contains(worker),
+                    "{name}: a shard was summarized on {worker}, which does not hold it"
+                );
+            }
+            assert!(fitted.summarized_by.iter().any(|w| w != driver.peer_id()), "{name}: everything ran on the driver");
+
+            // The same file, one process, one shard.
+            let options = IngestOptions {
+                name: name.into(),
+                label: "label".into(),
+                kinds: Default::default(),
+                shard_rows: usize::MAX,
+                split: SplitChoice::TestRows {
+                    rows: parse_test_rows(&std::fs::read_to_string(&test_rows).unwrap()).unwrap(),
+                    list: mass_protocol::ContentId::of(&std::fs::read(&test_rows).unwrap()),
+                    seed: 42,
+                    validation: 0.0,
+                },
+            };
+            let mut whole = None;
+            let manifest = ingest(std::fs::File::open(shared(file)).unwrap(), &options, |shard| {
+                whole = Some(shard.clone());
+                Ok(mass_protocol::ContentId::of(b""))
+            })
+            .unwrap();
+            let single = fit(&spec, &manifest.schema, &summarize(&whole.unwrap(), &manifest.schema, &spec)).unwrap();
+            assert_eq!(fitted.pipeline.features, single.features, "{name} {spec:?}");
+            assert_eq!(fitted.pipeline.classes, single.classes);
+            let close = |x: f64, y: f64| x == y || (x - y).abs() <= 1e-9 * x.abs().max(y.abs());
+            for (got, want) in fitted.pipeline.transforms.iter().zip(&single.transforms) {
+                match (got, want) {
+                    (
+                        ColumnTransform::Numeric { fill: f1, offset: o1, scale: s1 },
+                        ColumnTransform::Numeric { fill: f2, offset: o2, scale: s2 },
+                    ) => {
+                        assert!(close(*f1, *f2) && close(*o1, *o2) && close(*s1, *s2), "{name}: {got:?} vs {want:?}")
+                    }
+                    (ColumnTransform::Tfidf { idf: i1, .. }, ColumnTransform::Tfidf { idf: i2, .. }) => {
+                        assert_eq!(i1.len(), i2.len());
+                        assert!(i1.iter().zip(i2).all(|((b1, x), (b2, y))| b1 == b2 && close(*x, *y)));
+                    }
+                    _ => assert_eq!(got, want, "{name}"),
+                }
+            }
+        }
+    }
+}

@@ -94,3 +94,24 @@ pub async fn read_shard(storage: &Storage, meta: &BlobMeta) -> Result<Shard, Dat
 pub fn shard_ids(manifest: &DatasetManifest) -> Vec<ContentId> {
     manifest.shards.iter().map(|s| s.id).collect()
 }
+
+/// Statistics of a locally held shard, computed on a blocking thread.
+pub async fn summarize_shard(
+    storage: &Storage,
+    meta: &BlobMeta,
+    schema: mass_protocol::dataset::Schema,
+    spec: mass_protocol::features::PipelineSpec,
+) -> Result<mass_protocol::features::DataSummary, DataError> {
+    let shard = read_shard(storage, meta).await?;
+    if shard.columns.len() != schema.columns.len() {
+        return Err(DataError::Options(format!(
+            "shard {} has {} columns but the schema has {}",
+            meta.id,
+            shard.columns.len(),
+            schema.columns.len()
+        )));
+    }
+    tokio::task::spawn_blocking(move || mass_kernels::features::summarize(&shard, &schema, &spec))
+        .await
+        .map_err(|e| DataError::Store(format!("summary task failed: {e}")))
+}

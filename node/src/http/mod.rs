@@ -12,6 +12,7 @@ use prometheus_client::registry::Registry;
 
 mod blobs;
 mod datasets;
+mod pipelines;
 mod refs;
 
 use crate::{
@@ -62,6 +63,7 @@ pub fn serve(listener: std::net::TcpListener, state: State) -> std::io::Result<S
             .route("/v1/gc", web::post().to(blobs::gc))
             .route("/v1/datasets", web::post().to(datasets::ingest))
             .route("/v1/datasets", web::get().to(datasets::list))
+            .route("/v1/datasets/{name:.+}/pipelines", web::post().to(pipelines::fit))
             .route("/v1/datasets/{name:.+}", web::get().to(datasets::show))
             .route("/v1/refs", web::get().to(refs::list))
             .route("/v1/refs/{name:.+}/history", web::get().to(refs::history))
