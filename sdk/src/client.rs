@@ -189,40 +189,59 @@ impl Client {
 
     /// Ingests a CSV file (plain or gzip) as a dataset, streaming it.
     pub async fn ingest_csv(&self, path: &Path, request: &IngestRequest) -> Result<DatasetView, Error> {
+        let query = self.ingest_query(request).await?;
+        let response = self
+            .call(|http, url| {
+                Ok(http
+                    .post(url.join("v1/datasets").expect("relative path"))
+                    .query(&query)
+                    .body(reqwest::Body::wrap_stream(file_stream(path)?)))
+            })
+            .await?;
+        decode(response).await
+    }
+
+    /// Ingests NumPy arrays: a labels vector and a features matrix (`.npy`),
+    /// sent as one stream, labels first.
+    pub async fn ingest_npy(
+        &self,
+        labels: &Path,
+        features: &Path,
+        request: &IngestRequest,
+    ) -> Result<DatasetView, Error> {
+        let query = self.ingest_query(request).await?;
+        let response = self
+            .call(|http, url| {
+                let body = file_stream(labels)?.chain(file_stream(features)?);
+                Ok(http
+                    .post(url.join("v1/datasets").expect("relative path"))
+                    .query(&query)
+                    .body(reqwest::Body::wrap_stream(body)))
+            })
+            .await?;
+        decode(response).await
+    }
+
+    /// The query of an ingest; uploads the test-rows list first if there is one.
+    async fn ingest_query(&self, request: &IngestRequest) -> Result<Vec<(&'static str, String)>, Error> {
         let mut query: Vec<(&str, String)> = vec![("name", request.name.clone()), ("label", request.label.clone())];
         if !request.types.is_empty() {
             let types: Vec<String> = request.types.iter().map(|(c, k)| format!("{c}:{k}")).collect();
             query.push(("types", types.join(",")));
         }
-        if let Some(rows) = request.shard_rows {
-            query.push(("shard_rows", rows.to_string()));
-        }
-        if let Some(seed) = request.seed {
-            query.push(("seed", seed.to_string()));
-        }
-        if let Some(validation) = request.validation {
-            query.push(("validation", validation.to_string()));
-        }
-        if let Some(test) = request.test {
-            query.push(("test", test.to_string()));
+        for (key, value) in [
+            ("shard_rows", request.shard_rows.map(|v| v.to_string())),
+            ("seed", request.seed.map(|v| v.to_string())),
+            ("validation", request.validation.map(|v| v.to_string())),
+            ("test", request.test.map(|v| v.to_string())),
+        ] {
+            query.extend(value.map(|v| (key, v)));
         }
         if let Some(list) = &request.test_rows {
             let info = self.put_blob_file(list, true, |_| {}).await?;
             query.push(("test_rows", info.id.to_string()));
         }
-        let shown = path.display().to_string();
-        let response = self
-            .call(|http, url| {
-                let file = std::fs::File::open(path)
-                    .map_err(|e| Error::Io { what: format!("cannot read {shown}"), reason: e.to_string() })?;
-                let stream = ReaderStream::with_capacity(tokio::fs::File::from_std(file), 256 * 1024);
-                Ok(http
-                    .post(url.join("v1/datasets").expect("relative path"))
-                    .query(&query)
-                    .body(reqwest::Body::wrap_stream(stream)))
-            })
-            .await?;
-        decode(response).await
+        Ok(query)
     }
 
     pub async fn datasets(&self) -> Result<Vec<DatasetSummary>, Error> {
@@ -325,6 +344,13 @@ impl Client {
         }
         Err(Error::Unreachable { attempts })
     }
+}
+
+/// A file as a stream of byte pieces.
+fn file_stream(path: &Path) -> Result<ReaderStream<tokio::fs::File>, Error> {
+    std::fs::File::open(path)
+        .map(|file| ReaderStream::with_capacity(tokio::fs::File::from_std(file), 256 * 1024))
+        .map_err(|e| Error::Io { what: format!("cannot read {}", path.display()), reason: e.to_string() })
 }
 
 async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, Error> {

@@ -262,3 +262,67 @@ async fn a_pipeline_fitted_where_the_shards_live_equals_one_fitted_on_the_whole_
         }
     }
 }
+
+/// A `.npy` file (format 1.0) holding `data` with the given dtype and shape.
+fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(data);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn numpy_features_and_labels_ingest_through_the_cli() {
+    let mut cluster = Cluster::new();
+    let node = cluster.spawn(&[]);
+    let rows = 500usize;
+    let labels: Vec<u8> = (0..rows).flat_map(|i| ((i % 3) as i64).to_le_bytes()).collect();
+    let features: Vec<u8> = (0..rows * 4).flat_map(|i| (i as f32 * 0.5).to_le_bytes()).collect();
+    let labels_path = cluster.path().join("y.npy");
+    let features_path = cluster.path().join("X.npy");
+    std::fs::write(&labels_path, npy("<i8", &format!("({rows},)"), &labels)).unwrap();
+    std::fs::write(&features_path, npy("<f4", &format!("({rows}, 4)"), &features)).unwrap();
+    let (ok, stdout, stderr) = crate::support::mass(&[
+        "data",
+        "put",
+        features_path.to_str().unwrap(),
+        "--labels",
+        labels_path.to_str().unwrap(),
+        "--name",
+        "arrays",
+        "--label",
+        "y",
+        "--shard-rows",
+        "128",
+        "--node",
+        node.http_url(),
+    ]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("500 rows, 5 columns, 4 shards"), "{stdout}");
+    let view = Client::new([node.http_url()]).unwrap().dataset("arrays").await.unwrap();
+    assert_eq!(view.manifest.label_histogram().values().sum::<u64>(), 500);
+    assert_eq!(view.manifest.stats[3].max, Some((rows * 4 - 1) as f64 * 0.5));
+
+    // A features file whose rows do not match the labels is refused by name.
+    std::fs::write(&features_path, npy("<f4", "(7, 4)", &[0u8; 112])).unwrap();
+    let (ok, _, stderr) = crate::support::mass(&[
+        "data",
+        "put",
+        features_path.to_str().unwrap(),
+        "--labels",
+        labels_path.to_str().unwrap(),
+        "--name",
+        "bad",
+        "--label",
+        "y",
+        "--node",
+        node.http_url(),
+    ]);
+    assert!(!ok && stderr.contains("has 7 rows but the labels have 500"), "{stderr}");
+}

@@ -36,6 +36,9 @@ pub enum DataCommand {
         /// File of 0-based test row numbers, one per line.
         #[arg(long)]
         test_rows: Option<PathBuf>,
+        /// Labels as a NumPy vector; FILE is then a NumPy features matrix.
+        #[arg(long)]
+        labels: Option<PathBuf>,
         #[command(flatten)]
         node: NodeArgs,
     },
@@ -51,7 +54,7 @@ pub enum DataCommand {
 
 pub async fn run(command: DataCommand) -> anyhow::Result<()> {
     match command {
-        DataCommand::Put { file, name, label, types, shard_rows, seed, validation, test, test_rows, node } => {
+        DataCommand::Put { file, name, label, types, shard_rows, seed, validation, test, test_rows, labels, node } => {
             let types = types
                 .iter()
                 .map(|t| {
@@ -65,7 +68,11 @@ pub async fn run(command: DataCommand) -> anyhow::Result<()> {
             spinner.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
             spinner.set_message(format!("ingesting {}", file.display()));
             spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-            let view = node.client()?.ingest_csv(&file, &request).await;
+            let client = node.client()?;
+            let view = match &labels {
+                Some(labels) => client.ingest_npy(labels, &file, &request).await,
+                None => client.ingest_csv(&file, &request).await,
+            };
             spinner.finish_and_clear();
             let view = view?;
             let m = &view.manifest;

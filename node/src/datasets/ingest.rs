@@ -96,7 +96,7 @@ fn unit(seed: u64, row: u64) -> f64 {
 }
 
 impl SplitChoice {
-    fn of(&self, row: u64) -> Split {
+    pub(crate) fn of(&self, row: u64) -> Split {
         match self {
             SplitChoice::Seeded { seed, validation, test } => {
                 let u = unit(*seed, row);
@@ -120,7 +120,7 @@ impl SplitChoice {
         }
     }
 
-    fn spec(&self) -> SplitSpec {
+    pub(crate) fn spec(&self) -> SplitSpec {
         match self {
             SplitChoice::Seeded { seed, validation, test } => {
                 SplitSpec::Seeded { seed: *seed, validation: *validation, test: *test }
@@ -151,10 +151,20 @@ pub fn parse_test_rows(text: &str) -> Result<BTreeSet<u64>, DataError> {
     Ok(rows)
 }
 
-/// Counts and hashes the bytes a reader yields.
-struct Hashing<R> {
+/// Hashes the bytes a reader yields: the id of the source file.
+pub(crate) struct Hashing<R> {
     inner: R,
     hasher: blake3::Hasher,
+}
+
+impl<R> Hashing<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        Self { inner, hasher: blake3::Hasher::new() }
+    }
+
+    pub(crate) fn finish(&self) -> ContentId {
+        ContentId::from(self.hasher.finalize())
+    }
 }
 
 impl<R: Read> Read for Hashing<R> {
@@ -428,7 +438,7 @@ fn append(
 }
 
 /// Label values as text: integers without a fraction, others as written by Rust.
-fn format_number(value: f64) -> String {
+pub(crate) fn format_number(value: f64) -> String {
     if value.fract() == 0.0 && value.abs() < 1e15 { format!("{}", value as i64) } else { value.to_string() }
 }
 

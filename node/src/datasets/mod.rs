@@ -7,6 +7,7 @@
 //! - [`service`]: running an ingest against storage, and reading manifests.
 
 pub mod ingest;
+pub mod npy;
 pub mod service;
 
 pub use ingest::{IngestOptions, SplitChoice, ingest};

@@ -62,14 +62,21 @@ pub async fn ingest_pieces(
     let runtime = tokio::runtime::Handle::current();
     let shard_storage = storage.clone();
     let manifest = tokio::task::spawn_blocking(move || {
-        let reader = ChannelReader { pieces, current: bytes::Bytes::new() };
-        ingest(reader, &options, |shard: &Shard| {
+        let mut reader = std::io::BufReader::new(ChannelReader { pieces, current: bytes::Bytes::new() });
+        let store = |shard: &Shard| {
             let bytes = codec::encode(shard).map_err(|e| DataError::Store(e.to_string()))?;
             runtime
                 .block_on(write_blob(&shard_storage, &bytes))
                 .map(|meta| meta.id)
                 .map_err(|e| DataError::Store(e.to_string()))
-        })
+        };
+        // NumPy arrays announce themselves; anything else is read as CSV.
+        let head = std::io::BufRead::fill_buf(&mut reader).map_err(|e| DataError::Read(e.to_string()))?;
+        if head.starts_with(super::npy::MAGIC) {
+            super::npy::ingest_npy(reader, &options, store)
+        } else {
+            ingest(reader, &options, store)
+        }
     })
     .await
     .map_err(|e| DataError::Store(format!("ingest task failed: {e}")))??;

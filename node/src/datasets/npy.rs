@@ -1,0 +1,306 @@
+//! NumPy `.npy` arrays: a labels vector and a features matrix.
+//!
+//! The body is the labels file followed by the features file (both `.npy`,
+//! C order). Labels are small and read first; feature rows then stream into
+//! shards like CSV rows. Columns are named `f0..fN-1` and the label column
+//! takes the name the user gave.
+
+use std::io::Read;
+
+use mass_protocol::{
+    ContentId,
+    dataset::{Column, ColumnKind, ColumnStats, DatasetManifest, Schema, Shard, ShardColumn, ShardInfo},
+};
+
+use super::{DataError, IngestOptions};
+
+/// Magic bytes every `.npy` file starts with.
+pub const MAGIC: &[u8] = b"\x93NUMPY";
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Dtype {
+    F4,
+    F8,
+    I1,
+    U1,
+    I2,
+    U2,
+    I4,
+    U4,
+    I8,
+    U8,
+    Bool,
+}
+
+impl Dtype {
+    fn parse(descr: &str) -> Option<Self> {
+        let (order, code) = descr.split_at(1);
+        if order == ">" && !matches!(code, "i1" | "u1" | "b1") {
+            return None; // big-endian data is rare; refuse rather than misread
+        }
+        Some(match code {
+            "f4" => Self::F4,
+            "f8" => Self::F8,
+            "i1" => Self::I1,
+            "u1" => Self::U1,
+            "i2" => Self::I2,
+            "u2" => Self::U2,
+            "i4" => Self::I4,
+            "u4" => Self::U4,
+            "i8" => Self::I8,
+            "u8" => Self::U8,
+            "b1" => Self::Bool,
+            _ => return None,
+        })
+    }
+
+    fn size(self) -> usize {
+        match self {
+            Self::I1 | Self::U1 | Self::Bool => 1,
+            Self::I2 | Self::U2 => 2,
+            Self::F4 | Self::I4 | Self::U4 => 4,
+            Self::F8 | Self::I8 | Self::U8 => 8,
+        }
+    }
+
+    fn read(self, b: &[u8]) -> f64 {
+        match self {
+            Self::F4 => f64::from(f32::from_le_bytes(b.try_into().expect("4 bytes"))),
+            Self::F8 => f64::from_le_bytes(b.try_into().expect("8 bytes")),
+            Self::I1 => f64::from(b[0] as i8),
+            Self::U1 | Self::Bool => f64::from(b[0]),
+            Self::I2 => f64::from(i16::from_le_bytes(b.try_into().expect("2 bytes"))),
+            Self::U2 => f64::from(u16::from_le_bytes(b.try_into().expect("2 bytes"))),
+            Self::I4 => f64::from(i32::from_le_bytes(b.try_into().expect("4 bytes"))),
+            Self::U4 => f64::from(u32::from_le_bytes(b.try_into().expect("4 bytes"))),
+            Self::I8 => i64::from_le_bytes(b.try_into().expect("8 bytes")) as f64,
+            Self::U8 => u64::from_le_bytes(b.try_into().expect("8 bytes")) as f64,
+        }
+    }
+}
+
+struct Header {
+    dtype: Dtype,
+    shape: Vec<usize>,
+}
+
+fn bad(what: &str, problem: impl Into<String>) -> DataError {
+    DataError::Header(format!("{what} .npy: {}", problem.into()))
+}
+
+fn read_header(reader: &mut impl Read, what: &str) -> Result<Header, DataError> {
+    let mut start = [0u8; 8];
+    reader.read_exact(&mut start).map_err(|_| bad(what, "too short to be a .npy file"))?;
+    if &start[..6] != MAGIC {
+        return Err(bad(what, "missing the \\x93NUMPY magic"));
+    }
+    let len = if start[6] == 1 {
+        let mut b = [0u8; 2];
+        reader.read_exact(&mut b).map_err(|_| bad(what, "truncated header"))?;
+        usize::from(u16::from_le_bytes(b))
+    } else {
+        let mut b = [0u8; 4];
+        reader.read_exact(&mut b).map_err(|_| bad(what, "truncated header"))?;
+        u32::from_le_bytes(b) as usize
+    };
+    if len > 1 << 16 {
+        return Err(bad(what, format!("header of {len} bytes is too long")));
+    }
+    let mut text = vec![0u8; len];
+    reader.read_exact(&mut text).map_err(|_| bad(what, "truncated header"))?;
+    let text = String::from_utf8(text).map_err(|_| bad(what, "header is not text"))?;
+    let field = |key: &str| -> Option<String> {
+        let at = text.find(&format!("'{key}'"))? + key.len() + 2;
+        let rest = text[at..].trim_start().strip_prefix(':')?.trim_start();
+        let end = if rest.starts_with('(') { rest.find(')')? + 1 } else { rest.find([',', '}'])? };
+        Some(rest[..end].trim().trim_matches('\'').to_owned())
+    };
+    let descr = field("descr").ok_or_else(|| bad(what, "header has no 'descr'"))?;
+    let dtype =
+        Dtype::parse(&descr).ok_or_else(|| bad(what, format!("dtype '{descr}' is not a little-endian number type")))?;
+    if field("fortran_order").as_deref() == Some("True") {
+        return Err(bad(what, "Fortran-ordered arrays are not supported; save with np.ascontiguousarray"));
+    }
+    let shape_text = field("shape").ok_or_else(|| bad(what, "header has no 'shape'"))?;
+    let shape = shape_text
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().map_err(|_| bad(what, format!("shape {shape_text} is not a list of sizes"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Header { dtype, shape })
+}
+
+/// Ingests labels then features (`.npy` each) as one dataset.
+pub fn ingest_npy(
+    source: impl Read,
+    options: &IngestOptions,
+    mut store: impl FnMut(&Shard) -> Result<ContentId, DataError>,
+) -> Result<DatasetManifest, DataError> {
+    options.validate()?;
+    let mut reader = super::ingest::Hashing::new(source);
+    let labels_header = read_header(&mut reader, "labels")?;
+    if labels_header.shape.len() != 1 {
+        return Err(bad("labels", format!("must be one-dimensional, not shape {:?}", labels_header.shape)));
+    }
+    let rows = labels_header.shape[0];
+    let mut raw = vec![0u8; rows * labels_header.dtype.size()];
+    reader.read_exact(&mut raw).map_err(|_| bad("labels", "data ends before the shape says"))?;
+    let labels: Vec<f64> = raw.chunks(labels_header.dtype.size()).map(|b| labels_header.dtype.read(b)).collect();
+    let features = read_header(&mut reader, "features")?;
+    let width = match features.shape.as_slice() {
+        [n, width] if *n == rows => *width,
+        [n, _] => return Err(bad("features", format!("has {n} rows but the labels have {rows}"))),
+        other => return Err(bad("features", format!("must be two-dimensional, not shape {other:?}"))),
+    };
+    if rows == 0 {
+        return Err(DataError::HeaderOnly);
+    }
+    let mut columns: Vec<Column> =
+        (0..width).map(|i| Column { name: format!("f{i}"), kind: ColumnKind::Numeric }).collect();
+    if columns.iter().any(|c| c.name == options.label) {
+        return Err(DataError::Options(format!("label name '{}' collides with a feature column", options.label)));
+    }
+    columns.push(Column { name: options.label.clone(), kind: ColumnKind::Numeric });
+    let schema = Schema { columns, label: width };
+
+    let mut stats = vec![ColumnStats::default(); width + 1];
+    let mut shards = Vec::new();
+    let mut split_rows = [0u64; 3];
+    let mut row_bytes = vec![0u8; width * features.dtype.size()];
+    let mut start = 0;
+    while start < rows {
+        let end = (start + options.shard_rows).min(rows);
+        let mut data: Vec<Vec<f64>> = vec![Vec::with_capacity(end - start); width + 1];
+        let mut splits = Vec::with_capacity(end - start);
+        for row in start..end {
+            reader
+                .read_exact(&mut row_bytes)
+                .map_err(|_| bad("features", format!("data ends at row {} of {rows}", row + 1)))?;
+            for (c, bytes) in row_bytes.chunks(features.dtype.size()).enumerate() {
+                let value = features.dtype.read(bytes);
+                record(&mut stats[c], value, false);
+                data[c].push(value);
+            }
+            let label = labels[row];
+            if !label.is_finite() {
+                return Err(DataError::Row {
+                    row: row as u64 + 1,
+                    line: 0,
+                    problem: format!("label {label} is not a finite number"),
+                });
+            }
+            record(&mut stats[width], label, true);
+            data[width].push(label);
+            let split = options.split.of(row as u64);
+            split_rows[split as usize] += 1;
+            splits.push(split);
+        }
+        let shard =
+            Shard { first_row: start as u64, columns: data.into_iter().map(ShardColumn::Numeric).collect(), splits };
+        shards.push(ShardInfo { id: store(&shard)?, first_row: start as u64, rows: (end - start) as u64 });
+        start = end;
+    }
+    let mut trailing = [0u8; 1];
+    if reader.read(&mut trailing).map_err(|e| DataError::Read(e.to_string()))? != 0 {
+        return Err(bad("features", "has more data than its shape says"));
+    }
+    Ok(DatasetManifest {
+        name: options.name.clone(),
+        schema,
+        rows: rows as u64,
+        shards,
+        stats,
+        split: options.split.spec(),
+        split_rows,
+        source: reader.finish(),
+    })
+}
+
+fn record(stat: &mut ColumnStats, value: f64, label: bool) {
+    if value.is_nan() {
+        stat.missing += 1;
+        return;
+    }
+    stat.present += 1;
+    stat.min = Some(stat.min.map_or(value, |m| m.min(value)));
+    stat.max = Some(stat.max.map_or(value, |m| m.max(value)));
+    stat.sum += value;
+    stat.sum_sq += value * value;
+    if label {
+        *stat.counts.entry(super::ingest::format_number(value)).or_default() += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datasets::SplitChoice;
+
+    fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+        let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = MAGIC.to_vec();
+        out.extend([1, 0]);
+        out.extend((header.len() as u16).to_le_bytes());
+        out.extend(header.as_bytes());
+        out.extend(data);
+        out
+    }
+
+    fn options() -> IngestOptions {
+        IngestOptions {
+            name: "n".into(),
+            label: "label".into(),
+            kinds: Default::default(),
+            shard_rows: 2,
+            split: SplitChoice::Seeded { seed: 1, validation: 0.0, test: 0.0 },
+        }
+    }
+
+    #[test]
+    fn labels_then_features_become_a_dataset() {
+        let labels = npy("<i8", "(3,)", &[1i64, 0, 1].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
+        let features = npy(
+            "<f4",
+            "(3, 2)",
+            &[0.5f32, 1.0, 2.0, 3.0, 4.0, 5.5].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>(),
+        );
+        let body = [labels, features].concat();
+        let mut shards = Vec::new();
+        let manifest = ingest_npy(&body[..], &options(), |s| {
+            shards.push(s.clone());
+            Ok(ContentId::of(&mass_protocol::codec::encode(s).unwrap()))
+        })
+        .unwrap();
+        assert_eq!(manifest.rows, 3);
+        assert_eq!(manifest.schema.columns.len(), 3);
+        assert_eq!(manifest.label_histogram().get("1"), Some(&2));
+        assert_eq!(shards.len(), 2);
+        assert_eq!(shards[1].columns[1], ShardColumn::Numeric(vec![5.5]));
+    }
+
+    #[test]
+    fn mismatched_or_malformed_arrays_are_named() {
+        let labels = npy("<i8", "(2,)", &[0u8; 16]);
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (b"not numpy".to_vec(), "labels .npy: missing the \\x93NUMPY magic"),
+            (
+                [labels.clone(), npy("<f4", "(3, 2)", &[0u8; 24])].concat(),
+                "features .npy: has 3 rows but the labels have 2",
+            ),
+            ([labels.clone(), npy("<f4", "(2, 2)", &[0u8; 12])].concat(), "data ends at row 2 of 2"),
+            ([labels.clone(), npy("<c16", "(2, 2)", &[0u8; 64])].concat(), "dtype '<c16'"),
+            ([labels.clone(), npy("<f4", "(2, 2)", &[0u8; 20])].concat(), "more data than its shape"),
+            ([labels, npy("<f4", "(2,)", &[0u8; 8])].concat(), "must be two-dimensional"),
+        ];
+        for (body, expected) in cases {
+            let err = ingest_npy(&body[..], &options(), |_| Ok(ContentId::of(b""))).unwrap_err().to_string();
+            assert!(err.contains(expected), "'{err}' lacks '{expected}'");
+        }
+    }
+}
