@@ -63,6 +63,7 @@ pub enum Select {
 /// selected, then scaled; categorical ones one-hot encoded; text ones hashed
 /// TF-IDF. The label is never a feature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PipelineSpec {
     pub impute: Impute,
     pub scale: Scale,

@@ -42,6 +42,20 @@ pub enum DataCommand {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Fit a feature pipeline where the dataset's shards live.
+    Fit {
+        /// The dataset.
+        dataset: String,
+        /// Name of the pipeline (stored as pipeline/DATASET/NAME).
+        #[arg(long, default_value = "default")]
+        pipeline: String,
+        /// Pipeline spec as JSON, e.g. '{"impute":"median","scale":"min_max","unseen":"ignore",
+        /// "text":{"buckets":16384,"ngram_max":2,"min_df":2,"sublinear_tf":true},"select":{"mutual_info":{"k":50}}}'.
+        #[arg(long)]
+        spec: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
     /// List datasets.
     Ls(NodeArgs),
     /// Show a dataset: schema, rows, splits, shards and where they live, statistics.
@@ -87,6 +101,25 @@ pub async fn run(command: DataCommand) -> anyhow::Result<()> {
                 m.split_rows[0],
                 m.split_rows[1],
                 m.split_rows[2]
+            );
+        }
+        DataCommand::Fit { dataset, pipeline, spec, node } => {
+            let spec: mass_protocol::features::PipelineSpec = match spec {
+                Some(json) => {
+                    serde_json::from_str(&json).map_err(|e| anyhow::anyhow!("--spec is not a pipeline spec: {e}"))?
+                }
+                None => Default::default(),
+            };
+            let fitted = node.client()?.fit_pipeline(&dataset, &pipeline, spec).await?;
+            let workers: std::collections::BTreeSet<&String> = fitted.summarized_by.iter().collect();
+            println!(
+                "pipeline/{dataset}/{pipeline} v{} -> {}: {} features, {} classes, fitted from {} shards summarized on {} node(s)",
+                fitted.version,
+                fitted.id,
+                fitted.pipeline.features,
+                fitted.pipeline.classes.len(),
+                fitted.summarized_by.len(),
+                workers.len()
             );
         }
         DataCommand::Ls(node) => {
