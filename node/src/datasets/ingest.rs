@@ -289,32 +289,18 @@ pub fn ingest(
         }
     }
 
-    // Rows as text, with their line numbers; the first INFER_ROWS are kept.
-    let mut rows = reader.byte_records().enumerate().map(|(i, record)| {
-        let record = record.map_err(|e| csv_error(e, i as u64 + 1))?;
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
-        let cells = record
-            .iter()
-            .enumerate()
-            .map(|(c, field)| {
-                std::str::from_utf8(field).map(str::to_owned).map_err(|_| DataError::Cell {
-                    row: i as u64 + 1,
-                    line,
-                    column: names[c].clone(),
-                    problem: "not valid UTF-8".into(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok::<_, DataError>((line, cells))
-    });
-    let mut sample = Vec::new();
-    for row in rows.by_ref().take(INFER_ROWS) {
-        sample.push(row?);
+    // The first INFER_ROWS rows are kept to decide the column kinds; after
+    // that one record buffer is reused for every row.
+    let mut sample: Vec<csv::ByteRecord> = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    while sample.len() < INFER_ROWS && read_record(&mut reader, &mut record, sample.len() as u64 + 1)? {
+        sample.push(record.clone());
     }
     if sample.is_empty() {
         return Err(DataError::HeaderOnly);
     }
-    let cells: Vec<Vec<String>> = sample.iter().map(|(_, cells)| cells.clone()).collect();
+    let cells: Vec<Vec<String>> =
+        sample.iter().enumerate().map(|(i, r)| text_cells(r, &names, i as u64 + 1)).collect::<Result<_, _>>()?;
     let columns: Vec<Column> = names
         .iter()
         .enumerate()
@@ -323,6 +309,7 @@ pub fn ingest(
             kind: options.kinds.get(name).copied().unwrap_or_else(|| infer(&cells, i)),
         })
         .collect();
+    drop(cells);
     if columns[label].kind == ColumnKind::Text {
         return Err(DataError::Options(format!(
             "label column '{}' holds free text; a label must be numeric or categorical (override with --type {}=categorical)",
@@ -336,11 +323,10 @@ pub fn ingest(
     let mut split_rows = [0u64; 3];
     let mut shard = ShardBuilder::new(&schema, 0);
     let mut count = 0u64;
-    for row in sample.into_iter().map(Ok).chain(rows) {
-        let (line, cells) = row?;
+    let mut process = |row: &csv::ByteRecord| -> Result<(), DataError> {
         let index = count;
         count += 1;
-        append(&schema, &mut shard, &mut stats, index, line, cells)?;
+        append(&schema, &mut shard, &mut stats, index, row)?;
         let split = options.split.of(index);
         split_rows[split as usize] += 1;
         shard.splits.push(split);
@@ -348,6 +334,16 @@ pub fn ingest(
             let done = std::mem::replace(&mut shard, ShardBuilder::new(&schema, count)).finish();
             shards.push(ShardInfo { id: store(&done)?, first_row: done.first_row, rows: done.rows() as u64 });
         }
+        Ok(())
+    };
+    for kept in &sample {
+        process(kept)?;
+    }
+    drop(sample);
+    let mut next = INFER_ROWS as u64 + 1;
+    while read_record(&mut reader, &mut record, next)? {
+        process(&record)?;
+        next += 1;
     }
     if !shard.splits.is_empty() {
         let done = shard.finish();
@@ -372,21 +368,44 @@ pub fn ingest(
     })
 }
 
+/// Reads the next record; false at the end of the file.
+fn read_record(reader: &mut csv::Reader<impl Read>, record: &mut csv::ByteRecord, row: u64) -> Result<bool, DataError> {
+    reader.read_byte_record(record).map_err(|e| csv_error(e, row))
+}
+
+/// A record's cells as text, for kind inference.
+fn text_cells(record: &csv::ByteRecord, names: &[String], row: u64) -> Result<Vec<String>, DataError> {
+    let line = record.position().map(|p| p.line()).unwrap_or(0);
+    record
+        .iter()
+        .enumerate()
+        .map(|(c, field)| {
+            std::str::from_utf8(field).map(str::to_owned).map_err(|_| DataError::Cell {
+                row,
+                line,
+                column: names[c].clone(),
+                problem: "not valid UTF-8".into(),
+            })
+        })
+        .collect()
+}
+
 /// Parses one row into the shard and the statistics.
 fn append(
     schema: &Schema,
     shard: &mut ShardBuilder,
     stats: &mut [ColumnStats],
     index: u64,
-    line: u64,
-    cells: Vec<String>,
+    record: &csv::ByteRecord,
 ) -> Result<(), DataError> {
     let row = index + 1;
-    for (c, cell) in cells.into_iter().enumerate() {
+    let line = record.position().map(|p| p.line()).unwrap_or(0);
+    for (c, field) in record.iter().enumerate() {
         let column = &schema.columns[c];
         let stat = &mut stats[c];
         let cell_error = |problem: String| DataError::Cell { row, line, column: column.name.clone(), problem };
-        let missing = if column.kind == ColumnKind::Text { cell.is_empty() } else { is_missing(&cell) };
+        let cell = std::str::from_utf8(field).map_err(|_| cell_error("not valid UTF-8".into()))?;
+        let missing = if column.kind == ColumnKind::Text { cell.is_empty() } else { is_missing(cell) };
         if missing {
             if c == schema.label {
                 return Err(DataError::Row { row, line, problem: format!("the label '{}' is missing", column.name) });
@@ -431,7 +450,7 @@ fn append(
                     codes.push(code);
                 }
             }
-            ColumnBuilder::Text(values) => values.push((!missing).then_some(cell)),
+            ColumnBuilder::Text(values) => values.push((!missing).then(|| cell.to_owned())),
         }
     }
     Ok(())
