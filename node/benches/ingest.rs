@@ -1,0 +1,92 @@
+//! Dataset ingest throughput, printed as a Markdown table for BENCHMARKS.md.
+//!
+//! `cargo bench -p mass-node --bench ingest`
+//!
+//! - parse only: MNIST (`../shared/datasets/mnist.csv.gz`) through the ingest
+//!   code in this process, shards encoded and hashed but not stored;
+//! - into a three-node mesh: `POST /v1/datasets` through the SDK, shards
+//!   stored (synced) and pushed to their homes.
+//!
+//! Compare with `pandas.read_csv` of the same file on the same machine
+//! (the command is printed at the end).
+
+use std::{path::PathBuf, time::{Duration, Instant}};
+
+use mass_node::datasets::{IngestOptions, SplitChoice, ingest};
+use mass_protocol::{ContentId, codec};
+use mass_sdk::{
+    Client, IngestRequest,
+    local::{LocalNode, NodeOptions},
+};
+
+fn mnist() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/mnist.csv.gz")
+}
+
+fn row(what: &str, rows: u64, compressed: u64, raw: u64, elapsed: Duration) {
+    let secs = elapsed.as_secs_f64();
+    println!(
+        "| {what} | {secs:.2} | {:.0} | {:.1} | {:.1} |",
+        rows as f64 / secs,
+        compressed as f64 / secs / 1e6,
+        raw as f64 / secs / 1e6
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let path = mnist();
+    let compressed = std::fs::metadata(&path).expect("../shared/datasets/mnist.csv.gz").len();
+    let raw = {
+        use std::io::Read;
+        let mut n = 0u64;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut gz = flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap());
+        loop {
+            let read = gz.read(&mut buf).unwrap();
+            if read == 0 {
+                break;
+            }
+            n += read as u64;
+        }
+        n
+    };
+    println!("| ingest of MNIST (70,000 rows, 785 columns) | seconds | rows/s | MB/s gzip | MB/s CSV |");
+    println!("|---|---|---|---|---|");
+
+    let options = IngestOptions {
+        name: "mnist".into(),
+        label: "label".into(),
+        kinds: Default::default(),
+        shard_rows: 10_000,
+        split: SplitChoice::Seeded { seed: 42, validation: 0.0, test: 0.2 },
+    };
+    let start = Instant::now();
+    let manifest = ingest(std::fs::File::open(&path).unwrap(), &options, |shard| {
+        Ok(ContentId::of(&codec::encode(shard).unwrap()))
+    })
+    .unwrap();
+    row("Mass ingest, parse and shard only (one thread)", manifest.rows, compressed, raw, start.elapsed());
+
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("bench.toml");
+    std::fs::write(&config, "[hardware]\nprobe_gpus = false\ngemm_size = 64\n").unwrap();
+    let mut nodes: Vec<LocalNode> = Vec::new();
+    for i in 0..3 {
+        let mut options = NodeOptions::new(env!("CARGO_BIN_EXE_mass"), work.path().join(format!("n{i}")));
+        options.config = Some(config.clone());
+        options.log_file = Some(work.path().join(format!("n{i}.log")));
+        options.bootstrap = nodes.first().map(|n| vec![n.listen_addr().to_owned()]).unwrap_or_default();
+        nodes.push(LocalNode::spawn(options, Duration::from_secs(60)).unwrap());
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let client = Client::new([nodes[0].http_url()]).unwrap();
+    let request = IngestRequest { name: "mnist".into(), label: "label".into(), shard_rows: Some(10_000), ..Default::default() };
+    let start = Instant::now();
+    let view = client.ingest_csv(&path, &request).await.unwrap();
+    row("Mass ingest into a 3-node mesh over HTTP (stored, synced)", view.manifest.rows, compressed, raw, start.elapsed());
+    println!(
+        "\nBaseline on the same machine: python -c \"import pandas as pd, time; t=time.perf_counter(); pd.read_csv('{}'); print(time.perf_counter()-t)\"",
+        path.display()
+    );
+}
