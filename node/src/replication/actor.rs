@@ -90,24 +90,37 @@ async fn view(membership: &Addr<MembershipActor>, local: PeerId) -> Vec<PeerId> 
     peers
 }
 
-/// Candidates to fetch `id` from: `first`, then its homes, then DHT providers,
-/// then every other live peer.
-async fn candidates(
+/// Fetches `id`: from `first` and its homes, where it should be; only if they
+/// cannot supply it, from DHT providers and then every other live peer (the
+/// DHT query costs a round of lookups, so it is not asked first).
+async fn fetch_anywhere(
     net: &NetClient,
+    storage: &Storage,
+    metrics: &Metrics,
     membership: &Addr<MembershipActor>,
     local: PeerId,
     id: ContentId,
     k: usize,
     first: Option<PeerId>,
-) -> Vec<PeerId> {
+) -> Result<BlobMeta, FetchError> {
     let peers = view(membership, local).await;
-    let mut ordered: Vec<PeerId> = first.into_iter().collect();
-    ordered.extend(homes(&id, &peers, k));
-    ordered.extend(net.find_providers(id).await.unwrap_or_default());
-    ordered.extend(peers.iter().copied());
-    let mut seen = HashSet::new();
-    ordered.retain(|p| *p != local && seen.insert(*p));
-    ordered
+    let mut seen = HashSet::from([local]);
+    let mut likely: Vec<PeerId> = first.into_iter().chain(homes(&id, &peers, k)).collect();
+    likely.retain(|p| seen.insert(*p));
+    let failures = match fetch(net, storage, metrics, id, &likely).await {
+        Ok(meta) => return Ok(meta),
+        Err(FetchError::Unavailable { failures, .. }) => failures,
+        Err(e) => return Err(e),
+    };
+    let mut rest: Vec<PeerId> = net.find_providers(id).await.unwrap_or_default();
+    rest.extend(peers.iter().copied());
+    rest.retain(|p| seen.insert(*p));
+    match fetch(net, storage, metrics, id, &rest).await {
+        Err(FetchError::Unavailable { failures: more, .. }) => {
+            Err(FetchError::Unavailable { id, failures: failures.into_iter().chain(more).collect() })
+        }
+        other => other,
+    }
 }
 
 impl Actor for ReplicationActor {
@@ -224,8 +237,7 @@ impl ReplicationActor {
             self.metrics.clone(),
         );
         let work = async move {
-            let peers = candidates(&net, &membership, local, id, k, first).await;
-            let result = fetch(&net, &storage, &metrics, id, &peers).await;
+            let result = fetch_anywhere(&net, &storage, &metrics, &membership, local, id, k, first).await;
             if let Ok(meta) = &result {
                 metrics.replicated(meta.size);
                 let _ = net.provide(id).await;
