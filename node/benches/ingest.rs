@@ -10,7 +10,10 @@
 //! Compare with `pandas.read_csv` of the same file on the same machine
 //! (the command is printed at the end).
 
-use std::{path::PathBuf, time::{Duration, Instant}};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use mass_node::datasets::{IngestOptions, SplitChoice, ingest};
 use mass_protocol::{ContentId, codec};
@@ -81,10 +84,17 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let client = Client::new([nodes[0].http_url()]).unwrap();
-    let request = IngestRequest { name: "mnist".into(), label: "label".into(), shard_rows: Some(10_000), ..Default::default() };
+    let request =
+        IngestRequest { name: "mnist".into(), label: "label".into(), shard_rows: Some(10_000), ..Default::default() };
     let start = Instant::now();
     let view = client.ingest_csv(&path, &request).await.unwrap();
-    row("Mass ingest into a 3-node mesh over HTTP (stored, synced)", view.manifest.rows, compressed, raw, start.elapsed());
+    row(
+        "Mass ingest into a 3-node mesh over HTTP (stored, synced)",
+        view.manifest.rows,
+        compressed,
+        raw,
+        start.elapsed(),
+    );
     println!(
         "\nBaseline on the same machine: python -c \"import pandas as pd, time; t=time.perf_counter(); pd.read_csv('{}'); print(time.perf_counter()-t)\"",
         path.display()

@@ -178,8 +178,7 @@ async fn every_acknowledged_blob_survives_repeated_sigkill() {
     assert!(!unacknowledged.is_empty() || KILLS == 0, "no write was interrupted; the test did not test");
 
     // One more crash, then read everything back from the restarted node.
-    let mut guard = node.lock().unwrap();
-    guard.take().unwrap().kill();
+    node.lock().unwrap().take().unwrap().kill();
     let restarted = cluster.start(options);
     let reader = client(&restarted);
     for id in &acknowledged {
@@ -192,7 +191,6 @@ async fn every_acknowledged_blob_survives_repeated_sigkill() {
             Err(e) => panic!("seed {seed}: unacknowledged blob {id} is neither whole nor absent: {e}"),
         }
     }
-    drop(guard);
 }
 
 /// Stops a node cleanly and flips one byte of the first stored chunk of `id`

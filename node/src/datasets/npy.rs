@@ -174,7 +174,8 @@ pub fn ingest_npy(
         let end = (start + options.shard_rows).min(rows);
         let mut data: Vec<Vec<f64>> = vec![Vec::with_capacity(end - start); width + 1];
         let mut splits = Vec::with_capacity(end - start);
-        for row in start..end {
+        for (offset, &label) in labels[start..end].iter().enumerate() {
+            let row = start + offset;
             reader
                 .read_exact(&mut row_bytes)
                 .map_err(|_| bad("features", format!("data ends at row {} of {rows}", row + 1)))?;
@@ -183,7 +184,6 @@ pub fn ingest_npy(
                 record(&mut stats[c], value, false);
                 data[c].push(value);
             }
-            let label = labels[row];
             if !label.is_finite() {
                 return Err(DataError::Row {
                     row: row as u64 + 1,

@@ -1,5 +1,8 @@
 //! The HTTP API every node serves: `/v1/...` JSON, and `/metrics`.
 
+// Handlers return ready error responses; boxing them would only add noise.
+#![allow(clippy::result_large_err)]
+
 use std::{net::SocketAddr, sync::Arc};
 
 use actix::Addr;

@@ -263,17 +263,20 @@ impl NetTask {
             BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. }) => {
                 self.dial_learned(peer, addresses.into_vec());
             }
-            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed { id, result, step, .. }) => {
-                if let kad::QueryResult::GetProviders(result) = result {
-                    let finished = step.last || !matches!(result, Ok(kad::GetProvidersOk::FoundProviders { .. }));
-                    if let Some((found, _)) = self.pending_providers.get_mut(&id)
-                        && let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result
-                    {
-                        found.extend(providers);
-                    }
-                    if finished && let Some((found, reply)) = self.pending_providers.remove(&id) {
-                        let _ = reply.send(found.into_iter().collect());
-                    }
+            BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
+                id,
+                result: kad::QueryResult::GetProviders(result),
+                step,
+                ..
+            }) => {
+                let finished = step.last || !matches!(result, Ok(kad::GetProvidersOk::FoundProviders { .. }));
+                if let Some((found, _)) = self.pending_providers.get_mut(&id)
+                    && let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result
+                {
+                    found.extend(providers);
+                }
+                if finished && let Some((found, reply)) = self.pending_providers.remove(&id) {
+                    let _ = reply.send(found.into_iter().collect());
                 }
             }
             _ => {}

@@ -90,36 +90,41 @@ async fn view(membership: &Addr<MembershipActor>, local: PeerId) -> Vec<PeerId> 
     peers
 }
 
-/// Fetches `id`: from `first` and its homes, where it should be; only if they
-/// cannot supply it, from DHT providers and then every other live peer (the
-/// DHT query costs a round of lookups, so it is not asked first).
-async fn fetch_anywhere(
-    net: &NetClient,
-    storage: &Storage,
-    metrics: &Metrics,
-    membership: &Addr<MembershipActor>,
+/// What a fetch needs, cloned out of the actor into the task that runs it.
+#[derive(Clone)]
+struct Reach {
+    net: NetClient,
+    storage: Storage,
+    metrics: Metrics,
+    membership: Addr<MembershipActor>,
     local: PeerId,
-    id: ContentId,
     k: usize,
-    first: Option<PeerId>,
-) -> Result<BlobMeta, FetchError> {
-    let peers = view(membership, local).await;
-    let mut seen = HashSet::from([local]);
-    let mut likely: Vec<PeerId> = first.into_iter().chain(homes(&id, &peers, k)).collect();
-    likely.retain(|p| seen.insert(*p));
-    let failures = match fetch(net, storage, metrics, id, &likely).await {
-        Ok(meta) => return Ok(meta),
-        Err(FetchError::Unavailable { failures, .. }) => failures,
-        Err(e) => return Err(e),
-    };
-    let mut rest: Vec<PeerId> = net.find_providers(id).await.unwrap_or_default();
-    rest.extend(peers.iter().copied());
-    rest.retain(|p| seen.insert(*p));
-    match fetch(net, storage, metrics, id, &rest).await {
-        Err(FetchError::Unavailable { failures: more, .. }) => {
-            Err(FetchError::Unavailable { id, failures: failures.into_iter().chain(more).collect() })
+}
+
+impl Reach {
+    /// Fetches `id`: from `first` and its homes, where it should be; only if
+    /// they cannot supply it, from DHT providers and then every other live
+    /// peer (the DHT query costs a round of lookups, so it is not asked first).
+    async fn fetch_anywhere(&self, id: ContentId, first: Option<PeerId>) -> Result<BlobMeta, FetchError> {
+        let Self { net, storage, metrics, membership, local, k } = self;
+        let peers = view(membership, *local).await;
+        let mut seen = HashSet::from([*local]);
+        let mut likely: Vec<PeerId> = first.into_iter().chain(homes(&id, &peers, *k)).collect();
+        likely.retain(|p| seen.insert(*p));
+        let failures = match fetch(net, storage, metrics, id, &likely).await {
+            Ok(meta) => return Ok(meta),
+            Err(FetchError::Unavailable { failures, .. }) => failures,
+            Err(e) => return Err(e),
+        };
+        let mut rest: Vec<PeerId> = net.find_providers(id).await.unwrap_or_default();
+        rest.extend(peers.iter().copied());
+        rest.retain(|p| seen.insert(*p));
+        match fetch(net, storage, metrics, id, &rest).await {
+            Err(FetchError::Unavailable { failures: more, .. }) => {
+                Err(FetchError::Unavailable { id, failures: failures.into_iter().chain(more).collect() })
+            }
+            other => other,
         }
-        other => other,
     }
 }
 
@@ -228,19 +233,19 @@ impl ReplicationActor {
         if running {
             return;
         }
-        let (net, storage, membership, local, k, metrics) = (
-            self.net.clone(),
-            self.storage.clone(),
-            self.membership.clone(),
-            self.local,
-            self.config.replication,
-            self.metrics.clone(),
-        );
+        let reach = Reach {
+            net: self.net.clone(),
+            storage: self.storage.clone(),
+            metrics: self.metrics.clone(),
+            membership: self.membership.clone(),
+            local: self.local,
+            k: self.config.replication,
+        };
         let work = async move {
-            let result = fetch_anywhere(&net, &storage, &metrics, &membership, local, id, k, first).await;
+            let result = reach.fetch_anywhere(id, first).await;
             if let Ok(meta) = &result {
-                metrics.replicated(meta.size);
-                let _ = net.provide(id).await;
+                reach.metrics.replicated(meta.size);
+                let _ = reach.net.provide(id).await;
             }
             result
         };
