@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo test --workspace --all-targets "$@"
+# Benches are timed tables, not tests: `cargo bench` runs them.
+cargo test --workspace --lib --bins --tests --examples "$@"
 cargo test --workspace --doc
