@@ -5,6 +5,7 @@
 //! - [`cpu`]: the ndarray backend and its measured GEMM throughput.
 //! - [`gpu`]: wgpu: adapter discovery.
 //! - [`features`]: feature pipelines fitted from mergeable statistics.
+//! - [`models`]: model families (MLP and the linear models it contains) and metrics.
 //!
 //! ```
 //! use mass_kernels::{Backend, cpu::CpuBackend};
@@ -18,5 +19,6 @@ pub mod backend;
 pub mod cpu;
 pub mod features;
 pub mod gpu;
+pub mod models;
 
 pub use backend::{Backend, Error};

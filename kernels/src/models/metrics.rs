@@ -46,7 +46,14 @@ pub fn class_scores(truth: &[usize], predicted: &[usize], classes: usize) -> Cla
         f1.push(if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) });
     }
     let mean = |v: &[f64]| if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
-    ClassScores { macro_precision: mean(&precision), macro_recall: mean(&recall), macro_f1: mean(&f1), precision, recall, f1 }
+    ClassScores {
+        macro_precision: mean(&precision),
+        macro_recall: mean(&recall),
+        macro_f1: mean(&f1),
+        precision,
+        recall,
+        f1,
+    }
 }
 
 /// Mean negative log-likelihood of the true class; probabilities are clipped

@@ -1,0 +1,55 @@
+//! Softmax regression and an MLP on the digits data with its fixed test rows,
+//! against the scikit-learn accuracies in `../shared/datasets/README.md`
+//! (logistic regression 0.956, MLP 64-128-10 0.967).
+
+use std::collections::BTreeSet;
+
+use mass_kernels::models::{Mlp, MlpConfig, Target, metrics::accuracy};
+use ndarray::Array2;
+
+fn digits() -> (Array2<f32>, Vec<usize>, Array2<f32>, Vec<usize>) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets");
+    let text = std::fs::read_to_string(dir.join("digits.csv")).unwrap();
+    let test: BTreeSet<usize> = std::fs::read_to_string(dir.join("digits.test_rows.txt"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let (mut train_x, mut train_y, mut test_x, mut test_y) = (vec![], vec![], vec![], vec![]);
+    for (row, line) in text.lines().skip(1).enumerate() {
+        let values: Vec<f32> = line.split(',').map(|v| v.parse().unwrap()).collect();
+        let (pixels, label) = values.split_at(64);
+        let (x, y) = if test.contains(&row) { (&mut test_x, &mut test_y) } else { (&mut train_x, &mut train_y) };
+        x.extend(pixels.iter().map(|p| p / 16.0));
+        y.push(label[0] as usize);
+    }
+    let rows = |x: Vec<f32>| Array2::from_shape_vec((x.len() / 64, 64), x).unwrap();
+    (rows(train_x), train_y, rows(test_x), test_y)
+}
+
+#[test]
+fn softmax_regression_and_mlp_reach_the_scikit_learn_accuracies() {
+    let (x, y, tx, ty) = digits();
+    assert_eq!((x.nrows(), tx.nrows()), (1437, 360));
+    let target = Target::Classes { labels: &y, classes: 10 };
+
+    let linear = MlpConfig {
+        hidden: vec![],
+        epochs: 60,
+        batch_size: 32,
+        optimizer: mass_kernels::models::Optimizer::Adam { learning_rate: 1e-2 },
+        ..MlpConfig::default()
+    };
+    let (model, _) = Mlp::fit(x.view(), target, None, &linear);
+    let softmax = accuracy(&ty, &model.predict_classes(tx.view()));
+
+    let mlp = MlpConfig { hidden: vec![128], epochs: 60, batch_size: 32, ..MlpConfig::default() };
+    let (model, curve) = Mlp::fit(x.view(), target, None, &mlp);
+    let network = accuracy(&ty, &model.predict_classes(tx.view()));
+    eprintln!(
+        "digits: softmax regression {softmax:.4}, MLP 64-128-10 {network:.4}, final train loss {:.4}",
+        curve.train_loss.last().unwrap()
+    );
+    assert!(softmax >= 0.956, "softmax regression {softmax}");
+    assert!(network >= 0.967, "MLP {network}");
+}
