@@ -1,0 +1,40 @@
+//! MLP 784-128-10 on MNIST, 20 epochs, batch 64, Adam 1e-3, one process:
+//! training samples/s and test accuracy, for BENCHMARKS.md (against PyTorch
+//! CPU with 2 threads and scikit-learn, `../shared/baselines`).
+//!
+//! `cargo bench -p mass-kernels --bench mlp [-- EPOCHS]`
+
+use std::{collections::BTreeSet, io::Read, time::Instant};
+
+use mass_kernels::models::{Mlp, MlpConfig, Target, metrics::accuracy};
+use ndarray::Array2;
+
+fn main() {
+    let epochs: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(20);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(dir.join("mnist.csv.gz")).unwrap()).read_to_string(&mut text).unwrap();
+    let test: BTreeSet<usize> =
+        std::fs::read_to_string(dir.join("mnist.test_rows.txt")).unwrap().lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let (mut x, mut y, mut tx, mut ty) = (vec![], vec![], vec![], vec![]);
+    for (row, line) in text.lines().skip(1).enumerate() {
+        let mut values = line.split(',').map(|v| v.parse::<f32>().unwrap());
+        let pixels: Vec<f32> = values.by_ref().take(784).map(|p| p / 255.0).collect();
+        let label = values.next().unwrap() as usize;
+        if test.contains(&row) {
+            tx.extend(pixels);
+            ty.push(label);
+        } else {
+            x.extend(pixels);
+            y.push(label);
+        }
+    }
+    let x = Array2::from_shape_vec((y.len(), 784), x).unwrap();
+    let tx = Array2::from_shape_vec((ty.len(), 784), tx).unwrap();
+    let config = MlpConfig { hidden: vec![128], epochs, batch_size: 64, l2: 0.0, ..MlpConfig::default() };
+    let start = Instant::now();
+    let (model, _) = Mlp::fit(x.view(), Target::Classes { labels: &y, classes: 10 }, None, &config);
+    let secs = start.elapsed().as_secs_f64();
+    let acc = accuracy(&ty, &model.predict_classes(tx.view()));
+    println!("| Mass MLP 784-128-10, {epochs} epochs, batch 64, Adam | {secs:.1} s | {:.0} samples/s | accuracy {acc:.4} |", (y.len() * epochs) as f64 / secs);
+}
