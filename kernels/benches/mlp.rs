@@ -13,9 +13,14 @@ fn main() {
     let epochs: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(20);
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets");
     let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(dir.join("mnist.csv.gz")).unwrap()).read_to_string(&mut text).unwrap();
-    let test: BTreeSet<usize> =
-        std::fs::read_to_string(dir.join("mnist.test_rows.txt")).unwrap().lines().filter_map(|l| l.trim().parse().ok()).collect();
+    flate2::read::GzDecoder::new(std::fs::File::open(dir.join("mnist.csv.gz")).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let test: BTreeSet<usize> = std::fs::read_to_string(dir.join("mnist.test_rows.txt"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
     let (mut x, mut y, mut tx, mut ty) = (vec![], vec![], vec![], vec![]);
     for (row, line) in text.lines().skip(1).enumerate() {
         let mut values = line.split(',').map(|v| v.parse::<f32>().unwrap());
@@ -36,5 +41,8 @@ fn main() {
     let (model, _) = Mlp::fit(x.view(), Target::Classes { labels: &y, classes: 10 }, None, &config);
     let secs = start.elapsed().as_secs_f64();
     let acc = accuracy(&ty, &model.predict_classes(tx.view()));
-    println!("| Mass MLP 784-128-10, {epochs} epochs, batch 64, Adam | {secs:.1} s | {:.0} samples/s | accuracy {acc:.4} |", (y.len() * epochs) as f64 / secs);
+    println!(
+        "| Mass MLP 784-128-10, {epochs} epochs, batch 64, Adam | {secs:.1} s | {:.0} samples/s | accuracy {acc:.4} |",
+        (y.len() * epochs) as f64 / secs
+    );
 }

@@ -36,10 +36,10 @@ pub fn class_scores(truth: &[usize], predicted: &[usize], classes: usize) -> Cla
     let mut precision = Vec::new();
     let mut recall = Vec::new();
     let mut f1 = Vec::new();
-    for c in 0..classes {
-        let tp = m[c][c];
-        let predicted_c: u64 = (0..classes).map(|t| m[t][c]).sum();
-        let actual_c: u64 = m[c].iter().sum();
+    for (c, row) in m.iter().enumerate() {
+        let tp = row[c];
+        let predicted_c: u64 = m.iter().map(|r| r[c]).sum();
+        let actual_c: u64 = row.iter().sum();
         let (p, r) = (ratio(tp, predicted_c), ratio(tp, actual_c));
         precision.push(p);
         recall.push(r);
