@@ -3,8 +3,10 @@
 //! # Layout
 //! - [`mlp`]: dense networks; with no hidden layer, linear, logistic and
 //!   softmax regression.
+//! - [`ensemble`]: bagged ensembles (vote, average) and parameter averaging.
 //! - [`metrics`]: classification and regression metrics.
 
+pub mod ensemble;
 pub mod metrics;
 pub mod mlp;
 

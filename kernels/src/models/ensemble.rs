@@ -1,0 +1,163 @@
+//! Combining models: ensembles of sub-models (bagging's vote or average) and
+//! parameter averaging (the step of data-parallel training).
+
+use ndarray::{Array2, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use super::Mlp;
+
+/// How an ensemble turns its members' outputs into one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// Mean of the members' outputs (soft vote for classifiers).
+    Average,
+    /// Each member votes for its most probable class; ties go to the lower class.
+    Vote,
+}
+
+/// Sub-models trained apart (on shards or bootstrap samples) and combined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ensemble {
+    pub members: Vec<Mlp>,
+    pub combine: Combine,
+}
+
+impl Ensemble {
+    /// Combined outputs: probabilities (Average), vote shares (Vote), or
+    /// mean values for regressors.
+    pub fn predict(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        let outputs: Vec<Array2<f32>> = self.members.iter().map(|m| m.predict(x)).collect();
+        let mut combined = Array2::<f32>::zeros(outputs[0].raw_dim());
+        let n = outputs.len() as f32;
+        for out in &outputs {
+            match self.combine {
+                Combine::Average => combined += &(out / n),
+                Combine::Vote => {
+                    for (r, row) in out.rows().into_iter().enumerate() {
+                        let best = row
+                            .iter()
+                            .enumerate()
+                            .fold((0, f32::NEG_INFINITY), |b, (i, &p)| if p > b.1 { (i, p) } else { b })
+                            .0;
+                        combined[[r, best]] += 1.0 / n;
+                    }
+                }
+            }
+        }
+        combined
+    }
+
+    pub fn predict_classes(&self, x: ArrayView2<'_, f32>) -> Vec<usize> {
+        argmax_rows(&self.predict(x))
+    }
+}
+
+/// Index of the largest value of each row (the first one on ties).
+pub fn argmax_rows(values: &Array2<f32>) -> Vec<usize> {
+    values
+        .rows()
+        .into_iter()
+        .map(|row| row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &p)| if p > b.1 { (i, p) } else { b }).0)
+        .collect()
+}
+
+/// Why models cannot be averaged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AverageError {
+    #[error("no models to average")]
+    Empty,
+    #[error("model {index} has a different shape from the first")]
+    Shape { index: usize },
+}
+
+/// Weighted mean of the parameters of models with the same shape (weights
+/// are typically the rows each was trained on). This is the averaging step
+/// of data-parallel training: peers train locally, then average.
+pub fn average(models: &[(&Mlp, f64)]) -> Result<Mlp, AverageError> {
+    let (first, _) = models.first().ok_or(AverageError::Empty)?;
+    for (index, (m, _)) in models.iter().enumerate() {
+        let same = m.weights.len() == first.weights.len()
+            && m.weights.iter().zip(&first.weights).all(|(a, b)| a.raw_dim() == b.raw_dim())
+            && m.activation == first.activation
+            && m.loss == first.loss;
+        if !same {
+            return Err(AverageError::Shape { index });
+        }
+    }
+    let total: f64 = models.iter().map(|(_, w)| w).sum();
+    let mut out = (*first).clone();
+    for l in 0..out.weights.len() {
+        out.weights[l].fill(0.0);
+        out.biases[l].fill(0.0);
+        for (m, w) in models {
+            let share = (w / total) as f32;
+            out.weights[l].scaled_add(share, &m.weights[l]);
+            out.biases[l].scaled_add(share, &m.biases[l]);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{MlpConfig, Target, metrics::accuracy};
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    fn problem(rows: usize, seed: u64) -> (Array2<f32>, Vec<usize>) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let x = Array2::from_shape_simple_fn((rows, 6), || rng.random_range(-1.0f32..1.0));
+        let y =
+            (0..rows).map(|r| usize::from(x[[r, 0]] + 0.5 * x[[r, 1]] > 0.0) + usize::from(x[[r, 2]] > 0.5)).collect();
+        (x, y)
+    }
+
+    #[test]
+    fn averaging_identical_models_changes_nothing_and_mismatches_are_refused() {
+        let config = MlpConfig { hidden: vec![4], ..MlpConfig::default() };
+        let a = Mlp::new(3, 2, &config, &mut StdRng::seed_from_u64(1));
+        assert_eq!(average(&[(&a, 1.0), (&a, 3.0)]).unwrap(), a);
+        let other = Mlp::new(3, 3, &config, &mut StdRng::seed_from_u64(1));
+        assert_eq!(average(&[(&a, 1.0), (&other, 1.0)]), Err(AverageError::Shape { index: 1 }));
+        assert_eq!(average(&[]), Err(AverageError::Empty));
+    }
+
+    #[test]
+    fn weighted_average_is_the_weighted_mean_of_parameters() {
+        let config = MlpConfig { hidden: vec![], ..MlpConfig::default() };
+        let a = Mlp::new(2, 2, &config, &mut StdRng::seed_from_u64(1));
+        let b = Mlp::new(2, 2, &config, &mut StdRng::seed_from_u64(2));
+        let m = average(&[(&a, 1.0), (&b, 3.0)]).unwrap();
+        let expected = 0.25 * a.weights[0][[1, 0]] + 0.75 * b.weights[0][[1, 0]];
+        assert!((m.weights[0][[1, 0]] - expected).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_bagged_ensemble_is_at_least_as_accurate_as_its_mean_member() {
+        let (x, y) = problem(1600, 3);
+        let (tx, ty) = problem(600, 4);
+        let config = MlpConfig { hidden: vec![8], epochs: 15, ..MlpConfig::default() };
+        // One member per shard, as bagging over a dataset's shards trains them.
+        let members: Vec<Mlp> = (0..4)
+            .map(|shard| {
+                let rows: Vec<usize> = (shard * 400..(shard + 1) * 400).collect();
+                let sx = x.select(ndarray::Axis(0), &rows);
+                let sy: Vec<usize> = rows.iter().map(|&r| y[r]).collect();
+                Mlp::fit(
+                    sx.view(),
+                    Target::Classes { labels: &sy, classes: 3 },
+                    None,
+                    &MlpConfig { seed: shard as u64, ..config.clone() },
+                )
+                .0
+            })
+            .collect();
+        let mean_member = members.iter().map(|m| accuracy(&ty, &m.predict_classes(tx.view()))).sum::<f64>() / 4.0;
+        for combine in [Combine::Average, Combine::Vote] {
+            let ensemble = Ensemble { members: members.clone(), combine };
+            let acc = accuracy(&ty, &ensemble.predict_classes(tx.view()));
+            assert!(acc >= mean_member, "{combine:?}: ensemble {acc} < mean member {mean_member}");
+        }
+    }
+}
