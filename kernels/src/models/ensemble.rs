@@ -34,12 +34,7 @@ impl Ensemble {
             match self.combine {
                 Combine::Average => combined += &(out / n),
                 Combine::Vote => {
-                    for (r, row) in out.rows().into_iter().enumerate() {
-                        let best = row
-                            .iter()
-                            .enumerate()
-                            .fold((0, f32::NEG_INFINITY), |b, (i, &p)| if p > b.1 { (i, p) } else { b })
-                            .0;
+                    for (r, best) in argmax_rows(out).into_iter().enumerate() {
                         combined[[r, best]] += 1.0 / n;
                     }
                 }

@@ -178,16 +178,7 @@ impl Mlp {
 
     /// The most probable class of each row.
     pub fn predict_classes(&self, x: ArrayView2<'_, f32>) -> Vec<usize> {
-        self.predict(x)
-            .rows()
-            .into_iter()
-            .map(|row| {
-                row.iter()
-                    .enumerate()
-                    .fold((0, f32::NEG_INFINITY), |best, (i, &p)| if p > best.1 { (i, p) } else { best })
-                    .0
-            })
-            .collect()
+        super::ensemble::argmax_rows(&self.predict(x))
     }
 
     fn penalty(&self, l2: f32) -> f64 {
