@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, io::Read, path::PathBuf, time::Duration};
 
 use mass_sdk::{Client, IngestRequest};
 
-use crate::support::{Cluster, eventually, lists_up_with_hardware};
+use crate::support::{Cluster, eventually, mesh};
 
 fn shared(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets").join(name)
@@ -26,16 +26,8 @@ fn label_histogram(path: &PathBuf) -> (u64, BTreeMap<String, u64>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn mnist_ingested_into_three_nodes_has_k_copies_of_every_shard_and_the_files_counts() {
     let mut cluster = Cluster::new();
-    let a = cluster.spawn(&[]);
-    let b = cluster.spawn(&[&a]);
-    let c = cluster.spawn(&[&a]);
-    let ids = [a.peer_id(), b.peer_id(), c.peer_id()];
-    eventually(Duration::from_secs(10), "mesh forms", || async {
-        lists_up_with_hardware(&a, &ids).await
-            && lists_up_with_hardware(&b, &ids).await
-            && lists_up_with_hardware(&c, &ids).await
-    })
-    .await;
+    let mut nodes = mesh(&mut cluster, 3).await;
+    let (c, b, a) = (nodes.pop().unwrap(), nodes.pop().unwrap(), nodes.pop().unwrap());
 
     let file = shared("mnist.csv.gz");
     let request = IngestRequest {
@@ -147,16 +139,8 @@ async fn a_pipeline_fitted_where_the_shards_live_equals_one_fitted_on_the_whole_
     use mass_protocol::features::{ColumnTransform, Impute, PipelineSpec, Scale, Select, TextSpec, Unseen};
 
     let mut cluster = Cluster::new();
-    let a = cluster.spawn(&[]);
-    let b = cluster.spawn(&[&a]);
-    let c = cluster.spawn(&[&a]);
-    let ids = [a.peer_id(), b.peer_id(), c.peer_id()];
-    eventually(Duration::from_secs(10), "mesh forms", || async {
-        lists_up_with_hardware(&a, &ids).await
-            && lists_up_with_hardware(&b, &ids).await
-            && lists_up_with_hardware(&c, &ids).await
-    })
-    .await;
+    let mut nodes = mesh(&mut cluster, 3).await;
+    let (c, b, a) = (nodes.pop().unwrap(), nodes.pop().unwrap(), nodes.pop().unwrap());
     let client = Client::new([a.http_url()]).unwrap();
     for (file, name, rows) in [("digits.csv", "digits", 300), ("rotten_tomatoes.csv", "reviews", 2500)] {
         let test_rows = shared(&format!("{}.test_rows.txt", file.trim_end_matches(".csv")));

@@ -12,7 +12,7 @@ use mass_protocol::ContentId;
 use mass_sdk::{Client, local::LocalNode};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use crate::support::{Cluster, blobs_on, bytes, eventually, lists_up_with_hardware, metric};
+use crate::support::{Cluster, blobs_on, bytes, eventually, lists_up_with_hardware, mesh, metric};
 
 fn peer(node: &LocalNode) -> PeerId {
     node.peer_id().parse().unwrap()
@@ -20,27 +20,6 @@ fn peer(node: &LocalNode) -> PeerId {
 
 fn client(node: &LocalNode) -> Client {
     Client::new([node.http_url()]).unwrap()
-}
-
-async fn mesh(cluster: &mut Cluster, n: usize) -> Vec<LocalNode> {
-    let first = cluster.spawn(&[]);
-    let mut nodes = vec![first];
-    for _ in 1..n {
-        let node = cluster.spawn(&[&nodes[0]]);
-        nodes.push(node);
-    }
-    let ids: Vec<String> = nodes.iter().map(|n| n.peer_id().to_owned()).collect();
-    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    eventually(Duration::from_secs(10), "mesh forms", || async {
-        for node in &nodes {
-            if !lists_up_with_hardware(node, &ids).await {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
-    nodes
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -170,3 +170,26 @@ pub fn mass(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// Starts `n` nodes, the others joining through the first, and waits until
+/// every node lists every other as up with hardware.
+pub async fn mesh(cluster: &mut Cluster, n: usize) -> Vec<LocalNode> {
+    let first = cluster.spawn(&[]);
+    let mut nodes = vec![first];
+    for _ in 1..n {
+        let node = cluster.spawn(&[&nodes[0]]);
+        nodes.push(node);
+    }
+    let ids: Vec<String> = nodes.iter().map(|n| n.peer_id().to_owned()).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    eventually(Duration::from_secs(10), "mesh forms", || async {
+        for node in &nodes {
+            if !lists_up_with_hardware(node, &ids).await {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    nodes
+}

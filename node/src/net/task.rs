@@ -155,30 +155,29 @@ impl NetTask {
     }
 
     fn publish_advert(&mut self, advert: &Advert) {
-        let bytes = match codec::encode(advert) {
-            Ok(bytes) => bytes,
-            Err(e) => return warn!("cannot encode own advert: {e}"),
-        };
-        let len = bytes.len();
-        match self.swarm.behaviour_mut().gossipsub.publish(self.advert_topic.clone(), bytes) {
-            Ok(_) => self.metrics.sent(Protocol::Advert, len),
-            // Alone in the mesh, or no subscriber yet: peers get the advert on connect.
-            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
-            Err(e) => debug!("advert not published: {e}"),
-        }
+        let topic = self.advert_topic.clone();
+        // Alone in the mesh, or no subscriber yet: peers get the advert on connect.
+        self.publish(topic, advert, Protocol::Advert);
     }
 
     fn publish_ref(&mut self, update: &RefUpdate) {
-        let bytes = match codec::encode(update) {
+        let topic = self.ref_topic.clone();
+        // Peers that connect later catch up through ListRefs.
+        self.publish(topic, update, Protocol::Ref);
+    }
+
+    /// Gossips a message. Having no subscribed peer yet is not an error: each
+    /// topic has its own way for late peers to catch up.
+    fn publish(&mut self, topic: gossipsub::IdentTopic, message: &impl serde::Serialize, protocol: Protocol) {
+        let bytes = match codec::encode(message) {
             Ok(bytes) => bytes,
-            Err(e) => return warn!("cannot encode ref update: {e}"),
+            Err(e) => return warn!(?protocol, "cannot encode gossip: {e}"),
         };
         let len = bytes.len();
-        match self.swarm.behaviour_mut().gossipsub.publish(self.ref_topic.clone(), bytes) {
-            Ok(_) => self.metrics.sent(Protocol::Ref, len),
-            // Peers that connect later catch up through ListRefs.
+        match self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            Ok(_) => self.metrics.sent(protocol, len),
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
-            Err(e) => debug!("ref update not published: {e}"),
+            Err(e) => debug!(?protocol, "gossip not published: {e}"),
         }
     }
 
