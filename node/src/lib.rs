@@ -18,6 +18,8 @@
 //! - [`placement`]: weighted rendezvous hashing (pure).
 //! - [`replication`]: fetching blobs from peers, keeping k copies alive.
 //! - [`service`]: answers to peers' requests and ref gossip.
+//! - [`jobs`]: training jobs, driven by the top-ranked peer, checkpointed.
+//! - [`mesh`]: the handle background work uses to reach storage and peers.
 //! - [`cli`]: the `mass` subcommands.
 
 pub mod cli;
@@ -25,7 +27,9 @@ pub mod config;
 pub mod datasets;
 pub mod hardware;
 pub mod http;
+pub mod jobs;
 pub mod membership;
+pub mod mesh;
 pub mod metrics;
 pub mod net;
 pub mod node;

@@ -98,7 +98,15 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         metrics.clone(),
     )
     .start();
-    let service = ServiceActor::new(storage.clone(), net_client.clone(), replication.clone()).start();
+    let mesh = crate::mesh::Mesh {
+        peer_id: local_peer_id.to_string(),
+        storage: storage.clone(),
+        replication: replication.clone(),
+        membership: membership.clone(),
+        net: net_client.clone(),
+    };
+    let service = ServiceActor::new(mesh.clone()).start();
+    crate::jobs::JobWatcher::new(mesh).start();
     let sinks = Sinks {
         membership: membership.clone().recipient(),
         requests: service.clone().recipient(),

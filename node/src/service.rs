@@ -10,20 +10,22 @@ use mass_protocol::{
 use tracing::{debug, warn};
 
 use crate::{
+    mesh::Mesh,
     net::{InboundRequest, NetClient, PeerNotice},
     replication::{ReplicateFrom, ReplicationActor},
     storage::{Storage, StoreError},
 };
 
 pub struct ServiceActor {
+    mesh: Mesh,
     storage: Storage,
     net: NetClient,
     replication: Addr<ReplicationActor>,
 }
 
 impl ServiceActor {
-    pub fn new(storage: Storage, net: NetClient, replication: Addr<ReplicationActor>) -> Self {
-        Self { storage, net, replication }
+    pub fn new(mesh: Mesh) -> Self {
+        Self { storage: mesh.storage.clone(), net: mesh.net.clone(), replication: mesh.replication.clone(), mesh }
     }
 }
 
@@ -45,8 +47,15 @@ impl Handler<InboundRequest> for ServiceActor {
     fn handle(&mut self, InboundRequest { peer, request }: InboundRequest, _: &mut Self::Context) -> Self::Result {
         let storage = self.storage.clone();
         let replication = self.replication.clone();
+        let mesh = self.mesh.clone();
         Box::pin(async move {
             match request {
+                Request::TrainTask { shards, pipeline, spec, seed } => {
+                    match crate::jobs::task::train(&mesh, &shards, pipeline, spec, seed).await {
+                        Ok((weights, rows)) => Response::Trained { weights, rows },
+                        Err(message) => Response::Error(RpcError { kind: RpcErrorKind::Refused, message }),
+                    }
+                }
                 Request::GetBlobMeta { id } => match storage.meta(id).await {
                     Ok(meta) => Response::BlobMeta(meta),
                     Err(e) => storage_error(e),

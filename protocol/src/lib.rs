@@ -15,6 +15,7 @@
 //! - [`storage`]: blob layouts and refs.
 //! - [`dataset`]: dataset manifests, schemas, shards, statistics and splits.
 //! - [`features`]: feature pipeline specs, mergeable statistics, fitted pipelines.
+//! - [`jobs`]: training job specs, checkpointed job records, model manifests.
 //!
 //! # Wire rules
 //! With bincode the order of enum variants and struct fields *is* the wire
@@ -36,6 +37,7 @@ pub mod content_id;
 pub mod dataset;
 pub mod features;
 pub mod hardware;
+pub mod jobs;
 pub mod names;
 pub mod rpc;
 pub mod storage;

@@ -9,6 +9,7 @@ use crate::{
     advert::Advert,
     dataset::Schema,
     features::{DataSummary, PipelineSpec},
+    jobs::ModelSpec,
     storage::{BlobMeta, RefEntry, RefRecord},
 };
 
@@ -31,6 +32,9 @@ pub enum Request {
     /// Statistics of a shard the peer holds, for fitting a feature pipeline
     /// where the data lives; [`Response::Summary`].
     SummarizeShard { shard: ContentId, schema: Schema, spec: PipelineSpec },
+    /// Train one sub-model on the training rows of these shards (fetched if
+    /// not held) with a fitted pipeline; [`Response::Trained`].
+    TrainTask { shards: Vec<ContentId>, pipeline: ContentId, spec: ModelSpec, seed: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +48,11 @@ pub enum Response {
     Has(bool),
     Refs(Vec<RefRecord>),
     Summary(DataSummary),
+    /// The trained weights were stored on the trainer as this blob.
+    Trained {
+        weights: ContentId,
+        rows: u64,
+    },
 }
 
 /// Gossiped on [`crate::names::REF_TOPIC`] whenever a node writes a ref.

@@ -13,6 +13,7 @@ use mass_protocol::{
     content_id::ParseContentIdError,
     dataset::{DatasetSummary, DatasetView},
     features::PipelineSpec,
+    jobs::{JobRecord, JobSpec},
     storage::RefRecord,
 };
 use reqwest::Method;
@@ -265,6 +266,25 @@ impl Client {
         let response =
             self.call(|http, url| Ok(http.post(url.join(&path).expect("relative path")).json(&body))).await?;
         decode(response).await
+    }
+
+    /// Submits a training job; answers its id at once (the job runs on).
+    pub async fn submit_job(&self, spec: &JobSpec) -> Result<ContentId, Error> {
+        let body = serde_json::to_value(spec).expect("serializes");
+        let answer: serde_json::Value = self.json(Method::POST, "v1/jobs", Some(body)).await?;
+        answer["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| Error::Decode { url: "v1/jobs".into(), reason: format!("no job id in {answer}") })
+    }
+
+    /// A job's last checkpoint.
+    pub async fn job(&self, id: &str) -> Result<JobRecord, Error> {
+        self.json(Method::GET, &format!("v1/jobs/{id}"), None).await
+    }
+
+    pub async fn jobs(&self) -> Result<Vec<JobRecord>, Error> {
+        self.json(Method::GET, "v1/jobs", None).await
     }
 
     /// Points a ref at a blob (a new version).

@@ -6,6 +6,7 @@ mod support;
 
 mod cli;
 mod datasets;
+mod jobs;
 mod liveness;
 mod mdns;
 mod mesh;

@@ -5,6 +5,7 @@ mod blob;
 mod data;
 mod peers;
 mod refs;
+mod train;
 
 use std::path::PathBuf;
 
@@ -41,6 +42,11 @@ pub enum Command {
     /// Ingest and inspect datasets.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Train a model on a dataset across the mesh, following its progress.
+    Train(train::TrainArgs),
+    /// List and inspect training jobs.
+    #[command(subcommand)]
+    Jobs(train::JobsCommand),
     /// Read and move refs (mutable names for blobs).
     #[command(subcommand, name = "ref")]
     Ref(refs::RefCommand),
@@ -127,6 +133,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Blob(command) => client_runtime()?.block_on(blob::run(command)),
         Command::Ref(command) => client_runtime()?.block_on(refs::run(command)),
         Command::Data(command) => client_runtime()?.block_on(data::run(command)),
+        Command::Train(args) => client_runtime()?.block_on(train::train(args)),
+        Command::Jobs(command) => client_runtime()?.block_on(train::jobs(command)),
     }
 }
 

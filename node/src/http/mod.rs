@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 
 mod blobs;
 mod datasets;
+mod jobs;
 mod pipelines;
 mod refs;
 
@@ -33,6 +34,19 @@ const WORKERS: usize = 2;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+}
+
+impl State {
+    /// The handle background work and handlers share.
+    pub fn mesh(&self) -> crate::mesh::Mesh {
+        crate::mesh::Mesh {
+            peer_id: self.peer_id.clone(),
+            storage: self.storage.clone(),
+            replication: self.replication.clone(),
+            membership: self.membership.clone(),
+            net: self.net.clone(),
+        }
+    }
 }
 
 /// What the handlers can reach.
@@ -64,6 +78,9 @@ pub fn serve(listener: std::net::TcpListener, state: State) -> std::io::Result<S
             .route("/v1/blobs/{id}", web::get().to(blobs::get))
             .route("/v1/blobs/{id}", web::delete().to(blobs::unpin))
             .route("/v1/gc", web::post().to(blobs::gc))
+            .route("/v1/jobs", web::post().to(jobs::submit))
+            .route("/v1/jobs", web::get().to(jobs::list))
+            .route("/v1/jobs/{id}", web::get().to(jobs::show))
             .route("/v1/datasets", web::post().to(datasets::ingest))
             .route("/v1/datasets", web::get().to(datasets::list))
             .route("/v1/datasets/{name:.+}/pipelines", web::post().to(pipelines::fit))

@@ -1,0 +1,158 @@
+//! `mass train` and `mass jobs`: training jobs, followed with a progress bar.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use mass_protocol::jobs::{EnsembleSpec, JobRecord, JobSpec, JobState, ModelSpec};
+
+use super::NodeArgs;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Dataset to train on (its training rows; evaluated on its test rows).
+    #[arg(long)]
+    dataset: String,
+    /// Name of the model (stored as model/NAME).
+    #[arg(long)]
+    name: String,
+    /// `softmax` (softmax regression) or `mlp:W1,W2,...` (hidden widths).
+    #[arg(long, default_value = "mlp:128")]
+    model: String,
+    /// `single`, or `bagging:N` (N sub-models trained where their shards live).
+    #[arg(long, default_value = "single")]
+    ensemble: String,
+    #[arg(long, default_value_t = 20)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    learning_rate: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Return after submitting instead of following the job.
+    #[arg(long)]
+    detach: bool,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs and their states.
+    Ls(NodeArgs),
+    /// Show a job's record: state, drivers, tasks and where they ran, metrics.
+    Show {
+        id: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+fn parse_model(text: &str) -> anyhow::Result<Vec<usize>> {
+    match text.split_once(':') {
+        None if text == "softmax" || text == "logistic" => Ok(vec![]),
+        Some(("mlp", widths)) => widths
+            .split(',')
+            .map(|w| {
+                w.trim().parse::<usize>().map_err(|_| anyhow::anyhow!("--model {text}: '{w}' is not a layer width"))
+            })
+            .collect(),
+        _ => anyhow::bail!("--model {text}: expected softmax or mlp:WIDTH[,WIDTH...]"),
+    }
+}
+
+fn parse_ensemble(text: &str) -> anyhow::Result<EnsembleSpec> {
+    match text.split_once(':') {
+        None if text == "single" => Ok(EnsembleSpec::Single),
+        Some(("bagging", n)) => Ok(EnsembleSpec::Bagging {
+            members: n.parse().map_err(|_| anyhow::anyhow!("--ensemble {text}: '{n}' is not a count"))?,
+        }),
+        _ => anyhow::bail!("--ensemble {text}: expected single or bagging:N"),
+    }
+}
+
+fn summary(record: &JobRecord) -> String {
+    let done = record.tasks.iter().filter(|t| t.weights.is_some()).count();
+    let nodes: std::collections::BTreeSet<&String> = record.tasks.iter().filter_map(|t| t.peer.as_ref()).collect();
+    format!("{:?}: {done}/{} sub-models trained on {} node(s)", record.state, record.tasks.len(), nodes.len())
+}
+
+fn print_record(record: &JobRecord) {
+    println!("job {}  model/{}  {}", record.id, record.spec.model, summary(record));
+    println!("driven by: {}", record.drivers.join(" then "));
+    for (i, task) in record.tasks.iter().enumerate() {
+        println!(
+            "  sub-model {i}: {} shard(s), {} rows, on {}, test accuracy {}",
+            task.shards.len(),
+            task.rows,
+            task.peer.as_deref().unwrap_or("-"),
+            task.test_accuracy.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into())
+        );
+    }
+    if let Some(e) = &record.evaluation {
+        println!(
+            "test rows {}  accuracy {:.4}  macro F1 {:.4}  log-loss {:.4}",
+            e.rows, e.accuracy, e.macro_f1, e.log_loss
+        );
+    }
+    if let Some(model) = &record.model {
+        println!("model manifest {model}");
+    }
+}
+
+pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
+    let spec = JobSpec {
+        model: args.name,
+        dataset: args.dataset,
+        pipeline: Default::default(),
+        spec: ModelSpec {
+            hidden: parse_model(&args.model)?,
+            epochs: args.epochs,
+            batch_size: args.batch_size,
+            learning_rate: args.learning_rate,
+            ..ModelSpec::default()
+        },
+        ensemble: parse_ensemble(&args.ensemble)?,
+        seed: args.seed,
+    };
+    let client = args.node.client()?;
+    let id = client.submit_job(&spec).await?.to_string();
+    println!("job {id}");
+    if args.detach {
+        return Ok(());
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let record = loop {
+        match client.job(&id).await {
+            Ok(record) => {
+                bar.set_message(summary(&record));
+                if matches!(record.state, JobState::Completed | JobState::Failed(_)) {
+                    break record;
+                }
+            }
+            Err(e) => bar.set_message(format!("waiting: {e}")),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    bar.finish_and_clear();
+    print_record(&record);
+    if let JobState::Failed(reason) = &record.state {
+        anyhow::bail!("job failed: {reason}");
+    }
+    Ok(())
+}
+
+pub async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
+    match command {
+        JobsCommand::Ls(node) => {
+            for record in node.client()?.jobs().await? {
+                println!("{}  model/{}  {}", record.id, record.spec.model, summary(&record));
+            }
+        }
+        JobsCommand::Show { id, node } => print_record(&node.client()?.job(&id).await?),
+    }
+    Ok(())
+}

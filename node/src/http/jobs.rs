@@ -1,0 +1,120 @@
+//! `/v1/jobs`: submit a training job to any node, follow it from any node.
+
+use actix_web::{HttpResponse, http::StatusCode, web};
+use mass_protocol::{
+    ContentId,
+    dataset::ColumnKind,
+    jobs::{EnsembleSpec, JobRecord, JobSpec, JobState},
+    storage::validate_ref_name,
+};
+
+use super::{State, error};
+use crate::jobs::{
+    REF_PREFIX,
+    driver::{checkpoint, record},
+};
+
+fn refuse(message: impl Into<String>) -> HttpResponse {
+    error(StatusCode::UNPROCESSABLE_ENTITY, message)
+}
+
+/// `POST /v1/jobs`: checks the job can run, then records it as pending; the
+/// top-ranked live peer for its id picks it up.
+pub async fn submit(state: web::Data<State>, body: web::Json<JobSpec>) -> HttpResponse {
+    let spec = body.into_inner();
+    if let Err(reason) = validate_ref_name(&format!("model/{}", spec.model)) {
+        return error(StatusCode::BAD_REQUEST, format!("model name: {reason}"));
+    }
+    let s = &spec.spec;
+    if s.epochs == 0
+        || s.epochs > 10_000
+        || s.batch_size == 0
+        || !(s.learning_rate > 0.0 && s.learning_rate.is_finite())
+        || s.l2 < 0.0
+    {
+        return refuse("spec: epochs must be 1-10000, batch_size at least 1, learning_rate positive, l2 not negative");
+    }
+    if s.hidden.iter().any(|w| *w == 0 || *w > 65_536) {
+        return refuse("spec.hidden: every layer needs 1 to 65536 units");
+    }
+    if let EnsembleSpec::Bagging { members } = spec.ensemble
+        && !(1..=256).contains(&members)
+    {
+        return refuse("ensemble: bagging needs 1 to 256 members");
+    }
+    let mesh = state.mesh();
+    let manifest = match mesh.dataset(&spec.dataset).await {
+        Ok((_, manifest)) => manifest,
+        Err(message) => return refuse(message),
+    };
+    let label = &manifest.schema.columns[manifest.schema.label];
+    let classes = manifest.label_histogram().len();
+    if label.kind == ColumnKind::Text || classes < 2 {
+        return refuse(format!("label '{}' has {classes} classes; a classifier needs at least 2", label.name));
+    }
+    if classes > 10_000 {
+        return refuse(format!(
+            "label '{}' has {classes} distinct values; it looks like a regression target",
+            label.name
+        ));
+    }
+    if manifest.split_rows[0] == 0 || manifest.split_rows[2] == 0 {
+        return refuse("the dataset needs both training and test rows");
+    }
+    let id = match mesh.save(&spec).await {
+        Ok(id) => id,
+        Err(message) => return error(StatusCode::INTERNAL_SERVER_ERROR, message),
+    };
+    // The same spec is the same job: submitting it again follows the first.
+    match record(&mesh, id).await {
+        Ok(Some(_)) => return HttpResponse::Ok().json(serde_json::json!({ "id": id })),
+        Ok(None) => {}
+        Err(message) => return error(StatusCode::INTERNAL_SERVER_ERROR, message),
+    }
+    let pending = JobRecord {
+        id,
+        spec,
+        state: JobState::Pending,
+        drivers: vec![],
+        dataset_manifest: None,
+        pipeline: None,
+        tasks: vec![],
+        evaluation: None,
+        model: None,
+    };
+    match checkpoint(&mesh, &pending).await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({ "id": id })),
+        Err(message) => error(StatusCode::INTERNAL_SERVER_ERROR, message),
+    }
+}
+
+/// `GET /v1/jobs/{id}`: the job's last checkpoint.
+pub async fn show(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
+    let id: ContentId = match id.parse() {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("{e}")),
+    };
+    match record(&state.mesh(), id).await {
+        Ok(Some(record)) => HttpResponse::Ok().json(record),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no job {id}")),
+        Err(message) => error(StatusCode::SERVICE_UNAVAILABLE, message),
+    }
+}
+
+/// `GET /v1/jobs`: every job this node knows, with its state.
+pub async fn list(state: web::Data<State>) -> HttpResponse {
+    let mesh = state.mesh();
+    let refs = match state.storage.refs().await {
+        Ok(refs) => refs,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let mut out = Vec::new();
+    for r in refs.iter().filter(|r| r.name.starts_with(REF_PREFIX)) {
+        if let Ok(id) = r.name[REF_PREFIX.len()..].parse::<ContentId>()
+            && let Ok(Some(record)) = record(&mesh, id).await
+        {
+            out.push(record);
+        }
+    }
+    HttpResponse::Ok().json(out)
+}

@@ -1,0 +1,239 @@
+//! Driving one job from its checkpointed record to a named model.
+
+use futures::{StreamExt, stream::FuturesUnordered};
+use mass_kernels::models::{Mlp, ensemble::argmax_rows, metrics};
+use mass_protocol::{
+    ContentId,
+    dataset::{Shard, Split},
+    features::FittedPipeline,
+    jobs::{EnsembleSpec, Evaluation, JobRecord, JobState, ModelManifest, TaskRecord},
+    rpc::{Request, Response},
+};
+use ndarray::Array2;
+use tracing::{info, warn};
+
+use super::{MODEL_PREFIX, REF_PREFIX, task};
+use crate::mesh::{FitFailure, Mesh};
+
+/// The current record of job `id`.
+pub async fn record(mesh: &Mesh, id: ContentId) -> Result<Option<JobRecord>, String> {
+    match mesh.resolve(&format!("{REF_PREFIX}{id}")).await? {
+        Some(target) => mesh.load(target).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Stores the record and points `job/<id>` at it: the checkpoint.
+pub async fn checkpoint(mesh: &Mesh, record: &JobRecord) -> Result<(), String> {
+    let id = mesh.save(record).await?;
+    mesh.write_ref(format!("{REF_PREFIX}{}", record.id), Some(id)).await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Why a drive stopped short.
+#[derive(Debug)]
+enum Stop {
+    /// The job cannot succeed (no such dataset, data that does not fit): it
+    /// is recorded as failed.
+    Invalid(String),
+    /// Something may work later (a peer went away, a blob is not reachable
+    /// yet): the record stays open and the watcher tries again.
+    Transient(String),
+}
+
+impl From<String> for Stop {
+    fn from(message: String) -> Self {
+        Stop::Transient(message)
+    }
+}
+
+/// Runs job `id` to the end from wherever its record stands.
+pub async fn drive(mesh: Mesh, id: ContentId) -> Result<(), String> {
+    let Some(mut record) = record(&mesh, id).await? else { return Err(format!("no record for job {id}")) };
+    if matches!(record.state, JobState::Completed | JobState::Failed(_)) {
+        return Ok(());
+    }
+    match run(&mesh, &mut record).await {
+        Ok(()) => Ok(()),
+        Err(Stop::Invalid(message)) => {
+            warn!(%id, "job failed: {message}");
+            record.state = JobState::Failed(message);
+            checkpoint(&mesh, &record).await
+        }
+        Err(Stop::Transient(message)) => Err(message),
+    }
+}
+
+async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
+    if record.drivers.last() != Some(&mesh.peer_id) {
+        record.drivers.push(mesh.peer_id.clone());
+    }
+    record.state = JobState::Running;
+    checkpoint(mesh, record).await?;
+    info!(id = %record.id, resumed = record.drivers.len() > 1, "driving job");
+
+    let (manifest_id, manifest) = mesh.dataset(&record.spec.dataset).await.map_err(Stop::Invalid)?;
+    if record.pipeline.is_none() {
+        let (pipeline, _) = mesh.fit_pipeline(&manifest, &record.spec.pipeline).await.map_err(|e| match e {
+            FitFailure::Unavailable(m) => Stop::Transient(m),
+            FitFailure::Invalid(m) => Stop::Invalid(m),
+        })?;
+        record.pipeline = Some(mesh.save(&pipeline).await?);
+        record.dataset_manifest = Some(manifest_id);
+        checkpoint(mesh, record).await?;
+    }
+    let pipeline_id = record.pipeline.expect("set above");
+    if record.tasks.is_empty() {
+        let shards: Vec<ContentId> = manifest.shards.iter().map(|s| s.id).collect();
+        record.tasks = match record.spec.ensemble {
+            EnsembleSpec::Single => vec![TaskRecord {
+                shards,
+                seed: record.spec.seed,
+                peer: None,
+                weights: None,
+                rows: 0,
+                test_accuracy: None,
+            }],
+            EnsembleSpec::Bagging { members } => (0..members)
+                .map(|i| TaskRecord {
+                    shards: vec![shards[i % shards.len()]],
+                    seed: record.spec.seed + i as u64,
+                    peer: None,
+                    weights: None,
+                    rows: 0,
+                    test_accuracy: None,
+                })
+                .collect(),
+        };
+        checkpoint(mesh, record).await?;
+    }
+
+    // Every unfinished sub-model trains where its first shard lives.
+    let mut running = FuturesUnordered::new();
+    for (index, task) in record.tasks.iter().enumerate().filter(|(_, t)| t.weights.is_none()) {
+        let (mesh, task, spec) = (mesh.clone(), task.clone(), record.spec.spec.clone());
+        running.push(async move { (index, train_somewhere(&mesh, &task, pipeline_id, spec).await) });
+    }
+    while let Some((index, result)) = running.next().await {
+        let (peer, weights, rows) = result?;
+        let task = &mut record.tasks[index];
+        (task.peer, task.weights, task.rows) = (Some(peer), Some(weights), rows);
+        checkpoint(mesh, record).await?;
+    }
+
+    let pipeline: FittedPipeline = mesh.load(pipeline_id).await?;
+    let mut members = Vec::new();
+    for index in 0..record.tasks.len() {
+        let weights = record.tasks[index].weights.expect("trained above");
+        match mesh.load::<Mlp>(weights).await {
+            Ok(member) => members.push(member),
+            Err(message) => {
+                // Its only copy went down with a node: train it again.
+                record.tasks[index].weights = None;
+                checkpoint(mesh, record).await?;
+                return Err(Stop::Transient(format!(
+                    "sub-model {index} is unreachable ({message}); it will be retrained"
+                )));
+            }
+        }
+    }
+    let mut shards = Vec::new();
+    for info in &manifest.shards {
+        shards.push(mesh.load::<Shard>(info.id).await?);
+    }
+    let (evaluation, member_accuracy) = tokio::task::spawn_blocking(move || evaluate(&pipeline, &members, &shards))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(Stop::Invalid)?;
+    for (task, accuracy) in record.tasks.iter_mut().zip(member_accuracy) {
+        task.test_accuracy = Some(accuracy);
+    }
+    let classes = mesh.load::<FittedPipeline>(pipeline_id).await?.classes;
+    let model = ModelManifest {
+        name: record.spec.model.clone(),
+        job: record.id,
+        spec: record.spec.clone(),
+        dataset_manifest: manifest_id,
+        pipeline: pipeline_id,
+        members: record.tasks.iter().filter_map(|t| t.weights).collect(),
+        classes,
+        evaluation: evaluation.clone(),
+        trained_on: record.tasks.iter().filter_map(|t| t.peer.clone()).collect(),
+    };
+    let model_id = mesh.save(&model).await?;
+    mesh.write_ref(format!("{MODEL_PREFIX}{}", record.spec.model), Some(model_id))
+        .await
+        .map_err(|e| Stop::Transient(e.to_string()))?;
+    record.evaluation = Some(evaluation);
+    record.model = Some(model_id);
+    record.state = JobState::Completed;
+    checkpoint(mesh, record).await?;
+    info!(id = %record.id, model = %model_id, "job completed");
+    Ok(())
+}
+
+/// Trains a task on a node holding its first shard; trains here when no
+/// holder can. Returns (peer, weights, rows).
+async fn train_somewhere(
+    mesh: &Mesh,
+    task: &TaskRecord,
+    pipeline: ContentId,
+    spec: mass_protocol::jobs::ModelSpec,
+) -> Result<(String, ContentId, u64), String> {
+    let first = task.shards[0];
+    let holds_here = matches!(mesh.storage.meta(first).await, Ok(Some(_)));
+    if !holds_here {
+        for peer in mesh.likely_holders(&first).await {
+            let request =
+                Request::TrainTask { shards: task.shards.clone(), pipeline, spec: spec.clone(), seed: task.seed };
+            match mesh.net.request(peer, request).await {
+                Ok(Response::Trained { weights, rows }) => return Ok((peer.to_string(), weights, rows)),
+                Ok(Response::Error(e)) => warn!(%peer, "training elsewhere failed: {e}"),
+                Ok(_) => warn!(%peer, "unexpected answer to a training task"),
+                Err(e) => warn!(%peer, "training elsewhere failed: {e}"),
+            }
+            break;
+        }
+    }
+    let (weights, rows) = task::train(mesh, &task.shards, pipeline, spec, task.seed).await?;
+    Ok((mesh.peer_id.clone(), weights, rows))
+}
+
+/// Metrics of the averaged members, and each member's accuracy, on test rows.
+fn evaluate(pipeline: &FittedPipeline, members: &[Mlp], shards: &[Shard]) -> Result<(Evaluation, Vec<f64>), String> {
+    let classes = pipeline.classes.len();
+    let mut truth = Vec::new();
+    let mut combined: Vec<Vec<f64>> = Vec::new();
+    let mut member_predictions: Vec<Vec<usize>> = vec![Vec::new(); members.len()];
+    for shard in shards {
+        let (x, y) = task::rows_of(pipeline, shard, Split::Test)?;
+        if y.is_empty() {
+            continue;
+        }
+        let mut sum = Array2::<f32>::zeros((x.nrows(), classes));
+        for (i, member) in members.iter().enumerate() {
+            let p = member.predict(x.view());
+            member_predictions[i].extend(argmax_rows(&p));
+            sum += &p;
+        }
+        sum /= members.len() as f32;
+        combined.extend(sum.rows().into_iter().map(|r| r.iter().map(|v| f64::from(*v)).collect::<Vec<_>>()));
+        truth.extend(y);
+    }
+    if truth.is_empty() {
+        return Err("the dataset has no test rows to evaluate on".into());
+    }
+    let predicted: Vec<usize> = combined
+        .iter()
+        .map(|p| p.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0)
+        .collect();
+    let scores = metrics::class_scores(&truth, &predicted, classes);
+    let evaluation = Evaluation {
+        rows: truth.len() as u64,
+        accuracy: metrics::accuracy(&truth, &predicted),
+        macro_f1: scores.macro_f1,
+        log_loss: metrics::log_loss(&truth, &combined),
+        confusion: metrics::confusion_matrix(&truth, &predicted, classes),
+    };
+    let member_accuracy = member_predictions.iter().map(|p| metrics::accuracy(&truth, p)).collect();
+    Ok((evaluation, member_accuracy))
+}

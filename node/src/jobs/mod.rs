@@ -1,0 +1,25 @@
+//! Training jobs without a coordinator.
+//!
+//! A job is a spec blob; its id names it. Whoever receives it writes a
+//! `Pending` record under `job/<id>`. Every node's [`watcher`] looks at open
+//! jobs and, when it ranks first for a job's id among the live peers, drives
+//! it ([`driver`]): fits the pipeline where the shards live, sends each
+//! sub-model's training to a node holding its shards ([`task`]), evaluates on
+//! the test rows, and names the model. The record is checkpointed after every
+//! step, so when a driver dies the next-ranked peer resumes from it.
+//!
+//! # Layout
+//! - [`task`]: training one sub-model on shards, and reading rows for it.
+//! - [`driver`]: one job, from its record to a named model.
+//! - [`watcher`]: which jobs this node drives.
+
+pub mod driver;
+pub mod task;
+pub mod watcher;
+
+pub use watcher::JobWatcher;
+
+/// Refs of job records are `job/<id>`.
+pub const REF_PREFIX: &str = "job/";
+/// Refs of trained models are `model/<name>`.
+pub const MODEL_PREFIX: &str = "model/";

@@ -1,0 +1,103 @@
+//! Every node watches open jobs and drives those it ranks first for.
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Duration, Instant},
+};
+
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use libp2p::PeerId;
+use mass_protocol::{ContentId, jobs::JobState};
+use tracing::{debug, warn};
+
+use super::{REF_PREFIX, driver};
+use crate::{mesh::Mesh, replication::homes};
+
+/// How often open jobs are looked at.
+const INTERVAL: Duration = Duration::from_millis(500);
+/// Pause before driving a job again after a drive stopped short.
+const RETRY: Duration = Duration::from_secs(2);
+
+pub struct JobWatcher {
+    mesh: Mesh,
+    /// Jobs this node is driving now.
+    driving: HashSet<ContentId>,
+    /// Jobs known to be over; never looked at again.
+    finished: HashSet<ContentId>,
+    /// When a drive last stopped short, to wait before retrying.
+    retry_after: HashMap<ContentId, Instant>,
+    scanning: bool,
+}
+
+impl JobWatcher {
+    pub fn new(mesh: Mesh) -> Self {
+        Self { mesh, driving: HashSet::new(), finished: HashSet::new(), retry_after: HashMap::new(), scanning: false }
+    }
+}
+
+/// The peer that should drive `id`: the top-ranked live peer for its id.
+pub fn driver_of(id: &ContentId, live: &[PeerId]) -> Option<PeerId> {
+    homes(id, live, 1).first().copied()
+}
+
+impl Actor for JobWatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(INTERVAL, |watcher, ctx| {
+            if watcher.scanning {
+                return;
+            }
+            watcher.scanning = true;
+            let mesh = watcher.mesh.clone();
+            let now = Instant::now();
+            watcher.retry_after.retain(|_, at| *at > now);
+            let skip: HashSet<ContentId> =
+                watcher.driving.iter().chain(&watcher.finished).chain(watcher.retry_after.keys()).copied().collect();
+            let scan = async move {
+                let records = mesh.storage.refs().await.unwrap_or_default();
+                let mut live = mesh.up_peers().await;
+                live.push(mesh.net.local_peer_id());
+                let mut mine = Vec::new();
+                let mut over = Vec::new();
+                for record in records.iter().filter(|r| r.name.starts_with(REF_PREFIX)) {
+                    let Ok(id) = record.name[REF_PREFIX.len()..].parse::<ContentId>() else { continue };
+                    if skip.contains(&id) {
+                        continue;
+                    }
+                    match driver::record(&mesh, id).await {
+                        Ok(Some(job)) if matches!(job.state, JobState::Completed | JobState::Failed(_)) => {
+                            over.push(id)
+                        }
+                        Ok(Some(_)) if driver_of(&id, &live) == Some(mesh.net.local_peer_id()) => mine.push(id),
+                        Ok(_) => {}
+                        Err(e) => debug!(%id, "job record unreadable for now: {e}"),
+                    }
+                }
+                (mine, over)
+            };
+            ctx.spawn(scan.into_actor(watcher).map(|(mine, over), watcher, ctx| {
+                watcher.scanning = false;
+                watcher.finished.extend(over);
+                for id in mine {
+                    if !watcher.driving.insert(id) {
+                        continue;
+                    }
+                    let mesh = watcher.mesh.clone();
+                    ctx.spawn(driver::drive(mesh, id).into_actor(watcher).map(move |result, watcher, _| {
+                        watcher.driving.remove(&id);
+                        match result {
+                            Ok(()) => {
+                                watcher.finished.insert(id);
+                            }
+                            Err(e) => {
+                                warn!(%id, "driving stopped; retrying soon: {e}");
+                                watcher.retry_after.insert(id, Instant::now() + RETRY);
+                            }
+                        }
+                    }));
+                }
+            }));
+        });
+    }
+}

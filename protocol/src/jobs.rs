@@ -1,0 +1,115 @@
+//! Training jobs: what a user asks for, and the record a driver keeps (and
+//! checkpoints as `job/<id>`) so that another node can take over.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ContentId, features::PipelineSpec};
+
+/// A model family and its training settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Hidden layer widths; empty is softmax (logistic) regression.
+    pub hidden: Vec<usize>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f32,
+    pub l2: f32,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        Self { hidden: vec![128], epochs: 20, batch_size: 64, learning_rate: 1e-3, l2: 1e-4 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnsembleSpec {
+    /// One model on all training rows.
+    Single,
+    /// `members` sub-models, each trained where its shards live, combined by
+    /// averaging their probabilities.
+    Bagging { members: usize },
+}
+
+/// `POST /v1/jobs`. Stored as a blob; its id is the job id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// The trained model is named `model/<model>`.
+    pub model: String,
+    pub dataset: String,
+    #[serde(default)]
+    pub pipeline: PipelineSpec,
+    #[serde(default)]
+    pub spec: ModelSpec,
+    pub ensemble: EnsembleSpec,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Pending,
+    Running,
+    Completed,
+    Failed(String),
+}
+
+/// One sub-model: which shards, where it was trained, what came out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub shards: Vec<ContentId>,
+    pub seed: u64,
+    /// Peer that trained it, once done.
+    pub peer: Option<String>,
+    /// The trained weights (a blob), once done.
+    pub weights: Option<ContentId>,
+    pub rows: u64,
+    /// Accuracy of this sub-model alone on the test rows.
+    pub test_accuracy: Option<f64>,
+}
+
+/// Metrics on the test rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub rows: u64,
+    pub accuracy: f64,
+    pub macro_f1: f64,
+    pub log_loss: f64,
+    pub confusion: Vec<Vec<u64>>,
+}
+
+/// The job as its driver last checkpointed it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: ContentId,
+    pub spec: JobSpec,
+    pub state: JobState,
+    /// Every peer that drove the job, in order (more than one after a takeover).
+    pub drivers: Vec<String>,
+    pub dataset_manifest: Option<ContentId>,
+    pub pipeline: Option<ContentId>,
+    pub tasks: Vec<TaskRecord>,
+    pub evaluation: Option<Evaluation>,
+    /// The model manifest, once completed.
+    pub model: Option<ContentId>,
+}
+
+/// A trained model: everything needed to predict, and its lineage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelManifest {
+    pub name: String,
+    pub job: ContentId,
+    pub spec: JobSpec,
+    pub dataset_manifest: ContentId,
+    pub pipeline: ContentId,
+    /// Sub-model weight blobs; their outputs are averaged.
+    pub members: Vec<ContentId>,
+    pub classes: Vec<String>,
+    pub evaluation: Evaluation,
+    /// Peer that trained each member.
+    pub trained_on: Vec<String>,
+}

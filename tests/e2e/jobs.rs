@@ -1,0 +1,122 @@
+//! Training jobs across the mesh: bagging where the shards live, single
+//! models at scikit-learn's accuracy, and a driver killed mid-job.
+
+use std::{path::PathBuf, time::Duration};
+
+use mass_protocol::jobs::{EnsembleSpec, JobRecord, JobSpec, JobState, ModelSpec};
+use mass_sdk::{Client, IngestRequest, local::LocalNode};
+
+use crate::support::{Cluster, eventually, mesh};
+
+fn shared(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets").join(name)
+}
+
+async fn digits_on(node: &LocalNode, shard_rows: usize) {
+    let request = IngestRequest {
+        name: "digits".into(),
+        label: "label".into(),
+        shard_rows: Some(shard_rows),
+        test_rows: Some(shared("digits.test_rows.txt")),
+        ..Default::default()
+    };
+    Client::new([node.http_url()]).unwrap().ingest_csv(&shared("digits.csv"), &request).await.unwrap();
+}
+
+/// Polls a job until `done` says so, within `within`.
+async fn poll(client: &Client, id: &str, within: Duration, what: &str, done: impl Fn(&JobRecord) -> bool) -> JobRecord {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Ok(record) = client.job(id).await
+            && done(&record)
+        {
+            return record;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn finished(client: &Client, id: &str, within: Duration) -> JobRecord {
+    let record =
+        poll(client, id, within, "the job finishes", |r| matches!(r.state, JobState::Completed | JobState::Failed(_)))
+            .await;
+    assert_eq!(record.state, JobState::Completed, "{record:?}");
+    record
+}
+
+fn spec(model: &str, hidden: Vec<usize>, ensemble: EnsembleSpec, epochs: usize) -> JobSpec {
+    JobSpec {
+        model: model.into(),
+        dataset: "digits".into(),
+        pipeline: Default::default(),
+        spec: ModelSpec {
+            hidden,
+            epochs,
+            batch_size: 32,
+            learning_rate: if epochs > 40 { 1e-3 } else { 1e-2 },
+            l2: 1e-4,
+        },
+        ensemble,
+        seed: 7,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bagging_trains_where_the_shards_live_and_single_models_match_scikit_learn() {
+    let mut cluster = Cluster::new();
+    let nodes = mesh(&mut cluster, 3).await;
+    digits_on(&nodes[0], 240).await;
+    let client = Client::new([nodes[1].http_url()]).unwrap();
+    eventually(Duration::from_secs(30), "shards settle on their homes", || async {
+        client.dataset("digits").await.map(|v| v.shard_holders.iter().all(|h| h.len() == 2)).unwrap_or(false)
+    })
+    .await;
+
+    let bagging =
+        client.submit_job(&spec("digits-bag", vec![64], EnsembleSpec::Bagging { members: 6 }, 60)).await.unwrap();
+    let record = finished(&client, &bagging.to_string(), Duration::from_secs(120)).await;
+    let trainers: std::collections::BTreeSet<&String> = record.tasks.iter().filter_map(|t| t.peer.as_ref()).collect();
+    assert!(trainers.len() >= 2, "sub-models all trained on {trainers:?}");
+    let members: Vec<f64> = record.tasks.iter().map(|t| t.test_accuracy.unwrap()).collect();
+    let mean = members.iter().sum::<f64>() / members.len() as f64;
+    let ensemble = record.evaluation.as_ref().unwrap().accuracy;
+    assert!(ensemble >= mean, "ensemble {ensemble} below its mean member {mean}");
+    // The model is named, and any node resolves it.
+    let model = Client::new([nodes[2].http_url()]).unwrap();
+    eventually(Duration::from_secs(10), "model/digits-bag visible everywhere", || async {
+        model.get_ref("model/digits-bag").await.is_ok_and(|r| Some(r.target) == record.model)
+    })
+    .await;
+
+    let softmax = client.submit_job(&spec("digits-softmax", vec![], EnsembleSpec::Single, 60)).await.unwrap();
+    let mlp = client.submit_job(&spec("digits-mlp", vec![128], EnsembleSpec::Single, 60)).await.unwrap();
+    let softmax = finished(&client, &softmax.to_string(), Duration::from_secs(120)).await;
+    let mlp = finished(&client, &mlp.to_string(), Duration::from_secs(120)).await;
+    let (a, b) = (softmax.evaluation.unwrap().accuracy, mlp.evaluation.unwrap().accuracy);
+    eprintln!("digits on the mesh: bagging of 6 {ensemble:.4} (members mean {mean:.4}), softmax {a:.4}, MLP {b:.4}");
+    assert!(a >= 0.956, "softmax regression {a} below scikit-learn's 0.956");
+    assert!(b >= 0.967, "MLP {b} below scikit-learn's 0.967");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_survives_the_death_of_its_driver() {
+    let mut cluster = Cluster::new();
+    let mut nodes = mesh(&mut cluster, 3).await;
+    digits_on(&nodes[0], 240).await;
+    let observer = Client::new([nodes[0].http_url()]).unwrap();
+    // Enough work that the driver is still busy when it dies.
+    let job = spec("digits-slow", vec![256], EnsembleSpec::Bagging { members: 8 }, 400);
+    let id = observer.submit_job(&job).await.unwrap().to_string();
+    let started = poll(&observer, &id, Duration::from_secs(30), "a driver starts the job", |r| {
+        r.state == JobState::Running && !r.tasks.is_empty()
+    })
+    .await;
+    let driver = started.drivers[0].clone();
+    let victim = nodes.iter().position(|n| n.peer_id() == driver).unwrap();
+    nodes[victim].kill();
+    let survivor = Client::new([nodes[(victim + 1) % 3].http_url()]).unwrap();
+    let record = finished(&survivor, &id, Duration::from_secs(240)).await;
+    assert!(record.drivers.len() >= 2 && record.drivers[0] == driver, "no takeover recorded: {:?}", record.drivers);
+    assert!(record.evaluation.unwrap().accuracy > 0.9);
+}
