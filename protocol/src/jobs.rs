@@ -56,6 +56,14 @@ pub enum JobState {
     Running,
     Completed,
     Failed(String),
+    Cancelled,
+}
+
+impl JobState {
+    /// Whether the job will never run again.
+    pub fn is_over(&self) -> bool {
+        matches!(self, JobState::Completed | JobState::Failed(_) | JobState::Cancelled)
+    }
 }
 
 /// One sub-model: which shards, where it was trained, what came out.

@@ -283,6 +283,11 @@ impl Client {
         self.json(Method::GET, &format!("v1/jobs/{id}"), None).await
     }
 
+    /// Cancels a job; its driver stops at its next checkpoint.
+    pub async fn cancel_job(&self, id: &str) -> Result<JobRecord, Error> {
+        self.json(Method::POST, &format!("v1/jobs/{id}/cancel"), None).await
+    }
+
     pub async fn jobs(&self) -> Result<Vec<JobRecord>, Error> {
         self.json(Method::GET, "v1/jobs", None).await
     }

@@ -97,6 +97,11 @@ async fn bagging_trains_where_the_shards_live_and_single_models_match_scikit_lea
     eprintln!("digits on the mesh: bagging of 6 {ensemble:.4} (members mean {mean:.4}), softmax {a:.4}, MLP {b:.4}");
     assert!(a >= 0.956, "softmax regression {a} below scikit-learn's 0.956");
     assert!(b >= 0.967, "MLP {b} below scikit-learn's 0.967");
+
+    // The same seed and data give bit-identical weights: the same blob id.
+    let again = client.submit_job(&spec("digits-mlp-again", vec![128], EnsembleSpec::Single, 60)).await.unwrap();
+    let again = finished(&client, &again.to_string(), Duration::from_secs(120)).await;
+    assert_eq!(again.tasks[0].weights, mlp.tasks[0].weights, "retraining with the same seed changed the weights");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -119,4 +124,40 @@ async fn a_job_survives_the_death_of_its_driver() {
     let record = finished(&survivor, &id, Duration::from_secs(240)).await;
     assert!(record.drivers.len() >= 2 && record.drivers[0] == driver, "no takeover recorded: {:?}", record.drivers);
     assert!(record.evaluation.unwrap().accuracy > 0.9);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancelled_job_stops_and_bad_jobs_are_refused_before_any_work() {
+    let mut cluster = Cluster::new();
+    let nodes = mesh(&mut cluster, 2).await;
+    digits_on(&nodes[0], 300).await;
+    let client = Client::new([nodes[1].http_url()]).unwrap();
+    eventually(Duration::from_secs(10), "the dataset is known", || async { client.dataset("digits").await.is_ok() })
+        .await;
+    let id = client
+        .submit_job(&spec("digits-cancel", vec![256], EnsembleSpec::Bagging { members: 6 }, 2000))
+        .await
+        .unwrap()
+        .to_string();
+    poll(&client, &id, Duration::from_secs(30), "the job runs", |r| r.state == JobState::Running).await;
+    client.cancel_job(&id).await.unwrap();
+    // It stays cancelled, and no model is named.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(client.job(&id).await.unwrap().state, JobState::Cancelled);
+    assert!(client.get_ref("model/digits-cancel").await.is_err());
+    let again = client.cancel_job(&id).await.unwrap_err().to_string();
+    assert!(again.contains("409") && again.contains("already Cancelled"), "{again}");
+
+    let mut bad = spec("x", vec![8], EnsembleSpec::Single, 1);
+    bad.dataset = "missing".into();
+    let err = client.submit_job(&bad).await.unwrap_err().to_string();
+    assert!(err.contains("422") && err.contains("no dataset named 'missing'"), "{err}");
+    let err = client.submit_job(&spec("x", vec![0], EnsembleSpec::Single, 1)).await.unwrap_err().to_string();
+    assert!(err.contains("spec.hidden"), "{err}");
+    let err =
+        client.submit_job(&spec("x", vec![8], EnsembleSpec::Bagging { members: 0 }, 1)).await.unwrap_err().to_string();
+    assert!(err.contains("bagging needs 1 to 256 members"), "{err}");
+    let err = client.submit_job(&spec("bad name!", vec![8], EnsembleSpec::Single, 1)).await.unwrap_err().to_string();
+    assert!(err.contains("400") && err.contains("model name"), "{err}");
+    assert!(client.jobs().await.unwrap().len() == 1, "refused jobs left records");
 }

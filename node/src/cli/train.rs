@@ -47,6 +47,12 @@ pub enum JobsCommand {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Cancel a job that has not finished.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
 }
 
 fn parse_model(text: &str) -> anyhow::Result<Vec<usize>> {
@@ -129,7 +135,7 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
         match client.job(&id).await {
             Ok(record) => {
                 bar.set_message(summary(&record));
-                if matches!(record.state, JobState::Completed | JobState::Failed(_)) {
+                if record.state.is_over() {
                     break record;
                 }
             }
@@ -139,8 +145,10 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
     };
     bar.finish_and_clear();
     print_record(&record);
-    if let JobState::Failed(reason) = &record.state {
-        anyhow::bail!("job failed: {reason}");
+    match &record.state {
+        JobState::Failed(reason) => anyhow::bail!("job failed: {reason}"),
+        JobState::Cancelled => anyhow::bail!("job was cancelled"),
+        _ => {}
     }
     Ok(())
 }
@@ -153,6 +161,10 @@ pub async fn jobs(command: JobsCommand) -> anyhow::Result<()> {
             }
         }
         JobsCommand::Show { id, node } => print_record(&node.client()?.job(&id).await?),
+        JobsCommand::Cancel { id, node } => {
+            let record = node.client()?.cancel_job(&id).await?;
+            println!("job {} cancelled", record.id);
+        }
     }
     Ok(())
 }

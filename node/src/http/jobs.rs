@@ -101,6 +101,28 @@ pub async fn show(state: web::Data<State>, id: web::Path<String>) -> HttpRespons
     }
 }
 
+/// `POST /v1/jobs/{id}/cancel`: stops the job at its driver's next checkpoint.
+pub async fn cancel(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
+    let id: ContentId = match id.parse() {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("{e}")),
+    };
+    let mesh = state.mesh();
+    let mut current = match record(&mesh, id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no job {id}")),
+        Err(message) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
+    };
+    if current.state.is_over() {
+        return error(StatusCode::CONFLICT, format!("job {id} is already {:?}", current.state));
+    }
+    current.state = JobState::Cancelled;
+    match checkpoint(&mesh, &current).await {
+        Ok(()) => HttpResponse::Ok().json(current),
+        Err(message) => error(StatusCode::INTERNAL_SERVER_ERROR, message),
+    }
+}
+
 /// `GET /v1/jobs`: every job this node knows, with its state.
 pub async fn list(state: web::Data<State>) -> HttpResponse {
     let mesh = state.mesh();

@@ -81,6 +81,7 @@ pub fn serve(listener: std::net::TcpListener, state: State) -> std::io::Result<S
             .route("/v1/jobs", web::post().to(jobs::submit))
             .route("/v1/jobs", web::get().to(jobs::list))
             .route("/v1/jobs/{id}", web::get().to(jobs::show))
+            .route("/v1/jobs/{id}/cancel", web::post().to(jobs::cancel))
             .route("/v1/datasets", web::post().to(datasets::ingest))
             .route("/v1/datasets", web::get().to(datasets::list))
             .route("/v1/datasets/{name:.+}/pipelines", web::post().to(pipelines::fit))

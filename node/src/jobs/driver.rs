@@ -23,8 +23,15 @@ pub async fn record(mesh: &Mesh, id: ContentId) -> Result<Option<JobRecord>, Str
     }
 }
 
-/// Stores the record and points `job/<id>` at it: the checkpoint.
+/// Stores the record and points `job/<id>` at it: the checkpoint. A job
+/// cancelled meanwhile stays cancelled: the driver's write is refused.
 pub async fn checkpoint(mesh: &Mesh, record: &JobRecord) -> Result<(), String> {
+    if record.state != JobState::Cancelled
+        && let Ok(Some(current)) = self::record(mesh, record.id).await
+        && current.state == JobState::Cancelled
+    {
+        return Err(format!("job {} was cancelled", record.id));
+    }
     let id = mesh.save(record).await?;
     mesh.write_ref(format!("{REF_PREFIX}{}", record.id), Some(id)).await.map(|_| ()).map_err(|e| e.to_string())
 }
@@ -49,7 +56,7 @@ impl From<String> for Stop {
 /// Runs job `id` to the end from wherever its record stands.
 pub async fn drive(mesh: Mesh, id: ContentId) -> Result<(), String> {
     let Some(mut record) = record(&mesh, id).await? else { return Err(format!("no record for job {id}")) };
-    if matches!(record.state, JobState::Completed | JobState::Failed(_)) {
+    if record.state.is_over() {
         return Ok(());
     }
     match run(&mesh, &mut record).await {
@@ -182,7 +189,8 @@ async fn train_somewhere(
     let first = task.shards[0];
     let holds_here = matches!(mesh.storage.meta(first).await, Ok(Some(_)));
     if !holds_here {
-        for peer in mesh.likely_holders(&first).await {
+        // Its homes, in rank order; a home that fails hands over to the next.
+        for peer in mesh.likely_holders(&first).await.into_iter().take(2) {
             let request =
                 Request::TrainTask { shards: task.shards.clone(), pipeline, spec: spec.clone(), seed: task.seed };
             match mesh.net.request(peer, request).await {
@@ -191,7 +199,6 @@ async fn train_somewhere(
                 Ok(_) => warn!(%peer, "unexpected answer to a training task"),
                 Err(e) => warn!(%peer, "training elsewhere failed: {e}"),
             }
-            break;
         }
     }
     let (weights, rows) = task::train(mesh, &task.shards, pipeline, spec, task.seed).await?;

@@ -7,7 +7,7 @@ use std::{
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use libp2p::PeerId;
-use mass_protocol::{ContentId, jobs::JobState};
+use mass_protocol::ContentId;
 use tracing::{debug, warn};
 
 use super::{REF_PREFIX, driver};
@@ -66,9 +66,7 @@ impl Actor for JobWatcher {
                         continue;
                     }
                     match driver::record(&mesh, id).await {
-                        Ok(Some(job)) if matches!(job.state, JobState::Completed | JobState::Failed(_)) => {
-                            over.push(id)
-                        }
+                        Ok(Some(job)) if job.state.is_over() => over.push(id),
                         Ok(Some(_)) if driver_of(&id, &live) == Some(mesh.net.local_peer_id()) => mine.push(id),
                         Ok(_) => {}
                         Err(e) => debug!(%id, "job record unreadable for now: {e}"),
