@@ -74,7 +74,7 @@ async fn bagging_trains_where_the_shards_live_and_single_models_match_scikit_lea
     .await;
 
     let bagging =
-        client.submit_job(&spec("digits-bag", vec![64], EnsembleSpec::Bagging { members: 6 }, 60)).await.unwrap();
+        client.submit_job(&spec("digits-bag", vec![64], EnsembleSpec::Bagging { members: 8 }, 60)).await.unwrap();
     let record = finished(&client, &bagging.to_string(), Duration::from_secs(120)).await;
     let trainers: std::collections::BTreeSet<&String> = record.tasks.iter().filter_map(|t| t.peer.as_ref()).collect();
     assert!(trainers.len() >= 2, "sub-models all trained on {trainers:?}");
@@ -94,7 +94,7 @@ async fn bagging_trains_where_the_shards_live_and_single_models_match_scikit_lea
     let softmax = finished(&client, &softmax.to_string(), Duration::from_secs(120)).await;
     let mlp = finished(&client, &mlp.to_string(), Duration::from_secs(120)).await;
     let (a, b) = (softmax.evaluation.unwrap().accuracy, mlp.evaluation.unwrap().accuracy);
-    eprintln!("digits on the mesh: bagging of 6 {ensemble:.4} (members mean {mean:.4}), softmax {a:.4}, MLP {b:.4}");
+    eprintln!("digits on the mesh: bagging of 8 {ensemble:.4} (members mean {mean:.4}), softmax {a:.4}, MLP {b:.4}");
     assert!(a >= 0.956, "softmax regression {a} below scikit-learn's 0.956");
     assert!(b >= 0.967, "MLP {b} below scikit-learn's 0.967");
 

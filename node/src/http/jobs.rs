@@ -11,7 +11,7 @@ use mass_protocol::{
 use super::{State, error};
 use crate::jobs::{
     REF_PREFIX,
-    driver::{checkpoint, record},
+    driver::{cancel_ref, checkpoint, record},
 };
 
 fn refuse(message: impl Into<String>) -> HttpResponse {
@@ -108,7 +108,7 @@ pub async fn cancel(state: web::Data<State>, id: web::Path<String>) -> HttpRespo
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("{e}")),
     };
     let mesh = state.mesh();
-    let mut current = match record(&mesh, id).await {
+    let current = match record(&mesh, id).await {
         Ok(Some(record)) => record,
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("no job {id}")),
         Err(message) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
@@ -116,10 +116,9 @@ pub async fn cancel(state: web::Data<State>, id: web::Path<String>) -> HttpRespo
     if current.state.is_over() {
         return error(StatusCode::CONFLICT, format!("job {id} is already {:?}", current.state));
     }
-    current.state = JobState::Cancelled;
-    match checkpoint(&mesh, &current).await {
-        Ok(()) => HttpResponse::Ok().json(current),
-        Err(message) => error(StatusCode::INTERNAL_SERVER_ERROR, message),
+    match mesh.write_ref(cancel_ref(&id), Some(id)).await {
+        Ok(_) => HttpResponse::Ok().json(JobRecord { state: JobState::Cancelled, ..current }),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

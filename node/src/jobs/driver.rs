@@ -13,23 +13,34 @@ use ndarray::Array2;
 use tracing::{info, warn};
 
 use super::{MODEL_PREFIX, REF_PREFIX, task};
-use crate::mesh::{FitFailure, Mesh};
+use crate::{
+    mesh::{FitFailure, Mesh},
+    placement::{self, Candidate},
+    replication::homes,
+};
+use libp2p::PeerId;
 
-/// The current record of job `id`.
+/// The ref that marks job `id` cancelled. It is written once and never
+/// moved, so a cancellation cannot be lost to a driver's concurrent
+/// checkpoint (record versions are last-writer-wins; this flag is not).
+pub fn cancel_ref(id: &ContentId) -> String {
+    format!("{REF_PREFIX}{id}/cancel")
+}
+
+/// The current record of job `id`, cancelled if its cancel flag is set.
 pub async fn record(mesh: &Mesh, id: ContentId) -> Result<Option<JobRecord>, String> {
-    match mesh.resolve(&format!("{REF_PREFIX}{id}")).await? {
-        Some(target) => mesh.load(target).await.map(Some),
-        None => Ok(None),
+    let Some(target) = mesh.resolve(&format!("{REF_PREFIX}{id}")).await? else { return Ok(None) };
+    let mut record: JobRecord = mesh.load(target).await?;
+    if !record.state.is_over() && mesh.resolve(&cancel_ref(&id)).await?.is_some() {
+        record.state = JobState::Cancelled;
     }
+    Ok(Some(record))
 }
 
 /// Stores the record and points `job/<id>` at it: the checkpoint. A job
 /// cancelled meanwhile stays cancelled: the driver's write is refused.
 pub async fn checkpoint(mesh: &Mesh, record: &JobRecord) -> Result<(), String> {
-    if record.state != JobState::Cancelled
-        && let Ok(Some(current)) = self::record(mesh, record.id).await
-        && current.state == JobState::Cancelled
-    {
+    if mesh.resolve(&cancel_ref(&record.id)).await?.is_some() {
         return Err(format!("job {} was cancelled", record.id));
     }
     let id = mesh.save(record).await?;
@@ -118,7 +129,8 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
     let mut running = FuturesUnordered::new();
     for (index, task) in record.tasks.iter().enumerate().filter(|(_, t)| t.weights.is_none()) {
         let (mesh, task, spec) = (mesh.clone(), task.clone(), record.spec.spec.clone());
-        running.push(async move { (index, train_somewhere(&mesh, &task, pipeline_id, spec).await) });
+        let key = [record.id.as_bytes().as_slice(), &(index as u64).to_le_bytes()].concat();
+        running.push(async move { (index, train_somewhere(&mesh, &task, &key, pipeline_id, spec).await) });
     }
     while let Some((index, result)) = running.next().await {
         let (peer, weights, rows) = result?;
@@ -178,27 +190,34 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
     Ok(())
 }
 
-/// Trains a task on a node holding its first shard; trains here when no
-/// holder can. Returns (peer, weights, rows).
+/// Trains a task on one of the homes of its first shard, picked by ranking
+/// the homes for the task itself, so a job's sub-models spread over the nodes
+/// that hold its data rather than piling onto the driver. A home that fails
+/// hands over to the next; when none can, the driver trains it.
 async fn train_somewhere(
     mesh: &Mesh,
     task: &TaskRecord,
+    task_key: &[u8],
     pipeline: ContentId,
     spec: mass_protocol::jobs::ModelSpec,
 ) -> Result<(String, ContentId, u64), String> {
-    let first = task.shards[0];
-    let holds_here = matches!(mesh.storage.meta(first).await, Ok(Some(_)));
-    if !holds_here {
-        // Its homes, in rank order; a home that fails hands over to the next.
-        for peer in mesh.likely_holders(&first).await.into_iter().take(2) {
-            let request =
-                Request::TrainTask { shards: task.shards.clone(), pipeline, spec: spec.clone(), seed: task.seed };
-            match mesh.net.request(peer, request).await {
-                Ok(Response::Trained { weights, rows }) => return Ok((peer.to_string(), weights, rows)),
-                Ok(Response::Error(e)) => warn!(%peer, "training elsewhere failed: {e}"),
-                Ok(_) => warn!(%peer, "unexpected answer to a training task"),
-                Err(e) => warn!(%peer, "training elsewhere failed: {e}"),
-            }
+    let local = mesh.net.local_peer_id();
+    let mut live = mesh.up_peers().await;
+    live.push(local);
+    let shard_homes = homes(&task.shards[0], &live, 2);
+    let keys: Vec<Vec<u8>> = shard_homes.iter().map(|p| p.to_bytes()).collect();
+    let order = placement::rank(task_key, keys.iter().map(|id| Candidate { id, weight: 1.0 }));
+    for bytes in order {
+        let Ok(peer) = PeerId::from_bytes(bytes) else { continue };
+        if peer == local {
+            break;
+        }
+        let request = Request::TrainTask { shards: task.shards.clone(), pipeline, spec: spec.clone(), seed: task.seed };
+        match mesh.net.request(peer, request).await {
+            Ok(Response::Trained { weights, rows }) => return Ok((peer.to_string(), weights, rows)),
+            Ok(Response::Error(e)) => warn!(%peer, "training elsewhere failed: {e}"),
+            Ok(_) => warn!(%peer, "unexpected answer to a training task"),
+            Err(e) => warn!(%peer, "training elsewhere failed: {e}"),
         }
     }
     let (weights, rows) = task::train(mesh, &task.shards, pipeline, spec, task.seed).await?;
