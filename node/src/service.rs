@@ -50,8 +50,8 @@ impl Handler<InboundRequest> for ServiceActor {
         let mesh = self.mesh.clone();
         Box::pin(async move {
             match request {
-                Request::TrainTask { shards, pipeline, spec, seed } => {
-                    match crate::jobs::task::train(&mesh, &shards, pipeline, spec, seed).await {
+                Request::TrainTask { shards, pipeline, spec, seed, start } => {
+                    match crate::jobs::task::train(&mesh, &shards, pipeline, spec, seed, &start).await {
                         Ok((weights, rows)) => Response::Trained { weights, rows },
                         Err(message) => Response::Error(RpcError { kind: RpcErrorKind::Refused, message }),
                     }

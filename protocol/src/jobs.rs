@@ -31,6 +31,11 @@ pub enum EnsembleSpec {
     /// `members` sub-models, each trained where its shards live, combined by
     /// averaging their probabilities.
     Bagging { members: usize },
+    /// One model trained by `workers` nodes on disjoint shards; after each of
+    /// `rounds` rounds of local epochs every worker averages all workers'
+    /// weights itself (all-reduce through content-addressed blobs, no
+    /// parameter server). A worker that fails a round is left out of it.
+    DataParallel { workers: usize, rounds: usize },
 }
 
 /// `POST /v1/jobs`. Stored as a blob; its id is the job id.
@@ -101,6 +106,12 @@ pub struct JobRecord {
     pub dataset_manifest: Option<ContentId>,
     pub pipeline: Option<ContentId>,
     pub tasks: Vec<TaskRecord>,
+    /// Data-parallel jobs: rounds finished, and the weights (with their rows)
+    /// the next round starts by averaging.
+    #[serde(default)]
+    pub rounds_done: usize,
+    #[serde(default)]
+    pub averaged_from: Vec<(ContentId, u64)>,
     pub evaluation: Option<Evaluation>,
     /// The model manifest, once completed.
     pub model: Option<ContentId>,

@@ -34,7 +34,9 @@ pub enum Request {
     SummarizeShard { shard: ContentId, schema: Schema, spec: PipelineSpec },
     /// Train one sub-model on the training rows of these shards (fetched if
     /// not held) with a fitted pipeline; [`Response::Trained`].
-    TrainTask { shards: Vec<ContentId>, pipeline: ContentId, spec: ModelSpec, seed: u64 },
+    /// `start`: weights (with their rows) to average into the starting model;
+    /// empty starts from fresh weights.
+    TrainTask { shards: Vec<ContentId>, pipeline: ContentId, spec: ModelSpec, seed: u64, start: Vec<(ContentId, u64)> },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

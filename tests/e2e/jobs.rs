@@ -161,3 +161,25 @@ async fn a_cancelled_job_stops_and_bad_jobs_are_refused_before_any_work() {
     assert!(err.contains("400") && err.contains("model name"), "{err}");
     assert!(client.jobs().await.unwrap().len() == 1, "refused jobs left records");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_parallel_training_averages_workers_each_round_into_one_model() {
+    let mut cluster = Cluster::new();
+    let nodes = mesh(&mut cluster, 3).await;
+    digits_on(&nodes[0], 240).await;
+    let client = Client::new([nodes[2].http_url()]).unwrap();
+    eventually(Duration::from_secs(30), "shards settle on their homes", || async {
+        client.dataset("digits").await.map(|v| v.shard_holders.iter().all(|h| h.len() == 2)).unwrap_or(false)
+    })
+    .await;
+    let job = spec("digits-dp", vec![64], EnsembleSpec::DataParallel { workers: 3, rounds: 4 }, 10);
+    let id = client.submit_job(&job).await.unwrap().to_string();
+    let record = finished(&client, &id, Duration::from_secs(120)).await;
+    assert_eq!(record.rounds_done, 4);
+    assert_eq!(record.tasks.len(), 3);
+    let shards: usize = record.tasks.iter().map(|t| t.shards.len()).sum();
+    assert_eq!(shards, 8, "every shard belongs to exactly one worker");
+    let accuracy = record.evaluation.unwrap().accuracy;
+    eprintln!("digits, data-parallel over 3 workers x 4 rounds: {accuracy:.4}");
+    assert!(accuracy >= 0.93, "{accuracy}");
+}

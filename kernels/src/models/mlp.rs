@@ -247,9 +247,22 @@ impl Mlp {
         validation: Option<(ArrayView2<'_, f32>, Target<'_>)>,
         config: &MlpConfig,
     ) -> (Self, TrainingCurve) {
+        Self::fit_from(None, x, y, validation, config)
+    }
+
+    /// Like [`Mlp::fit`], but continuing from `start` when given (its shape
+    /// must match the data): the local step of data-parallel training.
+    pub fn fit_from(
+        start: Option<Mlp>,
+        x: ArrayView2<'_, f32>,
+        y: Target<'_>,
+        validation: Option<(ArrayView2<'_, f32>, Target<'_>)>,
+        config: &MlpConfig,
+    ) -> (Self, TrainingCurve) {
         assert_eq!(x.nrows(), y.rows(), "one target per row");
         let mut rng = StdRng::seed_from_u64(config.seed);
-        let mut model = Self::new(x.ncols(), y.outputs(), config, &mut rng);
+        let fresh = Self::new(x.ncols(), y.outputs(), config, &mut rng);
+        let mut model = start.unwrap_or(fresh);
         let mut optimizer = State::new(&model, config.optimizer);
         let mut curve = TrainingCurve::default();
         let valid = validation.map(|(vx, vy)| (vx, vy.dense(&(0..vy.rows()).collect::<Vec<_>>())));

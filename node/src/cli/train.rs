@@ -19,7 +19,8 @@ pub struct TrainArgs {
     /// `softmax` (softmax regression) or `mlp:W1,W2,...` (hidden widths).
     #[arg(long, default_value = "mlp:128")]
     model: String,
-    /// `single`, or `bagging:N` (N sub-models trained where their shards live).
+    /// `single`, `bagging:N` (N sub-models trained where their shards live), or
+    /// `data-parallel:WORKERS:ROUNDS` (one model, averaged between workers after each round).
     #[arg(long, default_value = "single")]
     ensemble: String,
     #[arg(long, default_value_t = 20)]
@@ -71,10 +72,18 @@ fn parse_model(text: &str) -> anyhow::Result<Vec<usize>> {
 fn parse_ensemble(text: &str) -> anyhow::Result<EnsembleSpec> {
     match text.split_once(':') {
         None if text == "single" => Ok(EnsembleSpec::Single),
+        Some(("data-parallel", rest)) => {
+            let (workers, rounds) = rest
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("--ensemble {text}: expected data-parallel:WORKERS:ROUNDS"))?;
+            let count =
+                |v: &str| v.parse::<usize>().map_err(|_| anyhow::anyhow!("--ensemble {text}: '{v}' is not a count"));
+            Ok(EnsembleSpec::DataParallel { workers: count(workers)?, rounds: count(rounds)? })
+        }
         Some(("bagging", n)) => Ok(EnsembleSpec::Bagging {
             members: n.parse().map_err(|_| anyhow::anyhow!("--ensemble {text}: '{n}' is not a count"))?,
         }),
-        _ => anyhow::bail!("--ensemble {text}: expected single or bagging:N"),
+        _ => anyhow::bail!("--ensemble {text}: expected single, bagging:N or data-parallel:WORKERS:ROUNDS"),
     }
 }
 

@@ -37,10 +37,16 @@ pub async fn submit(state: web::Data<State>, body: web::Json<JobSpec>) -> HttpRe
     if s.hidden.iter().any(|w| *w == 0 || *w > 65_536) {
         return refuse("spec.hidden: every layer needs 1 to 65536 units");
     }
-    if let EnsembleSpec::Bagging { members } = spec.ensemble
-        && !(1..=256).contains(&members)
-    {
-        return refuse("ensemble: bagging needs 1 to 256 members");
+    match spec.ensemble {
+        EnsembleSpec::Bagging { members } if !(1..=256).contains(&members) => {
+            return refuse("ensemble: bagging needs 1 to 256 members");
+        }
+        EnsembleSpec::DataParallel { workers, rounds }
+            if !(1..=256).contains(&workers) || !(1..=10_000).contains(&rounds) =>
+        {
+            return refuse("ensemble: data-parallel needs 1 to 256 workers and 1 to 10000 rounds");
+        }
+        _ => {}
     }
     let mesh = state.mesh();
     let manifest = match mesh.dataset(&spec.dataset).await {
@@ -79,6 +85,8 @@ pub async fn submit(state: web::Data<State>, body: web::Json<JobSpec>) -> HttpRe
         dataset_manifest: None,
         pipeline: None,
         tasks: vec![],
+        rounds_done: 0,
+        averaged_from: vec![],
         evaluation: None,
         model: None,
     };

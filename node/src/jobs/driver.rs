@@ -111,6 +111,17 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
                 rows: 0,
                 test_accuracy: None,
             }],
+            EnsembleSpec::DataParallel { workers, .. } => (0..workers.min(shards.len()))
+                .map(|w| TaskRecord {
+                    shards: shards.iter().skip(w).step_by(workers).copied().collect(),
+                    // The same seed everywhere: every worker starts from the same weights.
+                    seed: record.spec.seed,
+                    peer: None,
+                    weights: None,
+                    rows: 0,
+                    test_accuracy: None,
+                })
+                .collect(),
             EnsembleSpec::Bagging { members } => (0..members)
                 .map(|i| TaskRecord {
                     shards: vec![shards[i % shards.len()]],
@@ -125,36 +136,18 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
         checkpoint(mesh, record).await?;
     }
 
-    // Every unfinished sub-model trains where its first shard lives.
-    let mut running = FuturesUnordered::new();
-    for (index, task) in record.tasks.iter().enumerate().filter(|(_, t)| t.weights.is_none()) {
-        let (mesh, task, spec) = (mesh.clone(), task.clone(), record.spec.spec.clone());
-        let key = [record.id.as_bytes().as_slice(), &(index as u64).to_le_bytes()].concat();
-        running.push(async move { (index, train_somewhere(&mesh, &task, &key, pipeline_id, spec).await) });
-    }
-    while let Some((index, result)) = running.next().await {
-        let (peer, weights, rows) = result?;
-        let task = &mut record.tasks[index];
-        (task.peer, task.weights, task.rows) = (Some(peer), Some(weights), rows);
-        checkpoint(mesh, record).await?;
-    }
-
     let pipeline: FittedPipeline = mesh.load(pipeline_id).await?;
-    let mut members = Vec::new();
-    for index in 0..record.tasks.len() {
-        let weights = record.tasks[index].weights.expect("trained above");
-        match mesh.load::<Mlp>(weights).await {
-            Ok(member) => members.push(member),
-            Err(message) => {
-                // Its only copy went down with a node: train it again.
-                record.tasks[index].weights = None;
-                checkpoint(mesh, record).await?;
-                return Err(Stop::Transient(format!(
-                    "sub-model {index} is unreachable ({message}); it will be retrained"
-                )));
-            }
+    let (members, member_ids) = match record.spec.ensemble {
+        EnsembleSpec::DataParallel { rounds, .. } => {
+            let model = data_parallel(mesh, record, pipeline_id, rounds).await?;
+            let id = mesh.save(&model).await?;
+            (vec![model], vec![id])
         }
-    }
+        _ => {
+            let members = bagged(mesh, record, pipeline_id).await?;
+            (members, record.tasks.iter().filter_map(|t| t.weights).collect())
+        }
+    };
     let mut shards = Vec::new();
     for info in &manifest.shards {
         shards.push(mesh.load::<Shard>(info.id).await?);
@@ -163,8 +156,11 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(Stop::Invalid)?;
-    for (task, accuracy) in record.tasks.iter_mut().zip(member_accuracy) {
-        task.test_accuracy = Some(accuracy);
+    // Bagged members are models of their own; data-parallel workers are not.
+    if !matches!(record.spec.ensemble, EnsembleSpec::DataParallel { .. }) {
+        for (task, accuracy) in record.tasks.iter_mut().zip(member_accuracy) {
+            task.test_accuracy = Some(accuracy);
+        }
     }
     let classes = mesh.load::<FittedPipeline>(pipeline_id).await?.classes;
     let model = ModelManifest {
@@ -173,7 +169,7 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
         spec: record.spec.clone(),
         dataset_manifest: manifest_id,
         pipeline: pipeline_id,
-        members: record.tasks.iter().filter_map(|t| t.weights).collect(),
+        members: member_ids,
         classes,
         evaluation: evaluation.clone(),
         trained_on: record.tasks.iter().filter_map(|t| t.peer.clone()).collect(),
@@ -190,6 +186,74 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
     Ok(())
 }
 
+/// Trains every unfinished bagged sub-model where its shard lives, then
+/// loads them all.
+async fn bagged(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId) -> Result<Vec<Mlp>, Stop> {
+    let mut running = FuturesUnordered::new();
+    for (index, task) in record.tasks.iter().enumerate().filter(|(_, t)| t.weights.is_none()) {
+        let (mesh, task, spec) = (mesh.clone(), task.clone(), record.spec.spec.clone());
+        let key = [record.id.as_bytes().as_slice(), &(index as u64).to_le_bytes()].concat();
+        running.push(async move { (index, train_somewhere(&mesh, &task, &key, pipeline, spec, &[]).await) });
+    }
+    while let Some((index, result)) = running.next().await {
+        let (peer, weights, rows) = result?;
+        let task = &mut record.tasks[index];
+        (task.peer, task.weights, task.rows) = (Some(peer), Some(weights), rows);
+        checkpoint(mesh, record).await?;
+    }
+    let mut members = Vec::new();
+    for index in 0..record.tasks.len() {
+        let weights = record.tasks[index].weights.expect("trained above");
+        match mesh.load::<Mlp>(weights).await {
+            Ok(member) => members.push(member),
+            Err(message) => {
+                // Its only copy went down with a node: train it again.
+                record.tasks[index].weights = None;
+                checkpoint(mesh, record).await?;
+                return Err(Stop::Transient(format!(
+                    "sub-model {index} is unreachable ({message}); it will be retrained"
+                )));
+            }
+        }
+    }
+    Ok(members)
+}
+
+/// Runs the remaining rounds of a data-parallel job. In each round every
+/// worker averages the previous round's weights itself, trains on its shards,
+/// and stores the result; a worker that fails is left out of that round's
+/// average. Returns the final averaged model.
+async fn data_parallel(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId, rounds: usize) -> Result<Mlp, Stop> {
+    while record.rounds_done < rounds {
+        let start = record.averaged_from.clone();
+        let mut running = FuturesUnordered::new();
+        for (index, task) in record.tasks.iter().enumerate() {
+            let (mesh, task, spec, start) = (mesh.clone(), task.clone(), record.spec.spec.clone(), start.clone());
+            let key = [record.id.as_bytes().as_slice(), &(index as u64).to_le_bytes()].concat();
+            running.push(async move { (index, train_somewhere(&mesh, &task, &key, pipeline, spec, &start).await) });
+        }
+        let mut outputs: Vec<Option<(ContentId, u64)>> = vec![None; record.tasks.len()];
+        while let Some((index, result)) = running.next().await {
+            match result {
+                Ok((peer, weights, rows)) => {
+                    let task = &mut record.tasks[index];
+                    (task.peer, task.weights, task.rows) = (Some(peer), Some(weights), rows);
+                    outputs[index] = Some((weights, rows));
+                }
+                Err(e) => warn!(worker = index, round = record.rounds_done, "worker left out of this round: {e}"),
+            }
+        }
+        let outputs: Vec<(ContentId, u64)> = outputs.into_iter().flatten().collect();
+        if outputs.is_empty() {
+            return Err(Stop::Transient(format!("no worker finished round {}", record.rounds_done)));
+        }
+        record.averaged_from = outputs;
+        record.rounds_done += 1;
+        checkpoint(mesh, record).await?;
+    }
+    Ok(task::average(mesh, &record.averaged_from).await?)
+}
+
 /// Trains a task on one of the homes of its first shard, picked by ranking
 /// the homes for the task itself, so a job's sub-models spread over the nodes
 /// that hold its data rather than piling onto the driver. A home that fails
@@ -200,6 +264,7 @@ async fn train_somewhere(
     task_key: &[u8],
     pipeline: ContentId,
     spec: mass_protocol::jobs::ModelSpec,
+    start: &[(ContentId, u64)],
 ) -> Result<(String, ContentId, u64), String> {
     let local = mesh.net.local_peer_id();
     let mut live = mesh.up_peers().await;
@@ -212,7 +277,13 @@ async fn train_somewhere(
         if peer == local {
             break;
         }
-        let request = Request::TrainTask { shards: task.shards.clone(), pipeline, spec: spec.clone(), seed: task.seed };
+        let request = Request::TrainTask {
+            shards: task.shards.clone(),
+            pipeline,
+            spec: spec.clone(),
+            seed: task.seed,
+            start: start.to_vec(),
+        };
         match mesh.net.request(peer, request).await {
             Ok(Response::Trained { weights, rows }) => return Ok((peer.to_string(), weights, rows)),
             Ok(Response::Error(e)) => warn!(%peer, "training elsewhere failed: {e}"),
@@ -220,7 +291,7 @@ async fn train_somewhere(
             Err(e) => warn!(%peer, "training elsewhere failed: {e}"),
         }
     }
-    let (weights, rows) = task::train(mesh, &task.shards, pipeline, spec, task.seed).await?;
+    let (weights, rows) = task::train(mesh, &task.shards, pipeline, spec, task.seed, start).await?;
     Ok((mesh.peer_id.clone(), weights, rows))
 }
 

@@ -45,15 +45,29 @@ pub fn config(spec: &ModelSpec, seed: u64) -> MlpConfig {
     }
 }
 
+/// The row-weighted average of stored weights: the all-reduce step of
+/// data-parallel training, computed by whoever needs it from the blobs.
+pub async fn average(mesh: &Mesh, weights: &[(ContentId, u64)]) -> Result<Mlp, String> {
+    let mut models = Vec::new();
+    for (id, rows) in weights {
+        models.push((mesh.load::<Mlp>(*id).await?, *rows as f64));
+    }
+    let refs: Vec<(&Mlp, f64)> = models.iter().map(|(m, w)| (m, *w)).collect();
+    mass_kernels::models::ensemble::average(&refs).map_err(|e| e.to_string())
+}
+
 /// Trains one sub-model on the training rows of `shards` (fetched if this
-/// node lacks them) and stores its weights. Returns the weights' id and rows.
+/// node lacks them), starting from the average of `start` when given, and
+/// stores its weights. Returns the weights' id and rows.
 pub async fn train(
     mesh: &Mesh,
     shards: &[ContentId],
     pipeline: ContentId,
     spec: ModelSpec,
     seed: u64,
+    start: &[(ContentId, u64)],
 ) -> Result<(ContentId, u64), String> {
+    let start = if start.is_empty() { None } else { Some(average(mesh, start).await?) };
     let pipeline: FittedPipeline = mesh.load(pipeline).await?;
     let mut loaded = Vec::new();
     for id in shards {
@@ -73,7 +87,7 @@ pub async fn train(
         let views: Vec<_> = xs.iter().map(|x| x.view()).collect();
         let x = concatenate(Axis(0), &views).map_err(|e| e.to_string())?;
         let target = Target::Classes { labels: &ys, classes: pipeline.classes.len() };
-        let (model, _) = Mlp::fit(x.view(), target, None, &config(&spec, seed));
+        let (model, _) = Mlp::fit_from(start, x.view(), target, None, &config(&spec, seed));
         Ok((model, ys.len() as u64))
     })
     .await
