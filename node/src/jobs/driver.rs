@@ -190,10 +190,10 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
 /// loads them all.
 async fn bagged(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId) -> Result<Vec<Mlp>, Stop> {
     let mut running = FuturesUnordered::new();
-    for (index, task) in record.tasks.iter().enumerate().filter(|(_, t)| t.weights.is_none()) {
+    let plans = plan_trainers(mesh, &record.id, &record.tasks).await;
+    for ((index, task), order) in record.tasks.iter().enumerate().zip(plans).filter(|((_, t), _)| t.weights.is_none()) {
         let (mesh, task, spec) = (mesh.clone(), task.clone(), record.spec.spec.clone());
-        let key = [record.id.as_bytes().as_slice(), &(index as u64).to_le_bytes()].concat();
-        running.push(async move { (index, train_somewhere(&mesh, &task, &key, pipeline, spec, &[]).await) });
+        running.push(async move { (index, train_somewhere(&mesh, &task, order, pipeline, spec, &[]).await) });
     }
     while let Some((index, result)) = running.next().await {
         let (peer, weights, rows) = result?;
@@ -227,10 +227,10 @@ async fn data_parallel(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId,
     while record.rounds_done < rounds {
         let start = record.averaged_from.clone();
         let mut running = FuturesUnordered::new();
-        for (index, task) in record.tasks.iter().enumerate() {
+        let plans = plan_trainers(mesh, &record.id, &record.tasks).await;
+        for ((index, task), order) in record.tasks.iter().enumerate().zip(plans) {
             let (mesh, task, spec, start) = (mesh.clone(), task.clone(), record.spec.spec.clone(), start.clone());
-            let key = [record.id.as_bytes().as_slice(), &(index as u64).to_le_bytes()].concat();
-            running.push(async move { (index, train_somewhere(&mesh, &task, &key, pipeline, spec, &start).await) });
+            running.push(async move { (index, train_somewhere(&mesh, &task, order, pipeline, spec, &start).await) });
         }
         let mut outputs: Vec<Option<(ContentId, u64)>> = vec![None; record.tasks.len()];
         while let Some((index, result)) = running.next().await {
@@ -254,26 +254,46 @@ async fn data_parallel(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId,
     Ok(task::average(mesh, &record.averaged_from).await?)
 }
 
-/// Trains a task on one of the homes of its first shard, picked by ranking
-/// the homes for the task itself, so a job's sub-models spread over the nodes
-/// that hold its data rather than piling onto the driver. A home that fails
-/// hands over to the next; when none can, the driver trains it.
+/// For each task, the nodes to ask to train it, best first: the homes of
+/// its first shard, the less busy one first (tasks already planned count as
+/// load, ties go by rank for the task), so a job's sub-models spread evenly
+/// over the nodes that hold its data.
+async fn plan_trainers(mesh: &Mesh, job: &ContentId, tasks: &[TaskRecord]) -> Vec<Vec<PeerId>> {
+    let mut live = mesh.up_peers().await;
+    live.push(mesh.net.local_peer_id());
+    let mut load: std::collections::HashMap<PeerId, usize> = std::collections::HashMap::new();
+    tasks
+        .iter()
+        .enumerate()
+        .map(|(index, task)| {
+            let key = [job.as_bytes().as_slice(), &(index as u64).to_le_bytes()].concat();
+            let keys: Vec<Vec<u8>> = homes(&task.shards[0], &live, 2).iter().map(|p| p.to_bytes()).collect();
+            let ranked: Vec<PeerId> = placement::rank(&key, keys.iter().map(|id| Candidate { id, weight: 1.0 }))
+                .into_iter()
+                .filter_map(|b| PeerId::from_bytes(b).ok())
+                .collect();
+            let mut order = ranked.clone();
+            order.sort_by_key(|p| load.get(p).copied().unwrap_or(0));
+            if let Some(first) = order.first() {
+                *load.entry(*first).or_default() += 1;
+            }
+            order
+        })
+        .collect()
+}
+
+/// Trains a task on the first of `order` that can (this node trains it when
+/// it comes first, or when every other node fails).
 async fn train_somewhere(
     mesh: &Mesh,
     task: &TaskRecord,
-    task_key: &[u8],
+    order: Vec<PeerId>,
     pipeline: ContentId,
     spec: mass_protocol::jobs::ModelSpec,
     start: &[(ContentId, u64)],
 ) -> Result<(String, ContentId, u64), String> {
     let local = mesh.net.local_peer_id();
-    let mut live = mesh.up_peers().await;
-    live.push(local);
-    let shard_homes = homes(&task.shards[0], &live, 2);
-    let keys: Vec<Vec<u8>> = shard_homes.iter().map(|p| p.to_bytes()).collect();
-    let order = placement::rank(task_key, keys.iter().map(|id| Candidate { id, weight: 1.0 }));
-    for bytes in order {
-        let Ok(peer) = PeerId::from_bytes(bytes) else { continue };
+    for peer in order {
         if peer == local {
             break;
         }
