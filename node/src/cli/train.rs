@@ -29,6 +29,9 @@ pub struct TrainArgs {
     batch_size: usize,
     #[arg(long, default_value_t = 1e-3)]
     learning_rate: f32,
+    /// L2 penalty on the weights.
+    #[arg(long, default_value_t = 1e-4)]
+    l2: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Return after submitting instead of following the job.
@@ -126,7 +129,7 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
             epochs: args.epochs,
             batch_size: args.batch_size,
             learning_rate: args.learning_rate,
-            ..ModelSpec::default()
+            l2: args.l2,
         },
         ensemble: parse_ensemble(&args.ensemble)?,
         seed: args.seed,
