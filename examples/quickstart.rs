@@ -70,7 +70,15 @@ async fn main() -> anyhow::Result<()> {
         println!();
     }
 
-    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits.csv.gz");
+    // From the repository root (where scripts/quickstart.sh runs it), else
+    // where the example was built.
+    let data = [
+        std::path::PathBuf::from("examples/data/digits.csv.gz"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits.csv.gz"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .context("examples/data/digits.csv.gz not found; run from the repository root")?;
     let request =
         IngestRequest { name: "digits".into(), label: "label".into(), shard_rows: Some(300), ..Default::default() };
     let started = Instant::now();

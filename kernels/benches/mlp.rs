@@ -11,7 +11,10 @@ use ndarray::Array2;
 
 fn main() {
     let epochs: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(20);
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets");
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let dir = root.join("../../shared/datasets");
     let mut text = String::new();
     flate2::read::GzDecoder::new(std::fs::File::open(dir.join("mnist.csv.gz")).unwrap())
         .read_to_string(&mut text)

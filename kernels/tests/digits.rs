@@ -8,7 +8,11 @@ use mass_kernels::models::{Mlp, MlpConfig, Target, metrics::accuracy};
 use ndarray::Array2;
 
 fn digits() -> (Array2<f32>, Vec<usize>, Array2<f32>, Vec<usize>) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets");
+    // Read at run time: a binary reused from another checkout must not look there.
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let dir = root.join("../../shared/datasets");
     let text = std::fs::read_to_string(dir.join("digits.csv")).unwrap();
     let test: BTreeSet<usize> = std::fs::read_to_string(dir.join("digits.test_rows.txt"))
         .unwrap()

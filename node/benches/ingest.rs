@@ -23,7 +23,9 @@ use mass_sdk::{
 };
 
 fn mnist() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets/mnist.csv.gz")
+    let root =
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    root.join("../../shared/datasets/mnist.csv.gz")
 }
 
 fn row(what: &str, rows: u64, compressed: u64, raw: u64, elapsed: Duration) {

@@ -7,7 +7,7 @@ use mass_sdk::{Client, IngestRequest};
 use crate::support::{Cluster, eventually, mesh};
 
 fn shared(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets").join(name)
+    crate::support::shared_dataset(name)
 }
 
 /// Label histogram of a CSV whose last column is the label, read directly.

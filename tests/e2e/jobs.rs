@@ -9,7 +9,7 @@ use mass_sdk::{Client, IngestRequest, local::LocalNode};
 use crate::support::{Cluster, eventually, mesh};
 
 fn shared(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets").join(name)
+    crate::support::shared_dataset(name)
 }
 
 async fn digits_on(node: &LocalNode, shard_rows: usize) {

@@ -193,3 +193,13 @@ pub async fn mesh(cluster: &mut Cluster, n: usize) -> Vec<LocalNode> {
     .await;
     nodes
 }
+
+/// A file of `../shared/datasets`. The crate's directory is read at run time
+/// (cargo sets it for tests): a test binary reused from another checkout of
+/// the same target dir must not look in that checkout.
+pub fn shared_dataset(name: &str) -> PathBuf {
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    root.join("../../shared/datasets").join(name)
+}
