@@ -1,7 +1,7 @@
 //! The service actor: answers peers' requests that need storage or
 //! replication, and applies ref updates from gossip and from newly met peers.
 
-use actix::{Actor, Addr, AsyncContext, Context, Handler, ResponseFuture, WrapFuture};
+use actix::{Actor, AsyncContext, Context, Handler, ResponseFuture, WrapFuture};
 use libp2p::PeerId;
 use mass_protocol::{
     rpc::{Request, Response, RpcError, RpcErrorKind},
@@ -12,20 +12,17 @@ use tracing::{debug, warn};
 use crate::{
     mesh::Mesh,
     net::{InboundRequest, NetClient, PeerNotice},
-    replication::{ReplicateFrom, ReplicationActor},
+    replication::ReplicateFrom,
     storage::{Storage, StoreError},
 };
 
 pub struct ServiceActor {
     mesh: Mesh,
-    storage: Storage,
-    net: NetClient,
-    replication: Addr<ReplicationActor>,
 }
 
 impl ServiceActor {
     pub fn new(mesh: Mesh) -> Self {
-        Self { storage: mesh.storage.clone(), net: mesh.net.clone(), replication: mesh.replication.clone(), mesh }
+        Self { mesh }
     }
 }
 
@@ -45,8 +42,8 @@ impl Handler<InboundRequest> for ServiceActor {
     type Result = ResponseFuture<Response>;
 
     fn handle(&mut self, InboundRequest { peer, request }: InboundRequest, _: &mut Self::Context) -> Self::Result {
-        let storage = self.storage.clone();
-        let replication = self.replication.clone();
+        let storage = self.mesh.storage.clone();
+        let replication = self.mesh.replication.clone();
         let mesh = self.mesh.clone();
         Box::pin(async move {
             match request {
@@ -107,7 +104,7 @@ impl Handler<PeerNotice> for ServiceActor {
     type Result = ();
 
     fn handle(&mut self, notice: PeerNotice, ctx: &mut Self::Context) {
-        let storage = self.storage.clone();
+        let storage = self.mesh.storage.clone();
         match notice {
             PeerNotice::RefUpdate { source, update } => {
                 if let Err(reason) = validate_ref_name(&update.name) {
@@ -127,7 +124,7 @@ impl Handler<PeerNotice> for ServiceActor {
                 );
             }
             PeerNotice::Connected { peer } => {
-                let net = self.net.clone();
+                let net = self.mesh.net.clone();
                 ctx.spawn(sync_refs(net, storage, peer).into_actor(self));
             }
         }

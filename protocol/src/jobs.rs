@@ -23,6 +23,26 @@ impl Default for ModelSpec {
     }
 }
 
+impl ModelSpec {
+    /// Settings a trainer accepts, whoever sent them (a user or a peer).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.epochs == 0
+            || self.epochs > 10_000
+            || self.batch_size == 0
+            || !(self.learning_rate > 0.0 && self.learning_rate.is_finite())
+            || !(self.l2 >= 0.0 && self.l2.is_finite())
+        {
+            return Err(
+                "spec: epochs must be 1-10000, batch_size at least 1, learning_rate positive, l2 not negative".into()
+            );
+        }
+        if self.hidden.iter().any(|w| *w == 0 || *w > 65_536) {
+            return Err("spec.hidden: every layer needs 1 to 65536 units".into());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EnsembleSpec {
@@ -36,6 +56,22 @@ pub enum EnsembleSpec {
     /// weights itself (all-reduce through content-addressed blobs, no
     /// parameter server). A worker that fails a round is left out of it.
     DataParallel { workers: usize, rounds: usize },
+}
+
+impl EnsembleSpec {
+    pub fn validate(&self) -> Result<(), String> {
+        match *self {
+            EnsembleSpec::Bagging { members } if !(1..=256).contains(&members) => {
+                Err("ensemble: bagging needs 1 to 256 members".into())
+            }
+            EnsembleSpec::DataParallel { workers, rounds }
+                if !(1..=256).contains(&workers) || !(1..=10_000).contains(&rounds) =>
+            {
+                Err("ensemble: data-parallel needs 1 to 256 workers and 1 to 10000 rounds".into())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// `POST /v1/jobs`. Stored as a blob; its id is the job id.

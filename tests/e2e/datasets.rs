@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, io::Read, path::PathBuf, time::Duration};
 
 use mass_sdk::{Client, IngestRequest};
 
-use crate::support::{Cluster, eventually, mesh};
+use crate::support::{Cluster, mesh};
 
 fn shared(name: &str) -> PathBuf {
     crate::support::shared_dataset(name)
@@ -52,10 +52,7 @@ async fn mnist_ingested_into_three_nodes_has_k_copies_of_every_shard_and_the_fil
         assert_eq!(seen.manifest_id, view.manifest_id, "every node reads the same manifest");
     }
     let reader = Client::new([c.http_url()]).unwrap();
-    let took = eventually(Duration::from_secs(60), "every shard has exactly k = 2 live copies", || async {
-        reader.dataset("mnist").await.map(|v| v.shard_holders.iter().all(|h| h.len() == 2)).unwrap_or(false)
-    })
-    .await;
+    let took = crate::support::shards_settled(&reader, "mnist", Duration::from_secs(60)).await;
     eprintln!("shards settled on their homes after {took:?}");
 }
 
@@ -153,10 +150,7 @@ async fn a_pipeline_fitted_where_the_shards_live_equals_one_fitted_on_the_whole_
         };
         client.ingest_csv(&shared(file), &request).await.unwrap();
         // Wait until the shards sit on their homes, so that no node holds all.
-        eventually(Duration::from_secs(30), "shards settle on their homes", || async {
-            client.dataset(name).await.map(|v| v.shard_holders.iter().all(|h| h.len() == 2)).unwrap_or(false)
-        })
-        .await;
+        crate::support::shards_settled(&client, name, Duration::from_secs(30)).await;
 
         let text = TextSpec { buckets: 1 << 16, ngram_max: 2, min_df: 2, sublinear_tf: true };
         let specs = [

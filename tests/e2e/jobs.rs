@@ -68,10 +68,7 @@ async fn bagging_trains_where_the_shards_live_and_single_models_match_scikit_lea
     let nodes = mesh(&mut cluster, 3).await;
     digits_on(&nodes[0], 240).await;
     let client = Client::new([nodes[1].http_url()]).unwrap();
-    eventually(Duration::from_secs(30), "shards settle on their homes", || async {
-        client.dataset("digits").await.map(|v| v.shard_holders.iter().all(|h| h.len() == 2)).unwrap_or(false)
-    })
-    .await;
+    crate::support::shards_settled(&client, "digits", Duration::from_secs(30)).await;
 
     let bagging =
         client.submit_job(&spec("digits-bag", vec![64], EnsembleSpec::Bagging { members: 8 }, 60)).await.unwrap();
@@ -168,10 +165,7 @@ async fn data_parallel_training_averages_workers_each_round_into_one_model() {
     let nodes = mesh(&mut cluster, 3).await;
     digits_on(&nodes[0], 240).await;
     let client = Client::new([nodes[2].http_url()]).unwrap();
-    eventually(Duration::from_secs(30), "shards settle on their homes", || async {
-        client.dataset("digits").await.map(|v| v.shard_holders.iter().all(|h| h.len() == 2)).unwrap_or(false)
-    })
-    .await;
+    crate::support::shards_settled(&client, "digits", Duration::from_secs(30)).await;
     let job = spec("digits-dp", vec![64], EnsembleSpec::DataParallel { workers: 3, rounds: 4 }, 10);
     let id = client.submit_job(&job).await.unwrap().to_string();
     let record = finished(&client, &id, Duration::from_secs(120)).await;

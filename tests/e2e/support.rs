@@ -203,3 +203,12 @@ pub fn shared_dataset(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     root.join("../../shared/datasets").join(name)
 }
+
+/// Waits until every shard of dataset `name` has exactly k = 2 holders (the
+/// ingesting node has handed surplus copies to their homes).
+pub async fn shards_settled(client: &Client, name: &str, timeout: Duration) -> Duration {
+    eventually(timeout, "shards settle on their homes", || async {
+        client.dataset(name).await.map(|v| v.shard_holders.iter().all(|h| h.len() == 2)).unwrap_or(false)
+    })
+    .await
+}

@@ -2,9 +2,8 @@
 
 use actix_web::{HttpResponse, http::StatusCode, web};
 use futures::StreamExt;
-use mass_protocol::{ContentId, api::BlobInfo, rpc::RefUpdate, storage::BlobMeta};
+use mass_protocol::{ContentId, api::BlobInfo, storage::BlobMeta};
 use serde::Deserialize;
-use tracing::warn;
 
 use super::{State, error};
 use crate::{
@@ -40,11 +39,7 @@ pub(super) async fn write_ref(
     name: String,
     target: Option<ContentId>,
 ) -> Result<mass_protocol::storage::RefEntry, StoreError> {
-    let entry = state.storage.set_ref(name.clone(), target, state.peer_id.clone()).await?;
-    if let Err(e) = state.net.publish_ref(RefUpdate { name, entry: entry.clone() }).await {
-        warn!("ref not gossiped: {e}");
-    }
-    Ok(entry)
+    state.mesh().write_ref(name, target).await
 }
 
 /// `PUT /v1/blobs`: the body, streamed, becomes a blob; answered once durable.

@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, http::StatusCode, web};
 use mass_protocol::{
     ContentId,
     dataset::ColumnKind,
-    jobs::{EnsembleSpec, JobRecord, JobSpec, JobState},
+    jobs::{JobRecord, JobSpec, JobState},
     storage::validate_ref_name,
 };
 
@@ -25,28 +25,8 @@ pub async fn submit(state: web::Data<State>, body: web::Json<JobSpec>) -> HttpRe
     if let Err(reason) = validate_ref_name(&format!("model/{}", spec.model)) {
         return error(StatusCode::BAD_REQUEST, format!("model name: {reason}"));
     }
-    let s = &spec.spec;
-    if s.epochs == 0
-        || s.epochs > 10_000
-        || s.batch_size == 0
-        || !(s.learning_rate > 0.0 && s.learning_rate.is_finite())
-        || s.l2 < 0.0
-    {
-        return refuse("spec: epochs must be 1-10000, batch_size at least 1, learning_rate positive, l2 not negative");
-    }
-    if s.hidden.iter().any(|w| *w == 0 || *w > 65_536) {
-        return refuse("spec.hidden: every layer needs 1 to 65536 units");
-    }
-    match spec.ensemble {
-        EnsembleSpec::Bagging { members } if !(1..=256).contains(&members) => {
-            return refuse("ensemble: bagging needs 1 to 256 members");
-        }
-        EnsembleSpec::DataParallel { workers, rounds }
-            if !(1..=256).contains(&workers) || !(1..=10_000).contains(&rounds) =>
-        {
-            return refuse("ensemble: data-parallel needs 1 to 256 workers and 1 to 10000 rounds");
-        }
-        _ => {}
+    if let Err(reason) = spec.spec.validate().and_then(|()| spec.ensemble.validate()) {
+        return refuse(reason);
     }
     let mesh = state.mesh();
     let manifest = match mesh.dataset(&spec.dataset).await {

@@ -152,6 +152,7 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
     for info in &manifest.shards {
         shards.push(mesh.load::<Shard>(info.id).await?);
     }
+    let classes = pipeline.classes.clone();
     let (evaluation, member_accuracy) = tokio::task::spawn_blocking(move || evaluate(&pipeline, &members, &shards))
         .await
         .map_err(|e| e.to_string())?
@@ -162,7 +163,6 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
             task.test_accuracy = Some(accuracy);
         }
     }
-    let classes = mesh.load::<FittedPipeline>(pipeline_id).await?.classes;
     let model = ModelManifest {
         name: record.spec.model.clone(),
         job: record.id,

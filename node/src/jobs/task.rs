@@ -67,6 +67,8 @@ pub async fn train(
     seed: u64,
     start: &[(ContentId, u64)],
 ) -> Result<(ContentId, u64), String> {
+    // Peers send specs too; a trainer checks what it is asked to do.
+    spec.validate()?;
     let start = if start.is_empty() { None } else { Some(average(mesh, start).await?) };
     let pipeline: FittedPipeline = mesh.load(pipeline).await?;
     let mut loaded = Vec::new();
