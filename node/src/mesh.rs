@@ -31,6 +31,7 @@ pub struct Mesh {
     pub replication: Addr<ReplicationActor>,
     pub membership: Addr<MembershipActor>,
     pub net: NetClient,
+    pub progress: crate::jobs::progress::ProgressBoard,
 }
 
 impl Mesh {

@@ -20,6 +20,8 @@ pub enum Protocol {
     Rpc,
     /// gossipsub ref updates.
     Ref,
+    /// gossipsub training progress.
+    Progress,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -40,6 +42,7 @@ impl EncodeLabelValue for Protocol {
             Protocol::Advert => "advert",
             Protocol::Rpc => "rpc",
             Protocol::Ref => "ref",
+            Protocol::Progress => "progress",
         })
     }
 }
@@ -135,7 +138,7 @@ impl Metrics {
         );
         // Every series is visible from the first scrape, at zero.
         metrics.set_peers(0, 0);
-        for protocol in [Protocol::Advert, Protocol::Rpc, Protocol::Ref] {
+        for protocol in [Protocol::Advert, Protocol::Rpc, Protocol::Ref, Protocol::Progress] {
             let labels = ProtocolLabels { protocol };
             for family in [
                 &metrics.messages_in,

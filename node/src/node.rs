@@ -104,9 +104,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         replication: replication.clone(),
         membership: membership.clone(),
         net: net_client.clone(),
+        progress: Default::default(),
     };
     let service = ServiceActor::new(mesh.clone()).start();
-    crate::jobs::JobWatcher::new(mesh).start();
+    crate::jobs::JobWatcher::new(mesh.clone()).start();
     let sinks = Sinks {
         membership: membership.clone().recipient(),
         requests: service.clone().recipient(),
@@ -140,12 +141,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     };
 
     let state = http::State {
-        peer_id: local_peer_id.to_string(),
-        membership: membership.clone(),
+        mesh: mesh.clone(),
         registry,
-        storage,
-        replication,
-        net: net_client.clone(),
         gc_grace_ms: config.storage.gc_grace.as_millis() as u64,
         shard_rows: config.storage.shard_rows,
     };

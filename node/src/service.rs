@@ -47,12 +47,10 @@ impl Handler<InboundRequest> for ServiceActor {
         let mesh = self.mesh.clone();
         Box::pin(async move {
             match request {
-                Request::TrainTask { shards, pipeline, spec, seed, start } => {
-                    match crate::jobs::task::train(&mesh, &shards, pipeline, spec, seed, &start).await {
-                        Ok((weights, rows)) => Response::Trained { weights, rows },
-                        Err(message) => Response::Error(RpcError { kind: RpcErrorKind::Refused, message }),
-                    }
-                }
+                Request::TrainTask(work) => match crate::jobs::task::train(&mesh, *work).await {
+                    Ok(t) => Response::Trained { weights: t.weights, rows: t.rows, curve: t.curve },
+                    Err(message) => Response::Error(RpcError { kind: RpcErrorKind::Refused, message }),
+                },
                 Request::GetBlobMeta { id } => match storage.meta(id).await {
                     Ok(meta) => Response::BlobMeta(meta),
                     Err(e) => storage_error(e),
@@ -123,6 +121,7 @@ impl Handler<PeerNotice> for ServiceActor {
                     .into_actor(self),
                 );
             }
+            PeerNotice::Progress { source, progress } => self.mesh.progress.record(source.to_string(), progress),
             PeerNotice::Connected { peer } => {
                 let net = self.mesh.net.clone();
                 ctx.spawn(sync_refs(net, storage, peer).into_actor(self));

@@ -56,6 +56,17 @@ pub enum EnsembleSpec {
     /// weights itself (all-reduce through content-addressed blobs, no
     /// parameter server). A worker that fails a round is left out of it.
     DataParallel { workers: usize, rounds: usize },
+    /// `members` sub-models trained like bagging's, but without the training
+    /// rows [`held_out_for_stacking`] keeps back; a softmax meta-model learns
+    /// to combine the members' probabilities on those held-out rows, which
+    /// no member has seen (out-of-fold predictions).
+    Stacking { members: usize },
+}
+
+/// Training rows (by global row number) that stacking keeps back from the
+/// members to fit its meta-model on: one in five.
+pub fn held_out_for_stacking(row: u64) -> bool {
+    row % 5 == 4
 }
 
 impl EnsembleSpec {
@@ -63,6 +74,9 @@ impl EnsembleSpec {
         match *self {
             EnsembleSpec::Bagging { members } if !(1..=256).contains(&members) => {
                 Err("ensemble: bagging needs 1 to 256 members".into())
+            }
+            EnsembleSpec::Stacking { members } if !(2..=256).contains(&members) => {
+                Err("ensemble: stacking needs 2 to 256 members".into())
             }
             EnsembleSpec::DataParallel { workers, rounds }
                 if !(1..=256).contains(&workers) || !(1..=10_000).contains(&rounds) =>
@@ -119,6 +133,54 @@ pub struct TaskRecord {
     pub rows: u64,
     /// Accuracy of this sub-model alone on the test rows.
     pub test_accuracy: Option<f64>,
+    /// Training loss after each epoch (of the last round, data-parallel).
+    #[serde(default)]
+    pub curve: Vec<f64>,
+}
+
+impl TaskRecord {
+    pub fn new(shards: Vec<ContentId>, seed: u64) -> Self {
+        Self { shards, seed, peer: None, weights: None, rows: 0, test_accuracy: None, curve: vec![] }
+    }
+}
+
+/// One sub-model to train: on the training rows of `shards` (fetched if the
+/// trainer lacks them), through a fitted pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The job and task index, naming the work in the progress gossiped.
+    pub job: ContentId,
+    pub task: u32,
+    pub shards: Vec<ContentId>,
+    pub pipeline: ContentId,
+    pub spec: ModelSpec,
+    pub seed: u64,
+    /// Weights (with their rows) to average into the starting model; empty
+    /// starts from fresh weights.
+    pub start: Vec<(ContentId, u64)>,
+    /// Leave out the rows [`held_out_for_stacking`] keeps for a meta-model.
+    pub holdout: bool,
+}
+
+/// Gossiped on [`crate::names::PROGRESS_TOPIC`] by a trainer after each epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingProgress {
+    pub job: ContentId,
+    pub task: u32,
+    /// Epochs finished, of `epochs`.
+    pub epoch: u32,
+    pub epochs: u32,
+    pub loss: f64,
+}
+
+/// A running task as the nodes last heard of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveTask {
+    pub task: u32,
+    pub peer: String,
+    pub epoch: u32,
+    pub epochs: u32,
+    pub loss: f64,
 }
 
 /// Metrics on the test rows.
@@ -161,8 +223,16 @@ pub struct ModelManifest {
     pub spec: JobSpec,
     pub dataset_manifest: ContentId,
     pub pipeline: ContentId,
-    /// Sub-model weight blobs; their outputs are averaged.
+    /// Sub-model weight blobs; their outputs are averaged, or combined by
+    /// `meta` when the model is stacked.
     pub members: Vec<ContentId>,
+    /// Stacking's meta-model: a softmax regression over the members'
+    /// concatenated probabilities.
+    #[serde(default)]
+    pub meta: Option<ContentId>,
+    /// Training loss per epoch of each member.
+    #[serde(default)]
+    pub curves: Vec<Vec<f64>>,
     pub classes: Vec<String>,
     pub evaluation: Evaluation,
     /// Peer that trained each member.

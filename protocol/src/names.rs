@@ -15,3 +15,5 @@ pub const KAD_PROTOCOL: &str = "/mass/kad/1";
 pub const ADVERT_TOPIC: &str = "/mass/adverts/1";
 /// Gossip topic carrying ref updates.
 pub const REF_TOPIC: &str = "/mass/refs/1";
+/// Gossip topic carrying training progress (epoch and loss of running tasks).
+pub const PROGRESS_TOPIC: &str = "/mass/progress/1";

@@ -9,7 +9,7 @@ use crate::{
     advert::Advert,
     dataset::Schema,
     features::{DataSummary, PipelineSpec},
-    jobs::ModelSpec,
+    jobs::Assignment,
     storage::{BlobMeta, RefEntry, RefRecord},
 };
 
@@ -32,11 +32,8 @@ pub enum Request {
     /// Statistics of a shard the peer holds, for fitting a feature pipeline
     /// where the data lives; [`Response::Summary`].
     SummarizeShard { shard: ContentId, schema: Schema, spec: PipelineSpec },
-    /// Train one sub-model on the training rows of these shards (fetched if
-    /// not held) with a fitted pipeline; [`Response::Trained`].
-    /// `start`: weights (with their rows) to average into the starting model;
-    /// empty starts from fresh weights.
-    TrainTask { shards: Vec<ContentId>, pipeline: ContentId, spec: ModelSpec, seed: u64, start: Vec<(ContentId, u64)> },
+    /// Train one sub-model; [`Response::Trained`].
+    TrainTask(Box<Assignment>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,9 +48,11 @@ pub enum Response {
     Refs(Vec<RefRecord>),
     Summary(DataSummary),
     /// The trained weights were stored on the trainer as this blob.
+    /// `curve`: training loss after each epoch.
     Trained {
         weights: ContentId,
         rows: u64,
+        curve: Vec<f64>,
     },
 }
 

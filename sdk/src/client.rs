@@ -13,7 +13,7 @@ use mass_protocol::{
     content_id::ParseContentIdError,
     dataset::{DatasetSummary, DatasetView},
     features::PipelineSpec,
-    jobs::{JobRecord, JobSpec},
+    jobs::{JobRecord, JobSpec, LiveTask},
     storage::RefRecord,
 };
 use reqwest::Method;
@@ -281,6 +281,11 @@ impl Client {
     /// A job's last checkpoint.
     pub async fn job(&self, id: &str) -> Result<JobRecord, Error> {
         self.json(Method::GET, &format!("v1/jobs/{id}"), None).await
+    }
+
+    /// What each running task of a job last reported (epoch, loss, node).
+    pub async fn job_progress(&self, id: &str) -> Result<Vec<LiveTask>, Error> {
+        self.json(Method::GET, &format!("v1/jobs/{id}/progress"), None).await
     }
 
     /// Cancels a job; its driver stops at its next checkpoint.

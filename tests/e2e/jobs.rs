@@ -115,6 +115,13 @@ async fn a_job_survives_the_death_of_its_driver() {
     })
     .await;
     let driver = started.drivers[0].clone();
+    // Epochs and losses of tasks running on other nodes reach this one by gossip.
+    eventually(Duration::from_secs(20), "training progress gossiped from another node", || async {
+        observer.job_progress(&id).await.is_ok_and(|live| {
+            live.iter().any(|t| t.peer != nodes[0].peer_id() && t.epoch >= 1 && t.epochs == 400 && t.loss.is_finite())
+        })
+    })
+    .await;
     let victim = nodes.iter().position(|n| n.peer_id() == driver).unwrap();
     nodes[victim].kill();
     let survivor = Client::new([nodes[(victim + 1) % 3].http_url()]).unwrap();
@@ -176,4 +183,16 @@ async fn data_parallel_training_averages_workers_each_round_into_one_model() {
     let accuracy = record.evaluation.unwrap().accuracy;
     eprintln!("digits, data-parallel over 3 workers x 4 rounds: {accuracy:.4}");
     assert!(accuracy >= 0.93, "{accuracy}");
+
+    // Stacking: bagging's members, combined by a meta-model fitted on rows
+    // none of them trained on.
+    let job = spec("digits-stack", vec![32], EnsembleSpec::Stacking { members: 4 }, 30);
+    let id = client.submit_job(&job).await.unwrap().to_string();
+    let record = finished(&client, &id, Duration::from_secs(120)).await;
+    let members: Vec<f64> = record.tasks.iter().map(|t| t.test_accuracy.unwrap()).collect();
+    let mean = members.iter().sum::<f64>() / members.len() as f64;
+    let stacked = record.evaluation.unwrap().accuracy;
+    eprintln!("digits, stacking of 4: {stacked:.4} (members mean {mean:.4})");
+    assert!(stacked >= mean, "stacked {stacked} below its mean member {mean}");
+    assert!(record.tasks.iter().all(|t| t.curve.len() == 30), "every member keeps its training curve");
 }

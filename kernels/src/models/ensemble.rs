@@ -4,7 +4,7 @@
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use super::Mlp;
+use super::{Mlp, MlpConfig, Optimizer, Target};
 
 /// How an ensemble turns its members' outputs into one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +46,43 @@ impl Ensemble {
     pub fn predict_classes(&self, x: ArrayView2<'_, f32>) -> Vec<usize> {
         argmax_rows(&self.predict(x))
     }
+}
+
+/// One output from the members' outputs on the same rows: their mean, or,
+/// for a stacked model, the meta-model's output on their concatenation.
+pub fn combine_outputs(outputs: &[Array2<f32>], meta: Option<&Mlp>) -> Array2<f32> {
+    match meta {
+        Some(meta) => meta.predict(stacked_inputs(outputs).view()),
+        None => {
+            let mut combined = Array2::<f32>::zeros(outputs[0].raw_dim());
+            for out in outputs {
+                combined += out;
+            }
+            combined / outputs.len() as f32
+        }
+    }
+}
+
+/// Fits stacking's meta-model, a softmax regression, on the members' outputs
+/// for rows none of them trained on, and those rows' classes.
+pub fn fit_meta(outputs: &[Array2<f32>], labels: &[usize], classes: usize, seed: u64) -> Mlp {
+    let x = stacked_inputs(outputs);
+    let config = MlpConfig {
+        hidden: vec![],
+        optimizer: Optimizer::Adam { learning_rate: 1e-2 },
+        batch_size: 64,
+        epochs: 30,
+        l2: 1e-4,
+        seed,
+        ..MlpConfig::default()
+    };
+    Mlp::fit(x.view(), Target::Classes { labels, classes }, None, &config).0
+}
+
+/// A stacking meta-model's inputs: the members' outputs side by side.
+pub fn stacked_inputs(outputs: &[Array2<f32>]) -> Array2<f32> {
+    let views: Vec<_> = outputs.iter().map(|o| o.view()).collect();
+    ndarray::concatenate(ndarray::Axis(1), &views).expect("members answer for the same rows")
 }
 
 /// Index of the largest value of each row (the first one on ties).
@@ -106,6 +143,27 @@ mod tests {
         let y =
             (0..rows).map(|r| usize::from(x[[r, 0]] + 0.5 * x[[r, 1]] > 0.0) + usize::from(x[[r, 2]] > 0.5)).collect();
         (x, y)
+    }
+
+    #[test]
+    fn stacking_learns_how_to_read_its_members() {
+        let (x, y) = problem(3000, 7);
+        let (train, held) = (x.slice(ndarray::s![..2000, ..]), x.slice(ndarray::s![2000.., ..]));
+        let config = MlpConfig { hidden: vec![16], epochs: 30, seed: 3, ..MlpConfig::default() };
+        let good = Mlp::fit(train, Target::Classes { labels: &y[..2000], classes: 3 }, None, &config).0;
+        // A member that learned to answer the next class: confidently wrong,
+        // yet informative to a meta-model that learns how to read it.
+        let shifted: Vec<usize> = y[..2000].iter().map(|c| (c + 1) % 3).collect();
+        let bad = Mlp::fit(train, Target::Classes { labels: &shifted, classes: 3 }, None, &config).0;
+        let outputs = |rows: ArrayView2<'_, f32>| vec![good.predict(rows), bad.predict(rows), bad.predict(rows)];
+        let meta = fit_meta(&outputs(held.slice(ndarray::s![..500, ..])), &y[2000..2500], 3, 1);
+        let test = held.slice(ndarray::s![500.., ..]);
+        let truth = &y[2500..];
+        let stacked = accuracy(truth, &argmax_rows(&combine_outputs(&outputs(test), Some(&meta))));
+        let averaged = accuracy(truth, &argmax_rows(&combine_outputs(&outputs(test), None)));
+        let alone = accuracy(truth, &good.predict_classes(test));
+        assert!(stacked > averaged, "stacked {stacked} should beat the plain average {averaged}");
+        assert!(stacked > alone - 0.02, "stacked {stacked} should be about as good as the good member {alone}");
     }
 
     #[test]

@@ -259,6 +259,19 @@ impl Mlp {
         validation: Option<(ArrayView2<'_, f32>, Target<'_>)>,
         config: &MlpConfig,
     ) -> (Self, TrainingCurve) {
+        Self::fit_reporting(start, x, y, validation, config, &mut |_, _| {})
+    }
+
+    /// Like [`Mlp::fit_from`], calling `on_epoch(epoch, train_loss)` after
+    /// every epoch (0-based) so long training can show progress.
+    pub fn fit_reporting(
+        start: Option<Mlp>,
+        x: ArrayView2<'_, f32>,
+        y: Target<'_>,
+        validation: Option<(ArrayView2<'_, f32>, Target<'_>)>,
+        config: &MlpConfig,
+        on_epoch: &mut dyn FnMut(usize, f64),
+    ) -> (Self, TrainingCurve) {
         assert_eq!(x.nrows(), y.rows(), "one target per row");
         let mut rng = StdRng::seed_from_u64(config.seed);
         let fresh = Self::new(x.ncols(), y.outputs(), config, &mut rng);
@@ -279,6 +292,7 @@ impl Mlp {
                 optimizer.step(&mut model, &grads);
             }
             curve.train_loss.push(total / x.nrows().max(1) as f64);
+            on_epoch(epoch, total / x.nrows().max(1) as f64);
             if let Some((vx, vy)) = &valid {
                 let loss = model.loss(*vx, vy, config.l2);
                 curve.validation_loss.push(loss);

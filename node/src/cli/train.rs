@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use mass_protocol::jobs::{EnsembleSpec, JobRecord, JobSpec, JobState, ModelSpec};
+use mass_protocol::jobs::{EnsembleSpec, JobRecord, JobSpec, JobState, LiveTask, ModelSpec};
 
 use super::NodeArgs;
 
@@ -19,7 +19,8 @@ pub struct TrainArgs {
     /// `softmax` (softmax regression) or `mlp:W1,W2,...` (hidden widths).
     #[arg(long, default_value = "mlp:128")]
     model: String,
-    /// `single`, `bagging:N` (N sub-models trained where their shards live), or
+    /// `single`, `bagging:N` (N sub-models trained where their shards live),
+    /// `stacking:N` (as bagging, combined by a meta-model on held-out rows), or
     /// `data-parallel:WORKERS:ROUNDS` (one model, averaged between workers after each round).
     #[arg(long, default_value = "single")]
     ensemble: String,
@@ -86,7 +87,10 @@ fn parse_ensemble(text: &str) -> anyhow::Result<EnsembleSpec> {
         Some(("bagging", n)) => Ok(EnsembleSpec::Bagging {
             members: n.parse().map_err(|_| anyhow::anyhow!("--ensemble {text}: '{n}' is not a count"))?,
         }),
-        _ => anyhow::bail!("--ensemble {text}: expected single, bagging:N or data-parallel:WORKERS:ROUNDS"),
+        Some(("stacking", n)) => Ok(EnsembleSpec::Stacking {
+            members: n.parse().map_err(|_| anyhow::anyhow!("--ensemble {text}: '{n}' is not a count"))?,
+        }),
+        _ => anyhow::bail!("--ensemble {text}: expected single, bagging:N, stacking:N or data-parallel:WORKERS:ROUNDS"),
     }
 }
 
@@ -96,15 +100,32 @@ fn summary(record: &JobRecord) -> String {
     format!("{:?}: {done}/{} sub-models trained on {} node(s)", record.state, record.tasks.len(), nodes.len())
 }
 
+/// The running tasks' epochs and losses, for the progress line.
+fn epochs(record: &JobRecord, live: &[LiveTask]) -> String {
+    let running: Vec<&LiveTask> = live
+        .iter()
+        .filter(|t| record.tasks.get(t.task as usize).is_some_and(|r| r.weights.is_none() || t.epoch < t.epochs))
+        .collect();
+    if running.is_empty() {
+        return String::new();
+    }
+    let nodes: std::collections::BTreeSet<&str> = running.iter().map(|t| t.peer.as_str()).collect();
+    let epoch = running.iter().map(|t| t.epoch).min().unwrap_or(0);
+    let loss = running.iter().map(|t| t.loss).sum::<f64>() / running.len() as f64;
+    let epochs = running[0].epochs;
+    format!(" | epoch {epoch}/{epochs}, loss {loss:.4}, {} task(s) at work on {} node(s)", running.len(), nodes.len())
+}
+
 fn print_record(record: &JobRecord) {
     println!("job {}  model/{}  {}", record.id, record.spec.model, summary(record));
     println!("driven by: {}", record.drivers.join(" then "));
     for (i, task) in record.tasks.iter().enumerate() {
         println!(
-            "  sub-model {i}: {} shard(s), {} rows, on {}, test accuracy {}",
+            "  sub-model {i}: {} shard(s), {} rows, on {}, final training loss {}, test accuracy {}",
             task.shards.len(),
             task.rows,
             task.peer.as_deref().unwrap_or("-"),
+            task.curve.last().map(|l| format!("{l:.4}")).unwrap_or_else(|| "-".into()),
             task.test_accuracy.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into())
         );
     }
@@ -146,7 +167,8 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
     let record = loop {
         match client.job(&id).await {
             Ok(record) => {
-                bar.set_message(summary(&record));
+                let live = client.job_progress(&id).await.unwrap_or_default();
+                bar.set_message(format!("{}{}", summary(&record), epochs(&record, &live)));
                 if record.state.is_over() {
                     break record;
                 }

@@ -44,7 +44,7 @@ pub(super) async fn write_ref(
 
 /// `PUT /v1/blobs`: the body, streamed, becomes a blob; answered once durable.
 pub async fn put(state: web::Data<State>, query: web::Query<PutQuery>, mut body: web::Payload) -> HttpResponse {
-    let mut writer = BlobWriter::new(state.storage.clone());
+    let mut writer = BlobWriter::new(state.mesh.storage.clone());
     while let Some(piece) = body.next().await {
         let piece = match piece {
             Ok(piece) => piece,
@@ -65,7 +65,7 @@ pub async fn put(state: web::Data<State>, query: web::Query<PutQuery>, mut body:
     };
     if query.pin {
         // Pinning twice is one pin: only write when not already pinned.
-        let pinned = match state.storage.get_ref(pin_name(&meta.id)).await {
+        let pinned = match state.mesh.storage.get_ref(pin_name(&meta.id)).await {
             Ok(record) => record.and_then(|r| r.current().and_then(|c| c.target)).is_some(),
             Err(e) => return store_error(e),
         };
@@ -73,13 +73,13 @@ pub async fn put(state: web::Data<State>, query: web::Query<PutQuery>, mut body:
             return store_error(e);
         }
     }
-    state.replication.do_send(PlaceNew(meta.id));
+    state.mesh.replication.do_send(PlaceNew(meta.id));
     HttpResponse::Ok().json(BlobInfo { id: meta.id, size: meta.size })
 }
 
 /// Fetches `id` from peers; `damage` says why the local copy was dropped.
 async fn fetch(state: &State, id: ContentId, damage: Option<String>) -> Result<BlobMeta, HttpResponse> {
-    match state.replication.send(FetchBlob(id)).await {
+    match state.mesh.replication.send(FetchBlob(id)).await {
         Ok(Ok(meta)) => Ok(meta),
         Ok(Err(FetchError::Unavailable { failures, .. })) => Err(match damage {
             Some(damage) => error(
@@ -96,11 +96,11 @@ async fn fetch(state: &State, id: ContentId, damage: Option<String>) -> Result<B
 
 /// Makes sure this node holds `id`, fetching it from peers when it does not.
 pub(super) async fn local_copy(state: &State, id: ContentId) -> Result<BlobMeta, HttpResponse> {
-    match state.storage.meta(id).await {
+    match state.mesh.storage.meta(id).await {
         Ok(Some(meta)) => Ok(meta),
         Ok(None) => fetch(state, id, None).await,
         Err(e @ StoreError::Integrity { .. }) => {
-            let _ = state.storage.remove(id).await;
+            let _ = state.mesh.storage.remove(id).await;
             fetch(state, id, Some(e.to_string())).await
         }
         Err(e) => Err(store_error(e)),
@@ -111,12 +111,12 @@ pub(super) async fn local_copy(state: &State, id: ContentId) -> Result<BlobMeta,
 /// is dropped (never served or kept) and a good one fetched from peers.
 async fn readable(state: &State, id: ContentId) -> Result<(BlobMeta, Vec<u8>), HttpResponse> {
     let meta = local_copy(state, id).await?;
-    match state.storage.chunk(meta.clone(), 0).await {
+    match state.mesh.storage.chunk(meta.clone(), 0).await {
         Ok(first) => Ok((meta, first)),
         Err(e @ StoreError::Integrity { .. }) => {
-            let _ = state.storage.remove(id).await;
+            let _ = state.mesh.storage.remove(id).await;
             let meta = fetch(state, id, Some(e.to_string())).await?;
-            let first = state.storage.chunk(meta.clone(), 0).await.map_err(store_error)?;
+            let first = state.mesh.storage.chunk(meta.clone(), 0).await.map_err(store_error)?;
             Ok((meta, first))
         }
         Err(e) => Err(store_error(e)),
@@ -136,7 +136,7 @@ pub async fn get(state: web::Data<State>, id: web::Path<String>) -> HttpResponse
         Ok(found) => found,
         Err(response) => return response,
     };
-    let storage = state.storage.clone();
+    let storage = state.mesh.storage.clone();
     let size = meta.size;
     let rest = futures::stream::iter(1..meta.chunks.len()).then(move |index| {
         let storage = storage.clone();
@@ -159,7 +159,7 @@ pub async fn get(state: web::Data<State>, id: web::Path<String>) -> HttpResponse
 
 /// `GET /v1/blobs`: the blobs stored on this node.
 pub async fn list(state: web::Data<State>) -> HttpResponse {
-    match state.storage.list().await {
+    match state.mesh.storage.list().await {
         Ok(blobs) => HttpResponse::Ok()
             .json(blobs.into_iter().map(|s| BlobInfo { id: s.meta.id, size: s.meta.size }).collect::<Vec<_>>()),
         Err(e) => store_error(e),
@@ -173,7 +173,7 @@ pub async fn unpin(state: web::Data<State>, id: web::Path<String>) -> HttpRespon
         Ok(id) => id,
         Err(response) => return response,
     };
-    match state.storage.get_ref(pin_name(&id)).await {
+    match state.mesh.storage.get_ref(pin_name(&id)).await {
         Ok(Some(record)) if record.current().is_some_and(|c| c.target.is_some()) => {}
         Ok(_) => return error(StatusCode::NOT_FOUND, format!("blob {id} is not pinned")),
         Err(e) => return store_error(e),
@@ -187,7 +187,7 @@ pub async fn unpin(state: web::Data<State>, id: web::Path<String>) -> HttpRespon
 /// `POST /v1/gc`: removes unreferenced blobs past the grace period now.
 pub async fn gc(state: web::Data<State>, query: web::Query<GcQuery>) -> HttpResponse {
     let grace_ms = query.grace_ms.unwrap_or(state.gc_grace_ms);
-    match state.storage.gc(grace_ms).await {
+    match state.mesh.storage.gc(grace_ms).await {
         Ok(report) => HttpResponse::Ok().json(report),
         Err(e) => store_error(e),
     }

@@ -71,7 +71,7 @@ async fn options(state: &State, query: IngestQuery) -> Result<IngestOptions, Htt
             }
             let list: ContentId = list.parse().map_err(|e| bad(format!("test_rows: {e}")))?;
             let meta = local_copy(state, list).await?;
-            let bytes = read_blob(&state.storage, &meta)
+            let bytes = read_blob(&state.mesh.storage, &meta)
                 .await
                 .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
             let text = String::from_utf8(bytes).map_err(|_| bad("test_rows: the list is not UTF-8 text"))?;
@@ -100,7 +100,7 @@ pub async fn ingest(state: web::Data<State>, query: web::Query<IngestQuery>, mut
     };
     let name = options.name.clone();
     let (pieces, rx) = mpsc::channel(16);
-    let job = tokio::spawn(ingest_pieces(state.storage.clone(), options, rx));
+    let job = tokio::spawn(ingest_pieces(state.mesh.storage.clone(), options, rx));
     while let Some(piece) = body.next().await {
         // A parser that stopped early (bad row) no longer listens.
         if pieces.send(piece.map_err(|e| format!("upload interrupted: {e}"))).await.is_err() {
@@ -119,9 +119,9 @@ pub async fn ingest(state: web::Data<State>, query: web::Query<IngestQuery>, mut
         if let Err(e) = write_ref(&state, pin_name(&shard.id), Some(shard.id)).await {
             return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
         }
-        state.replication.do_send(PlaceNew(shard.id));
+        state.mesh.replication.do_send(PlaceNew(shard.id));
     }
-    state.replication.do_send(PlaceNew(meta.id));
+    state.mesh.replication.do_send(PlaceNew(meta.id));
     let entry = match write_ref(&state, format!("{REF_PREFIX}{name}"), Some(meta.id)).await {
         Ok(entry) => entry,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -141,13 +141,13 @@ async fn load(
     let Some(current) = record.current() else { return Ok(None) };
     let Some(target) = current.target else { return Ok(None) };
     let meta = local_copy(state, target).await?;
-    let manifest = read_manifest(&state.storage, &meta).await.map_err(data_error)?;
+    let manifest = read_manifest(&state.mesh.storage, &meta).await.map_err(data_error)?;
     Ok(Some((target, current.version, manifest)))
 }
 
 /// `GET /v1/datasets`.
 pub async fn list(state: web::Data<State>) -> HttpResponse {
-    let records = match state.storage.refs().await {
+    let records = match state.mesh.storage.refs().await {
         Ok(records) => records,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
@@ -172,7 +172,7 @@ pub async fn list(state: web::Data<State>) -> HttpResponse {
 /// `GET /v1/datasets/{name}`: the manifest and which peers hold each shard.
 pub async fn show(state: web::Data<State>, name: web::Path<String>) -> HttpResponse {
     let ref_name = format!("{REF_PREFIX}{name}");
-    let record = match state.storage.get_ref(ref_name).await {
+    let record = match state.mesh.storage.get_ref(ref_name).await {
         Ok(Some(record)) => record,
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("no dataset named '{name}'")),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -182,15 +182,15 @@ pub async fn show(state: web::Data<State>, name: web::Path<String>) -> HttpRespo
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("dataset '{name}' was deleted")),
         Err(response) => return response,
     };
-    let peers = state.membership.send(GetUpPeers).await.unwrap_or_default();
+    let peers = state.mesh.membership.send(GetUpPeers).await.unwrap_or_default();
     let mut shard_holders = Vec::new();
     for shard in &manifest.shards {
         let mut holders = Vec::new();
-        if state.storage.has(shard.id).await.unwrap_or(false) {
-            holders.push(state.peer_id.clone());
+        if state.mesh.storage.has(shard.id).await.unwrap_or(false) {
+            holders.push(state.mesh.peer_id.clone());
         }
         let asks = peers.iter().map(|peer| {
-            let net = state.net.clone();
+            let net = state.mesh.net.clone();
             async move { (peer, net.request(*peer, Request::HasBlob { id: shard.id }).await) }
         });
         for (peer, answer) in futures::future::join_all(asks).await {

@@ -89,6 +89,15 @@ pub async fn show(state: web::Data<State>, id: web::Path<String>) -> HttpRespons
     }
 }
 
+/// `GET /v1/jobs/{id}/progress`: the epoch and loss each running task of
+/// the job last reported, as this node heard them.
+pub async fn progress(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
+    match id.parse::<ContentId>() {
+        Ok(id) => HttpResponse::Ok().json(state.mesh.progress.of(&id)),
+        Err(e) => error(StatusCode::BAD_REQUEST, format!("{e}")),
+    }
+}
+
 /// `POST /v1/jobs/{id}/cancel`: stops the job at its driver's next checkpoint.
 pub async fn cancel(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
     let id: ContentId = match id.parse() {
@@ -113,7 +122,7 @@ pub async fn cancel(state: web::Data<State>, id: web::Path<String>) -> HttpRespo
 /// `GET /v1/jobs`: every job this node knows, with its state.
 pub async fn list(state: web::Data<State>) -> HttpResponse {
     let mesh = state.mesh();
-    let refs = match state.storage.refs().await {
+    let refs = match state.mesh.storage.refs().await {
         Ok(refs) => refs,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };

@@ -5,7 +5,6 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use actix::Addr;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, dev::Server, web};
 use mass_protocol::{
     api::{ErrorBody, Health},
@@ -19,12 +18,7 @@ mod jobs;
 mod pipelines;
 mod refs;
 
-use crate::{
-    membership::{GetPeers, MembershipActor},
-    net::NetClient,
-    replication::ReplicationActor,
-    storage::Storage,
-};
+use crate::{membership::GetPeers, mesh::Mesh};
 
 /// Where the API listens when nothing else is said.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -38,25 +32,15 @@ pub struct Config {
 
 impl State {
     /// The handle background work and handlers share.
-    pub fn mesh(&self) -> crate::mesh::Mesh {
-        crate::mesh::Mesh {
-            peer_id: self.peer_id.clone(),
-            storage: self.storage.clone(),
-            replication: self.replication.clone(),
-            membership: self.membership.clone(),
-            net: self.net.clone(),
-        }
+    pub fn mesh(&self) -> Mesh {
+        self.mesh.clone()
     }
 }
 
 /// What the handlers can reach.
 pub struct State {
-    pub peer_id: String,
-    pub membership: Addr<MembershipActor>,
+    pub mesh: Mesh,
     pub registry: Arc<Registry>,
-    pub storage: Storage,
-    pub replication: Addr<ReplicationActor>,
-    pub net: NetClient,
     /// Default grace period of `POST /v1/gc`.
     pub gc_grace_ms: u64,
     /// Default rows per dataset shard.
@@ -81,6 +65,7 @@ pub fn serve(listener: std::net::TcpListener, state: State) -> std::io::Result<S
             .route("/v1/jobs", web::post().to(jobs::submit))
             .route("/v1/jobs", web::get().to(jobs::list))
             .route("/v1/jobs/{id}", web::get().to(jobs::show))
+            .route("/v1/jobs/{id}/progress", web::get().to(jobs::progress))
             .route("/v1/jobs/{id}/cancel", web::post().to(jobs::cancel))
             .route("/v1/datasets", web::post().to(datasets::ingest))
             .route("/v1/datasets", web::get().to(datasets::list))
@@ -118,14 +103,14 @@ fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
 async fn health(state: web::Data<State>) -> HttpResponse {
     HttpResponse::Ok().json(Health {
         status: "ok".into(),
-        peer_id: state.peer_id.clone(),
+        peer_id: state.mesh.peer_id.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
         protocol_version: names::PROTOCOL_VERSION,
     })
 }
 
 async fn peers(state: web::Data<State>) -> HttpResponse {
-    match state.membership.send(GetPeers).await {
+    match state.mesh.membership.send(GetPeers).await {
         Ok(peers) => HttpResponse::Ok().json(peers),
         Err(e) => error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, format!("membership unavailable: {e}")),
     }

@@ -28,7 +28,7 @@ async fn record(state: &State, name: &str) -> Result<RefRecord, HttpResponse> {
     if let Err(reason) = validate_ref_name(name) {
         return Err(error(StatusCode::BAD_REQUEST, reason));
     }
-    match state.storage.get_ref(name.to_owned()).await {
+    match state.mesh.storage.get_ref(name.to_owned()).await {
         Ok(Some(record)) => Ok(record),
         Ok(None) => Err(error(StatusCode::NOT_FOUND, format!("no ref named '{name}'"))),
         Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
@@ -37,7 +37,7 @@ async fn record(state: &State, name: &str) -> Result<RefRecord, HttpResponse> {
 
 /// `GET /v1/refs`: every live ref and its current target.
 pub async fn list(state: web::Data<State>) -> HttpResponse {
-    match state.storage.refs().await {
+    match state.mesh.storage.refs().await {
         Ok(records) => HttpResponse::Ok().json(records.iter().filter_map(view).collect::<Vec<_>>()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }

@@ -1,18 +1,27 @@
 //! Driving one job from its checkpointed record to a named model.
 
 use futures::{StreamExt, stream::FuturesUnordered};
-use mass_kernels::models::{Mlp, ensemble::argmax_rows, metrics};
+use mass_kernels::models::{
+    Mlp,
+    ensemble::{self, argmax_rows},
+    metrics,
+};
 use mass_protocol::{
     ContentId,
     dataset::{Shard, Split},
     features::FittedPipeline,
-    jobs::{EnsembleSpec, Evaluation, JobRecord, JobState, ModelManifest, TaskRecord},
+    jobs::{
+        Assignment, EnsembleSpec, Evaluation, JobRecord, JobState, ModelManifest, TaskRecord, held_out_for_stacking,
+    },
     rpc::{Request, Response},
 };
 use ndarray::Array2;
 use tracing::{info, warn};
 
-use super::{MODEL_PREFIX, REF_PREFIX, task};
+use super::{
+    MODEL_PREFIX, REF_PREFIX,
+    task::{self, Trained},
+};
 use crate::{
     mesh::{FitFailure, Mesh},
     placement::{self, Candidate},
@@ -102,36 +111,16 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
     let pipeline_id = record.pipeline.expect("set above");
     if record.tasks.is_empty() {
         let shards: Vec<ContentId> = manifest.shards.iter().map(|s| s.id).collect();
+        let seed = record.spec.seed;
         record.tasks = match record.spec.ensemble {
-            EnsembleSpec::Single => vec![TaskRecord {
-                shards,
-                seed: record.spec.seed,
-                peer: None,
-                weights: None,
-                rows: 0,
-                test_accuracy: None,
-            }],
+            EnsembleSpec::Single => vec![TaskRecord::new(shards, seed)],
+            // The same seed everywhere: every worker starts from the same weights.
             EnsembleSpec::DataParallel { workers, .. } => (0..workers.min(shards.len()))
-                .map(|w| TaskRecord {
-                    shards: shards.iter().skip(w).step_by(workers).copied().collect(),
-                    // The same seed everywhere: every worker starts from the same weights.
-                    seed: record.spec.seed,
-                    peer: None,
-                    weights: None,
-                    rows: 0,
-                    test_accuracy: None,
-                })
+                .map(|w| TaskRecord::new(shards.iter().skip(w).step_by(workers).copied().collect(), seed))
                 .collect(),
-            EnsembleSpec::Bagging { members } => (0..members)
-                .map(|i| TaskRecord {
-                    shards: vec![shards[i % shards.len()]],
-                    seed: record.spec.seed + i as u64,
-                    peer: None,
-                    weights: None,
-                    rows: 0,
-                    test_accuracy: None,
-                })
-                .collect(),
+            EnsembleSpec::Bagging { members } | EnsembleSpec::Stacking { members } => {
+                (0..members).map(|i| TaskRecord::new(vec![shards[i % shards.len()]], seed + i as u64)).collect()
+            }
         };
         checkpoint(mesh, record).await?;
     }
@@ -153,10 +142,20 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
         shards.push(mesh.load::<Shard>(info.id).await?);
     }
     let classes = pipeline.classes.clone();
-    let (evaluation, member_accuracy) = tokio::task::spawn_blocking(move || evaluate(&pipeline, &members, &shards))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(Stop::Invalid)?;
+    let stacked = matches!(record.spec.ensemble, EnsembleSpec::Stacking { .. });
+    let seed = record.spec.seed;
+    let (meta, evaluation, member_accuracy) = tokio::task::spawn_blocking(move || {
+        let meta = if stacked { Some(fit_meta(&pipeline, &members, &shards, seed)?) } else { None };
+        let (evaluation, accuracy) = evaluate(&pipeline, &members, meta.as_ref(), &shards)?;
+        Ok::<_, String>((meta, evaluation, accuracy))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(Stop::Invalid)?;
+    let meta = match meta {
+        Some(meta) => Some(mesh.save(&meta).await?),
+        None => None,
+    };
     // Bagged members are models of their own; data-parallel workers are not.
     if !matches!(record.spec.ensemble, EnsembleSpec::DataParallel { .. }) {
         for (task, accuracy) in record.tasks.iter_mut().zip(member_accuracy) {
@@ -170,6 +169,8 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
         dataset_manifest: manifest_id,
         pipeline: pipeline_id,
         members: member_ids,
+        meta,
+        curves: record.tasks.iter().map(|t| t.curve.clone()).collect(),
         classes,
         evaluation: evaluation.clone(),
         trained_on: record.tasks.iter().filter_map(|t| t.peer.clone()).collect(),
@@ -186,19 +187,37 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
     Ok(())
 }
 
-/// Trains every unfinished bagged sub-model where its shard lives, then
-/// loads them all.
+/// What task `index` of `record` asks a trainer to do.
+fn assignment(record: &JobRecord, index: usize, pipeline: ContentId, start: &[(ContentId, u64)]) -> Assignment {
+    let task = &record.tasks[index];
+    Assignment {
+        job: record.id,
+        task: index as u32,
+        shards: task.shards.clone(),
+        pipeline,
+        spec: record.spec.spec.clone(),
+        seed: task.seed,
+        start: start.to_vec(),
+        holdout: matches!(record.spec.ensemble, EnsembleSpec::Stacking { .. }),
+    }
+}
+
+fn finish(task: &mut TaskRecord, peer: String, trained: Trained) {
+    (task.peer, task.weights, task.rows, task.curve) = (Some(peer), Some(trained.weights), trained.rows, trained.curve);
+}
+
+/// Trains every unfinished sub-model (of a single, bagged or stacked model)
+/// where its shard lives, then loads them all.
 async fn bagged(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId) -> Result<Vec<Mlp>, Stop> {
     let mut running = FuturesUnordered::new();
     let plans = plan_trainers(mesh, &record.id, &record.tasks).await;
-    for ((index, task), order) in record.tasks.iter().enumerate().zip(plans).filter(|((_, t), _)| t.weights.is_none()) {
-        let (mesh, task, spec) = (mesh.clone(), task.clone(), record.spec.spec.clone());
-        running.push(async move { (index, train_somewhere(&mesh, &task, order, pipeline, spec, &[]).await) });
+    for (index, order) in plans.into_iter().enumerate().filter(|(i, _)| record.tasks[*i].weights.is_none()) {
+        let (mesh, work) = (mesh.clone(), assignment(record, index, pipeline, &[]));
+        running.push(async move { (index, train_somewhere(&mesh, work, order).await) });
     }
     while let Some((index, result)) = running.next().await {
-        let (peer, weights, rows) = result?;
-        let task = &mut record.tasks[index];
-        (task.peer, task.weights, task.rows) = (Some(peer), Some(weights), rows);
+        let (peer, trained) = result?;
+        finish(&mut record.tasks[index], peer, trained);
         checkpoint(mesh, record).await?;
     }
     let mut members = Vec::new();
@@ -228,17 +247,16 @@ async fn data_parallel(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId,
         let start = record.averaged_from.clone();
         let mut running = FuturesUnordered::new();
         let plans = plan_trainers(mesh, &record.id, &record.tasks).await;
-        for ((index, task), order) in record.tasks.iter().enumerate().zip(plans) {
-            let (mesh, task, spec, start) = (mesh.clone(), task.clone(), record.spec.spec.clone(), start.clone());
-            running.push(async move { (index, train_somewhere(&mesh, &task, order, pipeline, spec, &start).await) });
+        for (index, order) in plans.into_iter().enumerate() {
+            let (mesh, work) = (mesh.clone(), assignment(record, index, pipeline, &start));
+            running.push(async move { (index, train_somewhere(&mesh, work, order).await) });
         }
         let mut outputs: Vec<Option<(ContentId, u64)>> = vec![None; record.tasks.len()];
         while let Some((index, result)) = running.next().await {
             match result {
-                Ok((peer, weights, rows)) => {
-                    let task = &mut record.tasks[index];
-                    (task.peer, task.weights, task.rows) = (Some(peer), Some(weights), rows);
-                    outputs[index] = Some((weights, rows));
+                Ok((peer, trained)) => {
+                    outputs[index] = Some((trained.weights, trained.rows));
+                    finish(&mut record.tasks[index], peer, trained);
                 }
                 Err(e) => warn!(worker = index, round = record.rounds_done, "worker left out of this round: {e}"),
             }
@@ -284,39 +302,54 @@ async fn plan_trainers(mesh: &Mesh, job: &ContentId, tasks: &[TaskRecord]) -> Ve
 
 /// Trains a task on the first of `order` that can (this node trains it when
 /// it comes first, or when every other node fails).
-async fn train_somewhere(
-    mesh: &Mesh,
-    task: &TaskRecord,
-    order: Vec<PeerId>,
-    pipeline: ContentId,
-    spec: mass_protocol::jobs::ModelSpec,
-    start: &[(ContentId, u64)],
-) -> Result<(String, ContentId, u64), String> {
+async fn train_somewhere(mesh: &Mesh, work: Assignment, order: Vec<PeerId>) -> Result<(String, Trained), String> {
     let local = mesh.net.local_peer_id();
     for peer in order {
         if peer == local {
             break;
         }
-        let request = Request::TrainTask {
-            shards: task.shards.clone(),
-            pipeline,
-            spec: spec.clone(),
-            seed: task.seed,
-            start: start.to_vec(),
-        };
-        match mesh.net.request(peer, request).await {
-            Ok(Response::Trained { weights, rows }) => return Ok((peer.to_string(), weights, rows)),
+        match mesh.net.request(peer, Request::TrainTask(Box::new(work.clone()))).await {
+            Ok(Response::Trained { weights, rows, curve }) => {
+                return Ok((peer.to_string(), Trained { weights, rows, curve }));
+            }
             Ok(Response::Error(e)) => warn!(%peer, "training elsewhere failed: {e}"),
             Ok(_) => warn!(%peer, "unexpected answer to a training task"),
             Err(e) => warn!(%peer, "training elsewhere failed: {e}"),
         }
     }
-    let (weights, rows) = task::train(mesh, &task.shards, pipeline, spec, task.seed, start).await?;
-    Ok((mesh.peer_id.clone(), weights, rows))
+    Ok((mesh.peer_id.clone(), task::train(mesh, work).await?))
 }
 
-/// Metrics of the averaged members, and each member's accuracy, on test rows.
-fn evaluate(pipeline: &FittedPipeline, members: &[Mlp], shards: &[Shard]) -> Result<(Evaluation, Vec<f64>), String> {
+/// Fits stacking's meta-model on the members' outputs for the training rows
+/// they were all trained without.
+fn fit_meta(pipeline: &FittedPipeline, members: &[Mlp], shards: &[Shard], seed: u64) -> Result<Mlp, String> {
+    let mut outputs: Vec<Vec<Array2<f32>>> = vec![Vec::new(); members.len()];
+    let mut labels = Vec::new();
+    for shard in shards {
+        let (x, y) = task::rows_where(pipeline, shard, |s, row| s == Split::Train && held_out_for_stacking(row))?;
+        for (member, out) in members.iter().zip(&mut outputs) {
+            out.push(member.predict(x.view()));
+        }
+        labels.extend(y);
+    }
+    if labels.is_empty() {
+        return Err("stacking found no held-out training rows to fit its meta-model on".into());
+    }
+    let outputs: Vec<Array2<f32>> = outputs
+        .iter()
+        .map(|parts| ndarray::concatenate(ndarray::Axis(0), &parts.iter().map(|p| p.view()).collect::<Vec<_>>()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    Ok(ensemble::fit_meta(&outputs, &labels, pipeline.classes.len(), seed))
+}
+
+/// Metrics of the combined members, and each member's accuracy, on test rows.
+fn evaluate(
+    pipeline: &FittedPipeline,
+    members: &[Mlp],
+    meta: Option<&Mlp>,
+    shards: &[Shard],
+) -> Result<(Evaluation, Vec<f64>), String> {
     let classes = pipeline.classes.len();
     let mut truth = Vec::new();
     let mut combined: Vec<Vec<f64>> = Vec::new();
@@ -326,14 +359,12 @@ fn evaluate(pipeline: &FittedPipeline, members: &[Mlp], shards: &[Shard]) -> Res
         if y.is_empty() {
             continue;
         }
-        let mut sum = Array2::<f32>::zeros((x.nrows(), classes));
-        for (i, member) in members.iter().enumerate() {
-            let p = member.predict(x.view());
-            member_predictions[i].extend(argmax_rows(&p));
-            sum += &p;
+        let outputs: Vec<Array2<f32>> = members.iter().map(|m| m.predict(x.view())).collect();
+        for (predictions, out) in member_predictions.iter_mut().zip(&outputs) {
+            predictions.extend(argmax_rows(out));
         }
-        sum /= members.len() as f32;
-        combined.extend(sum.rows().into_iter().map(|r| r.iter().map(|v| f64::from(*v)).collect::<Vec<_>>()));
+        let combined_here = ensemble::combine_outputs(&outputs, meta);
+        combined.extend(combined_here.rows().into_iter().map(|r| r.iter().map(|v| f64::from(*v)).collect::<Vec<_>>()));
         truth.extend(y);
     }
     if truth.is_empty() {

@@ -12,8 +12,10 @@
 //! - [`task`]: training one sub-model on shards, and reading rows for it.
 //! - [`driver`]: one job, from its record to a named model.
 //! - [`watcher`]: which jobs this node drives.
+//! - [`progress`]: epochs and losses of running tasks, heard by gossip.
 
 pub mod driver;
+pub mod progress;
 pub mod task;
 pub mod watcher;
 

@@ -5,6 +5,7 @@ use actix::Message;
 use libp2p::{Multiaddr, PeerId, request_response::ResponseChannel};
 use mass_protocol::{
     Advert, ContentId,
+    jobs::TrainingProgress,
     rpc::{RefUpdate, Request, Response},
 };
 use tokio::sync::{mpsc, oneshot};
@@ -34,6 +35,8 @@ pub struct InboundRequest {
 pub enum PeerNotice {
     /// A ref update arrived by gossip from its (authenticated) publisher.
     RefUpdate { source: PeerId, update: RefUpdate },
+    /// A peer's training task reported an epoch.
+    Progress { source: PeerId, progress: TrainingProgress },
     /// A first connection to a peer was established.
     Connected { peer: PeerId },
 }
@@ -65,6 +68,7 @@ pub(crate) enum Command {
     Request { peer: PeerId, request: Request, reply: oneshot::Sender<Result<Response, NetError>> },
     ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
     PublishRef { update: RefUpdate },
+    PublishProgress { progress: TrainingProgress },
     Respond { channel: ResponseChannel<Response>, response: Response },
     Provide { id: ContentId },
     FindProviders { id: ContentId, reply: oneshot::Sender<Vec<PeerId>> },
@@ -130,6 +134,12 @@ impl NetClient {
     /// Gossips a ref update to the mesh.
     pub async fn publish_ref(&self, update: RefUpdate) -> Result<(), NetError> {
         self.send(Command::PublishRef { update }).await
+    }
+
+    /// Gossips training progress without waiting: called from training
+    /// threads, and a progress report is worth dropping when the task is busy.
+    pub fn publish_progress(&self, progress: TrainingProgress) {
+        let _ = self.commands.try_send(Command::PublishProgress { progress });
     }
 
     /// Announces in the DHT that this node holds a blob.

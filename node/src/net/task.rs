@@ -11,7 +11,9 @@ use libp2p::{
     swarm::{ConnectionId, SwarmEvent, dial_opts::DialOpts, dial_opts::PeerCondition},
 };
 use mass_protocol::{
-    Advert, codec, names,
+    Advert, codec,
+    jobs::TrainingProgress,
+    names,
     rpc::{RefUpdate, Request, Response, RpcError, RpcErrorKind},
 };
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -42,6 +44,7 @@ pub struct NetTask {
     max_connections: usize,
     advert_topic: gossipsub::IdentTopic,
     ref_topic: gossipsub::IdentTopic,
+    progress_topic: gossipsub::IdentTopic,
     local_advert: Option<Box<Advert>>,
     inbound: Arc<Semaphore>,
     pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NetError>>)>,
@@ -60,7 +63,8 @@ impl NetTask {
     ) -> Result<Self, String> {
         let advert_topic = gossipsub::IdentTopic::new(names::ADVERT_TOPIC);
         let ref_topic = gossipsub::IdentTopic::new(names::REF_TOPIC);
-        for topic in [&advert_topic, &ref_topic] {
+        let progress_topic = gossipsub::IdentTopic::new(names::PROGRESS_TOPIC);
+        for topic in [&advert_topic, &ref_topic, &progress_topic] {
             swarm
                 .behaviour_mut()
                 .gossipsub
@@ -76,6 +80,7 @@ impl NetTask {
             max_connections,
             advert_topic,
             ref_topic,
+            progress_topic,
             local_advert: None,
             inbound: Arc::new(Semaphore::new(MAX_INBOUND_REQUESTS)),
             pending_dials: HashMap::new(),
@@ -136,6 +141,11 @@ impl NetTask {
                 let _ = reply.send(self.swarm.listeners().cloned().collect());
             }
             Command::PublishRef { update } => self.publish_ref(&update),
+            Command::PublishProgress { progress } => {
+                let topic = self.progress_topic.clone();
+                // Progress is advisory: a peer that misses an epoch hears the next.
+                self.publish(topic, &progress, Protocol::Progress);
+            }
             Command::Respond { channel, response } => {
                 if self.swarm.behaviour_mut().rpc.send_response(channel, response).is_err() {
                     debug!("peer left before the response was sent");
@@ -295,6 +305,22 @@ impl NetTask {
                     (_, result) => {
                         self.metrics.decode_failure(Protocol::Ref);
                         warn!(%source, error = ?result.err(), "dropped malformed ref update");
+                        gossipsub::MessageAcceptance::Reject
+                    }
+                };
+            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
+            return;
+        }
+        if message.topic == self.progress_topic.hash() {
+            let acceptance =
+                match (message.source, codec::decode::<TrainingProgress>(&message.data, codec::MAX_GOSSIP_MESSAGE)) {
+                    (Some(publisher), Ok(progress)) => {
+                        self.metrics.received(Protocol::Progress, len);
+                        self.notify(PeerNotice::Progress { source: publisher, progress });
+                        gossipsub::MessageAcceptance::Accept
+                    }
+                    _ => {
+                        self.metrics.decode_failure(Protocol::Progress);
                         gossipsub::MessageAcceptance::Reject
                     }
                 };
