@@ -28,6 +28,7 @@ pub struct NodeConfig {
     pub membership: membership::Config,
     pub hardware: hardware::Config,
     pub storage: storage::Config,
+    pub serving: crate::serving::Config,
 }
 
 /// Why a configuration was refused.
@@ -65,6 +66,20 @@ pub struct FileConfig {
     pub hardware: HardwareSection,
     #[serde(default)]
     pub storage: StorageSection,
+    #[serde(default)]
+    pub serving: ServingSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServingSection {
+    pub queue: Option<usize>,
+    pub max_batch_rows: Option<usize>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub batch_wait: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub deadline: Option<Duration>,
+    pub replicas: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,9 +240,20 @@ impl NodeConfig {
         };
         storage.validate().map_err(ConfigError::Invalid)?;
 
+        let defaults = crate::serving::Config::DEFAULT;
+        let serving = crate::serving::Config {
+            queue: file.serving.queue.unwrap_or(defaults.queue),
+            max_batch_rows: file.serving.max_batch_rows.unwrap_or(defaults.max_batch_rows),
+            batch_wait: file.serving.batch_wait.unwrap_or(defaults.batch_wait),
+            deadline: file.serving.deadline.unwrap_or(defaults.deadline),
+            replicas: file.serving.replicas.unwrap_or(storage.replication),
+        };
+        serving.validate().map_err(ConfigError::Invalid)?;
+
         Ok(Self {
             data_dir,
             storage,
+            serving,
             log: cli.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.to_owned()),
             net,
             http: http::Config { listen: http_listen },

@@ -19,6 +19,7 @@
 //! - [`replication`]: fetching blobs from peers, keeping k copies alive.
 //! - [`service`]: answers to peers' requests and ref gossip.
 //! - [`jobs`]: training jobs, driven by the top-ranked peer, checkpointed.
+//! - [`serving`]: predictions from any node, model versions, replicas.
 //! - [`mesh`]: the handle background work uses to reach storage and peers.
 //! - [`cli`]: the `mass` subcommands.
 
@@ -36,4 +37,5 @@ pub mod node;
 pub mod placement;
 pub mod replication;
 pub mod service;
+pub mod serving;
 pub mod storage;

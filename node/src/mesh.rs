@@ -32,6 +32,7 @@ pub struct Mesh {
     pub membership: Addr<MembershipActor>,
     pub net: NetClient,
     pub progress: crate::jobs::progress::ProgressBoard,
+    pub serving: crate::serving::Serving,
 }
 
 impl Mesh {

@@ -22,6 +22,8 @@ use crate::{
 
 /// Folder of the RocksDB store inside the data dir.
 pub const STORE_DIR: &str = "store";
+/// How often a node checks which model versions it should keep loaded.
+const MODEL_KEEPER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +107,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         membership: membership.clone(),
         net: net_client.clone(),
         progress: Default::default(),
+        serving: crate::serving::Serving::start(config.serving.clone()),
     };
+    crate::serving::keeper::ModelKeeper::new(mesh.clone(), MODEL_KEEPER_INTERVAL).start();
     let service = ServiceActor::new(mesh.clone()).start();
     crate::jobs::JobWatcher::new(mesh.clone()).start();
     let sinks = Sinks {
@@ -127,6 +131,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             config.membership.advert_interval,
             net_client.clone(),
             membership.clone(),
+            mesh.serving.inference.clone(),
         )
         .start();
         Ok::<_, StartError>(listen_addrs)

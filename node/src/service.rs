@@ -13,6 +13,7 @@ use crate::{
     mesh::Mesh,
     net::{InboundRequest, NetClient, PeerNotice},
     replication::ReplicateFrom,
+    serving::router::ServeError,
     storage::{Storage, StoreError},
 };
 
@@ -51,6 +52,23 @@ impl Handler<InboundRequest> for ServiceActor {
                     Ok(t) => Response::Trained { weights: t.weights, rows: t.rows, curve: t.curve },
                     Err(message) => Response::Error(RpcError { kind: RpcErrorKind::Refused, message }),
                 },
+                Request::Predict(call) => match crate::serving::router::serve_local(&mesh, &call).await {
+                    Ok(prediction) => Response::Predicted(Box::new(prediction)),
+                    Err(e) => {
+                        let kind = match e {
+                            ServeError::BadInput(_) => RpcErrorKind::BadInput,
+                            ServeError::Overloaded(_) => RpcErrorKind::Overloaded,
+                            _ => RpcErrorKind::Unavailable,
+                        };
+                        Response::Error(RpcError { kind, message: e.to_string() })
+                    }
+                },
+                Request::PredictShard { manifest, shard, .. } => {
+                    match crate::serving::batch::predict_shard(&mesh, manifest, shard).await {
+                        Ok((csv, test)) => Response::ShardPredicted { csv, test },
+                        Err(message) => Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message }),
+                    }
+                }
                 Request::GetBlobMeta { id } => match storage.meta(id).await {
                     Ok(meta) => Response::BlobMeta(meta),
                     Err(e) => storage_error(e),

@@ -16,6 +16,7 @@
 //! - [`dataset`]: dataset manifests, schemas, shards, statistics and splits.
 //! - [`features`]: feature pipeline specs, mergeable statistics, fitted pipelines.
 //! - [`jobs`]: training job specs, checkpointed job records, model manifests.
+//! - [`serving`]: prediction requests and answers, model versions.
 //!
 //! # Wire rules
 //! With bincode the order of enum variants and struct fields *is* the wire
@@ -40,6 +41,7 @@ pub mod hardware;
 pub mod jobs;
 pub mod names;
 pub mod rpc;
+pub mod serving;
 pub mod storage;
 
 pub use advert::{Advert, Load, QueueDepth};

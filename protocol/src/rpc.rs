@@ -10,6 +10,7 @@ use crate::{
     dataset::Schema,
     features::{DataSummary, PipelineSpec},
     jobs::Assignment,
+    serving::{PredictCall, Prediction},
     storage::{BlobMeta, RefEntry, RefRecord},
 };
 
@@ -34,6 +35,11 @@ pub enum Request {
     SummarizeShard { shard: ContentId, schema: Schema, spec: PipelineSpec },
     /// Train one sub-model; [`Response::Trained`].
     TrainTask(Box<Assignment>),
+    /// Run a model version on rows; [`Response::Predicted`], or an error of
+    /// kind [`RpcErrorKind::BadInput`] or [`RpcErrorKind::Overloaded`].
+    Predict(Box<PredictCall>),
+    /// Predict every row of a shard the peer holds; [`Response::ShardPredicted`].
+    PredictShard { model: String, manifest: ContentId, version: u64, shard: ContentId },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +59,14 @@ pub enum Response {
         weights: ContentId,
         rows: u64,
         curve: Vec<f64>,
+    },
+    Predicted(Box<Prediction>),
+    /// CSV lines (`row,split,label,prediction`) for every row of the shard,
+    /// and (true class, predicted class, probability given to the true
+    /// class) of its test rows.
+    ShardPredicted {
+        csv: String,
+        test: Vec<(u32, u32, f32)>,
     },
 }
 
@@ -79,4 +93,9 @@ pub enum RpcErrorKind {
     Refused,
     /// The peer's own storage failed (disk error, corrupt copy).
     Storage,
+    /// The request's data is wrong (a prediction row that does not fit the
+    /// model's columns); retrying elsewhere cannot help.
+    BadInput,
+    /// The peer's queue is full; another replica may answer.
+    Overloaded,
 }

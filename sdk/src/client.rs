@@ -14,6 +14,7 @@ use mass_protocol::{
     dataset::{DatasetSummary, DatasetView},
     features::PipelineSpec,
     jobs::{JobRecord, JobSpec, LiveTask},
+    serving::{BatchPredict, BatchPrediction, ModelSummary, ModelVersion, ModelView, Prediction, Promote},
     storage::RefRecord,
 };
 use reqwest::Method;
@@ -40,6 +41,8 @@ pub struct IngestRequest {
 
 /// Default bound on one HTTP call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on calls that do bulk work on the mesh (batch predictions).
+pub const LONG_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A client of the mesh, holding one or more node URLs.
 #[derive(Debug)]
@@ -297,6 +300,41 @@ impl Client {
         self.json(Method::GET, "v1/jobs", None).await
     }
 
+    /// Models and the version each serves now.
+    pub async fn models(&self) -> Result<Vec<ModelSummary>, Error> {
+        self.json(Method::GET, "v1/models", None).await
+    }
+
+    /// A model: the version served now, its manifest, every version, replicas.
+    pub async fn model(&self, name: &str) -> Result<ModelView, Error> {
+        self.json(Method::GET, &format!("v1/models/{name}"), None).await
+    }
+
+    /// Serves `version` of model `name` from now on, on every node.
+    pub async fn promote(&self, name: &str, version: u64) -> Result<ModelVersion, Error> {
+        let body = serde_json::to_value(Promote { version }).expect("serializes");
+        self.json(Method::POST, &format!("v1/models/{name}/promote"), Some(body)).await
+    }
+
+    /// Serves the version before the current one.
+    pub async fn rollback_model(&self, name: &str) -> Result<ModelVersion, Error> {
+        self.json(Method::POST, &format!("v1/models/{name}/rollback"), None).await
+    }
+
+    /// Predicts `rows` (JSON arrays of the feature columns in schema order,
+    /// or objects keyed by column name) with the version served now.
+    pub async fn predict(&self, name: &str, rows: &[serde_json::Value]) -> Result<Prediction, Error> {
+        let body = serde_json::json!({ "rows": rows });
+        self.json(Method::POST, &format!("v1/models/{name}/predict"), Some(body)).await
+    }
+
+    /// Runs the served version of `name` over every row of `dataset`, where
+    /// its shards live; the CSV is a blob (see [`Client::get_blob`]).
+    pub async fn batch_predict(&self, name: &str, dataset: &str) -> Result<BatchPrediction, Error> {
+        let body = serde_json::to_value(BatchPredict { dataset: dataset.to_owned() }).expect("serializes");
+        self.json_with_timeout(Method::POST, &format!("v1/models/{name}/batch"), Some(body), LONG_TIMEOUT).await
+    }
+
     /// Points a ref at a blob (a new version).
     pub async fn set_ref(&self, name: &str, target: &str) -> Result<RefView, Error> {
         let body = serde_json::to_value(SetRef { target: target.to_owned() }).expect("serializes");
@@ -327,11 +365,20 @@ impl Client {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<T, Error> {
+        self.json_with_timeout(method, path, body, self.timeout).await
+    }
+
+    async fn json_with_timeout<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        timeout: Duration,
+    ) -> Result<T, Error> {
         let response = self
             .call(|http, url| {
-                let request = http
-                    .request(method.clone(), url.join(path).expect("relative API paths join"))
-                    .timeout(self.timeout);
+                let request =
+                    http.request(method.clone(), url.join(path).expect("relative API paths join")).timeout(timeout);
                 Ok(match &body {
                     Some(body) => request.json(body),
                     None => request,

@@ -12,4 +12,5 @@ mod mdns;
 mod mesh;
 mod private_mesh;
 mod rogue;
+mod serving;
 mod storage;

@@ -126,12 +126,13 @@ async fn a_peer_serving_wrong_bytes_is_caught_at_the_first_bad_chunk() {
                 }
                 Request::HasBlob { .. } | Request::Replicate { .. } => Response::Has(true),
                 Request::ListRefs => Response::Refs(vec![]),
-                Request::SummarizeShard { .. } | Request::TrainTask { .. } => {
-                    Response::Error(mass_protocol::rpc::RpcError {
-                        kind: mass_protocol::rpc::RpcErrorKind::Refused,
-                        message: "no".into(),
-                    })
-                }
+                Request::SummarizeShard { .. }
+                | Request::TrainTask { .. }
+                | Request::Predict(_)
+                | Request::PredictShard { .. } => Response::Error(mass_protocol::rpc::RpcError {
+                    kind: mass_protocol::rpc::RpcErrorKind::Refused,
+                    message: "no".into(),
+                }),
             };
             let _ = swarm.behaviour_mut().rpc.send_response(channel, response);
         }

@@ -3,6 +3,7 @@
 
 mod blob;
 mod data;
+mod models;
 mod peers;
 mod refs;
 mod train;
@@ -47,6 +48,11 @@ pub enum Command {
     /// List and inspect training jobs.
     #[command(subcommand)]
     Jobs(train::JobsCommand),
+    /// The model registry: versions, promotion, rollback, batch predictions.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Predict rows with a model, from any node.
+    Predict(models::PredictArgs),
     /// Read and move refs (mutable names for blobs).
     #[command(subcommand, name = "ref")]
     Ref(refs::RefCommand),
@@ -132,6 +138,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peers(args) => client_runtime()?.block_on(peers::run(args)),
         Command::Blob(command) => client_runtime()?.block_on(blob::run(command)),
         Command::Ref(command) => client_runtime()?.block_on(refs::run(command)),
+        Command::Models(command) => client_runtime()?.block_on(models::run(command)),
+        Command::Predict(args) => client_runtime()?.block_on(models::predict(args)),
         Command::Data(command) => client_runtime()?.block_on(data::run(command)),
         Command::Train(args) => client_runtime()?.block_on(train::train(args)),
         Command::Jobs(command) => client_runtime()?.block_on(train::jobs(command)),

@@ -9,6 +9,7 @@ use tracing::debug;
 use crate::{
     membership::{MembershipActor, actor::SetLocalAdvert},
     net::NetClient,
+    serving::{INFERENCE_QUEUE, Inference},
 };
 
 pub struct Advertiser {
@@ -17,6 +18,7 @@ pub struct Advertiser {
     interval: Duration,
     net: NetClient,
     membership: Addr<MembershipActor>,
+    inference: Inference,
     system: sysinfo::System,
     seq: u64,
 }
@@ -28,12 +30,16 @@ impl Advertiser {
         interval: Duration,
         net: NetClient,
         membership: Addr<MembershipActor>,
+        inference: Inference,
     ) -> Self {
-        Self { hardware, http_addr, interval, net, membership, system: sysinfo::System::new(), seq: 0 }
+        Self { hardware, http_addr, interval, net, membership, inference, system: sysinfo::System::new(), seq: 0 }
     }
 
     fn advertise(&mut self, ctx: &mut Context<Self>) {
-        let queues = vec![QueueDepth { name: "net".into(), depth: self.net.queued() as u32 }];
+        let queues = vec![
+            QueueDepth { name: "net".into(), depth: self.net.queued() as u32 },
+            QueueDepth { name: INFERENCE_QUEUE.into(), depth: self.inference.depth() as u32 },
+        ];
         let load = super::sample_load(&mut self.system, self.hardware.cpu.cores, queues);
         let net = self.net.clone();
         let membership = self.membership.clone();

@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 mod blobs;
 mod datasets;
 mod jobs;
+mod models;
 mod pipelines;
 mod refs;
 
@@ -67,6 +68,14 @@ pub fn serve(listener: std::net::TcpListener, state: State) -> std::io::Result<S
             .route("/v1/jobs/{id}", web::get().to(jobs::show))
             .route("/v1/jobs/{id}/progress", web::get().to(jobs::progress))
             .route("/v1/jobs/{id}/cancel", web::post().to(jobs::cancel))
+            .route("/v1/models", web::get().to(models::list))
+            .route("/v1/models/{name}", web::get().to(models::show))
+            .route("/v1/models/{name}/predict", web::post().to(models::predict))
+            .route("/v1/models/{name}/promote", web::post().to(models::promote))
+            .route("/v1/models/{name}/rollback", web::post().to(models::rollback))
+            .route("/v1/models/{name}/batch", web::post().to(models::batch_predict))
+            .route("/v1/models/{name}/versions/{id}", web::get().to(models::version_manifest))
+            .route("/v1/openapi.json", web::get().to(openapi))
             .route("/v1/datasets", web::post().to(datasets::ingest))
             .route("/v1/datasets", web::get().to(datasets::list))
             .route("/v1/datasets/{name:.+}/pipelines", web::post().to(pipelines::fit))
@@ -120,6 +129,11 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(crate::metrics::render(&state.registry))
+}
+
+/// The API's OpenAPI document.
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().content_type("application/json").body(include_str!("../../../docs/openapi.json"))
 }
 
 async fn not_found(request: HttpRequest) -> HttpResponse {

@@ -29,6 +29,12 @@ pub struct GetPeers;
 #[rtype(result = "Vec<PeerId>")]
 pub struct GetUpPeers;
 
+/// Asks for the live peers with the depth of one of their advertised work
+/// queues (0 when a peer did not advertise it).
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<(PeerId, u32)>")]
+pub struct GetQueueDepths(pub &'static str);
+
 /// Tells the actor what this node currently advertises, for its own row.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -138,5 +144,17 @@ impl Handler<GetUpPeers> for MembershipActor {
 
     fn handle(&mut self, _: GetUpPeers, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.table.up().copied().collect())
+    }
+}
+
+impl Handler<GetQueueDepths> for MembershipActor {
+    type Result = MessageResult<GetQueueDepths>;
+
+    fn handle(&mut self, GetQueueDepths(queue): GetQueueDepths, _: &mut Self::Context) -> Self::Result {
+        let depth = |peer: &PeerId| {
+            let advert = self.table.get(peer).and_then(|entry| entry.info.as_ref());
+            advert.and_then(|a| a.load.queues.iter().find(|q| q.name == queue)).map_or(0, |q| q.depth)
+        };
+        MessageResult(self.table.up().map(|peer| (*peer, depth(peer))).collect())
     }
 }

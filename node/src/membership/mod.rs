@@ -9,7 +9,7 @@ pub mod table;
 
 use std::time::Duration;
 
-pub use actor::{GetPeers, GetUpPeers, MembershipActor};
+pub use actor::{GetPeers, GetQueueDepths, GetUpPeers, MembershipActor};
 pub use table::{PeerTable, Transition};
 
 /// Liveness timing.

@@ -1,0 +1,157 @@
+//! `mass models` and `mass predict`: the registry and predictions.
+
+use std::{path::PathBuf, time::Instant};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use super::NodeArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List models with the version each serves now.
+    Ls(NodeArgs),
+    /// Show a model: versions, metrics, lineage, replicas.
+    Show {
+        name: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Serve a given version from now on, on every node.
+    Promote {
+        name: String,
+        #[arg(long)]
+        version: u64,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Serve the version before the current one.
+    Rollback {
+        name: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Predict every row of a stored dataset where its shards live; writes a CSV.
+    Batch {
+        name: String,
+        #[arg(long)]
+        dataset: String,
+        /// Also download the CSV to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Model name.
+    name: String,
+    /// Rows as JSON: one row (an array or an object) or an array of rows.
+    #[arg(long, conflicts_with = "file")]
+    rows: Option<String>,
+    /// A file holding the rows as JSON.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
+    match command {
+        ModelsCommand::Ls(node) => {
+            for m in node.client()?.models().await? {
+                println!(
+                    "{:<24} v{:<3} ({} versions)  accuracy {}  {}",
+                    m.name,
+                    m.version,
+                    m.versions,
+                    m.accuracy.map_or("-".into(), |a| format!("{a:.4}")),
+                    m.manifest
+                );
+            }
+        }
+        ModelsCommand::Show { name, node } => {
+            let view = node.client()?.model(&name).await?;
+            let m = &view.manifest;
+            println!(
+                "model/{}  version {} of {}  manifest {}",
+                view.name,
+                view.version,
+                view.versions.len(),
+                view.manifest_id
+            );
+            println!(
+                "test rows {}  accuracy {:.4}  macro F1 {:.4}  log-loss {:.4}",
+                m.evaluation.rows, m.evaluation.accuracy, m.evaluation.macro_f1, m.evaluation.log_loss
+            );
+            println!("trained by job {} on dataset manifest {}, pipeline {}", m.job, m.dataset_manifest, m.pipeline);
+            println!(
+                "members {}{}  trained on {}",
+                m.members.len(),
+                if m.meta.is_some() { " + meta-model" } else { "" },
+                m.trained_on.join(", ")
+            );
+            println!("replicas {}", view.replicas.join(", "));
+            for v in &view.versions {
+                let mark = if v.version == view.version { "*" } else { " " };
+                println!(" {mark} v{}  {}", v.version, v.manifest);
+            }
+        }
+        ModelsCommand::Promote { name, version, node } => {
+            let v = node.client()?.promote(&name, version).await?;
+            println!("model/{name} now serves version {} ({})", v.version, v.manifest);
+        }
+        ModelsCommand::Rollback { name, node } => {
+            let v = node.client()?.rollback_model(&name).await?;
+            println!("model/{name} rolled back to version {} ({})", v.version, v.manifest);
+        }
+        ModelsCommand::Batch { name, dataset, out, node } => {
+            let client = node.client()?;
+            let done = client.batch_predict(&name, &dataset).await?;
+            println!("{} rows of {dataset} predicted by model/{name} v{}: blob {}", done.rows, done.version, done.blob);
+            if let Some(test) = &done.test {
+                println!("test rows {}  accuracy {:.4}  macro F1 {:.4}", test.rows, test.accuracy, test.macro_f1);
+            }
+            if let Some(path) = out {
+                let bytes = client.get_blob(&done.blob.to_string()).await?;
+                std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+                println!("written to {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn predict(args: PredictArgs) -> anyhow::Result<()> {
+    let text = match (&args.rows, &args.file) {
+        (Some(rows), _) => rows.clone(),
+        (None, Some(file)) => {
+            std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
+        }
+        (None, None) => anyhow::bail!("give the rows with --rows JSON or --file PATH"),
+    };
+    let value: serde_json::Value = serde_json::from_str(&text).context("--rows is not valid JSON")?;
+    // One row (an object, or an array of scalars) or an array of rows.
+    let rows = match value {
+        serde_json::Value::Array(items) if items.iter().all(|i| i.is_array() || i.is_object()) && !items.is_empty() => {
+            items
+        }
+        one => vec![one],
+    };
+    let started = Instant::now();
+    let answer = args.node.client()?.predict(&args.name, &rows).await?;
+    for (i, (class, p)) in answer.predictions.iter().zip(&answer.probabilities).enumerate() {
+        let best = p.iter().cloned().fold(0.0f32, f32::max);
+        println!("row {i}: {class} (p={best:.3})");
+    }
+    println!(
+        "model/{} v{} served by {} in {:.1} ms",
+        answer.model,
+        answer.version,
+        answer.served_by,
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
+}

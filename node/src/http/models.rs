@@ -1,0 +1,226 @@
+//! `/v1/models`: the registry (versions, promotion, rollback), predictions
+//! from any node, and batch predictions over stored datasets.
+
+use actix_web::{HttpResponse, http::StatusCode, web};
+use futures::StreamExt;
+use mass_protocol::{
+    ContentId,
+    jobs::ModelManifest,
+    serving::{BatchPredict, Cell, ModelView, Promote, Row},
+};
+use serde_json::Value;
+
+use super::{State, error};
+use crate::serving::{
+    batch, registry,
+    registry::RegistryError,
+    router::{self, ServeError},
+    rows::MAX_ROWS,
+};
+
+/// Largest predict body: 1,000 rows of MNIST as JSON fit with room to spare.
+pub const MAX_PREDICT_BODY: usize = 16 * 1024 * 1024;
+
+fn registry_error(e: RegistryError) -> HttpResponse {
+    let status = match e {
+        RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
+        RegistryError::Conflict(_) => StatusCode::CONFLICT,
+        RegistryError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, e.to_string())
+}
+
+fn serve_error(e: ServeError) -> HttpResponse {
+    match e {
+        ServeError::NotFound(m) => error(StatusCode::NOT_FOUND, m),
+        ServeError::BadInput(m) => error(StatusCode::BAD_REQUEST, m),
+        ServeError::Overloaded(m) => {
+            let mut response = error(StatusCode::SERVICE_UNAVAILABLE, m);
+            response
+                .headers_mut()
+                .insert(actix_web::http::header::RETRY_AFTER, actix_web::http::header::HeaderValue::from_static("1"));
+            response
+        }
+        ServeError::Unavailable(m) => error(StatusCode::SERVICE_UNAVAILABLE, m),
+        e @ ServeError::Deadline(_) => error(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
+    }
+}
+
+/// `GET /v1/models`.
+pub async fn list(state: web::Data<State>) -> HttpResponse {
+    match registry::list(&state.mesh).await {
+        Ok(models) => HttpResponse::Ok().json(models),
+        Err(e) => registry_error(e),
+    }
+}
+
+/// `GET /v1/models/{name}`: the version served now, its manifest, every version.
+pub async fn show(state: web::Data<State>, name: web::Path<String>) -> HttpResponse {
+    let mesh = state.mesh();
+    let (versions, current) = match registry::versions(&mesh, &name).await {
+        Ok(found) => found,
+        Err(e) => return registry_error(e),
+    };
+    let manifest: ModelManifest = match mesh.load(current.manifest).await {
+        Ok(manifest) => manifest,
+        Err(message) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
+    };
+    let mut view = mesh.up_peers().await;
+    view.push(mesh.net.local_peer_id());
+    let replicas = crate::replication::homes(&current.manifest, &view, mesh.serving.config.replicas)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    HttpResponse::Ok().json(ModelView {
+        name: name.into_inner(),
+        version: current.version,
+        manifest_id: current.manifest,
+        manifest,
+        versions,
+        replicas,
+    })
+}
+
+/// `POST /v1/models/{name}/promote` with `{"version": N}`.
+pub async fn promote(state: web::Data<State>, name: web::Path<String>, body: web::Json<Promote>) -> HttpResponse {
+    match registry::promote(&state.mesh, &name, body.version).await {
+        Ok(version) => HttpResponse::Ok().json(version),
+        Err(e) => registry_error(e),
+    }
+}
+
+/// `POST /v1/models/{name}/rollback`: back to the version before the current one.
+pub async fn rollback(state: web::Data<State>, name: web::Path<String>) -> HttpResponse {
+    match registry::rollback(&state.mesh, &name).await {
+        Ok(version) => HttpResponse::Ok().json(version),
+        Err(e) => registry_error(e),
+    }
+}
+
+/// `POST /v1/models/{name}/batch` with `{"dataset": NAME}`.
+pub async fn batch_predict(
+    state: web::Data<State>,
+    name: web::Path<String>,
+    body: web::Json<BatchPredict>,
+) -> HttpResponse {
+    match batch::run(&state.mesh, &name, &body.dataset).await {
+        Ok(done) => HttpResponse::Ok().json(done),
+        Err(e) => serve_error(e),
+    }
+}
+
+/// `POST /v1/models/{name}/predict` with `{"rows": [...], "allow_missing": false}`.
+pub async fn predict(state: web::Data<State>, name: web::Path<String>, mut body: web::Payload) -> HttpResponse {
+    let mut bytes = web::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) if bytes.len() + chunk.len() <= MAX_PREDICT_BODY => bytes.extend_from_slice(&chunk),
+            Ok(_) => {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("body: over the {} MiB limit; send fewer rows per request", MAX_PREDICT_BODY >> 20),
+                );
+            }
+            Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
+        }
+    }
+    let (rows, allow_missing) = match parse_predict(&bytes) {
+        Ok(parsed) => parsed,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    match router::predict(&state.mesh, &name, rows, allow_missing).await {
+        Ok(prediction) => HttpResponse::Ok().json(prediction),
+        Err(e) => serve_error(e),
+    }
+}
+
+/// Reads a predict body; every structural problem is named.
+pub fn parse_predict(body: &[u8]) -> Result<(Vec<Row>, bool), String> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
+    let Value::Object(mut fields) = value else {
+        return Err("body: expected an object like {\"rows\": [[...], ...]}".into());
+    };
+    if let Some(unknown) = fields.keys().find(|k| !matches!(k.as_str(), "rows" | "allow_missing")) {
+        return Err(format!("body: unknown field '{unknown}' (fields: rows, allow_missing)"));
+    }
+    let allow_missing = match fields.remove("allow_missing") {
+        None => false,
+        Some(Value::Bool(b)) => b,
+        Some(other) => return Err(format!("allow_missing: expected true or false, got {other}")),
+    };
+    let Some(Value::Array(rows)) = fields.remove("rows") else {
+        return Err("rows: missing, or not an array of rows".into());
+    };
+    if rows.len() > MAX_ROWS {
+        return Err(format!("rows: {} rows in one request; at most {MAX_ROWS}", rows.len()));
+    }
+    let rows = rows
+        .into_iter()
+        .enumerate()
+        .map(|(r, row)| match row {
+            Value::Array(values) => values
+                .into_iter()
+                .enumerate()
+                .map(|(c, v)| cell(v).map_err(|what| format!("rows[{r}][{c}]: {what}")))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Row::Values),
+            Value::Object(pairs) => pairs
+                .into_iter()
+                .map(|(name, v)| cell(v).map(|c| (name.clone(), c)).map_err(|what| format!("rows[{r}].{name}: {what}")))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Row::Named),
+            other => Err(format!("rows[{r}]: expected an array of values or an object of columns, got {other}")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((rows, allow_missing))
+}
+
+fn cell(value: Value) -> Result<Cell, String> {
+    match value {
+        Value::Null => Ok(Cell::Missing),
+        Value::Bool(b) => Ok(Cell::Bool(b)),
+        Value::Number(n) => n.as_f64().map(Cell::Number).ok_or_else(|| format!("{n} is not a finite number")),
+        // NaN and infinities cannot be JSON numbers; their usual spellings are
+        // read as such so the column check can name them.
+        Value::String(s) if matches!(s.as_str(), "NaN" | "nan") => Ok(Cell::Number(f64::NAN)),
+        Value::String(s) if matches!(s.as_str(), "Infinity" | "-Infinity" | "inf" | "-inf") => {
+            Ok(Cell::Number(f64::INFINITY))
+        }
+        Value::String(s) => Ok(Cell::Text(s)),
+        other => Err(format!("nested values are not allowed, got {other}")),
+    }
+}
+
+/// `GET /v1/models/{name}/versions/{id}`: any stored version's manifest.
+pub async fn version_manifest(state: web::Data<State>, path: web::Path<(String, String)>) -> HttpResponse {
+    let id: ContentId = match path.1.parse() {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("{e}")),
+    };
+    match state.mesh.load::<ModelManifest>(id).await {
+        Ok(manifest) if manifest.name == path.0 => HttpResponse::Ok().json(manifest),
+        Ok(_) => error(StatusCode::NOT_FOUND, format!("{id} is not a version of model '{}'", path.0)),
+        Err(message) => error(StatusCode::NOT_FOUND, message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predict_bodies_are_read_or_refused_by_name() {
+        let (rows, allow) = parse_predict(br#"{"rows": [[1, "a", null], {"x": true}]}"#).unwrap();
+        assert!(!allow);
+        assert_eq!(rows[0], Row::Values(vec![Cell::Number(1.0), Cell::Text("a".into()), Cell::Missing]));
+        assert_eq!(rows[1], Row::Named(vec![("x".into(), Cell::Bool(true))]));
+        let refused = |body: &str| parse_predict(body.as_bytes()).unwrap_err();
+        assert!(refused("{").contains("invalid JSON body"));
+        assert!(refused("[1]").contains("expected an object"));
+        assert!(refused(r#"{"row": []}"#).contains("unknown field 'row'"));
+        assert!(refused(r#"{"rows": 3}"#).contains("rows: missing, or not an array"));
+        assert!(refused(r#"{"rows": [[[1]]]}"#).contains("rows[0][0]: nested values"));
+        assert!(refused(r#"{"rows": [7]}"#).contains("rows[0]: expected an array"));
+        assert!(refused(r#"{"rows": [], "allow_missing": "yes"}"#).contains("allow_missing"));
+    }
+}

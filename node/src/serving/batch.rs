@@ -1,0 +1,138 @@
+//! Offline batch prediction: a model version run over every row of a stored
+//! dataset, each shard on a node that holds it, written as one CSV blob.
+
+use std::collections::HashMap;
+
+use mass_kernels::{
+    features::{summarize::label_text, transform},
+    models::{ensemble::argmax_rows, metrics},
+};
+use mass_protocol::{
+    ContentId,
+    dataset::{Shard, Split},
+    jobs::Evaluation,
+    rpc::{Request, Response},
+    serving::BatchPrediction,
+};
+
+use super::{registry, router::ServeError};
+use crate::mesh::Mesh;
+
+/// Ref under which the latest batch prediction of a model over a dataset is kept.
+pub fn output_ref(model: &str, dataset: &str) -> String {
+    format!("predictions/{model}/{dataset}")
+}
+
+/// Predicts every row of shard `shard` (which this node should hold) with
+/// version `manifest`: the CSV lines and the test rows' (truth, prediction).
+pub async fn predict_shard(
+    mesh: &Mesh,
+    manifest: ContentId,
+    shard: ContentId,
+) -> Result<(String, Vec<(u32, u32, f32)>), String> {
+    let model = mesh.serving.models.get(mesh, manifest).await?;
+    let rows: Shard = mesh.load(shard).await?;
+    tokio::task::spawn_blocking(move || {
+        let x = transform(&model.pipeline, &rows).map_err(|e| e.to_string())?;
+        let probabilities = model.probabilities(x.view());
+        let predicted = argmax_rows(&probabilities);
+        let classes: HashMap<&str, u32> =
+            model.manifest.classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as u32)).collect();
+        let mut csv = String::new();
+        let mut test = Vec::new();
+        for (r, &p) in predicted.iter().enumerate() {
+            let label = label_text(&rows, model.pipeline.label, r);
+            let split = match rows.splits[r] {
+                Split::Train => "train",
+                Split::Validation => "validation",
+                Split::Test => "test",
+            };
+            let prediction = &model.manifest.classes[p];
+            csv.push_str(&format!(
+                "{},{split},{},{}\n",
+                rows.first_row + r as u64,
+                quote(label.as_deref().unwrap_or("")),
+                quote(prediction)
+            ));
+            if rows.splits[r] == Split::Test
+                && let Some(&truth) = label.as_deref().and_then(|l| classes.get(l))
+            {
+                test.push((truth, p as u32, probabilities[[r, truth as usize]]));
+            }
+        }
+        Ok((csv, test))
+    })
+    .await
+    .map_err(|e| format!("batch prediction failed: {e}"))?
+}
+
+fn quote(field: &str) -> String {
+    if field.contains([',', '"', '\n']) { format!("\"{}\"", field.replace('"', "\"\"")) } else { field.to_owned() }
+}
+
+/// Runs the served version of `model` over `dataset`, shard by shard on the
+/// nodes holding them, stores the CSV and names it `predictions/<model>/<dataset>`.
+pub async fn run(mesh: &Mesh, model: &str, dataset: &str) -> Result<BatchPrediction, ServeError> {
+    let (manifest, version) = registry::current(mesh, model).await?;
+    let (_, data) = mesh.dataset(dataset).await.map_err(ServeError::NotFound)?;
+    let parts = data.shards.iter().map(|info| shard_somewhere(mesh, model, manifest, version, info.id));
+    let mut csv = String::from("row,split,label,prediction\n");
+    let mut test = Vec::new();
+    let mut shard_peers = Vec::new();
+    for result in futures::future::join_all(parts).await {
+        let (peer, lines, pairs) = result.map_err(ServeError::Unavailable)?;
+        csv.push_str(&lines);
+        test.extend(pairs);
+        shard_peers.push(peer);
+    }
+    let classes =
+        mesh.serving.models.get(mesh, manifest).await.map_err(ServeError::Unavailable)?.manifest.classes.len();
+    let evaluation = (!test.is_empty()).then(|| {
+        let truth: Vec<usize> = test.iter().map(|(t, _, _)| *t as usize).collect();
+        let predicted: Vec<usize> = test.iter().map(|(_, p, _)| *p as usize).collect();
+        let log_loss = test.iter().map(|(_, _, p)| -f64::from(p.max(1e-15)).ln()).sum::<f64>() / test.len() as f64;
+        Evaluation {
+            rows: truth.len() as u64,
+            accuracy: metrics::accuracy(&truth, &predicted),
+            macro_f1: metrics::class_scores(&truth, &predicted, classes).macro_f1,
+            log_loss,
+            confusion: metrics::confusion_matrix(&truth, &predicted, classes),
+        }
+    });
+    let blob = crate::datasets::service::write_blob(&mesh.storage, csv.as_bytes())
+        .await
+        .map_err(|e| ServeError::Unavailable(e.to_string()))?;
+    mesh.replication.do_send(crate::replication::PlaceNew(blob.id));
+    mesh.write_ref(output_ref(model, dataset), Some(blob.id))
+        .await
+        .map_err(|e| ServeError::Unavailable(e.to_string()))?;
+    Ok(BatchPrediction {
+        model: model.to_owned(),
+        version,
+        dataset: dataset.to_owned(),
+        blob: blob.id,
+        rows: data.rows,
+        test: evaluation,
+        shard_peers,
+    })
+}
+
+/// Predicts one shard where it lives, or here when no holder answers.
+async fn shard_somewhere(
+    mesh: &Mesh,
+    model: &str,
+    manifest: ContentId,
+    version: u64,
+    shard: ContentId,
+) -> Result<(String, String, Vec<(u32, u32, f32)>), String> {
+    if !mesh.storage.has(shard).await.unwrap_or(false) {
+        for peer in mesh.likely_holders(&shard).await {
+            let request = Request::PredictShard { model: model.to_owned(), manifest, version, shard };
+            if let Ok(Response::ShardPredicted { csv, test }) = mesh.net.request(peer, request).await {
+                return Ok((peer.to_string(), csv, test));
+            }
+        }
+    }
+    let (csv, test) = predict_shard(mesh, manifest, shard).await?;
+    Ok((mesh.peer_id.clone(), csv, test))
+}

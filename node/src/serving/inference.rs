@@ -1,0 +1,124 @@
+//! The inference queue: requests wait in a bounded queue and are run in
+//! batches off the event loop. While one batch computes, the requests that
+//! arrive queue up and form the next, so batches grow with load and a lone
+//! request pays no wait. A full queue answers "overloaded" at once.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use mass_kernels::features::transform;
+use mass_protocol::{ContentId, dataset::Shard};
+use ndarray::{Array2, Axis, concatenate, s};
+use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
+
+use super::model::LoadedModel;
+
+/// Why a request was not run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InferenceError {
+    #[error("the inference queue is full ({0} requests waiting); retry shortly")]
+    Overloaded(usize),
+    #[error("{0}")]
+    BadInput(String),
+    #[error("inference stopped")]
+    Stopped,
+}
+
+struct Work {
+    model: Arc<LoadedModel>,
+    rows: Shard,
+    reply: oneshot::Sender<Result<Array2<f32>, InferenceError>>,
+}
+
+/// Handle to the node's inference queue.
+#[derive(Clone)]
+pub struct Inference {
+    queue: mpsc::Sender<Work>,
+    capacity: usize,
+}
+
+impl Inference {
+    /// Starts the batching loop. `wait`: how long a batch that is not full
+    /// may wait for more requests (zero: batch only what is already queued).
+    pub fn start(capacity: usize, max_batch_rows: usize, wait: Duration) -> Self {
+        let (queue, requests) = mpsc::channel(capacity);
+        tokio::spawn(batch_loop(requests, max_batch_rows, wait));
+        Self { queue, capacity }
+    }
+
+    /// Requests waiting, for load adverts.
+    pub fn depth(&self) -> usize {
+        self.capacity - self.queue.capacity()
+    }
+
+    /// Class probabilities of `rows` under `model`.
+    pub async fn run(&self, model: Arc<LoadedModel>, rows: Shard) -> Result<Array2<f32>, InferenceError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.try_send(Work { model, rows, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => InferenceError::Overloaded(self.capacity),
+            mpsc::error::TrySendError::Closed(_) => InferenceError::Stopped,
+        })?;
+        answer.await.map_err(|_| InferenceError::Stopped)?
+    }
+}
+
+async fn batch_loop(mut requests: mpsc::Receiver<Work>, max_rows: usize, wait: Duration) {
+    while let Some(first) = requests.recv().await {
+        let mut rows = first.rows.rows();
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + wait;
+        while rows < max_rows {
+            let next = match requests.try_recv() {
+                Ok(work) => work,
+                Err(_) if wait.is_zero() => break,
+                Err(_) => match tokio::time::timeout_at(deadline, requests.recv()).await {
+                    Ok(Some(work)) => work,
+                    _ => break,
+                },
+            };
+            rows += next.rows.rows();
+            batch.push(next);
+        }
+        if let Err(e) = tokio::task::spawn_blocking(move || run_batch(batch)).await {
+            warn!("an inference batch panicked: {e}");
+        }
+    }
+}
+
+/// Runs every model's requests of a batch as one matrix. A request whose rows
+/// the pipeline refuses fails alone; the others are answered.
+fn run_batch(batch: Vec<Work>) {
+    let mut by_model: HashMap<ContentId, Vec<Work>> = HashMap::new();
+    for work in batch {
+        by_model.entry(work.model.id).or_default().push(work);
+    }
+    for (_, works) in by_model {
+        let model = works[0].model.clone();
+        let mut ready = Vec::new();
+        let mut features = Vec::new();
+        for work in works {
+            match transform(&model.pipeline, &work.rows) {
+                Ok(x) => {
+                    features.push(x);
+                    ready.push(work);
+                }
+                Err(e) => {
+                    let _ =
+                        work.reply.send(Err(InferenceError::BadInput(format!("rows do not fit the pipeline: {e}"))));
+                }
+            }
+        }
+        if ready.is_empty() {
+            continue;
+        }
+        let views: Vec<_> = features.iter().map(|x| x.view()).collect();
+        let x = concatenate(Axis(0), &views).expect("pipeline outputs share a width");
+        let probabilities = model.probabilities(x.view());
+        let mut at = 0;
+        for (work, x) in ready.into_iter().zip(&features) {
+            let part = probabilities.slice(s![at..at + x.nrows(), ..]).to_owned();
+            at += x.nrows();
+            let _ = work.reply.send(Ok(part));
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Serving predictions from any node.
+//!
+//! A request names a model; the node resolves `model/<name>` to the version
+//! served now, and answers from its own copy when it holds one, else
+//! forwards to a replica ([`router`]). Replicas ([`keeper`]) keep every
+//! blob of the versions they serve and load them ahead of requests
+//! ([`model`]). Rows are checked against the dataset's columns ([`rows`])
+//! before they join a batch ([`inference`]); versions are numbered and moved
+//! by the [`registry`].
+
+pub mod batch;
+pub mod inference;
+pub mod keeper;
+pub mod model;
+pub mod registry;
+pub mod router;
+pub mod rows;
+
+use std::time::Duration;
+
+pub use inference::Inference;
+pub use model::ModelCache;
+
+/// Name of the inference queue in load adverts.
+pub const INFERENCE_QUEUE: &str = "inference";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Requests that may wait for inference; past it the node answers 503.
+    pub queue: usize,
+    /// Most rows run as one batch.
+    pub max_batch_rows: usize,
+    /// How long a batch that is not full waits for more requests.
+    pub batch_wait: Duration,
+    /// How long a request may take, retries on other replicas included.
+    pub deadline: Duration,
+    /// Nodes that keep a loaded copy of each model version.
+    pub replicas: usize,
+}
+
+impl Config {
+    pub const DEFAULT: Self = Self {
+        queue: 1024,
+        max_batch_rows: 4096,
+        batch_wait: Duration::ZERO,
+        deadline: Duration::from_secs(2),
+        replicas: 2,
+    };
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.queue == 0 || self.max_batch_rows == 0 || self.replicas == 0 {
+            return Err("serving: queue, max_batch_rows and replicas must be at least 1".into());
+        }
+        if self.deadline < Duration::from_millis(10) || self.batch_wait > Duration::from_millis(100) {
+            return Err("serving: deadline must be at least 10ms and batch_wait at most 100ms".into());
+        }
+        Ok(())
+    }
+}
+
+/// What serving needs on a node, shared by the HTTP handlers and the
+/// service answering peers.
+#[derive(Clone)]
+pub struct Serving {
+    pub config: Config,
+    pub inference: Inference,
+    pub models: ModelCache,
+}
+
+impl Serving {
+    /// Starts the inference queue (inside a Tokio runtime).
+    pub fn start(config: Config) -> Self {
+        let inference = Inference::start(config.queue, config.max_batch_rows, config.batch_wait);
+        Self { config, inference, models: ModelCache::default() }
+    }
+}

@@ -1,0 +1,154 @@
+//! Answering a prediction from any node: locally when this node holds the
+//! model version, else on a replica picked by load (the less busy of two
+//! random replicas, by their advertised queue depth), retrying another
+//! replica on failure, all within one deadline.
+
+use std::time::Duration;
+
+use libp2p::PeerId;
+use mass_protocol::{
+    ContentId,
+    rpc::{Request, Response, RpcErrorKind},
+    serving::{PredictCall, Prediction, Row},
+};
+use rand::seq::SliceRandom;
+use tokio::time::Instant;
+use tracing::debug;
+
+use super::{INFERENCE_QUEUE, inference::InferenceError, model::LoadedModel, registry};
+use crate::{membership::GetQueueDepths, mesh::Mesh, replication::homes};
+
+/// Why a prediction was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0}")]
+    Overloaded(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("no replica answered within the {0:?} deadline")]
+    Deadline(Duration),
+}
+
+impl From<registry::RegistryError> for ServeError {
+    fn from(e: registry::RegistryError) -> Self {
+        match e {
+            registry::RegistryError::NotFound(m) => ServeError::NotFound(m),
+            other => ServeError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// Predicts `rows` with the version of model `name` served now.
+pub async fn predict(mesh: &Mesh, name: &str, rows: Vec<Row>, allow_missing: bool) -> Result<Prediction, ServeError> {
+    let (manifest, version) = registry::current(mesh, name).await?;
+    let call = PredictCall { model: name.to_owned(), manifest, version, rows, allow_missing };
+    let deadline = Instant::now() + mesh.serving.config.deadline;
+    if holds(mesh, manifest).await {
+        match serve_local(mesh, &call).await {
+            // Busy here: a replica may have room.
+            Err(ServeError::Overloaded(_)) => {}
+            answer => return answer,
+        }
+    }
+    forward(mesh, call, deadline).await
+}
+
+/// Runs `call` on this node, loading the version if needed.
+pub async fn serve_local(mesh: &Mesh, call: &PredictCall) -> Result<Prediction, ServeError> {
+    let model =
+        mesh.serving.models.get(mesh, call.manifest).await.map_err(|e| ServeError::Unavailable(format!("{e}")))?;
+    let rows = super::rows::to_shard(&model.schema, &call.rows, call.allow_missing).map_err(ServeError::BadInput)?;
+    let probabilities = mesh.serving.inference.run(model.clone(), rows).await.map_err(|e| match e {
+        InferenceError::Overloaded(_) => ServeError::Overloaded(e.to_string()),
+        InferenceError::BadInput(m) => ServeError::BadInput(m),
+        InferenceError::Stopped => ServeError::Unavailable(e.to_string()),
+    })?;
+    let classes = &model.manifest.classes;
+    let predictions = mass_kernels::models::ensemble::argmax_rows(&probabilities)
+        .into_iter()
+        .map(|c| classes.get(c).cloned().unwrap_or_default())
+        .collect();
+    Ok(Prediction {
+        model: call.model.clone(),
+        version: call.version,
+        manifest: call.manifest,
+        predictions,
+        probabilities: probabilities.rows().into_iter().map(|r| r.to_vec()).collect(),
+        classes: classes.clone(),
+        served_by: mesh.peer_id.clone(),
+    })
+}
+
+/// Whether this node serves version `id` from its own copy: loaded already,
+/// or every blob of it stored here.
+pub async fn holds(mesh: &Mesh, id: ContentId) -> bool {
+    if mesh.serving.models.is_loaded(&id) {
+        return true;
+    }
+    if !mesh.storage.has(id).await.unwrap_or(false) {
+        return false;
+    }
+    let Ok(manifest) = mesh.load(id).await else { return false };
+    for part in LoadedModel::parts(id, &manifest) {
+        if !mesh.storage.has(part).await.unwrap_or(false) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The replicas of version `id` among the live peers, best first: of two
+/// picked at random the one with the shorter queue, then the rest.
+async fn replicas(mesh: &Mesh, id: ContentId) -> Vec<PeerId> {
+    let depths = mesh.membership.send(GetQueueDepths(INFERENCE_QUEUE)).await.unwrap_or_default();
+    let mut view: Vec<PeerId> = depths.iter().map(|(p, _)| *p).collect();
+    let local = mesh.net.local_peer_id();
+    view.push(local);
+    let mut chosen: Vec<PeerId> = homes(&id, &view, mesh.serving.config.replicas);
+    chosen.retain(|p| *p != local);
+    chosen.shuffle(&mut rand::rng());
+    let depth = |p: &PeerId| depths.iter().find(|(q, _)| q == p).map_or(0, |(_, d)| *d);
+    if chosen.len() >= 2 && depth(&chosen[1]) < depth(&chosen[0]) {
+        chosen.swap(0, 1);
+    }
+    // Any other live peer can load the model too: the last resort.
+    let mut others: Vec<PeerId> = view.into_iter().filter(|p| *p != local && !chosen.contains(p)).collect();
+    others.shuffle(&mut rand::rng());
+    chosen.extend(others);
+    chosen
+}
+
+/// Sends `call` to replicas in turn until one answers, within `deadline`;
+/// this node runs it itself when no peer can.
+async fn forward(mesh: &Mesh, call: PredictCall, deadline: Instant) -> Result<Prediction, ServeError> {
+    let mut failures = Vec::new();
+    let candidates = replicas(mesh, call.manifest).await;
+    let request = Request::Predict(Box::new(call.clone()));
+    for (attempt, peer) in candidates.iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ServeError::Deadline(mesh.serving.config.deadline));
+        }
+        // Keep time for one more try unless this is the last candidate.
+        let budget = if attempt + 1 < candidates.len() { left / 2 } else { left };
+        match tokio::time::timeout(budget, mesh.net.request(*peer, request.clone())).await {
+            Ok(Ok(Response::Predicted(prediction))) => return Ok(*prediction),
+            Ok(Ok(Response::Error(e))) if e.kind == RpcErrorKind::BadInput => {
+                return Err(ServeError::BadInput(e.message));
+            }
+            Ok(Ok(Response::Error(e))) => failures.push(format!("{peer}: {}", e.message)),
+            Ok(Ok(_)) => failures.push(format!("{peer}: unexpected answer")),
+            Ok(Err(e)) => failures.push(e.to_string()),
+            Err(_) => failures.push(format!("{peer}: no answer within {budget:?}")),
+        }
+        debug!(%peer, "replica failed, trying the next: {}", failures.last().expect("pushed"));
+    }
+    if Instant::now() < deadline {
+        return serve_local(mesh, &call).await;
+    }
+    Err(ServeError::Unavailable(format!("no replica could answer: {}", failures.join("; "))))
+}

@@ -1,0 +1,222 @@
+//! Turning the rows a client sent into a shard the model's pipeline reads,
+//! refusing anything that does not fit the dataset's columns with a message
+//! that names the row and the column.
+
+use std::collections::HashMap;
+
+use mass_protocol::{
+    dataset::{ColumnKind, Schema, Shard, ShardColumn, Split},
+    serving::{Cell, Row},
+};
+
+/// Most rows one request may carry.
+pub const MAX_ROWS: usize = 10_000;
+
+/// Builds a shard of `rows` in `schema`'s column order. The label column is
+/// left missing (a client may send it by name; it is ignored).
+pub fn to_shard(schema: &Schema, rows: &[Row], allow_missing: bool) -> Result<Shard, String> {
+    if rows.is_empty() {
+        return Err("rows: the batch is empty; send at least one row".into());
+    }
+    if rows.len() > MAX_ROWS {
+        return Err(format!("rows: {} rows in one request; at most {MAX_ROWS}", rows.len()));
+    }
+    let features: Vec<usize> = (0..schema.columns.len()).filter(|&c| c != schema.label).collect();
+    let by_name: HashMap<&str, usize> = schema.columns.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
+    let mut cells: Vec<Vec<Cell>> = vec![Vec::with_capacity(rows.len()); schema.columns.len()];
+    for (r, row) in rows.iter().enumerate() {
+        let mut given: Vec<Option<&Cell>> = vec![None; schema.columns.len()];
+        match row {
+            Row::Values(values) => {
+                if values.len() != features.len() {
+                    return Err(format!(
+                        "rows[{r}]: {} values, but the model reads {} columns ({}); send them in that order",
+                        values.len(),
+                        features.len(),
+                        preview(schema, &features)
+                    ));
+                }
+                for (&c, value) in features.iter().zip(values) {
+                    given[c] = Some(value);
+                }
+            }
+            Row::Named(pairs) => {
+                for (name, value) in pairs {
+                    let Some(&c) = by_name.get(name.as_str()) else {
+                        return Err(format!(
+                            "rows[{r}]: unknown column '{name}'; the model reads {}",
+                            preview(schema, &features)
+                        ));
+                    };
+                    given[c] = Some(value);
+                }
+                if let Some(&missing) = features.iter().find(|&&c| given[c].is_none()) {
+                    return Err(format!(
+                        "rows[{r}]: column '{}' is missing (send null for a missing value)",
+                        schema.columns[missing].name
+                    ));
+                }
+            }
+        }
+        for (c, column) in cells.iter_mut().enumerate() {
+            column.push(if c == schema.label { Cell::Missing } else { given[c].cloned().unwrap_or(Cell::Missing) });
+        }
+    }
+    let mut columns = Vec::with_capacity(schema.columns.len());
+    for (c, values) in cells.into_iter().enumerate() {
+        let check = c != schema.label;
+        columns.push(column(&schema.columns[c].name, schema.columns[c].kind, values, check, allow_missing)?);
+    }
+    Ok(Shard { first_row: 0, columns, splits: vec![Split::Test; rows.len()] })
+}
+
+/// The first few feature column names, for messages.
+fn preview(schema: &Schema, features: &[usize]) -> String {
+    let names: Vec<&str> = features.iter().take(4).map(|&c| schema.columns[c].name.as_str()).collect();
+    let more = if features.len() > 4 { format!(", ... {} in all", features.len()) } else { String::new() };
+    format!("{}{more}", names.join(", "))
+}
+
+fn column(
+    name: &str,
+    kind: ColumnKind,
+    cells: Vec<Cell>,
+    check: bool,
+    allow_missing: bool,
+) -> Result<ShardColumn, String> {
+    let missing = |r: usize, what: &str| -> Result<(), String> {
+        if allow_missing || !check {
+            Ok(())
+        } else {
+            Err(format!("rows[{r}].{name}: {what} is refused; set \"allow_missing\": true to have it imputed"))
+        }
+    };
+    Ok(match kind {
+        ColumnKind::Numeric => {
+            let mut values = Vec::with_capacity(cells.len());
+            for (r, cell) in cells.into_iter().enumerate() {
+                values.push(match cell {
+                    Cell::Number(v) if v.is_finite() => v,
+                    Cell::Number(v) if v.is_nan() => {
+                        missing(r, "NaN")?;
+                        f64::NAN
+                    }
+                    Cell::Number(_) => return Err(format!("rows[{r}].{name}: infinity is not a value")),
+                    Cell::Missing => {
+                        missing(r, "null")?;
+                        f64::NAN
+                    }
+                    Cell::Bool(b) => f64::from(u8::from(b)),
+                    Cell::Text(text) => {
+                        return Err(format!("rows[{r}].{name}: expected a number, got the text {text:?}"));
+                    }
+                });
+            }
+            ShardColumn::Numeric(values)
+        }
+        ColumnKind::Categorical => {
+            let mut values: Vec<String> = Vec::new();
+            let mut codes = Vec::with_capacity(cells.len());
+            for (r, cell) in cells.into_iter().enumerate() {
+                let Some(text) = as_text(cell) else {
+                    missing(r, "null")?;
+                    codes.push(u32::MAX);
+                    continue;
+                };
+                let code = values.iter().position(|v| *v == text).unwrap_or_else(|| {
+                    values.push(text);
+                    values.len() - 1
+                });
+                codes.push(code as u32);
+            }
+            ShardColumn::Categorical { values, codes }
+        }
+        ColumnKind::Text => {
+            let mut values = Vec::with_capacity(cells.len());
+            for (r, cell) in cells.into_iter().enumerate() {
+                let text = as_text(cell);
+                if text.is_none() {
+                    missing(r, "null")?;
+                }
+                values.push(text);
+            }
+            ShardColumn::Text(values)
+        }
+    })
+}
+
+/// A cell as category or text; numbers as they would read in a CSV.
+fn as_text(cell: Cell) -> Option<String> {
+    match cell {
+        Cell::Missing => None,
+        Cell::Text(text) => Some(text),
+        Cell::Bool(b) => Some(b.to_string()),
+        Cell::Number(v) if v.fract() == 0.0 && v.abs() < 1e15 => Some(format!("{}", v as i64)),
+        Cell::Number(v) => Some(v.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mass_protocol::dataset::Column;
+
+    use super::*;
+
+    fn schema() -> Schema {
+        let column = |name: &str, kind| Column { name: name.into(), kind };
+        Schema {
+            columns: vec![
+                column("age", ColumnKind::Numeric),
+                column("label", ColumnKind::Categorical),
+                column("city", ColumnKind::Categorical),
+                column("note", ColumnKind::Text),
+            ],
+            label: 1,
+        }
+    }
+
+    fn text(s: &str) -> Cell {
+        Cell::Text(s.into())
+    }
+
+    #[test]
+    fn arrays_and_objects_give_the_same_shard() {
+        let array = Row::Values(vec![Cell::Number(30.0), Cell::Number(7.0), text("hi")]);
+        let object = Row::Named(vec![
+            ("note".into(), text("hi")),
+            ("city".into(), text("7")),
+            ("age".into(), Cell::Number(30.0)),
+            ("label".into(), text("ignored")),
+        ]);
+        let a = to_shard(&schema(), &[array], false).unwrap();
+        let b = to_shard(&schema(), &[object], false).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.columns[0], ShardColumn::Numeric(vec![30.0]));
+        assert_eq!(a.columns[1], ShardColumn::Categorical { values: vec![], codes: vec![u32::MAX] });
+    }
+
+    #[test]
+    fn every_bad_row_is_named() {
+        let s = schema();
+        let bad = |rows: Vec<Row>| to_shard(&s, &rows, false).unwrap_err();
+        assert!(bad(vec![]).contains("empty"));
+        assert!(bad(vec![Row::Values(vec![Cell::Number(1.0)])]).contains("rows[0]: 1 values, but the model reads 3"));
+        let unknown = Row::Named(vec![("agee".into(), Cell::Number(1.0))]);
+        assert!(bad(vec![unknown]).contains("unknown column 'agee'"));
+        let missing = Row::Named(vec![("age".into(), Cell::Number(1.0)), ("city".into(), text("x"))]);
+        assert!(bad(vec![missing]).contains("column 'note' is missing"));
+        let ok = Row::Values(vec![Cell::Number(1.0), text("x"), text("y")]);
+        let word = Row::Values(vec![text("old"), text("x"), text("y")]);
+        assert!(bad(vec![ok.clone(), word]).contains("rows[1].age: expected a number, got the text \"old\""));
+        let nan = Row::Values(vec![Cell::Number(f64::NAN), text("x"), text("y")]);
+        assert!(bad(vec![nan.clone()]).contains("rows[0].age: NaN is refused"));
+        let inf = Row::Values(vec![Cell::Number(f64::INFINITY), text("x"), text("y")]);
+        assert!(bad(vec![inf]).contains("infinity"));
+        let null = Row::Values(vec![Cell::Number(1.0), Cell::Missing, text("y")]);
+        assert!(bad(vec![null.clone()]).contains("rows[0].city: null is refused"));
+        // Allowed, they become missing values for the pipeline to impute.
+        let shard = to_shard(&s, &[nan, null], true).unwrap();
+        assert!(matches!(&shard.columns[0], ShardColumn::Numeric(v) if v[0].is_nan()));
+        assert!(bad(vec![ok; MAX_ROWS + 1]).contains("at most"));
+    }
+}

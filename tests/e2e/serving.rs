@@ -1,0 +1,299 @@
+//! Serving from any node: predictions forwarded to replicas equal local ones,
+//! a replica killed under load, promotion and rollback under load, and the
+//! bad-input table.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use mass_protocol::jobs::{EnsembleSpec, JobSpec, JobState, ModelSpec};
+use mass_sdk::{Client, IngestRequest, local::LocalNode};
+use serde_json::{Value, json};
+
+use crate::support::{Cluster, eventually, mesh, shared_dataset};
+
+/// The first `n` test rows of a shared CSV (label last): features and label.
+fn test_rows(file: &str, test_list: &str, n: usize) -> Vec<(Vec<f64>, String)> {
+    use std::io::BufRead;
+    let list = std::fs::read_to_string(shared_dataset(test_list)).unwrap();
+    let wanted: std::collections::BTreeSet<usize> = list.lines().take(n).map(|l| l.trim().parse().unwrap()).collect();
+    let file = std::fs::File::open(shared_dataset(file)).unwrap();
+    let reader: Box<dyn BufRead> = if test_list.starts_with("mnist") {
+        Box::new(std::io::BufReader::new(flate2::read::GzDecoder::new(file)))
+    } else {
+        Box::new(std::io::BufReader::new(file))
+    };
+    let mut out = Vec::new();
+    for (row, line) in reader.lines().skip(1).enumerate() {
+        if wanted.contains(&row) {
+            let line = line.unwrap();
+            let mut cells: Vec<&str> = line.split(',').collect();
+            let label = cells.pop().unwrap().to_owned();
+            out.push((cells.iter().map(|c| c.parse().unwrap()).collect(), label));
+        }
+        if out.len() == wanted.len() {
+            break;
+        }
+    }
+    out
+}
+
+async fn ingest(node: &LocalNode, name: &str, file: &str, test_list: &str, shard_rows: usize) {
+    let request = IngestRequest {
+        name: name.into(),
+        label: "label".into(),
+        shard_rows: Some(shard_rows),
+        test_rows: Some(shared_dataset(test_list)),
+        ..Default::default()
+    };
+    Client::new([node.http_url()]).unwrap().ingest_csv(&shared_dataset(file), &request).await.unwrap();
+}
+
+/// Trains `model` on `dataset` and returns the job's test accuracy.
+async fn train(client: &Client, model: &str, dataset: &str, hidden: Vec<usize>, epochs: usize) -> f64 {
+    let spec = JobSpec {
+        model: model.into(),
+        dataset: dataset.into(),
+        pipeline: Default::default(),
+        spec: ModelSpec { hidden, epochs, batch_size: 32, learning_rate: 1e-2, l2: 1e-4 },
+        ensemble: EnsembleSpec::Single,
+        seed: 1,
+    };
+    let id = client.submit_job(&spec).await.unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let record = client.job(&id).await.unwrap();
+        match record.state {
+            JobState::Completed => return record.evaluation.unwrap().accuracy,
+            JobState::Failed(reason) => panic!("training failed: {reason}"),
+            _ => assert!(Instant::now() < deadline, "training {model} did not finish"),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Splits the nodes into the replicas of model `name`'s current version and
+/// the others, once every replica answers from its own copy.
+async fn replicas_of<'a>(nodes: &'a [LocalNode], name: &str) -> (Vec<&'a LocalNode>, Vec<&'a LocalNode>) {
+    let view = Client::new([nodes[0].http_url()]).unwrap().model(name).await.unwrap();
+    let (holders, others): (Vec<&LocalNode>, Vec<&LocalNode>) =
+        nodes.iter().partition(|n| view.replicas.iter().any(|r| r == n.peer_id()));
+    assert_eq!(holders.len(), 2, "two replicas: {:?}", view.replicas);
+    for holder in &holders {
+        let client = Client::new([holder.http_url()]).unwrap();
+        eventually(Duration::from_secs(30), "a replica serves from its own copy", || async {
+            let zeros = vec![json!(vec![0.0; 64])];
+            client.predict(name, &zeros).await.is_ok_and(|p| p.served_by == holder.peer_id())
+        })
+        .await;
+    }
+    (holders, others)
+}
+
+fn as_rows(rows: &[(Vec<f64>, String)]) -> Vec<Value> {
+    rows.iter().map(|(x, _)| json!(x)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mnist_predictions_through_a_non_holder_equal_local_ones_and_the_jobs_accuracy() {
+    let mut cluster = Cluster::new();
+    let nodes = mesh(&mut cluster, 3).await;
+    ingest(&nodes[0], "mnist", "mnist.csv.gz", "mnist.test_rows.txt", 10_000).await;
+    let client = Client::new([nodes[0].http_url()]).unwrap();
+    crate::support::shards_settled(&client, "mnist", Duration::from_secs(120)).await;
+    let reported = train(&client, "mnist-softmax", "mnist", vec![], 2).await;
+
+    let view = client.model("mnist-softmax").await.unwrap();
+    let holders: Vec<&LocalNode> = nodes.iter().filter(|n| view.replicas.iter().any(|r| r == n.peer_id())).collect();
+    let other = nodes.iter().find(|n| !view.replicas.iter().any(|r| r == n.peer_id())).unwrap();
+    assert_eq!(holders.len(), 2);
+    let rows = as_rows(&test_rows("mnist.csv.gz", "mnist.test_rows.txt", 300));
+    let local = Client::new([holders[0].http_url()]).unwrap();
+    eventually(Duration::from_secs(30), "the replica serves locally", || async {
+        local.predict("mnist-softmax", &rows[..1]).await.is_ok_and(|p| p.served_by == holders[0].peer_id())
+    })
+    .await;
+    let here = local.predict("mnist-softmax", &rows).await.unwrap();
+    let through = Client::new([other.http_url()]).unwrap().predict("mnist-softmax", &rows).await.unwrap();
+    assert_ne!(through.served_by, other.peer_id(), "the non-holder answered itself");
+    assert_eq!(through.predictions, here.predictions);
+    assert_eq!(through.probabilities, here.probabilities);
+    assert_eq!((through.version, here.version), (1, 1));
+
+    // The served model, run where the shards live over every test row, scores
+    // what the training job reported.
+    let batch = Client::new([other.http_url()]).unwrap().batch_predict("mnist-softmax", "mnist").await.unwrap();
+    let served = batch.test.unwrap();
+    assert_eq!(served.rows, 14_000);
+    assert!((served.accuracy - reported).abs() < 1e-9, "served {} vs reported {reported}", served.accuracy);
+    let csv = String::from_utf8(client.get_blob(&batch.blob.to_string()).await.unwrap()).unwrap();
+    assert_eq!(csv.lines().count(), 70_001, "a header and one line per row");
+}
+
+/// Sends `total` single-row predictions through `client`, `concurrency` at a
+/// time; returns (failures, slowest, versions seen in order of completion).
+async fn stream(
+    client: Arc<Client>,
+    name: &'static str,
+    row: Value,
+    total: usize,
+    concurrency: usize,
+) -> (Vec<String>, Duration, Vec<u64>) {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (client, next, row) = (client.clone(), next.clone(), row.clone());
+        workers.push(tokio::spawn(async move {
+            let mut failures = Vec::new();
+            let mut slowest = Duration::ZERO;
+            let mut versions = Vec::new();
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                let started = Instant::now();
+                match client.predict(name, std::slice::from_ref(&row)).await {
+                    Ok(p) => versions.push(p.version),
+                    Err(e) => failures.push(e.to_string()),
+                }
+                slowest = slowest.max(started.elapsed());
+            }
+            (failures, slowest, versions)
+        }));
+    }
+    let mut all = (Vec::new(), Duration::ZERO, Vec::new());
+    for worker in workers {
+        let (failures, slowest, versions) = worker.await.unwrap();
+        all.0.extend(failures);
+        all.1 = all.1.max(slowest);
+        all.2.extend(versions);
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_a_replica_under_load_loses_almost_no_request() {
+    let mut cluster = Cluster::new();
+    let mut nodes = mesh(&mut cluster, 3).await;
+    ingest(&nodes[0], "digits", "digits.csv", "digits.test_rows.txt", 300).await;
+    let client = Client::new([nodes[0].http_url()]).unwrap();
+    crate::support::shards_settled(&client, "digits", Duration::from_secs(30)).await;
+    train(&client, "digits", "digits", vec![], 20).await;
+    let (holders, others) = replicas_of(&nodes, "digits").await;
+    let victim = holders[0].peer_id().to_owned();
+    let entry = Arc::new(Client::new([others[0].http_url()]).unwrap());
+    let row = as_rows(&test_rows("digits.csv", "digits.test_rows.txt", 1)).remove(0);
+
+    let load = tokio::spawn(stream(entry, "digits", row, 2_000, 8));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let index = nodes.iter().position(|n| n.peer_id() == victim).unwrap();
+    nodes[index].kill();
+    let (failures, slowest, versions) = load.await.unwrap();
+    eprintln!("2,000 requests, a replica killed: {} failed, slowest {slowest:?}", failures.len());
+    assert!(failures.len() <= 2, "more than 0.1% failed: {failures:?}");
+    assert!(versions.len() >= 1_998);
+    assert!(slowest <= Duration::from_millis(2_100), "a request took {slowest:?}, past the deadline + 100 ms");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn promotion_and_rollback_under_load_fail_nothing_and_bad_input_is_refused_by_name() {
+    let mut cluster = Cluster::new();
+    let nodes = mesh(&mut cluster, 3).await;
+    ingest(&nodes[0], "digits", "digits.csv", "digits.test_rows.txt", 300).await;
+    let client = Client::new([nodes[0].http_url()]).unwrap();
+    crate::support::shards_settled(&client, "digits", Duration::from_secs(30)).await;
+    train(&client, "digits", "digits", vec![], 20).await;
+    let (_, others) = replicas_of(&nodes, "digits").await;
+    let entry_node = others[0];
+    let entry = Arc::new(Client::new([entry_node.http_url()]).unwrap());
+    let row = as_rows(&test_rows("digits.csv", "digits.test_rows.txt", 1)).remove(0);
+
+    // Version 2: an MLP, published by a second job.
+    let load = tokio::spawn(stream(entry.clone(), "digits", row.clone(), 1_500, 4));
+    train(&client, "digits", "digits", vec![32], 20).await;
+    eventually(Duration::from_secs(10), "version 2 served", || async {
+        entry.predict("digits", std::slice::from_ref(&row)).await.is_ok_and(|p| p.version == 2)
+    })
+    .await;
+    client.rollback_model("digits").await.unwrap();
+    for node in &nodes {
+        let c = Client::new([node.http_url()]).unwrap();
+        eventually(Duration::from_secs(5), "every node answers with version 1 after the rollback", || async {
+            c.predict("digits", std::slice::from_ref(&row)).await.is_ok_and(|p| p.version == 1)
+        })
+        .await;
+    }
+    let (failures, _, versions) = load.await.unwrap();
+    assert!(failures.is_empty(), "requests failed during promotion and rollback: {failures:?}");
+    assert!(versions.contains(&1), "{versions:?}");
+    let err = client.promote("digits", 9).await.unwrap_err().to_string();
+    assert!(err.contains("404") && err.contains("no version 9"), "{err}");
+    assert_eq!(client.promote("digits", 2).await.unwrap().version, 2);
+    client.promote("digits", 1).await.unwrap();
+
+    // The bad-input table, through the node that forwards.
+    let url = format!("{}/v1/models/digits/predict", entry_node.http_url());
+    let http = reqwest::Client::new();
+    let post = |body: String| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let response = http.post(url).header("content-type", "application/json").body(body).send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    let mut wide = vec![json!(0); 64];
+    let good = json!({ "rows": [row.clone()] }).to_string();
+    let cases: Vec<(String, u16, &str)> = vec![
+        ("{\"rows\": [[1, 2".into(), 400, "invalid JSON body"),
+        (json!({ "rows": [] }).to_string(), 400, "the batch is empty"),
+        (json!({ "rows": [[1, 2, 3]] }).to_string(), 400, "rows[0]: 3 values, but the model reads 64 columns"),
+        (json!({ "rows": [{ "p0": 1, "pixel": 2 }] }).to_string(), 400, "unknown column 'pixel'"),
+        (
+            {
+                wide[5] = json!("five");
+                json!({ "rows": [wide.clone()] }).to_string()
+            },
+            400,
+            "rows[0].p5: expected a number, got the text",
+        ),
+        (
+            {
+                wide[5] = json!("NaN");
+                json!({ "rows": [wide.clone()] }).to_string()
+            },
+            400,
+            "rows[0].p5: NaN is refused",
+        ),
+        (
+            {
+                wide[5] = json!("Infinity");
+                json!({ "rows": [wide.clone()] }).to_string()
+            },
+            400,
+            "rows[0].p5: infinity",
+        ),
+        (
+            {
+                wide[5] = json!(null);
+                json!({ "rows": [wide.clone()] }).to_string()
+            },
+            400,
+            "rows[0].p5: null is refused",
+        ),
+        (format!("{{\"rows\": [{}]}}", "0,".repeat(9 * 1024 * 1024)), 413, "over the 16 MiB limit"),
+    ];
+    for (body, status, message) in &cases {
+        // Each bad request travels with good ones, which must not suffer.
+        let (bad, ok) = tokio::join!(post(body.clone()), post(good.clone()));
+        assert_eq!(bad.0, *status, "{message}: {}", bad.1);
+        assert!(bad.1.contains(message), "expected '{message}' in {}", bad.1);
+        assert_eq!(ok.0, 200, "a good request beside a bad one failed: {}", ok.1);
+    }
+    let unknown = entry.predict("no-such-model", std::slice::from_ref(&row)).await.unwrap_err().to_string();
+    assert!(unknown.contains("404") && unknown.contains("no model named 'no-such-model'"), "{unknown}");
+    // Missing values are imputed when the caller allows them.
+    let (status, _) = post(json!({ "rows": [wide], "allow_missing": true }).to_string()).await;
+    assert_eq!(status, 200);
+    let openapi: Value =
+        reqwest::get(format!("{}/v1/openapi.json", entry_node.http_url())).await.unwrap().json().await.unwrap();
+    assert!(openapi["paths"]["/v1/models/{name}/predict"]["post"].is_object());
+}
