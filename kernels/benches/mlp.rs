@@ -2,7 +2,9 @@
 //! training samples/s and test accuracy, for BENCHMARKS.md (against PyTorch
 //! CPU with 2 threads and scikit-learn, `../shared/baselines`).
 //!
-//! `cargo bench -p mass-kernels --bench mlp [-- EPOCHS]`
+//! `cargo bench -p mass-kernels --bench mlp [-- EPOCHS]`; `MLP_HIDDEN` (comma
+//! separated widths, empty for softmax regression), `MLP_L2` and `MLP_LR`
+//! change the model for tuning runs.
 
 use std::{collections::BTreeSet, io::Read, time::Instant};
 
@@ -39,13 +41,20 @@ fn main() {
     }
     let x = Array2::from_shape_vec((y.len(), 784), x).unwrap();
     let tx = Array2::from_shape_vec((ty.len(), 784), tx).unwrap();
-    let config = MlpConfig { hidden: vec![128], epochs, batch_size: 64, l2: 0.0, ..MlpConfig::default() };
+    let env = |name: &str| std::env::var(name).ok();
+    let hidden: Vec<usize> = env("MLP_HIDDEN")
+        .map(|h| h.split(',').filter(|w| !w.is_empty()).map(|w| w.parse().expect("MLP_HIDDEN widths")).collect())
+        .unwrap_or_else(|| vec![128]);
+    let l2 = env("MLP_L2").map_or(0.0, |v| v.parse().expect("MLP_L2"));
+    let learning_rate = env("MLP_LR").map_or(1e-3, |v| v.parse().expect("MLP_LR"));
+    let optimizer = mass_kernels::models::Optimizer::Adam { learning_rate };
+    let config = MlpConfig { hidden: hidden.clone(), epochs, batch_size: 64, l2, optimizer, ..MlpConfig::default() };
     let start = Instant::now();
     let (model, _) = Mlp::fit(x.view(), Target::Classes { labels: &y, classes: 10 }, None, &config);
     let secs = start.elapsed().as_secs_f64();
     let acc = accuracy(&ty, &model.predict_classes(tx.view()));
     println!(
-        "| Mass MLP 784-128-10, {epochs} epochs, batch 64, Adam | {secs:.1} s | {:.0} samples/s | accuracy {acc:.4} |",
+        "| Mass MLP 784-{hidden:?}-10, {epochs} epochs, batch 64, Adam {learning_rate}, l2 {l2} | {secs:.1} s | {:.0} samples/s | accuracy {acc:.4} |",
         (y.len() * epochs) as f64 / secs
     );
 }

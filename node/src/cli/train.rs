@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use mass_protocol::jobs::{EnsembleSpec, JobRecord, JobSpec, JobState, LiveTask, ModelSpec};
+use mass_protocol::{
+    features::{PipelineSpec, Scale},
+    jobs::{EnsembleSpec, JobRecord, JobSpec, JobState, LiveTask, ModelSpec},
+};
 
 use super::NodeArgs;
 
@@ -35,6 +38,9 @@ pub struct TrainArgs {
     l2: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Feature scaling of numeric columns: standard, min-max or none.
+    #[arg(long, default_value = "standard")]
+    scale: String,
     /// Return after submitting instead of following the job.
     #[arg(long)]
     detach: bool,
@@ -70,6 +76,15 @@ fn parse_model(text: &str) -> anyhow::Result<Vec<usize>> {
             })
             .collect(),
         _ => anyhow::bail!("--model {text}: expected softmax or mlp:WIDTH[,WIDTH...]"),
+    }
+}
+
+fn parse_scale(text: &str) -> anyhow::Result<Scale> {
+    match text {
+        "standard" => Ok(Scale::Standard),
+        "min-max" | "minmax" => Ok(Scale::MinMax),
+        "none" => Ok(Scale::None),
+        _ => anyhow::bail!("--scale {text}: expected standard, min-max or none"),
     }
 }
 
@@ -144,7 +159,7 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
     let spec = JobSpec {
         model: args.name,
         dataset: args.dataset,
-        pipeline: Default::default(),
+        pipeline: PipelineSpec { scale: parse_scale(&args.scale)?, ..Default::default() },
         spec: ModelSpec {
             hidden: parse_model(&args.model)?,
             epochs: args.epochs,

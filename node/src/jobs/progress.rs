@@ -16,9 +16,12 @@ use mass_protocol::{
 /// Jobs remembered at once; the one heard from longest ago goes first.
 const MAX_JOBS: usize = 256;
 
+/// When a job was last heard from, and its tasks' latest reports.
+type JobProgress = (Instant, BTreeMap<u32, LiveTask>);
+
 #[derive(Clone, Default)]
 pub struct ProgressBoard {
-    jobs: Arc<Mutex<HashMap<ContentId, (Instant, BTreeMap<u32, LiveTask>)>>>,
+    jobs: Arc<Mutex<HashMap<ContentId, JobProgress>>>,
 }
 
 impl ProgressBoard {

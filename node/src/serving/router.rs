@@ -59,8 +59,7 @@ pub async fn predict(mesh: &Mesh, name: &str, rows: Vec<Row>, allow_missing: boo
 
 /// Runs `call` on this node, loading the version if needed.
 pub async fn serve_local(mesh: &Mesh, call: &PredictCall) -> Result<Prediction, ServeError> {
-    let model =
-        mesh.serving.models.get(mesh, call.manifest).await.map_err(|e| ServeError::Unavailable(format!("{e}")))?;
+    let model = mesh.serving.models.get(mesh, call.manifest).await.map_err(ServeError::Unavailable)?;
     let rows = super::rows::to_shard(&model.schema, &call.rows, call.allow_missing).map_err(ServeError::BadInput)?;
     let probabilities = mesh.serving.inference.run(model.clone(), rows).await.map_err(|e| match e {
         InferenceError::Overloaded(_) => ServeError::Overloaded(e.to_string()),
