@@ -15,7 +15,7 @@ use rand::seq::SliceRandom;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::{INFERENCE_QUEUE, inference::InferenceError, model::LoadedModel, registry};
+use super::{INFERENCE_QUEUE, inference::InferenceError, registry};
 use crate::{membership::GetQueueDepths, mesh::Mesh, replication::homes};
 
 /// Why a prediction was not answered.
@@ -82,22 +82,18 @@ pub async fn serve_local(mesh: &Mesh, call: &PredictCall) -> Result<Prediction, 
     })
 }
 
-/// Whether this node serves version `id` from its own copy: loaded already,
-/// or every blob of it stored here.
+/// Whether this node serves version `id` itself: loaded already, or one of
+/// its replicas (which load it on first use if the keeper has not yet).
+/// Other nodes that happen to store its blobs (the trainer, the driver)
+/// forward, so load goes where the replicas are.
 pub async fn holds(mesh: &Mesh, id: ContentId) -> bool {
     if mesh.serving.models.is_loaded(&id) {
         return true;
     }
-    if !mesh.storage.has(id).await.unwrap_or(false) {
-        return false;
-    }
-    let Ok(manifest) = mesh.load(id).await else { return false };
-    for part in LoadedModel::parts(id, &manifest) {
-        if !mesh.storage.has(part).await.unwrap_or(false) {
-            return false;
-        }
-    }
-    true
+    let local = mesh.net.local_peer_id();
+    let mut view = mesh.up_peers().await;
+    view.push(local);
+    homes(&id, &view, mesh.serving.config.replicas).contains(&local)
 }
 
 /// The replicas of version `id` among the live peers, best first: of two
