@@ -17,15 +17,12 @@ use std::{
 
 use mass_node::datasets::{IngestOptions, SplitChoice, ingest};
 use mass_protocol::{ContentId, codec};
-use mass_sdk::{
-    Client, IngestRequest,
-    local::{LocalNode, NodeOptions},
-};
+use mass_sdk::{Client, IngestRequest};
+
+mod support;
 
 fn mnist() -> PathBuf {
-    let root =
-        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    root.join("../../shared/datasets/mnist.csv.gz")
+    support::shared("mnist.csv.gz")
 }
 
 fn row(what: &str, rows: u64, compressed: u64, raw: u64, elapsed: Duration) {
@@ -74,17 +71,7 @@ async fn main() {
     row("Mass ingest, parse and shard only (one thread)", manifest.rows, compressed, raw, start.elapsed());
 
     let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("bench.toml");
-    std::fs::write(&config, "[hardware]\nprobe_gpus = false\ngemm_size = 64\n").unwrap();
-    let mut nodes: Vec<LocalNode> = Vec::new();
-    for i in 0..3 {
-        let mut options = NodeOptions::new(env!("CARGO_BIN_EXE_mass"), work.path().join(format!("n{i}")));
-        options.config = Some(config.clone());
-        options.log_file = Some(work.path().join(format!("n{i}.log")));
-        options.bootstrap = nodes.first().map(|n| vec![n.listen_addr().to_owned()]).unwrap_or_default();
-        nodes.push(LocalNode::spawn(options, Duration::from_secs(60)).unwrap());
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let nodes = support::local_mesh(work.path(), 3).await;
     let client = Client::new([nodes[0].http_url()]).unwrap();
     let request =
         IngestRequest { name: "mnist".into(), label: "label".into(), shard_rows: Some(10_000), ..Default::default() };

@@ -12,23 +12,17 @@
 
 use std::{
     io::BufRead,
-    path::PathBuf,
     process::Command,
     time::{Duration, Instant},
 };
 
 use mass_protocol::jobs::{EnsembleSpec, JobSpec, JobState, ModelSpec};
-use mass_sdk::{
-    Client, IngestRequest,
-    local::{LocalNode, NodeOptions},
-};
+use mass_sdk::{Client, IngestRequest};
 use serde_json::json;
 
-fn shared(name: &str) -> PathBuf {
-    let root =
-        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    root.join("../../shared/datasets").join(name)
-}
+mod support;
+
+use support::shared;
 
 /// The first 1,000 test rows of MNIST as 0..255 integers.
 fn test_rows() -> Vec<Vec<u32>> {
@@ -75,17 +69,7 @@ fn wrk(url: &str, lua: &std::path::Path, connections: usize) -> (String, String,
 #[tokio::main]
 async fn main() {
     let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("bench.toml");
-    std::fs::write(&config, "[hardware]\nprobe_gpus = false\ngemm_size = 64\n").unwrap();
-    let mut nodes: Vec<LocalNode> = Vec::new();
-    for i in 0..3 {
-        let mut options = NodeOptions::new(env!("CARGO_BIN_EXE_mass"), work.path().join(format!("n{i}")));
-        options.config = Some(config.clone());
-        options.log_file = Some(work.path().join(format!("n{i}.log")));
-        options.bootstrap = nodes.first().map(|n| vec![n.listen_addr().to_owned()]).unwrap_or_default();
-        nodes.push(LocalNode::spawn(options, Duration::from_secs(60)).unwrap());
-    }
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let nodes = support::local_mesh(work.path(), 3).await;
     let client = Client::new([nodes[0].http_url()]).unwrap();
     let request = IngestRequest {
         name: "mnist".into(),

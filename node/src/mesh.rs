@@ -62,7 +62,12 @@ impl Mesh {
     /// Encodes and stores a value as a blob, and sends it to its homes.
     pub async fn save<T: Serialize>(&self, value: &T) -> Result<ContentId, String> {
         let bytes = codec::encode(value).map_err(|e| e.to_string())?;
-        let meta = write_blob(&self.storage, &bytes).await.map_err(|e| e.to_string())?;
+        self.save_bytes(&bytes).await
+    }
+
+    /// Stores bytes as a blob, and sends it to its homes.
+    pub async fn save_bytes(&self, bytes: &[u8]) -> Result<ContentId, String> {
+        let meta = write_blob(&self.storage, bytes).await.map_err(|e| e.to_string())?;
         self.replication.do_send(PlaceNew(meta.id));
         Ok(meta.id)
     }

@@ -52,7 +52,7 @@ impl Handler<InboundRequest> for ServiceActor {
                     Ok(t) => Response::Trained { weights: t.weights, rows: t.rows, curve: t.curve },
                     Err(message) => Response::Error(RpcError { kind: RpcErrorKind::Refused, message }),
                 },
-                Request::Predict(call) => match crate::serving::router::serve_local(&mesh, &call).await {
+                Request::Predict(call) => match crate::serving::router::serve_local(&mesh, *call).await {
                     Ok(prediction) => Response::Predicted(Box::new(prediction)),
                     Err(e) => {
                         let kind = match e {
@@ -63,7 +63,7 @@ impl Handler<InboundRequest> for ServiceActor {
                         Response::Error(RpcError { kind, message: e.to_string() })
                     }
                 },
-                Request::PredictShard { manifest, shard, .. } => {
+                Request::PredictShard { manifest, shard } => {
                     match crate::serving::batch::predict_shard(&mesh, manifest, shard).await {
                         Ok((csv, test)) => Response::ShardPredicted { csv, test },
                         Err(message) => Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message }),

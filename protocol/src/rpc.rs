@@ -38,8 +38,9 @@ pub enum Request {
     /// Run a model version on rows; [`Response::Predicted`], or an error of
     /// kind [`RpcErrorKind::BadInput`] or [`RpcErrorKind::Overloaded`].
     Predict(Box<PredictCall>),
-    /// Predict every row of a shard the peer holds; [`Response::ShardPredicted`].
-    PredictShard { model: String, manifest: ContentId, version: u64, shard: ContentId },
+    /// Predict every row of a shard the peer holds with model version
+    /// `manifest`; [`Response::ShardPredicted`].
+    PredictShard { manifest: ContentId, shard: ContentId },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,10 +3,10 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use mass_protocol::jobs::{EnsembleSpec, JobRecord, JobSpec, JobState, ModelSpec};
+use mass_protocol::jobs::{EnsembleSpec, JobSpec, JobState, ModelSpec};
 use mass_sdk::{Client, IngestRequest, local::LocalNode};
 
-use crate::support::{Cluster, eventually, mesh};
+use crate::support::{Cluster, eventually, finished, mesh, poll};
 
 fn shared(name: &str) -> PathBuf {
     crate::support::shared_dataset(name)
@@ -21,28 +21,6 @@ async fn digits_on(node: &LocalNode, shard_rows: usize) {
         ..Default::default()
     };
     Client::new([node.http_url()]).unwrap().ingest_csv(&shared("digits.csv"), &request).await.unwrap();
-}
-
-/// Polls a job until `done` says so, within `within`.
-async fn poll(client: &Client, id: &str, within: Duration, what: &str, done: impl Fn(&JobRecord) -> bool) -> JobRecord {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        if let Ok(record) = client.job(id).await
-            && done(&record)
-        {
-            return record;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn finished(client: &Client, id: &str, within: Duration) -> JobRecord {
-    let record =
-        poll(client, id, within, "the job finishes", |r| matches!(r.state, JobState::Completed | JobState::Failed(_)))
-            .await;
-    assert_eq!(record.state, JobState::Completed, "{record:?}");
-    record
 }
 
 fn spec(model: &str, hidden: Vec<usize>, ensemble: EnsembleSpec, epochs: usize) -> JobSpec {

@@ -7,11 +7,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mass_protocol::jobs::{EnsembleSpec, JobSpec, JobState, ModelSpec};
+use mass_protocol::jobs::{EnsembleSpec, JobSpec, ModelSpec};
 use mass_sdk::{Client, IngestRequest, local::LocalNode};
 use serde_json::{Value, json};
 
-use crate::support::{Cluster, eventually, mesh, shared_dataset};
+use crate::support::{Cluster, eventually, finished, mesh, shared_dataset};
 
 /// The first `n` test rows of a shared CSV (label last): features and label.
 fn test_rows(file: &str, test_list: &str, n: usize) -> Vec<(Vec<f64>, String)> {
@@ -61,16 +61,7 @@ async fn train(client: &Client, model: &str, dataset: &str, hidden: Vec<usize>, 
         seed: 1,
     };
     let id = client.submit_job(&spec).await.unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let record = client.job(&id).await.unwrap();
-        match record.state {
-            JobState::Completed => return record.evaluation.unwrap().accuracy,
-            JobState::Failed(reason) => panic!("training failed: {reason}"),
-            _ => assert!(Instant::now() < deadline, "training {model} did not finish"),
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    finished(client, &id, Duration::from_secs(300)).await.evaluation.unwrap().accuracy
 }
 
 /// Splits the nodes into the replicas of model `name`'s current version and

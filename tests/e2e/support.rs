@@ -5,6 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use mass_protocol::jobs::{JobRecord, JobState};
 use mass_sdk::{
     Client,
     api::{PeerState, PeerView},
@@ -211,4 +212,33 @@ pub async fn shards_settled(client: &Client, name: &str, timeout: Duration) -> D
         client.dataset(name).await.map(|v| v.shard_holders.iter().all(|h| h.len() == 2)).unwrap_or(false)
     })
     .await
+}
+
+/// Polls a job until `done` says so, within `within`.
+pub async fn poll(
+    client: &Client,
+    id: &str,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&JobRecord) -> bool,
+) -> JobRecord {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(record) = client.job(id).await
+            && done(&record)
+        {
+            return record;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits for a job to end and checks that it completed.
+pub async fn finished(client: &Client, id: &str, within: Duration) -> JobRecord {
+    let record =
+        poll(client, id, within, "the job finishes", |r| matches!(r.state, JobState::Completed | JobState::Failed(_)))
+            .await;
+    assert_eq!(record.state, JobState::Completed, "{record:?}");
+    record
 }

@@ -117,10 +117,9 @@ fn summary(record: &JobRecord) -> String {
 
 /// The running tasks' epochs and losses, for the progress line.
 fn epochs(record: &JobRecord, live: &[LiveTask]) -> String {
-    let running: Vec<&LiveTask> = live
-        .iter()
-        .filter(|t| record.tasks.get(t.task as usize).is_some_and(|r| r.weights.is_none() || t.epoch < t.epochs))
-        .collect();
+    // A task still at work has not reported its last epoch.
+    let running: Vec<&LiveTask> =
+        live.iter().filter(|t| t.epoch < t.epochs && (t.task as usize) < record.tasks.len()).collect();
     if running.is_empty() {
         return String::new();
     }

@@ -65,12 +65,7 @@ pub async fn show(state: web::Data<State>, name: web::Path<String>) -> HttpRespo
         Ok(manifest) => manifest,
         Err(message) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
     };
-    let mut view = mesh.up_peers().await;
-    view.push(mesh.net.local_peer_id());
-    let replicas = crate::replication::homes(&current.manifest, &view, mesh.serving.config.replicas)
-        .iter()
-        .map(|p| p.to_string())
-        .collect();
+    let replicas = crate::serving::replica_set(&mesh, &current.manifest).await.iter().map(|p| p.to_string()).collect();
     HttpResponse::Ok().json(ModelView {
         name: name.into_inner(),
         version: current.version,

@@ -15,6 +15,9 @@ use mass_protocol::{
 
 /// Jobs remembered at once; the one heard from longest ago goes first.
 const MAX_JOBS: usize = 256;
+/// Tasks remembered per job (a job has at most 256 sub-models or workers);
+/// reports beyond it, which only a misbehaving peer sends, are dropped.
+const MAX_TASKS: usize = 256;
 
 /// When a job was last heard from, and its tasks' latest reports.
 type JobProgress = (Instant, BTreeMap<u32, LiveTask>);
@@ -26,6 +29,9 @@ pub struct ProgressBoard {
 
 impl ProgressBoard {
     pub fn record(&self, peer: String, progress: TrainingProgress) {
+        if progress.task as usize >= MAX_TASKS {
+            return;
+        }
         let mut jobs = self.jobs.lock().expect("progress lock");
         if !jobs.contains_key(&progress.job)
             && jobs.len() >= MAX_JOBS
@@ -78,5 +84,12 @@ mod tests {
             board.record("a".into(), report(n, 0, 1));
         }
         assert_eq!(board.jobs.lock().unwrap().len(), MAX_JOBS);
+    }
+
+    #[test]
+    fn task_numbers_past_any_job_are_dropped() {
+        let board = ProgressBoard::default();
+        board.record("rogue".into(), report(1, u32::MAX, 1));
+        assert!(board.of(&job(1)).is_empty());
     }
 }

@@ -10,7 +10,7 @@ use mass_kernels::{
 use mass_protocol::{
     ContentId,
     dataset::{Shard, Split},
-    jobs::Evaluation,
+    jobs::{Evaluation, ModelManifest},
     rpc::{Request, Response},
     serving::BatchPrediction,
 };
@@ -75,7 +75,7 @@ fn quote(field: &str) -> String {
 pub async fn run(mesh: &Mesh, model: &str, dataset: &str) -> Result<BatchPrediction, ServeError> {
     let (manifest, version) = registry::current(mesh, model).await?;
     let (_, data) = mesh.dataset(dataset).await.map_err(ServeError::NotFound)?;
-    let parts = data.shards.iter().map(|info| shard_somewhere(mesh, model, manifest, version, info.id));
+    let parts = data.shards.iter().map(|info| shard_somewhere(mesh, manifest, info.id));
     let mut csv = String::from("row,split,label,prediction\n");
     let mut test = Vec::new();
     let mut shard_peers = Vec::new();
@@ -85,8 +85,8 @@ pub async fn run(mesh: &Mesh, model: &str, dataset: &str) -> Result<BatchPredict
         test.extend(pairs);
         shard_peers.push(peer);
     }
-    let classes =
-        mesh.serving.models.get(mesh, manifest).await.map_err(ServeError::Unavailable)?.manifest.classes.len();
+    // The manifest alone: this node need not load the weights to score.
+    let classes = mesh.load::<ModelManifest>(manifest).await.map_err(ServeError::Unavailable)?.classes.len();
     let evaluation = (!test.is_empty()).then(|| {
         let truth: Vec<usize> = test.iter().map(|(t, _, _)| *t as usize).collect();
         let predicted: Vec<usize> = test.iter().map(|(_, p, _)| *p as usize).collect();
@@ -99,18 +99,13 @@ pub async fn run(mesh: &Mesh, model: &str, dataset: &str) -> Result<BatchPredict
             confusion: metrics::confusion_matrix(&truth, &predicted, classes),
         }
     });
-    let blob = crate::datasets::service::write_blob(&mesh.storage, csv.as_bytes())
-        .await
-        .map_err(|e| ServeError::Unavailable(e.to_string()))?;
-    mesh.replication.do_send(crate::replication::PlaceNew(blob.id));
-    mesh.write_ref(output_ref(model, dataset), Some(blob.id))
-        .await
-        .map_err(|e| ServeError::Unavailable(e.to_string()))?;
+    let blob = mesh.save_bytes(csv.as_bytes()).await.map_err(ServeError::Unavailable)?;
+    mesh.write_ref(output_ref(model, dataset), Some(blob)).await.map_err(|e| ServeError::Unavailable(e.to_string()))?;
     Ok(BatchPrediction {
         model: model.to_owned(),
         version,
         dataset: dataset.to_owned(),
-        blob: blob.id,
+        blob,
         rows: data.rows,
         test: evaluation,
         shard_peers,
@@ -120,14 +115,12 @@ pub async fn run(mesh: &Mesh, model: &str, dataset: &str) -> Result<BatchPredict
 /// Predicts one shard where it lives, or here when no holder answers.
 async fn shard_somewhere(
     mesh: &Mesh,
-    model: &str,
     manifest: ContentId,
-    version: u64,
     shard: ContentId,
 ) -> Result<(String, String, Vec<(u32, u32, f32)>), String> {
     if !mesh.storage.has(shard).await.unwrap_or(false) {
         for peer in mesh.likely_holders(&shard).await {
-            let request = Request::PredictShard { model: model.to_owned(), manifest, version, shard };
+            let request = Request::PredictShard { manifest, shard };
             if let Ok(Response::ShardPredicted { csv, test }) = mesh.net.request(peer, request).await {
                 return Ok((peer.to_string(), csv, test));
             }

@@ -1,4 +1,4 @@
-//! The inference queue: requests wait in a bounded queue and are run in
+//! The inference queue: requests wait in a bounded queue and are checked and run in
 //! batches off the event loop. While one batch computes, the requests that
 //! arrive queue up and form the next, so batches grow with load and a lone
 //! request pays no wait. A full queue answers "overloaded" at once.
@@ -6,12 +6,12 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use mass_kernels::features::transform;
-use mass_protocol::{ContentId, dataset::Shard};
+use mass_protocol::{ContentId, serving::Row};
 use ndarray::{Array2, Axis, concatenate, s};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use super::model::LoadedModel;
+use super::{model::LoadedModel, rows::to_shard};
 
 /// Why a request was not run.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -26,7 +26,8 @@ pub enum InferenceError {
 
 struct Work {
     model: Arc<LoadedModel>,
-    rows: Shard,
+    rows: Vec<Row>,
+    allow_missing: bool,
     reply: oneshot::Sender<Result<Array2<f32>, InferenceError>>,
 }
 
@@ -46,15 +47,26 @@ impl Inference {
         Self { queue, capacity }
     }
 
+    /// Whether a request sent now would be refused as overloaded.
+    pub fn is_full(&self) -> bool {
+        self.queue.capacity() == 0
+    }
+
     /// Requests waiting, for load adverts.
     pub fn depth(&self) -> usize {
         self.capacity - self.queue.capacity()
     }
 
-    /// Class probabilities of `rows` under `model`.
-    pub async fn run(&self, model: Arc<LoadedModel>, rows: Shard) -> Result<Array2<f32>, InferenceError> {
+    /// Class probabilities of `rows` under `model`; rows that do not fit the
+    /// model's columns are refused with a message naming the row and column.
+    pub async fn run(
+        &self,
+        model: Arc<LoadedModel>,
+        rows: Vec<Row>,
+        allow_missing: bool,
+    ) -> Result<Array2<f32>, InferenceError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.try_send(Work { model, rows, reply }).map_err(|e| match e {
+        self.queue.try_send(Work { model, rows, allow_missing, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => InferenceError::Overloaded(self.capacity),
             mpsc::error::TrySendError::Closed(_) => InferenceError::Stopped,
         })?;
@@ -64,7 +76,7 @@ impl Inference {
 
 async fn batch_loop(mut requests: mpsc::Receiver<Work>, max_rows: usize, wait: Duration) {
     while let Some(first) = requests.recv().await {
-        let mut rows = first.rows.rows();
+        let mut rows = first.rows.len();
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + wait;
         while rows < max_rows {
@@ -76,7 +88,7 @@ async fn batch_loop(mut requests: mpsc::Receiver<Work>, max_rows: usize, wait: D
                     _ => break,
                 },
             };
-            rows += next.rows.rows();
+            rows += next.rows.len();
             batch.push(next);
         }
         if let Err(e) = tokio::task::spawn_blocking(move || run_batch(batch)).await {
@@ -85,8 +97,9 @@ async fn batch_loop(mut requests: mpsc::Receiver<Work>, max_rows: usize, wait: D
     }
 }
 
-/// Runs every model's requests of a batch as one matrix. A request whose rows
-/// the pipeline refuses fails alone; the others are answered.
+/// Runs every model's requests of a batch as one matrix. Rows are checked
+/// against the model's columns here, off the event loop; a request whose
+/// rows are refused fails alone and the others are answered.
 fn run_batch(batch: Vec<Work>) {
     let mut by_model: HashMap<ContentId, Vec<Work>> = HashMap::new();
     for work in batch {
@@ -97,14 +110,16 @@ fn run_batch(batch: Vec<Work>) {
         let mut ready = Vec::new();
         let mut features = Vec::new();
         for work in works {
-            match transform(&model.pipeline, &work.rows) {
+            let checked = to_shard(&model.schema, &work.rows, work.allow_missing).and_then(|rows| {
+                transform(&model.pipeline, &rows).map_err(|e| format!("rows do not fit the pipeline: {e}"))
+            });
+            match checked {
                 Ok(x) => {
                     features.push(x);
                     ready.push(work);
                 }
-                Err(e) => {
-                    let _ =
-                        work.reply.send(Err(InferenceError::BadInput(format!("rows do not fit the pipeline: {e}"))));
+                Err(message) => {
+                    let _ = work.reply.send(Err(InferenceError::BadInput(message)));
                 }
             }
         }

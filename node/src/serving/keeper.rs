@@ -8,8 +8,7 @@ use std::time::Duration;
 use actix::{Actor, AsyncContext, Context, WrapFuture};
 use tracing::{debug, info};
 
-use super::model::LoadedModel;
-use crate::{jobs::MODEL_PREFIX, mesh::Mesh, replication::homes};
+use crate::{jobs::MODEL_PREFIX, mesh::Mesh};
 
 pub struct ModelKeeper {
     mesh: Mesh,
@@ -34,22 +33,15 @@ impl Actor for ModelKeeper {
 
 async fn keep(mesh: Mesh) {
     let Ok(refs) = mesh.storage.refs().await else { return };
-    let mut view = mesh.up_peers().await;
     let local = mesh.net.local_peer_id();
-    view.push(local);
     for record in refs.iter().filter(|r| r.name.starts_with(MODEL_PREFIX)) {
         let Some(id) = record.current().and_then(|c| c.target) else { continue };
-        if !homes(&id, &view, mesh.serving.config.replicas).contains(&local) || mesh.serving.models.is_loaded(&id) {
+        if mesh.serving.models.is_loaded(&id) || !super::replica_set(&mesh, &id).await.contains(&local) {
             continue;
         }
+        // Loading fetches (and so stores here) every blob of the version.
         match mesh.serving.models.get(&mesh, id).await {
-            Ok(model) => {
-                for part in LoadedModel::parts(id, &model.manifest) {
-                    // Loading fetched every part; keep them as replicas do.
-                    let _ = mesh.ensure_local(part).await;
-                }
-                info!(model = %record.name, manifest = %id, "serving a replica");
-            }
+            Ok(_) => info!(model = %record.name, manifest = %id, "serving a replica"),
             Err(e) => debug!(model = %record.name, "cannot take a replica yet: {e}"),
         }
     }

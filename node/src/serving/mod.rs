@@ -5,7 +5,8 @@
 //! forwards to a replica ([`router`]). Replicas ([`keeper`]) keep every
 //! blob of the versions they serve and load them ahead of requests
 //! ([`model`]). Rows are checked against the dataset's columns ([`rows`])
-//! before they join a batch ([`inference`]); versions are numbered and moved
+//! by the batch they join ([`inference`]), each request on its own, so a bad
+//! one fails alone; versions are numbered and moved
 //! by the [`registry`].
 
 pub mod batch;
@@ -56,6 +57,14 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The nodes that serve version `id`: the `replicas` live nodes (this one
+/// included) ranked first for it, as blob homes are ranked.
+pub async fn replica_set(mesh: &crate::mesh::Mesh, id: &mass_protocol::ContentId) -> Vec<libp2p::PeerId> {
+    let mut view = mesh.up_peers().await;
+    view.push(mesh.net.local_peer_id());
+    crate::replication::homes(id, &view, mesh.serving.config.replicas)
 }
 
 /// What serving needs on a node, shared by the HTTP handlers and the

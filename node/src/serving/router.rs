@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use super::{INFERENCE_QUEUE, inference::InferenceError, registry};
-use crate::{membership::GetQueueDepths, mesh::Mesh, replication::homes};
+use crate::{membership::GetQueueDepths, mesh::Mesh};
 
 /// Why a prediction was not answered.
 #[derive(Debug, thiserror::Error)]
@@ -47,32 +47,29 @@ pub async fn predict(mesh: &Mesh, name: &str, rows: Vec<Row>, allow_missing: boo
     let (manifest, version) = registry::current(mesh, name).await?;
     let call = PredictCall { model: name.to_owned(), manifest, version, rows, allow_missing };
     let deadline = Instant::now() + mesh.serving.config.deadline;
-    if holds(mesh, manifest).await {
-        match serve_local(mesh, &call).await {
-            // Busy here: a replica may have room.
-            Err(ServeError::Overloaded(_)) => {}
-            answer => return answer,
-        }
+    // Busy here: a replica may have room.
+    if holds(mesh, manifest).await && !mesh.serving.inference.is_full() {
+        return serve_local(mesh, call).await;
     }
     forward(mesh, call, deadline).await
 }
 
 /// Runs `call` on this node, loading the version if needed.
-pub async fn serve_local(mesh: &Mesh, call: &PredictCall) -> Result<Prediction, ServeError> {
+pub async fn serve_local(mesh: &Mesh, call: PredictCall) -> Result<Prediction, ServeError> {
     let model = mesh.serving.models.get(mesh, call.manifest).await.map_err(ServeError::Unavailable)?;
-    let rows = super::rows::to_shard(&model.schema, &call.rows, call.allow_missing).map_err(ServeError::BadInput)?;
-    let probabilities = mesh.serving.inference.run(model.clone(), rows).await.map_err(|e| match e {
-        InferenceError::Overloaded(_) => ServeError::Overloaded(e.to_string()),
-        InferenceError::BadInput(m) => ServeError::BadInput(m),
-        InferenceError::Stopped => ServeError::Unavailable(e.to_string()),
-    })?;
+    let probabilities =
+        mesh.serving.inference.run(model.clone(), call.rows, call.allow_missing).await.map_err(|e| match e {
+            InferenceError::Overloaded(_) => ServeError::Overloaded(e.to_string()),
+            InferenceError::BadInput(m) => ServeError::BadInput(m),
+            InferenceError::Stopped => ServeError::Unavailable(e.to_string()),
+        })?;
     let classes = &model.manifest.classes;
     let predictions = mass_kernels::models::ensemble::argmax_rows(&probabilities)
         .into_iter()
         .map(|c| classes.get(c).cloned().unwrap_or_default())
         .collect();
     Ok(Prediction {
-        model: call.model.clone(),
+        model: call.model,
         version: call.version,
         manifest: call.manifest,
         predictions,
@@ -90,20 +87,15 @@ pub async fn holds(mesh: &Mesh, id: ContentId) -> bool {
     if mesh.serving.models.is_loaded(&id) {
         return true;
     }
-    let local = mesh.net.local_peer_id();
-    let mut view = mesh.up_peers().await;
-    view.push(local);
-    homes(&id, &view, mesh.serving.config.replicas).contains(&local)
+    super::replica_set(mesh, &id).await.contains(&mesh.net.local_peer_id())
 }
 
 /// The replicas of version `id` among the live peers, best first: of two
 /// picked at random the one with the shorter queue, then the rest.
 async fn replicas(mesh: &Mesh, id: ContentId) -> Vec<PeerId> {
     let depths = mesh.membership.send(GetQueueDepths(INFERENCE_QUEUE)).await.unwrap_or_default();
-    let mut view: Vec<PeerId> = depths.iter().map(|(p, _)| *p).collect();
     let local = mesh.net.local_peer_id();
-    view.push(local);
-    let mut chosen: Vec<PeerId> = homes(&id, &view, mesh.serving.config.replicas);
+    let mut chosen = super::replica_set(mesh, &id).await;
     chosen.retain(|p| *p != local);
     chosen.shuffle(&mut rand::rng());
     let depth = |p: &PeerId| depths.iter().find(|(q, _)| q == p).map_or(0, |(_, d)| *d);
@@ -111,7 +103,7 @@ async fn replicas(mesh: &Mesh, id: ContentId) -> Vec<PeerId> {
         chosen.swap(0, 1);
     }
     // Any other live peer can load the model too: the last resort.
-    let mut others: Vec<PeerId> = view.into_iter().filter(|p| *p != local && !chosen.contains(p)).collect();
+    let mut others: Vec<PeerId> = depths.iter().map(|(p, _)| *p).filter(|p| !chosen.contains(p)).collect();
     others.shuffle(&mut rand::rng());
     chosen.extend(others);
     chosen
@@ -122,7 +114,7 @@ async fn replicas(mesh: &Mesh, id: ContentId) -> Vec<PeerId> {
 async fn forward(mesh: &Mesh, call: PredictCall, deadline: Instant) -> Result<Prediction, ServeError> {
     let mut failures = Vec::new();
     let candidates = replicas(mesh, call.manifest).await;
-    let request = Request::Predict(Box::new(call.clone()));
+    let request = Request::Predict(Box::new(call));
     for (attempt, peer) in candidates.iter().enumerate() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -142,8 +134,10 @@ async fn forward(mesh: &Mesh, call: PredictCall, deadline: Instant) -> Result<Pr
         }
         debug!(%peer, "replica failed, trying the next: {}", failures.last().expect("pushed"));
     }
-    if Instant::now() < deadline {
-        return serve_local(mesh, &call).await;
+    if Instant::now() < deadline
+        && let Request::Predict(call) = request
+    {
+        return serve_local(mesh, *call).await;
     }
     Err(ServeError::Unavailable(format!("no replica could answer: {}", failures.join("; "))))
 }
