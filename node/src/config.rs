@@ -80,6 +80,7 @@ pub struct ServingSection {
     #[serde(default, with = "humantime_serde::option")]
     pub deadline: Option<Duration>,
     pub replicas: Option<usize>,
+    pub hot_after: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -247,6 +248,7 @@ impl NodeConfig {
             batch_wait: file.serving.batch_wait.unwrap_or(defaults.batch_wait),
             deadline: file.serving.deadline.unwrap_or(defaults.deadline),
             replicas: file.serving.replicas.unwrap_or(storage.replication),
+            hot_after: file.serving.hot_after.unwrap_or(defaults.hot_after),
         };
         serving.validate().map_err(ConfigError::Invalid)?;
 

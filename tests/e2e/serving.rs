@@ -11,7 +11,13 @@ use mass_protocol::jobs::{EnsembleSpec, JobSpec, ModelSpec};
 use mass_sdk::{Client, IngestRequest, local::LocalNode};
 use serde_json::{Value, json};
 
-use crate::support::{Cluster, eventually, finished, mesh, shared_dataset};
+use crate::support::{Cluster, FAST_CONFIG, eventually, finished, mesh, shared_dataset};
+
+/// Cluster settings where a node `hot_after` forwarded requests takes its own
+/// copy (0: never, so the forwarding path is what a test exercises).
+fn cluster(hot_after: u32) -> Cluster {
+    Cluster::with_config(&format!("{FAST_CONFIG}\n[serving]\nhot_after = {hot_after}\n"))
+}
 
 /// The first `n` test rows of a shared CSV (label last): features and label.
 fn test_rows(file: &str, test_list: &str, n: usize) -> Vec<(Vec<f64>, String)> {
@@ -64,6 +70,18 @@ async fn train(client: &Client, model: &str, dataset: &str, hidden: Vec<usize>, 
     finished(client, &id, Duration::from_secs(300)).await.evaluation.unwrap().accuracy
 }
 
+/// Three nodes holding the digits data and a softmax model `digits` trained
+/// on it (the cluster owns the nodes' folders: keep it alive).
+async fn digits_mesh(hot_after: u32) -> (Cluster, Vec<LocalNode>, Client) {
+    let mut cluster = cluster(hot_after);
+    let nodes = mesh(&mut cluster, 3).await;
+    ingest(&nodes[0], "digits", "digits.csv", "digits.test_rows.txt", 300).await;
+    let client = Client::new([nodes[0].http_url()]).unwrap();
+    crate::support::shards_settled(&client, "digits", Duration::from_secs(30)).await;
+    train(&client, "digits", "digits", vec![], 20).await;
+    (cluster, nodes, client)
+}
+
 /// Splits the nodes into the replicas of model `name`'s current version and
 /// the others, once every replica answers from its own copy.
 async fn replicas_of<'a>(nodes: &'a [LocalNode], name: &str) -> (Vec<&'a LocalNode>, Vec<&'a LocalNode>) {
@@ -88,7 +106,7 @@ fn as_rows(rows: &[(Vec<f64>, String)]) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mnist_predictions_through_a_non_holder_equal_local_ones_and_the_jobs_accuracy() {
-    let mut cluster = Cluster::new();
+    let mut cluster = cluster(0);
     let nodes = mesh(&mut cluster, 3).await;
     ingest(&nodes[0], "mnist", "mnist.csv.gz", "mnist.test_rows.txt", 10_000).await;
     let client = Client::new([nodes[0].http_url()]).unwrap();
@@ -162,12 +180,7 @@ async fn stream(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_a_replica_under_load_loses_almost_no_request() {
-    let mut cluster = Cluster::new();
-    let mut nodes = mesh(&mut cluster, 3).await;
-    ingest(&nodes[0], "digits", "digits.csv", "digits.test_rows.txt", 300).await;
-    let client = Client::new([nodes[0].http_url()]).unwrap();
-    crate::support::shards_settled(&client, "digits", Duration::from_secs(30)).await;
-    train(&client, "digits", "digits", vec![], 20).await;
+    let (_cluster, mut nodes, _) = digits_mesh(0).await;
     let (holders, others) = replicas_of(&nodes, "digits").await;
     let victim = holders[0].peer_id().to_owned();
     let entry = Arc::new(Client::new([others[0].http_url()]).unwrap());
@@ -186,12 +199,7 @@ async fn killing_a_replica_under_load_loses_almost_no_request() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn promotion_and_rollback_under_load_fail_nothing_and_bad_input_is_refused_by_name() {
-    let mut cluster = Cluster::new();
-    let nodes = mesh(&mut cluster, 3).await;
-    ingest(&nodes[0], "digits", "digits.csv", "digits.test_rows.txt", 300).await;
-    let client = Client::new([nodes[0].http_url()]).unwrap();
-    crate::support::shards_settled(&client, "digits", Duration::from_secs(30)).await;
-    train(&client, "digits", "digits", vec![], 20).await;
+    let (_cluster, nodes, client) = digits_mesh(0).await;
     let (_, others) = replicas_of(&nodes, "digits").await;
     let entry_node = others[0];
     let entry = Arc::new(Client::new([entry_node.http_url()]).unwrap());
@@ -287,4 +295,24 @@ async fn promotion_and_rollback_under_load_fail_nothing_and_bad_input_is_refused
     let openapi: Value =
         reqwest::get(format!("{}/v1/openapi.json", entry_node.http_url())).await.unwrap().json().await.unwrap();
     assert!(openapi["paths"]["/v1/models/{name}/predict"]["post"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_asked_for_often_through_a_node_is_copied_there() {
+    let (_cluster, nodes, _) = digits_mesh(20).await;
+    let (_, others) = replicas_of(&nodes, "digits").await;
+    let entry_node = others[0];
+    let entry = Client::new([entry_node.http_url()]).unwrap();
+    let row = as_rows(&test_rows("digits.csv", "digits.test_rows.txt", 1)).remove(0);
+    let first = entry.predict("digits", std::slice::from_ref(&row)).await.unwrap();
+    assert_ne!(first.served_by, entry_node.peer_id(), "a cold model is forwarded");
+    for _ in 0..20 {
+        entry.predict("digits", std::slice::from_ref(&row)).await.unwrap();
+    }
+    eventually(Duration::from_secs(10), "the hot model is served where it is asked for", || async {
+        entry.predict("digits", std::slice::from_ref(&row)).await.is_ok_and(|p| p.served_by == entry_node.peer_id())
+    })
+    .await;
+    let local = entry.predict("digits", std::slice::from_ref(&row)).await.unwrap();
+    assert_eq!((local.predictions, local.probabilities), (first.predictions, first.probabilities));
 }

@@ -15,10 +15,12 @@ pub fn shared(name: &str) -> PathBuf {
 }
 
 /// Starts `n` release nodes under `work`, the others joining through the
-/// first, with a short hardware probe; gives them time to meet.
+/// first, with a short hardware probe and no hot-model copies; gives them
+/// time to meet.
 pub async fn local_mesh(work: &Path, n: usize) -> Vec<LocalNode> {
     let config = work.join("bench.toml");
-    std::fs::write(&config, "[hardware]\nprobe_gpus = false\ngemm_size = 64\n").unwrap();
+    // Hot-model copies off: the serving bench measures forwarding as such.
+    std::fs::write(&config, "[hardware]\nprobe_gpus = false\ngemm_size = 64\n\n[serving]\nhot_after = 0\n").unwrap();
     let mut nodes: Vec<LocalNode> = Vec::new();
     for i in 0..n {
         let mut options = NodeOptions::new(env!("CARGO_BIN_EXE_mass"), work.join(format!("n{i}")));

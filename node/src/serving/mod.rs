@@ -7,7 +7,8 @@
 //! ([`model`]). Rows are checked against the dataset's columns ([`rows`])
 //! by the batch they join ([`inference`]), each request on its own, so a bad
 //! one fails alone; versions are numbered and moved
-//! by the [`registry`].
+//! by the [`registry`]. A version a node forwards many requests for is
+//! loaded there too ([`Demand`]): hot models spread to more nodes.
 
 pub mod batch;
 pub mod inference;
@@ -18,6 +19,8 @@ pub mod router;
 pub mod rows;
 
 use std::time::Duration;
+
+use mass_protocol::ContentId;
 
 pub use inference::Inference;
 pub use model::ModelCache;
@@ -37,7 +40,13 @@ pub struct Config {
     pub deadline: Duration,
     /// Nodes that keep a loaded copy of each model version.
     pub replicas: usize,
+    /// A node that forwards this many requests for one version within
+    /// [`HOT_WINDOW`] loads it and serves it too (0: never).
+    pub hot_after: u32,
 }
+
+/// The window over which forwarded requests are counted.
+pub const HOT_WINDOW: Duration = Duration::from_secs(10);
 
 impl Config {
     pub const DEFAULT: Self = Self {
@@ -46,6 +55,7 @@ impl Config {
         batch_wait: Duration::ZERO,
         deadline: Duration::from_secs(2),
         replicas: 2,
+        hot_after: 500,
     };
 
     pub fn validate(&self) -> Result<(), String> {
@@ -61,7 +71,7 @@ impl Config {
 
 /// The nodes that serve version `id`: the `replicas` live nodes (this one
 /// included) ranked first for it, as blob homes are ranked.
-pub async fn replica_set(mesh: &crate::mesh::Mesh, id: &mass_protocol::ContentId) -> Vec<libp2p::PeerId> {
+pub async fn replica_set(mesh: &crate::mesh::Mesh, id: &ContentId) -> Vec<libp2p::PeerId> {
     let mut view = mesh.up_peers().await;
     view.push(mesh.net.local_peer_id());
     crate::replication::homes(id, &view, mesh.serving.config.replicas)
@@ -74,12 +84,51 @@ pub struct Serving {
     pub config: Config,
     pub inference: Inference,
     pub models: ModelCache,
+    pub demand: Demand,
 }
 
 impl Serving {
     /// Starts the inference queue (inside a Tokio runtime).
     pub fn start(config: Config) -> Self {
         let inference = Inference::start(config.queue, config.max_batch_rows, config.batch_wait);
-        Self { config, inference, models: ModelCache::default() }
+        Self { config, inference, models: ModelCache::default(), demand: Demand::default() }
+    }
+}
+
+/// Requests this node forwarded per version in the current window: a version
+/// asked for often enough here becomes worth a local copy.
+#[derive(Clone, Default)]
+pub struct Demand {
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<ContentId, (std::time::Instant, u32)>>>,
+}
+
+impl Demand {
+    /// Counts one forwarded request for `id`; true once, when the count
+    /// within the window reaches `threshold`.
+    pub fn forwarded(&self, id: ContentId, threshold: u32) -> bool {
+        if threshold == 0 {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        let mut counts = self.counts.lock().expect("demand lock");
+        counts.retain(|_, (since, _)| now.duration_since(*since) < HOT_WINDOW);
+        let (_, count) = counts.entry(id).or_insert((now, 0));
+        *count += 1;
+        *count == threshold
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_is_hot_once_its_count_reaches_the_threshold() {
+        let demand = Demand::default();
+        let (a, b) = (ContentId::of(b"a"), ContentId::of(b"b"));
+        assert!(!demand.forwarded(a, 0), "0 turns it off");
+        let hot: Vec<bool> = (0..5).map(|_| demand.forwarded(a, 3)).collect();
+        assert_eq!(hot, [false, false, true, false, false]);
+        assert!(!demand.forwarded(b, 3));
     }
 }

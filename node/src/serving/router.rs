@@ -51,6 +51,17 @@ pub async fn predict(mesh: &Mesh, name: &str, rows: Vec<Row>, allow_missing: boo
     if holds(mesh, manifest).await && !mesh.serving.inference.is_full() {
         return serve_local(mesh, call).await;
     }
+    if mesh.serving.demand.forwarded(manifest, mesh.serving.config.hot_after) {
+        // Hot here: take a copy in the background; once loaded, this node
+        // answers itself.
+        let mesh = mesh.clone();
+        tokio::spawn(async move {
+            match mesh.serving.models.get(&mesh, manifest).await {
+                Ok(_) => tracing::info!(%manifest, "serving a hot model here too"),
+                Err(e) => debug!(%manifest, "cannot take a copy of a hot model: {e}"),
+            }
+        });
+    }
     forward(mesh, call, deadline).await
 }
 
