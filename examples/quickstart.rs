@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use mass_protocol::{
     features::PipelineSpec,
-    jobs::{EnsembleSpec, JobSpec, ModelSpec},
+    jobs::{EnsembleSpec, JobSpec, Learner, ModelSpec},
 };
 use mass_sdk::{
     Client, IngestRequest,
@@ -140,9 +140,17 @@ async fn main() -> anyhow::Result<()> {
         model: "digits".into(),
         dataset: "digits".into(),
         pipeline: PipelineSpec::default(),
-        spec: ModelSpec { hidden: vec![64], epochs: 40, batch_size: 32, learning_rate: 1e-2, l2: 1e-4 },
+        spec: ModelSpec {
+            learner: Learner::Mlp { hidden: vec![64] },
+            epochs: Some(40),
+            batch_size: 32,
+            learning_rate: 1e-2,
+            l2: Some(1e-4),
+            ..ModelSpec::default()
+        },
         ensemble: EnsembleSpec::Bagging { members: 6 },
         seed: 1,
+        task: None,
     };
     let id = clients[1].submit_job(&job).await?.to_string();
     let record = loop {
@@ -163,7 +171,7 @@ async fn main() -> anyhow::Result<()> {
         trained_on.len(),
         record.drivers.join(", then "),
         started.elapsed().as_secs_f64(),
-        evaluation.accuracy,
+        evaluation.score(),
         evaluation.rows
     );
 
@@ -249,8 +257,8 @@ async fn predict_through_a_non_holder(
         "Batch prediction of all {} rows where the shards live in {:.2} s: test accuracy {:.4}, log-loss {:.4}; CSV stored as blob {}.",
         batch.rows,
         started.elapsed().as_secs_f64(),
-        test.accuracy,
-        test.log_loss,
+        test.score(),
+        test.log_loss.unwrap_or(f64::NAN),
         batch.blob
     );
     Ok(())

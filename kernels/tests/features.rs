@@ -102,7 +102,14 @@ fn specs() -> Vec<PipelineSpec> {
     for impute in [Impute::Mean, Impute::Median, Impute::MostFrequent, Impute::Constant(-1.0)] {
         for scale in [Scale::None, Scale::Standard, Scale::MinMax] {
             for select in [Select::All, Select::VarianceThreshold(1.0), Select::MutualInfo { k: 1 }] {
-                out.push(PipelineSpec { impute, scale, unseen: Unseen::Ignore, text, select });
+                out.push(PipelineSpec {
+                    impute,
+                    scale,
+                    unseen: Unseen::Ignore,
+                    text,
+                    select,
+                    ..PipelineSpec::default()
+                });
             }
         }
     }

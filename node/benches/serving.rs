@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mass_protocol::jobs::{EnsembleSpec, JobSpec, JobState, ModelSpec};
+use mass_protocol::jobs::{EnsembleSpec, JobSpec, JobState, Learner, ModelSpec};
 use mass_sdk::{Client, IngestRequest};
 use serde_json::json;
 
@@ -83,15 +83,16 @@ async fn main() {
         model: "mnist".into(),
         dataset: "mnist".into(),
         pipeline: Default::default(),
-        spec: ModelSpec { hidden: vec![], epochs: 5, batch_size: 64, learning_rate: 1e-3, l2: 1e-4 },
+        spec: ModelSpec { epochs: Some(5), l2: Some(1e-4), ..ModelSpec::of(Learner::Linear) },
         ensemble: EnsembleSpec::Single,
         seed: 1,
+        task: None,
     };
     let id = client.submit_job(&spec).await.unwrap().to_string();
     let accuracy = loop {
         let record = client.job(&id).await.unwrap();
         match record.state {
-            JobState::Completed => break record.evaluation.unwrap().accuracy,
+            JobState::Completed => break record.evaluation.unwrap().score(),
             JobState::Failed(reason) => panic!("training failed: {reason}"),
             _ => tokio::time::sleep(Duration::from_millis(500)).await,
         }

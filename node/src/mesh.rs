@@ -21,7 +21,7 @@ use crate::{
     membership::{GetUpPeers, MembershipActor},
     net::NetClient,
     replication::{FetchBlob, PlaceNew, ReplicationActor, homes},
-    storage::{Storage, StoreError},
+    storage::{Storage, StoreError, store::pin_name},
 };
 
 #[derive(Clone)]
@@ -32,6 +32,7 @@ pub struct Mesh {
     pub membership: Addr<MembershipActor>,
     pub net: NetClient,
     pub progress: crate::jobs::progress::ProgressBoard,
+    pub boost: crate::jobs::boost::BoostSessions,
     pub serving: crate::serving::Serving,
 }
 
@@ -63,6 +64,16 @@ impl Mesh {
     pub async fn save<T: Serialize>(&self, value: &T) -> Result<ContentId, String> {
         let bytes = codec::encode(value).map_err(|e| e.to_string())?;
         self.save_bytes(&bytes).await
+    }
+
+    /// Encodes and stores a value, and pins it mesh-wide. The parts of
+    /// models and jobs (weights, pipelines, trees) are named by no ref of
+    /// their own; without the pin, GC would collect them once they are
+    /// older than its grace period.
+    pub async fn save_kept<T: Serialize>(&self, value: &T) -> Result<ContentId, String> {
+        let id = self.save(value).await?;
+        self.write_ref(pin_name(&id), Some(id)).await.map_err(|e| format!("cannot pin {id}: {e}"))?;
+        Ok(id)
     }
 
     /// Stores bytes as a blob, and sends it to its homes.
@@ -141,12 +152,13 @@ impl Mesh {
     }
 
     /// Fits a pipeline from statistics computed where each shard lives.
-    /// Returns it with the peer that summarized each shard.
+    /// Returns it with the merged statistics and the peer that summarized
+    /// each shard.
     pub async fn fit_pipeline(
         &self,
         manifest: &DatasetManifest,
         spec: &PipelineSpec,
-    ) -> Result<(FittedPipeline, Vec<String>), FitFailure> {
+    ) -> Result<(FittedPipeline, DataSummary, Vec<String>), FitFailure> {
         let jobs = manifest.shards.iter().map(|shard| self.summarize(manifest, shard.id, spec));
         let mut merged = DataSummary::default();
         let mut summarized_by = Vec::new();
@@ -157,7 +169,7 @@ impl Mesh {
         }
         let pipeline = mass_kernels::features::fit(spec, &manifest.schema, &merged)
             .map_err(|e| FitFailure::Invalid(e.to_string()))?;
-        Ok((pipeline, summarized_by))
+        Ok((pipeline, merged, summarized_by))
     }
 }
 

@@ -107,6 +107,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         membership: membership.clone(),
         net: net_client.clone(),
         progress: Default::default(),
+        boost: Default::default(),
         serving: crate::serving::Serving::start(config.serving.clone()),
     };
     crate::serving::keeper::ModelKeeper::new(mesh.clone(), MODEL_KEEPER_INTERVAL).start();

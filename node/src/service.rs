@@ -65,7 +65,9 @@ impl Handler<InboundRequest> for ServiceActor {
                 },
                 Request::PredictShard { manifest, shard } => {
                     match crate::serving::batch::predict_shard(&mesh, manifest, shard).await {
-                        Ok((csv, test)) => Response::ShardPredicted { csv, test },
+                        Ok(scores) => {
+                            Response::ShardPredicted { csv: scores.csv, test: scores.classes, values: scores.values }
+                        }
                         Err(message) => Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message }),
                     }
                 }
@@ -107,6 +109,16 @@ impl Handler<InboundRequest> for ServiceActor {
                     }),
                     Err(e) => storage_error(e),
                 },
+                Request::Boost(bytes) => {
+                    let answer = match crate::jobs::boost::messages::decode(&bytes) {
+                        Ok(request) => crate::jobs::boost::sessions::handle(&mesh, request).await,
+                        Err(e) => Err(e),
+                    };
+                    match answer.and_then(|reply| crate::jobs::boost::messages::encode(&reply)) {
+                        Ok(bytes) => Response::Boost(bytes),
+                        Err(message) => Response::Error(RpcError { kind: RpcErrorKind::Refused, message }),
+                    }
+                }
                 Request::GetAdvert => Response::Error(RpcError {
                     kind: RpcErrorKind::Refused,
                     message: "adverts are answered by the network task".into(),

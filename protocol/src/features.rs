@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::jobs::Task;
+
 /// How missing numeric values are filled.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -14,6 +16,9 @@ pub enum Impute {
     Median,
     MostFrequent,
     Constant(f64),
+    /// Left missing (NaN), for models that handle missing values themselves
+    /// (trees learn which way they go).
+    Keep,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +27,17 @@ pub enum Scale {
     None,
     Standard,
     MinMax,
+}
+
+/// How categorical columns become features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encode {
+    /// One indicator per category.
+    OneHot,
+    /// One feature: the category's index (-1 for unseen, NaN for missing),
+    /// for trees, which split on categories natively.
+    Ordinal,
 }
 
 /// What one-hot encoding does with a category it never saw when fitted.
@@ -70,6 +86,13 @@ pub struct PipelineSpec {
     pub unseen: Unseen,
     pub text: TextSpec,
     pub select: Select,
+    pub encode: Encode,
+    /// Classes (the label's values) or a number (the label standardized
+    /// for training, and back for answers).
+    pub task: Task,
+    /// Summarize numeric columns with quantile sketches (tree models bin
+    /// features from them).
+    pub quantiles: bool,
 }
 
 impl Default for PipelineSpec {
@@ -80,6 +103,9 @@ impl Default for PipelineSpec {
             unseen: Unseen::Ignore,
             text: TextSpec { buckets: 1 << 14, ngram_max: 1, min_df: 2, sublinear_tf: true },
             select: Select::All,
+            encode: Encode::OneHot,
+            task: Task::Classification,
+            quantiles: false,
         }
     }
 }
@@ -106,6 +132,21 @@ pub struct ColumnSummary {
     pub documents: u64,
     /// More distinct values than could be counted exactly.
     pub overflow: bool,
+    /// Numeric columns, when the spec asks for quantiles (tree models,
+    /// quantile binning): a mergeable summary of the present values.
+    pub sketch: QuantileSketch,
+}
+
+/// A mergeable summary of a column's values for quantiles: sorted distinct
+/// values, each with the count of values it stands for. Exact while the
+/// column has at most its capacity of distinct values; past that,
+/// neighbouring values are folded together (into the larger one) and ranks
+/// are off by at most a fraction of the total per fold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct QuantileSketch {
+    pub entries: Vec<(f64, u64)>,
+    /// Values summarized (the sum of the entries' counts).
+    pub total: u64,
 }
 
 /// Statistics of every column of one shard (or of merged shards).
@@ -133,6 +174,31 @@ pub enum ColumnTransform {
         spec: TextSpec,
         idf: BTreeMap<u32, f64>,
     },
+    /// The category's index in `categories`; -1 when unseen, NaN when missing.
+    Ordinal {
+        categories: Vec<String>,
+    },
+}
+
+/// How a regression label was standardized for training: answers are
+/// `value * std + mean`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TargetScale {
+    pub mean: f64,
+    pub std: f64,
+    /// Smallest and largest training label, standardized.
+    pub min: f64,
+    pub max: f64,
+}
+
+impl TargetScale {
+    pub fn scale(&self, value: f64) -> f64 {
+        (value - self.mean) / self.std
+    }
+
+    pub fn unscale(&self, value: f64) -> f64 {
+        value * self.std + self.mean
+    }
 }
 
 /// A fitted pipeline: one transform per input column, in schema order.
@@ -145,6 +211,31 @@ pub struct FittedPipeline {
     /// Label values in class order (classification), from the training rows.
     pub classes: Vec<String>,
     pub features: usize,
+    pub task: Task,
+    /// Regression: how the label was standardized.
+    pub target: Option<TargetScale>,
+}
+
+impl FittedPipeline {
+    /// Indices of the output features that hold category indices (ordinal
+    /// encoding), which trees split on as categories.
+    pub fn categorical_features(&self) -> Vec<usize> {
+        let mut at = 0;
+        let mut out = Vec::new();
+        for t in &self.transforms {
+            match t {
+                ColumnTransform::Drop => {}
+                ColumnTransform::Numeric { .. } => at += 1,
+                ColumnTransform::OneHot { categories, .. } => at += categories.len(),
+                ColumnTransform::Tfidf { idf, .. } => at += idf.len(),
+                ColumnTransform::Ordinal { .. } => {
+                    out.push(at);
+                    at += 1;
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Maps an f64 to a u64 whose unsigned order is the float's order, so exact

@@ -5,41 +5,249 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ContentId, features::PipelineSpec};
 
+/// What a model predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// A class out of the label's values.
+    Classification,
+    /// A number: the label's value.
+    Regression,
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Task::Classification => "classification",
+            Task::Regression => "regression",
+        })
+    }
+}
+
+/// A model family.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Learner {
+    /// Softmax (logistic) regression for classes, ridge regression for
+    /// numbers: convex, so solved exactly (L-BFGS, normal equations).
+    Linear,
+    /// A dense network with these hidden layer widths.
+    Mlp { hidden: Vec<usize> },
+    /// Gradient-boosted decision trees, built where the shards live.
+    Gbdt(TreeSpec),
+}
+
+impl Learner {
+    pub fn name(&self) -> String {
+        match self {
+            Learner::Linear => "linear".into(),
+            Learner::Mlp { hidden } => {
+                format!("mlp:{}", hidden.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(","))
+            }
+            Learner::Gbdt(_) => "gbdt".into(),
+        }
+    }
+}
+
+/// Settings of gradient-boosted trees (LightGBM's defaults where it has one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TreeSpec {
+    /// Boosting rounds (one tree per round, or one per class and round).
+    pub trees: usize,
+    /// Leaves per tree at most.
+    pub leaves: usize,
+    /// Depth at most; 0: no limit.
+    pub max_depth: usize,
+    /// Training rows per leaf at least.
+    pub min_rows: u64,
+    pub learning_rate: f64,
+    /// L2 penalty on leaf values.
+    pub l2: f64,
+    /// Fraction of rows each round samples.
+    pub row_fraction: f64,
+    /// Fraction of features each tree may use.
+    pub feature_fraction: f64,
+    /// Value bins per feature at most (2-255).
+    pub bins: usize,
+}
+
+impl Default for TreeSpec {
+    fn default() -> Self {
+        Self {
+            trees: 100,
+            leaves: 31,
+            max_depth: 0,
+            min_rows: 20,
+            learning_rate: 0.1,
+            l2: 0.0,
+            row_fraction: 1.0,
+            feature_fraction: 1.0,
+            bins: 255,
+        }
+    }
+}
+
+impl TreeSpec {
+    pub fn validate(&self) -> Result<(), String> {
+        let fraction = |v: f64| v > 0.0 && v <= 1.0;
+        if !(1..=100_000).contains(&self.trees) {
+            return Err("spec.learner.gbdt.trees must be 1-100000".into());
+        }
+        if !(2..=131_072).contains(&self.leaves) {
+            return Err("spec.learner.gbdt.leaves must be 2-131072".into());
+        }
+        if self.max_depth > 64 || self.min_rows == 0 {
+            return Err("spec.learner.gbdt: max_depth at most 64, min_rows at least 1".into());
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate <= 1.0) || !(self.l2 >= 0.0 && self.l2.is_finite()) {
+            return Err("spec.learner.gbdt: learning_rate in (0, 1], l2 not negative".into());
+        }
+        if !fraction(self.row_fraction) || !fraction(self.feature_fraction) {
+            return Err("spec.learner.gbdt: row_fraction and feature_fraction in (0, 1]".into());
+        }
+        if !(2..=255).contains(&self.bins) {
+            return Err("spec.learner.gbdt.bins must be 2-255".into());
+        }
+        Ok(())
+    }
+}
+
+/// The loss a regressor minimizes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegressionLoss {
+    Squared,
+    /// Squared within `delta` (in target standard deviations), linear beyond:
+    /// robust to outliers.
+    Huber {
+        delta: f32,
+    },
+}
+
 /// A model family and its training settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelSpec {
-    /// Hidden layer widths; empty is softmax (logistic) regression.
-    pub hidden: Vec<usize>,
-    pub epochs: usize,
+    pub learner: Learner,
+    /// Epochs of a network. `None`: as many as it takes, a budget of
+    /// optimizer steps with early stopping (the default converges on small
+    /// and large data alike).
+    pub epochs: Option<usize>,
     pub batch_size: usize,
     pub learning_rate: f32,
-    pub l2: f32,
+    /// L2 penalty on the weights. `None`: the learner's default (for
+    /// linear models scikit-learn's, 1 / training rows).
+    pub l2: Option<f32>,
+    pub loss: RegressionLoss,
+    /// Epochs (or boosting rounds) without a better validation loss before
+    /// training stops and keeps its best. `None`: the learner's default.
+    pub patience: Option<usize>,
 }
 
 impl Default for ModelSpec {
     fn default() -> Self {
-        Self { hidden: vec![128], epochs: 20, batch_size: 64, learning_rate: 1e-3, l2: 1e-4 }
+        Self {
+            learner: Learner::Mlp { hidden: vec![128] },
+            epochs: None,
+            batch_size: 64,
+            learning_rate: 1e-3,
+            l2: None,
+            loss: RegressionLoss::Squared,
+            patience: None,
+        }
     }
 }
 
 impl ModelSpec {
+    /// A spec for `learner` with every other setting at its default.
+    pub fn of(learner: Learner) -> Self {
+        Self { learner, ..Self::default() }
+    }
+
     /// Settings a trainer accepts, whoever sent them (a user or a peer).
     pub fn validate(&self) -> Result<(), String> {
-        if self.epochs == 0
-            || self.epochs > 10_000
+        if self.epochs.is_some_and(|e| e == 0 || e > 10_000)
             || self.batch_size == 0
+            || self.batch_size > 1 << 20
             || !(self.learning_rate > 0.0 && self.learning_rate.is_finite())
-            || !(self.l2 >= 0.0 && self.l2.is_finite())
+            || self.l2.is_some_and(|l2| !(l2 >= 0.0 && l2.is_finite()))
+            || self.patience.is_some_and(|p| p > 10_000)
         {
             return Err(
-                "spec: epochs must be 1-10000, batch_size at least 1, learning_rate positive, l2 not negative".into()
+                "spec: epochs must be 1-10000, batch_size 1-1048576, learning_rate positive, l2 not negative, patience at most 10000".into()
             );
         }
-        if self.hidden.iter().any(|w| *w == 0 || *w > 65_536) {
-            return Err("spec.hidden: every layer needs 1 to 65536 units".into());
+        if let RegressionLoss::Huber { delta } = self.loss
+            && !(delta > 0.0 && delta.is_finite())
+        {
+            return Err("spec.loss: huber's delta must be positive".into());
         }
-        Ok(())
+        match &self.learner {
+            Learner::Mlp { hidden } if hidden.is_empty() || hidden.len() > 16 => {
+                Err("spec.learner.mlp.hidden: 1 to 16 layers (use the linear learner for none)".into())
+            }
+            Learner::Mlp { hidden } if hidden.iter().any(|w| *w == 0 || *w > 65_536) => {
+                Err("spec.learner.mlp.hidden: every layer needs 1 to 65536 units".into())
+            }
+            Learner::Gbdt(trees) => trees.validate(),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Numeric labels with at most this many distinct whole values are read as
+/// classes when the task is not given.
+pub const MAX_INFERRED_CLASSES: usize = 20;
+
+/// The task of a job on a dataset whose label has kind `label_kind` and
+/// training values `values` (each with its count): `asked` when given and
+/// possible, else inferred; an ambiguous numeric label is refused with a
+/// sentence asking for the task.
+pub fn resolve_task(
+    asked: Option<Task>,
+    label: &str,
+    label_kind: crate::dataset::ColumnKind,
+    values: &std::collections::BTreeMap<String, u64>,
+) -> Result<Task, String> {
+    use crate::dataset::ColumnKind;
+    let numeric = label_kind == ColumnKind::Numeric;
+    let classes = values.len();
+    match asked {
+        Some(Task::Regression) if !numeric => {
+            Err(format!("label '{label}' is {label_kind:?}, not numeric: regression needs a numeric label"))
+        }
+        Some(Task::Regression) if classes < 2 => {
+            Err(format!("label '{label}' has {classes} distinct value(s): nothing to regress"))
+        }
+        Some(Task::Regression) => Ok(Task::Regression),
+        Some(Task::Classification) | None if label_kind == ColumnKind::Text && classes > 10_000 => {
+            Err(format!("label '{label}' is free text with {classes} distinct values; it cannot be a class"))
+        }
+        Some(Task::Classification) if classes < 2 => {
+            Err(format!("label '{label}' has {classes} class(es); a classifier needs at least 2"))
+        }
+        Some(Task::Classification) if classes > 10_000 => {
+            Err(format!("label '{label}' has {classes} distinct values; a classifier takes at most 10000 classes"))
+        }
+        Some(Task::Classification) => Ok(Task::Classification),
+        None if !numeric && classes < 2 => {
+            Err(format!("label '{label}' has {classes} class(es); a classifier needs at least 2"))
+        }
+        None if !numeric => Ok(Task::Classification),
+        None => {
+            let whole = values.keys().all(|v| v.parse::<f64>().is_ok_and(|x| x.fract() == 0.0));
+            if whole && (2..=MAX_INFERRED_CLASSES).contains(&classes) {
+                Ok(Task::Classification)
+            } else if classes < 2 {
+                Err(format!("label '{label}' has {classes} distinct value(s): nothing to learn"))
+            } else {
+                Err(format!(
+                    "label '{label}' is numeric with {classes} distinct values: say whether to predict it as a number \
+                     (--task regression) or as one of {classes} classes (--task classification)"
+                ))
+            }
+        }
     }
 }
 
@@ -102,6 +310,9 @@ pub struct JobSpec {
     pub ensemble: EnsembleSpec,
     #[serde(default)]
     pub seed: u64,
+    /// Classification or regression; inferred from the label when omitted.
+    #[serde(default)]
+    pub task: Option<Task>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,8 +342,8 @@ pub struct TaskRecord {
     /// The trained weights (a blob), once done.
     pub weights: Option<ContentId>,
     pub rows: u64,
-    /// Accuracy of this sub-model alone on the test rows.
-    pub test_accuracy: Option<f64>,
+    /// Accuracy (or R2) of this sub-model alone on the test rows.
+    pub test_score: Option<f64>,
     /// Training loss after each epoch (of the last round, data-parallel).
     #[serde(default)]
     pub curve: Vec<f64>,
@@ -140,7 +351,7 @@ pub struct TaskRecord {
 
 impl TaskRecord {
     pub fn new(shards: Vec<ContentId>, seed: u64) -> Self {
-        Self { shards, seed, peer: None, weights: None, rows: 0, test_accuracy: None, curve: vec![] }
+        Self { shards, seed, peer: None, weights: None, rows: 0, test_score: None, curve: vec![] }
     }
 }
 
@@ -160,6 +371,8 @@ pub struct Assignment {
     pub start: Vec<(ContentId, u64)>,
     /// Leave out the rows [`held_out_for_stacking`] keeps for a meta-model.
     pub holdout: bool,
+    /// Tree learners: the blob of the trees' bins and objective.
+    pub setup: Option<ContentId>,
 }
 
 /// Gossiped on [`crate::names::PROGRESS_TOPIC`] by a trainer after each epoch.
@@ -183,14 +396,74 @@ pub struct LiveTask {
     pub loss: f64,
 }
 
-/// Metrics on the test rows.
+/// Metrics on the test rows: a classifier's or a regressor's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     pub rows: u64,
-    pub accuracy: f64,
-    pub macro_f1: f64,
-    pub log_loss: f64,
+    pub task: Task,
+    pub accuracy: Option<f64>,
+    pub macro_f1: Option<f64>,
+    pub log_loss: Option<f64>,
+    /// `confusion[truth][predicted]`; empty for regression.
     pub confusion: Vec<Vec<u64>>,
+    pub rmse: Option<f64>,
+    pub mae: Option<f64>,
+    pub r2: Option<f64>,
+}
+
+impl Evaluation {
+    pub fn classification(rows: u64, accuracy: f64, macro_f1: f64, log_loss: f64, confusion: Vec<Vec<u64>>) -> Self {
+        Self {
+            rows,
+            task: Task::Classification,
+            accuracy: Some(accuracy),
+            macro_f1: Some(macro_f1),
+            log_loss: Some(log_loss),
+            confusion,
+            rmse: None,
+            mae: None,
+            r2: None,
+        }
+    }
+
+    pub fn regression(rows: u64, rmse: f64, mae: f64, r2: f64) -> Self {
+        Self {
+            rows,
+            task: Task::Regression,
+            accuracy: None,
+            macro_f1: None,
+            log_loss: None,
+            confusion: vec![],
+            rmse: Some(rmse),
+            mae: Some(mae),
+            r2: Some(r2),
+        }
+    }
+
+    /// The headline figure: accuracy, or R2 for a regressor.
+    pub fn score(&self) -> f64 {
+        self.accuracy.or(self.r2).unwrap_or(f64::NAN)
+    }
+
+    /// The figures as one line of text.
+    pub fn line(&self) -> String {
+        match self.task {
+            Task::Classification => format!(
+                "test rows {}  accuracy {:.4}  macro F1 {:.4}  log-loss {:.4}",
+                self.rows,
+                self.accuracy.unwrap_or(f64::NAN),
+                self.macro_f1.unwrap_or(f64::NAN),
+                self.log_loss.unwrap_or(f64::NAN)
+            ),
+            Task::Regression => format!(
+                "test rows {}  R2 {:.4}  RMSE {:.4}  MAE {:.4}",
+                self.rows,
+                self.r2.unwrap_or(f64::NAN),
+                self.rmse.unwrap_or(f64::NAN),
+                self.mae.unwrap_or(f64::NAN)
+            ),
+        }
+    }
 }
 
 /// The job as its driver last checkpointed it.
@@ -213,6 +486,62 @@ pub struct JobRecord {
     pub evaluation: Option<Evaluation>,
     /// The model manifest, once completed.
     pub model: Option<ContentId>,
+    /// The task, once the driver resolved it from the dataset.
+    pub task: Option<Task>,
+    /// Tree learners: the blob of the trees' bins and objective.
+    pub setup: Option<ContentId>,
+    /// A boosted model grown across the shards' homes: its rounds so far.
+    pub boost: Option<BoostRecord>,
+}
+
+/// The checkpoint of trees grown across nodes: one blob per finished round.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BoostRecord {
+    /// Each finished round's trees (one per output), as a blob.
+    pub rounds: Vec<ContentId>,
+    /// Mean training loss after each round.
+    pub train_loss: Vec<f64>,
+    /// Mean validation loss after each round (when the data has validation rows).
+    pub validation_loss: Vec<f64>,
+    /// Early stopping: the round with the best validation loss, and the loss.
+    pub best: Option<(u32, f64)>,
+    /// Early stopping ended the job's rounds.
+    pub stopped: bool,
+    /// The nodes holding the rows in the last drive, with their shards.
+    pub workers: Vec<(String, Vec<ContentId>)>,
+}
+
+/// How a model's members' outputs become one output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// Their mean (bagging, data-parallel, a single model).
+    Mean,
+    /// The manifest's meta-model over their outputs side by side (stacking).
+    Stacked,
+    /// `sum(w_k * out_k) / sum(w_k)`: boosted classifiers, parallel compositions.
+    WeightedMean(Vec<f64>),
+    /// `sum(w_k * out_k)`: boosted regressors (each member fitted to what
+    /// the ones before it left).
+    WeightedSum(Vec<f64>),
+}
+
+impl Combine {
+    /// Checks the rule against the member count.
+    pub fn validate(&self, members: usize) -> Result<(), String> {
+        match self {
+            Combine::WeightedMean(w) | Combine::WeightedSum(w) if w.len() != members => {
+                Err(format!("{} combining weights for {members} members", w.len()))
+            }
+            Combine::WeightedMean(w) | Combine::WeightedSum(w) if w.iter().any(|v| !v.is_finite()) => {
+                Err("combining weights must be finite".into())
+            }
+            Combine::WeightedMean(w) if w.iter().any(|v| *v < 0.0) || w.iter().sum::<f64>() <= 0.0 => {
+                Err("weighted means need weights that are not negative, and not all zero".into())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A trained model: everything needed to predict, and its lineage.
@@ -237,4 +566,6 @@ pub struct ModelManifest {
     pub evaluation: Evaluation,
     /// Peer that trained each member.
     pub trained_on: Vec<String>,
+    pub task: Task,
+    pub combine: Combine,
 }

@@ -4,11 +4,11 @@
 //! old and new nodes fail to negotiate instead of misreading each other.
 
 /// Version of the Mass protocol spoken by this build; carried in adverts.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// identify's protocol version string; peers that differ are not Mass peers.
 pub const IDENTIFY_PROTOCOL: &str = "/mass/1.0.0";
 /// Node-to-node request-response protocol.
-pub const RPC_PROTOCOL: &str = "/mass/rpc/1";
+pub const RPC_PROTOCOL: &str = "/mass/rpc/2";
 /// Kademlia protocol name (kept apart from the public IPFS DHT).
 pub const KAD_PROTOCOL: &str = "/mass/kad/1";
 /// Gossip topic carrying hardware and load adverts.

@@ -41,6 +41,9 @@ pub enum Request {
     /// Predict every row of a shard the peer holds with model version
     /// `manifest`; [`Response::ShardPredicted`].
     PredictShard { manifest: ContentId, shard: ContentId },
+    /// A step of a boosted job grown across the shards' homes (the bytes of
+    /// a message the node crate defines); [`Response::Boost`].
+    Boost(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,12 +66,14 @@ pub enum Response {
     },
     Predicted(Box<Prediction>),
     /// CSV lines (`row,split,label,prediction`) for every row of the shard,
-    /// and (true class, predicted class, probability given to the true
-    /// class) of its test rows.
+    /// and, for its test rows, (true class, predicted class, probability
+    /// given to the true class) or (true value, predicted value).
     ShardPredicted {
         csv: String,
         test: Vec<(u32, u32, f32)>,
+        values: Vec<(f64, f64)>,
     },
+    Boost(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// Gossiped on [`crate::names::REF_TOPIC`] whenever a node writes a ref.

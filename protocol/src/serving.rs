@@ -43,15 +43,90 @@ pub struct PredictCall {
     pub allow_missing: bool,
 }
 
+/// One row's answer: a class, or a number for regression. In JSON it is a
+/// plain string or number; on the wire between nodes, a tagged enum.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Predicted {
+    Class(String),
+    Value(f64),
+}
+
+/// The tagged form nodes exchange (bincode cannot read untagged values).
+#[derive(Serialize, Deserialize)]
+enum TaggedPredicted {
+    Class(String),
+    Value(f64),
+}
+
+impl Serialize for Predicted {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match (self, serializer.is_human_readable()) {
+            (Predicted::Class(c), true) => serializer.serialize_str(c),
+            (Predicted::Value(v), true) => serializer.serialize_f64(*v),
+            (Predicted::Class(c), false) => TaggedPredicted::Class(c.clone()).serialize(serializer),
+            (Predicted::Value(v), false) => TaggedPredicted::Value(*v).serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Predicted {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if !deserializer.is_human_readable() {
+            return Ok(match TaggedPredicted::deserialize(deserializer)? {
+                TaggedPredicted::Class(c) => Predicted::Class(c),
+                TaggedPredicted::Value(v) => Predicted::Value(v),
+            });
+        }
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Predicted;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a class name or a number")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Predicted, E> {
+                Ok(Predicted::Class(v.to_owned()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Predicted, E> {
+                Ok(Predicted::Value(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Predicted, E> {
+                Ok(Predicted::Value(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Predicted, E> {
+                Ok(Predicted::Value(v as f64))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl Predicted {
+    /// The class, or the number as text.
+    pub fn text(&self) -> String {
+        match self {
+            Predicted::Class(c) => c.clone(),
+            Predicted::Value(v) => v.to_string(),
+        }
+    }
+
+    pub fn value(&self) -> Option<f64> {
+        match self {
+            Predicted::Value(v) => Some(*v),
+            Predicted::Class(_) => None,
+        }
+    }
+}
+
 /// `POST /v1/models/{name}/predict` answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     pub model: String,
     pub version: u64,
     pub manifest: ContentId,
-    /// The predicted class of each row.
-    pub predictions: Vec<String>,
-    /// Each row's probability of each class, in the order of `classes`.
+    /// The predicted class (classification) or value (regression) of each row.
+    pub predictions: Vec<Predicted>,
+    /// Each row's probability of each class, in the order of `classes`
+    /// (empty for regression).
     pub probabilities: Vec<Vec<f32>>,
     pub classes: Vec<String>,
     /// Peer id of the node that ran the model.
@@ -76,8 +151,11 @@ pub struct ModelSummary {
     pub manifest: ContentId,
     pub versions: usize,
     /// Test accuracy of the version served now (unknown while its manifest
-    /// cannot be read).
+    /// cannot be read, and for regressors).
     pub accuracy: Option<f64>,
+    /// Test R2 of the version served now, for regressors.
+    #[serde(default)]
+    pub r2: Option<f64>,
 }
 
 /// `GET /v1/models/{name}`.
@@ -143,6 +221,15 @@ pub fn versions_of(history: &[crate::storage::RefEntry]) -> Vec<ModelVersion> {
 mod tests {
     use super::*;
     use crate::storage::RefEntry;
+
+    #[test]
+    fn predictions_are_plain_in_json_and_tagged_between_nodes() {
+        let answers = vec![Predicted::Class("7".into()), Predicted::Value(2.5)];
+        assert_eq!(serde_json::to_string(&answers).unwrap(), r#"["7",2.5]"#);
+        assert_eq!(serde_json::from_str::<Vec<Predicted>>(r#"["7",2.5,3]"#).unwrap()[2], Predicted::Value(3.0));
+        let bytes = crate::codec::encode(&answers).unwrap();
+        assert_eq!(crate::codec::decode::<Vec<Predicted>>(&bytes, 1024).unwrap(), answers);
+    }
 
     #[test]
     fn versions_count_distinct_targets_in_publication_order() {

@@ -160,6 +160,7 @@ async fn a_pipeline_fitted_where_the_shards_live_equals_one_fitted_on_the_whole_
                 unseen: Unseen::Ignore,
                 text,
                 select: Select::All,
+                ..PipelineSpec::default()
             },
             PipelineSpec {
                 impute: Impute::Median,
@@ -167,6 +168,7 @@ async fn a_pipeline_fitted_where_the_shards_live_equals_one_fitted_on_the_whole_
                 unseen: Unseen::Error,
                 text,
                 select: Select::VarianceThreshold(0.5),
+                ..PipelineSpec::default()
             },
             PipelineSpec {
                 impute: Impute::MostFrequent,
@@ -174,6 +176,7 @@ async fn a_pipeline_fitted_where_the_shards_live_equals_one_fitted_on_the_whole_
                 unseen: Unseen::Ignore,
                 text,
                 select: Select::MutualInfo { k: 20 },
+                ..PipelineSpec::default()
             },
             PipelineSpec {
                 impute: Impute::Constant(0.0),
@@ -181,6 +184,7 @@ async fn a_pipeline_fitted_where_the_shards_live_equals_one_fitted_on_the_whole_
                 unseen: Unseen::Ignore,
                 text,
                 select: Select::All,
+                ..PipelineSpec::default()
             },
         ];
         // Drive the fit from a node that lacks some shard, so work must go

@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use mass_protocol::jobs::{EnsembleSpec, JobSpec, JobState, ModelSpec};
+use mass_protocol::jobs::{EnsembleSpec, JobSpec, JobState, Learner, ModelSpec};
 use mass_sdk::{Client, IngestRequest, local::LocalNode};
 
 use crate::support::{Cluster, eventually, finished, mesh, poll};
@@ -29,14 +29,16 @@ fn spec(model: &str, hidden: Vec<usize>, ensemble: EnsembleSpec, epochs: usize) 
         dataset: "digits".into(),
         pipeline: Default::default(),
         spec: ModelSpec {
-            hidden,
-            epochs,
+            learner: if hidden.is_empty() { Learner::Linear } else { Learner::Mlp { hidden } },
+            epochs: Some(epochs),
             batch_size: 32,
             learning_rate: if epochs > 40 { 1e-3 } else { 1e-2 },
-            l2: 1e-4,
+            l2: Some(1e-4),
+            ..ModelSpec::default()
         },
         ensemble,
         seed: 7,
+        task: None,
     }
 }
 
@@ -53,9 +55,9 @@ async fn bagging_trains_where_the_shards_live_and_single_models_match_scikit_lea
     let record = finished(&client, &bagging.to_string(), Duration::from_secs(120)).await;
     let trainers: std::collections::BTreeSet<&String> = record.tasks.iter().filter_map(|t| t.peer.as_ref()).collect();
     assert!(trainers.len() >= 2, "sub-models all trained on {trainers:?}");
-    let members: Vec<f64> = record.tasks.iter().map(|t| t.test_accuracy.unwrap()).collect();
+    let members: Vec<f64> = record.tasks.iter().map(|t| t.test_score.unwrap()).collect();
     let mean = members.iter().sum::<f64>() / members.len() as f64;
-    let ensemble = record.evaluation.as_ref().unwrap().accuracy;
+    let ensemble = record.evaluation.as_ref().unwrap().score();
     assert!(ensemble >= mean, "ensemble {ensemble} below its mean member {mean}");
     // The model is named, and any node resolves it.
     let model = Client::new([nodes[2].http_url()]).unwrap();
@@ -68,7 +70,7 @@ async fn bagging_trains_where_the_shards_live_and_single_models_match_scikit_lea
     let mlp = client.submit_job(&spec("digits-mlp", vec![128], EnsembleSpec::Single, 60)).await.unwrap();
     let softmax = finished(&client, &softmax.to_string(), Duration::from_secs(120)).await;
     let mlp = finished(&client, &mlp.to_string(), Duration::from_secs(120)).await;
-    let (a, b) = (softmax.evaluation.unwrap().accuracy, mlp.evaluation.unwrap().accuracy);
+    let (a, b) = (softmax.evaluation.unwrap().score(), mlp.evaluation.unwrap().score());
     eprintln!("digits on the mesh: bagging of 8 {ensemble:.4} (members mean {mean:.4}), softmax {a:.4}, MLP {b:.4}");
     assert!(a >= 0.956, "softmax regression {a} below scikit-learn's 0.956");
     assert!(b >= 0.967, "MLP {b} below scikit-learn's 0.967");
@@ -105,7 +107,7 @@ async fn a_job_survives_the_death_of_its_driver() {
     let survivor = Client::new([nodes[(victim + 1) % 3].http_url()]).unwrap();
     let record = finished(&survivor, &id, Duration::from_secs(240)).await;
     assert!(record.drivers.len() >= 2 && record.drivers[0] == driver, "no takeover recorded: {:?}", record.drivers);
-    assert!(record.evaluation.unwrap().accuracy > 0.9);
+    assert!(record.evaluation.unwrap().score() > 0.9);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -135,7 +137,7 @@ async fn a_cancelled_job_stops_and_bad_jobs_are_refused_before_any_work() {
     let err = client.submit_job(&bad).await.unwrap_err().to_string();
     assert!(err.contains("422") && err.contains("no dataset named 'missing'"), "{err}");
     let err = client.submit_job(&spec("x", vec![0], EnsembleSpec::Single, 1)).await.unwrap_err().to_string();
-    assert!(err.contains("spec.hidden"), "{err}");
+    assert!(err.contains("spec.learner.mlp.hidden"), "{err}");
     let err =
         client.submit_job(&spec("x", vec![8], EnsembleSpec::Bagging { members: 0 }, 1)).await.unwrap_err().to_string();
     assert!(err.contains("bagging needs 1 to 256 members"), "{err}");
@@ -158,7 +160,7 @@ async fn data_parallel_training_averages_workers_each_round_into_one_model() {
     assert_eq!(record.tasks.len(), 3);
     let shards: usize = record.tasks.iter().map(|t| t.shards.len()).sum();
     assert_eq!(shards, 8, "every shard belongs to exactly one worker");
-    let accuracy = record.evaluation.unwrap().accuracy;
+    let accuracy = record.evaluation.unwrap().score();
     eprintln!("digits, data-parallel over 3 workers x 4 rounds: {accuracy:.4}");
     assert!(accuracy >= 0.93, "{accuracy}");
 
@@ -167,9 +169,9 @@ async fn data_parallel_training_averages_workers_each_round_into_one_model() {
     let job = spec("digits-stack", vec![32], EnsembleSpec::Stacking { members: 4 }, 30);
     let id = client.submit_job(&job).await.unwrap().to_string();
     let record = finished(&client, &id, Duration::from_secs(120)).await;
-    let members: Vec<f64> = record.tasks.iter().map(|t| t.test_accuracy.unwrap()).collect();
+    let members: Vec<f64> = record.tasks.iter().map(|t| t.test_score.unwrap()).collect();
     let mean = members.iter().sum::<f64>() / members.len() as f64;
-    let stacked = record.evaluation.unwrap().accuracy;
+    let stacked = record.evaluation.unwrap().score();
     eprintln!("digits, stacking of 4: {stacked:.4} (members mean {mean:.4})");
     assert!(stacked >= mean, "stacked {stacked} below its mean member {mean}");
     assert!(record.tasks.iter().all(|t| t.curve.len() == 30), "every member keeps its training curve");

@@ -129,7 +129,8 @@ async fn a_peer_serving_wrong_bytes_is_caught_at_the_first_bad_chunk() {
                 Request::SummarizeShard { .. }
                 | Request::TrainTask { .. }
                 | Request::Predict(_)
-                | Request::PredictShard { .. } => Response::Error(mass_protocol::rpc::RpcError {
+                | Request::PredictShard { .. }
+                | Request::Boost(_) => Response::Error(mass_protocol::rpc::RpcError {
                     kind: mass_protocol::rpc::RpcErrorKind::Refused,
                     message: "no".into(),
                 }),

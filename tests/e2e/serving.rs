@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mass_protocol::jobs::{EnsembleSpec, JobSpec, ModelSpec};
+use mass_protocol::jobs::{EnsembleSpec, JobSpec, Learner, ModelSpec};
 use mass_sdk::{Client, IngestRequest, local::LocalNode};
 use serde_json::{Value, json};
 
@@ -62,12 +62,20 @@ async fn train(client: &Client, model: &str, dataset: &str, hidden: Vec<usize>, 
         model: model.into(),
         dataset: dataset.into(),
         pipeline: Default::default(),
-        spec: ModelSpec { hidden, epochs, batch_size: 32, learning_rate: 1e-2, l2: 1e-4 },
+        spec: ModelSpec {
+            learner: if hidden.is_empty() { Learner::Linear } else { Learner::Mlp { hidden } },
+            epochs: Some(epochs),
+            batch_size: 32,
+            learning_rate: 1e-2,
+            l2: Some(1e-4),
+            ..ModelSpec::default()
+        },
         ensemble: EnsembleSpec::Single,
         seed: 1,
+        task: None,
     };
     let id = client.submit_job(&spec).await.unwrap().to_string();
-    finished(client, &id, Duration::from_secs(300)).await.evaluation.unwrap().accuracy
+    finished(client, &id, Duration::from_secs(300)).await.evaluation.unwrap().score()
 }
 
 /// Three nodes holding the digits data and a softmax model `digits` trained
@@ -135,7 +143,7 @@ async fn mnist_predictions_through_a_non_holder_equal_local_ones_and_the_jobs_ac
     let batch = Client::new([other.http_url()]).unwrap().batch_predict("mnist-softmax", "mnist").await.unwrap();
     let served = batch.test.unwrap();
     assert_eq!(served.rows, 14_000);
-    assert!((served.accuracy - reported).abs() < 1e-9, "served {} vs reported {reported}", served.accuracy);
+    assert!((served.score() - reported).abs() < 1e-9, "served {} vs reported {reported}", served.score());
     let csv = String::from_utf8(client.get_blob(&batch.blob.to_string()).await.unwrap()).unwrap();
     assert_eq!(csv.lines().count(), 70_001, "a header and one line per row");
 }

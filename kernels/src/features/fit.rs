@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use mass_protocol::{
     dataset::{ColumnKind, Schema},
     features::{
-        ColumnSummary, ColumnTransform, DataSummary, FittedPipeline, Impute, PipelineSpec, Scale, Select,
-        from_order_key,
+        ColumnSummary, ColumnTransform, DataSummary, Encode, FittedPipeline, Impute, PipelineSpec, Scale, Select,
+        TargetScale, from_order_key,
     },
+    jobs::Task,
 };
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -20,12 +21,20 @@ pub enum FitError {
     Shape { got: usize, expected: usize },
     #[error("no training rows")]
     NoRows,
+    #[error("mutual-information selection scores columns against classes; a regression label has none")]
+    MutualInfoNeedsClasses,
+    #[error("label '{0}' has no numeric training values to regress on")]
+    NoTarget(String),
+    #[error("label '{0}' has the same value in every training row: nothing to regress")]
+    ConstantTarget(String),
 }
 
 /// The fill value for missing numbers.
 fn fill(name: &str, s: &ColumnSummary, impute: Impute) -> Result<f64, FitError> {
-    if let Impute::Constant(value) = impute {
-        return Ok(value);
+    match impute {
+        Impute::Constant(value) => return Ok(value),
+        Impute::Keep => return Ok(f64::NAN),
+        _ => {}
     }
     if s.present == 0 {
         return Err(FitError::NoValues(name.to_owned()));
@@ -53,7 +62,7 @@ fn fill(name: &str, s: &ColumnSummary, impute: Impute) -> Result<f64, FitError> 
                 s.numbers.iter().fold((0u64, 0u64), |best, (k, n)| if *n > best.1 { (*k, *n) } else { best });
             from_order_key(key)
         }
-        Impute::Constant(_) => unreachable!("handled above"),
+        Impute::Constant(_) | Impute::Keep => unreachable!("handled above"),
     })
 }
 
@@ -69,8 +78,14 @@ fn nth(counts: &BTreeMap<u64, u64>, index: u64) -> f64 {
     f64::NAN
 }
 
-/// Mean and population variance after missing values are filled.
+/// Mean and population variance after missing values are filled (of the
+/// present values when they are kept missing).
 fn moments(s: &ColumnSummary, fill: f64) -> (f64, f64) {
+    if fill.is_nan() {
+        let n = s.present.max(1) as f64;
+        let mean = s.sum / n;
+        return (mean, (s.sum_sq / n - mean * mean).max(0.0));
+    }
     let n = (s.present + s.missing) as f64;
     let sum = s.sum + s.missing as f64 * fill;
     let sum_sq = s.sum_sq + s.missing as f64 * fill * fill;
@@ -112,6 +127,9 @@ pub fn fit(spec: &PipelineSpec, schema: &Schema, summary: &DataSummary) -> Resul
     }
     let mut keep_numeric: Option<Vec<usize>> = None;
     if let Select::MutualInfo { k } = spec.select {
+        if spec.task == Task::Regression {
+            return Err(FitError::MutualInfoNeedsClasses);
+        }
         let mut scored: Vec<(f64, usize)> = schema
             .columns
             .iter()
@@ -175,8 +193,16 @@ pub fn fit(spec: &PipelineSpec, schema: &Schema, summary: &DataSummary) -> Resul
             }
             ColumnKind::Categorical => {
                 let categories: Vec<String> = s.categories.keys().cloned().collect();
-                features += categories.len();
-                ColumnTransform::OneHot { categories, unseen: spec.unseen }
+                match spec.encode {
+                    Encode::OneHot => {
+                        features += categories.len();
+                        ColumnTransform::OneHot { categories, unseen: spec.unseen }
+                    }
+                    Encode::Ordinal => {
+                        features += 1;
+                        ColumnTransform::Ordinal { categories }
+                    }
+                }
             }
             ColumnKind::Text => {
                 let n = s.documents as f64;
@@ -193,14 +219,35 @@ pub fn fit(spec: &PipelineSpec, schema: &Schema, summary: &DataSummary) -> Resul
         };
         transforms.push(transform);
     }
+    let label = &summary.columns[schema.label];
+    let (classes, target) = match spec.task {
+        Task::Classification => (class_order(label), None),
+        Task::Regression => (vec![], Some(target_scale(&schema.columns[schema.label].name, label)?)),
+    };
     Ok(FittedPipeline {
         spec: spec.clone(),
         columns: schema.columns.iter().map(|c| c.name.clone()).collect(),
         transforms,
         label: schema.label,
-        classes: class_order(&summary.columns[schema.label]),
+        classes,
         features,
+        task: spec.task,
+        target,
     })
+}
+
+/// How a numeric label is standardized for regression.
+fn target_scale(name: &str, label: &ColumnSummary) -> Result<TargetScale, FitError> {
+    if label.present == 0 {
+        return Err(FitError::NoTarget(name.to_owned()));
+    }
+    let (mean, variance) = moments(label, f64::NAN);
+    let std = variance.sqrt();
+    if !(std > 0.0) || !std.is_finite() {
+        return Err(FitError::ConstantTarget(name.to_owned()));
+    }
+    let (min, max) = (label.min.unwrap_or(mean), label.max.unwrap_or(mean));
+    Ok(TargetScale { mean, std, min: (min - mean) / std, max: (max - mean) / std })
 }
 
 /// Class names in a stable order: numerically when every class is a number.

@@ -5,7 +5,10 @@ use std::collections::BTreeSet;
 use mass_protocol::{
     dataset::{Schema, Shard, ShardColumn, Split},
     features::{ColumnSummary, DataSummary, Impute, PipelineSpec, Select, order_key},
+    jobs::Task,
 };
+
+use super::sketch::{SKETCH_CAPACITY, sketch};
 
 /// Distinct values counted exactly per column before giving up (`overflow`).
 pub const MAX_DISTINCT: usize = 1 << 16;
@@ -36,6 +39,9 @@ pub fn summarize(shard: &Shard, schema: &Schema, spec: &PipelineSpec) -> DataSum
             let mut s = ColumnSummary::default();
             match column {
                 ShardColumn::Numeric(values) => {
+                    if spec.quantiles {
+                        s.sketch = sketch(rows.iter().map(|&r| values[r]), SKETCH_CAPACITY);
+                    }
                     for (i, &r) in rows.iter().enumerate() {
                         let v = values[r];
                         if v.is_nan() {
@@ -94,11 +100,14 @@ pub fn summarize(shard: &Shard, schema: &Schema, spec: &PipelineSpec) -> DataSum
         })
         .collect::<Vec<_>>();
     let mut columns = columns;
-    // Classes come from the label's values, whatever its kind.
+    // Classes come from the label's values, whatever its kind; a regression
+    // label has numbers, not classes.
     let classes = &mut columns[schema.label].categories;
     classes.clear();
-    for label in labels.into_iter().flatten() {
-        *classes.entry(label).or_default() += 1;
+    if spec.task == Task::Classification {
+        for label in labels.into_iter().flatten() {
+            *classes.entry(label).or_default() += 1;
+        }
     }
     DataSummary { rows: rows.len() as u64, columns }
 }
@@ -139,5 +148,6 @@ pub fn merge(into: &mut DataSummary, other: &DataSummary) {
         }
         a.documents += b.documents;
         a.overflow |= b.overflow || a.numbers.len() > MAX_DISTINCT;
+        super::sketch::merge_sketch(&mut a.sketch, &b.sketch, SKETCH_CAPACITY);
     }
 }

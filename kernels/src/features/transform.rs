@@ -62,6 +62,18 @@ pub fn transform(pipeline: &FittedPipeline, shard: &Shard) -> Result<Array2<f32>
                 }
                 offset += categories.len();
             }
+            ColumnTransform::Ordinal { categories } => {
+                let ShardColumn::Categorical { values, codes } = column else { return Err(mismatch("categorical")) };
+                let index: BTreeMap<&str, usize> =
+                    categories.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+                // Codes are per shard: map each of this shard's values once.
+                let position: Vec<f32> =
+                    values.iter().map(|v| index.get(v.as_str()).map_or(-1.0, |i| *i as f32)).collect();
+                for (r, code) in codes.iter().enumerate() {
+                    out[[r, offset]] = position.get(*code as usize).copied().unwrap_or(f32::NAN);
+                }
+                offset += 1;
+            }
             ColumnTransform::Tfidf { spec, idf } => {
                 let ShardColumn::Text(values) = column else { return Err(mismatch("text")) };
                 let position: BTreeMap<u32, usize> = idf.keys().enumerate().map(|(i, b)| (*b, i)).collect();

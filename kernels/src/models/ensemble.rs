@@ -53,13 +53,27 @@ impl Ensemble {
 pub fn combine_outputs(outputs: &[Array2<f32>], meta: Option<&Mlp>) -> Array2<f32> {
     match meta {
         Some(meta) => meta.predict(stacked_inputs(outputs).view()),
-        None => {
-            let mut combined = Array2::<f32>::zeros(outputs[0].raw_dim());
-            for out in outputs {
-                combined += out;
-            }
-            combined / outputs.len() as f32
+        None => combine(outputs, &mass_protocol::jobs::Combine::Mean, None),
+    }
+}
+
+/// One output from the members' outputs on the same rows, by `rule`
+/// (stacking reads `meta`; without one it falls back to the mean).
+pub fn combine(outputs: &[Array2<f32>], rule: &mass_protocol::jobs::Combine, meta: Option<&Mlp>) -> Array2<f32> {
+    use mass_protocol::jobs::Combine as Rule;
+    let weighted = |weights: &[f64], normalize: bool| {
+        let total: f64 = if normalize { weights.iter().sum() } else { 1.0 };
+        let mut combined = Array2::<f32>::zeros(outputs[0].raw_dim());
+        for (out, w) in outputs.iter().zip(weights) {
+            combined.scaled_add((w / total) as f32, out);
         }
+        combined
+    };
+    match (rule, meta) {
+        (Rule::Stacked, Some(meta)) => meta.predict(stacked_inputs(outputs).view()),
+        (Rule::WeightedMean(w), _) => weighted(w, true),
+        (Rule::WeightedSum(w), _) => weighted(w, false),
+        (Rule::Mean | Rule::Stacked, _) => weighted(&vec![1.0; outputs.len()], true),
     }
 }
 
@@ -77,6 +91,15 @@ pub fn fit_meta(outputs: &[Array2<f32>], labels: &[usize], classes: usize, seed:
         ..MlpConfig::default()
     };
     Mlp::fit(x.view(), Target::Classes { labels, classes }, None, &config).0
+}
+
+/// Fits stacking's meta-model for a regressor: ridge regression of the
+/// held-out rows' (scaled) targets on the members' outputs.
+pub fn fit_meta_regressor(outputs: &[Array2<f32>], targets: ArrayView2<'_, f32>) -> Result<Mlp, String> {
+    let x = stacked_inputs(outputs);
+    let mut gram = super::linear::Gram::new(x.ncols(), targets.ncols());
+    gram.add(x.view(), targets);
+    gram.solve(1.0 / x.nrows().max(1) as f64)
 }
 
 /// A stacking meta-model's inputs: the members' outputs side by side.

@@ -17,13 +17,16 @@ pub enum Activation {
     Tanh,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Loss {
     /// Softmax outputs, mean negative log-likelihood: classification.
     SoftmaxCrossEntropy,
     /// Identity outputs, half mean squared error: regression.
     SquaredError,
+    /// Identity outputs, squared error within `delta` and linear beyond:
+    /// regression robust to outliers.
+    Huber { delta: f32 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -46,8 +49,10 @@ pub struct MlpConfig {
     pub l2: f32,
     pub seed: u64,
     /// Stop after this many epochs without a better validation loss, and keep
-    /// the best weights.
+    /// the best weights; without validation rows, stop after this many
+    /// epochs in which the training loss fell by less than `tolerance`.
     pub patience: Option<usize>,
+    pub tolerance: f64,
 }
 
 impl Default for MlpConfig {
@@ -62,6 +67,7 @@ impl Default for MlpConfig {
             l2: 1e-4,
             seed: 42,
             patience: None,
+            tolerance: 1e-4,
         }
     }
 }
@@ -76,14 +82,14 @@ pub enum Target<'a> {
 }
 
 impl Target<'_> {
-    fn outputs(&self) -> usize {
+    pub fn outputs(&self) -> usize {
         match self {
             Target::Classes { classes, .. } => *classes,
             Target::Values(v) => v.ncols(),
         }
     }
 
-    fn rows(&self) -> usize {
+    pub fn rows(&self) -> usize {
         match self {
             Target::Classes { labels, .. } => labels.len(),
             Target::Values(v) => v.nrows(),
@@ -91,7 +97,7 @@ impl Target<'_> {
     }
 
     /// The target rows `rows` as a dense matrix (one-hot for classes).
-    fn dense(&self, rows: &[usize]) -> Array2<f32> {
+    pub fn dense(&self, rows: &[usize]) -> Array2<f32> {
         match self {
             Target::Classes { labels, classes } => {
                 let mut out = Array2::zeros((rows.len(), *classes));
@@ -205,6 +211,17 @@ impl Mlp {
             Loss::SquaredError => {
                 0.5 * out.iter().zip(y.iter()).map(|(o, t)| f64::from(o - t).powi(2)).sum::<f64>() / n
             }
+            Loss::Huber { delta } => {
+                let delta = f64::from(delta);
+                out.iter()
+                    .zip(y.iter())
+                    .map(|(o, t)| {
+                        let e = f64::from(o - t).abs();
+                        if e <= delta { 0.5 * e * e } else { delta * (e - 0.5 * delta) }
+                    })
+                    .sum::<f64>()
+                    / n
+            }
         }
     }
 
@@ -215,8 +232,11 @@ impl Mlp {
         let loss = self.data_loss(out, y) + self.penalty(l2);
         let n = x.nrows().max(1) as f32;
         // Softmax with cross-entropy and identity with squared error share
-        // the same output delta.
+        // the same output delta; Huber clips it.
         let mut delta = (out - y) / n;
+        if let Loss::Huber { delta: limit } = self.loss {
+            delta.mapv_inplace(|d| d.clamp(-limit / n, limit / n));
+        }
         let depth = self.weights.len();
         let mut weights = vec![Array2::zeros((0, 0)); depth];
         let mut biases = vec![Array1::zeros(0); depth];
@@ -281,6 +301,9 @@ impl Mlp {
         let valid = validation.map(|(vx, vy)| (vx, vy.dense(&(0..vy.rows()).collect::<Vec<_>>())));
         let mut best: Option<(f64, Mlp)> = None;
         let mut order: Vec<usize> = (0..x.nrows()).collect();
+        // Without validation rows: the best training loss and the epochs since
+        // it last fell by more than the tolerance.
+        let mut plateau = (f64::INFINITY, 0usize);
         for epoch in 0..config.epochs {
             order.shuffle(&mut rng);
             let mut total = 0.0;
@@ -304,9 +327,19 @@ impl Mlp {
                 }
             } else {
                 curve.best_epoch = epoch;
+                let loss = total / x.nrows().max(1) as f64;
+                if loss < plateau.0 - config.tolerance {
+                    plateau = (loss, 0);
+                } else {
+                    plateau = (plateau.0.min(loss), plateau.1 + 1);
+                    if config.patience.is_some_and(|p| plateau.1 >= p) {
+                        break;
+                    }
+                }
             }
         }
         if config.patience.is_some()
+            && valid.is_some()
             && let Some((_, kept)) = best
         {
             model = kept;
@@ -390,7 +423,9 @@ mod tests {
     /// Analytic gradients agree with central finite differences.
     #[test]
     fn gradients_match_finite_differences() {
-        for (loss, outputs) in [(Loss::SoftmaxCrossEntropy, 3), (Loss::SquaredError, 2)] {
+        for (loss, outputs) in
+            [(Loss::SoftmaxCrossEntropy, 3), (Loss::SquaredError, 2), (Loss::Huber { delta: 0.3 }, 2)]
+        {
             let config =
                 MlpConfig { hidden: vec![5, 4], activation: Activation::Tanh, loss, l2: 0.01, ..MlpConfig::default() };
             let mut rng = StdRng::seed_from_u64(3);
@@ -400,7 +435,7 @@ mod tests {
                 Loss::SoftmaxCrossEntropy => {
                     Target::Classes { labels: &[0, 1, 2, 0, 1, 2], classes: 3 }.dense(&[0, 1, 2, 3, 4, 5])
                 }
-                Loss::SquaredError => data(6, 2, 2),
+                Loss::SquaredError | Loss::Huber { .. } => data(6, 2, 2),
             };
             let (_, grads) = model.gradients(x.view(), &y, config.l2);
             let eps = 1e-2f32;

@@ -4,10 +4,18 @@
 //! - [`mlp`]: dense networks; with no hidden layer, linear, logistic and
 //!   softmax regression.
 //! - [`ensemble`]: bagged ensembles (vote, average) and parameter averaging.
+//! - [`linear`]: linear models solved exactly (normal equations, [`lbfgs`]).
+//! - [`gbdt`]: gradient-boosted decision trees over binned features.
+//! - [`member`]: a trained model of any family, as ensembles hold them.
 //! - [`metrics`]: classification and regression metrics.
 
 pub mod ensemble;
+pub mod gbdt;
+pub mod lbfgs;
+pub mod linear;
+pub mod member;
 pub mod metrics;
 pub mod mlp;
 
+pub use member::Member;
 pub use mlp::{Activation, Loss, Mlp, MlpConfig, Optimizer, Target, TrainingCurve};

@@ -4,6 +4,7 @@ use std::{path::PathBuf, time::Instant};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use mass_protocol::serving::Predicted;
 
 use super::NodeArgs;
 
@@ -62,14 +63,12 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
     match command {
         ModelsCommand::Ls(node) => {
             for m in node.client()?.models().await? {
-                println!(
-                    "{:<24} v{:<3} ({} versions)  accuracy {}  {}",
-                    m.name,
-                    m.version,
-                    m.versions,
-                    m.accuracy.map_or("-".into(), |a| format!("{a:.4}")),
-                    m.manifest
-                );
+                let score = match (m.accuracy, m.r2) {
+                    (Some(a), _) => format!("accuracy {a:.4}"),
+                    (None, Some(r2)) => format!("R2 {r2:.4}"),
+                    _ => "score -".into(),
+                };
+                println!("{:<24} v{:<3} ({} versions)  {score}  {}", m.name, m.version, m.versions, m.manifest);
             }
         }
         ModelsCommand::Show { name, node } => {
@@ -82,10 +81,8 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                 view.versions.len(),
                 view.manifest_id
             );
-            println!(
-                "test rows {}  accuracy {:.4}  macro F1 {:.4}  log-loss {:.4}",
-                m.evaluation.rows, m.evaluation.accuracy, m.evaluation.macro_f1, m.evaluation.log_loss
-            );
+            println!("{} model ({}, {:?})", m.task, m.spec.spec.learner.name(), m.combine);
+            println!("{}", m.evaluation.line());
             println!("trained by job {} on dataset manifest {}, pipeline {}", m.job, m.dataset_manifest, m.pipeline);
             println!(
                 "members {}{}  trained on {}",
@@ -112,7 +109,7 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
             let done = client.batch_predict(&name, &dataset).await?;
             println!("{} rows of {dataset} predicted by model/{name} v{}: blob {}", done.rows, done.version, done.blob);
             if let Some(test) = &done.test {
-                println!("test rows {}  accuracy {:.4}  macro F1 {:.4}", test.rows, test.accuracy, test.macro_f1);
+                println!("{}", test.line());
             }
             if let Some(path) = out {
                 let bytes = client.get_blob(&done.blob.to_string()).await?;
@@ -142,9 +139,14 @@ pub async fn predict(args: PredictArgs) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     let answer = args.node.client()?.predict(&args.name, &rows).await?;
-    for (i, (class, p)) in answer.predictions.iter().zip(&answer.probabilities).enumerate() {
-        let best = p.iter().cloned().fold(0.0f32, f32::max);
-        println!("row {i}: {class} (p={best:.3})");
+    for (i, predicted) in answer.predictions.iter().enumerate() {
+        match (predicted, answer.probabilities.get(i)) {
+            (Predicted::Class(class), Some(p)) => {
+                let best = p.iter().cloned().fold(0.0f32, f32::max);
+                println!("row {i}: {class} (p={best:.3})");
+            }
+            (other, _) => println!("row {i}: {}", other.text()),
+        }
     }
     println!(
         "model/{} v{} served by {} in {:.1} ms",

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use mass_protocol::{
     features::{PipelineSpec, Scale},
-    jobs::{EnsembleSpec, JobRecord, JobSpec, JobState, LiveTask, ModelSpec},
+    jobs::{EnsembleSpec, JobRecord, JobSpec, JobState, Learner, LiveTask, ModelSpec, RegressionLoss, Task, TreeSpec},
 };
 
 use super::NodeArgs;
@@ -19,23 +19,55 @@ pub struct TrainArgs {
     /// Name of the model (stored as model/NAME).
     #[arg(long)]
     name: String,
-    /// `softmax` (softmax regression) or `mlp:W1,W2,...` (hidden widths).
+    /// `linear` (softmax/logistic regression for classes, ridge for numbers;
+    /// also `softmax`, `logistic`, `ridge`), `mlp:W1,W2,...` (hidden widths)
+    /// or `gbdt` (gradient-boosted trees).
     #[arg(long, default_value = "mlp:128")]
     model: String,
+    /// `classification` or `regression`; inferred from the label when omitted.
+    #[arg(long)]
+    task: Option<String>,
     /// `single`, `bagging:N` (N sub-models trained where their shards live),
     /// `stacking:N` (as bagging, combined by a meta-model on held-out rows), or
     /// `data-parallel:WORKERS:ROUNDS` (one model, averaged between workers after each round).
     #[arg(long, default_value = "single")]
     ensemble: String,
-    #[arg(long, default_value_t = 20)]
-    epochs: usize,
+    /// Epochs of a network (L-BFGS iterations at most for linear models).
+    /// Default: as many as converge (a step budget with early stopping).
+    #[arg(long)]
+    epochs: Option<usize>,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
-    #[arg(long, default_value_t = 1e-3)]
-    learning_rate: f32,
-    /// L2 penalty on the weights.
-    #[arg(long, default_value_t = 1e-4)]
-    l2: f32,
+    /// Default: 0.001 for networks, 0.1 for trees.
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    /// L2 penalty on the weights (on leaf values for trees). Default: the learner's.
+    #[arg(long)]
+    l2: Option<f32>,
+    /// Regression loss: `squared` or `huber[:DELTA]` (DELTA in target standard deviations, default 1).
+    #[arg(long, default_value = "squared")]
+    loss: String,
+    /// Epochs (or boosting rounds) without a better validation loss before stopping; 0: never.
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Trees: boosting rounds.
+    #[arg(long, default_value_t = 100)]
+    trees: usize,
+    /// Trees: leaves per tree at most.
+    #[arg(long, default_value_t = 31)]
+    leaves: usize,
+    /// Trees: depth at most (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    max_depth: usize,
+    /// Trees: training rows per leaf at least.
+    #[arg(long, default_value_t = 20)]
+    min_rows: u64,
+    /// Trees: fraction of rows each round samples.
+    #[arg(long, default_value_t = 1.0)]
+    row_fraction: f64,
+    /// Trees: fraction of features each tree may use.
+    #[arg(long, default_value_t = 1.0)]
+    feature_fraction: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Feature scaling of numeric columns: standard, min-max or none.
@@ -66,16 +98,50 @@ pub enum JobsCommand {
     },
 }
 
-fn parse_model(text: &str) -> anyhow::Result<Vec<usize>> {
+fn parse_learner(args: &TrainArgs) -> anyhow::Result<Learner> {
+    let text = args.model.as_str();
     match text.split_once(':') {
-        None if text == "softmax" || text == "logistic" => Ok(vec![]),
-        Some(("mlp", widths)) => widths
-            .split(',')
-            .map(|w| {
-                w.trim().parse::<usize>().map_err(|_| anyhow::anyhow!("--model {text}: '{w}' is not a layer width"))
-            })
-            .collect(),
-        _ => anyhow::bail!("--model {text}: expected softmax or mlp:WIDTH[,WIDTH...]"),
+        None if matches!(text, "linear" | "softmax" | "logistic" | "ridge") => Ok(Learner::Linear),
+        None if text == "gbdt" => Ok(Learner::Gbdt(TreeSpec {
+            trees: args.trees,
+            leaves: args.leaves,
+            max_depth: args.max_depth,
+            min_rows: args.min_rows,
+            learning_rate: args.learning_rate.unwrap_or(TreeSpec::default().learning_rate),
+            l2: args.l2.map_or(0.0, f64::from),
+            row_fraction: args.row_fraction,
+            feature_fraction: args.feature_fraction,
+            ..TreeSpec::default()
+        })),
+        Some(("mlp", widths)) => Ok(Learner::Mlp {
+            hidden: widths
+                .split(',')
+                .map(|w| {
+                    w.trim().parse::<usize>().map_err(|_| anyhow::anyhow!("--model {text}: '{w}' is not a layer width"))
+                })
+                .collect::<anyhow::Result<_>>()?,
+        }),
+        _ => anyhow::bail!("--model {text}: expected linear, mlp:WIDTH[,WIDTH...] or gbdt"),
+    }
+}
+
+fn parse_task(text: Option<&str>) -> anyhow::Result<Option<Task>> {
+    match text {
+        None => Ok(None),
+        Some("classification" | "classify") => Ok(Some(Task::Classification)),
+        Some("regression" | "regress") => Ok(Some(Task::Regression)),
+        Some(other) => anyhow::bail!("--task {other}: expected classification or regression"),
+    }
+}
+
+fn parse_loss(text: &str) -> anyhow::Result<RegressionLoss> {
+    match text.split_once(':') {
+        None if text == "squared" => Ok(RegressionLoss::Squared),
+        None if text == "huber" => Ok(RegressionLoss::Huber { delta: 1.0 }),
+        Some(("huber", delta)) => Ok(RegressionLoss::Huber {
+            delta: delta.parse().map_err(|_| anyhow::anyhow!("--loss {text}: '{delta}' is not a number"))?,
+        }),
+        _ => anyhow::bail!("--loss {text}: expected squared or huber[:DELTA]"),
     }
 }
 
@@ -135,19 +201,16 @@ fn print_record(record: &JobRecord) {
     println!("driven by: {}", record.drivers.join(" then "));
     for (i, task) in record.tasks.iter().enumerate() {
         println!(
-            "  sub-model {i}: {} shard(s), {} rows, on {}, final training loss {}, test accuracy {}",
+            "  sub-model {i}: {} shard(s), {} rows, on {}, final training loss {}, test score {}",
             task.shards.len(),
             task.rows,
             task.peer.as_deref().unwrap_or("-"),
             task.curve.last().map(|l| format!("{l:.4}")).unwrap_or_else(|| "-".into()),
-            task.test_accuracy.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into())
+            task.test_score.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into())
         );
     }
     if let Some(e) = &record.evaluation {
-        println!(
-            "test rows {}  accuracy {:.4}  macro F1 {:.4}  log-loss {:.4}",
-            e.rows, e.accuracy, e.macro_f1, e.log_loss
-        );
+        println!("{}", e.line());
     }
     if let Some(model) = &record.model {
         println!("model manifest {model}");
@@ -155,19 +218,24 @@ fn print_record(record: &JobRecord) {
 }
 
 pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
+    let learner = parse_learner(&args)?;
+    let network_rate = args.learning_rate.map_or(ModelSpec::default().learning_rate, |r| r as f32);
     let spec = JobSpec {
-        model: args.name,
-        dataset: args.dataset,
         pipeline: PipelineSpec { scale: parse_scale(&args.scale)?, ..Default::default() },
         spec: ModelSpec {
-            hidden: parse_model(&args.model)?,
+            learner,
             epochs: args.epochs,
             batch_size: args.batch_size,
-            learning_rate: args.learning_rate,
+            learning_rate: network_rate,
             l2: args.l2,
+            loss: parse_loss(&args.loss)?,
+            patience: args.patience,
         },
         ensemble: parse_ensemble(&args.ensemble)?,
         seed: args.seed,
+        task: parse_task(args.task.as_deref())?,
+        model: args.name,
+        dataset: args.dataset,
     };
     let client = args.node.client()?;
     let id = client.submit_job(&spec).await?.to_string();

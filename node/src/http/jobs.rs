@@ -3,8 +3,9 @@
 use actix_web::{HttpResponse, http::StatusCode, web};
 use mass_protocol::{
     ContentId,
-    dataset::ColumnKind,
-    jobs::{JobRecord, JobSpec, JobState},
+    dataset::{ColumnKind, DatasetManifest},
+    features::Select,
+    jobs::{EnsembleSpec, JobRecord, JobSpec, JobState, Learner, Task, resolve_task},
     storage::validate_ref_name,
 };
 
@@ -16,6 +17,51 @@ use crate::jobs::{
 
 fn refuse(message: impl Into<String>) -> HttpResponse {
     error(StatusCode::UNPROCESSABLE_ENTITY, message)
+}
+
+/// Whether `spec` can run on the dataset `manifest` describes: a sentence
+/// naming what is wrong when it cannot.
+pub fn runnable(spec: &JobSpec, manifest: &DatasetManifest) -> Result<Task, String> {
+    let label = &manifest.schema.columns[manifest.schema.label];
+    let task = resolve_task(spec.task, &label.name, label.kind, manifest.label_histogram())?;
+    let missing = manifest.stats[manifest.schema.label].missing;
+    if missing > 0 {
+        return Err(format!(
+            "label '{}' is missing in {missing} row(s); drop those rows or fill them in before training",
+            label.name
+        ));
+    }
+    if task == Task::Regression && matches!(spec.pipeline.select, Select::MutualInfo { .. }) {
+        return Err("pipeline.select: mutual information needs classes; a regression label has none".into());
+    }
+    match &spec.spec.learner {
+        Learner::Gbdt(_) => {
+            if let Some(text) = manifest
+                .schema
+                .columns
+                .iter()
+                .enumerate()
+                .find(|(i, c)| *i != manifest.schema.label && c.kind == ColumnKind::Text)
+            {
+                return Err(format!(
+                    "column '{}' is text: tree models take numeric and categorical columns only; \
+                     drop it or train a linear or mlp model",
+                    text.1.name
+                ));
+            }
+        }
+        Learner::Linear | Learner::Mlp { .. } => {}
+    }
+    if matches!(spec.ensemble, EnsembleSpec::DataParallel { .. }) && !matches!(spec.spec.learner, Learner::Mlp { .. }) {
+        return Err(format!(
+            "ensemble: data-parallel averages network weights; the {} learner cannot be averaged (use bagging)",
+            spec.spec.learner.name()
+        ));
+    }
+    if manifest.split_rows[0] == 0 || manifest.split_rows[2] == 0 {
+        return Err("the dataset needs both training and test rows".into());
+    }
+    Ok(task)
 }
 
 /// `POST /v1/jobs`: checks the job can run, then records it as pending; the
@@ -33,19 +79,8 @@ pub async fn submit(state: web::Data<State>, body: web::Json<JobSpec>) -> HttpRe
         Ok((_, manifest)) => manifest,
         Err(message) => return refuse(message),
     };
-    let label = &manifest.schema.columns[manifest.schema.label];
-    let classes = manifest.label_histogram().len();
-    if label.kind == ColumnKind::Text || classes < 2 {
-        return refuse(format!("label '{}' has {classes} classes; a classifier needs at least 2", label.name));
-    }
-    if classes > 10_000 {
-        return refuse(format!(
-            "label '{}' has {classes} distinct values; it looks like a regression target",
-            label.name
-        ));
-    }
-    if manifest.split_rows[0] == 0 || manifest.split_rows[2] == 0 {
-        return refuse("the dataset needs both training and test rows");
+    if let Err(reason) = runnable(&spec, &manifest) {
+        return refuse(reason);
     }
     let id = match mesh.save(&spec).await {
         Ok(id) => id,
@@ -58,6 +93,9 @@ pub async fn submit(state: web::Data<State>, body: web::Json<JobSpec>) -> HttpRe
         Err(message) => return error(StatusCode::INTERNAL_SERVER_ERROR, message),
     }
     let pending = JobRecord {
+        task: None,
+        setup: None,
+        boost: None,
         id,
         spec,
         state: JobState::Pending,

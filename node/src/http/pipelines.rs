@@ -22,7 +22,7 @@ pub async fn fit(state: web::Data<State>, dataset: web::Path<String>, body: web:
         Ok((_, manifest)) => manifest,
         Err(message) => return error(StatusCode::NOT_FOUND, message),
     };
-    let (pipeline, summarized_by) = match mesh.fit_pipeline(&manifest, &request.spec).await {
+    let (pipeline, _, summarized_by) = match mesh.fit_pipeline(&manifest, &request.spec).await {
         Ok(fitted) => fitted,
         Err(FitFailure::Unavailable(message)) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
         Err(FitFailure::Invalid(message)) => return error(StatusCode::UNPROCESSABLE_ENTITY, message),

@@ -1,25 +1,21 @@
 //! Driving one job from its checkpointed record to a named model.
 
 use futures::{StreamExt, stream::FuturesUnordered};
-use mass_kernels::models::{
-    Mlp,
-    ensemble::{self, argmax_rows},
-    metrics,
-};
+use mass_kernels::models::{Member, Mlp};
 use mass_protocol::{
     ContentId,
-    dataset::{Shard, Split},
-    features::FittedPipeline,
+    dataset::Shard,
+    features::{Encode, FittedPipeline, Impute, PipelineSpec, Scale},
     jobs::{
-        Assignment, EnsembleSpec, Evaluation, JobRecord, JobState, ModelManifest, TaskRecord, held_out_for_stacking,
+        Assignment, Combine, EnsembleSpec, JobRecord, JobSpec, JobState, Learner, ModelManifest, Task, TaskRecord,
+        resolve_task,
     },
     rpc::{Request, Response},
 };
-use ndarray::Array2;
 use tracing::{info, warn};
 
 use super::{
-    MODEL_PREFIX, REF_PREFIX,
+    MODEL_PREFIX, REF_PREFIX, boost, evaluate, learners,
     task::{self, Trained},
 };
 use crate::{
@@ -90,6 +86,20 @@ pub async fn drive(mesh: Mesh, id: ContentId) -> Result<(), String> {
     }
 }
 
+/// The pipeline a job's model reads its rows through: the user's, for the
+/// task; tree learners see raw values (missing kept, categories as
+/// indices, no scaling) and get quantile sketches for their bins.
+pub fn pipeline_spec(spec: &JobSpec, task: Task) -> PipelineSpec {
+    let mut pipeline = PipelineSpec { task, ..spec.pipeline.clone() };
+    if matches!(spec.spec.learner, Learner::Gbdt(_)) {
+        pipeline.impute = Impute::Keep;
+        pipeline.scale = Scale::None;
+        pipeline.encode = Encode::Ordinal;
+        pipeline.quantiles = true;
+    }
+    pipeline
+}
+
 async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
     if record.drivers.last() != Some(&mesh.peer_id) {
         record.drivers.push(mesh.peer_id.clone());
@@ -99,12 +109,27 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
     info!(id = %record.id, resumed = record.drivers.len() > 1, "driving job");
 
     let (manifest_id, manifest) = mesh.dataset(&record.spec.dataset).await.map_err(Stop::Invalid)?;
+    let task = match record.task {
+        Some(task) => task,
+        None => {
+            let label = &manifest.schema.columns[manifest.schema.label];
+            resolve_task(record.spec.task, &label.name, label.kind, manifest.label_histogram())
+                .map_err(Stop::Invalid)?
+        }
+    };
+    record.task = Some(task);
     if record.pipeline.is_none() {
-        let (pipeline, _) = mesh.fit_pipeline(&manifest, &record.spec.pipeline).await.map_err(|e| match e {
+        let spec = pipeline_spec(&record.spec, task);
+        let (pipeline, summary, _) = mesh.fit_pipeline(&manifest, &spec).await.map_err(|e| match e {
             FitFailure::Unavailable(m) => Stop::Transient(m),
             FitFailure::Invalid(m) => Stop::Invalid(m),
         })?;
-        record.pipeline = Some(mesh.save(&pipeline).await?);
+        if let Learner::Gbdt(trees) = &record.spec.spec.learner {
+            let setup = learners::boost_setup(&record.spec.spec, trees, &pipeline, &summary, record.spec.seed)
+                .map_err(Stop::Invalid)?;
+            record.setup = Some(mesh.save_kept(&setup).await?);
+        }
+        record.pipeline = Some(mesh.save_kept(&pipeline).await?);
         record.dataset_manifest = Some(manifest_id);
         checkpoint(mesh, record).await?;
     }
@@ -126,10 +151,19 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
     }
 
     let pipeline: FittedPipeline = mesh.load(pipeline_id).await?;
+    let boosted_across =
+        matches!(record.spec.spec.learner, Learner::Gbdt(_)) && matches!(record.spec.ensemble, EnsembleSpec::Single);
     let (members, member_ids) = match record.spec.ensemble {
+        _ if boosted_across => {
+            let model = Member::Gbdt(boost::driver::boost(mesh, record, &manifest, pipeline_id).await?);
+            let id = mesh.save_kept(&model).await?;
+            let task = &mut record.tasks[0];
+            (task.peer, task.weights, task.rows) = (Some(mesh.peer_id.clone()), Some(id), manifest.split_rows[0]);
+            (vec![model], vec![id])
+        }
         EnsembleSpec::DataParallel { rounds, .. } => {
-            let model = data_parallel(mesh, record, pipeline_id, rounds).await?;
-            let id = mesh.save(&model).await?;
+            let model = Member::Mlp(data_parallel(mesh, record, pipeline_id, rounds).await?);
+            let id = mesh.save_kept(&model).await?;
             (vec![model], vec![id])
         }
         _ => {
@@ -137,29 +171,38 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
             (members, record.tasks.iter().filter_map(|t| t.weights).collect())
         }
     };
+    let outputs = match task {
+        Task::Classification => pipeline.classes.len(),
+        Task::Regression => 1,
+    };
+    for (index, member) in members.iter().enumerate() {
+        member.validate(pipeline.features, outputs).map_err(|e| Stop::Invalid(format!("sub-model {index}: {e}")))?;
+    }
     let mut shards = Vec::new();
     for info in &manifest.shards {
         shards.push(mesh.load::<Shard>(info.id).await?);
     }
     let classes = pipeline.classes.clone();
     let stacked = matches!(record.spec.ensemble, EnsembleSpec::Stacking { .. });
+    let combine = if stacked { Combine::Stacked } else { Combine::Mean };
     let seed = record.spec.seed;
-    let (meta, evaluation, member_accuracy) = tokio::task::spawn_blocking(move || {
-        let meta = if stacked { Some(fit_meta(&pipeline, &members, &shards, seed)?) } else { None };
-        let (evaluation, accuracy) = evaluate(&pipeline, &members, meta.as_ref(), &shards)?;
-        Ok::<_, String>((meta, evaluation, accuracy))
+    let rule = combine.clone();
+    let (meta, evaluation, member_scores) = tokio::task::spawn_blocking(move || {
+        let meta = if stacked { Some(evaluate::fit_meta(&pipeline, &members, &shards, seed)?) } else { None };
+        let (evaluation, scores) = evaluate::evaluate(&pipeline, &members, &rule, meta.as_ref(), &shards)?;
+        Ok::<_, String>((meta, evaluation, scores))
     })
     .await
     .map_err(|e| e.to_string())?
     .map_err(Stop::Invalid)?;
     let meta = match meta {
-        Some(meta) => Some(mesh.save(&meta).await?),
+        Some(meta) => Some(mesh.save_kept(&Member::Mlp(meta)).await?),
         None => None,
     };
     // Bagged members are models of their own; data-parallel workers are not.
     if !matches!(record.spec.ensemble, EnsembleSpec::DataParallel { .. }) {
-        for (task, accuracy) in record.tasks.iter_mut().zip(member_accuracy) {
-            task.test_accuracy = Some(accuracy);
+        for (task, score) in record.tasks.iter_mut().zip(member_scores) {
+            task.test_score = Some(score);
         }
     }
     let model = ModelManifest {
@@ -174,6 +217,8 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
         classes,
         evaluation: evaluation.clone(),
         trained_on: record.tasks.iter().filter_map(|t| t.peer.clone()).collect(),
+        task,
+        combine,
     };
     let model_id = mesh.save(&model).await?;
     mesh.write_ref(format!("{MODEL_PREFIX}{}", record.spec.model), Some(model_id))
@@ -199,6 +244,7 @@ fn assignment(record: &JobRecord, index: usize, pipeline: ContentId, start: &[(C
         seed: task.seed,
         start: start.to_vec(),
         holdout: matches!(record.spec.ensemble, EnsembleSpec::Stacking { .. }),
+        setup: record.setup,
     }
 }
 
@@ -208,7 +254,7 @@ fn finish(task: &mut TaskRecord, peer: String, trained: Trained) {
 
 /// Trains every unfinished sub-model (of a single, bagged or stacked model)
 /// where its shard lives, then loads them all.
-async fn bagged(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId) -> Result<Vec<Mlp>, Stop> {
+async fn bagged(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId) -> Result<Vec<Member>, Stop> {
     let mut running = FuturesUnordered::new();
     let plans = plan_trainers(mesh, &record.id, &record.tasks).await;
     for (index, order) in plans.into_iter().enumerate().filter(|(i, _)| record.tasks[*i].weights.is_none()) {
@@ -223,7 +269,7 @@ async fn bagged(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId) -> Res
     let mut members = Vec::new();
     for index in 0..record.tasks.len() {
         let weights = record.tasks[index].weights.expect("trained above");
-        match mesh.load::<Mlp>(weights).await {
+        match mesh.load::<Member>(weights).await {
             Ok(member) => members.push(member),
             Err(message) => {
                 // Its only copy went down with a node: train it again.
@@ -318,70 +364,4 @@ async fn train_somewhere(mesh: &Mesh, work: Assignment, order: Vec<PeerId>) -> R
         }
     }
     Ok((mesh.peer_id.clone(), task::train(mesh, work).await?))
-}
-
-/// Fits stacking's meta-model on the members' outputs for the training rows
-/// they were all trained without.
-fn fit_meta(pipeline: &FittedPipeline, members: &[Mlp], shards: &[Shard], seed: u64) -> Result<Mlp, String> {
-    let mut outputs: Vec<Vec<Array2<f32>>> = vec![Vec::new(); members.len()];
-    let mut labels = Vec::new();
-    for shard in shards {
-        let (x, y) = task::rows_where(pipeline, shard, |s, row| s == Split::Train && held_out_for_stacking(row))?;
-        for (member, out) in members.iter().zip(&mut outputs) {
-            out.push(member.predict(x.view()));
-        }
-        labels.extend(y);
-    }
-    if labels.is_empty() {
-        return Err("stacking found no held-out training rows to fit its meta-model on".into());
-    }
-    let outputs: Vec<Array2<f32>> = outputs
-        .iter()
-        .map(|parts| ndarray::concatenate(ndarray::Axis(0), &parts.iter().map(|p| p.view()).collect::<Vec<_>>()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    Ok(ensemble::fit_meta(&outputs, &labels, pipeline.classes.len(), seed))
-}
-
-/// Metrics of the combined members, and each member's accuracy, on test rows.
-fn evaluate(
-    pipeline: &FittedPipeline,
-    members: &[Mlp],
-    meta: Option<&Mlp>,
-    shards: &[Shard],
-) -> Result<(Evaluation, Vec<f64>), String> {
-    let classes = pipeline.classes.len();
-    let mut truth = Vec::new();
-    let mut combined: Vec<Vec<f64>> = Vec::new();
-    let mut member_predictions: Vec<Vec<usize>> = vec![Vec::new(); members.len()];
-    for shard in shards {
-        let (x, y) = task::rows_of(pipeline, shard, Split::Test)?;
-        if y.is_empty() {
-            continue;
-        }
-        let outputs: Vec<Array2<f32>> = members.iter().map(|m| m.predict(x.view())).collect();
-        for (predictions, out) in member_predictions.iter_mut().zip(&outputs) {
-            predictions.extend(argmax_rows(out));
-        }
-        let combined_here = ensemble::combine_outputs(&outputs, meta);
-        combined.extend(combined_here.rows().into_iter().map(|r| r.iter().map(|v| f64::from(*v)).collect::<Vec<_>>()));
-        truth.extend(y);
-    }
-    if truth.is_empty() {
-        return Err("the dataset has no test rows to evaluate on".into());
-    }
-    let predicted: Vec<usize> = combined
-        .iter()
-        .map(|p| p.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0)
-        .collect();
-    let scores = metrics::class_scores(&truth, &predicted, classes);
-    let evaluation = Evaluation {
-        rows: truth.len() as u64,
-        accuracy: metrics::accuracy(&truth, &predicted),
-        macro_f1: scores.macro_f1,
-        log_loss: metrics::log_loss(&truth, &combined),
-        confusion: metrics::confusion_matrix(&truth, &predicted, classes),
-    };
-    let member_accuracy = member_predictions.iter().map(|p| metrics::accuracy(&truth, p)).collect();
-    Ok((evaluation, member_accuracy))
 }

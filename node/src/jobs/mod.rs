@@ -9,12 +9,18 @@
 //! step, so when a driver dies the next-ranked peer resumes from it.
 //!
 //! # Layout
+//! - [`boost`]: boosted trees grown across the shards' homes.
+//! - [`learners`]: which algorithm each learner runs, with defaults that converge.
 //! - [`task`]: training one sub-model on shards, and reading rows for it.
+//! - [`evaluate`]: test metrics, and stacking's meta-model.
 //! - [`driver`]: one job, from its record to a named model.
 //! - [`watcher`]: which jobs this node drives.
 //! - [`progress`]: epochs and losses of running tasks, heard by gossip.
 
+pub mod boost;
 pub mod driver;
+pub mod evaluate;
+pub mod learners;
 pub mod progress;
 pub mod task;
 pub mod watcher;

@@ -5,54 +5,64 @@ use std::collections::HashMap;
 
 use mass_kernels::{
     features::{summarize::label_text, transform},
-    models::{Mlp, MlpConfig, Optimizer, Target},
+    models::{Member, Mlp, gbdt::BoostSetup},
 };
 use mass_protocol::{
     ContentId,
-    dataset::{Shard, Split},
+    dataset::{Shard, ShardColumn, Split},
     features::FittedPipeline,
-    jobs::{Assignment, ModelSpec, TrainingProgress, held_out_for_stacking},
+    jobs::{Assignment, Task, TrainingProgress, held_out_for_stacking},
 };
-use ndarray::{Array2, Axis, concatenate};
+use ndarray::Axis;
 
+use super::learners::{self, Labels, RowSet};
 use crate::mesh::Mesh;
 
-/// Features and class indices of the rows of `shard` in `split`.
-pub fn rows_of(pipeline: &FittedPipeline, shard: &Shard, split: Split) -> Result<(Array2<f32>, Vec<usize>), String> {
+/// Features and targets of the rows of `shard` in `split`.
+pub fn rows_of(pipeline: &FittedPipeline, shard: &Shard, split: Split) -> Result<RowSet, String> {
     rows_where(pipeline, shard, |s, _| s == split)
 }
 
-/// Features and class indices of the rows of `shard` for which
-/// `keep(split, global row number)` holds.
+/// Features and targets of the rows of `shard` for which
+/// `keep(split, global row number)` holds. Rows without a usable label (a
+/// class never seen in training, a missing value) are left out.
 pub fn rows_where(
     pipeline: &FittedPipeline,
     shard: &Shard,
     keep: impl Fn(Split, u64) -> bool,
-) -> Result<(Array2<f32>, Vec<usize>), String> {
-    let classes: HashMap<&str, usize> = pipeline.classes.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+) -> Result<RowSet, String> {
     let features = transform(pipeline, shard).map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
-    let mut labels = Vec::new();
-    for r in (0..shard.rows()).filter(|&r| keep(shard.splits[r], shard.first_row + r as u64)) {
-        // Rows whose class never appeared in training rows cannot be scored.
-        if let Some(&class) = label_text(shard, pipeline.label, r).as_deref().and_then(|l| classes.get(l)) {
-            rows.push(r);
-            labels.push(class);
+    let wanted = (0..shard.rows()).filter(|&r| keep(shard.splits[r], shard.first_row + r as u64));
+    let labels = match (pipeline.task, pipeline.target) {
+        (Task::Regression, Some(scale)) => {
+            let Some(ShardColumn::Numeric(values)) = shard.columns.get(pipeline.label) else {
+                return Err("the label column is not numeric; it cannot be regressed".into());
+            };
+            let mut targets = Vec::new();
+            for r in wanted {
+                if !values[r].is_nan() {
+                    rows.push(r);
+                    targets.push(scale.scale(values[r]) as f32);
+                }
+            }
+            Labels::Values(targets)
         }
-    }
-    Ok((features.select(Axis(0), &rows), labels))
-}
-
-pub fn config(spec: &ModelSpec, seed: u64) -> MlpConfig {
-    MlpConfig {
-        hidden: spec.hidden.clone(),
-        optimizer: Optimizer::Adam { learning_rate: spec.learning_rate },
-        batch_size: spec.batch_size,
-        epochs: spec.epochs,
-        l2: spec.l2,
-        seed,
-        ..MlpConfig::default()
-    }
+        _ => {
+            let classes: HashMap<&str, usize> =
+                pipeline.classes.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+            let mut labels = Vec::new();
+            for r in wanted {
+                if let Some(&class) = label_text(shard, pipeline.label, r).as_deref().and_then(|l| classes.get(l)) {
+                    rows.push(r);
+                    labels.push(class);
+                }
+            }
+            Labels::Classes(labels)
+        }
+    };
+    let global_rows = rows.iter().map(|&r| shard.first_row + r as u64).collect();
+    Ok(RowSet { x: features.select(Axis(0), &rows), labels, global_rows })
 }
 
 /// The row-weighted average of stored weights: the all-reduce step of
@@ -60,7 +70,10 @@ pub fn config(spec: &ModelSpec, seed: u64) -> MlpConfig {
 pub async fn average(mesh: &Mesh, weights: &[(ContentId, u64)]) -> Result<Mlp, String> {
     let mut models = Vec::new();
     for (id, rows) in weights {
-        models.push((mesh.load::<Mlp>(*id).await?, *rows as f64));
+        match mesh.load::<Member>(*id).await? {
+            Member::Mlp(m) => models.push((m, *rows as f64)),
+            Member::Gbdt(_) => return Err("trees cannot be averaged; data-parallel training needs a network".into()),
+        }
     }
     let refs: Vec<(&Mlp, f64)> = models.iter().map(|(m, w)| (m, *w)).collect();
     mass_kernels::models::ensemble::average(&refs).map_err(|e| e.to_string())
@@ -76,45 +89,58 @@ pub struct Trained {
 
 /// Trains one sub-model on the training rows of its shards (fetched if this
 /// node lacks them), starting from the average of `start` when given, and
-/// stores its weights. Every epoch is reported on the progress board and
-/// gossiped, so any node can show how the job is going.
+/// stores it. Every epoch is reported on the progress board and gossiped,
+/// so any node can show how the job is going.
 pub async fn train(mesh: &Mesh, work: Assignment) -> Result<Trained, String> {
     // Peers send specs too; a trainer checks what it is asked to do.
     work.spec.validate()?;
     let start = if work.start.is_empty() { None } else { Some(average(mesh, &work.start).await?) };
     let pipeline: FittedPipeline = mesh.load(work.pipeline).await?;
+    let setup: Option<BoostSetup> = match work.setup {
+        Some(id) => Some(mesh.load(id).await?),
+        None => None,
+    };
     let mut loaded = Vec::new();
     for id in &work.shards {
         loaded.push(mesh.load::<Shard>(*id).await?);
     }
     let (net, board, peer) = (mesh.net.clone(), mesh.progress.clone(), mesh.peer_id.clone());
-    let (model, rows, curve) = tokio::task::spawn_blocking(move || -> Result<(Mlp, u64, Vec<f64>), String> {
-        let mut xs = Vec::new();
-        let mut ys = Vec::new();
+    let (member, rows, curve) = tokio::task::spawn_blocking(move || -> Result<(Member, u64, Vec<f64>), String> {
         let holdout = work.holdout;
+        let (mut train, mut valid) = (Vec::new(), Vec::new());
         for shard in &loaded {
-            let (x, y) =
-                rows_where(&pipeline, shard, |s, row| s == Split::Train && !(holdout && held_out_for_stacking(row)))?;
-            xs.push(x);
-            ys.extend(y);
+            train.push(rows_where(&pipeline, shard, |s, row| {
+                s == Split::Train && !(holdout && held_out_for_stacking(row))
+            })?);
+            valid.push(rows_of(&pipeline, shard, Split::Validation)?);
         }
-        if ys.is_empty() {
-            return Err("the shards hold no training rows".into());
-        }
-        let views: Vec<_> = xs.iter().map(|x| x.view()).collect();
-        let x = concatenate(Axis(0), &views).map_err(|e| e.to_string())?;
-        let target = Target::Classes { labels: &ys, classes: pipeline.classes.len() };
-        let epochs = work.spec.epochs as u32;
-        let mut report = |epoch: usize, loss: f64| {
-            let progress = TrainingProgress { job: work.job, task: work.task, epoch: epoch as u32 + 1, epochs, loss };
+        let train = RowSet::concat(train, pipeline.task, pipeline.features)?;
+        let valid = RowSet::concat(valid, pipeline.task, pipeline.features)?;
+        let mut report = |epoch: usize, epochs: usize, loss: f64| {
+            let progress = TrainingProgress {
+                job: work.job,
+                task: work.task,
+                epoch: epoch as u32 + 1,
+                epochs: epochs as u32,
+                loss,
+            };
             board.record(peer.clone(), progress.clone());
             net.publish_progress(progress);
         };
-        let config = config(&work.spec, work.seed);
-        let (model, curve) = Mlp::fit_reporting(start, x.view(), target, None, &config, &mut report);
-        Ok((model, ys.len() as u64, curve.train_loss))
+        let fitted = learners::fit(
+            &work.spec,
+            pipeline.task,
+            pipeline.classes.len(),
+            &train,
+            Some(&valid),
+            start,
+            setup.as_ref(),
+            work.seed,
+            &mut report,
+        )?;
+        Ok((fitted.member, train.rows() as u64, fitted.curve))
     })
     .await
     .map_err(|e| format!("training task failed: {e}"))??;
-    Ok(Trained { weights: mesh.save(&model).await?, rows, curve })
+    Ok(Trained { weights: mesh.save_kept(&member).await?, rows, curve })
 }

@@ -10,7 +10,7 @@ use mass_kernels::{
 use mass_protocol::{
     ContentId,
     dataset::{Shard, Split},
-    jobs::{Evaluation, ModelManifest},
+    jobs::{Evaluation, ModelManifest, Task},
     rpc::{Request, Response},
     serving::BatchPrediction,
 };
@@ -23,23 +23,29 @@ pub fn output_ref(model: &str, dataset: &str) -> String {
     format!("predictions/{model}/{dataset}")
 }
 
+/// A shard's predictions: CSV lines, and its test rows' (truth,
+/// prediction) for classes (with the probability given to the truth) or
+/// values.
+#[derive(Debug, Default)]
+pub struct ShardScores {
+    pub csv: String,
+    pub classes: Vec<(u32, u32, f32)>,
+    pub values: Vec<(f64, f64)>,
+}
+
 /// Predicts every row of shard `shard` (which this node should hold) with
-/// version `manifest`: the CSV lines and the test rows' (truth, prediction).
-pub async fn predict_shard(
-    mesh: &Mesh,
-    manifest: ContentId,
-    shard: ContentId,
-) -> Result<(String, Vec<(u32, u32, f32)>), String> {
+/// version `manifest`.
+pub async fn predict_shard(mesh: &Mesh, manifest: ContentId, shard: ContentId) -> Result<ShardScores, String> {
     let model = mesh.serving.models.get(mesh, manifest).await?;
     let rows: Shard = mesh.load(shard).await?;
     tokio::task::spawn_blocking(move || {
         let x = transform(&model.pipeline, &rows).map_err(|e| e.to_string())?;
-        let probabilities = model.probabilities(x.view());
-        let predicted = argmax_rows(&probabilities);
+        let outputs = model.outputs(x.view());
+        let regression = model.manifest.task == Task::Regression;
+        let predicted = if regression { vec![0; outputs.nrows()] } else { argmax_rows(&outputs) };
         let classes: HashMap<&str, u32> =
             model.manifest.classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as u32)).collect();
-        let mut csv = String::new();
-        let mut test = Vec::new();
+        let mut scores = ShardScores::default();
         for (r, &p) in predicted.iter().enumerate() {
             let label = label_text(&rows, model.pipeline.label, r);
             let split = match rows.splits[r] {
@@ -47,20 +53,26 @@ pub async fn predict_shard(
                 Split::Validation => "validation",
                 Split::Test => "test",
             };
-            let prediction = &model.manifest.classes[p];
-            csv.push_str(&format!(
+            let prediction =
+                if regression { model.answer(outputs[[r, 0]]).to_string() } else { model.manifest.classes[p].clone() };
+            scores.csv.push_str(&format!(
                 "{},{split},{},{}\n",
                 rows.first_row + r as u64,
                 quote(label.as_deref().unwrap_or("")),
-                quote(prediction)
+                quote(&prediction)
             ));
-            if rows.splits[r] == Split::Test
-                && let Some(&truth) = label.as_deref().and_then(|l| classes.get(l))
-            {
-                test.push((truth, p as u32, probabilities[[r, truth as usize]]));
+            if rows.splits[r] != Split::Test {
+                continue;
+            }
+            if regression {
+                if let Some(truth) = label.as_deref().and_then(|l| l.parse::<f64>().ok()) {
+                    scores.values.push((truth, model.answer(outputs[[r, 0]])));
+                }
+            } else if let Some(&truth) = label.as_deref().and_then(|l| classes.get(l)) {
+                scores.classes.push((truth, p as u32, outputs[[r, truth as usize]]));
             }
         }
-        Ok((csv, test))
+        Ok(scores)
     })
     .await
     .map_err(|e| format!("batch prediction failed: {e}"))?
@@ -77,28 +89,18 @@ pub async fn run(mesh: &Mesh, model: &str, dataset: &str) -> Result<BatchPredict
     let (_, data) = mesh.dataset(dataset).await.map_err(ServeError::NotFound)?;
     let parts = data.shards.iter().map(|info| shard_somewhere(mesh, manifest, info.id));
     let mut csv = String::from("row,split,label,prediction\n");
-    let mut test = Vec::new();
+    let mut all = ShardScores::default();
     let mut shard_peers = Vec::new();
     for result in futures::future::join_all(parts).await {
-        let (peer, lines, pairs) = result.map_err(ServeError::Unavailable)?;
-        csv.push_str(&lines);
-        test.extend(pairs);
+        let (peer, scores) = result.map_err(ServeError::Unavailable)?;
+        csv.push_str(&scores.csv);
+        all.classes.extend(scores.classes);
+        all.values.extend(scores.values);
         shard_peers.push(peer);
     }
     // The manifest alone: this node need not load the weights to score.
     let classes = mesh.load::<ModelManifest>(manifest).await.map_err(ServeError::Unavailable)?.classes.len();
-    let evaluation = (!test.is_empty()).then(|| {
-        let truth: Vec<usize> = test.iter().map(|(t, _, _)| *t as usize).collect();
-        let predicted: Vec<usize> = test.iter().map(|(_, p, _)| *p as usize).collect();
-        let log_loss = test.iter().map(|(_, _, p)| -f64::from(p.max(1e-15)).ln()).sum::<f64>() / test.len() as f64;
-        Evaluation {
-            rows: truth.len() as u64,
-            accuracy: metrics::accuracy(&truth, &predicted),
-            macro_f1: metrics::class_scores(&truth, &predicted, classes).macro_f1,
-            log_loss,
-            confusion: metrics::confusion_matrix(&truth, &predicted, classes),
-        }
-    });
+    let evaluation = test_metrics(&all, classes);
     let blob = mesh.save_bytes(csv.as_bytes()).await.map_err(ServeError::Unavailable)?;
     mesh.write_ref(output_ref(model, dataset), Some(blob)).await.map_err(|e| ServeError::Unavailable(e.to_string()))?;
     Ok(BatchPrediction {
@@ -112,20 +114,37 @@ pub async fn run(mesh: &Mesh, model: &str, dataset: &str) -> Result<BatchPredict
     })
 }
 
+/// Metrics of the test rows' predictions, when there are any.
+fn test_metrics(scores: &ShardScores, classes: usize) -> Option<Evaluation> {
+    if !scores.values.is_empty() {
+        let (truth, predicted): (Vec<f64>, Vec<f64>) = scores.values.iter().copied().unzip();
+        let (rmse, mae, r2) = metrics::regression(&truth, &predicted);
+        return Some(Evaluation::regression(truth.len() as u64, rmse, mae, r2));
+    }
+    let test = &scores.classes;
+    (!test.is_empty()).then(|| {
+        let truth: Vec<usize> = test.iter().map(|(t, _, _)| *t as usize).collect();
+        let predicted: Vec<usize> = test.iter().map(|(_, p, _)| *p as usize).collect();
+        let log_loss = test.iter().map(|(_, _, p)| -f64::from(p.max(1e-15)).ln()).sum::<f64>() / test.len() as f64;
+        Evaluation::classification(
+            truth.len() as u64,
+            metrics::accuracy(&truth, &predicted),
+            metrics::class_scores(&truth, &predicted, classes).macro_f1,
+            log_loss,
+            metrics::confusion_matrix(&truth, &predicted, classes),
+        )
+    })
+}
+
 /// Predicts one shard where it lives, or here when no holder answers.
-async fn shard_somewhere(
-    mesh: &Mesh,
-    manifest: ContentId,
-    shard: ContentId,
-) -> Result<(String, String, Vec<(u32, u32, f32)>), String> {
+async fn shard_somewhere(mesh: &Mesh, manifest: ContentId, shard: ContentId) -> Result<(String, ShardScores), String> {
     if !mesh.storage.has(shard).await.unwrap_or(false) {
         for peer in mesh.likely_holders(&shard).await {
             let request = Request::PredictShard { manifest, shard };
-            if let Ok(Response::ShardPredicted { csv, test }) = mesh.net.request(peer, request).await {
-                return Ok((peer.to_string(), csv, test));
+            if let Ok(Response::ShardPredicted { csv, test, values }) = mesh.net.request(peer, request).await {
+                return Ok((peer.to_string(), ShardScores { csv, classes: test, values }));
             }
         }
     }
-    let (csv, test) = predict_shard(mesh, manifest, shard).await?;
-    Ok((mesh.peer_id.clone(), csv, test))
+    Ok((mesh.peer_id.clone(), predict_shard(mesh, manifest, shard).await?))
 }

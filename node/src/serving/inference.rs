@@ -128,7 +128,7 @@ fn run_batch(batch: Vec<Work>) {
         }
         let views: Vec<_> = features.iter().map(|x| x.view()).collect();
         let x = concatenate(Axis(0), &views).expect("pipeline outputs share a width");
-        let probabilities = model.probabilities(x.view());
+        let probabilities = model.outputs(x.view());
         let mut at = 0;
         for (work, x) in ready.into_iter().zip(&features) {
             let part = probabilities.slice(s![at..at + x.nrows(), ..]).to_owned();

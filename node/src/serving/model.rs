@@ -7,8 +7,13 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use mass_kernels::models::{Mlp, ensemble::combine_outputs};
-use mass_protocol::{ContentId, dataset::Schema, features::FittedPipeline, jobs::ModelManifest};
+use mass_kernels::models::{Member, Mlp, ensemble::combine};
+use mass_protocol::{
+    ContentId,
+    dataset::Schema,
+    features::FittedPipeline,
+    jobs::{ModelManifest, Task},
+};
 use ndarray::{Array2, ArrayView2};
 use tokio::sync::OnceCell;
 
@@ -22,7 +27,7 @@ pub struct LoadedModel {
     pub manifest: ModelManifest,
     pub schema: Schema,
     pub pipeline: FittedPipeline,
-    pub members: Vec<Mlp>,
+    pub members: Vec<Member>,
     pub meta: Option<Mlp>,
 }
 
@@ -43,22 +48,66 @@ impl LoadedModel {
         let pipeline: FittedPipeline = mesh.load(manifest.pipeline).await?;
         let mut members = Vec::with_capacity(manifest.members.len());
         for member in &manifest.members {
-            members.push(mesh.load::<Mlp>(*member).await?);
+            members.push(mesh.load::<Member>(*member).await?);
         }
         let meta = match manifest.meta {
-            Some(meta) => Some(mesh.load::<Mlp>(meta).await?),
+            Some(meta) => match mesh.load::<Member>(meta).await? {
+                Member::Mlp(m) => Some(m),
+                Member::Gbdt(_) => return Err(format!("model manifest {id}: its meta-model is not linear")),
+            },
             None => None,
         };
-        if members.is_empty() {
-            return Err(format!("model manifest {id} lists no members"));
-        }
-        Ok(Self { id, manifest, schema, pipeline, members, meta })
+        let model = Self { id, manifest, schema, pipeline, members, meta };
+        model.validate().map_err(|e| format!("model manifest {id}: {e}"))?;
+        Ok(model)
     }
 
-    /// Class probabilities of already transformed rows.
-    pub fn probabilities(&self, features: ArrayView2<'_, f32>) -> Array2<f32> {
+    /// Checks that the parts fit together, so that no stored model (however
+    /// crafted) can panic a prediction.
+    fn validate(&self) -> Result<(), String> {
+        let m = &self.manifest;
+        if self.members.is_empty() {
+            return Err("it lists no members".into());
+        }
+        if self.pipeline.columns.len() != self.schema.columns.len() || self.pipeline.task != m.task {
+            return Err("its pipeline does not match its dataset or task".into());
+        }
+        if m.task == Task::Classification && (m.classes.is_empty() || m.classes != self.pipeline.classes) {
+            return Err("its classes do not match its pipeline's".into());
+        }
+        if m.task == Task::Regression && self.pipeline.target.is_none() {
+            return Err("a regressor without its target scale".into());
+        }
+        let outputs = self.outputs_per_row();
+        for (i, member) in self.members.iter().enumerate() {
+            member.validate(self.pipeline.features, outputs).map_err(|e| format!("member {i}: {e}"))?;
+        }
+        if let Some(meta) = &self.meta {
+            Member::Mlp(meta.clone())
+                .validate(outputs * self.members.len(), outputs)
+                .map_err(|e| format!("meta-model: {e}"))?;
+        }
+        m.combine.validate(self.members.len())
+    }
+
+    /// Outputs per row: one per class, or one value.
+    pub fn outputs_per_row(&self) -> usize {
+        match self.manifest.task {
+            Task::Classification => self.manifest.classes.len(),
+            Task::Regression => 1,
+        }
+    }
+
+    /// Outputs of already transformed rows: class probabilities, or
+    /// standardized values (see [`LoadedModel::answer`]).
+    pub fn outputs(&self, features: ArrayView2<'_, f32>) -> Array2<f32> {
         let outputs: Vec<Array2<f32>> = self.members.iter().map(|m| m.predict(features)).collect();
-        combine_outputs(&outputs, self.meta.as_ref())
+        combine(&outputs, &self.manifest.combine, self.meta.as_ref())
+    }
+
+    /// A regressor's answer in the label's units from a standardized output.
+    pub fn answer(&self, output: f32) -> f64 {
+        self.pipeline.target.map_or(f64::from(output), |t| t.unscale(f64::from(output)))
     }
 }
 

@@ -77,9 +77,11 @@ pub async fn list(mesh: &Mesh) -> Result<Vec<ModelSummary>, RegistryError> {
         let Some(target) = record.current().and_then(|c| c.target) else { continue };
         let versions = versions_of(&record.history);
         let version = versions.iter().find(|v| v.manifest == target).map_or(0, |v| v.version);
-        let accuracy = mesh.load::<ModelManifest>(target).await.ok().map(|m| m.evaluation.accuracy);
+        let evaluation = mesh.load::<ModelManifest>(target).await.ok().map(|m| m.evaluation);
+        let accuracy = evaluation.as_ref().and_then(|e| e.accuracy);
+        let r2 = evaluation.as_ref().and_then(|e| e.r2);
         let name = record.name[MODEL_PREFIX.len()..].to_owned();
-        out.push(ModelSummary { name, version, manifest: target, versions: versions.len(), accuracy });
+        out.push(ModelSummary { name, version, manifest: target, versions: versions.len(), accuracy, r2 });
     }
     Ok(out)
 }

@@ -8,8 +8,9 @@ use std::time::Duration;
 use libp2p::PeerId;
 use mass_protocol::{
     ContentId,
+    jobs::Task,
     rpc::{Request, Response, RpcErrorKind},
-    serving::{PredictCall, Prediction, Row},
+    serving::{PredictCall, Predicted, Prediction, Row},
 };
 use rand::seq::SliceRandom;
 use tokio::time::Instant;
@@ -74,18 +75,27 @@ pub async fn serve_local(mesh: &Mesh, call: PredictCall) -> Result<Prediction, S
             InferenceError::BadInput(m) => ServeError::BadInput(m),
             InferenceError::Stopped => ServeError::Unavailable(e.to_string()),
         })?;
-    let classes = &model.manifest.classes;
-    let predictions = mass_kernels::models::ensemble::argmax_rows(&probabilities)
-        .into_iter()
-        .map(|c| classes.get(c).cloned().unwrap_or_default())
-        .collect();
+    let (predictions, probabilities, classes) = match model.manifest.task {
+        Task::Classification => {
+            let classes = &model.manifest.classes;
+            let predictions = mass_kernels::models::ensemble::argmax_rows(&probabilities)
+                .into_iter()
+                .map(|c| Predicted::Class(classes.get(c).cloned().unwrap_or_default()))
+                .collect();
+            (predictions, probabilities.rows().into_iter().map(|r| r.to_vec()).collect(), classes.clone())
+        }
+        Task::Regression => {
+            let values = probabilities.column(0).iter().map(|v| Predicted::Value(model.answer(*v))).collect();
+            (values, vec![], vec![])
+        }
+    };
     Ok(Prediction {
         model: call.model,
         version: call.version,
         manifest: call.manifest,
         predictions,
-        probabilities: probabilities.rows().into_iter().map(|r| r.to_vec()).collect(),
-        classes: classes.clone(),
+        probabilities,
+        classes,
         served_by: mesh.peer_id.clone(),
     })
 }

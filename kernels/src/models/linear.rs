@@ -1,0 +1,358 @@
+//! Linear models solved exactly: ridge regression from the normal
+//! equations (whose sums merge across shards), and softmax (logistic)
+//! regression or Huber regression by L-BFGS on the full training set. Each
+//! gives an [`Mlp`] without hidden layers, so serving and ensembles treat it
+//! like any network.
+
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Activation, Loss, Mlp, Target,
+    lbfgs::{self, Stop},
+};
+
+/// Features beyond which ridge is solved by L-BFGS instead of the normal
+/// equations (a d x d system costs d^3 / 3).
+pub const MAX_NORMAL_EQUATION_FEATURES: usize = 4096;
+
+/// How a linear fit went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearFit {
+    pub iterations: usize,
+    pub converged: bool,
+    /// The objective (mean loss plus penalty) at the solution.
+    pub objective: f64,
+}
+
+/// The sums ridge regression needs, over some rows. Merging two adds them,
+/// so nodes can compute them where their shards live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gram {
+    pub rows: u64,
+    pub features: usize,
+    pub outputs: usize,
+    pub sum_x: Vec<f64>,
+    pub sum_y: Vec<f64>,
+    /// X^T X, row-major `features x features`.
+    pub xtx: Vec<f64>,
+    /// X^T Y, row-major `features x outputs`.
+    pub xty: Vec<f64>,
+}
+
+impl Gram {
+    pub fn new(features: usize, outputs: usize) -> Self {
+        Self {
+            rows: 0,
+            features,
+            outputs,
+            sum_x: vec![0.0; features],
+            sum_y: vec![0.0; outputs],
+            xtx: vec![0.0; features * features],
+            xty: vec![0.0; features * outputs],
+        }
+    }
+
+    /// Adds rows `x` with targets `y`.
+    pub fn add(&mut self, x: ArrayView2<'_, f32>, y: ArrayView2<'_, f32>) {
+        for start in (0..x.nrows()).step_by(4096) {
+            let end = (start + 4096).min(x.nrows());
+            let xs = x.slice(ndarray::s![start..end, ..]).mapv(f64::from);
+            let ys = y.slice(ndarray::s![start..end, ..]).mapv(f64::from);
+            let xtx = xs.t().dot(&xs);
+            let xty = xs.t().dot(&ys);
+            self.xtx.iter_mut().zip(xtx.iter()).for_each(|(a, b)| *a += b);
+            self.xty.iter_mut().zip(xty.iter()).for_each(|(a, b)| *a += b);
+            self.sum_x.iter_mut().zip(xs.sum_axis(Axis(0))).for_each(|(a, b)| *a += b);
+            self.sum_y.iter_mut().zip(ys.sum_axis(Axis(0))).for_each(|(a, b)| *a += b);
+        }
+        self.rows += x.nrows() as u64;
+    }
+
+    pub fn merge(&mut self, other: &Gram) {
+        self.rows += other.rows;
+        for (a, b) in [
+            (&mut self.sum_x, &other.sum_x),
+            (&mut self.sum_y, &other.sum_y),
+            (&mut self.xtx, &other.xtx),
+            (&mut self.xty, &other.xty),
+        ] {
+            a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+        }
+    }
+
+    /// The ridge solution minimizing `(1/2n) |Y - XW - b|^2 + (l2/2) |W|^2`
+    /// (the intercept is not penalized).
+    pub fn solve(&self, l2: f64) -> Result<Mlp, String> {
+        let (d, k) = (self.features, self.outputs);
+        if self.rows == 0 {
+            return Err("no training rows".into());
+        }
+        let n = self.rows as f64;
+        let mean_x: Vec<f64> = self.sum_x.iter().map(|s| s / n).collect();
+        let mean_y: Vec<f64> = self.sum_y.iter().map(|s| s / n).collect();
+        // Centered sums, plus the penalty on the diagonal.
+        let mut a = vec![0.0; d * d];
+        for i in 0..d {
+            for j in 0..d {
+                a[i * d + j] = self.xtx[i * d + j] - n * mean_x[i] * mean_x[j];
+            }
+            a[i * d + i] += n * l2;
+        }
+        let mut b = vec![0.0; d * k];
+        for i in 0..d {
+            for o in 0..k {
+                b[i * k + o] = self.xty[i * k + o] - n * mean_x[i] * mean_y[o];
+            }
+        }
+        let w = solve_symmetric(a, b, d, k)?;
+        let weights = Array2::from_shape_fn((d, k), |(i, o)| w[i * k + o] as f32);
+        let biases =
+            Array1::from_shape_fn(k, |o| (mean_y[o] - (0..d).map(|i| mean_x[i] * w[i * k + o]).sum::<f64>()) as f32);
+        Ok(Mlp { weights: vec![weights], biases: vec![biases], activation: Activation::Relu, loss: Loss::SquaredError })
+    }
+}
+
+/// Solves `A X = B` for symmetric positive semi-definite `A` (d x d) by
+/// Cholesky, adding a little to the diagonal if `A` is singular.
+fn solve_symmetric(a: Vec<f64>, b: Vec<f64>, d: usize, k: usize) -> Result<Vec<f64>, String> {
+    let scale = (0..d).map(|i| a[i * d + i].abs()).fold(0.0, f64::max).max(1e-300);
+    for jitter in [0.0, 1e-12, 1e-9, 1e-6] {
+        let mut l = a.clone();
+        for i in 0..d {
+            l[i * d + i] += jitter * scale;
+        }
+        if cholesky(&mut l, d) {
+            let mut x = b.clone();
+            for o in 0..k {
+                // L y = b, then L^T x = y.
+                for i in 0..d {
+                    let s: f64 = (0..i).map(|j| l[i * d + j] * x[j * k + o]).sum();
+                    x[i * k + o] = (x[i * k + o] - s) / l[i * d + i];
+                }
+                for i in (0..d).rev() {
+                    let s: f64 = (i + 1..d).map(|j| l[j * d + i] * x[j * k + o]).sum();
+                    x[i * k + o] = (x[i * k + o] - s) / l[i * d + i];
+                }
+            }
+            return Ok(x);
+        }
+    }
+    Err("the normal equations are singular even with a penalty; add l2".into())
+}
+
+/// In-place lower Cholesky factor; false when `a` is not positive definite.
+fn cholesky(a: &mut [f64], d: usize) -> bool {
+    for j in 0..d {
+        let s: f64 = (0..j).map(|p| a[j * d + p] * a[j * d + p]).sum();
+        let diag = a[j * d + j] - s;
+        if !(diag > 0.0) {
+            return false;
+        }
+        let root = diag.sqrt();
+        a[j * d + j] = root;
+        for i in j + 1..d {
+            let s: f64 = (0..j).map(|p| a[i * d + p] * a[j * d + p]).sum();
+            a[i * d + j] = (a[i * d + j] - s) / root;
+        }
+        for p in j + 1..d {
+            a[j * d + p] = 0.0;
+        }
+    }
+    true
+}
+
+/// Fits a linear model to `x` and `target` with L2 penalty `l2` (on the
+/// weights, not the intercepts): ridge from the normal equations when the
+/// loss is squared error and the features are few, else L-BFGS.
+pub fn fit(
+    x: ArrayView2<'_, f32>,
+    target: Target<'_>,
+    loss: Loss,
+    l2: f64,
+    stop: Stop,
+    on_iteration: &mut dyn FnMut(usize, f64),
+) -> Result<(Mlp, LinearFit), String> {
+    let (n, d) = x.dim();
+    if n == 0 {
+        return Err("no training rows".into());
+    }
+    if let (Loss::SquaredError, Target::Values(y)) = (loss, target)
+        && d <= MAX_NORMAL_EQUATION_FEATURES
+    {
+        let mut gram = Gram::new(d, y.ncols());
+        gram.add(x, y);
+        let model = gram.solve(l2)?;
+        let objective = model.loss(x, &y.to_owned(), l2 as f32);
+        on_iteration(0, objective);
+        return Ok((model, LinearFit { iterations: 1, converged: true, objective }));
+    }
+    let k = target.outputs();
+    let dense = target.dense(&(0..n).collect::<Vec<_>>());
+    let mut objective = |theta: &[f64]| linear_objective(x, &dense, loss, l2, theta, d, k);
+    let minimum = lbfgs::minimize(&mut objective, vec![0.0; d * k + k], stop, on_iteration);
+    let weights = Array2::from_shape_fn((d, k), |(i, o)| minimum.x[i * k + o] as f32);
+    let biases = Array1::from_shape_fn(k, |o| minimum.x[d * k + o] as f32);
+    let model = Mlp { weights: vec![weights], biases: vec![biases], activation: Activation::Relu, loss };
+    Ok((model, LinearFit { iterations: minimum.iterations, converged: minimum.converged, objective: minimum.value }))
+}
+
+/// Value and gradient of the mean loss plus `(l2/2) |W|^2` at `theta`
+/// (W row-major, then the intercepts).
+fn linear_objective(
+    x: ArrayView2<'_, f32>,
+    y: &Array2<f32>,
+    loss: Loss,
+    l2: f64,
+    theta: &[f64],
+    d: usize,
+    k: usize,
+) -> (f64, Vec<f64>) {
+    let n = x.nrows() as f64;
+    let w = Array2::from_shape_fn((d, k), |(i, o)| theta[i * k + o] as f32);
+    let b: Vec<f64> = theta[d * k..].to_vec();
+    let z = x.dot(&w);
+    // Per-row loss and d(loss)/d(output), in f64.
+    let mut delta = Array2::<f32>::zeros((x.nrows(), k));
+    let mut total = 0.0;
+    for (r, (zr, yr)) in z.rows().into_iter().zip(y.rows()).enumerate() {
+        let out: Vec<f64> = zr.iter().zip(&b).map(|(v, b)| f64::from(*v) + b).collect();
+        match loss {
+            Loss::SoftmaxCrossEntropy => {
+                let max = out.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let exp: Vec<f64> = out.iter().map(|v| (v - max).exp()).collect();
+                let sum: f64 = exp.iter().sum();
+                for o in 0..k {
+                    let p = exp[o] / sum;
+                    let t = f64::from(yr[o]);
+                    if t > 0.0 {
+                        total -= t * (p.max(1e-300)).ln();
+                    }
+                    delta[[r, o]] = ((p - t) / n) as f32;
+                }
+            }
+            Loss::SquaredError => {
+                for o in 0..k {
+                    let e = out[o] - f64::from(yr[o]);
+                    total += 0.5 * e * e;
+                    delta[[r, o]] = (e / n) as f32;
+                }
+            }
+            Loss::Huber { delta: limit } => {
+                let limit = f64::from(limit);
+                for o in 0..k {
+                    let e = out[o] - f64::from(yr[o]);
+                    total += if e.abs() <= limit { 0.5 * e * e } else { limit * (e.abs() - 0.5 * limit) };
+                    delta[[r, o]] = (e.clamp(-limit, limit) / n) as f32;
+                }
+            }
+        }
+    }
+    let grad_w = x.t().dot(&delta);
+    let grad_b = delta.sum_axis(Axis(0));
+    let mut grad = Vec::with_capacity(d * k + k);
+    let mut penalty = 0.0;
+    for i in 0..d {
+        for o in 0..k {
+            let wv = theta[i * k + o];
+            penalty += wv * wv;
+            grad.push(f64::from(grad_w[[i, o]]) + l2 * wv);
+        }
+    }
+    grad.extend(grad_b.iter().map(|g| f64::from(*g)));
+    (total / n + 0.5 * l2 * penalty, grad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    fn data(rows: usize, cols: usize, seed: u64) -> Array2<f32> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        Array2::from_shape_simple_fn((rows, cols), || rng.random_range(-1.0..1.0))
+    }
+
+    #[test]
+    fn ridge_recovers_a_plane_and_shards_merge_into_the_same_solution() {
+        let x = data(500, 3, 1);
+        let y = x.map_axis(Axis(1), |r| 2.0 * r[0] - r[1] + 0.5 * r[2] + 3.0).insert_axis(Axis(1));
+        let (model, fit) =
+            super::fit(x.view(), Target::Values(y.view()), Loss::SquaredError, 0.0, Stop::default(), &mut |_, _| {})
+                .unwrap();
+        assert!(fit.converged);
+        let w = &model.weights[0];
+        assert!(
+            (w[[0, 0]] - 2.0).abs() < 1e-4 && (w[[1, 0]] + 1.0).abs() < 1e-4 && (model.biases[0][0] - 3.0).abs() < 1e-4
+        );
+        let mut merged = Gram::new(3, 1);
+        for part in 0..5 {
+            let rows = ndarray::s![part * 100..(part + 1) * 100, ..];
+            let mut g = Gram::new(3, 1);
+            g.add(x.slice(rows), y.slice(rows));
+            merged.merge(&g);
+        }
+        let again = merged.solve(0.0).unwrap();
+        assert!((again.weights[0][[2, 0]] - w[[2, 0]]).abs() < 1e-5);
+    }
+
+    #[test]
+    fn the_penalty_shrinks_ridge_weights_as_scikit_learn_does() {
+        // One centered feature: w = sum(xy) / (sum(x^2) + alpha), alpha = n * l2.
+        let x = ndarray::array![[-1.0f32], [0.0], [1.0]];
+        let y = ndarray::array![[-2.0f32], [0.0], [2.0]];
+        let (model, _) = super::fit(
+            x.view(),
+            Target::Values(y.view()),
+            Loss::SquaredError,
+            1.0 / 3.0,
+            Stop::default(),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert!((model.weights[0][[0, 0]] - 4.0 / 3.0).abs() < 1e-6, "{model:?}");
+    }
+
+    #[test]
+    fn lbfgs_solves_softmax_regression_to_a_stationary_point() {
+        let x = data(600, 4, 2);
+        let labels: Vec<usize> = (0..600)
+            .map(|r| {
+                if x[[r, 0]] + x[[r, 1]] > 0.5 {
+                    2
+                } else if x[[r, 2]] > 0.0 {
+                    1
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let target = Target::Classes { labels: &labels, classes: 3 };
+        let (model, fit) =
+            super::fit(x.view(), target, Loss::SoftmaxCrossEntropy, 1e-3, Stop::default(), &mut |_, _| {}).unwrap();
+        assert!(fit.converged, "{fit:?}");
+        let accuracy = model.predict_classes(x.view()).iter().zip(&labels).filter(|(a, b)| a == b).count();
+        assert!(accuracy > 540, "{accuracy}");
+        // Moving any weight a little makes the objective worse.
+        let base = model.loss(x.view(), &target.dense(&(0..600).collect::<Vec<_>>()), 1e-3);
+        for delta in [1e-2f32, -1e-2] {
+            let mut moved = model.clone();
+            moved.weights[0][[1, 2]] += delta;
+            assert!(moved.loss(x.view(), &target.dense(&(0..600).collect::<Vec<_>>()), 1e-3) > base);
+        }
+    }
+
+    #[test]
+    fn huber_ignores_an_outlier_that_pulls_squared_error() {
+        let x = data(200, 1, 3);
+        let mut y = x.mapv(|v| 2.0 * v);
+        y[[0, 0]] = 1000.0;
+        let fit = |loss| {
+            super::fit(x.view(), Target::Values(y.view()), loss, 0.0, Stop::default(), &mut |_, _| {}).unwrap().0
+        };
+        let huber = fit(Loss::Huber { delta: 1.0 });
+        let squared = fit(Loss::SquaredError);
+        assert!((huber.weights[0][[0, 0]] - 2.0).abs() < 0.1, "{huber:?}");
+        assert!((squared.biases[0][0]).abs() > 1.0, "squared error is pulled by the outlier");
+    }
+}

@@ -1,0 +1,63 @@
+//! One trained model of any family, as stored in a member blob: what
+//! ensembles combine and serving runs.
+
+use ndarray::{Array2, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use super::{Loss, Mlp, gbdt::Gbdt};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Member {
+    /// Networks, and the linear models (networks without hidden layers).
+    Mlp(Mlp),
+    Gbdt(Gbdt),
+}
+
+impl Member {
+    /// Outputs for feature rows: class probabilities or (scaled) values.
+    pub fn predict(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        match self {
+            Member::Mlp(m) => m.predict(x),
+            Member::Gbdt(g) => g.predict(x),
+        }
+    }
+
+    /// Checks a stored member (which a peer may have forged) against the
+    /// features its pipeline gives and the outputs its task needs, so a bad
+    /// blob is refused at load instead of panicking a prediction.
+    pub fn validate(&self, features: usize, outputs: usize) -> Result<(), String> {
+        match self {
+            Member::Mlp(m) => {
+                let shapes_chain = m.weights.windows(2).all(|w| w[0].ncols() == w[1].nrows());
+                let biases_fit = m.weights.len() == m.biases.len()
+                    && m.weights.iter().zip(&m.biases).all(|(w, b)| w.ncols() == b.len());
+                let ends_fit = m.weights.first().is_some_and(|w| w.nrows() == features)
+                    && m.weights.last().is_some_and(|w| w.ncols() == outputs);
+                if !(shapes_chain && biases_fit && ends_fit) {
+                    return Err(format!("the network's layers do not map {features} features to {outputs} outputs"));
+                }
+                let finite = m.weights.iter().all(|w| w.iter().all(|v| v.is_finite()))
+                    && m.biases.iter().all(|b| b.iter().all(|v| v.is_finite()));
+                if !finite {
+                    return Err("the network has weights that are not finite numbers".into());
+                }
+                Ok(())
+            }
+            Member::Gbdt(g) => {
+                g.validate(features)?;
+                if g.objective.outputs_per_row() != outputs {
+                    return Err(format!("the trees give {} outputs, not {outputs}", g.objective.outputs_per_row()));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the member regresses (identity outputs).
+    pub fn is_regressor(&self) -> bool {
+        match self {
+            Member::Mlp(m) => !matches!(m.loss, Loss::SoftmaxCrossEntropy),
+            Member::Gbdt(g) => matches!(g.objective, super::gbdt::objective::Objective::Squared),
+        }
+    }
+}
