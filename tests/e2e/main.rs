@@ -7,6 +7,7 @@ mod support;
 mod cli;
 mod datasets;
 mod jobs;
+mod learners;
 mod liveness;
 mod mdns;
 mod mesh;

@@ -1,0 +1,246 @@
+//! Learners on a real mesh (issue 10): defaults that converge on small
+//! sets, regression end to end, and boosted trees grown across the nodes
+//! that hold the shards.
+
+use std::{path::PathBuf, time::Duration};
+
+use mass_kernels::models::Member;
+use mass_protocol::{
+    codec,
+    jobs::{EnsembleSpec, JobSpec, Learner, ModelManifest, ModelSpec, Task, TreeSpec},
+    serving::Predicted,
+};
+use mass_sdk::{Client, IngestRequest, local::LocalNode};
+
+use crate::support::{Cluster, finished, mesh, shards_settled};
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data").join(name)
+}
+
+async fn ingest(client: &Client, path: PathBuf, test_rows: PathBuf, name: &str, label: &str, shard_rows: usize) {
+    let request = IngestRequest {
+        name: name.into(),
+        label: label.into(),
+        shard_rows: Some(shard_rows),
+        test_rows: Some(test_rows),
+        ..Default::default()
+    };
+    client.ingest_csv(&path, &request).await.unwrap();
+}
+
+fn job(model: &str, dataset: &str, learner: Learner, task: Option<Task>) -> JobSpec {
+    JobSpec {
+        model: model.into(),
+        dataset: dataset.into(),
+        pipeline: Default::default(),
+        spec: ModelSpec::of(learner),
+        ensemble: EnsembleSpec::Single,
+        seed: 0,
+        task,
+    }
+}
+
+async fn train(client: &Client, spec: &JobSpec, within: Duration) -> mass_protocol::jobs::JobRecord {
+    let id = client.submit_job(spec).await.unwrap_or_else(|e| panic!("{}: {e}", spec.model));
+    finished(client, &id.to_string(), within).await
+}
+
+/// The default run of every learner is within 2 points of scikit-learn's
+/// defaults on small tabular sets (figures from
+/// `scripts/baselines/small_tabular.py` on the same splits: accuracy, or R2
+/// for diabetes). Softmax regression once scored chance on iris here.
+#[tokio::test(flavor = "multi_thread")]
+async fn defaults_are_within_two_points_of_scikit_learn_on_small_sets() {
+    let scikit_learn = [
+        ("iris", [0.9778, 0.9778, 0.9556]),
+        ("wine", [1.0, 1.0, 1.0]),
+        ("breast_cancer", [0.9532, 0.9591, 0.9708]),
+        ("diabetes", [0.3916, -1.3743, 0.2774]),
+    ];
+    let mut cluster = Cluster::new();
+    let nodes = mesh(&mut cluster, 3).await;
+    let client = Client::new([nodes[0].http_url()]).unwrap();
+    for (name, _) in &scikit_learn {
+        let (csv, rows) = (data(&format!("{name}.csv")), data(&format!("{name}.test_rows.txt")));
+        ingest(&client, csv, rows, name, "label", 100).await;
+    }
+    // The issue's example: a numeric label with 214 distinct values is not
+    // silently trained as 214 classes.
+    let err = client.submit_job(&job("d", "diabetes", Learner::Linear, None)).await.unwrap_err().to_string();
+    assert!(err.contains("422") && err.contains("--task regression"), "{err}");
+    assert!(client.jobs().await.unwrap().is_empty(), "a refused job left a record");
+
+    let learners = [Learner::Linear, Learner::Mlp { hidden: vec![128] }, Learner::Gbdt(TreeSpec::default())];
+    let mut report = Vec::new();
+    for (name, reference) in scikit_learn {
+        let task = (name == "diabetes").then_some(Task::Regression);
+        for (learner, sklearn) in learners.iter().zip(reference) {
+            let spec = job(&format!("{name}-{}", learner.name().replace([':', ','], "")), name, learner.clone(), task);
+            let record = train(&client, &spec, Duration::from_secs(240)).await;
+            let score = record.evaluation.unwrap().score();
+            report.push(format!("{name} {}: {score:.4} (scikit-learn {sklearn:.4})", learner.name()));
+            assert!(score >= sklearn - 0.02, "{}", report.join("\n"));
+        }
+    }
+    eprintln!("{}", report.join("\n"));
+}
+
+fn diamonds() -> (PathBuf, PathBuf) {
+    (crate::support::shared_dataset("diamonds.csv"), crate::support::shared_dataset("diamonds.test_rows.txt"))
+}
+
+async fn diamonds_on(nodes: &[LocalNode]) -> Client {
+    let client = Client::new([nodes[0].http_url()]).unwrap();
+    let (csv, rows) = diamonds();
+    ingest(&client, csv, rows, "diamonds", "price", 10_000).await;
+    if nodes.len() > 2 {
+        shards_settled(&client, "diamonds", Duration::from_secs(60)).await;
+    }
+    client
+}
+
+/// Regression end to end: ridge reaches scikit-learn's R2 on diamonds (0.9189
+/// for ridge on one-hot and standardized columns, `run.sh tabular`); any node
+/// answers with numbers in the label's units; batch predictions score the
+/// same R2 where the shards live; bad regression requests are refused by name.
+#[tokio::test(flavor = "multi_thread")]
+async fn regression_on_diamonds_reaches_scikit_learn_and_is_served_as_numbers() {
+    let mut cluster = Cluster::new();
+    let nodes = mesh(&mut cluster, 3).await;
+    let client = diamonds_on(&nodes).await;
+
+    let err = client.submit_job(&job("p", "diamonds", Learner::Linear, None)).await.unwrap_err().to_string();
+    assert!(err.contains("label 'price' is numeric") && err.contains("--task"), "{err}");
+    let ridge = job("price-ridge", "diamonds", Learner::Linear, Some(Task::Regression));
+    let record = train(&client, &ridge, Duration::from_secs(120)).await;
+    let evaluation = record.evaluation.unwrap();
+    assert_eq!(evaluation.task, Task::Regression);
+    let r2 = evaluation.r2.unwrap();
+    assert!(r2 >= 0.9189 - 1e-4, "ridge R2 {r2}");
+    assert!(evaluation.accuracy.is_none() && evaluation.confusion.is_empty());
+
+    // Any node answers, with numbers in dollars: the same from every node,
+    // and more for a bigger stone.
+    let row = serde_json::json!({"carat": 0.5, "cut": "Ideal", "color": "E", "clarity": "SI1",
+        "depth": 61.5, "table": 55.0, "x": 5.1, "y": 5.1, "z": 3.15});
+    let big = serde_json::json!({"carat": 2.0, "cut": "Ideal", "color": "E", "clarity": "SI1",
+        "depth": 61.5, "table": 55.0, "x": 8.1, "y": 8.1, "z": 5.0});
+    let mut answers = Vec::new();
+    for node in &nodes {
+        let client = Client::new([node.http_url()]).unwrap();
+        let answer = client.predict("price-ridge", &[row.clone(), big.clone()]).await.unwrap();
+        let prices: Vec<f64> = answer.predictions.iter().map(|p| p.value().expect("a number")).collect();
+        assert!(prices.iter().all(|p| p.is_finite()) && prices[1] > prices[0] + 5_000.0, "{prices:?}");
+        assert!(answer.probabilities.is_empty() && answer.classes.is_empty());
+        answers.push(answer.predictions);
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
+    assert!(matches!(answers[0][0], Predicted::Value(_)));
+    let raw = reqwest::Client::new()
+        .post(format!("{}/v1/models/price-ridge/predict", nodes[1].http_url()))
+        .json(&serde_json::json!({"rows": [row]}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(raw.contains("\"predictions\":[") && !raw.contains("\"predictions\":[\""), "{raw}");
+
+    let batch = client.batch_predict("price-ridge", "diamonds").await.unwrap();
+    let served = batch.test.unwrap();
+    assert!((served.r2.unwrap() - r2).abs() < 1e-6, "batch R2 {:?} vs job {r2}", served.r2);
+    let csv = String::from_utf8(client.get_blob(&batch.blob.to_string()).await.unwrap()).unwrap();
+    let first = csv.lines().nth(1).unwrap();
+    assert!(first.rsplit(',').next().unwrap().parse::<f64>().is_ok(), "{first}");
+
+    // Refused by name, nothing stored: regression of a category, mutual
+    // information against numbers, a data-parallel tree.
+    ingest(&client, data("iris.csv"), data("iris.test_rows.txt"), "iris", "label", 100).await;
+    let before = client.jobs().await.unwrap().len();
+    let species = job("c", "iris", Learner::Linear, Some(Task::Regression));
+    let err = client.submit_job(&species).await.unwrap_err().to_string();
+    assert!(err.contains("label 'label' is Categorical, not numeric"), "{err}");
+    let mut mi = job("m", "diamonds", Learner::Linear, Some(Task::Regression));
+    mi.pipeline.select = mass_protocol::features::Select::MutualInfo { k: 3 };
+    let err = client.submit_job(&mi).await.unwrap_err().to_string();
+    assert!(err.contains("mutual information"), "{err}");
+    let mut parallel = job("t", "diamonds", Learner::Gbdt(TreeSpec::default()), Some(Task::Regression));
+    parallel.ensemble = EnsembleSpec::DataParallel { workers: 2, rounds: 2 };
+    let err = client.submit_job(&parallel).await.unwrap_err().to_string();
+    assert!(err.contains("gbdt learner cannot be averaged"), "{err}");
+    assert_eq!(client.jobs().await.unwrap().len(), before);
+}
+
+/// The trees of a model's first member, decoded from its blob.
+async fn trees_of(client: &Client, model: &str) -> (String, Member) {
+    let view = client.model(model).await.unwrap();
+    let manifest: &ModelManifest = &view.manifest;
+    let id = manifest.members[0].to_string();
+    let bytes = client.get_blob(&id).await.unwrap();
+    (id, codec::decode(&bytes, codec::MAX_RECORD).unwrap())
+}
+
+fn boosted(name: &str, trees: usize) -> JobSpec {
+    let spec = TreeSpec { trees, ..TreeSpec::default() };
+    job(name, "diamonds", Learner::Gbdt(spec), Some(Task::Regression))
+}
+
+/// Boosted trees grown across three nodes (each merging a slice of the
+/// features' histograms) are the trees one node grows alone, bit for bit,
+/// and score LightGBM's R2 on diamonds with the same trees and leaves
+/// (0.9818, `run.sh tabular`) within 0.005.
+#[tokio::test(flavor = "multi_thread")]
+async fn trees_grown_across_nodes_equal_one_nodes_and_match_lightgbm() {
+    let mut alone = Cluster::new();
+    let one = mesh(&mut alone, 1).await;
+    let single = diamonds_on(&one).await;
+    train(&single, &boosted("price-trees", 40), Duration::from_secs(300)).await;
+    let (alone_id, _) = trees_of(&single, "price-trees").await;
+    drop(one);
+
+    let mut cluster = Cluster::new();
+    let nodes = mesh(&mut cluster, 3).await;
+    let client = diamonds_on(&nodes).await;
+    let record = train(&client, &boosted("price-trees", 40), Duration::from_secs(300)).await;
+    let workers = &record.boost.as_ref().unwrap().workers;
+    assert!(workers.len() >= 2, "rows held by {workers:?}");
+    let (id, member) = trees_of(&client, "price-trees").await;
+    assert_eq!(id, alone_id, "trees grown across {} nodes differ from one node's", workers.len());
+    let Member::Gbdt(model) = member else { panic!("not trees") };
+    assert_eq!(model.trees.len(), 40);
+
+    let record = train(&client, &boosted("price-300", 300), Duration::from_secs(600)).await;
+    let r2 = record.evaluation.unwrap().r2.unwrap();
+    eprintln!("diamonds, 300 trees of 31 leaves across 3 nodes: R2 {r2:.4} (LightGBM 0.9818)");
+    assert!(r2 >= 0.9818 - 0.005, "R2 {r2}");
+}
+
+/// The driver of a boosted job is killed after some rounds: the next node
+/// carries on from the last checkpointed round, and the model is the one an
+/// uninterrupted run with the same seed grows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_boosted_job_survives_its_driver_and_grows_the_same_trees() {
+    let mut cluster = Cluster::new();
+    let mut nodes = mesh(&mut cluster, 3).await;
+    let client = diamonds_on(&nodes).await;
+    let whole = train(&client, &boosted("uninterrupted", 80), Duration::from_secs(300)).await;
+    let (whole_id, _) = trees_of(&client, "uninterrupted").await;
+
+    let id = client.submit_job(&boosted("interrupted", 80)).await.unwrap().to_string();
+    let record = crate::support::poll(&client, &id, Duration::from_secs(300), "some rounds are done", |r| {
+        r.boost.as_ref().is_some_and(|b| b.rounds.len() >= 10)
+    })
+    .await;
+    let driver = record.drivers[0].clone();
+    let index = nodes.iter().position(|n| n.peer_id() == driver).unwrap();
+    let mut victim = nodes.remove(index);
+    victim.kill();
+    let survivor = Client::new(nodes.iter().map(|n| n.http_url().to_owned())).unwrap();
+    let record = finished(&survivor, &id, Duration::from_secs(600)).await;
+    assert!(record.drivers.len() >= 2, "no takeover: {:?}", record.drivers);
+    let (resumed_id, _) = trees_of(&survivor, "interrupted").await;
+    assert_eq!(resumed_id, whole_id, "the resumed job grew other trees");
+    assert_eq!(record.evaluation, whole.evaluation);
+}
