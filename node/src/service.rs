@@ -63,11 +63,14 @@ impl Handler<InboundRequest> for ServiceActor {
                         Response::Error(RpcError { kind, message: e.to_string() })
                     }
                 },
-                Request::PredictShard { manifest, shard } => {
-                    match crate::serving::batch::predict_shard(&mesh, manifest, shard).await {
-                        Ok(scores) => {
-                            Response::ShardPredicted { csv: scores.csv, test: scores.classes, values: scores.values }
-                        }
+                Request::PredictShard { manifest, shard, extend } => {
+                    match crate::serving::batch::predict_shard(&mesh, manifest, shard, extend).await {
+                        Ok(scores) => Response::ShardPredicted {
+                            csv: scores.csv,
+                            test: scores.classes,
+                            values: scores.values,
+                            extended: scores.extended,
+                        },
                         Err(message) => Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message }),
                     }
                 }

@@ -269,6 +269,11 @@ pub enum EnsembleSpec {
     /// to combine the members' probabilities on those held-out rows, which
     /// no member has seen (out-of-fold predictions).
     Stacking { members: usize },
+    /// `members` sub-models trained one after another on all training rows,
+    /// each on what the ones before it got wrong: regressors fit their
+    /// residuals, classifiers train on rows drawn by weight (SAMME) and vote
+    /// with their accuracy's weight.
+    Boosting { members: usize },
 }
 
 /// Training rows (by global row number) that stacking keeps back from the
@@ -285,6 +290,9 @@ impl EnsembleSpec {
             }
             EnsembleSpec::Stacking { members } if !(2..=256).contains(&members) => {
                 Err("ensemble: stacking needs 2 to 256 members".into())
+            }
+            EnsembleSpec::Boosting { members } if !(1..=64).contains(&members) => {
+                Err("ensemble: boosting needs 1 to 64 members (they train one after another)".into())
             }
             EnsembleSpec::DataParallel { workers, rounds }
                 if !(1..=256).contains(&workers) || !(1..=10_000).contains(&rounds) =>
@@ -347,11 +355,14 @@ pub struct TaskRecord {
     /// Training loss after each epoch (of the last round, data-parallel).
     #[serde(default)]
     pub curve: Vec<f64>,
+    /// Boosting: the member's weight in the combination.
+    #[serde(default)]
+    pub weight: Option<f64>,
 }
 
 impl TaskRecord {
     pub fn new(shards: Vec<ContentId>, seed: u64) -> Self {
-        Self { shards, seed, peer: None, weights: None, rows: 0, test_score: None, curve: vec![] }
+        Self { shards, seed, peer: None, weights: None, rows: 0, test_score: None, curve: vec![], weight: None }
     }
 }
 
@@ -373,6 +384,8 @@ pub struct Assignment {
     pub holdout: bool,
     /// Tree learners: the blob of the trees' bins and objective.
     pub setup: Option<ContentId>,
+    /// Boosting: the members before this one, with their combining weights.
+    pub boost_from: Vec<(ContentId, f64)>,
 }
 
 /// Gossiped on [`crate::names::PROGRESS_TOPIC`] by a trainer after each epoch.
@@ -524,6 +537,9 @@ pub enum Combine {
     /// `sum(w_k * out_k)`: boosted regressors (each member fitted to what
     /// the ones before it left).
     WeightedSum(Vec<f64>),
+    /// Composed models in a chain: each part reads the rows plus the
+    /// outputs of the part before it ([`output_columns`]); the last answers.
+    Serial,
 }
 
 impl Combine {
@@ -568,4 +584,16 @@ pub struct ModelManifest {
     pub trained_on: Vec<String>,
     pub task: Task,
     pub combine: Combine,
+    /// A composed model: the manifests of its parts (it has no members).
+    pub parts: Vec<ContentId>,
+}
+
+/// The columns a model's outputs become when the next model of a serial
+/// composition reads them: `<model>:<class>` (each class's probability),
+/// or `<model>` (the predicted value).
+pub fn output_columns(model: &str, task: Task, classes: &[String]) -> Vec<String> {
+    match task {
+        Task::Classification => classes.iter().map(|c| format!("{model}:{c}")).collect(),
+        Task::Regression => vec![model.to_owned()],
+    }
 }

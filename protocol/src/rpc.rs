@@ -40,7 +40,9 @@ pub enum Request {
     Predict(Box<PredictCall>),
     /// Predict every row of a shard the peer holds with model version
     /// `manifest`; [`Response::ShardPredicted`].
-    PredictShard { manifest: ContentId, shard: ContentId },
+    /// `extend`: also store the shard with the model's outputs appended as
+    /// columns (a dataset a serial composition's next model trains on).
+    PredictShard { manifest: ContentId, shard: ContentId, extend: bool },
     /// A step of a boosted job grown across the shards' homes (the bytes of
     /// a message the node crate defines); [`Response::Boost`].
     Boost(#[serde(with = "serde_bytes")] Vec<u8>),
@@ -72,6 +74,8 @@ pub enum Response {
         csv: String,
         test: Vec<(u32, u32, f32)>,
         values: Vec<(f64, f64)>,
+        /// The extended shard's blob, and statistics of the output columns.
+        extended: Option<(ContentId, Vec<crate::dataset::ColumnStats>)>,
     },
     Boost(#[serde(with = "serde_bytes")] Vec<u8>),
 }

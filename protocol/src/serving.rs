@@ -182,6 +182,34 @@ pub struct Promote {
 #[serde(deny_unknown_fields)]
 pub struct BatchPredict {
     pub dataset: String,
+    /// Also store the rows with the model's outputs as columns, as a new
+    /// dataset of this name (what a serial composition's next model trains on).
+    #[serde(default)]
+    pub into: Option<String>,
+}
+
+/// `POST /v1/models/{name}/compose`: a model made of registered models.
+/// JSON: `{"serial": ["reduce", "classify"]}` or
+/// `{"parallel": [{"model": "a", "weight": 0.5}, {"model": "b"}]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Compose {
+    /// Each model reads the rows plus the outputs of the one before it.
+    Serial(Vec<String>),
+    /// The models' answers averaged with weights (same columns and task).
+    Parallel(Vec<ComposePart>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComposePart {
+    pub model: String,
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// What a batch prediction wrote.
@@ -197,6 +225,9 @@ pub struct BatchPrediction {
     pub test: Option<Evaluation>,
     /// Peer that predicted each shard.
     pub shard_peers: Vec<String>,
+    /// The manifest of the dataset made with `into`.
+    #[serde(default)]
+    pub into: Option<ContentId>,
 }
 
 /// Versions of a model ref: its distinct targets in the order they were

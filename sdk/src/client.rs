@@ -14,7 +14,7 @@ use mass_protocol::{
     dataset::{DatasetSummary, DatasetView},
     features::PipelineSpec,
     jobs::{JobRecord, JobSpec, LiveTask},
-    serving::{BatchPredict, BatchPrediction, ModelSummary, ModelVersion, ModelView, Prediction, Promote},
+    serving::{BatchPredict, BatchPrediction, Compose, ModelSummary, ModelVersion, ModelView, Prediction, Promote},
     storage::RefRecord,
 };
 use reqwest::Method;
@@ -331,8 +331,26 @@ impl Client {
     /// Runs the served version of `name` over every row of `dataset`, where
     /// its shards live; the CSV is a blob (see [`Client::get_blob`]).
     pub async fn batch_predict(&self, name: &str, dataset: &str) -> Result<BatchPrediction, Error> {
-        let body = serde_json::to_value(BatchPredict { dataset: dataset.to_owned() }).expect("serializes");
+        self.batch_predict_into(name, dataset, None).await
+    }
+
+    /// As [`Client::batch_predict`]; with `into`, the rows with the model's
+    /// outputs as columns are also stored as dataset `into`.
+    pub async fn batch_predict_into(
+        &self,
+        name: &str,
+        dataset: &str,
+        into: Option<&str>,
+    ) -> Result<BatchPrediction, Error> {
+        let request = BatchPredict { dataset: dataset.to_owned(), into: into.map(str::to_owned) };
+        let body = serde_json::to_value(request).expect("serializes");
         self.json_with_timeout(Method::POST, &format!("v1/models/{name}/batch"), Some(body), LONG_TIMEOUT).await
+    }
+
+    /// Makes model `name` (a new version) of registered models.
+    pub async fn compose(&self, name: &str, request: &Compose) -> Result<ModelVersion, Error> {
+        let body = serde_json::to_value(request).expect("serializes");
+        self.json_with_timeout(Method::POST, &format!("v1/models/{name}/compose"), Some(body), LONG_TIMEOUT).await
     }
 
     /// Points a ref at a blob (a new version).

@@ -8,7 +8,7 @@ use mass_kernels::models::Member;
 use mass_protocol::{
     codec,
     jobs::{EnsembleSpec, JobSpec, Learner, ModelManifest, ModelSpec, Task, TreeSpec},
-    serving::Predicted,
+    serving::{Compose, ComposePart, Predicted},
 };
 use mass_sdk::{Client, IngestRequest, local::LocalNode};
 
@@ -243,4 +243,114 @@ async fn a_boosted_job_survives_its_driver_and_grows_the_same_trees() {
     let (resumed_id, _) = trees_of(&survivor, "interrupted").await;
     assert_eq!(resumed_id, whole_id, "the resumed job grew other trees");
     assert_eq!(record.evaluation, whole.evaluation);
+}
+
+/// Waits until `client`'s node has heard of model `name` (refs spread by gossip).
+async fn known_to(client: &Client, name: &str) {
+    crate::support::eventually(Duration::from_secs(10), "the model's ref spreads", || async {
+        client.model(name).await.is_ok()
+    })
+    .await;
+}
+
+fn digits() -> (PathBuf, PathBuf) {
+    (crate::support::shared_dataset("digits.csv"), crate::support::shared_dataset("digits.test_rows.txt"))
+}
+
+fn small_mlp(model: &str, dataset: &str, ensemble: EnsembleSpec) -> JobSpec {
+    let mut spec = job(model, dataset, Learner::Mlp { hidden: vec![16] }, None);
+    spec.ensemble = ensemble;
+    spec
+}
+
+/// Boosting trains members one after another, each weighted; composition
+/// makes models of registered models, served like any model: a weighted
+/// average answers what its parts' answers average to, and a chain answers
+/// what its last part answers on the rows plus the first part's outputs.
+#[tokio::test(flavor = "multi_thread")]
+async fn boosting_and_composed_models_answer_as_their_parts_do() {
+    let mut cluster = Cluster::new();
+    let nodes = mesh(&mut cluster, 3).await;
+    let client = Client::new([nodes[0].http_url()]).unwrap();
+    let (csv, rows) = digits();
+    ingest(&client, csv, rows, "digits", "label", 300).await;
+    ingest(&client, data("iris.csv"), data("iris.test_rows.txt"), "iris", "label", 100).await;
+
+    let boosted = train(
+        &client,
+        &small_mlp("boosted", "digits", EnsembleSpec::Boosting { members: 3 }),
+        Duration::from_secs(300),
+    )
+    .await;
+    let weights: Vec<f64> = boosted.tasks.iter().map(|t| t.weight.unwrap()).collect();
+    assert!(weights.iter().all(|w| *w > 0.0), "{weights:?}");
+    let first = boosted.tasks[0].test_score.unwrap();
+    let together = boosted.evaluation.unwrap().score();
+    assert!(together >= first - 0.02, "boosted {together} vs its first member {first}");
+    let view = client.model("boosted").await.unwrap();
+    assert_eq!(view.manifest.combine, mass_protocol::jobs::Combine::WeightedMean(weights));
+
+    train(&client, &job("a", "digits", Learner::Linear, None), Duration::from_secs(120)).await;
+    train(&client, &small_mlp("b", "digits", EnsembleSpec::Single), Duration::from_secs(120)).await;
+    let parallel = Compose::Parallel(vec![
+        ComposePart { model: "a".into(), weight: 1.0 },
+        ComposePart { model: "b".into(), weight: 3.0 },
+    ]);
+    assert_eq!(client.compose("ab", &parallel).await.unwrap().version, 1);
+    let rows = crate::serving::as_rows(&crate::serving::test_rows("digits.csv", "digits.test_rows.txt", 5));
+    let other = Client::new([nodes[2].http_url()]).unwrap();
+    known_to(&other, "ab").await;
+    let (a, b, ab) = (
+        other.predict("a", &rows).await.unwrap(),
+        other.predict("b", &rows).await.unwrap(),
+        other.predict("ab", &rows).await.unwrap(),
+    );
+    for r in 0..rows.len() {
+        for c in 0..10 {
+            let expected = 0.25 * a.probabilities[r][c] + 0.75 * b.probabilities[r][c];
+            assert!((ab.probabilities[r][c] - expected).abs() < 1e-5, "row {r} class {c}");
+        }
+    }
+
+    // A chain: c is trained on the rows plus a's outputs, made by a batch
+    // prediction into a new dataset.
+    let done = client.batch_predict_into("a", "digits", Some("digits-a")).await.unwrap();
+    assert!(done.into.is_some());
+    let extended = client.dataset("digits-a").await.unwrap().manifest;
+    assert_eq!(extended.schema.columns.len(), 65 + 10);
+    assert_eq!(extended.schema.columns[65].name, "a:0");
+    train(&client, &small_mlp("c", "digits-a", EnsembleSpec::Single), Duration::from_secs(120)).await;
+    client.compose("chain", &Compose::Serial(vec!["a".into(), "c".into()])).await.unwrap();
+    known_to(&other, "chain").await;
+    let chain = other.predict("chain", &rows).await.unwrap();
+    let mut with_a = Vec::new();
+    for (row, p) in rows.iter().zip(&a.probabilities) {
+        let mut values = row.as_array().unwrap().clone();
+        values.extend(p.iter().map(|v| serde_json::json!(f64::from(*v))));
+        with_a.push(serde_json::Value::Array(values));
+    }
+    let c = other.predict("c", &with_a).await.unwrap();
+    assert_eq!(chain.predictions, c.predictions);
+    let chain_model = client.model("chain").await.unwrap();
+    let c_model = client.model("c").await.unwrap();
+    assert!((chain_model.manifest.evaluation.score() - c_model.manifest.evaluation.score()).abs() < 1e-9);
+
+    // Refused by name, nothing stored.
+    let cases = [
+        (Compose::Serial(vec!["c".into(), "a".into()]), "'a' does not read the columns of 'c' plus its outputs"),
+        (Compose::Serial(vec!["a".into()]), "2 to 16 models"),
+        (Compose::Serial(vec!["a".into(), "nothing".into()]), "no model named 'nothing'"),
+    ];
+    for (request, expected) in cases {
+        let err = client.compose("bad", &request).await.unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+    }
+    train(&client, &job("iris-linear", "iris", Learner::Linear, None), Duration::from_secs(120)).await;
+    let mixed = Compose::Parallel(vec![
+        ComposePart { model: "a".into(), weight: 1.0 },
+        ComposePart { model: "iris-linear".into(), weight: 1.0 },
+    ]);
+    let err = client.compose("bad", &mixed).await.unwrap_err().to_string();
+    assert!(err.contains("read different columns"), "{err}");
+    assert!(client.model("bad").await.is_err(), "a refused composition was stored");
 }

@@ -20,7 +20,7 @@ fn cluster(hot_after: u32) -> Cluster {
 }
 
 /// The first `n` test rows of a shared CSV (label last): features and label.
-fn test_rows(file: &str, test_list: &str, n: usize) -> Vec<(Vec<f64>, String)> {
+pub fn test_rows(file: &str, test_list: &str, n: usize) -> Vec<(Vec<f64>, String)> {
     use std::io::BufRead;
     let list = std::fs::read_to_string(shared_dataset(test_list)).unwrap();
     let wanted: std::collections::BTreeSet<usize> = list.lines().take(n).map(|l| l.trim().parse().unwrap()).collect();
@@ -108,7 +108,7 @@ async fn replicas_of<'a>(nodes: &'a [LocalNode], name: &str) -> (Vec<&'a LocalNo
     (holders, others)
 }
 
-fn as_rows(rows: &[(Vec<f64>, String)]) -> Vec<Value> {
+pub fn as_rows(rows: &[(Vec<f64>, String)]) -> Vec<Value> {
     rows.iter().map(|(x, _)| json!(x)).collect()
 }
 

@@ -73,7 +73,8 @@ pub fn combine(outputs: &[Array2<f32>], rule: &mass_protocol::jobs::Combine, met
         (Rule::Stacked, Some(meta)) => meta.predict(stacked_inputs(outputs).view()),
         (Rule::WeightedMean(w), _) => weighted(w, true),
         (Rule::WeightedSum(w), _) => weighted(w, false),
-        (Rule::Mean | Rule::Stacked, _) => weighted(&vec![1.0; outputs.len()], true),
+        // A serial chain is run part by part by its caller; alone, a mean.
+        (Rule::Mean | Rule::Stacked | Rule::Serial, _) => weighted(&vec![1.0; outputs.len()], true),
     }
 }
 

@@ -3,12 +3,14 @@
 //! # Layout
 //! - [`mlp`]: dense networks; with no hidden layer, linear, logistic and
 //!   softmax regression.
+//! - [`boosting`]: boosting of whole models (residuals, SAMME).
 //! - [`ensemble`]: bagged ensembles (vote, average) and parameter averaging.
 //! - [`linear`]: linear models solved exactly (normal equations, [`lbfgs`]).
 //! - [`gbdt`]: gradient-boosted decision trees over binned features.
 //! - [`member`]: a trained model of any family, as ensembles hold them.
 //! - [`metrics`]: classification and regression metrics.
 
+pub mod boosting;
 pub mod ensemble;
 pub mod gbdt;
 pub mod lbfgs;

@@ -4,7 +4,7 @@ use std::{path::PathBuf, time::Instant};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use mass_protocol::serving::Predicted;
+use mass_protocol::serving::{Compose, ComposePart, Predicted};
 
 use super::NodeArgs;
 
@@ -40,9 +40,42 @@ pub enum ModelsCommand {
         /// Also download the CSV to this file.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also store the rows with the model's outputs as columns, as a new
+        /// dataset of this name (the next model of a serial composition trains on it).
+        #[arg(long)]
+        into: Option<String>,
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Make a model of registered models: `--serial A,B` (B reads the rows
+    /// plus A's outputs) or `--parallel A:0.5,B:0.5` (weighted average).
+    Compose {
+        name: String,
+        #[arg(long, conflicts_with = "parallel", required_unless_present = "parallel")]
+        serial: Option<String>,
+        #[arg(long)]
+        parallel: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+fn parse_compose(serial: Option<String>, parallel: Option<String>) -> anyhow::Result<Compose> {
+    if let Some(serial) = serial {
+        return Ok(Compose::Serial(serial.split(',').map(|m| m.trim().to_owned()).collect()));
+    }
+    let parallel = parallel.unwrap_or_default();
+    let parts = parallel
+        .split(',')
+        .map(|part| match part.split_once(':') {
+            None => Ok(ComposePart { model: part.trim().to_owned(), weight: 1.0 }),
+            Some((model, weight)) => Ok(ComposePart {
+                model: model.trim().to_owned(),
+                weight: weight.trim().parse().map_err(|_| anyhow::anyhow!("--parallel: '{weight}' is not a weight"))?,
+            }),
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Compose::Parallel(parts))
 }
 
 #[derive(Debug, Args)]
@@ -84,12 +117,17 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
             println!("{} model ({}, {:?})", m.task, m.spec.spec.learner.name(), m.combine);
             println!("{}", m.evaluation.line());
             println!("trained by job {} on dataset manifest {}, pipeline {}", m.job, m.dataset_manifest, m.pipeline);
-            println!(
-                "members {}{}  trained on {}",
-                m.members.len(),
-                if m.meta.is_some() { " + meta-model" } else { "" },
-                m.trained_on.join(", ")
-            );
+            if m.parts.is_empty() {
+                println!(
+                    "members {}{}  trained on {}",
+                    m.members.len(),
+                    if m.meta.is_some() { " + meta-model" } else { "" },
+                    m.trained_on.join(", ")
+                );
+            } else {
+                let parts: Vec<String> = m.parts.iter().map(|p| p.to_string()).collect();
+                println!("composed of {} ({:?}): {}", parts.len(), m.combine, parts.join(" then "));
+            }
             println!("replicas {}", view.replicas.join(", "));
             for v in &view.versions {
                 let mark = if v.version == view.version { "*" } else { " " };
@@ -104,10 +142,18 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
             let v = node.client()?.rollback_model(&name).await?;
             println!("model/{name} rolled back to version {} ({})", v.version, v.manifest);
         }
-        ModelsCommand::Batch { name, dataset, out, node } => {
+        ModelsCommand::Compose { name, serial, parallel, node } => {
+            let request = parse_compose(serial, parallel)?;
+            let version = node.client()?.compose(&name, &request).await?;
+            println!("model/{name} version {} ({}) composed", version.version, version.manifest);
+        }
+        ModelsCommand::Batch { name, dataset, out, into, node } => {
             let client = node.client()?;
-            let done = client.batch_predict(&name, &dataset).await?;
+            let done = client.batch_predict_into(&name, &dataset, into.as_deref()).await?;
             println!("{} rows of {dataset} predicted by model/{name} v{}: blob {}", done.rows, done.version, done.blob);
+            if let (Some(into), Some(id)) = (&into, done.into) {
+                println!("rows with the model's outputs stored as dataset/{into} ({id})");
+            }
             if let Some(test) = &done.test {
                 println!("{}", test.line());
             }

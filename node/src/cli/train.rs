@@ -28,7 +28,8 @@ pub struct TrainArgs {
     #[arg(long)]
     task: Option<String>,
     /// `single`, `bagging:N` (N sub-models trained where their shards live),
-    /// `stacking:N` (as bagging, combined by a meta-model on held-out rows), or
+    /// `stacking:N` (as bagging, combined by a meta-model on held-out rows),
+    /// `boosting:N` (N sub-models one after another, each on what the ones before got wrong), or
     /// `data-parallel:WORKERS:ROUNDS` (one model, averaged between workers after each round).
     #[arg(long, default_value = "single")]
     ensemble: String,
@@ -168,10 +169,15 @@ fn parse_ensemble(text: &str) -> anyhow::Result<EnsembleSpec> {
         Some(("bagging", n)) => Ok(EnsembleSpec::Bagging {
             members: n.parse().map_err(|_| anyhow::anyhow!("--ensemble {text}: '{n}' is not a count"))?,
         }),
+        Some(("boosting", n)) => Ok(EnsembleSpec::Boosting {
+            members: n.parse().map_err(|_| anyhow::anyhow!("--ensemble {text}: '{n}' is not a count"))?,
+        }),
         Some(("stacking", n)) => Ok(EnsembleSpec::Stacking {
             members: n.parse().map_err(|_| anyhow::anyhow!("--ensemble {text}: '{n}' is not a count"))?,
         }),
-        _ => anyhow::bail!("--ensemble {text}: expected single, bagging:N, stacking:N or data-parallel:WORKERS:ROUNDS"),
+        _ => anyhow::bail!(
+            "--ensemble {text}: expected single, bagging:N, stacking:N, boosting:N or data-parallel:WORKERS:ROUNDS"
+        ),
     }
 }
 
@@ -208,6 +214,22 @@ fn print_record(record: &JobRecord) {
             task.curve.last().map(|l| format!("{l:.4}")).unwrap_or_else(|| "-".into()),
             task.test_score.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into())
         );
+        if let Some(weight) = task.weight {
+            println!("    weight in the ensemble {weight:.4}");
+        }
+    }
+    if let Some(boost) = &record.boost {
+        let best = boost.best.map(|(r, l)| format!(", best validation loss {l:.4} at round {}", r + 1));
+        println!(
+            "  trees: {} round(s) grown across {} node(s){}{}",
+            boost.rounds.len(),
+            boost.workers.len(),
+            best.unwrap_or_default(),
+            if boost.stopped { ", stopped early" } else { "" }
+        );
+        for (peer, shards) in &boost.workers {
+            println!("    {peer} holds the rows of {} shard(s)", shards.len());
+        }
     }
     if let Some(e) = &record.evaluation {
         println!("{}", e.line());

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use mass_protocol::{
     ContentId,
     jobs::ModelManifest,
-    serving::{BatchPredict, Cell, ModelView, Promote, Row},
+    serving::{BatchPredict, Cell, Compose, ModelView, Promote, Row},
 };
 use serde_json::Value;
 
@@ -98,8 +98,17 @@ pub async fn batch_predict(
     name: web::Path<String>,
     body: web::Json<BatchPredict>,
 ) -> HttpResponse {
-    match batch::run(&state.mesh, &name, &body.dataset).await {
+    match batch::run(&state.mesh, &name, &body.dataset, body.into.as_deref()).await {
         Ok(done) => HttpResponse::Ok().json(done),
+        Err(e) => serve_error(e),
+    }
+}
+
+/// `POST /v1/models/{name}/compose` with `{"serial": [...]}` or `{"parallel": [...]}`.
+pub async fn compose(state: web::Data<State>, name: web::Path<String>, body: web::Json<Compose>) -> HttpResponse {
+    match crate::serving::compose::compose(&state.mesh, &name, body.into_inner()).await {
+        Ok(version) => HttpResponse::Ok().json(version),
+        Err(ServeError::BadInput(m)) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
         Err(e) => serve_error(e),
     }
 }

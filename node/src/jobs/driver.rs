@@ -1,10 +1,10 @@
 //! Driving one job from its checkpointed record to a named model.
 
 use futures::{StreamExt, stream::FuturesUnordered};
-use mass_kernels::models::{Member, Mlp};
+use mass_kernels::models::{Member, Mlp, boosting, ensemble::argmax_rows};
 use mass_protocol::{
     ContentId,
-    dataset::Shard,
+    dataset::{DatasetManifest, Shard},
     features::{Encode, FittedPipeline, Impute, PipelineSpec, Scale},
     jobs::{
         Assignment, Combine, EnsembleSpec, JobRecord, JobSpec, JobState, Learner, ModelManifest, Task, TaskRecord,
@@ -143,6 +143,10 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
             EnsembleSpec::DataParallel { workers, .. } => (0..workers.min(shards.len()))
                 .map(|w| TaskRecord::new(shards.iter().skip(w).step_by(workers).copied().collect(), seed))
                 .collect(),
+            // Every boosted member sees all training rows (the ones before it decide how).
+            EnsembleSpec::Boosting { members } => {
+                (0..members).map(|i| TaskRecord::new(shards.clone(), seed + i as u64)).collect()
+            }
             EnsembleSpec::Bagging { members } | EnsembleSpec::Stacking { members } => {
                 (0..members).map(|i| TaskRecord::new(vec![shards[i % shards.len()]], seed + i as u64)).collect()
             }
@@ -160,6 +164,10 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
             let task = &mut record.tasks[0];
             (task.peer, task.weights, task.rows) = (Some(mesh.peer_id.clone()), Some(id), manifest.split_rows[0]);
             (vec![model], vec![id])
+        }
+        EnsembleSpec::Boosting { .. } => {
+            let members = boosted(mesh, record, pipeline_id, &pipeline, &manifest).await?;
+            (members, record.tasks.iter().filter_map(|t| t.weights).collect())
         }
         EnsembleSpec::DataParallel { rounds, .. } => {
             let model = Member::Mlp(data_parallel(mesh, record, pipeline_id, rounds).await?);
@@ -184,7 +192,19 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
     }
     let classes = pipeline.classes.clone();
     let stacked = matches!(record.spec.ensemble, EnsembleSpec::Stacking { .. });
-    let combine = if stacked { Combine::Stacked } else { Combine::Mean };
+    let combine = match record.spec.ensemble {
+        EnsembleSpec::Stacking { .. } => Combine::Stacked,
+        EnsembleSpec::Boosting { .. } => {
+            let weights: Vec<f64> = record.tasks.iter().map(|t| t.weight.unwrap_or(0.0)).collect();
+            match task {
+                Task::Regression => Combine::WeightedSum(weights),
+                // Members no better than chance get no vote; if none is, all vote alike.
+                Task::Classification if weights.iter().sum::<f64>() > 0.0 => Combine::WeightedMean(weights),
+                Task::Classification => Combine::Mean,
+            }
+        }
+        _ => Combine::Mean,
+    };
     let seed = record.spec.seed;
     let rule = combine.clone();
     let (meta, evaluation, member_scores) = tokio::task::spawn_blocking(move || {
@@ -219,6 +239,7 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
         trained_on: record.tasks.iter().filter_map(|t| t.peer.clone()).collect(),
         task,
         combine,
+        parts: vec![],
     };
     let model_id = mesh.save(&model).await?;
     mesh.write_ref(format!("{MODEL_PREFIX}{}", record.spec.model), Some(model_id))
@@ -245,6 +266,7 @@ fn assignment(record: &JobRecord, index: usize, pipeline: ContentId, start: &[(C
         start: start.to_vec(),
         holdout: matches!(record.spec.ensemble, EnsembleSpec::Stacking { .. }),
         setup: record.setup,
+        boost_from: vec![],
     }
 }
 
@@ -282,6 +304,79 @@ async fn bagged(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId) -> Res
         }
     }
     Ok(members)
+}
+
+/// Trains the members of a boosted ensemble one after another: each is told
+/// the members before it (and their weights), and once trained gets its own
+/// weight (a shrinkage for regressors, SAMME's alpha for classifiers, from
+/// its weighted error on the training rows).
+async fn boosted(
+    mesh: &Mesh,
+    record: &mut JobRecord,
+    pipeline_id: ContentId,
+    pipeline: &FittedPipeline,
+    manifest: &DatasetManifest,
+) -> Result<Vec<Member>, Stop> {
+    let mut shards = Vec::new();
+    if pipeline.task == Task::Classification {
+        for info in &manifest.shards {
+            shards.push(mesh.load::<Shard>(info.id).await?);
+        }
+    }
+    let shards = std::sync::Arc::new(shards);
+    let plans = plan_trainers(mesh, &record.id, &record.tasks).await;
+    let mut members: Vec<Member> = Vec::new();
+    for (index, order) in plans.into_iter().enumerate() {
+        if record.tasks[index].weights.is_none() || record.tasks[index].weight.is_none() {
+            let mut work = assignment(record, index, pipeline_id, &[]);
+            work.boost_from = record.tasks[..index]
+                .iter()
+                .map(|t| (t.weights.expect("trained in order"), t.weight.expect("weighed in order")))
+                .collect();
+            let (peer, trained) = train_somewhere(mesh, work, order).await?;
+            finish(&mut record.tasks[index], peer, trained);
+        }
+        let member: Member = mesh.load(record.tasks[index].weights.expect("trained above")).await?;
+        if record.tasks[index].weight.is_none() {
+            let weight = match pipeline.task {
+                Task::Regression => boosting::regressor_weight(index),
+                Task::Classification => {
+                    let (pipeline, shards, member) = (pipeline.clone(), shards.clone(), member.clone());
+                    let votes: Vec<(Member, f64)> =
+                        members.iter().cloned().zip(record.tasks.iter().map(|t| t.weight.unwrap_or(0.0))).collect();
+                    tokio::task::spawn_blocking(move || samme_alpha(&pipeline, &shards, &votes, &member))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(Stop::Invalid)?
+                }
+            };
+            record.tasks[index].weight = Some(weight);
+            checkpoint(mesh, record).await?;
+        }
+        members.push(member);
+    }
+    Ok(members)
+}
+
+/// SAMME's alpha of `member`: its error on the training rows weighted by
+/// what the members before it (`previous`, with their alphas) got wrong.
+fn samme_alpha(
+    pipeline: &FittedPipeline,
+    shards: &[Shard],
+    previous: &[(Member, f64)],
+    member: &Member,
+) -> Result<f64, String> {
+    let mut parts = Vec::new();
+    for shard in shards {
+        parts.push(task::rows_of(pipeline, shard, mass_protocol::dataset::Split::Train)?);
+    }
+    let rows = learners::RowSet::concat(parts, pipeline.task, pipeline.features)?;
+    let learners::Labels::Classes(truth) = &rows.labels else { return Err("classes expected".into()) };
+    let votes: Vec<(Vec<usize>, f64)> =
+        previous.iter().map(|(m, a)| (argmax_rows(&m.predict(rows.x.view())), *a)).collect();
+    let weights = boosting::row_weights(truth, &votes);
+    let predicted = argmax_rows(&member.predict(rows.x.view()));
+    Ok(boosting::alpha(boosting::weighted_error(truth, &predicted, &weights), pipeline.classes.len()))
 }
 
 /// Runs the remaining rounds of a data-parallel job. In each round every

@@ -101,6 +101,15 @@ impl RowSet {
         self.labels.len()
     }
 
+    /// The rows `rows` (repeats allowed).
+    pub fn select(&self, rows: &[usize]) -> RowSet {
+        RowSet {
+            x: self.x.select(Axis(0), rows),
+            labels: self.labels.select(rows),
+            global_rows: rows.iter().map(|&r| self.global_rows[r]).collect(),
+        }
+    }
+
     /// The sets one after the other.
     pub fn concat(parts: Vec<RowSet>, task: Task, features: usize) -> Result<RowSet, String> {
         let views: Vec<_> = parts.iter().map(|p| p.x.view()).collect();

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use mass_kernels::{
     features::{summarize::label_text, transform},
-    models::{Member, Mlp, gbdt::BoostSetup},
+    models::{Member, Mlp, boosting, ensemble::argmax_rows, gbdt::BoostSetup},
 };
 use mass_protocol::{
     ContentId,
@@ -79,6 +79,30 @@ pub async fn average(mesh: &Mesh, weights: &[(ContentId, u64)]) -> Result<Mlp, S
     mass_kernels::models::ensemble::average(&refs).map_err(|e| e.to_string())
 }
 
+/// The rows a boosted member trains on, given the members before it: the
+/// same rows with the residuals they leave (regression), or rows drawn by
+/// SAMME's weights (classification; validation rows, without a seed, stay
+/// as they are).
+fn boosted_rows(rows: RowSet, previous: &[(Member, f64)], seed: Option<u64>) -> RowSet {
+    if rows.rows() == 0 {
+        return rows;
+    }
+    match &rows.labels {
+        Labels::Values(targets) => {
+            let outputs: Vec<_> = previous.iter().map(|(m, w)| (m.predict(rows.x.view()), *w)).collect();
+            let left = boosting::residuals(targets, &outputs);
+            RowSet { labels: Labels::Values(left), ..rows }
+        }
+        Labels::Classes(_) if seed.is_none() => rows,
+        Labels::Classes(truth) => {
+            let votes: Vec<_> = previous.iter().map(|(m, a)| (argmax_rows(&m.predict(rows.x.view())), *a)).collect();
+            let weights = boosting::row_weights(truth, &votes);
+            let drawn = boosting::resample(&weights, rows.rows(), seed.unwrap_or(0));
+            rows.select(&drawn)
+        }
+    }
+}
+
 /// What a trainer reports back.
 pub struct Trained {
     pub weights: ContentId,
@@ -104,6 +128,10 @@ pub async fn train(mesh: &Mesh, work: Assignment) -> Result<Trained, String> {
     for id in &work.shards {
         loaded.push(mesh.load::<Shard>(*id).await?);
     }
+    let mut previous = Vec::new();
+    for (id, weight) in &work.boost_from {
+        previous.push((mesh.load::<Member>(*id).await?, *weight));
+    }
     let (net, board, peer) = (mesh.net.clone(), mesh.progress.clone(), mesh.peer_id.clone());
     let (member, rows, curve) = tokio::task::spawn_blocking(move || -> Result<(Member, u64, Vec<f64>), String> {
         let holdout = work.holdout;
@@ -114,8 +142,12 @@ pub async fn train(mesh: &Mesh, work: Assignment) -> Result<Trained, String> {
             })?);
             valid.push(rows_of(&pipeline, shard, Split::Validation)?);
         }
-        let train = RowSet::concat(train, pipeline.task, pipeline.features)?;
-        let valid = RowSet::concat(valid, pipeline.task, pipeline.features)?;
+        let mut train = RowSet::concat(train, pipeline.task, pipeline.features)?;
+        let mut valid = RowSet::concat(valid, pipeline.task, pipeline.features)?;
+        if !previous.is_empty() {
+            train = boosted_rows(train, &previous, Some(work.seed));
+            valid = boosted_rows(valid, &previous, None);
+        }
         let mut report = |epoch: usize, epochs: usize, loss: f64| {
             let progress = TrainingProgress {
                 job: work.job,

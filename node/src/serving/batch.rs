@@ -1,22 +1,29 @@
 //! Offline batch prediction: a model version run over every row of a stored
-//! dataset, each shard on a node that holds it, written as one CSV blob.
+//! dataset, each shard on a node that holds it, written as one CSV blob; and,
+//! on request, the rows with the model's outputs as a new dataset (what the
+//! next model of a serial composition trains on).
 
 use std::collections::HashMap;
 
 use mass_kernels::{
-    features::{summarize::label_text, transform},
+    features::summarize::label_text,
     models::{ensemble::argmax_rows, metrics},
 };
 use mass_protocol::{
     ContentId,
-    dataset::{Shard, Split},
-    jobs::{Evaluation, ModelManifest, Task},
+    dataset::{Column, ColumnKind, ColumnStats, DatasetManifest, Shard, ShardInfo, Split},
+    jobs::{Evaluation, ModelManifest, Task, output_columns},
     rpc::{Request, Response},
     serving::BatchPrediction,
+    storage::validate_ref_name,
 };
 
-use super::{registry, router::ServeError};
-use crate::mesh::Mesh;
+use super::{
+    model::{LoadedModel, with_outputs},
+    registry,
+    router::ServeError,
+};
+use crate::{datasets::REF_PREFIX, mesh::Mesh, storage::store::pin_name};
 
 /// Ref under which the latest batch prediction of a model over a dataset is kept.
 pub fn output_ref(model: &str, dataset: &str) -> String {
@@ -25,57 +32,92 @@ pub fn output_ref(model: &str, dataset: &str) -> String {
 
 /// A shard's predictions: CSV lines, and its test rows' (truth,
 /// prediction) for classes (with the probability given to the truth) or
-/// values.
+/// values; with `extend`, the stored shard with the outputs as columns.
 #[derive(Debug, Default)]
 pub struct ShardScores {
     pub csv: String,
     pub classes: Vec<(u32, u32, f32)>,
     pub values: Vec<(f64, f64)>,
+    pub extended: Option<(ContentId, Vec<ColumnStats>)>,
+}
+
+/// Scores every row of `rows` with `model` (CSV lines and test pairs).
+pub fn score_shard(model: &LoadedModel, rows: &Shard) -> Result<(ShardScores, ndarray::Array2<f64>), String> {
+    let outputs = model.predict(rows)?;
+    let regression = model.manifest.task == Task::Regression;
+    let predicted = if regression { vec![0; outputs.nrows()] } else { argmax_rows(&outputs.mapv(|p| p as f32)) };
+    let classes: HashMap<&str, u32> =
+        model.manifest.classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as u32)).collect();
+    let mut scores = ShardScores::default();
+    for (r, &p) in predicted.iter().enumerate() {
+        let label = label_text(rows, model.schema.label, r);
+        let split = match rows.splits[r] {
+            Split::Train => "train",
+            Split::Validation => "validation",
+            Split::Test => "test",
+        };
+        let prediction = if regression { outputs[[r, 0]].to_string() } else { model.manifest.classes[p].clone() };
+        scores.csv.push_str(&format!(
+            "{},{split},{},{}\n",
+            rows.first_row + r as u64,
+            quote(label.as_deref().unwrap_or("")),
+            quote(&prediction)
+        ));
+        if rows.splits[r] != Split::Test {
+            continue;
+        }
+        if regression {
+            if let Some(truth) = label.as_deref().and_then(|l| l.parse::<f64>().ok()) {
+                scores.values.push((truth, outputs[[r, 0]]));
+            }
+        } else if let Some(&truth) = label.as_deref().and_then(|l| classes.get(l)) {
+            scores.classes.push((truth, p as u32, outputs[[r, truth as usize]] as f32));
+        }
+    }
+    Ok((scores, outputs))
+}
+
+/// Statistics of output columns, as ingest keeps them for every column.
+fn output_stats(outputs: &ndarray::Array2<f64>) -> Vec<ColumnStats> {
+    outputs
+        .columns()
+        .into_iter()
+        .map(|column| {
+            let mut s = ColumnStats::default();
+            for &v in column {
+                s.present += 1;
+                s.sum += v;
+                s.sum_sq += v * v;
+                s.min = Some(s.min.map_or(v, |m: f64| m.min(v)));
+                s.max = Some(s.max.map_or(v, |m: f64| m.max(v)));
+            }
+            s
+        })
+        .collect()
 }
 
 /// Predicts every row of shard `shard` (which this node should hold) with
-/// version `manifest`.
-pub async fn predict_shard(mesh: &Mesh, manifest: ContentId, shard: ContentId) -> Result<ShardScores, String> {
+/// version `manifest`; with `extend`, also stores the shard with the
+/// outputs appended.
+pub async fn predict_shard(
+    mesh: &Mesh,
+    manifest: ContentId,
+    shard: ContentId,
+    extend: bool,
+) -> Result<ShardScores, String> {
     let model = mesh.serving.models.get(mesh, manifest).await?;
     let rows: Shard = mesh.load(shard).await?;
-    tokio::task::spawn_blocking(move || {
-        let x = transform(&model.pipeline, &rows).map_err(|e| e.to_string())?;
-        let outputs = model.outputs(x.view());
-        let regression = model.manifest.task == Task::Regression;
-        let predicted = if regression { vec![0; outputs.nrows()] } else { argmax_rows(&outputs) };
-        let classes: HashMap<&str, u32> =
-            model.manifest.classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as u32)).collect();
-        let mut scores = ShardScores::default();
-        for (r, &p) in predicted.iter().enumerate() {
-            let label = label_text(&rows, model.pipeline.label, r);
-            let split = match rows.splits[r] {
-                Split::Train => "train",
-                Split::Validation => "validation",
-                Split::Test => "test",
-            };
-            let prediction =
-                if regression { model.answer(outputs[[r, 0]]).to_string() } else { model.manifest.classes[p].clone() };
-            scores.csv.push_str(&format!(
-                "{},{split},{},{}\n",
-                rows.first_row + r as u64,
-                quote(label.as_deref().unwrap_or("")),
-                quote(&prediction)
-            ));
-            if rows.splits[r] != Split::Test {
-                continue;
-            }
-            if regression {
-                if let Some(truth) = label.as_deref().and_then(|l| l.parse::<f64>().ok()) {
-                    scores.values.push((truth, model.answer(outputs[[r, 0]])));
-                }
-            } else if let Some(&truth) = label.as_deref().and_then(|l| classes.get(l)) {
-                scores.classes.push((truth, p as u32, outputs[[r, truth as usize]]));
-            }
-        }
-        Ok(scores)
+    let (mut scores, extended) = tokio::task::spawn_blocking(move || {
+        let (scores, outputs) = score_shard(&model, &rows)?;
+        let extended = extend.then(|| (with_outputs(rows, &outputs), output_stats(&outputs)));
+        Ok::<_, String>((scores, extended))
     })
     .await
-    .map_err(|e| format!("batch prediction failed: {e}"))?
+    .map_err(|e| format!("batch prediction failed: {e}"))??;
+    if let Some((shard, stats)) = extended {
+        scores.extended = Some((mesh.save(&shard).await?, stats));
+    }
+    Ok(scores)
 }
 
 fn quote(field: &str) -> String {
@@ -83,26 +125,39 @@ fn quote(field: &str) -> String {
 }
 
 /// Runs the served version of `model` over `dataset`, shard by shard on the
-/// nodes holding them, stores the CSV and names it `predictions/<model>/<dataset>`.
-pub async fn run(mesh: &Mesh, model: &str, dataset: &str) -> Result<BatchPrediction, ServeError> {
+/// nodes holding them, stores the CSV and names it `predictions/<model>/<dataset>`;
+/// with `into`, also names the rows with the outputs as `dataset/<into>`.
+pub async fn run(mesh: &Mesh, model: &str, dataset: &str, into: Option<&str>) -> Result<BatchPrediction, ServeError> {
+    if let Some(into) = into {
+        validate_ref_name(&format!("{REF_PREFIX}{into}")).map_err(|e| ServeError::BadInput(format!("into: {e}")))?;
+        if into == dataset {
+            return Err(ServeError::BadInput("into: name a new dataset, not the one predicted".into()));
+        }
+    }
     let (manifest, version) = registry::current(mesh, model).await?;
     let (_, data) = mesh.dataset(dataset).await.map_err(ServeError::NotFound)?;
-    let parts = data.shards.iter().map(|info| shard_somewhere(mesh, manifest, info.id));
+    // The manifest alone: this node need not load the weights to score.
+    let model_manifest = mesh.load::<ModelManifest>(manifest).await.map_err(ServeError::Unavailable)?;
+    let parts = data.shards.iter().map(|info| shard_somewhere(mesh, manifest, info.id, into.is_some()));
     let mut csv = String::from("row,split,label,prediction\n");
     let mut all = ShardScores::default();
     let mut shard_peers = Vec::new();
+    let mut extended = Vec::new();
     for result in futures::future::join_all(parts).await {
         let (peer, scores) = result.map_err(ServeError::Unavailable)?;
         csv.push_str(&scores.csv);
         all.classes.extend(scores.classes);
         all.values.extend(scores.values);
+        extended.extend(scores.extended);
         shard_peers.push(peer);
     }
-    // The manifest alone: this node need not load the weights to score.
-    let classes = mesh.load::<ModelManifest>(manifest).await.map_err(ServeError::Unavailable)?.classes.len();
-    let evaluation = test_metrics(&all, classes);
+    let evaluation = test_metrics(&all, model_manifest.classes.len());
     let blob = mesh.save_bytes(csv.as_bytes()).await.map_err(ServeError::Unavailable)?;
     mesh.write_ref(output_ref(model, dataset), Some(blob)).await.map_err(|e| ServeError::Unavailable(e.to_string()))?;
+    let into = match into {
+        Some(into) => Some(name_extended(mesh, into, &data, &model_manifest, extended).await?),
+        None => None,
+    };
     Ok(BatchPrediction {
         model: model.to_owned(),
         version,
@@ -111,11 +166,50 @@ pub async fn run(mesh: &Mesh, model: &str, dataset: &str) -> Result<BatchPredict
         rows: data.rows,
         test: evaluation,
         shard_peers,
+        into,
     })
 }
 
+/// Stores the manifest of `data`'s rows with `model`'s outputs as columns,
+/// pins its shards, and names it `dataset/<into>`.
+async fn name_extended(
+    mesh: &Mesh,
+    into: &str,
+    data: &DatasetManifest,
+    model: &ModelManifest,
+    shards: Vec<(ContentId, Vec<ColumnStats>)>,
+) -> Result<ContentId, ServeError> {
+    if shards.len() != data.shards.len() {
+        return Err(ServeError::Unavailable("a shard's extended rows are missing".into()));
+    }
+    let names = output_columns(&model.name, model.task, &model.classes);
+    let mut manifest = data.clone();
+    manifest.name = into.to_owned();
+    manifest.schema.columns.extend(names.iter().map(|n| Column { name: n.clone(), kind: ColumnKind::Numeric }));
+    let mut stats = vec![ColumnStats::default(); names.len()];
+    manifest.shards = Vec::with_capacity(shards.len());
+    for ((id, shard_stats), info) in shards.into_iter().zip(&data.shards) {
+        for (total, part) in stats.iter_mut().zip(shard_stats) {
+            total.present += part.present;
+            total.sum += part.sum;
+            total.sum_sq += part.sum_sq;
+            total.min = total.min.into_iter().chain(part.min).reduce(f64::min);
+            total.max = total.max.into_iter().chain(part.max).reduce(f64::max);
+        }
+        manifest.shards.push(ShardInfo { id, first_row: info.first_row, rows: info.rows });
+    }
+    manifest.stats.extend(stats);
+    let unavailable = |e: String| ServeError::Unavailable(e);
+    for shard in &manifest.shards {
+        mesh.write_ref(pin_name(&shard.id), Some(shard.id)).await.map_err(|e| unavailable(e.to_string()))?;
+    }
+    let id = mesh.save(&manifest).await.map_err(unavailable)?;
+    mesh.write_ref(format!("{REF_PREFIX}{into}"), Some(id)).await.map_err(|e| unavailable(e.to_string()))?;
+    Ok(id)
+}
+
 /// Metrics of the test rows' predictions, when there are any.
-fn test_metrics(scores: &ShardScores, classes: usize) -> Option<Evaluation> {
+pub fn test_metrics(scores: &ShardScores, classes: usize) -> Option<Evaluation> {
     if !scores.values.is_empty() {
         let (truth, predicted): (Vec<f64>, Vec<f64>) = scores.values.iter().copied().unzip();
         let (rmse, mae, r2) = metrics::regression(&truth, &predicted);
@@ -137,14 +231,20 @@ fn test_metrics(scores: &ShardScores, classes: usize) -> Option<Evaluation> {
 }
 
 /// Predicts one shard where it lives, or here when no holder answers.
-async fn shard_somewhere(mesh: &Mesh, manifest: ContentId, shard: ContentId) -> Result<(String, ShardScores), String> {
+async fn shard_somewhere(
+    mesh: &Mesh,
+    manifest: ContentId,
+    shard: ContentId,
+    extend: bool,
+) -> Result<(String, ShardScores), String> {
     if !mesh.storage.has(shard).await.unwrap_or(false) {
         for peer in mesh.likely_holders(&shard).await {
-            let request = Request::PredictShard { manifest, shard };
-            if let Ok(Response::ShardPredicted { csv, test, values }) = mesh.net.request(peer, request).await {
-                return Ok((peer.to_string(), ShardScores { csv, classes: test, values }));
+            let request = Request::PredictShard { manifest, shard, extend };
+            if let Ok(Response::ShardPredicted { csv, test, values, extended }) = mesh.net.request(peer, request).await
+            {
+                return Ok((peer.to_string(), ShardScores { csv, classes: test, values, extended }));
             }
         }
     }
-    Ok((mesh.peer_id.clone(), predict_shard(mesh, manifest, shard).await?))
+    Ok((mesh.peer_id.clone(), predict_shard(mesh, manifest, shard, extend).await?))
 }

@@ -5,13 +5,15 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use mass_kernels::features::transform;
 use mass_protocol::{ContentId, serving::Row};
-use ndarray::{Array2, Axis, concatenate, s};
+use ndarray::{Array2, s};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
-use super::{model::LoadedModel, rows::to_shard};
+use super::{
+    model::LoadedModel,
+    rows::{concat, to_shard},
+};
 
 /// Why a request was not run.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -28,7 +30,7 @@ struct Work {
     model: Arc<LoadedModel>,
     rows: Vec<Row>,
     allow_missing: bool,
-    reply: oneshot::Sender<Result<Array2<f32>, InferenceError>>,
+    reply: oneshot::Sender<Result<Array2<f64>, InferenceError>>,
 }
 
 /// Handle to the node's inference queue.
@@ -64,7 +66,7 @@ impl Inference {
         model: Arc<LoadedModel>,
         rows: Vec<Row>,
         allow_missing: bool,
-    ) -> Result<Array2<f32>, InferenceError> {
+    ) -> Result<Array2<f64>, InferenceError> {
         let (reply, answer) = oneshot::channel();
         self.queue.try_send(Work { model, rows, allow_missing, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => InferenceError::Overloaded(self.capacity),
@@ -108,14 +110,11 @@ fn run_batch(batch: Vec<Work>) {
     for (_, works) in by_model {
         let model = works[0].model.clone();
         let mut ready = Vec::new();
-        let mut features = Vec::new();
+        let mut shards = Vec::new();
         for work in works {
-            let checked = to_shard(&model.schema, &work.rows, work.allow_missing).and_then(|rows| {
-                transform(&model.pipeline, &rows).map_err(|e| format!("rows do not fit the pipeline: {e}"))
-            });
-            match checked {
-                Ok(x) => {
-                    features.push(x);
+            match to_shard(&model.schema, &work.rows, work.allow_missing) {
+                Ok(shard) => {
+                    shards.push(shard);
                     ready.push(work);
                 }
                 Err(message) => {
@@ -126,14 +125,22 @@ fn run_batch(batch: Vec<Work>) {
         if ready.is_empty() {
             continue;
         }
-        let views: Vec<_> = features.iter().map(|x| x.view()).collect();
-        let x = concatenate(Axis(0), &views).expect("pipeline outputs share a width");
-        let probabilities = model.outputs(x.view());
-        let mut at = 0;
-        for (work, x) in ready.into_iter().zip(&features) {
-            let part = probabilities.slice(s![at..at + x.nrows(), ..]).to_owned();
-            at += x.nrows();
-            let _ = work.reply.send(Ok(part));
+        let sizes: Vec<usize> = shards.iter().map(|s| s.rows()).collect();
+        // One pass for the whole batch; if it fails (a row the pipeline
+        // refuses), each request on its own so only the bad one fails.
+        match model.predict(&concat(shards.clone())) {
+            Ok(outputs) => {
+                let mut at = 0;
+                for (work, rows) in ready.into_iter().zip(sizes) {
+                    let _ = work.reply.send(Ok(outputs.slice(s![at..at + rows, ..]).to_owned()));
+                    at += rows;
+                }
+            }
+            Err(_) => {
+                for (work, shard) in ready.into_iter().zip(shards) {
+                    let _ = work.reply.send(model.predict(&shard).map_err(InferenceError::BadInput));
+                }
+            }
         }
     }
 }

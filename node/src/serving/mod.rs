@@ -7,10 +7,11 @@
 //! ([`model`]). Rows are checked against the dataset's columns ([`rows`])
 //! by the batch they join ([`inference`]), each request on its own, so a bad
 //! one fails alone; versions are numbered and moved
-//! by the [`registry`]. A version a node forwards many requests for is
+//! by the [`registry`]; [`compose`] makes models of registered models. A version a node forwards many requests for is
 //! loaded there too ([`Demand`]): hot models spread to more nodes.
 
 pub mod batch;
+pub mod compose;
 pub mod inference;
 pub mod keeper;
 pub mod model;

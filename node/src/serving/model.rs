@@ -7,14 +7,18 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use mass_kernels::models::{Member, Mlp, ensemble::combine};
+use futures::future::{BoxFuture, FutureExt};
+use mass_kernels::{
+    features::transform,
+    models::{Member, Mlp, ensemble::combine},
+};
 use mass_protocol::{
     ContentId,
-    dataset::Schema,
+    dataset::{Column, ColumnKind, Schema, Shard, ShardColumn},
     features::FittedPipeline,
-    jobs::{ModelManifest, Task},
+    jobs::{Combine, ModelManifest, Task, output_columns},
 };
-use ndarray::{Array2, ArrayView2};
+use ndarray::Array2;
 use tokio::sync::OnceCell;
 
 use crate::{datasets::service::read_manifest, mesh::Mesh};
@@ -25,39 +29,79 @@ const CACHED_VERSIONS: usize = 8;
 pub struct LoadedModel {
     pub id: ContentId,
     pub manifest: ModelManifest,
+    /// The columns a row must have (the dataset's, label included).
     pub schema: Schema,
-    pub pipeline: FittedPipeline,
-    pub members: Vec<Member>,
-    pub meta: Option<Mlp>,
+    body: Body,
 }
 
-impl LoadedModel {
-    /// Every blob a replica of this model keeps, the manifest first.
-    pub fn parts(id: ContentId, manifest: &ModelManifest) -> Vec<ContentId> {
-        let mut parts = vec![id, manifest.dataset_manifest, manifest.pipeline];
-        parts.extend(&manifest.members);
-        parts.extend(manifest.meta);
-        parts
-    }
+enum Body {
+    /// Members trained by a job, reading rows through one pipeline.
+    Trained { pipeline: FittedPipeline, members: Vec<Member>, meta: Option<Mlp> },
+    /// Registered models answering the same rows, their answers averaged.
+    Parallel { parts: Vec<Arc<LoadedModel>>, weights: Vec<f64> },
+    /// Registered models in a chain, each reading the rows plus the
+    /// outputs of the one before.
+    Serial(Vec<Arc<LoadedModel>>),
+}
 
+/// Parts within parts at most (a composed model of composed models).
+const MAX_NESTING: usize = 8;
+
+impl LoadedModel {
     /// Loads (fetching what this node lacks, verifying every chunk) version `id`.
     pub async fn load(mesh: &Mesh, id: ContentId) -> Result<Self, String> {
-        let manifest: ModelManifest = mesh.load(id).await.map_err(|e| format!("model manifest {id}: {e}"))?;
-        let dataset = mesh.ensure_local(manifest.dataset_manifest).await?;
-        let schema = read_manifest(&mesh.storage, &dataset).await.map_err(|e| e.to_string())?.schema;
-        let pipeline: FittedPipeline = mesh.load(manifest.pipeline).await?;
-        let mut members = Vec::with_capacity(manifest.members.len());
-        for member in &manifest.members {
-            members.push(mesh.load::<Member>(*member).await?);
+        Self::load_nested(mesh, id, 0).await
+    }
+
+    fn load_nested(mesh: &Mesh, id: ContentId, depth: usize) -> BoxFuture<'_, Result<Self, String>> {
+        async move {
+            if depth > MAX_NESTING {
+                return Err(format!("model manifest {id}: parts nested more than {MAX_NESTING} deep"));
+            }
+            let manifest: ModelManifest = mesh.load(id).await.map_err(|e| format!("model manifest {id}: {e}"))?;
+            let dataset = mesh.ensure_local(manifest.dataset_manifest).await?;
+            let schema = read_manifest(&mesh.storage, &dataset).await.map_err(|e| e.to_string())?.schema;
+            let body = if manifest.parts.is_empty() {
+                let pipeline: FittedPipeline = mesh.load(manifest.pipeline).await?;
+                let mut members = Vec::with_capacity(manifest.members.len());
+                for member in &manifest.members {
+                    members.push(mesh.load::<Member>(*member).await?);
+                }
+                let meta = match manifest.meta {
+                    Some(meta) => match mesh.load::<Member>(meta).await? {
+                        Member::Mlp(m) => Some(m),
+                        Member::Gbdt(_) => return Err(format!("model manifest {id}: its meta-model is not linear")),
+                    },
+                    None => None,
+                };
+                Body::Trained { pipeline, members, meta }
+            } else {
+                let mut parts = Vec::with_capacity(manifest.parts.len());
+                for part in &manifest.parts {
+                    parts.push(Arc::new(Self::load_nested(mesh, *part, depth + 1).await?));
+                }
+                return Self::composed(id, manifest, schema, parts);
+            };
+            let model = Self { id, manifest, schema, body };
+            model.validate().map_err(|e| format!("model manifest {id}: {e}"))?;
+            Ok(model)
         }
-        let meta = match manifest.meta {
-            Some(meta) => match mesh.load::<Member>(meta).await? {
-                Member::Mlp(m) => Some(m),
-                Member::Gbdt(_) => return Err(format!("model manifest {id}: its meta-model is not linear")),
-            },
-            None => None,
+        .boxed()
+    }
+
+    /// A composed model from its loaded parts, checked.
+    pub fn composed(
+        id: ContentId,
+        manifest: ModelManifest,
+        schema: Schema,
+        parts: Vec<Arc<LoadedModel>>,
+    ) -> Result<Self, String> {
+        let body = match &manifest.combine {
+            Combine::Serial => Body::Serial(parts),
+            Combine::WeightedMean(weights) => Body::Parallel { parts, weights: weights.clone() },
+            other => return Err(format!("model manifest {id}: parts cannot be combined by {other:?}")),
         };
-        let model = Self { id, manifest, schema, pipeline, members, meta };
+        let model = Self { id, manifest, schema, body };
         model.validate().map_err(|e| format!("model manifest {id}: {e}"))?;
         Ok(model)
     }
@@ -66,28 +110,59 @@ impl LoadedModel {
     /// crafted) can panic a prediction.
     fn validate(&self) -> Result<(), String> {
         let m = &self.manifest;
-        if self.members.is_empty() {
-            return Err("it lists no members".into());
-        }
-        if self.pipeline.columns.len() != self.schema.columns.len() || self.pipeline.task != m.task {
-            return Err("its pipeline does not match its dataset or task".into());
-        }
-        if m.task == Task::Classification && (m.classes.is_empty() || m.classes != self.pipeline.classes) {
-            return Err("its classes do not match its pipeline's".into());
-        }
-        if m.task == Task::Regression && self.pipeline.target.is_none() {
-            return Err("a regressor without its target scale".into());
-        }
         let outputs = self.outputs_per_row();
-        for (i, member) in self.members.iter().enumerate() {
-            member.validate(self.pipeline.features, outputs).map_err(|e| format!("member {i}: {e}"))?;
+        if m.task == Task::Classification && m.classes.is_empty() {
+            return Err("a classifier without classes".into());
         }
-        if let Some(meta) = &self.meta {
-            Member::Mlp(meta.clone())
-                .validate(outputs * self.members.len(), outputs)
-                .map_err(|e| format!("meta-model: {e}"))?;
+        match &self.body {
+            Body::Trained { pipeline, members, meta } => {
+                if members.is_empty() {
+                    return Err("it lists no members".into());
+                }
+                if pipeline.columns.len() != self.schema.columns.len() || pipeline.task != m.task {
+                    return Err("its pipeline does not match its dataset or task".into());
+                }
+                if m.task == Task::Classification && m.classes != pipeline.classes {
+                    return Err("its classes do not match its pipeline's".into());
+                }
+                if m.task == Task::Regression && pipeline.target.is_none() {
+                    return Err("a regressor without its target scale".into());
+                }
+                for (i, member) in members.iter().enumerate() {
+                    member.validate(pipeline.features, outputs).map_err(|e| format!("member {i}: {e}"))?;
+                }
+                if let Some(meta) = meta {
+                    Member::Mlp(meta.clone())
+                        .validate(outputs * members.len(), outputs)
+                        .map_err(|e| format!("meta-model: {e}"))?;
+                }
+                m.combine.validate(members.len())
+            }
+            Body::Parallel { parts, weights } => {
+                m.combine.validate(parts.len())?;
+                if weights.len() != parts.len() {
+                    return Err("one weight per part is needed".into());
+                }
+                for part in parts {
+                    same_columns(&part.schema, &self.schema)?;
+                    if part.manifest.task != m.task || part.manifest.classes != m.classes {
+                        return Err(format!("part '{}' answers another task or other classes", part.manifest.name));
+                    }
+                }
+                Ok(())
+            }
+            Body::Serial(parts) => {
+                let (first, last) = (parts.first().ok_or("no parts")?, parts.last().ok_or("no parts")?);
+                same_columns(&first.schema, &self.schema)?;
+                if last.manifest.task != m.task || last.manifest.classes != m.classes {
+                    return Err("it does not answer as its last part does".into());
+                }
+                for pair in parts.windows(2) {
+                    chained(&pair[0], &pair[1])?;
+                }
+                Ok(())
+            }
         }
-        m.combine.validate(self.members.len())
     }
 
     /// Outputs per row: one per class, or one value.
@@ -98,17 +173,77 @@ impl LoadedModel {
         }
     }
 
-    /// Outputs of already transformed rows: class probabilities, or
-    /// standardized values (see [`LoadedModel::answer`]).
-    pub fn outputs(&self, features: ArrayView2<'_, f32>) -> Array2<f32> {
-        let outputs: Vec<Array2<f32>> = self.members.iter().map(|m| m.predict(features)).collect();
-        combine(&outputs, &self.manifest.combine, self.meta.as_ref())
+    /// Answers for rows in this model's columns: class probabilities, or
+    /// values in the label's units.
+    pub fn predict(&self, rows: &Shard) -> Result<Array2<f64>, String> {
+        match &self.body {
+            Body::Trained { pipeline, members, meta } => {
+                let x = transform(pipeline, rows).map_err(|e| format!("rows do not fit the pipeline: {e}"))?;
+                let outputs: Vec<Array2<f32>> = members.iter().map(|m| m.predict(x.view())).collect();
+                let combined = combine(&outputs, &self.manifest.combine, meta.as_ref()).mapv(f64::from);
+                Ok(match pipeline.target {
+                    Some(scale) => combined.mapv(|v| scale.unscale(v)),
+                    None => combined,
+                })
+            }
+            Body::Parallel { parts, weights } => {
+                let total: f64 = weights.iter().sum();
+                let mut sum = Array2::<f64>::zeros((rows.rows(), self.outputs_per_row()));
+                for (part, weight) in parts.iter().zip(weights) {
+                    sum.scaled_add(weight / total, &part.predict(rows)?);
+                }
+                Ok(sum)
+            }
+            Body::Serial(parts) => {
+                let mut rows = rows.clone();
+                let mut answer = Array2::zeros((0, 0));
+                for (i, part) in parts.iter().enumerate() {
+                    answer = part.predict(&rows)?;
+                    if i + 1 < parts.len() {
+                        rows = with_outputs(rows, &answer);
+                    }
+                }
+                Ok(answer)
+            }
+        }
     }
+}
 
-    /// A regressor's answer in the label's units from a standardized output.
-    pub fn answer(&self, output: f32) -> f64 {
-        self.pipeline.target.map_or(f64::from(output), |t| t.unscale(f64::from(output)))
+/// Whether two schemas read the same columns (names and kinds) with the
+/// label in the same place.
+pub fn same_columns(a: &Schema, b: &Schema) -> Result<(), String> {
+    if a != b {
+        let names = |s: &Schema| s.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+        return Err(format!("its parts read different columns ({} and {})", names(a), names(b)));
     }
+    Ok(())
+}
+
+/// Whether `next` reads `first`'s columns plus `first`'s outputs.
+pub fn chained(first: &LoadedModel, next: &LoadedModel) -> Result<(), String> {
+    let m = &first.manifest;
+    let names = output_columns(&m.name, m.task, &m.classes);
+    let mut expected = first.schema.clone();
+    expected.columns.extend(names.iter().map(|n| Column { name: n.clone(), kind: ColumnKind::Numeric }));
+    if next.schema != expected {
+        return Err(format!(
+            "'{}' does not read the columns of '{}' plus its outputs ({}); train it on a dataset made by \
+             `mass models batch {} --into ...`",
+            next.manifest.name,
+            m.name,
+            names.join(", "),
+            m.name
+        ));
+    }
+    Ok(())
+}
+
+/// The rows with a model's outputs appended as numeric columns.
+pub fn with_outputs(mut rows: Shard, outputs: &Array2<f64>) -> Shard {
+    for column in outputs.columns() {
+        rows.columns.push(ShardColumn::Numeric(column.to_vec()));
+    }
+    rows
 }
 
 /// Loaded versions by manifest id; concurrent first requests share one load.

@@ -78,6 +78,7 @@ pub async fn serve_local(mesh: &Mesh, call: PredictCall) -> Result<Prediction, S
     let (predictions, probabilities, classes) = match model.manifest.task {
         Task::Classification => {
             let classes = &model.manifest.classes;
+            let probabilities = probabilities.mapv(|p| p as f32);
             let predictions = mass_kernels::models::ensemble::argmax_rows(&probabilities)
                 .into_iter()
                 .map(|c| Predicted::Class(classes.get(c).cloned().unwrap_or_default()))
@@ -85,7 +86,7 @@ pub async fn serve_local(mesh: &Mesh, call: PredictCall) -> Result<Prediction, S
             (predictions, probabilities.rows().into_iter().map(|r| r.to_vec()).collect(), classes.clone())
         }
         Task::Regression => {
-            let values = probabilities.column(0).iter().map(|v| Predicted::Value(model.answer(*v))).collect();
+            let values = probabilities.column(0).iter().map(|v| Predicted::Value(*v)).collect();
             (values, vec![], vec![])
         }
     };

@@ -70,6 +70,40 @@ pub fn to_shard(schema: &Schema, rows: &[Row], allow_missing: bool) -> Result<Sh
     Ok(Shard { first_row: 0, columns, splits: vec![Split::Test; rows.len()] })
 }
 
+/// The rows of several shards of one schema as one shard (categories are
+/// coded per shard, so codes are mapped to the joined dictionary).
+pub fn concat(parts: Vec<Shard>) -> Shard {
+    let mut parts = parts.into_iter();
+    let Some(mut joined) = parts.next() else { return Shard { first_row: 0, columns: vec![], splits: vec![] } };
+    for part in parts {
+        joined.splits.extend(part.splits);
+        for (into, column) in joined.columns.iter_mut().zip(part.columns) {
+            match (into, column) {
+                (ShardColumn::Numeric(a), ShardColumn::Numeric(b)) => a.extend(b),
+                (ShardColumn::Text(a), ShardColumn::Text(b)) => a.extend(b),
+                (
+                    ShardColumn::Categorical { values, codes },
+                    ShardColumn::Categorical { values: more, codes: more_codes },
+                ) => {
+                    let mapped: Vec<u32> = more
+                        .into_iter()
+                        .map(|v| match values.iter().position(|x| *x == v) {
+                            Some(i) => i as u32,
+                            None => {
+                                values.push(v);
+                                (values.len() - 1) as u32
+                            }
+                        })
+                        .collect();
+                    codes.extend(more_codes.into_iter().map(|c| mapped.get(c as usize).copied().unwrap_or(u32::MAX)));
+                }
+                _ => {}
+            }
+        }
+    }
+    joined
+}
+
 /// The first few feature column names, for messages.
 fn preview(schema: &Schema, features: &[usize]) -> String {
     let names: Vec<&str> = features.iter().take(4).map(|&c| schema.columns[c].name.as_str()).collect();
