@@ -5,8 +5,8 @@ use actix::Addr;
 use libp2p::PeerId;
 use mass_protocol::{
     ContentId, codec,
-    dataset::DatasetManifest,
-    features::{DataSummary, FittedPipeline, PipelineSpec},
+    dataset::{DatasetManifest, Schema, Shard, Split},
+    features::{DataSummary, FittedPipeline, Moments, PipelineSpec},
     rpc::{RefUpdate, Request, Response},
     storage::{BlobMeta, RefEntry},
 };
@@ -16,7 +16,7 @@ use tracing::warn;
 use crate::{
     datasets::{
         REF_PREFIX,
-        service::{read_blob, read_manifest, summarize_shard, write_blob},
+        service::{read_blob, read_manifest, read_shard, write_blob},
     },
     membership::{GetUpPeers, MembershipActor},
     net::NetClient,
@@ -125,41 +125,54 @@ impl Mesh {
         ranked
     }
 
-    /// Summarizes one shard here if this node holds it, else on a node that does.
-    async fn summarize(
+    /// Computes something of shard `shard` where it lives: here with
+    /// `local` if this node holds it, else by asking holders with `request`
+    /// and reading their answer with `answer`. Returns who computed it.
+    async fn where_held<T: Send + 'static>(
         &self,
-        manifest: &DatasetManifest,
         shard: ContentId,
-        spec: &PipelineSpec,
-    ) -> Result<(String, DataSummary), String> {
+        request: Request,
+        local: impl FnOnce(Shard) -> Result<T, String> + Send + 'static,
+        answer: impl Fn(Response) -> Option<T>,
+    ) -> Result<(String, T), String> {
         if let Ok(Some(meta)) = self.storage.meta(shard).await {
-            let summary = summarize_shard(&self.storage, &meta, manifest.schema.clone(), spec.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-            return Ok((self.peer_id.clone(), summary));
+            let rows = read_shard(&self.storage, &meta).await.map_err(|e| e.to_string())?;
+            let value = tokio::task::spawn_blocking(move || local(rows)).await.map_err(|e| e.to_string())??;
+            return Ok((self.peer_id.clone(), value));
         }
         let mut failures = Vec::new();
         for peer in self.likely_holders(&shard).await {
-            let request = Request::SummarizeShard { shard, schema: manifest.schema.clone(), spec: spec.clone() };
-            match self.net.request(peer, request).await {
-                Ok(Response::Summary(summary)) => return Ok((peer.to_string(), summary)),
+            match self.net.request(peer, request.clone()).await {
                 Ok(Response::Error(e)) => failures.push(format!("{peer}: {e}")),
-                Ok(_) => failures.push(format!("{peer}: unexpected answer")),
+                Ok(response) => match answer(response) {
+                    Some(value) => return Ok((peer.to_string(), value)),
+                    None => failures.push(format!("{peer}: unexpected answer")),
+                },
                 Err(e) => failures.push(e.to_string()),
             }
         }
-        Err(format!("no node could summarize shard {shard}: {}", failures.join("; ")))
+        Err(format!("no node could read shard {shard}: {}", failures.join("; ")))
     }
 
-    /// Fits a pipeline from statistics computed where each shard lives.
-    /// Returns it with the merged statistics and the peer that summarized
-    /// each shard.
+    /// Fits a pipeline from statistics computed where each shard lives (and,
+    /// for principal components, a second pass for the moments of the
+    /// fitted numeric features). Returns it with the merged statistics and
+    /// the peer that summarized each shard.
     pub async fn fit_pipeline(
         &self,
         manifest: &DatasetManifest,
         spec: &PipelineSpec,
     ) -> Result<(FittedPipeline, DataSummary, Vec<String>), FitFailure> {
-        let jobs = manifest.shards.iter().map(|shard| self.summarize(manifest, shard.id, spec));
+        let jobs = manifest.shards.iter().map(|shard| {
+            let (schema, spec) = (manifest.schema.clone(), spec.clone());
+            let request = Request::SummarizeShard { shard: shard.id, schema: schema.clone(), spec: spec.clone() };
+            self.where_held(
+                shard.id,
+                request,
+                move |rows| summarize_rows(&rows, &schema, &spec),
+                |r| if let Response::Summary(s) = r { Some(s) } else { None },
+            )
+        });
         let mut merged = DataSummary::default();
         let mut summarized_by = Vec::new();
         for result in futures::future::join_all(jobs).await {
@@ -167,10 +180,57 @@ impl Mesh {
             mass_kernels::features::merge(&mut merged, &summary);
             summarized_by.push(peer);
         }
-        let pipeline = mass_kernels::features::fit(spec, &manifest.schema, &merged)
+        let mut pipeline = mass_kernels::features::fit(spec, &manifest.schema, &merged)
             .map_err(|e| FitFailure::Invalid(e.to_string()))?;
+        if let Some(components) = spec.pca {
+            let features = mass_kernels::features::derived::numeric_features(&pipeline);
+            let jobs = manifest.shards.iter().map(|shard| {
+                let (base, wanted) = (pipeline.clone(), features.clone());
+                let request = Request::ShardMoments {
+                    shard: shard.id,
+                    pipeline: Box::new(base.clone()),
+                    features: wanted.clone(),
+                };
+                self.where_held(
+                    shard.id,
+                    request,
+                    move |rows| moments_of(&rows, &base, &wanted),
+                    |r| if let Response::Moments(m) = r { Some(m) } else { None },
+                )
+            });
+            let mut moments = Moments::default();
+            for result in futures::future::join_all(jobs).await {
+                let (_, part) = result.map_err(FitFailure::Unavailable)?;
+                mass_kernels::features::derived::merge_moments(&mut moments, &part);
+            }
+            mass_kernels::features::fit::fit_projection(&mut pipeline, &moments, components)
+                .map_err(|e| FitFailure::Invalid(e.to_string()))?;
+        }
         Ok((pipeline, merged, summarized_by))
     }
+}
+
+/// Statistics of a shard's training rows (checked against the schema first).
+pub fn summarize_rows(rows: &Shard, schema: &Schema, spec: &PipelineSpec) -> Result<DataSummary, String> {
+    if rows.columns.len() != schema.columns.len() {
+        return Err(format!(
+            "the shard has {} columns but the schema has {}",
+            rows.columns.len(),
+            schema.columns.len()
+        ));
+    }
+    Ok(mass_kernels::features::summarize(rows, schema, spec))
+}
+
+/// Moments of `features` of a shard's training rows through `pipeline`.
+pub fn moments_of(rows: &Shard, pipeline: &FittedPipeline, features: &[usize]) -> Result<Moments, String> {
+    let x = mass_kernels::features::transform(pipeline, rows).map_err(|e| e.to_string())?;
+    if features.iter().any(|f| *f >= x.ncols()) {
+        return Err("a feature asked for is outside the pipeline's output".into());
+    }
+    let train: Vec<usize> = (0..rows.rows()).filter(|&r| rows.splits[r] == Split::Train).collect();
+    let x = x.select(ndarray::Axis(0), &train);
+    Ok(mass_kernels::features::derived::moments(x.view(), features))
 }
 
 /// Why a pipeline could not be fitted.

@@ -99,19 +99,18 @@ impl Handler<InboundRequest> for ServiceActor {
                     Ok(refs) => Response::Refs(refs),
                     Err(e) => storage_error(e),
                 },
-                Request::SummarizeShard { shard, schema, spec } => match storage.meta(shard).await {
-                    Ok(Some(meta)) => {
-                        match crate::datasets::service::summarize_shard(&storage, &meta, schema, spec).await {
-                            Ok(summary) => Response::Summary(summary),
-                            Err(e) => Response::Error(RpcError { kind: RpcErrorKind::Storage, message: e.to_string() }),
-                        }
-                    }
-                    Ok(None) => Response::Error(RpcError {
-                        kind: RpcErrorKind::Refused,
-                        message: format!("shard {shard} is not stored here"),
-                    }),
-                    Err(e) => storage_error(e),
-                },
+                Request::SummarizeShard { shard, schema, spec } => {
+                    on_held_shard(&storage, shard, move |rows| {
+                        crate::mesh::summarize_rows(&rows, &schema, &spec).map(Response::Summary)
+                    })
+                    .await
+                }
+                Request::ShardMoments { shard, pipeline, features } => {
+                    on_held_shard(&storage, shard, move |rows| {
+                        crate::mesh::moments_of(&rows, &pipeline, &features).map(Response::Moments)
+                    })
+                    .await
+                }
                 Request::Boost(bytes) => {
                     let answer = match crate::jobs::boost::messages::decode(&bytes) {
                         Ok(request) => crate::jobs::boost::sessions::handle(&mesh, request).await,
@@ -160,6 +159,32 @@ impl Handler<PeerNotice> for ServiceActor {
                 ctx.spawn(sync_refs(net, storage, peer).into_actor(self));
             }
         }
+    }
+}
+
+/// Answers with `work` run (off the event loop) on shard `shard`, when this
+/// node holds it.
+async fn on_held_shard(
+    storage: &Storage,
+    shard: mass_protocol::ContentId,
+    work: impl FnOnce(mass_protocol::dataset::Shard) -> Result<Response, String> + Send + 'static,
+) -> Response {
+    let meta = match storage.meta(shard).await {
+        Ok(Some(meta)) => meta,
+        Ok(None) => {
+            let message = format!("shard {shard} is not stored here");
+            return Response::Error(RpcError { kind: RpcErrorKind::Refused, message });
+        }
+        Err(e) => return storage_error(e),
+    };
+    let rows = match crate::datasets::service::read_shard(storage, &meta).await {
+        Ok(rows) => rows,
+        Err(e) => return Response::Error(RpcError { kind: RpcErrorKind::Storage, message: e.to_string() }),
+    };
+    match tokio::task::spawn_blocking(move || work(rows)).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(message)) => Response::Error(RpcError { kind: RpcErrorKind::Refused, message }),
+        Err(e) => Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message: e.to_string() }),
     }
 }
 

@@ -93,6 +93,24 @@ pub struct PipelineSpec {
     /// Summarize numeric columns with quantile sketches (tree models bin
     /// features from them).
     pub quantiles: bool,
+    /// Replace each numeric column by indicators of this many quantile bins
+    /// (edges from sketches merged across shards).
+    pub bins: Option<usize>,
+    /// Crossed column pairs: two numeric columns give their product (after
+    /// scaling), two categorical ones the hashed pair of their values.
+    pub cross: Vec<(String, String)>,
+    /// Hash buckets of each categorical cross.
+    pub cross_buckets: u32,
+    /// Replace the numeric features by this many principal components (of
+    /// the covariance merged across shards).
+    pub pca: Option<usize>,
+}
+
+impl PipelineSpec {
+    /// Whether fitting needs the numeric columns' quantile sketches.
+    pub fn needs_quantiles(&self) -> bool {
+        self.quantiles || self.bins.is_some()
+    }
 }
 
 impl Default for PipelineSpec {
@@ -106,6 +124,10 @@ impl Default for PipelineSpec {
             encode: Encode::OneHot,
             task: Task::Classification,
             quantiles: false,
+            bins: None,
+            cross: vec![],
+            cross_buckets: 1 << 10,
+            pca: None,
         }
     }
 }
@@ -178,6 +200,45 @@ pub enum ColumnTransform {
     Ordinal {
         categories: Vec<String>,
     },
+    /// Indicators of the quantile bin the (filled) value falls in: bin `i`
+    /// holds values up to `edges[i]`, the last bin the rest.
+    Binned {
+        fill: f64,
+        edges: Vec<f64>,
+    },
+}
+
+/// A feature made of two columns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Cross {
+    /// The product of two numeric columns' features (`a`, `b`: feature
+    /// indices of the column transforms' output).
+    Product { a: usize, b: usize },
+    /// Indicators of `hash(value of a, value of b) % buckets` for two
+    /// categorical columns (schema indices).
+    Hashed { a: usize, b: usize, buckets: u32 },
+}
+
+/// Sums over some rows of some features: what a covariance (and so
+/// principal components) is fitted from. Merging adds them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Moments {
+    pub rows: u64,
+    pub sum: Vec<f64>,
+    /// Sums of products, row-major `d x d`.
+    pub outer: Vec<f64>,
+}
+
+/// Principal components: `(x - mean) . component` for each component, over
+/// the features `inputs` of the column transforms' output (which they replace).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Projection {
+    pub inputs: Vec<usize>,
+    pub mean: Vec<f64>,
+    /// Row-major, one row of `inputs.len()` weights per component.
+    pub components: Vec<Vec<f64>>,
+    /// Variance each component explains.
+    pub explained: Vec<f64>,
 }
 
 /// How a regression label was standardized for training: answers are
@@ -214,6 +275,10 @@ pub struct FittedPipeline {
     pub task: Task,
     /// Regression: how the label was standardized.
     pub target: Option<TargetScale>,
+    /// Crossed features, after the column transforms' output.
+    pub crosses: Vec<Cross>,
+    /// Principal components replacing numeric features, at the end.
+    pub projection: Option<Projection>,
 }
 
 impl FittedPipeline {
@@ -232,9 +297,24 @@ impl FittedPipeline {
                     out.push(at);
                     at += 1;
                 }
+                ColumnTransform::Binned { edges, .. } => at += edges.len() + 1,
             }
         }
         out
+    }
+
+    /// Width of the column transforms' output (before crosses and components).
+    pub fn column_features(&self) -> usize {
+        self.transforms
+            .iter()
+            .map(|t| match t {
+                ColumnTransform::Drop => 0,
+                ColumnTransform::Numeric { .. } | ColumnTransform::Ordinal { .. } => 1,
+                ColumnTransform::OneHot { categories, .. } => categories.len(),
+                ColumnTransform::Tfidf { idf, .. } => idf.len(),
+                ColumnTransform::Binned { edges, .. } => edges.len() + 1,
+            })
+            .sum()
     }
 }
 

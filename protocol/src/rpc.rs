@@ -43,6 +43,10 @@ pub enum Request {
     /// `extend`: also store the shard with the model's outputs appended as
     /// columns (a dataset a serial composition's next model trains on).
     PredictShard { manifest: ContentId, shard: ContentId, extend: bool },
+    /// Moments (sums and sums of products) of `features` of a held shard's
+    /// training rows through `pipeline`, for principal components;
+    /// [`Response::Moments`].
+    ShardMoments { shard: ContentId, pipeline: Box<crate::features::FittedPipeline>, features: Vec<usize> },
     /// A step of a boosted job grown across the shards' homes (the bytes of
     /// a message the node crate defines); [`Response::Boost`].
     Boost(#[serde(with = "serde_bytes")] Vec<u8>),
@@ -78,6 +82,7 @@ pub enum Response {
         extended: Option<(ContentId, Vec<crate::dataset::ColumnStats>)>,
     },
     Boost(#[serde(with = "serde_bytes")] Vec<u8>),
+    Moments(crate::features::Moments),
 }
 
 /// Gossiped on [`crate::names::REF_TOPIC`] whenever a node writes a ref.

@@ -354,3 +354,69 @@ async fn boosting_and_composed_models_answer_as_their_parts_do() {
     assert!(err.contains("read different columns"), "{err}");
     assert!(client.model("bad").await.is_err(), "a refused composition was stored");
 }
+
+/// Crosses, quantile bins and principal components are fitted from
+/// statistics computed where the shards live, stored with the model and
+/// applied at serving; what cannot work is refused before a job exists.
+#[tokio::test(flavor = "multi_thread")]
+async fn derived_features_are_fitted_across_shards_and_served() {
+    let mut cluster = Cluster::new();
+    let nodes = mesh(&mut cluster, 3).await;
+    let client = diamonds_on(&nodes).await;
+    let (csv, rows) = digits();
+    ingest(&client, csv, rows, "digits", "label", 300).await;
+
+    let plain =
+        train(&client, &job("plain", "diamonds", Learner::Linear, Some(Task::Regression)), Duration::from_secs(120))
+            .await;
+    let mut crossed = job("crossed", "diamonds", Learner::Linear, Some(Task::Regression));
+    crossed.pipeline.cross = vec![
+        ("carat".into(), "carat".into()),
+        ("carat".into(), "x".into()),
+        ("cut".into(), "color".into()),
+        ("color".into(), "clarity".into()),
+    ];
+    let crossed_record = train(&client, &crossed, Duration::from_secs(120)).await;
+    let (before, after) = (plain.evaluation.unwrap().score(), crossed_record.evaluation.unwrap().score());
+    assert!(after > before + 0.005, "crosses gave R2 {after}, without {before}");
+    let row = serde_json::json!({"carat": 0.5, "cut": "Ideal", "color": "E", "clarity": "SI1",
+        "depth": 61.5, "table": 55.0, "x": 5.1, "y": 5.1, "z": 3.15});
+    let price = client.predict("crossed", &[row]).await.unwrap().predictions[0].value().unwrap();
+    assert!(price.is_finite());
+
+    let mut binned = job("binned", "diamonds", Learner::Linear, Some(Task::Regression));
+    binned.pipeline.bins = Some(10);
+    assert!(train(&client, &binned, Duration::from_secs(120)).await.evaluation.unwrap().score() > 0.85);
+
+    let mut pca = job("digits-pca", "digits", Learner::Linear, None);
+    pca.pipeline.pca = Some(30);
+    let accuracy = train(&client, &pca, Duration::from_secs(120)).await.evaluation.unwrap().score();
+    assert!(accuracy > 0.93, "{accuracy}");
+    let view = client.model("digits-pca").await.unwrap();
+    let bytes = client.get_blob(&view.manifest.pipeline.to_string()).await.unwrap();
+    let pipeline: mass_protocol::features::FittedPipeline = codec::decode(&bytes, codec::MAX_RECORD).unwrap();
+    let projection = pipeline.projection.unwrap();
+    assert_eq!((projection.components.len(), projection.inputs.len(), pipeline.features), (30, 64, 30));
+    assert!(projection.explained.windows(2).all(|w| w[0] >= w[1]));
+
+    let before = client.jobs().await.unwrap().len();
+    let mut too_many = job("x", "digits", Learner::Linear, None);
+    too_many.pipeline.pca = Some(65);
+    let mut unknown = job("x", "diamonds", Learner::Linear, Some(Task::Regression));
+    unknown.pipeline.cross = vec![("carat".into(), "weight".into())];
+    let mut mixed = unknown.clone();
+    mixed.pipeline.cross = vec![("carat".into(), "cut".into())];
+    let mut trees = job("x", "digits", Learner::Gbdt(TreeSpec::default()), None);
+    trees.pipeline.pca = Some(5);
+    let cases = [
+        (too_many, "65 components asked of 64 numeric columns"),
+        (unknown, "no column named 'weight'"),
+        (mixed, "a cross pairs two numeric or two categorical columns"),
+        (trees, "tree models split on the columns themselves"),
+    ];
+    for (spec, expected) in cases {
+        let err = client.submit_job(&spec).await.unwrap_err().to_string();
+        assert!(err.contains("422") && err.contains(expected), "{err}");
+    }
+    assert_eq!(client.jobs().await.unwrap().len(), before, "a refused job left a record");
+}

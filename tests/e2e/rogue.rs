@@ -130,6 +130,7 @@ async fn a_peer_serving_wrong_bytes_is_caught_at_the_first_bad_chunk() {
                 | Request::TrainTask { .. }
                 | Request::Predict(_)
                 | Request::PredictShard { .. }
+                | Request::ShardMoments { .. }
                 | Request::Boost(_) => Response::Error(mass_protocol::rpc::RpcError {
                     kind: mass_protocol::rpc::RpcErrorKind::Refused,
                     message: "no".into(),

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use mass_protocol::{
     dataset::{ColumnKind, Schema},
     features::{
-        ColumnSummary, ColumnTransform, DataSummary, Encode, FittedPipeline, Impute, PipelineSpec, Scale, Select,
-        TargetScale, from_order_key,
+        ColumnSummary, ColumnTransform, DataSummary, Encode, FittedPipeline, Impute, Moments, PipelineSpec, Scale,
+        Select, TargetScale, from_order_key,
     },
     jobs::Task,
 };
@@ -27,6 +27,12 @@ pub enum FitError {
     NoTarget(String),
     #[error("label '{0}' has the same value in every training row: nothing to regress")]
     ConstantTarget(String),
+    #[error("cross: {0}")]
+    Cross(String),
+    #[error("pca: {0}")]
+    Pca(String),
+    #[error("bins: {0} bins asked; quantile binning takes 2 to 256")]
+    Bins(usize),
 }
 
 /// The fill value for missing numbers.
@@ -125,6 +131,11 @@ pub fn fit(spec: &PipelineSpec, schema: &Schema, summary: &DataSummary) -> Resul
     if summary.rows == 0 {
         return Err(FitError::NoRows);
     }
+    if let Some(bins) = spec.bins
+        && !(2..=256).contains(&bins)
+    {
+        return Err(FitError::Bins(bins));
+    }
     let mut keep_numeric: Option<Vec<usize>> = None;
     if let Select::MutualInfo { k } = spec.select {
         if spec.task == Task::Regression {
@@ -171,6 +182,10 @@ pub fn fit(spec: &PipelineSpec, schema: &Schema, summary: &DataSummary) -> Resul
                 };
                 if !selected {
                     ColumnTransform::Drop
+                } else if let Some(bins) = spec.bins {
+                    let edges = super::derived::bin_edges(&s.sketch, bins);
+                    features += edges.len() + 1;
+                    ColumnTransform::Binned { fill, edges }
                 } else {
                     let (offset, scale) = match spec.scale {
                         Scale::None => (0.0, 1.0),
@@ -219,6 +234,8 @@ pub fn fit(spec: &PipelineSpec, schema: &Schema, summary: &DataSummary) -> Resul
         };
         transforms.push(transform);
     }
+    let crosses = super::derived::crosses(&spec.cross, spec.cross_buckets, schema, &transforms)?;
+    features += crosses.iter().map(super::derived::cross_width).sum::<usize>();
     let label = &summary.columns[schema.label];
     let (classes, target) = match spec.task {
         Task::Classification => (class_order(label), None),
@@ -233,7 +250,61 @@ pub fn fit(spec: &PipelineSpec, schema: &Schema, summary: &DataSummary) -> Resul
         features,
         task: spec.task,
         target,
+        crosses,
+        projection: None,
     })
+}
+
+/// Checks what can be checked of `spec` against the columns alone, before
+/// any statistics are computed: crossed columns exist and pair, bins and
+/// components are in range.
+pub fn check(spec: &PipelineSpec, schema: &Schema) -> Result<(), FitError> {
+    if let Some(bins) = spec.bins
+        && !(2..=256).contains(&bins)
+    {
+        return Err(FitError::Bins(bins));
+    }
+    let numeric =
+        schema.columns.iter().enumerate().filter(|(i, c)| *i != schema.label && c.kind == ColumnKind::Numeric);
+    let numeric = numeric.count();
+    if let Some(k) = spec.pca {
+        if spec.bins.is_some() {
+            return Err(FitError::Pca(
+                "binned columns are indicators, not numbers to project; drop bins or pca".into(),
+            ));
+        }
+        if k == 0 || k > numeric {
+            return Err(FitError::Pca(format!(
+                "{k} components asked of {numeric} numeric columns; ask for 1 to {numeric}"
+            )));
+        }
+    }
+    // Crosses of columns as if every numeric column were kept and scaled.
+    let transforms: Vec<ColumnTransform> = schema
+        .columns
+        .iter()
+        .map(|c| match c.kind {
+            ColumnKind::Numeric if spec.bins.is_none() => {
+                ColumnTransform::Numeric { fill: 0.0, offset: 0.0, scale: 1.0 }
+            }
+            ColumnKind::Numeric => ColumnTransform::Binned { fill: 0.0, edges: vec![] },
+            _ => ColumnTransform::Drop,
+        })
+        .collect();
+    super::derived::crosses(&spec.cross, spec.cross_buckets, schema, &transforms).map(|_| ())
+}
+
+/// Adds principal components to a fitted pipeline, from the moments of its
+/// numeric features merged across shards: they replace those features.
+pub fn fit_projection(pipeline: &mut FittedPipeline, moments: &Moments, components: usize) -> Result<(), FitError> {
+    let inputs = super::derived::numeric_features(pipeline);
+    if inputs.is_empty() {
+        return Err(FitError::Pca("the pipeline gives no scaled numeric features to project".into()));
+    }
+    let projection = super::derived::principal_components(moments, inputs, components)?;
+    pipeline.features = pipeline.features - projection.inputs.len() + projection.components.len();
+    pipeline.projection = Some(projection);
+    Ok(())
 }
 
 /// How a numeric label is standardized for regression.

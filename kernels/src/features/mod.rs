@@ -10,10 +10,12 @@
 //! - [`summarize`]: per-shard statistics, and merging them.
 //! - [`sketch`]: mergeable quantile sketches of numeric columns.
 //! - [`text`]: tokenizing and hashing text into n-gram buckets.
+//! - [`derived`]: quantile bins, crosses, principal components.
 //! - [`fit`]: statistics to fitted transforms (imputation, scaling, one-hot,
 //!   TF-IDF, variance and mutual-information selection).
 //! - [`transform`]: applying a fitted pipeline to shards.
 
+pub mod derived;
 pub mod fit;
 pub mod sketch;
 pub mod summarize;

@@ -39,7 +39,7 @@ pub fn summarize(shard: &Shard, schema: &Schema, spec: &PipelineSpec) -> DataSum
             let mut s = ColumnSummary::default();
             match column {
                 ShardColumn::Numeric(values) => {
-                    if spec.quantiles {
+                    if spec.needs_quantiles() {
                         s.sketch = sketch(rows.iter().map(|&r| values[r]), SKETCH_CAPACITY);
                     }
                     for (i, &r) in rows.iter().enumerate() {

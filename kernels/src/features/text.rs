@@ -18,6 +18,11 @@ pub fn buckets(text: &str, ngram_max: u8, buckets: u32) -> Vec<u32> {
     out
 }
 
+/// FNV-1a of text: stable across machines and releases.
+pub fn hash(text: &str) -> u64 {
+    fnv1a(text)
+}
+
 fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3))
 }

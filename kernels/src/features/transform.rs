@@ -32,7 +32,9 @@ pub fn transform(pipeline: &FittedPipeline, shard: &Shard) -> Result<Array2<f32>
         return Err(TransformError::Shape { got: shard.columns.len(), expected: pipeline.transforms.len() });
     }
     let rows = shard.rows();
-    let mut out = Array2::<f32>::zeros((rows, pipeline.features));
+    let base = pipeline.column_features();
+    let crossed: usize = pipeline.crosses.iter().map(super::derived::cross_width).sum();
+    let mut out = Array2::<f32>::zeros((rows, base + crossed));
     let mut offset = 0;
     for ((transform, column), name) in pipeline.transforms.iter().zip(&shard.columns).zip(&pipeline.columns) {
         let mismatch = |expected| TransformError::Kind { column: name.clone(), got: kind(column), expected };
@@ -61,6 +63,14 @@ pub fn transform(pipeline: &FittedPipeline, shard: &Shard) -> Result<Array2<f32>
                     }
                 }
                 offset += categories.len();
+            }
+            ColumnTransform::Binned { fill, edges } => {
+                let ShardColumn::Numeric(values) = column else { return Err(mismatch("numeric")) };
+                for (r, v) in values.iter().enumerate() {
+                    let v = if v.is_nan() { *fill } else { *v };
+                    out[[r, offset + super::derived::bin_of(edges, v)]] = 1.0;
+                }
+                offset += edges.len() + 1;
             }
             ColumnTransform::Ordinal { categories } => {
                 let ShardColumn::Categorical { values, codes } = column else { return Err(mismatch("categorical")) };
@@ -97,6 +107,13 @@ pub fn transform(pipeline: &FittedPipeline, shard: &Shard) -> Result<Array2<f32>
                 offset += idf.len();
             }
         }
+    }
+    if !pipeline.crosses.is_empty() {
+        let columns = out.slice(ndarray::s![.., ..base]).to_owned();
+        super::derived::apply_crosses(&pipeline.crosses, columns.view(), shard, &mut out, base);
+    }
+    if let Some(projection) = &pipeline.projection {
+        out = super::derived::project(projection, out);
     }
     Ok(out)
 }

@@ -74,6 +74,16 @@ pub struct TrainArgs {
     /// Feature scaling of numeric columns: standard, min-max or none.
     #[arg(long, default_value = "standard")]
     scale: String,
+    /// A crossed pair of columns, `A*B` (repeatable): two numeric columns
+    /// give their product, two categorical ones their hashed pair.
+    #[arg(long)]
+    cross: Vec<String>,
+    /// Replace the numeric columns by this many principal components.
+    #[arg(long)]
+    pca: Option<usize>,
+    /// Replace each numeric column by indicators of this many quantile bins.
+    #[arg(long)]
+    bins: Option<usize>,
     /// Return after submitting instead of following the job.
     #[arg(long)]
     detach: bool,
@@ -243,7 +253,21 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
     let learner = parse_learner(&args)?;
     let network_rate = args.learning_rate.map_or(ModelSpec::default().learning_rate, |r| r as f32);
     let spec = JobSpec {
-        pipeline: PipelineSpec { scale: parse_scale(&args.scale)?, ..Default::default() },
+        pipeline: PipelineSpec {
+            scale: parse_scale(&args.scale)?,
+            cross: args
+                .cross
+                .iter()
+                .map(|pair| {
+                    pair.split_once('*')
+                        .map(|(a, b)| (a.trim().to_owned(), b.trim().to_owned()))
+                        .ok_or_else(|| anyhow::anyhow!("--cross {pair}: expected COLUMN*COLUMN"))
+                })
+                .collect::<anyhow::Result<_>>()?,
+            pca: args.pca,
+            bins: args.bins,
+            ..Default::default()
+        },
         spec: ModelSpec {
             learner,
             epochs: args.epochs,

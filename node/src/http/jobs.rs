@@ -34,8 +34,15 @@ pub fn runnable(spec: &JobSpec, manifest: &DatasetManifest) -> Result<Task, Stri
     if task == Task::Regression && matches!(spec.pipeline.select, Select::MutualInfo { .. }) {
         return Err("pipeline.select: mutual information needs classes; a regression label has none".into());
     }
+    mass_kernels::features::fit::check(&spec.pipeline, &manifest.schema).map_err(|e| format!("pipeline.{e}"))?;
     match &spec.spec.learner {
         Learner::Gbdt(_) => {
+            let p = &spec.pipeline;
+            if p.pca.is_some() || p.bins.is_some() || !p.cross.is_empty() {
+                return Err("pipeline: tree models split on the columns themselves; crosses, bins and \
+                            principal components are for linear and mlp models"
+                    .into());
+            }
             if let Some(text) = manifest
                 .schema
                 .columns
