@@ -140,6 +140,9 @@ pub fn for_pipeline(
             ColumnTransform::OneHot { categories, .. } => {
                 bins.extend(categories.iter().map(|_| FeatureBins::Numeric { upper: vec![0.5, f32::INFINITY] }));
             }
+            ColumnTransform::Binned { edges, .. } => {
+                bins.extend((0..=edges.len()).map(|_| FeatureBins::Numeric { upper: vec![0.5, f32::INFINITY] }));
+            }
             ColumnTransform::Tfidf { .. } => {
                 return Err(format!(
                     "column '{}' is text: tree models take numeric and categorical columns only;                      drop it or use a linear or mlp model",
