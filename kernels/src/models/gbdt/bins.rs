@@ -145,7 +145,7 @@ pub fn for_pipeline(
             }
             ColumnTransform::Tfidf { .. } => {
                 return Err(format!(
-                    "column '{}' is text: tree models take numeric and categorical columns only;                      drop it or use a linear or mlp model",
+                    "column '{}' is text: tree models take numeric and categorical columns only; drop it or use a linear or mlp model",
                     pipeline.columns[i]
                 ));
             }
