@@ -170,6 +170,31 @@ async fn regression_on_diamonds_reaches_scikit_learn_and_is_served_as_numbers() 
     parallel.ensemble = EnsembleSpec::DataParallel { workers: 2, rounds: 2 };
     let err = client.submit_job(&parallel).await.unwrap_err().to_string();
     assert!(err.contains("gbdt learner cannot be averaged"), "{err}");
+
+    // A label with missing values, and a text column into trees.
+    let notes = cluster.path().join("notes.csv");
+    let mut csv = String::from("size,note,y\n");
+    for i in 0..60 {
+        let y = if i == 7 { String::new() } else { format!("{}", i % 2) };
+        csv.push_str(&format!("{i},\"free text number {i} about things\",{y}\n"));
+    }
+    std::fs::write(&notes, csv).unwrap();
+    let request = IngestRequest {
+        name: "notes".into(),
+        label: "y".into(),
+        types: vec![("note".into(), "text".into())],
+        ..Default::default()
+    };
+    let err = client.ingest_csv(&notes, &request).await.unwrap_err().to_string();
+    assert!(err.contains("row 8 (line 9): the label 'y' is missing"), "{err}");
+    assert!(client.dataset("notes").await.is_err(), "a refused file became a dataset");
+    let texts = cluster.path().join("texts.csv");
+    let lines: String = (0..60).map(|i| format!("{i},\"free text number {i} about things\",{}\n", i % 2)).collect();
+    std::fs::write(&texts, format!("size,note,y\n{lines}")).unwrap();
+    client.ingest_csv(&texts, &IngestRequest { name: "texts".into(), ..request }).await.unwrap();
+    let trees = job("n", "texts", Learner::Gbdt(TreeSpec::default()), None);
+    let err = client.submit_job(&trees).await.unwrap_err().to_string();
+    assert!(err.contains("column 'note' is text: tree models take numeric and categorical columns only"), "{err}");
     assert_eq!(client.jobs().await.unwrap().len(), before);
 }
 
