@@ -151,6 +151,7 @@ async fn main() -> anyhow::Result<()> {
         ensemble: EnsembleSpec::Bagging { members: 6 },
         seed: 1,
         task: None,
+        placement: Default::default(),
     };
     let id = clients[1].submit_job(&job).await?.to_string();
     let record = loop {

@@ -87,6 +87,7 @@ async fn main() {
         ensemble: EnsembleSpec::Single,
         seed: 1,
         task: None,
+        placement: Default::default(),
     };
     let id = client.submit_job(&spec).await.unwrap().to_string();
     let accuracy = loop {

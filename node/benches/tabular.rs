@@ -83,6 +83,7 @@ fn job(model: &str, dataset: &str, learner: Learner, task: Task) -> JobSpec {
         ensemble: EnsembleSpec::Single,
         seed: 0,
         task: Some(task),
+        placement: Default::default(),
     }
 }
 

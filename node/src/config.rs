@@ -29,6 +29,7 @@ pub struct NodeConfig {
     pub hardware: hardware::Config,
     pub storage: storage::Config,
     pub serving: crate::serving::Config,
+    pub compute: crate::compute::Config,
 }
 
 /// Why a configuration was refused.
@@ -68,6 +69,8 @@ pub struct FileConfig {
     pub storage: StorageSection,
     #[serde(default)]
     pub serving: ServingSection,
+    #[serde(default)]
+    pub compute: ComputeSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +127,14 @@ pub struct MembershipSection {
     pub down_after: Option<Duration>,
     #[serde(default, with = "humantime_serde::option")]
     pub forget_after: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComputeSection {
+    pub slots: Option<usize>,
+    pub queue: Option<usize>,
+    pub throttle: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -252,10 +263,20 @@ impl NodeConfig {
         };
         serving.validate().map_err(ConfigError::Invalid)?;
 
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let defaults = crate::compute::Config::for_cores(cores);
+        let compute = crate::compute::Config {
+            slots: file.compute.slots.unwrap_or(defaults.slots),
+            queue: file.compute.queue.unwrap_or(defaults.queue),
+            throttle: file.compute.throttle.unwrap_or(defaults.throttle),
+        };
+        compute.validate().map_err(ConfigError::Invalid)?;
+
         Ok(Self {
             data_dir,
             storage,
             serving,
+            compute,
             log: cli.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.to_owned()),
             net,
             http: http::Config { listen: http_listen },

@@ -7,6 +7,7 @@
 //!
 //! # Layout
 //! - [`node`]: start-up and shutdown of a whole node ([`node::run`]).
+//! - [`compute`]: the pool all CPU-heavy work runs on, with admission.
 //! - [`config`]: TOML file plus CLI overrides, validated.
 //! - [`net`]: the Swarm, its transport (TCP, pnet, Noise, Yamux), keys, codec.
 //! - [`membership`]: the peer table (pure) and its actor.
@@ -24,6 +25,7 @@
 //! - [`cli`]: the `mass` subcommands.
 
 pub mod cli;
+pub mod compute;
 pub mod config;
 pub mod datasets;
 pub mod hardware;

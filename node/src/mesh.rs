@@ -33,6 +33,7 @@ pub struct Mesh {
     pub net: NetClient,
     pub progress: crate::jobs::progress::ProgressBoard,
     pub boost: crate::jobs::boost::BoostSessions,
+    pub compute: crate::compute::Compute,
     pub serving: crate::serving::Serving,
 }
 
@@ -126,8 +127,9 @@ impl Mesh {
     }
 
     /// Computes something of shard `shard` where it lives: here with
-    /// `local` if this node holds it, else by asking holders with `request`
-    /// and reading their answer with `answer`. Returns who computed it.
+    /// `local` if this node holds it and has a free compute slot, else by
+    /// asking holders with `request` and reading their answer with
+    /// `answer`, else here once a slot frees. Returns who computed it.
     async fn where_held<T: Send + 'static>(
         &self,
         shard: ContentId,
@@ -135,14 +137,13 @@ impl Mesh {
         local: impl FnOnce(Shard) -> Result<T, String> + Send + 'static,
         answer: impl Fn(Response) -> Option<T>,
     ) -> Result<(String, T), String> {
-        if let Ok(Some(meta)) = self.storage.meta(shard).await {
-            let rows = read_shard(&self.storage, &meta).await.map_err(|e| e.to_string())?;
-            let value = tokio::task::spawn_blocking(move || local(rows)).await.map_err(|e| e.to_string())??;
-            return Ok((self.peer_id.clone(), value));
+        let held = matches!(self.storage.meta(shard).await, Ok(Some(_)));
+        if held && self.compute.has_room() {
+            return self.compute_here(shard, local).await;
         }
         let mut failures = Vec::new();
         for peer in self.likely_holders(&shard).await {
-            match self.net.request(peer, request.clone()).await {
+            match self.net.request_within(peer, request.clone(), crate::net::client::WORK_TIMEOUT).await {
                 Ok(Response::Error(e)) => failures.push(format!("{peer}: {e}")),
                 Ok(response) => match answer(response) {
                     Some(value) => return Ok((peer.to_string(), value)),
@@ -151,7 +152,22 @@ impl Mesh {
                 Err(e) => failures.push(e.to_string()),
             }
         }
+        if held {
+            // Every holder is busy or gone: wait for a slot here.
+            return self.compute_here(shard, local).await;
+        }
         Err(format!("no node could read shard {shard}: {}", failures.join("; ")))
+    }
+
+    async fn compute_here<T: Send + 'static>(
+        &self,
+        shard: ContentId,
+        local: impl FnOnce(Shard) -> Result<T, String> + Send + 'static,
+    ) -> Result<(String, T), String> {
+        let meta = self.storage.meta(shard).await.map_err(|e| e.to_string())?.ok_or("the shard went away")?;
+        let rows = read_shard(&self.storage, &meta).await.map_err(|e| e.to_string())?;
+        let value = self.compute.run_waiting(crate::compute::Work::Statistics, move || local(rows)).await?;
+        Ok((self.peer_id.clone(), value))
     }
 
     /// Fits a pipeline from statistics computed where each shard lives (and,

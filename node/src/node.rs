@@ -76,7 +76,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         http_listener.local_addr().map_err(|source| StartError::Http { addr: config.http.listen, source })?;
 
     let hardware_config = config.hardware.clone();
-    let hardware = tokio::task::spawn_blocking(move || hardware::detect(&hardware_config));
+    let compute = crate::compute::Compute::new(config.compute.clone());
+    let share = config.compute.share(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let hardware = tokio::task::spawn_blocking(move || hardware::detect(&hardware_config, share));
 
     let (metrics, registry) = Metrics::new();
     let store = storage::Store::open(&data_dir.join(STORE_DIR))?;
@@ -108,7 +110,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         net: net_client.clone(),
         progress: Default::default(),
         boost: Default::default(),
-        serving: crate::serving::Serving::start(config.serving.clone()),
+        compute: compute.clone(),
+        serving: crate::serving::Serving::start(config.serving.clone(), compute.clone()),
     };
     crate::serving::keeper::ModelKeeper::new(mesh.clone(), MODEL_KEEPER_INTERVAL).start();
     let service = ServiceActor::new(mesh.clone()).start();
@@ -133,6 +136,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             net_client.clone(),
             membership.clone(),
             mesh.serving.inference.clone(),
+            mesh.compute.clone(),
+            config.hardware.gemm_size,
         )
         .start();
         Ok::<_, StartError>(listen_addrs)

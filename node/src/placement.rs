@@ -7,6 +7,9 @@
 //! twice the weight wins twice as often. When a peer leaves, only the keys it
 //! ranked first move; when one joins, it takes only keys it now ranks first.
 //!
+//! [`plan_by_capacity`] places work by measured capacity instead: where it
+//! would finish soonest.
+//!
 //! Pure: no I/O, no clock. `simulations/` calls it directly.
 
 /// A candidate with its weight (capacity); weights must be positive.
@@ -44,9 +47,83 @@ pub fn top_k<'a>(key: &[u8], candidates: impl IntoIterator<Item = Candidate<'a>>
     ranked
 }
 
+/// A node work can go to: its measured capacity (GFLOP/s offered to Mass
+/// work) and the work it already has (in the same cost unit as tasks).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Worker<Id> {
+    pub id: Id,
+    pub capacity: f64,
+    pub load: f64,
+}
+
+/// A piece of work: its cost, and the nodes that hold its data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task<Id> {
+    pub cost: f64,
+    pub homes: Vec<Id>,
+}
+
+/// How much longer work takes on a node that must first fetch its data.
+pub const FETCH_PENALTY: f64 = 1.25;
+
+/// For each task, the nodes to ask, best first: the node where it would
+/// finish soonest given the work already planned there (greedy list
+/// scheduling over measured capacities, largest tasks first), then the
+/// others in the same order. A node twice as fast gets about twice the
+/// work; a node that does not hold a task's data pays a fetch penalty.
+/// `uniform` ignores capacities (every node equal), the old rule.
+pub fn plan_by_capacity<Id: Clone + PartialEq + Ord>(
+    tasks: &[Task<Id>],
+    workers: &[Worker<Id>],
+    uniform: bool,
+) -> Vec<Vec<Id>> {
+    let capacity = |w: &Worker<Id>| if uniform { 1.0 } else { w.capacity.max(1e-9) };
+    let mut planned: Vec<f64> = workers.iter().map(|w| w.load).collect();
+    let mut order: Vec<usize> = (0..tasks.len()).collect();
+    // Largest first; ties in task order, so the plan is the same everywhere.
+    order.sort_by(|&a, &b| tasks[b].cost.total_cmp(&tasks[a].cost).then(a.cmp(&b)));
+    let mut plans = vec![Vec::new(); tasks.len()];
+    for t in order {
+        let task = &tasks[t];
+        let finish = |i: usize| {
+            let fetch = if task.homes.contains(&workers[i].id) { 1.0 } else { FETCH_PENALTY };
+            (planned[i] + task.cost * fetch) / capacity(&workers[i])
+        };
+        let mut ranked: Vec<usize> = (0..workers.len()).collect();
+        ranked.sort_by(|&a, &b| finish(a).total_cmp(&finish(b)).then_with(|| workers[a].id.cmp(&workers[b].id)));
+        if let Some(&best) = ranked.first() {
+            let fetch = if task.homes.contains(&workers[best].id) { 1.0 } else { FETCH_PENALTY };
+            planned[best] += task.cost * fetch;
+        }
+        plans[t] = ranked.into_iter().map(|i| workers[i].id.clone()).collect();
+    }
+    plans
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_four_times_as_fast_gets_most_of_the_work() {
+        let workers = vec![Worker { id: 0, capacity: 100.0, load: 0.0 }, Worker { id: 1, capacity: 25.0, load: 0.0 }];
+        let tasks: Vec<Task<u32>> = (0..8).map(|_| Task { cost: 1.0, homes: vec![0, 1] }).collect();
+        let plans = plan_by_capacity(&tasks, &workers, false);
+        let fast = plans.iter().filter(|p| p[0] == 0).count();
+        assert!(fast >= 6, "{plans:?}");
+        assert!(plans.iter().all(|p| p.len() == 2));
+        let uniform = plan_by_capacity(&tasks, &workers, true);
+        assert_eq!(uniform.iter().filter(|p| p[0] == 0).count(), 4);
+    }
+
+    #[test]
+    fn data_stays_home_unless_a_node_is_much_faster() {
+        let workers = vec![Worker { id: 0, capacity: 10.0, load: 0.0 }, Worker { id: 1, capacity: 11.0, load: 0.0 }];
+        let tasks = vec![Task { cost: 1.0, homes: vec![0] }];
+        assert_eq!(plan_by_capacity(&tasks, &workers, false)[0][0], 0, "a 10% faster node does not pay a fetch");
+        let busy = vec![Worker { id: 0, capacity: 10.0, load: 5.0 }, Worker { id: 1, capacity: 10.0, load: 0.0 }];
+        assert_eq!(plan_by_capacity(&tasks, &busy, false)[0][0], 1, "a busy home loses the task");
+    }
 
     fn peers(n: usize) -> Vec<Vec<u8>> {
         (0..n).map(|i| format!("peer-{i}").into_bytes()).collect()

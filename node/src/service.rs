@@ -10,6 +10,7 @@ use mass_protocol::{
 use tracing::{debug, warn};
 
 use crate::{
+    jobs::task::{Admission, TrainError},
     mesh::Mesh,
     net::{InboundRequest, NetClient, PeerNotice},
     replication::ReplicateFrom,
@@ -48,9 +49,14 @@ impl Handler<InboundRequest> for ServiceActor {
         let mesh = self.mesh.clone();
         Box::pin(async move {
             match request {
-                Request::TrainTask(work) => match crate::jobs::task::train(&mesh, *work).await {
+                Request::TrainTask(work) => match crate::jobs::task::train(&mesh, *work, Admission::Now).await {
                     Ok(t) => Response::Trained { weights: t.weights, rows: t.rows, curve: t.curve },
-                    Err(message) => Response::Error(RpcError { kind: RpcErrorKind::Refused, message }),
+                    Err(TrainError::Busy(busy)) => {
+                        Response::Error(RpcError { kind: RpcErrorKind::Overloaded, message: busy.to_string() })
+                    }
+                    Err(TrainError::Failed(message)) => {
+                        Response::Error(RpcError { kind: RpcErrorKind::Refused, message })
+                    }
                 },
                 Request::Predict(call) => match crate::serving::router::serve_local(&mesh, *call).await {
                     Ok(prediction) => Response::Predicted(Box::new(prediction)),
@@ -100,13 +106,13 @@ impl Handler<InboundRequest> for ServiceActor {
                     Err(e) => storage_error(e),
                 },
                 Request::SummarizeShard { shard, schema, spec } => {
-                    on_held_shard(&storage, shard, move |rows| {
+                    on_held_shard(&mesh, shard, move |rows| {
                         crate::mesh::summarize_rows(&rows, &schema, &spec).map(Response::Summary)
                     })
                     .await
                 }
                 Request::ShardMoments { shard, pipeline, features } => {
-                    on_held_shard(&storage, shard, move |rows| {
+                    on_held_shard(&mesh, shard, move |rows| {
                         crate::mesh::moments_of(&rows, &pipeline, &features).map(Response::Moments)
                     })
                     .await
@@ -165,10 +171,11 @@ impl Handler<PeerNotice> for ServiceActor {
 /// Answers with `work` run (off the event loop) on shard `shard`, when this
 /// node holds it.
 async fn on_held_shard(
-    storage: &Storage,
+    mesh: &Mesh,
     shard: mass_protocol::ContentId,
     work: impl FnOnce(mass_protocol::dataset::Shard) -> Result<Response, String> + Send + 'static,
 ) -> Response {
+    let storage = &mesh.storage;
     let meta = match storage.meta(shard).await {
         Ok(Some(meta)) => meta,
         Ok(None) => {
@@ -181,10 +188,10 @@ async fn on_held_shard(
         Ok(rows) => rows,
         Err(e) => return Response::Error(RpcError { kind: RpcErrorKind::Storage, message: e.to_string() }),
     };
-    match tokio::task::spawn_blocking(move || work(rows)).await {
+    match mesh.compute.run(crate::compute::Work::Statistics, move || work(rows)).await {
         Ok(Ok(response)) => response,
         Ok(Err(message)) => Response::Error(RpcError { kind: RpcErrorKind::Refused, message }),
-        Err(e) => Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message: e.to_string() }),
+        Err(busy) => Response::Error(RpcError { kind: RpcErrorKind::Overloaded, message: busy.to_string() }),
     }
 }
 

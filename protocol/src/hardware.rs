@@ -14,6 +14,10 @@ pub struct HardwareProfile {
     pub gpus: Vec<GpuAdapter>,
     /// Accelerator bridges declared in the node's config (FPGA and others).
     pub bridges: Vec<BridgeInfo>,
+    /// The CPU throughput this node offers to Mass work, GFLOP/s: the
+    /// measured GEMM scaled by the share of the machine its compute pool
+    /// may use. Work is placed by it.
+    pub capacity_gflops: f32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,7 +27,7 @@ pub struct CpuInfo {
     pub cores: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GpuAdapter {
     pub name: String,
     /// wgpu backend: "vulkan", "metal", "dx12", "gl", ...
@@ -31,6 +35,8 @@ pub struct GpuAdapter {
     pub device_type: GpuDeviceType,
     pub driver: String,
     pub limits: GpuLimits,
+    /// f32 GEMM throughput measured through wgpu at start, GFLOP/s (0: not measured).
+    pub gflops: f32,
 }
 
 /// Mirrors wgpu's device types; append only.

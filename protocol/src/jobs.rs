@@ -321,6 +321,21 @@ pub struct JobSpec {
     /// Classification or regression; inferred from the label when omitted.
     #[serde(default)]
     pub task: Option<Task>,
+    /// How sub-models are placed on nodes.
+    #[serde(default)]
+    pub placement: Placement,
+}
+
+/// How a job's sub-models are placed on nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// Where each finishes soonest, by the nodes' measured capacity and
+    /// load (a node twice as fast gets about twice the work).
+    #[default]
+    Capacity,
+    /// The same share on every node holding the data, whatever its speed.
+    Uniform,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,12 +33,14 @@ fn sample_advert() -> Advert {
                     max_compute_workgroup_size_x: 256,
                     max_compute_workgroups_per_dimension: 65535,
                 },
+                gflops: 812.5,
             }],
             bridges: vec![BridgeInfo {
                 name: "fpga0".into(),
                 kind: "fpga".into(),
                 endpoint: "tcp://10.0.0.9:7000".into(),
             }],
+            capacity_gflops: 90.25,
         },
         load: Load {
             free_memory_bytes: 1 << 33,
@@ -81,8 +83,8 @@ const GOLDEN_RESPONSE_ERROR: &str = "0100087374617274696e67";
 const GOLDEN_ADVERT: &str = concat!(
     "02070a6d6173732f302e312e3001172f6970342f3132372e302e302e312f7463702f34303031010e3132372e302e30",
     "2e313a38303830044550594302fd00000000040000000080344301086c6c766d706970650676756c6b616e04046d65",
-    "7361fc00000040fc00000008fb0040fb0001fb0001fbffff010566706761300466706761137463703a2f2f31302e30",
-    "2e302e393a37303030fd00000000020000000000803e01036e657403",
+    "7361fc00000040fc00000008fb0040fb0001fb0001fbffff00204b44010566706761300466706761137463703a2f2f",
+    "31302e302e302e393a373030300080b442fd00000000020000000000803e01036e657403",
 );
 
 #[test]

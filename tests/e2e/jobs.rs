@@ -39,6 +39,7 @@ fn spec(model: &str, hidden: Vec<usize>, ensemble: EnsembleSpec, epochs: usize) 
         ensemble,
         seed: 7,
         task: None,
+        placement: Default::default(),
     }
 }
 

@@ -38,6 +38,7 @@ fn job(model: &str, dataset: &str, learner: Learner, task: Option<Task>) -> JobS
         ensemble: EnsembleSpec::Single,
         seed: 0,
         task,
+        placement: Default::default(),
     }
 }
 

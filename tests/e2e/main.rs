@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod compute;
 mod datasets;
 mod jobs;
 mod learners;

@@ -53,6 +53,7 @@ fn advert(addr: &Multiaddr) -> Advert {
             gemm_gflops: 1.0,
             gpus: vec![],
             bridges: vec![],
+            capacity_gflops: 1.0,
         },
         load: Load::default(),
     }

@@ -38,6 +38,7 @@ fn describe(adapter: &wgpu::Adapter) -> GpuAdapter {
             max_compute_workgroup_size_x: limits.max_compute_workgroup_size_x,
             max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
         },
+        gflops: 0.0,
     }
 }
 

@@ -52,11 +52,22 @@ pub fn render(peers: &[PeerView]) -> String {
                 hw.cpu.model.clone(),
                 hw.cpu.cores.to_string(),
                 format!("{:.1} GiB", hw.memory_bytes as f64 / (1u64 << 30) as f64),
-                format!("{:.0} GFLOP/s", hw.gemm_gflops),
+                if (hw.capacity_gflops - hw.gemm_gflops).abs() > 0.5 {
+                    format!("{:.0} GFLOP/s (offers {:.0})", hw.gemm_gflops, hw.capacity_gflops)
+                } else {
+                    format!("{:.0} GFLOP/s", hw.gemm_gflops)
+                },
                 if hw.gpus.is_empty() {
                     "none".to_owned()
                 } else {
-                    hw.gpus.iter().map(|g| format!("{} ({})", g.name, g.backend)).collect::<Vec<_>>().join(", ")
+                    hw.gpus
+                        .iter()
+                        .map(|g| match g.gflops {
+                            f if f > 0.0 => format!("{} ({}, {f:.0} GFLOP/s)", g.name, g.backend),
+                            _ => format!("{} ({})", g.name, g.backend),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 },
                 if hw.bridges.is_empty() {
                     "none".to_owned()
@@ -70,11 +81,23 @@ pub fn render(peers: &[PeerView]) -> String {
             .load
             .as_ref()
             .map(|l| {
+                let depth = |name: &str| l.queues.iter().find(|q| q.name == name).map_or(0, |q| q.depth);
+                let work: Vec<String> = l
+                    .queues
+                    .iter()
+                    .filter(|q| {
+                        q.depth > 0
+                            && q.name.starts_with("compute.")
+                            && !["compute.free", "compute.slots"].contains(&q.name.as_str())
+                    })
+                    .map(|q| format!("{} {}", q.name.trim_start_matches("compute."), q.depth))
+                    .collect();
                 format!(
-                    "cpu {:.2}, free {:.1} GiB, queued {}",
+                    "cpu {:.2}, free {:.1} GiB, queued {}, working: {}",
                     l.cpu_load,
                     l.free_memory_bytes as f64 / (1u64 << 30) as f64,
-                    l.total_queued()
+                    depth("net") + depth(crate::serving::INFERENCE_QUEUE),
+                    if work.is_empty() { "idle".to_owned() } else { work.join(", ") }
                 )
             })
             .unwrap_or_else(|| "?".into());

@@ -6,7 +6,10 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use mass_protocol::{
     features::{PipelineSpec, Scale},
-    jobs::{EnsembleSpec, JobRecord, JobSpec, JobState, Learner, LiveTask, ModelSpec, RegressionLoss, Task, TreeSpec},
+    jobs::{
+        EnsembleSpec, JobRecord, JobSpec, JobState, Learner, LiveTask, ModelSpec, Placement, RegressionLoss, Task,
+        TreeSpec,
+    },
 };
 
 use super::NodeArgs;
@@ -84,6 +87,10 @@ pub struct TrainArgs {
     /// Replace each numeric column by indicators of this many quantile bins.
     #[arg(long)]
     bins: Option<usize>,
+    /// Where sub-models train: `capacity` (where each finishes soonest, by
+    /// the nodes' measured speed and load) or `uniform` (evenly).
+    #[arg(long, default_value = "capacity")]
+    placement: String,
     /// Return after submitting instead of following the job.
     #[arg(long)]
     detach: bool,
@@ -280,6 +287,11 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
         ensemble: parse_ensemble(&args.ensemble)?,
         seed: args.seed,
         task: parse_task(args.task.as_deref())?,
+        placement: match args.placement.as_str() {
+            "capacity" => Placement::Capacity,
+            "uniform" => Placement::Uniform,
+            other => anyhow::bail!("--placement {other}: expected capacity or uniform"),
+        },
         model: args.name,
         dataset: args.dataset,
     };

@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use actix::{Actor, Addr, AsyncContext, Context, WrapFuture};
+use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, WrapFuture};
 use mass_protocol::{Advert, HardwareProfile, QueueDepth, names};
 use tracing::debug;
 
 use crate::{
+    compute::Compute,
     membership::{MembershipActor, actor::SetLocalAdvert},
     net::NetClient,
     serving::{INFERENCE_QUEUE, Inference},
@@ -19,9 +20,17 @@ pub struct Advertiser {
     net: NetClient,
     membership: Addr<MembershipActor>,
     inference: Inference,
+    compute: Compute,
     system: sysinfo::System,
     seq: u64,
+    gemm_size: usize,
+    /// The share of the machine the compute pool offers.
+    share: f64,
 }
+
+/// How often the GEMM is measured again, and for how long.
+const REMEASURE_EVERY: Duration = Duration::from_secs(5);
+const REMEASURE_BUDGET: Duration = Duration::from_millis(20);
 
 impl Advertiser {
     pub fn new(
@@ -31,15 +40,59 @@ impl Advertiser {
         net: NetClient,
         membership: Addr<MembershipActor>,
         inference: Inference,
+        compute: Compute,
+        gemm_size: usize,
     ) -> Self {
-        Self { hardware, http_addr, interval, net, membership, inference, system: sysinfo::System::new(), seq: 0 }
+        let cores = hardware.cpu.cores as usize;
+        let share = compute.config().share(cores);
+        Self {
+            hardware,
+            http_addr,
+            interval,
+            net,
+            membership,
+            inference,
+            compute,
+            system: sysinfo::System::new(),
+            seq: 0,
+            gemm_size,
+            share,
+        }
+    }
+
+    /// Measures the GEMM again in the background and keeps the best rate
+    /// seen: a node measured while other work ran (at start, everything
+    /// starts at once) would otherwise advertise a fraction of its capacity
+    /// for ever.
+    fn remeasure(&mut self, ctx: &mut Context<Self>) {
+        let (size, share) = (self.gemm_size, self.share);
+        ctx.spawn(
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    mass_kernels::cpu::measure_gemm_gflops(size, REMEASURE_BUDGET) as f32
+                })
+                .await
+                .ok()
+            }
+            .into_actor(self)
+            .map(move |measured, actor, _| {
+                if let Some(gflops) = measured
+                    && gflops > actor.hardware.gemm_gflops
+                {
+                    actor.hardware.gemm_gflops = gflops;
+                    actor.hardware.capacity_gflops = (f64::from(gflops) * share) as f32;
+                }
+            }),
+        );
     }
 
     fn advertise(&mut self, ctx: &mut Context<Self>) {
-        let queues = vec![
+        let mut queues = vec![
             QueueDepth { name: "net".into(), depth: self.net.queued() as u32 },
             QueueDepth { name: INFERENCE_QUEUE.into(), depth: self.inference.depth() as u32 },
         ];
+        // What the compute pool is doing: pieces running by kind, waiting, free slots.
+        queues.extend(self.compute.depths());
         let load = super::sample_load(&mut self.system, self.hardware.cpu.cores, queues);
         let net = self.net.clone();
         let membership = self.membership.clone();
@@ -78,5 +131,6 @@ impl Actor for Advertiser {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.advertise(ctx);
         ctx.run_interval(self.interval, |actor, ctx| actor.advertise(ctx));
+        ctx.run_interval(REMEASURE_EVERY, |actor, ctx| actor.remeasure(ctx));
     }
 }

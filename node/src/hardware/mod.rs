@@ -42,8 +42,9 @@ impl Config {
     }
 }
 
-/// Detects and measures this machine. Blocking (seconds): run it off any event loop.
-pub fn detect(config: &Config) -> HardwareProfile {
+/// Detects and measures this machine; `share` is the part of it the compute
+/// pool may use. Blocking (seconds): run it off any event loop.
+pub fn detect(config: &Config, share: f64) -> HardwareProfile {
     let mut system = sysinfo::System::new();
     system.refresh_memory();
     system.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
@@ -63,6 +64,7 @@ pub fn detect(config: &Config) -> HardwareProfile {
         gemm_gflops,
         gpus,
         bridges: config.bridges.clone(),
+        capacity_gflops: (f64::from(gemm_gflops) * share) as f32,
     }
 }
 
@@ -104,10 +106,11 @@ mod tests {
                 endpoint: "tcp://127.0.0.1:7000".into(),
             }],
         };
-        let profile = detect(&config);
+        let profile = detect(&config, 0.5);
         assert!(profile.cpu.cores >= 1);
         assert!(profile.memory_bytes > 0);
         assert!(profile.gemm_gflops > 0.0);
+        assert!((profile.capacity_gflops - profile.gemm_gflops / 2.0).abs() < 1e-3);
         assert_eq!(profile.bridges, config.bridges);
     }
 

@@ -7,23 +7,29 @@ use mass_protocol::{
     dataset::{DatasetManifest, Shard},
     features::{Encode, FittedPipeline, Impute, PipelineSpec, Scale},
     jobs::{
-        Assignment, Combine, EnsembleSpec, JobRecord, JobSpec, JobState, Learner, ModelManifest, Task, TaskRecord,
-        resolve_task,
+        Assignment, Combine, EnsembleSpec, JobRecord, JobSpec, JobState, Learner, ModelManifest, Placement, Task,
+        TaskRecord, resolve_task,
     },
-    rpc::{Request, Response},
+    rpc::{Request, Response, RpcErrorKind},
 };
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
-    MODEL_PREFIX, REF_PREFIX, boost, evaluate, learners,
+    MODEL_PREFIX, REF_PREFIX, boost,
+    dispatch::Dispatch,
+    evaluate, learners,
     task::{self, Trained},
 };
 use crate::{
+    compute::{SLOTS_QUEUE, Work},
+    membership::GetPeers,
     mesh::{FitFailure, Mesh},
-    placement::{self, Candidate},
+    net::client::WORK_TIMEOUT,
+    placement,
     replication::homes,
 };
 use libp2p::PeerId;
+use mass_protocol::api::PeerState;
 
 /// The ref that marks job `id` cancelled. It is written once and never
 /// moved, so a cancellation cannot be lost to a driver's concurrent
@@ -207,14 +213,15 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
     };
     let seed = record.spec.seed;
     let rule = combine.clone();
-    let (meta, evaluation, member_scores) = tokio::task::spawn_blocking(move || {
-        let meta = if stacked { Some(evaluate::fit_meta(&pipeline, &members, &shards, seed)?) } else { None };
-        let (evaluation, scores) = evaluate::evaluate(&pipeline, &members, &rule, meta.as_ref(), &shards)?;
-        Ok::<_, String>((meta, evaluation, scores))
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(Stop::Invalid)?;
+    let (meta, evaluation, member_scores) = mesh
+        .compute
+        .run_waiting(Work::Evaluation, move || {
+            let meta = if stacked { Some(evaluate::fit_meta(&pipeline, &members, &shards, seed)?) } else { None };
+            let (evaluation, scores) = evaluate::evaluate(&pipeline, &members, &rule, meta.as_ref(), &shards)?;
+            Ok::<_, String>((meta, evaluation, scores))
+        })
+        .await
+        .map_err(Stop::Invalid)?;
     let meta = match meta {
         Some(meta) => Some(mesh.save_kept(&Member::Mlp(meta)).await?),
         None => None,
@@ -277,17 +284,19 @@ fn finish(task: &mut TaskRecord, peer: String, trained: Trained) {
 /// Trains every unfinished sub-model (of a single, bagged or stacked model)
 /// where its shard lives, then loads them all.
 async fn bagged(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId) -> Result<Vec<Member>, Stop> {
-    let mut running = FuturesUnordered::new();
-    let plans = plan_trainers(mesh, &record.id, &record.tasks).await;
-    for (index, order) in plans.into_iter().enumerate().filter(|(i, _)| record.tasks[*i].weights.is_none()) {
-        let (mesh, work) = (mesh.clone(), assignment(record, index, pipeline, &[]));
-        running.push(async move { (index, train_somewhere(&mesh, work, order).await) });
-    }
-    while let Some((index, result)) = running.next().await {
-        let (peer, trained) = result?;
-        finish(&mut record.tasks[index], peer, trained);
-        checkpoint(mesh, record).await?;
-    }
+    let untrained: Vec<usize> = (0..record.tasks.len()).filter(|i| record.tasks[*i].weights.is_none()).collect();
+    train_planned(
+        mesh,
+        record,
+        untrained,
+        |record, index| assignment(record, index, pipeline, &[]),
+        |record, index, result| {
+            let (peer, trained) = result?;
+            finish(&mut record.tasks[index], peer, trained);
+            Ok(true)
+        },
+    )
+    .await?;
     let mut members = Vec::new();
     for index in 0..record.tasks.len() {
         let weights = record.tasks[index].weights.expect("trained above");
@@ -324,7 +333,7 @@ async fn boosted(
         }
     }
     let shards = std::sync::Arc::new(shards);
-    let plans = plan_trainers(mesh, &record.id, &record.tasks).await;
+    let plans = plan_trainers(mesh, record).await;
     let mut members: Vec<Member> = Vec::new();
     for (index, order) in plans.into_iter().enumerate() {
         if record.tasks[index].weights.is_none() || record.tasks[index].weight.is_none() {
@@ -344,9 +353,9 @@ async fn boosted(
                     let (pipeline, shards, member) = (pipeline.clone(), shards.clone(), member.clone());
                     let votes: Vec<(Member, f64)> =
                         members.iter().cloned().zip(record.tasks.iter().map(|t| t.weight.unwrap_or(0.0))).collect();
-                    tokio::task::spawn_blocking(move || samme_alpha(&pipeline, &shards, &votes, &member))
+                    mesh.compute
+                        .run_waiting(Work::Evaluation, move || samme_alpha(&pipeline, &shards, &votes, &member))
                         .await
-                        .map_err(|e| e.to_string())?
                         .map_err(Stop::Invalid)?
                 }
             };
@@ -386,22 +395,25 @@ fn samme_alpha(
 async fn data_parallel(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId, rounds: usize) -> Result<Mlp, Stop> {
     while record.rounds_done < rounds {
         let start = record.averaged_from.clone();
-        let mut running = FuturesUnordered::new();
-        let plans = plan_trainers(mesh, &record.id, &record.tasks).await;
-        for (index, order) in plans.into_iter().enumerate() {
-            let (mesh, work) = (mesh.clone(), assignment(record, index, pipeline, &start));
-            running.push(async move { (index, train_somewhere(&mesh, work, order).await) });
-        }
         let mut outputs: Vec<Option<(ContentId, u64)>> = vec![None; record.tasks.len()];
-        while let Some((index, result)) = running.next().await {
-            match result {
-                Ok((peer, trained)) => {
-                    outputs[index] = Some((trained.weights, trained.rows));
-                    finish(&mut record.tasks[index], peer, trained);
+        let all: Vec<usize> = (0..record.tasks.len()).collect();
+        train_planned(
+            mesh,
+            record,
+            all,
+            |record, index| assignment(record, index, pipeline, &start),
+            |record, index, result| {
+                match result {
+                    Ok((peer, trained)) => {
+                        outputs[index] = Some((trained.weights, trained.rows));
+                        finish(&mut record.tasks[index], peer, trained);
+                    }
+                    Err(e) => warn!(worker = index, round = record.rounds_done, "worker left out of this round: {e}"),
                 }
-                Err(e) => warn!(worker = index, round = record.rounds_done, "worker left out of this round: {e}"),
-            }
-        }
+                Ok(false)
+            },
+        )
+        .await?;
         let outputs: Vec<(ContentId, u64)> = outputs.into_iter().flatten().collect();
         if outputs.is_empty() {
             return Err(Stop::Transient(format!("no worker finished round {}", record.rounds_done)));
@@ -413,50 +425,142 @@ async fn data_parallel(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId,
     Ok(task::average(mesh, &record.averaged_from).await?)
 }
 
-/// For each task, the nodes to ask to train it, best first: the homes of
-/// its first shard, the less busy one first (tasks already planned count as
-/// load, ties go by rank for the task), so a job's sub-models spread evenly
-/// over the nodes that hold its data.
-async fn plan_trainers(mesh: &Mesh, job: &ContentId, tasks: &[TaskRecord]) -> Vec<Vec<PeerId>> {
-    let mut live = mesh.up_peers().await;
-    live.push(mesh.net.local_peer_id());
-    let mut load: std::collections::HashMap<PeerId, usize> = std::collections::HashMap::new();
-    tasks
+/// For each task, the nodes to ask to train it, best first: where it
+/// would finish soonest given each live node's measured capacity and the
+/// training it is already running (a node that must fetch the task's
+/// shards pays a penalty), or, with uniform placement, spread evenly.
+async fn plan_trainers(mesh: &Mesh, record: &JobRecord) -> Vec<Vec<PeerId>> {
+    let views = mesh.membership.send(GetPeers).await.unwrap_or_default();
+    let mut workers = Vec::new();
+    for view in views.iter().filter(|v| v.state == PeerState::Up) {
+        let (Ok(id), Some(hardware)) = (view.peer_id.parse::<PeerId>(), &view.hardware) else { continue };
+        let capacity = if hardware.capacity_gflops > 0.0 { hardware.capacity_gflops } else { hardware.gemm_gflops };
+        let running = view
+            .load
+            .as_ref()
+            .and_then(|l| l.queues.iter().find(|q| q.name == Work::Training.queue_name()))
+            .map_or(0, |q| q.depth);
+        workers.push(placement::Worker { id, capacity: f64::from(capacity), load: f64::from(running) });
+    }
+    if workers.is_empty() {
+        // No advert yet (a node just started): this node alone.
+        workers.push(placement::Worker { id: mesh.net.local_peer_id(), capacity: 1.0, load: 0.0 });
+    }
+    let live: Vec<PeerId> = workers.iter().map(|w| w.id).collect();
+    let tasks: Vec<placement::Task<PeerId>> = record
+        .tasks
         .iter()
-        .enumerate()
-        .map(|(index, task)| {
-            let key = [job.as_bytes().as_slice(), &(index as u64).to_le_bytes()].concat();
-            let keys: Vec<Vec<u8>> = homes(&task.shards[0], &live, 2).iter().map(|p| p.to_bytes()).collect();
-            let ranked: Vec<PeerId> = placement::rank(&key, keys.iter().map(|id| Candidate { id, weight: 1.0 }))
-                .into_iter()
-                .filter_map(|b| PeerId::from_bytes(b).ok())
-                .collect();
-            let mut order = ranked.clone();
-            order.sort_by_key(|p| load.get(p).copied().unwrap_or(0));
-            if let Some(first) = order.first() {
-                *load.entry(*first).or_default() += 1;
-            }
-            order
+        .map(|t| placement::Task { cost: t.shards.len() as f64, homes: homes(&t.shards[0], &live, 2) })
+        .collect();
+    placement::plan_by_capacity(&tasks, &workers, record.spec.placement == Placement::Uniform)
+}
+
+/// How one try at training a task on one node went.
+enum Attempt {
+    Trained(String, Trained),
+    /// The node had no free compute slot (other work): try the next.
+    Busy,
+    Failed(String),
+}
+
+/// Trains `work` on `peer`; this node trains it itself when it is `peer`,
+/// refusing like a peer would unless `queue` (the last resort) says wait.
+async fn attempt(mesh: &Mesh, work: Assignment, peer: PeerId, queue: bool) -> Attempt {
+    if peer == mesh.net.local_peer_id() {
+        let admission = if queue { task::Admission::Wait } else { task::Admission::Now };
+        return match task::train(mesh, work, admission).await {
+            Ok(trained) => Attempt::Trained(mesh.peer_id.clone(), trained),
+            Err(task::TrainError::Busy(_)) => Attempt::Busy,
+            Err(e) => Attempt::Failed(e.to_string()),
+        };
+    }
+    match mesh.net.request_within(peer, Request::TrainTask(Box::new(work)), WORK_TIMEOUT).await {
+        Ok(Response::Trained { weights, rows, curve }) => {
+            Attempt::Trained(peer.to_string(), Trained { weights, rows, curve })
+        }
+        Ok(Response::Error(e)) if e.kind == RpcErrorKind::Overloaded => {
+            debug!(%peer, "busy: {}", e.message);
+            Attempt::Busy
+        }
+        Ok(Response::Error(e)) => Attempt::Failed(format!("{peer}: {e}")),
+        Ok(_) => Attempt::Failed(format!("{peer}: unexpected answer to a training task")),
+        Err(e) => Attempt::Failed(e.to_string()),
+    }
+}
+
+/// Each node's compute slots, from the adverts.
+async fn slots_by_peer(mesh: &Mesh) -> std::collections::HashMap<PeerId, usize> {
+    let views = mesh.membership.send(GetPeers).await.unwrap_or_default();
+    views
+        .iter()
+        .filter_map(|v| {
+            let id = v.peer_id.parse::<PeerId>().ok()?;
+            let slots = v.load.as_ref()?.queues.iter().find(|q| q.name == SLOTS_QUEUE)?.depth;
+            Some((id, slots as usize))
         })
         .collect()
 }
 
+/// Trains tasks `indices` of `record` where their plan says, at most as many
+/// at once per node as it has compute slots; a node that refuses or fails a
+/// task passes it to the task's next choice, and this node takes what every
+/// other refused. `after` sees each outcome (an error only when this node
+/// failed it too) and says whether to checkpoint.
+async fn train_planned(
+    mesh: &Mesh,
+    record: &mut JobRecord,
+    indices: Vec<usize>,
+    work_of: impl Fn(&JobRecord, usize) -> Assignment,
+    mut after: impl FnMut(&mut JobRecord, usize, Result<(String, Trained), String>) -> Result<bool, Stop>,
+) -> Result<(), Stop> {
+    let plans = plan_trainers(mesh, record).await;
+    let local = mesh.net.local_peer_id();
+    let planned = indices.into_iter().map(|i| (i, plans[i].clone())).collect();
+    let mut dispatch = Dispatch::new(planned, slots_by_peer(mesh).await, local);
+    let mut running = FuturesUnordered::new();
+    loop {
+        for (index, peer, queue) in dispatch.ready() {
+            let (mesh, work) = (mesh.clone(), work_of(record, index));
+            running.push(async move { (index, peer, attempt(&mesh, work, peer, queue).await) });
+        }
+        let Some((index, peer, outcome)) = running.next().await else { break };
+        let result = match outcome {
+            Attempt::Busy => {
+                info!(job = %record.id, task = index, %peer, "busy: the task goes to its next choice");
+                dispatch.refused(index, &peer);
+                continue;
+            }
+            Attempt::Failed(e) if peer != local => {
+                warn!(%peer, "training elsewhere failed: {e}");
+                dispatch.refused(index, &peer);
+                continue;
+            }
+            Attempt::Failed(e) => Err(e),
+            Attempt::Trained(by, trained) => Ok((by, trained)),
+        };
+        dispatch.done(index, &peer);
+        if after(record, index, result)? {
+            checkpoint(mesh, record).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Trains a task on the first of `order` that can (this node trains it when
-/// it comes first, or when every other node fails).
+/// it comes first, waiting for a slot, or when every other node refuses or
+/// fails).
 async fn train_somewhere(mesh: &Mesh, work: Assignment, order: Vec<PeerId>) -> Result<(String, Trained), String> {
     let local = mesh.net.local_peer_id();
     for peer in order {
-        if peer == local {
-            break;
-        }
-        match mesh.net.request(peer, Request::TrainTask(Box::new(work.clone()))).await {
-            Ok(Response::Trained { weights, rows, curve }) => {
-                return Ok((peer.to_string(), Trained { weights, rows, curve }));
-            }
-            Ok(Response::Error(e)) => warn!(%peer, "training elsewhere failed: {e}"),
-            Ok(_) => warn!(%peer, "unexpected answer to a training task"),
-            Err(e) => warn!(%peer, "training elsewhere failed: {e}"),
+        match attempt(mesh, work.clone(), peer, false).await {
+            Attempt::Trained(by, trained) => return Ok((by, trained)),
+            Attempt::Busy => {}
+            Attempt::Failed(e) => warn!(%peer, "training elsewhere failed: {e}"),
         }
     }
-    Ok((mesh.peer_id.clone(), task::train(mesh, work).await?))
+    match attempt(mesh, work, local, true).await {
+        Attempt::Trained(by, trained) => Ok((by, trained)),
+        Attempt::Busy => Err("busy".into()),
+        Attempt::Failed(e) => Err(e),
+    }
 }

@@ -10,6 +10,7 @@
 //!
 //! # Layout
 //! - [`boost`]: boosted trees grown across the shards' homes.
+//! - [`dispatch`]: handing tasks to nodes within their compute slots.
 //! - [`learners`]: which algorithm each learner runs, with defaults that converge.
 //! - [`task`]: training one sub-model on shards, and reading rows for it.
 //! - [`evaluate`]: test metrics, and stacking's meta-model.
@@ -18,6 +19,7 @@
 //! - [`progress`]: epochs and losses of running tasks, heard by gossip.
 
 pub mod boost;
+pub mod dispatch;
 pub mod driver;
 pub mod evaluate;
 pub mod learners;

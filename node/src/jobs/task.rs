@@ -16,7 +16,10 @@ use mass_protocol::{
 use ndarray::Axis;
 
 use super::learners::{self, Labels, RowSet};
-use crate::mesh::Mesh;
+use crate::{
+    compute::{Busy, Work},
+    mesh::Mesh,
+};
 
 /// Features and targets of the rows of `shard` in `split`.
 pub fn rows_of(pipeline: &FittedPipeline, shard: &Shard, split: Split) -> Result<RowSet, String> {
@@ -111,11 +114,40 @@ pub struct Trained {
     pub curve: Vec<f64>,
 }
 
+/// Whether training waits for a compute slot or is refused when none is free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The last resort for work no node took: wait for a slot here.
+    Wait,
+    /// A peer's request: a node without a free slot says so at once, and the
+    /// driver asks another.
+    Now,
+}
+
+/// Why a sub-model was not trained.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Busy(#[from] Busy),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for TrainError {
+    fn from(message: String) -> Self {
+        TrainError::Failed(message)
+    }
+}
+
 /// Trains one sub-model on the training rows of its shards (fetched if this
 /// node lacks them), starting from the average of `start` when given, and
 /// stores it. Every epoch is reported on the progress board and gossiped,
 /// so any node can show how the job is going.
-pub async fn train(mesh: &Mesh, work: Assignment) -> Result<Trained, String> {
+pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Result<Trained, TrainError> {
+    if admission == Admission::Now && !mesh.compute.has_room() {
+        // Refuse before fetching anything: another home may have a free slot.
+        return Err(TrainError::Busy(Busy { slots: mesh.compute.config().slots, waiting: 0 }));
+    }
     // Peers send specs too; a trainer checks what it is asked to do.
     work.spec.validate()?;
     let start = if work.start.is_empty() { None } else { Some(average(mesh, &work.start).await?) };
@@ -133,7 +165,7 @@ pub async fn train(mesh: &Mesh, work: Assignment) -> Result<Trained, String> {
         previous.push((mesh.load::<Member>(*id).await?, *weight));
     }
     let (net, board, peer) = (mesh.net.clone(), mesh.progress.clone(), mesh.peer_id.clone());
-    let (member, rows, curve) = tokio::task::spawn_blocking(move || -> Result<(Member, u64, Vec<f64>), String> {
+    let training = move || -> Result<(Member, u64, Vec<f64>), String> {
         let holdout = work.holdout;
         let (mut train, mut valid) = (Vec::new(), Vec::new());
         for shard in &loaded {
@@ -171,8 +203,10 @@ pub async fn train(mesh: &Mesh, work: Assignment) -> Result<Trained, String> {
             &mut report,
         )?;
         Ok((fitted.member, train.rows() as u64, fitted.curve))
-    })
-    .await
-    .map_err(|e| format!("training task failed: {e}"))??;
+    };
+    let (member, rows, curve) = match admission {
+        Admission::Wait => mesh.compute.run_waiting(Work::Training, training).await?,
+        Admission::Now => mesh.compute.run_now(Work::Training, training).await??,
+    };
     Ok(Trained { weights: mesh.save_kept(&member).await?, rows, curve })
 }

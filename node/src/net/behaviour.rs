@@ -23,8 +23,10 @@ pub struct Behaviour {
     pub mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
-/// How long a peer has to answer a request before it fails with a timeout.
-pub const RPC_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a peer has to answer a request before libp2p fails it: the
+/// longest work request's bound; callers bound each request themselves
+/// (`NetClient::request` waits 30 s).
+pub const RPC_TIMEOUT: Duration = super::client::WORK_TIMEOUT;
 /// Concurrent inbound or outbound request streams per connection.
 pub const RPC_MAX_STREAMS: usize = 64;
 

@@ -8,6 +8,7 @@ use mass_protocol::{
     jobs::TrainingProgress,
     rpc::{RefUpdate, Request, Response},
 };
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// What the network task tells the rest of the node.
@@ -50,6 +51,12 @@ pub struct Sinks {
 }
 
 /// Why a network operation failed.
+/// How long most requests may take: a peer that stalls is given up on.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request that runs work on the peer may take (training a
+/// sub-model, holding a boosted job's rows, scoring a shard).
+pub const WORK_TIMEOUT: Duration = Duration::from_secs(900);
+
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     #[error("the network task has stopped")]
@@ -117,11 +124,24 @@ impl NetClient {
         self.send(Command::Advertise { advert: Box::new(advert) }).await
     }
 
-    /// Sends a request to a peer and waits for its response.
+    /// Sends a request to a peer and waits for its response, at most
+    /// [`REQUEST_TIMEOUT`].
     pub async fn request(&self, peer: PeerId, request: Request) -> Result<Response, NetError> {
+        self.request_within(peer, request, REQUEST_TIMEOUT).await
+    }
+
+    /// Sends a request and waits for its response at most `limit` (work
+    /// requests such as training take [`WORK_TIMEOUT`]).
+    pub async fn request_within(&self, peer: PeerId, request: Request, limit: Duration) -> Result<Response, NetError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Request { peer, request, reply }).await?;
-        answer.await.map_err(|_| NetError::Stopped)?
+        match tokio::time::timeout(limit, answer).await {
+            Ok(answer) => answer.map_err(|_| NetError::Stopped)?,
+            Err(_) => Err(NetError::Request {
+                peer,
+                reason: format!("no answer within {limit:?} (the peer may still be working on it)"),
+            }),
+        }
     }
 
     /// The addresses the Swarm listens on so far.

@@ -107,13 +107,14 @@ pub async fn predict_shard(
 ) -> Result<ShardScores, String> {
     let model = mesh.serving.models.get(mesh, manifest).await?;
     let rows: Shard = mesh.load(shard).await?;
-    let (mut scores, extended) = tokio::task::spawn_blocking(move || {
-        let (scores, outputs) = score_shard(&model, &rows)?;
-        let extended = extend.then(|| (with_outputs(rows, &outputs), output_stats(&outputs)));
-        Ok::<_, String>((scores, extended))
-    })
-    .await
-    .map_err(|e| format!("batch prediction failed: {e}"))??;
+    let (mut scores, extended) = mesh
+        .compute
+        .run_waiting(crate::compute::Work::Inference, move || {
+            let (scores, outputs) = score_shard(&model, &rows)?;
+            let extended = extend.then(|| (with_outputs(rows, &outputs), output_stats(&outputs)));
+            Ok::<_, String>((scores, extended))
+        })
+        .await?;
     if let Some((shard, stats)) = extended {
         scores.extended = Some((mesh.save(&shard).await?, stats));
     }
@@ -240,8 +241,8 @@ async fn shard_somewhere(
     if !mesh.storage.has(shard).await.unwrap_or(false) {
         for peer in mesh.likely_holders(&shard).await {
             let request = Request::PredictShard { manifest, shard, extend };
-            if let Ok(Response::ShardPredicted { csv, test, values, extended }) = mesh.net.request(peer, request).await
-            {
+            let answer = mesh.net.request_within(peer, request, crate::net::client::WORK_TIMEOUT).await;
+            if let Ok(Response::ShardPredicted { csv, test, values, extended }) = answer {
                 return Ok((peer.to_string(), ShardScores { csv, classes: test, values, extended }));
             }
         }

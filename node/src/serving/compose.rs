@@ -120,7 +120,7 @@ async fn evaluate(mesh: &Mesh, model: LoadedModel) -> Result<Evaluation, ServeEr
         shards.push(mesh.load::<Shard>(info.id).await.map_err(ServeError::Unavailable)?);
     }
     let classes = model.manifest.classes.len();
-    let scores = tokio::task::spawn_blocking(move || {
+    let scores = mesh.compute.run_waiting(crate::compute::Work::Evaluation, move || {
         let mut all = ShardScores::default();
         for shard in &shards {
             let (scores, _) = score_shard(&model, shard)?;
@@ -128,10 +128,8 @@ async fn evaluate(mesh: &Mesh, model: LoadedModel) -> Result<Evaluation, ServeEr
             all.values.extend(scores.values);
         }
         Ok::<_, String>(all)
-    })
-    .await
-    .map_err(|e| ServeError::Unavailable(e.to_string()))?
-    .map_err(ServeError::BadInput)?;
+    });
+    let scores = scores.await.map_err(ServeError::BadInput)?;
     test_metrics(&scores, classes).ok_or_else(|| ServeError::BadInput("the parts' dataset has no test rows".into()))
 }
 

@@ -8,7 +8,8 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use mass_protocol::{ContentId, serving::Row};
 use ndarray::{Array2, s};
 use tokio::sync::{mpsc, oneshot};
-use tracing::warn;
+
+use crate::compute::Compute;
 
 use super::{
     model::LoadedModel,
@@ -43,9 +44,9 @@ pub struct Inference {
 impl Inference {
     /// Starts the batching loop. `wait`: how long a batch that is not full
     /// may wait for more requests (zero: batch only what is already queued).
-    pub fn start(capacity: usize, max_batch_rows: usize, wait: Duration) -> Self {
+    pub fn start(capacity: usize, max_batch_rows: usize, wait: Duration, compute: Compute) -> Self {
         let (queue, requests) = mpsc::channel(capacity);
-        tokio::spawn(batch_loop(requests, max_batch_rows, wait));
+        tokio::spawn(batch_loop(requests, max_batch_rows, wait, compute));
         Self { queue, capacity }
     }
 
@@ -76,7 +77,7 @@ impl Inference {
     }
 }
 
-async fn batch_loop(mut requests: mpsc::Receiver<Work>, max_rows: usize, wait: Duration) {
+async fn batch_loop(mut requests: mpsc::Receiver<Work>, max_rows: usize, wait: Duration, compute: Compute) {
     while let Some(first) = requests.recv().await {
         let mut rows = first.rows.len();
         let mut batch = vec![first];
@@ -93,9 +94,9 @@ async fn batch_loop(mut requests: mpsc::Receiver<Work>, max_rows: usize, wait: D
             rows += next.rows.len();
             batch.push(next);
         }
-        if let Err(e) = tokio::task::spawn_blocking(move || run_batch(batch)).await {
-            warn!("an inference batch panicked: {e}");
-        }
+        // Waits for a compute slot: the queue in front of this loop is the
+        // inference queue's own bound.
+        compute.run_waiting(crate::compute::Work::Inference, move || run_batch(batch)).await;
     }
 }
 

@@ -90,8 +90,8 @@ pub struct Serving {
 
 impl Serving {
     /// Starts the inference queue (inside a Tokio runtime).
-    pub fn start(config: Config) -> Self {
-        let inference = Inference::start(config.queue, config.max_batch_rows, config.batch_wait);
+    pub fn start(config: Config, compute: crate::compute::Compute) -> Self {
+        let inference = Inference::start(config.queue, config.max_batch_rows, config.batch_wait, compute);
         Self { config, inference, models: ModelCache::default(), demand: Demand::default() }
     }
 }

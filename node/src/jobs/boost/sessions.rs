@@ -27,6 +27,7 @@ use super::{
     session::{Owned, Plan, Rows},
 };
 use crate::{
+    compute::Work,
     jobs::task::{rows_of, rows_where},
     mesh::Mesh,
 };
@@ -87,7 +88,7 @@ pub fn call(mesh: &Mesh, peer: PeerId, request: BoostRequest) -> BoxFuture<'_, R
             return handle(mesh, request).await;
         }
         let bytes = messages::encode(&request)?;
-        match mesh.net.request(peer, Request::Boost(bytes)).await {
+        match mesh.net.request_within(peer, Request::Boost(bytes), crate::net::client::WORK_TIMEOUT).await {
             Ok(Response::Boost(bytes)) => messages::decode(&bytes),
             Ok(Response::Error(e)) => Err(format!("{peer}: {}", e.message)),
             Ok(_) => Err(format!("{peer}: unexpected answer to a boost request")),
@@ -124,17 +125,18 @@ pub async fn handle(mesh: &Mesh, request: BoostRequest) -> Result<BoostReply, St
             }
             let plan = Arc::new(Plan { job, generation, setup, layout, slice, workers });
             let building = plan.clone();
-            let rows = tokio::task::spawn_blocking(move || -> Result<Rows, String> {
-                let mut train = Vec::new();
-                let mut validation = Vec::new();
-                for shard in &loaded {
-                    train.push(rows_where(&pipeline, shard, |s, _| s == Split::Train)?);
-                    validation.push(rows_of(&pipeline, shard, Split::Validation)?);
-                }
-                Ok(Rows::new(&building, &train, &validation, &trees))
-            })
-            .await
-            .map_err(|e| format!("loading rows failed: {e}"))??;
+            let rows = mesh
+                .compute
+                .run_waiting(Work::Boosting, move || -> Result<Rows, String> {
+                    let mut train = Vec::new();
+                    let mut validation = Vec::new();
+                    for shard in &loaded {
+                        train.push(rows_where(&pipeline, shard, |s, _| s == Split::Train)?);
+                        validation.push(rows_of(&pipeline, shard, Split::Validation)?);
+                    }
+                    Ok(Rows::new(&building, &train, &validation, &trees))
+                })
+                .await?;
             let held = rows.rows();
             let session = Session {
                 plan,
@@ -153,9 +155,7 @@ pub async fn handle(mesh: &Mesh, request: BoostRequest) -> Result<BoostReply, St
             session.owned.lock().await.clear();
             let mut rows = session.rows.clone().lock_owned().await;
             let plan = session.plan.clone();
-            let roots = tokio::task::spawn_blocking(move || rows.start_round(&plan, round))
-                .await
-                .map_err(|e| format!("round start failed: {e}"))?;
+            let roots = mesh.compute.run_waiting(Work::Boosting, move || rows.start_round(&plan, round)).await;
             Ok(BoostReply::Roots(roots))
         }
         BoostRequest::Slices { job, generation, features, items } => {
@@ -166,9 +166,7 @@ pub async fn handle(mesh: &Mesh, request: BoostRequest) -> Result<BoostReply, St
             }
             let mut rows = session.rows.clone().lock_owned().await;
             let plan = session.plan.clone();
-            let slices = tokio::task::spawn_blocking(move || rows.slices(&plan, features, &items))
-                .await
-                .map_err(|e| format!("histogram failed: {e}"))?;
+            let slices = mesh.compute.run_waiting(Work::Boosting, move || rows.slices(&plan, features, &items)).await;
             Ok(BoostReply::Slices(slices))
         }
         BoostRequest::Merge { job, generation, items } => {
@@ -191,9 +189,8 @@ pub async fn handle(mesh: &Mesh, request: BoostRequest) -> Result<BoostReply, St
             let parts: Vec<_> = join_all(pulls).await.into_iter().collect::<Result<_, String>>()?;
             let round = session.round.load(Ordering::SeqCst);
             let mut owned = session.owned.clone().lock_owned().await;
-            let best = tokio::task::spawn_blocking(move || owned.merge(&plan, round, &items, &parts))
-                .await
-                .map_err(|e| format!("merge failed: {e}"))?;
+            let best =
+                mesh.compute.run_waiting(Work::Boosting, move || owned.merge(&plan, round, &items, &parts)).await;
             Ok(BoostReply::Best(best))
         }
         BoostRequest::EndRound { job, generation, round: _, trees } => {
@@ -206,9 +203,7 @@ pub async fn handle(mesh: &Mesh, request: BoostRequest) -> Result<BoostReply, St
                 tree.validate(session.plan.layout.features())?;
             }
             let mut rows = session.rows.clone().lock_owned().await;
-            let (train, validation) = tokio::task::spawn_blocking(move || rows.end_round(&trees))
-                .await
-                .map_err(|e| format!("round end failed: {e}"))?;
+            let (train, validation) = mesh.compute.run_waiting(Work::Boosting, move || rows.end_round(&trees)).await;
             Ok(BoostReply::Losses { train, validation })
         }
         BoostRequest::Close { job } => {

@@ -1,0 +1,260 @@
+//! The node's compute pool: every piece of CPU-heavy work (training tasks,
+//! boosting steps, inference batches, shard statistics, evaluation) runs on
+//! one of `slots` threads of work at a time, sized from the node's cores,
+//! behind a bounded queue. A node that is full says so at once, so the work
+//! goes to a node with room instead of piling up here.
+//!
+//! `throttle` limits the share of a core's time each slot uses (an operator
+//! capping a node, or a test standing in for a slower machine): after a
+//! piece of work has run for `d`, its slot stays taken for `d * (1/throttle - 1)`.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use mass_protocol::QueueDepth;
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Pieces of work running at once (default: the node's cores).
+    pub slots: usize,
+    /// Pieces of work that may wait for a slot; past it, "busy".
+    pub queue: usize,
+    /// Share of a core's time each slot may use, in (0, 1].
+    pub throttle: f64,
+}
+
+impl Config {
+    pub fn for_cores(cores: usize) -> Self {
+        Self { slots: cores.max(1), queue: 4 * cores.max(1), throttle: 1.0 }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=1024).contains(&self.slots) {
+            return Err(format!("compute.slots must be 1-1024, not {}", self.slots));
+        }
+        if self.queue > 1 << 16 {
+            return Err(format!("compute.queue must be at most 65536, not {}", self.queue));
+        }
+        if !(self.throttle > 0.0 && self.throttle <= 1.0) {
+            return Err(format!("compute.throttle must be in (0, 1], not {}", self.throttle));
+        }
+        Ok(())
+    }
+
+    /// The share of the machine's measured throughput this node offers.
+    pub fn share(&self, cores: usize) -> f64 {
+        (self.slots as f64 / cores.max(1) as f64).min(1.0) * self.throttle
+    }
+}
+
+/// The advert entry that carries a node's slot count.
+pub const SLOTS_QUEUE: &str = "compute.slots";
+
+/// What a piece of work is, for the load the node advertises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Work {
+    Training,
+    Boosting,
+    Inference,
+    Statistics,
+    Evaluation,
+}
+
+impl Work {
+    /// The queue name in adverts: `compute.<kind>`, its depth the pieces running.
+    pub fn queue_name(self) -> &'static str {
+        match self {
+            Work::Training => "compute.training",
+            Work::Boosting => "compute.boosting",
+            Work::Inference => "compute.inference",
+            Work::Statistics => "compute.statistics",
+            Work::Evaluation => "compute.evaluation",
+        }
+    }
+}
+
+/// The pool refused: every slot busy and (for queued work) the queue full.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("busy: all {slots} compute slots of this node are taken ({waiting} waiting); another node may have room")]
+pub struct Busy {
+    pub slots: usize,
+    pub waiting: usize,
+}
+
+#[derive(Clone)]
+pub struct Compute {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    slots: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    running: Mutex<BTreeMap<Work, usize>>,
+}
+
+impl Compute {
+    pub fn new(config: Config) -> Self {
+        let slots = Arc::new(Semaphore::new(config.slots));
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                slots,
+                waiting: AtomicUsize::new(0),
+                running: Mutex::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    fn busy(&self) -> Busy {
+        Busy { slots: self.inner.config.slots, waiting: self.inner.waiting.load(Ordering::SeqCst) }
+    }
+
+    /// Runs `work` on a slot, waiting in the queue for one; refuses at once
+    /// when the queue is full.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        kind: Work,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        let permit = match self.inner.slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if self.inner.waiting.fetch_add(1, Ordering::SeqCst) >= self.inner.config.queue {
+                    self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return Err(self.busy());
+                }
+                let permit = self.inner.slots.clone().acquire_owned().await;
+                self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
+                permit.expect("the pool's semaphore is never closed")
+            }
+        };
+        Ok(self.execute(kind, permit, work).await)
+    }
+
+    /// Runs `work` on a slot, waiting as long as it takes: for work whose
+    /// own queue already bounds it (the inference batch loop runs one batch
+    /// at a time).
+    pub async fn run_waiting<T: Send + 'static>(&self, kind: Work, work: impl FnOnce() -> T + Send + 'static) -> T {
+        self.inner.waiting.fetch_add(1, Ordering::SeqCst);
+        let permit = self.inner.slots.clone().acquire_owned().await;
+        self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
+        let permit = permit.expect("the pool's semaphore is never closed");
+        self.execute(kind, permit, work).await
+    }
+
+    /// Runs `work` on a free slot now, or refuses at once: for work a peer
+    /// asks for, which another node with a free slot should take instead.
+    pub async fn run_now<T: Send + 'static>(
+        &self,
+        kind: Work,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        let permit = self.inner.slots.clone().try_acquire_owned().map_err(|_| self.busy())?;
+        Ok(self.execute(kind, permit, work).await)
+    }
+
+    async fn execute<T: Send + 'static>(
+        &self,
+        kind: Work,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        *self.inner.running.lock().expect("pool lock").entry(kind).or_default() += 1;
+        let throttle = self.inner.config.throttle;
+        let result = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let out = work();
+            if throttle < 1.0 {
+                std::thread::sleep(started.elapsed().mul_f64(1.0 / throttle - 1.0));
+            }
+            out
+        })
+        .await;
+        if let Some(n) = self.inner.running.lock().expect("pool lock").get_mut(&kind) {
+            *n = n.saturating_sub(1);
+        }
+        drop(permit);
+        match result {
+            Ok(out) => out,
+            // A panic in the work is a bug; surface it where it happened.
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// Whether a piece of work sent now would start at once.
+    pub fn has_room(&self) -> bool {
+        self.inner.slots.available_permits() > 0
+    }
+
+    /// Running work by kind and the queue, for adverts and `mass peers`.
+    pub fn depths(&self) -> Vec<QueueDepth> {
+        let running = self.inner.running.lock().expect("pool lock");
+        let mut out: Vec<QueueDepth> =
+            running.iter().map(|(k, n)| QueueDepth { name: k.queue_name().into(), depth: *n as u32 }).collect();
+        out.push(QueueDepth {
+            name: "compute.waiting".into(),
+            depth: self.inner.waiting.load(Ordering::SeqCst) as u32,
+        });
+        out.push(QueueDepth { name: "compute.free".into(), depth: self.inner.slots.available_permits() as u32 });
+        out.push(QueueDepth { name: SLOTS_QUEUE.into(), depth: self.inner.config.slots as u32 });
+        out
+    }
+}
+
+/// Time a throttled slot stays taken after `ran` of work.
+pub fn throttled(ran: Duration, throttle: f64) -> Duration {
+    if throttle >= 1.0 { Duration::ZERO } else { ran.mul_f64(1.0 / throttle - 1.0) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_pool_refuses_at_once_and_queued_work_waits() {
+        let pool = Compute::new(Config { slots: 1, queue: 1, throttle: 1.0 });
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let first = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(Work::Training, move || hold.recv().is_ok()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!pool.has_room());
+        assert_eq!(pool.run_now(Work::Training, || 1).await, Err(Busy { slots: 1, waiting: 0 }));
+        let queued = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(Work::Inference, || 2).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(pool.run(Work::Inference, || 3).await.is_err(), "the queue holds one");
+        let training = pool.depths().into_iter().find(|q| q.name == "compute.training").unwrap();
+        assert_eq!(training.depth, 1);
+        release.send(()).unwrap();
+        assert_eq!(first.await.unwrap(), Ok(true));
+        assert_eq!(queued.await.unwrap(), Ok(2));
+        assert!(pool.has_room());
+    }
+
+    #[tokio::test]
+    async fn a_throttled_slot_stays_taken_for_the_rest_of_its_share() {
+        let pool = Compute::new(Config { slots: 1, queue: 0, throttle: 0.25 });
+        let started = Instant::now();
+        pool.run(Work::Training, || std::thread::sleep(Duration::from_millis(40))).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(160), "{:?}", started.elapsed());
+        assert_eq!(throttled(Duration::from_secs(1), 0.5), Duration::from_secs(1));
+        assert!(Config { slots: 1, queue: 0, throttle: 0.0 }.validate().is_err());
+        assert!((Config { slots: 1, queue: 0, throttle: 0.25 }.share(2) - 0.125).abs() < 1e-12);
+    }
+}

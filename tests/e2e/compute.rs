@@ -1,0 +1,145 @@
+//! Work placed by measured capacity (issue 11): a slow node gets less of a
+//! job, a full node says so at once and the work goes elsewhere, and each
+//! node advertises what it offers and what it is doing.
+
+use std::time::{Duration, Instant};
+
+use mass_protocol::jobs::{EnsembleSpec, JobSpec, Learner, ModelSpec, Placement};
+use mass_sdk::{Client, IngestRequest, local::LocalNode};
+
+use crate::support::{Cluster, FAST_CONFIG, finished, lists_up_with_hardware, shards_settled};
+
+/// Starts a node with `[compute]` settings of its own.
+fn node_with(cluster: &mut Cluster, compute: &str, bootstrap: Option<&LocalNode>) -> LocalNode {
+    let mut options = cluster.options();
+    let config = options.data_dir.with_extension("toml");
+    std::fs::write(&config, format!("{FAST_CONFIG}\n[compute]\n{compute}\n")).unwrap();
+    options.config = Some(config);
+    options.bootstrap = bootstrap.map(|n| vec![n.listen_addr().to_owned()]).unwrap_or_default();
+    cluster.start(options)
+}
+
+async fn digits(client: &Client) {
+    let request = IngestRequest {
+        name: "digits".into(),
+        label: "label".into(),
+        shard_rows: Some(180),
+        test_rows: Some(crate::support::shared_dataset("digits.test_rows.txt")),
+        ..Default::default()
+    };
+    client.ingest_csv(&crate::support::shared_dataset("digits.csv"), &request).await.unwrap();
+}
+
+fn bagging(name: &str, members: usize, epochs: usize, placement: Placement) -> JobSpec {
+    JobSpec {
+        model: name.into(),
+        dataset: "digits".into(),
+        pipeline: Default::default(),
+        spec: ModelSpec { epochs: Some(epochs), ..ModelSpec::of(Learner::Mlp { hidden: vec![64] }) },
+        ensemble: EnsembleSpec::Bagging { members },
+        seed: 3,
+        task: None,
+        placement,
+    }
+}
+
+async fn two_nodes(cluster: &mut Cluster, fast: &str, slow: &str) -> (LocalNode, LocalNode, Client) {
+    let a = node_with(cluster, fast, None);
+    let b = node_with(cluster, slow, Some(&a));
+    let ids = [a.peer_id().to_owned(), b.peer_id().to_owned()];
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    crate::support::eventually(Duration::from_secs(10), "the two nodes meet", || async {
+        lists_up_with_hardware(&a, &ids).await && lists_up_with_hardware(&b, &ids).await
+    })
+    .await;
+    let client = Client::new([a.http_url()]).unwrap();
+    digits(&client).await;
+    shards_settled(&client, "digits", Duration::from_secs(30)).await;
+    (a, b, client)
+}
+
+/// One node limited to a quarter of one core's time: a bagging job of 8
+/// gives the other node most members, and finishes sooner than the same
+/// job spread evenly.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_node_gets_less_of_a_job_and_the_job_finishes_sooner() {
+    let mut cluster = Cluster::new();
+    let (fast, slow, client) = two_nodes(&mut cluster, "", "slots = 1\nthrottle = 0.25").await;
+    // Capacity is measured; a node measured while the machine was busy
+    // advertises more as it measures again. Wait for the two to settle.
+    crate::support::eventually(Duration::from_secs(60), "capacities reflect the throttle", || async {
+        let peers = client.peers().await.unwrap_or_default();
+        let offered = |id: &str| {
+            peers.iter().find(|p| p.peer_id == id).and_then(|p| p.hardware.as_ref()).map_or(0.0, |h| h.capacity_gflops)
+        };
+        offered(fast.peer_id()) > 4.0 * offered(slow.peer_id())
+    })
+    .await;
+
+    let timed = |spec: JobSpec| {
+        let client = &client;
+        async move {
+            let started = Instant::now();
+            let id = client.submit_job(&spec).await.unwrap().to_string();
+            let record = finished(client, &id, Duration::from_secs(600)).await;
+            (started.elapsed(), record)
+        }
+    };
+    // Members heavy enough (seconds each) that training, not overhead, sets the wall time.
+    let heavy = |name: &str, placement| {
+        let mut spec = bagging(name, 8, 600, placement);
+        spec.spec.learner = Learner::Mlp { hidden: vec![128] };
+        spec
+    };
+    let (by_capacity, record) = timed(heavy("by-capacity", Placement::Capacity)).await;
+    let on_fast = record.tasks.iter().filter(|t| t.peer.as_deref() == Some(fast.peer_id())).count();
+    assert!(on_fast >= 5, "the fast node trained {on_fast} of 8");
+    let (evenly, record) = timed(heavy("evenly", Placement::Uniform)).await;
+    let on_slow = record.tasks.iter().filter(|t| t.peer.as_deref() == Some(slow.peer_id())).count();
+    assert!(on_slow >= 3, "uniform placement gave the slow node {on_slow}");
+    eprintln!("bagging of 8: {by_capacity:?} by capacity, {evenly:?} evenly");
+    assert!(by_capacity < evenly, "capacity placement took {by_capacity:?}, uniform {evenly:?}");
+}
+
+/// A node whose only compute slot is taken answers "busy" at once, and the
+/// work goes to another node while it is still busy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_node_refuses_training_at_once_and_the_job_completes_elsewhere() {
+    let mut cluster = Cluster::new();
+    // The full node is the faster one (five times): every task goes to it first.
+    let (full, other, client) = two_nodes(&mut cluster, "slots = 1\nqueue = 0", "slots = 1\nthrottle = 0.1").await;
+    crate::support::eventually(Duration::from_secs(60), "capacities reflect the throttle", || async {
+        let peers = client.peers().await.unwrap_or_default();
+        let offered = |id: &str| {
+            peers.iter().find(|p| p.peer_id == id).and_then(|p| p.hardware.as_ref()).map_or(0.0, |h| h.capacity_gflops)
+        };
+        offered(full.peer_id()) > 2.0 * offered(other.peer_id())
+    })
+    .await;
+    // One wide network for 1,500 epochs over every training row: about half
+    // a minute of work in a debug build.
+    let mut long = bagging("long", 1, 1_500, Placement::Capacity);
+    long.ensemble = EnsembleSpec::Single;
+    long.spec.learner = Learner::Mlp { hidden: vec![256] };
+    let long = client.submit_job(&long).await.unwrap().to_string();
+    crate::support::eventually(Duration::from_secs(60), "the long job trains on the full node", || async {
+        let peers = Client::new([full.http_url()]).unwrap().peers().await.unwrap_or_default();
+        let me = peers.iter().find(|p| p.is_self);
+        me.and_then(|p| p.load.as_ref())
+            .and_then(|l| l.queues.iter().find(|q| q.name == "compute.training"))
+            .is_some_and(|q| q.depth == 1)
+    })
+    .await;
+    // Both short tasks go to the full node first (it is five times as fast),
+    // which refuses: they train on the other node (had the full node been
+    // free, it would have taken them). If the full node drives the short
+    // job, the job's own evaluation waits for the slot: it still ends.
+    let short = client.submit_job(&bagging("short", 2, 20, Placement::Capacity)).await.unwrap().to_string();
+    let record = finished(&client, &short, Duration::from_secs(300)).await;
+    assert!(
+        record.tasks.iter().all(|t| t.peer.as_deref() == Some(other.peer_id())),
+        "a task went to the full node: {:?}",
+        record.tasks.iter().map(|t| t.peer.clone()).collect::<Vec<_>>()
+    );
+    let _ = client.cancel_job(&long).await;
+}
