@@ -22,8 +22,10 @@
 //! - [`jobs`]: training jobs, driven by the top-ranked peer, checkpointed.
 //! - [`serving`]: predictions from any node, model versions, replicas.
 //! - [`mesh`]: the handle background work uses to reach storage and peers.
+//! - [`auth`]: API tokens and their roles.
 //! - [`cli`]: the `mass` subcommands.
 
+pub mod auth;
 pub mod cli;
 pub mod compute;
 pub mod config;

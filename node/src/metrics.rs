@@ -76,6 +76,12 @@ pub struct Metrics {
     bytes_replicated: Counter,
     bytes_repaired: Counter,
     integrity_failures: Counter,
+    auth_refusals: Family<StatusLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: u16,
 }
 
 impl Metrics {
@@ -94,6 +100,7 @@ impl Metrics {
             bytes_replicated: Counter::default(),
             bytes_repaired: Counter::default(),
             integrity_failures: Counter::default(),
+            auth_refusals: Family::default(),
         };
         let mut registry = Registry::with_prefix("mass");
         registry.register("messages_in", "Messages received, by protocol", metrics.messages_in.clone());
@@ -136,6 +143,14 @@ impl Metrics {
             "Chunks or layouts that did not match their hash, read from disk or received from a peer",
             metrics.integrity_failures.clone(),
         );
+        registry.register(
+            "auth_refusals",
+            "HTTP requests refused for a missing or unknown token (401) or a role too small (403)",
+            metrics.auth_refusals.clone(),
+        );
+        for status in [401, 403] {
+            let _ = metrics.auth_refusals.get_or_create(&StatusLabels { status });
+        }
         // Every series is visible from the first scrape, at zero.
         metrics.set_peers(0, 0);
         for protocol in [Protocol::Advert, Protocol::Rpc, Protocol::Ref, Protocol::Progress] {
@@ -151,6 +166,11 @@ impl Metrics {
             }
         }
         (metrics, Arc::new(registry))
+    }
+
+    /// An HTTP request refused by the token check.
+    pub fn auth_refused(&self, status: u16) {
+        self.auth_refusals.get_or_create(&StatusLabels { status }).inc();
     }
 
     pub fn received(&self, protocol: Protocol, bytes: usize) {

@@ -50,6 +50,15 @@ pub enum StartError {
     NetStopped,
     #[error(transparent)]
     Store(#[from] storage::StoreError),
+    #[error("API tokens: {0}")]
+    Tokens(crate::auth::TokenError),
+    #[error(
+        "the HTTP API would listen on {addr}, beyond this machine, with no API tokens: anyone who reaches it \
+         could change or delete the mesh's data. Create one first (`mass token create --role admin --data-dir {}`) \
+         or listen on 127.0.0.1",
+        data_dir.display()
+    )]
+    Unprotected { addr: std::net::SocketAddr, data_dir: PathBuf },
 }
 
 /// Runs a node until `shutdown` resolves. Must be called inside an actix System
@@ -70,6 +79,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         info!(fingerprint = %psk.fingerprint(), "private mesh: pre-shared network key in use");
     }
 
+    let tokens = crate::auth::Tokens::load(data_dir).map_err(StartError::Tokens)?;
+    if !config.http.listen.ip().is_loopback() && tokens.is_empty() {
+        return Err(StartError::Unprotected { addr: config.http.listen, data_dir: data_dir.clone() });
+    }
     let http_listener = std::net::TcpListener::bind(config.http.listen)
         .map_err(|source| StartError::Http { addr: config.http.listen, source })?;
     let http_addr =
@@ -156,6 +169,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         registry,
         gc_grace_ms: config.storage.gc_grace.as_millis() as u64,
         shard_rows: config.storage.shard_rows,
+        tokens,
+        metrics: metrics.clone(),
     };
     let server = http::serve(http_listener, state).map_err(|source| StartError::Http { addr: http_addr, source })?;
     let server_handle = server.handle();

@@ -38,6 +38,43 @@ pub struct PeerView {
     pub load: Option<Load>,
 }
 
+/// What an API token may do; each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read the mesh's state: peers, datasets, jobs, models, blobs.
+    Read,
+    /// Read, and ask for predictions.
+    Predict,
+    /// Predict, and change things: upload data, train, promote, compose.
+    Write,
+    /// Write, and destroy or override: unpin, collect garbage, set raw refs.
+    Admin,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "read" => Some(Role::Read),
+            "predict" => Some(Role::Predict),
+            "write" => Some(Role::Write),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Read => "read",
+            Role::Predict => "predict",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        })
+    }
+}
+
 /// Body of every HTTP error response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {

@@ -83,6 +83,20 @@ impl Client {
         Ok(Self { nodes, preferred: AtomicUsize::new(0), http, timeout })
     }
 
+    /// Sends `token` as `Authorization: Bearer` on every call.
+    pub fn with_token(mut self, token: &str) -> Result<Self, Error> {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
+            .map_err(|_| Error::Launch("the API token has characters a header cannot carry".into()))?;
+        value.set_sensitive(true);
+        let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]);
+        self.http = reqwest::Client::builder()
+            .connect_timeout(self.timeout.min(Duration::from_secs(3)))
+            .default_headers(headers)
+            .build()
+            .map_err(|e| Error::Launch(format!("HTTP client: {e}")))?;
+        Ok(self)
+    }
+
     /// `GET /v1/health` of the first node that answers.
     pub async fn health(&self) -> Result<Health, Error> {
         self.json(Method::GET, "v1/health", None).await

@@ -14,5 +14,6 @@ mod mdns;
 mod mesh;
 mod private_mesh;
 mod rogue;
+mod security;
 mod serving;
 mod storage;

@@ -56,6 +56,58 @@ pub enum Command {
     /// Read and move refs (mutable names for blobs).
     #[command(subcommand, name = "ref")]
     Ref(refs::RefCommand),
+    /// API tokens of a node (run where the node's data dir is).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once and stored only as a hash.
+    Create {
+        /// read, predict, write or admin (each includes the ones before).
+        #[arg(long)]
+        role: String,
+        /// What the token is for, shown by `mass token ls`.
+        #[arg(long, default_value = "")]
+        name: String,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// List tokens (ids, roles, names; never the tokens).
+    Ls {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Revoke a token by id; a running node stops accepting it within a second.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+fn token_command(command: TokenCommand) -> anyhow::Result<()> {
+    use mass_protocol::api::Role;
+    match command {
+        TokenCommand::Create { role, name, data_dir } => {
+            let role = Role::parse(&role)
+                .ok_or_else(|| anyhow::anyhow!("--role {role}: expected read, predict, write or admin"))?;
+            let (token, entry) = crate::auth::create(&data_dir, role, &name)?;
+            eprintln!("token {} ({role}) created; keep it, it is not shown again:", entry.id);
+            println!("{token}");
+        }
+        TokenCommand::Ls { data_dir } => {
+            for entry in crate::auth::list(&data_dir)? {
+                println!("{}  {:<7}  {}", entry.id, entry.role.to_string(), entry.name);
+            }
+        }
+        TokenCommand::Revoke { id, data_dir } => {
+            let entry = crate::auth::revoke(&data_dir, &id)?;
+            println!("token {} ({}) revoked", entry.id, entry.role);
+        }
+    }
+    Ok(())
 }
 
 /// Which node(s) a client command talks to.
@@ -64,11 +116,31 @@ pub struct NodeArgs {
     /// Node URL (repeatable or comma-separated; the next is tried when one is down).
     #[arg(long = "node", env = "MASS_NODE", value_delimiter = ',', default_value = "http://127.0.0.1:8080")]
     pub urls: Vec<String>,
+    /// API token (or set MASS_TOKEN).
+    #[arg(long, env = "MASS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// A file holding the API token.
+    #[arg(long, conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
 }
 
 impl NodeArgs {
     pub fn client(&self) -> anyhow::Result<mass_sdk::Client> {
-        Ok(mass_sdk::Client::new(&self.urls)?)
+        let client = mass_sdk::Client::new(&self.urls)?;
+        let token = match (&self.token, &self.token_file) {
+            (Some(token), _) => Some(token.clone()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the token file {}", path.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        Ok(match token {
+            Some(token) => client.with_token(&token)?,
+            None => client,
+        })
     }
 }
 
@@ -143,6 +215,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(command) => client_runtime()?.block_on(data::run(command)),
         Command::Train(args) => client_runtime()?.block_on(train::train(args)),
         Command::Jobs(command) => client_runtime()?.block_on(train::jobs(command)),
+        Command::Token(command) => token_command(command),
     }
 }
 

@@ -5,13 +5,19 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, dev::Server, web};
+use actix_web::{
+    App, HttpRequest, HttpResponse, HttpServer,
+    dev::{Server, Service},
+    web,
+};
+use either::Either;
 use mass_protocol::{
     api::{ErrorBody, Health},
     names,
 };
 use prometheus_client::registry::Registry;
 
+pub mod auth;
 mod blobs;
 mod datasets;
 mod jobs;
@@ -46,6 +52,8 @@ pub struct State {
     pub gc_grace_ms: u64,
     /// Default rows per dataset shard.
     pub shard_rows: usize,
+    pub tokens: crate::auth::Tokens,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Starts serving on an already bound listener; the returned server runs
@@ -53,7 +61,26 @@ pub struct State {
 pub fn serve(listener: std::net::TcpListener, state: State) -> std::io::Result<Server> {
     let state = web::Data::new(state);
     let server = HttpServer::new(move || {
+        let tokens = state.tokens.clone();
+        let counters = state.metrics.clone();
         App::new()
+            .wrap_fn(move |request, service| {
+                let header = request.headers().get("authorization").and_then(|v| v.to_str().ok());
+                let refused = auth::refusal(&tokens, request.method(), request.path(), header);
+                let future = match refused {
+                    Some((status, message)) => {
+                        counters.auth_refused(status.as_u16());
+                        Either::Left(std::future::ready(Ok(auth::refuse(request, status, message))))
+                    }
+                    None => Either::Right(service.call(request)),
+                };
+                async move {
+                    match future {
+                        Either::Left(ready) => ready.await,
+                        Either::Right(call) => call.await.map(|r| r.map_into_left_body()),
+                    }
+                }
+            })
             .app_data(state.clone())
             .route("/v1/health", web::get().to(health))
             .route("/v1/peers", web::get().to(peers))
