@@ -8,7 +8,7 @@ use mass_protocol::{
     dataset::{DatasetManifest, Schema, Shard, Split},
     features::{DataSummary, FittedPipeline, Moments, PipelineSpec},
     rpc::{RefUpdate, Request, Response},
-    storage::{BlobMeta, RefEntry},
+    storage::{BlobMeta, RefEntry, validate_ref_name},
 };
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::warn;
@@ -34,6 +34,7 @@ pub struct Mesh {
     pub progress: crate::jobs::progress::ProgressBoard,
     pub boost: crate::jobs::boost::BoostSessions,
     pub compute: crate::compute::Compute,
+    pub metrics: crate::metrics::Metrics,
     pub serving: crate::serving::Serving,
 }
 
@@ -91,6 +92,22 @@ impl Mesh {
             warn!("ref not gossiped: {e}");
         }
         Ok(entry)
+    }
+
+    /// Merges a ref entry a peer sent (by gossip or in its ref list), once
+    /// checked: a valid name, signed by its origin, and within the version
+    /// and clock bounds. Returns whether the ref changed.
+    pub async fn accept_ref(&self, name: &str, entry: RefEntry) -> Result<bool, String> {
+        let refused = |reason: String| {
+            self.metrics.ref_refused();
+            reason
+        };
+        validate_ref_name(name).map_err(refused)?;
+        crate::net::identity::verify_ref_entry(name, &entry).map_err(refused)?;
+        let (version, clock) = self.storage.ref_bounds(name.to_owned()).await.map_err(|e| e.to_string())?;
+        entry.within_bounds(version, clock).map_err(refused)?;
+        let changed = self.storage.merge_ref(name.to_owned(), entry).await.map_err(|e| e.to_string())?;
+        Ok(changed.is_some())
     }
 
     /// The current target of a ref.

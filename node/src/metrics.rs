@@ -77,6 +77,7 @@ pub struct Metrics {
     bytes_repaired: Counter,
     integrity_failures: Counter,
     auth_refusals: Family<StatusLabels, Counter>,
+    refs_refused: Counter,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -101,6 +102,7 @@ impl Metrics {
             bytes_repaired: Counter::default(),
             integrity_failures: Counter::default(),
             auth_refusals: Family::default(),
+            refs_refused: Counter::default(),
         };
         let mut registry = Registry::with_prefix("mass");
         registry.register("messages_in", "Messages received, by protocol", metrics.messages_in.clone());
@@ -148,6 +150,11 @@ impl Metrics {
             "HTTP requests refused for a missing or unknown token (401) or a role too small (403)",
             metrics.auth_refusals.clone(),
         );
+        registry.register(
+            "refs_refused",
+            "Ref entries from peers refused: unsigned, signed by another than their origin, or out of bounds",
+            metrics.refs_refused.clone(),
+        );
         for status in [401, 403] {
             let _ = metrics.auth_refusals.get_or_create(&StatusLabels { status });
         }
@@ -166,6 +173,10 @@ impl Metrics {
             }
         }
         (metrics, Arc::new(registry))
+    }
+
+    pub fn ref_refused(&self) {
+        self.refs_refused.inc();
     }
 
     /// An HTTP request refused by the token check.

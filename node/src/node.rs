@@ -1,6 +1,6 @@
 //! Starting and stopping a whole node: keys, hardware, network, actors, HTTP.
 
-use std::{future::Future, path::PathBuf, time::Duration};
+use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 
 use actix::Actor;
 use libp2p::Multiaddr;
@@ -95,7 +95,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
 
     let (metrics, registry) = Metrics::new();
     let store = storage::Store::open(&data_dir.join(STORE_DIR))?;
-    let storage = Storage::start(store, config.storage.threads, metrics.clone());
+    let signer: crate::storage::Signer = Arc::new(identity::ref_signer(keypair.clone()));
+    let storage = Storage::start(store, config.storage.threads, metrics.clone(), signer);
     let mut swarm = net::swarm::build(keypair, psk, &config.net, metrics.clone())?;
     for addr in &config.net.listen {
         swarm
@@ -124,6 +125,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         progress: Default::default(),
         boost: Default::default(),
         compute: compute.clone(),
+        metrics: metrics.clone(),
         serving: crate::serving::Serving::start(config.serving.clone(), compute.clone()),
     };
     crate::serving::keeper::ModelKeeper::new(mesh.clone(), MODEL_KEEPER_INTERVAL).start();

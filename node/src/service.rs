@@ -3,19 +3,16 @@
 
 use actix::{Actor, AsyncContext, Context, Handler, ResponseFuture, WrapFuture};
 use libp2p::PeerId;
-use mass_protocol::{
-    rpc::{Request, Response, RpcError, RpcErrorKind},
-    storage::validate_ref_name,
-};
+use mass_protocol::rpc::{Request, Response, RpcError, RpcErrorKind};
 use tracing::{debug, warn};
 
 use crate::{
     jobs::task::{Admission, TrainError},
     mesh::Mesh,
-    net::{InboundRequest, NetClient, PeerNotice},
+    net::{InboundRequest, PeerNotice},
     replication::ReplicateFrom,
     serving::router::ServeError,
-    storage::{Storage, StoreError},
+    storage::StoreError,
 };
 
 pub struct ServiceActor {
@@ -140,20 +137,13 @@ impl Handler<PeerNotice> for ServiceActor {
     type Result = ();
 
     fn handle(&mut self, notice: PeerNotice, ctx: &mut Self::Context) {
-        let storage = self.mesh.storage.clone();
         match notice {
             PeerNotice::RefUpdate { source, update } => {
-                if let Err(reason) = validate_ref_name(&update.name) {
-                    return warn!(%source, "ignored ref update: {reason}");
-                }
-                // Only the writer may speak for its entries.
-                if update.entry.origin != source.to_string() {
-                    return warn!(%source, origin = %update.entry.origin, "ignored ref update relayed under another origin");
-                }
+                let mesh = self.mesh.clone();
                 ctx.spawn(
                     async move {
-                        if let Err(e) = storage.merge_ref(update.name.clone(), update.entry).await {
-                            warn!(name = %update.name, "cannot store ref update: {e}");
+                        if let Err(e) = mesh.accept_ref(&update.name, update.entry).await {
+                            warn!(%source, name = %update.name, "refused a ref update: {e}");
                         }
                     }
                     .into_actor(self),
@@ -161,8 +151,7 @@ impl Handler<PeerNotice> for ServiceActor {
             }
             PeerNotice::Progress { source, progress } => self.mesh.progress.record(source.to_string(), progress),
             PeerNotice::Connected { peer } => {
-                let net = self.mesh.net.clone();
-                ctx.spawn(sync_refs(net, storage, peer).into_actor(self));
+                ctx.spawn(sync_refs(self.mesh.clone(), peer).into_actor(self));
             }
         }
     }
@@ -195,20 +184,24 @@ async fn on_held_shard(
     }
 }
 
-/// Anti-entropy: merges every ref a newly met peer knows, so refs written
-/// while two nodes were apart converge as soon as they meet.
-async fn sync_refs(net: NetClient, storage: Storage, peer: PeerId) {
-    match net.request(peer, Request::ListRefs).await {
+/// Anti-entropy: merges every ref a newly met peer knows (each entry
+/// checked as a gossiped one is), so refs written while two nodes were apart
+/// converge as soon as they meet.
+async fn sync_refs(mesh: Mesh, peer: PeerId) {
+    match mesh.net.request(peer, Request::ListRefs).await {
         Ok(Response::Refs(records)) => {
+            let mut refused = 0;
             for record in records {
-                if validate_ref_name(&record.name).is_err() {
-                    continue;
-                }
+                // Oldest first, so each entry's version jump is from the one before.
                 for entry in record.history {
-                    if let Err(e) = storage.merge_ref(record.name.clone(), entry).await {
-                        warn!(name = %record.name, "cannot merge ref: {e}");
+                    if let Err(e) = mesh.accept_ref(&record.name, entry).await {
+                        refused += 1;
+                        debug!(%peer, name = %record.name, "refused a synced ref entry: {e}");
                     }
                 }
+            }
+            if refused > 0 {
+                warn!(%peer, refused, "refused ref entries from a peer's ref list");
             }
         }
         other => debug!(%peer, ?other, "ref sync skipped"),

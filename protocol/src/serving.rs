@@ -266,7 +266,14 @@ mod tests {
     fn versions_count_distinct_targets_in_publication_order() {
         let a = ContentId::of(b"a");
         let b = ContentId::of(b"b");
-        let entry = |version, target| RefEntry { version, target, clock: version, origin: "p".into(), set_at: version };
+        let entry = |version, target| RefEntry {
+            version,
+            target,
+            clock: version,
+            origin: "p".into(),
+            set_at: version,
+            signature: vec![],
+        };
         // Published a, then b, rolled back to a, deleted, then b again.
         let history = [entry(1, Some(a)), entry(2, Some(b)), entry(3, Some(a)), entry(4, None), entry(5, Some(b))];
         let versions = versions_of(&history);

@@ -59,9 +59,41 @@ pub struct RefEntry {
     pub origin: String,
     /// Wall-clock time of the write, Unix milliseconds (informational).
     pub set_at: u64,
+    /// The origin's signature over [`RefEntry::signed_bytes`]: a peer cannot
+    /// write under another's name, on any path (gossip, sync, anti-entropy).
+    #[serde(with = "serde_bytes", default)]
+    pub signature: Vec<u8>,
 }
 
+/// Versions a ref may jump ahead of the highest one known when an entry
+/// arrives: enough for any honest history, and a version of u64::MAX cannot
+/// freeze a ref.
+pub const MAX_VERSION_JUMP: u64 = 1 << 20;
+/// Lamport clock values an entry may be ahead of this node's clock.
+pub const MAX_CLOCK_JUMP: u64 = 1 << 40;
+
 impl RefEntry {
+    /// What the origin signs: the ref's name and every field but the signature.
+    pub fn signed_bytes(&self, name: &str) -> Vec<u8> {
+        crate::codec::encode(&(name, self.version, self.target, self.clock, &self.origin, self.set_at))
+            .expect("ref entries encode")
+    }
+
+    /// Whether the entry stays within the jump bounds of a record whose
+    /// highest version is `known_version`, on a node whose clock is `clock`.
+    pub fn within_bounds(&self, known_version: u64, clock: u64) -> Result<(), String> {
+        if self.version > known_version.saturating_add(MAX_VERSION_JUMP) {
+            return Err(format!(
+                "version {} jumps more than {MAX_VERSION_JUMP} past the highest known, {known_version}",
+                self.version
+            ));
+        }
+        if self.clock > clock.saturating_add(MAX_CLOCK_JUMP) {
+            return Err(format!("clock {} jumps more than {MAX_CLOCK_JUMP} past this node's {clock}", self.clock));
+        }
+        Ok(())
+    }
+
     /// Total order of entries: version, then clock, then origin.
     pub fn order_key(&self) -> (u64, u64, &str) {
         (self.version, self.clock, &self.origin)
@@ -113,7 +145,14 @@ mod tests {
     use super::*;
 
     fn entry(version: u64, clock: u64, origin: &str) -> RefEntry {
-        RefEntry { version, target: Some(ContentId::of(origin.as_bytes())), clock, origin: origin.into(), set_at: 0 }
+        RefEntry {
+            version,
+            target: Some(ContentId::of(origin.as_bytes())),
+            clock,
+            origin: origin.into(),
+            set_at: 0,
+            signature: vec![],
+        }
     }
 
     #[test]
@@ -131,6 +170,15 @@ mod tests {
         assert_eq!(forward, backward);
         assert_eq!(forward.current().unwrap().origin, "c");
         assert_eq!(forward.history.len(), 4);
+    }
+
+    #[test]
+    fn huge_jumps_are_out_of_bounds() {
+        assert!(entry(5, 9, "a").within_bounds(4, 8).is_ok());
+        assert!(entry(u64::MAX, 1, "a").within_bounds(4, 8).unwrap_err().contains("version"));
+        assert!(entry(5, u64::MAX, "a").within_bounds(4, 8).unwrap_err().contains("clock"));
+        assert!(entry(u64::MAX, 1, "a").within_bounds(u64::MAX, 8).is_ok(), "saturating, not overflowing");
+        assert_ne!(entry(5, 9, "a").signed_bytes("model/x"), entry(5, 9, "a").signed_bytes("model/y"));
     }
 
     #[test]

@@ -2,7 +2,11 @@
 
 use std::{io::Write, path::Path};
 
-use libp2p::identity::Keypair;
+use libp2p::{
+    PeerId,
+    identity::{Keypair, PublicKey},
+};
+use mass_protocol::storage::RefEntry;
 
 /// File name of the identity key inside the data dir.
 pub const IDENTITY_FILE: &str = "identity.key";
@@ -64,5 +68,60 @@ mod tests {
         std::fs::write(dir.path().join(IDENTITY_FILE), b"garbage").unwrap();
         let err = load_or_create(dir.path()).unwrap_err().to_string();
         assert!(err.contains("is malformed"), "{err}");
+    }
+}
+
+/// The public key a peer id carries (Ed25519 peer ids inline their key).
+fn public_key_of(peer: &PeerId) -> Option<PublicKey> {
+    let multihash = peer.as_ref();
+    // Code 0 is the identity hash: the digest is the protobuf-encoded key.
+    (multihash.code() == 0).then(|| PublicKey::try_decode_protobuf(multihash.digest()).ok()).flatten()
+}
+
+/// Checks that `entry` of ref `name` was signed by its origin.
+pub fn verify_ref_entry(name: &str, entry: &RefEntry) -> Result<(), String> {
+    let peer: PeerId = entry.origin.parse().map_err(|_| format!("origin '{}' is not a peer id", entry.origin))?;
+    let key = public_key_of(&peer).ok_or_else(|| format!("origin {peer} carries no public key to check against"))?;
+    if entry.signature.is_empty() {
+        return Err(format!("entry v{} of {name} is not signed", entry.version));
+    }
+    if !key.verify(&entry.signed_bytes(name), &entry.signature) {
+        return Err(format!("entry v{} of {name} is not signed by its origin {peer}", entry.version));
+    }
+    Ok(())
+}
+
+/// Signs ref entries as this node.
+pub fn ref_signer(keypair: Keypair) -> impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static {
+    move |bytes| keypair.sign(bytes).expect("ed25519 signing does not fail")
+}
+
+#[cfg(test)]
+mod signing_tests {
+    use super::*;
+
+    #[test]
+    fn entries_verify_only_under_their_origins_key() {
+        let key = Keypair::generate_ed25519();
+        let sign = ref_signer(key.clone());
+        let mut entry = RefEntry {
+            version: 1,
+            target: None,
+            clock: 1,
+            origin: key.public().to_peer_id().to_string(),
+            set_at: 0,
+            signature: vec![],
+        };
+        assert!(verify_ref_entry("model/x", &entry).unwrap_err().contains("not signed"));
+        entry.signature = sign(&entry.signed_bytes("model/x"));
+        verify_ref_entry("model/x", &entry).unwrap();
+        assert!(verify_ref_entry("model/y", &entry).is_err(), "a signature covers the name");
+        let mut forged = entry.clone();
+        forged.version = 99;
+        assert!(verify_ref_entry("model/x", &forged).is_err());
+        let other = Keypair::generate_ed25519();
+        let mut stolen = entry.clone();
+        stolen.origin = other.public().to_peer_id().to_string();
+        assert!(verify_ref_entry("model/x", &stolen).is_err());
     }
 }

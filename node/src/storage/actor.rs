@@ -40,14 +40,19 @@ impl<T: Send + 'static> Handler<Run<T>> for StorageActor {
 pub struct Storage {
     actor: Addr<StorageActor>,
     metrics: Metrics,
+    sign: Signer,
 }
+
+/// Signs this node's ref entries (with its identity key).
+pub type Signer = Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
 
 impl Storage {
     /// Starts `threads` storage threads over an opened store.
-    pub fn start(store: Store, threads: usize, metrics: Metrics) -> Self {
+    /// `sign` signs this node's ref entries.
+    pub fn start(store: Store, threads: usize, metrics: Metrics, sign: Signer) -> Self {
         let store = Arc::new(store);
         let actor = SyncArbiter::start(threads, move || StorageActor { store: store.clone() });
-        Self { actor, metrics }
+        Self { actor, metrics, sign }
     }
 
     async fn run<T: Send + 'static>(&self, op: impl FnOnce(&Store) -> T + Send + 'static) -> T {
@@ -128,10 +133,16 @@ impl Storage {
         target: Option<ContentId>,
         origin: String,
     ) -> Result<RefEntry, StoreError> {
-        self.run(move |s| s.set_ref(&name, target, &origin)).await
+        let sign = self.sign.clone();
+        self.run(move |s| s.set_ref(&name, target, &origin, &*sign)).await
     }
 
     pub async fn merge_ref(&self, name: String, entry: RefEntry) -> Result<Option<RefRecord>, StoreError> {
         self.run(move |s| s.merge_ref(&name, entry)).await
+    }
+
+    /// The highest version of a ref known here, and this node's clock.
+    pub async fn ref_bounds(&self, name: String) -> Result<(u64, u64), StoreError> {
+        self.run(move |s| s.ref_bounds(&name)).await
     }
 }

@@ -12,7 +12,7 @@ pub mod writer;
 
 use std::time::Duration;
 
-pub use actor::Storage;
+pub use actor::{Signer, Storage};
 pub use store::{Store, StoreError};
 pub use writer::BlobWriter;
 

@@ -315,7 +315,9 @@ impl Store {
     /// Merges an entry (local or gossiped) into a ref; synced. Returns the
     /// record when it changed.
     pub fn merge_ref(&self, name: &str, entry: RefEntry) -> Result<Option<RefRecord>, StoreError> {
-        let clock = self.clock()?.max(entry.clock);
+        // Entries from peers are bounds-checked first (RefEntry::within_bounds);
+        // a clock near u64::MAX still must not overflow what this node writes next.
+        let clock = self.clock()?.max(entry.clock.min(u64::MAX / 2));
         let mut record =
             self.get_ref(name)?.unwrap_or_else(|| RefRecord { name: name.to_owned(), history: Vec::new() });
         let changed = record.merge(entry);
@@ -330,11 +332,32 @@ impl Store {
 
     /// Writes a new version of a ref on this node: one past the highest
     /// version known, stamped with the next Lamport clock.
-    pub fn set_ref(&self, name: &str, target: Option<ContentId>, origin: &str) -> Result<RefEntry, StoreError> {
-        let version = self.get_ref(name)?.and_then(|r| r.current().map(|c| c.version)).unwrap_or(0) + 1;
-        let entry = RefEntry { version, target, clock: self.clock()? + 1, origin: origin.to_owned(), set_at: now_ms() };
+    pub fn set_ref(
+        &self,
+        name: &str,
+        target: Option<ContentId>,
+        origin: &str,
+        sign: &dyn Fn(&[u8]) -> Vec<u8>,
+    ) -> Result<RefEntry, StoreError> {
+        let version = self.get_ref(name)?.and_then(|r| r.current().map(|c| c.version)).unwrap_or(0).saturating_add(1);
+        let mut entry = RefEntry {
+            version,
+            target,
+            clock: self.clock()?.saturating_add(1),
+            origin: origin.to_owned(),
+            set_at: now_ms(),
+            signature: vec![],
+        };
+        entry.signature = sign(&entry.signed_bytes(name));
         self.merge_ref(name, entry.clone())?;
         Ok(entry)
+    }
+
+    /// The highest version of a ref known here (0 when unknown), and this
+    /// node's clock: what entries from peers are bounds-checked against.
+    pub fn ref_bounds(&self, name: &str) -> Result<(u64, u64), StoreError> {
+        let version = self.get_ref(name)?.and_then(|r| r.history.iter().map(|e| e.version).max()).unwrap_or(0);
+        Ok((version, self.clock()?))
     }
 
     fn clock(&self) -> Result<u64, StoreError> {
@@ -455,15 +478,15 @@ mod tests {
         let kept = store.put_small(b"referenced").unwrap().id;
         let pinned = store.put_small(b"pinned").unwrap().id;
         let garbage = upload(&store, &vec![9u8; CHUNK_SIZE * 2]).id;
-        store.set_ref("model/a", Some(kept), "me").unwrap();
-        store.set_ref(&pin_name(&pinned), Some(pinned), "me").unwrap();
+        store.set_ref("model/a", Some(kept), "me", &|_| vec![]).unwrap();
+        store.set_ref(&pin_name(&pinned), Some(pinned), "me", &|_| vec![]).unwrap();
         // With a grace period, nothing young goes.
         assert_eq!(store.gc(&store.protected().unwrap(), 60_000).unwrap().blobs, 0);
         let report = store.gc(&store.protected().unwrap(), 0).unwrap();
         assert_eq!((report.blobs, report.chunks), (1, 2));
         assert!(store.has(&kept).unwrap() && store.has(&pinned).unwrap() && !store.has(&garbage).unwrap());
         // Unpinning (a tombstone) releases the blob.
-        store.set_ref(&pin_name(&pinned), None, "me").unwrap();
+        store.set_ref(&pin_name(&pinned), None, "me", &|_| vec![]).unwrap();
         store.gc(&store.protected().unwrap(), 0).unwrap();
         assert!(!store.has(&pinned).unwrap());
     }
@@ -473,17 +496,18 @@ mod tests {
         let (_dir, store) = store();
         let a = ContentId::of(b"a");
         let b = ContentId::of(b"b");
-        assert_eq!(store.set_ref("model/m", Some(a), "me").unwrap().version, 1);
-        assert_eq!(store.set_ref("model/m", Some(b), "me").unwrap().version, 2);
+        assert_eq!(store.set_ref("model/m", Some(a), "me", &|_| vec![]).unwrap().version, 1);
+        assert_eq!(store.set_ref("model/m", Some(b), "me", &|_| vec![]).unwrap().version, 2);
         let record = store.get_ref("model/m").unwrap().unwrap();
         assert_eq!(record.current().unwrap().target, Some(b));
         assert_eq!(record.history.len(), 2);
         // A gossiped entry with a later clock from elsewhere is merged.
-        let remote = RefEntry { version: 3, target: Some(a), clock: 10, origin: "peer".into(), set_at: 0 };
+        let remote =
+            RefEntry { version: 3, target: Some(a), clock: 10, origin: "peer".into(), set_at: 0, signature: vec![] };
         assert!(store.merge_ref("model/m", remote.clone()).unwrap().is_some());
         assert!(store.merge_ref("model/m", remote).unwrap().is_none(), "merging twice changes nothing");
         assert_eq!(
-            store.set_ref("model/m", Some(b), "me").unwrap().clock,
+            store.set_ref("model/m", Some(b), "me", &|_| vec![]).unwrap().clock,
             11,
             "the Lamport clock moved past the peer's"
         );
