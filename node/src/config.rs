@@ -116,6 +116,7 @@ pub struct NetSection {
 #[serde(deny_unknown_fields)]
 pub struct HttpSection {
     pub listen: Option<String>,
+    pub max_upload: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -272,6 +273,13 @@ impl NodeConfig {
         };
         compute.validate().map_err(ConfigError::Invalid)?;
 
+        let max_upload = file.http.max_upload.unwrap_or(http::DEFAULT_MAX_UPLOAD);
+        if max_upload < 1 << 20 {
+            return Err(ConfigError::Invalid(format!(
+                "http.max_upload must be at least 1048576 bytes, not {max_upload}"
+            )));
+        }
+
         Ok(Self {
             data_dir,
             storage,
@@ -279,7 +287,7 @@ impl NodeConfig {
             compute,
             log: cli.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.to_owned()),
             net,
-            http: http::Config { listen: http_listen },
+            http: http::Config { listen: http_listen, max_upload },
             membership,
             hardware,
         })

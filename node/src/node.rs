@@ -173,6 +173,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         shard_rows: config.storage.shard_rows,
         tokens,
         metrics: metrics.clone(),
+        max_upload: config.http.max_upload,
     };
     let server = http::serve(http_listener, state).map_err(|source| StartError::Http { addr: http_addr, source })?;
     let server_handle = server.handle();

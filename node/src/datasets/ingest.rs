@@ -27,8 +27,6 @@ pub const INFER_ROWS: usize = 1000;
 /// rows) and short values is categorical; otherwise text.
 const MAX_INFERRED_CATEGORIES: usize = 64;
 const MAX_CATEGORY_LEN: usize = 64;
-/// Distinct label values counted in the histogram.
-const MAX_LABEL_VALUES: usize = 10_000;
 /// Cells read as missing in numeric and categorical columns.
 const MISSING: [&str; 8] = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "?"];
 
@@ -424,15 +422,7 @@ fn append(
                     if !value.is_finite() {
                         return Err(cell_error(format!("'{cell}' is not a finite number")));
                     }
-                    stat.min = Some(stat.min.map_or(value, |m| m.min(value)));
-                    stat.max = Some(stat.max.map_or(value, |m| m.max(value)));
-                    stat.sum += value;
-                    stat.sum_sq += value * value;
-                    if c == schema.label
-                        && (stat.counts.len() < MAX_LABEL_VALUES || stat.counts.contains_key(cell.trim()))
-                    {
-                        *stat.counts.entry(format_number(value)).or_default() += 1;
-                    }
+                    super::stats::add_number(stat, value, c == schema.label);
                     value
                 };
                 values.push(value);
@@ -457,9 +447,6 @@ fn append(
 }
 
 /// Label values as text: integers without a fraction, others as written by Rust.
-pub(crate) fn format_number(value: f64) -> String {
-    if value.fract() == 0.0 && value.abs() < 1e15 { format!("{}", value as i64) } else { value.to_string() }
-}
 
 fn csv_error(error: csv::Error, row: u64) -> DataError {
     match error.kind() {

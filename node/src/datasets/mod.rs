@@ -9,6 +9,7 @@
 pub mod ingest;
 pub mod npy;
 pub mod service;
+pub mod stats;
 
 pub use ingest::{IngestOptions, SplitChoice, ingest};
 

@@ -16,6 +16,13 @@ use super::{DataError, IngestOptions};
 
 /// Magic bytes every `.npy` file starts with.
 pub const MAGIC: &[u8] = b"\x93NUMPY";
+/// Rows a dataset may have.
+pub const MAX_ROWS: usize = 1 << 32;
+/// Feature columns an array may have (a CSV has the same bound).
+pub const MAX_COLUMNS: usize = 1 << 16;
+/// Labels are read in pieces of this many bytes, so memory follows the data
+/// that actually arrives, never the sizes a header claims.
+const LABEL_PIECE: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Dtype {
@@ -132,6 +139,25 @@ fn read_header(reader: &mut impl Read, what: &str) -> Result<Header, DataError> 
     Ok(Header { dtype, shape })
 }
 
+/// Reads `rows` labels, piece by piece: a header that claims more rows than
+/// the body holds fails when the data ends, having used only what came.
+fn read_labels(reader: &mut impl Read, dtype: Dtype, rows: usize) -> Result<Vec<f64>, DataError> {
+    let size = dtype.size();
+    let total = rows.checked_mul(size).ok_or_else(|| bad("labels", format!("{rows} rows do not fit in memory")))?;
+    let mut labels = Vec::new();
+    let mut piece = vec![0u8; LABEL_PIECE.min(total).max(size)];
+    let mut left = total;
+    while left > 0 {
+        let take = left.min(piece.len() - piece.len() % size);
+        reader
+            .read_exact(&mut piece[..take])
+            .map_err(|_| bad("labels", format!("data ends after {} of {rows} labels", labels.len())))?;
+        labels.extend(piece[..take].chunks(size).map(|b| dtype.read(b)));
+        left -= take;
+    }
+    Ok(labels)
+}
+
 /// Ingests labels then features (`.npy` each) as one dataset.
 pub fn ingest_npy(
     source: impl Read,
@@ -145,15 +171,19 @@ pub fn ingest_npy(
         return Err(bad("labels", format!("must be one-dimensional, not shape {:?}", labels_header.shape)));
     }
     let rows = labels_header.shape[0];
-    let mut raw = vec![0u8; rows * labels_header.dtype.size()];
-    reader.read_exact(&mut raw).map_err(|_| bad("labels", "data ends before the shape says"))?;
-    let labels: Vec<f64> = raw.chunks(labels_header.dtype.size()).map(|b| labels_header.dtype.read(b)).collect();
+    if rows > MAX_ROWS {
+        return Err(bad("labels", format!("claims {rows} rows; at most {MAX_ROWS}")));
+    }
+    let labels = read_labels(&mut reader, labels_header.dtype, rows)?;
     let features = read_header(&mut reader, "features")?;
     let width = match features.shape.as_slice() {
         [n, width] if *n == rows => *width,
         [n, _] => return Err(bad("features", format!("has {n} rows but the labels have {rows}"))),
         other => return Err(bad("features", format!("must be two-dimensional, not shape {other:?}"))),
     };
+    if width > MAX_COLUMNS {
+        return Err(bad("features", format!("claims {width} columns; at most {MAX_COLUMNS}")));
+    }
     if rows == 0 {
         return Err(DataError::HeaderOnly);
     }
@@ -172,7 +202,8 @@ pub fn ingest_npy(
     let mut start = 0;
     while start < rows {
         let end = (start + options.shard_rows).min(rows);
-        let mut data: Vec<Vec<f64>> = vec![Vec::with_capacity(end - start); width + 1];
+        // No capacity reserved from sizes: vectors grow with rows actually read.
+        let mut data: Vec<Vec<f64>> = vec![Vec::new(); width + 1];
         let mut splits = Vec::with_capacity(end - start);
         for (offset, &label) in labels[start..end].iter().enumerate() {
             let row = start + offset;
@@ -224,19 +255,29 @@ fn record(stat: &mut ColumnStats, value: f64, label: bool) {
         return;
     }
     stat.present += 1;
-    stat.min = Some(stat.min.map_or(value, |m| m.min(value)));
-    stat.max = Some(stat.max.map_or(value, |m| m.max(value)));
-    stat.sum += value;
-    stat.sum_sq += value * value;
-    if label {
-        *stat.counts.entry(super::ingest::format_number(value)).or_default() += 1;
-    }
+    super::stats::add_number(stat, value, label);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::datasets::SplitChoice;
+
+    /// Issue 12: a header claiming 2^40 rows once allocated 8 TiB and
+    /// aborted the node. Now it is refused by name, with flat memory.
+    #[test]
+    fn headers_claiming_huge_sizes_are_refused_without_allocating() {
+        let huge_rows = npy("<f8", &format!("({},)", 1u64 << 40), &[0u8; 16]);
+        let err = ingest_npy(&huge_rows[..], &options(), |_| Ok(ContentId::of(b"x"))).unwrap_err().to_string();
+        assert!(err.contains("claims 1099511627776 rows"), "{err}");
+        let many = npy("<f8", &format!("({},)", 1u64 << 31), &[0u8; 16]);
+        let err = ingest_npy(&many[..], &options(), |_| Ok(ContentId::of(b"x"))).unwrap_err().to_string();
+        assert!(err.contains("data ends after 2 of"), "{err}");
+        let mut wide = npy("<f8", "(2,)", &[0u8; 16]);
+        wide.extend(npy("<f8", &format!("(2, {})", 1u64 << 40), &[0u8; 16]));
+        let err = ingest_npy(&wide[..], &options(), |_| Ok(ContentId::of(b"x"))).unwrap_err().to_string();
+        assert!(err.contains("columns; at most"), "{err}");
+    }
 
     fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
         let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");

@@ -55,6 +55,13 @@ pub async fn put(state: web::Data<State>, query: web::Query<PutQuery>, mut body:
                 );
             }
         };
+        if writer.size() + piece.len() as u64 > state.max_upload {
+            // The staged chunks are unreferenced: GC removes them.
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body: over this node's upload limit of {} bytes (http.max_upload)", state.max_upload),
+            );
+        }
         if let Err(e) = writer.write(&piece).await {
             return store_error(e);
         }

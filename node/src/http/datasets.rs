@@ -101,7 +101,17 @@ pub async fn ingest(state: web::Data<State>, query: web::Query<IngestQuery>, mut
     let name = options.name.clone();
     let (pieces, rx) = mpsc::channel(16);
     let job = tokio::spawn(ingest_pieces(state.mesh.storage.clone(), options, rx));
+    let mut received = 0u64;
     while let Some(piece) = body.next().await {
+        received += piece.as_ref().map_or(0, |p| p.len() as u64);
+        if received > state.max_upload {
+            drop(pieces);
+            let _ = job.await;
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("body: over this node's upload limit of {} bytes (http.max_upload)", state.max_upload),
+            );
+        }
         // A parser that stopped early (bad row) no longer listens.
         if pieces.send(piece.map_err(|e| format!("upload interrupted: {e}"))).await.is_err() {
             break;

@@ -71,6 +71,58 @@ pub fn runnable(spec: &JobSpec, manifest: &DatasetManifest) -> Result<Task, Stri
     Ok(task)
 }
 
+/// Features the default pipeline would make of the dataset's columns (an
+/// upper bound before it is fitted): one per number, one per category seen,
+/// the hash buckets of each text column.
+fn feature_bound(spec: &JobSpec, manifest: &DatasetManifest) -> u64 {
+    manifest
+        .schema
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != manifest.schema.label)
+        .map(|(i, c)| match c.kind {
+            ColumnKind::Numeric => spec.pipeline.bins.map_or(1, |b| b as u64),
+            ColumnKind::Categorical => (manifest.stats[i].counts.len() as u64).max(1),
+            ColumnKind::Text => u64::from(spec.pipeline.text.buckets),
+        })
+        .sum::<u64>()
+        .saturating_add(spec.pipeline.cross.len() as u64 * u64::from(spec.pipeline.cross_buckets))
+}
+
+/// Whether one node has the free memory training the job's largest task
+/// needs (from the nodes' adverts).
+async fn fits_a_node(
+    mesh: &crate::mesh::Mesh,
+    spec: &JobSpec,
+    manifest: &DatasetManifest,
+    task: Task,
+) -> Result<(), String> {
+    let rows = match spec.ensemble {
+        // Bagged and stacked members train on one shard each.
+        EnsembleSpec::Bagging { .. } | EnsembleSpec::Stacking { .. } => {
+            manifest.shards.iter().map(|s| s.rows).max().unwrap_or(0)
+        }
+        _ => manifest.rows,
+    };
+    let outputs = match task {
+        Task::Classification => manifest.label_histogram().len() as u64,
+        Task::Regression => 1,
+    };
+    let needed = crate::jobs::learners::estimate_bytes(&spec.spec, rows, feature_bound(spec, manifest), outputs);
+    let peers = mesh.membership.send(crate::membership::GetPeers).await.unwrap_or_default();
+    let most = peers.iter().filter_map(|p| p.load.as_ref()).map(|l| l.free_memory_bytes).max();
+    match most {
+        Some(free) if needed > free => Err(format!(
+            "this job needs about {:.1} GiB on one trainer; the most free memory on any node is {:.1} GiB \
+             (smaller layers, fewer trees or leaves, or more shards would fit)",
+            needed as f64 / (1u64 << 30) as f64,
+            free as f64 / (1u64 << 30) as f64
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `POST /v1/jobs`: checks the job can run, then records it as pending; the
 /// top-ranked live peer for its id picks it up.
 pub async fn submit(state: web::Data<State>, body: web::Json<JobSpec>) -> HttpResponse {
@@ -86,7 +138,11 @@ pub async fn submit(state: web::Data<State>, body: web::Json<JobSpec>) -> HttpRe
         Ok((_, manifest)) => manifest,
         Err(message) => return refuse(message),
     };
-    if let Err(reason) = runnable(&spec, &manifest) {
+    let task = match runnable(&spec, &manifest) {
+        Ok(task) => task,
+        Err(reason) => return refuse(reason),
+    };
+    if let Err(reason) = fits_a_node(&mesh, &spec, &manifest, task).await {
         return refuse(reason);
     }
     let id = match mesh.save(&spec).await {

@@ -35,7 +35,12 @@ const WORKERS: usize = 2;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Largest upload body (blob or dataset), in bytes.
+    pub max_upload: u64,
 }
+
+/// Default upload limit: 64 GiB.
+pub const DEFAULT_MAX_UPLOAD: u64 = 64 << 30;
 
 impl State {
     /// The handle background work and handlers share.
@@ -54,6 +59,8 @@ pub struct State {
     pub shard_rows: usize,
     pub tokens: crate::auth::Tokens,
     pub metrics: crate::metrics::Metrics,
+    /// Largest upload body (blob or dataset), in bytes.
+    pub max_upload: u64,
 }
 
 /// Starts serving on an already bound listener; the returned server runs

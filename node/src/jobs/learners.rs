@@ -293,6 +293,32 @@ pub fn boost_setup(
     Ok(BoostSetup { bins, objective, init, quantizer: objective.quantizer(bound), params })
 }
 
+/// About how many bytes training one model of `spec` on `rows` rows of
+/// `features` features takes on a trainer: the rows as f32, and for networks
+/// the weights four times over (values, gradients, Adam's two moments) plus
+/// a batch of activations; for trees a byte per value and a histogram per
+/// leaf. A job whose estimate exceeds every node's free memory is refused
+/// before it starts instead of exhausting its trainers.
+pub fn estimate_bytes(spec: &ModelSpec, rows: u64, features: u64, outputs: u64) -> u64 {
+    let data = rows.saturating_mul(features).saturating_mul(4);
+    match &spec.learner {
+        Learner::Linear => data.saturating_add(features.saturating_mul(outputs).saturating_mul(16)),
+        Learner::Mlp { hidden } => {
+            let widths: Vec<u64> =
+                std::iter::once(features).chain(hidden.iter().map(|w| *w as u64)).chain([outputs]).collect();
+            let params: u64 = widths.windows(2).map(|w| w[0].saturating_mul(w[1])).fold(0, u64::saturating_add);
+            let activations: u64 =
+                widths.iter().map(|w| w.saturating_mul(spec.batch_size as u64)).fold(0, u64::saturating_add);
+            data.saturating_add(params.saturating_mul(16)).saturating_add(activations.saturating_mul(8))
+        }
+        Learner::Gbdt(trees) => {
+            let bins = rows.saturating_mul(features);
+            let histograms = features.saturating_mul(256 * 24).saturating_mul(trees.leaves as u64);
+            data.saturating_add(bins).saturating_add(histograms.saturating_mul(outputs.max(1)))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +343,14 @@ mod tests {
         let Labels::Classes(truth) = &set.labels else { panic!() };
         let p = mass_kernels::models::ensemble::argmax_rows(&member.predict(set.x.view()));
         p.iter().zip(truth).filter(|(a, b)| a == b).count() as f64 / truth.len() as f64
+    }
+
+    #[test]
+    fn a_huge_hidden_layer_is_estimated_as_huge() {
+        let huge = ModelSpec::of(Learner::Mlp { hidden: vec![65_536, 65_536] });
+        assert!(estimate_bytes(&huge, 1_000, 64, 10) > 64 << 30, "two 64k layers need tens of GiB");
+        let small = ModelSpec::of(Learner::Mlp { hidden: vec![128] });
+        assert!(estimate_bytes(&small, 56_000, 784, 10) < 1 << 30);
     }
 
     #[test]
