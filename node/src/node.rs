@@ -89,6 +89,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     }
 
     let membership = MembershipActor::new(local_peer_id, config.membership, metrics.clone()).start();
+    let bridges = crate::bridge::Bridges::start(&config.bridges);
     let (command_tx, command_rx) = mpsc::channel(net::COMMAND_CAPACITY);
     let net_client = NetClient::new(command_tx, local_peer_id);
     let replication = ReplicationActor::new(
@@ -108,7 +109,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         net: net_client.clone(),
         progress: Default::default(),
         boost: Default::default(),
-        serving: crate::serving::Serving::start(config.serving.clone()),
+        serving: crate::serving::Serving::start(config.serving.clone()).with_bridges(bridges.clone()),
     };
     crate::serving::keeper::ModelKeeper::new(mesh.clone(), MODEL_KEEPER_INTERVAL).start();
     let service = ServiceActor::new(mesh.clone()).start();
@@ -134,6 +135,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             membership.clone(),
             mesh.serving.inference.clone(),
         )
+        .with_bridges(bridges)
         .start();
         Ok::<_, StartError>(listen_addrs)
     }

@@ -21,6 +21,7 @@ pub struct Advertiser {
     inference: Inference,
     system: sysinfo::System,
     seq: u64,
+    bridges: crate::bridge::Bridges,
 }
 
 impl Advertiser {
@@ -32,7 +33,23 @@ impl Advertiser {
         membership: Addr<MembershipActor>,
         inference: Inference,
     ) -> Self {
-        Self { hardware, http_addr, interval, net, membership, inference, system: sysinfo::System::new(), seq: 0 }
+        Self {
+            hardware,
+            http_addr,
+            interval,
+            net,
+            membership,
+            inference,
+            system: sysinfo::System::new(),
+            seq: 0,
+            bridges: Default::default(),
+        }
+    }
+
+    /// Advertises `bridges` as the node's probes find them.
+    pub fn with_bridges(mut self, bridges: crate::bridge::Bridges) -> Self {
+        self.bridges = bridges;
+        self
     }
 
     fn advertise(&mut self, ctx: &mut Context<Self>) {
@@ -45,7 +62,10 @@ impl Advertiser {
         let membership = self.membership.clone();
         let seq = self.seq;
         self.seq += 1;
-        let hardware = self.hardware.clone();
+        let mut hardware = self.hardware.clone();
+        if !self.bridges.is_empty() {
+            hardware.bridges = self.bridges.infos();
+        }
         let http_addr = self.http_addr.clone();
         ctx.spawn(
             async move {
