@@ -273,6 +273,7 @@ impl NodeConfig {
             hot_after: file.serving.hot_after.unwrap_or(defaults.hot_after),
         };
         serving.validate().map_err(ConfigError::Invalid)?;
+        bridges.fits_deadline(serving.deadline).map_err(ConfigError::Invalid)?;
 
         Ok(Self {
             data_dir,
@@ -376,6 +377,11 @@ mod tests {
                 "[[hardware.bridges]]\nname = \"f\"\nkind = \"fpga\"\nendpoint = \"tcp://h:1\"\ntimeout = \"1ms\"\n",
                 with_dir(),
                 "hardware.bridges[0].timeout must be between 10ms and 10s",
+            ),
+            (
+                "[serving]\ndeadline = \"1s\"\n[[hardware.bridges]]\nname = \"f\"\nkind = \"fpga\"\nendpoint = \"tcp://h:1\"\ntimeout = \"500ms\"\n",
+                with_dir(),
+                "hardware.bridges[0].timeout (500ms) must be under half of serving.deadline (1s)",
             ),
             (
                 "[[hardware.bridges]]\nname = \"f\"\nkind = \"fpga\"\nendpoint = \"tcp://h:1\"\nmax_drift = -1\n",

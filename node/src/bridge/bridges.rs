@@ -13,9 +13,12 @@ use mass_kernels::{features::transform, models::Mlp};
 use mass_protocol::{BridgeInfo, ContentId, jobs::Task};
 use ndarray::{Array2, s};
 use tokio::runtime::Handle;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use super::{Config, link::Link};
+use super::{
+    Config, Route,
+    link::{Link, PlaceError},
+};
 use crate::{
     datasets::service::{read_manifest, read_shard},
     mesh::Mesh,
@@ -100,7 +103,7 @@ impl Bridges {
             drop(model);
             let mut links = inner.links.clone();
             links.sort_by(|a, b| b.rows_per_s().total_cmp(&a.rows_per_s()));
-            for link in links.iter().filter(|l| l.allows()) {
+            for link in links.iter().filter(|l| l.allows() && l.settings.route != Route::Never) {
                 if place_on(link, &offered).await {
                     break;
                 }
@@ -112,6 +115,9 @@ impl Bridges {
 impl Inner {
     /// Offers every version to a bridge that just came (back) into use.
     async fn place_all(&self, link: &Arc<Link>) {
+        if link.settings.route == Route::Never {
+            return;
+        }
         let offered: Vec<Offered> = self.offered.lock().expect("offered lock").clone();
         for entry in offered {
             let elsewhere = self.links.iter().any(|l| !Arc::ptr_eq(l, link) && l.allows() && l.is_placed(&entry.id));
@@ -151,8 +157,13 @@ async fn place_on(link: &Arc<Link>, offered: &Offered) -> bool {
             model.bridge.set(placement);
             true
         }
-        Err(sentence) => {
-            warn!(bridge = %link.settings.name, "{sentence}");
+        // The expected outcome for a bridge slower than this CPU.
+        Err(e @ PlaceError::Slower { .. }) => {
+            info!(bridge = %link.settings.name, "{e}");
+            false
+        }
+        Err(e) => {
+            warn!(bridge = %link.settings.name, "{e}");
             false
         }
     }

@@ -60,6 +60,20 @@ struct State {
     placed: HashSet<ContentId>,
 }
 
+/// Why a model version does not run on a bridge.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlaceError {
+    /// Its fixed-point outputs drift past the limit; the sentence says by how much.
+    #[error("{0}")]
+    Drift(String),
+    /// Within the limit, but the CPU runs it faster (or the route says no).
+    #[error("model {model} stays off bridge '{bridge}': {why}")]
+    Slower { model: String, bridge: String, why: String },
+    /// The bridge could not take it: not probed, over its limits, a call failed.
+    #[error("model {model} stays off bridge '{bridge}': {why}")]
+    Failed { model: String, bridge: String, why: String },
+}
+
 /// A model version accepted by a bridge: the names its members run under.
 pub struct Placement {
     pub link: Arc<Link>,
@@ -326,16 +340,20 @@ impl Link {
         });
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(result) => result,
-            Err(_) => {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 task.abort();
                 Err(BridgeError::Timeout { endpoint: self.client.endpoint().to_owned(), after: limit })
             }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(BridgeError::Protocol {
+                endpoint: self.client.endpoint().to_owned(),
+                message: "the call ended without an answer (the node's runtime is stopping)".into(),
+            }),
         }
     }
 
     /// Loads a model version's networks, checks their drift on `sample`
     /// and compares speeds; the placement when the bridge should run it,
-    /// else a sentence saying why not (and the networks are unloaded).
+    /// else why not (and the networks are unloaded).
     pub async fn place(
         self: &Arc<Self>,
         id: ContentId,
@@ -343,26 +361,29 @@ impl Link {
         networks: Vec<Mlp>,
         classifier: bool,
         sample: Arc<Array2<f32>>,
-    ) -> Result<Placement, String> {
+    ) -> Result<Placement, PlaceError> {
         let _busy = self.busy.lock().await;
-        let refused = |why: String| format!("model {label} stays off bridge '{}': {why}", self.settings.name);
+        let failed =
+            |why: String| PlaceError::Failed { model: label.to_owned(), bridge: self.settings.name.clone(), why };
         let capabilities =
-            self.state().capabilities.clone().ok_or_else(|| refused("the bridge is not probed yet".into()))?;
+            self.state().capabilities.clone().ok_or_else(|| failed("the bridge is not probed yet".into()))?;
         let described: Vec<MlpModel> = networks.iter().map(plan::describe).collect();
         let names: Vec<String> = (0..networks.len()).map(|m| plan::model_name(&id, m)).collect();
         let others = self.state().loaded.keys().filter(|n| !names.contains(n)).count();
-        plan::fits(&described, &capabilities, others).map_err(refused)?;
+        plan::fits(&described, &capabilities, others).map_err(failed)?;
         for (name, model) in names.iter().zip(described) {
             if let Err(e) = self.client.load(name, &model, CONTROL_LIMIT).await {
                 self.unload(&names).await;
-                return Err(refused(format!("loading failed: {e}")));
+                return Err(failed(format!("loading failed: {e}")));
             }
             self.state().loaded.insert(name.clone(), Arc::new(model));
         }
         let outputs = networks[0].weights.last().map_or(0, |w| w.ncols());
-        let checked = self.check(&names, &networks, outputs, classifier, sample, &capabilities).await;
+        let checked = self.check(&names, &networks, outputs, classifier, sample, &capabilities).await.map_err(failed);
         let verdict = checked.and_then(|(drift, bridge_rate, cpu_rate)| {
-            drift.verdict(self.settings.max_drift, label, &self.settings.name, &capabilities.precision.format)?;
+            drift
+                .verdict(self.settings.max_drift, label, &self.settings.name, &capabilities.precision.format)
+                .map_err(PlaceError::Drift)?;
             info!(
                 bridge = %self.settings.name,
                 model = %label,
@@ -373,7 +394,9 @@ impl Link {
             );
             match plan::decide(self.settings.route, bridge_rate, cpu_rate) {
                 Decision::Bridge => Ok(()),
-                Decision::Cpu(why) => Err(refused(why)),
+                Decision::Cpu(why) => {
+                    Err(PlaceError::Slower { model: label.to_owned(), bridge: self.settings.name.clone(), why })
+                }
             }
         });
         if let Err(e) = verdict {

@@ -111,4 +111,20 @@ impl Config {
         }
         Ok(())
     }
+
+    /// A batch that gives up on a bridge must leave time for the CPU and
+    /// the way back within the request's deadline.
+    pub fn fits_deadline(&self, deadline: Duration) -> Result<(), String> {
+        for (i, bridge) in self.bridges.iter().enumerate() {
+            if bridge.timeout * 2 >= deadline {
+                return Err(format!(
+                    "hardware.bridges[{i}].timeout ({}) must be under half of serving.deadline ({}): a batch \
+                     that falls back to the CPU after it must still meet the deadline",
+                    humantime::format_duration(bridge.timeout),
+                    humantime::format_duration(deadline)
+                ));
+            }
+        }
+        Ok(())
+    }
 }

@@ -17,7 +17,7 @@ use super::{
     Route, Settings, Slot,
     client::{BridgeError, Client},
     fixed::{Numerics, Rounding},
-    link::Link,
+    link::{Link, PlaceError},
     plan, server, wire,
 };
 
@@ -190,7 +190,10 @@ async fn a_model_that_drifts_too_far_is_refused_with_a_sentence_and_unloaded() {
     let err = match link.place(id, "'digits' (abc)", vec![network(5, vec![8], 3, 1)], true, Arc::new(rows(64, 5))).await
     {
         Ok(_) => panic!("a coarse device took the model"),
-        Err(e) => e,
+        Err(e) => {
+            assert!(matches!(e, PlaceError::Drift(_)), "{e:?}");
+            e.to_string()
+        }
     };
     assert!(
         err.starts_with("model 'digits' (abc) is refused for bridge 'fpga0': in fixed<8,4> its outputs drift up to 0."),
@@ -213,7 +216,10 @@ async fn a_model_that_drifts_too_far_is_refused_with_a_sentence_and_unloaded() {
     let exact = rows(64, 5).mapv(|v| (v * 4.0).round() / 16.0);
     let err = match fine.place(id, "'m'", vec![linear], true, Arc::new(exact)).await {
         Ok(_) => panic!("an emulation over HTTP beat ndarray"),
-        Err(e) => e,
+        Err(e) => {
+            assert!(matches!(e, PlaceError::Slower { .. }), "{e:?}");
+            e.to_string()
+        }
     };
     assert!(err.contains("the bridge ran it at") && err.contains("rows/s and the CPU at"), "{err}");
     handle.stop(false).await;
