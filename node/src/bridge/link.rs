@@ -79,6 +79,8 @@ pub struct Placement {
     pub link: Arc<Link>,
     pub names: Vec<String>,
     pub outputs: usize,
+    /// Rows per second of this version there, measured at placement.
+    pub rows_per_s: f64,
 }
 
 impl Link {
@@ -380,7 +382,9 @@ impl Link {
         }
         let outputs = networks[0].weights.last().map_or(0, |w| w.ncols());
         let checked = self.check(&names, &networks, outputs, classifier, sample, &capabilities).await.map_err(failed);
+        let mut rate = 0.0;
         let verdict = checked.and_then(|(drift, bridge_rate, cpu_rate)| {
+            rate = bridge_rate;
             drift
                 .verdict(self.settings.max_drift, label, &self.settings.name, &capabilities.precision.format)
                 .map_err(PlaceError::Drift)?;
@@ -405,7 +409,7 @@ impl Link {
         }
         self.state().placed.insert(id);
         info!(bridge = %self.settings.name, model = %label, members = names.len(), "inference of this model runs on the bridge");
-        Ok(Placement { link: self.clone(), names, outputs })
+        Ok(Placement { link: self.clone(), names, outputs, rows_per_s: rate })
     }
 
     /// Drift and rates (bridge, CPU) of the networks on `sample`.

@@ -10,6 +10,7 @@ use mass_kernels::models::Member;
 use ndarray::{Array2, ArrayView2};
 
 pub use super::link::Placement;
+use super::plan;
 
 #[derive(Default)]
 pub struct Slot(RwLock<Option<Arc<Placement>>>);
@@ -25,10 +26,13 @@ impl Slot {
 
     /// Each member's outputs for feature rows `x`: from the bridge when the
     /// version is placed on one that is in use and answers in time, else
-    /// from the CPU. Blocking: call it where a batch runs.
+    /// from the CPU. A batch too big to finish within the bridge's timeout
+    /// (a batch prediction over a whole shard) goes straight to the CPU: it
+    /// would only time out there. Blocking: call it where a batch runs.
     pub fn predict(&self, members: &[Member], x: ArrayView2<'_, f32>) -> Vec<Array2<f32>> {
         if let Some(placement) = self.get()
             && placement.link.allows()
+            && plan::in_time(x.nrows(), placement.rows_per_s, placement.link.settings.timeout)
         {
             match placement.link.infer_blocking(&placement.names, placement.outputs, x) {
                 Ok(outputs) if outputs.len() == members.len() => {

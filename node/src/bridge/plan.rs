@@ -92,6 +92,13 @@ pub fn decide(route: Route, bridge_rows_per_s: f64, cpu_rows_per_s: f64) -> Deci
     }
 }
 
+/// Whether `rows` at `rows_per_s` (this model on this bridge, measured at
+/// placement) finish well within `timeout`: with half of it to spare, for
+/// the batch-to-batch noise of a shared machine and the way back.
+pub fn in_time(rows: usize, rows_per_s: f64, timeout: std::time::Duration) -> bool {
+    rows_per_s > 0.0 && 2.0 * rows as f64 / rows_per_s <= timeout.as_secs_f64()
+}
+
 /// The bridge's name for member `member` of model version `manifest`:
 /// content-addressed, so the same version loads under the same name.
 pub fn model_name(manifest: &ContentId, member: usize) -> String {
@@ -233,6 +240,14 @@ mod tests {
         let Decision::Cpu(why) = decide(Route::WhenFaster, 1e5, 2e5) else { panic!("slower bridge chosen") };
         assert_eq!(why, "the bridge ran it at 100000 rows/s and the CPU at 200000 rows/s");
         assert!(matches!(decide(Route::Never, 1e9, 1.0), Decision::Cpu(_)));
+    }
+
+    #[test]
+    fn a_batch_goes_to_the_bridge_only_when_it_can_finish_within_half_the_timeout() {
+        let timeout = std::time::Duration::from_millis(250);
+        assert!(in_time(1_000, 10_000.0, timeout), "100 ms of 250");
+        assert!(!in_time(2_000, 10_000.0, timeout), "200 ms: too close to 250");
+        assert!(!in_time(1, 0.0, timeout), "no rate, no bridge");
     }
 
     #[test]
