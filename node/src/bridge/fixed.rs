@@ -8,6 +8,15 @@
 //! sums them in a wider accumulator and rounds the sum back to the format
 //! once per output, the way a multiply-accumulate chain on DSP slices does.
 //! Every step that can leave the range saturates instead of wrapping.
+//!
+//! ```
+//! use mass_node::bridge::fixed::{Format, Rounding};
+//! let q: Format = "fixed<16,6>".parse().unwrap();
+//! // 0.1 * 2^10 = 102.4: the nearest step is 102/1024.
+//! assert_eq!(q.to_f64(q.quantize(0.1, Rounding::HalfEven)), 102.0 / 1024.0);
+//! // Past the range: the largest value, not a wrapped negative one.
+//! assert_eq!(q.to_f64(q.quantize(100.0, Rounding::HalfEven)), 32.0 - 1.0 / 1024.0);
+//! ```
 
 use std::{fmt, str::FromStr};
 
