@@ -11,7 +11,7 @@ use libp2p::{Multiaddr, multiaddr::Protocol};
 use mass_protocol::BridgeInfo;
 use serde::Deserialize;
 
-use crate::{hardware, http, membership, net, storage};
+use crate::{bridge, hardware, http, membership, net, storage};
 
 /// Log filter when none is given: our info, libp2p's warnings, minus the DHT's
 /// complaint that a lone first node has no peers to bootstrap from.
@@ -30,6 +30,8 @@ pub struct NodeConfig {
     pub storage: storage::Config,
     pub serving: crate::serving::Config,
     pub compute: crate::compute::Config,
+    /// How the node uses the bridges declared under `hardware.bridges`.
+    pub bridges: bridge::Config,
 }
 
 /// Why a configuration was refused.
@@ -155,6 +157,10 @@ pub struct BridgeSection {
     pub name: String,
     pub kind: String,
     pub endpoint: String,
+    pub route: Option<bridge::Route>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub timeout: Option<Duration>,
+    pub max_drift: Option<f64>,
 }
 
 /// Values given on the command line; each one beats the file.
@@ -237,11 +243,27 @@ impl NodeConfig {
             bridges: file
                 .hardware
                 .bridges
-                .into_iter()
-                .map(|b| BridgeInfo { name: b.name, kind: b.kind, endpoint: b.endpoint })
+                .iter()
+                .map(|b| BridgeInfo::declared(&b.name, &b.kind, &b.endpoint))
                 .collect(),
         };
         hardware.validate().map_err(ConfigError::Invalid)?;
+        let bridges = bridge::Config {
+            bridges: file
+                .hardware
+                .bridges
+                .into_iter()
+                .map(|b| bridge::Settings {
+                    name: b.name,
+                    kind: b.kind,
+                    endpoint: b.endpoint,
+                    route: b.route.unwrap_or(bridge::Route::WhenFaster),
+                    timeout: b.timeout.unwrap_or(bridge::Settings::DEFAULT_TIMEOUT),
+                    max_drift: b.max_drift.unwrap_or(bridge::Settings::DEFAULT_MAX_DRIFT),
+                })
+                .collect(),
+        };
+        bridges.validate().map_err(ConfigError::Invalid)?;
 
         let defaults = storage::Config::DEFAULT;
         let storage = storage::Config {
@@ -263,6 +285,7 @@ impl NodeConfig {
             hot_after: file.serving.hot_after.unwrap_or(defaults.hot_after),
         };
         serving.validate().map_err(ConfigError::Invalid)?;
+        bridges.fits_deadline(serving.deadline).map_err(ConfigError::Invalid)?;
 
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let defaults = crate::compute::Config::for_cores(cores);
@@ -290,6 +313,7 @@ impl NodeConfig {
             http: http::Config { listen: http_listen, max_upload },
             membership,
             hardware,
+            bridges,
         })
     }
 }
@@ -344,6 +368,24 @@ mod tests {
     }
 
     #[test]
+    fn bridges_take_defaults_and_their_keys() {
+        let toml = "[[hardware.bridges]]\nname = \"fpga0\"\nkind = \"fpga\"\nendpoint = \"tcp://10.0.0.9:7000\"\n\
+                    [[hardware.bridges]]\nname = \"fpga1\"\nkind = \"fpga\"\nendpoint = \"127.0.0.1:7001\"\n\
+                    route = \"always\"\ntimeout = \"400ms\"\nmax_drift = 0.05\n";
+        let config = resolve(toml, with_dir()).unwrap();
+        let [first, second] = &config.bridges.bridges[..] else { panic!("two bridges") };
+        assert_eq!(
+            (first.route, first.timeout, first.max_drift),
+            (bridge::Route::WhenFaster, bridge::Settings::DEFAULT_TIMEOUT, bridge::Settings::DEFAULT_MAX_DRIFT)
+        );
+        assert_eq!(
+            (second.route, second.timeout, second.max_drift),
+            (bridge::Route::Always, Duration::from_millis(400), 0.05)
+        );
+        assert_eq!(config.hardware.bridges[1], BridgeInfo::declared("fpga1", "fpga", "127.0.0.1:7001"));
+    }
+
+    #[test]
     fn errors_are_sentences_naming_the_problem() {
         let cases: &[(&str, Overrides, &str)] = &[
             ("", Overrides::default(), "no data directory"),
@@ -355,6 +397,36 @@ mod tests {
             ("[membership]\nadvert_interval = \"five\"\n", with_dir(), "advert_interval"),
             ("[hardware]\ngemm_size = 0\n", with_dir(), "gemm_size"),
             ("[storage]\nreplication = 0\n", with_dir(), "storage.replication"),
+            (
+                "[[hardware.bridges]]\nname = \"f\"\nkind = \"fpga\"\nendpoint = \"https://x:1\"\n",
+                with_dir(),
+                "hardware.bridges[0].endpoint: 'https://x:1': the bridge protocol runs over tcp:// or http://",
+            ),
+            (
+                "[[hardware.bridges]]\nname = \"f\"\nkind = \"fpga\"\nendpoint = \"tcp://h:1\"\ntimeout = \"1ms\"\n",
+                with_dir(),
+                "hardware.bridges[0].timeout must be between 10ms and 10s",
+            ),
+            (
+                "[serving]\ndeadline = \"1s\"\n[[hardware.bridges]]\nname = \"f\"\nkind = \"fpga\"\nendpoint = \"tcp://h:1\"\ntimeout = \"500ms\"\n",
+                with_dir(),
+                "hardware.bridges[0].timeout (500ms) must be under half of serving.deadline (1s)",
+            ),
+            (
+                "[[hardware.bridges]]\nname = \"f\"\nkind = \"fpga\"\nendpoint = \"tcp://h:1\"\nmax_drift = -1\n",
+                with_dir(),
+                "hardware.bridges[0].max_drift must be a positive number",
+            ),
+            (
+                "[[hardware.bridges]]\nname = \"f\"\nkind = \"fpga\"\nendpoint = \"tcp://h:1\"\nroute = \"sometimes\"\n",
+                with_dir(),
+                "unknown variant `sometimes`",
+            ),
+            (
+                "[[hardware.bridges]]\nname = \"f\"\nkind = \"fpga\"\nendpoint = \"tcp://h:1\"\n[[hardware.bridges]]\nname = \"f\"\nkind = \"fpga\"\nendpoint = \"tcp://h:2\"\n",
+                with_dir(),
+                "'f' is declared twice",
+            ),
             ("data_dir = [", with_dir(), "test.toml is invalid"),
         ];
         for (toml, cli, expected) in cases {

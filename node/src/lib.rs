@@ -12,6 +12,8 @@
 //! - [`net`]: the Swarm, its transport (TCP, pnet, Noise, Yamux), keys, codec.
 //! - [`membership`]: the peer table (pure) and its actor.
 //! - [`hardware`]: detection, GEMM measurement, load sampling, the advertiser.
+//! - [`bridge`]: accelerators behind a bridge process (protocol, the
+//!   reference bridge, probing, placement, fallback to the CPU).
 //! - [`http`]: the HTTP API.
 //! - [`metrics`]: Prometheus counters.
 //! - [`datasets`]: CSV ingest, validation, sharding and splits.
@@ -26,6 +28,7 @@
 //! - [`cli`]: the `mass` subcommands.
 
 pub mod auth;
+pub mod bridge;
 pub mod cli;
 pub mod compute;
 pub mod config;

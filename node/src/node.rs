@@ -105,6 +105,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     }
 
     let membership = MembershipActor::new(local_peer_id, config.membership, metrics.clone()).start();
+    let bridges = crate::bridge::Bridges::start(&config.bridges);
     let (command_tx, command_rx) = mpsc::channel(net::COMMAND_CAPACITY);
     let net_client = NetClient::new(command_tx, local_peer_id);
     let replication = ReplicationActor::new(
@@ -126,7 +127,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         boost: Default::default(),
         compute: compute.clone(),
         metrics: metrics.clone(),
-        serving: crate::serving::Serving::start(config.serving.clone(), compute.clone()),
+        serving: crate::serving::Serving::start(config.serving.clone(), compute.clone()).with_bridges(bridges.clone()),
     };
     crate::serving::keeper::ModelKeeper::new(mesh.clone(), MODEL_KEEPER_INTERVAL).start();
     let service = ServiceActor::new(mesh.clone()).start();
@@ -154,6 +155,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             mesh.compute.clone(),
             config.hardware.gemm_size,
         )
+        .with_bridges(bridges)
         .start();
         Ok::<_, StartError>(listen_addrs)
     }

@@ -46,4 +46,4 @@ pub mod storage;
 
 pub use advert::{Advert, Load, QueueDepth};
 pub use content_id::ContentId;
-pub use hardware::{BridgeInfo, CpuInfo, GpuAdapter, GpuDeviceType, GpuLimits, HardwareProfile};
+pub use hardware::{BridgeInfo, BridgeStatus, CpuInfo, GpuAdapter, GpuDeviceType, GpuLimits, HardwareProfile};

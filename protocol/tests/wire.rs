@@ -2,7 +2,7 @@
 //! never panics on hostile input.
 
 use mass_protocol::{
-    Advert, BridgeInfo, CpuInfo, GpuAdapter, GpuDeviceType, GpuLimits, HardwareProfile, Load, QueueDepth,
+    Advert, BridgeInfo, BridgeStatus, CpuInfo, GpuAdapter, GpuDeviceType, GpuLimits, HardwareProfile, Load, QueueDepth,
     codec::{self, DecodeError},
     names,
     rpc::{Request, Response, RpcError, RpcErrorKind},
@@ -36,9 +36,12 @@ fn sample_advert() -> Advert {
                 gflops: 812.5,
             }],
             bridges: vec![BridgeInfo {
-                name: "fpga0".into(),
-                kind: "fpga".into(),
-                endpoint: "tcp://10.0.0.9:7000".into(),
+                status: BridgeStatus::Up,
+                device: "xcu250".into(),
+                precision: "fixed<16,6>".into(),
+                rows_per_s: 250_000.0,
+                models: 2,
+                ..BridgeInfo::declared("fpga0", "fpga", "tcp://10.0.0.9:7000")
             }],
             capacity_gflops: 90.25,
         },
@@ -84,7 +87,8 @@ const GOLDEN_ADVERT: &str = concat!(
     "02070a6d6173732f302e312e3001172f6970342f3132372e302e302e312f7463702f34303031010e3132372e302e30",
     "2e313a38303830044550594302fd00000000040000000080344301086c6c766d706970650676756c6b616e04046d65",
     "7361fc00000040fc00000008fb0040fb0001fb0001fbffff00204b44010566706761300466706761137463703a2f2f",
-    "31302e302e302e393a373030300080b442fd00000000020000000000803e01036e657403",
+    "31302e302e302e393a3730303001067863753235300b66697865643c31362c363e00247448020080b442fd00000000",
+    "020000000000803e01036e657403",
 );
 
 #[test]

@@ -26,6 +26,7 @@ pub struct Advertiser {
     gemm_size: usize,
     /// The share of the machine the compute pool offers.
     share: f64,
+    bridges: crate::bridge::Bridges,
 }
 
 /// How often the GEMM is measured again, and for how long.
@@ -57,7 +58,14 @@ impl Advertiser {
             seq: 0,
             gemm_size,
             share,
+            bridges: Default::default(),
         }
+    }
+
+    /// Advertises `bridges` as the node's probes find them.
+    pub fn with_bridges(mut self, bridges: crate::bridge::Bridges) -> Self {
+        self.bridges = bridges;
+        self
     }
 
     /// Measures the GEMM again in the background and keeps the best rate
@@ -98,7 +106,10 @@ impl Advertiser {
         let membership = self.membership.clone();
         let seq = self.seq;
         self.seq += 1;
-        let hardware = self.hardware.clone();
+        let mut hardware = self.hardware.clone();
+        if !self.bridges.is_empty() {
+            hardware.bridges = self.bridges.infos();
+        }
         let http_addr = self.http_addr.clone();
         ctx.spawn(
             async move {

@@ -100,11 +100,7 @@ mod tests {
             gemm_size: 64,
             gemm_budget: Duration::from_millis(10),
             probe_gpus: false,
-            bridges: vec![BridgeInfo {
-                name: "fpga0".into(),
-                kind: "fpga".into(),
-                endpoint: "tcp://127.0.0.1:7000".into(),
-            }],
+            bridges: vec![BridgeInfo::declared("fpga0", "fpga", "tcp://127.0.0.1:7000")],
         };
         let profile = detect(&config, 0.5);
         assert!(profile.cpu.cores >= 1);
@@ -120,7 +116,7 @@ mod tests {
             gemm_size: 64,
             gemm_budget: Duration::from_millis(10),
             probe_gpus: false,
-            bridges: vec![BridgeInfo { name: "x".into(), kind: "fpga".into(), endpoint: " ".into() }],
+            bridges: vec![BridgeInfo::declared("x", "fpga", " ")],
         };
         assert!(config.validate().unwrap_err().contains("bridges[0].endpoint"));
     }

@@ -86,13 +86,27 @@ pub struct Serving {
     pub inference: Inference,
     pub models: ModelCache,
     pub demand: Demand,
+    /// Accelerators that may run loaded models' networks (none by default).
+    pub bridges: crate::bridge::Bridges,
 }
 
 impl Serving {
     /// Starts the inference queue (inside a Tokio runtime).
     pub fn start(config: Config, compute: crate::compute::Compute) -> Self {
         let inference = Inference::start(config.queue, config.max_batch_rows, config.batch_wait, compute);
-        Self { config, inference, models: ModelCache::default(), demand: Demand::default() }
+        Self {
+            config,
+            inference,
+            models: ModelCache::default(),
+            demand: Demand::default(),
+            bridges: Default::default(),
+        }
+    }
+
+    /// Offers the versions this node loads to `bridges`.
+    pub fn with_bridges(mut self, bridges: crate::bridge::Bridges) -> Self {
+        self.bridges = bridges;
+        self
     }
 }
 

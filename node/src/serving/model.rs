@@ -32,6 +32,8 @@ pub struct LoadedModel {
     /// The columns a row must have (the dataset's, label included).
     pub schema: Schema,
     body: Body,
+    /// Where its networks run: the CPU until a bridge accepts them.
+    pub bridge: crate::bridge::Slot,
 }
 
 enum Body {
@@ -82,7 +84,7 @@ impl LoadedModel {
                 }
                 return Self::composed(id, manifest, schema, parts);
             };
-            let model = Self { id, manifest, schema, body };
+            let model = Self { id, manifest, schema, body, bridge: Default::default() };
             model.validate().map_err(|e| format!("model manifest {id}: {e}"))?;
             Ok(model)
         }
@@ -101,9 +103,24 @@ impl LoadedModel {
             Combine::WeightedMean(weights) => Body::Parallel { parts, weights: weights.clone() },
             other => return Err(format!("model manifest {id}: parts cannot be combined by {other:?}")),
         };
-        let model = Self { id, manifest, schema, body };
+        let model = Self { id, manifest, schema, body, bridge: Default::default() };
         model.validate().map_err(|e| format!("model manifest {id}: {e}"))?;
         Ok(model)
+    }
+
+    /// The pipeline and networks of a trained model whose members are all
+    /// networks: what a bridge can run (the pipeline and the combining
+    /// stay on the CPU).
+    pub fn networks(&self) -> Option<(&FittedPipeline, Vec<&Mlp>)> {
+        let Body::Trained { pipeline, members, .. } = &self.body else { return None };
+        let networks: Vec<&Mlp> = members
+            .iter()
+            .filter_map(|m| match m {
+                Member::Mlp(n) => Some(n),
+                Member::Gbdt(_) => None,
+            })
+            .collect();
+        (networks.len() == members.len()).then_some((pipeline, networks))
     }
 
     /// Checks that the parts fit together, so that no stored model (however
@@ -179,7 +196,7 @@ impl LoadedModel {
         match &self.body {
             Body::Trained { pipeline, members, meta } => {
                 let x = transform(pipeline, rows).map_err(|e| format!("rows do not fit the pipeline: {e}"))?;
-                let outputs: Vec<Array2<f32>> = members.iter().map(|m| m.predict(x.view())).collect();
+                let outputs = self.bridge.predict(members, x.view());
                 let combined = combine(&outputs, &self.manifest.combine, meta.as_ref()).mapv(f64::from);
                 Ok(match pipeline.target {
                     Some(scale) => combined.mapv(|v| scale.unscale(v)),
@@ -272,7 +289,13 @@ impl ModelCache {
             }
             cache.slots.entry(id).or_default().clone()
         };
-        slot.get_or_try_init(|| async { LoadedModel::load(mesh, id).await.map(Arc::new) }).await.cloned()
+        slot.get_or_try_init(|| async {
+            let model = Arc::new(LoadedModel::load(mesh, id).await?);
+            mesh.serving.bridges.offer(mesh, &model);
+            Ok(model)
+        })
+        .await
+        .cloned()
     }
 
     /// Whether version `id` is loaded here.
