@@ -72,7 +72,16 @@ pub fn render(peers: &[PeerView]) -> String {
                 if hw.bridges.is_empty() {
                     "none".to_owned()
                 } else {
-                    hw.bridges.iter().map(|b| format!("{}:{}", b.name, b.kind)).collect::<Vec<_>>().join(", ")
+                    hw.bridges
+                        .iter()
+                        .map(|b| {
+                            format!(
+                                "{}:{} {:?} {} {:.0} rows/s, {} model(s)",
+                                b.name, b.kind, b.status, b.precision, b.rows_per_s, b.models
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 },
             ),
             None => ("?".into(), "?".into(), "?".into(), "?".into(), "?".into(), "?".into()),
