@@ -100,6 +100,34 @@ pub struct DatasetManifest {
 }
 
 impl DatasetManifest {
+    /// Checks what every reader indexes by, so a manifest however crafted
+    /// (a peer can store any bytes) cannot panic a node.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.schema.label >= self.schema.columns.len() {
+            return Err(format!("dataset '{}': its label is not one of its columns", self.name));
+        }
+        if self.stats.len() != self.schema.columns.len() {
+            return Err(format!(
+                "dataset '{}': statistics for {} of {} columns",
+                self.name,
+                self.stats.len(),
+                self.schema.columns.len()
+            ));
+        }
+        if self.shards.is_empty() || self.shards.iter().any(|s| s.rows == 0) {
+            return Err(format!("dataset '{}': no shards, or an empty one", self.name));
+        }
+        let listed: u64 = self.shards.iter().map(|s| s.rows).fold(0, u64::saturating_add);
+        let split: u64 = self.split_rows.iter().fold(0, |a, b| a.saturating_add(*b));
+        if listed != self.rows || split != self.rows {
+            return Err(format!(
+                "dataset '{}': its shards or splits do not add up to its {} rows",
+                self.name, self.rows
+            ));
+        }
+        Ok(())
+    }
+
     /// Count of each label value.
     pub fn label_histogram(&self) -> &BTreeMap<String, u64> {
         &self.stats[self.schema.label].counts

@@ -522,6 +522,27 @@ pub struct JobRecord {
     pub boost: Option<BoostRecord>,
 }
 
+impl JobRecord {
+    /// Checks what the driver indexes by and the bounds a peer's record could
+    /// break, so a record however crafted cannot panic a node.
+    pub fn validate(&self) -> Result<(), String> {
+        self.spec.spec.validate()?;
+        self.spec.ensemble.validate()?;
+        if self.tasks.len() > 4096 || self.tasks.iter().any(|t| t.shards.is_empty() || t.shards.len() > 1 << 20) {
+            return Err("its tasks are empty or too many".into());
+        }
+        if self.drivers.len() > 1 << 16 || self.averaged_from.len() > 4096 {
+            return Err("its drivers or averaged weights are too many".into());
+        }
+        if let Some(boost) = &self.boost
+            && (boost.rounds.len() > 1 << 20 || boost.workers.len() > 4096)
+        {
+            return Err("its boosting rounds or workers are too many".into());
+        }
+        Ok(())
+    }
+}
+
 /// The checkpoint of trees grown across nodes: one blob per finished round.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BoostRecord {

@@ -88,7 +88,10 @@ pub async fn ingest_pieces(
 /// Decodes a manifest blob held locally.
 pub async fn read_manifest(storage: &Storage, meta: &BlobMeta) -> Result<DatasetManifest, DataError> {
     let bytes = read_blob(storage, meta).await.map_err(|e| DataError::Store(e.to_string()))?;
-    codec::decode(&bytes, codec::MAX_RECORD).map_err(|e| DataError::Store(format!("manifest {}: {e}", meta.id)))
+    let manifest: DatasetManifest =
+        codec::decode(&bytes, codec::MAX_RECORD).map_err(|e| DataError::Store(format!("manifest {}: {e}", meta.id)))?;
+    manifest.validate().map_err(|e| DataError::Store(format!("manifest {}: {e}", meta.id)))?;
+    Ok(manifest)
 }
 
 /// Decodes a shard blob held locally.

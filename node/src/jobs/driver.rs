@@ -42,6 +42,10 @@ pub fn cancel_ref(id: &ContentId) -> String {
 pub async fn record(mesh: &Mesh, id: ContentId) -> Result<Option<JobRecord>, String> {
     let Some(target) = mesh.resolve(&format!("{REF_PREFIX}{id}")).await? else { return Ok(None) };
     let mut record: JobRecord = mesh.load(target).await?;
+    record.validate().map_err(|e| format!("job record {target}: {e}"))?;
+    if record.id != id {
+        return Err(format!("job record {target} names job {}, not {id}", record.id));
+    }
     if !record.state.is_over() && mesh.resolve(&cancel_ref(&id)).await?.is_some() {
         record.state = JobState::Cancelled;
     }
