@@ -12,7 +12,10 @@ use std::ops::{AddAssign, SubAssign};
 
 use serde::{Deserialize, Serialize};
 
-use super::bins::{BinnedRows, FeatureBins};
+use super::{
+    bins::{BinnedRows, FeatureBins},
+    par,
+};
 
 /// Sums over some rows: gradient, hessian (both quantized) and count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +74,7 @@ impl Quantizer {
     }
 
     pub fn quantize(&self, g: f64, h: f64) -> GradPair {
-        let q = |v: f64, scale: f64| (v * scale).round().clamp(-FIXED_ONE, FIXED_ONE) as i64;
+        let q = |v: f64, scale: f64| round_half_away((v * scale).clamp(-FIXED_ONE, FIXED_ONE));
         GradPair { g: q(g, self.g_scale), h: q(h, self.h_scale) }
     }
 
@@ -79,6 +82,16 @@ impl Quantizer {
     pub fn real(&self, sum: BinSum) -> (f64, f64) {
         (sum.g as f64 / self.g_scale, sum.h as f64 / self.h_scale)
     }
+}
+
+/// `x.round() as i64` for `|x| <= 2^30` (NaN gives 0, as the cast does),
+/// without the call to libm's `round` that x86-64's baseline instruction
+/// set needs: truncate, then step away from zero when the dropped fraction
+/// (exact, as `|x| < 2^52`) is at least a half.
+fn round_half_away(x: f64) -> i64 {
+    let whole = x as i64;
+    let fraction = x - whole as f64;
+    whole + i64::from(fraction >= 0.5) - i64::from(fraction <= -0.5)
 }
 
 /// Where each feature's bins start in a flattened histogram.
@@ -193,6 +206,14 @@ impl Histogram {
         Histogram { sums: self.sums.iter().zip(&child.sums).map(|(p, c)| *p - *c).collect() }
     }
 
+    /// [`Histogram::subtract`] in place: a parent's histogram becomes its
+    /// other child's, with no new histogram to allocate and fill.
+    pub fn remove(&mut self, child: &Histogram) {
+        for (p, c) in self.sums.iter_mut().zip(&child.sums) {
+            *p -= *c;
+        }
+    }
+
     /// The sums of one feature's bins.
     pub fn feature<'a>(&'a self, layout: &Layout, feature: usize) -> &'a [BinSum] {
         &self.sums[layout.range(feature)]
@@ -221,6 +242,258 @@ fn add_feature(sums: &mut [BinSum], column: &[u8], rows: &[u32], ordered: &[Grad
 /// microseconds; below about a million updates one core is faster).
 fn worker_threads(work: usize) -> usize {
     if work < 1 << 20 { 1 } else { std::thread::available_parallelism().map_or(1, |n| n.get()).min(8) }
+}
+
+/// Features of a block, at most: a row's bins of a block span at most one
+/// or two cache lines, and a block's histogram stays in the core's cache.
+const BLOCK_FEATURES: usize = 32;
+
+/// A feature whose most common bin holds at least this share of the rows
+/// is sparse: its rows in other bins are listed, and the common bin's sums
+/// are the leaf's minus the other bins' (exact, the sums being integers).
+const SPARSE_SHARE: f64 = 0.5;
+
+/// Sparse features needed at least to keep them apart: the sparse pass
+/// pays a loop per row, worth it only when it skips many updates.
+const MIN_SPARSE_FEATURES: usize = 8;
+
+/// Binned rows stored row by row, for histogram passes over a leaf's rows
+/// (scattered through the data).
+///
+/// Dense features sit in blocks: a pass reads each row's bins of a block
+/// from one place instead of one byte per feature column, and the
+/// features' bin updates of one row are independent of each other, so the
+/// core overlaps them (a column pass over a sorted column adds to the same
+/// bin row after row and waits on each addition). Sparse features (mostly
+/// one value, as the blank pixels of an image) list each row's other
+/// values only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowBlocks {
+    rows: usize,
+    blocks: Vec<RowBlock>,
+    sparse: SparseRows,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RowBlock {
+    features: Vec<usize>,
+    /// `rows x features.len()`, row-major.
+    bytes: Vec<u8>,
+}
+
+/// Sparse features' bins other than each one's common bin, row by row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct SparseRows {
+    /// `(feature, common bin)`.
+    features: Vec<(usize, u8)>,
+    /// Row `r`'s entries are `entries[starts[r]..starts[r + 1]]`.
+    starts: Vec<usize>,
+    /// `feature << 8 | bin`.
+    entries: Vec<u32>,
+}
+
+impl RowBlocks {
+    pub fn new(data: &BinnedRows) -> Self {
+        let (dense, sparse) = split_sparse(data);
+        let blocks = dense
+            .chunks(BLOCK_FEATURES)
+            .map(|features| {
+                let width = features.len();
+                let mut bytes = vec![0u8; data.rows * width];
+                for (j, &f) in features.iter().enumerate() {
+                    for (row, &bin) in bytes.chunks_exact_mut(width).zip(&data.columns[f]) {
+                        row[j] = bin;
+                    }
+                }
+                RowBlock { features: features.to_vec(), bytes }
+            })
+            .collect();
+        Self { rows: data.rows, blocks, sparse: SparseRows::new(data, sparse) }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// For each block holding some of `features`: the block, and each such
+    /// feature's place in the block's rows with its first bin's index in
+    /// the histogram.
+    fn plan(&self, features: &[usize], layout: &Layout) -> Vec<(&RowBlock, Vec<(usize, usize)>)> {
+        let wanted = wanted(features, layout.features());
+        self.blocks
+            .iter()
+            .filter_map(|block| {
+                let places: Vec<(usize, usize)> = (block.features.iter().enumerate())
+                    .filter(|(_, f)| wanted[**f])
+                    .map(|(place, &f)| (place, layout.offsets[f]))
+                    .collect();
+                (!places.is_empty()).then_some((block, places))
+            })
+            .collect()
+    }
+}
+
+/// Whether each of `count` features is among `features`.
+fn wanted(features: &[usize], count: usize) -> Vec<bool> {
+    let mut wanted = vec![false; count];
+    for &f in features {
+        if let Some(w) = wanted.get_mut(f) {
+            *w = true;
+        }
+    }
+    wanted
+}
+
+/// The dense features, and the sparse ones with their common bins.
+/// Features of one value here are always sparse (they cost nothing there:
+/// no entries), and keep whole blocks free of features no tree reads.
+fn split_sparse(data: &BinnedRows) -> (Vec<usize>, Vec<(usize, u8)>) {
+    let mut dense = Vec::new();
+    let mut sparse = Vec::new();
+    let mut constant = Vec::new();
+    for (f, column) in data.columns.iter().enumerate() {
+        let mut counts = [0usize; 256];
+        for &bin in column {
+            counts[usize::from(bin)] += 1;
+        }
+        let (common, &count) = counts.iter().enumerate().max_by_key(|(b, c)| (**c, usize::MAX - b)).unwrap_or((0, &0));
+        if count == data.rows {
+            constant.push((f, common as u8));
+        } else if count as f64 >= SPARSE_SHARE * data.rows as f64 {
+            sparse.push((f, common as u8));
+        } else {
+            dense.push(f);
+        }
+    }
+    if sparse.len() < MIN_SPARSE_FEATURES {
+        dense.extend(sparse.drain(..).map(|(f, _)| f));
+        dense.sort_unstable();
+    }
+    sparse.extend(constant);
+    sparse.sort_unstable();
+    (dense, sparse)
+}
+
+impl SparseRows {
+    fn new(data: &BinnedRows, features: Vec<(usize, u8)>) -> Self {
+        if features.is_empty() {
+            return Self::default();
+        }
+        let mut starts = Vec::with_capacity(data.rows + 1);
+        let mut entries = Vec::new();
+        for r in 0..data.rows {
+            starts.push(entries.len());
+            for &(f, common) in &features {
+                let bin = data.columns[f][r];
+                if bin != common {
+                    entries.push((f as u32) << 8 | u32::from(bin));
+                }
+            }
+        }
+        starts.push(entries.len());
+        Self { features, starts, entries }
+    }
+
+    /// Adds `rows` to the bins of every sparse feature (the common bins
+    /// too, from the rows' total); zeroes the features not `wanted`.
+    fn add(&self, sums: &mut [BinSum], rows: &[u32], grads: &[GradPair], wanted: &[bool], layout: &Layout) {
+        if self.features.is_empty() {
+            return;
+        }
+        let mut total = BinSum::default();
+        for &r in rows {
+            let r = r as usize;
+            let gp = grads[r];
+            total += BinSum { g: gp.g, h: gp.h, n: 1 };
+            for &e in &self.entries[self.starts[r]..self.starts[r + 1]] {
+                let bin = &mut sums[layout.offsets[(e >> 8) as usize] + (e & 0xff) as usize];
+                bin.g += gp.g;
+                bin.h += gp.h;
+                bin.n += 1;
+            }
+        }
+        for &(f, common) in &self.features {
+            let range = layout.range(f);
+            if !wanted[f] {
+                sums[range].fill(BinSum::default());
+                continue;
+            }
+            let others = sums[range.clone()].iter().fold(BinSum::default(), |a, b| a + *b);
+            sums[range.start + usize::from(common)] = total - others;
+        }
+    }
+}
+
+impl Histogram {
+    /// The histogram of `rows` (indices into `blocks`' rows, with their
+    /// quantized gradients in `grads`, indexed like the rows) over
+    /// `features`, on up to `threads` threads (each sums a part of the rows;
+    /// the parts' integer sums add up to the same histogram).
+    pub fn from_blocks(
+        blocks: &RowBlocks,
+        rows: &[u32],
+        grads: &[GradPair],
+        features: &[usize],
+        layout: &Layout,
+        threads: usize,
+    ) -> Self {
+        let plan = blocks.plan(features, layout);
+        let wanted = wanted(features, layout.features());
+        let updates = rows.len() * features.len();
+        let parts = par::threads_for(updates, threads);
+        let mut partials = par::map_chunks(rows, parts, |rows| {
+            let mut hist = Histogram::zeros(layout);
+            for (block, places) in &plan {
+                add_block(&mut hist.sums, block, places, rows, grads);
+            }
+            blocks.sparse.add(&mut hist.sums, rows, grads, &wanted, layout);
+            hist
+        });
+        let mut hist = partials.swap_remove(0);
+        for other in &partials {
+            hist.merge(other);
+        }
+        hist
+    }
+}
+
+/// Adds `rows` to the bins of every feature of a block (`bytes`, rows of
+/// `offsets.len()` bins), feature `j`'s bins starting at `offsets[j]`.
+fn add_whole_block(sums: &mut [BinSum], bytes: &[u8], offsets: &[usize], rows: &[u32], grads: &[GradPair]) {
+    let width = offsets.len();
+    for &r in rows {
+        let r = r as usize;
+        let gp = grads[r];
+        let row = &bytes[r * width..r * width + width];
+        for (&value, &offset) in row.iter().zip(offsets) {
+            let bin = &mut sums[offset + usize::from(value)];
+            bin.g += gp.g;
+            bin.h += gp.h;
+            bin.n += 1;
+        }
+    }
+}
+
+/// Adds `rows` to the bins of the features at `places` of one block.
+fn add_block(sums: &mut [BinSum], block: &RowBlock, places: &[(usize, usize)], rows: &[u32], grads: &[GradPair]) {
+    let width = block.features.len();
+    if places.len() == width {
+        // Every feature of the block (the usual case): the row's bins and
+        // the features' offsets in step, with no place to look up.
+        let offsets: Vec<usize> = places.iter().map(|&(_, offset)| offset).collect();
+        return add_whole_block(sums, &block.bytes, &offsets, rows, grads);
+    }
+    for &r in rows {
+        let r = r as usize;
+        let gp = grads[r];
+        let row = &block.bytes[r * width..r * width + width];
+        for &(place, offset) in places {
+            let bin = &mut sums[offset + usize::from(row[place])];
+            bin.g += gp.g;
+            bin.h += gp.h;
+            bin.n += 1;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -278,6 +551,53 @@ mod tests {
             add_feature(&mut single.sums[layout.range(f)], &data.columns[f], &all, &ordered);
         }
         assert_eq!(threaded, single);
+    }
+
+    #[test]
+    fn row_blocks_give_the_column_histograms() {
+        // 40 features: dense ones, and sparse ones (mostly one value, some
+        // missing) that the blocks list row by row.
+        let mut rng = StdRng::seed_from_u64(2);
+        // Enough rows for a build over all of them to use two threads.
+        let rows = 30_000;
+        let x = Array2::from_shape_fn((rows, 40), |(_, f)| {
+            if f % 3 == 0 {
+                rng.random_range(-3.0f32..3.0)
+            } else if rng.random_bool(0.1) {
+                if rng.random_bool(0.3) { f32::NAN } else { rng.random_range(1.0f32..9.0) }
+            } else {
+                0.0
+            }
+        });
+        let bins: Vec<FeatureBins> =
+            (0..40).map(|f| numeric_bins(&sketch(x.column(f).iter().map(|v| f64::from(*v)), 4096), 64)).collect();
+        let data = BinnedRows::new(x.view(), &bins);
+        let layout = Layout::new(&bins);
+        let blocks = RowBlocks::new(&data);
+        assert!(blocks.sparse.features.len() >= MIN_SPARSE_FEATURES, "some features are sparse");
+        let q = Quantizer::new(1.0, 0.25);
+        let grads: Vec<GradPair> =
+            (0..rows).map(|_| q.quantize(rng.random_range(-1.0..1.0), rng.random_range(0.0..0.25))).collect();
+        for fraction in [1.0, 0.5, 0.1] {
+            let picked: Vec<u32> = (0..rows as u32).filter(|_| rng.random_bool(fraction)).collect();
+            let features: Vec<usize> = (0..40).filter(|f| fraction == 1.0 || f % 4 != 1).collect();
+            let whole = Histogram::build(&data, &picked, &grads, &features, &layout);
+            for threads in [1, 2, 3] {
+                assert_eq!(Histogram::from_blocks(&blocks, &picked, &grads, &features, &layout, threads), whole);
+            }
+        }
+    }
+
+    #[test]
+    fn rounding_matches_the_standard_library() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut values: Vec<f64> = vec![0.0, -0.0, 0.5, -0.5, 1.5, -1.5, 2.5, -2.5, f64::NAN, FIXED_ONE, -FIXED_ONE];
+        values.extend([0.5f64.next_down(), (-0.5f64).next_up(), 2.5f64.next_down(), 2.5f64.next_up()]);
+        values.extend((0..100_000).map(|_| rng.random_range(-FIXED_ONE..FIXED_ONE)));
+        values.extend((0..100_000).map(|_| f64::from(rng.random_range(-1000..1000)) / 4.0));
+        for v in values {
+            assert_eq!(round_half_away(v), v.round() as i64, "{v}");
+        }
     }
 
     #[test]

@@ -23,8 +23,10 @@
 pub mod bins;
 pub mod histogram;
 pub mod objective;
+mod par;
 pub mod rows;
 pub mod split;
+mod team;
 pub mod tree;
 
 use std::collections::HashMap;
@@ -33,11 +35,11 @@ use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use bins::{BinnedRows, FeatureBins};
-use histogram::{Histogram, Layout, Quantizer};
+use histogram::{BinSum, Histogram, Layout, Quantizer};
 use objective::{Objective, Targets};
 use rows::{RowState, tree_features};
-use split::{SplitLimits, best_split};
-use tree::{Grower, Tree, TreeShape};
+use split::{Candidate, SplitLimits, best_split};
+use tree::{Grower, SplitOrder, Tree, TreeShape};
 
 /// How to boost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -206,25 +208,107 @@ impl Stopper {
     }
 }
 
+/// Where the rows of a tree being grown are: one [`RowState`], or the
+/// parts of a [`team::Team`].
+trait LeafRows {
+    /// Starts the tree on `features` (every sampled row in the root); the
+    /// root's sums.
+    fn start(&mut self, features: &[usize]) -> BinSum;
+    /// Moves a leaf's rows into its children.
+    fn split(&mut self, order: &SplitOrder);
+    /// The histogram of a leaf's rows over the tree's features.
+    fn histogram(&mut self, node: u32) -> Histogram;
+    /// The larger child's histogram and the children's best splits (of
+    /// those wanted) over the tree's `features`.
+    fn children(&mut self, children: Children, setup: &BoostSetup, layout: &Layout, features: &[usize]) -> Evaluated {
+        children.evaluate(setup, layout, features)
+    }
+}
+
+/// The best split of a leaf over a tree's `features`.
+fn find_best(
+    setup: &BoostSetup,
+    layout: &Layout,
+    features: &[usize],
+    hist: &Histogram,
+    total: BinSum,
+) -> Option<Candidate> {
+    best_split(hist, layout, &setup.bins, features, total, &setup.quantizer, &setup.params.limits)
+}
+
+/// A split leaf's children to evaluate: the smaller one's histogram
+/// (built), the parent's (the larger one's once the smaller's is taken
+/// away), and the sums of those whose best split is wanted.
+struct Children {
+    parent: Histogram,
+    small: Histogram,
+    small_total: Option<BinSum>,
+    large_total: Option<BinSum>,
+}
+
+/// Both children's histograms and best splits.
+struct Evaluated {
+    small: Histogram,
+    large: Histogram,
+    small_best: Option<Candidate>,
+    large_best: Option<Candidate>,
+}
+
+impl Children {
+    /// Evaluates both children on this thread.
+    fn evaluate(self, setup: &BoostSetup, layout: &Layout, features: &[usize]) -> Evaluated {
+        let mut large = self.parent;
+        large.remove(&self.small);
+        let best = |hist, total: Option<BinSum>| total.and_then(|t| find_best(setup, layout, features, hist, t));
+        let (small_best, large_best) = (best(&self.small, self.small_total), best(&large, self.large_total));
+        Evaluated { small: self.small, large, small_best, large_best }
+    }
+}
+
+/// One output's tree on one [`RowState`].
+struct OneState<'a> {
+    state: &'a mut RowState,
+    layout: &'a Layout,
+    output: usize,
+    features: Vec<usize>,
+}
+
+impl LeafRows for OneState<'_> {
+    fn start(&mut self, features: &[usize]) -> BinSum {
+        self.features = features.to_vec();
+        self.state.start_tree(self.output);
+        self.state.sum(self.output, 0)
+    }
+
+    fn split(&mut self, order: &SplitOrder) {
+        self.state.split(self.output, order);
+    }
+
+    fn histogram(&mut self, node: u32) -> Histogram {
+        self.state.histogram(self.output, node, &self.features, self.layout)
+    }
+}
+
 /// Grows one tree for output `output` on one process's rows.
 pub fn grow_tree(setup: &BoostSetup, state: &mut RowState, layout: &Layout, round: usize, output: usize) -> Tree {
+    grow(setup, &mut OneState { state, layout, output, features: vec![] }, layout, round, output)
+}
+
+/// Grows output `output`'s tree of round `round` on `rows`.
+fn grow(setup: &BoostSetup, rows: &mut impl LeafRows, layout: &Layout, round: usize, output: usize) -> Tree {
     let features = setup.tree_features(round, output);
-    let limits = &setup.params.limits;
-    state.start_tree(output);
-    let root = state.sum(output, 0);
+    let root = rows.start(&features);
     let mut grower = Grower::new(setup.params.shape, root);
     let mut histograms: HashMap<u32, Histogram> = HashMap::new();
-    let find =
-        |hist: &Histogram, total| best_split(hist, layout, &setup.bins, &features, total, &setup.quantizer, limits);
     if setup.splittable(root.n) {
-        let hist = state.histogram(output, 0, &features, layout);
-        grower.offer(0, find(&hist, root));
+        let hist = rows.histogram(0);
+        grower.offer(0, find_best(setup, layout, &features, &hist, root));
         histograms.insert(0, hist);
     } else {
         grower.offer(0, None);
     }
     while let Some(order) = grower.next() {
-        state.split(output, &order);
+        rows.split(&order);
         let parent = histograms.remove(&order.node).expect("a split leaf has its histogram");
         let (small, large) = order.children();
         let sum_of = |node| if node == order.left { order.left_sum } else { order.right_sum };
@@ -237,14 +321,19 @@ pub fn grow_tree(setup: &BoostSetup, state: &mut RowState, layout: &Layout, roun
             grower.offer(large, None);
             continue;
         }
-        let small_hist = state.histogram(output, small, &features, layout);
-        let large_hist = parent.subtract(&small_hist);
-        for (node, hist, wanted) in [(small, small_hist, want_small), (large, large_hist, want_large)] {
+        let children = Children {
+            parent,
+            small: rows.histogram(small),
+            small_total: want_small.then(|| sum_of(small)),
+            large_total: want_large.then(|| sum_of(large)),
+        };
+        let done = rows.children(children, setup, layout, &features);
+        for (node, hist, best, wanted) in
+            [(small, done.small, done.small_best, want_small), (large, done.large, done.large_best, want_large)]
+        {
+            grower.offer(node, best);
             if wanted {
-                grower.offer(node, find(&hist, sum_of(node)));
                 histograms.insert(node, hist);
-            } else {
-                grower.offer(node, None);
             }
         }
     }
@@ -259,31 +348,51 @@ pub fn fit(
     validation: Option<Rows>,
     on_round: &mut dyn FnMut(usize, f64, Option<f64>),
 ) -> (Gbdt, BoostCurve) {
+    let plan = team::Plan::for_machine(setup, train.binned.rows);
+    fit_with(setup, (train, validation), plan, on_round)
+}
+
+/// [`fit`] with threads used as `plan` says (which never changes the model).
+fn fit_with(
+    setup: &BoostSetup,
+    rows: (Rows, Option<Rows>),
+    plan: team::Plan,
+    on_round: &mut dyn FnMut(usize, f64, Option<f64>),
+) -> (Gbdt, BoostCurve) {
     let layout = setup.layout();
+    let train_rows = rows.0.binned.rows;
+    let held_rows = rows.1.as_ref().map_or(0, |v| v.binned.rows);
+    let (trees, curve) = std::thread::scope(|scope| {
+        let engine = team::Engine::new(scope, setup, &layout, rows, plan);
+        boost(setup, engine, (train_rows, held_rows), on_round)
+    });
+    (Gbdt { bins: setup.bins.clone(), objective: setup.objective, init: setup.init.clone(), trees }, curve)
+}
+
+/// [`fit`]'s rounds on an engine holding `rows` (training, validation) rows.
+fn boost<'scope, 'env, 's: 'scope>(
+    setup: &BoostSetup,
+    mut engine: team::Engine<'scope, 'env, 's>,
+    (train_rows, held_rows): (usize, usize),
+    on_round: &mut dyn FnMut(usize, f64, Option<f64>),
+) -> (Vec<Tree>, BoostCurve) {
     let params = &setup.params;
     let outputs = setup.objective.scores_per_row();
-    let mut state = RowState::new(train.binned, train.targets, train.global_rows, setup.objective, &setup.init);
-    let mut held = validation.map(|v| RowState::new(v.binned, v.targets, v.global_rows, setup.objective, &setup.init));
     let mut trees = Vec::new();
     let mut curve = BoostCurve::default();
     let mut stopper = Stopper::default();
     for round in 0..params.rounds {
-        state.start_round(&setup.quantizer, params.seed, round as u64, params.row_fraction);
-        let grown: Vec<Tree> = (0..outputs).map(|k| grow_tree(setup, &mut state, &layout, round, k)).collect();
-        for (k, tree) in grown.iter().enumerate() {
-            state.apply(tree, k);
-            if let Some(held) = &mut held {
-                held.apply(tree, k);
-            }
-        }
+        engine.start_round(round as u64);
+        let grown = engine.grow_round(round);
+        let losses = engine.finish(&grown);
         trees.extend(grown);
-        let (loss, n) = state.loss();
-        curve.train_loss.push(loss / n.max(1) as f64);
-        let valid = held.as_ref().filter(|h| h.rows() > 0).map(|h| {
-            let (loss, n) = h.loss();
-            loss / n.max(1) as f64
-        });
-        on_round(round, loss / n.max(1) as f64, valid);
+        // Summed in row order across the parts: the sum one part holding
+        // every row would make.
+        let loss: f64 = losses.train.iter().flatten().sum();
+        let loss = loss / train_rows.max(1) as f64;
+        curve.train_loss.push(loss);
+        let valid = (held_rows > 0).then(|| losses.held.iter().flatten().sum::<f64>() / held_rows as f64);
+        on_round(round, loss, valid);
         if let Some(v) = valid {
             curve.validation_loss.push(v);
             if stopper.record(round, v, params.patience) {
@@ -295,7 +404,7 @@ pub fn fit(
     let kept = stopper.rounds_kept(done, params.patience);
     trees.truncate(kept * outputs);
     curve.rounds_kept = kept;
-    (Gbdt { bins: setup.bins.clone(), objective: setup.objective, init: setup.init.clone(), trees }, curve)
+    (trees, curve)
 }
 
 #[cfg(test)]
@@ -429,5 +538,41 @@ mod tests {
         };
         let (same, _) = fit(&s, again, None, &mut |_, _, _| {});
         assert_eq!(model, same);
+    }
+
+    #[test]
+    fn threads_parts_and_trees_at_once_grow_the_same_models() {
+        let (x, y, v) = problem(5000, 7);
+        let (vx, vy, vv) = problem(1000, 8);
+        let softmax = Objective::Softmax { classes: 3 };
+        let classes = |v: &[f64]| v.iter().map(|s| u32::from(*s > -1.0) + u32::from(*s > 1.0)).collect::<Vec<u32>>();
+        let cases = [
+            (softmax, Targets::Classes(classes(&v)), Targets::Classes(classes(&vv))),
+            (Objective::Squared, Targets::Values(v), Targets::Values(vv)),
+            (Objective::Logistic, Targets::Classes(y), Targets::Classes(vy)),
+        ];
+        for (objective, targets, held) in cases {
+            let init = match objective {
+                Objective::Squared => vec![0.5],
+                _ => objective.initial_scores(&[1, 1, 1][..objective.outputs_per_row().min(3)], 0.0),
+            };
+            let mut s = setup(&x, objective, init);
+            s.params.rounds = 12;
+            s.params.row_fraction = 0.8;
+            s.params.feature_fraction = 0.75;
+            let run = |plan| {
+                let train = rows(&x, &s.bins, targets.clone(), 0);
+                let validation = rows(&vx, &s.bins, held.clone(), 5000);
+                let mut losses = Vec::new();
+                let (model, curve) = fit_with(&s, (train, Some(validation)), plan, &mut |_, t, v| {
+                    losses.push((t.to_bits(), v.map(f64::to_bits)))
+                });
+                (model, curve, losses)
+            };
+            let one = run(team::Plan::Parts(1));
+            for plan in [team::Plan::Parts(2), team::Plan::Parts(3), team::Plan::Trees(2)] {
+                assert!(run(plan) == one, "{objective:?} {plan:?}");
+            }
+        }
     }
 }

@@ -9,9 +9,11 @@ use rand::{SeedableRng, rngs::StdRng, seq::index::sample};
 
 use super::{
     bins::BinnedRows,
-    histogram::{BinSum, GradPair, Histogram, Layout, Quantizer},
+    histogram::{BinSum, GradPair, Histogram, Layout, Quantizer, RowBlocks},
     objective::{Objective, Targets},
-    tree::{SplitOrder, Tree},
+    par,
+    split::Split,
+    tree::{Node, SplitOrder, Tree},
 };
 
 /// A 64-bit mix (splitmix64's finalizer): row sampling that depends only on
@@ -52,8 +54,18 @@ pub struct RowState {
     objective: Objective,
     /// `rows x scores_per_row`, row-major.
     pub scores: Vec<f64>,
+    /// `data` row by row, for histogram passes (built once from `data`,
+    /// which is never changed after).
+    blocks: RowBlocks,
     /// This round's gradients, one vector per output.
     grads: Vec<Vec<GradPair>>,
+    /// What the last [`RowState::losses_for_next_round`] kept of each row for
+    /// the gradients (probabilities, exponentials), while the scores have
+    /// not changed since.
+    terms: Vec<f64>,
+    terms_fresh: bool,
+    /// Threads each step may use.
+    threads: usize,
     /// This round's sample of rows.
     sample: Vec<u32>,
     /// The tree being grown for each output.
@@ -66,13 +78,144 @@ pub struct RowState {
 struct Partition {
     order: Vec<u32>,
     leaves: HashMap<u32, (usize, usize)>,
+    /// Room for the rows going right while a leaf is split (kept, so a
+    /// split allocates nothing).
+    scratch: Vec<u32>,
+    /// The splits made since the tree started: `(node, split, left,
+    /// right)`, to tell whether a finished tree is the one grown here.
+    applied: Vec<(u32, Split, u32, u32)>,
+}
+
+impl Partition {
+    fn start(&mut self, sample: &[u32]) {
+        self.order.clear();
+        self.order.extend_from_slice(sample);
+        self.leaves.clear();
+        self.leaves.insert(0, (0, self.order.len()));
+        self.applied.clear();
+    }
+
+    fn rows_of(&self, node: u32) -> &[u32] {
+        let (start, len) = self.leaves.get(&node).copied().unwrap_or((0, 0));
+        &self.order[start..start + len]
+    }
+
+    /// Moves leaf `order.node`'s rows into its two children (stable, so
+    /// rows stay in ascending order within each leaf).
+    fn split(&mut self, data: &BinnedRows, order: &SplitOrder) {
+        let Some((start, len)) = self.leaves.remove(&order.node) else { return };
+        let Some(column) = data.columns.get(order.split.feature as usize) else { return };
+        let left_len = partition(&mut self.order[start..start + len], column, &order.split, &mut self.scratch);
+        self.leaves.insert(order.left, (start, left_len));
+        self.leaves.insert(order.right, (start + left_len, len - left_len));
+        self.applied.push((order.node, order.split, order.left, order.right));
+    }
+
+    /// Each leaf's rows with the leaf's value in `tree`, when `tree` is the
+    /// tree these splits grew (its split nodes are exactly the splits made
+    /// here); `None` otherwise.
+    fn leaf_values(&self, tree: &Tree) -> Option<Vec<(f64, &[u32])>> {
+        let grown = tree.nodes.len() == 1 + 2 * self.applied.len()
+            && self.applied.iter().all(|(node, split, left, right)| {
+                matches!(tree.nodes.get(*node as usize),
+                    Some(Node::Split { split: s, left: l, right: r }) if s == split && l == left && r == right)
+            });
+        if !grown {
+            return None;
+        }
+        self.leaves
+            .iter()
+            .map(|(&node, &(start, len))| match tree.nodes.get(node as usize) {
+                Some(Node::Leaf { value }) => Some((*value, &self.order[start..start + len])),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Stable in-place partition of `rows` by `split` on `column`: the rows
+/// going left first; returns how many. Branch-free per row (a table of
+/// the split's direction per bin), as which way a row goes is a coin flip
+/// to the branch predictor.
+fn partition(rows: &mut [u32], column: &[u8], split: &Split, scratch: &mut Vec<u32>) -> usize {
+    let mut goes_left = [0usize; 256];
+    for (bin, left) in goes_left.iter_mut().enumerate() {
+        *left = usize::from(split.goes_left(bin as u8));
+    }
+    if scratch.len() < rows.len() {
+        scratch.resize(rows.len(), 0);
+    }
+    let (mut left, mut right) = (0, 0);
+    for i in 0..rows.len() {
+        let r = rows[i];
+        let go = goes_left[usize::from(column[r as usize])];
+        // Written to both sides; only the side it goes to moves on.
+        rows[left] = r;
+        scratch[right] = r;
+        left += go;
+        right += 1 - go;
+    }
+    rows[left..].copy_from_slice(&scratch[..right]);
+    left
+}
+
+/// What growing one output's tree reads and changes of a [`RowState`]:
+/// trees of different outputs grow apart (on different threads).
+pub struct TreeRows<'a> {
+    data: &'a BinnedRows,
+    blocks: &'a RowBlocks,
+    grads: &'a [GradPair],
+    sample: &'a [u32],
+    partition: &'a mut Partition,
+}
+
+impl TreeRows<'_> {
+    /// Starts the tree: every sampled row in the root; the root's sums.
+    pub fn start_tree(&mut self) -> BinSum {
+        self.partition.start(self.sample);
+        leaf_sum(self.partition.rows_of(0), self.grads)
+    }
+
+    /// The histogram of leaf `node`'s rows over `features` (on this thread).
+    pub fn histogram(&self, node: u32, features: &[usize], layout: &Layout) -> Histogram {
+        Histogram::from_blocks(self.blocks, self.partition.rows_of(node), self.grads, features, layout, 1)
+    }
+
+    /// Moves leaf `order.node`'s rows into its children.
+    pub fn split(&mut self, order: &SplitOrder) {
+        self.partition.split(self.data, order);
+    }
+}
+
+fn leaf_sum(rows: &[u32], grads: &[GradPair]) -> BinSum {
+    let (mut g, mut h) = (0i64, 0i64);
+    for &r in rows {
+        let gp = grads[r as usize];
+        g += gp.g;
+        h += gp.h;
+    }
+    BinSum { g, h, n: rows.len() as i64 }
 }
 
 impl RowState {
     pub fn new(data: BinnedRows, targets: Targets, global_rows: Vec<u64>, objective: Objective, init: &[f64]) -> Self {
         assert_eq!(data.rows, targets.len(), "one target per row");
         let scores = (0..data.rows).flat_map(|_| init.iter().copied()).collect();
-        Self { data, targets, global_rows, objective, scores, grads: vec![], sample: vec![], trees: vec![] }
+        let blocks = RowBlocks::new(&data);
+        Self {
+            data,
+            targets,
+            global_rows,
+            objective,
+            scores,
+            blocks,
+            grads: vec![],
+            terms: vec![],
+            terms_fresh: false,
+            threads: par::cores(),
+            sample: vec![],
+            trees: vec![],
+        }
     }
 
     pub fn rows(&self) -> usize {
@@ -81,11 +224,27 @@ impl RowState {
 
     /// Adds a finished tree's values for output `output` to every row's score.
     pub fn apply(&mut self, tree: &Tree, output: usize) {
+        self.terms_fresh = false;
         let width = self.objective.scores_per_row();
-        let columns = &self.data.columns;
-        for (r, row) in self.scores.chunks_mut(width).enumerate() {
-            row[output] += tree.value(|f| columns[f][r]);
+        // The tree was grown here on every row: its leaves' rows are known,
+        // and each row gets the value a walk down the tree would give it.
+        let grown_here = self.trees.get(output).filter(|p| p.order.len() == self.data.rows);
+        if let Some(leaves) = grown_here.and_then(|p| p.leaf_values(tree)) {
+            for (value, rows) in leaves {
+                for &r in rows {
+                    self.scores[r as usize * width + output] += value;
+                }
+            }
+            return;
         }
+        let columns = &self.data.columns;
+        let parts = par::threads_for(self.data.rows * 16, self.threads);
+        par::for_chunks_mut(&mut self.scores, parts, width, |first, scores| {
+            for (i, row) in scores.chunks_mut(width).enumerate() {
+                let r = first / width + i;
+                row[output] += tree.value(|f| columns[f][r]);
+            }
+        });
     }
 
     /// Computes this round's gradients for every output and draws its
@@ -93,14 +252,36 @@ impl RowState {
     pub fn start_round(&mut self, q: &Quantizer, seed: u64, round: u64, row_fraction: f64) {
         let outputs = self.objective.scores_per_row();
         self.grads.resize_with(outputs, Vec::new);
-        for k in 0..outputs {
-            let mut out = std::mem::take(&mut self.grads[k]);
-            self.objective.gradients(&self.scores, &self.targets, k, q, &mut out);
-            self.grads[k] = out;
+        if self.terms_fresh {
+            self.objective.gradients_from_terms(
+                &self.scores,
+                &self.targets,
+                &self.terms,
+                q,
+                &mut self.grads,
+                self.threads,
+            );
+        } else {
+            self.objective.all_gradients(&self.scores, &self.targets, q, &mut self.grads, self.threads);
         }
+        self.terms_fresh = false;
         self.sample = (0..self.rows() as u32)
             .filter(|&r| in_sample(seed, round, self.global_rows[r as usize], row_fraction))
             .collect();
+    }
+
+    /// The rows of every output's tree of this round, to grow them at once.
+    pub fn tree_rows(&mut self) -> Vec<TreeRows<'_>> {
+        let outputs = self.objective.scores_per_row();
+        if self.trees.len() < outputs {
+            self.trees.resize_with(outputs, Partition::default);
+        }
+        let (data, blocks, sample) = (&self.data, &self.blocks, self.sample.as_slice());
+        self.trees
+            .iter_mut()
+            .zip(&self.grads)
+            .map(|(partition, grads)| TreeRows { data, blocks, grads, sample, partition })
+            .collect()
     }
 
     /// Starts the tree for output `output`: every sampled row in the root.
@@ -108,31 +289,22 @@ impl RowState {
         if self.trees.len() <= output {
             self.trees.resize_with(output + 1, Partition::default);
         }
-        let tree = &mut self.trees[output];
-        tree.order.clone_from(&self.sample);
-        tree.leaves.clear();
-        tree.leaves.insert(0, (0, tree.order.len()));
+        self.trees[output].start(&self.sample);
     }
 
     fn rows_of(&self, output: usize, node: u32) -> &[u32] {
-        let Some(tree) = self.trees.get(output) else { return &[] };
-        let (start, len) = tree.leaves.get(&node).copied().unwrap_or((0, 0));
-        &tree.order[start..start + len]
+        self.trees.get(output).map_or(&[], |t| t.rows_of(node))
     }
 
     /// The sums of leaf `node`'s rows in output `output`'s tree.
     pub fn sum(&self, output: usize, node: u32) -> BinSum {
-        let grads = &self.grads[output];
-        self.rows_of(output, node).iter().fold(BinSum::default(), |mut s, &r| {
-            let gp = grads[r as usize];
-            s += BinSum { g: gp.g, h: gp.h, n: 1 };
-            s
-        })
+        leaf_sum(self.rows_of(output, node), &self.grads[output])
     }
 
     /// The histogram of leaf `node`'s rows in output `output`'s tree.
     pub fn histogram(&self, output: usize, node: u32, features: &[usize], layout: &Layout) -> Histogram {
-        Histogram::build(&self.data, self.rows_of(output, node), &self.grads[output], features, layout)
+        let rows = self.rows_of(output, node);
+        Histogram::from_blocks(&self.blocks, rows, &self.grads[output], features, layout, self.threads)
     }
 
     /// Whether leaf `node` of output `output`'s tree is still a leaf here
@@ -144,24 +316,9 @@ impl RowState {
     /// Moves leaf `order.node`'s rows into its two children (stable, so
     /// rows stay in ascending order within each leaf).
     pub fn split(&mut self, output: usize, order: &SplitOrder) {
-        let Some(tree) = self.trees.get_mut(output) else { return };
-        let Some((start, len)) = tree.leaves.remove(&order.node) else { return };
-        let column = &self.data.columns[order.split.feature as usize];
-        let rows = &mut tree.order[start..start + len];
-        let mut right = Vec::new();
-        let mut left_len = 0;
-        for i in 0..rows.len() {
-            let r = rows[i];
-            if order.split.goes_left(column[r as usize]) {
-                rows[left_len] = r;
-                left_len += 1;
-            } else {
-                right.push(r);
-            }
+        if let Some(tree) = self.trees.get_mut(output) {
+            tree.split(&self.data, order);
         }
-        rows[left_len..].copy_from_slice(&right);
-        tree.leaves.insert(order.left, (start, left_len));
-        tree.leaves.insert(order.right, (start + left_len, len - left_len));
     }
 
     /// The summed loss of every row, and the row count.
@@ -169,15 +326,31 @@ impl RowState {
         self.loss_of(0..self.rows())
     }
 
+    /// Each row's loss (summed in row order: [`RowState::loss`]), keeping
+    /// what the next [`RowState::start_round`] needs of each row, so that
+    /// it does not compute the same exponentials again (the next
+    /// [`RowState::apply`] drops them; code that changes `scores` directly
+    /// in between must not call this).
+    pub fn losses_for_next_round(&mut self) -> Vec<f64> {
+        let losses = self.objective.losses_keeping_terms(&self.scores, &self.targets, self.threads, &mut self.terms);
+        self.terms_fresh = true;
+        losses
+    }
+
+    /// Each row's loss, in row order.
+    pub fn losses(&self) -> Vec<f64> {
+        self.objective.row_losses(&self.scores, &self.targets, 0..self.rows(), self.threads, &mut [])
+    }
+
+    /// Threads each step may use (all the cores unless set).
+    pub fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
     /// The summed loss of rows `rows`, and their count.
     pub fn loss_of(&self, rows: std::ops::Range<usize>) -> (f64, u64) {
-        let width = self.objective.scores_per_row();
-        let targets = match &self.targets {
-            Targets::Classes(c) => Targets::Classes(c[rows.clone()].to_vec()),
-            Targets::Values(v) => Targets::Values(v[rows.clone()].to_vec()),
-        };
         let n = rows.len() as u64;
-        (self.objective.loss(&self.scores[rows.start * width..rows.end * width], &targets), n)
+        (self.objective.loss_of_rows(&self.scores, &self.targets, rows, self.threads), n)
     }
 }
 

@@ -91,27 +91,105 @@ pub fn better(a: Option<Candidate>, b: Option<Candidate>) -> Option<Candidate> {
     }
 }
 
-/// What a leaf with these sums is worth: G² / (H + λ).
-fn score(q: &Quantizer, sum: BinSum, l2: f64) -> f64 {
-    let (g, h) = q.real(sum);
-    g * g / (h + l2)
-}
-
 /// The value of a leaf with these sums (before the learning rate): -G / (H + λ).
 pub fn leaf_value(q: &Quantizer, sum: BinSum, l2: f64) -> f64 {
     let (g, h) = q.real(sum);
     if h + l2 <= 0.0 { 0.0 } else { -g / (h + l2) }
 }
 
+/// Gains of splits of one leaf, from what a leaf with sums (G, H) is
+/// worth: G² / (H + λ), with G and H as [`Quantizer::real`] gives them;
+/// computed with fewer divisions (a split search tries
+/// every threshold, and divisions are most of its cost): dividing by a
+/// power-of-two scale is multiplying by its exact inverse, and the
+/// minimum-hessian test is one integer comparison.
 struct Scorer<'a> {
     q: &'a Quantizer,
     limits: &'a SplitLimits,
     parent: f64,
+    g_inverse: Option<f64>,
+    h_inverse: Option<f64>,
+    /// The least quantized hessian sum that passes the minimum-hessian
+    /// test (`None`: test each sum as it comes).
+    least_h: Option<i64>,
 }
 
-impl Scorer<'_> {
+/// `1 / scale`, when multiplying by it gives exactly what dividing by
+/// `scale` gives: `scale` is a positive power of two whose inverse is a
+/// normal number.
+fn exact_inverse(scale: f64) -> Option<f64> {
+    const MANTISSA: u64 = (1 << 52) - 1;
+    let inverse = 1.0 / scale;
+    let power_of_two = scale.is_normal() && scale > 0.0 && scale.to_bits() & MANTISSA == 0;
+    (power_of_two && inverse.is_normal() && inverse * scale == 1.0).then_some(inverse)
+}
+
+impl<'a> Scorer<'a> {
+    fn new(q: &'a Quantizer, limits: &'a SplitLimits, total: BinSum) -> Self {
+        let mut scorer = Scorer {
+            q,
+            limits,
+            parent: 0.0,
+            g_inverse: exact_inverse(q.g_scale),
+            h_inverse: exact_inverse(q.h_scale),
+            least_h: None,
+        };
+        scorer.least_h = scorer.least_hessian();
+        scorer.parent = scorer.score(total);
+        scorer
+    }
+
+    /// `q.real(sum)`, to the bit.
+    fn real(&self, sum: BinSum) -> (f64, f64) {
+        let g = match self.g_inverse {
+            Some(inverse) => sum.g as f64 * inverse,
+            None => sum.g as f64 / self.q.g_scale,
+        };
+        let h = match self.h_inverse {
+            Some(inverse) => sum.h as f64 * inverse,
+            None => sum.h as f64 / self.q.h_scale,
+        };
+        (g, h)
+    }
+
+    fn hessian_passes(&self, h: i64) -> bool {
+        h as f64 / self.q.h_scale >= self.limits.min_hessian
+    }
+
+    /// The least `h` that passes [`Scorer::hessian_passes`], found by
+    /// stepping from the real-valued bound: the test is monotone in `h`
+    /// (converting and dividing by a positive scale keep order), so one
+    /// `h` passing where `h - 1` fails is the bound. `None` where the scale
+    /// or the bound is out of the range where this holds.
+    fn least_hessian(&self) -> Option<i64> {
+        const EXACT: f64 = (1u64 << 52) as f64;
+        let start = (self.limits.min_hessian * self.q.h_scale).ceil();
+        if !(self.q.h_scale > 0.0 && self.q.h_scale.is_finite() && start.abs() < EXACT) {
+            return None;
+        }
+        let mut h = start as i64;
+        for _ in 0..64 {
+            match (self.hessian_passes(h - 1), self.hessian_passes(h)) {
+                (false, true) => return Some(h),
+                (true, _) => h -= 1,
+                (false, false) => h += 1,
+            }
+        }
+        None
+    }
+
+    /// What a leaf with these sums is worth: G² / (H + λ).
+    fn score(&self, sum: BinSum) -> f64 {
+        let (g, h) = self.real(sum);
+        g * g / (h + self.limits.l2)
+    }
+
     fn allowed(&self, side: BinSum) -> bool {
-        side.n as u64 >= self.limits.min_rows && self.q.real(side).1 >= self.limits.min_hessian
+        side.n as u64 >= self.limits.min_rows
+            && match self.least_h {
+                Some(least) => side.h >= least,
+                None => self.q.real(side).1 >= self.limits.min_hessian,
+            }
     }
 
     /// The gain of splitting into `left` and `right`, if allowed.
@@ -119,7 +197,7 @@ impl Scorer<'_> {
         if !self.allowed(left) || !self.allowed(right) {
             return None;
         }
-        let gain = score(self.q, left, self.limits.l2) + score(self.q, right, self.limits.l2) - self.parent;
+        let gain = self.score(left) + self.score(right) - self.parent;
         (gain > self.limits.min_gain).then_some(gain)
     }
 }
@@ -133,11 +211,20 @@ pub fn best_for_feature(
     q: &Quantizer,
     limits: &SplitLimits,
 ) -> Option<Candidate> {
-    let scorer = Scorer { q, limits, parent: score(q, total, limits.l2) };
+    best_with(&Scorer::new(q, limits, total), feature, bins, sums, total)
+}
+
+fn best_with(
+    scorer: &Scorer<'_>,
+    feature: u32,
+    bins: &FeatureBins,
+    sums: &[BinSum],
+    total: BinSum,
+) -> Option<Candidate> {
     if bins.is_categorical() {
-        categorical(feature, sums, total, &scorer)
+        categorical(feature, sums, total, scorer)
     } else {
-        numeric(feature, sums, total, &scorer)
+        numeric(feature, sums, total, scorer)
     }
 }
 
@@ -147,6 +234,12 @@ fn numeric(feature: u32, sums: &[BinSum], total: BinSum, scorer: &Scorer<'_>) ->
     let mut left = BinSum::default();
     // Thresholds after each value bin but the last.
     for t in 1..sums.len().saturating_sub(1) {
+        if sums[t].n == 0 {
+            // An empty bin (no rows: zero sums) moves nothing: the split
+            // after it is the one before it, already tried, and ties keep
+            // the first. Small leaves have mostly empty bins.
+            continue;
+        }
         left += sums[t];
         if left.n == 0 {
             continue;
@@ -201,7 +294,7 @@ fn categorical(feature: u32, sums: &[BinSum], total: BinSum, scorer: &Scorer<'_>
     let mut present: Vec<(f64, usize)> = (1..sums.len())
         .filter(|&b| sums[b].n > 0)
         .map(|b| {
-            let (g, h) = scorer.q.real(sums[b]);
+            let (g, h) = scorer.real(sums[b]);
             (g / (h + scorer.limits.category_smoothing), b)
         })
         .collect();
@@ -252,14 +345,51 @@ pub fn best_split(
     q: &Quantizer,
     limits: &SplitLimits,
 ) -> Option<Candidate> {
-    features.iter().fold(None, |best, &f| {
-        better(best, best_for_feature(f as u32, &bins[f], hist.feature(layout, f), total, q, limits))
-    })
+    let scorer = Scorer::new(q, limits, total);
+    features
+        .iter()
+        .fold(None, |best, &f| better(best, best_with(&scorer, f as u32, &bins[f], hist.feature(layout, f), total)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    /// What a leaf is worth, computed plainly (the scorer must agree to the bit).
+    fn score(q: &Quantizer, sum: BinSum, l2: f64) -> f64 {
+        let (g, h) = q.real(sum);
+        g * g / (h + l2)
+    }
+
+    #[test]
+    fn the_scorer_computes_what_the_plain_formulas_do() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let quantizers = [
+            Quantizer::new(1.0, 0.25),
+            Quantizer::new(7.3, 1.0),
+            Quantizer::new(1.0, 0.25 * 10.0 / 9.0),
+            Quantizer::new(3.0, 1e-9),
+        ];
+        for q in quantizers {
+            for min_hessian in [1e-3, 0.0, 0.7, 1e-9, 5.0] {
+                let limits = SplitLimits { min_hessian, min_rows: 0, l2: 0.5, ..SplitLimits::default() };
+                let total = BinSum { g: 12_345, h: 1 << 33, n: 100 };
+                let scorer = Scorer::new(&q, &limits, total);
+                assert_eq!(scorer.parent.to_bits(), score(&q, total, limits.l2).to_bits());
+                let near = scorer.least_h.unwrap_or(0);
+                for i in 0..20_000 {
+                    let h = if i % 2 == 0 { rng.random_range(0..1i64 << 40) } else { near + rng.random_range(-40..40) };
+                    let sum = BinSum { g: rng.random_range(-(1i64 << 40)..1 << 40), h, n: 1 };
+                    let (g, h) = q.real(sum);
+                    let (sg, sh) = scorer.real(sum);
+                    assert_eq!((sg.to_bits(), sh.to_bits()), (g.to_bits(), h.to_bits()), "{q:?} {sum:?}");
+                    assert_eq!(scorer.score(sum).to_bits(), score(&q, sum, limits.l2).to_bits());
+                    assert_eq!(scorer.allowed(sum), h >= min_hessian, "{q:?} {min_hessian} {sum:?}");
+                }
+            }
+        }
+    }
 
     fn sum(g: f64, h: f64, n: i64, q: &Quantizer) -> BinSum {
         let p = q.quantize(g, h);
