@@ -152,6 +152,7 @@ async fn main() -> anyhow::Result<()> {
         seed: 1,
         task: None,
         placement: Default::default(),
+        trial: None,
     };
     let id = clients[1].submit_job(&job).await?.to_string();
     let record = loop {

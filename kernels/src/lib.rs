@@ -5,6 +5,7 @@
 //! - [`cpu`]: the ndarray backend and its measured GEMM throughput.
 //! - [`gpu`]: wgpu: adapter discovery.
 //! - [`features`]: feature pipelines fitted from mergeable statistics.
+//! - [`search`]: proposing hyperparameter trials (grid, random, TPE, genetic).
 //! - [`models`]: model families (MLP and the linear models it contains) and metrics.
 //!
 //! ```
@@ -20,5 +21,6 @@ pub mod cpu;
 pub mod features;
 pub mod gpu;
 pub mod models;
+pub mod search;
 
 pub use backend::{Backend, Error};

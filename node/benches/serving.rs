@@ -88,6 +88,7 @@ async fn main() {
         seed: 1,
         task: None,
         placement: Default::default(),
+        trial: None,
     };
     let id = client.submit_job(&spec).await.unwrap().to_string();
     let accuracy = loop {

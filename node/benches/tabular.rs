@@ -84,6 +84,7 @@ fn job(model: &str, dataset: &str, learner: Learner, task: Task) -> JobSpec {
         seed: 0,
         task: Some(task),
         placement: Default::default(),
+        trial: None,
     }
 }
 

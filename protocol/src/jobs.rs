@@ -324,6 +324,20 @@ pub struct JobSpec {
     /// How sub-models are placed on nodes.
     #[serde(default)]
     pub placement: Placement,
+    /// A study's trial: evaluated on the validation rows, its model kept
+    /// unnamed (the study names the winner).
+    #[serde(default)]
+    pub trial: Option<TrialOf>,
+}
+
+/// Which study and trial a job runs for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrialOf {
+    pub study: ContentId,
+    pub trial: u32,
+    /// Epochs or trees of this run (successive halving runs a trial at
+    /// growing resources).
+    pub resource: u32,
 }
 
 /// How a job's sub-models are placed on nodes.
@@ -622,6 +636,9 @@ pub struct ModelManifest {
     pub combine: Combine,
     /// A composed model: the manifests of its parts (it has no members).
     pub parts: Vec<ContentId>,
+    /// The study whose winner this model is.
+    #[serde(default)]
+    pub study: Option<ContentId>,
 }
 
 /// The columns a model's outputs become when the next model of a serial

@@ -16,6 +16,7 @@
 //! - [`dataset`]: dataset manifests, schemas, shards, statistics and splits.
 //! - [`features`]: feature pipeline specs, mergeable statistics, fitted pipelines.
 //! - [`jobs`]: training job specs, checkpointed job records, model manifests.
+//! - [`studies`]: hyperparameter studies: spaces, strategies, journals.
 //! - [`serving`]: prediction requests and answers, model versions.
 //!
 //! # Wire rules
@@ -43,6 +44,7 @@ pub mod names;
 pub mod rpc;
 pub mod serving;
 pub mod storage;
+pub mod studies;
 
 pub use advert::{Advert, Load, QueueDepth};
 pub use content_id::ContentId;

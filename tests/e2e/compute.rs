@@ -40,6 +40,7 @@ fn bagging(name: &str, members: usize, epochs: usize, placement: Placement) -> J
         seed: 3,
         task: None,
         placement,
+        trial: None,
     }
 }
 

@@ -40,6 +40,7 @@ fn spec(model: &str, hidden: Vec<usize>, ensemble: EnsembleSpec, epochs: usize) 
         seed: 7,
         task: None,
         placement: Default::default(),
+        trial: None,
     }
 }
 

@@ -39,6 +39,7 @@ fn job(model: &str, dataset: &str, learner: Learner, task: Option<Task>) -> JobS
         seed: 0,
         task,
         placement: Default::default(),
+        trial: None,
     }
 }
 

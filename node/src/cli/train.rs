@@ -292,6 +292,7 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
             "uniform" => Placement::Uniform,
             other => anyhow::bail!("--placement {other}: expected capacity or uniform"),
         },
+        trial: None,
         model: args.name,
         dataset: args.dataset,
     };

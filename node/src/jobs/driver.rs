@@ -4,7 +4,7 @@ use futures::{StreamExt, stream::FuturesUnordered};
 use mass_kernels::models::{Member, Mlp, boosting, ensemble::argmax_rows};
 use mass_protocol::{
     ContentId,
-    dataset::{DatasetManifest, Shard},
+    dataset::{DatasetManifest, Shard, Split},
     features::{Encode, FittedPipeline, Impute, PipelineSpec, Scale},
     jobs::{
         Assignment, Combine, EnsembleSpec, JobRecord, JobSpec, JobState, Learner, ModelManifest, Placement, Task,
@@ -217,11 +217,14 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
     };
     let seed = record.spec.seed;
     let rule = combine.clone();
+    // A study's trials are judged on the validation rows; the test rows are
+    // for the winner alone.
+    let split = if record.spec.trial.is_some() { Split::Validation } else { Split::Test };
     let (meta, evaluation, member_scores) = mesh
         .compute
         .run_waiting(Work::Evaluation, move || {
             let meta = if stacked { Some(evaluate::fit_meta(&pipeline, &members, &shards, seed)?) } else { None };
-            let (evaluation, scores) = evaluate::evaluate(&pipeline, &members, &rule, meta.as_ref(), &shards)?;
+            let (evaluation, scores) = evaluate::evaluate(&pipeline, &members, &rule, meta.as_ref(), &shards, split)?;
             Ok::<_, String>((meta, evaluation, scores))
         })
         .await
@@ -251,11 +254,15 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
         task,
         combine,
         parts: vec![],
+        study: None,
     };
-    let model_id = mesh.save(&model).await?;
-    mesh.write_ref(format!("{MODEL_PREFIX}{}", record.spec.model), Some(model_id))
-        .await
-        .map_err(|e| Stop::Transient(e.to_string()))?;
+    // A trial's model stays unnamed (pinned: its study may name it).
+    let model_id = if record.spec.trial.is_some() { mesh.save_kept(&model).await? } else { mesh.save(&model).await? };
+    if record.spec.trial.is_none() {
+        mesh.write_ref(format!("{MODEL_PREFIX}{}", record.spec.model), Some(model_id))
+            .await
+            .map_err(|e| Stop::Transient(e.to_string()))?;
+    }
     record.evaluation = Some(evaluation);
     record.model = Some(model_id);
     record.state = JobState::Completed;

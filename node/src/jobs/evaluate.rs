@@ -18,22 +18,24 @@ use super::{
     task::{rows_of, rows_where},
 };
 
-/// The model's figures on the test rows, and each member's alone
-/// (accuracy, or R2 for a regressor).
+/// The model's figures on the rows of `split` (the test rows; a study's
+/// trials use the validation rows), and each member's alone (accuracy, or
+/// R2 for a regressor).
 pub fn evaluate(
     pipeline: &FittedPipeline,
     members: &[Member],
     combine: &Combine,
     meta: Option<&Mlp>,
     shards: &[Shard],
+    split: Split,
 ) -> Result<(Evaluation, Vec<f64>), String> {
     let mut parts = Vec::new();
     for shard in shards {
-        parts.push(rows_of(pipeline, shard, Split::Test)?);
+        parts.push(rows_of(pipeline, shard, split)?);
     }
     let test = RowSet::concat(parts, pipeline.task, pipeline.features)?;
     if test.rows() == 0 {
-        return Err("the dataset has no test rows to evaluate on".into());
+        return Err(format!("the dataset has no {split:?} rows to evaluate on").to_lowercase());
     }
     let outputs: Vec<Array2<f32>> = members.iter().map(|m| m.predict(test.x.view())).collect();
     let combined = ensemble::combine(&outputs, combine, meta);

@@ -15,6 +15,7 @@
 //! - [`task`]: training one sub-model on shards, and reading rows for it.
 //! - [`evaluate`]: test metrics, and stacking's meta-model.
 //! - [`driver`]: one job, from its record to a named model.
+//! - [`submit`]: accepting a job (every check before it runs).
 //! - [`watcher`]: which jobs this node drives.
 //! - [`progress`]: epochs and losses of running tasks, heard by gossip.
 
@@ -24,6 +25,7 @@ pub mod driver;
 pub mod evaluate;
 pub mod learners;
 pub mod progress;
+pub mod submit;
 pub mod task;
 pub mod watcher;
 

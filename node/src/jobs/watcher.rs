@@ -1,4 +1,6 @@
-//! Every node watches open jobs and drives those it ranks first for.
+//! Every node watches open jobs (and studies) and drives those it ranks
+//! first for. What is watched is a [`Drivable`]: a ref prefix, a way to
+//! tell whether a record is over, and the drive itself.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -18,7 +20,34 @@ const INTERVAL: Duration = Duration::from_millis(500);
 /// Pause before driving a job again after a drive stopped short.
 const RETRY: Duration = Duration::from_secs(2);
 
-pub struct JobWatcher {
+/// Something driven by the top-ranked live peer, checkpointed under a ref prefix.
+pub trait Drivable: 'static {
+    /// Refs `<PREFIX><id>` name the records.
+    const PREFIX: &'static str;
+    /// `Some(over)` for a readable record.
+    fn state(mesh: &Mesh, id: ContentId) -> futures::future::BoxFuture<'_, Result<Option<bool>, String>>;
+    fn drive(mesh: Mesh, id: ContentId) -> futures::future::BoxFuture<'static, Result<(), String>>;
+}
+
+/// Training jobs.
+pub struct Jobs;
+
+impl Drivable for Jobs {
+    const PREFIX: &'static str = REF_PREFIX;
+
+    fn state(mesh: &Mesh, id: ContentId) -> futures::future::BoxFuture<'_, Result<Option<bool>, String>> {
+        Box::pin(async move { Ok(driver::record(mesh, id).await?.map(|r| r.state.is_over())) })
+    }
+
+    fn drive(mesh: Mesh, id: ContentId) -> futures::future::BoxFuture<'static, Result<(), String>> {
+        Box::pin(driver::drive(mesh, id))
+    }
+}
+
+pub type JobWatcher = Watcher<Jobs>;
+
+pub struct Watcher<D: Drivable> {
+    kind: std::marker::PhantomData<D>,
     mesh: Mesh,
     /// Jobs this node is driving now.
     driving: HashSet<ContentId>,
@@ -29,9 +58,16 @@ pub struct JobWatcher {
     scanning: bool,
 }
 
-impl JobWatcher {
+impl<D: Drivable> Watcher<D> {
     pub fn new(mesh: Mesh) -> Self {
-        Self { mesh, driving: HashSet::new(), finished: HashSet::new(), retry_after: HashMap::new(), scanning: false }
+        Self {
+            kind: std::marker::PhantomData,
+            mesh,
+            driving: HashSet::new(),
+            finished: HashSet::new(),
+            retry_after: HashMap::new(),
+            scanning: false,
+        }
     }
 }
 
@@ -40,7 +76,7 @@ pub fn driver_of(id: &ContentId, live: &[PeerId]) -> Option<PeerId> {
     homes(id, live, 1).first().copied()
 }
 
-impl Actor for JobWatcher {
+impl<D: Drivable + Unpin> Actor for Watcher<D> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
@@ -60,14 +96,15 @@ impl Actor for JobWatcher {
                 live.push(mesh.net.local_peer_id());
                 let mut mine = Vec::new();
                 let mut over = Vec::new();
-                for record in records.iter().filter(|r| r.name.starts_with(REF_PREFIX)) {
-                    let Ok(id) = record.name[REF_PREFIX.len()..].parse::<ContentId>() else { continue };
+                for record in records.iter().filter(|r| r.name.starts_with(D::PREFIX)) {
+                    // Other refs under the prefix (cancel flags) do not parse as ids.
+                    let Ok(id) = record.name[D::PREFIX.len()..].parse::<ContentId>() else { continue };
                     if skip.contains(&id) {
                         continue;
                     }
-                    match driver::record(&mesh, id).await {
-                        Ok(Some(job)) if job.state.is_over() => over.push(id),
-                        Ok(Some(_)) if driver_of(&id, &live) == Some(mesh.net.local_peer_id()) => mine.push(id),
+                    match D::state(&mesh, id).await {
+                        Ok(Some(true)) => over.push(id),
+                        Ok(Some(false)) if driver_of(&id, &live) == Some(mesh.net.local_peer_id()) => mine.push(id),
                         Ok(_) => {}
                         Err(e) => debug!(%id, "job record unreadable for now: {e}"),
                     }
@@ -82,7 +119,7 @@ impl Actor for JobWatcher {
                         continue;
                     }
                     let mesh = watcher.mesh.clone();
-                    ctx.spawn(driver::drive(mesh, id).into_actor(watcher).map(move |result, watcher, _| {
+                    ctx.spawn(D::drive(mesh, id).into_actor(watcher).map(move |result, watcher, _| {
                         watcher.driving.remove(&id);
                         match result {
                             Ok(()) => {
