@@ -92,6 +92,11 @@ fn grid_values(domain: &Domain, steps: usize) -> Vec<ParamValue> {
     values
 }
 
+/// Combinations a grid of `steps` points per range has (saturating).
+pub fn grid_size(space: &Space, steps: usize) -> usize {
+    space.values().map(|d| grid_values(d, steps).len()).fold(1usize, |n, k| n.saturating_mul(k))
+}
+
 /// Combination `number` of the grid, in an order shuffled by the seed (so a
 /// budget smaller than the grid still covers it evenly).
 fn grid(space: &Space, steps: usize, number: usize, seed: u64) -> BTreeMap<String, ParamValue> {

@@ -119,6 +119,8 @@ pub struct NetSection {
 pub struct HttpSection {
     pub listen: Option<String>,
     pub max_upload: Option<u64>,
+    /// Trials a study submitted through this node may ask for, at most.
+    pub max_trials: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -303,6 +305,11 @@ impl NodeConfig {
             )));
         }
 
+        let max_trials = file.http.max_trials.unwrap_or(http::DEFAULT_MAX_TRIALS);
+        if max_trials == 0 {
+            return Err(ConfigError::Invalid("http.max_trials must be at least 1".into()));
+        }
+
         Ok(Self {
             data_dir,
             storage,
@@ -310,7 +317,7 @@ impl NodeConfig {
             compute,
             log: cli.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.to_owned()),
             net,
-            http: http::Config { listen: http_listen, max_upload },
+            http: http::Config { listen: http_listen, max_upload, max_trials },
             membership,
             hardware,
             bridges,

@@ -46,3 +46,4 @@ pub mod replication;
 pub mod service;
 pub mod serving;
 pub mod storage;
+pub mod studies;

@@ -132,6 +132,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     crate::serving::keeper::ModelKeeper::new(mesh.clone(), MODEL_KEEPER_INTERVAL).start();
     let service = ServiceActor::new(mesh.clone()).start();
     crate::jobs::JobWatcher::new(mesh.clone()).start();
+    crate::studies::StudyWatcher::new(mesh.clone()).start();
     let sinks = Sinks {
         membership: membership.clone().recipient(),
         requests: service.clone().recipient(),
@@ -176,6 +177,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         tokens,
         metrics: metrics.clone(),
         max_upload: config.http.max_upload,
+        max_trials: config.http.max_trials,
     };
     let server = http::serve(http_listener, state).map_err(|source| StartError::Http { addr: http_addr, source })?;
     let server_handle = server.handle();

@@ -29,6 +29,18 @@ pub enum Scale {
     MinMax,
 }
 
+impl Scale {
+    /// `standard`, `min-max` or `none`.
+    pub fn parse(text: &str) -> Result<Scale, String> {
+        match text {
+            "standard" => Ok(Scale::Standard),
+            "min-max" | "minmax" | "min_max" => Ok(Scale::MinMax),
+            "none" => Ok(Scale::None),
+            _ => Err(format!("scale {text}: expected standard, min-max or none")),
+        }
+    }
+}
+
 /// How categorical columns become features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

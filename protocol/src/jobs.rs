@@ -38,6 +38,22 @@ pub enum Learner {
 }
 
 impl Learner {
+    /// `linear` (also `softmax`, `logistic`, `ridge`), `mlp:W1,W2,...` or
+    /// `gbdt` (with default tree settings).
+    pub fn parse(text: &str) -> Result<Learner, String> {
+        match text.split_once(':') {
+            None if matches!(text, "linear" | "softmax" | "logistic" | "ridge") => Ok(Learner::Linear),
+            None if text == "gbdt" => Ok(Learner::Gbdt(TreeSpec::default())),
+            Some(("mlp", widths)) => Ok(Learner::Mlp {
+                hidden: widths
+                    .split(',')
+                    .map(|w| w.trim().parse::<usize>().map_err(|_| format!("model {text}: '{w}' is not a layer width")))
+                    .collect::<Result<_, _>>()?,
+            }),
+            _ => Err(format!("model {text}: expected linear, mlp:WIDTH[,WIDTH...] or gbdt")),
+        }
+    }
+
     pub fn name(&self) -> String {
         match self {
             Learner::Linear => "linear".into(),
@@ -283,6 +299,27 @@ pub fn held_out_for_stacking(row: u64) -> bool {
 }
 
 impl EnsembleSpec {
+    /// `single`, `bagging:N`, `stacking:N`, `boosting:N` or
+    /// `data-parallel:WORKERS:ROUNDS`.
+    pub fn parse(text: &str) -> Result<EnsembleSpec, String> {
+        let count = |v: &str| v.parse::<usize>().map_err(|_| format!("ensemble {text}: '{v}' is not a count"));
+        match text.split_once(':') {
+            None if text == "single" => Ok(EnsembleSpec::Single),
+            Some(("data-parallel", rest)) => {
+                let (workers, rounds) = rest
+                    .split_once(':')
+                    .ok_or_else(|| format!("ensemble {text}: expected data-parallel:WORKERS:ROUNDS"))?;
+                Ok(EnsembleSpec::DataParallel { workers: count(workers)?, rounds: count(rounds)? })
+            }
+            Some(("bagging", n)) => Ok(EnsembleSpec::Bagging { members: count(n)? }),
+            Some(("boosting", n)) => Ok(EnsembleSpec::Boosting { members: count(n)? }),
+            Some(("stacking", n)) => Ok(EnsembleSpec::Stacking { members: count(n)? }),
+            _ => Err(format!(
+                "ensemble {text}: expected single, bagging:N, stacking:N, boosting:N or data-parallel:WORKERS:ROUNDS"
+            )),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         match *self {
             EnsembleSpec::Bagging { members } if !(1..=256).contains(&members) => {

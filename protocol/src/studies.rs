@@ -174,12 +174,29 @@ pub struct StudySpec {
     pub strategy: Strategy,
     #[serde(default)]
     pub asha: Option<Asha>,
-    pub metric: Metric,
+    /// Accuracy for classes, R2 for numbers when omitted (the node that
+    /// accepts the study fills it in).
+    #[serde(default)]
+    pub metric: Option<Metric>,
     pub trials: usize,
     /// Trials running at once.
     pub parallel: usize,
     #[serde(default)]
     pub seed: u64,
+}
+
+impl StudySpec {
+    pub fn metric(&self) -> Metric {
+        self.metric.unwrap_or(Metric::Accuracy)
+    }
+}
+
+/// The metric a study of `task` is judged by when it names none.
+pub fn default_metric(task: Task) -> Metric {
+    match task {
+        Task::Classification => Metric::Accuracy,
+        Task::Regression => Metric::R2,
+    }
 }
 
 /// Where a trial stands.

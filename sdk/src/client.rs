@@ -16,6 +16,7 @@ use mass_protocol::{
     jobs::{JobRecord, JobSpec, LiveTask},
     serving::{BatchPredict, BatchPrediction, Compose, ModelSummary, ModelVersion, ModelView, Prediction, Promote},
     storage::RefRecord,
+    studies::{StudyRecord, StudySpec},
 };
 use reqwest::Method;
 use serde::de::DeserializeOwned;
@@ -312,6 +313,31 @@ impl Client {
 
     pub async fn jobs(&self) -> Result<Vec<JobRecord>, Error> {
         self.json(Method::GET, "v1/jobs", None).await
+    }
+
+    /// Opens a hyperparameter study; the mesh drives it (no driver to keep
+    /// alive on the client's side). Returns the study id.
+    pub async fn submit_study(&self, spec: &StudySpec) -> Result<ContentId, Error> {
+        let body = serde_json::to_value(spec).expect("serializes");
+        let answer: serde_json::Value = self.json(Method::POST, "v1/studies", Some(body)).await?;
+        answer["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| Error::Decode { url: "v1/studies".into(), reason: format!("no study id in {answer}") })
+    }
+
+    /// A study's journal: every trial's parameters, runs and scores.
+    pub async fn study(&self, id: &str) -> Result<StudyRecord, Error> {
+        self.json(Method::GET, &format!("v1/studies/{id}"), None).await
+    }
+
+    pub async fn studies(&self) -> Result<Vec<StudyRecord>, Error> {
+        self.json(Method::GET, "v1/studies", None).await
+    }
+
+    /// Cancels a study and its running trials.
+    pub async fn cancel_study(&self, id: &str) -> Result<StudyRecord, Error> {
+        self.json(Method::POST, &format!("v1/studies/{id}/cancel"), None).await
     }
 
     /// Models and the version each serves now.

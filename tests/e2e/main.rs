@@ -18,3 +18,4 @@ mod rogue;
 mod security;
 mod serving;
 mod storage;
+mod studies;

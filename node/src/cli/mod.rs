@@ -5,8 +5,10 @@ mod blob;
 mod data;
 mod models;
 mod peers;
+mod plot;
 mod refs;
 mod train;
+mod tune;
 
 use std::path::PathBuf;
 
@@ -48,6 +50,11 @@ pub enum Command {
     /// List and inspect training jobs.
     #[command(subcommand)]
     Jobs(train::JobsCommand),
+    /// Search hyperparameters across the mesh (a study), following its trials.
+    Tune(tune::TuneArgs),
+    /// List, inspect, cancel and plot studies.
+    #[command(subcommand)]
+    Studies(tune::StudiesCommand),
     /// The model registry: versions, promotion, rollback, batch predictions.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -215,6 +222,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(command) => client_runtime()?.block_on(data::run(command)),
         Command::Train(args) => client_runtime()?.block_on(train::train(args)),
         Command::Jobs(command) => client_runtime()?.block_on(train::jobs(command)),
+        Command::Tune(args) => client_runtime()?.block_on(tune::tune(args)),
+        Command::Studies(command) => client_runtime()?.block_on(tune::studies(command)),
         Command::Token(command) => token_command(command),
     }
 }

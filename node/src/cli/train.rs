@@ -18,10 +18,10 @@ use super::NodeArgs;
 pub struct TrainArgs {
     /// Dataset to train on (its training rows; evaluated on its test rows).
     #[arg(long)]
-    dataset: String,
+    pub dataset: String,
     /// Name of the model (stored as model/NAME).
     #[arg(long)]
-    name: String,
+    pub name: String,
     /// `linear` (softmax/logistic regression for classes, ridge for numbers;
     /// also `softmax`, `logistic`, `ridge`), `mlp:W1,W2,...` (hidden widths)
     /// or `gbdt` (gradient-boosted trees).
@@ -73,7 +73,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 1.0)]
     feature_fraction: f64,
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub seed: u64,
     /// Feature scaling of numeric columns: standard, min-max or none.
     #[arg(long, default_value = "standard")]
     scale: String,
@@ -93,9 +93,9 @@ pub struct TrainArgs {
     placement: String,
     /// Return after submitting instead of following the job.
     #[arg(long)]
-    detach: bool,
+    pub detach: bool,
     #[command(flatten)]
-    node: NodeArgs,
+    pub node: NodeArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,10 +117,8 @@ pub enum JobsCommand {
 }
 
 fn parse_learner(args: &TrainArgs) -> anyhow::Result<Learner> {
-    let text = args.model.as_str();
-    match text.split_once(':') {
-        None if matches!(text, "linear" | "softmax" | "logistic" | "ridge") => Ok(Learner::Linear),
-        None if text == "gbdt" => Ok(Learner::Gbdt(TreeSpec {
+    Ok(match Learner::parse(&args.model).map_err(|e| anyhow::anyhow!("--{e}"))? {
+        Learner::Gbdt(_) => Learner::Gbdt(TreeSpec {
             trees: args.trees,
             leaves: args.leaves,
             max_depth: args.max_depth,
@@ -130,17 +128,9 @@ fn parse_learner(args: &TrainArgs) -> anyhow::Result<Learner> {
             row_fraction: args.row_fraction,
             feature_fraction: args.feature_fraction,
             ..TreeSpec::default()
-        })),
-        Some(("mlp", widths)) => Ok(Learner::Mlp {
-            hidden: widths
-                .split(',')
-                .map(|w| {
-                    w.trim().parse::<usize>().map_err(|_| anyhow::anyhow!("--model {text}: '{w}' is not a layer width"))
-                })
-                .collect::<anyhow::Result<_>>()?,
         }),
-        _ => anyhow::bail!("--model {text}: expected linear, mlp:WIDTH[,WIDTH...] or gbdt"),
-    }
+        other => other,
+    })
 }
 
 fn parse_task(text: Option<&str>) -> anyhow::Result<Option<Task>> {
@@ -160,41 +150,6 @@ fn parse_loss(text: &str) -> anyhow::Result<RegressionLoss> {
             delta: delta.parse().map_err(|_| anyhow::anyhow!("--loss {text}: '{delta}' is not a number"))?,
         }),
         _ => anyhow::bail!("--loss {text}: expected squared or huber[:DELTA]"),
-    }
-}
-
-fn parse_scale(text: &str) -> anyhow::Result<Scale> {
-    match text {
-        "standard" => Ok(Scale::Standard),
-        "min-max" | "minmax" => Ok(Scale::MinMax),
-        "none" => Ok(Scale::None),
-        _ => anyhow::bail!("--scale {text}: expected standard, min-max or none"),
-    }
-}
-
-fn parse_ensemble(text: &str) -> anyhow::Result<EnsembleSpec> {
-    match text.split_once(':') {
-        None if text == "single" => Ok(EnsembleSpec::Single),
-        Some(("data-parallel", rest)) => {
-            let (workers, rounds) = rest
-                .split_once(':')
-                .ok_or_else(|| anyhow::anyhow!("--ensemble {text}: expected data-parallel:WORKERS:ROUNDS"))?;
-            let count =
-                |v: &str| v.parse::<usize>().map_err(|_| anyhow::anyhow!("--ensemble {text}: '{v}' is not a count"));
-            Ok(EnsembleSpec::DataParallel { workers: count(workers)?, rounds: count(rounds)? })
-        }
-        Some(("bagging", n)) => Ok(EnsembleSpec::Bagging {
-            members: n.parse().map_err(|_| anyhow::anyhow!("--ensemble {text}: '{n}' is not a count"))?,
-        }),
-        Some(("boosting", n)) => Ok(EnsembleSpec::Boosting {
-            members: n.parse().map_err(|_| anyhow::anyhow!("--ensemble {text}: '{n}' is not a count"))?,
-        }),
-        Some(("stacking", n)) => Ok(EnsembleSpec::Stacking {
-            members: n.parse().map_err(|_| anyhow::anyhow!("--ensemble {text}: '{n}' is not a count"))?,
-        }),
-        _ => anyhow::bail!(
-            "--ensemble {text}: expected single, bagging:N, stacking:N, boosting:N or data-parallel:WORKERS:ROUNDS"
-        ),
     }
 }
 
@@ -256,12 +211,13 @@ fn print_record(record: &JobRecord) {
     }
 }
 
-pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let learner = parse_learner(&args)?;
+/// The job spec the flags describe.
+pub fn job_spec(args: &TrainArgs) -> anyhow::Result<JobSpec> {
+    let learner = parse_learner(args)?;
     let network_rate = args.learning_rate.map_or(ModelSpec::default().learning_rate, |r| r as f32);
     let spec = JobSpec {
         pipeline: PipelineSpec {
-            scale: parse_scale(&args.scale)?,
+            scale: Scale::parse(&args.scale).map_err(|e| anyhow::anyhow!("--{e}"))?,
             cross: args
                 .cross
                 .iter()
@@ -284,7 +240,7 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
             loss: parse_loss(&args.loss)?,
             patience: args.patience,
         },
-        ensemble: parse_ensemble(&args.ensemble)?,
+        ensemble: EnsembleSpec::parse(&args.ensemble).map_err(|e| anyhow::anyhow!("--{e}"))?,
         seed: args.seed,
         task: parse_task(args.task.as_deref())?,
         placement: match args.placement.as_str() {
@@ -293,9 +249,14 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
             other => anyhow::bail!("--placement {other}: expected capacity or uniform"),
         },
         trial: None,
-        model: args.name,
-        dataset: args.dataset,
+        model: args.name.clone(),
+        dataset: args.dataset.clone(),
     };
+    Ok(spec)
+}
+
+pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
+    let spec = job_spec(&args)?;
     let client = args.node.client()?;
     let id = client.submit_job(&spec).await?.to_string();
     println!("job {id}");

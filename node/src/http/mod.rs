@@ -24,6 +24,7 @@ mod jobs;
 mod models;
 mod pipelines;
 mod refs;
+mod studies;
 
 use crate::{membership::GetPeers, mesh::Mesh};
 
@@ -37,10 +38,14 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Largest upload body (blob or dataset), in bytes.
     pub max_upload: u64,
+    /// Trials a study may ask for, at most.
+    pub max_trials: usize,
 }
 
 /// Default upload limit: 64 GiB.
 pub const DEFAULT_MAX_UPLOAD: u64 = 64 << 30;
+/// Default trial budget limit of a study.
+pub const DEFAULT_MAX_TRIALS: usize = 1000;
 
 impl State {
     /// The handle background work and handlers share.
@@ -61,6 +66,8 @@ pub struct State {
     pub metrics: crate::metrics::Metrics,
     /// Largest upload body (blob or dataset), in bytes.
     pub max_upload: u64,
+    /// Trials a study may ask for, at most.
+    pub max_trials: usize,
 }
 
 /// Starts serving on an already bound listener; the returned server runs
@@ -102,6 +109,10 @@ pub fn serve(listener: std::net::TcpListener, state: State) -> std::io::Result<S
             .route("/v1/jobs/{id}", web::get().to(jobs::show))
             .route("/v1/jobs/{id}/progress", web::get().to(jobs::progress))
             .route("/v1/jobs/{id}/cancel", web::post().to(jobs::cancel))
+            .route("/v1/studies", web::post().to(studies::submit))
+            .route("/v1/studies", web::get().to(studies::list))
+            .route("/v1/studies/{id}", web::get().to(studies::show))
+            .route("/v1/studies/{id}/cancel", web::post().to(studies::cancel))
             .route("/v1/models", web::get().to(models::list))
             .route("/v1/models/{name}", web::get().to(models::show))
             .route("/v1/models/{name}/predict", web::post().to(models::predict))

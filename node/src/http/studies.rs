@@ -1,0 +1,142 @@
+//! `/v1/studies`: hyperparameter studies, submitted to any node and
+//! followed from any node.
+
+use actix_web::{HttpResponse, http::StatusCode, web};
+use mass_protocol::{
+    ContentId,
+    storage::validate_ref_name,
+    studies::{StudyRecord, StudySpec, StudyState, default_metric},
+};
+
+use super::{State, error};
+use crate::{
+    mesh::Mesh,
+    studies::{REF_PREFIX, cancel_ref, checkpoint, plan, record},
+};
+
+fn refuse(message: impl Into<String>) -> HttpResponse {
+    error(StatusCode::UNPROCESSABLE_ENTITY, message)
+}
+
+/// Everything that can be checked before any trial starts; a sentence
+/// names what is wrong.
+/// Fills in the default metric of the dataset's task.
+async fn check(mesh: &Mesh, spec: &mut StudySpec, max_trials: usize) -> Result<(), String> {
+    plan::check(spec, max_trials)?;
+    let (_, manifest) = mesh.dataset(&spec.base.dataset).await?;
+    let task = crate::jobs::submit::runnable(&spec.base, &manifest)?;
+    let metric = *spec.metric.get_or_insert(default_metric(task));
+    if metric.task() != task {
+        return Err(format!(
+            "metric: {} measures {:?}, and dataset '{}' makes a {:?} task",
+            metric.name(),
+            metric.task(),
+            spec.base.dataset,
+            task
+        )
+        .to_lowercase());
+    }
+    if manifest.split_rows[1] == 0 {
+        return Err(format!(
+            "dataset '{}' has no validation rows to judge trials on: ingest it with a validation fraction \
+             (mass data put --validation 0.2)",
+            spec.base.dataset
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /v1/studies`: checks the study, then opens its journal; the
+/// top-ranked live peer for its id drives it. The same spec is the same
+/// study.
+pub async fn submit(state: web::Data<State>, body: web::Json<StudySpec>) -> HttpResponse {
+    let mut spec = body.into_inner();
+    if let Err(reason) = validate_ref_name(&format!("model/{}", spec.name)) {
+        return error(StatusCode::BAD_REQUEST, format!("name: {reason}"));
+    }
+    let mesh = state.mesh();
+    if let Err(reason) = check(&mesh, &mut spec, state.max_trials).await {
+        return refuse(reason);
+    }
+    let id = match mesh.save(&spec).await {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    };
+    match record(&mesh, id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            if let Err(e) = checkpoint(&mesh, &plan::open(id, spec)).await {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, e);
+            }
+        }
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+    HttpResponse::Ok().json(serde_json::json!({ "id": id }))
+}
+
+/// The journal as a reader sees it: cancelled once the flag is set, even
+/// before the driver has written so.
+async fn current(mesh: &Mesh, id: ContentId) -> Result<Option<StudyRecord>, String> {
+    let Some(mut record) = record(mesh, id).await? else { return Ok(None) };
+    if !record.state.is_over() && mesh.resolve(&cancel_ref(&id)).await?.is_some() {
+        record.state = StudyState::Cancelled;
+    }
+    Ok(Some(record))
+}
+
+fn parse(id: &str) -> Result<ContentId, HttpResponse> {
+    id.parse().map_err(|e| error(StatusCode::BAD_REQUEST, format!("{e}")))
+}
+
+/// `GET /v1/studies/{id}`: the study's journal.
+pub async fn show(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
+    let id = match parse(&id) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    match current(&state.mesh(), id).await {
+        Ok(Some(record)) => HttpResponse::Ok().json(record),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no study {id}")),
+        Err(message) => error(StatusCode::SERVICE_UNAVAILABLE, message),
+    }
+}
+
+/// `POST /v1/studies/{id}/cancel`: stops proposing trials and cancels the
+/// running ones at the driver's next look.
+pub async fn cancel(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
+    let id = match parse(&id) {
+        Ok(id) => id,
+        Err(response) => return response,
+    };
+    let mesh = state.mesh();
+    let record = match current(&mesh, id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("no study {id}")),
+        Err(message) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
+    };
+    if record.state.is_over() {
+        return error(StatusCode::CONFLICT, format!("study {id} is already {:?}", record.state).to_lowercase());
+    }
+    match mesh.write_ref(cancel_ref(&id), Some(id)).await {
+        Ok(_) => HttpResponse::Ok().json(StudyRecord { state: StudyState::Cancelled, ..record }),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `GET /v1/studies`: every study this node knows.
+pub async fn list(state: web::Data<State>) -> HttpResponse {
+    let mesh = state.mesh();
+    let refs = match mesh.storage.refs().await {
+        Ok(refs) => refs,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let mut out = Vec::new();
+    for r in refs.iter().filter(|r| r.name.starts_with(REF_PREFIX)) {
+        if let Ok(id) = r.name[REF_PREFIX.len()..].parse::<ContentId>()
+            && let Ok(Some(record)) = current(&mesh, id).await
+        {
+            out.push(record);
+        }
+    }
+    HttpResponse::Ok().json(out)
+}

@@ -1,0 +1,57 @@
+//! Naming a study's winner: its trial model (kept unnamed, judged on the
+//! validation rows) is judged on the test rows, which no trial saw, and
+//! registered as a new version of `model/<name>` with the study in its
+//! lineage.
+
+use mass_kernels::models::Member;
+use mass_protocol::{
+    ContentId,
+    dataset::{DatasetManifest, Shard, Split},
+    features::FittedPipeline,
+    jobs::{Evaluation, ModelManifest},
+    studies::StudyRecord,
+};
+
+use crate::{
+    compute::Work,
+    jobs::{MODEL_PREFIX, driver, evaluate},
+    mesh::Mesh,
+};
+
+/// Registers trial `trial`'s model; its manifest id and test figures.
+pub async fn register(mesh: &Mesh, record: &StudyRecord, trial: usize) -> Result<(ContentId, Evaluation), String> {
+    let run = record.trials.get(trial).and_then(|t| t.runs.last()).ok_or(format!("no trial {trial} to register"))?;
+    let job = driver::record(mesh, run.job).await?.ok_or_else(|| format!("the winner's job {} is gone", run.job))?;
+    let model_id = job.model.ok_or_else(|| format!("the winner's job {} has no model", run.job))?;
+    let mut model: ModelManifest = mesh.load(model_id).await?;
+    let pipeline: FittedPipeline = mesh.load(model.pipeline).await?;
+    let mut members: Vec<Member> = Vec::new();
+    for id in &model.members {
+        members.push(mesh.load(*id).await?);
+    }
+    let meta = match model.meta {
+        Some(id) => match mesh.load::<Member>(id).await? {
+            Member::Mlp(meta) => Some(meta),
+            _ => return Err(format!("the winner's meta-model {id} is not a network")),
+        },
+        None => None,
+    };
+    let dataset: DatasetManifest = mesh.load(model.dataset_manifest).await?;
+    let mut shards = Vec::new();
+    for info in &dataset.shards {
+        shards.push(mesh.load::<Shard>(info.id).await?);
+    }
+    let combine = model.combine.clone();
+    let (test, _) = mesh
+        .compute
+        .run_waiting(Work::Evaluation, move || {
+            evaluate::evaluate(&pipeline, &members, &combine, meta.as_ref(), &shards, Split::Test)
+        })
+        .await?;
+    model.name = record.spec.name.clone();
+    model.evaluation = test.clone();
+    model.study = Some(record.id);
+    let id = mesh.save(&model).await?;
+    mesh.write_ref(format!("{MODEL_PREFIX}{}", record.spec.name), Some(id)).await.map_err(|e| e.to_string())?;
+    Ok((id, test))
+}
