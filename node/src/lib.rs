@@ -26,6 +26,8 @@
 //! - [`mesh`]: the handle background work uses to reach storage and peers.
 //! - [`auth`]: API tokens and their roles.
 //! - [`cli`]: the `mass` subcommands.
+//! - `fuzz`: fuzz targets for every decoder of outside input (the node's
+//!   tests and the `fuzzing` feature only; see `fuzz/README.md`).
 
 pub mod auth;
 pub mod bridge;
@@ -33,6 +35,8 @@ pub mod cli;
 pub mod compute;
 pub mod config;
 pub mod datasets;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod hardware;
 pub mod http;
 pub mod jobs;

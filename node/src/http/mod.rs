@@ -21,7 +21,8 @@ pub mod auth;
 mod blobs;
 mod datasets;
 mod jobs;
-mod models;
+// The fuzz targets read predict bodies with `models::parse_predict`.
+pub(crate) mod models;
 mod pipelines;
 mod refs;
 mod studies;

@@ -63,7 +63,7 @@ impl LoadedModel {
             let manifest: ModelManifest = mesh.load(id).await.map_err(|e| format!("model manifest {id}: {e}"))?;
             let dataset = mesh.ensure_local(manifest.dataset_manifest).await?;
             let schema = read_manifest(&mesh.storage, &dataset).await.map_err(|e| e.to_string())?.schema;
-            let body = if manifest.parts.is_empty() {
+            if manifest.parts.is_empty() {
                 let pipeline: FittedPipeline = mesh.load(manifest.pipeline).await?;
                 let mut members = Vec::with_capacity(manifest.members.len());
                 for member in &manifest.members {
@@ -76,19 +76,31 @@ impl LoadedModel {
                     },
                     None => None,
                 };
-                Body::Trained { pipeline, members, meta }
+                Self::trained(id, manifest, schema, pipeline, members, meta)
             } else {
                 let mut parts = Vec::with_capacity(manifest.parts.len());
                 for part in &manifest.parts {
                     parts.push(Arc::new(Self::load_nested(mesh, *part, depth + 1).await?));
                 }
-                return Self::composed(id, manifest, schema, parts);
-            };
-            let model = Self { id, manifest, schema, body, bridge: Default::default() };
-            model.validate().map_err(|e| format!("model manifest {id}: {e}"))?;
-            Ok(model)
+                Self::composed(id, manifest, schema, parts)
+            }
         }
         .boxed()
+    }
+
+    /// A trained model from its decoded blobs, checked.
+    pub fn trained(
+        id: ContentId,
+        manifest: ModelManifest,
+        schema: Schema,
+        pipeline: FittedPipeline,
+        members: Vec<Member>,
+        meta: Option<Mlp>,
+    ) -> Result<Self, String> {
+        let body = Body::Trained { pipeline, members, meta };
+        let model = Self { id, manifest, schema, body, bridge: Default::default() };
+        model.validate().map_err(|e| format!("model manifest {id}: {e}"))?;
+        Ok(model)
     }
 
     /// A composed model from its loaded parts, checked.

@@ -1,0 +1,363 @@
+//! Seed inputs of every fuzz target: valid encodings of each kind of value
+//! the target decodes, built from the fixture, and the first rows of the
+//! datasets in `tests/data`.
+
+use std::io::Write;
+
+use libp2p::identity::Keypair;
+use mass_kernels::models::{Member, gbdt::tree::Tree};
+use mass_protocol::{
+    Advert, BridgeInfo, BridgeStatus, ContentId, CpuInfo, HardwareProfile, Load, QueueDepth, codec,
+    features::{FittedPipeline, PipelineSpec},
+    jobs::{
+        Assignment, Combine, EnsembleSpec, JobRecord, JobSpec, JobState, Learner, ModelSpec, Placement, TaskRecord,
+        TrainingProgress,
+    },
+    names,
+    rpc::{RefUpdate, Request, Response},
+    serving::{Cell, PredictCall, Predicted, Prediction, Row},
+    storage::{BlobMeta, RefEntry, RefRecord},
+};
+
+use crate::{
+    fuzz::{fit_pipeline, fixture::fixture, merge_roots, root_items},
+    jobs::boost::messages::{BoostReply, BoostRequest, SliceItem, SparseSlice},
+    mesh::moments_of,
+};
+
+fn enc<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    codec::encode(value).expect("seeds encode")
+}
+
+pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
+    vec![
+        ("rpc_request", requests().iter().map(enc).collect()),
+        ("rpc_response", responses().iter().map(enc).collect()),
+        ("advert", vec![enc(&advert())]),
+        ("ref_update", vec![enc(&RefUpdate { name: "model/fuzz".into(), entry: signed("model/fuzz", 1, 1) })]),
+        ("progress", vec![enc(&progress())]),
+        ("boost_request", boost_requests().iter().map(enc).collect()),
+        ("boost_reply", boost_replies().iter().map(enc).collect()),
+        ("job_record", job_records().iter().map(enc).collect()),
+        ("dataset_manifest", vec![enc(&fixture().manifest)]),
+        ("model_manifest", model_manifests()),
+        ("pipeline", pipelines().iter().map(enc).collect()),
+        ("shard", fixture().shards.iter().map(enc).collect()),
+        ("member", fixture().members.iter().map(enc).collect()),
+        ("boost_setup", vec![enc(&fixture().setup)]),
+        ("trees", rounds().iter().map(enc).collect()),
+        ("ref_record", vec![enc(&ref_record())]),
+        ("csv", csvs()),
+        ("npy", npys()),
+        ("predict_json", predict_bodies()),
+    ]
+}
+
+fn advert() -> Advert {
+    Advert {
+        protocol_version: names::PROTOCOL_VERSION,
+        seq: 7,
+        agent: "mass/0.1.0".into(),
+        listen_addrs: vec!["/ip4/127.0.0.1/tcp/4001".into(), "/dns4/example.com/tcp/4001".into()],
+        http_addr: Some("127.0.0.1:8080".into()),
+        hardware: HardwareProfile {
+            cpu: CpuInfo { model: "EPYC".into(), cores: 2 },
+            memory_bytes: 1 << 34,
+            gemm_gflops: 180.5,
+            gpus: vec![],
+            bridges: vec![BridgeInfo { status: BridgeStatus::Up, ..BridgeInfo::declared("fpga0", "fpga", "tcp://x:1") }],
+            capacity_gflops: 90.25,
+        },
+        load: Load {
+            free_memory_bytes: 1 << 33,
+            cpu_load: 0.25,
+            queues: vec![QueueDepth { name: "training".into(), depth: 3 }],
+        },
+    }
+}
+
+fn signed(name: &str, version: u64, clock: u64) -> RefEntry {
+    let key = Keypair::ed25519_from_bytes([7u8; 32]).expect("a key");
+    let mut entry = RefEntry {
+        version,
+        target: Some(ContentId::of(name.as_bytes())),
+        clock,
+        origin: key.public().to_peer_id().to_string(),
+        set_at: 1_700_000_000_000,
+        signature: vec![],
+    };
+    entry.signature = crate::net::identity::ref_signer(key)(&entry.signed_bytes(name));
+    entry
+}
+
+fn ref_record() -> RefRecord {
+    RefRecord { name: "dataset/fuzz".into(), history: vec![signed("dataset/fuzz", 1, 1), signed("dataset/fuzz", 2, 5)] }
+}
+
+fn progress() -> TrainingProgress {
+    TrainingProgress { job: ContentId::of(b"job"), task: 1, epoch: 3, epochs: 10, loss: 0.5 }
+}
+
+fn rows() -> Vec<Row> {
+    vec![
+        Row::Values(vec![Cell::Number(1.5), Cell::Number(-2.0), Cell::Text("blue".into()), Cell::Text("slow".into())]),
+        Row::Named(vec![
+            ("x".into(), Cell::Missing),
+            ("y".into(), Cell::Bool(true)),
+            ("color".into(), Cell::Text("red".into())),
+            ("note".into(), Cell::Text("fast red car".into())),
+        ]),
+    ]
+}
+
+fn requests() -> Vec<Request> {
+    let f = fixture();
+    let shard = f.manifest.shards[0].id;
+    let assignment = Assignment {
+        job: ContentId::of(b"job"),
+        task: 0,
+        shards: vec![shard],
+        pipeline: ContentId::of(b"pipeline"),
+        spec: ModelSpec::of(Learner::Mlp { hidden: vec![8] }),
+        seed: 1,
+        start: vec![(ContentId::of(b"w"), 10)],
+        holdout: false,
+        setup: None,
+        boost_from: vec![],
+    };
+    let call = PredictCall {
+        model: "fuzz".into(),
+        manifest: ContentId::of(b"model"),
+        version: 1,
+        rows: rows(),
+        allow_missing: true,
+    };
+    let mut requests = vec![
+        Request::GetAdvert,
+        Request::GetChunk { id: shard, index: 3 },
+        Request::ListRefs,
+        Request::SummarizeShard { shard, schema: f.schema().clone(), spec: f.spec.clone() },
+        Request::SummarizeShard {
+            shard,
+            schema: f.schema().clone(),
+            spec: PipelineSpec { bins: Some(4), pca: Some(2), ..f.spec.clone() },
+        },
+        Request::ShardMoments { shard, pipeline: Box::new(f.pipeline.clone()), features: vec![0, 1] },
+        Request::TrainTask(Box::new(assignment)),
+        Request::Predict(Box::new(call)),
+        Request::PredictShard { manifest: ContentId::of(b"m"), shard, extend: true },
+    ];
+    requests.extend(boost_requests().iter().map(|r| Request::Boost(enc(r))));
+    requests
+}
+
+fn responses() -> Vec<Response> {
+    let f = fixture();
+    let blob = vec![3u8; 100];
+    let meta = BlobMeta { id: ContentId::of(&blob), size: 100, chunks: vec![*ContentId::of(&blob).as_bytes()] };
+    let moments = moments_of(&f.shards[0], &f.pipeline, &[0, 1]).expect("fixture moments");
+    let prediction = Prediction {
+        model: "fuzz".into(),
+        version: 1,
+        manifest: ContentId::of(b"m"),
+        predictions: vec![Predicted::Class("c1".into()), Predicted::Value(2.5)],
+        probabilities: vec![vec![0.2, 0.8]],
+        classes: vec!["c0".into(), "c1".into()],
+        served_by: "peer".into(),
+    };
+    let mut responses = vec![
+        Response::Advert(Box::new(advert())),
+        Response::BlobMeta(Some(meta)),
+        Response::Chunk(Some(blob)),
+        Response::Has(true),
+        Response::Refs(vec![ref_record()]),
+        Response::Summary(f.summary.clone()),
+        Response::Moments(moments),
+        Response::Trained { weights: ContentId::of(b"w"), rows: 30, curve: vec![0.9, 0.5] },
+        Response::Predicted(Box::new(prediction)),
+        Response::ShardPredicted {
+            csv: "0,test,c1,c1\n".into(),
+            test: vec![(1, 1, 0.9), (0, 2, 0.1)],
+            values: vec![],
+            extended: None,
+        },
+    ];
+    responses.extend(boost_replies().iter().map(|r| Response::Boost(enc(r))));
+    responses
+}
+
+fn boost_requests() -> Vec<BoostRequest> {
+    let f = fixture();
+    let job = ContentId::of(b"fuzz job");
+    let plan = f.plan(f.setup.clone());
+    let mut rows = f.rows(&plan);
+    let roots = rows.start_round(&plan, 0);
+    let items = root_items(&plan, &roots);
+    let slices: Vec<SliceItem> = items.iter().map(|i| SliceItem { output: i.output, order: None, node: 0 }).collect();
+    vec![
+        BoostRequest::Open {
+            job,
+            generation: 1,
+            setup: ContentId::of(b"setup"),
+            pipeline: ContentId::of(b"pipeline"),
+            shards: vec![f.manifest.shards[0].id],
+            rounds: vec![],
+            slice: (0, plan.layout.features() as u32),
+            workers: vec!["peer".into()],
+        },
+        BoostRequest::StartRound { job, generation: 1, round: 2 },
+        BoostRequest::Slices { job, generation: 1, features: (0, 2), items: slices },
+        BoostRequest::Merge { job, generation: 1, items },
+        BoostRequest::EndRound { job, generation: 1, round: 0, trees: rounds()[0].clone() },
+        BoostRequest::Close { job },
+    ]
+}
+
+fn boost_replies() -> Vec<BoostReply> {
+    let f = fixture();
+    let plan = f.plan(f.setup.clone());
+    let mut rows = f.rows(&plan);
+    let roots = rows.start_round(&plan, 0);
+    let items = root_items(&plan, &roots);
+    let wanted: Vec<SliceItem> = items.iter().map(|i| SliceItem { output: i.output, order: None, node: 0 }).collect();
+    let slices = rows.slices(&plan, plan.slice.clone(), &wanted);
+    let best = merge_roots(&plan, &mut f.rows(&plan), &roots);
+    vec![
+        BoostReply::Opened { rows: 30 },
+        BoostReply::Roots(roots),
+        BoostReply::Best(best),
+        BoostReply::Slices(slices),
+        BoostReply::Slices(vec![SparseSlice::default()]),
+        BoostReply::Losses { train: vec![(3.5, 20)], validation: vec![(1.0, 5)] },
+        BoostReply::Closed,
+    ]
+}
+
+/// The fixture's boosted member's trees, one round (a tree per class) each.
+fn rounds() -> Vec<Vec<Tree>> {
+    let Member::Gbdt(gbdt) = &fixture().members[1] else { panic!("the fixture's second member is trees") };
+    gbdt.trees.chunks(gbdt.objective.scores_per_row()).map(|r| r.to_vec()).collect()
+}
+
+fn job_records() -> Vec<JobRecord> {
+    let f = fixture();
+    let shards: Vec<ContentId> = f.manifest.shards.iter().map(|s| s.id).collect();
+    let spec = f.model_manifest.spec.clone();
+    let record = |spec: JobSpec| JobRecord {
+        id: ContentId::of(b"job"),
+        spec,
+        state: JobState::Running,
+        drivers: vec!["peer".into()],
+        dataset_manifest: Some(ContentId::of(b"dataset")),
+        pipeline: None,
+        tasks: vec![TaskRecord::new(shards.clone(), 1)],
+        rounds_done: 0,
+        averaged_from: vec![],
+        evaluation: None,
+        model: None,
+        task: None,
+        setup: None,
+        boost: None,
+    };
+    let gbdt = JobSpec {
+        spec: ModelSpec::of(Learner::Gbdt(f.tree_spec.clone())),
+        ensemble: EnsembleSpec::Single,
+        ..spec.clone()
+    };
+    let pca = JobSpec {
+        pipeline: PipelineSpec { pca: Some(2), cross: vec![("x".into(), "y".into())], ..spec.pipeline.clone() },
+        ensemble: EnsembleSpec::DataParallel { workers: 2, rounds: 3 },
+        placement: Placement::Uniform,
+        ..spec.clone()
+    };
+    vec![record(spec), record(gbdt), record(pca)]
+}
+
+fn model_manifests() -> Vec<Vec<u8>> {
+    let f = fixture();
+    let trained = f.model_manifest.clone();
+    let weighted = mass_protocol::jobs::ModelManifest { combine: Combine::WeightedMean(vec![1.0, 2.0]), ..trained.clone() };
+    let composed = mass_protocol::jobs::ModelManifest {
+        members: vec![],
+        parts: vec![ContentId::of(b"a"), ContentId::of(b"b")],
+        combine: Combine::WeightedMean(vec![0.5, 0.5]),
+        ..trained.clone()
+    };
+    let serial = mass_protocol::jobs::ModelManifest { combine: Combine::Serial, ..composed.clone() };
+    [trained, weighted, composed, serial].iter().map(enc).collect()
+}
+
+/// The fixture's pipeline and others fitted with quantile bins, crosses,
+/// ordinal codes and principal components.
+fn pipelines() -> Vec<FittedPipeline> {
+    let f = fixture();
+    let specs = [
+        PipelineSpec { bins: Some(4), ..f.spec.clone() },
+        PipelineSpec {
+            cross: vec![("x".into(), "y".into()), ("color".into(), "color".into())],
+            cross_buckets: 8,
+            ..f.spec.clone()
+        },
+        PipelineSpec { encode: mass_protocol::features::Encode::Ordinal, pca: Some(2), ..f.spec.clone() },
+    ];
+    let mut pipelines = vec![f.pipeline.clone()];
+    pipelines.extend(specs.iter().filter_map(|spec| fit_pipeline(f.schema(), &f.shards, spec)).map(|(p, _)| p));
+    pipelines
+}
+
+fn csvs() -> Vec<Vec<u8>> {
+    let mut csvs = vec![super::super::fixture::csv().into_bytes()];
+    for name in ["iris", "wine", "diabetes", "breast_cancer"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/data/{name}.csv"));
+        let text = std::fs::read_to_string(path).expect("tests/data reads");
+        // The header and a few rows: enough to infer kinds, small to mutate.
+        let head: String = text.lines().take(12).map(|l| format!("{l}\n")).collect();
+        csvs.push(head.into_bytes());
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&csvs[1]).unwrap();
+    csvs.push(gz.finish().unwrap());
+    csvs
+}
+
+/// A `.npy` file of `descr` values with `shape`.
+pub fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = crate::datasets::npy::MAGIC.to_vec();
+    out.extend([1, 0]);
+    out.extend((header.len() as u16).to_le_bytes());
+    out.extend(header.as_bytes());
+    out.extend(data);
+    out
+}
+
+fn npys() -> Vec<Vec<u8>> {
+    let labels = npy("<i8", "(4,)", &[1i64, 0, 1, 2].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
+    let f4: Vec<u8> = [0.5f32, 1.0, 2.0, 3.0, 4.0, 5.5, f32::NAN, 1.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let f8: Vec<u8> = [0.5f64, -1.0, 2.0, 1e300, 4.0, 5.5].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let u1 = vec![0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+    vec![
+        [labels.clone(), npy("<f4", "(4, 2)", &f4)].concat(),
+        [npy("<f8", "(2,)", &[1.0f64, 0.0].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>()), npy("<f8", "(2, 3)", &f8)]
+            .concat(),
+        [labels, npy("|u1", "(4, 3)", &u1)].concat(),
+        [npy("<u2", "(3,)", &[1, 0, 2, 0, 1, 0]), npy("<i4", "(3, 1)", &[1, 0, 0, 0, 255, 255, 255, 255, 7, 0, 0, 0])]
+            .concat(),
+    ]
+}
+
+fn predict_bodies() -> Vec<Vec<u8>> {
+    [
+        r#"{"rows": [[1.5, -2, "blue", "slow old bus"], [0, 3.25, "red", "fast red car"]]}"#,
+        r#"{"rows": [{"x": 1, "y": 2, "color": "green", "note": "green fast bike"}], "allow_missing": false}"#,
+        r#"{"rows": [[null, "NaN", null, null], {"x": "Infinity", "y": true, "color": 7, "note": null, "label": "c1"}], "allow_missing": true}"#,
+        r#"{"rows": [[1e308, -1e308, "", ""]]}"#,
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect()
+}
