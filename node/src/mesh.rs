@@ -62,6 +62,21 @@ impl Mesh {
         codec::decode(&bytes, codec::MAX_RECORD).map_err(|e| format!("{id}: {e}"))
     }
 
+    /// A stored shard, checked: every column one value per row.
+    pub async fn load_shard(&self, id: ContentId) -> Result<Shard, String> {
+        let shard: Shard = self.load(id).await?;
+        shard.validate().map_err(|e| format!("{id}: {e}"))?;
+        Ok(shard)
+    }
+
+    /// A stored fitted pipeline, checked: indices within its columns and
+    /// widths within bounds.
+    pub async fn load_pipeline(&self, id: ContentId) -> Result<FittedPipeline, String> {
+        let pipeline: FittedPipeline = self.load(id).await?;
+        pipeline.validate().map_err(|e| format!("pipeline {id}: {e}"))?;
+        Ok(pipeline)
+    }
+
     /// Encodes and stores a value as a blob, and sends it to its homes.
     pub async fn save<T: Serialize>(&self, value: &T) -> Result<ContentId, String> {
         let bytes = codec::encode(value).map_err(|e| e.to_string())?;
@@ -245,6 +260,8 @@ impl Mesh {
 
 /// Statistics of a shard's training rows (checked against the schema first).
 pub fn summarize_rows(rows: &Shard, schema: &Schema, spec: &PipelineSpec) -> Result<DataSummary, String> {
+    // The schema comes from a peer's request.
+    schema.validate().map_err(|e| e.to_string())?;
     if rows.columns.len() != schema.columns.len() {
         return Err(format!(
             "the shard has {} columns but the schema has {}",
@@ -257,6 +274,9 @@ pub fn summarize_rows(rows: &Shard, schema: &Schema, spec: &PipelineSpec) -> Res
 
 /// Moments of `features` of a shard's training rows through `pipeline`.
 pub fn moments_of(rows: &Shard, pipeline: &FittedPipeline, features: &[usize]) -> Result<Moments, String> {
+    // The pipeline comes from a peer's request: checked before it sizes a
+    // matrix or indexes the shard.
+    pipeline.validate().map_err(|e| format!("pipeline: {e}"))?;
     let x = mass_kernels::features::transform(pipeline, rows).map_err(|e| e.to_string())?;
     if features.iter().any(|f| *f >= x.ncols()) {
         return Err("a feature asked for is outside the pipeline's output".into());
@@ -273,4 +293,43 @@ pub enum FitFailure {
     Unavailable(String),
     /// The data cannot fit this spec.
     Invalid(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use mass_protocol::{
+        dataset::ShardColumn,
+        features::{ColumnTransform, Cross},
+        jobs::Task,
+    };
+
+    use super::*;
+
+    /// Fuzz regression: `ShardMoments` carries a peer's pipeline; one with a
+    /// hashed cross of 2^32 buckets had the node allocate rows × 2^32
+    /// floats before reading a row.
+    #[test]
+    fn moments_refuse_a_pipeline_too_wide_to_hold() {
+        let shard = Shard {
+            first_row: 0,
+            columns: vec![ShardColumn::Numeric(vec![1.0, 2.0]), ShardColumn::Numeric(vec![0.0, 1.0])],
+            splits: vec![Split::Train, Split::Train],
+        };
+        let pipeline = FittedPipeline {
+            spec: PipelineSpec::default(),
+            columns: vec!["x".into(), "label".into()],
+            transforms: vec![ColumnTransform::Numeric { fill: 0.0, offset: 0.0, scale: 1.0 }, ColumnTransform::Drop],
+            label: 1,
+            classes: vec![],
+            features: 1,
+            task: Task::Regression,
+            target: None,
+            crosses: vec![],
+            projection: None,
+        };
+        assert!(moments_of(&shard, &pipeline, &[0]).is_ok());
+        let wide = FittedPipeline { crosses: vec![Cross::Hashed { a: 0, b: 0, buckets: u32::MAX }], ..pipeline };
+        let err = moments_of(&shard, &wide, &[0]).unwrap_err();
+        assert!(err.contains("more than the 1048576 allowed"), "{err}");
+    }
 }

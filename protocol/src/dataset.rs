@@ -43,6 +43,24 @@ pub struct Schema {
     pub label: usize,
 }
 
+impl Schema {
+    /// Checks the label is one of the columns (a peer's request carries a
+    /// schema, and statistics index the label's column by it).
+    pub fn validate(&self) -> Result<(), InvalidSchema> {
+        if self.label >= self.columns.len() {
+            return Err(InvalidSchema::Label { label: self.label, columns: self.columns.len() });
+        }
+        Ok(())
+    }
+}
+
+/// Why a schema cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSchema {
+    #[error("the schema's label {label} is not one of its {columns} columns")]
+    Label { label: usize, columns: usize },
+}
+
 /// How rows are assigned to train, validation and test.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -159,6 +177,31 @@ impl Shard {
     pub fn rows(&self) -> usize {
         self.splits.len()
     }
+
+    /// Checks that every column holds one value per row: readers index
+    /// columns by row, so a crafted shard (a peer can store any bytes)
+    /// must be refused before it reaches them.
+    pub fn validate(&self) -> Result<(), InvalidShard> {
+        let rows = self.rows();
+        for (column, values) in self.columns.iter().enumerate() {
+            let got = match values {
+                ShardColumn::Numeric(v) => v.len(),
+                ShardColumn::Categorical { codes, .. } => codes.len(),
+                ShardColumn::Text(v) => v.len(),
+            };
+            if got != rows {
+                return Err(InvalidShard::Length { column, got, rows });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a stored shard cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidShard {
+    #[error("shard column {column} holds {got} values for the shard's {rows} rows")]
+    Length { column: usize, got: usize, rows: usize },
 }
 
 /// `GET /v1/datasets` rows, and where each shard lives for `GET /v1/datasets/{name}`.
@@ -179,4 +222,33 @@ pub struct DatasetView {
     pub manifest: DatasetManifest,
     /// Peer ids holding each shard, as far as this node can tell.
     pub shard_holders: Vec<Vec<String>>,
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::*;
+
+    /// Fuzz regression: a column shorter than the shard's splits panicked
+    /// every reader indexing it by row.
+    #[test]
+    fn a_column_shorter_than_the_rows_is_refused() {
+        let shard = Shard {
+            first_row: 0,
+            columns: vec![ShardColumn::Numeric(vec![1.0, 2.0]), ShardColumn::Text(vec![None])],
+            splits: vec![Split::Train, Split::Test],
+        };
+        assert_eq!(shard.validate(), Err(InvalidShard::Length { column: 1, got: 1, rows: 2 }));
+        let whole = Shard { columns: vec![ShardColumn::Numeric(vec![1.0, 2.0])], ..shard };
+        assert_eq!(whole.validate(), Ok(()));
+    }
+
+    /// Fuzz regression: a `SummarizeShard` request whose schema named a
+    /// label past its columns panicked the node summarizing the shard.
+    #[test]
+    fn a_label_outside_the_columns_is_refused() {
+        let column = Column { name: "x".into(), kind: ColumnKind::Numeric };
+        let schema = Schema { columns: vec![column], label: 1 };
+        assert_eq!(schema.validate(), Err(InvalidSchema::Label { label: 1, columns: 1 }));
+        assert_eq!(Schema { label: 0, ..schema }.validate(), Ok(()));
+    }
 }

@@ -316,6 +316,68 @@ impl FittedPipeline {
     }
 
     /// Width of the column transforms' output (before crosses and components).
+    /// Checks what transforming rows indexes by and allocates from, so a
+    /// pipeline however crafted (a peer can store any bytes) can neither
+    /// panic a node nor make it allocate an unbounded matrix.
+    pub fn validate(&self) -> Result<(), InvalidPipeline> {
+        let columns = self.columns.len();
+        if self.transforms.len() != columns {
+            return Err(InvalidPipeline::Columns { columns, transforms: self.transforms.len() });
+        }
+        if self.label >= columns {
+            return Err(InvalidPipeline::Label { label: self.label, columns });
+        }
+        if self.transforms.iter().any(|t| matches!(t, ColumnTransform::Tfidf { spec, .. } if spec.buckets == 0)) {
+            return Err(InvalidPipeline::TextBuckets);
+        }
+        // Summed in u64 so that no claimed width overflows.
+        let base = self.transforms.iter().fold(0u64, |sum, t| {
+            sum.saturating_add(match t {
+                ColumnTransform::Drop => 0,
+                ColumnTransform::Numeric { .. } | ColumnTransform::Ordinal { .. } => 1,
+                ColumnTransform::OneHot { categories, .. } => categories.len() as u64,
+                ColumnTransform::Tfidf { idf, .. } => idf.len() as u64,
+                ColumnTransform::Binned { edges, .. } => edges.len() as u64 + 1,
+            })
+        });
+        let mut width = base;
+        for cross in &self.crosses {
+            let (a, b, limit, extra) = match *cross {
+                Cross::Product { a, b } => (a, b, base, 1),
+                Cross::Hashed { a, b, buckets } => {
+                    if buckets == 0 {
+                        return Err(InvalidPipeline::NoBuckets);
+                    }
+                    (a, b, columns as u64, u64::from(buckets))
+                }
+            };
+            if let Some(index) = [a, b].into_iter().find(|i| *i as u64 >= limit) {
+                return Err(InvalidPipeline::Cross { index, limit: limit as usize });
+            }
+            width = width.saturating_add(extra);
+        }
+        if width > MAX_FEATURES as u64 {
+            return Err(InvalidPipeline::TooWide { width });
+        }
+        let mut made = width as usize;
+        if let Some(p) = &self.projection {
+            let inputs: std::collections::BTreeSet<usize> = p.inputs.iter().copied().collect();
+            let shaped = inputs.len() == p.inputs.len()
+                && p.inputs.iter().all(|i| *i < made)
+                && p.mean.len() == p.inputs.len()
+                && p.components.len() <= MAX_FEATURES
+                && p.components.iter().all(|c| c.len() == p.inputs.len());
+            if !shaped {
+                return Err(InvalidPipeline::Projection);
+            }
+            made = made - inputs.len() + p.components.len();
+        }
+        if made != self.features {
+            return Err(InvalidPipeline::Features { claimed: self.features, made });
+        }
+        Ok(())
+    }
+
     pub fn column_features(&self) -> usize {
         self.transforms
             .iter()
@@ -328,6 +390,31 @@ impl FittedPipeline {
             })
             .sum()
     }
+}
+
+/// The most features a pipeline may make (before any projection): a
+/// million columns of f32 is 4 MB per row already.
+pub const MAX_FEATURES: usize = 1 << 20;
+
+/// Why a stored pipeline cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidPipeline {
+    #[error("the pipeline has {transforms} transforms for {columns} columns")]
+    Columns { columns: usize, transforms: usize },
+    #[error("the pipeline's label {label} is not one of its {columns} columns")]
+    Label { label: usize, columns: usize },
+    #[error("a text column hashes its words into zero buckets")]
+    TextBuckets,
+    #[error("a hashed cross has zero buckets")]
+    NoBuckets,
+    #[error("a cross names index {index}, beyond the {limit} it crosses from")]
+    Cross { index: usize, limit: usize },
+    #[error("the pipeline would make {width} features, more than the {MAX_FEATURES} allowed")]
+    TooWide { width: u64 },
+    #[error("the projection's inputs, means and components do not fit together or the features")]
+    Projection,
+    #[error("the pipeline says it makes {claimed} features, but its transforms make {made}")]
+    Features { claimed: usize, made: usize },
 }
 
 /// Maps an f64 to a u64 whose unsigned order is the float's order, so exact
@@ -354,5 +441,43 @@ mod tests {
         for v in values {
             assert_eq!(from_order_key(order_key(v)).to_bits(), v.to_bits());
         }
+    }
+
+    /// Two numeric columns and a categorical label: two features.
+    fn pipeline() -> FittedPipeline {
+        let numeric = ColumnTransform::Numeric { fill: 0.0, offset: 0.0, scale: 1.0 };
+        FittedPipeline {
+            spec: PipelineSpec::default(),
+            columns: vec!["x".into(), "y".into(), "label".into()],
+            transforms: vec![numeric.clone(), numeric, ColumnTransform::Drop],
+            label: 2,
+            classes: vec!["a".into(), "b".into()],
+            features: 2,
+            task: Task::Classification,
+            target: None,
+            crosses: vec![],
+            projection: None,
+        }
+    }
+
+    /// Fuzz regressions: a stored pipeline whose label, crosses or widths
+    /// do not fit its columns panicked its readers, or (a hashed cross of
+    /// 2^32 buckets) asked for a matrix no node can hold.
+    #[test]
+    fn a_pipeline_that_does_not_fit_its_columns_is_refused() {
+        assert_eq!(pipeline().validate(), Ok(()));
+        let label = FittedPipeline { label: 3, ..pipeline() };
+        assert_eq!(label.validate(), Err(InvalidPipeline::Label { label: 3, columns: 3 }));
+        let short = FittedPipeline { transforms: vec![ColumnTransform::Drop], ..pipeline() };
+        assert_eq!(short.validate(), Err(InvalidPipeline::Columns { columns: 3, transforms: 1 }));
+        let cross = FittedPipeline { crosses: vec![Cross::Product { a: 0, b: 2 }], features: 3, ..pipeline() };
+        assert_eq!(cross.validate(), Err(InvalidPipeline::Cross { index: 2, limit: 2 }));
+        let wide = FittedPipeline { crosses: vec![Cross::Hashed { a: 0, b: 1, buckets: u32::MAX }], ..pipeline() };
+        assert!(matches!(wide.validate(), Err(InvalidPipeline::TooWide { .. })));
+        let claimed = FittedPipeline { features: 5, ..pipeline() };
+        assert_eq!(claimed.validate(), Err(InvalidPipeline::Features { claimed: 5, made: 2 }));
+        let projection = Projection { inputs: vec![0, 7], mean: vec![0.0; 2], components: vec![], explained: vec![] };
+        let projected = FittedPipeline { projection: Some(projection), ..pipeline() };
+        assert_eq!(projected.validate(), Err(InvalidPipeline::Projection));
     }
 }

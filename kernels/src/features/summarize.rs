@@ -13,16 +13,17 @@ use super::sketch::{SKETCH_CAPACITY, sketch};
 /// Distinct values counted exactly per column before giving up (`overflow`).
 pub const MAX_DISTINCT: usize = 1 << 16;
 
-/// The label of row `row` as text (classes are named by their text).
+/// The label of row `row` as text (classes are named by their text); none
+/// when missing, or when the shard has no such column or row.
 pub fn label_text(shard: &Shard, label: usize, row: usize) -> Option<String> {
-    match &shard.columns[label] {
+    match shard.columns.get(label)? {
         ShardColumn::Numeric(values) => {
-            let v = values[row];
+            let v = *values.get(row)?;
             (!v.is_nan())
                 .then(|| if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { v.to_string() })
         }
-        ShardColumn::Categorical { values, codes } => values.get(codes[row] as usize).cloned(),
-        ShardColumn::Text(values) => values[row].clone(),
+        ShardColumn::Categorical { values, codes } => values.get(*codes.get(row)? as usize).cloned(),
+        ShardColumn::Text(values) => values.get(row)?.clone(),
     }
 }
 
@@ -149,5 +150,24 @@ pub fn merge(into: &mut DataSummary, other: &DataSummary) {
         a.documents += b.documents;
         a.overflow |= b.overflow || a.numbers.len() > MAX_DISTINCT;
         super::sketch::merge_sketch(&mut a.sketch, &b.sketch, SKETCH_CAPACITY);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fuzz regression: a stored pipeline naming a label column the shard
+    /// lacks (or a row past a short column) panicked here.
+    #[test]
+    fn a_label_outside_the_shard_reads_as_missing() {
+        let shard = Shard {
+            first_row: 0,
+            columns: vec![ShardColumn::Numeric(vec![3.0])],
+            splits: vec![Split::Train, Split::Train],
+        };
+        assert_eq!(label_text(&shard, 0, 0).as_deref(), Some("3"));
+        assert_eq!(label_text(&shard, 0, 1), None);
+        assert_eq!(label_text(&shard, 5, 0), None);
     }
 }

@@ -41,7 +41,9 @@ enum Dtype {
 
 impl Dtype {
     fn parse(descr: &str) -> Option<Self> {
-        let (order, code) = descr.split_at(1);
+        // Checked: the descr is peer text, and a first character of more
+        // than one byte made `split_at` panic (found by fuzzing).
+        let (order, code) = descr.split_at_checked(1)?;
         if order == ">" && !matches!(code, "i1" | "u1" | "b1") {
             return None; // big-endian data is rare; refuse rather than misread
         }
@@ -277,6 +279,15 @@ mod tests {
         wide.extend(npy("<f8", &format!("(2, {})", 1u64 << 40), &[0u8; 16]));
         let err = ingest_npy(&wide[..], &options(), |_| Ok(ContentId::of(b"x"))).unwrap_err().to_string();
         assert!(err.contains("columns; at most"), "{err}");
+    }
+
+    /// Fuzz regression: a dtype whose first character is more than one
+    /// byte panicked the header parser (`split_at` inside a character).
+    #[test]
+    fn a_dtype_starting_with_a_wide_character_is_refused() {
+        let file = npy("é8", "(2,)", &[0u8; 16]);
+        let err = ingest_npy(&file[..], &options(), |_| Ok(ContentId::of(b"x"))).unwrap_err().to_string();
+        assert!(err.contains("dtype 'é8' is not"), "{err}");
     }
 
     fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {

@@ -97,7 +97,10 @@ pub async fn read_manifest(storage: &Storage, meta: &BlobMeta) -> Result<Dataset
 /// Decodes a shard blob held locally.
 pub async fn read_shard(storage: &Storage, meta: &BlobMeta) -> Result<Shard, DataError> {
     let bytes = read_blob(storage, meta).await.map_err(|e| DataError::Store(e.to_string()))?;
-    codec::decode(&bytes, codec::MAX_RECORD).map_err(|e| DataError::Store(format!("shard {}: {e}", meta.id)))
+    let shard: Shard =
+        codec::decode(&bytes, codec::MAX_RECORD).map_err(|e| DataError::Store(format!("shard {}: {e}", meta.id)))?;
+    shard.validate().map_err(|e| DataError::Store(format!("shard {}: {e}", meta.id)))?;
+    Ok(shard)
 }
 
 /// The ids a dataset's manifest keeps alive.

@@ -1,5 +1,5 @@
 //! What a fuzz target needs around the value it decodes: a small dataset
-//! (numeric, categorical and text columns), its fitted pipeline, a trained
+//! (numeric and categorical columns), its fitted pipeline, a trained
 //! model of a network and trees, and a boosted job's session. Built once
 //! per process by the same code a node runs, so a decoded value meets the
 //! state it would meet on a node.
@@ -14,9 +14,7 @@ use mass_protocol::{
     ContentId, codec,
     dataset::{ColumnKind, DatasetManifest, Schema, Shard, Split},
     features::{DataSummary, FittedPipeline, PipelineSpec, TextSpec},
-    jobs::{
-        Combine, EnsembleSpec, Evaluation, JobSpec, Learner, ModelManifest, ModelSpec, Placement, Task, TreeSpec,
-    },
+    jobs::{Combine, EnsembleSpec, Evaluation, JobSpec, Learner, ModelManifest, ModelSpec, Placement, Task, TreeSpec},
 };
 
 use crate::{
@@ -75,7 +73,8 @@ pub fn csv() -> String {
     let mut csv = String::from("x,y,color,note,label\n");
     for i in 0..48u32 {
         let class = i % 3;
-        let x = if i % 11 == 5 { String::new() } else { format!("{}", f64::from(class) * 2.0 + f64::from(i % 5) * 0.3) };
+        let x =
+            if i % 11 == 5 { String::new() } else { format!("{}", f64::from(class) * 2.0 + f64::from(i % 5) * 0.3) };
         let y = f64::from(i) * 0.25 - 3.0;
         let color = if i % 13 == 7 { "" } else { colors[((i / 3 + class) % 3) as usize] };
         let note = words[(i % 4) as usize];
@@ -95,9 +94,10 @@ pub fn ingest_options() -> IngestOptions {
     }
 }
 
-fn build() -> Fixture {
+/// The fixture's CSV ingested with `options`, and a pipeline fitted on it.
+fn ingest_and_fit(options: &IngestOptions) -> (DatasetManifest, Vec<Shard>, PipelineSpec, DataSummary, FittedPipeline) {
     let mut shards = Vec::new();
-    let manifest = ingest(csv().as_bytes(), &ingest_options(), |shard| {
+    let manifest = ingest(csv().as_bytes(), options, |shard| {
         shards.push(shard.clone());
         Ok(ContentId::of(&codec::encode(shard).expect("shards encode")))
     })
@@ -115,6 +115,19 @@ fn build() -> Fixture {
         );
     }
     let pipeline = mass_kernels::features::fit(&spec, &manifest.schema, &summary).expect("the fixture's pipeline fits");
+    (manifest, shards, spec, summary, pipeline)
+}
+
+/// A pipeline with a TF-IDF column (the fixture's `note` read as text), for
+/// the pipeline target's seeds: the fixture itself keeps `note`
+/// categorical, since tree models refuse text columns.
+pub fn text_pipeline() -> FittedPipeline {
+    ingest_and_fit(&ingest_options()).4
+}
+
+fn build() -> Fixture {
+    let options = IngestOptions { kinds: BTreeMap::new(), ..ingest_options() };
+    let (manifest, shards, spec, summary, pipeline) = ingest_and_fit(&options);
     let of = |split: Split| -> Vec<RowSet> {
         shards.iter().map(|s| rows_where(&pipeline, s, |got, _| got == split).expect("fixture rows")).collect()
     };
@@ -122,8 +135,9 @@ fn build() -> Fixture {
     let all = RowSet::concat(train.clone(), Task::Classification, pipeline.features).expect("fixture rows");
     let classes = pipeline.classes.len();
     let tree_spec = TreeSpec { trees: 3, leaves: 4, min_rows: 2, bins: 16, ..TreeSpec::default() };
-    let setup = learners::boost_setup(&ModelSpec::of(Learner::Gbdt(tree_spec.clone())), &tree_spec, &pipeline, &summary, 3)
-        .expect("the fixture's trees set up");
+    let setup =
+        learners::boost_setup(&ModelSpec::of(Learner::Gbdt(tree_spec.clone())), &tree_spec, &pipeline, &summary, 3)
+            .expect("the fixture's trees set up");
     let linear = ModelSpec { epochs: Some(5), ..ModelSpec::of(Learner::Linear) };
     let trees = ModelSpec::of(Learner::Gbdt(tree_spec.clone()));
     let members: Vec<Member> = [(&linear, None), (&trees, Some(&setup))]
@@ -143,6 +157,7 @@ fn build() -> Fixture {
         seed: 1,
         task: Some(Task::Classification),
         placement: Placement::Capacity,
+        trial: None,
     };
     let model_manifest = ModelManifest {
         name: "fuzz".into(),
@@ -159,6 +174,7 @@ fn build() -> Fixture {
         task: Task::Classification,
         combine: Combine::Mean,
         parts: vec![],
+        study: None,
     };
     let model = LoadedModel::trained(
         ContentId::of(b"fuzz model"),

@@ -164,7 +164,7 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
         checkpoint(mesh, record).await?;
     }
 
-    let pipeline: FittedPipeline = mesh.load(pipeline_id).await?;
+    let pipeline = mesh.load_pipeline(pipeline_id).await?;
     let boosted_across =
         matches!(record.spec.spec.learner, Learner::Gbdt(_)) && matches!(record.spec.ensemble, EnsembleSpec::Single);
     let (members, member_ids) = match record.spec.ensemble {
@@ -198,7 +198,7 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
     }
     let mut shards = Vec::new();
     for info in &manifest.shards {
-        shards.push(mesh.load::<Shard>(info.id).await?);
+        shards.push(mesh.load_shard(info.id).await?);
     }
     let classes = pipeline.classes.clone();
     let stacked = matches!(record.spec.ensemble, EnsembleSpec::Stacking { .. });
@@ -340,7 +340,7 @@ async fn boosted(
     let mut shards = Vec::new();
     if pipeline.task == Task::Classification {
         for info in &manifest.shards {
-            shards.push(mesh.load::<Shard>(info.id).await?);
+            shards.push(mesh.load_shard(info.id).await?);
         }
     }
     let shards = std::sync::Arc::new(shards);

@@ -73,7 +73,7 @@ pub fn runnable(spec: &JobSpec, manifest: &DatasetManifest) -> Result<Task, Stri
 /// Features the default pipeline would make of the dataset's columns (an
 /// upper bound before it is fitted): one per number, one per category seen,
 /// the hash buckets of each text column.
-fn feature_bound(spec: &JobSpec, manifest: &DatasetManifest) -> u64 {
+pub(crate) fn feature_bound(spec: &JobSpec, manifest: &DatasetManifest) -> u64 {
     manifest
         .schema
         .columns

@@ -151,14 +151,18 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
     // Peers send specs too; a trainer checks what it is asked to do.
     work.spec.validate()?;
     let start = if work.start.is_empty() { None } else { Some(average(mesh, &work.start).await?) };
-    let pipeline: FittedPipeline = mesh.load(work.pipeline).await?;
+    let pipeline = mesh.load_pipeline(work.pipeline).await?;
     let setup: Option<BoostSetup> = match work.setup {
-        Some(id) => Some(mesh.load(id).await?),
+        Some(id) => {
+            let setup: BoostSetup = mesh.load(id).await?;
+            setup.check(&pipeline).map_err(|e| format!("boosting setup {id}: {e}"))?;
+            Some(setup)
+        }
         None => None,
     };
     let mut loaded = Vec::new();
     for id in &work.shards {
-        loaded.push(mesh.load::<Shard>(*id).await?);
+        loaded.push(mesh.load_shard(*id).await?);
     }
     let mut previous = Vec::new();
     for (id, weight) in &work.boost_from {

@@ -106,7 +106,7 @@ pub async fn predict_shard(
     extend: bool,
 ) -> Result<ShardScores, String> {
     let model = mesh.serving.models.get(mesh, manifest).await?;
-    let rows: Shard = mesh.load(shard).await?;
+    let rows = mesh.load_shard(shard).await?;
     let (mut scores, extended) = mesh
         .compute
         .run_waiting(crate::compute::Work::Inference, move || {

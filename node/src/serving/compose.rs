@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use mass_protocol::{
     ContentId,
-    dataset::Shard,
     jobs::{Combine, Evaluation, ModelManifest},
     serving::{Compose, ModelVersion},
     storage::validate_ref_name,
@@ -118,7 +117,7 @@ async fn evaluate(mesh: &Mesh, model: LoadedModel) -> Result<Evaluation, ServeEr
     let data = read_manifest(&mesh.storage, &meta).await.map_err(|e| ServeError::Unavailable(e.to_string()))?;
     let mut shards = Vec::new();
     for info in &data.shards {
-        shards.push(mesh.load::<Shard>(info.id).await.map_err(ServeError::Unavailable)?);
+        shards.push(mesh.load_shard(info.id).await.map_err(ServeError::Unavailable)?);
     }
     let classes = model.manifest.classes.len();
     let scores = mesh.compute.run_waiting(crate::compute::Work::Evaluation, move || {

@@ -64,7 +64,7 @@ impl LoadedModel {
             let dataset = mesh.ensure_local(manifest.dataset_manifest).await?;
             let schema = read_manifest(&mesh.storage, &dataset).await.map_err(|e| e.to_string())?.schema;
             if manifest.parts.is_empty() {
-                let pipeline: FittedPipeline = mesh.load(manifest.pipeline).await?;
+                let pipeline = mesh.load_pipeline(manifest.pipeline).await?;
                 let mut members = Vec::with_capacity(manifest.members.len());
                 for member in &manifest.members {
                     members.push(mesh.load::<Member>(*member).await?);

@@ -182,6 +182,58 @@ impl BoostSetup {
     pub fn finish_tree(&self, grower: Grower) -> Tree {
         grower.finish(&self.quantizer, self.params.limits.l2, self.params.learning_rate)
     }
+
+    /// Checks a stored setup against the pipeline whose rows it boosts:
+    /// one bin map per feature with bins a histogram can hold, an objective
+    /// for the pipeline's task and classes, a starting score per output and
+    /// finite scales. A crafted setup (a peer can store any bytes) is
+    /// refused here instead of panicking the rows that use it.
+    pub fn check(&self, pipeline: &mass_protocol::features::FittedPipeline) -> Result<(), InvalidSetup> {
+        if self.bins.len() != pipeline.features {
+            return Err(InvalidSetup::Features { bins: self.bins.len(), features: pipeline.features });
+        }
+        for (feature, bins) in self.bins.iter().enumerate() {
+            let fits = match bins {
+                FeatureBins::Numeric { upper } => upper.len() < 256,
+                FeatureBins::Categorical { bin_of, other } => bin_of.iter().all(|b| b <= other),
+            };
+            if !fits {
+                return Err(InvalidSetup::Bins { feature });
+            }
+        }
+        let expected = match pipeline.task {
+            mass_protocol::jobs::Task::Regression => Objective::Squared,
+            mass_protocol::jobs::Task::Classification => Objective::for_task(Some(pipeline.classes.len())),
+        };
+        if self.objective != expected {
+            return Err(InvalidSetup::Objective { got: self.objective, expected });
+        }
+        if self.init.len() != self.objective.scores_per_row() || self.init.iter().any(|v| !v.is_finite()) {
+            return Err(InvalidSetup::Init { got: self.init.len(), expected: self.objective.scores_per_row() });
+        }
+        let p = &self.params;
+        let scales = [self.quantizer.g_scale, self.quantizer.h_scale, p.learning_rate, p.limits.l2];
+        let fractions = [p.row_fraction, p.feature_fraction];
+        if scales.iter().any(|v| !v.is_finite() || *v < 0.0) || fractions.iter().any(|f| !(*f > 0.0 && *f <= 1.0)) {
+            return Err(InvalidSetup::Params);
+        }
+        Ok(())
+    }
+}
+
+/// Why a stored boosting setup cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidSetup {
+    #[error("the setup bins {bins} features but the pipeline makes {features}")]
+    Features { bins: usize, features: usize },
+    #[error("feature {feature}'s bins do not fit a histogram (at most 256, categories within them)")]
+    Bins { feature: usize },
+    #[error("the setup's objective is {got:?} but the pipeline's task needs {expected:?}")]
+    Objective { got: Objective, expected: Objective },
+    #[error("the setup has {got} finite starting scores, not the {expected} its objective needs")]
+    Init { got: usize, expected: usize },
+    #[error("the setup's scales or fractions are not finite, or out of range")]
+    Params,
 }
 
 /// Early stopping's bookkeeping: the best validation loss and its round.
@@ -410,6 +462,40 @@ fn boost<'scope, 'env, 's: 'scope>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzz regression: a stored setup whose starting scores or objective
+    /// did not match the pipeline's classes panicked the rows computing
+    /// gradients (`objective.rs`, index out of range); now refused by name.
+    #[test]
+    fn a_setup_that_does_not_fit_the_pipeline_is_refused() {
+        use mass_protocol::{features::*, jobs::Task};
+        let pipeline = FittedPipeline {
+            spec: PipelineSpec::default(),
+            columns: vec!["x".into(), "label".into()],
+            transforms: vec![ColumnTransform::Numeric { fill: 0.0, offset: 0.0, scale: 1.0 }, ColumnTransform::Drop],
+            label: 1,
+            classes: vec!["a".into(), "b".into(), "c".into()],
+            features: 1,
+            task: Task::Classification,
+            target: None,
+            crosses: vec![],
+            projection: None,
+        };
+        let setup = BoostSetup {
+            bins: vec![FeatureBins::Numeric { upper: vec![0.5, f32::INFINITY] }],
+            objective: Objective::Softmax { classes: 3 },
+            init: vec![0.0; 3],
+            quantizer: Quantizer { g_scale: 1.0, h_scale: 1.0 },
+            params: BoostParams::default(),
+        };
+        assert_eq!(setup.check(&pipeline), Ok(()));
+        let short = BoostSetup { init: vec![0.0], ..setup.clone() };
+        assert_eq!(short.check(&pipeline), Err(InvalidSetup::Init { got: 1, expected: 3 }));
+        let wrong = BoostSetup { objective: Objective::Softmax { classes: 9 }, ..setup.clone() };
+        assert!(matches!(wrong.check(&pipeline), Err(InvalidSetup::Objective { .. })));
+        let bins = BoostSetup { bins: vec![FeatureBins::Categorical { bin_of: vec![0, 9], other: 2 }], ..setup };
+        assert_eq!(bins.check(&pipeline), Err(InvalidSetup::Bins { feature: 0 }));
+    }
     use crate::features::sketch::sketch;
     use rand::{Rng, SeedableRng, rngs::StdRng};
 

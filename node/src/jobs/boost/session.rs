@@ -26,8 +26,19 @@ pub struct Rows {
     train_ranges: Vec<Range<usize>>,
     validation_ranges: Vec<Range<usize>>,
     round: u32,
+    /// Whether a round has started (and so every output has gradients).
+    started: bool,
     /// Histograms built for the current step, by (output, node).
     built: HashMap<(u32, u32), Histogram>,
+}
+
+/// Why a worker cannot answer a request for histogram slices.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SliceError {
+    #[error("no round has started on these rows; start one before asking for histograms")]
+    NotStarted,
+    #[error("output {output} is not one of the job's {outputs} outputs")]
+    Output { output: u32, outputs: usize },
 }
 
 /// The merged histograms of the owned slice of features, by (output, node).
@@ -99,7 +110,7 @@ impl Rows {
                 validation.apply(tree, k);
             }
         }
-        Self { train, validation, train_ranges, validation_ranges, round: 0, built: HashMap::new() }
+        Self { train, validation, train_ranges, validation_ranges, round: 0, started: false, built: HashMap::new() }
     }
 
     /// Gradients and sample of round `round`, every output's tree started;
@@ -107,6 +118,7 @@ impl Rows {
     pub fn start_round(&mut self, plan: &Plan, round: u32) -> Vec<BinSum> {
         let params = &plan.setup.params;
         self.round = round;
+        self.started = true;
         self.built.clear();
         self.train.start_round(&plan.setup.quantizer, params.seed, u64::from(round), params.row_fraction);
         let outputs = plan.setup.objective.scores_per_row();
@@ -119,10 +131,24 @@ impl Rows {
     }
 
     /// The bins of `features` of each item's node, applying its split first
-    /// (once: several owners ask for the same node).
-    pub fn slices(&mut self, plan: &Plan, features: Range<usize>, items: &[SliceItem]) -> Vec<SparseSlice> {
+    /// (once: several owners ask for the same node). Items come from a
+    /// peer: an output the job lacks, or a request before any round
+    /// started (no gradients yet), is refused rather than indexed.
+    pub fn slices(
+        &mut self,
+        plan: &Plan,
+        features: Range<usize>,
+        items: &[SliceItem],
+    ) -> Result<Vec<SparseSlice>, SliceError> {
+        if !self.started {
+            return Err(SliceError::NotStarted);
+        }
+        let outputs = plan.setup.objective.scores_per_row();
+        if let Some(item) = items.iter().find(|i| i.output as usize >= outputs) {
+            return Err(SliceError::Output { output: item.output, outputs });
+        }
         let bins = plan.bins_of(&features);
-        items
+        let slices = items
             .iter()
             .map(|item| {
                 let output = item.output as usize;
@@ -149,7 +175,8 @@ impl Rows {
                         .collect(),
                 }
             })
-            .collect()
+            .collect();
+        Ok(slices)
     }
 
     /// Adds the round's trees to every row's score; the summed loss of
@@ -262,7 +289,34 @@ pub fn feature_slices(layout: &Layout, parts: usize) -> Vec<Range<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mass_kernels::models::gbdt::bins::FeatureBins;
+    use mass_kernels::models::gbdt::{BoostParams, bins::FeatureBins, histogram::Quantizer, objective::Objective};
+
+    /// Fuzz regression: a peer's slice request naming an output the job
+    /// lacks, or arriving before any round started, indexed gradients that
+    /// do not exist (`rows.rs`, index out of bounds) and panicked a worker.
+    #[test]
+    fn slices_of_an_unknown_output_or_before_a_round_are_refused() {
+        let setup = BoostSetup {
+            bins: vec![FeatureBins::Numeric { upper: vec![0.5, f32::INFINITY] }],
+            objective: Objective::Logistic,
+            init: vec![0.0],
+            quantizer: Quantizer { g_scale: 1.0, h_scale: 1.0 },
+            params: BoostParams::default(),
+        };
+        let layout = Layout::new(&setup.bins);
+        let plan = Plan { job: ContentId::of(b"job"), generation: 1, setup, layout, slice: 0..1, workers: vec![] };
+        let part = RowSet {
+            x: ndarray::Array2::from_shape_vec((4, 1), vec![0.0, 1.0, 0.0, 1.0]).unwrap(),
+            labels: Labels::Classes(vec![0, 1, 0, 1]),
+            global_rows: vec![0, 1, 2, 3],
+        };
+        let mut rows = Rows::new(&plan, &[part], &[], &[]);
+        let item = |output| SliceItem { output, order: None, node: 0 };
+        assert_eq!(rows.slices(&plan, 0..1, &[item(0)]), Err(SliceError::NotStarted));
+        rows.start_round(&plan, 0);
+        assert_eq!(rows.slices(&plan, 0..1, &[item(7)]), Err(SliceError::Output { output: 7, outputs: 1 }));
+        assert_eq!(rows.slices(&plan, 0..1, &[item(0)]).map(|s| s.len()), Ok(1));
+    }
 
     #[test]
     fn slices_cover_every_feature_once_with_about_equal_bins() {

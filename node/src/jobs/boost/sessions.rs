@@ -16,8 +16,7 @@ use libp2p::PeerId;
 use mass_kernels::models::gbdt::{BoostSetup, histogram::Layout, tree::Tree};
 use mass_protocol::{
     ContentId,
-    dataset::{Shard, Split},
-    features::FittedPipeline,
+    dataset::Split,
     rpc::{Request, Response},
 };
 use tracing::debug;
@@ -105,15 +104,16 @@ pub async fn handle(mesh: &Mesh, request: BoostRequest) -> Result<BoostReply, St
         BoostRequest::Open { job, generation, setup, pipeline, shards, rounds, slice, workers } => {
             sessions.make_room(&job)?;
             let setup: BoostSetup = mesh.load(setup).await?;
-            let pipeline: FittedPipeline = mesh.load(pipeline).await?;
+            let pipeline = mesh.load_pipeline(pipeline).await?;
             let layout = Layout::new(&setup.bins);
             let slice = slice.0 as usize..slice.1 as usize;
-            if slice.start > slice.end || slice.end > layout.features() || setup.bins.len() != pipeline.features {
-                return Err("the feature slice or bins do not fit the pipeline".into());
+            setup.check(&pipeline).map_err(|e| format!("boosting setup: {e}"))?;
+            if slice.start > slice.end || slice.end > layout.features() {
+                return Err("the feature slice does not fit the pipeline".into());
             }
             let mut loaded = Vec::new();
             for id in &shards {
-                loaded.push(mesh.load::<Shard>(*id).await?);
+                loaded.push(mesh.load_shard(*id).await?);
             }
             let mut trees: Vec<Vec<Tree>> = Vec::new();
             for id in &rounds {
@@ -167,7 +167,7 @@ pub async fn handle(mesh: &Mesh, request: BoostRequest) -> Result<BoostReply, St
             let mut rows = session.rows.clone().lock_owned().await;
             let plan = session.plan.clone();
             let slices = mesh.compute.run_waiting(Work::Boosting, move || rows.slices(&plan, features, &items)).await;
-            Ok(BoostReply::Slices(slices))
+            Ok(BoostReply::Slices(slices.map_err(|e| e.to_string())?))
         }
         BoostRequest::Merge { job, generation, items } => {
             let session = sessions.get(&job, generation)?;

@@ -20,7 +20,11 @@ use mass_protocol::{
 };
 
 use crate::{
-    fuzz::{fit_pipeline, fixture::fixture, merge_roots, root_items},
+    fuzz::{
+        boost::{merge_roots, root_items},
+        fixture::fixture,
+        records::fit_pipeline,
+    },
     jobs::boost::messages::{BoostReply, BoostRequest, SliceItem, SparseSlice},
     mesh::moments_of,
 };
@@ -49,6 +53,7 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("ref_record", vec![enc(&ref_record())]),
         ("csv", csvs()),
         ("npy", npys()),
+        ("job_spec_json", job_specs()),
         ("predict_json", predict_bodies()),
     ]
 }
@@ -65,7 +70,10 @@ fn advert() -> Advert {
             memory_bytes: 1 << 34,
             gemm_gflops: 180.5,
             gpus: vec![],
-            bridges: vec![BridgeInfo { status: BridgeStatus::Up, ..BridgeInfo::declared("fpga0", "fpga", "tcp://x:1") }],
+            bridges: vec![BridgeInfo {
+                status: BridgeStatus::Up,
+                ..BridgeInfo::declared("fpga0", "fpga", "tcp://x:1")
+            }],
             capacity_gflops: 90.25,
         },
         load: Load {
@@ -220,8 +228,10 @@ fn boost_replies() -> Vec<BoostReply> {
     let roots = rows.start_round(&plan, 0);
     let items = root_items(&plan, &roots);
     let wanted: Vec<SliceItem> = items.iter().map(|i| SliceItem { output: i.output, order: None, node: 0 }).collect();
-    let slices = rows.slices(&plan, plan.slice.clone(), &wanted);
-    let best = merge_roots(&plan, &mut f.rows(&plan), &roots);
+    let slices = rows.slices(&plan, plan.slice.clone(), &wanted).expect("the fixture's own outputs");
+    let mut fresh = f.rows(&plan);
+    fresh.start_round(&plan, 0);
+    let best = merge_roots(&plan, &mut fresh, &roots);
     vec![
         BoostReply::Opened { rows: 30 },
         BoostReply::Roots(roots),
@@ -273,10 +283,16 @@ fn job_records() -> Vec<JobRecord> {
     vec![record(spec), record(gbdt), record(pca)]
 }
 
+/// The job records' specs as `POST /v1/jobs` bodies.
+fn job_specs() -> Vec<Vec<u8>> {
+    job_records().iter().map(|r| serde_json::to_vec_pretty(&r.spec).expect("specs are JSON")).collect()
+}
+
 fn model_manifests() -> Vec<Vec<u8>> {
     let f = fixture();
     let trained = f.model_manifest.clone();
-    let weighted = mass_protocol::jobs::ModelManifest { combine: Combine::WeightedMean(vec![1.0, 2.0]), ..trained.clone() };
+    let weighted =
+        mass_protocol::jobs::ModelManifest { combine: Combine::WeightedMean(vec![1.0, 2.0]), ..trained.clone() };
     let composed = mass_protocol::jobs::ModelManifest {
         members: vec![],
         parts: vec![ContentId::of(b"a"), ContentId::of(b"b")],
@@ -300,13 +316,13 @@ fn pipelines() -> Vec<FittedPipeline> {
         },
         PipelineSpec { encode: mass_protocol::features::Encode::Ordinal, pca: Some(2), ..f.spec.clone() },
     ];
-    let mut pipelines = vec![f.pipeline.clone()];
+    let mut pipelines = vec![f.pipeline.clone(), super::fixture::text_pipeline()];
     pipelines.extend(specs.iter().filter_map(|spec| fit_pipeline(f.schema(), &f.shards, spec)).map(|(p, _)| p));
     pipelines
 }
 
 fn csvs() -> Vec<Vec<u8>> {
-    let mut csvs = vec![super::super::fixture::csv().into_bytes()];
+    let mut csvs = vec![super::fixture::csv().into_bytes()];
     for name in ["iris", "wine", "diabetes", "breast_cancer"] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/data/{name}.csv"));
         let text = std::fs::read_to_string(path).expect("tests/data reads");
@@ -342,8 +358,11 @@ fn npys() -> Vec<Vec<u8>> {
     let u1 = vec![0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
     vec![
         [labels.clone(), npy("<f4", "(4, 2)", &f4)].concat(),
-        [npy("<f8", "(2,)", &[1.0f64, 0.0].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>()), npy("<f8", "(2, 3)", &f8)]
-            .concat(),
+        [
+            npy("<f8", "(2,)", &[1.0f64, 0.0].iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>()),
+            npy("<f8", "(2, 3)", &f8),
+        ]
+        .concat(),
         [labels, npy("|u1", "(4, 3)", &u1)].concat(),
         [npy("<u2", "(3,)", &[1, 0, 2, 0, 1, 0]), npy("<i4", "(3, 1)", &[1, 0, 0, 0, 255, 255, 255, 255, 7, 0, 0, 0])]
             .concat(),
