@@ -21,9 +21,14 @@
 //!   requests).
 //! - [`serve`]: what serving does with rows and models, shared by the above.
 //! - [`fixture`]: the dataset, pipeline, model and session targets run on.
-//! - [`mutate`]: the stable runner's input generator; [`seeds`]: the seed
-//!   corpus, generated from the fixture.
+//! - [`mutate`]: the stable runner's input generator; `seeds`: the seed
+//!   corpus, generated from the fixture; `alloc`: the cap on a single
+//!   allocation while a target runs (the node's test binary only).
 
+// An allocator is unsafe code by nature; test builds only.
+#[cfg(test)]
+#[allow(unsafe_code)]
+mod alloc;
 pub mod boost;
 pub mod fixture;
 pub mod mutate;
@@ -37,6 +42,12 @@ pub mod uploads;
 pub mod wire;
 
 use mass_protocol::codec;
+
+/// The node's test binary allocates through the fuzz cap (inert outside a
+/// fuzz run).
+#[cfg(test)]
+#[global_allocator]
+static ALLOCATOR: alloc::Capped = alloc::Capped;
 
 /// A fuzz target: any bytes in, no panic out.
 pub type Target = fn(&[u8]);

@@ -10,6 +10,8 @@
 //! - `MASS_FUZZ_SECONDS`: wall-clock cap per target (default [`SECONDS`]);
 //!   a target that reaches it stops early and says how many runs it made,
 //!   so a slow machine shortens the run instead of timing out CI.
+//! - `MASS_FUZZ_ALLOC_CAP`: the largest single allocation a target may make
+//!   (bytes; default 256 MiB, see [`super::alloc`]).
 //!
 //! `write_seed_corpus` (ignored) regenerates the `seed-*` files.
 
@@ -21,7 +23,7 @@ use std::{
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
-use super::{TARGETS, Target, mutate};
+use super::{TARGETS, Target, alloc, mutate};
 
 /// The default seed.
 const SEED: u64 = 0x6d61_7373_6675_7a7a;
@@ -51,15 +53,18 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// Runs `target` on `input`; a panic fails the test with what replays it.
+/// Runs `target` on `input`, with single allocations capped; a panic
+/// fails the test with what replays it (an allocation over the cap prints
+/// the same and aborts).
 fn check(name: &str, target: Target, input: &[u8], origin: &str) {
-    if catch_unwind(AssertUnwindSafe(|| target(input))).is_err() {
-        panic!(
-            "fuzz target {name} panicked on {origin} ({} bytes); input as hex:\n{}\nSave it under fuzz/corpus/{name}/ \
-             and fix the decoder or the code after it.",
-            input.len(),
-            hex::encode(input)
-        );
+    let note = format!(
+        "fuzz target {name} on {origin} ({} bytes); input as hex:\n{}\nSave it under fuzz/corpus/{name}/ and fix \
+         the decoder or the code after it.",
+        input.len(),
+        hex::encode(input)
+    );
+    if catch_unwind(AssertUnwindSafe(|| alloc::armed(&note, || target(input)))).is_err() {
+        panic!("panicked: {note}");
     }
 }
 
@@ -73,6 +78,7 @@ fn run_target(name: &str) {
     let seed = env_or("MASS_FUZZ_SEED", SEED);
     let runs = env_or("MASS_FUZZ_RUNS", RUNS);
     let cap = Duration::from_secs(env_or("MASS_FUZZ_SECONDS", SECONDS));
+    alloc::set_cap(env_or("MASS_FUZZ_ALLOC_CAP", alloc::DEFAULT_CAP));
     // Each target its own stream, so one target's runs replay alone.
     let stream = u64::from_le_bytes(blake3::hash(name.as_bytes()).as_bytes()[..8].try_into().expect("8 bytes"));
     let mut rng = StdRng::seed_from_u64(seed ^ stream);
@@ -154,4 +160,19 @@ fn write_seed_corpus() {
             std::fs::write(dir.join(format!("seed-{i:02}")), seed).expect("seed written");
         }
     }
+}
+
+/// What a node writes, its readers must accept: the checks added for
+/// crafted records refuse none of the fixture's honest ones.
+#[test]
+fn honest_records_pass_the_checks_made_on_read() {
+    let f = super::fixture::fixture();
+    for shard in &f.shards {
+        shard.validate().expect("the fixture's shards are valid");
+    }
+    for pipeline in super::seeds::pipelines() {
+        pipeline.validate().expect("fitted pipelines are valid");
+    }
+    f.setup.check(&f.pipeline).expect("the fixture's boosting setup fits its pipeline");
+    f.schema().validate().expect("the fixture's schema is valid");
 }

@@ -305,7 +305,7 @@ fn model_manifests() -> Vec<Vec<u8>> {
 
 /// The fixture's pipeline and others fitted with quantile bins, crosses,
 /// ordinal codes and principal components.
-fn pipelines() -> Vec<FittedPipeline> {
+pub(super) fn pipelines() -> Vec<FittedPipeline> {
     let f = fixture();
     let specs = [
         PipelineSpec { bins: Some(4), ..f.spec.clone() },
