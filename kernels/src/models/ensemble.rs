@@ -133,8 +133,12 @@ pub enum AverageError {
 pub fn average(models: &[(&Mlp, f64)]) -> Result<Mlp, AverageError> {
     let (first, _) = models.first().ok_or(AverageError::Empty)?;
     for (index, (m, _)) in models.iter().enumerate() {
+        // Biases too: a stored member is peer bytes, and one with fewer
+        // biases than weight layers panicked the loop below.
         let same = m.weights.len() == first.weights.len()
+            && m.biases.len() == m.weights.len()
             && m.weights.iter().zip(&first.weights).all(|(a, b)| a.raw_dim() == b.raw_dim())
+            && m.biases.iter().zip(&first.biases).all(|(a, b)| a.raw_dim() == b.raw_dim())
             && m.activation == first.activation
             && m.loss == first.loss;
         if !same {
@@ -160,6 +164,22 @@ mod tests {
     use super::*;
     use crate::models::{MlpConfig, Target, metrics::accuracy};
     use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    /// Fuzz regression: a member with fewer bias vectors than weight
+    /// layers (or biases of another width) panicked averaging.
+    #[test]
+    fn members_whose_biases_do_not_fit_their_weights_are_not_averaged() {
+        let (x, y) = problem(40, 1);
+        let config = MlpConfig { hidden: vec![4], epochs: 1, ..MlpConfig::default() };
+        let model = Mlp::fit(x.view(), Target::Classes { labels: &y, classes: 3 }, None, &config).0;
+        let mut short = model.clone();
+        short.biases.pop();
+        assert_eq!(average(&[(&short, 1.0)]).unwrap_err(), AverageError::Shape { index: 0 });
+        let mut wide = model.clone();
+        wide.biases[0] = ndarray::Array1::zeros(9);
+        assert_eq!(average(&[(&model, 1.0), (&wide, 1.0)]).unwrap_err(), AverageError::Shape { index: 1 });
+        assert!(average(&[(&model, 1.0), (&model, 2.0)]).is_ok());
+    }
 
     fn problem(rows: usize, seed: u64) -> (Array2<f32>, Vec<usize>) {
         let mut rng = StdRng::seed_from_u64(seed);

@@ -143,9 +143,16 @@ pub(super) fn accept_ref(local: &mut RefRecord, entry: RefEntry) {
     let known = local.current().map_or(0, |c| c.version);
     let clock = local.current().map_or(0, |c| c.clock);
     if entry.within_bounds(known, clock).is_ok() {
+        let before = local.history.clone();
+        let key = |e: &RefEntry| (e.version, e.clock, e.origin.clone());
+        let old = local.current().map(key);
         local.merge(entry.clone());
-        local.merge(entry);
-        let _ = local.current().map(|c| c.target);
+        // Stored refs are never lost: merging keeps every entry held, moves
+        // the winner only forward, and is idempotent (so gossip converges).
+        assert!(!local.merge(entry), "merging an entry twice changed ref '{}'", local.name);
+        assert!(before.iter().all(|e| local.history.contains(e)), "a merge dropped an entry of '{}'", local.name);
+        let new = local.current().map(key);
+        assert!(new >= old, "a merge moved ref '{}' back", local.name);
     }
 }
 

@@ -126,6 +126,14 @@ pub fn for_pipeline(
     summary: &DataSummary,
     max_bins: usize,
 ) -> Result<Vec<FeatureBins>, String> {
+    // Bins map the column transforms' output only; a job record asking
+    // for trees on crossed or projected features (submission refuses it,
+    // a crafted record need not) would get fewer bins than features.
+    if !pipeline.crosses.is_empty() || pipeline.projection.is_some() {
+        return Err("tree models split on the columns themselves; crosses and principal components are for \
+                    linear and mlp models"
+            .into());
+    }
     let mut bins = Vec::with_capacity(pipeline.features);
     for (i, transform) in pipeline.transforms.iter().enumerate() {
         let column = summary.columns.get(i).ok_or("the statistics have fewer columns than the pipeline")?;
@@ -187,6 +195,32 @@ impl BinnedRows {
 mod tests {
     use super::*;
     use crate::features::sketch::sketch;
+
+    /// Fuzz regression: a crafted job record asking for trees on crossed
+    /// features got a setup with fewer bins than features, which every
+    /// worker then refused; it is now refused where the setup is made.
+    #[test]
+    fn crossed_or_projected_features_get_no_bins() {
+        use mass_protocol::{features::*, jobs::Task};
+        let numeric = ColumnTransform::Numeric { fill: 0.0, offset: 0.0, scale: 1.0 };
+        let pipeline = FittedPipeline {
+            spec: PipelineSpec::default(),
+            columns: vec!["x".into(), "y".into(), "label".into()],
+            transforms: vec![numeric.clone(), numeric, ColumnTransform::Drop],
+            label: 2,
+            classes: vec![],
+            features: 3,
+            task: Task::Regression,
+            target: None,
+            crosses: vec![Cross::Product { a: 0, b: 1 }],
+            projection: None,
+        };
+        let summary = DataSummary { rows: 0, columns: vec![ColumnSummary::default(); 3] };
+        let err = for_pipeline(&pipeline, &summary, 16).unwrap_err();
+        assert!(err.contains("crosses and principal components"), "{err}");
+        let plain = FittedPipeline { crosses: vec![], features: 2, ..pipeline };
+        assert_eq!(for_pipeline(&plain, &summary, 16).map(|b| b.len()), Ok(2));
+    }
 
     #[test]
     fn few_values_get_a_bin_each_and_missing_gets_zero() {
