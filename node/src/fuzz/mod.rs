@@ -7,7 +7,7 @@
 //! is a bug.
 //!
 //! CI runs every target as a seeded, bounded randomized test over the seed
-//! corpus in `fuzz/corpus/` ([`runner`]); cargo-fuzz runs the same
+//! corpus in `fuzz/corpus/` (`runner`); cargo-fuzz runs the same
 //! functions from `fuzz/` where a nightly toolchain exists (see
 //! `fuzz/README.md`). Built for the node's tests and with the `fuzzing`
 //! feature only.
