@@ -306,8 +306,12 @@ impl NodeConfig {
         }
 
         let max_trials = file.http.max_trials.unwrap_or(http::DEFAULT_MAX_TRIALS);
-        if max_trials == 0 {
-            return Err(ConfigError::Invalid("http.max_trials must be at least 1".into()));
+        if max_trials == 0 || max_trials > mass_protocol::studies::MAX_TRIALS {
+            // Journals with more trials are refused on read.
+            return Err(ConfigError::Invalid(format!(
+                "http.max_trials must be 1 to {}",
+                mass_protocol::studies::MAX_TRIALS
+            )));
         }
 
         Ok(Self {

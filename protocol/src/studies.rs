@@ -272,12 +272,31 @@ pub struct StudyRecord {
     pub test: Option<crate::jobs::Evaluation>,
 }
 
+/// Trials a journal may ask for, and run at once, however it was written.
+pub const MAX_TRIALS: usize = 100_000;
+pub const MAX_PARALLEL: usize = 64;
+
 impl StudyRecord {
+    /// Checks what a driver reads: a journal is peer bytes (any peer may
+    /// write its own `study/<id>` ref), and the driver proposes trials up
+    /// to the spec's `parallel` and `trials` in one step, so those are
+    /// bounded here as well as at submission.
     pub fn validate(&self) -> Result<(), String> {
-        if self.trials.len() > 100_000 || self.trials.iter().any(|t| t.runs.len() > 64) {
+        if self.trials.len() > MAX_TRIALS || self.trials.iter().any(|t| t.runs.len() > 64) {
             return Err("the journal has too many trials or runs".into());
         }
-        Ok(())
+        // A trial gets its first run as it is proposed; the driver reads a
+        // running trial's last run.
+        if let Some(t) = self.trials.iter().find(|t| !t.is_over() && t.runs.is_empty()) {
+            return Err(format!("trial {} is running but has no run", t.number));
+        }
+        if self.spec.trials > MAX_TRIALS || self.spec.parallel == 0 || self.spec.parallel > MAX_PARALLEL {
+            return Err(format!(
+                "the journal asks for {} trials, {} at once (at most {MAX_TRIALS}, 1-{MAX_PARALLEL} at once)",
+                self.spec.trials, self.spec.parallel
+            ));
+        }
+        validate_space(&self.spec.space)
     }
 }
 

@@ -19,6 +19,7 @@
 //!   shards, members, refs).
 //! - [`uploads`]: HTTP bodies (CSV and NumPy uploads, job specs, predict
 //!   requests).
+//! - [`studies`]: hyperparameter studies (the submitted spec, the journal).
 //! - [`serve`]: what serving does with rows and models, shared by the above.
 //! - [`fixture`]: the dataset, pipeline, model and session targets run on.
 //! - [`mutate`]: the stable runner's input generator; `seeds`: the seed
@@ -38,6 +39,7 @@ mod runner;
 #[cfg(test)]
 mod seeds;
 pub mod serve;
+pub mod studies;
 pub mod uploads;
 pub mod wire;
 
@@ -75,6 +77,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("npy", uploads::npy),
     ("job_spec_json", uploads::job_spec_json),
     ("predict_json", uploads::predict_json),
+    ("study_json", studies::study_json),
+    ("study_record", studies::study_record),
 ];
 
 /// The target named `name`.

@@ -140,6 +140,8 @@ fuzz_tests!(
     npy,
     job_spec_json,
     predict_json,
+    study_json,
+    study_record,
 );
 
 /// Regenerates the seed files `seed-*` of every target from the fixture

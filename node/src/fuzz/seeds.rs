@@ -55,6 +55,8 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("npy", npys()),
         ("job_spec_json", job_specs()),
         ("predict_json", predict_bodies()),
+        ("study_json", studies().iter().map(|s| serde_json::to_vec_pretty(s).expect("studies are JSON")).collect()),
+        ("study_record", study_records().iter().map(enc).collect()),
     ]
 }
 
@@ -379,4 +381,48 @@ fn predict_bodies() -> Vec<Vec<u8>> {
     .iter()
     .map(|s| s.as_bytes().to_vec())
     .collect()
+}
+
+/// Studies over the fixture's job: random, TPE with successive halving,
+/// grid and genetic.
+fn studies() -> Vec<mass_protocol::studies::StudySpec> {
+    use mass_protocol::studies::{Asha, Domain, Metric, ParamValue, Strategy, StudySpec};
+    let space = std::collections::BTreeMap::from([
+        ("learning_rate".to_owned(), Domain::LogUniform([1e-4, 1e-1])),
+        (
+            "model".to_owned(),
+            Domain::Choice(vec![ParamValue::Text("linear".into()), ParamValue::Text("mlp:16".into())]),
+        ),
+    ]);
+    let study = |strategy, asha| StudySpec {
+        name: "fuzz".into(),
+        base: fixture().model_manifest.spec.clone(),
+        space: space.clone(),
+        strategy,
+        asha,
+        metric: Some(Metric::Accuracy),
+        trials: 6,
+        parallel: 2,
+        seed: 3,
+    };
+    vec![
+        study(Strategy::Random, None),
+        study(Strategy::Tpe { startup: 2 }, Some(Asha { min_resource: 2, eta: 2 })),
+        study(Strategy::Grid { steps: 3 }, None),
+        study(Strategy::Genetic { population: 3, mutation: 0.2 }, None),
+    ]
+}
+
+/// The studies' journals part-way: opened, then a step with every run
+/// finished.
+fn study_records() -> Vec<mass_protocol::studies::StudyRecord> {
+    studies()
+        .into_iter()
+        .map(|spec| {
+            let mut record = crate::studies::plan::open(ContentId::of(b"study"), spec);
+            let id_of = |job: &JobSpec| ContentId::of(&enc(job));
+            crate::studies::plan::advance(&mut record, &Default::default(), &id_of);
+            record
+        })
+        .collect()
 }

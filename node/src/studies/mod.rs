@@ -40,7 +40,7 @@ pub fn cancel_ref(id: &ContentId) -> String {
 pub async fn record(mesh: &Mesh, id: ContentId) -> Result<Option<StudyRecord>, String> {
     let Some(target) = mesh.resolve(&format!("{REF_PREFIX}{id}")).await? else { return Ok(None) };
     let record: StudyRecord = mesh.load(target).await?;
-    record.validate().map_err(|e| format!("study journal {target}: {e}"))?;
+    plan::check_journal(&record).map_err(|e| format!("study journal {target}: {e}"))?;
     if record.id != id {
         return Err(format!("study journal {target} names study {}, not {id}", record.id));
     }

@@ -15,7 +15,7 @@ use mass_protocol::{
 };
 
 /// Trials running at once, at most.
-pub const MAX_PARALLEL: usize = 64;
+pub const MAX_PARALLEL: usize = mass_protocol::studies::MAX_PARALLEL;
 /// Grid points per continuous range, at most.
 const MAX_GRID_STEPS: usize = 100;
 
@@ -78,6 +78,14 @@ pub fn check(spec: &StudySpec, max_trials: usize) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Checks a journal read back from storage: its own bounds, and a spec
+/// this node would have accepted (a journal is peer bytes: any peer may
+/// write its own `study/<id>` ref and skip the checks of `POST /v1/studies`).
+pub fn check_journal(record: &StudyRecord) -> Result<(), String> {
+    record.validate()?;
+    check(&record.spec, mass_protocol::studies::MAX_TRIALS)
 }
 
 /// The values at a domain's ends (every value of a choice).
@@ -456,6 +464,36 @@ mod tests {
             }
         }
         panic!("the study did not finish");
+    }
+
+    /// A journal is peer bytes; one asking for 2^40 trials, or for
+    /// usize::MAX at once, had `advance` propose trials until memory ran
+    /// out. The check on every read refuses it.
+    #[test]
+    fn a_journal_asking_for_unbounded_trials_is_refused_on_read() {
+        let mut record = open(ContentId::of(b"s"), study(Strategy::Random, None, 4, 2));
+        assert_eq!(record.validate(), Ok(()));
+        record.spec.parallel = usize::MAX;
+        assert!(record.validate().unwrap_err().contains("at once"));
+        record.spec.parallel = 2;
+        record.spec.trials = 1 << 40;
+        assert!(record.validate().unwrap_err().contains("1099511627776 trials"));
+    }
+
+    /// Fuzz regression: a journal with a running trial that has no run
+    /// underflowed `runs.len() - 1` in `advance`; one with ASHA's eta 0
+    /// would divide by zero. Both are refused on read.
+    #[test]
+    fn a_journal_the_driver_cannot_step_is_refused_on_read() {
+        let mut record = open(ContentId::of(b"s"), study(Strategy::Random, None, 4, 2));
+        advance(&mut record, &BTreeMap::new(), &id_of);
+        assert_eq!(check_journal(&record), Ok(()));
+        let mut empty = record.clone();
+        empty.trials[0].runs.clear();
+        assert!(check_journal(&empty).unwrap_err().contains("trial 0 is running but has no run"));
+        let mut eta = record;
+        eta.spec.asha = Some(Asha { min_resource: 1, eta: 0 });
+        assert!(check_journal(&eta).unwrap_err().contains("eta at least 2"));
     }
 
     #[test]

@@ -6,8 +6,7 @@
 use mass_kernels::models::Member;
 use mass_protocol::{
     ContentId,
-    dataset::{DatasetManifest, Shard, Split},
-    features::FittedPipeline,
+    dataset::{DatasetManifest, Split},
     jobs::{Evaluation, ModelManifest},
     studies::StudyRecord,
 };
@@ -24,7 +23,7 @@ pub async fn register(mesh: &Mesh, record: &StudyRecord, trial: usize) -> Result
     let job = driver::record(mesh, run.job).await?.ok_or_else(|| format!("the winner's job {} is gone", run.job))?;
     let model_id = job.model.ok_or_else(|| format!("the winner's job {} has no model", run.job))?;
     let mut model: ModelManifest = mesh.load(model_id).await?;
-    let pipeline: FittedPipeline = mesh.load(model.pipeline).await?;
+    let pipeline = mesh.load_pipeline(model.pipeline).await?;
     let mut members: Vec<Member> = Vec::new();
     for id in &model.members {
         members.push(mesh.load(*id).await?);
@@ -39,7 +38,7 @@ pub async fn register(mesh: &Mesh, record: &StudyRecord, trial: usize) -> Result
     let dataset: DatasetManifest = mesh.load(model.dataset_manifest).await?;
     let mut shards = Vec::new();
     for info in &dataset.shards {
-        shards.push(mesh.load::<Shard>(info.id).await?);
+        shards.push(mesh.load_shard(info.id).await?);
     }
     let combine = model.combine.clone();
     let (test, _) = mesh
