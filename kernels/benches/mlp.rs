@@ -4,10 +4,12 @@
 //!
 //! `cargo bench -p mass-kernels --bench mlp [-- EPOCHS]`; `MLP_HIDDEN` (comma
 //! separated widths, empty for softmax regression), `MLP_L2` and `MLP_LR`
-//! change the model for tuning runs.
+//! change the model for tuning runs; `MLP_THREADS` (default 2, as PyTorch's
+//! side-by-side run) sets the CPU backend's threads per product.
 
 use std::{collections::BTreeSet, io::Read, time::Instant};
 
+use mass_kernels::cpu::CpuBackend;
 use mass_kernels::models::{Mlp, MlpConfig, Target, metrics::accuracy};
 use ndarray::Array2;
 
@@ -49,12 +51,15 @@ fn main() {
     let learning_rate = env("MLP_LR").map_or(1e-3, |v| v.parse().expect("MLP_LR"));
     let optimizer = mass_kernels::models::Optimizer::Adam { learning_rate };
     let config = MlpConfig { hidden: hidden.clone(), epochs, batch_size: 64, l2, optimizer, ..MlpConfig::default() };
+    let threads: usize = env("MLP_THREADS").map_or(2, |v| v.parse().expect("MLP_THREADS"));
+    let backend = CpuBackend::with_threads(threads);
     let start = Instant::now();
-    let (model, _) = Mlp::fit(x.view(), Target::Classes { labels: &y, classes: 10 }, None, &config);
+    let target = Target::Classes { labels: &y, classes: 10 };
+    let (model, _) = Mlp::fit_on(&backend, None, x.view(), target, None, &config, &mut |_, _| {}).unwrap();
     let secs = start.elapsed().as_secs_f64();
     let acc = accuracy(&ty, &model.predict_classes(tx.view()));
     println!(
-        "| Mass MLP 784-{hidden:?}-10, {epochs} epochs, batch 64, Adam {learning_rate}, l2 {l2} | {secs:.1} s | {:.0} samples/s | accuracy {acc:.4} |",
+        "| Mass MLP 784-{hidden:?}-10, {epochs} epochs, batch 64, Adam {learning_rate}, l2 {l2}, {threads} threads | {secs:.1} s | {:.0} samples/s | accuracy {acc:.4} |",
         (y.len() * epochs) as f64 / secs
     );
 }

@@ -12,7 +12,7 @@
 //! use mass_kernels::{Backend, cpu::CpuBackend};
 //! use ndarray::array;
 //! let a = array![[1.0f32, 2.0], [3.0, 4.0]];
-//! let c = CpuBackend.matmul(a.view(), a.view()).unwrap();
+//! let c = CpuBackend::new().matmul(a.view(), a.view()).unwrap();
 //! assert_eq!(c, array![[7.0, 10.0], [15.0, 22.0]]);
 //! ```
 

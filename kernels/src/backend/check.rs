@@ -57,7 +57,13 @@ pub fn pair<T: Tensor>(op: &'static str, a: &T, b: &T) -> Result<(), Error> {
 
 /// Outputs, targets and delta of one shape; `row_losses` a column with room
 /// for the rows at `offset`.
-pub fn output_delta<T: Tensor>(outputs: &T, targets: &T, delta: &T, row_losses: &T, offset: usize) -> Result<(), Error> {
+pub fn output_delta<T: Tensor>(
+    outputs: &T,
+    targets: &T,
+    delta: &T,
+    row_losses: &T,
+    offset: usize,
+) -> Result<(), Error> {
     same("output_delta targets", outputs.shape(), targets.shape())?;
     same("output_delta delta", outputs.shape(), delta.shape())?;
     let (rows, cols) = row_losses.shape();

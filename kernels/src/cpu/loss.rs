@@ -56,7 +56,14 @@ mod tests {
     #[test]
     fn cross_entropy_delta_is_p_minus_y_over_rows() {
         let (mut delta, mut losses) = ([0.0; 4], [0.0; 2]);
-        output_delta(&[0.25, 0.75, 0.5, 0.5], &[0.0, 1.0, 1.0, 0.0], 2, OutputLoss::SoftmaxCrossEntropy, &mut delta, &mut losses);
+        output_delta(
+            &[0.25, 0.75, 0.5, 0.5],
+            &[0.0, 1.0, 1.0, 0.0],
+            2,
+            OutputLoss::SoftmaxCrossEntropy,
+            &mut delta,
+            &mut losses,
+        );
         assert_eq!(delta, [0.125, -0.125, -0.25, 0.25]);
         assert!((losses[0] + 0.75f32.ln()).abs() < 1e-7 && (losses[1] + 0.5f32.ln()).abs() < 1e-7);
     }

@@ -1,4 +1,4 @@
-//! The CPU backend: tensors in host memory, GEMM on ndarray, and the fused
+//! The CPU backend: tensors in host memory, GEMM on faer, and the fused
 //! element-wise kernels of [`elementwise`], [`loss`] and [`optim`].
 
 mod elementwise;
@@ -7,17 +7,48 @@ mod loss;
 mod optim;
 mod tensor;
 
-pub use gemm::measure_gemm_gflops;
+pub use gemm::{measure_gemm_gflops, measure_gemm_gflops_with};
 pub use tensor::CpuTensor;
 
 use ndarray::{Array2, ArrayView2};
 
 use crate::backend::{Activation, AdamStep, Backend, Error, Operand, OutputLoss, SgdStep, Tensor, check};
 
-/// The host CPU. Every op runs on the calling thread (GEMM may use the
-/// matrix library's own threads), synchronously: nothing is queued.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct CpuBackend;
+/// The host CPU. Ops run synchronously on the calling thread; nothing is
+/// queued.
+///
+/// Thread policy: by default one core per product, because a node runs one
+/// training task per core and small products (a 64-row batch) lose more to
+/// waking threads than they gain. [`CpuBackend::with_threads`] splits large
+/// products (from about 16 million multiply-adds) across that many threads,
+/// for one model trained alone on a machine. Results are bit-identical
+/// whatever the thread count.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuBackend {
+    threads: usize,
+}
+
+impl CpuBackend {
+    /// One thread per product.
+    pub const fn new() -> Self {
+        Self { threads: 1 }
+    }
+
+    /// Large products split across `threads` threads (at least one).
+    pub fn with_threads(threads: usize) -> Self {
+        Self { threads: threads.max(1) }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 impl Backend for CpuBackend {
     type Tensor = CpuTensor;
@@ -69,7 +100,7 @@ impl Backend for CpuBackend {
     ) -> Result<(), Error> {
         check::gemm(a, b, c)?;
         let ((a, ta), (b, tb)) = (a.parts(), b.parts());
-        gemm::product(a, ta, b, tb, c, accumulate);
+        gemm::product(a, ta, b, tb, c, accumulate, self.threads);
         Ok(())
     }
 
@@ -79,7 +110,12 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn activation_grad(&self, delta: &mut CpuTensor, activated: &CpuTensor, activation: Activation) -> Result<(), Error> {
+    fn activation_grad(
+        &self,
+        delta: &mut CpuTensor,
+        activated: &CpuTensor,
+        activation: Activation,
+    ) -> Result<(), Error> {
         check::pair("activation_grad", delta, activated)?;
         elementwise::activation_grad(delta.as_mut_slice(), activated.as_slice(), activation);
         Ok(())
@@ -130,7 +166,13 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn sgd(&self, param: &mut CpuTensor, grad: &CpuTensor, velocity: &mut CpuTensor, step: SgdStep) -> Result<(), Error> {
+    fn sgd(
+        &self,
+        param: &mut CpuTensor,
+        grad: &CpuTensor,
+        velocity: &mut CpuTensor,
+        step: SgdStep,
+    ) -> Result<(), Error> {
         check::update(param, grad, &[velocity])?;
         optim::sgd(param.as_mut_slice(), grad.as_slice(), velocity.as_mut_slice(), step);
         Ok(())
@@ -145,7 +187,7 @@ mod tests {
     #[test]
     fn matmul_rejects_mismatched_shapes() {
         let a = Array2::<f32>::zeros((2, 3));
-        let err = CpuBackend.matmul(a.view(), a.view()).unwrap_err();
+        let err = CpuBackend::new().matmul(a.view(), a.view()).unwrap_err();
         assert!(err.to_string().contains("[2, 3]"), "{err}");
     }
 
@@ -153,12 +195,12 @@ mod tests {
     fn matmul_matches_hand_computed() {
         let a = array![[1.0f32, 0.5, -1.0]];
         let b = array![[2.0f32], [4.0], [1.0]];
-        assert_eq!(CpuBackend.matmul(a.view(), b.view()).unwrap(), array![[3.0]]);
+        assert_eq!(CpuBackend::new().matmul(a.view(), b.view()).unwrap(), array![[3.0]]);
     }
 
     #[test]
     fn ops_refuse_bad_shapes_with_an_error() {
-        let cpu = CpuBackend;
+        let cpu = CpuBackend::new();
         let mut z = cpu.zeros(2, 3).unwrap();
         let bias = cpu.zeros(1, 2).unwrap();
         assert!(matches!(cpu.bias_activation(&mut z, &bias, Activation::Relu), Err(Error::Shape { .. })));

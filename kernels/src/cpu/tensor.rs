@@ -20,11 +20,8 @@ impl CpuTensor {
     /// Takes `host` (copied only when it is not already row-major and dense).
     pub fn from_array(host: Array2<f32>) -> Self {
         let (rows, cols) = host.dim();
-        let data = if host.is_standard_layout() {
-            host.into_raw_vec_and_offset().0
-        } else {
-            host.iter().copied().collect()
-        };
+        let data =
+            if host.is_standard_layout() { host.into_raw_vec_and_offset().0 } else { host.iter().copied().collect() };
         Self { rows, cols, data }
     }
 
@@ -46,7 +43,8 @@ impl CpuTensor {
     }
 
     pub fn to_array(&self) -> Array2<f32> {
-        Array2::from_shape_vec((self.rows, self.cols), self.data.clone()).expect("length is rows x cols by construction")
+        Array2::from_shape_vec((self.rows, self.cols), self.data.clone())
+            .expect("length is rows x cols by construction")
     }
 }
 

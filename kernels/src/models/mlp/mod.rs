@@ -165,7 +165,7 @@ impl Mlp {
     /// When `x` does not have the network's number of inputs; see
     /// [`Mlp::predict_on`] for the fallible form.
     pub fn predict(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        self.predict_on(&CpuBackend, x).unwrap_or_else(|e| panic!("Mlp::predict: {e}"))
+        self.predict_on(&CpuBackend::new(), x).unwrap_or_else(|e| panic!("Mlp::predict: {e}"))
     }
 
     /// Outputs computed on `backend`.
@@ -183,7 +183,7 @@ impl Mlp {
     /// # Panics
     /// When `x` and `y` do not fit the network; see [`Mlp::loss_on`].
     pub fn loss(&self, x: ArrayView2<'_, f32>, y: &Array2<f32>, l2: f32) -> f64 {
-        self.loss_on(&CpuBackend, x, y.view(), l2).unwrap_or_else(|e| panic!("Mlp::loss: {e}"))
+        self.loss_on(&CpuBackend::new(), x, y.view(), l2).unwrap_or_else(|e| panic!("Mlp::loss: {e}"))
     }
 
     /// Mean loss (with the L2 penalty) computed on `backend`.
@@ -235,7 +235,7 @@ impl Mlp {
         config: &MlpConfig,
         on_epoch: &mut dyn FnMut(usize, f64),
     ) -> (Self, TrainingCurve) {
-        Self::fit_on(&CpuBackend, start, x, y, validation, config, on_epoch)
+        Self::fit_on(&CpuBackend::new(), start, x, y, validation, config, on_epoch)
             .unwrap_or_else(|e| panic!("Mlp::fit: {e}"))
     }
 
@@ -265,7 +265,7 @@ pub(crate) fn gradients_on<B: Backend>(
     x: ArrayView2<'_, f32>,
     y: ArrayView2<'_, f32>,
     l2: f32,
-) -> Result<Vec<(Array2<f32>, Array2<f32>)>, Error> {
+) -> Result<Vec<network::HostGradient>, Error> {
     let widths = train::widths(model)?;
     let net = network::Network::upload(backend, model)?;
     let mut trainer = network::Trainer::new(backend, &net, Optimizer::Adam { learning_rate: 0.0 }, l2)?;
@@ -308,7 +308,7 @@ mod tests {
                 }
                 Loss::SquaredError | Loss::Huber { .. } => data(6, 2, 2),
             };
-            let grads = gradients_on(&CpuBackend, &model, x.view(), y.view(), config.l2).unwrap();
+            let grads = gradients_on(&CpuBackend::new(), &model, x.view(), y.view(), config.l2).unwrap();
             let eps = 1e-2f32;
             for l in 0..model.weights.len() {
                 for (i, j) in [(0, 0), (1, 1), (model.weights[l].nrows() - 1, model.weights[l].ncols() - 1)] {

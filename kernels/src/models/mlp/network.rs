@@ -241,7 +241,7 @@ impl<T: Tensor> Trainer<T> {
     pub fn last_gradients<B: Backend<Tensor = T>>(
         &self,
         backend: &B,
-    ) -> Result<Vec<(ndarray::Array2<f32>, ndarray::Array2<f32>)>, Error> {
+    ) -> Result<Vec<HostGradient>, Error> {
         self.grads.iter().map(|g| Ok((backend.download(&g.weight)?, backend.download(&g.bias)?))).collect()
     }
 
@@ -257,11 +257,17 @@ impl<T: Tensor> Trainer<T> {
     }
 }
 
+/// A layer's weight and bias gradients copied to the host (tests).
+#[cfg(test)]
+pub(super) type HostGradient = (ndarray::Array2<f32>, ndarray::Array2<f32>);
+
 /// Where the targets of a batch come from.
 #[derive(Clone, Copy)]
 pub(super) enum Targets<'a> {
     /// One-hot rows: row `labels[r]` of an identity matrix.
-    Classes { labels: &'a [usize] },
+    Classes {
+        labels: &'a [usize],
+    },
     Values(ArrayView2<'a, f32>),
 }
 
