@@ -238,10 +238,7 @@ impl<T: Tensor> Trainer<T> {
 
     /// Host copies of the last gradients (weights, biases), for tests.
     #[cfg(test)]
-    pub fn last_gradients<B: Backend<Tensor = T>>(
-        &self,
-        backend: &B,
-    ) -> Result<Vec<HostGradient>, Error> {
+    pub fn last_gradients<B: Backend<Tensor = T>>(&self, backend: &B) -> Result<Vec<HostGradient>, Error> {
         self.grads.iter().map(|g| Ok((backend.download(&g.weight)?, backend.download(&g.bias)?))).collect()
     }
 
