@@ -341,3 +341,15 @@ fn gemm_throughput_is_measured_within_its_budget() {
     assert!(gflops.is_finite() && gflops > 0.0, "{gflops}");
     assert!(took < std::time::Duration::from_secs(5), "{took:?}");
 }
+
+#[test]
+fn training_rates_are_measured_on_both_backends() {
+    use crate::models::{MlpConfig, mlp::training_rate};
+    let Some(gpu) = gpu() else { return };
+    let config = MlpConfig { hidden: vec![128], batch_size: 64, ..MlpConfig::default() };
+    let budget = std::time::Duration::from_millis(200);
+    let on_gpu = training_rate(gpu, 784, 10, &config, budget).unwrap();
+    let on_cpu = training_rate(&CpuBackend::new(), 784, 10, &config, budget).unwrap();
+    eprintln!("784-128-10, batch 64: cpu {on_cpu:.0} samples/s, {} {on_gpu:.0} samples/s", gpu.name());
+    assert!(on_gpu > 0.0 && on_cpu > 0.0);
+}

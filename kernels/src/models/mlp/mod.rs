@@ -15,9 +15,14 @@
 //! - `network`: parameters, gradients, optimizer state and batch buffers
 //!   resident on a backend; one training step as a sequence of ops.
 //! - `train`: the epoch loop, early stopping, evaluation and prediction.
+//! - [`training_rate`]: measured samples/s of a network shape on a backend,
+//!   to choose the backend per model.
 
 mod network;
+mod rate;
 mod train;
+
+pub use rate::training_rate;
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::{Rng, rngs::StdRng};
