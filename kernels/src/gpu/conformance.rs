@@ -61,10 +61,8 @@ fn gemm_matches_cpu_on_odd_shapes_and_transposes() {
             let b = if tb { random(n, k, 100 + i as u64) } else { random(k, n, 100 + i as u64) };
             let c0 = random(m, n, 200 + i as u64);
             for accumulate in [false, true] {
-                let run =
-                    |backend: &dyn Fn(&Array2<f32>, &Array2<f32>, &Array2<f32>) -> Array2<f32>| backend(&a, &b, &c0);
-                let g = run(&|a, b, c| product(gpu, a, ta, b, tb, c, accumulate));
-                let c = run(&|a, b, c| product(&CpuBackend::new(), a, ta, b, tb, c, accumulate));
+                let g = product(gpu, &a, ta, &b, tb, &c0, accumulate);
+                let c = product(&CpuBackend::new(), &a, ta, &b, tb, &c0, accumulate);
                 let av = if ta { a.t().to_owned() } else { a.clone() };
                 let bv = if tb { b.t().to_owned() } else { b.clone() };
                 let bound = av.mapv(f32::abs).dot(&bv.mapv(f32::abs))
