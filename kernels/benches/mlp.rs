@@ -4,10 +4,13 @@
 //!
 //! `cargo bench -p mass-kernels --bench mlp [-- EPOCHS]`; `MLP_HIDDEN` (comma
 //! separated widths, empty for softmax regression), `MLP_L2` and `MLP_LR`
-//! change the model for tuning runs.
+//! change the model for tuning runs; `MLP_THREADS` (default 2, as PyTorch's
+//! side-by-side run) sets the CPU backend's threads per product;
+//! `MLP_BACKEND=wgpu` trains on the default wgpu adapter instead.
 
 use std::{collections::BTreeSet, io::Read, time::Instant};
 
+use mass_kernels::cpu::CpuBackend;
 use mass_kernels::models::{Mlp, MlpConfig, Target, metrics::accuracy};
 use ndarray::Array2;
 
@@ -49,12 +52,22 @@ fn main() {
     let learning_rate = env("MLP_LR").map_or(1e-3, |v| v.parse().expect("MLP_LR"));
     let optimizer = mass_kernels::models::Optimizer::Adam { learning_rate };
     let config = MlpConfig { hidden: hidden.clone(), epochs, batch_size: 64, l2, optimizer, ..MlpConfig::default() };
+    let threads: usize = env("MLP_THREADS").map_or(2, |v| v.parse().expect("MLP_THREADS"));
+    let backend = CpuBackend::with_threads(threads);
     let start = Instant::now();
-    let (model, _) = Mlp::fit(x.view(), Target::Classes { labels: &y, classes: 10 }, None, &config);
+    let target = Target::Classes { labels: &y, classes: 10 };
+    let (model, name) = if env("MLP_BACKEND").as_deref() == Some("wgpu") {
+        let gpu = mass_kernels::gpu::GpuBackend::open_default().unwrap();
+        let (model, _) = Mlp::fit_on(&gpu, None, x.view(), target, None, &config, &mut |_, _| {}).unwrap();
+        (model, mass_kernels::Backend::name(&gpu))
+    } else {
+        let (model, _) = Mlp::fit_on(&backend, None, x.view(), target, None, &config, &mut |_, _| {}).unwrap();
+        (model, format!("cpu, {threads} threads"))
+    };
     let secs = start.elapsed().as_secs_f64();
     let acc = accuracy(&ty, &model.predict_classes(tx.view()));
     println!(
-        "| Mass MLP 784-{hidden:?}-10, {epochs} epochs, batch 64, Adam {learning_rate}, l2 {l2} | {secs:.1} s | {:.0} samples/s | accuracy {acc:.4} |",
+        "| Mass MLP 784-{hidden:?}-10, {epochs} epochs, batch 64, Adam {learning_rate}, l2 {l2}, {name} | {secs:.1} s | {:.0} samples/s | accuracy {acc:.4} |",
         (y.len() * epochs) as f64 / secs
     );
 }

@@ -1,18 +1,21 @@
 //! mass-kernels: the math of Mass. No networking, no storage.
 //!
 //! # Layout
-//! - [`backend`]: the [`Backend`] trait every algorithm is written against.
-//! - [`cpu`]: the ndarray backend and its measured GEMM throughput.
-//! - [`gpu`]: wgpu: adapter discovery.
+//! - [`backend`]: the [`Backend`] trait every algorithm is written against:
+//!   tensors the backend owns, and the ops a dense network trains with.
+//! - [`cpu`]: the host backend (faer GEMM, SIMD element-wise kernels) and
+//!   its measured GEMM throughput.
+//! - [`gpu`]: wgpu: adapter discovery, the WGSL backend, its GEMM throughput.
 //! - [`features`]: feature pipelines fitted from mergeable statistics.
 //! - [`search`]: proposing hyperparameter trials (grid, random, TPE, genetic).
-//! - [`models`]: model families (MLP and the linear models it contains) and metrics.
+//! - [`models`]: model families (MLP and the linear models it contains) and
+//!   metrics; the MLP trains on any backend ([`models::Mlp::fit_on`]).
 //!
 //! ```
 //! use mass_kernels::{Backend, cpu::CpuBackend};
 //! use ndarray::array;
 //! let a = array![[1.0f32, 2.0], [3.0, 4.0]];
-//! let c = CpuBackend.matmul(a.view(), a.view()).unwrap();
+//! let c = CpuBackend::new().matmul(a.view(), a.view()).unwrap();
 //! assert_eq!(c, array![[7.0, 10.0], [15.0, 22.0]]);
 //! ```
 

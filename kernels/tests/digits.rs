@@ -57,3 +57,25 @@ fn softmax_regression_and_mlp_reach_the_scikit_learn_accuracies() {
     assert!(softmax >= 0.956, "softmax regression {softmax}");
     assert!(network >= 0.967, "MLP {network}");
 }
+
+/// Issue 11: the same MLP trained through wgpu (lavapipe on machines without
+/// a GPU) reaches the CPU's accuracy within half a point.
+#[test]
+fn mlp_on_wgpu_matches_the_cpu_accuracy() {
+    let Some(gpu) = mass_kernels::gpu::open_for_tests() else { return };
+    let (x, y, tx, ty) = digits();
+    let target = Target::Classes { labels: &y, classes: 10 };
+    let mlp = MlpConfig { hidden: vec![128], epochs: 60, batch_size: 32, ..MlpConfig::default() };
+    let cpu = mass_kernels::cpu::CpuBackend::new();
+    let (on_cpu, _) = Mlp::fit_on(&cpu, None, x.view(), target, None, &mlp, &mut |_, _| {}).unwrap();
+    let (on_gpu, curve) = Mlp::fit_on(&gpu, None, x.view(), target, None, &mlp, &mut |_, _| {}).unwrap();
+    let cpu_accuracy = accuracy(&ty, &on_cpu.predict_classes(tx.view()));
+    let gpu_classes = mass_kernels::models::ensemble::argmax_rows(&on_gpu.predict_on(&gpu, tx.view()).unwrap());
+    let gpu_accuracy = accuracy(&ty, &gpu_classes);
+    eprintln!(
+        "digits MLP: cpu {cpu_accuracy:.4}, {} {gpu_accuracy:.4}, final train loss {:.4}",
+        mass_kernels::Backend::name(&gpu),
+        curve.train_loss.last().unwrap()
+    );
+    assert!((cpu_accuracy - gpu_accuracy).abs() <= 0.005, "cpu {cpu_accuracy} vs gpu {gpu_accuracy}");
+}

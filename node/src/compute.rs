@@ -28,11 +28,13 @@ pub struct Config {
     pub queue: usize,
     /// Share of a core's time each slot may use, in (0, 1].
     pub throttle: f64,
+    /// Whether training may run on a GPU (`compute.gpu`).
+    pub gpu: crate::hardware::GpuUse,
 }
 
 impl Config {
     pub fn for_cores(cores: usize) -> Self {
-        Self { slots: cores.max(1), queue: 4 * cores.max(1), throttle: 1.0 }
+        Self { slots: cores.max(1), queue: 4 * cores.max(1), throttle: 1.0, gpu: Default::default() }
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -224,7 +226,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_pool_refuses_at_once_and_queued_work_waits() {
-        let pool = Compute::new(Config { slots: 1, queue: 1, throttle: 1.0 });
+        let pool = Compute::new(Config { slots: 1, queue: 1, throttle: 1.0, gpu: Default::default() });
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let first = {
             let pool = pool.clone();
@@ -249,12 +251,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_throttled_slot_stays_taken_for_the_rest_of_its_share() {
-        let pool = Compute::new(Config { slots: 1, queue: 0, throttle: 0.25 });
+        let pool = Compute::new(Config { slots: 1, queue: 0, throttle: 0.25, gpu: Default::default() });
         let started = Instant::now();
         pool.run(Work::Training, || std::thread::sleep(Duration::from_millis(40))).await.unwrap();
         assert!(started.elapsed() >= Duration::from_millis(160), "{:?}", started.elapsed());
         assert_eq!(throttled(Duration::from_secs(1), 0.5), Duration::from_secs(1));
-        assert!(Config { slots: 1, queue: 0, throttle: 0.0 }.validate().is_err());
-        assert!((Config { slots: 1, queue: 0, throttle: 0.25 }.share(2) - 0.125).abs() < 1e-12);
+        assert!(Config { slots: 1, queue: 0, throttle: 0.0, gpu: Default::default() }.validate().is_err());
+        assert!(
+            (Config { slots: 1, queue: 0, throttle: 0.25, gpu: Default::default() }.share(2) - 0.125).abs() < 1e-12
+        );
     }
 }

@@ -140,6 +140,8 @@ pub struct ComputeSection {
     pub slots: Option<usize>,
     pub queue: Option<usize>,
     pub throttle: Option<f64>,
+    /// "auto" (default), "off" or "always".
+    pub gpu: Option<crate::hardware::GpuUse>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -295,6 +297,7 @@ impl NodeConfig {
             slots: file.compute.slots.unwrap_or(defaults.slots),
             queue: file.compute.queue.unwrap_or(defaults.queue),
             throttle: file.compute.throttle.unwrap_or(defaults.throttle),
+            gpu: file.compute.gpu.unwrap_or(defaults.gpu),
         };
         compute.validate().map_err(ConfigError::Invalid)?;
 
@@ -369,6 +372,16 @@ mod tests {
         let config = resolve(toml, cli).unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(config.http.listen.port(), 2);
+    }
+
+    #[test]
+    fn gpu_use_is_auto_unless_switched_off_or_forced() {
+        use crate::hardware::GpuUse;
+        assert_eq!(resolve("", with_dir()).unwrap().compute.gpu, GpuUse::Auto);
+        assert_eq!(resolve("[compute]\ngpu = \"off\"\n", with_dir()).unwrap().compute.gpu, GpuUse::Off);
+        assert_eq!(resolve("[compute]\ngpu = \"always\"\n", with_dir()).unwrap().compute.gpu, GpuUse::Always);
+        let refused = resolve("[compute]\ngpu = \"sometimes\"\n", with_dir()).unwrap_err().to_string();
+        assert!(refused.contains("sometimes") || refused.contains("unknown variant"), "{refused}");
     }
 
     #[test]

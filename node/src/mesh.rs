@@ -34,6 +34,8 @@ pub struct Mesh {
     pub progress: crate::jobs::progress::ProgressBoard,
     pub boost: crate::jobs::boost::BoostSessions,
     pub compute: crate::compute::Compute,
+    /// The GPU training may use, once hardware detection opened one.
+    pub gpu: crate::hardware::Gpu,
     pub metrics: crate::metrics::Metrics,
     pub serving: crate::serving::Serving,
 }

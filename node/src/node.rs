@@ -91,7 +91,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let hardware_config = config.hardware.clone();
     let compute = crate::compute::Compute::new(config.compute.clone());
     let share = config.compute.share(std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let hardware = tokio::task::spawn_blocking(move || hardware::detect(&hardware_config, share));
+    let gpu_use = config.compute.gpu;
+    let hardware = tokio::task::spawn_blocking(move || hardware::detect(&hardware_config, share, gpu_use));
+    let gpu = hardware::Gpu::new(gpu_use);
 
     let (metrics, registry) = Metrics::new();
     let store = storage::Store::open(&data_dir.join(STORE_DIR))?;
@@ -126,6 +128,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         progress: Default::default(),
         boost: Default::default(),
         compute: compute.clone(),
+        gpu: gpu.clone(),
         metrics: metrics.clone(),
         serving: crate::serving::Serving::start(config.serving.clone(), compute.clone()).with_bridges(bridges.clone()),
     };
@@ -145,7 +148,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let started = async {
         bootstrap(&net_client, &config.net).await?;
         let listen_addrs = wait_for_listen_addrs(&net_client).await?;
-        let hardware = hardware.await.expect("hardware detection does not panic");
+        let (hardware, device) = hardware.await.expect("hardware detection does not panic");
+        if let Some(device) = device {
+            gpu.install(device);
+        }
         Advertiser::new(
             hardware,
             Some(http_addr.to_string()),

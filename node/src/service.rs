@@ -47,7 +47,7 @@ impl Handler<InboundRequest> for ServiceActor {
         Box::pin(async move {
             match request {
                 Request::TrainTask(work) => match crate::jobs::task::train(&mesh, *work, Admission::Now).await {
-                    Ok(t) => Response::Trained { weights: t.weights, rows: t.rows, curve: t.curve },
+                    Ok(t) => Response::Trained { weights: t.weights, rows: t.rows, curve: t.curve, backend: t.backend },
                     Err(TrainError::Busy(busy)) => {
                         Response::Error(RpcError { kind: RpcErrorKind::Overloaded, message: busy.to_string() })
                     }

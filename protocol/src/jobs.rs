@@ -424,11 +424,25 @@ pub struct TaskRecord {
     /// Boosting: the member's weight in the combination.
     #[serde(default)]
     pub weight: Option<f64>,
+    /// The backend that trained it, once done: "cpu", or "wgpu:" and the
+    /// adapter's name. Empty in records written before it was recorded.
+    #[serde(default)]
+    pub backend: String,
 }
 
 impl TaskRecord {
     pub fn new(shards: Vec<ContentId>, seed: u64) -> Self {
-        Self { shards, seed, peer: None, weights: None, rows: 0, test_score: None, curve: vec![], weight: None }
+        Self {
+            shards,
+            seed,
+            peer: None,
+            weights: None,
+            rows: 0,
+            test_score: None,
+            curve: vec![],
+            weight: None,
+            backend: String::new(),
+        }
     }
 }
 

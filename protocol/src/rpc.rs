@@ -64,11 +64,14 @@ pub enum Response {
     Refs(Vec<RefRecord>),
     Summary(DataSummary),
     /// The trained weights were stored on the trainer as this blob.
-    /// `curve`: training loss after each epoch.
+    /// `curve`: training loss after each epoch. `backend`: what trained it
+    /// ("cpu", "wgpu:<adapter>"; appended, empty from older trainers).
     Trained {
         weights: ContentId,
         rows: u64,
         curve: Vec<f64>,
+        #[serde(default)]
+        backend: String,
     },
     Predicted(Box<Prediction>),
     /// CSV lines (`row,split,label,prediction`) for every row of the shard,

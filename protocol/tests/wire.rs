@@ -140,3 +140,34 @@ proptest! {
         prop_assert_eq!(codec::decode::<Advert>(&bytes, codec::MAX_GOSSIP_MESSAGE).unwrap(), advert);
     }
 }
+
+/// Issue 11: the backend that trained a task, appended to the task record
+/// with a serde default: JSON written before it existed still reads (with
+/// no backend), and the field goes last in bincode.
+#[test]
+fn task_records_name_their_backend_and_older_json_still_reads() {
+    use mass_protocol::jobs::TaskRecord;
+    let mut record = TaskRecord::new(vec![], 7);
+    record.backend = "wgpu:llvmpipe".into();
+    let mut json = serde_json::to_value(&record).unwrap();
+    assert_eq!(json["backend"], "wgpu:llvmpipe");
+    json.as_object_mut().unwrap().remove("backend");
+    let old: TaskRecord = serde_json::from_value(json).unwrap();
+    assert_eq!(old.backend, "");
+    let bytes = codec::encode(&record).unwrap();
+    assert!(bytes.ends_with(b"\x0dwgpu:llvmpipe"), "{}", hex::encode(&bytes));
+}
+
+#[test]
+fn trained_answers_carry_the_backend_last() {
+    let trained = Response::Trained {
+        weights: mass_protocol::ContentId::of(b"w"),
+        rows: 3,
+        curve: vec![],
+        backend: "cpu".into(),
+    };
+    let bytes = codec::encode(&trained).unwrap();
+    assert!(bytes.ends_with(b"\x03\x00\x03cpu"), "{}", hex::encode(&bytes));
+    let back: Response = codec::decode(&bytes, codec::MAX_RPC_MESSAGE).unwrap();
+    assert_eq!(back, trained);
+}

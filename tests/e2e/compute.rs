@@ -144,3 +144,66 @@ async fn a_full_node_refuses_training_at_once_and_the_job_completes_elsewhere() 
     );
     let _ = client.cancel_job(&long).await;
 }
+
+/// Issue 11: a job record names the backend that trained each task. One
+/// node may use any GPU adapter (`compute.gpu = "always"`: lavapipe where
+/// there is no GPU), the other has GPUs switched off; the CLI shows it too.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_task_names_the_backend_that_trained_it() {
+    let mut cluster = Cluster::new();
+    let gpu = {
+        let mut options = cluster.options();
+        let config = options.data_dir.with_extension("toml");
+        let toml = FAST_CONFIG.replace("probe_gpus = false", "probe_gpus = true");
+        std::fs::write(&config, format!("{toml}\n[compute]\ngpu = \"always\"\n")).unwrap();
+        options.config = Some(config);
+        cluster.start(options)
+    };
+    let cpu = node_with(&mut cluster, "gpu = \"off\"", Some(&gpu));
+    let ids = [gpu.peer_id().to_owned(), cpu.peer_id().to_owned()];
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    crate::support::eventually(Duration::from_secs(30), "the two nodes meet", || async {
+        lists_up_with_hardware(&gpu, &ids).await && lists_up_with_hardware(&cpu, &ids).await
+    })
+    .await;
+    let client = Client::new([cpu.http_url()]).unwrap();
+    digits(&client).await;
+    shards_settled(&client, "digits", Duration::from_secs(30)).await;
+
+    let peers = client.peers().await.unwrap();
+    let adapters = peers.iter().find(|p| p.peer_id == gpu.peer_id()).and_then(|p| p.hardware.clone()).unwrap().gpus;
+    // Each adapter's GEMM was measured at start.
+    for adapter in &adapters {
+        assert!(adapter.gflops > 0.0, "{} advertised unmeasured", adapter.name);
+    }
+    if adapters.is_empty() {
+        assert!(
+            !std::env::var("MASS_REQUIRE_GPU_TESTS").is_ok_and(|v| v == "1"),
+            "MASS_REQUIRE_GPU_TESTS=1 but the node found no GPU adapter"
+        );
+        eprintln!("no GPU adapter: the GPU node trains on its CPU");
+    }
+
+    let mut job = bagging("backends", 4, 3, Placement::Uniform);
+    job.spec.learner = Learner::Mlp { hidden: vec![32] };
+    let id = client.submit_job(&job).await.unwrap().to_string();
+    let record = finished(&client, &id, Duration::from_secs(300)).await;
+    let on = |peer: &str| record.tasks.iter().filter(|t| t.peer.as_deref() == Some(peer)).collect::<Vec<_>>();
+    let (on_gpu, on_cpu) = (on(gpu.peer_id()), on(cpu.peer_id()));
+    assert!(!on_gpu.is_empty() && !on_cpu.is_empty(), "uniform placement used both nodes: {:?}", record.tasks);
+    for task in on_cpu {
+        assert_eq!(task.backend, "cpu", "the node without GPUs");
+    }
+    for task in on_gpu {
+        if adapters.is_empty() {
+            assert_eq!(task.backend, "cpu");
+        } else {
+            assert!(task.backend.starts_with("wgpu:"), "the GPU node trained on {:?}", task.backend);
+        }
+    }
+
+    let (ok, stdout, stderr) = crate::support::mass(&["jobs", "show", &id, "--node", cpu.http_url()]);
+    assert!(ok, "{stderr}");
+    let expected = if adapters.is_empty() { "(cpu)" } else { "(wgpu:" };
+    assert!(stdout.contains(expected) && stdout.contains("(cpu)"), "{stdout}");
+}

@@ -2,18 +2,12 @@
 
 use mass_protocol::{GpuAdapter, GpuDeviceType, GpuLimits};
 
-/// Lists the adapters wgpu can open on this machine (Vulkan, Metal, DX12).
+/// Lists the adapters wgpu can open on this machine (Vulkan, Metal, DX12),
+/// in the order [`super::GpuBackend::open`] numbers them.
 ///
 /// Blocking: it loads drivers. Call it off any event loop.
 pub fn probe_adapters() -> Vec<GpuAdapter> {
-    // GL is left out: its compute support is too thin for our kernels, and on
-    // headless machines it spends seconds failing to find a display.
-    let backends = wgpu::Backends::VULKAN | wgpu::Backends::METAL | wgpu::Backends::DX12;
-    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
-    descriptor.backends = backends;
-    let instance = wgpu::Instance::new(descriptor);
-    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
-    adapters.iter().map(describe).collect()
+    super::adapters().iter().map(describe).collect()
 }
 
 fn describe(adapter: &wgpu::Adapter) -> GpuAdapter {

@@ -179,10 +179,11 @@ fn print_record(record: &JobRecord) {
     println!("driven by: {}", record.drivers.join(" then "));
     for (i, task) in record.tasks.iter().enumerate() {
         println!(
-            "  sub-model {i}: {} shard(s), {} rows, on {}, final training loss {}, test score {}",
+            "  sub-model {i}: {} shard(s), {} rows, on {}{}, final training loss {}, test score {}",
             task.shards.len(),
             task.rows,
             task.peer.as_deref().unwrap_or("-"),
+            if task.backend.is_empty() { String::new() } else { format!(" ({})", task.backend) },
             task.curve.last().map(|l| format!("{l:.4}")).unwrap_or_else(|| "-".into()),
             task.test_score.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into())
         );

@@ -73,7 +73,7 @@ impl Advertiser {
     /// starts at once) would otherwise advertise a fraction of its capacity
     /// for ever.
     fn remeasure(&mut self, ctx: &mut Context<Self>) {
-        let (size, share) = (self.gemm_size, self.share);
+        let (size, share, gpu) = (self.gemm_size, self.share, self.compute.config().gpu);
         ctx.spawn(
             async move {
                 tokio::task::spawn_blocking(move || {
@@ -88,7 +88,7 @@ impl Advertiser {
                     && gflops > actor.hardware.gemm_gflops
                 {
                     actor.hardware.gemm_gflops = gflops;
-                    actor.hardware.capacity_gflops = (f64::from(gflops) * share) as f32;
+                    actor.hardware.capacity_gflops = super::gpu::capacity(gflops, share, &actor.hardware.gpus, gpu);
                 }
             }),
         );

@@ -2,11 +2,14 @@
 //! (sampled for every advert).
 
 mod advertiser;
+pub mod gpu;
 
 use std::time::Duration;
 
 pub use advertiser::Advertiser;
-use mass_protocol::{BridgeInfo, CpuInfo, HardwareProfile, Load, QueueDepth};
+pub use gpu::{Gpu, GpuUse};
+use mass_kernels::gpu::GpuBackend;
+use mass_protocol::{BridgeInfo, CpuInfo, GpuAdapter, HardwareProfile, Load, QueueDepth};
 use tracing::{info, warn};
 
 #[derive(Debug, Clone)]
@@ -24,8 +27,12 @@ pub struct Config {
 impl Config {
     pub const DEFAULT_GEMM_SIZE: usize = 512;
     pub const DEFAULT_GEMM_BUDGET: Duration = Duration::from_millis(300);
-    /// GPU drivers can hang; a node does not wait for them forever.
+    /// GPU drivers can hang; a node does not wait for them forever
+    /// (probing and measuring every adapter together).
     pub const GPU_PROBE_TIMEOUT: Duration = Duration::from_secs(20);
+    /// How long each adapter's GEMM is measured (a software adapter may take
+    /// about twice as long: see `measure_gemm_gflops`).
+    pub const GPU_GEMM_BUDGET: Duration = Duration::from_millis(300);
 
     pub fn validate(&self) -> Result<(), String> {
         if !(8..=8192).contains(&self.gemm_size) {
@@ -43,8 +50,10 @@ impl Config {
 }
 
 /// Detects and measures this machine; `share` is the part of it the compute
-/// pool may use. Blocking (seconds): run it off any event loop.
-pub fn detect(config: &Config, share: f64) -> HardwareProfile {
+/// pool may use. With `gpus` other than [`GpuUse::Off`], each adapter's GEMM
+/// is measured too, and the fastest adapter training may use comes back
+/// open. Blocking (seconds): run it off any event loop.
+pub fn detect(config: &Config, share: f64, gpus: GpuUse) -> (HardwareProfile, Option<GpuBackend>) {
     let mut system = sysinfo::System::new();
     system.refresh_memory();
     system.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
@@ -56,31 +65,63 @@ pub fn detect(config: &Config, share: f64) -> HardwareProfile {
         .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
     let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
     let gemm_gflops = mass_kernels::cpu::measure_gemm_gflops(config.gemm_size, config.gemm_budget) as f32;
-    let gpus = if config.probe_gpus { probe_gpus_bounded() } else { Vec::new() };
-    info!(%model, cores, gemm_gflops, gpus = gpus.len(), bridges = config.bridges.len(), "hardware detected");
-    HardwareProfile {
+    let (adapters, device) = if config.probe_gpus { probe_gpus_bounded(gpus) } else { (Vec::new(), None) };
+    let capacity_gflops = gpu::capacity(gemm_gflops, share, &adapters, gpus);
+    info!(%model, cores, gemm_gflops, capacity_gflops, gpus = ?adapters.iter().map(|g| (&g.name, g.gflops)).collect::<Vec<_>>(),
+        bridges = config.bridges.len(), "hardware detected");
+    let profile = HardwareProfile {
         cpu: CpuInfo { model, cores },
         memory_bytes: system.total_memory(),
         gemm_gflops,
-        gpus,
+        gpus: adapters,
         bridges: config.bridges.clone(),
-        capacity_gflops: (f64::from(gemm_gflops) * share) as f32,
+        capacity_gflops,
+    };
+    (profile, device)
+}
+
+/// Probes GPUs (and, unless `use_` is off, measures each) on a helper
+/// thread, and gives up after a bound: a hung driver leaves the node
+/// without GPUs, not without a start. The helper thread is then left to
+/// finish or hang on its own.
+fn probe_gpus_bounded(use_: GpuUse) -> (Vec<GpuAdapter>, Option<GpuBackend>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(probe_and_measure(use_));
+    });
+    match rx.recv_timeout(Config::GPU_PROBE_TIMEOUT) {
+        Ok(found) => found,
+        Err(_) => {
+            warn!("GPU probe did not finish in {:?}; advertising no GPU", Config::GPU_PROBE_TIMEOUT);
+            (Vec::new(), None)
+        }
     }
 }
 
-/// Probes GPUs on a helper thread and gives up after a bound.
-fn probe_gpus_bounded() -> Vec<mass_protocol::GpuAdapter> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(mass_kernels::gpu::probe_adapters());
-    });
-    match rx.recv_timeout(Config::GPU_PROBE_TIMEOUT) {
-        Ok(adapters) => adapters,
-        Err(_) => {
-            warn!("GPU probe did not finish in {:?}; advertising no GPU", Config::GPU_PROBE_TIMEOUT);
-            Vec::new()
+/// Lists the adapters, measures each one's GEMM through our kernel, and
+/// keeps open the fastest one training may use.
+fn probe_and_measure(use_: GpuUse) -> (Vec<GpuAdapter>, Option<GpuBackend>) {
+    let mut adapters = mass_kernels::gpu::probe_adapters();
+    if use_ == GpuUse::Off {
+        return (adapters, None);
+    }
+    let mut best: Option<(f32, GpuBackend)> = None;
+    for (index, adapter) in adapters.iter_mut().enumerate() {
+        let measured = GpuBackend::open(index).and_then(|backend| {
+            let gflops = mass_kernels::gpu::measure_gemm_gflops(&backend, Config::GPU_GEMM_BUDGET)?;
+            Ok((gflops as f32, backend))
+        });
+        match measured {
+            Ok((gflops, backend)) => {
+                adapter.gflops = gflops;
+                if gpu::usable(use_, adapter.device_type) && best.as_ref().is_none_or(|(b, _)| gflops > *b) {
+                    best = Some((gflops, backend));
+                }
+            }
+            Err(e) => warn!(adapter = %adapter.name, "GPU not measured, not used: {e}"),
         }
     }
+    (adapters, best.map(|(_, backend)| backend))
 }
 
 /// Samples the node's current load.
@@ -102,12 +143,37 @@ mod tests {
             probe_gpus: false,
             bridges: vec![BridgeInfo::declared("fpga0", "fpga", "tcp://127.0.0.1:7000")],
         };
-        let profile = detect(&config, 0.5);
+        let (profile, device) = detect(&config, 0.5, GpuUse::Auto);
+        assert!(device.is_none(), "GPUs were not probed");
         assert!(profile.cpu.cores >= 1);
         assert!(profile.memory_bytes > 0);
         assert!(profile.gemm_gflops > 0.0);
         assert!((profile.capacity_gflops - profile.gemm_gflops / 2.0).abs() < 1e-3);
         assert_eq!(profile.bridges, config.bridges);
+    }
+
+    /// Every adapter is measured; the fastest one training may use stays
+    /// open; with GPUs off nothing is measured or opened.
+    #[test]
+    fn gpus_are_measured_and_the_fastest_usable_one_is_kept_open() {
+        let (adapters, device) = probe_and_measure(GpuUse::Always);
+        if adapters.is_empty() {
+            assert!(
+                !std::env::var("MASS_REQUIRE_GPU_TESTS").is_ok_and(|v| v == "1"),
+                "MASS_REQUIRE_GPU_TESTS=1 but wgpu found no adapter"
+            );
+            return eprintln!("GPU tests skipped: no adapter");
+        }
+        for adapter in &adapters {
+            assert!(adapter.gflops > 0.0, "{} measured {} GFLOP/s", adapter.name, adapter.gflops);
+        }
+        let device = device.expect("an adapter was measured, so one is kept");
+        let fastest = adapters.iter().map(|a| a.gflops).fold(0.0f32, f32::max);
+        assert!(adapters.iter().any(|a| a.gflops == fastest && device.adapter_info().name == a.name));
+
+        let (adapters, device) = probe_and_measure(GpuUse::Off);
+        assert!(device.is_none());
+        assert!(adapters.iter().all(|a| a.gflops == 0.0));
     }
 
     #[test]

@@ -290,6 +290,7 @@ fn assignment(record: &JobRecord, index: usize, pipeline: ContentId, start: &[(C
 
 fn finish(task: &mut TaskRecord, peer: String, trained: Trained) {
     (task.peer, task.weights, task.rows, task.curve) = (Some(peer), Some(trained.weights), trained.rows, trained.curve);
+    task.backend = trained.backend;
 }
 
 /// Trains every unfinished sub-model (of a single, bagged or stacked model)
@@ -486,8 +487,8 @@ async fn attempt(mesh: &Mesh, work: Assignment, peer: PeerId, queue: bool) -> At
         };
     }
     match mesh.net.request_within(peer, Request::TrainTask(Box::new(work)), WORK_TIMEOUT).await {
-        Ok(Response::Trained { weights, rows, curve }) => {
-            Attempt::Trained(peer.to_string(), Trained { weights, rows, curve })
+        Ok(Response::Trained { weights, rows, curve, backend }) => {
+            Attempt::Trained(peer.to_string(), Trained { weights, rows, curve, backend })
         }
         Ok(Response::Error(e)) if e.kind == RpcErrorKind::Overloaded => {
             debug!(%peer, "busy: {}", e.message);

@@ -13,11 +13,15 @@ use mass_kernels::models::{
     },
     lbfgs, linear,
 };
+use mass_kernels::{Backend, cpu::CpuBackend};
 use mass_protocol::{
     features::{DataSummary, FittedPipeline},
     jobs::{Learner, ModelSpec, RegressionLoss, Task, TreeSpec},
 };
 use ndarray::{Array2, Axis};
+use tracing::warn;
+
+use crate::hardware::Gpu;
 
 /// Optimizer steps a network gets when its epochs are not given: enough
 /// for small sets to converge (a 150-row set gets thousands of epochs, cut
@@ -133,7 +137,12 @@ pub struct Fitted {
     pub member: Member,
     /// Training loss per epoch, L-BFGS iteration or boosting round.
     pub curve: Vec<f64>,
+    /// The backend it trained on: "cpu" or "wgpu:<adapter>".
+    pub backend: String,
 }
+
+/// The name the CPU backend goes by in job records.
+pub const CPU: &str = "cpu";
 
 /// The loss a network or linear model minimizes for this task.
 fn loss_of(task: Task, spec: &ModelSpec) -> Loss {
@@ -189,7 +198,9 @@ fn target<'a>(labels: &'a Labels, values: &'a Array2<f32>, classes: usize) -> Ta
 /// Trains one member on `train`, checking `validation` (when it has rows)
 /// for early stopping. `classes`: the class count (ignored for
 /// regression). `start`: weights to continue from (data-parallel rounds).
-/// `setup`: the trees' bins and objective (tree learners only).
+/// `setup`: the trees' bins and objective (tree learners only). `gpu`: the
+/// node's GPU, which trains networks whose shapes it measures faster on
+/// (linear models and trees train on the CPU).
 #[allow(clippy::too_many_arguments)]
 pub fn fit(
     spec: &ModelSpec,
@@ -200,6 +211,7 @@ pub fn fit(
     start: Option<Mlp>,
     setup: Option<&BoostSetup>,
     seed: u64,
+    gpu: Option<&Gpu>,
     on_epoch: &mut dyn FnMut(usize, usize, f64),
 ) -> Result<Fitted, String> {
     if train.rows() == 0 {
@@ -226,7 +238,7 @@ pub fn fit(
                 stop,
                 &mut report,
             )?;
-            Ok(Fitted { member: Member::Mlp(model), curve })
+            Ok(Fitted { member: Member::Mlp(model), curve, backend: CPU.into() })
         }
         Learner::Mlp { hidden } => {
             let config = mlp_config(spec, hidden, task, train.rows(), seed);
@@ -235,15 +247,27 @@ pub fn fit(
             let valid =
                 validation.zip(valid_values.as_ref()).map(|(v, vv)| (v.x.view(), target(&v.labels, vv, classes)));
             let mut report = |epoch: usize, loss: f64| on_epoch(epoch, epochs, loss);
-            let (model, curve) = Mlp::fit_reporting(
-                start,
-                train.x.view(),
-                target(&train.labels, &values, classes),
-                valid,
-                &config,
-                &mut report,
-            );
-            Ok(Fitted { member: Member::Mlp(model), curve: curve.train_loss })
+            let outputs = match &train.labels {
+                Labels::Classes(_) => classes,
+                Labels::Values(_) => values.ncols(),
+            };
+            let y = target(&train.labels, &values, classes);
+            if let Some(device) = gpu.and_then(|g| g.for_network(train.x.ncols(), outputs, &config)) {
+                match Mlp::fit_on(&*device, start.clone(), train.x.view(), y, valid, &config, &mut report) {
+                    Ok((model, curve)) => {
+                        return Ok(Fitted {
+                            member: Member::Mlp(model),
+                            curve: curve.train_loss,
+                            backend: device.name(),
+                        });
+                    }
+                    // A device that fails (lost, out of memory) costs the time spent, not the task.
+                    Err(e) => warn!(backend = %device.name(), "training on the GPU failed, training on the CPU: {e}"),
+                }
+            }
+            let (model, curve) = Mlp::fit_on(&CpuBackend::new(), start, train.x.view(), y, valid, &config, &mut report)
+                .map_err(|e| e.to_string())?;
+            Ok(Fitted { member: Member::Mlp(model), curve: curve.train_loss, backend: CPU.into() })
         }
         Learner::Gbdt(_) => {
             let setup = setup.ok_or("a tree learner needs its bins (the job's setup)")?;
@@ -255,7 +279,7 @@ pub fn fit(
             let rounds = setup.params.rounds;
             let mut report = |round: usize, loss: f64, _: Option<f64>| on_epoch(round, rounds, loss);
             let (model, curve) = gbdt::fit(setup, rows(train), validation.map(rows), &mut report);
-            Ok(Fitted { member: Member::Gbdt(model), curve: curve.train_loss })
+            Ok(Fitted { member: Member::Gbdt(model), curve: curve.train_loss, backend: CPU.into() })
         }
     }
 }
@@ -370,7 +394,8 @@ mod tests {
         let (train, test) = (small(120, 1), small(60, 2));
         for learner in [Learner::Linear, Learner::Mlp { hidden: vec![32] }] {
             let spec = ModelSpec::of(learner.clone());
-            let fitted = fit(&spec, Task::Classification, 3, &train, None, None, None, 7, &mut |_, _, _| {}).unwrap();
+            let fitted =
+                fit(&spec, Task::Classification, 3, &train, None, None, None, 7, None, &mut |_, _, _| {}).unwrap();
             let acc = accuracy(&fitted.member, &test);
             assert!(acc > 0.9, "{learner:?}: {acc}");
         }

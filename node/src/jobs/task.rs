@@ -112,6 +112,8 @@ pub struct Trained {
     pub rows: u64,
     /// Training loss after each epoch.
     pub curve: Vec<f64>,
+    /// The backend that trained it ("cpu", "wgpu:<adapter>").
+    pub backend: String,
 }
 
 /// Whether training waits for a compute slot or is refused when none is free.
@@ -169,7 +171,8 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
         previous.push((mesh.load::<Member>(*id).await?, *weight));
     }
     let (net, board, peer) = (mesh.net.clone(), mesh.progress.clone(), mesh.peer_id.clone());
-    let training = move || -> Result<(Member, u64, Vec<f64>), String> {
+    let gpu = mesh.gpu.clone();
+    let training = move || -> Result<(Member, u64, Vec<f64>, String), String> {
         let holdout = work.holdout;
         let (mut train, mut valid) = (Vec::new(), Vec::new());
         for shard in &loaded {
@@ -204,13 +207,14 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
             start,
             setup.as_ref(),
             work.seed,
+            Some(&gpu),
             &mut report,
         )?;
-        Ok((fitted.member, train.rows() as u64, fitted.curve))
+        Ok((fitted.member, train.rows() as u64, fitted.curve, fitted.backend))
     };
-    let (member, rows, curve) = match admission {
+    let (member, rows, curve, backend) = match admission {
         Admission::Wait => mesh.compute.run_waiting(Work::Training, training).await?,
         Admission::Now => mesh.compute.run_now(Work::Training, training).await??,
     };
-    Ok(Trained { weights: mesh.save_kept(&member).await?, rows, curve })
+    Ok(Trained { weights: mesh.save_kept(&member).await?, rows, curve, backend })
 }

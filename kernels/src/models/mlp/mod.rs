@@ -4,11 +4,32 @@
 //!
 //! Everything random (initial weights, batch order) comes from the seed, and
 //! the arithmetic runs in a fixed order, so the same seed on the same data
-//! gives bit-identical weights.
+//! gives bit-identical weights on the CPU backend.
+//!
+//! Training and inference are written against [`Backend`]: [`Mlp::fit`] and
+//! [`Mlp::predict`] run on the CPU, [`Mlp::fit_on`] and [`Mlp::predict_on`]
+//! on any backend (a GPU through wgpu). The stored form, `Mlp`, is always
+//! host arrays.
+//!
+//! # Layout
+//! - `network`: parameters, gradients, optimizer state and batch buffers
+//!   resident on a backend; one training step as a sequence of ops.
+//! - `train`: the epoch loop, early stopping, evaluation and prediction.
+//! - [`training_rate`]: measured samples/s of a network shape on a backend,
+//!   to choose the backend per model.
+
+mod network;
+mod rate;
+mod train;
+
+pub use rate::training_rate;
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
-use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
+use rand::{Rng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
+
+use crate::backend::{Backend, Error};
+use crate::cpu::CpuBackend;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -128,21 +149,6 @@ pub struct Mlp {
     pub loss: Loss,
 }
 
-/// Gradients, shaped like the parameters.
-struct Gradients {
-    weights: Vec<Array2<f32>>,
-    biases: Vec<Array1<f32>>,
-}
-
-fn softmax_rows(z: &mut Array2<f32>) {
-    for mut row in z.rows_mut() {
-        let max = row.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        row.mapv_inplace(|v| (v - max).exp());
-        let sum = row.sum();
-        row.mapv_inplace(|v| v / sum);
-    }
-}
-
 impl Mlp {
     /// A network with Glorot-uniform weights drawn from `rng`.
     pub fn new(inputs: usize, outputs: usize, config: &MlpConfig, rng: &mut StdRng) -> Self {
@@ -158,28 +164,18 @@ impl Mlp {
         Self { weights, biases, activation: config.activation, loss: config.loss }
     }
 
-    /// Activations of every layer, input first, outputs last.
-    fn forward(&self, x: ArrayView2<'_, f32>) -> Vec<Array2<f32>> {
-        let mut layers = vec![x.to_owned()];
-        let last = self.weights.len() - 1;
-        for (i, (w, b)) in self.weights.iter().zip(&self.biases).enumerate() {
-            let mut z = layers[i].dot(w) + b;
-            if i < last {
-                match self.activation {
-                    Activation::Relu => z.mapv_inplace(|v| v.max(0.0)),
-                    Activation::Tanh => z.mapv_inplace(f32::tanh),
-                }
-            } else if self.loss == Loss::SoftmaxCrossEntropy {
-                softmax_rows(&mut z);
-            }
-            layers.push(z);
-        }
-        layers
+    /// Outputs: class probabilities (cross-entropy) or values (squared error).
+    ///
+    /// # Panics
+    /// When `x` does not have the network's number of inputs; see
+    /// [`Mlp::predict_on`] for the fallible form.
+    pub fn predict(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        self.predict_on(&CpuBackend::new(), x).unwrap_or_else(|e| panic!("Mlp::predict: {e}"))
     }
 
-    /// Outputs: class probabilities (cross-entropy) or values (squared error).
-    pub fn predict(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        self.forward(x).pop().expect("at least one layer")
+    /// Outputs computed on `backend`.
+    pub fn predict_on<B: Backend>(&self, backend: &B, x: ArrayView2<'_, f32>) -> Result<Array2<f32>, Error> {
+        train::predict(backend, self, x)
     }
 
     /// The most probable class of each row.
@@ -187,77 +183,25 @@ impl Mlp {
         super::ensemble::argmax_rows(&self.predict(x))
     }
 
-    fn penalty(&self, l2: f32) -> f64 {
-        0.5 * f64::from(l2) * self.weights.iter().map(|w| w.iter().map(|v| f64::from(v * v)).sum::<f64>()).sum::<f64>()
-    }
-
     /// Mean loss (with the L2 penalty) of the network on `y`.
+    ///
+    /// # Panics
+    /// When `x` and `y` do not fit the network; see [`Mlp::loss_on`].
     pub fn loss(&self, x: ArrayView2<'_, f32>, y: &Array2<f32>, l2: f32) -> f64 {
-        let out = self.predict(x);
-        self.data_loss(&out, y) + self.penalty(l2)
+        self.loss_on(&CpuBackend::new(), x, y.view(), l2).unwrap_or_else(|e| panic!("Mlp::loss: {e}"))
     }
 
-    fn data_loss(&self, out: &Array2<f32>, y: &Array2<f32>) -> f64 {
-        let n = out.nrows().max(1) as f64;
-        match self.loss {
-            Loss::SoftmaxCrossEntropy => {
-                -out.iter()
-                    .zip(y.iter())
-                    .filter(|(_, t)| **t > 0.0)
-                    .map(|(p, t)| f64::from(*t) * f64::from(p.max(1e-30)).ln())
-                    .sum::<f64>()
-                    / n
-            }
-            Loss::SquaredError => {
-                0.5 * out.iter().zip(y.iter()).map(|(o, t)| f64::from(o - t).powi(2)).sum::<f64>() / n
-            }
-            Loss::Huber { delta } => {
-                let delta = f64::from(delta);
-                out.iter()
-                    .zip(y.iter())
-                    .map(|(o, t)| {
-                        let e = f64::from(o - t).abs();
-                        if e <= delta { 0.5 * e * e } else { delta * (e - 0.5 * delta) }
-                    })
-                    .sum::<f64>()
-                    / n
-            }
-        }
-    }
-
-    /// Loss and gradients on one batch.
-    fn gradients(&self, x: ArrayView2<'_, f32>, y: &Array2<f32>, l2: f32) -> (f64, Gradients) {
-        let layers = self.forward(x);
-        let out = layers.last().expect("output layer");
-        let loss = self.data_loss(out, y) + self.penalty(l2);
-        let n = x.nrows().max(1) as f32;
-        // Softmax with cross-entropy and identity with squared error share
-        // the same output delta; Huber clips it.
-        let mut delta = (out - y) / n;
-        if let Loss::Huber { delta: limit } = self.loss {
-            delta.mapv_inplace(|d| d.clamp(-limit / n, limit / n));
-        }
-        let depth = self.weights.len();
-        let mut weights = vec![Array2::zeros((0, 0)); depth];
-        let mut biases = vec![Array1::zeros(0); depth];
-        for l in (0..depth).rev() {
-            weights[l] = layers[l].t().dot(&delta) + &(&self.weights[l] * l2);
-            biases[l] = delta.sum_axis(Axis(0));
-            if l > 0 {
-                let mut back = delta.dot(&self.weights[l].t());
-                let a = &layers[l];
-                match self.activation {
-                    Activation::Relu => back.zip_mut_with(a, |d, &v| {
-                        if v <= 0.0 {
-                            *d = 0.0
-                        }
-                    }),
-                    Activation::Tanh => back.zip_mut_with(a, |d, &v| *d *= 1.0 - v * v),
-                }
-                delta = back;
-            }
-        }
-        (loss, Gradients { weights, biases })
+    /// Mean loss (with the L2 penalty) computed on `backend`.
+    pub fn loss_on<B: Backend>(
+        &self,
+        backend: &B,
+        x: ArrayView2<'_, f32>,
+        y: ArrayView2<'_, f32>,
+        l2: f32,
+    ) -> Result<f64, Error> {
+        let widths = train::widths(self)?;
+        let network = network::Network::upload(backend, self)?;
+        train::Evaluator::new(backend, &widths, x, Target::Values(y))?.loss(backend, &network, l2)
     }
 
     /// Trains a new network on `x` and `y`, checking `validation` each epoch.
@@ -284,6 +228,10 @@ impl Mlp {
 
     /// Like [`Mlp::fit_from`], calling `on_epoch(epoch, train_loss)` after
     /// every epoch (0-based) so long training can show progress.
+    ///
+    /// # Panics
+    /// When the data does not fit (targets per row, `start`'s shape); see
+    /// [`Mlp::fit_on`] for the fallible form on any backend.
     pub fn fit_reporting(
         start: Option<Mlp>,
         x: ArrayView2<'_, f32>,
@@ -292,128 +240,56 @@ impl Mlp {
         config: &MlpConfig,
         on_epoch: &mut dyn FnMut(usize, f64),
     ) -> (Self, TrainingCurve) {
-        assert_eq!(x.nrows(), y.rows(), "one target per row");
-        let mut rng = StdRng::seed_from_u64(config.seed);
-        let fresh = Self::new(x.ncols(), y.outputs(), config, &mut rng);
-        let mut model = start.unwrap_or(fresh);
-        let mut optimizer = State::new(&model, config.optimizer);
-        let mut curve = TrainingCurve::default();
-        let valid = validation.map(|(vx, vy)| (vx, vy.dense(&(0..vy.rows()).collect::<Vec<_>>())));
-        let mut best: Option<(f64, Mlp)> = None;
-        let mut order: Vec<usize> = (0..x.nrows()).collect();
-        // Without validation rows: the best training loss and the epochs since
-        // it last fell by more than the tolerance.
-        let mut plateau = (f64::INFINITY, 0usize);
-        for epoch in 0..config.epochs {
-            order.shuffle(&mut rng);
-            let mut total = 0.0;
-            for batch in order.chunks(config.batch_size.max(1)) {
-                let bx = x.select(Axis(0), batch);
-                let by = y.dense(batch);
-                let (loss, grads) = model.gradients(bx.view(), &by, config.l2);
-                total += loss * batch.len() as f64;
-                optimizer.step(&mut model, &grads);
-            }
-            curve.train_loss.push(total / x.nrows().max(1) as f64);
-            on_epoch(epoch, total / x.nrows().max(1) as f64);
-            if let Some((vx, vy)) = &valid {
-                let loss = model.loss(*vx, vy, config.l2);
-                curve.validation_loss.push(loss);
-                if best.as_ref().is_none_or(|(b, _)| loss < *b) {
-                    best = Some((loss, model.clone()));
-                    curve.best_epoch = epoch;
-                } else if config.patience.is_some_and(|p| epoch - curve.best_epoch >= p) {
-                    break;
-                }
-            } else {
-                curve.best_epoch = epoch;
-                let loss = total / x.nrows().max(1) as f64;
-                if loss < plateau.0 - config.tolerance {
-                    plateau = (loss, 0);
-                } else {
-                    plateau = (plateau.0.min(loss), plateau.1 + 1);
-                    if config.patience.is_some_and(|p| plateau.1 >= p) {
-                        break;
-                    }
-                }
-            }
-        }
-        if config.patience.is_some()
-            && valid.is_some()
-            && let Some((_, kept)) = best
-        {
-            model = kept;
-        }
-        (model, curve)
+        Self::fit_on(&CpuBackend::new(), start, x, y, validation, config, on_epoch)
+            .unwrap_or_else(|e| panic!("Mlp::fit: {e}"))
+    }
+
+    /// [`Mlp::fit_reporting`] on `backend`: the same loop and the same random
+    /// draws, so a GPU run follows the CPU's within float tolerance. A shape
+    /// that does not fit is an [`Error::Shape`]; a device failure an
+    /// [`Error::Device`].
+    pub fn fit_on<B: Backend>(
+        backend: &B,
+        start: Option<Mlp>,
+        x: ArrayView2<'_, f32>,
+        y: Target<'_>,
+        validation: Option<(ArrayView2<'_, f32>, Target<'_>)>,
+        config: &MlpConfig,
+        on_epoch: &mut dyn FnMut(usize, f64),
+    ) -> Result<(Self, TrainingCurve), Error> {
+        train::fit(backend, start, x, y, validation, config, on_epoch)
     }
 }
 
-/// Optimizer state, shaped like the parameters.
-struct State {
-    optimizer: Optimizer,
-    step: i32,
-    first: Vec<(Array2<f32>, Array1<f32>)>,
-    second: Vec<(Array2<f32>, Array1<f32>)>,
-}
-
-impl State {
-    fn new(model: &Mlp, optimizer: Optimizer) -> Self {
-        let zeros: Vec<(Array2<f32>, Array1<f32>)> = model
-            .weights
-            .iter()
-            .zip(&model.biases)
-            .map(|(w, b)| (Array2::zeros(w.raw_dim()), Array1::zeros(b.raw_dim())))
-            .collect();
-        Self { optimizer, step: 0, first: zeros.clone(), second: zeros }
+/// Gradients of the L2-penalized mean loss of `model` on one batch, computed
+/// on `backend` (weights, biases as `1 x n`), for tests of any backend.
+#[cfg(test)]
+pub(crate) fn gradients_on<B: Backend>(
+    backend: &B,
+    model: &Mlp,
+    x: ArrayView2<'_, f32>,
+    y: ArrayView2<'_, f32>,
+    l2: f32,
+) -> Result<Vec<network::HostGradient>, Error> {
+    let widths = train::widths(model)?;
+    let net = network::Network::upload(backend, model)?;
+    let mut trainer = network::Trainer::new(backend, &net, Optimizer::Adam { learning_rate: 0.0 }, l2)?;
+    let mut ws = network::Workspace::new(backend, &widths, x.nrows())?;
+    backend.write(&mut ws.x, x)?;
+    backend.write(&mut ws.y, y)?;
+    let mut losses = backend.zeros(x.nrows(), 1)?;
+    trainer.gradients_only(backend, &net, &mut ws, &mut losses)?;
+    let mut grads = trainer.last_gradients(backend)?;
+    for ((gw, _), w) in grads.iter_mut().zip(&model.weights) {
+        gw.scaled_add(l2, w);
     }
-
-    fn step(&mut self, model: &mut Mlp, grads: &Gradients) {
-        self.step += 1;
-        match self.optimizer {
-            Optimizer::Sgd { learning_rate, momentum } => {
-                for (l, (vw, vb)) in self.first.iter_mut().enumerate() {
-                    vw.zip_mut_with(&grads.weights[l], |v, &g| *v = momentum * *v - learning_rate * g);
-                    vb.zip_mut_with(&grads.biases[l], |v, &g| *v = momentum * *v - learning_rate * g);
-                    model.weights[l] += &*vw;
-                    model.biases[l] += &*vb;
-                }
-            }
-            Optimizer::Adam { learning_rate } => {
-                let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
-                let c1 = 1.0 - b1.powi(self.step);
-                let c2 = 1.0 - b2.powi(self.step);
-                for l in 0..model.weights.len() {
-                    let (mw, mb) = &mut self.first[l];
-                    let (vw, vb) = &mut self.second[l];
-                    adam(&mut model.weights[l], mw, vw, &grads.weights[l], learning_rate, b1, b2, eps, c1, c2);
-                    adam(&mut model.biases[l], mb, vb, &grads.biases[l], learning_rate, b1, b2, eps, c1, c2);
-                }
-            }
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn adam<D: ndarray::Dimension>(
-    param: &mut ndarray::Array<f32, D>,
-    m: &mut ndarray::Array<f32, D>,
-    v: &mut ndarray::Array<f32, D>,
-    g: &ndarray::Array<f32, D>,
-    lr: f32,
-    b1: f32,
-    b2: f32,
-    eps: f32,
-    c1: f32,
-    c2: f32,
-) {
-    m.zip_mut_with(g, |m, &g| *m = b1 * *m + (1.0 - b1) * g);
-    v.zip_mut_with(g, |v, &g| *v = b2 * *v + (1.0 - b2) * g * g);
-    ndarray::Zip::from(param).and(&*m).and(&*v).for_each(|p, &m, &v| *p -= lr * (m / c1) / ((v / c2).sqrt() + eps));
+    Ok(grads)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     fn data(rows: usize, inputs: usize, seed: u64) -> Array2<f32> {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -437,7 +313,7 @@ mod tests {
                 }
                 Loss::SquaredError | Loss::Huber { .. } => data(6, 2, 2),
             };
-            let (_, grads) = model.gradients(x.view(), &y, config.l2);
+            let grads = gradients_on(&CpuBackend::new(), &model, x.view(), y.view(), config.l2).unwrap();
             let eps = 1e-2f32;
             for l in 0..model.weights.len() {
                 for (i, j) in [(0, 0), (1, 1), (model.weights[l].nrows() - 1, model.weights[l].ncols() - 1)] {
@@ -447,7 +323,7 @@ mod tests {
                     minus.weights[l][[i, j]] -= eps;
                     let numeric = (plus.loss(x.view(), &y, config.l2) - minus.loss(x.view(), &y, config.l2))
                         / f64::from(2.0 * eps);
-                    let analytic = f64::from(grads.weights[l][[i, j]]);
+                    let analytic = f64::from(grads[l].0[[i, j]]);
                     assert!(
                         (numeric - analytic).abs() <= 1e-3 + 2e-2 * numeric.abs(),
                         "{loss:?} layer {l} ({i},{j}): {numeric} vs {analytic}"
@@ -459,7 +335,7 @@ mod tests {
                 minus.biases[l][0] -= eps;
                 let numeric =
                     (plus.loss(x.view(), &y, config.l2) - minus.loss(x.view(), &y, config.l2)) / f64::from(2.0 * eps);
-                assert!((numeric - f64::from(grads.biases[l][0])).abs() <= 1e-3 + 2e-2 * numeric.abs());
+                assert!((numeric - f64::from(grads[l].1[[0, 0]])).abs() <= 1e-3 + 2e-2 * numeric.abs());
             }
         }
     }
