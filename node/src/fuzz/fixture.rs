@@ -143,7 +143,7 @@ fn build() -> Fixture {
     let members: Vec<Member> = [(&linear, None), (&trees, Some(&setup))]
         .into_iter()
         .map(|(spec, setup)| {
-            learners::fit(spec, Task::Classification, classes, &all, None, None, setup, 1, &mut |_, _, _| {})
+            learners::fit(spec, Task::Classification, classes, &all, None, None, setup, 1, None, &mut |_, _, _| {})
                 .expect("the fixture's members train")
                 .member
         })

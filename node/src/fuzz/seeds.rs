@@ -183,7 +183,7 @@ fn responses() -> Vec<Response> {
         Response::Refs(vec![ref_record()]),
         Response::Summary(f.summary.clone()),
         Response::Moments(moments),
-        Response::Trained { weights: ContentId::of(b"w"), rows: 30, curve: vec![0.9, 0.5] },
+        Response::Trained { weights: ContentId::of(b"w"), rows: 30, curve: vec![0.9, 0.5], backend: "cpu".into() },
         Response::Predicted(Box::new(prediction)),
         Response::ShardPredicted {
             csv: "0,test,c1,c1\n".into(),
