@@ -452,7 +452,11 @@ mod tests {
                 with_dir(),
                 "'f' is declared twice",
             ),
-            ("[net]\nmax_inbound_requests_per_peer = 0\n", with_dir(), "net.max_inbound_requests_per_peer must be at least 1"),
+            (
+                "[net]\nmax_inbound_requests_per_peer = 0\n",
+                with_dir(),
+                "net.max_inbound_requests_per_peer must be at least 1",
+            ),
             (
                 "[net]\nmax_inbound_requests = 8\nmax_inbound_requests_per_peer = 16\n",
                 with_dir(),

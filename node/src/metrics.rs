@@ -82,6 +82,7 @@ pub struct Metrics {
     requests_refused: Counter,
     dht_refused: Family<ReasonLabels, Counter>,
     dht_stored: Counter,
+    possession_failures: Counter,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -116,6 +117,7 @@ impl Metrics {
             requests_refused: Counter::default(),
             dht_refused: Family::default(),
             dht_stored: Counter::default(),
+            possession_failures: Counter::default(),
         };
         let mut registry = Registry::with_prefix("mass");
         registry.register("messages_in", "Messages received, by protocol", metrics.messages_in.clone());
@@ -188,6 +190,11 @@ impl Metrics {
             "Provider announcements from peers stored in this node's part of the DHT",
             metrics.dht_stored.clone(),
         );
+        registry.register(
+            "possession_failures",
+            "Homes that claimed a blob but could not show sampled chunks of it when this node checked before dropping its copy",
+            metrics.possession_failures.clone(),
+        );
         for reason in ["key_shape", "too_large", "kind", "full"] {
             let _ = metrics.dht_refused.get_or_create(&ReasonLabels { reason });
         }
@@ -230,6 +237,11 @@ impl Metrics {
 
     pub fn dht_stored(&self) {
         self.dht_stored.inc();
+    }
+
+    /// A home could not show a blob it claimed (see `replication::possession`).
+    pub fn possession_failure(&self) {
+        self.possession_failures.inc();
     }
 
     /// An HTTP request refused by the token check.

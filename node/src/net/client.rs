@@ -72,18 +72,47 @@ pub enum NetError {
 /// Commands into the network task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, NetError>> },
-    Advertise { advert: Box<Advert> },
-    Request { peer: PeerId, request: Request, reply: oneshot::Sender<Result<Response, NetError>> },
-    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
-    PublishRef { update: RefUpdate },
-    PublishProgress { progress: TrainingProgress },
-    Respond { channel: ResponseChannel<Response>, response: Response },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, NetError>>,
+    },
+    Advertise {
+        advert: Box<Advert>,
+    },
+    Request {
+        peer: PeerId,
+        request: Request,
+        reply: oneshot::Sender<Result<Response, NetError>>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    PublishRef {
+        update: RefUpdate,
+    },
+    PublishProgress {
+        progress: TrainingProgress,
+    },
+    Respond {
+        channel: ResponseChannel<Response>,
+        response: Response,
+    },
     /// The outcome of validating a gossiped message (see [`super::gossip`]).
-    ReportGossip { id: libp2p::gossipsub::MessageId, source: PeerId, acceptance: libp2p::gossipsub::MessageAcceptance },
-    Provide { id: ContentId },
-    FindProviders { id: ContentId, reply: oneshot::Sender<Vec<PeerId>> },
-    Shutdown { done: oneshot::Sender<()> },
+    ReportGossip {
+        id: libp2p::gossipsub::MessageId,
+        source: PeerId,
+        acceptance: libp2p::gossipsub::MessageAcceptance,
+    },
+    Provide {
+        id: ContentId,
+    },
+    FindProviders {
+        id: ContentId,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// Cloneable handle to the network task.

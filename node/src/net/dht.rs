@@ -143,12 +143,7 @@ impl ProviderLedger {
 
 /// Removes the expired records peers announced under `key` from `store`;
 /// returns whether a live record of another peer is left.
-pub fn prune_key(
-    store: &mut libp2p::kad::store::MemoryStore,
-    key: &RecordKey,
-    local: &PeerId,
-    now: Instant,
-) -> bool {
+pub fn prune_key(store: &mut libp2p::kad::store::MemoryStore, key: &RecordKey, local: &PeerId, now: Instant) -> bool {
     use libp2p::kad::store::RecordStore;
     let mut held = false;
     for record in store.providers(key) {

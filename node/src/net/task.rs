@@ -430,7 +430,8 @@ impl NetTask {
                     let now = Instant::now();
                     let local = *self.swarm.local_peer_id();
                     let store = self.swarm.behaviour_mut().kad.store_mut();
-                    let admitted = self.providers.admit(&record.key, now, |key| dht::prune_key(store, key, &local, now));
+                    let admitted =
+                        self.providers.admit(&record.key, now, |key| dht::prune_key(store, key, &local, now));
                     if !admitted {
                         return Err(dht::Refusal::Full);
                     }

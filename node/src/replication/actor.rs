@@ -17,7 +17,8 @@ use tracing::{debug, info, warn};
 use super::{
     FetchError,
     fetch::fetch,
-    homes, possession,
+    homes,
+    possession::{self, Keep},
     queue::{Admission, FetchQueue, Limits, Origin},
 };
 use crate::{
@@ -213,20 +214,34 @@ impl ReplicationActor {
                         }
                     }
                 }
-                if !homes.contains(&local) && all_confirmed {
-                    // Every home says it holds it: this copy is surplus (it
-                    // moved), once each home shows chunks of it.
-                    let mut proven = true;
-                    for home in homes.iter().filter(|h| **h != local) {
-                        if let Err(e) = possession::verify(&net, &stored.meta, *home).await {
-                            warn!(%id, %home, "a home claims the blob but does not show it ({e}); keeping this copy");
-                            confirmed.remove(&(*home, id));
-                            proven = false;
+                if homes.contains(&local) || !all_confirmed {
+                    continue;
+                }
+                // Every home says it holds it: this copy is surplus (it
+                // moved), once each home shows chunks of it. The first
+                // failed proof ends the check; `may_drop` decides.
+                let mut proofs = Vec::with_capacity(homes.len());
+                for home in &homes {
+                    let proof = possession::verify(&net, &stored.meta, *home).await;
+                    let failed = proof.is_err();
+                    proofs.push((*home, proof));
+                    if failed {
+                        break;
+                    }
+                }
+                match possession::may_drop(local, &homes, &proofs) {
+                    Ok(()) => {
+                        if storage.remove(id).await.unwrap_or(false) {
+                            info!(%id, "blob migrated to its homes; local copy dropped");
                         }
                     }
-                    if proven && storage.remove(id).await.unwrap_or(false) {
-                        info!(%id, "blob migrated to its homes; local copy dropped");
+                    Err(Keep::Unproven(home, e)) => {
+                        warn!(%id, %home, "a home claims the blob but does not show it ({e}); keeping this copy");
+                        metrics.possession_failure();
+                        // Its claim is asked for again on the next walk.
+                        confirmed.remove(&(home, id));
                     }
+                    Err(keep) => debug!(%id, ?keep, "keeping a surplus copy"),
                 }
             }
             (peers, confirmed)

@@ -121,7 +121,11 @@ pub async fn fetch(
 
 /// Sends `request`, again after a pause while the peer answers that it is
 /// busy (over its share of inbound requests), at most [`BUSY_RETRIES`] times.
-async fn patiently(net: &NetClient, peer: PeerId, request: Request) -> Result<Response, crate::net::NetError> {
+pub(super) async fn patiently(
+    net: &NetClient,
+    peer: PeerId,
+    request: Request,
+) -> Result<Response, crate::net::NetError> {
     let mut backoff = BUSY_BACKOFF;
     for _ in 0..BUSY_RETRIES {
         match net.request(peer, request.clone()).await? {

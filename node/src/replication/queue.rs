@@ -241,7 +241,10 @@ mod tests {
         let mut q: FetchQueue<u8, ()> = FetchQueue::new(LIMITS);
         q.admit(id(1), Origin::Peer(1), None);
         q.admit(id(2), Origin::Peer(2), None);
-        assert!(matches!(q.admit(id(3), Origin::Local, Some(())).0, Admission::Start(..)), "peers' fetches do not block readers");
+        assert!(
+            matches!(q.admit(id(3), Origin::Local, Some(())).0, Admission::Start(..)),
+            "peers' fetches do not block readers"
+        );
         q.admit(id(4), Origin::Peer(3), None);
         q.admit(id(5), Origin::Local, Some(()));
         assert_eq!(q.finish(&id(3)).1, vec![(id(5), Origin::Local)]);
