@@ -326,6 +326,11 @@ async fn hold_connection(addr: Multiaddr) {
 /// peer's name (signed by the hostile peer, or not at all), in the hostile
 /// peer's name with another key's signature, and in its own name and key
 /// but with a version or a clock of u64::MAX.
+///
+/// Not tried: a new version in the hostile peer's own name, signed with its
+/// own key and within the bounds. Any member may write any ref today (there
+/// is no writer or admin rule yet, see docs/architecture.md), so such an
+/// entry is accepted; this test pins only the forgeries the node refuses.
 fn forgeries(hostile: &Keypair, victim: &str, honest: &[RefRecord]) -> Vec<RefUpdate> {
     let me = hostile.public().to_peer_id().to_string();
     let stranger = Keypair::generate_ed25519();
