@@ -112,6 +112,13 @@ pub struct NetSection {
     #[serde(default, with = "humantime_serde::option")]
     pub ping_interval: Option<Duration>,
     pub max_connections: Option<usize>,
+    pub max_connections_per_peer: Option<usize>,
+    pub max_pending_incoming: Option<usize>,
+    pub max_pending_outgoing: Option<usize>,
+    pub max_inbound_requests: Option<usize>,
+    pub max_inbound_requests_per_peer: Option<usize>,
+    pub dht_max_provider_keys: Option<usize>,
+    pub dht_max_providers_per_key: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +139,7 @@ pub struct MembershipSection {
     pub down_after: Option<Duration>,
     #[serde(default, with = "humantime_serde::option")]
     pub forget_after: Option<Duration>,
+    pub max_peers: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -226,6 +234,7 @@ impl NodeConfig {
             advert_interval: file.membership.advert_interval.unwrap_or(membership::Config::DEFAULT.advert_interval),
             down_after: file.membership.down_after.unwrap_or(membership::Config::DEFAULT.down_after),
             forget_after: file.membership.forget_after.unwrap_or(membership::Config::DEFAULT.forget_after),
+            max_peers: file.membership.max_peers.unwrap_or(membership::Config::DEFAULT.max_peers),
         };
         membership.validate().map_err(ConfigError::Invalid)?;
 
@@ -237,6 +246,22 @@ impl NodeConfig {
             bootstrap_timeout: file.net.bootstrap_timeout.unwrap_or(net::Config::DEFAULT_BOOTSTRAP_TIMEOUT),
             ping_interval: file.net.ping_interval.unwrap_or(net::Config::DEFAULT_PING_INTERVAL),
             max_connections: file.net.max_connections.unwrap_or(net::Config::DEFAULT_MAX_CONNECTIONS),
+            max_connections_per_peer: file
+                .net
+                .max_connections_per_peer
+                .unwrap_or(net::Config::DEFAULT_MAX_CONNECTIONS_PER_PEER),
+            max_pending_incoming: file.net.max_pending_incoming.unwrap_or(net::Config::DEFAULT_MAX_PENDING_INCOMING),
+            max_pending_outgoing: file.net.max_pending_outgoing.unwrap_or(net::Config::DEFAULT_MAX_PENDING_OUTGOING),
+            max_inbound_requests: file.net.max_inbound_requests.unwrap_or(net::Config::DEFAULT_MAX_INBOUND_REQUESTS),
+            max_inbound_requests_per_peer: file
+                .net
+                .max_inbound_requests_per_peer
+                .unwrap_or(net::Config::DEFAULT_MAX_INBOUND_REQUESTS_PER_PEER),
+            dht_max_provider_keys: file.net.dht_max_provider_keys.unwrap_or(net::Config::DEFAULT_DHT_MAX_PROVIDER_KEYS),
+            dht_max_providers_per_key: file
+                .net
+                .dht_max_providers_per_key
+                .unwrap_or(net::Config::DEFAULT_DHT_MAX_PROVIDERS_PER_KEY),
         };
         net.validate().map_err(ConfigError::Invalid)?;
 
@@ -451,6 +476,20 @@ mod tests {
                 with_dir(),
                 "'f' is declared twice",
             ),
+            (
+                "[net]\nmax_inbound_requests_per_peer = 0\n",
+                with_dir(),
+                "net.max_inbound_requests_per_peer must be at least 1",
+            ),
+            (
+                "[net]\nmax_inbound_requests = 8\nmax_inbound_requests_per_peer = 16\n",
+                with_dir(),
+                "must not exceed net.max_inbound_requests",
+            ),
+            ("[net]\nmax_connections = 2\n", with_dir(), "net.max_connections_per_peer (4) must not exceed"),
+            ("[net]\nmax_pending_incoming = 0\n", with_dir(), "net.max_pending_incoming"),
+            ("[net]\ndht_max_provider_keys = 0\n", with_dir(), "net.dht_max_provider_keys"),
+            ("[membership]\nmax_peers = 0\n", with_dir(), "membership.max_peers"),
             ("data_dir = [", with_dir(), "test.toml is invalid"),
         ];
         for (toml, cli, expected) in cases {

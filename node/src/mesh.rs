@@ -24,6 +24,18 @@ use crate::{
     storage::{Storage, StoreError, store::pin_name},
 };
 
+/// Why a peer's ref entry was not merged.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AcceptRefError {
+    /// The entry is invalid (bad name, forged or unsigned, out of bounds):
+    /// the peer that sent it is to blame.
+    #[error("{0}")]
+    Refused(String),
+    /// This node could not check or store it; nobody is to blame.
+    #[error("{0}")]
+    Store(String),
+}
+
 #[derive(Clone)]
 pub struct Mesh {
     pub peer_id: String,
@@ -114,16 +126,17 @@ impl Mesh {
     /// Merges a ref entry a peer sent (by gossip or in its ref list), once
     /// checked: a valid name, signed by its origin, and within the version
     /// and clock bounds. Returns whether the ref changed.
-    pub async fn accept_ref(&self, name: &str, entry: RefEntry) -> Result<bool, String> {
+    pub async fn accept_ref(&self, name: &str, entry: RefEntry) -> Result<bool, AcceptRefError> {
         let refused = |reason: String| {
             self.metrics.ref_refused();
-            reason
+            AcceptRefError::Refused(reason)
         };
+        let store = |e: StoreError| AcceptRefError::Store(e.to_string());
         validate_ref_name(name).map_err(refused)?;
         crate::net::identity::verify_ref_entry(name, &entry).map_err(refused)?;
-        let (version, clock) = self.storage.ref_bounds(name.to_owned()).await.map_err(|e| e.to_string())?;
+        let (version, clock) = self.storage.ref_bounds(name.to_owned()).await.map_err(store)?;
         entry.within_bounds(version, clock).map_err(refused)?;
-        let changed = self.storage.merge_ref(name.to_owned(), entry).await.map_err(|e| e.to_string())?;
+        let changed = self.storage.merge_ref(name.to_owned(), entry).await.map_err(store)?;
         Ok(changed.is_some())
     }
 

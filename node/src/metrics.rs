@@ -78,6 +78,16 @@ pub struct Metrics {
     integrity_failures: Counter,
     auth_refusals: Family<StatusLabels, Counter>,
     refs_refused: Counter,
+    connections_denied: Counter,
+    requests_refused: Counter,
+    dht_refused: Family<ReasonLabels, Counter>,
+    dht_stored: Counter,
+    possession_failures: Counter,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -103,6 +113,11 @@ impl Metrics {
             integrity_failures: Counter::default(),
             auth_refusals: Family::default(),
             refs_refused: Counter::default(),
+            connections_denied: Counter::default(),
+            requests_refused: Counter::default(),
+            dht_refused: Family::default(),
+            dht_stored: Counter::default(),
+            possession_failures: Counter::default(),
         };
         let mut registry = Registry::with_prefix("mass");
         registry.register("messages_in", "Messages received, by protocol", metrics.messages_in.clone());
@@ -155,6 +170,34 @@ impl Metrics {
             "Ref entries from peers refused: unsigned, signed by another than their origin, or out of bounds",
             metrics.refs_refused.clone(),
         );
+        registry.register(
+            "connections_denied",
+            "Connections refused by a connection limit (total, per peer, pending)",
+            metrics.connections_denied.clone(),
+        );
+        registry.register(
+            "requests_refused",
+            "Peer requests answered busy: the node was full or the peer had its share in progress",
+            metrics.requests_refused.clone(),
+        );
+        registry.register(
+            "dht_refused",
+            "DHT records and provider announcements from peers refused, by reason",
+            metrics.dht_refused.clone(),
+        );
+        registry.register(
+            "dht_stored",
+            "Provider announcements from peers stored in this node's part of the DHT",
+            metrics.dht_stored.clone(),
+        );
+        registry.register(
+            "possession_failures",
+            "Homes that claimed a blob but could not show sampled chunks of it when this node checked before dropping its copy",
+            metrics.possession_failures.clone(),
+        );
+        for reason in ["key_shape", "too_large", "kind", "full"] {
+            let _ = metrics.dht_refused.get_or_create(&ReasonLabels { reason });
+        }
         for status in [401, 403] {
             let _ = metrics.auth_refusals.get_or_create(&StatusLabels { status });
         }
@@ -177,6 +220,28 @@ impl Metrics {
 
     pub fn ref_refused(&self) {
         self.refs_refused.inc();
+    }
+
+    pub fn connection_denied(&self) {
+        self.connections_denied.inc();
+    }
+
+    pub fn request_refused(&self) {
+        self.requests_refused.inc();
+    }
+
+    /// A peer's DHT record refused; `reason` is a [`crate::net::dht::Refusal`] label.
+    pub fn dht_refused(&self, reason: &'static str) {
+        self.dht_refused.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn dht_stored(&self) {
+        self.dht_stored.inc();
+    }
+
+    /// A home could not show a blob it claimed (see `replication::possession`).
+    pub fn possession_failure(&self) {
+        self.possession_failures.inc();
     }
 
     /// An HTTP request refused by the token check.

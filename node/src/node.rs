@@ -75,8 +75,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let keypair = identity::load_or_create(data_dir)?;
     let local_peer_id = keypair.public().to_peer_id();
     let psk = config.net.network_key.as_deref().map(network_key::load).transpose()?;
-    if let Some(psk) = &psk {
-        info!(fingerprint = %psk.fingerprint(), "private mesh: pre-shared network key in use");
+    match &psk {
+        Some(psk) => info!(fingerprint = %psk.fingerprint(), "private mesh: pre-shared network key in use"),
+        None => warn_if_open(&config.net),
     }
 
     let tokens = crate::auth::Tokens::load(data_dir).map_err(StartError::Tokens)?;
@@ -141,7 +142,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         requests: service.clone().recipient(),
         notices: service.recipient(),
     };
-    let task = NetTask::new(swarm, command_rx, net_client.sender(), sinks, metrics.clone(), config.net.max_connections)
+    let task = NetTask::new(swarm, command_rx, net_client.sender(), sinks, metrics.clone(), &config.net)
         .map_err(|e| StartError::Build(net::swarm::BuildError::from(e)))?;
     let net_task = tokio::spawn(task.run());
 
@@ -206,6 +207,22 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     net_client.shutdown().await;
     let _ = net_task.await;
     Ok(())
+}
+
+/// Warns when the node can be reached from other machines and any of them
+/// may join: without a network key, the mesh admits every peer that dials.
+fn warn_if_open(config: &net::Config) {
+    let exposed = config.exposed_listen_addrs();
+    if exposed.is_empty() {
+        return;
+    }
+    let addrs: Vec<String> = exposed.iter().map(ToString::to_string).collect();
+    warn!(
+        listen = %addrs.join(", "),
+        "this node listens beyond loopback without a network key: any host that reaches these addresses can \
+         join the mesh as a peer, read every blob, submit work and gossip to every node. For a private mesh, \
+         create a key with `mass keygen swarm.key` and start every node with --network-key swarm.key"
+    );
 }
 
 /// The operating system's words for a failed listen, e.g. "Address already in

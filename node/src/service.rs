@@ -1,27 +1,47 @@
 //! The service actor: answers peers' requests that need storage or
 //! replication, and applies ref updates from gossip and from newly met peers.
 
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
 use actix::{Actor, AsyncContext, Context, Handler, ResponseFuture, WrapFuture};
-use libp2p::PeerId;
+use libp2p::{PeerId, gossipsub::MessageAcceptance};
 use mass_protocol::rpc::{Request, Response, RpcError, RpcErrorKind};
+use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use crate::{
     jobs::task::{Admission, TrainError},
-    mesh::Mesh,
+    mesh::{AcceptRefError, Mesh},
     net::{InboundRequest, PeerNotice},
     replication::ReplicateFrom,
     serving::router::ServeError,
     storage::StoreError,
 };
 
+/// Ref syncs with newly met peers running at once: each verifies a whole
+/// ref list, and a flood of new connections must not run hundreds together.
+const CONCURRENT_SYNCS: usize = 4;
+/// Syncs that may wait for a turn; past it a newly met peer is not synced
+/// (gossip still brings its new writes).
+const WAITING_SYNCS: usize = 256;
+/// How long a sync waits for its turn.
+const SYNC_WAIT: Duration = Duration::from_secs(60);
+
 pub struct ServiceActor {
     mesh: Mesh,
+    syncs: Arc<Semaphore>,
+    waiting_syncs: Arc<AtomicUsize>,
 }
 
 impl ServiceActor {
     pub fn new(mesh: Mesh) -> Self {
-        Self { mesh }
+        Self { mesh, syncs: Arc::new(Semaphore::new(CONCURRENT_SYNCS)), waiting_syncs: Arc::default() }
     }
 }
 
@@ -95,7 +115,9 @@ impl Handler<InboundRequest> for ServiceActor {
                     Err(e) => storage_error(e),
                 },
                 Request::Replicate { id } => match replication.send(ReplicateFrom { peer, id }).await {
-                    Ok(has) => Response::Has(has),
+                    Ok(Ok(has)) => Response::Has(has),
+                    // Over a bound on fetches: the holder's next repair walk asks again.
+                    Ok(Err(busy)) => Response::Error(RpcError { kind: RpcErrorKind::Overloaded, message: busy }),
                     Err(e) => Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message: e.to_string() }),
                 },
                 Request::ListRefs => match storage.refs().await {
@@ -138,20 +160,44 @@ impl Handler<PeerNotice> for ServiceActor {
 
     fn handle(&mut self, notice: PeerNotice, ctx: &mut Self::Context) {
         match notice {
-            PeerNotice::RefUpdate { source, update } => {
+            PeerNotice::RefUpdate { source, update, verdict } => {
                 let mesh = self.mesh.clone();
                 ctx.spawn(
                     async move {
-                        if let Err(e) = mesh.accept_ref(&update.name, update.entry).await {
-                            warn!(%source, name = %update.name, "refused a ref update: {e}");
-                        }
+                        let acceptance = match mesh.accept_ref(&update.name, update.entry).await {
+                            Ok(_) => MessageAcceptance::Accept,
+                            Err(AcceptRefError::Refused(e)) => {
+                                warn!(%source, name = %update.name, "refused a ref update: {e}");
+                                MessageAcceptance::Reject
+                            }
+                            Err(AcceptRefError::Store(e)) => {
+                                warn!(%source, name = %update.name, "could not apply a ref update: {e}");
+                                MessageAcceptance::Ignore
+                            }
+                        };
+                        verdict.report(acceptance).await;
                     }
                     .into_actor(self),
                 );
             }
             PeerNotice::Progress { source, progress } => self.mesh.progress.record(source.to_string(), progress),
             PeerNotice::Connected { peer } => {
-                ctx.spawn(sync_refs(self.mesh.clone(), peer).into_actor(self));
+                if self.waiting_syncs.fetch_add(1, Ordering::SeqCst) >= WAITING_SYNCS {
+                    self.waiting_syncs.fetch_sub(1, Ordering::SeqCst);
+                    return debug!(%peer, "too many ref syncs waiting; not syncing with a newly met peer");
+                }
+                let (mesh, syncs, waiting) = (self.mesh.clone(), self.syncs.clone(), self.waiting_syncs.clone());
+                ctx.spawn(
+                    async move {
+                        let turn = tokio::time::timeout(SYNC_WAIT, syncs.acquire_owned()).await;
+                        waiting.fetch_sub(1, Ordering::SeqCst);
+                        match turn {
+                            Ok(Ok(_turn)) => sync_refs(mesh, peer).await,
+                            _ => debug!(%peer, "ref sync skipped: no turn in time"),
+                        }
+                    }
+                    .into_actor(self),
+                );
             }
         }
     }

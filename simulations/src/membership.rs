@@ -49,6 +49,7 @@ impl Scenario {
                 advert_interval: Duration::from_millis(1000),
                 down_after: Duration::from_millis(4000),
                 forget_after: Duration::from_millis(20_000),
+                max_peers: 1024,
             },
             tick_ms: 250,
             min_delay_ms: 1,

@@ -40,7 +40,7 @@ fn layout(data: &[u8]) -> BlobMeta {
     BlobMeta { id: ContentId::of(data), size: data.len() as u64, chunks: cvs }
 }
 
-fn advert(addr: &Multiaddr) -> Advert {
+pub(crate) fn advert(addr: &Multiaddr) -> Advert {
     Advert {
         protocol_version: names::PROTOCOL_VERSION,
         seq: 0,

@@ -9,7 +9,7 @@ use mass_protocol::{
     Advert,
     api::{PeerState, PeerView},
 };
-use tracing::info;
+use tracing::{debug, info};
 
 use super::{Config, PeerTable, Transition};
 use crate::{metrics::Metrics, net::NetEvent};
@@ -63,6 +63,10 @@ impl MembershipActor {
             Some(Transition::Recovered(peer)) => info!(%peer, "peer is up again"),
             Some(Transition::WentDown(peer)) => info!(%peer, "peer is down"),
             Some(Transition::Forgotten(peer)) => info!(%peer, "peer forgotten"),
+            // Debug only: a flood of fresh ids would otherwise flood the log.
+            Some(Transition::Refused(peer)) => {
+                return debug!(%peer, max = self.table.len(), "peer table full of live peers; not listing a new one");
+            }
             None => return,
         }
         self.metrics.set_peers(self.table.count(PeerState::Up), self.table.count(PeerState::Down));

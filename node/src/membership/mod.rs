@@ -21,6 +21,10 @@ pub struct Config {
     pub down_after: Duration,
     /// A peer down for this long is dropped from the table.
     pub forget_after: Duration,
+    /// Peers the table holds at most: adverts from ever new peer ids must not
+    /// grow it without bound. When full, a newcomer takes the place of the
+    /// peer down the longest, or is not listed while every peer is up.
+    pub max_peers: usize,
 }
 
 impl Config {
@@ -28,9 +32,13 @@ impl Config {
         advert_interval: Duration::from_secs(2),
         down_after: Duration::from_secs(8),
         forget_after: Duration::from_secs(600),
+        max_peers: 1024,
     };
 
     pub fn validate(&self) -> Result<(), String> {
+        if self.max_peers == 0 {
+            return Err("membership.max_peers must be at least 1".into());
+        }
         if self.advert_interval.is_zero() {
             return Err("membership.advert_interval must be greater than zero".into());
         }

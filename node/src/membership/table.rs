@@ -28,6 +28,8 @@ pub enum Transition<K> {
     Recovered(K),
     WentDown(K),
     Forgotten(K),
+    /// The table was full of peers up: a new peer was not listed.
+    Refused(K),
 }
 
 /// Peers by key, with liveness.
@@ -43,18 +45,31 @@ impl<K: Ord + Clone, P> PeerTable<K, P> {
     }
 
     /// A peer told us about itself: it is alive and this is what it has.
+    /// A new peer in a full table replaces the peer down the longest; with
+    /// every peer up it is refused (the peers already known keep their place:
+    /// a flood of fresh ids cannot push out the mesh).
     pub fn observe_advert(&mut self, peer: K, info: P, now_ms: u64) -> Option<Transition<K>> {
-        match self.peers.get_mut(&peer) {
-            Some(entry) => {
-                entry.info = Some(info);
-                Self::refresh(entry, peer, now_ms)
-            }
-            None => {
-                let entry = Entry { info: Some(info), state: PeerState::Up, last_seen_ms: now_ms };
-                self.peers.insert(peer.clone(), entry);
-                Some(Transition::Joined(peer))
+        if let Some(entry) = self.peers.get_mut(&peer) {
+            entry.info = Some(info);
+            return Self::refresh(entry, peer, now_ms);
+        }
+        if self.peers.len() >= self.config.max_peers {
+            let longest_down = self
+                .peers
+                .iter()
+                .filter(|(_, e)| e.state == PeerState::Down)
+                .min_by_key(|(_, e)| e.last_seen_ms)
+                .map(|(k, _)| k.clone());
+            match longest_down {
+                Some(evicted) => {
+                    self.peers.remove(&evicted);
+                }
+                None => return Some(Transition::Refused(peer)),
             }
         }
+        let entry = Entry { info: Some(info), state: PeerState::Up, last_seen_ms: now_ms };
+        self.peers.insert(peer.clone(), entry);
+        Some(Transition::Joined(peer))
     }
 
     /// A known peer answered something (a ping): it is alive. Unknown peers are
@@ -130,7 +145,37 @@ mod tests {
             advert_interval: Duration::from_millis(100),
             down_after: Duration::from_millis(300),
             forget_after: Duration::from_millis(1000),
+            max_peers: 3,
         })
+    }
+
+    #[test]
+    fn a_full_table_replaces_the_longest_down_peer_and_refuses_when_all_are_up() {
+        let mut t = table();
+        for peer in 1..=3 {
+            t.observe_advert(peer, "a", 0);
+        }
+        assert_eq!(t.observe_advert(4, "new", 10), Some(Transition::Refused(4)));
+        assert_eq!(t.len(), 3);
+        // 1 and 2 go quiet; 3 keeps advertising; 1 has been down longest.
+        t.observe_advert(2, "a", 50);
+        t.observe_advert(3, "a", 300);
+        t.tick(360);
+        assert_eq!(t.count(PeerState::Down), 2);
+        assert_eq!(t.observe_advert(4, "new", 370), Some(Transition::Joined(4)));
+        assert!(t.get(&1).is_none(), "the peer down the longest made room");
+        assert!(t.get(&2).is_some() && t.get(&3).is_some());
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn ever_new_peer_ids_never_grow_the_table_past_its_bound() {
+        let mut t = table();
+        for (i, peer) in (0..10_000u32).enumerate() {
+            t.observe_advert(peer, "spam", i as u64);
+            t.tick(i as u64);
+            assert!(t.len() <= 3);
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use libp2p::{
-    StreamProtocol, gossipsub, identify,
+    StreamProtocol, connection_limits, gossipsub, identify,
     identity::Keypair,
     kad, mdns, ping, request_response,
     swarm::{NetworkBehaviour, behaviour::toggle::Toggle},
@@ -15,6 +15,9 @@ use crate::metrics::Metrics;
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// First, so a connection over a limit is refused before any other
+    /// behaviour sets anything up for it.
+    pub limits: connection_limits::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
@@ -45,7 +48,8 @@ impl Behaviour {
         // Records are validated before they are stored (STACK.md).
         kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
         kad_config.set_periodic_bootstrap_interval(Some(Duration::from_secs(60)));
-        let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+        let store = kad::store::MemoryStore::with_config(peer_id, super::dht::store_config(config));
+        let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
         // Every Mass node serves the DHT, even when it only knows private addresses.
         kad.set_mode(Some(kad::Mode::Server));
 
@@ -56,8 +60,27 @@ impl Behaviour {
             .max_transmit_size(codec::MAX_GOSSIP_MESSAGE)
             .build()
             .map_err(|e| format!("gossipsub config: {e}"))?;
-        let gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)
-            .map_err(|e| format!("gossipsub: {e}"))?;
+        let mut gossipsub =
+            gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)
+                .map_err(|e| format!("gossipsub: {e}"))?;
+        let topics = super::scoring::topic_weights(
+            gossipsub::IdentTopic::new(names::ADVERT_TOPIC).hash(),
+            gossipsub::IdentTopic::new(names::REF_TOPIC).hash(),
+            gossipsub::IdentTopic::new(names::PROGRESS_TOPIC).hash(),
+        );
+        gossipsub
+            .with_peer_score(super::scoring::params(topics), super::scoring::thresholds())
+            .map_err(|e| format!("gossipsub peer scoring: {e}"))?;
+
+        // Values were checked to fit in u32 by `Config::validate`.
+        let limit = |n: usize| Some(u32::try_from(n).unwrap_or(u32::MAX));
+        let limits = connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established(limit(config.max_connections))
+                .with_max_established_per_peer(limit(config.max_connections_per_peer))
+                .with_max_pending_incoming(limit(config.max_pending_incoming))
+                .with_max_pending_outgoing(limit(config.max_pending_outgoing)),
+        );
 
         let rpc = request_response::Behaviour::with_codec(
             RpcCodec::new(metrics),
@@ -74,6 +97,6 @@ impl Behaviour {
             None
         };
 
-        Ok(Self { identify, ping, kad, gossipsub, rpc, mdns: mdns.into() })
+        Ok(Self { limits, identify, ping, kad, gossipsub, rpc, mdns: mdns.into() })
     }
 }

@@ -34,8 +34,10 @@ pub struct InboundRequest {
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub enum PeerNotice {
-    /// A ref update arrived by gossip from its (authenticated) publisher.
-    RefUpdate { source: PeerId, update: RefUpdate },
+    /// A ref update arrived by gossip from its (authenticated) publisher,
+    /// already checked for its name, origin and signature; `verdict` takes
+    /// the outcome of the remaining checks back to gossipsub.
+    RefUpdate { source: PeerId, update: RefUpdate, verdict: super::gossip::Verdict },
     /// A peer's training task reported an epoch.
     Progress { source: PeerId, progress: TrainingProgress },
     /// A first connection to a peer was established.
@@ -70,16 +72,47 @@ pub enum NetError {
 /// Commands into the network task.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Dial { addr: Multiaddr, reply: oneshot::Sender<Result<PeerId, NetError>> },
-    Advertise { advert: Box<Advert> },
-    Request { peer: PeerId, request: Request, reply: oneshot::Sender<Result<Response, NetError>> },
-    ListenAddrs { reply: oneshot::Sender<Vec<Multiaddr>> },
-    PublishRef { update: RefUpdate },
-    PublishProgress { progress: TrainingProgress },
-    Respond { channel: ResponseChannel<Response>, response: Response },
-    Provide { id: ContentId },
-    FindProviders { id: ContentId, reply: oneshot::Sender<Vec<PeerId>> },
-    Shutdown { done: oneshot::Sender<()> },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<PeerId, NetError>>,
+    },
+    Advertise {
+        advert: Box<Advert>,
+    },
+    Request {
+        peer: PeerId,
+        request: Request,
+        reply: oneshot::Sender<Result<Response, NetError>>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    PublishRef {
+        update: RefUpdate,
+    },
+    PublishProgress {
+        progress: TrainingProgress,
+    },
+    Respond {
+        channel: ResponseChannel<Response>,
+        response: Response,
+    },
+    /// The outcome of validating a gossiped message (see [`super::gossip`]).
+    ReportGossip {
+        id: libp2p::gossipsub::MessageId,
+        source: PeerId,
+        acceptance: libp2p::gossipsub::MessageAcceptance,
+    },
+    Provide {
+        id: ContentId,
+    },
+    FindProviders {
+        id: ContentId,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    Shutdown {
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// Cloneable handle to the network task.

@@ -2,13 +2,16 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::Arc,
+    time::Instant,
 };
 
 use futures::StreamExt;
 use libp2p::{
-    Multiaddr, PeerId, Swarm, gossipsub, identify, kad, mdns, ping, request_response,
-    swarm::{ConnectionId, SwarmEvent, dial_opts::DialOpts, dial_opts::PeerCondition},
+    Multiaddr, PeerId, Swarm, connection_limits, gossipsub, identify, kad, mdns, ping, request_response,
+    swarm::{
+        ConnectionDenied, ConnectionId, DialError, ListenError, SwarmEvent, dial_opts::DialOpts,
+        dial_opts::PeerCondition,
+    },
 };
 use mass_protocol::{
     Advert, codec,
@@ -16,13 +19,16 @@ use mass_protocol::{
     names,
     rpc::{RefUpdate, Request, Response, RpcError, RpcErrorKind},
 };
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::{
-    MAX_INBOUND_REQUESTS,
+    Config, MAX_PENDING_PROVIDER_QUERIES, MAX_PENDING_REQUESTS, MAX_REF_VALIDATIONS, MAX_REF_VALIDATIONS_PER_PEER,
     behaviour::{Behaviour, BehaviourEvent},
     client::{Command, InboundRequest, NetError, NetEvent, PeerNotice, Sinks},
+    dht,
+    gossip::{Verdict, check_ref_update},
+    quota::Quota,
 };
 use crate::metrics::{Metrics, Protocol};
 
@@ -46,7 +52,12 @@ pub struct NetTask {
     ref_topic: gossipsub::IdentTopic,
     progress_topic: gossipsub::IdentTopic,
     local_advert: Option<Box<Advert>>,
-    inbound: Arc<Semaphore>,
+    /// Peer requests in progress, bounded overall and per peer.
+    inbound: Quota<PeerId>,
+    /// Gossiped ref updates awaiting the store's checks, per publisher.
+    ref_validations: Quota<PeerId>,
+    /// Blobs peers announced holders of, apart from this node's own.
+    providers: dht::ProviderLedger,
     pending_dials: HashMap<ConnectionId, (Multiaddr, oneshot::Sender<Result<PeerId, NetError>>)>,
     pending_requests: HashMap<request_response::OutboundRequestId, PendingRequest>,
     pending_providers: HashMap<kad::QueryId, (HashSet<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
@@ -59,7 +70,7 @@ impl NetTask {
         own_commands: mpsc::Sender<Command>,
         sinks: Sinks,
         metrics: Metrics,
-        max_connections: usize,
+        config: &Config,
     ) -> Result<Self, String> {
         let advert_topic = gossipsub::IdentTopic::new(names::ADVERT_TOPIC);
         let ref_topic = gossipsub::IdentTopic::new(names::REF_TOPIC);
@@ -77,12 +88,14 @@ impl NetTask {
             own_commands,
             sinks,
             metrics,
-            max_connections,
+            max_connections: config.max_connections,
             advert_topic,
             ref_topic,
             progress_topic,
             local_advert: None,
-            inbound: Arc::new(Semaphore::new(MAX_INBOUND_REQUESTS)),
+            inbound: Quota::new(config.max_inbound_requests, config.max_inbound_requests_per_peer),
+            ref_validations: Quota::new(MAX_REF_VALIDATIONS, MAX_REF_VALIDATIONS_PER_PEER),
+            providers: dht::ProviderLedger::new(config.dht_max_provider_keys),
             pending_dials: HashMap::new(),
             pending_requests: HashMap::new(),
             pending_providers: HashMap::new(),
@@ -134,6 +147,11 @@ impl NetTask {
                 self.local_advert = Some(advert);
             }
             Command::Request { peer, request, reply } => {
+                if !self.room_for_request() {
+                    let reason = format!("{MAX_PENDING_REQUESTS} requests already await answers on this node");
+                    let _ = reply.send(Err(NetError::Request { peer, reason }));
+                    return;
+                }
                 let id = self.swarm.behaviour_mut().rpc.send_request(&peer, request);
                 self.pending_requests.insert(id, PendingRequest::External(reply));
             }
@@ -152,16 +170,38 @@ impl NetTask {
                 }
             }
             Command::Provide { id } => {
-                if let Err(e) = self.swarm.behaviour_mut().kad.start_providing(kad::RecordKey::new(id.as_bytes())) {
+                if let Err(e) = self.swarm.behaviour_mut().kad.start_providing(dht::key_of(&id)) {
                     warn!(%id, "cannot announce blob in the DHT: {e}");
                 }
             }
             Command::FindProviders { id, reply } => {
-                let query = self.swarm.behaviour_mut().kad.get_providers(kad::RecordKey::new(id.as_bytes()));
+                if self.pending_providers.len() >= MAX_PENDING_PROVIDER_QUERIES {
+                    // The caller falls back to asking live peers.
+                    let _ = reply.send(Vec::new());
+                    return;
+                }
+                let query = self.swarm.behaviour_mut().kad.get_providers(dht::key_of(&id));
                 self.pending_providers.insert(query, (HashSet::new(), reply));
+            }
+            Command::ReportGossip { id, source, acceptance } => {
+                self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
             }
             Command::Shutdown { .. } => unreachable!("handled in run"),
         }
+    }
+
+    /// Whether another outbound request may wait for an answer. Callers give
+    /// up after their own timeout while libp2p keeps the entry until its
+    /// longer one, so entries nobody waits for are dropped first.
+    fn room_for_request(&mut self) -> bool {
+        if self.pending_requests.len() < MAX_PENDING_REQUESTS {
+            return true;
+        }
+        self.pending_requests.retain(|_, pending| match pending {
+            PendingRequest::External(reply) => !reply.is_closed(),
+            PendingRequest::Advert => true,
+        });
+        self.pending_requests.len() < MAX_PENDING_REQUESTS
     }
 
     fn publish_advert(&mut self, advert: &Advert) {
@@ -217,8 +257,10 @@ impl NetTask {
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, endpoint.get_remote_address().clone());
                 }
                 if num_established.get() == 1 {
-                    let id = self.swarm.behaviour_mut().rpc.send_request(&peer_id, Request::GetAdvert);
-                    self.pending_requests.insert(id, PendingRequest::Advert);
+                    if self.room_for_request() {
+                        let id = self.swarm.behaviour_mut().rpc.send_request(&peer_id, Request::GetAdvert);
+                        self.pending_requests.insert(id, PendingRequest::Advert);
+                    }
                     self.notify(PeerNotice::Connected { peer: peer_id });
                 }
             }
@@ -226,7 +268,10 @@ impl NetTask {
                 debug!(%peer_id, ?cause, "disconnected");
             }
             SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
-                self.metrics.failed_handshake();
+                match &error {
+                    DialError::Denied { cause } if is_limit(cause) => self.metrics.connection_denied(),
+                    _ => self.metrics.failed_handshake(),
+                }
                 match self.pending_dials.remove(&connection_id) {
                     Some((addr, reply)) => {
                         let _ = reply.send(Err(NetError::Dial { addr, reason: error.to_string() }));
@@ -235,7 +280,10 @@ impl NetTask {
                 }
             }
             SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
-                self.metrics.failed_handshake();
+                match &error {
+                    ListenError::Denied { cause } if is_limit(cause) => self.metrics.connection_denied(),
+                    _ => self.metrics.failed_handshake(),
+                }
                 debug!(%send_back_addr, "refused incoming connection: {error}");
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
@@ -269,6 +317,7 @@ impl NetTask {
                     self.dial_learned(peer, vec![addr]);
                 }
             }
+            BehaviourEvent::Kad(kad::Event::InboundRequest { request }) => self.on_dht_inbound(request),
             BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. }) => {
                 self.dial_learned(peer, addresses.into_vec());
             }
@@ -295,21 +344,7 @@ impl NetTask {
     fn on_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
         let len = message.data.len();
         if message.topic == self.ref_topic.hash() {
-            let acceptance =
-                match (message.source, codec::decode::<RefUpdate>(&message.data, codec::MAX_GOSSIP_MESSAGE)) {
-                    (Some(publisher), Ok(update)) => {
-                        self.metrics.received(Protocol::Ref, len);
-                        self.notify(PeerNotice::RefUpdate { source: publisher, update });
-                        gossipsub::MessageAcceptance::Accept
-                    }
-                    (_, result) => {
-                        self.metrics.decode_failure(Protocol::Ref);
-                        warn!(%source, error = ?result.err(), "dropped malformed ref update");
-                        gossipsub::MessageAcceptance::Reject
-                    }
-                };
-            self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
-            return;
+            return self.on_ref_gossip(source, id, message);
         }
         if message.topic == self.progress_topic.hash() {
             let acceptance =
@@ -348,6 +383,76 @@ impl NetTask {
             }
         };
         self.swarm.behaviour_mut().gossipsub.report_message_validation_result(&id, &source, acceptance);
+    }
+
+    /// A gossiped ref update: refused at once when its own bytes give it away
+    /// (forged origin, bad signature: the sender pays in peer score), else
+    /// handed to the service actor, which reports the verdict once the store
+    /// has checked the version and clock bounds.
+    fn on_ref_gossip(&mut self, source: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
+        let len = message.data.len();
+        let decoded = codec::decode::<RefUpdate>(&message.data, codec::MAX_GOSSIP_MESSAGE);
+        let (publisher, update) = match (message.source, decoded) {
+            (Some(publisher), Ok(update)) => (publisher, update),
+            (_, result) => {
+                self.metrics.decode_failure(Protocol::Ref);
+                warn!(%source, error = ?result.err(), "dropped malformed ref update");
+                return self.report(&id, &source, gossipsub::MessageAcceptance::Reject);
+            }
+        };
+        self.metrics.received(Protocol::Ref, len);
+        if let Err(reason) = check_ref_update(&publisher, &update) {
+            self.metrics.ref_refused();
+            warn!(%source, %publisher, name = %update.name, "refused a forged ref update: {reason}");
+            return self.report(&id, &source, gossipsub::MessageAcceptance::Reject);
+        }
+        let Ok(slot) = self.ref_validations.try_admit(publisher) else {
+            // This publisher has many updates in the store's queue: skip this
+            // one without blame (an honest burst catches up through ListRefs).
+            self.metrics.dropped_event();
+            return self.report(&id, &source, gossipsub::MessageAcceptance::Ignore);
+        };
+        let verdict = Verdict::new(id, source, self.own_commands.clone(), slot);
+        // A full mailbox drops the notice, and with it the verdict: "ignore".
+        self.notify(PeerNotice::RefUpdate { source: publisher, update, verdict });
+    }
+
+    fn report(&mut self, id: &gossipsub::MessageId, source: &PeerId, acceptance: gossipsub::MessageAcceptance) {
+        self.swarm.behaviour_mut().gossipsub.report_message_validation_result(id, source, acceptance);
+    }
+
+    /// A peer asks this node to store a DHT record or provider announcement
+    /// (kad filters every insert): stored only when it checks out and fits.
+    fn on_dht_inbound(&mut self, request: kad::InboundRequest) {
+        match request {
+            kad::InboundRequest::AddProvider { record: Some(record) } => {
+                let checked = dht::check_provider(&record).and_then(|()| {
+                    let now = Instant::now();
+                    let local = *self.swarm.local_peer_id();
+                    let store = self.swarm.behaviour_mut().kad.store_mut();
+                    let admitted =
+                        self.providers.admit(&record.key, now, |key| dht::prune_key(store, key, &local, now));
+                    if !admitted {
+                        return Err(dht::Refusal::Full);
+                    }
+                    use kad::store::RecordStore;
+                    store.add_provider(record.clone()).map_err(|_| dht::Refusal::Full)
+                });
+                match checked {
+                    Ok(()) => self.metrics.dht_stored(),
+                    Err(refusal) => {
+                        self.metrics.dht_refused(refusal.label());
+                        debug!(provider = %record.provider, "refused a DHT provider record: {refusal}");
+                    }
+                }
+            }
+            kad::InboundRequest::PutRecord { source, record: Some(record), .. } => {
+                let refusal = dht::check_record(&record).err().unwrap_or(dht::Refusal::Kind);
+                self.metrics.dht_refused(refusal.label());
+                debug!(%source, "refused a DHT record: {refusal}");
+            }
+            _ => {}
+        }
     }
 
     fn on_rpc(&mut self, event: request_response::Event<Request, Response>) {
@@ -396,14 +501,19 @@ impl NetTask {
     }
 
     /// Hands a request to the service actor and sends its answer back through
-    /// this loop. At most [`MAX_INBOUND_REQUESTS`] are in progress; past that a
-    /// peer is told the node is busy instead of growing a queue.
+    /// this loop. At most `net.max_inbound_requests` are in progress, and at
+    /// most `net.max_inbound_requests_per_peer` of one peer; past either a
+    /// peer is told the node is busy instead of growing a queue, so one peer
+    /// flooding cannot take the slots honest peers need.
     fn forward(&mut self, peer: PeerId, request: Request, channel: request_response::ResponseChannel<Response>) {
-        let Ok(permit) = self.inbound.clone().try_acquire_owned() else {
-            let busy =
-                Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message: "busy; retry later".into() });
-            let _ = self.swarm.behaviour_mut().rpc.send_response(channel, busy);
-            return;
+        let permit = match self.inbound.try_admit(peer) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                self.metrics.request_refused();
+                let busy = Response::Error(RpcError { kind: RpcErrorKind::Overloaded, message: refusal.to_string() });
+                let _ = self.swarm.behaviour_mut().rpc.send_response(channel, busy);
+                return;
+            }
         };
         let service = self.sinks.requests.clone();
         let commands = self.own_commands.clone();
@@ -434,4 +544,10 @@ impl NetTask {
             debug!(%peer, "not dialing learned peer: {e}");
         }
     }
+}
+
+/// Whether a connection was refused by the connection limits (and not by,
+/// say, a failed handshake).
+fn is_limit(cause: &ConnectionDenied) -> bool {
+    cause.downcast_ref::<connection_limits::Exceeded>().is_some()
 }

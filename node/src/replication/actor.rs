@@ -2,7 +2,7 @@
 //! `Replicate` by pulling, fetches blobs for local readers, and runs the
 //! periodic repair walk.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture};
 use libp2p::PeerId;
@@ -14,7 +14,13 @@ use mass_protocol::{
 use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
-use super::{FetchError, fetch::fetch, homes};
+use super::{
+    FetchError,
+    fetch::fetch,
+    homes,
+    possession::{self, Keep},
+    queue::{Admission, FetchQueue, Limits, Origin},
+};
 use crate::{
     membership::{GetUpPeers, MembershipActor},
     metrics::Metrics,
@@ -24,6 +30,11 @@ use crate::{
 
 /// How often unreferenced blobs past the grace period are collected.
 const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+/// Bounds on fetches in flight (see [`super::queue`]). A fetch keeps a few
+/// chunk requests in flight, so 8 running fetches use a peer's whole share
+/// of its inbound requests; a peer's `Replicate`s run 4 at a time and 128 at
+/// most wait; readers on this node have 8 slots of their own.
+const FETCH_LIMITS: Limits = Limits { running: 8, running_per_peer: 4, local_running: 8, queued: 1024, per_peer: 128 };
 
 /// A blob was just stored here by a client: tell its homes.
 #[derive(Debug, Message)]
@@ -31,9 +42,9 @@ const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 pub struct PlaceNew(pub ContentId);
 
 /// A peer says this node is a home of `id`; returns whether it already has it
-/// (if not, a fetch starts, from that peer first).
+/// (if not, a fetch starts, from that peer first), or why no fetch can start.
 #[derive(Debug, Message)]
-#[rtype(result = "bool")]
+#[rtype(result = "Result<bool, String>")]
 pub struct ReplicateFrom {
     pub peer: PeerId,
     pub id: ContentId,
@@ -54,8 +65,8 @@ pub struct ReplicationActor {
     /// (home, blob) pairs known to hold a copy; cleared when the view changes.
     confirmed: HashSet<(PeerId, ContentId)>,
     view: Vec<PeerId>,
-    /// Fetches in progress, with whoever waits for each one's outcome.
-    fetching: HashMap<ContentId, Vec<oneshot::Sender<Result<BlobMeta, FetchError>>>>,
+    /// Fetches running and waiting, with whoever waits for each one's outcome.
+    fetching: FetchQueue<PeerId, oneshot::Sender<Result<BlobMeta, FetchError>>>,
     repairing: bool,
 }
 
@@ -77,7 +88,7 @@ impl ReplicationActor {
             metrics,
             confirmed: HashSet::new(),
             view: Vec::new(),
-            fetching: HashMap::new(),
+            fetching: FetchQueue::new(FETCH_LIMITS),
             repairing: false,
         }
     }
@@ -203,11 +214,34 @@ impl ReplicationActor {
                         }
                     }
                 }
-                if !homes.contains(&local) && all_confirmed {
-                    // Every home holds it: this copy is surplus (it moved).
-                    if storage.remove(id).await.unwrap_or(false) {
-                        info!(%id, "blob migrated to its homes; local copy dropped");
+                if homes.contains(&local) || !all_confirmed {
+                    continue;
+                }
+                // Every home says it holds it: this copy is surplus (it
+                // moved), once each home shows chunks of it. The first
+                // failed proof ends the check; `may_drop` decides.
+                let mut proofs = Vec::with_capacity(homes.len());
+                for home in &homes {
+                    let proof = possession::verify(&net, &stored.meta, *home).await;
+                    let failed = proof.is_err();
+                    proofs.push((*home, proof));
+                    if failed {
+                        break;
                     }
+                }
+                match possession::may_drop(local, &homes, &proofs) {
+                    Ok(()) => {
+                        if storage.remove(id).await.unwrap_or(false) {
+                            info!(%id, "blob migrated to its homes; local copy dropped");
+                        }
+                    }
+                    Err(Keep::Unproven(home, e)) => {
+                        warn!(%id, %home, "a home claims the blob but does not show it ({e}); keeping this copy");
+                        metrics.possession_failure();
+                        // Its claim is asked for again on the next walk.
+                        confirmed.remove(&(home, id));
+                    }
+                    Err(keep) => debug!(%id, ?keep, "keeping a surplus copy"),
                 }
             }
             (peers, confirmed)
@@ -219,20 +253,36 @@ impl ReplicationActor {
         }));
     }
 
-    /// Fetches `id` unless a fetch of it is already running; `waiter`, if
-    /// any, gets the outcome either way.
-    fn start_fetch(
+    /// Asks for a fetch of `id` unless one is already running or waiting;
+    /// `waiter`, if any, gets the outcome either way. Returns why it was
+    /// refused, when over a bound.
+    fn request_fetch(
         &mut self,
         ctx: &mut Context<Self>,
         id: ContentId,
-        first: Option<PeerId>,
+        origin: Origin<PeerId>,
         waiter: Option<oneshot::Sender<Result<BlobMeta, FetchError>>>,
-    ) {
-        let running = self.fetching.contains_key(&id);
-        self.fetching.entry(id).or_default().extend(waiter);
-        if running {
-            return;
+    ) -> Result<(), String> {
+        match self.fetching.admit(id, origin, waiter) {
+            (Admission::Start(id, origin), _) => self.run_fetch(ctx, id, origin),
+            (Admission::Queued | Admission::Joined, _) => {}
+            (Admission::Refused(reason), waiter) => {
+                debug!(%id, "fetch refused: {reason}");
+                if let Some(waiter) = waiter {
+                    let failures = vec![format!("this node is busy fetching: {reason}")];
+                    let _ = waiter.send(Err(FetchError::Unavailable { id, failures }));
+                }
+                return Err(reason);
+            }
         }
+        Ok(())
+    }
+
+    fn run_fetch(&mut self, ctx: &mut Context<Self>, id: ContentId, origin: Origin<PeerId>) {
+        let first = match origin {
+            Origin::Peer(peer) => Some(peer),
+            Origin::Local => None,
+        };
         let reach = Reach {
             net: self.net.clone(),
             storage: self.storage.clone(),
@@ -249,13 +299,19 @@ impl ReplicationActor {
             }
             result
         };
-        ctx.spawn(work.into_actor(self).map(move |result, actor, _| {
-            match &result {
-                Ok(_) => debug!(%id, "blob fetched"),
-                Err(e) => warn!(%id, "fetch failed: {e}"),
+        ctx.spawn(work.into_actor(self).map(move |result, actor, ctx| {
+            match (&result, origin) {
+                (Ok(_), _) => debug!(%id, "blob fetched"),
+                (Err(e), Origin::Local) => warn!(%id, "fetch failed: {e}"),
+                // Any peer can ask for any id: its failures are not worth a warning.
+                (Err(e), Origin::Peer(peer)) => debug!(%id, %peer, "fetch a peer asked for failed: {e}"),
             }
-            for waiter in actor.fetching.remove(&id).unwrap_or_default() {
+            let (waiters, next) = actor.fetching.finish(&id);
+            for waiter in waiters {
                 let _ = waiter.send(result.clone());
+            }
+            for (next, origin) in next {
+                actor.run_fetch(ctx, next, origin);
             }
         }));
     }
@@ -283,33 +339,36 @@ impl Handler<PlaceNew> for ReplicationActor {
 }
 
 impl Handler<ReplicateFrom> for ReplicationActor {
-    type Result = ResponseFuture<bool>;
+    type Result = ResponseFuture<Result<bool, String>>;
 
     fn handle(&mut self, ReplicateFrom { peer, id }: ReplicateFrom, ctx: &mut Self::Context) -> Self::Result {
         let storage = self.storage.clone();
         let addr = ctx.address();
         Box::pin(async move {
             if storage.has(id).await.unwrap_or(false) {
-                return true;
+                return Ok(true);
             }
-            addr.do_send(StartFetch { id, first: Some(peer) });
-            false
+            match addr.send(StartFetch { id, peer }).await {
+                Ok(admitted) => admitted.map(|()| false),
+                Err(e) => Err(format!("replication unavailable: {e}")),
+            }
         })
     }
 }
 
+/// Asks for a fetch a peer's `Replicate` calls for.
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), String>")]
 struct StartFetch {
     id: ContentId,
-    first: Option<PeerId>,
+    peer: PeerId,
 }
 
 impl Handler<StartFetch> for ReplicationActor {
-    type Result = ();
+    type Result = Result<(), String>;
 
-    fn handle(&mut self, StartFetch { id, first }: StartFetch, ctx: &mut Self::Context) {
-        self.start_fetch(ctx, id, first, None);
+    fn handle(&mut self, StartFetch { id, peer }: StartFetch, ctx: &mut Self::Context) -> Self::Result {
+        self.request_fetch(ctx, id, Origin::Peer(peer), None)
     }
 }
 
@@ -318,7 +377,8 @@ impl Handler<FetchBlob> for ReplicationActor {
 
     fn handle(&mut self, FetchBlob(id): FetchBlob, ctx: &mut Self::Context) -> Self::Result {
         let (waiter, outcome) = oneshot::channel();
-        self.start_fetch(ctx, id, None, Some(waiter));
+        // A refusal reaches the waiter.
+        let _ = self.request_fetch(ctx, id, Origin::Local, Some(waiter));
         Box::pin(async move {
             outcome
                 .await

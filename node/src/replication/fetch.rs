@@ -3,11 +3,13 @@
 //! serves a wrong chunk is dropped at that chunk and the fetch resumes from the
 //! next candidate at the same chunk.
 
+use std::time::Duration;
+
 use futures::StreamExt;
 use libp2p::PeerId;
 use mass_protocol::{
     ContentId,
-    rpc::{Request, Response},
+    rpc::{Request, Response, RpcErrorKind},
     storage::BlobMeta,
 };
 use tracing::warn;
@@ -20,6 +22,11 @@ use crate::{
 
 /// Chunk requests in flight to one peer (at most this many MiB buffered).
 pub const PIPELINE: usize = 4;
+/// Times a request answered "busy" is sent again to the same peer before
+/// moving on: a holder past its per-peer share frees a slot in moments.
+const BUSY_RETRIES: u32 = 4;
+/// Wait before the first retry; doubled each time (100 to 800 ms).
+const BUSY_BACKOFF: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
@@ -45,7 +52,7 @@ pub async fn fetch(
     let mut next_chunk = 0usize;
     for &peer in candidates {
         if layout.is_none() {
-            match net.request(peer, Request::GetBlobMeta { id }).await {
+            match patiently(net, peer, Request::GetBlobMeta { id }).await {
                 Ok(Response::BlobMeta(Some(meta))) if meta.id == id && meta.is_consistent() => layout = Some(meta),
                 Ok(Response::BlobMeta(Some(_))) => {
                     metrics.integrity_failure();
@@ -70,7 +77,7 @@ pub async fn fetch(
         let mut answers = futures::stream::iter(next_chunk..meta.chunks.len())
             .map(|index| {
                 let net = net.clone();
-                async move { net.request(peer, Request::GetChunk { id, index: index as u32 }).await }
+                async move { patiently(&net, peer, Request::GetChunk { id, index: index as u32 }).await }
             })
             .buffered(PIPELINE);
         while let Some(answer) = answers.next().await {
@@ -110,6 +117,26 @@ pub async fn fetch(
         }
     }
     Err(FetchError::Unavailable { id, failures })
+}
+
+/// Sends `request`, again after a pause while the peer answers that it is
+/// busy (over its share of inbound requests), at most [`BUSY_RETRIES`] times.
+pub(super) async fn patiently(
+    net: &NetClient,
+    peer: PeerId,
+    request: Request,
+) -> Result<Response, crate::net::NetError> {
+    let mut backoff = BUSY_BACKOFF;
+    for _ in 0..BUSY_RETRIES {
+        match net.request(peer, request.clone()).await? {
+            Response::Error(e) if e.kind == RpcErrorKind::Overloaded => {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            answer => return Ok(answer),
+        }
+    }
+    net.request(peer, request).await
 }
 
 fn describe(response: &Response) -> String {
