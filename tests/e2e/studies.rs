@@ -114,9 +114,11 @@ async fn a_study_runs_every_trial_once_though_its_submitter_and_its_driver_die()
             Domain::Choice(vec![ParamValue::Text("mlp:32".into()), ParamValue::Text("mlp:64".into())]),
         ),
         learning_rates(),
-        ("epochs".to_owned(), Domain::Int([30, 60])),
+        ("epochs".to_owned(), Domain::Int([60, 120])),
     ]);
-    let spec = study("digits-tuned", space, Strategy::Tpe { startup: 5 }, 20);
+    let mut spec = study("digits-tuned", space, Strategy::Tpe { startup: 5 }, 20);
+    // Two at a time: the study outlasts both deaths.
+    spec.parallel = 2;
     let id = submitter.submit_study(&spec).await.unwrap().to_string();
 
     // The submitter dies once a few trials are done.
