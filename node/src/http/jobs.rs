@@ -79,10 +79,8 @@ pub async fn list(state: web::Data<State>) -> HttpResponse {
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     };
     let mut out = Vec::new();
-    for r in refs.iter().filter(|r| r.name.starts_with(REF_PREFIX)) {
-        if let Ok(id) = r.name[REF_PREFIX.len()..].parse::<ContentId>()
-            && let Ok(Some(record)) = record(&mesh, id).await
-        {
+    for id in crate::jobs::watcher::record_ids(&refs, REF_PREFIX) {
+        if let Ok(Some(record)) = record(&mesh, id).await {
             out.push(record);
         }
     }

@@ -71,6 +71,15 @@ impl<D: Drivable> Watcher<D> {
     }
 }
 
+/// The ids of the records named `<prefix><id>` among `refs`. Other refs
+/// under the prefix (cancel flags) do not parse as ids and are left out.
+pub fn record_ids<'a>(
+    refs: &'a [mass_protocol::storage::RefRecord],
+    prefix: &'a str,
+) -> impl Iterator<Item = ContentId> + 'a {
+    refs.iter().filter_map(move |r| r.name.strip_prefix(prefix)?.parse().ok())
+}
+
 /// The peer that should drive `id`: the top-ranked live peer for its id.
 pub fn driver_of(id: &ContentId, live: &[PeerId]) -> Option<PeerId> {
     homes(id, live, 1).first().copied()
@@ -96,9 +105,7 @@ impl<D: Drivable + Unpin> Actor for Watcher<D> {
                 live.push(mesh.net.local_peer_id());
                 let mut mine = Vec::new();
                 let mut over = Vec::new();
-                for record in records.iter().filter(|r| r.name.starts_with(D::PREFIX)) {
-                    // Other refs under the prefix (cancel flags) do not parse as ids.
-                    let Ok(id) = record.name[D::PREFIX.len()..].parse::<ContentId>() else { continue };
+                for id in record_ids(&records, D::PREFIX) {
                     if skip.contains(&id) {
                         continue;
                     }
