@@ -98,6 +98,8 @@ pub struct StorageSection {
     pub gc_grace: Option<Duration>,
     pub threads: Option<usize>,
     pub shard_rows: Option<usize>,
+    /// Peer ids whose nodes alone may delete refs and unpin blobs.
+    pub ref_admins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,6 +130,10 @@ pub struct HttpSection {
     pub max_upload: Option<u64>,
     /// Trials a study submitted through this node may ask for, at most.
     pub max_trials: Option<usize>,
+    /// PEM certificate chain: with `tls_key`, the API is served over HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -301,7 +307,13 @@ impl NodeConfig {
             gc_grace: file.storage.gc_grace.unwrap_or(defaults.gc_grace),
             threads: file.storage.threads.unwrap_or(defaults.threads),
             shard_rows: file.storage.shard_rows.unwrap_or(defaults.shard_rows),
+            ref_admins: file.storage.ref_admins.unwrap_or_default(),
         };
+        for admin in &storage.ref_admins {
+            admin
+                .parse::<libp2p::PeerId>()
+                .map_err(|e| ConfigError::Invalid(format!("storage.ref_admins: '{admin}' is not a peer id ({e})")))?;
+        }
         storage.validate().map_err(ConfigError::Invalid)?;
 
         let defaults = crate::serving::Config::DEFAULT;
@@ -342,6 +354,13 @@ impl NodeConfig {
             )));
         }
 
+        let tls = match (file.http.tls_cert, file.http.tls_key) {
+            (Some(cert), Some(key)) => Some(http::TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => return Err(ConfigError::Invalid("http.tls_cert is set without http.tls_key".into())),
+            (None, Some(_)) => return Err(ConfigError::Invalid("http.tls_key is set without http.tls_cert".into())),
+        };
+
         Ok(Self {
             data_dir,
             storage,
@@ -349,7 +368,7 @@ impl NodeConfig {
             compute,
             log: cli.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.to_owned()),
             net,
-            http: http::Config { listen: http_listen, max_upload, max_trials },
+            http: http::Config { listen: http_listen, max_upload, max_trials, tls },
             membership,
             hardware,
             bridges,

@@ -1,6 +1,8 @@
 //! What a piece of work running on this node can reach: its storage, its
 //! peers, and the mesh-wide names. Cheap to clone into tasks.
 
+use std::sync::Arc;
+
 use actix::Addr;
 use libp2p::PeerId;
 use mass_protocol::{
@@ -8,7 +10,7 @@ use mass_protocol::{
     dataset::{DatasetManifest, Schema, Shard, Split},
     features::{DataSummary, FittedPipeline, Moments, PipelineSpec},
     rpc::{RefUpdate, Request, Response},
-    storage::{BlobMeta, RefEntry, validate_ref_name},
+    storage::{BlobMeta, RefEntry, check_writer, validate_ref_name},
 };
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::warn;
@@ -50,6 +52,8 @@ pub struct Mesh {
     pub gpu: crate::hardware::Gpu,
     pub metrics: crate::metrics::Metrics,
     pub serving: crate::serving::Serving,
+    /// Who may delete refs and unpin blobs (`storage.ref_admins`).
+    pub ref_admins: Arc<[String]>,
 }
 
 impl Mesh {
@@ -114,8 +118,12 @@ impl Mesh {
         Ok(meta.id)
     }
 
-    /// Writes a ref on this node and gossips it.
+    /// Writes a ref on this node and gossips it; refused here, by name, when
+    /// peers would refuse it ([`check_writer`]).
     pub async fn write_ref(&self, name: String, target: Option<ContentId>) -> Result<RefEntry, StoreError> {
+        let intent =
+            RefEntry { version: 0, target, clock: 0, origin: self.peer_id.clone(), set_at: 0, signature: vec![] };
+        check_writer(&name, &intent, &self.ref_admins).map_err(StoreError::Forbidden)?;
         let entry = self.storage.set_ref(name.clone(), target, self.peer_id.clone()).await?;
         if let Err(e) = self.net.publish_ref(RefUpdate { name, entry: entry.clone() }).await {
             warn!("ref not gossiped: {e}");
@@ -134,6 +142,7 @@ impl Mesh {
         let store = |e: StoreError| AcceptRefError::Store(e.to_string());
         validate_ref_name(name).map_err(refused)?;
         crate::net::identity::verify_ref_entry(name, &entry).map_err(refused)?;
+        check_writer(name, &entry, &self.ref_admins).map_err(refused)?;
         let (version, clock) = self.storage.ref_bounds(name.to_owned()).await.map_err(store)?;
         entry.within_bounds(version, clock).map_err(refused)?;
         let changed = self.storage.merge_ref(name.to_owned(), entry).await.map_err(store)?;

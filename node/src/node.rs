@@ -52,6 +52,8 @@ pub enum StartError {
     Store(#[from] storage::StoreError),
     #[error("API tokens: {0}")]
     Tokens(crate::auth::TokenError),
+    #[error(transparent)]
+    Tls(#[from] http::tls::TlsError),
     #[error(
         "the HTTP API would listen on {addr}, beyond this machine, with no API tokens: anyone who reaches it \
          could change or delete the mesh's data. Create one first (`mass token create --role admin --data-dir {}`) \
@@ -84,6 +86,15 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     if !config.http.listen.ip().is_loopback() && tokens.is_empty() {
         return Err(StartError::Unprotected { addr: config.http.listen, data_dir: data_dir.clone() });
     }
+    let tls = config.http.tls.as_ref().map(|files| http::tls::server_config(&files.cert, &files.key)).transpose()?;
+    if tls.is_none() && !config.http.listen.ip().is_loopback() {
+        warn!(
+            addr = %config.http.listen,
+            "the HTTP API listens beyond loopback without TLS: tokens and data cross the network in clear \
+             (set http.tls_cert and http.tls_key)"
+        );
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let http_listener = std::net::TcpListener::bind(config.http.listen)
         .map_err(|source| StartError::Http { addr: config.http.listen, source })?;
     let http_addr =
@@ -132,6 +143,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         gpu: gpu.clone(),
         metrics: metrics.clone(),
         serving: crate::serving::Serving::start(config.serving.clone(), compute.clone()).with_bridges(bridges.clone()),
+        ref_admins: config.storage.ref_admins.clone().into(),
     };
     crate::serving::keeper::ModelKeeper::new(mesh.clone(), MODEL_KEEPER_INTERVAL).start();
     let service = ServiceActor::new(mesh.clone()).start();
@@ -186,14 +198,15 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         max_upload: config.http.max_upload,
         max_trials: config.http.max_trials,
     };
-    let server = http::serve(http_listener, state).map_err(|source| StartError::Http { addr: http_addr, source })?;
+    let server =
+        http::serve(http_listener, state, tls).map_err(|source| StartError::Http { addr: http_addr, source })?;
     let server_handle = server.handle();
     tokio::spawn(server);
     info!(peer_id = %local_peer_id, http = %http_addr, "node started");
 
     let endpoints = NodeEndpoints {
         peer_id: local_peer_id.to_string(),
-        http_url: format!("http://{http_addr}"),
+        http_url: format!("{scheme}://{http_addr}"),
         listen_addrs: listen_addrs.iter().map(ToString::to_string).collect(),
         pid: std::process::id(),
     };

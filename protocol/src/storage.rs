@@ -100,6 +100,34 @@ impl RefEntry {
     }
 }
 
+/// Refs under this prefix pin a blob: `pin/<id>`.
+pub const PIN_PREFIX: &str = "pin/";
+
+/// Who may write what, beyond the signature (which proves the origin):
+/// a pin names its blob, so it can point at nothing else; and deleting a
+/// ref or unpinning a blob (an entry with no target), the one write that
+/// can lead GC to remove data, is an admin's act when the mesh names its
+/// ref admins (`storage.ref_admins`; none named: every member is one).
+/// Moving a ref to a new target stays open to every member: retraining
+/// and driver takeover write `model/` and `job/` refs from whichever peer
+/// runs them, and the history keeps every earlier target alive and
+/// restorable.
+pub fn check_writer(name: &str, entry: &RefEntry, admins: &[String]) -> Result<(), String> {
+    if let Some(pinned) = name.strip_prefix(PIN_PREFIX) {
+        let id: ContentId = pinned.parse().map_err(|_| format!("pin '{name}' does not name a blob id"))?;
+        if entry.target.is_some_and(|t| t != id) {
+            return Err(format!("pin '{name}' may only point at {id}"));
+        }
+    }
+    if entry.target.is_none() && !admins.is_empty() && !admins.contains(&entry.origin) {
+        return Err(format!(
+            "only the mesh's ref admins (storage.ref_admins) may delete or unpin '{name}'; peer {} is not one",
+            entry.origin
+        ));
+    }
+    Ok(())
+}
+
 /// A ref with its whole history, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefRecord {
@@ -179,6 +207,29 @@ mod tests {
         assert!(entry(5, u64::MAX, "a").within_bounds(4, 8).unwrap_err().contains("clock"));
         assert!(entry(u64::MAX, 1, "a").within_bounds(u64::MAX, 8).is_ok(), "saturating, not overflowing");
         assert_ne!(entry(5, 9, "a").signed_bytes("model/x"), entry(5, 9, "a").signed_bytes("model/y"));
+    }
+
+    #[test]
+    fn pins_name_their_blob_and_only_admins_delete() {
+        let id = ContentId::of(b"kept");
+        let pin = format!("{PIN_PREFIX}{id}");
+        let mut write = entry(2, 2, "member");
+        write.target = Some(id);
+        let open: &[String] = &[];
+        let admins = ["admin".to_owned()];
+        assert!(check_writer(&pin, &write, &admins).is_ok(), "anyone may pin");
+        write.target = Some(ContentId::of(b"other"));
+        assert!(check_writer(&pin, &write, open).unwrap_err().contains("may only point at"));
+        assert!(check_writer("pin/not-an-id", &write, open).unwrap_err().contains("does not name a blob id"));
+        write.target = None;
+        assert!(check_writer(&pin, &write, open).is_ok(), "no admins named: every member is one");
+        assert!(check_writer(&pin, &write, &admins).unwrap_err().contains("peer member is not one"));
+        assert!(check_writer("model/x", &write, &admins).is_err(), "deleting any ref is an admin's act");
+        write.origin = "admin".into();
+        assert!(check_writer(&pin, &write, &admins).is_ok());
+        let mut retrain = entry(3, 3, "member");
+        retrain.target = Some(ContentId::of(b"v3"));
+        assert!(check_writer("model/x", &retrain, &admins).is_ok(), "moving a ref stays open");
     }
 
     #[test]

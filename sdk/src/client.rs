@@ -54,6 +54,10 @@ pub struct Client {
     http: reqwest::Client,
     /// Bound on calls that move no bulk data.
     timeout: Duration,
+    /// Sent with every call (the API token).
+    headers: reqwest::header::HeaderMap,
+    /// HTTPS settings when a CA certificate was given.
+    tls: Option<rustls::ClientConfig>,
 }
 
 impl Client {
@@ -77,11 +81,9 @@ impl Client {
         }
         // No client-wide timeout: uploads, downloads and ingests take as long
         // as their data; short calls set `timeout` per request.
-        let http = reqwest::Client::builder()
-            .connect_timeout(timeout.min(Duration::from_secs(3)))
-            .build()
-            .map_err(|e| Error::Launch(format!("HTTP client: {e}")))?;
-        Ok(Self { nodes, preferred: AtomicUsize::new(0), http, timeout })
+        let headers = reqwest::header::HeaderMap::new();
+        let http = build_http(timeout, &headers, None)?;
+        Ok(Self { nodes, preferred: AtomicUsize::new(0), http, timeout, headers, tls: None })
     }
 
     /// Sends `token` as `Authorization: Bearer` on every call.
@@ -89,12 +91,16 @@ impl Client {
         let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
             .map_err(|_| Error::Launch("the API token has characters a header cannot carry".into()))?;
         value.set_sensitive(true);
-        let headers = reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, value)]);
-        self.http = reqwest::Client::builder()
-            .connect_timeout(self.timeout.min(Duration::from_secs(3)))
-            .default_headers(headers)
-            .build()
-            .map_err(|e| Error::Launch(format!("HTTP client: {e}")))?;
+        self.headers.insert(reqwest::header::AUTHORIZATION, value);
+        self.http = build_http(self.timeout, &self.headers, self.tls.clone())?;
+        Ok(self)
+    }
+
+    /// Trusts the CA certificate(s) in the PEM `pem` for `https://` nodes
+    /// (a node's `http.tls_cert`, or the CA that signed it).
+    pub fn with_ca_cert(mut self, pem: &[u8]) -> Result<Self, Error> {
+        self.tls = Some(tls_trusting(pem)?);
+        self.http = build_http(self.timeout, &self.headers, self.tls.clone())?;
         Ok(self)
     }
 
@@ -494,6 +500,51 @@ async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, E
     serde_json::from_slice(&bytes).map_err(|e| Error::Decode { url, reason: e.to_string() })
 }
 
+/// Makes aws-lc-rs the process's TLS provider, once, so that any
+/// `reqwest::Client` built without explicit TLS settings (the project
+/// builds reqwest with no provider of its own) can still be built.
+pub fn ensure_crypto_provider() {
+    // Fails only when a provider is already installed, which is the goal.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+fn build_http(
+    timeout: Duration,
+    headers: &reqwest::header::HeaderMap,
+    tls: Option<rustls::ClientConfig>,
+) -> Result<reqwest::Client, Error> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(timeout.min(Duration::from_secs(3)))
+        .default_headers(headers.clone());
+    // Without a CA the client still speaks plain HTTP; an https:// node then
+    // fails with a message that names the missing certificate.
+    builder = builder.use_preconfigured_tls(tls.unwrap_or_else(|| tls_with_roots(rustls::RootCertStore::empty())));
+    builder.build().map_err(|e| Error::Launch(format!("HTTP client: {e}")))
+}
+
+/// A TLS client configuration trusting the certificates of a PEM file.
+fn tls_trusting(pem: &[u8]) -> Result<rustls::ClientConfig, Error> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| Error::Launch(format!("the CA certificate file is not PEM: {e}")))?;
+        roots.add(cert).map_err(|e| Error::Launch(format!("the CA certificate is not usable: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(Error::Launch("the CA certificate file holds no certificate".into()));
+    }
+    Ok(tls_with_roots(roots))
+}
+
+fn tls_with_roots(roots: rustls::RootCertStore) -> rustls::ClientConfig {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the aws-lc-rs provider supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
 fn parse_node_url(text: &str) -> Result<reqwest::Url, Error> {
     let invalid = |reason: String| Error::InvalidUrl { url: text.to_owned(), reason };
     let mut url = reqwest::Url::parse(text.trim()).map_err(|e| invalid(e.to_string()))?;
@@ -524,6 +575,9 @@ fn describe(error: &reqwest::Error) -> String {
     while let Some(e) = source {
         text.push_str(&format!(": {e}"));
         source = e.source();
+    }
+    if text.contains("certificate") {
+        text.push_str(" (trust the node's certificate: Client::with_ca_cert, or --ca-cert / MASS_CA_CERT in the CLI)");
     }
     text
 }

@@ -84,7 +84,10 @@ impl BridgeProcess {
 
     /// Rows the bridge ran for `model` (OIP statistics), 0 when it does not hold it.
     pub async fn rows_run(&self, model: &str) -> u64 {
-        let Ok(response) = reqwest::get(format!("{}/v2/models/{model}/stats", self.url)).await else { return 0 };
+        let Ok(response) = crate::support::http().get(format!("{}/v2/models/{model}/stats", self.url)).send().await
+        else {
+            return 0;
+        };
         let stats: Value = response.json().await.unwrap_or_default();
         stats["model_stats"][0]["inference_count"].as_u64().unwrap_or(0)
     }

@@ -74,7 +74,7 @@ async fn malformed_csvs_fail_naming_row_and_column_and_leave_no_dataset() {
         ("empty", Vec::new(), "the file is empty"),
         ("header", b"a,label\n".to_vec(), "header but no rows"),
     ];
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     for (name, body, expected) in cases {
         let response = http
             .post(format!("{}/v1/datasets?name={name}&label=label", node.http_url()))

@@ -139,7 +139,7 @@ async fn regression_on_diamonds_reaches_scikit_learn_and_is_served_as_numbers() 
     }
     assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:?}");
     assert!(matches!(answers[0][0], Predicted::Value(_)));
-    let raw = reqwest::Client::new()
+    let raw = crate::support::http()
         .post(format!("{}/v1/models/price-ridge/predict", nodes[1].http_url()))
         .json(&serde_json::json!({"rows": [row]}))
         .send()

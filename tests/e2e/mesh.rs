@@ -62,7 +62,8 @@ async fn three_nodes_list_each_other_and_a_fourth_joins_through_the_third() {
     // Health names the node; metrics count what moved.
     let health = Client::new([a.http_url()]).unwrap().health().await.unwrap();
     assert_eq!(health.peer_id, a.peer_id());
-    let metrics = reqwest::get(format!("{}/metrics", a.http_url())).await.unwrap().text().await.unwrap();
+    let metrics =
+        crate::support::http().get(format!("{}/metrics", a.http_url())).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("mass_peers{state=\"up\"} 3"), "{metrics}");
     assert!(metrics.contains("mass_messages_in_total{protocol=\"advert\"}"), "{metrics}");
     assert!(metrics.contains("mass_decode_failures_total"), "{metrics}");
@@ -72,7 +73,7 @@ async fn three_nodes_list_each_other_and_a_fourth_joins_through_the_third() {
 async fn unknown_http_path_is_a_json_404() {
     let mut cluster = Cluster::new();
     let a = cluster.spawn(&[]);
-    let response = reqwest::get(format!("{}/v1/nope", a.http_url())).await.unwrap();
+    let response = crate::support::http().get(format!("{}/v1/nope", a.http_url())).send().await.unwrap();
     assert_eq!(response.status(), 404);
     let body: serde_json::Value = response.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("/v1/nope"), "{body}");

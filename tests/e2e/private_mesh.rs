@@ -73,7 +73,8 @@ async fn nodes_with_another_key_or_none_never_join() {
     }
     // c's dials to the outsiders failed in the handshake, and were counted.
     eventually(Duration::from_secs(15), "refused handshakes are counted", || async {
-        let metrics = reqwest::get(format!("{}/metrics", c.http_url())).await.unwrap().text().await.unwrap();
+        let metrics =
+            crate::support::http().get(format!("{}/metrics", c.http_url())).send().await.unwrap().text().await.unwrap();
         !metrics.contains("mass_failed_handshakes_total 0")
     })
     .await;

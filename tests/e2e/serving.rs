@@ -240,7 +240,7 @@ async fn promotion_and_rollback_under_load_fail_nothing_and_bad_input_is_refused
 
     // The bad-input table, through the node that forwards.
     let url = format!("{}/v1/models/digits/predict", entry_node.http_url());
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     let post = |body: String| {
         let (http, url) = (http.clone(), url.clone());
         async move {
@@ -302,8 +302,14 @@ async fn promotion_and_rollback_under_load_fail_nothing_and_bad_input_is_refused
     // Missing values are imputed when the caller allows them.
     let (status, _) = post(json!({ "rows": [wide], "allow_missing": true }).to_string()).await;
     assert_eq!(status, 200);
-    let openapi: Value =
-        reqwest::get(format!("{}/v1/openapi.json", entry_node.http_url())).await.unwrap().json().await.unwrap();
+    let openapi: Value = crate::support::http()
+        .get(format!("{}/v1/openapi.json", entry_node.http_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(openapi["paths"]["/v1/models/{name}/predict"]["post"].is_object());
 }
 

@@ -318,7 +318,7 @@ async fn bad_storage_requests_get_a_4xx_naming_the_problem() {
     let node = cluster.spawn(&[]);
     let id = client(&node).put_blob(b"x".to_vec(), true).await.unwrap().id.to_string();
     client(&node).set_ref("model/m", &id).await.unwrap();
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     let base = node.http_url();
     let unknown = "cd".repeat(32);
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![

@@ -34,6 +34,13 @@ probe_gpus = false
 repair_interval = "500ms"
 "#;
 
+/// A plain reqwest client for raw HTTP calls (the SDK's own clients set up
+/// TLS themselves).
+pub fn http() -> reqwest::Client {
+    mass_sdk::client::ensure_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// A folder holding the data dirs and logs of the nodes of one test.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
@@ -150,7 +157,8 @@ pub async fn blobs_on(node: &LocalNode) -> Vec<String> {
 
 /// A counter from a node's /metrics, 0 when absent.
 pub async fn metric(node: &LocalNode, name: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", node.http_url())).await.unwrap().text().await.unwrap();
+    let text =
+        crate::support::http().get(format!("{}/metrics", node.http_url())).send().await.unwrap().text().await.unwrap();
     text.lines().find_map(|line| line.strip_prefix(name).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
 }
 

@@ -62,6 +62,7 @@ impl Client {
         let base = base_url(endpoint)?;
         // Short idle life: a restarted bridge must not be hit through a
         // connection to the dead process.
+        mass_sdk::client::ensure_crypto_provider();
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(2))

@@ -129,11 +129,19 @@ pub struct NodeArgs {
     /// A file holding the API token.
     #[arg(long, conflicts_with = "token")]
     pub token_file: Option<PathBuf>,
+    /// PEM file of the CA certificate to trust for https:// nodes.
+    #[arg(long, env = "MASS_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl NodeArgs {
     pub fn client(&self) -> anyhow::Result<mass_sdk::Client> {
-        let client = mass_sdk::Client::new(&self.urls)?;
+        let mut client = mass_sdk::Client::new(&self.urls)?;
+        if let Some(path) = &self.ca_cert {
+            let pem =
+                std::fs::read(path).with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+            client = client.with_ca_cert(&pem).with_context(|| format!("CA certificate {}", path.display()))?;
+        }
         let token = match (&self.token, &self.token_file) {
             (Some(token), _) => Some(token.clone()),
             (None, Some(path)) => Some(

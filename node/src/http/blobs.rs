@@ -29,8 +29,12 @@ fn parse_id(text: &str) -> Result<ContentId, HttpResponse> {
         .map_err(|e: mass_protocol::content_id::ParseContentIdError| error(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
-fn store_error(e: StoreError) -> HttpResponse {
-    error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+pub(super) fn store_error(e: StoreError) -> HttpResponse {
+    let status = match e {
+        StoreError::Forbidden(_) => StatusCode::FORBIDDEN,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
 }
 
 /// Writes a ref on this node and gossips it.

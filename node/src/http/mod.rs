@@ -26,6 +26,7 @@ pub(crate) mod models;
 mod pipelines;
 mod refs;
 mod studies;
+pub mod tls;
 
 use crate::{membership::GetPeers, mesh::Mesh};
 
@@ -41,6 +42,15 @@ pub struct Config {
     pub max_upload: u64,
     /// Trials a study may ask for, at most.
     pub max_trials: usize,
+    /// Serve HTTPS with these, plain HTTP without.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of the API's certificate chain and private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 /// Default upload limit: 64 GiB.
@@ -71,9 +81,13 @@ pub struct State {
     pub max_trials: usize,
 }
 
-/// Starts serving on an already bound listener; the returned server runs
-/// until stopped through its handle.
-pub fn serve(listener: std::net::TcpListener, state: State) -> std::io::Result<Server> {
+/// Starts serving on an already bound listener, over HTTPS when `tls` is
+/// given; the returned server runs until stopped through its handle.
+pub fn serve(
+    listener: std::net::TcpListener,
+    state: State,
+    tls: Option<rustls::ServerConfig>,
+) -> std::io::Result<Server> {
     let state = web::Data::new(state);
     let server = HttpServer::new(move || {
         let tokens = state.tokens.clone();
@@ -144,10 +158,12 @@ pub fn serve(listener: std::net::TcpListener, state: State) -> std::io::Result<S
     })
     .workers(WORKERS)
     .disable_signals()
-    .shutdown_timeout(3)
-    .listen(listener)?
-    .run();
-    Ok(server)
+    .shutdown_timeout(3);
+    let server = match tls {
+        Some(config) => server.listen_rustls_0_23(listener, config)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }
 
 use actix_web::http::StatusCode;

@@ -9,7 +9,7 @@ use mass_protocol::{
 
 use super::{
     State,
-    blobs::{local_copy, write_ref},
+    blobs::{local_copy, store_error, write_ref},
     error,
 };
 
@@ -76,7 +76,7 @@ async fn point(state: &State, name: String, target: ContentId) -> HttpResponse {
             origin: entry.origin,
             set_at: entry.set_at,
         }),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => store_error(e),
     }
 }
 

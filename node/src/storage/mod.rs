@@ -28,6 +28,9 @@ pub struct Config {
     pub threads: usize,
     /// Rows per dataset shard, unless an ingest says otherwise.
     pub shard_rows: usize,
+    /// Peers whose writes alone may delete refs and unpin blobs (none: every
+    /// member's); see `mass_protocol::storage::check_writer`.
+    pub ref_admins: Vec<String>,
 }
 
 impl Config {
@@ -37,6 +40,7 @@ impl Config {
         gc_grace: Duration::from_secs(3600),
         threads: 2,
         shard_rows: 10_000,
+        ref_admins: Vec::new(),
     };
 
     pub fn validate(&self) -> Result<(), String> {

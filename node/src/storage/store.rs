@@ -57,6 +57,8 @@ pub enum StoreError {
     MissingChunk { index: usize },
     #[error("stored record '{key}' is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 /// What `meta` holds for a blob.
@@ -384,8 +386,7 @@ impl Store {
     }
 }
 
-/// Refs under this prefix pin a blob: `pin/<id>`.
-pub const PIN_PREFIX: &str = "pin/";
+pub use mass_protocol::storage::PIN_PREFIX;
 
 /// The pin ref of a blob.
 pub fn pin_name(id: &ContentId) -> String {
