@@ -502,6 +502,25 @@ pub struct Evaluation {
     pub rmse: Option<f64>,
     pub mae: Option<f64>,
     pub r2: Option<f64>,
+    /// Area under the ROC curve: of the second class when there are two,
+    /// else the mean of each class against the rest.
+    pub roc_auc: Option<f64>,
+    /// Expected calibration error: how far the top class's probability is
+    /// from how often it is right, over 15 equal-width bins.
+    pub calibration_error: Option<f64>,
+    /// The metric on the same rows with degraded input; empty until run.
+    pub robustness: Vec<RobustnessCheck>,
+}
+
+/// The task's headline metric (accuracy, or R2) on the evaluation rows once
+/// perturbed, to say how far to trust the model on noisy or incomplete input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RobustnessCheck {
+    /// What was done to the input, e.g. "gaussian noise 0.5 sd".
+    pub perturbation: String,
+    /// `None` when the model could not answer (`note` says why).
+    pub metric: Option<f64>,
+    pub note: Option<String>,
 }
 
 impl Evaluation {
@@ -516,6 +535,9 @@ impl Evaluation {
             rmse: None,
             mae: None,
             r2: None,
+            roc_auc: None,
+            calibration_error: None,
+            robustness: vec![],
         }
     }
 
@@ -530,6 +552,9 @@ impl Evaluation {
             rmse: Some(rmse),
             mae: Some(mae),
             r2: Some(r2),
+            roc_auc: None,
+            calibration_error: None,
+            robustness: vec![],
         }
     }
 
@@ -542,11 +567,13 @@ impl Evaluation {
     pub fn line(&self) -> String {
         match self.task {
             Task::Classification => format!(
-                "test rows {}  accuracy {:.4}  macro F1 {:.4}  log-loss {:.4}",
+                "test rows {}  accuracy {:.4}  macro F1 {:.4}  log-loss {:.4}  ROC AUC {:.4}  calibration error {:.4}",
                 self.rows,
                 self.accuracy.unwrap_or(f64::NAN),
                 self.macro_f1.unwrap_or(f64::NAN),
-                self.log_loss.unwrap_or(f64::NAN)
+                self.log_loss.unwrap_or(f64::NAN),
+                self.roc_auc.unwrap_or(f64::NAN),
+                self.calibration_error.unwrap_or(f64::NAN)
             ),
             Task::Regression => format!(
                 "test rows {}  R2 {:.4}  RMSE {:.4}  MAE {:.4}",
@@ -555,6 +582,16 @@ impl Evaluation {
                 self.rmse.unwrap_or(f64::NAN),
                 self.mae.unwrap_or(f64::NAN)
             ),
+        }
+    }
+}
+
+impl RobustnessCheck {
+    /// One line: the perturbation and the metric, or why there is none.
+    pub fn line(&self, metric: &str) -> String {
+        match (self.metric, &self.note) {
+            (Some(value), _) => format!("{:<32} {metric} {value:.4}", self.perturbation),
+            (None, note) => format!("{:<32} {}", self.perturbation, note.as_deref().unwrap_or("no answer")),
         }
     }
 }

@@ -109,7 +109,27 @@ async fn a_job_survives_the_death_of_its_driver() {
     let survivor = Client::new([nodes[(victim + 1) % 3].http_url()]).unwrap();
     let record = finished(&survivor, &id, Duration::from_secs(240)).await;
     assert!(record.drivers.len() >= 2 && record.drivers[0] == driver, "no takeover recorded: {:?}", record.drivers);
-    assert!(record.evaluation.unwrap().score() > 0.9);
+    let evaluation = record.evaluation.unwrap();
+    assert!(evaluation.score() > 0.9);
+    // How far to trust it: ranking, calibration, and degraded input.
+    assert!(evaluation.roc_auc.unwrap() > 0.95, "{evaluation:?}");
+    assert!((0.0..0.2).contains(&evaluation.calibration_error.unwrap()), "{evaluation:?}");
+    let report: Vec<(&str, f64)> =
+        evaluation.robustness.iter().map(|c| (c.perturbation.as_str(), c.metric.unwrap())).collect();
+    let named: Vec<&str> = report.iter().map(|r| r.0).collect();
+    assert_eq!(
+        named,
+        [
+            "gaussian noise 0.1 sd",
+            "gaussian noise 0.5 sd",
+            "gaussian noise 1 sd",
+            "10% of features missing",
+            "30% of features missing"
+        ],
+        "digits has no categories to make unseen"
+    );
+    assert!(report[0].1 > report[2].1 && report[3].1 > report[4].1, "more damage, lower accuracy: {report:?}");
+    assert!(report.iter().all(|r| r.1 <= evaluation.score() + 0.02), "{report:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

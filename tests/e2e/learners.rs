@@ -121,6 +121,12 @@ async fn regression_on_diamonds_reaches_scikit_learn_and_is_served_as_numbers() 
     let r2 = evaluation.r2.unwrap();
     assert!(r2 >= 0.9189 - 1e-4, "ridge R2 {r2}");
     assert!(evaluation.accuracy.is_none() && evaluation.confusion.is_empty());
+    // Its robustness report: R2 on degraded rows, the categories included.
+    let report: Vec<(&str, f64)> =
+        evaluation.robustness.iter().map(|c| (c.perturbation.as_str(), c.metric.unwrap())).collect();
+    assert_eq!(report.len(), 6, "{report:?}");
+    assert_eq!(report[5].0, "unseen categories");
+    assert!(report[0].1 > report[2].1 && report.iter().all(|r| r.1 < r2 + 0.005), "{report:?}");
 
     // Any node answers, with numbers in dollars: the same from every node,
     // and more for a bigger stone.

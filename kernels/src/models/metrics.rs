@@ -90,6 +90,43 @@ pub fn roc_auc(positive: &[bool], scores: &[f64]) -> Option<f64> {
     Some((rank_sum - n_pos * (n_pos + 1.0) / 2.0) / (n_pos * n_neg))
 }
 
+/// ROC AUC of class probabilities: the second class's when there are two
+/// classes, else the mean over classes of each against the rest (classes
+/// absent from `truth` left out, as scikit-learn's `ovr` macro average).
+pub fn roc_auc_classes(truth: &[usize], probabilities: &[Vec<f64>], classes: usize) -> Option<f64> {
+    let of_class = |c: usize| {
+        let positive: Vec<bool> = truth.iter().map(|&t| t == c).collect();
+        let scores: Vec<f64> = probabilities.iter().map(|p| p[c]).collect();
+        roc_auc(&positive, &scores)
+    };
+    if classes == 2 {
+        return of_class(1);
+    }
+    let each: Vec<f64> = (0..classes).filter_map(of_class).collect();
+    (!each.is_empty()).then(|| each.iter().sum::<f64>() / each.len() as f64)
+}
+
+/// Bins of the expected calibration error.
+pub const CALIBRATION_BINS: usize = 15;
+
+/// Expected calibration error: rows binned by the top class's probability
+/// (15 equal-width bins), the gap between each bin's mean confidence and
+/// its accuracy, weighted by the bin's share of the rows.
+pub fn calibration_error(truth: &[usize], probabilities: &[Vec<f64>]) -> f64 {
+    let mut bins = [(0usize, 0.0f64, 0usize); CALIBRATION_BINS];
+    for (&t, p) in truth.iter().zip(probabilities) {
+        let (top, confidence) =
+            p.iter().enumerate().fold((0, f64::NEG_INFINITY), |best, (c, &v)| if v > best.1 { (c, v) } else { best });
+        let confidence = confidence.clamp(0.0, 1.0);
+        let bin = ((confidence * CALIBRATION_BINS as f64) as usize).min(CALIBRATION_BINS - 1);
+        bins[bin].0 += 1;
+        bins[bin].1 += confidence;
+        bins[bin].2 += usize::from(top == t);
+    }
+    let n = truth.len().max(1) as f64;
+    bins.iter().filter(|b| b.0 > 0).map(|&(_, confidence, correct)| (confidence - correct as f64).abs() / n).sum()
+}
+
 /// Root mean squared error, mean absolute error and R².
 pub fn regression(truth: &[f64], predicted: &[f64]) -> (f64, f64, f64) {
     let n = truth.len().max(1) as f64;
@@ -104,6 +141,25 @@ pub fn regression(truth: &[f64], predicted: &[f64]) -> (f64, f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calibration_error_is_the_weighted_gap_between_confidence_and_accuracy() {
+        // Four rows at confidence 0.9 (bin 13), three of them right: gap 0.15.
+        let probabilities = vec![vec![0.9, 0.1]; 4];
+        assert!((calibration_error(&[0, 0, 0, 1], &probabilities) - 0.15).abs() < 1e-12);
+        // Perfectly calibrated: confidence 1.0, always right.
+        assert_eq!(calibration_error(&[1, 0], &[vec![0.0, 1.0], vec![1.0, 0.0]]), 0.0);
+    }
+
+    #[test]
+    fn auc_of_classes_is_binary_or_one_against_the_rest() {
+        let probabilities = vec![vec![0.8, 0.2], vec![0.3, 0.7], vec![0.6, 0.4], vec![0.1, 0.9]];
+        assert_eq!(roc_auc_classes(&[0, 1, 0, 1], &probabilities, 2), Some(1.0));
+        assert_eq!(roc_auc_classes(&[1, 0, 1, 0], &probabilities, 2), Some(0.0));
+        let three = vec![vec![0.7, 0.2, 0.1], vec![0.1, 0.8, 0.1], vec![0.2, 0.2, 0.6]];
+        assert_eq!(roc_auc_classes(&[0, 1, 2], &three, 3), Some(1.0));
+        assert_eq!(roc_auc_classes(&[0, 0, 0], &three, 3), None, "one class only: no curve");
+    }
 
     #[test]
     fn classification_metrics_match_hand_computed_values() {

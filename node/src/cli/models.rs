@@ -116,6 +116,13 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
             );
             println!("{} model ({}, {:?})", m.task, m.spec.spec.learner.name(), m.combine);
             println!("{}", m.evaluation.line());
+            if !m.evaluation.robustness.is_empty() {
+                let metric = if m.evaluation.accuracy.is_some() { "accuracy" } else { "R2" };
+                println!("robustness (same test rows, degraded input):");
+                for check in &m.evaluation.robustness {
+                    println!("  {}", check.line(metric));
+                }
+            }
             println!("trained by job {} on dataset manifest {}, pipeline {}", m.job, m.dataset_manifest, m.pipeline);
             if m.parts.is_empty() {
                 println!(

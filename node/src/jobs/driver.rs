@@ -219,12 +219,19 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
     let rule = combine.clone();
     // A study's trials are judged on the validation rows; the test rows are
     // for the winner alone.
-    let split = if record.spec.trial.is_some() { Split::Validation } else { Split::Test };
+    let trial = record.spec.trial.is_some();
+    let split = if trial { Split::Validation } else { Split::Test };
     let (meta, evaluation, member_scores) = mesh
         .compute
         .run_waiting(Work::Evaluation, move || {
             let meta = if stacked { Some(evaluate::fit_meta(&pipeline, &members, &shards, seed)?) } else { None };
-            let (evaluation, scores) = evaluate::evaluate(&pipeline, &members, &rule, meta.as_ref(), &shards, split)?;
+            let (mut evaluation, scores) =
+                evaluate::evaluate(&pipeline, &members, &rule, meta.as_ref(), &shards, split)?;
+            // A trial's model is judged, not reported on: the study's winner gets its report.
+            if !trial {
+                evaluation.robustness =
+                    evaluate::robustness(&pipeline, &members, &rule, meta.as_ref(), &shards, split, seed);
+            }
             Ok::<_, String>((meta, evaluation, scores))
         })
         .await

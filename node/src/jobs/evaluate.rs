@@ -9,12 +9,13 @@ use mass_kernels::models::{
 use mass_protocol::{
     dataset::{Shard, Split},
     features::FittedPipeline,
-    jobs::{Combine, Evaluation, Task, held_out_for_stacking},
+    jobs::{Combine, Evaluation, RobustnessCheck, Task, held_out_for_stacking},
 };
 use ndarray::{Array2, Axis};
 
 use super::{
     learners::{Labels, RowSet},
+    robustness,
     task::{rows_of, rows_where},
 };
 
@@ -45,13 +46,15 @@ pub fn evaluate(
             let predicted = argmax_rows(&combined);
             let probabilities: Vec<Vec<f64>> =
                 combined.rows().into_iter().map(|r| r.iter().map(|v| f64::from(*v)).collect()).collect();
-            let evaluation = Evaluation::classification(
+            let mut evaluation = Evaluation::classification(
                 truth.len() as u64,
                 metrics::accuracy(truth, &predicted),
                 metrics::class_scores(truth, &predicted, classes).macro_f1,
                 metrics::log_loss(truth, &probabilities),
                 metrics::confusion_matrix(truth, &predicted, classes),
             );
+            evaluation.roc_auc = metrics::roc_auc_classes(truth, &probabilities, classes);
+            evaluation.calibration_error = Some(metrics::calibration_error(truth, &probabilities));
             let each = outputs.iter().map(|o| metrics::accuracy(truth, &argmax_rows(o))).collect();
             (evaluation, each)
         }
@@ -67,6 +70,47 @@ pub fn evaluate(
             (evaluation, each)
         }
     })
+}
+
+/// The robustness report: the headline metric (accuracy, or R2) on the
+/// rows of `split` degraded each way of [`robustness::REPORT`] that
+/// applies to the pipeline. A model that cannot answer degraded input (a
+/// one-hot pipeline that refuses unseen categories) gets a note instead.
+pub fn robustness(
+    pipeline: &FittedPipeline,
+    members: &[Member],
+    combine: &Combine,
+    meta: Option<&Mlp>,
+    shards: &[Shard],
+    split: Split,
+    seed: u64,
+) -> Vec<RobustnessCheck> {
+    let mut checks = Vec::new();
+    for perturbation in robustness::REPORT {
+        if !shards.iter().any(|s| perturbation.applies_to(pipeline, s)) {
+            continue;
+        }
+        let degraded: Vec<Shard> = shards.iter().map(|s| perturbation.apply(pipeline, s, seed)).collect();
+        let (metric, note) = match headline(pipeline, members, combine, meta, &degraded, split) {
+            Ok(value) => (Some(value), None),
+            Err(e) => (None, Some(e)),
+        };
+        checks.push(RobustnessCheck { perturbation: perturbation.describe(), metric, note });
+    }
+    checks
+}
+
+/// Accuracy, or R2, of the model on the rows of `split`.
+fn headline(
+    pipeline: &FittedPipeline,
+    members: &[Member],
+    combine: &Combine,
+    meta: Option<&Mlp>,
+    shards: &[Shard],
+    split: Split,
+) -> Result<f64, String> {
+    let (evaluation, _) = evaluate(pipeline, members, combine, meta, shards, split)?;
+    evaluation.accuracy.or(evaluation.r2).ok_or_else(|| "no metric".into())
 }
 
 /// Fits stacking's meta-model on the members' outputs for the training rows

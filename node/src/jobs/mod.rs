@@ -25,6 +25,7 @@ pub mod driver;
 pub mod evaluate;
 pub mod learners;
 pub mod progress;
+pub mod robustness;
 pub mod submit;
 pub mod task;
 pub mod watcher;

@@ -41,10 +41,14 @@ pub async fn register(mesh: &Mesh, record: &StudyRecord, trial: usize) -> Result
         shards.push(mesh.load_shard(info.id).await?);
     }
     let combine = model.combine.clone();
-    let (test, _) = mesh
+    let seed = model.spec.seed;
+    let test = mesh
         .compute
         .run_waiting(Work::Evaluation, move || {
-            evaluate::evaluate(&pipeline, &members, &combine, meta.as_ref(), &shards, Split::Test)
+            let (mut test, _) = evaluate::evaluate(&pipeline, &members, &combine, meta.as_ref(), &shards, Split::Test)?;
+            test.robustness =
+                evaluate::robustness(&pipeline, &members, &combine, meta.as_ref(), &shards, Split::Test, seed);
+            Ok::<_, String>(test)
         })
         .await?;
     model.name = record.spec.name.clone();

@@ -1,0 +1,132 @@
+//! What security costs, printed as a Markdown table for BENCHMARKS.md.
+//!
+//! `cargo bench -p mass-node --bench security`
+//!
+//! Ref signatures: `Store::set_ref` (a synced RocksDB write) with the node's
+//! Ed25519 signer against a signer that signs nothing, in alternating
+//! blocks, and the check every entry from a peer gets (signature, name,
+//! writer rule) against the merge that follows it. Token checks: one node
+//! serving 4 KiB blob reads over HTTP (the cheapest authenticated route, so
+//! the worst case for relative overhead; a prediction costs more), open and
+//! with a read token in alternating windows on the same process.
+
+use std::time::{Duration, Instant};
+
+use libp2p::identity::Keypair;
+use mass_node::{
+    auth,
+    net::identity::{ref_signer, verify_ref_entry},
+    storage::Store,
+};
+use mass_protocol::{
+    ContentId,
+    api::Role,
+    storage::{RefEntry, check_writer},
+};
+use mass_sdk::{
+    Client,
+    local::{LocalNode, NodeOptions},
+};
+
+const BLOCKS: usize = 10;
+const WRITES_PER_BLOCK: usize = 200;
+const WINDOWS: usize = 6;
+const READS_PER_WINDOW: usize = 1000;
+
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn row(what: &str, without: f64, with: f64, unit: &str) {
+    println!("| {what} | {without:.1} {unit} | {with:.1} {unit} | {:+.1}% |", (with / without - 1.0) * 100.0);
+}
+
+fn ref_signatures(dir: &std::path::Path) {
+    let store = Store::open(dir).unwrap();
+    let sign = ref_signer(Keypair::generate_ed25519());
+    let unsigned = |_: &[u8]| Vec::new();
+    let target = Some(ContentId::of(b"target"));
+    let (mut plain, mut signed) = (Vec::new(), Vec::new());
+    for block in 0..BLOCKS {
+        for (signer, into) in [(&unsigned as &dyn Fn(&[u8]) -> Vec<u8>, &mut plain), (&sign, &mut signed)] {
+            let start = Instant::now();
+            for i in 0..WRITES_PER_BLOCK {
+                store.set_ref(&format!("model/m{block}-{i}"), target, "origin", signer).unwrap();
+            }
+            into.push(start.elapsed().as_secs_f64() * 1e6 / WRITES_PER_BLOCK as f64);
+        }
+    }
+    row("ref write (synced), per write", median(&mut plain), median(&mut signed), "µs");
+
+    // The check of an entry from a peer, against the merge it precedes.
+    let key = Keypair::generate_ed25519();
+    let origin = key.public().to_peer_id().to_string();
+    let entries: Vec<(String, RefEntry)> = (0..2000u64)
+        .map(|i| {
+            let name = format!("model/peer{i}");
+            let mut entry =
+                RefEntry { version: 1, target, clock: i + 1, origin: origin.clone(), set_at: 0, signature: vec![] };
+            entry.signature = key.sign(&entry.signed_bytes(&name)).unwrap();
+            (name, entry)
+        })
+        .collect();
+    let start = Instant::now();
+    for (name, entry) in &entries {
+        verify_ref_entry(name, entry).unwrap();
+        check_writer(name, entry, &[]).unwrap();
+    }
+    let check = start.elapsed().as_secs_f64() * 1e6 / entries.len() as f64;
+    let start = Instant::now();
+    for (name, entry) in &entries {
+        store.merge_ref(name, entry.clone()).unwrap();
+    }
+    let merge = start.elapsed().as_secs_f64() * 1e6 / entries.len() as f64;
+    row("ref from a peer: merge, + signature and writer check", merge, merge + check, "µs");
+}
+
+async fn reads(client: &Client, id: &str) -> f64 {
+    let start = Instant::now();
+    for _ in 0..READS_PER_WINDOW {
+        std::hint::black_box(client.get_blob(id).await.unwrap());
+    }
+    start.elapsed().as_secs_f64() * 1e6 / READS_PER_WINDOW as f64
+}
+
+async fn token_checks(work: &std::path::Path) {
+    let config = work.join("bench.toml");
+    std::fs::write(&config, "[hardware]\nprobe_gpus = false\ngemm_size = 64\n").unwrap();
+    let data_dir = work.join("node");
+    let mut options = NodeOptions::new(env!("CARGO_BIN_EXE_mass"), data_dir.clone());
+    options.config = Some(config);
+    options.log_file = Some(work.join("node.log"));
+    let node = LocalNode::spawn(options, Duration::from_secs(60)).unwrap();
+    let open = Client::new([node.http_url()]).unwrap();
+    let id = open.put_blob(vec![7u8; 4096], true).await.unwrap().id.to_string();
+    let (mut without, mut with) = (Vec::new(), Vec::new());
+    reads(&open, &id).await; // warm-up
+    for _ in 0..WINDOWS {
+        without.push(reads(&open, &id).await);
+        let (token, entry) = auth::create(&data_dir, Role::Read, "bench").unwrap();
+        let holder = Client::new([node.http_url()]).unwrap().with_token(&token).unwrap();
+        // The node rereads its tokens file at most once a second.
+        while open.get_blob(&id).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        with.push(reads(&holder, &id).await);
+        auth::revoke(&data_dir, &entry.id).unwrap();
+        while open.get_blob(&id).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    row("HTTP GET of a 4 KiB blob, per request", median(&mut without), median(&mut with), "µs");
+}
+
+#[tokio::main]
+async fn main() {
+    let work = tempfile::tempdir().unwrap();
+    println!("| operation | without | with | overhead |");
+    println!("|---|---|---|---|");
+    ref_signatures(&work.path().join("store"));
+    token_checks(work.path()).await;
+}

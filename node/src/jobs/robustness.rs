@@ -1,0 +1,203 @@
+//! Degraded copies of evaluation shards, for the robustness report: the
+//! same rows with Gaussian noise on numeric features, with a fraction of
+//! feature cells missing (the pipeline imputes them), or with every
+//! category one the pipeline never saw. Pure and seeded: the same shard and
+//! seed give the same copy.
+
+use mass_protocol::{
+    dataset::{Shard, ShardColumn},
+    features::{ColumnTransform, FittedPipeline},
+};
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+/// One way of degrading the input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Perturbation {
+    /// Gaussian noise on each numeric feature, this many of its standard
+    /// deviations (measured on the rows perturbed).
+    Noise(f64),
+    /// This fraction of feature cells made missing.
+    Missing(f64),
+    /// Every categorical feature set to a category the pipeline never saw.
+    UnseenCategories,
+}
+
+/// The report's perturbations, mildest first.
+pub const REPORT: [Perturbation; 6] = [
+    Perturbation::Noise(0.1),
+    Perturbation::Noise(0.5),
+    Perturbation::Noise(1.0),
+    Perturbation::Missing(0.1),
+    Perturbation::Missing(0.3),
+    Perturbation::UnseenCategories,
+];
+
+/// A category no dataset holds (a NUL cannot come from a CSV cell).
+const UNSEEN: &str = "\u{0}unseen";
+
+impl Perturbation {
+    pub fn describe(&self) -> String {
+        match self {
+            Perturbation::Noise(sd) => format!("gaussian noise {sd} sd"),
+            Perturbation::Missing(fraction) => format!("{:.0}% of features missing", fraction * 100.0),
+            Perturbation::UnseenCategories => "unseen categories".into(),
+        }
+    }
+
+    /// Whether the pipeline has features this perturbation touches.
+    pub fn applies_to(&self, pipeline: &FittedPipeline, shard: &Shard) -> bool {
+        let features = feature_columns(pipeline);
+        match self {
+            Perturbation::Noise(_) => {
+                features.iter().any(|&c| matches!(shard.columns.get(c), Some(ShardColumn::Numeric(_))))
+            }
+            Perturbation::Missing(_) => !features.is_empty(),
+            Perturbation::UnseenCategories => {
+                features.iter().any(|&c| matches!(shard.columns.get(c), Some(ShardColumn::Categorical { .. })))
+            }
+        }
+    }
+
+    /// A degraded copy of `shard`; the label and dropped columns stay as they are.
+    pub fn apply(&self, pipeline: &FittedPipeline, shard: &Shard, seed: u64) -> Shard {
+        let mut rng = StdRng::seed_from_u64(seed ^ shard.first_row.rotate_left(17));
+        let mut out = shard.clone();
+        for column in feature_columns(pipeline) {
+            let Some(values) = out.columns.get_mut(column) else { continue };
+            match (self, values) {
+                (Perturbation::Noise(sd), ShardColumn::Numeric(values)) => {
+                    let scale = sd * standard_deviation(values);
+                    for v in values.iter_mut().filter(|v| v.is_finite()) {
+                        *v += scale * standard_normal(&mut rng);
+                    }
+                }
+                (Perturbation::Missing(fraction), values) => blank(values, *fraction, &mut rng),
+                (Perturbation::UnseenCategories, ShardColumn::Categorical { values, codes }) => {
+                    let unseen = values.len() as u32;
+                    values.push(UNSEEN.to_owned());
+                    for code in codes.iter_mut().filter(|c| **c != u32::MAX) {
+                        *code = unseen;
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// Columns the pipeline turns into features (not dropped, not the label).
+fn feature_columns(pipeline: &FittedPipeline) -> Vec<usize> {
+    pipeline
+        .transforms
+        .iter()
+        .enumerate()
+        .filter(|(c, t)| *c != pipeline.label && !matches!(t, ColumnTransform::Drop))
+        .map(|(c, _)| c)
+        .collect()
+}
+
+/// A draw of N(0, 1) (Box-Muller).
+fn standard_normal(rng: &mut StdRng) -> f64 {
+    let u: f64 = 1.0 - rng.random::<f64>(); // (0, 1]: ln is finite
+    let v: f64 = rng.random();
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
+fn standard_deviation(values: &[f64]) -> f64 {
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if finite.len() < 2 {
+        return 0.0;
+    }
+    let mean = finite.iter().sum::<f64>() / finite.len() as f64;
+    (finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (finite.len() - 1) as f64).sqrt()
+}
+
+fn blank(values: &mut ShardColumn, fraction: f64, rng: &mut StdRng) {
+    let mut hit = || rng.random::<f64>() < fraction;
+    match values {
+        ShardColumn::Numeric(values) => values.iter_mut().filter(|_| hit()).for_each(|v| *v = f64::NAN),
+        ShardColumn::Categorical { codes, .. } => codes.iter_mut().filter(|_| hit()).for_each(|c| *c = u32::MAX),
+        ShardColumn::Text(values) => values.iter_mut().filter(|_| hit()).for_each(|v| *v = None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mass_protocol::{dataset::Split, features::PipelineSpec, jobs::Task};
+
+    use super::*;
+
+    /// Column 0 numeric, 1 categorical, 2 the label (categorical), 3 dropped.
+    fn shard_and_pipeline() -> (Shard, FittedPipeline) {
+        let shard = Shard {
+            first_row: 0,
+            columns: vec![
+                ShardColumn::Numeric((0..1000).map(f64::from).collect()),
+                ShardColumn::Categorical { values: vec!["a".into(), "b".into()], codes: [0, 1].repeat(500) },
+                ShardColumn::Categorical { values: vec!["x".into(), "y".into()], codes: [1, 0].repeat(500) },
+                ShardColumn::Numeric(vec![5.0; 1000]),
+            ],
+            splits: vec![Split::Test; 1000],
+        };
+        let pipeline = FittedPipeline {
+            spec: PipelineSpec::default(),
+            columns: vec!["n".into(), "c".into(), "label".into(), "gone".into()],
+            transforms: vec![
+                ColumnTransform::Numeric { fill: 0.0, offset: 0.0, scale: 1.0 },
+                ColumnTransform::Ordinal { categories: vec!["a".into(), "b".into()] },
+                ColumnTransform::Drop,
+                ColumnTransform::Drop,
+            ],
+            label: 2,
+            classes: vec!["x".into(), "y".into()],
+            features: 2,
+            task: Task::Classification,
+            target: None,
+            crosses: vec![],
+            projection: None,
+        };
+        (shard, pipeline)
+    }
+
+    #[test]
+    fn noise_scales_with_the_column_and_spares_the_rest() {
+        let (shard, pipeline) = shard_and_pipeline();
+        let noisy = Perturbation::Noise(0.5).apply(&pipeline, &shard, 7);
+        let (ShardColumn::Numeric(before), ShardColumn::Numeric(after)) = (&shard.columns[0], &noisy.columns[0]) else {
+            panic!()
+        };
+        let diff: Vec<f64> = before.iter().zip(after).map(|(a, b)| b - a).collect();
+        let spread = standard_deviation(&diff);
+        let expected = 0.5 * standard_deviation(before);
+        assert!((spread / expected - 1.0).abs() < 0.1, "noise sd {spread}, expected about {expected}");
+        assert_eq!(noisy.columns[1..], shard.columns[1..], "categories, label and dropped columns untouched");
+        assert_eq!(noisy, Perturbation::Noise(0.5).apply(&pipeline, &shard, 7), "seeded");
+    }
+
+    #[test]
+    fn missing_blanks_about_the_fraction_of_feature_cells_only() {
+        let (shard, pipeline) = shard_and_pipeline();
+        let holed = Perturbation::Missing(0.3).apply(&pipeline, &shard, 1);
+        let ShardColumn::Numeric(values) = &holed.columns[0] else { panic!() };
+        let blanks = values.iter().filter(|v| v.is_nan()).count();
+        assert!((250..350).contains(&blanks), "{blanks} of 1000");
+        let ShardColumn::Categorical { codes, .. } = &holed.columns[1] else { panic!() };
+        assert!((250..350).contains(&codes.iter().filter(|c| **c == u32::MAX).count()));
+        assert_eq!(holed.columns[2..], shard.columns[2..]);
+    }
+
+    #[test]
+    fn unseen_categories_replace_every_feature_category_but_not_the_label() {
+        let (shard, pipeline) = shard_and_pipeline();
+        assert!(Perturbation::UnseenCategories.applies_to(&pipeline, &shard));
+        let strange = Perturbation::UnseenCategories.apply(&pipeline, &shard, 1);
+        let ShardColumn::Categorical { values, codes } = &strange.columns[1] else { panic!() };
+        assert!(codes.iter().all(|&c| values[c as usize] == UNSEEN));
+        assert_eq!(strange.columns[2], shard.columns[2]);
+        let mut numeric_only = pipeline.clone();
+        numeric_only.transforms[1] = ColumnTransform::Drop;
+        assert!(!Perturbation::UnseenCategories.applies_to(&numeric_only, &shard));
+        assert!(Perturbation::Noise(1.0).applies_to(&numeric_only, &shard));
+    }
+}
