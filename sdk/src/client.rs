@@ -408,9 +408,8 @@ impl Client {
         if let Some(v) = version {
             path.push_str(&format!("&version={v}"));
         }
-        let response = self
-            .call(|http, url| Ok(http.get(url.join(&path).expect("relative path")).timeout(LONG_TIMEOUT)))
-            .await?;
+        let response =
+            self.call(|http, url| Ok(http.get(url.join(&path).expect("relative path")).timeout(LONG_TIMEOUT))).await?;
         let url = response.url().to_string();
         let exported = response
             .headers()

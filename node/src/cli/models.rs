@@ -225,7 +225,12 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
             let blob = client.put_blob_file(&file, false, |_| {}).await?;
             let request = ImportModel { blob: blob.id, dataset, pipeline, activation };
             let version = client.import_model(&name, &request).await?;
-            println!("model/{name} version {} ({}) imported from {}", version.version, version.manifest, file.display());
+            println!(
+                "model/{name} version {} ({}) imported from {}",
+                version.version,
+                version.manifest,
+                file.display()
+            );
             let view = client.model(&name).await?;
             println!("{}", view.manifest.evaluation.line());
         }

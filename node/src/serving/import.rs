@@ -76,8 +76,15 @@ pub async fn import(mesh: &Mesh, name: &str, request: ImportModel) -> Result<Mod
         parts: vec![],
         study: None,
     };
-    LoadedModel::trained(placeholder, manifest.clone(), dataset.schema.clone(), pipeline.clone(), members.clone(), None)
-        .map_err(|e| ServeError::BadInput(format!("weight file {}: {e}", request.blob)))?;
+    LoadedModel::trained(
+        placeholder,
+        manifest.clone(),
+        dataset.schema.clone(),
+        pipeline.clone(),
+        members.clone(),
+        None,
+    )
+    .map_err(|e| ServeError::BadInput(format!("weight file {}: {e}", request.blob)))?;
     manifest.evaluation = evaluate_on_test_rows(mesh, &dataset, &pipeline, &members, &combine).await?;
 
     // Checked: store the parts (pinned, as a job's are), then the version.
