@@ -4,7 +4,7 @@ usage: python tests/python/test_export.py CASES.json
 
 CASES.json (written by the e2e test `formats::exported_models_answer_in_numpy_and_onnxruntime_as_on_the_mesh`)
 is a list of cases: {"model", "safetensors", "onnx", "rows", "expected",
-"tolerance"}: rows of raw column values (the pipeline's columns, label
+"tolerance", "relative"}: rows of raw column values (the pipeline's columns, label
 left out, in schema order) and the mesh's answers for them (class
 probabilities, or values in the label's units).
 
@@ -87,12 +87,17 @@ def onnx_predict(path, rows):
     return output
 
 
-def check(name, got, expected, tolerance):
+def check(name, got, expected, tolerance, relative):
+    """Probabilities within `tolerance`; values in the label's units (a
+    float32 network output times the label's spread) within `tolerance`
+    relative to their size (absolute below 1)."""
     got, expected = np.asarray(got, dtype=np.float64), np.asarray(expected, dtype=np.float64)
     assert got.shape == expected.shape, f"{name}: shape {got.shape}, mesh {expected.shape}"
-    worst = float(np.max(np.abs(got - expected))) if got.size else 0.0
-    print(f"{name}: {got.shape[0]} rows, largest difference from the mesh {worst:.2e}")
-    assert worst <= tolerance, f"{name}: differs from the mesh by {worst} > {tolerance}"
+    scale = np.maximum(np.abs(expected), 1.0) if relative else 1.0
+    worst = float(np.max(np.abs(got - expected) / scale)) if got.size else 0.0
+    kind = "relative" if relative else "absolute"
+    print(f"{name}: {got.shape[0]} rows, largest {kind} difference from the mesh {worst:.2e}")
+    assert worst <= tolerance, f"{name}: differs from the mesh by {worst} ({kind}) > {tolerance}"
 
 
 def main():
@@ -100,10 +105,12 @@ def main():
     assert cases, "no cases"
     for case in cases:
         rows, expected, tolerance = case["rows"], case["expected"], case["tolerance"]
+        relative = case.get("relative", False)
         if case.get("safetensors"):
-            check(f"{case['model']} safetensors+numpy", numpy_predict(case["safetensors"], rows), expected, tolerance)
+            got = numpy_predict(case["safetensors"], rows)
+            check(f"{case['model']} safetensors+numpy", got, expected, tolerance, relative)
         if case.get("onnx"):
-            check(f"{case['model']} onnxruntime", onnx_predict(case["onnx"], rows), expected, tolerance)
+            check(f"{case['model']} onnxruntime", onnx_predict(case["onnx"], rows), expected, tolerance, relative)
     print("ok")
 
 
