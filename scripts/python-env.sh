@@ -3,7 +3,7 @@
 # safetensors, onnxruntime: small wheels, no PyTorch), making a venv for it
 # if needed. Rerunnable; reuses the venv once it works.
 #   MASS_PYTHON=/path/to/python   use that interpreter instead (checked, not changed)
-#   MASS_PYTHON_ENV=DIR           where the venv lives (default: target/python-env)
+#   MASS_PYTHON_ENV=DIR           where the venv lives (default: target/python-env of the repo)
 # Fails with a message, never quietly, when the packages cannot be had
 # (no network for pip, no python3-venv).
 set -euo pipefail
@@ -20,7 +20,7 @@ if [ -n "${MASS_PYTHON:-}" ]; then
     exit 0
 fi
 
-ENV_DIR="${MASS_PYTHON_ENV:-target/python-env}"
+ENV_DIR="$(realpath -m "${MASS_PYTHON_ENV:-target/python-env}")"
 PY="$ENV_DIR/bin/python"
 if [ -x "$PY" ] && has_packages "$PY"; then
     echo "$PY"
