@@ -336,5 +336,5 @@ pub enum ImportPipeline {
     /// Fitted on the dataset's training rows, where they live.
     Spec(crate::features::PipelineSpec),
     /// Already fitted (as `mass models export` writes it in the metadata).
-    Fitted(crate::features::FittedPipeline),
+    Fitted(Box<crate::features::FittedPipeline>),
 }

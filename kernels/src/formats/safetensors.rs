@@ -122,6 +122,9 @@ pub enum ImportError {
     Combine(String),
 }
 
+/// A layer's weight and bias, as far as found.
+type Found = (Option<Array2<f32>>, Option<Array1<f32>>);
+
 /// The layers of one member: (weight, bias) in order.
 pub type Layers = Vec<(Array2<f32>, Array1<f32>)>;
 
@@ -140,7 +143,7 @@ pub fn read(bytes: &[u8]) -> Result<WeightFile, ImportError> {
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| ImportError::Unreadable(e.to_string()))?;
     let metadata: BTreeMap<String, String> = header.metadata().clone().unwrap_or_default().into_iter().collect();
     // (member, layer) -> (weight, bias), from names; member None: no prefix.
-    let mut found: BTreeMap<(Option<usize>, usize), (Option<Array2<f32>>, Option<Array1<f32>>)> = BTreeMap::new();
+    let mut found: BTreeMap<(Option<usize>, usize), Found> = BTreeMap::new();
     for (name, view) in file.tensors() {
         if view.dtype() != Dtype::F32 {
             return Err(ImportError::Dtype { name, dtype: view.dtype().to_string() });
@@ -167,7 +170,7 @@ pub fn read(bytes: &[u8]) -> Result<WeightFile, ImportError> {
     if prefixed && let Some((None, layer)) = found.keys().find(|(m, _)| m.is_none()) {
         return Err(ImportError::Name { name: format!("layers.{layer}.weight") });
     }
-    let mut by_member: BTreeMap<usize, BTreeMap<usize, (Option<Array2<f32>>, Option<Array1<f32>>)>> = BTreeMap::new();
+    let mut by_member: BTreeMap<usize, BTreeMap<usize, Found>> = BTreeMap::new();
     for ((member, layer), pair) in found {
         by_member.entry(member.unwrap_or(0)).or_default().insert(layer, pair);
     }
@@ -183,10 +186,7 @@ pub fn read(bytes: &[u8]) -> Result<WeightFile, ImportError> {
 }
 
 /// The layers of one member in order, checked to chain.
-fn chain(
-    member: &str,
-    layers: BTreeMap<usize, (Option<Array2<f32>>, Option<Array1<f32>>)>,
-) -> Result<Layers, ImportError> {
+fn chain(member: &str, layers: BTreeMap<usize, Found>) -> Result<Layers, ImportError> {
     let mut out: Layers = Vec::with_capacity(layers.len());
     for (expected, (layer, (weight, bias))) in layers.into_iter().enumerate() {
         let missing = |layer, what| ImportError::Missing { member: member.to_owned(), layer, what };

@@ -112,7 +112,7 @@ fn parse_pipeline(text: &str) -> anyhow::Result<ImportPipeline> {
     if value.get("transforms").is_some() {
         let fitted: FittedPipeline =
             serde_json::from_value(value).with_context(|| format!("--pipeline {text}: not a fitted pipeline"))?;
-        Ok(ImportPipeline::Fitted(fitted))
+        Ok(ImportPipeline::Fitted(Box::new(fitted)))
     } else {
         let spec: PipelineSpec =
             serde_json::from_value(value).with_context(|| format!("--pipeline {text}: not a pipeline spec"))?;

@@ -49,7 +49,7 @@ pub async fn import(mesh: &Mesh, name: &str, request: ImportModel) -> Result<Mod
             Err(FitFailure::Invalid(m)) => return Err(ServeError::BadInput(format!("pipeline spec: {m}"))),
             Err(FitFailure::Unavailable(m)) => return Err(ServeError::Unavailable(m)),
         },
-        Some(ImportPipeline::Fitted(pipeline)) => pipeline.clone(),
+        Some(ImportPipeline::Fitted(pipeline)) => (**pipeline).clone(),
         None => file.pipeline().map_err(refused)?.ok_or_else(|| refused(ImportError::NoPipeline))?,
     };
     reads_dataset(&pipeline, &request.dataset, &dataset).map_err(ServeError::BadInput)?;
