@@ -6,6 +6,7 @@
 //! - [`cpu`]: the host backend (faer GEMM, SIMD element-wise kernels) and
 //!   its measured GEMM throughput.
 //! - [`gpu`]: wgpu: adapter discovery, the WGSL backend, its GEMM throughput.
+//! - [`formats`]: models in formats other tools read (safetensors, ONNX).
 //! - [`features`]: feature pipelines fitted from mergeable statistics.
 //! - [`search`]: proposing hyperparameter trials (grid, random, TPE, genetic).
 //! - [`models`]: model families (MLP and the linear models it contains) and
@@ -22,6 +23,7 @@
 pub mod backend;
 pub mod cpu;
 pub mod features;
+pub mod formats;
 pub mod gpu;
 pub mod models;
 pub mod search;

@@ -80,6 +80,15 @@ impl Mesh {
         codec::decode(&bytes, codec::MAX_RECORD).map_err(|e| format!("{id}: {e}"))
     }
 
+    /// A stored blob's bytes, fetching it if needed; refused past `limit` bytes.
+    pub async fn load_bytes(&self, id: ContentId, limit: u64) -> Result<Vec<u8>, String> {
+        let meta = self.ensure_local(id).await?;
+        if meta.size > limit {
+            return Err(format!("blob {id} holds {} bytes, more than the {limit} allowed", meta.size));
+        }
+        read_blob(&self.storage, &meta).await.map_err(|e| e.to_string())
+    }
+
     /// A stored shard, checked: every column one value per row.
     pub async fn load_shard(&self, id: ContentId) -> Result<Shard, String> {
         let shard: Shard = self.load(id).await?;

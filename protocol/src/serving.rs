@@ -281,3 +281,60 @@ mod tests {
         assert_eq!(versions[1].published_at, 2);
     }
 }
+
+/// Formats a model leaves the mesh in (`GET /v1/models/{name}/export`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportFormat {
+    /// Dense weights, with the fitted pipeline and classes as metadata.
+    Safetensors,
+    /// The whole model as an ONNX graph, scaling step included.
+    Onnx,
+}
+
+impl ExportFormat {
+    /// `safetensors` or `onnx`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "safetensors" => Ok(Self::Safetensors),
+            "onnx" => Ok(Self::Onnx),
+            other => Err(format!("format '{other}' is not one Mass exports (safetensors or onnx)")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Safetensors => "safetensors",
+            Self::Onnx => "onnx",
+        }
+    }
+}
+
+/// `POST /v1/models/{name}/import`: a safetensors weight file, uploaded as
+/// a blob, registered as a new version of model `name`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportModel {
+    /// The weight file's blob.
+    pub blob: ContentId,
+    /// The dataset whose columns the model reads and whose test rows
+    /// evaluate it.
+    pub dataset: String,
+    /// How rows become features; by default the pipeline in the file's metadata.
+    #[serde(default)]
+    pub pipeline: Option<ImportPipeline>,
+    /// Activation of the hidden layers (`relu` or `tanh`) when the file
+    /// does not say; ReLU when neither does.
+    #[serde(default)]
+    pub activation: Option<String>,
+}
+
+/// The pipeline of an imported model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportPipeline {
+    /// Fitted on the dataset's training rows, where they live.
+    Spec(crate::features::PipelineSpec),
+    /// Already fitted (as `mass models export` writes it in the metadata).
+    Fitted(Box<crate::features::FittedPipeline>),
+}

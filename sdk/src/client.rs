@@ -14,7 +14,10 @@ use mass_protocol::{
     dataset::{DatasetSummary, DatasetView},
     features::PipelineSpec,
     jobs::{JobRecord, JobSpec, LiveTask},
-    serving::{BatchPredict, BatchPrediction, Compose, ModelSummary, ModelVersion, ModelView, Prediction, Promote},
+    serving::{
+        BatchPredict, BatchPrediction, Compose, ExportFormat, ImportModel, ModelSummary, ModelVersion, ModelView,
+        Prediction, Promote,
+    },
     storage::RefRecord,
     studies::{StudyRecord, StudySpec},
 };
@@ -397,6 +400,38 @@ impl Client {
     pub async fn compose(&self, name: &str, request: &Compose) -> Result<ModelVersion, Error> {
         let body = serde_json::to_value(request).expect("serializes");
         self.json_with_timeout(Method::POST, &format!("v1/models/{name}/compose"), Some(body), LONG_TIMEOUT).await
+    }
+
+    /// Version `version` (default: the one served now) of model `name` as a
+    /// file in `format`, and the version it is.
+    pub async fn export_model(
+        &self,
+        name: &str,
+        version: Option<u64>,
+        format: ExportFormat,
+    ) -> Result<(Vec<u8>, u64), Error> {
+        let mut path = format!("v1/models/{name}/export?format={}", format.name());
+        if let Some(v) = version {
+            path.push_str(&format!("&version={v}"));
+        }
+        let response =
+            self.call(|http, url| Ok(http.get(url.join(&path).expect("relative path")).timeout(LONG_TIMEOUT))).await?;
+        let url = response.url().to_string();
+        let exported = response
+            .headers()
+            .get("x-mass-model-version")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::Decode { url: url.clone(), reason: "no x-mass-model-version header".into() })?;
+        let bytes = response.bytes().await.map_err(|e| Error::Decode { url, reason: describe(&e) })?;
+        Ok((bytes.to_vec(), exported))
+    }
+
+    /// Registers a weight file already uploaded as a blob as a new version
+    /// of model `name` (see [`ImportModel`]).
+    pub async fn import_model(&self, name: &str, request: &ImportModel) -> Result<ModelVersion, Error> {
+        let body = serde_json::to_value(request).expect("serializes");
+        self.json_with_timeout(Method::POST, &format!("v1/models/{name}/import"), Some(body), LONG_TIMEOUT).await
     }
 
     /// Points a ref at a blob (a new version).

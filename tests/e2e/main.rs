@@ -8,6 +8,7 @@ mod bridge;
 mod cli;
 mod compute;
 mod datasets;
+mod formats;
 mod hostile;
 mod jobs;
 mod learners;

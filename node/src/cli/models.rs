@@ -4,7 +4,10 @@ use std::{path::PathBuf, time::Instant};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use mass_protocol::serving::{Compose, ComposePart, Predicted};
+use mass_protocol::{
+    features::{FittedPipeline, PipelineSpec},
+    serving::{Compose, ComposePart, ExportFormat, ImportModel, ImportPipeline, Predicted},
+};
 
 use super::NodeArgs;
 
@@ -58,6 +61,63 @@ pub enum ModelsCommand {
         #[command(flatten)]
         node: NodeArgs,
     },
+    /// Write a model to a file other tools read: `--format safetensors`
+    /// (dense weights, with the pipeline and classes as metadata) or `onnx`
+    /// (the whole model, scaling step included).
+    Export {
+        name: String,
+        /// Default: the version served now.
+        #[arg(long)]
+        version: Option<u64>,
+        #[arg(long)]
+        format: String,
+        #[arg(long)]
+        output: PathBuf,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Register a safetensors file of dense networks trained elsewhere as a
+    /// new version of model NAME, reading the columns of DATASET (whose
+    /// test rows evaluate it).
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        dataset: String,
+        /// A pipeline spec as JSON (e.g. '{"scale": "standard"}', fitted on
+        /// the dataset's training rows), or a file holding a spec or a fitted
+        /// pipeline. Default: the pipeline in the file's metadata.
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// Hidden layers' activation, `relu` or `tanh`, when the file does not say.
+        #[arg(long)]
+        activation: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+/// `--pipeline`: inline JSON or a file; a fitted pipeline (it has
+/// `transforms`) or a spec to fit.
+fn parse_pipeline(text: &str) -> anyhow::Result<ImportPipeline> {
+    let path = std::path::Path::new(text);
+    let json = if path.is_file() {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
+    } else {
+        text.to_owned()
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&json).with_context(|| format!("--pipeline {text}: neither a file nor JSON"))?;
+    if value.get("transforms").is_some() {
+        let fitted: FittedPipeline =
+            serde_json::from_value(value).with_context(|| format!("--pipeline {text}: not a fitted pipeline"))?;
+        Ok(ImportPipeline::Fitted(Box::new(fitted)))
+    } else {
+        let spec: PipelineSpec =
+            serde_json::from_value(value).with_context(|| format!("--pipeline {text}: not a pipeline spec"))?;
+        Ok(ImportPipeline::Spec(spec))
+    }
 }
 
 fn parse_compose(serial: Option<String>, parallel: Option<String>) -> anyhow::Result<Compose> {
@@ -153,6 +213,33 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
             let request = parse_compose(serial, parallel)?;
             let version = node.client()?.compose(&name, &request).await?;
             println!("model/{name} version {} ({}) composed", version.version, version.manifest);
+        }
+        ModelsCommand::Export { name, version, format, output, node } => {
+            let format = ExportFormat::parse(&format).map_err(|e| anyhow::anyhow!("--{e}"))?;
+            let (bytes, version) = node.client()?.export_model(&name, version, format).await?;
+            std::fs::write(&output, &bytes).with_context(|| format!("cannot write {}", output.display()))?;
+            println!(
+                "model/{name} v{version} written as {} to {} ({} bytes)",
+                format.name(),
+                output.display(),
+                bytes.len()
+            );
+        }
+        ModelsCommand::Import { file, name, dataset, pipeline, activation, node } => {
+            let pipeline = pipeline.as_deref().map(parse_pipeline).transpose()?;
+            let client = node.client()?;
+            // Unpinned: a refused file is collected like any stray blob.
+            let blob = client.put_blob_file(&file, false, |_| {}).await?;
+            let request = ImportModel { blob: blob.id, dataset, pipeline, activation };
+            let version = client.import_model(&name, &request).await?;
+            println!(
+                "model/{name} version {} ({}) imported from {}",
+                version.version,
+                version.manifest,
+                file.display()
+            );
+            let view = client.model(&name).await?;
+            println!("{}", view.manifest.evaluation.line());
         }
         ModelsCommand::Batch { name, dataset, out, into, node } => {
             let client = node.client()?;

@@ -64,6 +64,8 @@ mod tests {
             (Method::GET, "/metrics", Some(Role::Read)),
             (Method::POST, "/v1/models/digits/predict", Some(Role::Predict)),
             (Method::POST, "/v1/models/digits/promote", Some(Role::Write)),
+            (Method::GET, "/v1/models/digits/export", Some(Role::Read)),
+            (Method::POST, "/v1/models/digits/import", Some(Role::Write)),
             (Method::POST, "/v1/jobs", Some(Role::Write)),
             (Method::PUT, "/v1/blobs", Some(Role::Write)),
             (Method::DELETE, "/v1/blobs/abc", Some(Role::Admin)),

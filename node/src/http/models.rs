@@ -6,7 +6,7 @@ use futures::StreamExt;
 use mass_protocol::{
     ContentId,
     jobs::ModelManifest,
-    serving::{BatchPredict, Cell, Compose, ModelView, Promote, Row},
+    serving::{BatchPredict, Cell, Compose, ExportFormat, ImportModel, ModelView, Promote, Row},
 };
 use serde_json::Value;
 
@@ -113,21 +113,79 @@ pub async fn compose(state: web::Data<State>, name: web::Path<String>, body: web
     }
 }
 
-/// `POST /v1/models/{name}/predict` with `{"rows": [...], "allow_missing": false}`.
-pub async fn predict(state: web::Data<State>, name: web::Path<String>, mut body: web::Payload) -> HttpResponse {
+/// `GET /v1/models/{name}/export` query.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    format: String,
+    version: Option<u64>,
+}
+
+/// `GET /v1/models/{name}/export?format=safetensors|onnx[&version=N]`: the
+/// file's bytes.
+pub async fn export(state: web::Data<State>, name: web::Path<String>, query: web::Query<ExportQuery>) -> HttpResponse {
+    let format = match ExportFormat::parse(&query.format) {
+        Ok(format) => format,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    match crate::serving::export::export(&state.mesh, &name, query.version, format).await {
+        Ok(done) => HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .insert_header(("x-mass-model-version", done.version.version.to_string()))
+            .insert_header(("x-mass-model-manifest", done.version.manifest.to_string()))
+            .insert_header((
+                "content-disposition",
+                format!("attachment; filename=\"{name}-v{}.{}\"", done.version.version, format.name()),
+            ))
+            .body(done.bytes),
+        Err(ServeError::BadInput(m)) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
+        Err(e) => serve_error(e),
+    }
+}
+
+/// `POST /v1/models/{name}/import` with `{"blob": ID, "dataset": NAME,
+/// "pipeline": {"spec": {...}} | {"fitted": {...}}, "activation": "relu"}`.
+pub async fn import(state: web::Data<State>, name: web::Path<String>, body: web::Payload) -> HttpResponse {
+    let bytes = match read_body(body, "; upload a fitted pipeline's spec instead").await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
+    let request: ImportModel = match serde_json::from_slice(&bytes) {
+        Ok(request) => request,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
+    };
+    match crate::serving::import::import(&state.mesh, &name, request).await {
+        Ok(version) => HttpResponse::Ok().json(version),
+        Err(ServeError::BadInput(m)) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
+        Err(e) => serve_error(e),
+    }
+}
+
+/// A request body of at most [`MAX_PREDICT_BODY`] bytes; `hint` follows
+/// the refusal of a larger one.
+async fn read_body(mut body: web::Payload, hint: &str) -> Result<web::BytesMut, HttpResponse> {
     let mut bytes = web::BytesMut::new();
     while let Some(chunk) = body.next().await {
         match chunk {
             Ok(chunk) if bytes.len() + chunk.len() <= MAX_PREDICT_BODY => bytes.extend_from_slice(&chunk),
             Ok(_) => {
-                return error(
+                return Err(error(
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("body: over the {} MiB limit; send fewer rows per request", MAX_PREDICT_BODY >> 20),
-                );
+                    format!("body: over the {} MiB limit{hint}", MAX_PREDICT_BODY >> 20),
+                ));
             }
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("body: {e}")),
+            Err(e) => return Err(error(StatusCode::BAD_REQUEST, format!("body: {e}"))),
         }
     }
+    Ok(bytes)
+}
+
+/// `POST /v1/models/{name}/predict` with `{"rows": [...], "allow_missing": false}`.
+pub async fn predict(state: web::Data<State>, name: web::Path<String>, body: web::Payload) -> HttpResponse {
+    let bytes = match read_body(body, "; send fewer rows per request").await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
     let (rows, allow_missing) = match parse_predict(&bytes) {
         Ok(parsed) => parsed,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),

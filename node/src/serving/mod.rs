@@ -7,11 +7,15 @@
 //! ([`model`]). Rows are checked against the dataset's columns ([`rows`])
 //! by the batch they join ([`inference`]), each request on its own, so a bad
 //! one fails alone; versions are numbered and moved
-//! by the [`registry`]; [`compose`] makes models of registered models. A version a node forwards many requests for is
+//! by the [`registry`]; [`compose`] makes models of registered models;
+//! [`export`] writes a version as safetensors or ONNX and [`import`]
+//! registers weights trained elsewhere. A version a node forwards many requests for is
 //! loaded there too ([`Demand`]): hot models spread to more nodes.
 
 pub mod batch;
 pub mod compose;
+pub mod export;
+pub mod import;
 pub mod inference;
 pub mod keeper;
 pub mod model;

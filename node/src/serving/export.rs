@@ -1,0 +1,75 @@
+//! Models leaving the mesh: a version of a registered model written as
+//! safetensors or ONNX ([`mass_kernels::formats`]). Only trained models
+//! whose members are all dense networks export; a composition, trees or a
+//! stacked ensemble is refused by name.
+
+use mass_kernels::{
+    formats::{self, Networks},
+    models::Member,
+};
+use mass_protocol::{
+    ContentId,
+    jobs::ModelManifest,
+    serving::{ExportFormat, ModelVersion},
+};
+
+use super::{registry, router::ServeError};
+use crate::mesh::Mesh;
+
+/// A model version in a format.
+#[derive(Debug)]
+pub struct Exported {
+    pub bytes: Vec<u8>,
+    pub version: ModelVersion,
+}
+
+/// Writes `version` (default: the one served now) of model `name` in `format`.
+pub async fn export(
+    mesh: &Mesh,
+    name: &str,
+    version: Option<u64>,
+    format: ExportFormat,
+) -> Result<Exported, ServeError> {
+    let (versions, current) = registry::versions(mesh, name).await?;
+    let chosen = match version {
+        None => current,
+        Some(n) => versions.iter().find(|v| v.version == n).cloned().ok_or_else(|| {
+            ServeError::NotFound(format!("model '{name}' has no version {n} (versions 1 to {})", versions.len()))
+        })?,
+    };
+    let what = format!("model '{name}' version {}", chosen.version);
+    let manifest: ModelManifest = mesh.load(chosen.manifest).await.map_err(ServeError::Unavailable)?;
+    if !manifest.parts.is_empty() {
+        return Err(ServeError::BadInput(format!(
+            "{what} is a composition of models, which {} cannot carry; export its parts one by one",
+            format.name()
+        )));
+    }
+    let pipeline = mesh.load_pipeline(manifest.pipeline).await.map_err(ServeError::Unavailable)?;
+    let mut members = Vec::with_capacity(manifest.members.len());
+    for (i, id) in manifest.members.iter().enumerate() {
+        match mesh.load::<Member>(*id).await.map_err(ServeError::Unavailable)? {
+            Member::Mlp(m) => members.push(m),
+            Member::Gbdt(_) => {
+                return Err(ServeError::BadInput(format!(
+                    "{what}: member {i} is gradient-boosted trees; only dense networks (MLP and linear models) \
+                     export to {}",
+                    format.name()
+                )));
+            }
+        }
+    }
+    let networks = Networks { pipeline, members, combine: manifest.combine.clone() };
+    let extra = provenance(name, chosen.version, chosen.manifest);
+    let written = match format {
+        ExportFormat::Safetensors => formats::safetensors::write(&networks, &extra),
+        ExportFormat::Onnx => formats::onnx::write(&networks, &extra),
+    };
+    let bytes = written.map_err(|e| ServeError::BadInput(format!("{what}: {e}")))?;
+    Ok(Exported { bytes, version: chosen })
+}
+
+/// Metadata naming where a file came from.
+fn provenance(name: &str, version: u64, manifest: ContentId) -> Vec<(&'static str, String)> {
+    vec![("model", name.to_owned()), ("version", version.to_string()), ("manifest", manifest.to_string())]
+}
