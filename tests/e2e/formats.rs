@@ -250,7 +250,7 @@ async fn bad_exports_and_imports_are_refused_by_name_and_register_nothing() {
         EnsembleSpec::Single,
     )
     .await;
-    let http = reqwest::Client::new();
+    let http = crate::support::http();
     let get = |path: &str| http.get(format!("{url}{path}")).send();
 
     let (status, message) = http_error(get("/v1/models/nope/export?format=onnx").await.unwrap()).await;

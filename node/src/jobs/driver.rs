@@ -229,8 +229,7 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
                 evaluate::evaluate(&pipeline, &members, &rule, meta.as_ref(), &shards, split)?;
             // A trial's model is judged, not reported on: the study's winner gets its report.
             if !trial {
-                evaluation.robustness =
-                    evaluate::robustness(&pipeline, &members, &rule, meta.as_ref(), &shards, split, seed);
+                evaluation.robustness = evaluate::robustness(&pipeline, &members, &rule, meta.as_ref(), &shards, split);
             }
             Ok::<_, String>((meta, evaluation, scores))
         })

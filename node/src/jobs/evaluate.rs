@@ -72,10 +72,25 @@ pub fn evaluate(
     })
 }
 
+/// [`evaluate`], with the robustness report: what a registered model carries.
+pub fn evaluate_and_report(
+    pipeline: &FittedPipeline,
+    members: &[Member],
+    combine: &Combine,
+    meta: Option<&Mlp>,
+    shards: &[Shard],
+) -> Result<Evaluation, String> {
+    let (mut evaluation, _) = evaluate(pipeline, members, combine, meta, shards, Split::Test)?;
+    evaluation.robustness = robustness(pipeline, members, combine, meta, shards, Split::Test);
+    Ok(evaluation)
+}
+
 /// The robustness report: the headline metric (accuracy, or R2) on the
 /// rows of `split` degraded each way of [`robustness::REPORT`] that
 /// applies to the pipeline. A model that cannot answer degraded input (a
 /// one-hot pipeline that refuses unseen categories) gets a note instead.
+/// One seed for every report: the same model on the same rows gets the
+/// same report however it was made (trained, imported, compressed).
 pub fn robustness(
     pipeline: &FittedPipeline,
     members: &[Member],
@@ -83,8 +98,8 @@ pub fn robustness(
     meta: Option<&Mlp>,
     shards: &[Shard],
     split: Split,
-    seed: u64,
 ) -> Vec<RobustnessCheck> {
+    let seed = robustness::REPORT_SEED;
     let mut checks = Vec::new();
     for perturbation in robustness::REPORT {
         if !shards.iter().any(|s| perturbation.applies_to(pipeline, s)) {

@@ -32,6 +32,9 @@ pub const REPORT: [Perturbation; 6] = [
     Perturbation::UnseenCategories,
 ];
 
+/// The noise and holes of every report.
+pub const REPORT_SEED: u64 = 0x6d61_7373;
+
 /// A category no dataset holds (a NUL cannot come from a CSV cell).
 const UNSEEN: &str = "\u{0}unseen";
 

@@ -15,7 +15,7 @@ use mass_kernels::{
 };
 use mass_protocol::{
     ContentId,
-    dataset::{DatasetManifest, Split},
+    dataset::DatasetManifest,
     features::FittedPipeline,
     jobs::{EnsembleSpec, JobSpec, Learner, ModelManifest, ModelSpec},
     serving::{ImportModel, ImportPipeline, ModelVersion},
@@ -163,10 +163,9 @@ async fn evaluate_on_test_rows(
     }
     let (pipeline, members, combine) = (pipeline.clone(), members.to_vec(), combine.clone());
     let evaluated = mesh.compute.run_waiting(Work::Evaluation, move || {
-        evaluate::evaluate(&pipeline, &members, &combine, None, &shards, Split::Test)
+        evaluate::evaluate_and_report(&pipeline, &members, &combine, None, &shards)
     });
-    let (evaluation, _) = evaluated.await.map_err(|e| ServeError::BadInput(format!("evaluating the model: {e}")))?;
-    Ok(evaluation)
+    evaluated.await.map_err(|e| ServeError::BadInput(format!("evaluating the model: {e}")))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use mass_kernels::models::Member;
 use mass_protocol::{
     ContentId,
-    dataset::{DatasetManifest, Split},
+    dataset::DatasetManifest,
     jobs::{Evaluation, ModelManifest},
     studies::StudyRecord,
 };
@@ -41,14 +41,10 @@ pub async fn register(mesh: &Mesh, record: &StudyRecord, trial: usize) -> Result
         shards.push(mesh.load_shard(info.id).await?);
     }
     let combine = model.combine.clone();
-    let seed = model.spec.seed;
     let test = mesh
         .compute
         .run_waiting(Work::Evaluation, move || {
-            let (mut test, _) = evaluate::evaluate(&pipeline, &members, &combine, meta.as_ref(), &shards, Split::Test)?;
-            test.robustness =
-                evaluate::robustness(&pipeline, &members, &combine, meta.as_ref(), &shards, Split::Test, seed);
-            Ok::<_, String>(test)
+            evaluate::evaluate_and_report(&pipeline, &members, &combine, meta.as_ref(), &shards)
         })
         .await?;
     model.name = record.spec.name.clone();
