@@ -158,6 +158,37 @@ impl Mesh {
         Ok(changed.is_some())
     }
 
+    /// What a checkpoint ref names, decoded: its current target or, when
+    /// that blob cannot be had (its writer died before it reached another
+    /// node), the newest earlier target that can. Drivers checkpoint
+    /// deterministic work, so resuming one step back redoes that step.
+    /// `None` when the ref is unknown or deleted.
+    pub async fn load_checkpoint<T: DeserializeOwned>(&self, name: &str) -> Result<Option<(ContentId, T)>, String> {
+        let Some(record) = self.storage.get_ref(name.to_owned()).await.map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        if record.current().is_none_or(|c| c.target.is_none()) {
+            return Ok(None);
+        }
+        let mut entries: Vec<&RefEntry> = record.history.iter().collect();
+        entries.sort_by(|a, b| b.order_key().cmp(&a.order_key()));
+        let mut newest_error = None;
+        for target in entries.iter().filter_map(|e| e.target) {
+            match self.load(target).await {
+                Ok(value) => {
+                    if let Some(e) = &newest_error {
+                        warn!(name, %target, "newest checkpoint unavailable ({e}); resuming from an earlier one");
+                    }
+                    return Ok(Some((target, value)));
+                }
+                Err(e) => {
+                    newest_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(newest_error.unwrap_or_else(|| format!("{name} names nothing loadable")))
+    }
+
     /// The current target of a ref.
     pub async fn resolve(&self, name: &str) -> Result<Option<ContentId>, String> {
         Ok(self

@@ -510,6 +510,9 @@ pub struct Evaluation {
     pub calibration_error: Option<f64>,
     /// The metric on the same rows with degraded input; empty until run.
     pub robustness: Vec<RobustnessCheck>,
+    /// The headline metric (accuracy, or R2) on the validation rows, which
+    /// early stopping and studies judge by; `None` without such rows.
+    pub validation: Option<f64>,
 }
 
 /// The task's headline metric (accuracy, or R2) on the evaluation rows once
@@ -538,6 +541,7 @@ impl Evaluation {
             roc_auc: None,
             calibration_error: None,
             robustness: vec![],
+            validation: None,
         }
     }
 
@@ -555,6 +559,7 @@ impl Evaluation {
             roc_auc: None,
             calibration_error: None,
             robustness: vec![],
+            validation: None,
         }
     }
 
@@ -567,20 +572,22 @@ impl Evaluation {
     pub fn line(&self) -> String {
         match self.task {
             Task::Classification => format!(
-                "test rows {}  accuracy {:.4}  macro F1 {:.4}  log-loss {:.4}  ROC AUC {:.4}  calibration error {:.4}",
+                "test rows {}  accuracy {:.4}  macro F1 {:.4}  log-loss {:.4}  ROC AUC {:.4}  calibration error {:.4}{}",
                 self.rows,
                 self.accuracy.unwrap_or(f64::NAN),
                 self.macro_f1.unwrap_or(f64::NAN),
                 self.log_loss.unwrap_or(f64::NAN),
                 self.roc_auc.unwrap_or(f64::NAN),
-                self.calibration_error.unwrap_or(f64::NAN)
+                self.calibration_error.unwrap_or(f64::NAN),
+                self.validation.map(|v| format!("  (validation accuracy {v:.4})")).unwrap_or_default()
             ),
             Task::Regression => format!(
-                "test rows {}  R2 {:.4}  RMSE {:.4}  MAE {:.4}",
+                "test rows {}  R2 {:.4}  RMSE {:.4}  MAE {:.4}{}",
                 self.rows,
                 self.r2.unwrap_or(f64::NAN),
                 self.rmse.unwrap_or(f64::NAN),
-                self.mae.unwrap_or(f64::NAN)
+                self.mae.unwrap_or(f64::NAN),
+                self.validation.map(|v| format!("  (validation R2 {v:.4})")).unwrap_or_default()
             ),
         }
     }

@@ -177,6 +177,9 @@ async fn a_study_runs_every_trial_once_though_its_submitter_and_its_driver_die()
     assert_eq!(manifest.study.map(|s| s.to_string()), Some(id.clone()));
     assert_eq!(Some(manifest.evaluation.clone()), record.test);
     assert!(manifest.evaluation.accuracy.unwrap() > 0.9, "{:?}", manifest.evaluation);
+    // The winner's report: its validation figure is the one the study ranked it by.
+    assert!((manifest.evaluation.validation.unwrap() - score).abs() < 1e-9, "{:?} vs {score}", manifest.evaluation);
+    assert!(!manifest.evaluation.robustness.is_empty());
     for mut node in nodes {
         node.kill();
     }

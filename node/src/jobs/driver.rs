@@ -40,8 +40,9 @@ pub fn cancel_ref(id: &ContentId) -> String {
 
 /// The current record of job `id`, cancelled if its cancel flag is set.
 pub async fn record(mesh: &Mesh, id: ContentId) -> Result<Option<JobRecord>, String> {
-    let Some(target) = mesh.resolve(&format!("{REF_PREFIX}{id}")).await? else { return Ok(None) };
-    let mut record: JobRecord = mesh.load(target).await?;
+    let Some((target, mut record)) = mesh.load_checkpoint::<JobRecord>(&format!("{REF_PREFIX}{id}")).await? else {
+        return Ok(None);
+    };
     record.validate().map_err(|e| format!("job record {target}: {e}"))?;
     if record.id != id {
         return Err(format!("job record {target} names job {}, not {id}", record.id));
@@ -229,7 +230,7 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
                 evaluate::evaluate(&pipeline, &members, &rule, meta.as_ref(), &shards, split)?;
             // A trial's model is judged, not reported on: the study's winner gets its report.
             if !trial {
-                evaluation.robustness = evaluate::robustness(&pipeline, &members, &rule, meta.as_ref(), &shards, split);
+                evaluate::report(&mut evaluation, &pipeline, &members, &rule, meta.as_ref(), &shards);
             }
             Ok::<_, String>((meta, evaluation, scores))
         })

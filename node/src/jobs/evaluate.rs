@@ -81,8 +81,22 @@ pub fn evaluate_and_report(
     shards: &[Shard],
 ) -> Result<Evaluation, String> {
     let (mut evaluation, _) = evaluate(pipeline, members, combine, meta, shards, Split::Test)?;
-    evaluation.robustness = robustness(pipeline, members, combine, meta, shards, Split::Test);
+    report(&mut evaluation, pipeline, members, combine, meta, shards);
     Ok(evaluation)
+}
+
+/// Adds what a registered model's test figures come with: the robustness
+/// report, and the validation figure when there are validation rows.
+pub fn report(
+    evaluation: &mut Evaluation,
+    pipeline: &FittedPipeline,
+    members: &[Member],
+    combine: &Combine,
+    meta: Option<&Mlp>,
+    shards: &[Shard],
+) {
+    evaluation.robustness = robustness(pipeline, members, combine, meta, shards, Split::Test);
+    evaluation.validation = headline(pipeline, members, combine, meta, shards, Split::Validation).ok();
 }
 
 /// The robustness report: the headline metric (accuracy, or R2) on the

@@ -38,8 +38,9 @@ pub fn cancel_ref(id: &ContentId) -> String {
 
 /// The journal of study `id`, if there is one.
 pub async fn record(mesh: &Mesh, id: ContentId) -> Result<Option<StudyRecord>, String> {
-    let Some(target) = mesh.resolve(&format!("{REF_PREFIX}{id}")).await? else { return Ok(None) };
-    let record: StudyRecord = mesh.load(target).await?;
+    let Some((target, record)) = mesh.load_checkpoint::<StudyRecord>(&format!("{REF_PREFIX}{id}")).await? else {
+        return Ok(None);
+    };
     plan::check_journal(&record).map_err(|e| format!("study journal {target}: {e}"))?;
     if record.id != id {
         return Err(format!("study journal {target} names study {}, not {id}", record.id));
