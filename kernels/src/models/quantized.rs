@@ -1,0 +1,469 @@
+//! Post-training int8 quantization of dense networks, and the int8 kernel
+//! that serves them.
+//!
+//! Weights are quantized symmetrically per output column: column `j` of a
+//! layer's `inputs x outputs` weight is stored as `i8` values `q` and one
+//! `f32` scale `s_j = max |w_j| / 127`, so `w ≈ q * s_j`. Activations are
+//! quantized per row when a batch arrives (dynamic quantization): row `r`
+//! gets `s_r = max |x_r| / 127`. A layer's output is then
+//! `(sum_i qx_ri * qw_ij) * s_r * s_j + b_j`, the sum of `i8 x i8` products
+//! accumulated exactly in `i32` ([`MAX_INPUTS`] keeps it from overflowing).
+//! Biases stay `f32`, and so do the activation functions and the softmax.
+//!
+//! The dot products run in one of four kernels, the fastest chosen once per
+//! process ([`Kernel::detected`]): a scalar reference, and one blocked loop
+//! (four output columns per pass, widening `i8 -> i16` products summed in
+//! `i32` lanes) compiled for the baseline target, for AVX2 and for AVX-512
+//! BW through pulp's safe runtime dispatch. All add the same integers, so
+//! they agree exactly; tests compare them.
+
+use ndarray::{Array1, Array2, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use super::{Activation, Loss, Mlp};
+use crate::backend;
+use crate::cpu::elementwise::{bias_activation, softmax_rows};
+
+/// Widest layer input whose sum of `i8 x i8` products (each at most
+/// `127 * 127` in size) cannot overflow an `i32`.
+pub const MAX_INPUTS: usize = (i32::MAX as usize) / (127 * 127);
+
+/// Why a network cannot be quantized, or a stored quantized one is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QuantizeError {
+    #[error("layer {layer} has {inputs} inputs; int8 sums overflow beyond {MAX_INPUTS}")]
+    TooWide { layer: usize, inputs: usize },
+    #[error("layer {layer} has weights that are not finite numbers")]
+    NotFinite { layer: usize },
+    #[error("the network has no layers")]
+    Empty,
+}
+
+/// One dense layer with int8 weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuantizedLayer {
+    pub inputs: usize,
+    pub outputs: usize,
+    /// `outputs` rows of `inputs` values: row `j` is output column `j`'s
+    /// weights (transposed, so each dot product reads contiguous memory).
+    pub weights: Vec<i8>,
+    /// One scale per output column.
+    pub scales: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+/// A dense network whose layers hold int8 weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuantizedMlp {
+    pub layers: Vec<QuantizedLayer>,
+    pub activation: Activation,
+    pub loss: Loss,
+}
+
+impl QuantizedLayer {
+    /// Quantizes `weight` (`inputs x outputs`) per output column.
+    pub fn quantize(weight: ArrayView2<'_, f32>, bias: &[f32]) -> Self {
+        let (inputs, outputs) = weight.dim();
+        let mut weights = vec![0i8; inputs * outputs];
+        let mut scales = vec![1.0f32; outputs];
+        for (j, column) in weight.columns().into_iter().enumerate() {
+            let max = column.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+            scales[j] = scale;
+            for (q, v) in weights[j * inputs..(j + 1) * inputs].iter_mut().zip(column) {
+                *q = (v / scale).round().clamp(-127.0, 127.0) as i8;
+            }
+        }
+        Self { inputs, outputs, weights, scales, bias: bias.to_vec() }
+    }
+
+    /// The `f32` weights the int8 ones stand for (`inputs x outputs`).
+    pub fn dequantize(&self) -> Array2<f32> {
+        Array2::from_shape_fn((self.inputs, self.outputs), |(i, j)| {
+            f32::from(self.weights[j * self.inputs + i]) * self.scales[j]
+        })
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.inputs == 0 || self.outputs == 0 {
+            return Err("a layer without inputs or outputs".into());
+        }
+        if self.inputs > MAX_INPUTS {
+            return Err(format!("a layer of {} inputs (int8 sums overflow beyond {MAX_INPUTS})", self.inputs));
+        }
+        let sizes_fit = self.inputs.checked_mul(self.outputs) == Some(self.weights.len())
+            && self.scales.len() == self.outputs
+            && self.bias.len() == self.outputs;
+        if !sizes_fit {
+            return Err("a layer whose weights, scales or biases do not match its shape".into());
+        }
+        if !self.scales.iter().chain(&self.bias).all(|v| v.is_finite()) {
+            return Err("a layer with scales or biases that are not finite numbers".into());
+        }
+        Ok(())
+    }
+
+    /// `out[r] = W^T x[r] + b` for the quantized rows `qx` (row `r` scaled by
+    /// `row_scales[r]`); `out` has `rows x outputs` values.
+    fn forward(&self, kernel: Kernel, qx: &[i8], row_scales: &[f32], out: &mut [f32]) {
+        let mut sums = vec![0i32; self.outputs];
+        for ((row, scale), out_row) in
+            qx.chunks_exact(self.inputs).zip(row_scales).zip(out.chunks_exact_mut(self.outputs))
+        {
+            kernel.dots(row, &self.weights, &mut sums);
+            for (((o, s), w), b) in out_row.iter_mut().zip(&sums).zip(&self.scales).zip(&self.bias) {
+                *o = *s as f32 * (scale * w) + b;
+            }
+        }
+    }
+}
+
+impl QuantizedMlp {
+    /// Quantizes every layer of `network`.
+    pub fn quantize(network: &Mlp) -> Result<Self, QuantizeError> {
+        if network.weights.is_empty() {
+            return Err(QuantizeError::Empty);
+        }
+        let mut layers = Vec::with_capacity(network.weights.len());
+        for (layer, (w, b)) in network.weights.iter().zip(&network.biases).enumerate() {
+            if w.nrows() > MAX_INPUTS {
+                return Err(QuantizeError::TooWide { layer, inputs: w.nrows() });
+            }
+            if !w.iter().chain(b.iter()).all(|v| v.is_finite()) {
+                return Err(QuantizeError::NotFinite { layer });
+            }
+            layers.push(QuantizedLayer::quantize(w.view(), b.as_slice().expect("a bias vector is contiguous")));
+        }
+        Ok(Self { layers, activation: network.activation, loss: network.loss })
+    }
+
+    /// The `f32` network the int8 one stands for.
+    pub fn dequantize(&self) -> Mlp {
+        Mlp {
+            weights: self.layers.iter().map(QuantizedLayer::dequantize).collect(),
+            biases: self.layers.iter().map(|l| Array1::from(l.bias.clone())).collect(),
+            activation: self.activation,
+            loss: self.loss,
+        }
+    }
+
+    /// Checks a stored network (which a peer may have forged) against the
+    /// features it reads and the outputs it must give.
+    pub fn validate(&self, features: usize, outputs: usize) -> Result<(), String> {
+        for (l, layer) in self.layers.iter().enumerate() {
+            layer.validate().map_err(|e| format!("int8 layer {l}: {e}"))?;
+        }
+        let chains = self.layers.windows(2).all(|w| w[0].outputs == w[1].inputs);
+        let ends = self.layers.first().is_some_and(|l| l.inputs == features)
+            && self.layers.last().is_some_and(|l| l.outputs == outputs);
+        if !(chains && ends) {
+            return Err(format!("the int8 network's layers do not map {features} features to {outputs} outputs"));
+        }
+        Ok(())
+    }
+
+    /// Outputs (class probabilities or values) on the fastest kernel here.
+    ///
+    /// # Panics
+    /// When `x` does not have the network's number of inputs (a loaded
+    /// model is validated against its pipeline first).
+    pub fn predict(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        self.predict_with(Kernel::detected(), x)
+    }
+
+    /// Outputs computed with `kernel`.
+    pub fn predict_with(&self, kernel: Kernel, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        let rows = x.nrows();
+        let first = &self.layers[0];
+        assert_eq!(
+            x.ncols(),
+            first.inputs,
+            "QuantizedMlp::predict: {} inputs for {} features",
+            x.ncols(),
+            first.inputs
+        );
+        let widest = self.layers.iter().map(|l| l.inputs).max().unwrap_or(0);
+        let mut qx = vec![0i8; rows * widest];
+        let mut row_scales = vec![0.0f32; rows];
+        let mut input = x.as_standard_layout().into_owned().into_raw_vec_and_offset().0;
+        let last = self.layers.len() - 1;
+        for (l, layer) in self.layers.iter().enumerate() {
+            quantize_rows(&input, layer.inputs, &mut qx[..rows * layer.inputs], &mut row_scales);
+            let mut out = vec![0.0f32; rows * layer.outputs];
+            layer.forward(kernel, &qx[..rows * layer.inputs], &row_scales, &mut out);
+            if l < last {
+                let activation = match self.activation {
+                    Activation::Relu => backend::Activation::Relu,
+                    Activation::Tanh => backend::Activation::Tanh,
+                };
+                bias_activation(&mut out, &vec![0.0; layer.outputs], activation);
+            } else if self.loss == Loss::SoftmaxCrossEntropy {
+                softmax_rows(&mut out, layer.outputs);
+            }
+            input = out;
+        }
+        Array2::from_shape_vec((rows, self.layers[last].outputs), input).expect("rows x outputs values")
+    }
+
+    /// Bytes of the weights, scales and biases as stored.
+    pub fn parameter_bytes(&self) -> usize {
+        self.layers.iter().map(|l| l.weights.len() + 4 * (l.scales.len() + l.bias.len())).sum()
+    }
+}
+
+/// Each row of `x` (`inputs` values) quantized symmetrically into `qx`, its
+/// scale into `scales`. A row of zeros gets scale 0 (its products are 0).
+fn quantize_rows(x: &[f32], inputs: usize, qx: &mut [i8], scales: &mut [f32]) {
+    for ((row, q), scale) in x.chunks_exact(inputs).zip(qx.chunks_exact_mut(inputs)).zip(scales.iter_mut()) {
+        // `f32::max` passes over NaN, so finiteness is checked on its own.
+        let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let finite = row.iter().all(|v| v.is_finite());
+        if max > 0.0 && finite {
+            let inverse = 127.0 / max;
+            q.iter_mut().zip(row).for_each(|(q, v)| *q = (v * inverse).round() as i8);
+            *scale = max / 127.0;
+        } else {
+            // Zeros, or a row holding a non-finite value: the f32 network
+            // would answer NaN; so does this one.
+            q.iter_mut().for_each(|q| *q = 0);
+            *scale = if finite { 0.0 } else { f32::NAN };
+        }
+    }
+}
+
+/// Which code computes the int8 dot products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// One product at a time: the reference the others are tested against.
+    Scalar,
+    /// The blocked loop as LLVM vectorizes it for the build's baseline
+    /// target (SSE2 on x86-64).
+    Portable,
+    /// The blocked loop compiled for AVX2 (`vpmaddwd` on 256 bits).
+    Avx2,
+    /// The blocked loop compiled for AVX-512 BW (`vpmaddwd` on 512 bits).
+    Avx512,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs, detected once.
+    pub fn detected() -> Kernel {
+        static DETECTED: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *DETECTED.get_or_init(|| {
+            [Kernel::Avx512, Kernel::Avx2].into_iter().find(|k| k.available()).unwrap_or(Kernel::Portable)
+        })
+    }
+
+    /// Whether this CPU can run `self`.
+    pub fn available(self) -> bool {
+        match self {
+            Kernel::Scalar | Kernel::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => pulp::x86::V3::try_new().is_some(),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => pulp::x86::V4::try_new().is_some(),
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx2 | Kernel::Avx512 => false,
+        }
+    }
+
+    /// `sums[j] = x . w[j]` for every row `j` of `w` (rows of `x.len()`).
+    /// A kernel this CPU lacks runs as [`Kernel::Portable`].
+    fn dots(self, x: &[i8], w: &[i8], sums: &mut [i32]) {
+        let op = Dots { x, w, sums };
+        match self {
+            Kernel::Scalar => dots_scalar(op.x, op.w, op.sums),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 if let Some(simd) = pulp::x86::V3::try_new() => pulp::Simd::vectorize(simd, op),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 if let Some(simd) = pulp::x86::V4::try_new() => pulp::Simd::vectorize(simd, op),
+            _ => dots_blocked(op.x, op.w, op.sums),
+        }
+    }
+}
+
+/// The blocked loop as a [`pulp::WithSimd`] op: pulp compiles it with the
+/// target features of the instruction set it runs under (safe dispatch; the
+/// workspace denies `unsafe`, so no hand-written intrinsics such as VNNI's
+/// `vpdpbusd`).
+struct Dots<'a> {
+    x: &'a [i8],
+    w: &'a [i8],
+    sums: &'a mut [i32],
+}
+
+impl pulp::WithSimd for Dots<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        dots_blocked(self.x, self.w, self.sums)
+    }
+}
+
+fn dots_scalar(x: &[i8], w: &[i8], sums: &mut [i32]) {
+    for (sum, row) in sums.iter_mut().zip(w.chunks_exact(x.len())) {
+        *sum = 0;
+        for (a, b) in x.iter().zip(row) {
+            *sum += i32::from(*a) * i32::from(*b);
+        }
+    }
+}
+
+/// Input values per block of the blocked loop: one 256-bit register of
+/// `i16` lanes after widening.
+const BLOCK: usize = 16;
+
+/// One dot product as a widening reduction over blocks of [`BLOCK`], the
+/// shape LLVM lowers to multiply-add instructions (`pmaddwd`).
+#[inline(always)]
+fn dot(x: &[i8], w: &[i8]) -> i32 {
+    let mut lanes = [0i32; BLOCK];
+    let (xb, xt) = x.split_at(x.len() / BLOCK * BLOCK);
+    let (wb, wt) = w.split_at(xb.len());
+    for (xc, wc) in xb.chunks_exact(BLOCK).zip(wb.chunks_exact(BLOCK)) {
+        for k in 0..BLOCK {
+            lanes[k] += i32::from(i16::from(xc[k]) * i16::from(wc[k]));
+        }
+    }
+    let tail: i32 = xt.iter().zip(wt).map(|(a, b)| i32::from(*a) * i32::from(*b)).sum();
+    lanes.iter().sum::<i32>() + tail
+}
+
+/// Four output columns per pass, so each block of `x` is loaded once for four.
+#[inline(always)]
+fn dots_blocked(x: &[i8], w: &[i8], sums: &mut [i32]) {
+    let n = x.len();
+    let mut rows = w.chunks_exact(n);
+    let mut out = sums.chunks_exact_mut(4);
+    for group in out.by_ref() {
+        let (w0, w1, w2, w3) = (
+            rows.next().expect("a row"),
+            rows.next().expect("a row"),
+            rows.next().expect("a row"),
+            rows.next().expect("a row"),
+        );
+        let mut lanes = [[0i32; BLOCK]; 4];
+        let blocks = n / BLOCK * BLOCK;
+        for start in (0..blocks).step_by(BLOCK) {
+            let xc = &x[start..start + BLOCK];
+            for (lane, wr) in lanes.iter_mut().zip([w0, w1, w2, w3]) {
+                let wc = &wr[start..start + BLOCK];
+                for k in 0..BLOCK {
+                    lane[k] += i32::from(i16::from(xc[k]) * i16::from(wc[k]));
+                }
+            }
+        }
+        for ((sum, lane), wr) in group.iter_mut().zip(&lanes).zip([w0, w1, w2, w3]) {
+            let tail: i32 = x[blocks..].iter().zip(&wr[blocks..]).map(|(a, b)| i32::from(*a) * i32::from(*b)).sum();
+            *sum = lane.iter().sum::<i32>() + tail;
+        }
+    }
+    for (sum, row) in out.into_remainder().iter_mut().zip(rows) {
+        *sum = dot(x, row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    use super::*;
+    use crate::models::MlpConfig;
+
+    fn network(widths: &[usize], loss: Loss, seed: u64) -> Mlp {
+        let config = MlpConfig { hidden: widths[1..widths.len() - 1].to_vec(), loss, ..MlpConfig::default() };
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut m = Mlp::new(widths[0], widths[widths.len() - 1], &config, &mut rng);
+        m.biases.iter_mut().for_each(|b| b.mapv_inplace(|_| rng.random_range(-0.1..0.1)));
+        m
+    }
+
+    fn rows(n: usize, inputs: usize, seed: u64) -> Array2<f32> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        Array2::from_shape_simple_fn((n, inputs), || rng.random_range(0.0..1.0))
+    }
+
+    const KERNELS: [Kernel; 4] = [Kernel::Scalar, Kernel::Portable, Kernel::Avx2, Kernel::Avx512];
+
+    /// Every kernel adds the same integers: bit-identical outputs, for
+    /// widths that are and are not multiples of the block and of four.
+    #[test]
+    fn kernels_agree_exactly_with_the_scalar_reference() {
+        for widths in [[784, 128, 10], [37, 13, 3], [16, 4, 1], [5, 7, 2]] {
+            let q = QuantizedMlp::quantize(&network(&widths, Loss::SoftmaxCrossEntropy, 1)).unwrap();
+            let x = rows(9, widths[0], 2);
+            let reference = q.predict_with(Kernel::Scalar, x.view());
+            for kernel in KERNELS.into_iter().filter(|k| k.available()) {
+                assert_eq!(q.predict_with(kernel, x.view()), reference, "{kernel:?} on {widths:?}");
+            }
+        }
+    }
+
+    /// The int8 network follows the f32 one: probabilities within 0.02 and
+    /// the same class on nearly every row, values within 2% of their range.
+    #[test]
+    fn int8_follows_f32_within_tolerance() {
+        let f32_net = network(&[784, 128, 10], Loss::SoftmaxCrossEntropy, 3);
+        let q = QuantizedMlp::quantize(&f32_net).unwrap();
+        let x = rows(500, 784, 4);
+        let (exact, approx) = (f32_net.predict(x.view()), q.predict(x.view()));
+        let worst = exact.iter().zip(&approx).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 0.02, "largest probability difference {worst}");
+        let same = super::super::ensemble::argmax_rows(&exact)
+            .iter()
+            .zip(super::super::ensemble::argmax_rows(&approx))
+            .filter(|(a, b)| **a == *b)
+            .count();
+        assert!(same >= 490, "{same} of 500 rows kept their class");
+
+        let regressor = network(&[20, 16, 2], Loss::SquaredError, 5);
+        let q = QuantizedMlp::quantize(&regressor).unwrap();
+        let x = rows(200, 20, 6);
+        let (exact, approx) = (regressor.predict(x.view()), q.predict(x.view()));
+        let range = exact.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let worst = exact.iter().zip(&approx).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 0.02 * range.max(1.0), "largest value difference {worst} of range {range}");
+    }
+
+    #[test]
+    fn weights_are_about_four_times_smaller() {
+        let net = network(&[784, 128, 10], Loss::SoftmaxCrossEntropy, 7);
+        let q = QuantizedMlp::quantize(&net).unwrap();
+        let f32_bytes: usize = net.weights.iter().map(|w| 4 * w.len()).sum::<usize>() + 4 * (128 + 10);
+        let ratio = f32_bytes as f64 / q.parameter_bytes() as f64;
+        assert!((3.9..4.0).contains(&ratio), "{ratio}");
+        // Dequantized weights are within half a step of the originals.
+        for (w, layer) in net.weights.iter().zip(&q.layers) {
+            let back = layer.dequantize();
+            for ((i, j), v) in w.indexed_iter() {
+                assert!((v - back[[i, j]]).abs() <= layer.scales[j] * 0.5 + 1e-7);
+            }
+        }
+    }
+
+    #[test]
+    fn rows_of_zeros_and_non_finite_rows() {
+        let q = QuantizedMlp::quantize(&network(&[4, 3, 2], Loss::SquaredError, 8)).unwrap();
+        let zeros = Array2::zeros((1, 4));
+        let exact = q.dequantize().predict(zeros.view());
+        let approx = q.predict(zeros.view());
+        assert!(exact.iter().zip(&approx).all(|(a, b)| (a - b).abs() < 1e-2), "{exact} vs {approx}");
+        // A NaN input is as NaN as in the f32 network (whose ReLU passes 0).
+        let bad = ndarray::array![[1.0, f32::NAN, 0.0, 0.0]];
+        let nans = |a: Array2<f32>| a.mapv(|v| v.is_nan());
+        assert_eq!(nans(q.predict(bad.view())), nans(q.dequantize().predict(bad.view())));
+    }
+
+    #[test]
+    fn forged_layers_are_refused_by_name() {
+        let mut q = QuantizedMlp::quantize(&network(&[4, 3, 2], Loss::SquaredError, 9)).unwrap();
+        assert!(q.validate(4, 2).is_ok());
+        assert!(q.validate(5, 2).unwrap_err().contains("do not map 5 features"));
+        q.layers[1].scales.pop();
+        assert!(q.validate(4, 2).unwrap_err().contains("int8 layer 1"));
+        let mut inf = network(&[4, 3, 2], Loss::SquaredError, 9);
+        inf.weights[1][[0, 0]] = f32::INFINITY;
+        assert_eq!(QuantizedMlp::quantize(&inf).unwrap_err(), QuantizeError::NotFinite { layer: 1 });
+    }
+}
