@@ -11,10 +11,13 @@
 //! Biases stay `f32`, and so do the activation functions and the softmax.
 //!
 //! The dot products run in one of four kernels, the fastest chosen once per
-//! process ([`Kernel::detected`]): a scalar reference, and one blocked loop
-//! (four output columns per pass, widening `i8 -> i16` products summed in
-//! `i32` lanes) compiled for the baseline target, for AVX2 and for AVX-512
-//! BW through pulp's safe runtime dispatch. All add the same integers, so
+//! process ([`Kernel::detected`]): a scalar reference, a blocked loop LLVM
+//! vectorizes for the baseline target, and multiply-add kernels for AVX2
+//! and AVX-512 BW (`vpmaddwd`: pairs of `i16` products summed into `i32`
+//! lanes, four rows against sixteen output columns at a time, weights
+//! packed once per loaded layer) reached through pulp's safe runtime
+//! dispatch; the workspace denies `unsafe`, so VNNI's `vpdpbusd`, which has
+//! no safe wrapper in pulp, is not used. All add the same integers, so
 //! they agree exactly; tests compare them.
 
 use ndarray::{Array1, Array2, ArrayView2};
@@ -50,6 +53,36 @@ pub struct QuantizedLayer {
     /// One scale per output column.
     pub scales: Vec<f32>,
     pub bias: Vec<f32>,
+    /// The weights laid out for the multiply-add kernels, made on first use
+    /// (never stored).
+    #[serde(skip)]
+    pub(crate) packed: PackedCache,
+}
+
+/// A layer's weights widened to `i16` and interleaved for `pmaddwd`: for
+/// each block of [`LANES`] output columns, for each pair of inputs `k`, the
+/// `2 * LANES` values `w(2k, j), w(2k + 1, j)` for `j` in the block. Inputs
+/// are padded to an even count and outputs to whole blocks, with zeros.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Packed {
+    pairs: usize,
+    blocks: usize,
+    w: Vec<i16>,
+}
+
+/// Output columns per block of the packed layout: one 512-bit register of
+/// `i32` sums, or two 256-bit ones.
+const LANES: usize = 16;
+
+/// The packed weights, computed once per loaded layer; equal whatever it
+/// holds, since it only caches what the stored fields say.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PackedCache(std::sync::OnceLock<Packed>);
+
+impl PartialEq for PackedCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// A dense network whose layers hold int8 weights.
@@ -58,6 +91,28 @@ pub struct QuantizedMlp {
     pub layers: Vec<QuantizedLayer>,
     pub activation: Activation,
     pub loss: Loss,
+    /// The dequantized network, made on first use by batches of more than
+    /// [`INT8_MAX_ROWS`] rows (never stored).
+    #[serde(skip)]
+    dense: DenseCache,
+}
+
+/// Batches of at most this many rows run on the int8 kernel; larger ones
+/// on the f32 GEMM with the dequantized weights. Measured on the served
+/// shape 784-128-10 (`cargo bench -p mass-kernels --bench compress`): the
+/// int8 kernel answers one row about 5x faster than the f32 path (whose
+/// per-call setup dominates), but 1,000 rows 2-4x slower than faer's f32
+/// GEMM, so each shape takes the faster path.
+pub const INT8_MAX_ROWS: usize = 4;
+
+/// The dequantized network, cached like [`PackedCache`].
+#[derive(Debug, Clone, Default)]
+struct DenseCache(std::sync::OnceLock<Mlp>);
+
+impl PartialEq for DenseCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl QuantizedLayer {
@@ -74,7 +129,7 @@ impl QuantizedLayer {
                 *q = (v / scale).round().clamp(-127.0, 127.0) as i8;
             }
         }
-        Self { inputs, outputs, weights, scales, bias: bias.to_vec() }
+        Self { inputs, outputs, weights, scales, bias: bias.to_vec(), packed: PackedCache::default() }
     }
 
     /// The `f32` weights the int8 ones stand for (`inputs x outputs`).
@@ -106,16 +161,65 @@ impl QuantizedLayer {
     /// `out[r] = W^T x[r] + b` for the quantized rows `qx` (row `r` scaled by
     /// `row_scales[r]`); `out` has `rows x outputs` values.
     fn forward(&self, kernel: Kernel, qx: &[i8], row_scales: &[f32], out: &mut [f32]) {
-        let mut sums = vec![0i32; self.outputs];
-        for ((row, scale), out_row) in
-            qx.chunks_exact(self.inputs).zip(row_scales).zip(out.chunks_exact_mut(self.outputs))
-        {
-            kernel.dots(row, &self.weights, &mut sums);
-            for (((o, s), w), b) in out_row.iter_mut().zip(&sums).zip(&self.scales).zip(&self.bias) {
+        let rows = row_scales.len();
+        let width = match kernel {
+            Kernel::Scalar | Kernel::Portable => self.outputs,
+            Kernel::Avx2 | Kernel::Avx512 => self.pack().blocks * LANES,
+        };
+        let mut sums = vec![0i32; rows * width];
+        match kernel {
+            Kernel::Scalar => {
+                for (row, s) in qx.chunks_exact(self.inputs).zip(sums.chunks_exact_mut(width)) {
+                    dots_scalar(row, &self.weights, s);
+                }
+            }
+            Kernel::Portable => {
+                for (row, s) in qx.chunks_exact(self.inputs).zip(sums.chunks_exact_mut(width)) {
+                    dots_blocked(row, &self.weights, s);
+                }
+            }
+            Kernel::Avx2 | Kernel::Avx512 => {
+                let packed = self.pack();
+                let pairs = pair_rows(qx, self.inputs, packed.pairs);
+                simd::dots(kernel, &pairs, packed, &mut sums);
+            }
+        }
+        for ((s, scale), out_row) in sums.chunks_exact(width).zip(row_scales).zip(out.chunks_exact_mut(self.outputs)) {
+            for (((o, s), w), b) in out_row.iter_mut().zip(s).zip(&self.scales).zip(&self.bias) {
                 *o = *s as f32 * (scale * w) + b;
             }
         }
     }
+
+    fn pack(&self) -> &Packed {
+        self.packed.0.get_or_init(|| {
+            let pairs = self.inputs.div_ceil(2);
+            let blocks = self.outputs.div_ceil(LANES);
+            let mut w = vec![0i16; blocks * pairs * 2 * LANES];
+            for j in 0..self.outputs {
+                let (block, lane) = (j / LANES, j % LANES);
+                for i in 0..self.inputs {
+                    let at = ((block * pairs + i / 2) * LANES + lane) * 2 + i % 2;
+                    w[at] = i16::from(self.weights[j * self.inputs + i]);
+                }
+            }
+            Packed { pairs, blocks, w }
+        })
+    }
+}
+
+/// Each quantized row as `pairs` 32-bit words, each two inputs as `i16`
+/// (the low half the even input), the operand `pmaddwd` broadcasts.
+fn pair_rows(qx: &[i8], inputs: usize, pairs: usize) -> Vec<i32> {
+    let mut out = vec![0i32; qx.len() / inputs.max(1) * pairs];
+    for (row, p) in qx.chunks_exact(inputs).zip(out.chunks_exact_mut(pairs)) {
+        for (k, word) in p.iter_mut().enumerate() {
+            let lo = i32::from(row[2 * k]) & 0xffff;
+            let hi = row.get(2 * k + 1).map_or(0, |v| i32::from(*v));
+            *word = lo | (hi << 16);
+        }
+    }
+    out
 }
 
 impl QuantizedMlp {
@@ -134,7 +238,7 @@ impl QuantizedMlp {
             }
             layers.push(QuantizedLayer::quantize(w.view(), b.as_slice().expect("a bias vector is contiguous")));
         }
-        Ok(Self { layers, activation: network.activation, loss: network.loss })
+        Ok(Self { layers, activation: network.activation, loss: network.loss, dense: DenseCache::default() })
     }
 
     /// The `f32` network the int8 one stands for.
@@ -162,13 +266,19 @@ impl QuantizedMlp {
         Ok(())
     }
 
-    /// Outputs (class probabilities or values) on the fastest kernel here.
+    /// Outputs (class probabilities or values) by the faster path for the
+    /// batch: the int8 kernel up to [`INT8_MAX_ROWS`] rows, the f32 GEMM on
+    /// the dequantized weights beyond.
     ///
     /// # Panics
     /// When `x` does not have the network's number of inputs (a loaded
     /// model is validated against its pipeline first).
     pub fn predict(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        self.predict_with(Kernel::detected(), x)
+        if x.nrows() <= INT8_MAX_ROWS {
+            self.predict_with(Kernel::detected(), x)
+        } else {
+            self.dense.0.get_or_init(|| self.dequantize()).predict(x)
+        }
     }
 
     /// Outputs computed with `kernel`.
@@ -236,12 +346,12 @@ fn quantize_rows(x: &[f32], inputs: usize, qx: &mut [i8], scales: &mut [f32]) {
 pub enum Kernel {
     /// One product at a time: the reference the others are tested against.
     Scalar,
-    /// The blocked loop as LLVM vectorizes it for the build's baseline
-    /// target (SSE2 on x86-64).
+    /// A blocked loop as LLVM vectorizes it for the build's baseline
+    /// target (SSE2 on x86-64): where neither of the below runs.
     Portable,
-    /// The blocked loop compiled for AVX2 (`vpmaddwd` on 256 bits).
+    /// Packed weights, `vpmaddwd` on 256 bits, four rows at a time.
     Avx2,
-    /// The blocked loop compiled for AVX-512 BW (`vpmaddwd` on 512 bits).
+    /// Packed weights, `vpmaddwd` on 512 bits, four rows at a time.
     Avx512,
 }
 
@@ -266,39 +376,6 @@ impl Kernel {
             Kernel::Avx2 | Kernel::Avx512 => false,
         }
     }
-
-    /// `sums[j] = x . w[j]` for every row `j` of `w` (rows of `x.len()`).
-    /// A kernel this CPU lacks runs as [`Kernel::Portable`].
-    fn dots(self, x: &[i8], w: &[i8], sums: &mut [i32]) {
-        let op = Dots { x, w, sums };
-        match self {
-            Kernel::Scalar => dots_scalar(op.x, op.w, op.sums),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 if let Some(simd) = pulp::x86::V3::try_new() => pulp::Simd::vectorize(simd, op),
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512 if let Some(simd) = pulp::x86::V4::try_new() => pulp::Simd::vectorize(simd, op),
-            _ => dots_blocked(op.x, op.w, op.sums),
-        }
-    }
-}
-
-/// The blocked loop as a [`pulp::WithSimd`] op: pulp compiles it with the
-/// target features of the instruction set it runs under (safe dispatch; the
-/// workspace denies `unsafe`, so no hand-written intrinsics such as VNNI's
-/// `vpdpbusd`).
-struct Dots<'a> {
-    x: &'a [i8],
-    w: &'a [i8],
-    sums: &'a mut [i32],
-}
-
-impl pulp::WithSimd for Dots<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        dots_blocked(self.x, self.w, self.sums)
-    }
 }
 
 fn dots_scalar(x: &[i8], w: &[i8], sums: &mut [i32]) {
@@ -310,7 +387,7 @@ fn dots_scalar(x: &[i8], w: &[i8], sums: &mut [i32]) {
     }
 }
 
-/// Input values per block of the blocked loop: one 256-bit register of
+/// Input values per block of the portable loop: one 256-bit register of
 /// `i16` lanes after widening.
 const BLOCK: usize = 16;
 
@@ -361,6 +438,165 @@ fn dots_blocked(x: &[i8], w: &[i8], sums: &mut [i32]) {
     }
     for (sum, row) in out.into_remainder().iter_mut().zip(rows) {
         *sum = dot(x, row);
+    }
+}
+
+/// The multiply-add kernels. Each computes `sums` (`rows x blocks * LANES`)
+/// from rows given as pairs ([`pair_rows`]) and a packed layer.
+mod simd {
+    use super::{Kernel, LANES, Packed};
+
+    /// Rows that share each load of the weights.
+    const ROWS: usize = 4;
+
+    pub(super) fn dots(kernel: Kernel, pairs: &[i32], packed: &Packed, sums: &mut [i32]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let op = Op { pairs, packed, sums };
+            match kernel {
+                Kernel::Avx512 if let Some(simd) = pulp::x86::V4::try_new() => {
+                    return pulp::Simd::vectorize(simd, V4Op(simd, op));
+                }
+                Kernel::Avx2 | Kernel::Avx512 if let Some(simd) = pulp::x86::V3::try_new() => {
+                    return pulp::Simd::vectorize(simd, V3Op(simd, op));
+                }
+                _ => return portable(op),
+            }
+        }
+        #[allow(unreachable_code)]
+        portable(Op { pairs, packed, sums })
+    }
+
+    struct Op<'a> {
+        pairs: &'a [i32],
+        packed: &'a Packed,
+        sums: &'a mut [i32],
+    }
+
+    /// The packed product one lane at a time (a CPU without AVX2).
+    fn portable(op: Op<'_>) {
+        let Packed { pairs, blocks, w } = op.packed;
+        let width = blocks * LANES;
+        for (row, out) in op.pairs.chunks_exact(*pairs).zip(op.sums.chunks_exact_mut(width)) {
+            for (j, o) in out.iter_mut().enumerate() {
+                let (block, lane) = (j / LANES, j % LANES);
+                *o = row
+                    .iter()
+                    .enumerate()
+                    .map(|(k, word)| {
+                        let at = ((block * pairs + k) * LANES + lane) * 2;
+                        let (lo, hi) = (*word as i16, (*word >> 16) as i16);
+                        i32::from(lo) * i32::from(w[at]) + i32::from(hi) * i32::from(w[at + 1])
+                    })
+                    .sum();
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    struct V4Op<'a>(pulp::x86::V4, Op<'a>);
+
+    #[cfg(target_arch = "x86_64")]
+    impl pulp::WithSimd for V4Op<'_> {
+        type Output = ();
+
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) {
+            use std::arch::x86_64::__m512i;
+            let V4Op(simd, Op { pairs: rows_pairs, packed, sums }) = self;
+            let Packed { pairs, blocks, w } = packed;
+            let (pairs, blocks) = (*pairs, *blocks);
+            let width = blocks * LANES;
+            let rows = rows_pairs.len() / pairs.max(1);
+            let load = |c: &[i16]| -> __m512i { pulp::cast(*<&[i16; 32]>::try_from(c).expect("32 values")) };
+            let (f, bw) = (simd.avx512f, simd.avx512bw);
+            let mut r = 0;
+            while r < rows {
+                let n = if rows - r >= ROWS { ROWS } else { 1 };
+                let x: Vec<&[i32]> = (r..r + n).map(|i| &rows_pairs[i * pairs..(i + 1) * pairs]).collect();
+                for block in 0..blocks {
+                    let wb = &w[block * pairs * 2 * LANES..(block + 1) * pairs * 2 * LANES];
+                    let mut acc = [f._mm512_setzero_si512(); ROWS];
+                    if n == ROWS {
+                        let (x0, x1, x2, x3) = (x[0], x[1], x[2], x[3]);
+                        for ((((wc, p0), p1), p2), p3) in wb.chunks_exact(2 * LANES).zip(x0).zip(x1).zip(x2).zip(x3) {
+                            let wv = load(wc);
+                            acc[0] = f._mm512_add_epi32(acc[0], bw._mm512_madd_epi16(f._mm512_set1_epi32(*p0), wv));
+                            acc[1] = f._mm512_add_epi32(acc[1], bw._mm512_madd_epi16(f._mm512_set1_epi32(*p1), wv));
+                            acc[2] = f._mm512_add_epi32(acc[2], bw._mm512_madd_epi16(f._mm512_set1_epi32(*p2), wv));
+                            acc[3] = f._mm512_add_epi32(acc[3], bw._mm512_madd_epi16(f._mm512_set1_epi32(*p3), wv));
+                        }
+                    } else {
+                        for (wc, p0) in wb.chunks_exact(2 * LANES).zip(x[0]) {
+                            acc[0] =
+                                f._mm512_add_epi32(acc[0], bw._mm512_madd_epi16(f._mm512_set1_epi32(*p0), load(wc)));
+                        }
+                    }
+                    for (i, a) in acc.iter().enumerate().take(n) {
+                        let lanes: [i32; LANES] = pulp::cast(*a);
+                        let at = (r + i) * width + block * LANES;
+                        sums[at..at + LANES].copy_from_slice(&lanes);
+                    }
+                }
+                r += n;
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    struct V3Op<'a>(pulp::x86::V3, Op<'a>);
+
+    #[cfg(target_arch = "x86_64")]
+    impl pulp::WithSimd for V3Op<'_> {
+        type Output = ();
+
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _: S) {
+            use std::arch::x86_64::__m256i;
+            let V3Op(simd, Op { pairs: rows_pairs, packed, sums }) = self;
+            let Packed { pairs, blocks, w } = packed;
+            let (pairs, blocks) = (*pairs, *blocks);
+            let width = blocks * LANES;
+            let rows = rows_pairs.len() / pairs.max(1);
+            let load = |c: &[i16]| -> __m256i { pulp::cast(*<&[i16; 16]>::try_from(c).expect("16 values")) };
+            let (avx, avx2) = (simd.avx, simd.avx2);
+            let mut r = 0;
+            while r < rows {
+                let n = if rows - r >= ROWS { ROWS } else { 1 };
+                let x: Vec<&[i32]> = (r..r + n).map(|i| &rows_pairs[i * pairs..(i + 1) * pairs]).collect();
+                for block in 0..blocks {
+                    let wb = &w[block * pairs * 2 * LANES..(block + 1) * pairs * 2 * LANES];
+                    let zero = avx._mm256_setzero_si256();
+                    let mut acc = [[zero; 2]; ROWS];
+                    let step = |a: &mut [__m256i; 2], p: i32, w0: __m256i, w1: __m256i| {
+                        let xv = avx._mm256_set1_epi32(p);
+                        a[0] = avx2._mm256_add_epi32(a[0], avx2._mm256_madd_epi16(xv, w0));
+                        a[1] = avx2._mm256_add_epi32(a[1], avx2._mm256_madd_epi16(xv, w1));
+                    };
+                    if n == ROWS {
+                        let (x0, x1, x2, x3) = (x[0], x[1], x[2], x[3]);
+                        for ((((wc, p0), p1), p2), p3) in wb.chunks_exact(2 * LANES).zip(x0).zip(x1).zip(x2).zip(x3) {
+                            let (w0, w1) = (load(&wc[..LANES]), load(&wc[LANES..]));
+                            let [a0, a1, a2, a3] = &mut acc;
+                            step(a0, *p0, w0, w1);
+                            step(a1, *p1, w0, w1);
+                            step(a2, *p2, w0, w1);
+                            step(a3, *p3, w0, w1);
+                        }
+                    } else {
+                        for (wc, p0) in wb.chunks_exact(2 * LANES).zip(x[0]) {
+                            step(&mut acc[0], *p0, load(&wc[..LANES]), load(&wc[LANES..]));
+                        }
+                    }
+                    for (i, a) in acc.iter().enumerate().take(n) {
+                        let lanes: [i32; LANES] = pulp::cast(*a);
+                        let at = (r + i) * width + block * LANES;
+                        sums[at..at + LANES].copy_from_slice(&lanes);
+                    }
+                }
+                r += n;
+            }
+        }
     }
 }
 
