@@ -121,6 +121,7 @@ pub fn serve(listener: std::net::TcpListener, state: State) -> std::io::Result<S
             .route("/v1/models/{name}/rollback", web::post().to(models::rollback))
             .route("/v1/models/{name}/batch", web::post().to(models::batch_predict))
             .route("/v1/models/{name}/compose", web::post().to(models::compose))
+            .route("/v1/models/{name}/compress", web::post().to(models::compress))
             .route("/v1/models/{name}/versions/{id}", web::get().to(models::version_manifest))
             .route("/v1/openapi.json", web::get().to(openapi))
             .route("/v1/datasets", web::post().to(datasets::ingest))

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use mass_protocol::{
     ContentId,
     jobs::ModelManifest,
-    serving::{BatchPredict, Cell, Compose, ModelView, Promote, Row},
+    serving::{BatchPredict, Cell, Compose, CompressRequest, ModelView, Promote, Row},
 };
 use serde_json::Value;
 
@@ -107,6 +107,21 @@ pub async fn batch_predict(
 /// `POST /v1/models/{name}/compose` with `{"serial": [...]}` or `{"parallel": [...]}`.
 pub async fn compose(state: web::Data<State>, name: web::Path<String>, body: web::Json<Compose>) -> HttpResponse {
     match crate::serving::compose::compose(&state.mesh, &name, body.into_inner()).await {
+        Ok(version) => HttpResponse::Ok().json(version),
+        Err(ServeError::BadInput(m)) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
+        Err(e) => serve_error(e),
+    }
+}
+
+/// `POST /v1/models/{name}/compress` with `{"quantize": "int8"}`,
+/// `{"prune": 0.8, "fine_tune_epochs": 2}` or `{"distill": "mlp:64"}` (and
+/// `"version": N` for another than the current): a new version, served now.
+pub async fn compress(
+    state: web::Data<State>,
+    name: web::Path<String>,
+    body: web::Json<CompressRequest>,
+) -> HttpResponse {
+    match crate::serving::compress::compress(&state.mesh, &name, body.into_inner()).await {
         Ok(version) => HttpResponse::Ok().json(version),
         Err(ServeError::BadInput(m)) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
         Err(e) => serve_error(e),

@@ -12,6 +12,7 @@
 
 pub mod batch;
 pub mod compose;
+pub mod compress;
 pub mod inference;
 pub mod keeper;
 pub mod model;
