@@ -56,7 +56,7 @@ pub struct QuantizedLayer {
     /// The weights laid out for the multiply-add kernels, made on first use
     /// (never stored).
     #[serde(skip)]
-    pub(crate) packed: PackedCache,
+    pub(crate) packed: Cached<Packed>,
 }
 
 /// A layer's weights widened to `i16` and interleaved for `pmaddwd`: for
@@ -74,12 +74,19 @@ pub(crate) struct Packed {
 /// `i32` sums, or two 256-bit ones.
 const LANES: usize = 16;
 
-/// The packed weights, computed once per loaded layer; equal whatever it
-/// holds, since it only caches what the stored fields say.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct PackedCache(std::sync::OnceLock<Packed>);
+/// A value derived from a stored model (packed or dequantized weights),
+/// made on first use and never stored; equal whatever it holds, since it
+/// only caches what the stored fields say.
+#[derive(Debug, Clone)]
+pub(crate) struct Cached<T>(pub(crate) std::sync::OnceLock<T>);
 
-impl PartialEq for PackedCache {
+impl<T> Default for Cached<T> {
+    fn default() -> Self {
+        Self(std::sync::OnceLock::new())
+    }
+}
+
+impl<T> PartialEq for Cached<T> {
     fn eq(&self, _: &Self) -> bool {
         true
     }
@@ -94,7 +101,7 @@ pub struct QuantizedMlp {
     /// The dequantized network, made on first use by batches of more than
     /// [`INT8_MAX_ROWS`] rows (never stored).
     #[serde(skip)]
-    dense: DenseCache,
+    dense: Cached<Mlp>,
 }
 
 /// Batches of at most this many rows run on the int8 kernel; larger ones
@@ -104,16 +111,6 @@ pub struct QuantizedMlp {
 /// per-call setup dominates), but 1,000 rows 2-4x slower than faer's f32
 /// GEMM, so each shape takes the faster path.
 pub const INT8_MAX_ROWS: usize = 4;
-
-/// The dequantized network, cached like [`PackedCache`].
-#[derive(Debug, Clone, Default)]
-struct DenseCache(std::sync::OnceLock<Mlp>);
-
-impl PartialEq for DenseCache {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
 
 impl QuantizedLayer {
     /// Quantizes `weight` (`inputs x outputs`) per output column.
@@ -129,7 +126,7 @@ impl QuantizedLayer {
                 *q = (v / scale).round().clamp(-127.0, 127.0) as i8;
             }
         }
-        Self { inputs, outputs, weights, scales, bias: bias.to_vec(), packed: PackedCache::default() }
+        Self { inputs, outputs, weights, scales, bias: bias.to_vec(), packed: Cached::default() }
     }
 
     /// The `f32` weights the int8 ones stand for (`inputs x outputs`).
@@ -158,31 +155,30 @@ impl QuantizedLayer {
         Ok(())
     }
 
-    /// `out[r] = W^T x[r] + b` for the quantized rows `qx` (row `r` scaled by
+    /// `out[r] = W^T x[r] + b` for the quantized rows in `words` (row `r` scaled by
     /// `row_scales[r]`); `out` has `rows x outputs` values.
-    fn forward(&self, kernel: Kernel, qx: &[i8], row_scales: &[f32], out: &mut [f32]) {
+    fn forward(&self, kernel: Kernel, words: &[i32], row_scales: &[f32], out: &mut [f32]) {
         let rows = row_scales.len();
+        let pairs = self.inputs.div_ceil(2);
         let width = match kernel {
             Kernel::Scalar | Kernel::Portable => self.outputs,
             Kernel::Avx2 | Kernel::Avx512 => self.pack().blocks * LANES,
         };
         let mut sums = vec![0i32; rows * width];
         match kernel {
-            Kernel::Scalar => {
-                for (row, s) in qx.chunks_exact(self.inputs).zip(sums.chunks_exact_mut(width)) {
-                    dots_scalar(row, &self.weights, s);
+            Kernel::Scalar | Kernel::Portable => {
+                let q16: &[i16] = pulp::bytemuck::cast_slice(words);
+                let mut row = vec![0i8; self.inputs];
+                for (q, s) in q16.chunks_exact(2 * pairs).zip(sums.chunks_exact_mut(width)) {
+                    row.iter_mut().zip(q).for_each(|(r, q)| *r = *q as i8);
+                    if kernel == Kernel::Scalar {
+                        dots_scalar(&row, &self.weights, s);
+                    } else {
+                        dots_blocked(&row, &self.weights, s);
+                    }
                 }
             }
-            Kernel::Portable => {
-                for (row, s) in qx.chunks_exact(self.inputs).zip(sums.chunks_exact_mut(width)) {
-                    dots_blocked(row, &self.weights, s);
-                }
-            }
-            Kernel::Avx2 | Kernel::Avx512 => {
-                let packed = self.pack();
-                let pairs = pair_rows(qx, self.inputs, packed.pairs);
-                simd::dots(kernel, &pairs, packed, &mut sums);
-            }
+            Kernel::Avx2 | Kernel::Avx512 => simd::dots(kernel, words, self.pack(), &mut sums),
         }
         for ((s, scale), out_row) in sums.chunks_exact(width).zip(row_scales).zip(out.chunks_exact_mut(self.outputs)) {
             for (((o, s), w), b) in out_row.iter_mut().zip(s).zip(&self.scales).zip(&self.bias) {
@@ -208,20 +204,6 @@ impl QuantizedLayer {
     }
 }
 
-/// Each quantized row as `pairs` 32-bit words, each two inputs as `i16`
-/// (the low half the even input), the operand `pmaddwd` broadcasts.
-fn pair_rows(qx: &[i8], inputs: usize, pairs: usize) -> Vec<i32> {
-    let mut out = vec![0i32; qx.len() / inputs.max(1) * pairs];
-    for (row, p) in qx.chunks_exact(inputs).zip(out.chunks_exact_mut(pairs)) {
-        for (k, word) in p.iter_mut().enumerate() {
-            let lo = i32::from(row[2 * k]) & 0xffff;
-            let hi = row.get(2 * k + 1).map_or(0, |v| i32::from(*v));
-            *word = lo | (hi << 16);
-        }
-    }
-    out
-}
-
 impl QuantizedMlp {
     /// Quantizes every layer of `network`.
     pub fn quantize(network: &Mlp) -> Result<Self, QuantizeError> {
@@ -238,7 +220,7 @@ impl QuantizedMlp {
             }
             layers.push(QuantizedLayer::quantize(w.view(), b.as_slice().expect("a bias vector is contiguous")));
         }
-        Ok(Self { layers, activation: network.activation, loss: network.loss, dense: DenseCache::default() })
+        Ok(Self { layers, activation: network.activation, loss: network.loss, dense: Cached::default() })
     }
 
     /// The `f32` network the int8 one stands for.
@@ -292,15 +274,20 @@ impl QuantizedMlp {
             x.ncols(),
             first.inputs
         );
-        let widest = self.layers.iter().map(|l| l.inputs).max().unwrap_or(0);
-        let mut qx = vec![0i8; rows * widest];
+        let widest = self.layers.iter().map(|l| l.inputs.div_ceil(2)).max().unwrap_or(0);
+        // Each row quantized to `i16` values in pairs (32-bit words), the
+        // operand the multiply-add kernels broadcast.
+        let mut words = vec![0i32; rows * widest];
         let mut row_scales = vec![0.0f32; rows];
-        let mut input = x.as_standard_layout().into_owned().into_raw_vec_and_offset().0;
+        let standard = x.as_standard_layout();
+        let mut input = std::borrow::Cow::Borrowed(standard.as_slice().expect("standard layout"));
         let last = self.layers.len() - 1;
         for (l, layer) in self.layers.iter().enumerate() {
-            quantize_rows(&input, layer.inputs, &mut qx[..rows * layer.inputs], &mut row_scales);
+            let pairs = layer.inputs.div_ceil(2);
+            let words = &mut words[..rows * pairs];
+            quantize_rows(&input, layer.inputs, pulp::bytemuck::cast_slice_mut(words), 2 * pairs, &mut row_scales);
             let mut out = vec![0.0f32; rows * layer.outputs];
-            layer.forward(kernel, &qx[..rows * layer.inputs], &row_scales, &mut out);
+            layer.forward(kernel, words, &row_scales, &mut out);
             if l < last {
                 let activation = match self.activation {
                     Activation::Relu => backend::Activation::Relu,
@@ -310,8 +297,9 @@ impl QuantizedMlp {
             } else if self.loss == Loss::SoftmaxCrossEntropy {
                 softmax_rows(&mut out, layer.outputs);
             }
-            input = out;
+            input = std::borrow::Cow::Owned(out);
         }
+        let input = input.into_owned();
         Array2::from_shape_vec((rows, self.layers[last].outputs), input).expect("rows x outputs values")
     }
 
@@ -321,22 +309,57 @@ impl QuantizedMlp {
     }
 }
 
-/// Each row of `x` (`inputs` values) quantized symmetrically into `qx`, its
-/// scale into `scales`. A row of zeros gets scale 0 (its products are 0).
-fn quantize_rows(x: &[f32], inputs: usize, qx: &mut [i8], scales: &mut [f32]) {
-    for ((row, q), scale) in x.chunks_exact(inputs).zip(qx.chunks_exact_mut(inputs)).zip(scales.iter_mut()) {
-        // `f32::max` passes over NaN, so finiteness is checked on its own.
-        let max = row.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let finite = row.iter().all(|v| v.is_finite());
-        if max > 0.0 && finite {
-            let inverse = 127.0 / max;
-            q.iter_mut().zip(row).for_each(|(q, v)| *q = (v * inverse).round() as i8);
-            *scale = max / 127.0;
-        } else {
-            // Zeros, or a row holding a non-finite value: the f32 network
-            // would answer NaN; so does this one.
+/// Each row of `x` (`inputs` values) quantized symmetrically into `q` (rows
+/// of `stride` values, the rest zero), its scale into `scales`. A row of zeros gets scale 0 (its products are 0); a
+/// row holding NaN or an infinity gets scale NaN, so its outputs are NaN
+/// as the f32 network's would be (before any ReLU). Written with integer
+/// maxima and truncating casts so that it vectorizes (`f32::round` and
+/// `f32::max` do not on the baseline target).
+fn quantize_rows(x: &[f32], inputs: usize, q: &mut [i16], stride: usize, scales: &mut [f32]) {
+    pulp::Arch::new().dispatch(QuantizeRows { x, inputs, q, stride, scales });
+}
+
+/// [`quantize_rows`] as a pulp op, compiled for the widest SIMD here.
+struct QuantizeRows<'a> {
+    x: &'a [f32],
+    inputs: usize,
+    q: &'a mut [i16],
+    stride: usize,
+    scales: &'a mut [f32],
+}
+
+impl pulp::WithSimd for QuantizeRows<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        let QuantizeRows { x, inputs, q, stride, scales } = self;
+        quantize_rows_inline(x, inputs, q, stride, scales)
+    }
+}
+
+#[inline(always)]
+fn quantize_rows_inline(x: &[f32], inputs: usize, q: &mut [i16], stride: usize, scales: &mut [f32]) {
+    for ((row, q), scale) in x.chunks_exact(inputs).zip(q.chunks_exact_mut(stride)).zip(scales.iter_mut()) {
+        // The bits of |v| order like the values for finite floats, and
+        // every NaN or infinity lies above them all.
+        let max_bits = row.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff));
+        q[inputs..].iter_mut().for_each(|q| *q = 0);
+        if max_bits >= 0x7f80_0000 {
             q.iter_mut().for_each(|q| *q = 0);
-            *scale = if finite { 0.0 } else { f32::NAN };
+            *scale = f32::NAN;
+        } else if max_bits == 0 {
+            q.iter_mut().for_each(|q| *q = 0);
+            *scale = 0.0;
+        } else {
+            let max = f32::from_bits(max_bits);
+            let inverse = 127.0 / max;
+            // Round half away from zero: truncate after adding a signed half.
+            q.iter_mut().zip(row).for_each(|(q, v)| {
+                let t = v * inverse;
+                *q = (t + 0.5f32.copysign(t)) as i32 as i16;
+            });
+            *scale = max / 127.0;
         }
     }
 }
@@ -442,7 +465,8 @@ fn dots_blocked(x: &[i8], w: &[i8], sums: &mut [i32]) {
 }
 
 /// The multiply-add kernels. Each computes `sums` (`rows x blocks * LANES`)
-/// from rows given as pairs ([`pair_rows`]) and a packed layer.
+/// from quantized rows given as 32-bit words of two `i16` values each (the
+/// even input in the low half) and a packed layer.
 mod simd {
     use super::{Kernel, LANES, Packed};
 

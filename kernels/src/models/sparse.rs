@@ -12,6 +12,7 @@
 use ndarray::{Array1, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
+use super::quantized::Cached;
 use super::{Activation, Loss, Mlp, MlpConfig, Target};
 use crate::backend;
 use crate::cpu::elementwise::{bias_activation, softmax_rows};
@@ -126,7 +127,18 @@ pub struct SparseMlp {
     pub layers: Vec<SparseLayer>,
     pub activation: Activation,
     pub loss: Loss,
+    /// The densified network, made on first use by batches of more than
+    /// [`SPARSE_MAX_ROWS`] rows (never stored).
+    #[serde(skip)]
+    dense: Cached<Mlp>,
 }
+
+/// Batches of at most this many rows run on the sparse kernel; larger ones
+/// on the f32 GEMM with the densified weights. Measured on 784-128-10 at
+/// 80% sparsity (`cargo bench -p mass-kernels --bench compress`): the
+/// sparse kernel answers one row several times faster than the dense path,
+/// but 1,000 rows several times slower than faer's GEMM.
+pub const SPARSE_MAX_ROWS: usize = 4;
 
 impl SparseLayer {
     /// The nonzero weights of `weight` (`inputs x outputs`).
@@ -202,7 +214,7 @@ impl SparseMlp {
             .zip(&network.biases)
             .map(|(w, b)| SparseLayer::from_dense(w.view(), b.as_slice().expect("a bias vector is contiguous")))
             .collect();
-        Self { layers, activation: network.activation, loss: network.loss }
+        Self { layers, activation: network.activation, loss: network.loss, dense: Cached::default() }
     }
 
     pub fn to_dense(&self) -> Mlp {
@@ -236,11 +248,25 @@ impl SparseMlp {
         Ok(())
     }
 
-    /// Outputs (class probabilities or values) from the sparse kernel.
+    /// Outputs (class probabilities or values) by the faster path for the
+    /// batch: the sparse kernel up to [`SPARSE_MAX_ROWS`] rows, the dense
+    /// GEMM on the densified weights beyond.
     ///
     /// # Panics
     /// When `x` does not have the network's number of inputs.
     pub fn predict(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
+        if x.nrows() <= SPARSE_MAX_ROWS {
+            self.predict_sparse(x)
+        } else {
+            self.dense.0.get_or_init(|| self.to_dense()).predict(x)
+        }
+    }
+
+    /// Outputs from the sparse kernel, whatever the batch.
+    ///
+    /// # Panics
+    /// When `x` does not have the network's number of inputs.
+    pub fn predict_sparse(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
         let rows = x.nrows();
         assert_eq!(x.ncols(), self.layers[0].inputs, "SparseMlp::predict: {} inputs", x.ncols());
         let mut input = x.as_standard_layout().into_owned().into_raw_vec_and_offset().0;
@@ -310,9 +336,10 @@ mod tests {
         assert_eq!(sparse.to_dense(), pruned);
         assert!((sparse.sparsity() - 0.7).abs() < 0.02);
         let x = rows(50, 4);
-        let (dense, fast) = (pruned.predict(x.view()), sparse.predict(x.view()));
+        let (dense, fast) = (pruned.predict(x.view()), sparse.predict_sparse(x.view()));
         let worst = dense.iter().zip(&fast).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(worst < 1e-5, "{worst}");
+        assert_eq!(sparse.predict(x.view()), dense, "large batches run the densified network");
         assert!(sparse.validate(20, 3).is_ok());
         assert!(sparse.validate(20, 4).unwrap_err().contains("do not map 20 features to 4"));
         let mut forged = sparse.clone();
