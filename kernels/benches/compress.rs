@@ -1,7 +1,8 @@
 //! Compression of an MLP 784-128-10 trained on MNIST, for BENCHMARKS.md:
 //! int8 against f32 and the sparse kernel against dense at 1 and 1,000
 //! rows (one thread each), and the size and test accuracy of each variant
-//! (int8; pruned to 80% with and without fine-tuning; a student of a
+//! (int8; pruned to 80% with and without 2 epochs of fine-tuning at the
+//! training settings, as `mass models compress` does; a student of a
 //! bagging-of-8).
 //!
 //! `cargo bench -p mass-kernels --bench compress [-- EPOCHS]` (default 5
@@ -179,16 +180,12 @@ fn main() {
     }
     row("  densified", &Member::Mlp(pruned.clone()), test, rows);
     let Some(data) = data.as_ref() else { return };
-    let tuned = sparse::fine_tune(
-        pruned,
-        &mask,
-        data.x.view(),
-        Target::Classes { labels: &data.y, classes: 10 },
-        &MlpConfig { optimizer: mass_kernels::models::Optimizer::Adam { learning_rate: 3e-4 }, ..config.clone() },
-        1,
-    )
-    .unwrap();
-    row("pruned 80% + 1 epoch fine-tuning, sparse", &Member::Sparse(SparseMlp::from_dense(&tuned)), test, rows);
+    let tuned =
+        sparse::fine_tune(pruned, &mask, data.x.view(), Target::Classes { labels: &data.y, classes: 10 }, &config, 2)
+            .unwrap();
+    row("pruned 80% + 2 epochs fine-tuning", &Member::Sparse(SparseMlp::from_dense(&tuned)), test, rows);
+    let tuned_int8 = QuantizedMlp::quantize(&tuned).unwrap();
+    row("  then int8", &Member::Int8(tuned_int8), test, rows);
 
     // Bagging of 8 (each member on one eighth of the rows, as shards),
     // then a student of the same shape trained on the ensemble's probabilities.
@@ -212,7 +209,8 @@ fn main() {
     let single = members.iter().map(|m| accuracy(&m.predict(data.tx.view()), &data.ty)).sum::<f64>() / 8.0;
     let ensemble = accuracy(&mean(data.tx.view()), &data.ty);
     let teacher = mean(data.x.view());
-    let (student, _) = distill::distill(data.x.view(), teacher.view(), None, &config).unwrap();
+    let student_config = MlpConfig { epochs: epochs * 3, ..config.clone() };
+    let (student, _) = distill::distill(data.x.view(), teacher.view(), None, &student_config).unwrap();
     let distilled = accuracy(&student.predict(data.tx.view()), &data.ty);
     let ensemble_bytes: usize = members.iter().map(|m| bytes(&Member::Mlp(m.clone()))).sum();
     println!(

@@ -135,9 +135,9 @@ pub struct SparseMlp {
 
 /// Batches of at most this many rows run on the sparse kernel; larger ones
 /// on the f32 GEMM with the densified weights. Measured on 784-128-10 at
-/// 80% sparsity (`cargo bench -p mass-kernels --bench compress`): the
-/// sparse kernel answers one row several times faster than the dense path,
-/// but 1,000 rows several times slower than faer's GEMM.
+/// 80% sparsity on MNIST rows (`cargo bench -p mass-kernels --bench
+/// compress`, fastest of repeated calls): sparse / dense 8.8 / 18.8 µs at
+/// one row, 10.0 / 2.3 ms at 1,000 rows.
 pub const SPARSE_MAX_ROWS: usize = 4;
 
 impl SparseLayer {
