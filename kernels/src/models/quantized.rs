@@ -102,18 +102,23 @@ pub struct QuantizedMlp {
     /// f32 GEMM answers faster (never stored).
     #[serde(skip)]
     dense: Cached<Mlp>,
+    /// Whether the int8 kernel beat the f32 GEMM on the first batch of at
+    /// least [`INT8_FROM_ROWS`] rows this network answered (never stored).
+    #[serde(skip)]
+    large_on_int8: Cached<bool>,
 }
 
-/// Batch sizes strictly between these two run on the f32 GEMM with the
-/// dequantized weights; all others on the int8 kernel. Measured on the
-/// served shape 784-128-10 with MNIST weights and rows, AVX-512, fastest of
-/// 21 interleaved (`cargo bench -p mass-kernels --bench compress`), f32 /
-/// int8 kernel: 29 / 3.2 µs at 1 row, 46 / 37 at 16, 144 / 147 at 64,
-/// 579 / 634 at 256, and 4.8 / 2.5 ms at 1,000 rows (f32 predicts in
-/// chunks of 512 rows and measured twice as slow per row at 1,000 as at
-/// 256; why is not pinned down). So the int8 kernel takes small batches
-/// (the f32 path's per-call setup dominates) and batches past one f32
-/// chunk; in between the f32 GEMM is up to 10% faster.
+/// Up to `INT8_MAX_ROWS` rows a batch runs on the int8 kernel; below
+/// `INT8_FROM_ROWS` on the f32 GEMM with the dequantized weights; from
+/// `INT8_FROM_ROWS` on whichever of the two was faster on the first such
+/// batch this network answered (both are run and timed once, then the
+/// choice is kept). Measured on the served shape 784-128-10 with MNIST
+/// weights and rows, AVX-512, fastest of 21 interleaved (`cargo bench -p
+/// mass-kernels --bench compress`), f32 / int8 kernel: 18-29 / 3.2 µs at 1
+/// row, 46-55 / 37-43 at 16, 144-162 / 147-173 at 64, 544-579 / 589-634 at
+/// 256, and 2.3-4.8 / 2.4-2.5 ms at 1,000 rows (the f32 figure depends on
+/// whether its buffers are warm pages). Other shapes differ (a narrow
+/// input layer favours f32 at large batches), hence the measured choice.
 pub const INT8_MAX_ROWS: usize = 32;
 pub const INT8_FROM_ROWS: usize = 512;
 
@@ -225,7 +230,13 @@ impl QuantizedMlp {
             }
             layers.push(QuantizedLayer::quantize(w.view(), b.as_slice().expect("a bias vector is contiguous")));
         }
-        Ok(Self { layers, activation: network.activation, loss: network.loss, dense: Cached::default() })
+        Ok(Self {
+            layers,
+            activation: network.activation,
+            loss: network.loss,
+            dense: Cached::default(),
+            large_on_int8: Cached::default(),
+        })
     }
 
     /// The `f32` network the int8 one stands for.
@@ -254,18 +265,33 @@ impl QuantizedMlp {
     }
 
     /// Outputs (class probabilities or values) by the faster path for the
-    /// batch: the f32 GEMM on the dequantized weights between
-    /// [`INT8_MAX_ROWS`] and [`INT8_FROM_ROWS`] rows, the int8 kernel
-    /// otherwise.
+    /// batch's size: see [`INT8_MAX_ROWS`] and [`INT8_FROM_ROWS`].
     ///
     /// # Panics
     /// When `x` does not have the network's number of inputs (a loaded
     /// model is validated against its pipeline first).
     pub fn predict(&self, x: ArrayView2<'_, f32>) -> Array2<f32> {
-        if x.nrows() <= INT8_MAX_ROWS || x.nrows() >= INT8_FROM_ROWS {
-            self.predict_with(Kernel::detected(), x)
-        } else {
-            self.dense.0.get_or_init(|| self.dequantize()).predict(x)
+        let rows = x.nrows();
+        let dense = || self.dense.0.get_or_init(|| self.dequantize());
+        if rows <= INT8_MAX_ROWS {
+            return self.predict_with(Kernel::detected(), x);
+        }
+        if rows < INT8_FROM_ROWS {
+            return dense().predict(x);
+        }
+        match self.large_on_int8.0.get() {
+            Some(true) => self.predict_with(Kernel::detected(), x),
+            Some(false) => dense().predict(x),
+            None => {
+                let dense = dense();
+                let started = std::time::Instant::now();
+                let on_int8 = self.predict_with(Kernel::detected(), x);
+                let int8 = started.elapsed();
+                let started = std::time::Instant::now();
+                std::hint::black_box(dense.predict(x));
+                let _ = self.large_on_int8.0.set(int8 <= started.elapsed());
+                on_int8
+            }
         }
     }
 
@@ -674,7 +700,10 @@ mod tests {
         let q = QuantizedMlp::quantize(&f32_net).unwrap();
         let x = rows(600, 784, 4);
         let (exact, approx) = (f32_net.predict(x.view()), q.predict_with(Kernel::detected(), x.view()));
-        assert_eq!(q.predict(x.view()), approx, "600 rows run on the int8 kernel");
+        let routed = q.predict(x.view());
+        assert_eq!(routed, approx, "the first large batch answers from the int8 kernel");
+        let again = q.predict(x.view());
+        assert!(again == approx || again == q.dequantize().predict(x.view()), "then from the faster path");
         let dequantized = q.predict(x.slice(ndarray::s![..100, ..]));
         let worst = dequantized.iter().zip(&approx).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(worst < 0.02, "100 rows (dequantized f32 path) differ from the kernel by {worst}");

@@ -237,7 +237,10 @@ fn measure(members: &[Member], rule: &Combine, meta: Option<&Mlp>, x: ArrayView2
         f();
         start.elapsed().as_secs_f64()
     };
+    // Warm-up: caches made on first use (packed or dequantized weights, the
+    // int8 path chosen for large batches) are not part of the latency.
     run(x.slice(s![..1, ..]));
+    run(batch.view());
     let mut single: Vec<f64> =
         (0..SINGLE_ROWS.min(x.nrows())).map(|r| time(&|| run(x.slice(s![r..r + 1, ..])))).collect();
     let mut batches: Vec<f64> = (0..5).map(|_| time(&|| run(batch.view()))).collect();
