@@ -114,7 +114,9 @@ fn check_data(widths: &[usize], x: &ArrayView2<'_, f32>, y: &Target<'_>) -> Resu
 
 /// Trains on `backend`; see [`Mlp::fit_reporting`] for the meaning of each
 /// argument. The training loss of an epoch is the mean of the batch losses
-/// plus the L2 penalty of the weights at the epoch's end.
+/// plus the L2 penalty of the weights at the epoch's end. `masks` (one per
+/// layer, see [`Mlp::fit_masked_on`]) keep pruned weights at zero.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn fit<B: Backend>(
     backend: &B,
     start: Option<Mlp>,
