@@ -734,6 +734,65 @@ pub struct ModelManifest {
     /// The study whose winner this model is.
     #[serde(default)]
     pub study: Option<ContentId>,
+    /// A compressed version: its parent, how it was made, its size and
+    /// latency beside the parent's. Appended last (bincode reads fields in
+    /// order): manifests stored before it do not decode, as with `study`.
+    #[serde(default)]
+    pub compression: Option<Compression>,
+}
+
+/// How a compressed version was made from its parent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompressMethod {
+    /// Dense layers quantized to int8 per output column.
+    Int8,
+    /// Each layer's smallest weights removed down to `sparsity`, then
+    /// `fine_tune_epochs` epochs of training keeping them removed.
+    Prune { sparsity: f64, fine_tune_epochs: u32 },
+    /// One network with these hidden layers trained on the parent's outputs.
+    Distill { hidden: Vec<usize> },
+}
+
+impl CompressMethod {
+    pub fn name(&self) -> String {
+        match self {
+            CompressMethod::Int8 => "int8".into(),
+            CompressMethod::Prune { sparsity, fine_tune_epochs: 0 } => format!("prune {sparsity}"),
+            CompressMethod::Prune { sparsity, fine_tune_epochs } => {
+                format!("prune {sparsity} + {fine_tune_epochs} epochs")
+            }
+            CompressMethod::Distill { hidden } => format!("distill {}", Learner::Mlp { hidden: hidden.clone() }.name()),
+        }
+    }
+}
+
+/// Time to predict, measured on one node (the model's members and their
+/// combination on featurized rows, after the pipeline).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Median over single rows, microseconds.
+    pub one_row_us: f64,
+    /// Median of 1,000-row batches, milliseconds.
+    pub thousand_rows_ms: f64,
+}
+
+/// What a compressed version records of its making.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Compression {
+    /// The manifest compressed, and its version number then.
+    pub parent: ContentId,
+    pub parent_version: u64,
+    pub method: CompressMethod,
+    /// Bytes of the members (and meta-model) as stored, this and the parent.
+    pub bytes: u64,
+    pub parent_bytes: u64,
+    /// This and the parent measured side by side on `measured_on`.
+    pub latency: Latency,
+    pub parent_latency: Latency,
+    pub measured_on: String,
+    /// Fraction of the weights that are zero (pruning).
+    pub sparsity: Option<f64>,
 }
 
 /// The columns a model's outputs become when the next model of a serial

@@ -212,6 +212,60 @@ fn one() -> f64 {
     1.0
 }
 
+/// `POST /v1/models/{name}/compress`: one of `{"quantize": "int8"}`,
+/// `{"prune": 0.8, "fine_tune_epochs": 2}` or `{"distill": "mlp:64"}`,
+/// with `"version": N` to compress another version than the current one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressRequest {
+    #[serde(default)]
+    pub version: Option<u64>,
+    #[serde(default)]
+    pub quantize: Option<String>,
+    #[serde(default)]
+    pub prune: Option<f64>,
+    #[serde(default)]
+    pub fine_tune_epochs: Option<u32>,
+    #[serde(default)]
+    pub distill: Option<String>,
+}
+
+/// Fine-tuning epochs after pruning at most.
+pub const MAX_FINE_TUNE_EPOCHS: u32 = 1_000;
+
+impl CompressRequest {
+    /// The one method asked for, read; each problem named.
+    pub fn method(&self) -> Result<crate::jobs::CompressMethod, String> {
+        use crate::jobs::{CompressMethod, Learner};
+        let asked = [self.quantize.is_some(), self.prune.is_some(), self.distill.is_some()];
+        if asked.iter().filter(|a| **a).count() != 1 {
+            return Err("give exactly one of quantize (int8), prune (a sparsity) or distill (mlp:WIDTHS)".into());
+        }
+        if self.fine_tune_epochs.is_some() && self.prune.is_none() {
+            return Err("fine_tune_epochs goes with prune only".into());
+        }
+        if let Some(q) = &self.quantize {
+            return match q.as_str() {
+                "int8" => Ok(CompressMethod::Int8),
+                other => Err(format!("quantize '{other}': only int8 is supported")),
+            };
+        }
+        if let Some(sparsity) = self.prune {
+            let fine_tune_epochs = self.fine_tune_epochs.unwrap_or(0);
+            if fine_tune_epochs > MAX_FINE_TUNE_EPOCHS {
+                return Err(format!("fine_tune_epochs {fine_tune_epochs}: at most {MAX_FINE_TUNE_EPOCHS}"));
+            }
+            return Ok(CompressMethod::Prune { sparsity, fine_tune_epochs });
+        }
+        let spec = self.distill.as_deref().unwrap_or_default();
+        match Learner::parse(spec) {
+            Ok(Learner::Mlp { hidden }) => Ok(CompressMethod::Distill { hidden }),
+            Ok(_) => Err(format!("distill '{spec}': the student must be a network, mlp:WIDTH[,WIDTH...]")),
+            Err(e) => Err(format!("distill: {e}")),
+        }
+    }
+}
+
 /// What a batch prediction wrote.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchPrediction {

@@ -13,10 +13,10 @@ use mass_protocol::{
     content_id::ParseContentIdError,
     dataset::{DatasetSummary, DatasetView},
     features::PipelineSpec,
-    jobs::{JobRecord, JobSpec, LiveTask},
+    jobs::{JobRecord, JobSpec, LiveTask, ModelManifest},
     serving::{
-        BatchPredict, BatchPrediction, Compose, ExportFormat, ImportModel, ModelSummary, ModelVersion, ModelView,
-        Prediction, Promote,
+        BatchPredict, BatchPrediction, Compose, CompressRequest, ExportFormat, ImportModel, ModelSummary, ModelVersion,
+        ModelView, Prediction, Promote,
     },
     storage::RefRecord,
     studies::{StudyRecord, StudySpec},
@@ -432,6 +432,18 @@ impl Client {
     pub async fn import_model(&self, name: &str, request: &ImportModel) -> Result<ModelVersion, Error> {
         let body = serde_json::to_value(request).expect("serializes");
         self.json_with_timeout(Method::POST, &format!("v1/models/{name}/import"), Some(body), LONG_TIMEOUT).await
+    }
+
+    /// Compresses a version of model `name` (int8, pruning or distillation)
+    /// into a new version, which is served from then on.
+    pub async fn compress(&self, name: &str, request: &CompressRequest) -> Result<ModelVersion, Error> {
+        let body = serde_json::to_value(request).expect("serializes");
+        self.json_with_timeout(Method::POST, &format!("v1/models/{name}/compress"), Some(body), LONG_TIMEOUT).await
+    }
+
+    /// The manifest of any stored version of model `name`.
+    pub async fn model_version(&self, name: &str, manifest: &str) -> Result<ModelManifest, Error> {
+        self.json(Method::GET, &format!("v1/models/{name}/versions/{manifest}"), None).await
     }
 
     /// Points a ref at a blob (a new version).

@@ -6,6 +6,7 @@ mod support;
 
 mod bridge;
 mod cli;
+mod compress;
 mod compute;
 mod datasets;
 mod formats;

@@ -1,7 +1,7 @@
 //! The CPU backend: tensors in host memory, GEMM on faer, and the fused
 //! element-wise kernels of [`elementwise`], [`loss`] and [`optim`].
 
-mod elementwise;
+pub(crate) mod elementwise;
 mod gemm;
 mod loss;
 mod optim;

@@ -4,13 +4,19 @@
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use super::{Loss, Mlp, gbdt::Gbdt};
+use super::{Loss, Mlp, gbdt::Gbdt, quantized::QuantizedMlp, sparse::SparseMlp};
 
+/// The variant order is the stored format: new kinds go at the end, so
+/// members stored before them still decode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Member {
     /// Networks, and the linear models (networks without hidden layers).
     Mlp(Mlp),
     Gbdt(Gbdt),
+    /// A network quantized to int8 weights (`mass models compress --quantize int8`).
+    Int8(QuantizedMlp),
+    /// A pruned network stored sparse (`mass models compress --prune`).
+    Sparse(SparseMlp),
 }
 
 impl Member {
@@ -19,6 +25,18 @@ impl Member {
         match self {
             Member::Mlp(m) => m.predict(x),
             Member::Gbdt(g) => g.predict(x),
+            Member::Int8(q) => q.predict(x),
+            Member::Sparse(s) => s.predict(x),
+        }
+    }
+
+    /// The kind of member, for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Member::Mlp(_) => "network",
+            Member::Gbdt(_) => "trees",
+            Member::Int8(_) => "int8 network",
+            Member::Sparse(_) => "sparse network",
         }
     }
 
@@ -50,6 +68,8 @@ impl Member {
                 }
                 Ok(())
             }
+            Member::Int8(q) => q.validate(features, outputs),
+            Member::Sparse(s) => s.validate(features, outputs),
         }
     }
 
@@ -58,6 +78,8 @@ impl Member {
         match self {
             Member::Mlp(m) => !matches!(m.loss, Loss::SoftmaxCrossEntropy),
             Member::Gbdt(g) => matches!(g.objective, super::gbdt::objective::Objective::Squared),
+            Member::Int8(q) => !matches!(q.loss, Loss::SoftmaxCrossEntropy),
+            Member::Sparse(s) => !matches!(s.loss, Loss::SoftmaxCrossEntropy),
         }
     }
 }

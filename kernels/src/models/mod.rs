@@ -8,9 +8,13 @@
 //! - [`linear`]: linear models solved exactly (normal equations, [`lbfgs`]).
 //! - [`gbdt`]: gradient-boosted decision trees over binned features.
 //! - [`member`]: a trained model of any family, as ensembles hold them.
+//! - [`quantized`]: int8 networks (per-column weight scales) and their kernel.
+//! - [`sparse`]: magnitude pruning, masked fine-tuning, sparse networks.
+//! - [`distill`]: one network trained on an ensemble's outputs.
 //! - [`metrics`]: classification and regression metrics.
 
 pub mod boosting;
+pub mod distill;
 pub mod ensemble;
 pub mod gbdt;
 pub mod lbfgs;
@@ -18,6 +22,8 @@ pub mod linear;
 pub mod member;
 pub mod metrics;
 pub mod mlp;
+pub mod quantized;
+pub mod sparse;
 
 pub use member::Member;
 pub use mlp::{Activation, Loss, Mlp, MlpConfig, Optimizer, Target, TrainingCurve};

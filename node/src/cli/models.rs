@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use mass_protocol::{
     features::{FittedPipeline, PipelineSpec},
-    serving::{Compose, ComposePart, ExportFormat, ImportModel, ImportPipeline, Predicted},
+    serving::{Compose, ComposePart, CompressRequest, ExportFormat, ImportModel, ImportPipeline, ModelView, Predicted},
 };
 
 use super::NodeArgs;
@@ -47,6 +47,27 @@ pub enum ModelsCommand {
         /// dataset of this name (the next model of a serial composition trains on it).
         #[arg(long)]
         into: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Make a smaller or faster version of a model: `--quantize int8`,
+    /// `--prune 0.8 [--fine-tune-epochs E]` or `--distill mlp:64`. The new
+    /// version is served from then on (`promote` goes back).
+    Compress {
+        name: String,
+        /// The version to compress (default: the one served now).
+        #[arg(long)]
+        version: Option<u64>,
+        #[arg(long)]
+        quantize: Option<String>,
+        /// Fraction of each layer's weights to remove, above 0 and below 1.
+        #[arg(long, allow_hyphen_values = true)]
+        prune: Option<f64>,
+        #[arg(long)]
+        fine_tune_epochs: Option<u32>,
+        /// The student network, `mlp:WIDTH[,WIDTH...]`.
+        #[arg(long)]
+        distill: Option<String>,
         #[command(flatten)]
         node: NodeArgs,
     },
@@ -200,6 +221,7 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                 let mark = if v.version == view.version { "*" } else { " " };
                 println!(" {mark} v{}  {}", v.version, v.manifest);
             }
+            variants(&node.client()?, &view).await?;
         }
         ModelsCommand::Promote { name, version, node } => {
             let v = node.client()?.promote(&name, version).await?;
@@ -208,6 +230,12 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
         ModelsCommand::Rollback { name, node } => {
             let v = node.client()?.rollback_model(&name).await?;
             println!("model/{name} rolled back to version {} ({})", v.version, v.manifest);
+        }
+        ModelsCommand::Compress { name, version, quantize, prune, fine_tune_epochs, distill, node } => {
+            let request = CompressRequest { version, quantize, prune, fine_tune_epochs, distill };
+            let v = node.client()?.compress(&name, &request).await?;
+            println!("model/{name} version {} ({}) compressed; served from now on", v.version, v.manifest);
+            variants(&node.client()?, &node.client()?.model(&name).await?).await?;
         }
         ModelsCommand::Compose { name, serial, parallel, node } => {
             let request = parse_compose(serial, parallel)?;
@@ -257,6 +285,48 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                 println!("written to {}", path.display());
             }
         }
+    }
+    Ok(())
+}
+
+/// The compressed versions of a model side by side with their parents:
+/// method, stored bytes, test score and latency (1 row, 1,000 rows), the
+/// parents' figures as measured beside each variant. Nothing when no
+/// version is compressed. At most the latest 32 versions are read.
+async fn variants(client: &mass_sdk::Client, view: &ModelView) -> anyhow::Result<()> {
+    let mut manifests = Vec::new();
+    for v in view.versions.iter().rev().take(32).rev() {
+        manifests.push((v.version, v.manifest, client.model_version(&view.name, &v.manifest.to_string()).await?));
+    }
+    if manifests.iter().all(|(_, _, m)| m.compression.is_none()) {
+        return Ok(());
+    }
+    let mut measured = std::collections::HashMap::new();
+    for (_, _, m) in &manifests {
+        if let Some(c) = &m.compression {
+            measured.entry(c.parent).or_insert((c.parent_bytes, c.parent_latency.clone()));
+        }
+    }
+    println!("variants (size as stored; latency of the members on featurized rows, one node):");
+    println!(
+        "  {:<5} {:<28} {:>12} {:>8} {:>12} {:>14}",
+        "", "method", "bytes", "score", "1 row (µs)", "1,000 rows (ms)"
+    );
+    for (version, id, m) in &manifests {
+        let (method, figures) = match &m.compression {
+            Some(c) => (format!("{} of v{}", c.method.name(), c.parent_version), Some((c.bytes, c.latency.clone()))),
+            None => ("trained".to_owned(), measured.get(id).cloned()),
+        };
+        let (bytes, one, thousand) = match figures {
+            Some((b, l)) => (b.to_string(), format!("{:.1}", l.one_row_us), format!("{:.2}", l.thousand_rows_ms)),
+            None => ("-".into(), "-".into(), "-".into()),
+        };
+        let mark = if *version == view.version { "*" } else { " " };
+        println!(
+            "{mark} {:<5} {method:<28} {bytes:>12} {:>8.4} {one:>12} {thousand:>14}",
+            format!("v{version}"),
+            m.evaluation.score()
+        );
     }
     Ok(())
 }

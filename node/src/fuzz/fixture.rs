@@ -175,6 +175,7 @@ fn build() -> Fixture {
         combine: Combine::Mean,
         parts: vec![],
         study: None,
+        compression: None,
     };
     let model = LoadedModel::trained(
         ContentId::of(b"fuzz model"),

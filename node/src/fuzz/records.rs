@@ -96,7 +96,7 @@ pub fn model_manifest(data: &[u8]) {
         let members = f.members.iter().cycle().take(manifest.members.len().min(8)).cloned().collect();
         let meta = manifest.meta.and_then(|_| match &f.members[0] {
             Member::Mlp(m) => Some(m.clone()),
-            Member::Gbdt(_) => None,
+            _ => None,
         });
         LoadedModel::trained(id, manifest, f.schema().clone(), f.pipeline.clone(), members, meta)
     } else {

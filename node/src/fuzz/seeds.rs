@@ -47,7 +47,7 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("model_manifest", model_manifests()),
         ("pipeline", pipelines().iter().map(enc).collect()),
         ("shard", fixture().shards.iter().map(enc).collect()),
-        ("member", fixture().members.iter().map(enc).collect()),
+        ("member", members().iter().map(enc).collect()),
         ("boost_setup", vec![enc(&fixture().setup)]),
         ("trees", rounds().iter().map(enc).collect()),
         ("ref_record", vec![enc(&ref_record())]),
@@ -302,7 +302,34 @@ fn model_manifests() -> Vec<Vec<u8>> {
         ..trained.clone()
     };
     let serial = mass_protocol::jobs::ModelManifest { combine: Combine::Serial, ..composed.clone() };
-    [trained, weighted, composed, serial].iter().map(enc).collect()
+    let latency = mass_protocol::jobs::Latency { one_row_us: 3.5, thousand_rows_ms: 2.5 };
+    let compressed = mass_protocol::jobs::ModelManifest {
+        compression: Some(mass_protocol::jobs::Compression {
+            parent: ContentId::of(b"parent"),
+            parent_version: 1,
+            method: mass_protocol::jobs::CompressMethod::Prune { sparsity: 0.8, fine_tune_epochs: 2 },
+            bytes: 1_000,
+            parent_bytes: 4_000,
+            latency: latency.clone(),
+            parent_latency: latency,
+            measured_on: "fuzz".into(),
+            sparsity: Some(0.8),
+        }),
+        ..trained.clone()
+    };
+    [trained, weighted, composed, serial, compressed].iter().map(enc).collect()
+}
+
+/// The fixture's members, and its network quantized and pruned.
+fn members() -> Vec<mass_kernels::models::Member> {
+    use mass_kernels::models::{Member, quantized::QuantizedMlp, sparse};
+    let mut members = fixture().members.clone();
+    if let Some(Member::Mlp(network)) = members.first().cloned() {
+        members.push(Member::Int8(QuantizedMlp::quantize(&network).expect("the fixture's network is finite")));
+        let (pruned, _) = sparse::prune(&network, 0.8).expect("0.8 is a sparsity");
+        members.push(Member::Sparse(sparse::SparseMlp::from_dense(&pruned)));
+    }
+    members
 }
 
 /// The fixture's pipeline and others fitted with quantile bins, crosses,

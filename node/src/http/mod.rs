@@ -137,6 +137,7 @@ pub fn serve(
             .route("/v1/models/{name}/compose", web::post().to(models::compose))
             .route("/v1/models/{name}/export", web::get().to(models::export))
             .route("/v1/models/{name}/import", web::post().to(models::import))
+            .route("/v1/models/{name}/compress", web::post().to(models::compress))
             .route("/v1/models/{name}/versions/{id}", web::get().to(models::version_manifest))
             .route("/v1/openapi.json", web::get().to(openapi))
             .route("/v1/datasets", web::post().to(datasets::ingest))

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use mass_protocol::{
     ContentId,
     jobs::ModelManifest,
-    serving::{BatchPredict, Cell, Compose, ExportFormat, ImportModel, ModelView, Promote, Row},
+    serving::{BatchPredict, Cell, Compose, CompressRequest, ExportFormat, ImportModel, ModelView, Promote, Row},
 };
 use serde_json::Value;
 
@@ -155,6 +155,21 @@ pub async fn import(state: web::Data<State>, name: web::Path<String>, body: web:
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")),
     };
     match crate::serving::import::import(&state.mesh, &name, request).await {
+        Ok(version) => HttpResponse::Ok().json(version),
+        Err(ServeError::BadInput(m)) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
+        Err(e) => serve_error(e),
+    }
+}
+
+/// `POST /v1/models/{name}/compress` with `{"quantize": "int8"}`,
+/// `{"prune": 0.8, "fine_tune_epochs": 2}` or `{"distill": "mlp:64"}` (and
+/// `"version": N` for another than the current): a new version, served now.
+pub async fn compress(
+    state: web::Data<State>,
+    name: web::Path<String>,
+    body: web::Json<CompressRequest>,
+) -> HttpResponse {
+    match crate::serving::compress::compress(&state.mesh, &name, body.into_inner()).await {
         Ok(version) => HttpResponse::Ok().json(version),
         Err(ServeError::BadInput(m)) => error(StatusCode::UNPROCESSABLE_ENTITY, m),
         Err(e) => serve_error(e),

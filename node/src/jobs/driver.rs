@@ -262,6 +262,7 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
         combine,
         parts: vec![],
         study: None,
+        compression: None,
     };
     // A trial's model stays unnamed (pinned: its study may name it).
     let model_id = if record.spec.trial.is_some() { mesh.save_kept(&model).await? } else { mesh.save(&model).await? };

@@ -75,7 +75,12 @@ pub async fn average(mesh: &Mesh, weights: &[(ContentId, u64)]) -> Result<Mlp, S
     for (id, rows) in weights {
         match mesh.load::<Member>(*id).await? {
             Member::Mlp(m) => models.push((m, *rows as f64)),
-            Member::Gbdt(_) => return Err("trees cannot be averaged; data-parallel training needs a network".into()),
+            other => {
+                return Err(format!(
+                    "{} members cannot be averaged; data-parallel training needs a network",
+                    other.kind()
+                ));
+            }
         }
     }
     let refs: Vec<(&Mlp, f64)> = models.iter().map(|(m, w)| (m, *w)).collect();

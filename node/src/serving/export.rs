@@ -50,6 +50,15 @@ pub async fn export(
     for (i, id) in manifest.members.iter().enumerate() {
         match mesh.load::<Member>(*id).await.map_err(ServeError::Unavailable)? {
             Member::Mlp(m) => members.push(m),
+            // Pruning keeps exact weights: densified, the file answers as the mesh does.
+            Member::Sparse(m) => members.push(m.to_dense()),
+            Member::Int8(_) => {
+                return Err(ServeError::BadInput(format!(
+                    "{what}: member {i} is int8-quantized, which the mesh serves with per-row activation \
+                     quantization that {} cannot express; export its parent version instead",
+                    format.name()
+                )));
+            }
             Member::Gbdt(_) => {
                 return Err(ServeError::BadInput(format!(
                     "{what}: member {i} is gradient-boosted trees; only dense networks (MLP and linear models) \

@@ -75,6 +75,7 @@ pub async fn import(mesh: &Mesh, name: &str, request: ImportModel) -> Result<Mod
         combine: combine.clone(),
         parts: vec![],
         study: None,
+        compression: None,
     };
     LoadedModel::trained(
         placeholder,

@@ -14,6 +14,7 @@
 
 pub mod batch;
 pub mod compose;
+pub mod compress;
 pub mod export;
 pub mod import;
 pub mod inference;

@@ -72,7 +72,9 @@ impl LoadedModel {
                 let meta = match manifest.meta {
                     Some(meta) => match mesh.load::<Member>(meta).await? {
                         Member::Mlp(m) => Some(m),
-                        Member::Gbdt(_) => return Err(format!("model manifest {id}: its meta-model is not linear")),
+                        other => {
+                            return Err(format!("model manifest {id}: its meta-model is {}, not linear", other.kind()));
+                        }
                     },
                     None => None,
                 };
@@ -129,7 +131,7 @@ impl LoadedModel {
             .iter()
             .filter_map(|m| match m {
                 Member::Mlp(n) => Some(n),
-                Member::Gbdt(_) => None,
+                _ => None,
             })
             .collect();
         (networks.len() == members.len()).then_some((pipeline, networks))

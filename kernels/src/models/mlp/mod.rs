@@ -257,7 +257,25 @@ impl Mlp {
         config: &MlpConfig,
         on_epoch: &mut dyn FnMut(usize, f64),
     ) -> Result<(Self, TrainingCurve), Error> {
-        train::fit(backend, start, x, y, validation, config, on_epoch)
+        train::fit(backend, start, x, y, validation, config, None, on_epoch)
+    }
+
+    /// [`Mlp::fit_on`] keeping some weights at zero: `masks` holds one
+    /// array per layer shaped like its weight, 1 where a weight may train
+    /// and 0 where it stays zero (pruned); after every optimizer step the
+    /// weights are multiplied by it. Fine-tuning of pruned networks.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fit_masked_on<B: Backend>(
+        backend: &B,
+        start: Mlp,
+        masks: &[Array2<f32>],
+        x: ArrayView2<'_, f32>,
+        y: Target<'_>,
+        validation: Option<(ArrayView2<'_, f32>, Target<'_>)>,
+        config: &MlpConfig,
+        on_epoch: &mut dyn FnMut(usize, f64),
+    ) -> Result<(Self, TrainingCurve), Error> {
+        train::fit(backend, Some(start), x, y, validation, config, Some(masks), on_epoch)
     }
 }
 

@@ -118,6 +118,16 @@ impl<T: Tensor> Network<T> {
         Ok(())
     }
 
+    /// Zeroes the weights where `masks` (one per layer, shaped like its
+    /// weight; none: nothing to do) hold 0, by the ReLU-gradient op
+    /// (`w *= mask > 0`), which every backend has.
+    pub fn apply_masks<B: Backend<Tensor = T>>(&mut self, backend: &B, masks: &[T]) -> Result<(), Error> {
+        for (layer, mask) in self.layers.iter_mut().zip(masks) {
+            backend.activation_grad(&mut layer.weight, mask, backend::Activation::Relu)?;
+        }
+        Ok(())
+    }
+
     /// Sum of the squared weights (not biases): the L2 penalty's sum.
     pub fn weight_squares<B: Backend<Tensor = T>>(&self, backend: &B) -> Result<f64, Error> {
         self.layers.iter().map(|l| backend.sum_squares(&l.weight)).sum()

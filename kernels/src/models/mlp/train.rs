@@ -114,7 +114,9 @@ fn check_data(widths: &[usize], x: &ArrayView2<'_, f32>, y: &Target<'_>) -> Resu
 
 /// Trains on `backend`; see [`Mlp::fit_reporting`] for the meaning of each
 /// argument. The training loss of an epoch is the mean of the batch losses
-/// plus the L2 penalty of the weights at the epoch's end.
+/// plus the L2 penalty of the weights at the epoch's end. `masks` (one per
+/// layer, see [`Mlp::fit_masked_on`]) keep pruned weights at zero.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn fit<B: Backend>(
     backend: &B,
     start: Option<Mlp>,
@@ -122,6 +124,7 @@ pub(super) fn fit<B: Backend>(
     y: Target<'_>,
     validation: Option<(ArrayView2<'_, f32>, Target<'_>)>,
     config: &MlpConfig,
+    masks: Option<&[Array2<f32>]>,
     on_epoch: &mut dyn FnMut(usize, f64),
 ) -> Result<(Mlp, TrainingCurve), Error> {
     let mut rng = StdRng::seed_from_u64(config.seed);
@@ -130,6 +133,18 @@ pub(super) fn fit<B: Backend>(
     let widths = widths(&model)?;
     check_data(&widths, &x, &y)?;
     let mut network = Network::upload(backend, &model)?;
+    let masks = match masks {
+        Some(masks) => {
+            if masks.len() != model.weights.len() || masks.iter().zip(&model.weights).any(|(m, w)| m.dim() != w.dim()) {
+                let shapes = |a: &[Array2<f32>]| a.iter().flat_map(|m| [m.nrows(), m.ncols()]).collect::<Vec<_>>();
+                return Err(shape_error("weight masks", &shapes(masks), &shapes(&model.weights)));
+            }
+            let masks = masks.iter().map(|m| backend.upload(m.view())).collect::<Result<Vec<_>, _>>()?;
+            network.apply_masks(backend, &masks)?;
+            masks
+        }
+        None => Vec::new(),
+    };
     let mut trainer = Trainer::new(backend, &network, config.optimizer, config.l2)?;
     let mut valid = validation.map(|(vx, vy)| Evaluator::new(backend, &widths, vx, vy)).transpose()?;
 
@@ -152,6 +167,7 @@ pub(super) fn fit<B: Backend>(
             let ws = workspaces.get(backend, rows.len())?;
             load_batch(backend, x, targets, identity.view(), rows, &mut picked, ws)?;
             trainer.step(backend, &mut network, ws, &mut row_losses, i * batch)?;
+            network.apply_masks(backend, &masks)?;
         }
         let loss = mean_row_loss(backend, &row_losses, n)? + penalty(backend, &network, config.l2)?;
         curve.train_loss.push(loss);

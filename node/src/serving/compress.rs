@@ -1,0 +1,383 @@
+//! Compression: a new version of a model made smaller or faster from one
+//! of its versions, by int8 quantization, magnitude pruning (with optional
+//! fine-tuning) or distillation into one network. Like a retrain, the new
+//! version becomes the one served; `mass models promote` (or rollback) goes
+//! back. Its manifest names its parent and records its size and latency
+//! beside the parent's, measured on the same node, and its test figures.
+//!
+//! Everything runs on the node that was asked: it loads the parent's
+//! members and every shard of its dataset (fine-tuning and distillation
+//! read the training rows, evaluation the test rows). Not yet where the
+//! shards live, as training does.
+
+use std::time::Instant;
+
+use mass_kernels::models::{
+    Loss, Member, Mlp, Target, distill,
+    ensemble::combine,
+    quantized::QuantizedMlp,
+    sparse::{self, SparseMlp},
+};
+use mass_protocol::{
+    codec,
+    dataset::{Shard, Split},
+    features::FittedPipeline,
+    jobs::{
+        Combine, CompressMethod, Compression, EnsembleSpec, Evaluation, Latency, Learner, ModelManifest, ModelSpec,
+        Task,
+    },
+    serving::{CompressRequest, ModelVersion},
+};
+use ndarray::{Array2, ArrayView2, Axis, s};
+
+use super::{registry, router::ServeError};
+use crate::{
+    compute::Work,
+    datasets::service::read_manifest,
+    jobs::{
+        MODEL_PREFIX, evaluate,
+        learners::{self, Labels, RowSet},
+        task::rows_of,
+    },
+    mesh::Mesh,
+};
+
+/// Rows in the batch whose latency is measured.
+const BATCH_ROWS: usize = 1_000;
+/// Single rows timed (the median is kept).
+const SINGLE_ROWS: usize = 100;
+
+/// A parent model as compression reads it.
+pub struct Parent {
+    pub name: String,
+    pub version: u64,
+    pub pipeline: FittedPipeline,
+    pub members: Vec<Member>,
+    pub meta: Option<Mlp>,
+    pub combine: Combine,
+    pub spec: ModelSpec,
+    pub seed: u64,
+}
+
+/// What compression made: the new members and how they combine, with the
+/// figures its manifest records.
+pub struct Variant {
+    pub members: Vec<Member>,
+    pub meta: Option<Mlp>,
+    pub combine: Combine,
+    pub curve: Vec<f64>,
+    pub evaluation: Evaluation,
+    pub latency: Latency,
+    pub parent_latency: Latency,
+    pub bytes: u64,
+    pub parent_bytes: u64,
+    pub sparsity: Option<f64>,
+}
+
+/// Checks the method's settings before anything is loaded.
+pub fn check(method: &CompressMethod) -> Result<(), String> {
+    match method {
+        CompressMethod::Int8 => Ok(()),
+        CompressMethod::Prune { sparsity, .. } => sparse::check_sparsity(*sparsity).map_err(|e| e.to_string()),
+        CompressMethod::Distill { hidden } => distill::check_student(hidden).map_err(|e| e.to_string()),
+    }
+}
+
+/// The networks of `parent` for int8 or pruning; anything else is refused
+/// by name (a pruned network is densified first, so it can be quantized).
+fn networks(parent: &Parent, method: &str) -> Result<Vec<Mlp>, String> {
+    parent
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| match m {
+            Member::Mlp(n) => Ok(n.clone()),
+            Member::Sparse(s) if method == "int8" => Ok(s.to_dense()),
+            other => Err(format!(
+                "model '{}' v{}: member {i} is {} and {method} compresses networks (distill it into one first)",
+                parent.name,
+                parent.version,
+                other.kind()
+            )),
+        })
+        .collect()
+}
+
+/// The training (or validation) rows of every shard.
+fn rows(pipeline: &FittedPipeline, shards: &[Shard], split: Split) -> Result<RowSet, String> {
+    let mut parts = Vec::new();
+    for shard in shards {
+        parts.push(rows_of(pipeline, shard, split)?);
+    }
+    RowSet::concat(parts, pipeline.task, pipeline.features)
+}
+
+fn values(labels: &Labels) -> Array2<f32> {
+    match labels {
+        Labels::Values(v) => Array2::from_shape_vec((v.len(), 1), v.clone()).expect("one value per row"),
+        Labels::Classes(_) => Array2::zeros((0, 1)),
+    }
+}
+
+/// Makes the variant (pure: the parent and its shards in, the variant out).
+pub fn variant(parent: &Parent, method: &CompressMethod, shards: &[Shard]) -> Result<Variant, String> {
+    check(method)?;
+    let pipeline = &parent.pipeline;
+    let (members, meta, combine_rule, curve, sparsity) = match method {
+        CompressMethod::Int8 => {
+            let quantized = networks(parent, "int8")?
+                .iter()
+                .map(|n| QuantizedMlp::quantize(n).map(Member::Int8).map_err(|e| format!("int8: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            (quantized, parent.meta.clone(), parent.combine.clone(), vec![], None)
+        }
+        CompressMethod::Prune { sparsity, fine_tune_epochs } => {
+            let networks = networks(parent, "pruning")?;
+            let train = if *fine_tune_epochs > 0 { Some(rows(pipeline, shards, Split::Train)?) } else { None };
+            if train.as_ref().is_some_and(|t| t.rows() == 0) {
+                return Err("fine-tuning found no training rows".into());
+            }
+            let mut pruned = Vec::new();
+            let mut zeros = (0usize, 0usize);
+            for (i, network) in networks.iter().enumerate() {
+                let (mut network, mask) = sparse::prune(network, *sparsity).map_err(|e| e.to_string())?;
+                if let Some(train) = &train {
+                    let config =
+                        learners::mlp_config(&parent.spec, &[], pipeline.task, train.rows(), parent.seed + i as u64);
+                    let targets = values(&train.labels);
+                    let y = match &train.labels {
+                        Labels::Classes(c) => Target::Classes { labels: c, classes: pipeline.classes.len() },
+                        Labels::Values(_) => Target::Values(targets.view()),
+                    };
+                    network = sparse::fine_tune(network, &mask, train.x.view(), y, &config, *fine_tune_epochs as usize)
+                        .map_err(|e| format!("member {i}: {e}"))?;
+                }
+                let stored = SparseMlp::from_dense(&network);
+                let total: usize = stored.layers.iter().map(|l| l.inputs * l.outputs).sum();
+                zeros =
+                    (zeros.0 + total - stored.layers.iter().map(|l| l.values.len()).sum::<usize>(), zeros.1 + total);
+                pruned.push(Member::Sparse(stored));
+            }
+            let sparsity = zeros.0 as f64 / zeros.1.max(1) as f64;
+            (pruned, parent.meta.clone(), parent.combine.clone(), vec![], Some(sparsity))
+        }
+        CompressMethod::Distill { hidden } => {
+            if parent.members.len() == 1 && matches!(parent.members[0], Member::Mlp(_)) && parent.meta.is_none() {
+                return Err(format!(
+                    "model '{}' v{} is one network already; distillation takes an ensemble (prune or quantize this one)",
+                    parent.name, parent.version
+                ));
+            }
+            let train = rows(pipeline, shards, Split::Train)?;
+            if train.rows() == 0 {
+                return Err("distillation found no training rows".into());
+            }
+            let valid = rows(pipeline, shards, Split::Validation)?;
+            let teacher = |x: ArrayView2<'_, f32>| {
+                let outputs: Vec<Array2<f32>> = parent.members.iter().map(|m| m.predict(x)).collect();
+                combine(&outputs, &parent.combine, parent.meta.as_ref())
+            };
+            let (soft, valid_soft) = (teacher(train.x.view()), teacher(valid.x.view()));
+            let spec = ModelSpec::of(Learner::Mlp { hidden: hidden.clone() });
+            let mut config = learners::mlp_config(&spec, hidden, pipeline.task, train.rows(), parent.seed);
+            config.loss = match pipeline.task {
+                Task::Classification => Loss::SoftmaxCrossEntropy,
+                Task::Regression => Loss::SquaredError,
+            };
+            let validation = (valid.rows() > 0).then(|| (valid.x.view(), valid_soft.view()));
+            let (student, curve) =
+                distill::distill(train.x.view(), soft.view(), validation, &config).map_err(|e| e.to_string())?;
+            (vec![Member::Mlp(student)], None, Combine::Mean, curve.train_loss, None)
+        }
+    };
+    let evaluation = evaluate::evaluate_and_report(pipeline, &members, &combine_rule, meta.as_ref(), shards)?;
+    let test = rows(pipeline, shards, Split::Test)?;
+    let latency = measure(&members, &combine_rule, meta.as_ref(), test.x.view());
+    let parent_latency = measure(&parent.members, &parent.combine, parent.meta.as_ref(), test.x.view());
+    Ok(Variant {
+        bytes: stored_bytes(&members, meta.as_ref())?,
+        parent_bytes: stored_bytes(&parent.members, parent.meta.as_ref())?,
+        members,
+        meta,
+        combine: combine_rule,
+        curve,
+        evaluation,
+        latency,
+        parent_latency,
+        sparsity,
+    })
+}
+
+/// Bytes of the members and meta-model as stored (encoded).
+fn stored_bytes(members: &[Member], meta: Option<&Mlp>) -> Result<u64, String> {
+    let mut total = 0;
+    for member in members {
+        total += codec::encode(member).map_err(|e| e.to_string())?.len() as u64;
+    }
+    if let Some(meta) = meta {
+        total += codec::encode(&Member::Mlp(meta.clone())).map_err(|e| e.to_string())?.len() as u64;
+    }
+    Ok(total)
+}
+
+/// Latency of the members and their combination on featurized rows `x`
+/// (repeated to make a batch of [`BATCH_ROWS`] when fewer).
+fn measure(members: &[Member], rule: &Combine, meta: Option<&Mlp>, x: ArrayView2<'_, f32>) -> Latency {
+    let run = |rows: ArrayView2<'_, f32>| {
+        let outputs: Vec<Array2<f32>> = members.iter().map(|m| m.predict(rows)).collect();
+        std::hint::black_box(combine(&outputs, rule, meta));
+    };
+    if x.nrows() == 0 {
+        return Latency { one_row_us: f64::NAN, thousand_rows_ms: f64::NAN };
+    }
+    let picked: Vec<usize> = (0..BATCH_ROWS).map(|r| r % x.nrows()).collect();
+    let batch = x.select(Axis(0), &picked);
+    let time = |f: &dyn Fn()| {
+        let start = Instant::now();
+        f();
+        start.elapsed().as_secs_f64()
+    };
+    // Warm-up: caches made on first use (packed or dequantized weights, the
+    // int8 path chosen for large batches) are not part of the latency.
+    run(x.slice(s![..1, ..]));
+    run(batch.view());
+    let mut single: Vec<f64> =
+        (0..SINGLE_ROWS.min(x.nrows())).map(|r| time(&|| run(x.slice(s![r..r + 1, ..])))).collect();
+    let mut batches: Vec<f64> = (0..5).map(|_| time(&|| run(batch.view()))).collect();
+    single.sort_by(f64::total_cmp);
+    batches.sort_by(f64::total_cmp);
+    Latency { one_row_us: single[single.len() / 2] * 1e6, thousand_rows_ms: batches[batches.len() / 2] * 1e3 }
+}
+
+/// Compresses version `request.version` (the current one when not given)
+/// of model `name` into a new version, which becomes the one served.
+pub async fn compress(mesh: &Mesh, name: &str, request: CompressRequest) -> Result<ModelVersion, ServeError> {
+    let method = request.method().map_err(ServeError::BadInput)?;
+    check(&method).map_err(ServeError::BadInput)?;
+    let (versions, current) = registry::versions(mesh, name).await?;
+    let chosen = match request.version {
+        None => current,
+        Some(v) => versions.iter().find(|c| c.version == v).cloned().ok_or_else(|| {
+            ServeError::NotFound(format!("model '{name}' has no version {v} (versions 1 to {})", versions.len()))
+        })?,
+    };
+    let manifest: ModelManifest = mesh.load(chosen.manifest).await.map_err(ServeError::Unavailable)?;
+    if !manifest.parts.is_empty() {
+        return Err(ServeError::BadInput(format!(
+            "model '{name}' v{} is composed of other models; compress its parts instead",
+            chosen.version
+        )));
+    }
+    let pipeline = mesh.load_pipeline(manifest.pipeline).await.map_err(ServeError::Unavailable)?;
+    let mut members = Vec::with_capacity(manifest.members.len());
+    for id in &manifest.members {
+        members.push(mesh.load::<Member>(*id).await.map_err(ServeError::Unavailable)?);
+    }
+    let meta = match manifest.meta {
+        Some(id) => match mesh.load::<Member>(id).await.map_err(ServeError::Unavailable)? {
+            Member::Mlp(m) => Some(m),
+            other => return Err(ServeError::Unavailable(format!("meta-model {id} is {}, not linear", other.kind()))),
+        },
+        None => None,
+    };
+    let dataset = mesh.ensure_local(manifest.dataset_manifest).await.map_err(ServeError::Unavailable)?;
+    let data = read_manifest(&mesh.storage, &dataset).await.map_err(|e| ServeError::Unavailable(e.to_string()))?;
+    let mut shards = Vec::with_capacity(data.shards.len());
+    for info in &data.shards {
+        shards.push(mesh.load_shard(info.id).await.map_err(ServeError::Unavailable)?);
+    }
+    let parent = Parent {
+        name: name.to_owned(),
+        version: chosen.version,
+        pipeline,
+        members,
+        meta,
+        combine: manifest.combine.clone(),
+        spec: manifest.spec.spec.clone(),
+        seed: manifest.spec.seed,
+    };
+    let asked = method.clone();
+    let made = mesh.compute.run_waiting(Work::Evaluation, move || variant(&parent, &asked, &shards)).await;
+    let made = made.map_err(ServeError::BadInput)?;
+
+    let mut member_ids = Vec::with_capacity(made.members.len());
+    for member in &made.members {
+        member_ids.push(mesh.save_kept(member).await.map_err(ServeError::Unavailable)?);
+    }
+    let distilled = matches!(method, CompressMethod::Distill { .. });
+    let meta_id = if distilled { None } else { manifest.meta };
+    let mut spec = manifest.spec.clone();
+    if let CompressMethod::Distill { hidden } = &method {
+        spec.spec = ModelSpec::of(Learner::Mlp { hidden: hidden.clone() });
+        spec.ensemble = EnsembleSpec::Single;
+    }
+    let variant = ModelManifest {
+        name: name.to_owned(),
+        job: mesh.save_kept(&request).await.map_err(ServeError::Unavailable)?,
+        spec,
+        dataset_manifest: manifest.dataset_manifest,
+        pipeline: manifest.pipeline,
+        members: member_ids,
+        meta: meta_id,
+        curves: if distilled { vec![made.curve] } else { manifest.curves.clone() },
+        classes: manifest.classes.clone(),
+        evaluation: made.evaluation,
+        trained_on: if distilled { vec![mesh.peer_id.clone()] } else { manifest.trained_on.clone() },
+        task: manifest.task,
+        combine: made.combine,
+        parts: vec![],
+        study: None,
+        compression: Some(Compression {
+            parent: chosen.manifest,
+            parent_version: chosen.version,
+            method,
+            bytes: made.bytes,
+            parent_bytes: made.parent_bytes,
+            latency: made.latency,
+            parent_latency: made.parent_latency,
+            measured_on: mesh.peer_id.clone(),
+            sparsity: made.sparsity,
+        }),
+    };
+    let id = mesh.save(&variant).await.map_err(ServeError::Unavailable)?;
+    mesh.write_ref(format!("{MODEL_PREFIX}{name}"), Some(id))
+        .await
+        .map_err(|e| ServeError::Unavailable(e.to_string()))?;
+    let (versions, _) = registry::versions(mesh, name).await?;
+    Ok(versions.into_iter().find(|v| v.manifest == id).expect("just published"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(text: &str) -> Result<CompressMethod, String> {
+        let request: CompressRequest = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let method = request.method()?;
+        check(&method)?;
+        Ok(method)
+    }
+
+    #[test]
+    fn requests_are_read_or_refused_by_name() {
+        assert_eq!(request(r#"{"quantize": "int8"}"#).unwrap(), CompressMethod::Int8);
+        assert_eq!(
+            request(r#"{"prune": 0.8, "fine_tune_epochs": 2, "version": 1}"#).unwrap(),
+            CompressMethod::Prune { sparsity: 0.8, fine_tune_epochs: 2 }
+        );
+        assert_eq!(request(r#"{"distill": "mlp:64,32"}"#).unwrap(), CompressMethod::Distill { hidden: vec![64, 32] });
+        let refused = |text: &str| request(text).unwrap_err();
+        assert!(refused(r#"{"prune": 1.0}"#).contains("sparsity 1 is impossible"));
+        assert!(refused(r#"{"prune": 0}"#).contains("sparsity 0 is impossible"));
+        assert!(refused(r#"{"prune": -0.5}"#).contains("sparsity -0.5 is impossible"));
+        assert!(refused(r#"{"distill": "mlp:0"}"#).contains("student mlp:0 does not fit: a layer of 0 units"));
+        assert!(refused(r#"{"distill": "mlp:8,8,8,8,8,8,8,8,8,8,8,8,8,8,8,8,8"}"#).contains("17 hidden layers"));
+        assert!(refused(r#"{"distill": "gbdt"}"#).contains("the student must be a network"));
+        assert!(refused(r#"{"distill": "mlp:x"}"#).contains("'x' is not a layer width"));
+        assert!(refused(r#"{"quantize": "int4"}"#).contains("quantize 'int4': only int8"));
+        assert!(refused(r#"{"quantize": "int8", "prune": 0.5}"#).contains("exactly one"));
+        assert!(refused(r#"{}"#).contains("exactly one"));
+        assert!(refused(r#"{"quantize": "int8", "fine_tune_epochs": 3}"#).contains("fine_tune_epochs goes with prune"));
+        assert!(refused(r#"{"quantise": "int8"}"#).contains("unknown field"));
+    }
+}
