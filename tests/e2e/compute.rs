@@ -117,9 +117,13 @@ async fn a_full_node_refuses_training_at_once_and_the_job_completes_elsewhere() 
         offered(full.peer_id()) > 2.0 * offered(other.peer_id())
     })
     .await;
-    // One wide network for 1,500 epochs over every training row: about half
-    // a minute of work in a debug build.
-    let mut long = bagging("long", 1, 1_500, Placement::Capacity);
+    // One wide network for 3,000 epochs over every training row, with early
+    // stopping out of reach: a minute of work in a debug build, so the full
+    // node is still busy when the short job's tasks come (without the
+    // patience, training stopped once its loss settled, and on a quiet
+    // machine the slot was free again first). Cancelled at the end.
+    let mut long = bagging("long", 1, 3_000, Placement::Capacity);
+    long.spec.patience = Some(3_000);
     long.ensemble = EnsembleSpec::Single;
     long.spec.learner = Learner::Mlp { hidden: vec![256] };
     let long = client.submit_job(&long).await.unwrap().to_string();
@@ -131,11 +135,14 @@ async fn a_full_node_refuses_training_at_once_and_the_job_completes_elsewhere() 
             .is_some_and(|q| q.depth == 1)
     })
     .await;
-    // Both short tasks go to the full node first (it is five times as fast),
-    // which refuses: they train on the other node (had the full node been
-    // free, it would have taken them). If the full node drives the short
-    // job, the job's own evaluation waits for the slot: it still ends.
-    let short = client.submit_job(&bagging("short", 2, 20, Placement::Capacity)).await.unwrap().to_string();
+    // The short job's one task goes to the full node first (it is five times
+    // as fast), which refuses: it trains on the other node (had the full
+    // node been free, it would have taken it). One task, as the other node
+    // has one slot: a second would find both nodes busy and, as a last
+    // resort, queue at the faster one, which is right but not this check.
+    // If the full node drives the short job, the job's own evaluation waits
+    // for the slot: it still ends.
+    let short = client.submit_job(&bagging("short", 1, 20, Placement::Capacity)).await.unwrap().to_string();
     let record = finished(&client, &short, Duration::from_secs(300)).await;
     assert!(
         record.tasks.iter().all(|t| t.peer.as_deref() == Some(other.peer_id())),
