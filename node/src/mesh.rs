@@ -80,6 +80,14 @@ impl Mesh {
         codec::decode(&bytes, codec::MAX_RECORD).map_err(|e| format!("{id}: {e}"))
     }
 
+    /// A model manifest, in today's layout or an older node's
+    /// ([`ModelManifest::decode`]).
+    pub async fn load_model(&self, id: ContentId) -> Result<mass_protocol::jobs::ModelManifest, String> {
+        let meta = self.ensure_local(id).await?;
+        let bytes = read_blob(&self.storage, &meta).await.map_err(|e| e.to_string())?;
+        mass_protocol::jobs::ModelManifest::decode(&bytes).map_err(|e| format!("{id}: {e}"))
+    }
+
     /// A stored blob's bytes, fetching it if needed; refused past `limit` bytes.
     pub async fn load_bytes(&self, id: ContentId, limit: u64) -> Result<Vec<u8>, String> {
         let meta = self.ensure_local(id).await?;

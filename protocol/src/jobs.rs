@@ -795,6 +795,146 @@ pub struct Compression {
     pub sparsity: Option<f64>,
 }
 
+impl ModelManifest {
+    /// Decodes a stored manifest, also in the layout nodes wrote before
+    /// evaluation reports and compression were recorded (Mass up to
+    /// 2026-12-01), so models registered by an older node stay served after
+    /// an upgrade; their new fields read as absent.
+    pub fn decode(bytes: &[u8]) -> Result<Self, crate::codec::DecodeError> {
+        crate::codec::decode(bytes, crate::codec::MAX_RECORD).or_else(|error| {
+            crate::codec::decode::<legacy::ModelManifestV0>(bytes, crate::codec::MAX_RECORD)
+                .map(Into::into)
+                .map_err(|_| error)
+        })
+    }
+}
+
+/// Record layouts earlier nodes wrote, read for compatibility.
+mod legacy {
+    use serde::{Deserialize, Serialize};
+
+    use super::{Combine, Evaluation, JobSpec, ModelManifest, Task};
+    use crate::ContentId;
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct EvaluationV0 {
+        pub rows: u64,
+        pub task: Task,
+        pub accuracy: Option<f64>,
+        pub macro_f1: Option<f64>,
+        pub log_loss: Option<f64>,
+        pub confusion: Vec<Vec<u64>>,
+        pub rmse: Option<f64>,
+        pub mae: Option<f64>,
+        pub r2: Option<f64>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct ModelManifestV0 {
+        pub name: String,
+        pub job: ContentId,
+        pub spec: JobSpec,
+        pub dataset_manifest: ContentId,
+        pub pipeline: ContentId,
+        pub members: Vec<ContentId>,
+        pub meta: Option<ContentId>,
+        pub curves: Vec<Vec<f64>>,
+        pub classes: Vec<String>,
+        pub evaluation: EvaluationV0,
+        pub trained_on: Vec<String>,
+        pub task: Task,
+        pub combine: Combine,
+        pub parts: Vec<ContentId>,
+        pub study: Option<ContentId>,
+    }
+
+    impl From<ModelManifestV0> for ModelManifest {
+        fn from(old: ModelManifestV0) -> Self {
+            let e = old.evaluation;
+            Self {
+                name: old.name,
+                job: old.job,
+                spec: old.spec,
+                dataset_manifest: old.dataset_manifest,
+                pipeline: old.pipeline,
+                members: old.members,
+                meta: old.meta,
+                curves: old.curves,
+                classes: old.classes,
+                evaluation: Evaluation {
+                    rows: e.rows,
+                    task: e.task,
+                    accuracy: e.accuracy,
+                    macro_f1: e.macro_f1,
+                    log_loss: e.log_loss,
+                    confusion: e.confusion,
+                    rmse: e.rmse,
+                    mae: e.mae,
+                    r2: e.r2,
+                    roc_auc: None,
+                    calibration_error: None,
+                    robustness: vec![],
+                    validation: None,
+                },
+                trained_on: old.trained_on,
+                task: old.task,
+                combine: old.combine,
+                parts: old.parts,
+                study: old.study,
+                compression: None,
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_manifest_written_before_reports_and_compression_still_reads() {
+            let spec: JobSpec = serde_json::from_str(r#"{"model": "m", "dataset": "d", "ensemble": "single"}"#).unwrap();
+            let old = ModelManifestV0 {
+                name: "m".into(),
+                job: ContentId::of(b"job"),
+                spec,
+                dataset_manifest: ContentId::of(b"dataset"),
+                pipeline: ContentId::of(b"pipeline"),
+                members: vec![ContentId::of(b"member")],
+                meta: None,
+                curves: vec![vec![0.5, 0.25]],
+                classes: vec!["a".into(), "b".into()],
+                evaluation: EvaluationV0 {
+                    rows: 10,
+                    task: Task::Classification,
+                    accuracy: Some(0.9),
+                    macro_f1: Some(0.85),
+                    log_loss: Some(0.3),
+                    confusion: vec![vec![5, 0], vec![1, 4]],
+                    rmse: None,
+                    mae: None,
+                    r2: None,
+                },
+                trained_on: vec!["peer".into()],
+                task: Task::Classification,
+                combine: Combine::Mean,
+                parts: vec![],
+                study: None,
+            };
+            let bytes = crate::codec::encode(&old).unwrap();
+            let read = ModelManifest::decode(&bytes).unwrap();
+            assert_eq!(read.evaluation.accuracy, Some(0.9));
+            assert_eq!(read.evaluation.confusion, vec![vec![5, 0], vec![1, 4]]);
+            assert_eq!((read.members, read.trained_on, read.curves), (old.members, old.trained_on, old.curves));
+            assert!(read.evaluation.robustness.is_empty() && read.compression.is_none());
+            // Today's layout reads as itself, and garbage is refused with the new layout's error.
+            let mut new = ModelManifest::decode(&bytes).unwrap();
+            new.evaluation.roc_auc = Some(0.95);
+            assert_eq!(ModelManifest::decode(&crate::codec::encode(&new).unwrap()).unwrap(), new);
+            assert!(ModelManifest::decode(&bytes[..bytes.len() / 2]).is_err());
+        }
+    }
+}
+
 /// The columns a model's outputs become when the next model of a serial
 /// composition reads them: `<model>:<class>` (each class's probability),
 /// or `<model>` (the predicted value).

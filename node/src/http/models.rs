@@ -5,7 +5,6 @@ use actix_web::{HttpResponse, http::StatusCode, web};
 use futures::StreamExt;
 use mass_protocol::{
     ContentId,
-    jobs::ModelManifest,
     serving::{BatchPredict, Cell, Compose, CompressRequest, ExportFormat, ImportModel, ModelView, Promote, Row},
 };
 use serde_json::Value;
@@ -61,7 +60,7 @@ pub async fn show(state: web::Data<State>, name: web::Path<String>) -> HttpRespo
         Ok(found) => found,
         Err(e) => return registry_error(e),
     };
-    let manifest: ModelManifest = match mesh.load(current.manifest).await {
+    let manifest = match mesh.load_model(current.manifest).await {
         Ok(manifest) => manifest,
         Err(message) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
     };
@@ -274,7 +273,7 @@ pub async fn version_manifest(state: web::Data<State>, path: web::Path<(String, 
         Ok(id) => id,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("{e}")),
     };
-    match state.mesh.load::<ModelManifest>(id).await {
+    match state.mesh.load_model(id).await {
         Ok(manifest) if manifest.name == path.0 => HttpResponse::Ok().json(manifest),
         Ok(_) => error(StatusCode::NOT_FOUND, format!("{id} is not a version of model '{}'", path.0)),
         Err(message) => error(StatusCode::NOT_FOUND, message),

@@ -138,7 +138,7 @@ pub async fn run(mesh: &Mesh, model: &str, dataset: &str, into: Option<&str>) ->
     let (manifest, version) = registry::current(mesh, model).await?;
     let (_, data) = mesh.dataset(dataset).await.map_err(ServeError::NotFound)?;
     // The manifest alone: this node need not load the weights to score.
-    let model_manifest = mesh.load::<ModelManifest>(manifest).await.map_err(ServeError::Unavailable)?;
+    let model_manifest = mesh.load_model(manifest).await.map_err(ServeError::Unavailable)?;
     let parts = data.shards.iter().map(|info| shard_somewhere(mesh, manifest, info.id, into.is_some()));
     let mut csv = String::from("row,split,label,prediction\n");
     let mut all = ShardScores::default();

@@ -261,7 +261,7 @@ pub async fn compress(mesh: &Mesh, name: &str, request: CompressRequest) -> Resu
             ServeError::NotFound(format!("model '{name}' has no version {v} (versions 1 to {})", versions.len()))
         })?,
     };
-    let manifest: ModelManifest = mesh.load(chosen.manifest).await.map_err(ServeError::Unavailable)?;
+    let manifest = mesh.load_model(chosen.manifest).await.map_err(ServeError::Unavailable)?;
     if !manifest.parts.is_empty() {
         return Err(ServeError::BadInput(format!(
             "model '{name}' v{} is composed of other models; compress its parts instead",

@@ -9,7 +9,6 @@ use mass_kernels::{
 };
 use mass_protocol::{
     ContentId,
-    jobs::ModelManifest,
     serving::{ExportFormat, ModelVersion},
 };
 
@@ -38,7 +37,7 @@ pub async fn export(
         })?,
     };
     let what = format!("model '{name}' version {}", chosen.version);
-    let manifest: ModelManifest = mesh.load(chosen.manifest).await.map_err(ServeError::Unavailable)?;
+    let manifest = mesh.load_model(chosen.manifest).await.map_err(ServeError::Unavailable)?;
     if !manifest.parts.is_empty() {
         return Err(ServeError::BadInput(format!(
             "{what} is a composition of models, which {} cannot carry; export its parts one by one",

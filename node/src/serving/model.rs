@@ -60,7 +60,7 @@ impl LoadedModel {
             if depth > MAX_NESTING {
                 return Err(format!("model manifest {id}: parts nested more than {MAX_NESTING} deep"));
             }
-            let manifest: ModelManifest = mesh.load(id).await.map_err(|e| format!("model manifest {id}: {e}"))?;
+            let manifest = mesh.load_model(id).await.map_err(|e| format!("model manifest {id}: {e}"))?;
             let dataset = mesh.ensure_local(manifest.dataset_manifest).await?;
             let schema = read_manifest(&mesh.storage, &dataset).await.map_err(|e| e.to_string())?.schema;
             if manifest.parts.is_empty() {

@@ -3,7 +3,6 @@
 
 use mass_protocol::{
     ContentId,
-    jobs::ModelManifest,
     serving::{ModelSummary, ModelVersion, versions_of},
 };
 
@@ -77,7 +76,7 @@ pub async fn list(mesh: &Mesh) -> Result<Vec<ModelSummary>, RegistryError> {
         let Some(target) = record.current().and_then(|c| c.target) else { continue };
         let versions = versions_of(&record.history);
         let version = versions.iter().find(|v| v.manifest == target).map_or(0, |v| v.version);
-        let evaluation = mesh.load::<ModelManifest>(target).await.ok().map(|m| m.evaluation);
+        let evaluation = mesh.load_model(target).await.ok().map(|m| m.evaluation);
         let accuracy = evaluation.as_ref().and_then(|e| e.accuracy);
         let r2 = evaluation.as_ref().and_then(|e| e.r2);
         let name = record.name[MODEL_PREFIX.len()..].to_owned();

@@ -4,12 +4,7 @@
 //! lineage.
 
 use mass_kernels::models::Member;
-use mass_protocol::{
-    ContentId,
-    dataset::DatasetManifest,
-    jobs::{Evaluation, ModelManifest},
-    studies::StudyRecord,
-};
+use mass_protocol::{ContentId, dataset::DatasetManifest, jobs::Evaluation, studies::StudyRecord};
 
 use crate::{
     compute::Work,
@@ -22,7 +17,7 @@ pub async fn register(mesh: &Mesh, record: &StudyRecord, trial: usize) -> Result
     let run = record.trials.get(trial).and_then(|t| t.runs.last()).ok_or(format!("no trial {trial} to register"))?;
     let job = driver::record(mesh, run.job).await?.ok_or_else(|| format!("the winner's job {} is gone", run.job))?;
     let model_id = job.model.ok_or_else(|| format!("the winner's job {} has no model", run.job))?;
-    let mut model: ModelManifest = mesh.load(model_id).await?;
+    let mut model = mesh.load_model(model_id).await?;
     let pipeline = mesh.load_pipeline(model.pipeline).await?;
     let mut members: Vec<Member> = Vec::new();
     for id in &model.members {
