@@ -3,11 +3,13 @@
 //! `cargo bench -p mass-node --bench security`
 //!
 //! Ref signatures: `Store::set_ref` (a synced RocksDB write) with the node's
-//! Ed25519 signer against a signer that signs nothing, alternating writes, and the check every entry from a peer gets (signature, name,
+//! Ed25519 signer against a signer that signs nothing, alternating single
+//! writes, and the check every entry from a peer gets (signature, name,
 //! writer rule) against the merge that follows it. Token checks: one node
 //! serving 4 KiB blob reads over HTTP (the cheapest authenticated route, so
-//! the worst case for relative overhead; a prediction costs more), open and
-//! with a read token in alternating windows on the same process.
+//! the worst case for relative overhead; a prediction costs more) to one
+//! client that always sends its token, the node's tokens file moved away
+//! and back between windows (open, then checking), and the check alone.
 
 use std::time::{Duration, Instant};
 

@@ -892,7 +892,8 @@ mod legacy {
 
         #[test]
         fn a_manifest_written_before_reports_and_compression_still_reads() {
-            let spec: JobSpec = serde_json::from_str(r#"{"model": "m", "dataset": "d", "ensemble": "single"}"#).unwrap();
+            let spec: JobSpec =
+                serde_json::from_str(r#"{"model": "m", "dataset": "d", "ensemble": "single"}"#).unwrap();
             let old = ModelManifestV0 {
                 name: "m".into(),
                 job: ContentId::of(b"job"),
