@@ -107,8 +107,12 @@ async fn a_slow_node_gets_less_of_a_job_and_the_job_finishes_sooner() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_node_refuses_training_at_once_and_the_job_completes_elsewhere() {
     let mut cluster = Cluster::new();
-    // The full node is the faster one (five times): every task goes to it first.
-    let (full, other, client) = two_nodes(&mut cluster, "slots = 1\nqueue = 0", "slots = 1\nthrottle = 0.1").await;
+    // The full node is the faster one (five times): every task goes to it
+    // first. The other has two slots, so the short job's own shard work
+    // (summaries, pipeline fitting, on the same pool) never makes it busy
+    // when the task is offered; with both nodes busy the task would rightly
+    // queue at the faster one.
+    let (full, other, client) = two_nodes(&mut cluster, "slots = 1\nqueue = 0", "slots = 2\nthrottle = 0.1").await;
     crate::support::eventually(Duration::from_secs(60), "capacities reflect the throttle", || async {
         let peers = client.peers().await.unwrap_or_default();
         let offered = |id: &str| {
@@ -137,11 +141,8 @@ async fn a_full_node_refuses_training_at_once_and_the_job_completes_elsewhere() 
     .await;
     // The short job's one task goes to the full node first (it is five times
     // as fast), which refuses: it trains on the other node (had the full
-    // node been free, it would have taken it). One task, as the other node
-    // has one slot: a second would find both nodes busy and, as a last
-    // resort, queue at the faster one, which is right but not this check.
-    // If the full node drives the short job, the job's own evaluation waits
-    // for the slot: it still ends.
+    // node been free, it would have taken it). If the full node drives the
+    // short job, the job's own evaluation waits for the slot: it still ends.
     let short = client.submit_job(&bagging("short", 1, 20, Placement::Capacity)).await.unwrap().to_string();
     let record = finished(&client, &short, Duration::from_secs(300)).await;
     assert!(

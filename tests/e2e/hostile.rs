@@ -521,14 +521,15 @@ async fn a_hostile_peer_cannot_change_refs_drop_copies_or_starve_honest_reads() 
         metric(&victim, "mass_possession_failures_total").await >= 1.0
     })
     .await;
-    // The victim takes the whole attack. The other node hears the hostile
-    // peer's gossip only while it is in that node's gossip mesh, and three
-    // rejected messages graylist it there: it refuses at least one.
+    // How many each node sees before it graylists the hostile peer varies
+    // (junk gossip costs score too, and a graylisted peer's messages are
+    // dropped unread): 2 to 24 were counted. What matters is that forged
+    // refs reached both and were refused, and (above) that no ref changed.
     eventually(Duration::from_secs(30), "forged refs were refused on both nodes", || async {
         let (at_victim, at_other) =
             (metric(&victim, "mass_refs_refused_total").await, metric(&other, "mass_refs_refused_total").await);
         eprintln!("refs refused: {at_victim} by the victim, {at_other} by the other node");
-        at_victim >= 3.0 && at_other >= 1.0
+        at_victim >= 1.0 && at_other >= 1.0
     })
     .await;
     eventually(Duration::from_secs(10), "the flood was answered busy and over-limit connections denied", || async {
