@@ -83,8 +83,7 @@ impl Mesh {
     /// A model manifest, in today's layout or an older node's
     /// ([`ModelManifest::decode`]).
     pub async fn load_model(&self, id: ContentId) -> Result<mass_protocol::jobs::ModelManifest, String> {
-        let meta = self.ensure_local(id).await?;
-        let bytes = read_blob(&self.storage, &meta).await.map_err(|e| e.to_string())?;
+        let bytes = self.load_bytes(id, codec::MAX_RECORD as u64).await?;
         mass_protocol::jobs::ModelManifest::decode(&bytes).map_err(|e| format!("{id}: {e}"))
     }
 
@@ -138,9 +137,7 @@ impl Mesh {
     /// Writes a ref on this node and gossips it; refused here, by name, when
     /// peers would refuse it ([`check_writer`]).
     pub async fn write_ref(&self, name: String, target: Option<ContentId>) -> Result<RefEntry, StoreError> {
-        let intent =
-            RefEntry { version: 0, target, clock: 0, origin: self.peer_id.clone(), set_at: 0, signature: vec![] };
-        check_writer(&name, &intent, &self.ref_admins).map_err(StoreError::Forbidden)?;
+        check_writer(&name, target, &self.peer_id, &self.ref_admins).map_err(StoreError::Forbidden)?;
         let entry = self.storage.set_ref(name.clone(), target, self.peer_id.clone()).await?;
         if let Err(e) = self.net.publish_ref(RefUpdate { name, entry: entry.clone() }).await {
             warn!("ref not gossiped: {e}");
@@ -159,7 +156,7 @@ impl Mesh {
         let store = |e: StoreError| AcceptRefError::Store(e.to_string());
         validate_ref_name(name).map_err(refused)?;
         crate::net::identity::verify_ref_entry(name, &entry).map_err(refused)?;
-        check_writer(name, &entry, &self.ref_admins).map_err(refused)?;
+        check_writer(name, entry.target, &entry.origin, &self.ref_admins).map_err(refused)?;
         let (version, clock) = self.storage.ref_bounds(name.to_owned()).await.map_err(store)?;
         entry.within_bounds(version, clock).map_err(refused)?;
         let changed = self.storage.merge_ref(name.to_owned(), entry).await.map_err(store)?;

@@ -112,17 +112,16 @@ pub const PIN_PREFIX: &str = "pin/";
 /// and driver takeover write `model/` and `job/` refs from whichever peer
 /// runs them, and the history keeps every earlier target alive and
 /// restorable.
-pub fn check_writer(name: &str, entry: &RefEntry, admins: &[String]) -> Result<(), String> {
+pub fn check_writer(name: &str, target: Option<ContentId>, origin: &str, admins: &[String]) -> Result<(), String> {
     if let Some(pinned) = name.strip_prefix(PIN_PREFIX) {
         let id: ContentId = pinned.parse().map_err(|_| format!("pin '{name}' does not name a blob id"))?;
-        if entry.target.is_some_and(|t| t != id) {
+        if target.is_some_and(|t| t != id) {
             return Err(format!("pin '{name}' may only point at {id}"));
         }
     }
-    if entry.target.is_none() && !admins.is_empty() && !admins.contains(&entry.origin) {
+    if target.is_none() && !admins.is_empty() && !admins.iter().any(|a| a == origin) {
         return Err(format!(
-            "only the mesh's ref admins (storage.ref_admins) may delete or unpin '{name}'; peer {} is not one",
-            entry.origin
+            "only the mesh's ref admins (storage.ref_admins) may delete or unpin '{name}'; peer {origin} is not one"
         ));
     }
     Ok(())
@@ -217,19 +216,28 @@ mod tests {
         write.target = Some(id);
         let open: &[String] = &[];
         let admins = ["admin".to_owned()];
-        assert!(check_writer(&pin, &write, &admins).is_ok(), "anyone may pin");
+        assert!(check_writer(&pin, write.target, &write.origin, &admins).is_ok(), "anyone may pin");
         write.target = Some(ContentId::of(b"other"));
-        assert!(check_writer(&pin, &write, open).unwrap_err().contains("may only point at"));
-        assert!(check_writer("pin/not-an-id", &write, open).unwrap_err().contains("does not name a blob id"));
+        assert!(check_writer(&pin, write.target, &write.origin, open).unwrap_err().contains("may only point at"));
+        assert!(
+            check_writer("pin/not-an-id", write.target, &write.origin, open)
+                .unwrap_err()
+                .contains("does not name a blob id")
+        );
         write.target = None;
-        assert!(check_writer(&pin, &write, open).is_ok(), "no admins named: every member is one");
-        assert!(check_writer(&pin, &write, &admins).unwrap_err().contains("peer member is not one"));
-        assert!(check_writer("model/x", &write, &admins).is_err(), "deleting any ref is an admin's act");
+        assert!(check_writer(&pin, write.target, &write.origin, open).is_ok(), "no admins named: every member is one");
+        assert!(
+            check_writer(&pin, write.target, &write.origin, &admins).unwrap_err().contains("peer member is not one")
+        );
+        assert!(
+            check_writer("model/x", write.target, &write.origin, &admins).is_err(),
+            "deleting any ref is an admin's act"
+        );
         write.origin = "admin".into();
-        assert!(check_writer(&pin, &write, &admins).is_ok());
+        assert!(check_writer(&pin, write.target, &write.origin, &admins).is_ok());
         let mut retrain = entry(3, 3, "member");
         retrain.target = Some(ContentId::of(b"v3"));
-        assert!(check_writer("model/x", &retrain, &admins).is_ok(), "moving a ref stays open");
+        assert!(check_writer("model/x", retrain.target, &retrain.origin, &admins).is_ok(), "moving a ref stays open");
     }
 
     #[test]

@@ -46,12 +46,10 @@ impl Member {
     pub fn validate(&self, features: usize, outputs: usize) -> Result<(), String> {
         match self {
             Member::Mlp(m) => {
-                let shapes_chain = m.weights.windows(2).all(|w| w[0].ncols() == w[1].nrows());
+                let shapes: Vec<(usize, usize)> = m.weights.iter().map(|w| (w.nrows(), w.ncols())).collect();
                 let biases_fit = m.weights.len() == m.biases.len()
                     && m.weights.iter().zip(&m.biases).all(|(w, b)| w.ncols() == b.len());
-                let ends_fit = m.weights.first().is_some_and(|w| w.nrows() == features)
-                    && m.weights.last().is_some_and(|w| w.ncols() == outputs);
-                if !(shapes_chain && biases_fit && ends_fit) {
+                if !(super::layers_map(&shapes, features, outputs) && biases_fit) {
                     return Err(format!("the network's layers do not map {features} features to {outputs} outputs"));
                 }
                 let finite = m.weights.iter().all(|w| w.iter().all(|v| v.is_finite()))

@@ -26,4 +26,13 @@ pub mod quantized;
 pub mod sparse;
 
 pub use member::Member;
+
+/// Whether layers of (inputs, outputs) shapes chain into a network that
+/// maps `features` inputs to `outputs` outputs: what every stored network
+/// kind checks before it may predict.
+pub fn layers_map(shapes: &[(usize, usize)], features: usize, outputs: usize) -> bool {
+    shapes.windows(2).all(|w| w[0].1 == w[1].0)
+        && shapes.first().is_some_and(|s| s.0 == features)
+        && shapes.last().is_some_and(|s| s.1 == outputs)
+}
 pub use mlp::{Activation, Loss, Mlp, MlpConfig, Optimizer, Target, TrainingCurve};

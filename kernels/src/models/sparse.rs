@@ -239,10 +239,8 @@ impl SparseMlp {
         for (l, layer) in self.layers.iter().enumerate() {
             layer.validate().map_err(|e| format!("sparse layer {l}: {e}"))?;
         }
-        let chains = self.layers.windows(2).all(|w| w[0].outputs == w[1].inputs);
-        let ends = self.layers.first().is_some_and(|l| l.inputs == features)
-            && self.layers.last().is_some_and(|l| l.outputs == outputs);
-        if !(chains && ends) {
+        let shapes: Vec<(usize, usize)> = self.layers.iter().map(|l| (l.inputs, l.outputs)).collect();
+        if !super::layers_map(&shapes, features, outputs) {
             return Err(format!("the sparse network's layers do not map {features} features to {outputs} outputs"));
         }
         Ok(())
