@@ -429,6 +429,15 @@ mod tests {
     }
 
     #[test]
+    fn ref_admins_must_be_peer_ids() {
+        let admin = libp2p::identity::Keypair::generate_ed25519().public().to_peer_id().to_string();
+        let config = resolve(&format!("[storage]\nref_admins = [\"{admin}\"]\n"), with_dir()).unwrap();
+        assert_eq!(config.storage.ref_admins, vec![admin]);
+        let refused = resolve("[storage]\nref_admins = [\"root\"]\n", with_dir()).unwrap_err().to_string();
+        assert!(refused.contains("storage.ref_admins: 'root' is not a peer id"), "{refused}");
+    }
+
+    #[test]
     fn durations_read_as_human_text() {
         let toml = "[membership]\nadvert_interval = \"500ms\"\ndown_after = \"3s\"\nforget_after = \"1m\"\n";
         let config = resolve(toml, with_dir()).unwrap();
