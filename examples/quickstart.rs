@@ -153,6 +153,7 @@ async fn main() -> anyhow::Result<()> {
         task: None,
         placement: Default::default(),
         trial: None,
+        cv: None,
     };
     let id = clients[1].submit_job(&job).await?.to_string();
     let record = loop {

@@ -89,6 +89,7 @@ async fn main() {
         task: None,
         placement: Default::default(),
         trial: None,
+        cv: None,
     };
     let id = client.submit_job(&spec).await.unwrap().to_string();
     let accuracy = loop {

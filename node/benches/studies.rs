@@ -50,6 +50,7 @@ fn study(name: &str, trials: usize, parallel: usize, asha: Option<Asha>) -> Stud
             task: None,
             placement: Default::default(),
             trial: None,
+            cv: None,
         },
         space: space(),
         strategy: Strategy::Tpe { startup: 10 },

@@ -85,6 +85,7 @@ fn job(model: &str, dataset: &str, learner: Learner, task: Task) -> JobSpec {
         task: Some(task),
         placement: Default::default(),
         trial: None,
+        cv: None,
     }
 }
 

@@ -168,7 +168,7 @@ impl Mesh {
     /// node), the newest earlier target that can. Drivers checkpoint
     /// deterministic work, so resuming one step back redoes that step.
     /// `None` when the ref is unknown or deleted.
-    pub async fn load_checkpoint<T: DeserializeOwned>(&self, name: &str) -> Result<Option<(ContentId, T)>, String> {
+    pub async fn load_checkpoint<T: codec::Stored>(&self, name: &str) -> Result<Option<(ContentId, T)>, String> {
         let Some(record) = self.storage.get_ref(name.to_owned()).await.map_err(|e| e.to_string())? else {
             return Ok(None);
         };
@@ -179,7 +179,8 @@ impl Mesh {
         entries.sort_by(|a, b| b.order_key().cmp(&a.order_key()));
         let mut newest_error = None;
         for target in entries.iter().filter_map(|e| e.target) {
-            match self.load(target).await {
+            let loaded = self.load_bytes(target, codec::MAX_RECORD as u64).await;
+            match loaded.and_then(|bytes| T::decode_stored(&bytes).map_err(|e| format!("{target}: {e}"))) {
                 Ok(value) => {
                     if let Some(e) = &newest_error {
                         warn!(name, %target, "newest checkpoint unavailable ({e}); resuming from an earlier one");
@@ -231,7 +232,7 @@ impl Mesh {
     /// `local` if this node holds it and has a free compute slot, else by
     /// asking holders with `request` and reading their answer with
     /// `answer`, else here once a slot frees. Returns who computed it.
-    async fn where_held<T: Send + 'static>(
+    pub(crate) async fn where_held<T: Send + 'static>(
         &self,
         shard: ContentId,
         request: Request,

@@ -83,6 +83,7 @@ pub struct Metrics {
     dht_refused: Family<ReasonLabels, Counter>,
     dht_stored: Counter,
     possession_failures: Counter,
+    shards_judged: Counter,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -118,6 +119,7 @@ impl Metrics {
             dht_refused: Family::default(),
             dht_stored: Counter::default(),
             possession_failures: Counter::default(),
+            shards_judged: Counter::default(),
         };
         let mut registry = Registry::with_prefix("mass");
         registry.register("messages_in", "Messages received, by protocol", metrics.messages_in.clone());
@@ -154,6 +156,11 @@ impl Metrics {
             "repaired_bytes",
             "Bytes of blobs this node found missing at a home and had it re-replicate",
             metrics.bytes_repaired.clone(),
+        );
+        registry.register(
+            "shards_judged",
+            "Shards this node judged a model on (its test or fold rows, for its own job or a peer's)",
+            metrics.shards_judged.clone(),
         );
         registry.register(
             "integrity_failures",
@@ -237,6 +244,11 @@ impl Metrics {
 
     pub fn dht_stored(&self) {
         self.dht_stored.inc();
+    }
+
+    /// A model judged on the rows of a shard held here.
+    pub fn shard_judged(&self) {
+        self.shards_judged.inc();
     }
 
     /// A home could not show a blob it claimed (see `replication::possession`).

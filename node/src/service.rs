@@ -146,6 +146,26 @@ impl Handler<InboundRequest> for ServiceActor {
                         Err(message) => Response::Error(RpcError { kind: RpcErrorKind::Refused, message }),
                     }
                 }
+                Request::EvaluateShard(ask) => match crate::jobs::judge::parts(&mesh, &ask).await {
+                    Ok((pipeline, members, meta)) => {
+                        let metrics = mesh.metrics.clone();
+                        on_held_shard(&mesh, ask.shard, move |shard| {
+                            metrics.shard_judged();
+                            crate::jobs::evaluate::shard_evaluation(
+                                &pipeline,
+                                &members,
+                                &ask.combine,
+                                meta.as_ref(),
+                                &shard,
+                                ask.rows,
+                                ask.report,
+                            )
+                            .map(|e| Response::Evaluated(Box::new(e)))
+                        })
+                        .await
+                    }
+                    Err(message) => Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message }),
+                },
                 Request::GetAdvert => Response::Error(RpcError {
                     kind: RpcErrorKind::Refused,
                     message: "adverts are answered by the network task".into(),

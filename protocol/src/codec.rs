@@ -84,6 +84,30 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
 }
 
 /// Decodes a protocol value from exactly `bytes`, refusing inputs over `limit`.
+/// A record kept in storage and read back through its own decoder, which
+/// also reads the layouts earlier versions wrote.
+pub trait Stored: Sized {
+    fn decode_stored(bytes: &[u8]) -> Result<Self, DecodeError>;
+}
+
+impl Stored for crate::jobs::JobRecord {
+    fn decode_stored(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode(bytes)
+    }
+}
+
+impl Stored for crate::jobs::ModelManifest {
+    fn decode_stored(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode(bytes)
+    }
+}
+
+impl Stored for crate::studies::StudyRecord {
+    fn decode_stored(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::decode(bytes)
+    }
+}
+
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, DecodeError> {
     if bytes.len() > limit {
         return Err(DecodeError::Oversized { size: bytes.len(), limit });

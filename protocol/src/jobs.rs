@@ -365,7 +365,16 @@ pub struct JobSpec {
     /// unnamed (the study names the winner).
     #[serde(default)]
     pub trial: Option<TrialOf>,
+    /// Cross-validation (`--cv K`): K more models of the job's learner, each
+    /// trained without one fold of the training rows and judged on it.
+    /// Appended last (bincode reads fields in order; older records are read
+    /// through [`legacy`]).
+    #[serde(default)]
+    pub cv: Option<u32>,
 }
+
+/// Folds a job may ask for.
+pub const MAX_FOLDS: u32 = 20;
 
 /// Which study and trial a job runs for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -466,6 +475,9 @@ pub struct Assignment {
     pub setup: Option<ContentId>,
     /// Boosting: the members before this one, with their combining weights.
     pub boost_from: Vec<(ContentId, f64)>,
+    /// Cross-validation: `(fold, folds)`, train without that fold's rows
+    /// ([`crate::evaluation::in_fold`]).
+    pub fold: Option<(u32, u32)>,
 }
 
 /// Gossiped on [`crate::names::PROGRESS_TOPIC`] by a trainer after each epoch.
@@ -629,9 +641,19 @@ pub struct JobRecord {
     pub setup: Option<ContentId>,
     /// A boosted model grown across the shards' homes: its rounds so far.
     pub boost: Option<BoostRecord>,
+    /// Cross-validation: one task per fold (its `test_score`: the fold's
+    /// model on the fold's rows). Appended last, as `JobSpec::cv`.
+    #[serde(default)]
+    pub folds: Vec<TaskRecord>,
 }
 
 impl JobRecord {
+    /// A stored record: today's layout, or the one written before
+    /// cross-validation (Mass up to 2026-12-02), read with no folds.
+    pub fn decode(bytes: &[u8]) -> Result<Self, crate::codec::DecodeError> {
+        legacy::decode_or(bytes, legacy::decode_as::<legacy::JobRecordV1, _>)
+    }
+
     /// Checks what the driver indexes by and the bounds a peer's record could
     /// break, so a record however crafted cannot panic a node.
     pub fn validate(&self) -> Result<(), String> {
@@ -639,6 +661,12 @@ impl JobRecord {
         self.spec.ensemble.validate()?;
         if self.tasks.len() > 4096 || self.tasks.iter().any(|t| t.shards.is_empty() || t.shards.len() > 1 << 20) {
             return Err("its tasks are empty or too many".into());
+        }
+        if self.spec.cv.is_some_and(|k| !(2..=MAX_FOLDS).contains(&k))
+            || self.folds.len() > MAX_FOLDS as usize
+            || self.folds.iter().any(|t| t.shards.is_empty() || t.shards.len() > 1 << 20)
+        {
+            return Err(format!("its cross-validation asks for other than 2 to {MAX_FOLDS} folds"));
         }
         if self.drivers.len() > 1 << 16 || self.averaged_from.len() > 4096 {
             return Err("its drivers or averaged weights are too many".into());
@@ -739,6 +767,33 @@ pub struct ModelManifest {
     /// order): manifests stored before it do not decode, as with `study`.
     #[serde(default)]
     pub compression: Option<Compression>,
+    /// The job's cross-validation, when it asked for one.
+    #[serde(default)]
+    pub cross_validation: Option<CrossValidation>,
+}
+
+/// K-fold cross-validation of a job's learner: the headline metric
+/// (accuracy, or R2) of each fold's model on the training rows it was
+/// trained without.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrossValidation {
+    pub folds: Vec<f64>,
+    pub mean: f64,
+    /// Sample standard deviation of the fold scores.
+    pub sd: f64,
+}
+
+impl CrossValidation {
+    pub fn of(folds: Vec<f64>) -> Self {
+        let n = folds.len().max(1) as f64;
+        let mean = folds.iter().sum::<f64>() / n;
+        let sd = if folds.len() < 2 {
+            0.0
+        } else {
+            (folds.iter().map(|f| (f - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        };
+        Self { folds, mean, sd }
+    }
 }
 
 /// How a compressed version was made from its parent.
@@ -801,20 +856,153 @@ impl ModelManifest {
     /// 2026-12-01), so models registered by an older node stay served after
     /// an upgrade; their new fields read as absent.
     pub fn decode(bytes: &[u8]) -> Result<Self, crate::codec::DecodeError> {
-        crate::codec::decode(bytes, crate::codec::MAX_RECORD).or_else(|error| {
-            crate::codec::decode::<legacy::ModelManifestV0>(bytes, crate::codec::MAX_RECORD)
-                .map(Into::into)
-                .map_err(|_| error)
+        legacy::decode_or(bytes, |bytes| {
+            legacy::decode_as::<legacy::ModelManifestV1, _>(bytes)
+                .or_else(|_| legacy::decode_as::<legacy::ModelManifestV0, _>(bytes))
         })
     }
 }
 
-/// Record layouts earlier nodes wrote, read for compatibility.
-mod legacy {
-    use serde::{Deserialize, Serialize};
+/// Record layouts earlier nodes wrote, read for compatibility. bincode
+/// reads fields in order, so a field appended to a stored type changes its
+/// layout: the layout before is kept here, and read when today's fails.
+/// V0: before evaluation reports and compression (to 2026-12-01); V1:
+/// before cross-validation (to 2026-12-02).
+pub(crate) mod legacy {
+    use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-    use super::{Combine, Evaluation, JobSpec, ModelManifest, Task};
-    use crate::ContentId;
+    use super::{
+        BoostRecord, Combine, Compression, EnsembleSpec, Evaluation, JobRecord, JobSpec, JobState, ModelManifest,
+        ModelSpec, Placement, Task, TaskRecord, TrialOf,
+    };
+    use crate::{ContentId, codec::DecodeError, features::PipelineSpec};
+
+    /// Today's layout, or what `older` reads; today's error when neither does.
+    pub fn decode_or<T: DeserializeOwned>(
+        bytes: &[u8],
+        older: impl FnOnce(&[u8]) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        crate::codec::decode(bytes, crate::codec::MAX_RECORD).or_else(|error| older(bytes).map_err(|_| error))
+    }
+
+    /// `bytes` read as the older layout `Old`, brought to today's.
+    pub fn decode_as<Old: DeserializeOwned + Into<T>, T>(bytes: &[u8]) -> Result<T, DecodeError> {
+        crate::codec::decode::<Old>(bytes, crate::codec::MAX_RECORD).map(Into::into)
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct JobSpecV1 {
+        pub model: String,
+        pub dataset: String,
+        pub pipeline: PipelineSpec,
+        pub spec: ModelSpec,
+        pub ensemble: EnsembleSpec,
+        pub seed: u64,
+        pub task: Option<Task>,
+        pub placement: Placement,
+        pub trial: Option<TrialOf>,
+    }
+
+    impl From<JobSpecV1> for JobSpec {
+        fn from(old: JobSpecV1) -> Self {
+            Self {
+                model: old.model,
+                dataset: old.dataset,
+                pipeline: old.pipeline,
+                spec: old.spec,
+                ensemble: old.ensemble,
+                seed: old.seed,
+                task: old.task,
+                placement: old.placement,
+                trial: old.trial,
+                cv: None,
+            }
+        }
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct JobRecordV1 {
+        pub id: ContentId,
+        pub spec: JobSpecV1,
+        pub state: JobState,
+        pub drivers: Vec<String>,
+        pub dataset_manifest: Option<ContentId>,
+        pub pipeline: Option<ContentId>,
+        pub tasks: Vec<TaskRecord>,
+        pub rounds_done: usize,
+        pub averaged_from: Vec<(ContentId, u64)>,
+        pub evaluation: Option<Evaluation>,
+        pub model: Option<ContentId>,
+        pub task: Option<Task>,
+        pub setup: Option<ContentId>,
+        pub boost: Option<BoostRecord>,
+    }
+
+    impl From<JobRecordV1> for JobRecord {
+        fn from(old: JobRecordV1) -> Self {
+            Self {
+                id: old.id,
+                spec: old.spec.into(),
+                state: old.state,
+                drivers: old.drivers,
+                dataset_manifest: old.dataset_manifest,
+                pipeline: old.pipeline,
+                tasks: old.tasks,
+                rounds_done: old.rounds_done,
+                averaged_from: old.averaged_from,
+                evaluation: old.evaluation,
+                model: old.model,
+                task: old.task,
+                setup: old.setup,
+                boost: old.boost,
+                folds: vec![],
+            }
+        }
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct ModelManifestV1 {
+        pub name: String,
+        pub job: ContentId,
+        pub spec: JobSpecV1,
+        pub dataset_manifest: ContentId,
+        pub pipeline: ContentId,
+        pub members: Vec<ContentId>,
+        pub meta: Option<ContentId>,
+        pub curves: Vec<Vec<f64>>,
+        pub classes: Vec<String>,
+        pub evaluation: Evaluation,
+        pub trained_on: Vec<String>,
+        pub task: Task,
+        pub combine: Combine,
+        pub parts: Vec<ContentId>,
+        pub study: Option<ContentId>,
+        pub compression: Option<Compression>,
+    }
+
+    impl From<ModelManifestV1> for ModelManifest {
+        fn from(old: ModelManifestV1) -> Self {
+            Self {
+                name: old.name,
+                job: old.job,
+                spec: old.spec.into(),
+                dataset_manifest: old.dataset_manifest,
+                pipeline: old.pipeline,
+                members: old.members,
+                meta: old.meta,
+                curves: old.curves,
+                classes: old.classes,
+                evaluation: old.evaluation,
+                trained_on: old.trained_on,
+                task: old.task,
+                combine: old.combine,
+                parts: old.parts,
+                study: old.study,
+                compression: old.compression,
+                cross_validation: None,
+            }
+        }
+    }
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     pub struct EvaluationV0 {
@@ -833,7 +1021,7 @@ mod legacy {
     pub struct ModelManifestV0 {
         pub name: String,
         pub job: ContentId,
-        pub spec: JobSpec,
+        pub spec: JobSpecV1,
         pub dataset_manifest: ContentId,
         pub pipeline: ContentId,
         pub members: Vec<ContentId>,
@@ -854,7 +1042,7 @@ mod legacy {
             Self {
                 name: old.name,
                 job: old.job,
-                spec: old.spec,
+                spec: old.spec.into(),
                 dataset_manifest: old.dataset_manifest,
                 pipeline: old.pipeline,
                 members: old.members,
@@ -882,6 +1070,7 @@ mod legacy {
                 parts: old.parts,
                 study: old.study,
                 compression: None,
+                cross_validation: None,
             }
         }
     }
@@ -890,10 +1079,74 @@ mod legacy {
     mod tests {
         use super::*;
 
+        fn spec_v1() -> JobSpecV1 {
+            JobSpecV1 {
+                model: "m".into(),
+                dataset: "d".into(),
+                pipeline: PipelineSpec::default(),
+                spec: ModelSpec::default(),
+                ensemble: EnsembleSpec::Bagging { members: 2 },
+                seed: 3,
+                task: Some(Task::Classification),
+                placement: Placement::Uniform,
+                trial: None,
+            }
+        }
+
+        #[test]
+        fn records_written_before_cross_validation_still_read() {
+            let record = JobRecordV1 {
+                id: ContentId::of(b"job"),
+                spec: spec_v1(),
+                state: JobState::Completed,
+                drivers: vec!["peer".into()],
+                dataset_manifest: None,
+                pipeline: Some(ContentId::of(b"pipeline")),
+                tasks: vec![TaskRecord::new(vec![ContentId::of(b"shard")], 3)],
+                rounds_done: 0,
+                averaged_from: vec![],
+                evaluation: None,
+                model: Some(ContentId::of(b"model")),
+                task: Some(Task::Classification),
+                setup: None,
+                boost: None,
+            };
+            let read = JobRecord::decode(&crate::codec::encode(&record).unwrap()).unwrap();
+            assert_eq!((read.spec.seed, read.spec.placement, read.spec.cv), (3, Placement::Uniform, None));
+            assert_eq!((read.tasks.len(), read.model, read.folds.len()), (1, record.model, 0));
+            let mut today = read.clone();
+            today.folds = today.tasks.clone();
+            today.spec.cv = Some(5);
+            assert_eq!(JobRecord::decode(&crate::codec::encode(&today).unwrap()).unwrap(), today);
+
+            let manifest = ModelManifestV1 {
+                name: "m".into(),
+                job: record.id,
+                spec: spec_v1(),
+                dataset_manifest: ContentId::of(b"dataset"),
+                pipeline: ContentId::of(b"pipeline"),
+                members: vec![ContentId::of(b"member")],
+                meta: None,
+                curves: vec![],
+                classes: vec!["a".into(), "b".into()],
+                evaluation: Evaluation::regression(4, 1.0, 0.5, 0.9),
+                trained_on: vec!["peer".into()],
+                task: Task::Regression,
+                combine: Combine::Mean,
+                parts: vec![],
+                study: None,
+                compression: None,
+            };
+            let read = ModelManifest::decode(&crate::codec::encode(&manifest).unwrap()).unwrap();
+            assert_eq!(
+                (read.evaluation.r2, read.spec.ensemble, read.cross_validation),
+                (Some(0.9), EnsembleSpec::Bagging { members: 2 }, None)
+            );
+        }
+
         #[test]
         fn a_manifest_written_before_reports_and_compression_still_reads() {
-            let spec: JobSpec =
-                serde_json::from_str(r#"{"model": "m", "dataset": "d", "ensemble": "single"}"#).unwrap();
+            let spec = spec_v1();
             let old = ModelManifestV0 {
                 name: "m".into(),
                 job: ContentId::of(b"job"),

@@ -37,6 +37,7 @@ pub mod chunking;
 pub mod codec;
 pub mod content_id;
 pub mod dataset;
+pub mod evaluation;
 pub mod features;
 pub mod hardware;
 pub mod jobs;

@@ -8,6 +8,7 @@ use crate::{
     ContentId,
     advert::Advert,
     dataset::Schema,
+    evaluation::{EvaluateShard, ShardEvaluation},
     features::{DataSummary, PipelineSpec},
     jobs::Assignment,
     serving::{PredictCall, Prediction},
@@ -50,6 +51,9 @@ pub enum Request {
     /// A step of a boosted job grown across the shards' homes (the bytes of
     /// a message the node crate defines); [`Response::Boost`].
     Boost(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Judge a model on rows of a shard the peer holds;
+    /// [`Response::Evaluated`].
+    EvaluateShard(Box<EvaluateShard>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +90,7 @@ pub enum Response {
     },
     Boost(#[serde(with = "serde_bytes")] Vec<u8>),
     Moments(crate::features::Moments),
+    Evaluated(Box<ShardEvaluation>),
 }
 
 /// Gossiped on [`crate::names::REF_TOPIC`] whenever a node writes a ref.

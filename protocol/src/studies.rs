@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     ContentId,
-    jobs::{JobSpec, Task},
+    jobs::{JobSpec, Task, legacy},
 };
 
 /// How one parameter may vary.
@@ -277,6 +277,12 @@ pub const MAX_TRIALS: usize = 100_000;
 pub const MAX_PARALLEL: usize = 64;
 
 impl StudyRecord {
+    /// A stored journal: today's layout, or the one written before jobs had
+    /// cross-validation (Mass up to 2026-12-02).
+    pub fn decode(bytes: &[u8]) -> Result<Self, crate::codec::DecodeError> {
+        legacy::decode_or(bytes, legacy::decode_as::<StudyRecordV1, _>)
+    }
+
     /// Checks what a driver reads: a journal is peer bytes (any peer may
     /// write its own `study/<id>` ref), and the driver proposes trials up
     /// to the spec's `parallel` and `trials` in one step, so those are
@@ -327,4 +333,55 @@ pub fn validate_space(space: &Space) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The journal's layout before jobs had cross-validation (its base job spec
+/// one field shorter); see `jobs::legacy`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StudyRecordV1 {
+    id: ContentId,
+    spec: StudySpecV1,
+    state: StudyState,
+    drivers: Vec<String>,
+    trials: Vec<Trial>,
+    best: Option<(usize, ContentId)>,
+    test: Option<crate::jobs::Evaluation>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StudySpecV1 {
+    name: String,
+    base: legacy::JobSpecV1,
+    space: Space,
+    strategy: Strategy,
+    asha: Option<Asha>,
+    metric: Option<Metric>,
+    trials: usize,
+    parallel: usize,
+    seed: u64,
+}
+
+impl From<StudyRecordV1> for StudyRecord {
+    fn from(old: StudyRecordV1) -> Self {
+        let spec = old.spec;
+        Self {
+            id: old.id,
+            spec: StudySpec {
+                name: spec.name,
+                base: spec.base.into(),
+                space: spec.space,
+                strategy: spec.strategy,
+                asha: spec.asha,
+                metric: spec.metric,
+                trials: spec.trials,
+                parallel: spec.parallel,
+                seed: spec.seed,
+            },
+            state: old.state,
+            drivers: old.drivers,
+            trials: old.trials,
+            best: old.best,
+            test: old.test,
+        }
+    }
 }

@@ -174,6 +174,7 @@ async fn train_digits_mlp(client: &Client) {
         task: None,
         placement: Default::default(),
         trial: None,
+        cv: None,
     };
     let id = client.submit_job(&spec).await.unwrap().to_string();
     finished(client, &id, Duration::from_secs(300)).await;

@@ -39,6 +39,7 @@ fn spec(model: &str, hidden: Vec<usize>, ensemble: EnsembleSpec) -> JobSpec {
         task: None,
         placement: Default::default(),
         trial: None,
+        cv: None,
     }
 }
 

@@ -41,6 +41,7 @@ fn bagging(name: &str, members: usize, epochs: usize, placement: Placement) -> J
         task: None,
         placement,
         trial: None,
+        cv: None,
     }
 }
 

@@ -53,6 +53,7 @@ async fn train(client: &Client, model: &str, dataset: &str, learner: Learner, en
         task: (dataset == "diabetes").then_some(Task::Regression),
         placement: Default::default(),
         trial: None,
+        cv: None,
     };
     let id = client.submit_job(&spec).await.unwrap_or_else(|e| panic!("{model}: {e}"));
     finished(client, &id.to_string(), Duration::from_secs(300)).await;

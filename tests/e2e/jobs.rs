@@ -41,6 +41,7 @@ fn spec(model: &str, hidden: Vec<usize>, ensemble: EnsembleSpec, epochs: usize) 
         task: None,
         placement: Default::default(),
         trial: None,
+        cv: None,
     }
 }
 
@@ -81,6 +82,58 @@ async fn bagging_trains_where_the_shards_live_and_single_models_match_scikit_lea
     let again = client.submit_job(&spec("digits-mlp-again", vec![128], EnsembleSpec::Single, 60)).await.unwrap();
     let again = finished(&client, &again.to_string(), Duration::from_secs(120)).await;
     assert_eq!(again.tasks[0].weights, mlp.tasks[0].weights, "retraining with the same seed changed the weights");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cross_validation_trains_its_folds_across_nodes_and_shards_are_judged_where_they_live() {
+    let mut cluster = Cluster::new();
+    let nodes = mesh(&mut cluster, 3).await;
+    digits_on(&nodes[0], 240).await;
+    let client = Client::new([nodes[1].http_url()]).unwrap();
+    crate::support::shards_settled(&client, "digits", Duration::from_secs(30)).await;
+    let mut job = spec("digits-cv", vec![64], EnsembleSpec::Single, 40);
+    job.cv = Some(5);
+    let id = client.submit_job(&job).await.unwrap().to_string();
+    let record = finished(&client, &id, Duration::from_secs(240)).await;
+    assert_eq!(record.folds.len(), 5, "{:?}", record.folds);
+    let trainers: std::collections::BTreeSet<&String> = record.folds.iter().filter_map(|t| t.peer.as_ref()).collect();
+    assert!(trainers.len() >= 2, "the folds all trained on {trainers:?}");
+
+    let model = client.model("digits-cv").await.unwrap().manifest;
+    let cv = model.cross_validation.clone().expect("the model carries its cross-validation");
+    let test = model.evaluation.accuracy.unwrap();
+    eprintln!("digits, 5-fold cross-validation: {:.4} +/- {:.4} {:?}; test {test:.4}", cv.mean, cv.sd, cv.folds);
+    assert_eq!(cv.folds.len(), 5);
+    assert!(
+        (cv.mean - test).abs() <= 0.02,
+        "fold mean {} is more than 2 points from the test accuracy {test}",
+        cv.mean
+    );
+    let scores: Vec<f64> = record.folds.iter().map(|t| t.test_score.unwrap()).collect();
+    assert_eq!(scores, cv.folds, "the record's fold scores are the model's");
+
+    // Each evaluation (the model's, then each fold's) judges every shard
+    // once, on a node that holds it: a shard the driver lacks is judged
+    // by another node.
+    let view = client.dataset("digits").await.unwrap();
+    let driver = record.drivers.last().unwrap();
+    let elsewhere = view.shard_holders.iter().filter(|holders| !holders.contains(driver)).count();
+    let mut judged = Vec::new();
+    for node in &nodes {
+        judged
+            .push((node.peer_id() == driver.as_str(), crate::support::metric(node, "mass_shards_judged_total").await));
+    }
+    eprintln!("shards judged (driver?, count): {judged:?}; {elsewhere} shard(s) not on the driver");
+    let total: f64 = judged.iter().map(|j| j.1).sum();
+    assert!(total >= 6.0 * view.manifest.shards.len() as f64, "{judged:?}");
+    if elsewhere > 0 {
+        assert!(judged.iter().any(|(is_driver, n)| !is_driver && *n > 0.0), "{judged:?}");
+    }
+
+    job.cv = Some(1);
+    job.model = "digits-cv1".into();
+    let err = client.submit_job(&job).await.unwrap_err().to_string();
+    assert!(err.contains("cv: 1 folds"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

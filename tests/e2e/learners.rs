@@ -40,6 +40,7 @@ fn job(model: &str, dataset: &str, learner: Learner, task: Option<Task>) -> JobS
         task,
         placement: Default::default(),
         trial: None,
+        cv: None,
     }
 }
 

@@ -132,7 +132,8 @@ async fn a_peer_serving_wrong_bytes_is_caught_at_the_first_bad_chunk() {
                 | Request::Predict(_)
                 | Request::PredictShard { .. }
                 | Request::ShardMoments { .. }
-                | Request::Boost(_) => Response::Error(mass_protocol::rpc::RpcError {
+                | Request::Boost(_)
+                | Request::EvaluateShard(_) => Response::Error(mass_protocol::rpc::RpcError {
                     kind: mass_protocol::rpc::RpcErrorKind::Refused,
                     message: "no".into(),
                 }),

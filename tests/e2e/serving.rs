@@ -75,6 +75,7 @@ async fn train(client: &Client, model: &str, dataset: &str, hidden: Vec<usize>, 
         task: None,
         placement: Default::default(),
         trial: None,
+        cv: None,
     };
     let id = client.submit_job(&spec).await.unwrap().to_string();
     finished(client, &id, Duration::from_secs(300)).await.evaluation.unwrap().score()

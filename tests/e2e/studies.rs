@@ -46,6 +46,7 @@ fn base(name: &str, epochs: usize) -> JobSpec {
         task: None,
         placement: Default::default(),
         trial: None,
+        cv: None,
     }
 }
 

@@ -204,6 +204,17 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
                     println!("  {}", check.line(metric));
                 }
             }
+            if let Some(cv) = &m.cross_validation {
+                let metric = if m.evaluation.accuracy.is_some() { "accuracy" } else { "R2" };
+                let folds: Vec<String> = cv.folds.iter().map(|f| format!("{f:.4}")).collect();
+                println!(
+                    "cross-validation ({} folds): {metric} {:.4} +/- {:.4}  [{}]",
+                    cv.folds.len(),
+                    cv.mean,
+                    cv.sd,
+                    folds.join(", ")
+                );
+            }
             println!("trained by job {} on dataset manifest {}, pipeline {}", m.job, m.dataset_manifest, m.pipeline);
             if m.parts.is_empty() {
                 println!(

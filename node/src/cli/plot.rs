@@ -175,6 +175,7 @@ mod tests {
             task: None,
             placement: Default::default(),
             trial: None,
+            cv: None,
         };
         let space = BTreeMap::from([
             ("learning_rate".to_owned(), Domain::LogUniform([1e-4, 1e-1])),

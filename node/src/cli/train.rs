@@ -91,6 +91,10 @@ pub struct TrainArgs {
     /// the nodes' measured speed and load) or `uniform` (evenly).
     #[arg(long, default_value = "capacity")]
     placement: String,
+    /// K-fold cross-validation: K more models of the learner, each trained
+    /// without one fold of the training rows and scored on it (2 to 20).
+    #[arg(long)]
+    cv: Option<u32>,
     /// Return after submitting instead of following the job.
     #[arg(long)]
     pub detach: bool,
@@ -204,6 +208,14 @@ fn print_record(record: &JobRecord) {
             println!("    {peer} holds the rows of {} shard(s)", shards.len());
         }
     }
+    for (k, fold) in record.folds.iter().enumerate() {
+        println!(
+            "  fold {k}: trained on {}{}, score on its rows {}",
+            fold.peer.as_deref().unwrap_or("-"),
+            if fold.backend.is_empty() { String::new() } else { format!(" ({})", fold.backend) },
+            fold.test_score.map(|a| format!("{a:.4}")).unwrap_or_else(|| "-".into())
+        );
+    }
     if let Some(e) = &record.evaluation {
         println!("{}", e.line());
     }
@@ -250,6 +262,7 @@ pub fn job_spec(args: &TrainArgs) -> anyhow::Result<JobSpec> {
             other => anyhow::bail!("--placement {other}: expected capacity or uniform"),
         },
         trial: None,
+        cv: args.cv,
         model: args.name.clone(),
         dataset: args.dataset.clone(),
     };

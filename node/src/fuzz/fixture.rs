@@ -158,6 +158,7 @@ fn build() -> Fixture {
         task: Some(Task::Classification),
         placement: Placement::Capacity,
         trial: None,
+        cv: None,
     };
     let model_manifest = ModelManifest {
         name: "fuzz".into(),
@@ -176,6 +177,7 @@ fn build() -> Fixture {
         parts: vec![],
         study: None,
         compression: None,
+        cross_validation: None,
     };
     let model = LoadedModel::trained(
         ContentId::of(b"fuzz model"),

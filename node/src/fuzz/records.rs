@@ -23,7 +23,7 @@ use crate::{
 
 /// A stored job record, as a driver (or one taking over) reads it.
 pub fn job_record(data: &[u8]) {
-    let Some(record) = record::<JobRecord>(data) else { return };
+    let Ok(record) = JobRecord::decode(data) else { return };
     if record.validate().is_err() {
         return;
     }

@@ -8,6 +8,8 @@ use libp2p::identity::Keypair;
 use mass_kernels::models::{Member, gbdt::tree::Tree};
 use mass_protocol::{
     Advert, BridgeInfo, BridgeStatus, ContentId, CpuInfo, HardwareProfile, Load, QueueDepth, codec,
+    dataset::Split,
+    evaluation::{EvaluateShard, EvaluationRows},
     features::{FittedPipeline, PipelineSpec},
     jobs::{
         Assignment, Combine, EnsembleSpec, JobRecord, JobSpec, JobState, Learner, ModelSpec, Placement, TaskRecord,
@@ -25,7 +27,10 @@ use crate::{
         fixture::fixture,
         records::fit_pipeline,
     },
-    jobs::boost::messages::{BoostReply, BoostRequest, SliceItem, SparseSlice},
+    jobs::{
+        boost::messages::{BoostReply, BoostRequest, SliceItem, SparseSlice},
+        evaluate,
+    },
     mesh::moments_of,
 };
 
@@ -134,6 +139,7 @@ fn requests() -> Vec<Request> {
         holdout: false,
         setup: None,
         boost_from: vec![],
+        fold: Some((2, 5)),
     };
     let call = PredictCall {
         model: "fuzz".into(),
@@ -156,6 +162,15 @@ fn requests() -> Vec<Request> {
         Request::TrainTask(Box::new(assignment)),
         Request::Predict(Box::new(call)),
         Request::PredictShard { manifest: ContentId::of(b"m"), shard, extend: true },
+        Request::EvaluateShard(Box::new(EvaluateShard {
+            shard,
+            pipeline: ContentId::of(b"pipeline"),
+            members: vec![ContentId::of(b"linear"), ContentId::of(b"trees")],
+            meta: None,
+            combine: Combine::WeightedMean(vec![0.5, 1.5]),
+            rows: EvaluationRows::Fold { fold: 1, folds: 5 },
+            report: true,
+        })),
     ];
     requests.extend(boost_requests().iter().map(|r| Request::Boost(enc(r))));
     requests
@@ -192,6 +207,10 @@ fn responses() -> Vec<Response> {
             extended: None,
         },
     ];
+    let rows = EvaluationRows::Split(Split::Test);
+    let tallies = evaluate::shard_evaluation(&f.pipeline, &f.members, &Combine::Mean, None, &f.shards[0], rows, true)
+        .expect("the fixture's model is judged");
+    responses.push(Response::Evaluated(Box::new(tallies)));
     responses.extend(boost_replies().iter().map(|r| Response::Boost(enc(r))));
     responses
 }
@@ -270,6 +289,7 @@ fn job_records() -> Vec<JobRecord> {
         task: None,
         setup: None,
         boost: None,
+        folds: vec![],
     };
     let gbdt = JobSpec {
         spec: ModelSpec::of(Learner::Gbdt(f.tree_spec.clone())),

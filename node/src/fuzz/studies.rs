@@ -11,7 +11,6 @@ use mass_protocol::{
     studies::{StudyRecord, StudySpec},
 };
 
-use super::record;
 use crate::studies::plan::{self, Outcome};
 
 /// Trials a study may ask for here: small, so that a run stays quick.
@@ -33,7 +32,7 @@ pub fn study_json(data: &[u8]) {
 /// A stored journal, checked as `studies::record` checks it, then one
 /// driver step (some runs finished, the rest missing) and the winner.
 pub fn study_record(data: &[u8]) {
-    let Some(mut record) = record::<StudyRecord>(data) else { return };
+    let Ok(mut record) = StudyRecord::decode(data) else { return };
     if plan::check_journal(&record).is_err() {
         return;
     }

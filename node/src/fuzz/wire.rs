@@ -12,7 +12,7 @@ use mass_protocol::{
 
 use super::{boost::boost_reply, boost::boost_request, fixture::fixture, serve::predict};
 use crate::{
-    jobs::{learners, progress::ProgressBoard},
+    jobs::{evaluate, learners, progress::ProgressBoard},
     mesh::{moments_of, summarize_rows},
     serving::batch::{ShardScores, test_metrics},
 };
@@ -36,6 +36,11 @@ pub fn rpc_request(data: &[u8]) {
             }
         }
         Request::Boost(bytes) => boost_request(&bytes),
+        Request::EvaluateShard(ask) => {
+            // The holder runs its own copies of the model the ids name.
+            let (shard, rows) = (&f.shards[0], ask.rows);
+            let _ = evaluate::shard_evaluation(&f.pipeline, &f.members, &ask.combine, None, shard, rows, ask.report);
+        }
         Request::GetAdvert
         | Request::GetBlobMeta { .. }
         | Request::GetChunk { .. }
@@ -91,6 +96,14 @@ pub fn rpc_response(data: &[u8]) {
             let _ = test_metrics(&scores, f.model_manifest.classes.len());
         }
         Response::Boost(bytes) => boost_reply(&bytes),
+        Response::Evaluated(answer) => {
+            // The driver checks a holder's tallies, then adds them to its own.
+            let classes = f.pipeline.classes.len();
+            if answer.check(classes, answer.members.len()).is_ok() {
+                let mut merged = (*answer).clone();
+                let _ = merged.merge(&answer).map(|_| merged.evaluation("test"));
+            }
+        }
         Response::BlobMeta(None)
         | Response::Chunk(_)
         | Response::Error(_)

@@ -1,14 +1,17 @@
 //! Driving one job from its checkpointed record to a named model.
 
+use std::sync::Arc;
+
 use futures::{StreamExt, stream::FuturesUnordered};
 use mass_kernels::models::{Member, Mlp, boosting, ensemble::argmax_rows};
 use mass_protocol::{
     ContentId,
     dataset::{DatasetManifest, Shard, Split},
+    evaluation::EvaluationRows,
     features::{Encode, FittedPipeline, Impute, PipelineSpec, Scale},
     jobs::{
-        Assignment, Combine, EnsembleSpec, JobRecord, JobSpec, JobState, Learner, ModelManifest, Placement, Task,
-        TaskRecord, resolve_task,
+        Assignment, Combine, CrossValidation, EnsembleSpec, JobRecord, JobSpec, JobState, Learner, ModelManifest,
+        Placement, Task, TaskRecord, resolve_task,
     },
     rpc::{Request, Response, RpcErrorKind},
 };
@@ -17,7 +20,7 @@ use tracing::{debug, info, warn};
 use super::{
     MODEL_PREFIX, REF_PREFIX, boost,
     dispatch::Dispatch,
-    evaluate, learners,
+    evaluate, judge, learners,
     task::{self, Trained},
 };
 use crate::{
@@ -197,12 +200,7 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
     for (index, member) in members.iter().enumerate() {
         member.validate(pipeline.features, outputs).map_err(|e| Stop::Invalid(format!("sub-model {index}: {e}")))?;
     }
-    let mut shards = Vec::new();
-    for info in &manifest.shards {
-        shards.push(mesh.load_shard(info.id).await?);
-    }
     let classes = pipeline.classes.clone();
-    let stacked = matches!(record.spec.ensemble, EnsembleSpec::Stacking { .. });
     let combine = match record.spec.ensemble {
         EnsembleSpec::Stacking { .. } => Combine::Stacked,
         EnsembleSpec::Boosting { .. } => {
@@ -216,28 +214,30 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
         }
         _ => Combine::Mean,
     };
-    let seed = record.spec.seed;
-    let rule = combine.clone();
+    let (meta_id, meta) = match record.spec.ensemble {
+        EnsembleSpec::Stacking { .. } => {
+            let meta = fit_meta(mesh, &manifest, &pipeline, &members, record.spec.seed).await?;
+            (Some(mesh.save_kept(&Member::Mlp(meta.clone())).await?), Some(meta))
+        }
+        _ => (None, None),
+    };
     // A study's trials are judged on the validation rows; the test rows are
-    // for the winner alone.
+    // for the winner alone, and only a registered model gets a report.
     let trial = record.spec.trial.is_some();
     let split = if trial { Split::Validation } else { Split::Test };
-    let (meta, evaluation, member_scores) = mesh
-        .compute
-        .run_waiting(Work::Evaluation, move || {
-            let meta = if stacked { Some(evaluate::fit_meta(&pipeline, &members, &shards, seed)?) } else { None };
-            let (mut evaluation, scores) =
-                evaluate::evaluate(&pipeline, &members, &rule, meta.as_ref(), &shards, split)?;
-            // A trial's model is judged, not reported on: the study's winner gets its report.
-            if !trial {
-                evaluate::report(&mut evaluation, &pipeline, &members, &rule, meta.as_ref(), &shards);
-            }
-            Ok::<_, String>((meta, evaluation, scores))
-        })
-        .await
-        .map_err(Stop::Invalid)?;
-    let meta = match meta {
-        Some(meta) => Some(mesh.save_kept(&Member::Mlp(meta)).await?),
+    let judged = judge::Judged {
+        pipeline_id,
+        pipeline: Arc::new(pipeline),
+        member_ids: member_ids.clone(),
+        members: Arc::new(members),
+        meta_id,
+        meta: Arc::new(meta),
+        combine: combine.clone(),
+    };
+    let tallies = judge::across_shards(mesh, &manifest, &judged, EvaluationRows::Split(split), !trial).await?;
+    let (evaluation, member_scores) = tallies.evaluation(&evaluate::what(split)).map_err(Stop::Invalid)?;
+    let cross_validation = match record.spec.cv {
+        Some(folds) => Some(cross_validate(mesh, record, &manifest, &judged, folds).await?),
         None => None,
     };
     // Bagged members are models of their own; data-parallel workers are not.
@@ -253,7 +253,7 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
         dataset_manifest: manifest_id,
         pipeline: pipeline_id,
         members: member_ids,
-        meta,
+        meta: meta_id,
         curves: record.tasks.iter().map(|t| t.curve.clone()).collect(),
         classes,
         evaluation: evaluation.clone(),
@@ -263,6 +263,7 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
         parts: vec![],
         study: None,
         compression: None,
+        cross_validation,
     };
     // A trial's model stays unnamed (pinned: its study may name it).
     let model_id = if record.spec.trial.is_some() { mesh.save_kept(&model).await? } else { mesh.save(&model).await? };
@@ -279,6 +280,111 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
     Ok(())
 }
 
+/// K-fold cross-validation of the job's learner: one model per fold, each
+/// trained (all folds at once, placed like sub-models) on the training
+/// rows outside its fold, then judged on its fold's rows where each shard
+/// lives. Every step is checkpointed in `record.folds`.
+async fn cross_validate(
+    mesh: &Mesh,
+    record: &mut JobRecord,
+    manifest: &DatasetManifest,
+    model: &judge::Judged,
+    folds: u32,
+) -> Result<CrossValidation, Stop> {
+    if record.folds.is_empty() {
+        let shards: Vec<ContentId> = manifest.shards.iter().map(|s| s.id).collect();
+        let seed = record.spec.seed;
+        record.folds = (0..folds).map(|k| TaskRecord::new(shards.clone(), seed.wrapping_add(u64::from(k)))).collect();
+        checkpoint(mesh, record).await?;
+    }
+    let untrained: Vec<usize> = (0..record.folds.len()).filter(|k| record.folds[*k].weights.is_none()).collect();
+    let pipeline = model.pipeline_id;
+    train_planned(
+        mesh,
+        record,
+        Tasks::Folds,
+        untrained,
+        |record, k| fold_assignment(record, k, pipeline, folds),
+        |record, k, result| {
+            let (peer, trained) = result?;
+            finish(&mut record.folds[k], peer, trained);
+            Ok(true)
+        },
+    )
+    .await?;
+    for k in 0..record.folds.len() {
+        if record.folds[k].test_score.is_some() {
+            continue;
+        }
+        let weights = record.folds[k].weights.expect("trained above");
+        let member = match mesh.load::<Member>(weights).await {
+            Ok(member) => member,
+            Err(message) => {
+                record.folds[k].weights = None;
+                checkpoint(mesh, record).await?;
+                return Err(Stop::Transient(format!(
+                    "fold {k}'s model is unreachable ({message}); it will be retrained"
+                )));
+            }
+        };
+        let judged = judge::Judged {
+            pipeline_id: model.pipeline_id,
+            pipeline: model.pipeline.clone(),
+            member_ids: vec![weights],
+            members: Arc::new(vec![member]),
+            meta_id: None,
+            meta: Arc::new(None),
+            combine: Combine::Mean,
+        };
+        let rows = EvaluationRows::Fold { fold: k as u32, folds };
+        let tallies = judge::across_shards(mesh, manifest, &judged, rows, false).await?;
+        let (evaluation, _) = tallies.evaluation(&format!("fold {k}")).map_err(Stop::Invalid)?;
+        record.folds[k].test_score = evaluation.accuracy.or(evaluation.r2);
+        checkpoint(mesh, record).await?;
+    }
+    Ok(CrossValidation::of(record.folds.iter().filter_map(|t| t.test_score).collect()))
+}
+
+/// What fold `k` of `record` asks a trainer to do: the job's learner, alone,
+/// on every shard's training rows outside the fold.
+fn fold_assignment(record: &JobRecord, k: usize, pipeline: ContentId, folds: u32) -> Assignment {
+    let task = &record.folds[k];
+    Assignment {
+        job: record.id,
+        // Past the sub-models' numbers, so progress tells them apart.
+        task: (record.tasks.len() + k) as u32,
+        shards: task.shards.clone(),
+        pipeline,
+        spec: record.spec.spec.clone(),
+        seed: task.seed,
+        start: vec![],
+        holdout: false,
+        setup: record.setup,
+        boost_from: vec![],
+        fold: Some((k as u32, folds)),
+    }
+}
+
+/// Stacking's meta-model, fitted on the training rows every member was
+/// trained without (read here from every shard: the fit needs them all).
+async fn fit_meta(
+    mesh: &Mesh,
+    manifest: &DatasetManifest,
+    pipeline: &FittedPipeline,
+    members: &[Member],
+    seed: u64,
+) -> Result<Mlp, Stop> {
+    let mut shards = Vec::new();
+    for info in &manifest.shards {
+        shards.push(mesh.load_shard(info.id).await?);
+    }
+    let (pipeline, members) = (pipeline.clone(), members.to_vec());
+    mesh.compute
+        .run_waiting(Work::Evaluation, move || evaluate::fit_meta(&pipeline, &members, &shards, seed))
+        .await
+        .map_err(Stop::Invalid)
+}
+
 /// What task `index` of `record` asks a trainer to do.
 fn assignment(record: &JobRecord, index: usize, pipeline: ContentId, start: &[(ContentId, u64)]) -> Assignment {
     let task = &record.tasks[index];
@@ -293,6 +399,7 @@ fn assignment(record: &JobRecord, index: usize, pipeline: ContentId, start: &[(C
         holdout: matches!(record.spec.ensemble, EnsembleSpec::Stacking { .. }),
         setup: record.setup,
         boost_from: vec![],
+        fold: None,
     }
 }
 
@@ -308,6 +415,7 @@ async fn bagged(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId) -> Res
     train_planned(
         mesh,
         record,
+        Tasks::SubModels,
         untrained,
         |record, index| assignment(record, index, pipeline, &[]),
         |record, index, result| {
@@ -353,7 +461,7 @@ async fn boosted(
         }
     }
     let shards = std::sync::Arc::new(shards);
-    let plans = plan_trainers(mesh, record).await;
+    let plans = plan_trainers(mesh, &record.tasks, record.spec.placement).await;
     let mut members: Vec<Member> = Vec::new();
     for (index, order) in plans.into_iter().enumerate() {
         if record.tasks[index].weights.is_none() || record.tasks[index].weight.is_none() {
@@ -420,6 +528,7 @@ async fn data_parallel(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId,
         train_planned(
             mesh,
             record,
+            Tasks::SubModels,
             all,
             |record, index| assignment(record, index, pipeline, &start),
             |record, index, result| {
@@ -449,7 +558,7 @@ async fn data_parallel(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId,
 /// would finish soonest given each live node's measured capacity and the
 /// training it is already running (a node that must fetch the task's
 /// shards pays a penalty), or, with uniform placement, spread evenly.
-async fn plan_trainers(mesh: &Mesh, record: &JobRecord) -> Vec<Vec<PeerId>> {
+async fn plan_trainers(mesh: &Mesh, tasks: &[TaskRecord], placement: Placement) -> Vec<Vec<PeerId>> {
     let views = mesh.membership.send(GetPeers).await.unwrap_or_default();
     let mut workers = Vec::new();
     for view in views.iter().filter(|v| v.state == PeerState::Up) {
@@ -467,12 +576,11 @@ async fn plan_trainers(mesh: &Mesh, record: &JobRecord) -> Vec<Vec<PeerId>> {
         workers.push(placement::Worker { id: mesh.net.local_peer_id(), capacity: 1.0, load: 0.0 });
     }
     let live: Vec<PeerId> = workers.iter().map(|w| w.id).collect();
-    let tasks: Vec<placement::Task<PeerId>> = record
-        .tasks
+    let tasks: Vec<placement::Task<PeerId>> = tasks
         .iter()
         .map(|t| placement::Task { cost: t.shards.len() as f64, homes: homes(&t.shards[0], &live, 2) })
         .collect();
-    placement::plan_by_capacity(&tasks, &workers, record.spec.placement == Placement::Uniform)
+    placement::plan_by_capacity(&tasks, &workers, placement == Placement::Uniform)
 }
 
 /// How one try at training a task on one node went.
@@ -521,19 +629,29 @@ async fn slots_by_peer(mesh: &Mesh) -> std::collections::HashMap<PeerId, usize> 
         .collect()
 }
 
-/// Trains tasks `indices` of `record` where their plan says, at most as many
-/// at once per node as it has compute slots; a node that refuses or fails a
-/// task passes it to the task's next choice, and this node takes what every
-/// other refused. `after` sees each outcome (an error only when this node
-/// failed it too) and says whether to checkpoint.
+/// Which of a record's task lists a training round works on.
+#[derive(Clone, Copy, PartialEq)]
+enum Tasks {
+    SubModels,
+    Folds,
+}
+
+/// Trains tasks `indices` of `record` (of its sub-models or its folds)
+/// where their plan says, at most as many at once per node as it has
+/// compute slots; a node that refuses or fails a task passes it to the
+/// task's next choice, and this node takes what every other refused.
+/// `after` sees each outcome (an error only when this node failed it too)
+/// and says whether to checkpoint.
 async fn train_planned(
     mesh: &Mesh,
     record: &mut JobRecord,
+    which: Tasks,
     indices: Vec<usize>,
     work_of: impl Fn(&JobRecord, usize) -> Assignment,
     mut after: impl FnMut(&mut JobRecord, usize, Result<(String, Trained), String>) -> Result<bool, Stop>,
 ) -> Result<(), Stop> {
-    let plans = plan_trainers(mesh, record).await;
+    let tasks = if which == Tasks::Folds { &record.folds } else { &record.tasks };
+    let plans = plan_trainers(mesh, tasks, record.spec.placement).await;
     let local = mesh.net.local_peer_id();
     let planned = indices.into_iter().map(|i| (i, plans[i].clone())).collect();
     let mut dispatch = Dispatch::new(planned, slots_by_peer(mesh).await, local);

@@ -1,15 +1,14 @@
 //! Judging a trained model on test rows, and fitting stacking's meta-model
-//! on held-out rows. Pure: shards in, figures out.
+//! on held-out rows. Pure: shards in, tallies and figures out. Each shard
+//! is tallied alone ([`shard_evaluation`]), so a holder can judge its own
+//! shards and the driver only adds the tallies up.
 
-use mass_kernels::models::{
-    Member, Mlp,
-    ensemble::{self, argmax_rows},
-    metrics,
-};
+use mass_kernels::models::{Member, Mlp, ensemble};
 use mass_protocol::{
     dataset::{Shard, Split},
+    evaluation::{EvaluationRows, ShardEvaluation, Tally, in_fold},
     features::FittedPipeline,
-    jobs::{Combine, Evaluation, RobustnessCheck, Task, held_out_for_stacking},
+    jobs::{Combine, Evaluation, Task, held_out_for_stacking},
 };
 use ndarray::{Array2, Axis};
 
@@ -19,60 +18,9 @@ use super::{
     task::{rows_of, rows_where},
 };
 
-/// The model's figures on the rows of `split` (the test rows; a study's
-/// trials use the validation rows), and each member's alone (accuracy, or
-/// R2 for a regressor).
-pub fn evaluate(
-    pipeline: &FittedPipeline,
-    members: &[Member],
-    combine: &Combine,
-    meta: Option<&Mlp>,
-    shards: &[Shard],
-    split: Split,
-) -> Result<(Evaluation, Vec<f64>), String> {
-    let mut parts = Vec::new();
-    for shard in shards {
-        parts.push(rows_of(pipeline, shard, split)?);
-    }
-    let test = RowSet::concat(parts, pipeline.task, pipeline.features)?;
-    if test.rows() == 0 {
-        return Err(format!("the dataset has no {split:?} rows to evaluate on").to_lowercase());
-    }
-    let outputs: Vec<Array2<f32>> = members.iter().map(|m| m.predict(test.x.view())).collect();
-    let combined = ensemble::combine(&outputs, combine, meta);
-    Ok(match &test.labels {
-        Labels::Classes(truth) => {
-            let classes = pipeline.classes.len();
-            let predicted = argmax_rows(&combined);
-            let probabilities: Vec<Vec<f64>> =
-                combined.rows().into_iter().map(|r| r.iter().map(|v| f64::from(*v)).collect()).collect();
-            let mut evaluation = Evaluation::classification(
-                truth.len() as u64,
-                metrics::accuracy(truth, &predicted),
-                metrics::class_scores(truth, &predicted, classes).macro_f1,
-                metrics::log_loss(truth, &probabilities),
-                metrics::confusion_matrix(truth, &predicted, classes),
-            );
-            evaluation.roc_auc = metrics::roc_auc_classes(truth, &probabilities, classes);
-            evaluation.calibration_error = Some(metrics::calibration_error(truth, &probabilities));
-            let each = outputs.iter().map(|o| metrics::accuracy(truth, &argmax_rows(o))).collect();
-            (evaluation, each)
-        }
-        Labels::Values(scaled) => {
-            let scale = pipeline.target.ok_or("a regression pipeline without its target scale")?;
-            let truth: Vec<f64> = scaled.iter().map(|v| scale.unscale(f64::from(*v))).collect();
-            let answers = |out: &Array2<f32>| -> Vec<f64> {
-                out.column(0).iter().map(|v| scale.unscale(f64::from(*v))).collect()
-            };
-            let (rmse, mae, r2) = metrics::regression(&truth, &answers(&combined));
-            let evaluation = Evaluation::regression(truth.len() as u64, rmse, mae, r2);
-            let each = outputs.iter().map(|o| metrics::regression(&truth, &answers(o)).2).collect();
-            (evaluation, each)
-        }
-    })
-}
-
-/// [`evaluate`], with the robustness report: what a registered model carries.
+/// The model's figures on the test rows, with the robustness report and
+/// the validation figure (what a registered model carries), from shards
+/// loaded here: the shards' tallies, added in shard order.
 pub fn evaluate_and_report(
     pipeline: &FittedPipeline,
     members: &[Member],
@@ -80,66 +28,150 @@ pub fn evaluate_and_report(
     meta: Option<&Mlp>,
     shards: &[Shard],
 ) -> Result<Evaluation, String> {
-    let (mut evaluation, _) = evaluate(pipeline, members, combine, meta, shards, Split::Test)?;
-    report(&mut evaluation, pipeline, members, combine, meta, shards);
+    let rows = EvaluationRows::Split(Split::Test);
+    Ok(merged(pipeline, members, combine, meta, shards, rows, true)?.evaluation("test")?.0)
+}
+
+/// How a split's rows are named in messages.
+pub fn what(split: Split) -> String {
+    format!("{split:?}").to_lowercase()
+}
+
+fn merged(
+    pipeline: &FittedPipeline,
+    members: &[Member],
+    combine: &Combine,
+    meta: Option<&Mlp>,
+    shards: &[Shard],
+    rows: EvaluationRows,
+    report: bool,
+) -> Result<ShardEvaluation, String> {
+    let mut total: Option<ShardEvaluation> = None;
+    for shard in shards {
+        let part = shard_evaluation(pipeline, members, combine, meta, shard, rows, report)?;
+        match &mut total {
+            Some(total) => total.merge(&part)?,
+            None => total = Some(part),
+        }
+    }
+    total.ok_or_else(|| "the dataset has no shards to evaluate on".into())
+}
+
+/// One shard's tallies of the model on `rows`, and with `report` on its
+/// degraded copies ([`robustness::REPORT`]) and its validation rows. What a
+/// holder answers [`mass_protocol::rpc::Request::EvaluateShard`] with; the
+/// model comes from a peer, so its shape is checked before it runs.
+pub fn shard_evaluation(
+    pipeline: &FittedPipeline,
+    members: &[Member],
+    combine: &Combine,
+    meta: Option<&Mlp>,
+    shard: &Shard,
+    rows: EvaluationRows,
+    report: bool,
+) -> Result<ShardEvaluation, String> {
+    check_model(pipeline, members, combine, meta)?;
+    let (model, each) = tallies(pipeline, members, combine, meta, shard, rows, true)?;
+    let mut evaluation = ShardEvaluation { model, members: each, robustness: vec![], validation: None };
+    if report {
+        let seed = robustness::REPORT_SEED;
+        for perturbation in robustness::REPORT {
+            if !perturbation.applies_to(pipeline, shard) {
+                continue;
+            }
+            let degraded = perturbation.apply(pipeline, shard, seed);
+            let result = tallies(pipeline, members, combine, meta, &degraded, rows, false).map(|(t, _)| t);
+            evaluation.robustness.push((perturbation.describe(), result));
+        }
+        let validation = EvaluationRows::Split(Split::Validation);
+        evaluation.validation =
+            tallies(pipeline, members, combine, meta, shard, validation, false).ok().map(|(t, _)| t);
+    }
     Ok(evaluation)
 }
 
-/// Adds what a registered model's test figures come with: the robustness
-/// report, and the validation figure when there are validation rows.
-pub fn report(
-    evaluation: &mut Evaluation,
+/// Whether the members, rule and meta-model fit the pipeline and each other
+/// (so combining their outputs cannot fail).
+fn check_model(
     pipeline: &FittedPipeline,
     members: &[Member],
     combine: &Combine,
     meta: Option<&Mlp>,
-    shards: &[Shard],
-) {
-    evaluation.robustness = robustness(pipeline, members, combine, meta, shards, Split::Test);
-    evaluation.validation = headline(pipeline, members, combine, meta, shards, Split::Validation).ok();
-}
-
-/// The robustness report: the headline metric (accuracy, or R2) on the
-/// rows of `split` degraded each way of [`robustness::REPORT`] that
-/// applies to the pipeline. A model that cannot answer degraded input (a
-/// one-hot pipeline that refuses unseen categories) gets a note instead.
-/// One seed for every report: the same model on the same rows gets the
-/// same report however it was made (trained, imported, compressed).
-pub fn robustness(
-    pipeline: &FittedPipeline,
-    members: &[Member],
-    combine: &Combine,
-    meta: Option<&Mlp>,
-    shards: &[Shard],
-    split: Split,
-) -> Vec<RobustnessCheck> {
-    let seed = robustness::REPORT_SEED;
-    let mut checks = Vec::new();
-    for perturbation in robustness::REPORT {
-        if !shards.iter().any(|s| perturbation.applies_to(pipeline, s)) {
-            continue;
-        }
-        let degraded: Vec<Shard> = shards.iter().map(|s| perturbation.apply(pipeline, s, seed)).collect();
-        let (metric, note) = match headline(pipeline, members, combine, meta, &degraded, split) {
-            Ok(value) => (Some(value), None),
-            Err(e) => (None, Some(e)),
-        };
-        checks.push(RobustnessCheck { perturbation: perturbation.describe(), metric, note });
+) -> Result<(), String> {
+    if members.is_empty() {
+        return Err("a model without members".into());
     }
-    checks
+    let outputs = outputs_of(pipeline);
+    for (index, member) in members.iter().enumerate() {
+        member.validate(pipeline.features, outputs).map_err(|e| format!("sub-model {index}: {e}"))?;
+    }
+    match combine {
+        Combine::WeightedMean(w) | Combine::WeightedSum(w) if w.len() != members.len() => {
+            return Err(format!("{} weights for {} members", w.len(), members.len()));
+        }
+        Combine::WeightedMean(w) | Combine::WeightedSum(w) if w.iter().any(|w| !w.is_finite()) => {
+            return Err("a member weight that is not finite".into());
+        }
+        _ => {}
+    }
+    if let (Combine::Stacked, Some(meta)) = (combine, meta) {
+        Member::Mlp(meta.clone())
+            .validate(members.len() * outputs, outputs)
+            .map_err(|e| format!("the meta-model: {e}"))?;
+    }
+    Ok(())
 }
 
-/// Accuracy, or R2, of the model on the rows of `split`.
-fn headline(
+fn outputs_of(pipeline: &FittedPipeline) -> usize {
+    match pipeline.task {
+        Task::Classification => pipeline.classes.len(),
+        Task::Regression => 1,
+    }
+}
+
+/// The model's tally on `rows` of `shard` (`full`: with calibration and
+/// AUC), and each member's headline tally.
+fn tallies(
     pipeline: &FittedPipeline,
     members: &[Member],
     combine: &Combine,
     meta: Option<&Mlp>,
-    shards: &[Shard],
-    split: Split,
-) -> Result<f64, String> {
-    let (evaluation, _) = evaluate(pipeline, members, combine, meta, shards, split)?;
-    evaluation.accuracy.or(evaluation.r2).ok_or_else(|| "no metric".into())
+    shard: &Shard,
+    rows: EvaluationRows,
+    full: bool,
+) -> Result<(Tally, Vec<Tally>), String> {
+    let set = match rows {
+        EvaluationRows::Split(split) => rows_of(pipeline, shard, split)?,
+        EvaluationRows::Fold { fold, folds } => {
+            rows_where(pipeline, shard, |s, row| s == Split::Train && in_fold(row, folds) == fold)?
+        }
+    };
+    let outputs: Vec<Array2<f32>> = if set.rows() == 0 {
+        vec![Array2::zeros((0, outputs_of(pipeline))); members.len()]
+    } else {
+        members.iter().map(|m| m.predict(set.x.view())).collect()
+    };
+    let combined = ensemble::combine(&outputs, combine, meta);
+    Ok(match &set.labels {
+        Labels::Classes(truth) => {
+            let classes = pipeline.classes.len();
+            let tally = |out: &Array2<f32>, full| {
+                Tally::classes(truth, &out.iter().copied().collect::<Vec<_>>(), classes, full)
+            };
+            (tally(&combined, full), outputs.iter().map(|o| tally(o, false)).collect())
+        }
+        Labels::Values(scaled) => {
+            let scale = pipeline.target.ok_or("a regression pipeline without its target scale")?;
+            let truth: Vec<f64> = scaled.iter().map(|v| scale.unscale(f64::from(*v))).collect();
+            let answers = |out: &Array2<f32>| -> Vec<f64> {
+                out.column(0).iter().map(|v| scale.unscale(f64::from(*v))).collect()
+            };
+            (
+                Tally::values(&truth, &answers(&combined)),
+                outputs.iter().map(|o| Tally::values(&truth, &answers(o))).collect(),
+            )
+        }
+    })
 }
 
 /// Fits stacking's meta-model on the members' outputs for the training rows
@@ -164,5 +196,62 @@ pub fn fit_meta(pipeline: &FittedPipeline, members: &[Member], shards: &[Shard],
             ensemble::fit_meta_regressor(&outputs, targets.view())
         }
         _ => Err("held-out labels do not match the task".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mass_kernels::models::{ensemble::argmax_rows, metrics};
+
+    use super::*;
+    use crate::fuzz::fixture::fixture;
+
+    #[test]
+    fn added_shard_tallies_give_the_figures_of_all_test_rows_at_once() {
+        let f = fixture();
+        let evaluation = evaluate_and_report(&f.pipeline, &f.members, &Combine::Mean, None, &f.shards).unwrap();
+        let parts: Vec<RowSet> = f.shards.iter().map(|s| rows_of(&f.pipeline, s, Split::Test).unwrap()).collect();
+        let test = RowSet::concat(parts, f.pipeline.task, f.pipeline.features).unwrap();
+        let Labels::Classes(truth) = &test.labels else { panic!("the fixture classifies") };
+        let outputs: Vec<Array2<f32>> = f.members.iter().map(|m| m.predict(test.x.view())).collect();
+        let combined = ensemble::combine(&outputs, &Combine::Mean, None);
+        let probabilities: Vec<Vec<f64>> =
+            combined.rows().into_iter().map(|r| r.iter().map(|v| f64::from(*v)).collect()).collect();
+        let predicted = argmax_rows(&combined);
+        let classes = f.pipeline.classes.len();
+        assert_eq!(evaluation.rows, truth.len() as u64);
+        assert_eq!(evaluation.accuracy, Some(metrics::accuracy(truth, &predicted)));
+        assert_eq!(evaluation.confusion, metrics::confusion_matrix(truth, &predicted, classes));
+        assert_eq!(evaluation.macro_f1, Some(metrics::class_scores(truth, &predicted, classes).macro_f1));
+        assert!((evaluation.log_loss.unwrap() - metrics::log_loss(truth, &probabilities)).abs() < 1e-9);
+        let ece = metrics::calibration_error(truth, &probabilities);
+        assert!((evaluation.calibration_error.unwrap() - ece).abs() < 1e-9);
+        let exact = metrics::roc_auc_classes(truth, &probabilities, classes).unwrap();
+        assert!((evaluation.roc_auc.unwrap() - exact).abs() < 0.01, "{:?} vs {exact}", evaluation.roc_auc);
+        assert!(!evaluation.robustness.is_empty(), "the report has its degradations");
+        assert!(evaluation.validation.is_some(), "the fixture has validation rows");
+    }
+
+    #[test]
+    fn a_model_that_does_not_fit_is_refused_with_a_reason_not_run() {
+        let f = fixture();
+        let shard = &f.shards[0];
+        let test = EvaluationRows::Split(Split::Test);
+        let judge = |members: &[Member], combine: &Combine| {
+            shard_evaluation(&f.pipeline, members, combine, None, shard, test, false).unwrap_err()
+        };
+        assert!(judge(&[], &Combine::Mean).contains("without members"));
+        let weights = Combine::WeightedMean(vec![1.0; f.members.len() + 1]);
+        assert!(judge(&f.members, &weights).contains("weights for"), "{}", judge(&f.members, &weights));
+        let nan = Combine::WeightedSum(vec![f64::NAN; f.members.len()]);
+        assert!(judge(&f.members, &nan).contains("not finite"));
+        let folds = EvaluationRows::Fold { fold: 1, folds: 3 };
+        let fold = shard_evaluation(&f.pipeline, &f.members, &Combine::Mean, None, shard, folds, false).unwrap();
+        let train = shard
+            .splits
+            .iter()
+            .enumerate()
+            .filter(|(r, s)| **s == Split::Train && in_fold(shard.first_row + *r as u64, 3) == 1);
+        assert_eq!(fold.model.rows(), train.count() as u64, "a fold is its share of the training rows");
     }
 }

@@ -4,16 +4,17 @@
 //! `Pending` record under `job/<id>`. Every node's [`watcher`] looks at open
 //! jobs and, when it ranks first for a job's id among the live peers, drives
 //! it ([`driver`]): fits the pipeline where the shards live, sends each
-//! sub-model's training to a node holding its shards ([`task`]), evaluates on
-//! the test rows, and names the model. The record is checkpointed after every
-//! step, so when a driver dies the next-ranked peer resumes from it.
+//! sub-model's training to a node holding its shards ([`task`]), has each
+//! test shard's holder judge the model ([`judge`]), and names the model.
+//! The record is checkpointed after every step, so when a driver dies the next-ranked peer resumes from it.
 //!
 //! # Layout
 //! - [`boost`]: boosted trees grown across the shards' homes.
 //! - [`dispatch`]: handing tasks to nodes within their compute slots.
 //! - [`learners`]: which algorithm each learner runs, with defaults that converge.
 //! - [`task`]: training one sub-model on shards, and reading rows for it.
-//! - [`evaluate`]: test metrics, and stacking's meta-model.
+//! - [`evaluate`]: test metrics as mergeable tallies, and stacking's meta-model.
+//! - [`judge`]: a model judged on each shard where it lives, tallies added.
 //! - [`driver`]: one job, from its record to a named model.
 //! - [`submit`]: accepting a job (every check before it runs).
 //! - [`watcher`]: which jobs this node drives.
@@ -23,6 +24,7 @@ pub mod boost;
 pub mod dispatch;
 pub mod driver;
 pub mod evaluate;
+pub mod judge;
 pub mod learners;
 pub mod progress;
 pub mod robustness;

@@ -6,7 +6,7 @@ use mass_protocol::{
     ContentId,
     dataset::{ColumnKind, DatasetManifest},
     features::Select,
-    jobs::{EnsembleSpec, JobRecord, JobSpec, JobState, Learner, Task, resolve_task},
+    jobs::{EnsembleSpec, JobRecord, JobSpec, JobState, Learner, MAX_FOLDS, Task, resolve_task},
     storage::validate_ref_name,
 };
 
@@ -61,6 +61,20 @@ pub fn runnable(spec: &JobSpec, manifest: &DatasetManifest) -> Result<Task, Stri
     }
     if manifest.split_rows[0] == 0 || manifest.split_rows[2] == 0 {
         return Err("the dataset needs both training and test rows".into());
+    }
+    if let Some(folds) = spec.cv {
+        if !(2..=MAX_FOLDS).contains(&folds) {
+            return Err(format!("cv: {folds} folds; cross-validation takes 2 to {MAX_FOLDS}"));
+        }
+        if spec.trial.is_some() {
+            return Err("cv: a study's trial is judged on the validation rows, not cross-validated".into());
+        }
+        if manifest.split_rows[0] < u64::from(folds) * 2 {
+            return Err(format!(
+                "cv: {} training rows cannot make {folds} folds of at least two rows",
+                manifest.split_rows[0]
+            ));
+        }
     }
     if spec.trial.is_some() && manifest.split_rows[1] == 0 {
         return Err("a study judges trials on validation rows, and the dataset has none: ingest it with a \
@@ -153,6 +167,7 @@ pub async fn submit(mesh: &Mesh, spec: JobSpec) -> Result<ContentId, SubmitError
         task: None,
         setup: None,
         boost: None,
+        folds: vec![],
         id,
         spec,
         state: JobState::Pending,

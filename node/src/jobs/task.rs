@@ -10,8 +10,9 @@ use mass_kernels::{
 use mass_protocol::{
     ContentId,
     dataset::{Shard, ShardColumn, Split},
+    evaluation::in_fold,
     features::FittedPipeline,
-    jobs::{Assignment, Task, TrainingProgress, held_out_for_stacking},
+    jobs::{Assignment, MAX_FOLDS, Task, TrainingProgress, held_out_for_stacking},
 };
 use ndarray::Axis;
 
@@ -157,6 +158,11 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
     }
     // Peers send specs too; a trainer checks what it is asked to do.
     work.spec.validate()?;
+    if let Some((fold, folds)) = work.fold
+        && (!(2..=MAX_FOLDS).contains(&folds) || fold >= folds)
+    {
+        return Err(TrainError::Failed(format!("fold {fold} of {folds}: folds must be 2 to {MAX_FOLDS}")));
+    }
     let start = if work.start.is_empty() { None } else { Some(average(mesh, &work.start).await?) };
     let pipeline = mesh.load_pipeline(work.pipeline).await?;
     let setup: Option<BoostSetup> = match work.setup {
@@ -178,11 +184,13 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
     let (net, board, peer) = (mesh.net.clone(), mesh.progress.clone(), mesh.peer_id.clone());
     let gpu = mesh.gpu.clone();
     let training = move || -> Result<(Member, u64, Vec<f64>, String), String> {
-        let holdout = work.holdout;
+        let (holdout, fold) = (work.holdout, work.fold);
         let (mut train, mut valid) = (Vec::new(), Vec::new());
         for shard in &loaded {
             train.push(rows_where(&pipeline, shard, |s, row| {
-                s == Split::Train && !(holdout && held_out_for_stacking(row))
+                s == Split::Train
+                    && !(holdout && held_out_for_stacking(row))
+                    && fold.is_none_or(|(fold, folds)| in_fold(row, folds) != fold)
             })?);
             valid.push(rows_of(&pipeline, shard, Split::Validation)?);
         }

@@ -100,6 +100,7 @@ pub async fn compose(mesh: &Mesh, name: &str, request: Compose) -> Result<ModelV
         parts: loaded.iter().map(|p| p.id).collect(),
         study: None,
         compression: None,
+        cross_validation: None,
     };
     let model = LoadedModel::composed(ContentId::of(b"new"), manifest.clone(), first.schema.clone(), loaded.clone())
         .map_err(ServeError::BadInput)?;

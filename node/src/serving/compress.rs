@@ -338,6 +338,8 @@ pub async fn compress(mesh: &Mesh, name: &str, request: CompressRequest) -> Resu
             measured_on: mesh.peer_id.clone(),
             sparsity: made.sparsity,
         }),
+        // The parent's folds judged the parent's learner, not this variant.
+        cross_validation: None,
     };
     let id = mesh.save(&variant).await.map_err(ServeError::Unavailable)?;
     mesh.write_ref(format!("{MODEL_PREFIX}{name}"), Some(id))

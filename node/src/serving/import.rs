@@ -76,6 +76,7 @@ pub async fn import(mesh: &Mesh, name: &str, request: ImportModel) -> Result<Mod
         parts: vec![],
         study: None,
         compression: None,
+        cross_validation: None,
     };
     LoadedModel::trained(
         placeholder,
@@ -147,6 +148,7 @@ fn job_spec(name: &str, dataset: &str, pipeline: &FittedPipeline, members: &[Mem
         task: Some(pipeline.task),
         placement: Default::default(),
         trial: None,
+        cv: None,
     }
 }
 

@@ -46,6 +46,11 @@ pub fn check(spec: &StudySpec, max_trials: usize) -> Result<(), String> {
     if spec.base.trial.is_some() {
         return Err("base.trial: a study's base job cannot itself be a trial".into());
     }
+    if spec.base.cv.is_some() {
+        return Err(
+            "base.cv: a study judges trials on the validation rows; cross-validate the winner's job instead".into()
+        );
+    }
     match &spec.strategy {
         mass_protocol::studies::Strategy::Grid { steps } => {
             if !(2..=MAX_GRID_STEPS).contains(steps) {
@@ -394,6 +399,7 @@ mod tests {
             task: None,
             placement: Default::default(),
             trial: None,
+            cv: None,
         }
     }
 

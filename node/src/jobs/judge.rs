@@ -1,0 +1,100 @@
+//! Judging a model where its rows live: each shard's holder tallies the
+//! model on its own rows ([`evaluate::shard_evaluation`]) and the driver
+//! adds the tallies, in shard order, so no node loads the whole split.
+
+use std::sync::Arc;
+
+use mass_kernels::models::{Member, Mlp};
+use mass_protocol::{
+    ContentId,
+    dataset::DatasetManifest,
+    evaluation::{EvaluateShard, EvaluationRows, ShardEvaluation},
+    features::FittedPipeline,
+    jobs::{Combine, Task},
+    rpc::{Request, Response},
+};
+
+use super::evaluate;
+use crate::mesh::Mesh;
+
+/// A model as its blobs name it, with its parts loaded here.
+pub struct Judged {
+    pub pipeline_id: ContentId,
+    pub pipeline: Arc<FittedPipeline>,
+    pub member_ids: Vec<ContentId>,
+    pub members: Arc<Vec<Member>>,
+    pub meta_id: Option<ContentId>,
+    pub meta: Arc<Option<Mlp>>,
+    pub combine: Combine,
+}
+
+/// The model's tallies over every shard of `manifest` (`rows` of each),
+/// each shard judged by a node that holds it (this one when it does and has
+/// room, or when no holder answers). Fails, naming the shard, when no node
+/// can read one.
+pub async fn across_shards(
+    mesh: &Mesh,
+    manifest: &DatasetManifest,
+    model: &Judged,
+    rows: EvaluationRows,
+    report: bool,
+) -> Result<ShardEvaluation, String> {
+    let classes = match model.pipeline.task {
+        Task::Classification => model.pipeline.classes.len(),
+        Task::Regression => 0,
+    };
+    let count = model.members.len();
+    let jobs = manifest.shards.iter().map(|info| {
+        let request = Request::EvaluateShard(Box::new(EvaluateShard {
+            shard: info.id,
+            pipeline: model.pipeline_id,
+            members: model.member_ids.clone(),
+            meta: model.meta_id,
+            combine: model.combine.clone(),
+            rows,
+            report,
+        }));
+        let (pipeline, members, meta, combine) =
+            (model.pipeline.clone(), model.members.clone(), model.meta.clone(), model.combine.clone());
+        let metrics = mesh.metrics.clone();
+        mesh.where_held(
+            info.id,
+            request,
+            move |shard| {
+                metrics.shard_judged();
+                evaluate::shard_evaluation(&pipeline, &members, &combine, meta.as_ref().as_ref(), &shard, rows, report)
+            },
+            move |response| match response {
+                Response::Evaluated(answer) if answer.check(classes, count).is_ok() => Some(*answer),
+                _ => None,
+            },
+        )
+    });
+    let mut total: Option<ShardEvaluation> = None;
+    for (info, result) in manifest.shards.iter().zip(futures::future::join_all(jobs).await) {
+        let (_, part) = result.map_err(|e| format!("judging shard {}: {e}", info.id))?;
+        match &mut total {
+            Some(total) => total.merge(&part)?,
+            None => total = Some(part),
+        }
+    }
+    total.ok_or_else(|| "the dataset has no shards to evaluate on".into())
+}
+
+/// The parts of the model a peer asks this node to judge (from this node
+/// or the mesh).
+pub async fn parts(mesh: &Mesh, ask: &EvaluateShard) -> Result<(FittedPipeline, Vec<Member>, Option<Mlp>), String> {
+    let pipeline = mesh.load_pipeline(ask.pipeline).await?;
+    let mut members = Vec::with_capacity(ask.members.len());
+    for id in &ask.members {
+        members.push(mesh.load::<Member>(*id).await?);
+    }
+    let meta = match ask.meta {
+        Some(id) => match mesh.load::<Member>(id).await? {
+            Member::Mlp(meta) => Some(meta),
+            _ => return Err(format!("meta-model {id} is not a network")),
+        },
+        None => None,
+    };
+    Ok((pipeline, members, meta))
+}
