@@ -7,7 +7,12 @@ use std::{fmt::Write as _, sync::Arc};
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder},
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
     registry::Registry,
 };
 
@@ -84,6 +89,26 @@ pub struct Metrics {
     dht_stored: Counter,
     possession_failures: Counter,
     shards_judged: Counter,
+    http_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    predict_latency: Family<ModelLabels, Histogram, fn() -> Histogram>,
+    forwarded: Counter,
+    hedged: Counter,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+}
+
+/// Latency buckets in seconds: 100 µs doubling to about 6.5 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1e-4, 2.0, 17))
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -120,6 +145,10 @@ impl Metrics {
             dht_stored: Counter::default(),
             possession_failures: Counter::default(),
             shards_judged: Counter::default(),
+            http_latency: Family::new_with_constructor(latency_histogram),
+            predict_latency: Family::new_with_constructor(latency_histogram),
+            forwarded: Counter::default(),
+            hedged: Counter::default(),
         };
         let mut registry = Registry::with_prefix("mass");
         registry.register("messages_in", "Messages received, by protocol", metrics.messages_in.clone());
@@ -156,6 +185,26 @@ impl Metrics {
             "repaired_bytes",
             "Bytes of blobs this node found missing at a home and had it re-replicate",
             metrics.bytes_repaired.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP requests by method and route pattern, from arrival to the response's head",
+            metrics.http_latency.clone(),
+        );
+        registry.register(
+            "predict_duration_seconds",
+            "Predictions by model name, resolution and any forwarding included",
+            metrics.predict_latency.clone(),
+        );
+        registry.register(
+            "forwarded_predictions",
+            "Predictions this node forwarded to a replica (first tries)",
+            metrics.forwarded.clone(),
+        );
+        registry.register(
+            "hedged_predictions",
+            "Forwarded predictions also sent to a second replica because the first was slower than its recent p95",
+            metrics.hedged.clone(),
         );
         registry.register(
             "shards_judged",
@@ -244,6 +293,30 @@ impl Metrics {
 
     pub fn dht_stored(&self) {
         self.dht_stored.inc();
+    }
+
+    /// An HTTP request answered, by method and matched route pattern.
+    pub fn http_request(&self, method: &str, route: &str, seconds: f64) {
+        // A client may send any method: unknown ones share one series.
+        let method = match method {
+            "GET" | "POST" | "PUT" | "DELETE" | "HEAD" | "OPTIONS" | "PATCH" => method,
+            _ => "other",
+        };
+        let labels = RouteLabels { method: method.to_owned(), route: route.to_owned() };
+        self.http_latency.get_or_create(&labels).observe(seconds);
+    }
+
+    /// A prediction of a registered model answered (or refused).
+    pub fn prediction(&self, model: &str, seconds: f64) {
+        self.predict_latency.get_or_create(&ModelLabels { model: model.to_owned() }).observe(seconds);
+    }
+
+    pub fn forwarded(&self) {
+        self.forwarded.inc();
+    }
+
+    pub fn hedged(&self) {
+        self.hedged.inc();
     }
 
     /// A model judged on the rows of a shard held here.

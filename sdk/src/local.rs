@@ -123,6 +123,11 @@ impl LocalNode {
         &self.options
     }
 
+    /// The process id while the node runs (to stall it with a signal).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

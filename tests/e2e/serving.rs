@@ -333,3 +333,81 @@ async fn a_model_asked_for_often_through_a_node_is_copied_there() {
     let local = entry.predict("digits", std::slice::from_ref(&row)).await.unwrap();
     assert_eq!((local.predictions, local.probabilities), (first.predictions, first.probabilities));
 }
+
+/// Sends `signal` (`STOP`, `CONT`) to a node's process.
+fn signal(node: &LocalNode, signal: &str) {
+    let pid = node.pid().expect("the node runs").to_string();
+    let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap();
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// Resumes a stalled node however the test ends.
+struct Stalled<'a>(&'a LocalNode);
+
+impl Drop for Stalled<'_> {
+    fn drop(&mut self) {
+        signal(self.0, "CONT");
+    }
+}
+
+fn p99(mut latencies: Vec<Duration>) -> Duration {
+    latencies.sort_unstable();
+    latencies[(latencies.len() * 99).div_ceil(100) - 1]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_replica_does_not_set_the_tail_hedged_requests_go_around_it() {
+    // Failure detection slower than the test: the replica is stalled, not
+    // gone, so only hedging can keep the tail down.
+    let config = FAST_CONFIG.replace("down_after = \"1500ms\"", "down_after = \"60s\"");
+    let mut cluster = Cluster::with_config(&format!("{config}\n[serving]\nhot_after = 0\n"));
+    let nodes = mesh(&mut cluster, 3).await;
+    ingest(&nodes[0], "digits", "digits.csv", "digits.test_rows.txt", 300).await;
+    let client = Client::new([nodes[0].http_url()]).unwrap();
+    crate::support::shards_settled(&client, "digits", Duration::from_secs(30)).await;
+    train(&client, "digits", "digits", vec![], 20).await;
+    let (holders, others) = replicas_of(&nodes, "digits").await;
+    let forwarder = others[0];
+    let through = Client::new([forwarder.http_url()]).unwrap();
+    let rows = as_rows(&test_rows("digits.csv", "digits.test_rows.txt", 1));
+    let timed = async |n: usize| {
+        let mut latencies = Vec::with_capacity(n);
+        for _ in 0..n {
+            let started = Instant::now();
+            let answer = through.predict("digits", &rows).await.unwrap();
+            latencies.push(started.elapsed());
+            assert_ne!(answer.served_by, forwarder.peer_id(), "the forwarder answered itself");
+        }
+        latencies
+    };
+    // Quiet: both replicas answer; this also fills the hedging window.
+    let quiet = p99(timed(300).await);
+    let counts = || async {
+        let forwarded = crate::support::metric(forwarder, "mass_forwarded_predictions_total").await;
+        (forwarded, crate::support::metric(forwarder, "mass_hedged_predictions_total").await)
+    };
+    let (forwarded_before, hedged_before) = counts().await;
+    signal(holders[0], "STOP");
+    let stalled_node = Stalled(holders[0]);
+    let stalled = p99(timed(300).await);
+    drop(stalled_node);
+    let (forwarded, hedged) = counts().await;
+    let extra = (hedged - hedged_before) / (forwarded - forwarded_before);
+    eprintln!(
+        "p99 through a forwarding node: quiet {quiet:?}, one replica stalled {stalled:?}; \
+         extra requests {:.1}% ({} hedged of {})",
+        extra * 100.0,
+        hedged - hedged_before,
+        forwarded - forwarded_before
+    );
+    // 3x the quiet p99, with 20 ms for a debug build on two shared cores.
+    let bound = (quiet * 3).max(quiet + Duration::from_millis(20));
+    assert!(stalled < bound, "p99 {stalled:?} with a stalled replica; quiet {quiet:?}");
+    assert!(extra <= 0.10, "hedging sent {:.1}% extra requests", extra * 100.0);
+    // The stalled replica resumes and answers again.
+    let resumed = Client::new([holders[0].http_url()]).unwrap();
+    eventually(Duration::from_secs(20), "the resumed replica answers", || async {
+        resumed.predict("digits", &rows).await.is_ok()
+    })
+    .await;
+}

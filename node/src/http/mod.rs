@@ -92,6 +92,7 @@ pub fn serve(
     let server = HttpServer::new(move || {
         let tokens = state.tokens.clone();
         let counters = state.metrics.clone();
+        let timings = state.metrics.clone();
         App::new()
             .wrap_fn(move |request, service| {
                 let header = request.headers().get("authorization").and_then(|v| v.to_str().ok());
@@ -108,6 +109,21 @@ pub fn serve(
                         Either::Left(ready) => ready.await,
                         Either::Right(call) => call.await.map(|r| r.map_into_left_body()),
                     }
+                }
+            })
+            // Outermost: every request is timed, refused ones included. The
+            // route is the matched pattern, so names in paths do not make
+            // new series.
+            .wrap_fn(move |request, service| {
+                let started = std::time::Instant::now();
+                let method = request.method().to_string();
+                let route = request.match_pattern().unwrap_or_else(|| "unmatched".into());
+                let timings = timings.clone();
+                let call = service.call(request);
+                async move {
+                    let response = call.await;
+                    timings.http_request(&method, &route, started.elapsed().as_secs_f64());
+                    response
                 }
             })
             .app_data(state.clone())

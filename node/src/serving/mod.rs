@@ -16,6 +16,7 @@ pub mod batch;
 pub mod compose;
 pub mod compress;
 pub mod export;
+pub mod hedge;
 pub mod import;
 pub mod inference;
 pub mod keeper;
@@ -91,6 +92,8 @@ pub struct Serving {
     pub inference: Inference,
     pub models: ModelCache,
     pub demand: Demand,
+    /// Recent forwarded latencies per version, for hedging.
+    pub hedging: std::sync::Arc<hedge::Hedging>,
     /// Accelerators that may run loaded models' networks (none by default).
     pub bridges: crate::bridge::Bridges,
 }
@@ -104,6 +107,7 @@ impl Serving {
             inference,
             models: ModelCache::default(),
             demand: Demand::default(),
+            hedging: Default::default(),
             bridges: Default::default(),
         }
     }

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use futures::{StreamExt, stream::FuturesUnordered};
 use libp2p::PeerId;
 use mass_protocol::{
     ContentId,
@@ -46,6 +47,20 @@ impl From<registry::RegistryError> for ServeError {
 /// Predicts `rows` with the version of model `name` served now.
 pub async fn predict(mesh: &Mesh, name: &str, rows: Vec<Row>, allow_missing: bool) -> Result<Prediction, ServeError> {
     let (manifest, version) = registry::current(mesh, name).await?;
+    let started = Instant::now();
+    let answer = predict_version(mesh, name, manifest, version, rows, allow_missing).await;
+    mesh.metrics.prediction(name, started.elapsed().as_secs_f64());
+    answer
+}
+
+async fn predict_version(
+    mesh: &Mesh,
+    name: &str,
+    manifest: ContentId,
+    version: u64,
+    rows: Vec<Row>,
+    allow_missing: bool,
+) -> Result<Prediction, ServeError> {
     let call = PredictCall { model: name.to_owned(), manifest, version, rows, allow_missing };
     let deadline = Instant::now() + mesh.serving.config.deadline;
     // Busy here: a replica may have room.
@@ -124,6 +139,8 @@ async fn replicas(mesh: &Mesh, id: ContentId) -> Vec<PeerId> {
     if chosen.len() >= 2 && depth(&chosen[1]) < depth(&chosen[0]) {
         chosen.swap(0, 1);
     }
+    // A replica that lost a hedge lately is asked after the others.
+    mesh.serving.hedging.order(&mut chosen, std::time::Instant::now());
     // Any other live peer can load the model too: the last resort.
     let mut others: Vec<PeerId> = depths.iter().map(|(p, _)| *p).filter(|p| !chosen.contains(p)).collect();
     others.shuffle(&mut rand::rng());
@@ -132,29 +149,76 @@ async fn replicas(mesh: &Mesh, id: ContentId) -> Vec<PeerId> {
 }
 
 /// Sends `call` to replicas in turn until one answers, within `deadline`;
-/// this node runs it itself when no peer can.
+/// this node runs it itself when no peer can. Once the version has a
+/// recent p95 ([`super::hedge`]), a replica slower than it gets company:
+/// the next replica is asked too, the first answer wins and the other is
+/// dropped.
 async fn forward(mesh: &Mesh, call: PredictCall, deadline: Instant) -> Result<Prediction, ServeError> {
     let mut failures = Vec::new();
     let candidates = replicas(mesh, call.manifest).await;
+    let version = call.manifest;
+    let hedge_after = mesh.serving.hedging.hedge_after(&version);
     let request = Request::Predict(Box::new(call));
-    for (attempt, peer) in candidates.iter().enumerate() {
+    let mut waiting = candidates.iter().copied().enumerate();
+    let mut running = FuturesUnordered::new();
+    let mut hedged = false;
+    let first = candidates.first().copied();
+    mesh.metrics.forwarded();
+    let ask = |attempt: usize, peer: PeerId| {
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ServeError::Deadline(mesh.serving.config.deadline));
-        }
         // Keep time for one more try unless this is the last candidate.
         let budget = if attempt + 1 < candidates.len() { left / 2 } else { left };
-        match tokio::time::timeout(budget, mesh.net.request(*peer, request.clone())).await {
-            Ok(Ok(Response::Predicted(prediction))) => return Ok(*prediction),
-            Ok(Ok(Response::Error(e))) if e.kind == RpcErrorKind::BadInput => {
-                return Err(ServeError::BadInput(e.message));
-            }
-            Ok(Ok(Response::Error(e))) => failures.push(format!("{peer}: {}", e.message)),
-            Ok(Ok(_)) => failures.push(format!("{peer}: unexpected answer")),
-            Ok(Err(e)) => failures.push(e.to_string()),
-            Err(_) => failures.push(format!("{peer}: no answer within {budget:?}")),
+        let (mesh, request) = (mesh.clone(), request.clone());
+        async move {
+            let sent = Instant::now();
+            let outcome = tokio::time::timeout(budget, mesh.net.request(peer, request)).await;
+            (peer, sent.elapsed(), budget, outcome)
         }
-        debug!(%peer, "replica failed, trying the next: {}", failures.last().expect("pushed"));
+    };
+    loop {
+        if running.is_empty() {
+            let Some((attempt, peer)) = waiting.next() else { break };
+            running.push(ask(attempt, peer));
+        }
+        if Instant::now() >= deadline {
+            return Err(ServeError::Deadline(mesh.serving.config.deadline));
+        }
+        let hedge_at = match hedge_after {
+            Some(after) if !hedged && running.len() == 1 => Instant::now() + after,
+            _ => deadline,
+        };
+        tokio::select! {
+            Some((peer, took, budget, outcome)) = running.next() => {
+                match outcome {
+                    Ok(Ok(Response::Predicted(prediction))) => {
+                        mesh.serving.hedging.record(version, took);
+                        if hedged && let Some(first) = first.filter(|f| *f != peer) {
+                            mesh.serving.hedging.slow(first, std::time::Instant::now());
+                        }
+                        return Ok(*prediction);
+                    }
+                    Ok(Ok(Response::Error(e))) if e.kind == RpcErrorKind::BadInput => {
+                        return Err(ServeError::BadInput(e.message));
+                    }
+                    Ok(Ok(Response::Error(e))) => failures.push(format!("{peer}: {}", e.message)),
+                    Ok(Ok(_)) => failures.push(format!("{peer}: unexpected answer")),
+                    Ok(Err(e)) => failures.push(e.to_string()),
+                    Err(_) => {
+                        mesh.serving.hedging.record(version, took);
+                        mesh.serving.hedging.slow(peer, std::time::Instant::now());
+                        failures.push(format!("{peer}: no answer within {budget:?}"));
+                    }
+                }
+                debug!(%peer, "replica failed, trying the next: {}", failures.last().expect("pushed"));
+            }
+            _ = tokio::time::sleep_until(hedge_at) => {
+                if hedge_at < deadline && let Some((attempt, peer)) = waiting.next() {
+                    hedged = true;
+                    mesh.metrics.hedged();
+                    running.push(ask(attempt, peer));
+                }
+            }
+        }
     }
     if Instant::now() < deadline
         && let Request::Predict(call) = request

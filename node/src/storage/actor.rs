@@ -41,6 +41,50 @@ pub struct Storage {
     actor: Addr<StorageActor>,
     metrics: Metrics,
     sign: Signer,
+    refs: Arc<RefCache>,
+}
+
+/// Ref records read recently, so a hot name (a served model, read on every
+/// prediction) costs no storage round trip. Every ref write on this node
+/// goes through [`Storage::set_ref`] or [`Storage::merge_ref`] (gossip,
+/// sync and the API alike), which drop the name here; a read that began
+/// before a write does not put back what it read (the generation moved).
+#[derive(Default)]
+struct RefCache {
+    records: std::sync::RwLock<std::collections::HashMap<String, RefRecord>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// Names a cache holds at most: past it, the cache starts over.
+const REF_CACHE_NAMES: usize = 4096;
+
+impl RefCache {
+    fn get(&self, name: &str) -> Option<RefRecord> {
+        self.records.read().ok()?.get(name).cloned()
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Keeps `record` unless a write happened since `generation` was read.
+    fn keep(&self, generation: u64, record: &RefRecord) {
+        let Ok(mut records) = self.records.write() else { return };
+        if self.generation() != generation {
+            return;
+        }
+        if records.len() >= REF_CACHE_NAMES {
+            records.clear();
+        }
+        records.insert(record.name.clone(), record.clone());
+    }
+
+    fn forget(&self, name: &str) {
+        if let Ok(mut records) = self.records.write() {
+            self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            records.remove(name);
+        }
+    }
 }
 
 /// Signs this node's ref entries (with its identity key).
@@ -52,7 +96,7 @@ impl Storage {
     pub fn start(store: Store, threads: usize, metrics: Metrics, sign: Signer) -> Self {
         let store = Arc::new(store);
         let actor = SyncArbiter::start(threads, move || StorageActor { store: store.clone() });
-        Self { actor, metrics, sign }
+        Self { actor, metrics, sign, refs: Arc::default() }
     }
 
     async fn run<T: Send + 'static>(&self, op: impl FnOnce(&Store) -> T + Send + 'static) -> T {
@@ -120,7 +164,15 @@ impl Storage {
     }
 
     pub async fn get_ref(&self, name: String) -> Result<Option<RefRecord>, StoreError> {
-        self.run(move |s| s.get_ref(&name)).await
+        if let Some(record) = self.refs.get(&name) {
+            return Ok(Some(record));
+        }
+        let generation = self.refs.generation();
+        let record = self.run(move |s| s.get_ref(&name)).await?;
+        if let Some(record) = &record {
+            self.refs.keep(generation, record);
+        }
+        Ok(record)
     }
 
     pub async fn refs(&self) -> Result<Vec<RefRecord>, StoreError> {
@@ -134,15 +186,62 @@ impl Storage {
         origin: String,
     ) -> Result<RefEntry, StoreError> {
         let sign = self.sign.clone();
-        self.run(move |s| s.set_ref(&name, target, &origin, &*sign)).await
+        let refs = self.refs.clone();
+        self.run(move |s| {
+            // Forgotten on the storage thread, around the write: no reader
+            // can keep what it read before the write once the write is seen.
+            refs.forget(&name);
+            let written = s.set_ref(&name, target, &origin, &*sign);
+            refs.forget(&name);
+            written
+        })
+        .await
     }
 
     pub async fn merge_ref(&self, name: String, entry: RefEntry) -> Result<Option<RefRecord>, StoreError> {
-        self.run(move |s| s.merge_ref(&name, entry)).await
+        let refs = self.refs.clone();
+        self.run(move |s| {
+            refs.forget(&name);
+            let merged = s.merge_ref(&name, entry);
+            refs.forget(&name);
+            merged
+        })
+        .await
     }
 
     /// The highest version of a ref known here, and this node's clock.
     pub async fn ref_bounds(&self, name: String) -> Result<(u64, u64), StoreError> {
         self.run(move |s| s.ref_bounds(&name)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str) -> RefRecord {
+        RefRecord { name: name.into(), history: vec![] }
+    }
+
+    #[test]
+    fn a_read_from_before_a_write_is_not_kept() {
+        let cache = RefCache::default();
+        let before = cache.generation();
+        cache.forget("model/a");
+        cache.keep(before, &record("model/a"));
+        assert!(cache.get("model/a").is_none(), "a stale read was kept after a write");
+        cache.keep(cache.generation(), &record("model/a"));
+        assert_eq!(cache.get("model/a"), Some(record("model/a")));
+        cache.forget("model/a");
+        assert!(cache.get("model/a").is_none());
+    }
+
+    #[test]
+    fn the_cache_holds_a_bounded_number_of_names() {
+        let cache = RefCache::default();
+        for i in 0..REF_CACHE_NAMES + 10 {
+            cache.keep(cache.generation(), &record(&format!("n/{i}")));
+        }
+        assert!(cache.records.read().unwrap().len() <= REF_CACHE_NAMES);
     }
 }
