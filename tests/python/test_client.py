@@ -57,8 +57,11 @@ class FakeNode:
     """An HTTP server answering from a script: each request pops the next
     (status, body, headers) for its path, the last one repeating."""
 
-    def __init__(self, script: List[Tuple[int, Any, Dict[str, str]]]) -> None:
+    def __init__(self, script: List[Tuple[int, Any, Dict[str, str]]], hang_up: bool = False) -> None:
         self.script = list(script)
+        # Close each connection after answering without saying so, as a
+        # node does with a kept-alive connection left idle too long.
+        self.hang_up = hang_up
         self.requests: List[Dict[str, Any]] = []
         fake = self
 
@@ -78,6 +81,8 @@ class FakeNode:
                     self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(data)
+                if fake.hang_up:
+                    self.close_connection = True
 
             do_GET = do_POST = do_PUT = _answer
 
@@ -100,8 +105,8 @@ class FakeNode:
 def fakes():
     made: List[FakeNode] = []
 
-    def make(*script: Tuple[int, Any, Dict[str, str]]) -> FakeNode:
-        node = FakeNode(list(script))
+    def make(*script: Tuple[int, Any, Dict[str, str]], hang_up: bool = False) -> FakeNode:
+        node = FakeNode(list(script), hang_up=hang_up)
         made.append(node)
         return node
 
@@ -136,6 +141,16 @@ def test_fails_over_past_refused_and_5xx_nodes_and_keeps_the_one_that_answered(f
     with pytest.raises(mass.NoNodeAnswered) as e:
         dead.health()
     assert "connection refused" in str(e.value) and "500 disk on fire" in str(e.value), str(e.value)
+
+
+def test_a_connection_the_node_closed_while_idle_is_replaced(fakes: Callable[..., FakeNode]) -> None:
+    node = fakes((200, HEALTH, {}), hang_up=True)
+    client = mass.Client([node.url], timeout=5, retries=0)
+    for _ in range(3):
+        assert client.health()["status"] == "ok"
+    assert len(node.requests) == 3
+    # Not idempotent, yet sent again: the node had closed the connection unread.
+    assert client.rollback("m")["status"] == "ok"
 
 
 def test_busy_nodes_are_retried_after_their_retry_after(fakes: Callable[..., FakeNode]) -> None:

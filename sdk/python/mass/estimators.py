@@ -132,8 +132,18 @@ class _MassEstimator(_SkBase):
         return self
 
     def __repr__(self) -> str:
-        changed = {k: v for k, v in self.get_params().items() if v is not None and k != "token"}
-        inner = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        """The parameters that differ from their defaults (never the token)."""
+        import inspect
+
+        defaults = {
+            name: p.default
+            for name, p in inspect.signature(_MassEstimator.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+        shown = {
+            k: v for k, v in self.get_params().items() if k != "token" and (k not in defaults or defaults[k] != v)
+        }
+        inner = ", ".join(f"{k}={v!r}" for k, v in shown.items())
         return f"{type(self).__name__}({inner})"
 
     # -- the mesh -------------------------------------------------------------
