@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 _numpy: Any = None
 _pandas: Any = None

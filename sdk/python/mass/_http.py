@@ -130,8 +130,8 @@ class Transport:
         max_retry_wait: float,
     ) -> None:
         if isinstance(nodes, str):
-            nodes = [n for n in nodes.split(",") if n.strip()]
-        self.nodes = [_Node(n) for n in nodes]
+            nodes = nodes.split(",")
+        self.nodes = [_Node(n) for n in nodes if n.strip()]
         if not self.nodes:
             raise ValueError("no node URL given")
         self.timeout = float(timeout)

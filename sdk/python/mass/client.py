@@ -93,7 +93,7 @@ class Client:
         if ca_cert is None:
             ca_cert = os.environ.get("MASS_CA_CERT") or None
         self._http = Transport(
-            nodes if not isinstance(nodes, str) else nodes.split(","),
+            nodes,
             token=token,
             ca_cert=os.fspath(ca_cert) if ca_cert is not None else None,
             timeout=timeout,
@@ -482,7 +482,7 @@ class Client:
         if serial is not None:
             body: Dict[str, Any] = {"serial": list(serial)}
         else:
-            parts = []
+            parts: List[Dict[str, Any]] = []
             for part in parallel or []:
                 if isinstance(part, str):
                     parts.append({"model": part})

@@ -284,12 +284,12 @@ def asha_json(asha: Union[None, str, Tuple[int, int], Mapping[str, Any]]) -> Opt
     if isinstance(asha, Mapping):
         return {"min_resource": int(asha["min_resource"]), "eta": int(asha["eta"])}
     if isinstance(asha, str):
-        lo, sep, eta = asha.partition(":")
+        low, sep, factor = asha.partition(":")
         if not sep:
             raise ValueError(f"asha {asha}: expected MIN:ETA")
-        return {"min_resource": int(lo), "eta": int(eta)}
-    lo, eta = asha
-    return {"min_resource": int(lo), "eta": int(eta)}
+        return {"min_resource": int(low), "eta": int(factor)}
+    min_resource, eta = asha
+    return {"min_resource": int(min_resource), "eta": int(eta)}
 
 
 METRICS = ("accuracy", "macro_f1", "log_loss", "r2", "rmse", "mae")
