@@ -186,7 +186,11 @@ def csv_bytes(header: Sequence[str], rows: Any) -> bytes:
 
 def dataframe_csv(frame: Any) -> bytes:
     """A DataFrame as CSV, without its index."""
-    return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    try:
+        text = frame.to_csv(index=False, lineterminator="\n")
+    except TypeError:  # pandas before 1.5
+        text = frame.to_csv(index=False, line_terminator="\n")
+    return text.encode("utf-8")
 
 
 def npy_bytes(array: Any) -> bytes:
