@@ -406,6 +406,47 @@ def _regressor(client: mass.Client) -> str:
     return "numbers"
 
 
+def test_studies_compression_and_export(client: mass.Client, iris: Dict[str, Any], tmp_path: Any) -> None:
+    X, y = iris["X"], iris["y"]
+    with pytest.raises(mass.BadRequest, match="dataset 'blobs' has no validation rows"):
+        client.study("no-validation", dataset="blobs", space={"model": ["linear"]}, trials=1, parallel=1)
+    client.put_dataset("blobs-val", frame(X, y), label="species", validation=0.2, seed=3)
+    with pytest.raises(mass.BadRequest, match="space.depth: unknown parameter"):
+        client.study("bad-space", dataset="blobs-val", space={"depth": [1, 2]}, trials=2)
+
+    study = client.study(
+        "blobs-best",
+        dataset="blobs-val",
+        space={"model": ["linear", "mlp:8"], "learning_rate": {"log_uniform": [0.001, 0.05]}},
+        strategy="random",
+        trials=2,
+        parallel=2,
+        epochs=10,
+        seed=5,
+    )
+    record = study.wait(timeout=120, progress=False)
+    assert record["state"] == "completed" and len(record["trials"]) == 2
+    assert study.best is not None and study.best["params"]["model"]["text"] in ("linear", "mlp:8")
+    assert study.metrics["accuracy"] > 0.9
+    assert any(s["id"] == study.id for s in client.studies())
+    assert client.get_study(study.id).status() == "completed"
+    assert client.model("blobs-best")["manifest"]["study"] == study.id
+
+    compressed = client.compress("blobs-best", quantize="int8")
+    assert compressed["version"] == 2
+    view = client.model("blobs-best")
+    assert view["version"] == 2 and view["manifest"]["compression"]["method"] == "int8"
+    assert np.mean(client.predict("blobs-best", X) == SPECIES[y]) > 0.9
+    with pytest.raises(mass.BadRequest, match="int8-quantized") as e:
+        client.export("blobs-best", "onnx", tmp_path / "int8.onnx")
+    assert e.value.status == 422 and not (tmp_path / "int8.onnx").exists()
+    path = tmp_path / "blobs-best.safetensors"
+    assert client.export("blobs-best", "safetensors", path, version=1) == 1
+    data = path.read_bytes()
+    header = int.from_bytes(data[:8], "little")
+    assert json.loads(data[8 : 8 + header])["__metadata__"]["format"] == "mass.mlp/1"
+
+
 def test_calls_fail_over_when_the_first_node_is_killed(mesh, client: mass.Client, iris: Dict[str, Any]) -> None:
     first = mesh.nodes[0]
     before = client.predict("blobs", iris["X"][:50])
