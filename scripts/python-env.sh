@@ -23,6 +23,13 @@ fi
 
 ENV_DIR="$(realpath -m "${MASS_PYTHON_ENV:-target/python-env}")"
 PY="$ENV_DIR/bin/python"
+# Tests ask at the same time (the export check, the Python client's): one
+# makes the venv while the others wait for it, instead of racing in pip.
+mkdir -p "$(dirname "$ENV_DIR")"
+if command -v flock >/dev/null; then
+    exec 9>"$ENV_DIR.lock"
+    flock 9
+fi
 if [ -x "$PY" ] && has_packages "$PY"; then
     echo "$PY"
     exit 0
