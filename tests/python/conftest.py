@@ -95,7 +95,7 @@ class Node:
         self.name = name
         self.data_dir = os.path.join(root, name)
         self.log_path = os.path.join(root, f"{name}.log")
-        os.makedirs(self.data_dir)
+        os.makedirs(self.data_dir, exist_ok=True)
         args = [
             binary,
             "node",
@@ -239,6 +239,30 @@ def mass_binary() -> str:
     if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
         pytest.fail(f"MASS_BIN={binary} is not an executable file", pytrace=False)
     return binary
+
+
+@pytest.fixture
+def secured_node(tmp_path) -> Any:
+    """A lone node whose data dir holds a ``predict`` token: it refuses
+    calls without a token, and writes with this one. Yields (node, token)."""
+    binary = mass_binary()
+    data_dir = tmp_path / "secure"
+    made = subprocess.run(
+        [binary, "token", "create", "--role", "predict", "--name", "app", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip().splitlines()[0]
+    config = tmp_path / "node.toml"
+    config.write_text(FAST_CONFIG)
+    node = Node(binary, str(tmp_path), "secure", str(config), None)
+    try:
+        node.wait_started(time.monotonic() + START_DEADLINE)
+        yield node, token
+    finally:
+        node.kill()
 
 
 @pytest.fixture(scope="module")

@@ -447,6 +447,27 @@ def test_studies_compression_and_export(client: mass.Client, iris: Dict[str, Any
     assert json.loads(data[8 : 8 + header])["__metadata__"]["format"] == "mass.mlp/1"
 
 
+def test_tokens_are_sent_and_weak_or_missing_ones_are_unauthorized(
+    secured_node: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node, token = secured_node
+    monkeypatch.delenv("MASS_TOKEN", raising=False)
+    anonymous = mass.Client([node.url], timeout=30)
+    assert anonymous.health()["status"] == "ok"  # public
+    with pytest.raises(mass.Unauthorized, match="requires an API token") as e:
+        anonymous.models()
+    assert e.value.status == 401
+    with pytest.raises(mass.Unauthorized, match="not known to this node"):
+        mass.Client([node.url], token="mass_predict_00000000").models()
+    client = mass.Client([node.url], token=token)
+    assert client.models() == []
+    with pytest.raises(mass.Unauthorized, match="has the predict role; POST /v1/jobs needs write") as e:
+        client.train(dataset="d", model="m", learner="linear")
+    assert e.value.status == 403
+    monkeypatch.setenv("MASS_TOKEN", token)
+    assert mass.Client([node.url]).datasets() == []
+
+
 def test_calls_fail_over_when_the_first_node_is_killed(mesh, client: mass.Client, iris: Dict[str, Any]) -> None:
     first = mesh.nodes[0]
     before = client.predict("blobs", iris["X"][:50])
