@@ -4,13 +4,14 @@ Run: MASS_BIN=target/debug/mass PYTHONPATH=sdk/python python -m pytest -q tests/
 (the e2e test `python_client` does so with the venv of scripts/python-env.sh).
 
 The first tests check the transport against small fake servers (no mesh):
-failover, Retry-After, typed errors. The others share one mesh started by
-the `mesh` fixture (conftest.py): ingest a DataFrame, train, wait,
-predict from arrays and DataFrames, promote and roll back, the
-scikit-learn-style estimators on data made here, refusals by name, and
-failover when the first node is killed (last, as it leaves two nodes).
-Data is small and epochs few: the file runs in about a minute on two
-slow cores with debug binaries.
+failover, Retry-After, kept-alive connections, typed errors. The others
+share one mesh started by the `mesh` fixture (conftest.py): ingest a
+DataFrame, train, wait, predict from arrays and DataFrames, promote and
+roll back, the scikit-learn-style estimators on data made here, refusals
+by name, a study, compression and export, tokens (on a lone node of its
+own), and failover when the first node is killed (last, as it leaves two
+nodes). Data is small and epochs few: the file takes about 15 s on two
+cores with debug binaries, well under the 90 s it is allowed.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 def blobs(n: int = 300, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
     """Iris-like data: three Gaussian blobs in four dimensions, unit spread,
-    centres 4 to 5.7 apart (a Bayes accuracy near 1)."""
+    centres 5.7 to 6.9 apart (a Bayes accuracy near 1)."""
     rng = np.random.default_rng(seed)
     centres = np.array([[5.0, 3.0, 1.5, 0.2], [9.0, 3.0, 5.5, 0.2], [5.0, 7.0, 5.5, 4.2]])
     y = np.arange(n) % 3
@@ -54,8 +55,8 @@ def frame(X: np.ndarray, y: np.ndarray) -> pd.DataFrame:
 
 
 class FakeNode:
-    """An HTTP server answering from a script: each request pops the next
-    (status, body, headers) for its path, the last one repeating."""
+    """An HTTP server answering from a script: each request takes the next
+    (status, JSON body, headers), the last one repeating."""
 
     def __init__(self, script: List[Tuple[int, Any, Dict[str, str]]], hang_up: bool = False) -> None:
         self.script = list(script)
