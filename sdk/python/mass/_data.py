@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from typing import Any, List, Optional, Sequence, Tuple
 
 _numpy: Any = None
@@ -251,6 +252,8 @@ def dataset_body(data: Any, label: Optional[str]) -> Tuple[bytes, str]:
         return dataframe_csv(data), label
     if isinstance(data, tuple) and len(data) == 2:
         X, y = data
+        if isinstance(X, (str, bytes, os.PathLike)) or isinstance(y, (str, bytes, os.PathLike)):
+            raise TypeError("data: (X, y) takes arrays, not file names; for .npy files pass (np.load(x), np.load(y))")
         if is_dataframe(X):
             name = label or (str(y.name) if is_series(y) and y.name is not None else "label")
             if name in [str(c) for c in X.columns]:
