@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Prints the path of a Python that has what tests/python needs (numpy,
-# safetensors, onnxruntime: small wheels, no PyTorch), making a venv for it
-# if needed. Rerunnable; reuses the venv once it works.
+# safetensors, onnxruntime for the export check; pytest and pandas for the
+# Python client's tests: no PyTorch), making a venv for it if needed.
+# Rerunnable; reuses the venv once it works.
 #   MASS_PYTHON=/path/to/python   use that interpreter instead (checked, not changed)
 #   MASS_PYTHON_ENV=DIR           where the venv lives (default: target/python-env of the repo)
 # Fails with a message, never quietly, when the packages cannot be had
 # (no network for pip, no python3-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PACKAGES=(numpy safetensors onnxruntime)
-has_packages() { "$1" -c 'import numpy, safetensors, onnxruntime' 2>/dev/null; }
+PACKAGES=(numpy safetensors onnxruntime pytest pandas)
+has_packages() { "$1" -c 'import numpy, safetensors, onnxruntime, pytest, pandas' 2>/dev/null; }
 
 if [ -n "${MASS_PYTHON:-}" ]; then
     has_packages "$MASS_PYTHON" || {
@@ -22,6 +23,13 @@ fi
 
 ENV_DIR="$(realpath -m "${MASS_PYTHON_ENV:-target/python-env}")"
 PY="$ENV_DIR/bin/python"
+# Tests ask at the same time (the export check, the Python client's): one
+# makes the venv while the others wait for it, instead of racing in pip.
+mkdir -p "$(dirname "$ENV_DIR")"
+if command -v flock >/dev/null; then
+    exec 9>"$ENV_DIR.lock"
+    flock 9
+fi
 if [ -x "$PY" ] && has_packages "$PY"; then
     echo "$PY"
     exit 0

@@ -17,6 +17,7 @@ mod liveness;
 mod mdns;
 mod mesh;
 mod private_mesh;
+mod python_client;
 mod rogue;
 mod security;
 mod serving;
