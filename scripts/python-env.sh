@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Prints the path of a Python that has what tests/python needs (numpy,
-# safetensors, onnxruntime: small wheels, no PyTorch), making a venv for it
-# if needed. Rerunnable; reuses the venv once it works.
+# safetensors, onnxruntime: small wheels, no PyTorch; selenium to drive
+# Debian's chromium for the dashboard test), making a venv for it if needed.
+# Rerunnable; reuses the venv once it works.
 #   MASS_PYTHON=/path/to/python   use that interpreter instead (checked, not changed)
 #   MASS_PYTHON_ENV=DIR           where the venv lives (default: target/python-env of the repo)
 # Fails with a message, never quietly, when the packages cannot be had
 # (no network for pip, no python3-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PACKAGES=(numpy safetensors onnxruntime)
-has_packages() { "$1" -c 'import numpy, safetensors, onnxruntime' 2>/dev/null; }
+PACKAGES=(numpy safetensors onnxruntime selenium)
+has_packages() { "$1" -c 'import numpy, safetensors, onnxruntime, selenium' 2>/dev/null; }
 
 if [ -n "${MASS_PYTHON:-}" ]; then
     has_packages "$MASS_PYTHON" || {
