@@ -262,7 +262,8 @@
       } catch {
         // Not JSON: the body as it came.
       }
-      throw new ApiError(`${method} ${path}: ${response.status} ${message}`);
+      const hint = response.status === 401 ? " (paste a token in the API token box above)" : "";
+      throw new ApiError(`${method} ${path}: ${response.status} ${message}${hint}`);
     }
     if (text) return content;
     try {
@@ -304,10 +305,17 @@
     if (errors.delete(key)) showErrors();
   }
 
+  let noticeTimer = null;
+
+  /** A line saying what an action did, shown for a while. */
   function notice(message) {
     const box = document.getElementById("notice");
     box.hidden = false;
     box.textContent = message;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => {
+      box.hidden = true;
+    }, 15000);
   }
 
   window.addEventListener("error", (event) => setError("script", `dashboard script error: ${event.message}`));
