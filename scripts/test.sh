@@ -8,9 +8,10 @@ bash scripts/setup.sh
 if compgen -G "/usr/share/vulkan/icd.d/lvp_icd*.json" >/dev/null; then
     export MASS_REQUIRE_GPU_TESTS="${MASS_REQUIRE_GPU_TESTS:-1}"
 fi
-# The export e2e test checks files in numpy and onnxruntime: it makes a venv
-# with them through scripts/python-env.sh (pip needs the network) or uses
-# MASS_PYTHON, and fails, saying why, when neither is possible.
+# The export e2e test checks files in numpy and onnxruntime, the dashboard
+# test drives chromium with selenium: they make a venv with these through
+# scripts/python-env.sh (pip needs the network) or use MASS_PYTHON, and fail,
+# saying why, when neither is possible.
 # Benches are timed tables, not tests: `cargo bench` runs them.
 cargo test --workspace --lib --bins --tests --examples "$@"
 cargo test --workspace --doc

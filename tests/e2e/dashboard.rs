@@ -102,7 +102,9 @@ async fn every_dashboard_page_shows_the_mesh_and_promote_and_rollback_change_wha
     eprintln!("{report}");
     assert!(output.status.success(), "tests/python/test_dashboard.py failed:\n{report}");
     assert!(report.trim_end().ends_with("ok"), "{report}");
-    let pngs = std::fs::read_dir(&shots).unwrap().filter(|e| e.as_ref().unwrap().path().extension() == Some("png".as_ref()));
+    let pngs = std::fs::read_dir(&shots)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some(std::ffi::OsStr::new("png")));
     assert!(pngs.count() >= 8, "screenshots missing in {}", shots.display());
     eprintln!("dashboard checks took {:?}; screenshots in {}", started.elapsed(), shots.display());
 }

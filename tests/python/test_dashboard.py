@@ -196,6 +196,7 @@ def check_jobs(check, url, model):
     check.go("jobs")
     for job in jobs:
         curve = len(job["tasks"][0]["curve"])
+        assert curve >= 2, f"job {job['id']}: the API gives a loss curve of {curve} epochs"
         card = f'#page-jobs article[data-job="{job["id"]}"]'
         shown = check.wait(
             f"job {job['id'][:12]} shows completed with its loss curve",

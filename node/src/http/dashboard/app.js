@@ -493,6 +493,8 @@
       const running = records.filter((j) => !["completed", "cancelled", "failed"].includes(variant(j.state)));
       const progress = await Promise.allSettled(running.map((j) => api(`/v1/jobs/${enc(j.id)}/progress`)));
       const live = {};
+      // Losses heard while a job ran are dropped once it is over: its record has the curve.
+      for (const id of liveLoss.keys()) if (!running.some((j) => j.id === id)) liveLoss.delete(id);
       running.forEach((job, i) => {
         if (progress[i].status !== "fulfilled") return;
         live[job.id] = progress[i].value;
