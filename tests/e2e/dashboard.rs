@@ -53,7 +53,7 @@ async fn every_dashboard_page_shows_the_mesh_and_promote_and_rollback_change_wha
             model: "iris-dash".into(),
             dataset: "iris".into(),
             pipeline: Default::default(),
-            spec: ModelSpec { epochs: Some(8 + seed as usize), ..ModelSpec::of(Learner::Mlp { hidden: vec![8] }) },
+            spec: ModelSpec { epochs: Some(40 + seed as usize), ..ModelSpec::of(Learner::Mlp { hidden: vec![8] }) },
             ensemble: EnsembleSpec::Single,
             seed,
             task: None,
@@ -69,8 +69,16 @@ async fn every_dashboard_page_shows_the_mesh_and_promote_and_rollback_change_wha
     // The third node gets a read token: from then on its API answers 401
     // without one (the page must show it) and 403 to a read token's rollback.
     let data_dir = nodes[2].options().data_dir.clone();
-    let (ok, token, stderr) =
-        mass(&["token", "create", "--role", &Role::Read.to_string(), "--name", "dash", "--data-dir", data_dir.to_str().unwrap()]);
+    let (ok, token, stderr) = mass(&[
+        "token",
+        "create",
+        "--role",
+        &Role::Read.to_string(),
+        "--name",
+        "dash",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
     assert!(ok, "{stderr}");
     let token = token.trim().to_owned();
     let token_url = nodes[2].http_url().to_owned();
