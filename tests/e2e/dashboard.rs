@@ -53,7 +53,11 @@ async fn every_dashboard_page_shows_the_mesh_and_promote_and_rollback_change_wha
             model: "iris-dash".into(),
             dataset: "iris".into(),
             pipeline: Default::default(),
-            spec: ModelSpec { epochs: Some(40 + seed as usize), ..ModelSpec::of(Learner::Mlp { hidden: vec![8] }) },
+            spec: ModelSpec {
+                epochs: Some(40 + seed as usize),
+                learning_rate: 0.03,
+                ..ModelSpec::of(Learner::Mlp { hidden: vec![8] })
+            },
             ensemble: EnsembleSpec::Single,
             seed,
             task: None,
