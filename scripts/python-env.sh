@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prints the path of a Python that has what tests/python needs (numpy,
 # safetensors, onnxruntime for the export check; pytest and pandas for the
-# Python client's tests: no PyTorch), making a venv for it if needed.
+# Python client's tests; selenium to drive Debian's chromium for the
+# dashboard test: small wheels, no PyTorch), making a venv for it if needed.
 # Rerunnable; reuses the venv once it works.
 #   MASS_PYTHON=/path/to/python   use that interpreter instead (checked, not changed)
 #   MASS_PYTHON_ENV=DIR           where the venv lives (default: target/python-env of the repo)
@@ -9,8 +10,8 @@
 # (no network for pip, no python3-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PACKAGES=(numpy safetensors onnxruntime pytest pandas)
-has_packages() { "$1" -c 'import numpy, safetensors, onnxruntime, pytest, pandas' 2>/dev/null; }
+PACKAGES=(numpy safetensors onnxruntime pytest pandas selenium)
+has_packages() { "$1" -c 'import numpy, safetensors, onnxruntime, pytest, pandas, selenium' 2>/dev/null; }
 
 if [ -n "${MASS_PYTHON:-}" ]; then
     has_packages "$MASS_PYTHON" || {

@@ -5,6 +5,8 @@
 #   - mesa-vulkan-drivers (optional): lavapipe, a software Vulkan driver, so
 #     the wgpu path is exercised on machines without a GPU.
 #   - iproute2 (optional): network namespaces for the mDNS test.
+#   - chromium and chromium-driver (optional to build, needed by the dashboard
+#     test, which fails without them): headless Chromium driven by selenium.
 set -euo pipefail
 
 have_libclang() {
@@ -13,8 +15,9 @@ have_libclang() {
 }
 have_lavapipe() { compgen -G "/usr/share/vulkan/icd.d/lvp_icd*.json" >/dev/null; }
 have_ip() { command -v ip >/dev/null; }
+have_chromium() { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }
 
-if have_libclang && have_lavapipe && have_ip; then
+if have_libclang && have_lavapipe && have_ip && have_chromium; then
     exit 0
 fi
 
@@ -37,4 +40,5 @@ if ! have_libclang; then
 fi
 have_lavapipe || apt_install mesa-vulkan-drivers || echo "setup: no lavapipe; GPU tests will see no adapter" >&2
 have_ip || apt_install iproute2 || echo "setup: no iproute2; the mDNS test will be skipped" >&2
+have_chromium || apt_install chromium chromium-driver || echo "setup: no chromium; the dashboard test will fail" >&2
 echo "setup: done" >&2

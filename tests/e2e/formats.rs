@@ -13,7 +13,7 @@ use mass_protocol::{
 use mass_sdk::{Client, IngestRequest, local::LocalNode};
 use serde_json::{Value, json};
 
-use crate::support::{Cluster, finished, mass, mesh, shards_settled};
+use crate::support::{Cluster, finished, mass, mesh, python, shards_settled};
 
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data").join(name)
@@ -93,18 +93,6 @@ fn cli(args: &[&str]) -> String {
     let (ok, stdout, stderr) = mass(args);
     assert!(ok, "mass {}: {stderr}", args.join(" "));
     stdout
-}
-
-/// The Python the check runs in: `MASS_PYTHON`, else the venv
-/// `scripts/python-env.sh` makes. Fails (never skips) without one.
-fn python() -> String {
-    let output = std::process::Command::new("bash").arg(repo("scripts/python-env.sh")).output().unwrap();
-    assert!(
-        output.status.success(),
-        "no Python with numpy, safetensors and onnxruntime for the export check: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]

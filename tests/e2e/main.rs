@@ -8,6 +8,7 @@ mod bridge;
 mod cli;
 mod compress;
 mod compute;
+mod dashboard;
 mod datasets;
 mod formats;
 mod hostile;

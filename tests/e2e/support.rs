@@ -250,3 +250,17 @@ pub async fn finished(client: &Client, id: &str, within: Duration) -> JobRecord 
     assert_eq!(record.state, JobState::Completed, "{record:?}");
     record
 }
+
+/// The Python that tests/python runs in: `MASS_PYTHON`, else the venv
+/// `scripts/python-env.sh` makes (numpy, safetensors, onnxruntime, selenium).
+/// Fails (never skips) without one.
+pub fn python() -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/python-env.sh");
+    let output = std::process::Command::new("bash").arg(script).output().unwrap();
+    assert!(
+        output.status.success(),
+        "no Python with the packages tests/python needs: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}

@@ -1,6 +1,8 @@
 //! Who may call which route: every route needs a role, checked against the
 //! caller's `Authorization: Bearer` token before the handler runs. Only the
-//! health check is public (liveness probes carry no token).
+//! health check (liveness probes carry no token) and the dashboard's static
+//! files (they carry no data; the page reads the API with the user's token)
+//! are public.
 
 use actix_web::{
     HttpResponse,
@@ -17,6 +19,7 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method, segments.as_slice()) {
         (&Method::GET, ["v1", "health"]) => None,
+        (&Method::GET | &Method::HEAD, [""] | ["dashboard", _]) => None,
         (&Method::POST, ["v1", "models", _, "predict"]) => Some(Role::Predict),
         // Destroying, or writing below the registry's checks.
         (&Method::DELETE, ["v1", "blobs", ..]) | (&Method::POST, ["v1", "gc"]) => Some(Role::Admin),
@@ -60,6 +63,10 @@ mod tests {
     fn every_route_needs_the_role_its_effect_calls_for() {
         let cases = [
             (Method::GET, "/v1/health", None),
+            (Method::GET, "/", None),
+            (Method::GET, "/dashboard/app.js", None),
+            (Method::POST, "/", Some(Role::Write)),
+            (Method::GET, "/dashboard/x/y", Some(Role::Read)),
             (Method::GET, "/v1/models", Some(Role::Read)),
             (Method::GET, "/metrics", Some(Role::Read)),
             (Method::POST, "/v1/models/digits/predict", Some(Role::Predict)),

@@ -1,4 +1,5 @@
-//! The HTTP API every node serves: `/v1/...` JSON, and `/metrics`.
+//! The HTTP API every node serves: `/v1/...` JSON, `/metrics`, and the
+//! dashboard at `/`.
 
 // Handlers return ready error responses; boxing them would only add noise.
 #![allow(clippy::result_large_err)]
@@ -19,6 +20,7 @@ use prometheus_client::registry::Registry;
 
 pub mod auth;
 mod blobs;
+mod dashboard;
 mod datasets;
 mod jobs;
 // The fuzz targets read predict bodies with `models::parse_predict`.
@@ -130,6 +132,8 @@ pub fn serve(
             .route("/v1/health", web::get().to(health))
             .route("/v1/peers", web::get().to(peers))
             .route("/metrics", web::get().to(metrics))
+            .route("/", web::get().to(dashboard::index))
+            .route("/dashboard/{file}", web::get().to(dashboard::asset))
             .route("/v1/blobs", web::put().to(blobs::put))
             .route("/v1/blobs", web::get().to(blobs::list))
             .route("/v1/blobs/{id}", web::get().to(blobs::get))
