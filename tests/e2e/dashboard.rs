@@ -63,6 +63,7 @@ async fn every_dashboard_page_shows_the_mesh_and_promote_and_rollback_change_wha
             task: None,
             placement: Default::default(),
             trial: None,
+            cv: None,
         };
         let id = client.submit_job(&spec).await.unwrap();
         finished(&client, &id.to_string(), Duration::from_secs(120)).await;
