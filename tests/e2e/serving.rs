@@ -389,7 +389,11 @@ async fn a_stalled_replica_does_not_set_the_tail_hedged_requests_go_around_it() 
     let (forwarded_before, hedged_before) = counts().await;
     signal(holders[0], "STOP");
     let stalled_node = Stalled(holders[0]);
-    let stalled = p99(timed(300).await);
+    let stalled_latencies = timed(300).await;
+    let mut worst: Vec<(Duration, usize)> = stalled_latencies.iter().copied().zip(0..).collect();
+    worst.sort_unstable_by(|a, b| b.cmp(a));
+    eprintln!("slowest requests with a stalled replica (latency, index): {:?}", &worst[..4]);
+    let stalled = p99(stalled_latencies);
     drop(stalled_node);
     let (forwarded, hedged) = counts().await;
     let extra = (hedged - hedged_before) / (forwarded - forwarded_before);
@@ -403,7 +407,9 @@ async fn a_stalled_replica_does_not_set_the_tail_hedged_requests_go_around_it() 
     // 3x the quiet p99, with 20 ms for a debug build on two shared cores.
     let bound = (quiet * 3).max(quiet + Duration::from_millis(20));
     assert!(stalled < bound, "p99 {stalled:?} with a stalled replica; quiet {quiet:?}");
-    assert!(extra <= 0.10, "hedging sent {:.1}% extra requests", extra * 100.0);
+    // The hedging budget: 5% of forwarded requests, plus a burst of two.
+    let allowed = 0.05 * (forwarded - forwarded_before) + 2.0;
+    assert!(hedged - hedged_before <= allowed, "hedging sent {:.1}% extra requests", extra * 100.0);
     // The stalled replica resumes and answers again.
     let resumed = Client::new([holders[0].http_url()]).unwrap();
     eventually(Duration::from_secs(20), "the resumed replica answers", || async {

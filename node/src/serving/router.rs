@@ -150,9 +150,9 @@ async fn replicas(mesh: &Mesh, id: ContentId) -> Vec<PeerId> {
 
 /// Sends `call` to replicas in turn until one answers, within `deadline`;
 /// this node runs it itself when no peer can. Once the version has a
-/// recent p95 ([`super::hedge`]), a replica slower than it gets company:
-/// the next replica is asked too, the first answer wins and the other is
-/// dropped.
+/// recent p95 ([`super::hedge`]), a replica slower than it gets company
+/// when the hedging budget allows (5% of requests): the next replica is
+/// asked too, the first answer wins and the other is dropped.
 async fn forward(mesh: &Mesh, call: PredictCall, deadline: Instant) -> Result<Prediction, ServeError> {
     let mut failures = Vec::new();
     let candidates = replicas(mesh, call.manifest).await;
@@ -164,6 +164,7 @@ async fn forward(mesh: &Mesh, call: PredictCall, deadline: Instant) -> Result<Pr
     let mut hedged = false;
     let first = candidates.first().copied();
     mesh.metrics.forwarded();
+    mesh.serving.hedging.forwarded();
     let ask = |attempt: usize, peer: PeerId| {
         let left = deadline.saturating_duration_since(Instant::now());
         // Keep time for one more try unless this is the last candidate.
@@ -212,8 +213,15 @@ async fn forward(mesh: &Mesh, call: PredictCall, deadline: Instant) -> Result<Pr
                 debug!(%peer, "replica failed, trying the next: {}", failures.last().expect("pushed"));
             }
             _ = tokio::time::sleep_until(hedge_at) => {
-                if hedge_at < deadline && let Some((attempt, peer)) = waiting.next() {
-                    hedged = true;
+                // Hedged or not, this request waits no longer for a hedge.
+                hedged = true;
+                let hedging = &mesh.serving.hedging;
+                let suspect = first.is_some_and(|f| hedging.take_suspect(&f, std::time::Instant::now()));
+                if hedge_at < deadline
+                    && waiting.len() > 0
+                    && (suspect || hedging.spend())
+                    && let Some((attempt, peer)) = waiting.next()
+                {
                     mesh.metrics.hedged();
                     running.push(ask(attempt, peer));
                 }
