@@ -4,14 +4,57 @@
 //! - [`ingest`]: streaming CSV (plain or gzip) parsing, type inference,
 //!   validation, statistics, splits and sharding. Synchronous and pure apart
 //!   from the `Read` it consumes and the callback that stores each shard.
+//! - [`jsonl`]: JSON Lines, turned into the records the CSV reader yields and
+//!   ingested by the same code from there.
+//! - [`npy`]: NumPy arrays (a labels vector and a features matrix).
 //! - [`service`]: running an ingest against storage, and reading manifests.
 
 pub mod ingest;
+pub mod jsonl;
 pub mod npy;
 pub mod service;
 pub mod stats;
 
 pub use ingest::{IngestOptions, SplitChoice, ingest};
+pub use jsonl::ingest_jsonl;
+
+/// How an upload's bytes are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// NumPy arrays when the bytes start with NumPy's magic, else CSV.
+    #[default]
+    Auto,
+    Csv,
+    /// JSON Lines: one object of column -> value per line.
+    Jsonl,
+    Npy,
+}
+
+impl Format {
+    /// `csv`, `jsonl` (or `ndjson`) or `npy`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv),
+            "jsonl" | "ndjson" => Some(Format::Jsonl),
+            "npy" | "numpy" => Some(Format::Npy),
+            _ => None,
+        }
+    }
+
+    /// The format a `Content-Type` names, if it names one: JSON Lines'
+    /// `application/x-ndjson` (also `application/jsonl`,
+    /// `application/x-jsonlines`) or `text/csv`.
+    pub fn of_content_type(content_type: &str) -> Option<Self> {
+        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match essence.as_str() {
+            "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" => {
+                Some(Format::Jsonl)
+            }
+            "text/csv" => Some(Format::Csv),
+            _ => None,
+        }
+    }
+}
 
 /// Refs of datasets are `dataset/<name>`.
 pub const REF_PREFIX: &str = "dataset/";
