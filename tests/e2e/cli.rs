@@ -260,3 +260,70 @@ async fn status_shows_both_peers_up_and_an_ingested_dataset() {
     assert_eq!(json["peers"].as_array().unwrap().len(), 2);
     assert_eq!(json["datasets"][0]["rows"], 40);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_token_exits_5_and_a_good_one_from_mass_token_file_works() {
+    let mut cluster = Cluster::new();
+    let node = cluster.spawn(&[]);
+    let url = node.http_url().to_owned();
+    let data_dir = node.options().data_dir.clone();
+    // The data dir from MASS_DATA_DIR, as for `mass node start`.
+    let (code, token, stderr) =
+        mass_exit(&["token", "create", "--role", "read"], &[("MASS_DATA_DIR", data_dir.to_str().unwrap())]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let token_file = cluster.path().join("read.token");
+    std::fs::write(&token_file, token.trim()).unwrap();
+    crate::support::eventually(std::time::Duration::from_secs(5), "the node notices its token", || async {
+        mass_exit(&["peers", "--node", &url], &[]).0 == Some(5)
+    })
+    .await;
+    let (code, _, stderr) = mass_exit(&["peers", "--node", &url, "--token", "mass_read_forged"], &[]);
+    assert_eq!(code, Some(5), "{stderr}");
+    // Read is not enough to train.
+    let (code, _, stderr) = mass_exit(
+        &["train", "--dataset", "d", "--name", "m", "--node", &url],
+        &[("MASS_TOKEN_FILE", token_file.to_str().unwrap())],
+    );
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(stderr.contains("403"), "{stderr}");
+    let (code, stdout, stderr) =
+        mass_exit(&["status", "--node", &url], &[("MASS_TOKEN_FILE", token_file.to_str().unwrap())]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("PEERS     1 up"), "{stdout}");
+    let (code, _, stderr) = mass_exit(&["peers", "--node", &url, "--token-file", "/no/such/token"], &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("cannot read the token file /no/such/token"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_followed_job_that_is_cancelled_exits_4() {
+    let mut cluster = Cluster::new();
+    let node = cluster.spawn(&[]);
+    let url = node.http_url().to_owned();
+    let iris = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/iris.csv");
+    let (code, _, stderr) =
+        mass_exit(&["data", "put", iris.to_str().unwrap(), "--name", "iris", "--label", "label", "--node", &url], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // Long enough to be cancelled while `mass train` follows it.
+    let follower = std::process::Command::new(crate::support::MASS)
+        .args(["train", "--dataset", "iris", "--name", "slow", "--model", "mlp:512,512", "--epochs", "5000"])
+        .args(["--ensemble", "bagging:3", "--node", &url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = mass_sdk::Client::new([&url]).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let id = loop {
+        if let Some(job) = client.jobs().await.ok().and_then(|jobs| jobs.into_iter().next()) {
+            break job.id.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "the job was never submitted");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    client.cancel_job(&id).await.unwrap();
+    let output = tokio::task::spawn_blocking(move || follower.wait_with_output().unwrap()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("job was cancelled"), "{stderr}");
+}
