@@ -41,16 +41,16 @@ impl Format {
         }
     }
 
-    /// The format a `Content-Type` names, if it names one: JSON Lines'
-    /// `application/x-ndjson` (also `application/jsonl`,
-    /// `application/x-jsonlines`) or `text/csv`.
+    /// The format a `Content-Type` says, if it says one the bytes cannot:
+    /// JSON Lines' `application/x-ndjson` (also `application/ndjson`,
+    /// `application/jsonl`, `application/x-jsonlines`). Any other type
+    /// leaves the bytes to decide, as before JSON Lines existed.
     pub fn of_content_type(content_type: &str) -> Option<Self> {
         let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         match essence.as_str() {
             "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" => {
                 Some(Format::Jsonl)
             }
-            "text/csv" => Some(Format::Csv),
             _ => None,
         }
     }
@@ -80,4 +80,23 @@ pub enum DataError {
     Read(String),
     #[error("cannot store the dataset: {0}")]
     Store(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Format;
+
+    #[test]
+    fn formats_from_the_parameter_and_the_content_type() {
+        assert_eq!(Format::parse("JSONL"), Some(Format::Jsonl));
+        assert_eq!(Format::parse("ndjson"), Some(Format::Jsonl));
+        assert_eq!(Format::parse("csv"), Some(Format::Csv));
+        assert_eq!(Format::parse("npy"), Some(Format::Npy));
+        assert_eq!(Format::parse("xml"), None);
+        assert_eq!(Format::of_content_type("application/x-ndjson; charset=utf-8"), Some(Format::Jsonl));
+        assert_eq!(Format::of_content_type("Application/JSONL"), Some(Format::Jsonl));
+        for other in ["text/csv", "application/octet-stream", "application/json", ""] {
+            assert_eq!(Format::of_content_type(other), None, "{other}");
+        }
+    }
 }
