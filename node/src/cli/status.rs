@@ -258,6 +258,57 @@ mod tests {
     }
 
     #[test]
+    fn jobs_are_counted_by_state_and_unfinished_ones_show_progress() {
+        use mass_protocol::jobs::TaskRecord;
+        let spec = crate::fuzz::fixture::fixture().model_manifest.spec.clone();
+        let shard = mass_protocol::ContentId::of(b"shard");
+        let job = |n: u8, state: JobState, done: usize, tasks: usize| {
+            let mut tasks: Vec<TaskRecord> = (0..tasks).map(|i| TaskRecord::new(vec![shard], i as u64)).collect();
+            for task in tasks.iter_mut().take(done) {
+                task.weights = Some(shard);
+            }
+            JobRecord {
+                id: mass_protocol::ContentId::of(&[n]),
+                spec: mass_protocol::jobs::JobSpec { model: format!("m{n}"), dataset: "iris".into(), ..spec.clone() },
+                state,
+                drivers: vec![],
+                dataset_manifest: None,
+                pipeline: None,
+                tasks,
+                rounds_done: 0,
+                averaged_from: vec![],
+                evaluation: None,
+                model: None,
+                task: None,
+                setup: None,
+                boost: None,
+                folds: vec![],
+            }
+        };
+        let status = Status {
+            peers: vec![],
+            datasets: vec![],
+            jobs: vec![
+                job(1, JobState::Running, 2, 5),
+                job(2, JobState::Completed, 3, 3),
+                job(3, JobState::Failed("out of memory".into()), 0, 1),
+                job(4, JobState::Pending, 0, 0),
+                job(5, JobState::Completed, 1, 1),
+            ],
+            models: vec![],
+        };
+        let text = render(&status);
+        assert!(text.contains("JOBS      1 running, 1 pending, 2 completed, 1 failed, 0 cancelled"), "{text}");
+        let running = text.lines().find(|l| l.contains(" m1 ")).unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            running.contains("iris") && running.contains("running") && running.contains("2/5 sub-models"),
+            "{running}"
+        );
+        assert!(text.lines().any(|l| l.contains(" m4 ") && l.contains("pending")), "{text}");
+        assert!(!text.contains(" m2 ") && !text.contains(" m3 "), "finished jobs are only counted: {text}");
+    }
+
+    #[test]
     fn short_ids_keep_the_tail() {
         assert_eq!(short("12D3KooWabcdefgh12345678"), "..12345678");
         assert_eq!(short("abc"), "..abc");
