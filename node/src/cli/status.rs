@@ -76,33 +76,53 @@ fn peer_row(peer: &PeerView) -> Vec<String> {
         PeerState::Up => "up",
         PeerState::Down => "down",
     };
-    let (cores, memory, gflops, gpus) = match &peer.hardware {
-        Some(hw) => (
-            hw.cpu.cores.to_string(),
-            gib(hw.memory_bytes),
-            format!("{:.0}", hw.gemm_gflops),
-            if hw.gpus.is_empty() {
-                "-".to_owned()
-            } else {
-                hw.gpus.iter().map(|g| g.name.clone()).collect::<Vec<_>>().join(", ")
-            },
-        ),
+    let (cores, memory, gflops, gpus) =
+        match &peer.hardware {
+            Some(hw) => (
+                hw.cpu.cores.to_string(),
+                gib(hw.memory_bytes),
+                format!("{:.0}", hw.gemm_gflops),
+                if hw.gpus.is_empty() {
+                    "-".to_owned()
+                } else {
+                    hw.gpus
+                        .iter()
+                        .map(|g| {
+                            if g.gflops > 0.0 {
+                                format!("{} ({:.0} GFLOP/s)", g.name, g.gflops)
+                            } else {
+                                g.name.clone()
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            ),
+            None => ("?".into(), "?".into(), "?".into(), "?".into()),
+        };
+    let (cpu, free, busy, queued) = match &peer.load {
+        Some(load) => {
+            let depth = |name: &str| load.queues.iter().find(|q| q.name == name).map_or(0, |q| u64::from(q.depth));
+            // Compute work running now, by kind, beside the slots there are.
+            let running: u64 = load
+                .queues
+                .iter()
+                .filter(|q| {
+                    q.name.starts_with("compute.")
+                        && !["compute.free", crate::compute::SLOTS_QUEUE, "compute.waiting"].contains(&q.name.as_str())
+                })
+                .map(|q| u64::from(q.depth))
+                .sum();
+            (
+                format!("{:.2}", load.cpu_load),
+                gib(load.free_memory_bytes),
+                format!("{running}/{}", depth(crate::compute::SLOTS_QUEUE)),
+                (depth("net") + depth(crate::serving::INFERENCE_QUEUE) + depth("compute.waiting")).to_string(),
+            )
+        }
         None => ("?".into(), "?".into(), "?".into(), "?".into()),
     };
-    let (cpu, free, queued) = match &peer.load {
-        Some(load) => (
-            format!("{:.2}", load.cpu_load),
-            gib(load.free_memory_bytes),
-            load.queues
-                .iter()
-                .filter(|q| q.name != "compute.free" && q.name != "compute.slots")
-                .map(|q| q.depth as u64)
-                .sum::<u64>()
-                .to_string(),
-        ),
-        None => ("?".into(), "?".into(), "?".into()),
-    };
-    vec![name, state.into(), cores, memory, gflops, gpus, cpu, free, queued]
+    vec![name, state.into(), cores, memory, gflops, gpus, cpu, free, busy, queued]
 }
 
 /// How far a job that has not finished has got.
@@ -146,7 +166,18 @@ pub fn render(status: &Status) -> String {
     let mut out = String::new();
     let up = status.peers.iter().filter(|p| p.state == PeerState::Up).count();
     out.push_str(&format!("PEERS     {up} up, {} down\n", status.peers.len() - up));
-    let mut rows = vec![cells(["PEER", "STATE", "CORES", "MEMORY", "GFLOP/S", "GPUS", "CPU LOAD", "FREE", "QUEUED"])];
+    let mut rows = vec![cells([
+        "PEER",
+        "STATE",
+        "CORES",
+        "MEMORY",
+        "GFLOP/S",
+        "GPUS",
+        "CPU LOAD",
+        "FREE",
+        "SLOTS BUSY",
+        "QUEUED",
+    ])];
     rows.extend(status.peers.iter().map(peer_row));
     out.push_str(&table(&rows));
 
@@ -306,6 +337,58 @@ mod tests {
         );
         assert!(text.lines().any(|l| l.contains(" m4 ") && l.contains("pending")), "{text}");
         assert!(!text.contains(" m2 ") && !text.contains(" m3 "), "finished jobs are only counted: {text}");
+    }
+
+    #[test]
+    fn peers_show_state_hardware_and_load() {
+        use mass_protocol::{CpuInfo, HardwareProfile, Load, QueueDepth};
+        let peer = |id: &str, state, load: Option<Load>| PeerView {
+            peer_id: id.into(),
+            is_self: id.ends_with('1'),
+            addresses: vec![],
+            http_addr: None,
+            state,
+            last_seen: 0,
+            hardware: Some(HardwareProfile {
+                cpu: CpuInfo { model: "EPYC".into(), cores: 16 },
+                memory_bytes: 64 << 30,
+                gemm_gflops: 412.4,
+                gpus: vec![],
+                bridges: vec![],
+                capacity_gflops: 412.4,
+            }),
+            load,
+        };
+        let queue = |name: &str, depth| QueueDepth { name: name.into(), depth };
+        let load = Load {
+            free_memory_bytes: 32 << 30,
+            cpu_load: 0.5,
+            queues: vec![
+                queue("net", 1),
+                queue(crate::serving::INFERENCE_QUEUE, 2),
+                queue("compute.training", 3),
+                queue("compute.waiting", 4),
+                queue("compute.free", 0),
+                queue(crate::compute::SLOTS_QUEUE, 3),
+            ],
+        };
+        let mut down = peer("peer-00000002", PeerState::Down, None);
+        down.hardware = None;
+        let status = Status {
+            peers: vec![peer("peer-00000001", PeerState::Up, Some(load)), down],
+            datasets: vec![],
+            jobs: vec![],
+            models: vec![],
+        };
+        let text = render(&status);
+        assert!(text.contains("PEERS     1 up, 1 down"), "{text}");
+        let up: Vec<&str> = text.lines().find(|l| l.contains("..00000001")).unwrap().split_whitespace().collect();
+        assert_eq!(
+            up,
+            ["..00000001", "(self)", "up", "16", "64.0", "GiB", "412", "-", "0.50", "32.0", "GiB", "3/3", "7"]
+        );
+        let down: Vec<&str> = text.lines().find(|l| l.contains("..00000002")).unwrap().split_whitespace().collect();
+        assert_eq!(down, ["..00000002", "down", "?", "?", "?", "?", "?", "?", "?", "?"]);
     }
 
     #[test]
