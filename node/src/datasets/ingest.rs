@@ -1,4 +1,4 @@
-//! Streaming CSV ingest.
+//! Streaming CSV ingest, and the record path JSON Lines shares ([`super::jsonl`]).
 //!
 //! The first [`INFER_ROWS`] rows are buffered to infer column kinds (unless the
 //! user gave them); every row after that is parsed, checked and appended to

@@ -64,6 +64,10 @@ impl<R: BufRead> JsonLines<R> {
         if !lines.next_line()? {
             return Err(DataError::Empty);
         }
+        // A byte-order mark, as some editors write, is not part of the JSON.
+        if lines.buffer.starts_with(b"\xef\xbb\xbf") {
+            lines.buffer.drain(..3);
+        }
         let object = parse(&lines.buffer, 1, lines.line)?;
         if object.0.is_empty() {
             return Err(DataError::Header(format!(
@@ -279,6 +283,13 @@ mod tests {
         assert_eq!(manifest.stats, from_csv.stats);
         assert_ne!(manifest.source, from_csv.source, "the source is the file's own bytes");
         assert_eq!(run(jsonl).unwrap().0, manifest, "ingesting twice gives the same manifest");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let (manifest, _) = run(b"\xef\xbb\xbf{\"a\": 1, \"label\": 0}\n{\"a\": 2, \"label\": 1}\n").unwrap();
+        assert_eq!(manifest.schema.columns[0].name, "a");
+        assert_eq!(manifest.rows, 2);
     }
 
     #[test]
