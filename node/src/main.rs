@@ -1,5 +1,6 @@
 //! The `mass` binary: parse the command line, run it, turn errors into one
-//! readable line and a non-zero exit.
+//! readable line and an exit code that says what kind of failure it was
+//! (`mass_node::cli::exit`; clap exits 2 on a usage error itself).
 
 use std::process::ExitCode;
 
@@ -9,10 +10,10 @@ fn main() -> ExitCode {
     restore_sigpipe();
     let cli = mass_node::cli::Cli::parse();
     match mass_node::cli::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(mass_node::cli::exit::OK),
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            ExitCode::from(mass_node::cli::exit::code(&error))
         }
     }
 }

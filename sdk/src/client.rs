@@ -92,7 +92,7 @@ impl Client {
     /// Sends `token` as `Authorization: Bearer` on every call.
     pub fn with_token(mut self, token: &str) -> Result<Self, Error> {
         let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.trim()))
-            .map_err(|_| Error::Launch("the API token has characters a header cannot carry".into()))?;
+            .map_err(|_| Error::Invalid("the API token has characters a header cannot carry".into()))?;
         value.set_sensitive(true);
         self.headers.insert(reqwest::header::AUTHORIZATION, value);
         self.http = build_http(self.timeout, &self.headers, self.tls.clone())?;
@@ -223,6 +223,22 @@ impl Client {
                 Ok(http
                     .post(url.join("v1/datasets").expect("relative path"))
                     .query(&query)
+                    .body(reqwest::Body::wrap_stream(file_stream(path)?)))
+            })
+            .await?;
+        decode(response).await
+    }
+
+    /// Ingests a JSON Lines file (plain or gzip: one object of column ->
+    /// value per line) as a dataset, streaming it.
+    pub async fn ingest_jsonl(&self, path: &Path, request: &IngestRequest) -> Result<DatasetView, Error> {
+        let query = self.ingest_query(request).await?;
+        let response = self
+            .call(|http, url| {
+                Ok(http
+                    .post(url.join("v1/datasets").expect("relative path"))
+                    .query(&query)
+                    .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
                     .body(reqwest::Body::wrap_stream(file_stream(path)?)))
             })
             .await?;
@@ -574,11 +590,11 @@ fn tls_trusting(pem: &[u8]) -> Result<rustls::ClientConfig, Error> {
     use rustls::pki_types::{CertificateDer, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.map_err(|e| Error::Launch(format!("the CA certificate file is not PEM: {e}")))?;
-        roots.add(cert).map_err(|e| Error::Launch(format!("the CA certificate is not usable: {e}")))?;
+        let cert = cert.map_err(|e| Error::Invalid(format!("the CA certificate file is not PEM: {e}")))?;
+        roots.add(cert).map_err(|e| Error::Invalid(format!("the CA certificate is not usable: {e}")))?;
     }
     if roots.is_empty() {
-        return Err(Error::Launch("the CA certificate file holds no certificate".into()));
+        return Err(Error::Invalid("the CA certificate file holds no certificate".into()));
     }
     Ok(tls_with_roots(roots))
 }

@@ -308,3 +308,137 @@ async fn numpy_features_and_labels_ingest_through_the_cli() {
     ]);
     assert!(!ok && stderr.contains("has 7 rows but the labels have 500"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_json_lines_file_ingests_like_its_csv_and_trains() {
+    let mut cluster = Cluster::new();
+    let node = cluster.spawn(&[]);
+    let url = node.http_url().to_owned();
+    // Iris as JSON Lines and as CSV, one value missing in both.
+    let iris =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/iris.csv")).unwrap();
+    let mut lines = iris.lines();
+    let names: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let (mut jsonl, mut csv) = (String::new(), format!("{}\n", names.join(",")));
+    for (i, line) in lines.enumerate() {
+        let mut cells: Vec<&str> = line.split(',').collect();
+        if i == 10 {
+            cells[1] = "";
+        }
+        let object: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .zip(&cells)
+            .map(|(name, cell)| {
+                let value = match cell.parse::<f64>() {
+                    Ok(number) => serde_json::json!(number),
+                    Err(_) if cell.is_empty() => serde_json::Value::Null,
+                    Err(_) => serde_json::json!(cell),
+                };
+                (name.to_string(), value)
+            })
+            .collect();
+        jsonl.push_str(&format!("{}\n", serde_json::Value::Object(object)));
+        csv.push_str(&format!("{}\n", cells.join(",")));
+    }
+    // serde_json's map sorts keys: the label comes first in the JSON lines.
+    let jsonl_path = cluster.path().join("iris.jsonl");
+    let csv_path = cluster.path().join("iris.csv");
+    std::fs::write(&jsonl_path, &jsonl).unwrap();
+    std::fs::write(&csv_path, &csv).unwrap();
+
+    let put = |file: &std::path::Path, name: &str| {
+        crate::support::mass_exit(
+            &[
+                "data",
+                "put",
+                file.to_str().unwrap(),
+                "--name",
+                name,
+                "--label",
+                "label",
+                "--shard-rows",
+                "50",
+                "--node",
+                &url,
+            ],
+            &[],
+        )
+    };
+    let (code, stdout, stderr) = put(&jsonl_path, "iris-jsonl");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("150 rows, 5 columns, 3 shards"), "{stdout}");
+    let (code, _, stderr) = put(&csv_path, "iris-csv");
+    assert_eq!(code, Some(0), "{stderr}");
+    let client = Client::new([&url]).unwrap();
+    let from_jsonl = client.dataset("iris-jsonl").await.unwrap().manifest;
+    let from_csv = client.dataset("iris-csv").await.unwrap().manifest;
+    let columns: Vec<&str> = from_jsonl.schema.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(columns[0], "label", "columns in the order of the first line's keys");
+    assert_eq!(from_jsonl.stats.iter().map(|s| s.missing).sum::<u64>(), 1);
+    assert_eq!(from_jsonl.label_histogram(), from_csv.label_histogram());
+    assert_eq!(from_jsonl.rows, from_csv.rows);
+    assert_eq!(from_jsonl.split_rows, from_csv.split_rows);
+
+    // Over HTTP: format=jsonl or the ndjson content type; bad lines are named.
+    let http = crate::support::http();
+    let cases: Vec<(&str, Option<&str>, &str, u16, &str)> = vec![
+        (
+            "format=jsonl",
+            None,
+            "{\"a\": 1, \"label\": 0}\n{\"a\": 2, \"label\": 1, \"petal\": 3}\n",
+            422,
+            "row 2 (line 2), column 'petal': the first line has no such key",
+        ),
+        (
+            "",
+            Some("application/x-ndjson; charset=utf-8"),
+            "{\"a\": 1, \"label\": 0}\n{\"a\": {\"b\": 1}, \"label\": 1}\n",
+            422,
+            "row 2 (line 2), column 'a': a nested object",
+        ),
+        ("format=jsonl", None, "{\"a\": 1, \"label\": 0}\n{\"label\": 1}\n", 422, "column 'a': the key is missing"),
+        ("format=xml", None, "a,label\n1,0\n", 400, "format: 'xml' is not csv, jsonl or npy"),
+    ];
+    for (extra, content_type, body, status, expected) in cases {
+        let mut request = http.post(format!("{url}/v1/datasets?name=bad&label=label&{extra}")).body(body.to_owned());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.send().await.unwrap();
+        let got = response.status().as_u16();
+        let message =
+            response.json::<serde_json::Value>().await.unwrap()["error"].as_str().unwrap_or_default().to_owned();
+        assert!(got == status && message.contains(expected), "{extra}: {got} '{message}' lacks '{expected}'");
+    }
+    let response = http
+        .post(format!("{url}/v1/datasets?name=small&label=label&format=jsonl"))
+        .body("{\"a\": 1, \"label\": \"x\"}\n{\"a\": 2, \"label\": \"y\"}\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200, "{}", response.text().await.unwrap());
+    assert!(client.datasets().await.unwrap().iter().all(|d| d.name != "bad"), "a refused file left a dataset");
+
+    // Train on the JSON Lines dataset, followed by the CLI to the end.
+    let (code, stdout, stderr) = crate::support::mass_exit(
+        &[
+            "train",
+            "--dataset",
+            "iris-jsonl",
+            "--name",
+            "iris-jsonl",
+            "--model",
+            "linear",
+            "--epochs",
+            "20",
+            "--node",
+            &url,
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("Completed"), "{stdout}");
+    let models = client.models().await.unwrap();
+    let model = models.iter().find(|m| m.name == "iris-jsonl").unwrap();
+    assert!(model.accuracy.is_some_and(|a| a > 0.6), "{model:?}");
+}

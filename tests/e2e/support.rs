@@ -180,6 +180,17 @@ pub fn mass(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Runs `mass` with arguments and extra environment variables; returns
+/// (exit code, stdout, stderr). The code is `None` when a signal ended it.
+pub fn mass_exit(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new(MASS).args(args).envs(env.iter().copied()).output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// Starts `n` nodes, the others joining through the first, and waits until
 /// every node lists every other as up with hardware.
 pub async fn mesh(cluster: &mut Cluster, n: usize) -> Vec<LocalNode> {

@@ -47,8 +47,9 @@ fn bar(total: u64) -> ProgressBar {
 pub async fn run(command: BlobCommand) -> anyhow::Result<()> {
     match command {
         BlobCommand::Put { file, no_pin, node } => {
-            let size =
-                std::fs::metadata(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?.len();
+            let size = std::fs::metadata(&file)
+                .map_err(|e| super::exit::bad_input!("cannot read {}: {e}", file.display()))?
+                .len();
             let progress = bar(size);
             let shown = progress.clone();
             let info = node.client()?.put_blob_file(&file, !no_pin, move |sent| shown.set_position(sent)).await?;

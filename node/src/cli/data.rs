@@ -6,13 +6,18 @@ use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
 use mass_sdk::IngestRequest;
 
-use super::NodeArgs;
+use super::{NodeArgs, exit::bad_input};
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
-    /// Ingest a CSV file (plain or gzip) as a sharded, replicated dataset.
+    /// Ingest a CSV or JSON Lines file (plain or gzip) as a sharded, replicated dataset.
     Put {
+        /// The file: CSV with a header, JSON Lines (one object of column -> value
+        /// per line), or a NumPy features matrix with --labels.
         file: PathBuf,
+        /// csv or jsonl; by default a .jsonl or .ndjson name (also .gz) is JSON Lines, anything else CSV.
+        #[arg(long, conflicts_with = "labels")]
+        format: Option<String>,
         #[arg(long)]
         name: String,
         /// The column to predict.
@@ -68,15 +73,34 @@ pub enum DataCommand {
 
 pub async fn run(command: DataCommand) -> anyhow::Result<()> {
     match command {
-        DataCommand::Put { file, name, label, types, shard_rows, seed, validation, test, test_rows, labels, node } => {
+        DataCommand::Put {
+            file,
+            format,
+            name,
+            label,
+            types,
+            shard_rows,
+            seed,
+            validation,
+            test,
+            test_rows,
+            labels,
+            node,
+        } => {
             let types = types
                 .iter()
                 .map(|t| {
                     t.split_once('=')
                         .map(|(c, k)| (c.to_owned(), k.to_owned()))
-                        .ok_or_else(|| anyhow::anyhow!("--type {t}: expected COLUMN=KIND"))
+                        .ok_or_else(|| bad_input!("--type {t}: expected COLUMN=KIND"))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let jsonl = match format.as_deref() {
+                None => is_jsonl_name(&file),
+                Some("csv") => false,
+                Some("jsonl" | "ndjson") => true,
+                Some(other) => return Err(bad_input!("--format {other}: expected csv or jsonl")),
+            };
             let request = IngestRequest { name, label, types, shard_rows, seed, validation, test, test_rows };
             let spinner = ProgressBar::new_spinner();
             spinner.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
@@ -85,6 +109,7 @@ pub async fn run(command: DataCommand) -> anyhow::Result<()> {
             let client = node.client()?;
             let view = match &labels {
                 Some(labels) => client.ingest_npy(labels, &file, &request).await,
+                None if jsonl => client.ingest_jsonl(&file, &request).await,
                 None => client.ingest_csv(&file, &request).await,
             };
             spinner.finish_and_clear();
@@ -106,7 +131,7 @@ pub async fn run(command: DataCommand) -> anyhow::Result<()> {
         DataCommand::Fit { dataset, pipeline, spec, node } => {
             let spec: mass_protocol::features::PipelineSpec = match spec {
                 Some(json) => {
-                    serde_json::from_str(&json).map_err(|e| anyhow::anyhow!("--spec is not a pipeline spec: {e}"))?
+                    serde_json::from_str(&json).map_err(|e| bad_input!("--spec is not a pipeline spec: {e}"))?
                 }
                 None => Default::default(),
             };
@@ -171,4 +196,26 @@ pub async fn run(command: DataCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether a file's name says JSON Lines: `.jsonl` or `.ndjson`, gzipped or not.
+fn is_jsonl_name(path: &std::path::Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    name.ends_with(".jsonl") || name.ends_with(".ndjson")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonl_is_told_by_the_file_name() {
+        for name in ["a.jsonl", "dir/b.JSONL", "c.ndjson", "d.jsonl.gz"] {
+            assert!(is_jsonl_name(std::path::Path::new(name)), "{name}");
+        }
+        for name in ["a.csv", "a.csv.gz", "jsonl", "a.json", "a.jsonl.csv"] {
+            assert!(!is_jsonl_name(std::path::Path::new(name)), "{name}");
+        }
+    }
 }

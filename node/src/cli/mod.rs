@@ -3,22 +3,30 @@
 
 mod blob;
 mod data;
+pub mod exit;
 mod models;
 mod peers;
 mod plot;
 mod refs;
+mod status;
 mod train;
 mod tune;
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use crate::config::{FileConfig, NodeConfig, Overrides};
+use exit::bad_input;
 
 #[derive(Debug, Parser)]
-#[command(name = "mass", version, about = "Mass: a peer-to-peer mesh for the whole life of a model")]
+#[command(
+    name = "mass",
+    version,
+    about = "Mass: a peer-to-peer mesh for the whole life of a model",
+    after_help = exit::HELP
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -37,6 +45,8 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// The mesh at a glance: peers, datasets, jobs and models.
+    Status(status::StatusArgs),
     /// Print the peer table of a node.
     Peers(peers::PeersArgs),
     /// Store and fetch content-addressed blobs.
@@ -66,6 +76,11 @@ pub enum Command {
     /// API tokens of a node (run where the node's data dir is).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Print a shell completion script, e.g. `mass completions bash > /etc/bash_completion.d/mass`.
+    Completions {
+        /// bash, zsh, fish, powershell or elvish.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,18 +93,21 @@ pub enum TokenCommand {
         /// What the token is for, shown by `mass token ls`.
         #[arg(long, default_value = "")]
         name: String,
-        #[arg(long)]
+        /// The node's data directory.
+        #[arg(long, env = "MASS_DATA_DIR")]
         data_dir: PathBuf,
     },
     /// List tokens (ids, roles, names; never the tokens).
     Ls {
-        #[arg(long)]
+        /// The node's data directory.
+        #[arg(long, env = "MASS_DATA_DIR")]
         data_dir: PathBuf,
     },
     /// Revoke a token by id; a running node stops accepting it within a second.
     Revoke {
         id: String,
-        #[arg(long)]
+        /// The node's data directory.
+        #[arg(long, env = "MASS_DATA_DIR")]
         data_dir: PathBuf,
     },
 }
@@ -99,7 +117,7 @@ fn token_command(command: TokenCommand) -> anyhow::Result<()> {
     match command {
         TokenCommand::Create { role, name, data_dir } => {
             let role = Role::parse(&role)
-                .ok_or_else(|| anyhow::anyhow!("--role {role}: expected read, predict, write or admin"))?;
+                .ok_or_else(|| exit::bad_input!("--role {role}: expected read, predict, write or admin"))?;
             let (token, entry) = crate::auth::create(&data_dir, role, &name)?;
             eprintln!("token {} ({role}) created; keep it, it is not shown again:", entry.id);
             println!("{token}");
@@ -123,11 +141,11 @@ pub struct NodeArgs {
     /// Node URL (repeatable or comma-separated; the next is tried when one is down).
     #[arg(long = "node", env = "MASS_NODE", value_delimiter = ',', default_value = "http://127.0.0.1:8080")]
     pub urls: Vec<String>,
-    /// API token (or set MASS_TOKEN).
+    /// API token, sent as `Authorization: Bearer`.
     #[arg(long, env = "MASS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// A file holding the API token.
-    #[arg(long, conflicts_with = "token")]
+    #[arg(long, env = "MASS_TOKEN_FILE", conflicts_with = "token")]
     pub token_file: Option<PathBuf>,
     /// PEM file of the CA certificate to trust for https:// nodes.
     #[arg(long, env = "MASS_CA_CERT")]
@@ -138,15 +156,15 @@ impl NodeArgs {
     pub fn client(&self) -> anyhow::Result<mass_sdk::Client> {
         let mut client = mass_sdk::Client::new(&self.urls)?;
         if let Some(path) = &self.ca_cert {
-            let pem =
-                std::fs::read(path).with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+            let pem = std::fs::read(path)
+                .map_err(|e| bad_input!("cannot read the CA certificate {}: {e}", path.display()))?;
             client = client.with_ca_cert(&pem).with_context(|| format!("CA certificate {}", path.display()))?;
         }
         let token = match (&self.token, &self.token_file) {
             (Some(token), _) => Some(token.clone()),
             (None, Some(path)) => Some(
                 std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read the token file {}", path.display()))?
+                    .map_err(|e| bad_input!("cannot read the token file {}: {e}", path.display()))?
                     .trim()
                     .to_owned(),
             ),
@@ -165,31 +183,37 @@ pub enum NodeCommand {
     Start(StartArgs),
 }
 
+// Every flag can also come from the MASS_* variable shown beside it.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Each flag can be set by the MASS_* variable shown beside it; the flag wins over the variable, \
+and both win over the config file. MASS_LISTEN and MASS_BOOTSTRAP take comma-separated lists; \
+MASS_NO_MDNS takes true/false, 1/0, yes/no or on/off."
+)]
 pub struct StartArgs {
     /// Directory for the node's identity and data (created if missing).
-    #[arg(long)]
+    #[arg(long, env = "MASS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// libp2p address to listen on (repeatable), e.g. /ip4/0.0.0.0/tcp/4001.
-    #[arg(long)]
+    #[arg(long, env = "MASS_LISTEN", value_delimiter = ',')]
     pub listen: Vec<String>,
     /// HTTP API address, e.g. 127.0.0.1:8080.
-    #[arg(long)]
+    #[arg(long, env = "MASS_HTTP")]
     pub http: Option<String>,
     /// Address of a node to join through (repeatable).
-    #[arg(long)]
+    #[arg(long, env = "MASS_BOOTSTRAP", value_delimiter = ',')]
     pub bootstrap: Vec<String>,
     /// Pre-shared key file of a private mesh (see `mass keygen`).
-    #[arg(long)]
+    #[arg(long, env = "MASS_NETWORK_KEY")]
     pub network_key: Option<PathBuf>,
     /// TOML config file; command-line flags override it.
-    #[arg(long)]
+    #[arg(long, env = "MASS_CONFIG")]
     pub config: Option<PathBuf>,
     /// Do not discover peers on the local network with mDNS.
-    #[arg(long)]
+    #[arg(long, env = "MASS_NO_MDNS", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_mdns: bool,
     /// Log filter, e.g. "info" or "mass_node=debug" (RUST_LOG wins when set).
-    #[arg(long)]
+    #[arg(long, env = "MASS_LOG")]
     pub log: Option<String>,
 }
 
@@ -222,6 +246,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("wrote network key {} (fingerprint {})", file.display(), key.fingerprint());
             Ok(())
         }
+        Command::Status(args) => client_runtime()?.block_on(status::run(args)),
         Command::Peers(args) => client_runtime()?.block_on(peers::run(args)),
         Command::Blob(command) => client_runtime()?.block_on(blob::run(command)),
         Command::Ref(command) => client_runtime()?.block_on(refs::run(command)),
@@ -233,7 +258,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tune(args) => client_runtime()?.block_on(tune::tune(args)),
         Command::Studies(command) => client_runtime()?.block_on(tune::studies(command)),
         Command::Token(command) => token_command(command),
+        Command::Completions { shell } => {
+            completions(shell, &mut std::io::stdout());
+            Ok(())
+        }
     }
+}
+
+/// Writes the completion script of `shell` for `mass`.
+pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    clap_complete::generate(shell, &mut Cli::command(), "mass", out);
 }
 
 fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {

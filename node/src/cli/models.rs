@@ -9,7 +9,10 @@ use mass_protocol::{
     serving::{Compose, ComposePart, CompressRequest, ExportFormat, ImportModel, ImportPipeline, ModelView, Predicted},
 };
 
-use super::NodeArgs;
+use super::{
+    NodeArgs,
+    exit::{bad_input, into_bad_input},
+};
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
@@ -249,12 +252,12 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
             variants(&node.client()?, &node.client()?.model(&name).await?).await?;
         }
         ModelsCommand::Compose { name, serial, parallel, node } => {
-            let request = parse_compose(serial, parallel)?;
+            let request = parse_compose(serial, parallel).map_err(into_bad_input)?;
             let version = node.client()?.compose(&name, &request).await?;
             println!("model/{name} version {} ({}) composed", version.version, version.manifest);
         }
         ModelsCommand::Export { name, version, format, output, node } => {
-            let format = ExportFormat::parse(&format).map_err(|e| anyhow::anyhow!("--{e}"))?;
+            let format = ExportFormat::parse(&format).map_err(|e| bad_input!("--{e}"))?;
             let (bytes, version) = node.client()?.export_model(&name, version, format).await?;
             std::fs::write(&output, &bytes).with_context(|| format!("cannot write {}", output.display()))?;
             println!(
@@ -265,7 +268,7 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
             );
         }
         ModelsCommand::Import { file, name, dataset, pipeline, activation, node } => {
-            let pipeline = pipeline.as_deref().map(parse_pipeline).transpose()?;
+            let pipeline = pipeline.as_deref().map(parse_pipeline).transpose().map_err(into_bad_input)?;
             let client = node.client()?;
             // Unpinned: a refused file is collected like any stray blob.
             let blob = client.put_blob_file(&file, false, |_| {}).await?;
@@ -346,11 +349,12 @@ pub async fn predict(args: PredictArgs) -> anyhow::Result<()> {
     let text = match (&args.rows, &args.file) {
         (Some(rows), _) => rows.clone(),
         (None, Some(file)) => {
-            std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?
+            std::fs::read_to_string(file).map_err(|e| bad_input!("cannot read {}: {e}", file.display()))?
         }
-        (None, None) => anyhow::bail!("give the rows with --rows JSON or --file PATH"),
+        (None, None) => return Err(bad_input!("give the rows with --rows JSON or --file PATH")),
     };
-    let value: serde_json::Value = serde_json::from_str(&text).context("--rows is not valid JSON")?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad_input!("--rows is not valid JSON: {e}"))?;
     // One row (an object, or an array of scalars) or an array of rows.
     let rows = match value {
         serde_json::Value::Array(items) if items.iter().all(|i| i.is_array() || i.is_object()) && !items.is_empty() => {

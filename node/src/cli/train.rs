@@ -12,7 +12,7 @@ use mass_protocol::{
     },
 };
 
-use super::NodeArgs;
+use super::{NodeArgs, exit::JobFailed};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -270,7 +270,7 @@ pub fn job_spec(args: &TrainArgs) -> anyhow::Result<JobSpec> {
 }
 
 pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
-    let spec = job_spec(&args)?;
+    let spec = job_spec(&args).map_err(super::exit::into_bad_input)?;
     let client = args.node.client()?;
     let id = client.submit_job(&spec).await?.to_string();
     println!("job {id}");
@@ -296,8 +296,8 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     print_record(&record);
     match &record.state {
-        JobState::Failed(reason) => anyhow::bail!("job failed: {reason}"),
-        JobState::Cancelled => anyhow::bail!("job was cancelled"),
+        JobState::Failed(reason) => return Err(JobFailed(format!("job failed: {reason}")).into()),
+        JobState::Cancelled => return Err(JobFailed("job was cancelled".into()).into()),
         _ => {}
     }
     Ok(())

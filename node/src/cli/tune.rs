@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use mass_protocol::studies::{Asha, Domain, Metric, ParamValue, Space, Strategy, StudyRecord, StudySpec, StudyState};
 
-use super::{NodeArgs, train::TrainArgs};
+use super::{NodeArgs, exit::JobFailed, train::TrainArgs};
 
 #[derive(Debug, Args)]
 pub struct TuneArgs {
@@ -242,7 +242,7 @@ fn print_record(record: &StudyRecord, top: usize) {
 }
 
 pub async fn tune(args: TuneArgs) -> anyhow::Result<()> {
-    let spec = study_spec(&args)?;
+    let spec = study_spec(&args).map_err(super::exit::into_bad_input)?;
     let client = args.base.node.client()?;
     let id = client.submit_study(&spec).await?.to_string();
     println!("study {id}");
@@ -268,8 +268,8 @@ pub async fn tune(args: TuneArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     print_record(&record, 10);
     match &record.state {
-        StudyState::Failed(reason) => anyhow::bail!("study failed: {reason}"),
-        StudyState::Cancelled => anyhow::bail!("study was cancelled"),
+        StudyState::Failed(reason) => Err(JobFailed(format!("study failed: {reason}")).into()),
+        StudyState::Cancelled => Err(JobFailed("study was cancelled".into()).into()),
         _ => Ok(()),
     }
 }

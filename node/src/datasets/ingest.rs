@@ -1,4 +1,4 @@
-//! Streaming CSV ingest.
+//! Streaming CSV ingest, and the record path JSON Lines shares ([`super::jsonl`]).
 //!
 //! The first [`INFER_ROWS`] rows are buffered to infer column kinds (unless the
 //! user gave them); every row after that is parsed, checked and appended to
@@ -242,10 +242,38 @@ fn infer(sample: &[Vec<String>], index: usize) -> ColumnKind {
 pub fn ingest(
     source: impl Read,
     options: &IngestOptions,
-    mut store: impl FnMut(&Shard) -> Result<ContentId, DataError>,
+    store: impl FnMut(&Shard) -> Result<ContentId, DataError>,
+) -> Result<DatasetManifest, DataError> {
+    read_source(source, options, |decoded| {
+        let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(decoded);
+        let header = reader.byte_headers().map_err(|e| csv_error(e, 0))?.clone();
+        if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
+            return Err(DataError::Empty);
+        }
+        let names: Vec<String> = header
+            .iter()
+            .enumerate()
+            .map(|(i, field)| {
+                std::str::from_utf8(field)
+                    .map(|s| s.trim().to_owned())
+                    .map_err(|_| DataError::Header(format!("column {} is not valid UTF-8", i + 1)))
+            })
+            .collect::<Result<_, _>>()?;
+        check_names(&names)?;
+        ingest_records(names, &mut CsvRecords(reader), options, store)
+    })
+}
+
+/// What every text format shares: checks the options, hashes the bytes as
+/// they pass (the dataset's `source`), refuses an empty file, and ungzips
+/// a gzip file; `read` parses the (decoded) rows.
+pub(crate) fn read_source<R: Read>(
+    source: R,
+    options: &IngestOptions,
+    read: impl FnOnce(Box<dyn Read + '_>) -> Result<Parsed, DataError>,
 ) -> Result<DatasetManifest, DataError> {
     options.validate()?;
-    let mut raw = BufReader::with_capacity(256 * 1024, Hashing { inner: source, hasher: blake3::Hasher::new() });
+    let mut raw = BufReader::with_capacity(256 * 1024, Hashing::new(source));
     let head = raw.fill_buf().map_err(|e| DataError::Read(e.to_string()))?;
     if head.is_empty() {
         return Err(DataError::Empty);
@@ -253,23 +281,50 @@ pub fn ingest(
     let gzip = head.starts_with(&[0x1f, 0x8b]);
     let decoded: Box<dyn Read + '_> =
         if gzip { Box::new(flate2::bufread::MultiGzDecoder::new(&mut raw)) } else { Box::new(&mut raw) };
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(decoded);
+    let parsed = read(decoded)?;
+    let source = raw.into_inner().finish();
+    Ok(DatasetManifest {
+        name: options.name.clone(),
+        schema: parsed.schema,
+        rows: parsed.rows,
+        shards: parsed.shards,
+        stats: parsed.stats,
+        split: options.split.spec(),
+        split_rows: parsed.split_rows,
+        source,
+    })
+}
 
-    let header = reader.byte_headers().map_err(|e| csv_error(e, 0))?.clone();
-    if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
-        return Err(DataError::Empty);
+/// A dataset's rows once read: the manifest but for its source.
+pub(crate) struct Parsed {
+    schema: Schema,
+    rows: u64,
+    shards: Vec<ShardInfo>,
+    stats: Vec<ColumnStats>,
+    split_rows: [u64; 3],
+}
+
+/// Data rows as CSV records, whatever the file's format: the CSV reader's
+/// own, or JSON Lines turned into the same records, so that every format
+/// gets the same kinds, checks and error messages.
+pub(crate) trait Records {
+    /// Reads data row `row` (1-based) into `record`, with its position's
+    /// line set to the row's line in the file; false at the end.
+    fn read(&mut self, record: &mut csv::ByteRecord, row: u64) -> Result<bool, DataError>;
+}
+
+struct CsvRecords<R>(csv::Reader<R>);
+
+impl<R: Read> Records for CsvRecords<R> {
+    fn read(&mut self, record: &mut csv::ByteRecord, row: u64) -> Result<bool, DataError> {
+        read_record(&mut self.0, record, row)
     }
-    let names: Vec<String> = header
-        .iter()
-        .enumerate()
-        .map(|(i, field)| {
-            std::str::from_utf8(field)
-                .map(|s| s.trim().to_owned())
-                .map_err(|_| DataError::Header(format!("column {} is not valid UTF-8", i + 1)))
-        })
-        .collect::<Result<_, _>>()?;
+}
+
+/// Column names must be non-empty and distinct.
+pub(crate) fn check_names(names: &[String]) -> Result<(), DataError> {
     let mut seen = BTreeSet::new();
-    for name in &names {
+    for name in names {
         if name.is_empty() {
             return Err(DataError::Header("a column has no name".into()));
         }
@@ -277,6 +332,18 @@ pub fn ingest(
             return Err(DataError::Header(format!("column '{name}' appears twice")));
         }
     }
+    Ok(())
+}
+
+/// Everything after the column names: kinds (inferred from the first
+/// [`INFER_ROWS`] rows unless given), every cell checked, statistics,
+/// splits, and shards handed to `store` as they fill.
+pub(crate) fn ingest_records(
+    names: Vec<String>,
+    records: &mut impl Records,
+    options: &IngestOptions,
+    mut store: impl FnMut(&Shard) -> Result<ContentId, DataError>,
+) -> Result<Parsed, DataError> {
     let label = names
         .iter()
         .position(|n| *n == options.label)
@@ -291,7 +358,7 @@ pub fn ingest(
     // that one record buffer is reused for every row.
     let mut sample: Vec<csv::ByteRecord> = Vec::new();
     let mut record = csv::ByteRecord::new();
-    while sample.len() < INFER_ROWS && read_record(&mut reader, &mut record, sample.len() as u64 + 1)? {
+    while sample.len() < INFER_ROWS && records.read(&mut record, sample.len() as u64 + 1)? {
         sample.push(record.clone());
     }
     if sample.is_empty() {
@@ -339,7 +406,7 @@ pub fn ingest(
     }
     drop(sample);
     let mut next = INFER_ROWS as u64 + 1;
-    while read_record(&mut reader, &mut record, next)? {
+    while records.read(&mut record, next)? {
         process(&record)?;
         next += 1;
     }
@@ -352,18 +419,7 @@ pub fn ingest(
     {
         return Err(DataError::Options(format!("test row {past} is past the last row ({count} rows)")));
     }
-    drop(reader);
-    let source = ContentId::from(raw.into_inner().hasher.finalize());
-    Ok(DatasetManifest {
-        name: options.name.clone(),
-        schema,
-        rows: count,
-        shards,
-        stats,
-        split: options.split.spec(),
-        split_rows,
-        source,
-    })
+    Ok(Parsed { schema, rows: count, shards, stats, split_rows })
 }
 
 /// Reads the next record; false at the end of the file.
@@ -445,8 +501,6 @@ fn append(
     }
     Ok(())
 }
-
-/// Label values as text: integers without a fraction, others as written by Rust.
 
 fn csv_error(error: csv::Error, row: u64) -> DataError {
     match error.kind() {

@@ -4,14 +4,57 @@
 //! - [`ingest`]: streaming CSV (plain or gzip) parsing, type inference,
 //!   validation, statistics, splits and sharding. Synchronous and pure apart
 //!   from the `Read` it consumes and the callback that stores each shard.
+//! - [`jsonl`]: JSON Lines, turned into the records the CSV reader yields and
+//!   ingested by the same code from there.
+//! - [`npy`]: NumPy arrays (a labels vector and a features matrix).
 //! - [`service`]: running an ingest against storage, and reading manifests.
 
 pub mod ingest;
+pub mod jsonl;
 pub mod npy;
 pub mod service;
 pub mod stats;
 
 pub use ingest::{IngestOptions, SplitChoice, ingest};
+pub use jsonl::ingest_jsonl;
+
+/// How an upload's bytes are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// NumPy arrays when the bytes start with NumPy's magic, else CSV.
+    #[default]
+    Auto,
+    Csv,
+    /// JSON Lines: one object of column -> value per line.
+    Jsonl,
+    Npy,
+}
+
+impl Format {
+    /// `csv`, `jsonl` (or `ndjson`) or `npy`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv),
+            "jsonl" | "ndjson" => Some(Format::Jsonl),
+            "npy" | "numpy" => Some(Format::Npy),
+            _ => None,
+        }
+    }
+
+    /// The format a `Content-Type` says, if it says one the bytes cannot:
+    /// JSON Lines' `application/x-ndjson` (also `application/ndjson`,
+    /// `application/jsonl`, `application/x-jsonlines`). Any other type
+    /// leaves the bytes to decide, as before JSON Lines existed.
+    pub fn of_content_type(content_type: &str) -> Option<Self> {
+        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match essence.as_str() {
+            "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" => {
+                Some(Format::Jsonl)
+            }
+            _ => None,
+        }
+    }
+}
 
 /// Refs of datasets are `dataset/<name>`.
 pub const REF_PREFIX: &str = "dataset/";
@@ -37,4 +80,23 @@ pub enum DataError {
     Read(String),
     #[error("cannot store the dataset: {0}")]
     Store(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Format;
+
+    #[test]
+    fn formats_from_the_parameter_and_the_content_type() {
+        assert_eq!(Format::parse("JSONL"), Some(Format::Jsonl));
+        assert_eq!(Format::parse("ndjson"), Some(Format::Jsonl));
+        assert_eq!(Format::parse("csv"), Some(Format::Csv));
+        assert_eq!(Format::parse("npy"), Some(Format::Npy));
+        assert_eq!(Format::parse("xml"), None);
+        assert_eq!(Format::of_content_type("application/x-ndjson; charset=utf-8"), Some(Format::Jsonl));
+        assert_eq!(Format::of_content_type("Application/JSONL"), Some(Format::Jsonl));
+        for other in ["text/csv", "application/octet-stream", "application/json", ""] {
+            assert_eq!(Format::of_content_type(other), None, "{other}");
+        }
+    }
 }

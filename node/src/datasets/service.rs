@@ -9,7 +9,7 @@ use mass_protocol::{
 };
 use tokio::sync::mpsc;
 
-use super::{DataError, IngestOptions, ingest};
+use super::{DataError, Format, IngestOptions, ingest};
 use crate::storage::{BlobWriter, Storage, StoreError};
 
 /// Pieces of an uploaded file, in order; an `Err` aborts the ingest.
@@ -52,11 +52,13 @@ pub async fn read_blob(storage: &Storage, meta: &BlobMeta) -> Result<Vec<u8>, St
     Ok(out)
 }
 
-/// Ingests the pieces on a blocking thread, storing each shard as it fills.
-/// Returns the manifest, stored as a blob, and the manifest's layout.
+/// Ingests the pieces, read as `format`, on a blocking thread, storing each
+/// shard as it fills. Returns the manifest, stored as a blob, and the
+/// manifest's layout.
 pub async fn ingest_pieces(
     storage: Storage,
     options: IngestOptions,
+    format: Format,
     pieces: Pieces,
 ) -> Result<(BlobMeta, DatasetManifest), DataError> {
     let runtime = tokio::runtime::Handle::current();
@@ -70,12 +72,19 @@ pub async fn ingest_pieces(
                 .map(|meta| meta.id)
                 .map_err(|e| DataError::Store(e.to_string()))
         };
-        // NumPy arrays announce themselves; anything else is read as CSV.
-        let head = std::io::BufRead::fill_buf(&mut reader).map_err(|e| DataError::Read(e.to_string()))?;
-        if head.starts_with(super::npy::MAGIC) {
-            super::npy::ingest_npy(reader, &options, store)
-        } else {
-            ingest(reader, &options, store)
+        match format {
+            Format::Csv => ingest(reader, &options, store),
+            Format::Jsonl => super::jsonl::ingest_jsonl(reader, &options, store),
+            Format::Npy => super::npy::ingest_npy(reader, &options, store),
+            // NumPy arrays announce themselves; anything else is read as CSV.
+            Format::Auto => {
+                let head = std::io::BufRead::fill_buf(&mut reader).map_err(|e| DataError::Read(e.to_string()))?;
+                if head.starts_with(super::npy::MAGIC) {
+                    super::npy::ingest_npy(reader, &options, store)
+                } else {
+                    ingest(reader, &options, store)
+                }
+            }
         }
     })
     .await

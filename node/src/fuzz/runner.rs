@@ -137,6 +137,7 @@ fuzz_tests!(
     member,
     ref_record,
     csv,
+    jsonl,
     npy,
     job_spec_json,
     predict_json,

@@ -57,6 +57,7 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("trees", rounds().iter().map(enc).collect()),
         ("ref_record", vec![enc(&ref_record())]),
         ("csv", csvs()),
+        ("jsonl", jsonls()),
         ("npy", npys()),
         ("job_spec_json", job_specs()),
         ("predict_json", predict_bodies()),
@@ -383,6 +384,40 @@ fn csvs() -> Vec<Vec<u8>> {
     gz.write_all(&csvs[1]).unwrap();
     csvs.push(gz.finish().unwrap());
     csvs
+}
+
+/// The CSV seeds as JSON Lines: numbers as numbers, empty cells as null.
+fn jsonls() -> Vec<Vec<u8>> {
+    let csvs = csvs();
+    let mut out: Vec<Vec<u8>> = csvs[..csvs.len() - 1]
+        .iter()
+        .map(|csv| {
+            let text = String::from_utf8_lossy(csv);
+            let mut lines = text.lines();
+            let names: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+            let mut jsonl = String::new();
+            for line in lines {
+                let object: Vec<String> = names
+                    .iter()
+                    .zip(line.split(','))
+                    .map(|(name, cell)| {
+                        let value = match cell.parse::<f64>() {
+                            Ok(_) => cell.to_owned(),
+                            Err(_) if cell.is_empty() => "null".to_owned(),
+                            Err(_) => serde_json::Value::from(cell).to_string(),
+                        };
+                        format!("{}: {value}", serde_json::Value::from(*name))
+                    })
+                    .collect();
+                jsonl.push_str(&format!("{{{}}}\n", object.join(", ")));
+            }
+            jsonl.into_bytes()
+        })
+        .collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&out[1]).unwrap();
+    out.push(gz.finish().unwrap());
+    out
 }
 
 /// A `.npy` file of `descr` values with `shape`.

@@ -1,4 +1,4 @@
-//! HTTP bodies: dataset uploads (CSV, NumPy), job specs and predict
+//! HTTP bodies: dataset uploads (CSV, JSON Lines, NumPy), job specs and predict
 //! requests, read as their routes read them.
 
 use mass_protocol::{
@@ -11,7 +11,7 @@ use mass_protocol::{
 
 use super::{fixture, fixture::fixture, records::fit_pipeline, serve::predict};
 use crate::{
-    datasets::{ingest, npy::ingest_npy},
+    datasets::{ingest, ingest_jsonl, npy::ingest_npy},
     jobs::{driver::pipeline_spec, learners, submit, task::rows_where},
 };
 
@@ -20,6 +20,15 @@ use crate::{
 pub fn csv(data: &[u8]) {
     let mut shards = Vec::new();
     let Ok(manifest) = ingest(data, &fixture::ingest_options(), |shard| store(&mut shards, shard)) else { return };
+    after_ingest(&manifest, &shards);
+}
+
+/// A JSON Lines upload, likewise.
+pub fn jsonl(data: &[u8]) {
+    let mut shards = Vec::new();
+    let Ok(manifest) = ingest_jsonl(data, &fixture::ingest_options(), |shard| store(&mut shards, shard)) else {
+        return;
+    };
     after_ingest(&manifest, &shards);
 }
 

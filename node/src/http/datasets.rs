@@ -1,6 +1,6 @@
 //! `/v1/datasets`: streamed ingest, listing, and where each shard lives.
 
-use actix_web::{HttpResponse, http::StatusCode, web};
+use actix_web::{HttpRequest, HttpResponse, http::StatusCode, web};
 use futures::StreamExt;
 use mass_protocol::{
     ContentId,
@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     datasets::{
-        DataError, IngestOptions, REF_PREFIX, SplitChoice,
+        DataError, Format, IngestOptions, REF_PREFIX, SplitChoice,
         ingest::parse_test_rows,
         service::{ingest_pieces, read_blob, read_manifest},
     },
@@ -41,6 +41,20 @@ pub struct IngestQuery {
     test: Option<f64>,
     /// Id of a stored blob listing 0-based test rows, one per line.
     test_rows: Option<String>,
+    /// `csv`, `jsonl` or `npy`; by default the `Content-Type` decides
+    /// (`application/x-ndjson` is JSON Lines), else the bytes (NumPy's
+    /// magic, or CSV).
+    format: Option<String>,
+}
+
+/// How the body is read: `format` when given, else the `Content-Type`,
+/// else the bytes themselves.
+fn format_of(request: &HttpRequest, format: Option<&str>) -> Result<Format, HttpResponse> {
+    if let Some(text) = format {
+        return Format::parse(text).ok_or_else(|| bad(format!("format: '{text}' is not csv, jsonl or npy")));
+    }
+    let content_type = request.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    Ok(content_type.and_then(Format::of_content_type).unwrap_or_default())
 }
 
 fn bad(message: impl Into<String>) -> HttpResponse {
@@ -91,16 +105,27 @@ async fn options(state: &State, query: IngestQuery) -> Result<IngestOptions, Htt
     Ok(options)
 }
 
-/// `POST /v1/datasets?name=NAME&label=COLUMN`: the body (CSV, plain or gzip)
-/// becomes a dataset. Nothing is referenced unless the whole file is valid.
-pub async fn ingest(state: web::Data<State>, query: web::Query<IngestQuery>, mut body: web::Payload) -> HttpResponse {
-    let options = match options(&state, query.into_inner()).await {
+/// `POST /v1/datasets?name=NAME&label=COLUMN`: the body (CSV or JSON Lines,
+/// plain or gzip, or NumPy arrays) becomes a dataset. Nothing is referenced
+/// unless the whole file is valid.
+pub async fn ingest(
+    state: web::Data<State>,
+    request: HttpRequest,
+    query: web::Query<IngestQuery>,
+    mut body: web::Payload,
+) -> HttpResponse {
+    let mut query = query.into_inner();
+    let format = match format_of(&request, query.format.take().as_deref()) {
+        Ok(format) => format,
+        Err(response) => return response,
+    };
+    let options = match options(&state, query).await {
         Ok(options) => options,
         Err(response) => return response,
     };
     let name = options.name.clone();
     let (pieces, rx) = mpsc::channel(16);
-    let job = tokio::spawn(ingest_pieces(state.mesh.storage.clone(), options, rx));
+    let job = tokio::spawn(ingest_pieces(state.mesh.storage.clone(), options, format, rx));
     let mut received = 0u64;
     while let Some(piece) = body.next().await {
         received += piece.as_ref().map_or(0, |p| p.len() as u64);
