@@ -131,10 +131,27 @@ pub enum AverageError {
 /// are typically the rows each was trained on). This is the averaging step
 /// of data-parallel training: peers train locally, then average.
 pub fn average(models: &[(&Mlp, f64)]) -> Result<Mlp, AverageError> {
+    let first = check_shapes(models)?;
+    let total: f64 = models.iter().map(|(_, w)| w).sum();
+    let mut out = first.clone();
+    for l in 0..out.weights.len() {
+        out.weights[l].fill(0.0);
+        out.biases[l].fill(0.0);
+        for (m, w) in models {
+            let share = (w / total) as f32;
+            out.weights[l].scaled_add(share, &m.weights[l]);
+            out.biases[l].scaled_add(share, &m.biases[l]);
+        }
+    }
+    Ok(out)
+}
+
+/// The first model, once every model has its shape.
+fn check_shapes<'a>(models: &[(&'a Mlp, f64)]) -> Result<&'a Mlp, AverageError> {
     let (first, _) = models.first().ok_or(AverageError::Empty)?;
     for (index, (m, _)) in models.iter().enumerate() {
         // Biases too: a stored member is peer bytes, and one with fewer
-        // biases than weight layers panicked the loop below.
+        // biases than weight layers panicked the averaging loops.
         let same = m.weights.len() == first.weights.len()
             && m.biases.len() == m.weights.len()
             && m.weights.iter().zip(&first.weights).all(|(a, b)| a.raw_dim() == b.raw_dim())
@@ -145,15 +162,46 @@ pub fn average(models: &[(&Mlp, f64)]) -> Result<Mlp, AverageError> {
             return Err(AverageError::Shape { index });
         }
     }
-    let total: f64 = models.iter().map(|(_, w)| w).sum();
-    let mut out = (*first).clone();
+    Ok(first)
+}
+
+/// How many of `workers` answers a robust average drops at each end of
+/// every coordinate: one in five, at least one from three workers on (three
+/// give their median); none below three, where no majority can outvote a
+/// liar.
+pub fn trim_for(workers: usize) -> usize {
+    if workers >= 3 { (workers / 5).max(1) } else { 0 }
+}
+
+/// Data-parallel averaging that a few lying workers cannot steer: the
+/// coordinate-wise trimmed mean of the models' parameters (the `trim`
+/// largest and smallest values of each coordinate dropped, the rest
+/// averaged alike, whatever rows each claims). With `trim` 0 it is the
+/// weighted [`average`]. A sign-flipped, scaled or garbage model moves a
+/// coordinate only as far as the honest values around it.
+pub fn robust_average(models: &[(&Mlp, f64)], trim: usize) -> Result<Mlp, AverageError> {
+    if trim == 0 || models.len() <= 2 * trim {
+        return average(models);
+    }
+    let first = check_shapes(models)?;
+    let mut out = first.clone();
+    let kept = (models.len() - 2 * trim) as f32;
+    let mut column = Vec::with_capacity(models.len());
+    let trimmed_mean = |values: &mut Vec<f32>| {
+        // NaN sorts last, so a model of NaNs is trimmed like an extreme one.
+        values.sort_unstable_by(f32::total_cmp);
+        values[trim..values.len() - trim].iter().sum::<f32>() / kept
+    };
     for l in 0..out.weights.len() {
-        out.weights[l].fill(0.0);
-        out.biases[l].fill(0.0);
-        for (m, w) in models {
-            let share = (w / total) as f32;
-            out.weights[l].scaled_add(share, &m.weights[l]);
-            out.biases[l].scaled_add(share, &m.biases[l]);
+        for (index, value) in out.weights[l].indexed_iter_mut() {
+            column.clear();
+            column.extend(models.iter().map(|(m, _)| m.weights[l][index]));
+            *value = trimmed_mean(&mut column);
+        }
+        for (index, value) in out.biases[l].indexed_iter_mut() {
+            column.clear();
+            column.extend(models.iter().map(|(m, _)| m.biases[l][index]));
+            *value = trimmed_mean(&mut column);
         }
     }
     Ok(out)
@@ -218,6 +266,76 @@ mod tests {
         let other = Mlp::new(3, 3, &config, &mut StdRng::seed_from_u64(1));
         assert_eq!(average(&[(&a, 1.0), (&other, 1.0)]), Err(AverageError::Shape { index: 1 }));
         assert_eq!(average(&[]), Err(AverageError::Empty));
+    }
+
+    #[test]
+    fn one_liar_in_five_cannot_steer_the_robust_average() {
+        let (x, y) = problem(2500, 11);
+        let (tx, ty) = problem(800, 12);
+        let config = MlpConfig { hidden: vec![8], epochs: 10, seed: 5, ..MlpConfig::default() };
+        let train = |rows: std::ops::Range<usize>, labels: &[usize]| {
+            let sx = x.slice(ndarray::s![rows.clone(), ..]);
+            Mlp::fit(sx, Target::Classes { labels: &labels[rows], classes: 3 }, None, &config).0
+        };
+        let honest: Vec<Mlp> = (0..5).map(|w| train(w * 500..(w + 1) * 500, &y)).collect();
+        let clean = accuracy(&ty, &average(&weighted(&honest, &[500.0; 5])).unwrap().predict_classes(tx.view()));
+        let mut sign_flip = honest[4].clone();
+        sign_flip.weights.iter_mut().for_each(|w| w.mapv_inplace(|v| -v));
+        let mut scaled = honest[4].clone();
+        scaled.weights.iter_mut().for_each(|w| w.mapv_inplace(|v| v * 1e4));
+        let flipped_labels: Vec<usize> = y.iter().map(|c| (c + 1) % 3).collect();
+        let label_flip = train(2000..2500, &flipped_labels);
+        let mut nan = honest[4].clone();
+        nan.biases[0].fill(f32::NAN);
+        for (name, liar, claimed) in [
+            ("sign flip", sign_flip, 500.0),
+            ("scaled x1e4", scaled, 500.0),
+            ("label flip", label_flip, 500.0),
+            ("NaN", nan, 500.0),
+            ("claims u64::MAX rows", honest[4].clone(), u64::MAX as f64),
+        ] {
+            let mut models = honest[..4].to_vec();
+            models.push(liar);
+            let mut rows = [500.0; 5];
+            rows[4] = claimed;
+            let robust = robust_average(&weighted(&models, &rows), trim_for(5)).unwrap();
+            let acc = accuracy(&ty, &robust.predict_classes(tx.view()));
+            assert!(acc >= clean - 0.02, "{name}: robust average {acc} against the clean run's {clean}");
+        }
+        // The plain weighted mean is steered by a sign flip.
+        let mut models = honest[..4].to_vec();
+        let mut flipped = honest[4].clone();
+        flipped.weights.iter_mut().for_each(|w| w.mapv_inplace(|v| -v * 10.0));
+        models.push(flipped);
+        let plain = accuracy(&ty, &average(&weighted(&models, &[500.0; 5])).unwrap().predict_classes(tx.view()));
+        assert!(plain < clean - 0.05, "the plain mean {plain} should suffer from a scaled sign flip (clean {clean})");
+    }
+
+    fn weighted<'a>(models: &'a [Mlp], rows: &[f64]) -> Vec<(&'a Mlp, f64)> {
+        models.iter().zip(rows).map(|(m, r)| (m, *r)).collect()
+    }
+
+    #[test]
+    fn robust_average_drops_the_extremes_of_each_coordinate() {
+        let config = MlpConfig { hidden: vec![], ..MlpConfig::default() };
+        let models: Vec<Mlp> = [1.0f32, 2.0, 3.0, 4.0, 1000.0]
+            .iter()
+            .map(|v| {
+                let mut m = Mlp::new(2, 2, &config, &mut StdRng::seed_from_u64(1));
+                m.weights[0].fill(*v);
+                m.biases[0].fill(-*v);
+                m
+            })
+            .collect();
+        let robust = robust_average(&weighted(&models, &[1.0; 5]), 1).unwrap();
+        assert_eq!(robust.weights[0][[0, 0]], 3.0, "mean of 2, 3, 4");
+        assert_eq!(robust.biases[0][0], -3.0);
+        assert_eq!(trim_for(2), 0);
+        assert_eq!(trim_for(3), 1);
+        assert_eq!(trim_for(10), 2);
+        // Too few to trim: the weighted mean.
+        let two = robust_average(&weighted(&models[..2], &[1.0, 3.0]), 1).unwrap();
+        assert_eq!(two.weights[0][[0, 0]], 1.75);
     }
 
     #[test]

@@ -184,7 +184,7 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
             (members, record.tasks.iter().filter_map(|t| t.weights).collect())
         }
         EnsembleSpec::DataParallel { rounds, .. } => {
-            let model = Member::Mlp(data_parallel(mesh, record, pipeline_id, rounds).await?);
+            let model = Member::Mlp(data_parallel(mesh, record, &manifest, pipeline_id, rounds).await?);
             let id = mesh.save_kept(&model).await?;
             (vec![model], vec![id])
         }
@@ -517,10 +517,18 @@ fn samme_alpha(
 }
 
 /// Runs the remaining rounds of a data-parallel job. In each round every
-/// worker averages the previous round's weights itself, trains on its shards,
-/// and stores the result; a worker that fails is left out of that round's
-/// average. Returns the final averaged model.
-async fn data_parallel(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId, rounds: usize) -> Result<Mlp, Stop> {
+/// worker averages the previous round's weights itself (a trimmed mean,
+/// [`task::average`]), trains on its shards, and stores the result; a
+/// worker that fails is left out of that round's average, and the rows a
+/// worker claims are capped at its shards' rows in the dataset's manifest.
+/// Returns the final averaged model.
+async fn data_parallel(
+    mesh: &Mesh,
+    record: &mut JobRecord,
+    manifest: &DatasetManifest,
+    pipeline: ContentId,
+    rounds: usize,
+) -> Result<Mlp, Stop> {
     while record.rounds_done < rounds {
         let start = record.averaged_from.clone();
         let mut outputs: Vec<Option<(ContentId, u64)>> = vec![None; record.tasks.len()];
@@ -534,7 +542,13 @@ async fn data_parallel(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId,
             |record, index, result| {
                 match result {
                     Ok((peer, trained)) => {
-                        outputs[index] = Some((trained.weights, trained.rows));
+                        let held: u64 = manifest
+                            .shards
+                            .iter()
+                            .filter(|s| record.tasks[index].shards.contains(&s.id))
+                            .map(|s| s.rows)
+                            .sum();
+                        outputs[index] = Some((trained.weights, trained.rows.min(held)));
                         finish(&mut record.tasks[index], peer, trained);
                     }
                     Err(e) => warn!(worker = index, round = record.rounds_done, "worker left out of this round: {e}"),

@@ -85,7 +85,10 @@ pub async fn average(mesh: &Mesh, weights: &[(ContentId, u64)]) -> Result<Mlp, S
         }
     }
     let refs: Vec<(&Mlp, f64)> = models.iter().map(|(m, w)| (m, *w)).collect();
-    mass_kernels::models::ensemble::average(&refs).map_err(|e| e.to_string())
+    // A worker's weights and row count are its word: the trimmed mean
+    // keeps one liar in five from steering the average.
+    let trim = mass_kernels::models::ensemble::trim_for(refs.len());
+    mass_kernels::models::ensemble::robust_average(&refs, trim).map_err(|e| e.to_string())
 }
 
 /// The rows a boosted member trains on, given the members before it: the
