@@ -42,6 +42,7 @@ pub mod features;
 pub mod hardware;
 pub mod jobs;
 pub mod names;
+pub mod npy;
 pub mod rpc;
 pub mod serving;
 pub mod storage;

@@ -393,6 +393,34 @@ impl Client {
         self.json(Method::POST, &format!("v1/models/{name}/predict"), Some(body)).await
     }
 
+    /// Predicts numeric rows (feature columns in schema order; NaN is a
+    /// missing value, allowed with `allow_missing`) sent as a binary
+    /// `.npy` matrix: no JSON to write or parse for the rows.
+    pub async fn predict_matrix(
+        &self,
+        name: &str,
+        rows: &[Vec<f64>],
+        allow_missing: bool,
+    ) -> Result<Prediction, Error> {
+        let columns = rows.first().map_or(0, Vec::len);
+        if let Some(r) = rows.iter().position(|r| r.len() != columns) {
+            return Err(Error::Invalid(format!("row {r} has {} values; row 0 has {columns}", rows[r].len())));
+        }
+        let values: Vec<f64> = rows.iter().flatten().copied().collect();
+        let body = mass_protocol::npy::write_matrix(&values, &[rows.len(), columns], true);
+        let path = format!("v1/models/{name}/predict");
+        let response = self
+            .call(|http, url| {
+                Ok(http
+                    .post(url.join(&path).expect("relative path"))
+                    .query(&[("allow_missing", allow_missing)])
+                    .header("content-type", "application/x-npy")
+                    .body(body.clone()))
+            })
+            .await?;
+        decode(response).await
+    }
+
     /// Runs the served version of `name` over every row of `dataset`, where
     /// its shards live; the CSV is a blob (see [`Client::get_blob`]).
     pub async fn batch_predict(&self, name: &str, dataset: &str) -> Result<BatchPrediction, Error> {

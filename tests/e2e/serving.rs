@@ -303,6 +303,63 @@ async fn promotion_and_rollback_under_load_fail_nothing_and_bad_input_is_refused
     // Missing values are imputed when the caller allows them.
     let (status, _) = post(json!({ "rows": [wide], "allow_missing": true }).to_string()).await;
     assert_eq!(status, 200);
+
+    // Binary bodies: a .npy matrix gives the same answers as JSON, in JSON
+    // or as a .npy matrix of probabilities.
+    let rows: Vec<Vec<f64>> = test_rows("digits.csv", "digits.test_rows.txt", 50).into_iter().map(|(x, _)| x).collect();
+    let as_json = entry.predict("digits", &rows.iter().map(|r| json!(r)).collect::<Vec<_>>()).await.unwrap();
+    let as_npy = entry.predict_matrix("digits", &rows, false).await.unwrap();
+    assert_eq!(as_npy.predictions, as_json.predictions);
+    assert_eq!(as_npy.probabilities, as_json.probabilities);
+    let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+    let body = mass_protocol::npy::write_matrix(&flat, &[rows.len(), 64], false);
+    let binary = |body: Vec<u8>, accept: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let response = http
+                .post(url)
+                .header("content-type", "application/x-npy")
+                .header("accept", accept)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let (status, headers) = (response.status().as_u16(), response.headers().clone());
+            (status, headers, response.bytes().await.unwrap().to_vec())
+        }
+    };
+    let (status, headers, bytes) = binary(body.clone(), "application/x-npy").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/x-npy");
+    let classes: Vec<String> = serde_json::from_str(headers["x-mass-classes"].to_str().unwrap()).unwrap();
+    assert_eq!(classes, as_json.classes);
+    // The answer is a (50, 10) f4 matrix: the same probabilities.
+    let data = &bytes[bytes.len() - 50 * 10 * 4..];
+    let first: Vec<f32> = data[..40].chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+    assert_eq!(first, as_json.probabilities[0]);
+    assert!(String::from_utf8_lossy(&bytes[..128]).contains("'shape': (50, 10)"));
+    // Malformed binary bodies are refused with the reason.
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (body[..body.len() - 3].to_vec(), "the body holds"),
+        (b"not an array".to_vec(), "magic"),
+        (
+            mass_protocol::npy::write_matrix(&flat[..50 * 8], &[50, 8], false),
+            "8 values, but the model reads 64 columns",
+        ),
+        (mass_protocol::npy::write_matrix(&vec![0.0; 20_001 * 2], &[20_001, 2], false), "at most"),
+    ];
+    for (body, message) in cases {
+        let (status, _, bytes) = binary(body, "application/json").await;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        assert_eq!(status, 400, "{message}: {text}");
+        assert!(text.contains(message), "expected '{message}' in {text}");
+    }
+    let mut gap = rows[0].clone();
+    gap[5] = f64::NAN;
+    let refused = entry.predict_matrix("digits", std::slice::from_ref(&gap), false).await.unwrap_err().to_string();
+    assert!(refused.contains("400") && refused.contains("p5"), "{refused}");
+    assert!(entry.predict_matrix("digits", &[gap], true).await.is_ok(), "NaN imputed when allowed");
+
     let openapi: Value = crate::support::http()
         .get(format!("{}/v1/openapi.json", entry_node.http_url()))
         .send()

@@ -14,8 +14,7 @@ use mass_protocol::{
 
 use super::{DataError, IngestOptions};
 
-/// Magic bytes every `.npy` file starts with.
-pub const MAGIC: &[u8] = b"\x93NUMPY";
+pub use mass_protocol::npy::{MAGIC, write_matrix};
 /// Rows a dataset may have.
 pub const MAX_ROWS: usize = 1 << 32;
 /// Feature columns an array may have (a CSV has the same bound).
@@ -354,5 +353,81 @@ mod tests {
             let err = ingest_npy(&body[..], &options(), |_| Ok(ContentId::of(b""))).unwrap_err().to_string();
             assert!(err.contains(expected), "'{err}' lacks '{expected}'");
         }
+    }
+}
+
+/// A 2-D numeric array sent whole (a prediction body): its rows, NaN kept
+/// as NaN. A 1-D array is one row. The body must hold exactly what the
+/// header says, checked before anything is allocated for it.
+pub fn read_matrix(bytes: &[u8], max_rows: usize) -> Result<Vec<Vec<f64>>, DataError> {
+    let mut reader = bytes;
+    let header = read_header(&mut reader, "rows")?;
+    let (rows, columns) = match header.shape[..] {
+        [columns] => (1, columns),
+        [rows, columns] => (rows, columns),
+        _ => return Err(bad("rows", format!("shape {:?}: expected (rows, columns)", header.shape))),
+    };
+    if rows > max_rows {
+        return Err(bad("rows", format!("{rows} rows in one request; at most {max_rows}")));
+    }
+    if columns == 0 || columns > MAX_COLUMNS {
+        return Err(bad("rows", format!("{columns} columns; expected 1 to {MAX_COLUMNS}")));
+    }
+    let size = header.dtype.size();
+    let expected = rows.checked_mul(columns).and_then(|cells| cells.checked_mul(size));
+    if expected != Some(reader.len()) {
+        return Err(bad(
+            "rows",
+            format!("the header says {rows} x {columns} values of {size} bytes, the body holds {} bytes", reader.len()),
+        ));
+    }
+    Ok(reader.chunks(columns * size).map(|row| row.chunks(size).map(|b| header.dtype.read(b)).collect()).collect())
+}
+
+#[cfg(test)]
+mod matrix_tests {
+    use super::*;
+
+    #[test]
+    fn a_matrix_written_reads_back_and_one_dimension_is_one_row() {
+        let values = [1.0, 2.5, f64::NAN, -4.0, 0.0, 6.0];
+        let rows = read_matrix(&write_matrix(&values, &[2, 3], true), 10).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0][..2], [1.0, 2.5]);
+        assert!(rows[0][2].is_nan());
+        assert_eq!(rows[1], [-4.0, 0.0, 6.0]);
+        let narrow = read_matrix(&write_matrix(&values, &[2, 3], false), 10).unwrap();
+        assert_eq!(narrow[1], [-4.0, 0.0, 6.0]);
+        let one = read_matrix(&write_matrix(&[1.0, 2.0], &[2], false), 10).unwrap();
+        assert_eq!(one, vec![vec![1.0, 2.0]], "a vector is one row");
+        // Header length keeps the data aligned to 64 bytes, as numpy writes it.
+        let file = write_matrix(&values, &[2, 3], true);
+        assert_eq!((file.len() - 48) % 64, 0);
+    }
+
+    #[test]
+    fn every_malformed_body_is_refused_with_its_reason() {
+        let good = write_matrix(&[1.0, 2.0, 3.0, 4.0], &[2, 2], false);
+        let err = |bytes: &[u8]| read_matrix(bytes, 3).unwrap_err().to_string();
+        assert!(err(&good[..good.len() - 1]).contains("the body holds 15 bytes"), "{}", err(&good[..good.len() - 1]));
+        assert!(err(b"{\"rows\": []}").contains("magic"));
+        assert!(err(&good[..5]).contains("too short"));
+        let three = write_matrix(&[0.0; 8], &[4, 2], false);
+        assert!(err(&three).contains("4 rows in one request; at most 3"));
+        let raw = |descr: &str, shape: &str, body: &[u8]| {
+            let header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}\n");
+            let mut out = MAGIC.to_vec();
+            out.extend_from_slice(&[1, 0]);
+            out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+            out.extend_from_slice(header.as_bytes());
+            out.extend_from_slice(body);
+            out
+        };
+        assert!(raw("<f4", "(2, 2)", &[0; 16]).len() > 16 && read_matrix(&raw("<f4", "(2, 2)", &[0; 16]), 3).is_ok());
+        assert!(err(&raw("<f4", "(1, 2, 2)", &[0; 16])).contains("expected (rows, columns)"));
+        assert!(err(&raw("<f4", "(2, 99999999999999)", &[0; 16])).contains("columns"));
+        assert!(err(&raw("<f4", "(3, 1099511627776)", &[0; 16])).contains("columns"));
+        assert!(err(&raw("<U4", "(2, 2)", &[0; 16])).contains("dtype"));
+        assert!(err(&raw("<f8", "(2, 2)", &[0; 16])).contains("holds 16 bytes"), "8-byte values: 32 expected");
     }
 }

@@ -194,20 +194,107 @@ async fn read_body(mut body: web::Payload, hint: &str) -> Result<web::BytesMut, 
     Ok(bytes)
 }
 
-/// `POST /v1/models/{name}/predict` with `{"rows": [...], "allow_missing": false}`.
-pub async fn predict(state: web::Data<State>, name: web::Path<String>, body: web::Payload) -> HttpResponse {
+/// The binary body type of predictions, in and out.
+pub const NPY: &str = "application/x-npy";
+
+/// `POST /v1/models/{name}/predict` query: for a binary body, whether
+/// missing values (NaN) are allowed.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictQuery {
+    allow_missing: Option<bool>,
+}
+
+/// `POST /v1/models/{name}/predict` with `{"rows": [...], "allow_missing":
+/// false}`, or with a `.npy` matrix of rows (`Content-Type:
+/// application/x-npy`; NaN is a missing value). Answered in JSON, or with
+/// `Accept: application/x-npy` as a `.npy` matrix: class probabilities
+/// (rows x classes, `f4`, the classes in the `x-mass-classes` header as
+/// JSON) or values (`f8`, one per row).
+pub async fn predict(
+    state: web::Data<State>,
+    name: web::Path<String>,
+    query: web::Query<PredictQuery>,
+    request: actix_web::HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
     let bytes = match read_body(body, "; send fewer rows per request").await {
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
-    let (rows, allow_missing) = match parse_predict(&bytes) {
+    let binary =
+        request.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with(NPY));
+    let parsed = if binary {
+        parse_npy(&bytes).map(|rows| (rows, query.allow_missing.unwrap_or(false)))
+    } else {
+        parse_predict(&bytes).map(|(rows, allow)| (rows, allow || query.allow_missing.unwrap_or(false)))
+    };
+    let (rows, allow_missing) = match parsed {
         Ok(parsed) => parsed,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
+    let wants_npy = request.headers().get("accept").and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains(NPY));
     match router::predict(&state.mesh, &name, rows, allow_missing).await {
+        Ok(prediction) if wants_npy => npy_answer(&prediction),
         Ok(prediction) => HttpResponse::Ok().json(prediction),
         Err(e) => serve_error(e),
     }
+}
+
+/// Rows from a `.npy` body; NaN cells are missing values.
+pub fn parse_npy(body: &[u8]) -> Result<Vec<Row>, String> {
+    let matrix = crate::datasets::npy::read_matrix(body, MAX_ROWS).map_err(|e| format!("body: {e}"))?;
+    Ok(matrix
+        .into_iter()
+        .map(|row| {
+            Row::Values(row.into_iter().map(|v| if v.is_nan() { Cell::Missing } else { Cell::Number(v) }).collect())
+        })
+        .collect())
+}
+
+/// A prediction as a `.npy` matrix, what it means in headers.
+fn npy_answer(prediction: &mass_protocol::serving::Prediction) -> HttpResponse {
+    use crate::datasets::npy::write_matrix;
+    let rows = prediction.predictions.len();
+    let body = if prediction.classes.is_empty() {
+        let values: Vec<f64> = prediction
+            .predictions
+            .iter()
+            .map(|p| match p {
+                mass_protocol::serving::Predicted::Value(v) => f64::from(*v),
+                mass_protocol::serving::Predicted::Class(_) => f64::NAN,
+            })
+            .collect();
+        write_matrix(&values, &[rows], true)
+    } else {
+        let values: Vec<f64> = prediction.probabilities.iter().flatten().map(|p| f64::from(*p)).collect();
+        write_matrix(&values, &[rows, prediction.classes.len()], false)
+    };
+    HttpResponse::Ok()
+        .content_type(NPY)
+        .insert_header(("x-mass-classes", ascii_json(&prediction.classes)))
+        .insert_header(("x-mass-model-version", prediction.version.to_string()))
+        .insert_header(("x-mass-model-manifest", prediction.manifest.to_string()))
+        .insert_header(("x-mass-served-by", prediction.served_by.clone()))
+        .body(body)
+}
+
+/// JSON of `values` with every non-ASCII character escaped, so it fits a
+/// header.
+fn ascii_json(values: &[String]) -> String {
+    let json = serde_json::to_string(values).unwrap_or_else(|_| "[]".into());
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_ascii() && !c.is_ascii_control() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    out
 }
 
 /// Reads a predict body; every structural problem is named.

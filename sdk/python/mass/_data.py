@@ -107,6 +107,26 @@ def _is_scalar(value: Any) -> bool:
     )
 
 
+def numeric_matrix(X: Any) -> Any:
+    """``X`` as a 2-D float64 numpy array when it is a numeric numpy array
+    (sent as a binary ``.npy`` body), else None (sent as JSON rows)."""
+    np = numpy()
+    if np is None or not is_ndarray(X) or X.dtype.kind not in "fiub" or X.ndim not in (1, 2):
+        return None
+    matrix = np.asarray(X, dtype=np.float64)
+    return np.ascontiguousarray(matrix.reshape(1, -1) if matrix.ndim == 1 else matrix)
+
+
+def npy_bytes(matrix: Any) -> bytes:
+    """A 2-D float64 array as the bytes of a ``.npy`` file."""
+    import io
+
+    np = numpy()
+    buffer = io.BytesIO()
+    np.save(buffer, matrix, allow_pickle=False)
+    return buffer.getvalue()
+
+
 def to_rows(X: Any) -> List[Any]:
     """Rows for ``POST /v1/models/{name}/predict``.
 
