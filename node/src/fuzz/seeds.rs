@@ -450,6 +450,8 @@ fn npys() -> Vec<Vec<u8>> {
         [labels, npy("|u1", "(4, 3)", &u1)].concat(),
         [npy("<u2", "(3,)", &[1, 0, 2, 0, 1, 0]), npy("<i4", "(3, 1)", &[1, 0, 0, 0, 255, 255, 255, 255, 7, 0, 0, 0])]
             .concat(),
+        // A binary prediction body: one matrix of the fixture's four feature columns.
+        mass_protocol::npy::write_matrix(&[1.0, 0.5, 0.0, f64::NAN, 2.0, 1.5, 1.0, 0.0], &[2, 4], false),
     ]
 }
 

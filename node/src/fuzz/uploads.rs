@@ -34,6 +34,10 @@ pub fn jsonl(data: &[u8]) {
 
 /// A NumPy upload (labels then features), likewise.
 pub fn npy(data: &[u8]) {
+    // The same bytes as a binary prediction body (one matrix).
+    if let Ok(rows) = crate::http::models::parse_npy(data) {
+        crate::fuzz::serve::predict(&crate::fuzz::fixture::fixture().model, &rows, true);
+    }
     let mut shards = Vec::new();
     let Ok(manifest) = ingest_npy(data, &fixture::ingest_options(), |shard| store(&mut shards, shard)) else {
         return;
