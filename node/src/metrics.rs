@@ -93,6 +93,9 @@ pub struct Metrics {
     predict_latency: Family<ModelLabels, Histogram, fn() -> Histogram>,
     forwarded: Counter,
     hedged: Counter,
+    inference_queue: Gauge,
+    batch_rows: Histogram,
+    batch_requests: Histogram,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -149,6 +152,9 @@ impl Metrics {
             predict_latency: Family::new_with_constructor(latency_histogram),
             forwarded: Counter::default(),
             hedged: Counter::default(),
+            inference_queue: Gauge::default(),
+            batch_rows: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+            batch_requests: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
         };
         let mut registry = Registry::with_prefix("mass");
         registry.register("messages_in", "Messages received, by protocol", metrics.messages_in.clone());
@@ -200,6 +206,21 @@ impl Metrics {
             "forwarded_predictions",
             "Predictions this node forwarded to a replica (first tries)",
             metrics.forwarded.clone(),
+        );
+        registry.register(
+            "inference_queue_requests",
+            "Prediction requests waiting in this node's inference queue, when scraped",
+            metrics.inference_queue.clone(),
+        );
+        registry.register(
+            "inference_batch_rows",
+            "Rows in each inference batch this node ran",
+            metrics.batch_rows.clone(),
+        );
+        registry.register(
+            "inference_batch_requests",
+            "Requests batched into each inference batch this node ran",
+            metrics.batch_requests.clone(),
         );
         registry.register(
             "hedged_predictions",
@@ -309,6 +330,16 @@ impl Metrics {
     /// A prediction of a registered model answered (or refused).
     pub fn prediction(&self, model: &str, seconds: f64) {
         self.predict_latency.get_or_create(&ModelLabels { model: model.to_owned() }).observe(seconds);
+    }
+
+    /// An inference batch of `rows` rows from `requests` requests.
+    pub fn inference_batch(&self, rows: usize, requests: usize) {
+        self.batch_rows.observe(rows as f64);
+        self.batch_requests.observe(requests as f64);
+    }
+
+    pub fn set_inference_queue(&self, depth: usize) {
+        self.inference_queue.set(depth as i64);
     }
 
     pub fn forwarded(&self) {

@@ -142,7 +142,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         compute: compute.clone(),
         gpu: gpu.clone(),
         metrics: metrics.clone(),
-        serving: crate::serving::Serving::start(config.serving.clone(), compute.clone()).with_bridges(bridges.clone()),
+        serving: crate::serving::Serving::start(config.serving.clone(), compute.clone(), metrics.clone())
+            .with_bridges(bridges.clone()),
         ref_admins: config.storage.ref_admins.clone().into(),
     };
     crate::serving::keeper::ModelKeeper::new(mesh.clone(), MODEL_KEEPER_INTERVAL).start();

@@ -467,6 +467,13 @@ async fn a_stalled_replica_does_not_set_the_tail_hedged_requests_go_around_it() 
     // The hedging budget: 5% of forwarded requests, plus a burst of two.
     let allowed = 0.05 * (forwarded - forwarded_before) + 2.0;
     assert!(hedged - hedged_before <= allowed, "hedging sent {:.1}% extra requests", extra * 100.0);
+    // What an operator alerts on: the forwarder timed every prediction per
+    // model and per route; the replica that answered ran them in batches.
+    let metric = crate::support::metric;
+    assert!(metric(forwarder, "mass_predict_duration_seconds_count{model=\"digits\"}").await >= 600.0);
+    let route = "mass_http_request_duration_seconds_count{method=\"POST\",route=\"/v1/models/{name}/predict\"}";
+    assert!(metric(forwarder, route).await >= 600.0, "{route}");
+    assert!(metric(holders[1], "mass_inference_batch_rows_count").await >= 1.0);
     // The stalled replica resumes and answers again.
     let resumed = Client::new([holders[0].http_url()]).unwrap();
     eventually(Duration::from_secs(20), "the resumed replica answers", || async {

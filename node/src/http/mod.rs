@@ -212,6 +212,7 @@ async fn peers(state: web::Data<State>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<State>) -> HttpResponse {
+    state.metrics.set_inference_queue(state.mesh.serving.inference.depth());
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(crate::metrics::render(&state.registry))

@@ -44,9 +44,15 @@ pub struct Inference {
 impl Inference {
     /// Starts the batching loop. `wait`: how long a batch that is not full
     /// may wait for more requests (zero: batch only what is already queued).
-    pub fn start(capacity: usize, max_batch_rows: usize, wait: Duration, compute: Compute) -> Self {
+    pub fn start(
+        capacity: usize,
+        max_batch_rows: usize,
+        wait: Duration,
+        compute: Compute,
+        metrics: crate::metrics::Metrics,
+    ) -> Self {
         let (queue, requests) = mpsc::channel(capacity);
-        tokio::spawn(batch_loop(requests, max_batch_rows, wait, compute));
+        tokio::spawn(batch_loop(requests, max_batch_rows, wait, compute, metrics));
         Self { queue, capacity }
     }
 
@@ -77,7 +83,13 @@ impl Inference {
     }
 }
 
-async fn batch_loop(mut requests: mpsc::Receiver<Work>, max_rows: usize, wait: Duration, compute: Compute) {
+async fn batch_loop(
+    mut requests: mpsc::Receiver<Work>,
+    max_rows: usize,
+    wait: Duration,
+    compute: Compute,
+    metrics: crate::metrics::Metrics,
+) {
     while let Some(first) = requests.recv().await {
         let mut rows = first.rows.len();
         let mut batch = vec![first];
@@ -94,6 +106,7 @@ async fn batch_loop(mut requests: mpsc::Receiver<Work>, max_rows: usize, wait: D
             rows += next.rows.len();
             batch.push(next);
         }
+        metrics.inference_batch(rows, batch.len());
         // Waits for a compute slot: the queue in front of this loop is the
         // inference queue's own bound.
         compute.run_waiting(crate::compute::Work::Inference, move || run_batch(batch)).await;

@@ -100,8 +100,8 @@ pub struct Serving {
 
 impl Serving {
     /// Starts the inference queue (inside a Tokio runtime).
-    pub fn start(config: Config, compute: crate::compute::Compute) -> Self {
-        let inference = Inference::start(config.queue, config.max_batch_rows, config.batch_wait, compute);
+    pub fn start(config: Config, compute: crate::compute::Compute, metrics: crate::metrics::Metrics) -> Self {
+        let inference = Inference::start(config.queue, config.max_batch_rows, config.batch_wait, compute, metrics);
         Self {
             config,
             inference,
