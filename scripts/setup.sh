@@ -39,6 +39,6 @@ if ! have_libclang; then
     have_libclang || { echo "setup: libclang could not be installed; RocksDB cannot build" >&2; exit 1; }
 fi
 have_lavapipe || apt_install mesa-vulkan-drivers || echo "setup: no lavapipe; GPU tests will see no adapter" >&2
-have_ip || apt_install iproute2 || echo "setup: no iproute2; the mDNS test will be skipped" >&2
+have_ip || apt_install iproute2 || echo "setup: no iproute2; the mDNS test will fail" >&2
 have_chromium || apt_install chromium chromium-driver || echo "setup: no chromium; the dashboard test will fail" >&2
 echo "setup: done" >&2
