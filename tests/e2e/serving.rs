@@ -198,7 +198,11 @@ async fn killing_a_replica_under_load_loses_almost_no_request() {
     let row = as_rows(&test_rows("digits.csv", "digits.test_rows.txt", 1)).remove(0);
 
     let load = tokio::spawn(stream(entry, "digits", row, 2_000, 8));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Kill it under load: once the entry node has forwarded a hundred requests.
+    eventually(Duration::from_secs(30), "load flowing through the entry node", || async {
+        crate::support::metric(others[0], "mass_forwarded_predictions_total").await >= 100.0
+    })
+    .await;
     let index = nodes.iter().position(|n| n.peer_id() == victim).unwrap();
     nodes[index].kill();
     let (failures, slowest, versions) = load.await.unwrap();
