@@ -347,6 +347,19 @@ impl ShardEvaluation {
         self.validation.as_ref().map_or(Ok(()), |t| t.check(classes))
     }
 
+    /// The tallies of `parts` added in their order; `None` when there are
+    /// none.
+    pub fn sum(parts: impl IntoIterator<Item = ShardEvaluation>) -> Result<Option<ShardEvaluation>, String> {
+        let mut total: Option<ShardEvaluation> = None;
+        for part in parts {
+            match &mut total {
+                Some(total) => total.merge(&part)?,
+                None => total = Some(part),
+            }
+        }
+        Ok(total)
+    }
+
     /// Adds another shard's tallies.
     pub fn merge(&mut self, other: &ShardEvaluation) -> Result<(), String> {
         self.model.merge(&other.model)?;

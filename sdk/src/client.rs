@@ -217,29 +217,31 @@ impl Client {
 
     /// Ingests a CSV file (plain or gzip) as a dataset, streaming it.
     pub async fn ingest_csv(&self, path: &Path, request: &IngestRequest) -> Result<DatasetView, Error> {
-        let query = self.ingest_query(request).await?;
-        let response = self
-            .call(|http, url| {
-                Ok(http
-                    .post(url.join("v1/datasets").expect("relative path"))
-                    .query(&query)
-                    .body(reqwest::Body::wrap_stream(file_stream(path)?)))
-            })
-            .await?;
-        decode(response).await
+        self.ingest_file(path, request, None).await
     }
 
     /// Ingests a JSON Lines file (plain or gzip: one object of column ->
     /// value per line) as a dataset, streaming it.
     pub async fn ingest_jsonl(&self, path: &Path, request: &IngestRequest) -> Result<DatasetView, Error> {
+        self.ingest_file(path, request, Some("application/x-ndjson")).await
+    }
+
+    /// Streams the file at `path` to `POST /v1/datasets`, with its content
+    /// type when the node cannot tell the format from the bytes.
+    async fn ingest_file(
+        &self,
+        path: &Path,
+        request: &IngestRequest,
+        content_type: Option<&str>,
+    ) -> Result<DatasetView, Error> {
         let query = self.ingest_query(request).await?;
         let response = self
             .call(|http, url| {
-                Ok(http
-                    .post(url.join("v1/datasets").expect("relative path"))
-                    .query(&query)
-                    .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
-                    .body(reqwest::Body::wrap_stream(file_stream(path)?)))
+                let mut post = http.post(url.join("v1/datasets").expect("relative path")).query(&query);
+                if let Some(kind) = content_type {
+                    post = post.header(reqwest::header::CONTENT_TYPE, kind);
+                }
+                Ok(post.body(reqwest::Body::wrap_stream(file_stream(path)?)))
             })
             .await?;
         decode(response).await

@@ -46,15 +46,11 @@ fn merged(
     rows: EvaluationRows,
     report: bool,
 ) -> Result<ShardEvaluation, String> {
-    let mut total: Option<ShardEvaluation> = None;
-    for shard in shards {
-        let part = shard_evaluation(pipeline, members, combine, meta, shard, rows, report)?;
-        match &mut total {
-            Some(total) => total.merge(&part)?,
-            None => total = Some(part),
-        }
-    }
-    total.ok_or_else(|| "the dataset has no shards to evaluate on".into())
+    let parts = shards
+        .iter()
+        .map(|shard| shard_evaluation(pipeline, members, combine, meta, shard, rows, report))
+        .collect::<Result<Vec<_>, _>>()?;
+    ShardEvaluation::sum(parts)?.ok_or_else(|| "the dataset has no shards to evaluate on".into())
 }
 
 /// One shard's tallies of the model on `rows`, and with `report` on its
@@ -156,7 +152,8 @@ fn tallies(
         Labels::Classes(truth) => {
             let classes = pipeline.classes.len();
             let tally = |out: &Array2<f32>, full| {
-                Tally::classes(truth, &out.iter().copied().collect::<Vec<_>>(), classes, full)
+                let out = out.as_standard_layout();
+                Tally::classes(truth, out.as_slice().expect("standard layout"), classes, full)
             };
             (tally(&combined, full), outputs.iter().map(|o| tally(o, false)).collect())
         }

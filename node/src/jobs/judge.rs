@@ -70,15 +70,13 @@ pub async fn across_shards(
             },
         )
     });
-    let mut total: Option<ShardEvaluation> = None;
-    for (info, result) in manifest.shards.iter().zip(futures::future::join_all(jobs).await) {
-        let (_, part) = result.map_err(|e| format!("judging shard {}: {e}", info.id))?;
-        match &mut total {
-            Some(total) => total.merge(&part)?,
-            None => total = Some(part),
-        }
-    }
-    total.ok_or_else(|| "the dataset has no shards to evaluate on".into())
+    let parts = manifest
+        .shards
+        .iter()
+        .zip(futures::future::join_all(jobs).await)
+        .map(|(info, result)| result.map(|(_, part)| part).map_err(|e| format!("judging shard {}: {e}", info.id)))
+        .collect::<Result<Vec<_>, _>>()?;
+    ShardEvaluation::sum(parts)?.ok_or_else(|| "the dataset has no shards to evaluate on".into())
 }
 
 /// The parts of the model a peer asks this node to judge (from this node
