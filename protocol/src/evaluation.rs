@@ -50,6 +50,26 @@ pub struct EvaluateShard {
     pub report: bool,
 }
 
+/// Members a model judged for a peer may have (a job has at most 4,096
+/// tasks).
+pub const MAX_MEMBERS: usize = 4096;
+
+impl EvaluateShard {
+    /// Whether a peer's request is within bounds, before anything it names
+    /// is fetched.
+    pub fn check(&self) -> Result<(), String> {
+        if self.members.is_empty() || self.members.len() > MAX_MEMBERS {
+            return Err(format!("{} members; a model has 1 to {MAX_MEMBERS}", self.members.len()));
+        }
+        if let EvaluationRows::Fold { fold, folds } = self.rows
+            && (!(2..=crate::jobs::MAX_FOLDS).contains(&folds) || fold >= folds)
+        {
+            return Err(format!("fold {fold} of {folds}: folds must be 2 to {}", crate::jobs::MAX_FOLDS));
+        }
+        Ok(())
+    }
+}
+
 /// One shard's tallies of a model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardEvaluation {
@@ -507,6 +527,26 @@ mod tests {
         assert_eq!(evaluation.robustness[0].note.as_deref(), Some("category 'x' was not seen"));
         assert_eq!(members, vec![1.0]);
         assert_eq!(evaluation.rows, 6);
+    }
+
+    #[test]
+    fn a_peer_request_out_of_bounds_is_refused_before_any_fetch() {
+        let ask = |members: usize, rows| EvaluateShard {
+            shard: ContentId::of(b"s"),
+            pipeline: ContentId::of(b"p"),
+            members: vec![ContentId::of(b"m"); members],
+            meta: None,
+            combine: Combine::Mean,
+            rows,
+            report: false,
+        };
+        let test = EvaluationRows::Split(Split::Test);
+        assert!(ask(1, test).check().is_ok());
+        assert!(ask(0, test).check().unwrap_err().contains("0 members"));
+        assert!(ask(MAX_MEMBERS + 1, test).check().is_err());
+        assert!(ask(1, EvaluationRows::Fold { fold: 2, folds: 5 }).check().is_ok());
+        assert!(ask(1, EvaluationRows::Fold { fold: 5, folds: 5 }).check().is_err());
+        assert!(ask(1, EvaluationRows::Fold { fold: 0, folds: 0 }).check().is_err());
     }
 
     #[test]

@@ -82,6 +82,7 @@ pub async fn across_shards(
 /// The parts of the model a peer asks this node to judge (from this node
 /// or the mesh).
 pub async fn parts(mesh: &Mesh, ask: &EvaluateShard) -> Result<(FittedPipeline, Vec<Member>, Option<Mlp>), String> {
+    ask.check()?;
     let pipeline = mesh.load_pipeline(ask.pipeline).await?;
     let mut members = Vec::with_capacity(ask.members.len());
     for id in &ask.members {
