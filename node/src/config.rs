@@ -86,6 +86,8 @@ pub struct ServingSection {
     pub deadline: Option<Duration>,
     pub replicas: Option<usize>,
     pub hot_after: Option<u32>,
+    pub max_in_flight: Option<usize>,
+    pub max_in_flight_mib: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -324,6 +326,8 @@ impl NodeConfig {
             deadline: file.serving.deadline.unwrap_or(defaults.deadline),
             replicas: file.serving.replicas.unwrap_or(storage.replication),
             hot_after: file.serving.hot_after.unwrap_or(defaults.hot_after),
+            max_in_flight: file.serving.max_in_flight.unwrap_or(defaults.max_in_flight),
+            max_in_flight_mib: file.serving.max_in_flight_mib.unwrap_or(defaults.max_in_flight_mib),
         };
         serving.validate().map_err(ConfigError::Invalid)?;
         bridges.fits_deadline(serving.deadline).map_err(ConfigError::Invalid)?;
@@ -474,6 +478,7 @@ mod tests {
             ("[membership]\nadvert_interval = \"five\"\n", with_dir(), "advert_interval"),
             ("[hardware]\ngemm_size = 0\n", with_dir(), "gemm_size"),
             ("[storage]\nreplication = 0\n", with_dir(), "storage.replication"),
+            ("[serving]\nmax_in_flight_mib = 1\n", with_dir(), "max_in_flight_mib 16 to 1048576"),
             (
                 "[[hardware.bridges]]\nname = \"f\"\nkind = \"fpga\"\nendpoint = \"https://x:1\"\n",
                 with_dir(),

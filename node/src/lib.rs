@@ -21,6 +21,7 @@
 //! - [`placement`]: weighted rendezvous hashing (pure).
 //! - [`replication`]: fetching blobs from peers, keeping k copies alive.
 //! - [`service`]: answers to peers' requests and ref gossip.
+//! - [`shared_refs`]: ref writes held by k nodes, reads that ask peers.
 //! - [`jobs`]: training jobs, driven by the top-ranked peer, checkpointed.
 //! - [`serving`]: predictions from any node, model versions, replicas.
 //! - [`mesh`]: the handle background work uses to reach storage and peers.
@@ -49,5 +50,6 @@ pub mod placement;
 pub mod replication;
 pub mod service;
 pub mod serving;
+pub mod shared_refs;
 pub mod storage;
 pub mod studies;

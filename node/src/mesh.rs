@@ -13,7 +13,7 @@ use mass_protocol::{
     storage::{BlobMeta, RefEntry, check_writer, validate_ref_name},
 };
 use serde::{Serialize, de::DeserializeOwned};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::{
     datasets::{
@@ -54,6 +54,9 @@ pub struct Mesh {
     pub serving: crate::serving::Serving,
     /// Who may delete refs and unpin blobs (`storage.ref_admins`).
     pub ref_admins: Arc<[String]>,
+    /// Nodes that hold a ref entry before its write is acknowledged
+    /// (`storage.replication`).
+    pub ref_copies: usize,
 }
 
 impl Mesh {
@@ -139,6 +142,10 @@ impl Mesh {
     pub async fn write_ref(&self, name: String, target: Option<ContentId>) -> Result<RefEntry, StoreError> {
         check_writer(&name, target, &self.peer_id, &self.ref_admins).map_err(StoreError::Forbidden)?;
         let entry = self.storage.set_ref(name.clone(), target, self.peer_id.clone()).await?;
+        let held = crate::shared_refs::spread(self, &name, &entry, self.ref_copies).await;
+        if held < self.ref_copies {
+            debug!(name, held, wanted = self.ref_copies, "a ref write is held by fewer nodes than asked");
+        }
         if let Err(e) = self.net.publish_ref(RefUpdate { name, entry: entry.clone() }).await {
             warn!("ref not gossiped: {e}");
         }
@@ -167,9 +174,9 @@ impl Mesh {
     /// that blob cannot be had (its writer died before it reached another
     /// node), the newest earlier target that can. Drivers checkpoint
     /// deterministic work, so resuming one step back redoes that step.
-    /// `None` when the ref is unknown or deleted.
+    /// `None` when the ref is deleted or unknown here and to the peers asked.
     pub async fn load_checkpoint<T: codec::Stored>(&self, name: &str) -> Result<Option<(ContentId, T)>, String> {
-        let Some(record) = self.storage.get_ref(name.to_owned()).await.map_err(|e| e.to_string())? else {
+        let Some(record) = crate::shared_refs::find(self, name).await? else {
             return Ok(None);
         };
         if record.current().is_none_or(|c| c.target.is_none()) {
@@ -207,8 +214,10 @@ impl Mesh {
 
     /// A dataset's manifest id and manifest.
     pub async fn dataset(&self, name: &str) -> Result<(ContentId, DatasetManifest), String> {
-        let id =
-            self.resolve(&format!("{REF_PREFIX}{name}")).await?.ok_or_else(|| format!("no dataset named '{name}'"))?;
+        let record = crate::shared_refs::find(self, &format!("{REF_PREFIX}{name}")).await?;
+        let id = record
+            .and_then(|r| r.current().and_then(|c| c.target))
+            .ok_or_else(|| format!("no dataset named '{name}'"))?;
         let meta = self.ensure_local(id).await?;
         let manifest = read_manifest(&self.storage, &meta).await.map_err(|e| e.to_string())?;
         Ok((id, manifest))

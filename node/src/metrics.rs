@@ -85,6 +85,8 @@ pub struct Metrics {
     refs_refused: Counter,
     connections_denied: Counter,
     requests_refused: Counter,
+    predictions_refused: Counter,
+    driving: Family<KindLabels, Gauge>,
     dht_refused: Family<ReasonLabels, Counter>,
     dht_stored: Counter,
     possession_failures: Counter,
@@ -112,6 +114,11 @@ struct ModelLabels {
 /// Latency buckets in seconds: 100 µs doubling to about 6.5 s.
 fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(1e-4, 2.0, 17))
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -144,6 +151,8 @@ impl Metrics {
             refs_refused: Counter::default(),
             connections_denied: Counter::default(),
             requests_refused: Counter::default(),
+            predictions_refused: Counter::default(),
+            driving: Family::default(),
             dht_refused: Family::default(),
             dht_stored: Counter::default(),
             possession_failures: Counter::default(),
@@ -258,6 +267,15 @@ impl Metrics {
             metrics.requests_refused.clone(),
         );
         registry.register(
+            "predictions_refused",
+            "Predict requests answered 503 at once: admission bounds or the inference queue were full",
+            metrics.predictions_refused.clone(),
+        );
+        registry.register("driving", "Jobs and studies this node drives now, by kind", metrics.driving.clone());
+        for kind in ["job", "study"] {
+            metrics.driving.get_or_create(&KindLabels { kind }).set(0);
+        }
+        registry.register(
             "dht_refused",
             "DHT records and provider announcements from peers refused, by reason",
             metrics.dht_refused.clone(),
@@ -305,6 +323,16 @@ impl Metrics {
 
     pub fn request_refused(&self) {
         self.requests_refused.inc();
+    }
+
+    /// How many jobs or studies (`kind`) this node drives now.
+    pub fn set_driving(&self, kind: &'static str, count: usize) {
+        self.driving.get_or_create(&KindLabels { kind }).set(count as i64);
+    }
+
+    /// A predict request refused at once: the node was full.
+    pub fn prediction_refused(&self) {
+        self.predictions_refused.inc();
     }
 
     /// A peer's DHT record refused; `reason` is a [`crate::net::dht::Refusal`] label.

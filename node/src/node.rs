@@ -145,6 +145,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         serving: crate::serving::Serving::start(config.serving.clone(), compute.clone(), metrics.clone())
             .with_bridges(bridges.clone()),
         ref_admins: config.storage.ref_admins.clone().into(),
+        ref_copies: config.storage.replication,
     };
     crate::serving::keeper::ModelKeeper::new(mesh.clone(), MODEL_KEEPER_INTERVAL).start();
     let service = ServiceActor::new(mesh.clone()).start();

@@ -124,6 +124,19 @@ impl Handler<InboundRequest> for ServiceActor {
                     Ok(refs) => Response::Refs(refs),
                     Err(e) => storage_error(e),
                 },
+                Request::GetRef { name } => match storage.get_ref(name).await {
+                    Ok(record) => Response::Refs(record.into_iter().collect()),
+                    Err(e) => storage_error(e),
+                },
+                Request::HoldRef { name, entry } => match mesh.accept_ref(&name, entry).await {
+                    Ok(_) => Response::Has(true),
+                    Err(crate::mesh::AcceptRefError::Refused(message)) => {
+                        Response::Error(RpcError { kind: RpcErrorKind::Refused, message })
+                    }
+                    Err(crate::mesh::AcceptRefError::Store(message)) => {
+                        Response::Error(RpcError { kind: RpcErrorKind::Storage, message })
+                    }
+                },
                 Request::SummarizeShard { shard, schema, spec } => {
                     on_held_shard(&mesh, shard, move |rows| {
                         crate::mesh::summarize_rows(&rows, &schema, &spec).map(Response::Summary)

@@ -54,6 +54,13 @@ pub enum Request {
     /// Judge a model on rows of a shard the peer holds;
     /// [`Response::Evaluated`].
     EvaluateShard(Box<EvaluateShard>),
+    /// One ref the peer knows, with history; [`Response::Refs`] with at
+    /// most one record (none: the peer does not know the name either).
+    GetRef { name: String },
+    /// "Hold this ref entry": the peer merges it, checked as a gossiped one,
+    /// and answers [`Response::Has`] once it is stored, so a writer can
+    /// acknowledge a write only when several nodes hold it.
+    HoldRef { name: String, entry: RefEntry },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -66,6 +66,12 @@ fn golden_request_get_advert() {
 }
 
 #[test]
+fn golden_request_get_ref() {
+    // Variant 13, then the name's length and bytes.
+    assert_golden(&Request::GetRef { name: "model/a".into() }, "0d076d6f64656c2f61");
+}
+
+#[test]
 fn golden_response_error() {
     let response = Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message: "starting".into() });
     assert_golden(&response, GOLDEN_RESPONSE_ERROR);

@@ -302,6 +302,16 @@ fn lie(request: Request, addr: &Multiaddr, forged: &[RefUpdate], tally: &Tally) 
             }
             Response::Refs(records.into_iter().map(|(name, history)| RefRecord { name, history }).collect())
         }
+        // Asked about a name a node does not know: forged entries under it.
+        Request::GetRef { name } => {
+            let history = forged.iter().map(|u| u.entry.clone()).collect();
+            Response::Refs(vec![RefRecord { name, history }])
+        }
+        // "I hold your ref": so a write would count a copy that is not there.
+        Request::HoldRef { .. } => {
+            tally.lies.fetch_add(1, Ordering::Relaxed);
+            Response::Has(true)
+        }
         _ => Response::Error(RpcError { kind: RpcErrorKind::Refused, message: "no".into() }),
     }
 }

@@ -12,7 +12,7 @@ fn shared(name: &str) -> PathBuf {
     crate::support::shared_dataset(name)
 }
 
-async fn digits_on(node: &LocalNode, shard_rows: usize) {
+pub async fn digits_on(node: &LocalNode, shard_rows: usize) {
     let request = IngestRequest {
         name: "digits".into(),
         label: "label".into(),
@@ -23,7 +23,7 @@ async fn digits_on(node: &LocalNode, shard_rows: usize) {
     Client::new([node.http_url()]).unwrap().ingest_csv(&shared("digits.csv"), &request).await.unwrap();
 }
 
-fn spec(model: &str, hidden: Vec<usize>, ensemble: EnsembleSpec, epochs: usize) -> JobSpec {
+pub fn spec(model: &str, hidden: Vec<usize>, ensemble: EnsembleSpec, epochs: usize) -> JobSpec {
     JobSpec {
         model: model.into(),
         dataset: "digits".into(),

@@ -126,7 +126,9 @@ async fn a_peer_serving_wrong_bytes_is_caught_at_the_first_bad_chunk() {
                     Response::Chunk(Some(lie))
                 }
                 Request::HasBlob { .. } | Request::Replicate { .. } => Response::Has(true),
-                Request::ListRefs => Response::Refs(vec![]),
+                Request::ListRefs | Request::GetRef { .. } => Response::Refs(vec![]),
+                // Claims to hold a ref entry it drops.
+                Request::HoldRef { .. } => Response::Has(true),
                 Request::SummarizeShard { .. }
                 | Request::TrainTask { .. }
                 | Request::Predict(_)

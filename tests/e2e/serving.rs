@@ -396,14 +396,14 @@ async fn a_model_asked_for_often_through_a_node_is_copied_there() {
 }
 
 /// Sends `signal` (`STOP`, `CONT`) to a node's process.
-fn signal(node: &LocalNode, signal: &str) {
+pub fn signal(node: &LocalNode, signal: &str) {
     let pid = node.pid().expect("the node runs").to_string();
     let status = std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap();
     assert!(status.success(), "kill -{signal} {pid} failed");
 }
 
 /// Resumes a stalled node however the test ends.
-struct Stalled<'a>(&'a LocalNode);
+pub struct Stalled<'a>(pub &'a LocalNode);
 
 impl Drop for Stalled<'_> {
     fn drop(&mut self) {
@@ -484,4 +484,147 @@ async fn a_stalled_replica_does_not_set_the_tail_hedged_requests_go_around_it() 
         resumed.predict("digits", &rows).await.is_ok()
     })
     .await;
+}
+
+/// One predict request sent raw: its status, whether a 503 said when to
+/// retry, and how long it took.
+struct Outcome {
+    status: u16,
+    retry_after: bool,
+    took: Duration,
+}
+
+async fn post_npy(http: &reqwest::Client, url: &str, body: &[u8]) -> Outcome {
+    let started = Instant::now();
+    let response = http
+        .post(url)
+        .header("content-type", "application/x-npy")
+        .body(body.to_vec())
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("the node answers, refusals included");
+    let retry_after = response.headers().contains_key("retry-after");
+    let status = response.status().as_u16();
+    let _ = response.bytes().await;
+    Outcome { status, retry_after, took: started.elapsed() }
+}
+
+/// The node's resident memory, in MiB.
+fn rss_mib(node: &LocalNode) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid().expect("the node runs"))).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kib / 1024.0
+}
+
+fn percentile(mut latencies: Vec<Duration>, p: usize) -> Duration {
+    latencies.sort_unstable();
+    latencies[((latencies.len() * p).div_ceil(100)).max(1) - 1]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_times_its_capacity_is_refused_at_once_memory_stays_flat_and_service_returns() {
+    // One node with small admission bounds, serving a network heavy enough
+    // per request that the node, not this test's client, is what saturates.
+    let config = format!("{FAST_CONFIG}\n[serving]\nhot_after = 0\nqueue = 16\nmax_in_flight = 24\n");
+    let mut cluster = Cluster::with_config(&config);
+    let nodes = mesh(&mut cluster, 1).await;
+    let node = &nodes[0];
+    ingest(node, "digits", "digits.csv", "digits.test_rows.txt", 300).await;
+    let client = Client::new([node.http_url()]).unwrap();
+    train(&client, "digits", "digits", vec![256, 256], 1).await;
+
+    let rows = test_rows("digits.csv", "digits.test_rows.txt", 50);
+    let values: Vec<f64> = (0..8).flat_map(|_| rows.iter().flat_map(|(x, _)| x.iter().copied())).collect();
+    let body = Arc::new(mass_protocol::npy::write_matrix(&values, &[400, 64], false));
+    let url = Arc::new(format!("{}/v1/models/digits/predict", node.http_url()));
+    let http = crate::support::http();
+    assert_eq!(post_npy(&http, &url, &body).await.status, 200);
+
+    // Capacity: what four clients in a closed loop get answered in 3 s.
+    let measured = Duration::from_secs(3);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (http, url, body) = (http.clone(), url.clone(), body.clone());
+        workers.push(tokio::spawn(async move {
+            let mut served = Vec::new();
+            while started.elapsed() < measured {
+                let outcome = post_npy(&http, &url, &body).await;
+                assert_eq!(outcome.status, 200, "refused before overload");
+                served.push(outcome.took);
+            }
+            served
+        }));
+    }
+    let mut quiet = Vec::new();
+    for worker in workers {
+        quiet.extend(worker.await.unwrap());
+    }
+    let capacity = quiet.len() as f64 / started.elapsed().as_secs_f64();
+    let rss_before = rss_mib(node);
+
+    // Overload: an open loop at three times that rate for 5 s.
+    let interval = Duration::from_secs_f64(1.0 / (3.0 * capacity));
+    let load_for = Duration::from_secs(5);
+    let started = Instant::now();
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = Vec::new();
+    let mut rss_peak = rss_before;
+    while started.elapsed() < load_for {
+        ticks.tick().await;
+        let (http, url, body) = (http.clone(), url.clone(), body.clone());
+        sent.push(tokio::spawn(async move { post_npy(&http, &url, &body).await }));
+        if sent.len() % 16 == 0 {
+            rss_peak = rss_peak.max(rss_mib(node));
+        }
+    }
+    let offered = sent.len() as f64 / started.elapsed().as_secs_f64();
+    let mut outcomes = Vec::new();
+    for request in sent {
+        outcomes.push(request.await.unwrap());
+    }
+    let (served, refused): (Vec<&Outcome>, Vec<&Outcome>) = outcomes.iter().partition(|o| o.status == 200);
+    let odd: Vec<u16> = refused.iter().filter(|o| o.status != 503 || !o.retry_after).map(|o| o.status).collect();
+    assert!(odd.is_empty(), "answers other than 200 or 503 with Retry-After: {odd:?}");
+    assert!(!refused.is_empty(), "3x load ({offered:.0}/s against {capacity:.0}/s) refused nothing");
+    let refusal = |p| percentile(refused.iter().map(|o| o.took).collect(), p);
+    let serving = |p| percentile(served.iter().map(|o| o.took).collect(), p);
+    eprintln!(
+        "capacity {capacity:.1} req/s (400 rows each); offered {offered:.1} req/s for {load_for:?}: {} served, {} \
+         refused; refusals p50 {:?} p99 {:?} (goal: 50 ms); served p50 {:?} p99 {:?}; node RSS {rss_before:.0} MiB \
+         before, peak {rss_peak:.0} MiB under load",
+        served.len(),
+        refused.len(),
+        refusal(50),
+        refusal(99),
+        serving(50),
+        serving(99),
+    );
+    assert!(offered > 2.0 * capacity, "the client offered only {offered:.0}/s against {capacity:.0}/s");
+    // Refused at once: faster than a served request, never after waiting
+    // out the 2 s serving deadline.
+    assert!(refusal(50) < serving(50), "refusals p50 {:?} vs served p50 {:?}", refusal(50), serving(50));
+    assert!(refusal(99) < Duration::from_secs(2), "a refusal took {:?}", refusal(99));
+    // Memory bounded: at most 24 bodies (100 KiB each) and their rows held.
+    assert!(rss_peak - rss_before < 128.0, "RSS grew from {rss_before:.0} to {rss_peak:.0} MiB");
+    assert!(crate::support::metric(node, "mass_predictions_refused_total").await >= refused.len() as f64);
+
+    // Normal service again within 10 s of the load stopping: ten requests
+    // in a row answered.
+    let back = eventually(Duration::from_secs(10), "ten predictions in a row answered", || async {
+        for _ in 0..10 {
+            if post_npy(&http, &url, &body).await.status != 200 {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    eprintln!("normal service {back:?} after the last overload request was answered");
 }

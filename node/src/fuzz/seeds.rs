@@ -153,6 +153,8 @@ fn requests() -> Vec<Request> {
         Request::GetAdvert,
         Request::GetChunk { id: shard, index: 3 },
         Request::ListRefs,
+        Request::GetRef { name: "model/fuzz".into() },
+        Request::HoldRef { name: ref_record().name, entry: ref_record().history.remove(0) },
         Request::SummarizeShard { shard, schema: f.schema().clone(), spec: f.spec.clone() },
         Request::SummarizeShard {
             shard,

@@ -41,6 +41,10 @@ pub fn rpc_request(data: &[u8]) {
             let (shard, rows) = (&f.shards[0], ask.rows);
             let _ = evaluate::shard_evaluation(&f.pipeline, &f.members, &ask.combine, None, shard, rows, ask.report);
         }
+        Request::HoldRef { name, entry } => accept_ref(&mut RefRecord { name, history: vec![] }, entry),
+        Request::GetRef { name } => {
+            let _ = validate_ref_name(&name);
+        }
         Request::GetAdvert
         | Request::GetBlobMeta { .. }
         | Request::GetChunk { .. }

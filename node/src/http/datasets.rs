@@ -207,10 +207,10 @@ pub async fn list(state: web::Data<State>) -> HttpResponse {
 /// `GET /v1/datasets/{name}`: the manifest and which peers hold each shard.
 pub async fn show(state: web::Data<State>, name: web::Path<String>) -> HttpResponse {
     let ref_name = format!("{REF_PREFIX}{name}");
-    let record = match state.mesh.storage.get_ref(ref_name).await {
+    let record = match crate::shared_refs::find(&state.mesh, &ref_name).await {
         Ok(Some(record)) => record,
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("no dataset named '{name}'")),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     let (manifest_id, version, manifest) = match load(&state, &record).await {
         Ok(Some(found)) => found,

@@ -218,6 +218,18 @@ pub async fn predict(
     request: actix_web::HttpRequest,
     body: web::Payload,
 ) -> HttpResponse {
+    // Refused before the body is read: overload costs a refusal, not memory.
+    let declared = request
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let _ticket = match state.mesh.serving.admission.admit(declared, MAX_PREDICT_BODY) {
+        Ok(ticket) => ticket,
+        Err(refused) => {
+            state.metrics.prediction_refused();
+            return serve_error(ServeError::Overloaded(refused.to_string()));
+        }
+    };
     let bytes = match read_body(body, "; send fewer rows per request").await {
         Ok(bytes) => bytes,
         Err(response) => return response,
@@ -237,7 +249,12 @@ pub async fn predict(
     match router::predict(&state.mesh, &name, rows, allow_missing).await {
         Ok(prediction) if wants_npy => npy_answer(&prediction),
         Ok(prediction) => HttpResponse::Ok().json(prediction),
-        Err(e) => serve_error(e),
+        Err(e) => {
+            if matches!(e, ServeError::Overloaded(_)) {
+                state.metrics.prediction_refused();
+            }
+            serve_error(e)
+        }
     }
 }
 

@@ -28,10 +28,10 @@ async fn record(state: &State, name: &str) -> Result<RefRecord, HttpResponse> {
     if let Err(reason) = validate_ref_name(name) {
         return Err(error(StatusCode::BAD_REQUEST, reason));
     }
-    match state.mesh.storage.get_ref(name.to_owned()).await {
+    match crate::shared_refs::find(&state.mesh, name).await {
         Ok(Some(record)) => Ok(record),
         Ok(None) => Err(error(StatusCode::NOT_FOUND, format!("no ref named '{name}'"))),
-        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
     }
 }
 

@@ -71,6 +71,14 @@ impl<D: Drivable> Watcher<D> {
     }
 }
 
+impl<D: Drivable> Watcher<D> {
+    /// Publishes how many records of this kind the node drives now.
+    fn count_driving(&self) {
+        let kind = if D::PREFIX == super::REF_PREFIX { "job" } else { "study" };
+        self.mesh.metrics.set_driving(kind, self.driving.len());
+    }
+}
+
 /// The ids of the records named `<prefix><id>` among `refs`. Other refs
 /// under the prefix (cancel flags) do not parse as ids and are left out.
 pub fn record_ids<'a>(
@@ -125,9 +133,11 @@ impl<D: Drivable + Unpin> Actor for Watcher<D> {
                     if !watcher.driving.insert(id) {
                         continue;
                     }
+                    watcher.count_driving();
                     let mesh = watcher.mesh.clone();
                     ctx.spawn(D::drive(mesh, id).into_actor(watcher).map(move |result, watcher, _| {
                         watcher.driving.remove(&id);
+                        watcher.count_driving();
                         match result {
                             Ok(()) => {
                                 watcher.finished.insert(id);

@@ -11,7 +11,9 @@
 //! [`export`] writes a version as safetensors or ONNX and [`import`]
 //! registers weights trained elsewhere. A version a node forwards many requests for is
 //! loaded there too ([`Demand`]): hot models spread to more nodes.
+//! [`admission`] bounds the predict requests a node takes at once.
 
+pub mod admission;
 pub mod batch;
 pub mod compose;
 pub mod compress;
@@ -50,6 +52,10 @@ pub struct Config {
     /// A node that forwards this many requests for one version within
     /// [`HOT_WINDOW`] loads it and serves it too (0: never).
     pub hot_after: u32,
+    /// Predict requests the HTTP API takes at once; past it, 503 at once.
+    pub max_in_flight: usize,
+    /// MiB of predict bodies the HTTP API holds at once; past it, 503 at once.
+    pub max_in_flight_mib: usize,
 }
 
 /// The window over which forwarded requests are counted.
@@ -63,11 +69,18 @@ impl Config {
         deadline: Duration::from_secs(2),
         replicas: 2,
         hot_after: 500,
+        max_in_flight: 512,
+        max_in_flight_mib: 256,
     };
 
     pub fn validate(&self) -> Result<(), String> {
         if self.queue == 0 || self.max_batch_rows == 0 || self.replicas == 0 {
             return Err("serving: queue, max_batch_rows and replicas must be at least 1".into());
+        }
+        if self.max_in_flight == 0 || !(16..=1 << 20).contains(&self.max_in_flight_mib) {
+            return Err("serving: max_in_flight must be at least 1 and max_in_flight_mib 16 to 1048576 (one \
+                        largest body is 16 MiB)"
+                .into());
         }
         if self.deadline < Duration::from_millis(10) || self.batch_wait > Duration::from_millis(100) {
             return Err("serving: deadline must be at least 10ms and batch_wait at most 100ms".into());
@@ -90,6 +103,7 @@ pub async fn replica_set(mesh: &crate::mesh::Mesh, id: &ContentId) -> Vec<libp2p
 pub struct Serving {
     pub config: Config,
     pub inference: Inference,
+    pub admission: admission::Admission,
     pub models: ModelCache,
     pub demand: Demand,
     /// Recent forwarded latencies per version, for hedging.
@@ -103,6 +117,7 @@ impl Serving {
     pub fn start(config: Config, compute: crate::compute::Compute, metrics: crate::metrics::Metrics) -> Self {
         let inference = Inference::start(config.queue, config.max_batch_rows, config.batch_wait, compute, metrics);
         Self {
+            admission: admission::Admission::new(config.max_in_flight, config.max_in_flight_mib),
             config,
             inference,
             models: ModelCache::default(),

@@ -21,11 +21,8 @@ pub enum RegistryError {
 
 /// The versions of model `name`, and the one served now.
 pub async fn versions(mesh: &Mesh, name: &str) -> Result<(Vec<ModelVersion>, ModelVersion), RegistryError> {
-    let record = mesh
-        .storage
-        .get_ref(format!("{MODEL_PREFIX}{name}"))
-        .await
-        .map_err(|e| RegistryError::Unavailable(e.to_string()))?;
+    let record =
+        crate::shared_refs::find(mesh, &format!("{MODEL_PREFIX}{name}")).await.map_err(RegistryError::Unavailable)?;
     let unknown = || RegistryError::NotFound(format!("no model named '{name}'"));
     let record = record.ok_or_else(unknown)?;
     let target = record.current().and_then(|c| c.target).ok_or_else(unknown)?;
