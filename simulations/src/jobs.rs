@@ -96,6 +96,8 @@ pub struct Violation {
 }
 
 const PEERS: [&str; 4] = ["n0", "n1", "n2", "n3"];
+/// Late events delivered after a job ended.
+const AFTERMATH: usize = 10;
 /// Rounds of a tree job (its setup, which the record does not hold).
 const TREE_ROUNDS: usize = 4;
 
@@ -163,6 +165,7 @@ struct World {
     late: Vec<Event>,
     /// Whether this drive saw the cancel (applied or refused at checkpoint).
     saw_cancel: bool,
+    aftermath: usize,
     step: usize,
     report: Report,
 }
@@ -184,6 +187,7 @@ pub fn run(scenario: &Scenario) -> Result<Report, Violation> {
         queue: VecDeque::new(),
         late: Vec::new(),
         saw_cancel: false,
+        aftermath: 0,
         step: 0,
         report: Report { state: JobState::Pending, steps: 0, crashes: 0, yields: 0, late_refused: 0, late_taken: 0 },
     };
@@ -259,6 +263,12 @@ impl World {
                             self.drive.record().state,
                             self.visible_state()
                         )));
+                    }
+                    // Old drivers' events still arrive after the end.
+                    if self.aftermath < AFTERMATH && !self.late.is_empty() {
+                        self.aftermath += 1;
+                        let event = self.late[self.rng.random_range(0..self.late.len())].clone();
+                        return self.deliver(event, true).map(|_| false);
                     }
                     return Ok(true);
                 }
@@ -463,7 +473,11 @@ impl World {
                 }
                 // Loading every member: one may have lost its only copy.
                 if let Some(index) = (0..record.tasks.len()).find(|_| self.failed()) {
-                    let weights = trained(sub, index, &record.tasks[index], me).weights;
+                    let trained_now = events.iter().find_map(|e| match e {
+                        Event::TaskFinished { index: i, outcome, .. } if *i == index => Some(outcome.weights),
+                        _ => None,
+                    });
+                    let Some(weights) = record.tasks[index].weights.or(trained_now) else { return events };
                     events.push(Event::WeightsLost { list: sub, index, weights });
                     events.push(Event::Transient(format!("sub-model {index} is unreachable")));
                     return events;
@@ -542,13 +556,14 @@ impl World {
     }
 }
 
-/// Training is deterministic: the same task gives the same weights
-/// wherever it runs.
+/// Training is deterministic per backend: the same task gives the same
+/// weights on every CPU node, other bits on the GPU nodes (n2 and n3).
 fn trained(list: TaskList, index: usize, task: &TaskRecord, peer: &str) -> Outcome {
+    let gpu = peer.starts_with("n2") || peer.starts_with("n3");
     let weights = if peer.contains("round") {
         id(&format!("{list} {index} {} {peer}", task.seed))
     } else {
-        id(&format!("{list} {index} {}", task.seed))
+        id(&format!("{list} {index} {} {gpu}", task.seed))
     };
     Outcome { peer: peer.into(), weights, rows: 10, curve: vec![0.5], backend: "cpu".into() }
 }
@@ -582,6 +597,11 @@ pub fn never_back(
     kept("pipeline", before.pipeline.is_none() || (after.pipeline, after.setup) == (before.pipeline, before.setup))?;
     kept("model", before.model.is_none() || after.model == before.model)?;
     kept("rounds done", after.rounds_done >= before.rounds_done)?;
+    if let Training::DataParallel { rounds } = machine::training(&after.spec)
+        && after.rounds_done > rounds
+    {
+        return Err(format!("{} rounds done of {rounds}", after.rounds_done));
+    }
     if let Some(b) = &before.boost {
         let a = after.boost.clone().unwrap_or_default();
         kept("boosting rounds", a.rounds.starts_with(&b.rounds) && (a.stopped || !b.stopped))?;

@@ -5,7 +5,7 @@
 use mass_protocol::jobs::JobState;
 use mass_simulations::jobs::{Scenario, run};
 
-const SEEDS: u64 = 400;
+const SEEDS: u64 = 500;
 
 fn seeds() -> Vec<u64> {
     match std::env::var("MASS_SIM_SEED") {

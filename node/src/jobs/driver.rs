@@ -65,7 +65,12 @@ pub async fn record(mesh: &Mesh, id: ContentId) -> Result<Option<JobRecord>, Str
 
 /// Stores the record and points `job/<id>` at it: the checkpoint. A job
 /// cancelled meanwhile stays cancelled: the driver's write is refused.
-pub async fn checkpoint(mesh: &Mesh, record: &JobRecord) -> Result<(), StepError> {
+pub async fn checkpoint(mesh: &Mesh, record: &JobRecord) -> Result<(), String> {
+    save_checkpoint(mesh, record).await.map_err(|e| e.to_string())
+}
+
+/// [`checkpoint`], saying whether it was refused for a cancel.
+async fn save_checkpoint(mesh: &Mesh, record: &JobRecord) -> Result<(), StepError> {
     if mesh.resolve(&cancel_ref(&record.id)).await?.is_some() {
         return Err(StepError::Cancelled(record.id));
     }
@@ -80,7 +85,7 @@ pub async fn checkpoint(mesh: &Mesh, record: &JobRecord) -> Result<(), StepError
 /// must survive this driver.
 pub async fn step(mesh: &Mesh, drive: &mut Drive, event: Event) -> Result<(), StepError> {
     if drive.apply(event)? == Save::Checkpoint {
-        checkpoint(mesh, drive.record()).await?;
+        save_checkpoint(mesh, drive.record()).await?;
     }
     Ok(())
 }
@@ -101,9 +106,7 @@ async fn load_shard(mesh: &Mesh, id: ContentId) -> Result<Shard, StepError> {
 
 async fn load_pipeline(mesh: &Mesh, id: ContentId) -> Result<FittedPipeline, StepError> {
     let pipeline: FittedPipeline = load_blob(mesh, id, "fitted pipeline").await?;
-    pipeline
-        .validate()
-        .map_err(|e| StepError::Corrupt { blob: id, what: "fitted pipeline", reason: e.to_string() })?;
+    pipeline.validate().map_err(|e| StepError::Corrupt { blob: id, what: "fitted pipeline", reason: e.to_string() })?;
     Ok(pipeline)
 }
 

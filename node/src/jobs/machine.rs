@@ -842,6 +842,13 @@ mod tests {
         }
     }
 
+    /// Applies an event the test expects to be taken.
+    fn take(drive: &mut Drive, event: Event) {
+        if let Err(refused) = drive.apply(event) {
+            panic!("refused: {refused}");
+        }
+    }
+
     fn trained(name: &str) -> Outcome {
         Outcome { peer: "p1".into(), weights: id(name), rows: 10, curve: vec![1.0], backend: "cpu".into() }
     }
@@ -861,7 +868,7 @@ mod tests {
             Event::PipelineFitted { dataset_manifest: id("d"), pipeline: id("p"), setup: None },
             Event::TasksPlanned(plan_tasks(&drive.record().spec, &shards).unwrap()),
         ] {
-            drive.apply(event).unwrap();
+            take(&mut drive, event);
         }
         drive
     }
@@ -948,9 +955,9 @@ mod tests {
         let mut drive = planned(None);
         for index in 0..2 {
             let outcome = trained(&format!("w{index}"));
-            drive.apply(Event::TaskFinished { list: TaskList::SubModels, index, outcome }).unwrap();
+            take(&mut drive, Event::TaskFinished { list: TaskList::SubModels, index, outcome });
         }
-        drive.apply(Event::MembersReady).unwrap();
+        take(&mut drive, Event::MembersReady);
         let stale = Event::WeightsLost { list: TaskList::SubModels, index: 0, weights: id("older") };
         assert!(matches!(drive.apply(stale), Err(Refused::Conflict { .. })));
         let lost = Event::WeightsLost { list: TaskList::SubModels, index: 0, weights: id("w0") };
@@ -984,11 +991,11 @@ mod tests {
         let mut drive = planned(None);
         for index in 0..2 {
             let outcome = trained(&format!("w{index}"));
-            drive.apply(Event::TaskFinished { list: TaskList::SubModels, index, outcome }).unwrap();
+            take(&mut drive, Event::TaskFinished { list: TaskList::SubModels, index, outcome });
         }
-        drive.apply(Event::MembersReady).unwrap();
+        take(&mut drive, Event::MembersReady);
         assert_eq!(drive.apply(Event::Published { model: id("a") }), Err(Refused::OutOfOrder { event: "published" }));
-        drive.apply(evaluated()).unwrap();
+        take(&mut drive, evaluated());
         assert_eq!(drive.apply(Event::Published { model: id("a") }), Ok(Save::Checkpoint));
         assert!(matches!(drive.apply(Event::Published { model: id("b") }), Err(Refused::Conflict { .. })));
         assert!(matches!(drive.apply(Event::CancelSeen), Err(Refused::Over { .. })));
@@ -1000,7 +1007,7 @@ mod tests {
         let mut drive = Drive::resume(pending(spec(EnsembleSpec::Single, Learner::Linear, None)), "me".into());
         let early = Event::TaskFinished { list: TaskList::SubModels, index: 0, outcome: trained("w0") };
         assert_eq!(drive.apply(early), Err(Refused::OutOfOrder { event: "task finished" }));
-        drive.apply(Event::Started).unwrap();
+        take(&mut drive, Event::Started);
         let fitted = Event::PipelineFitted { dataset_manifest: id("d"), pipeline: id("p"), setup: None };
         assert_eq!(drive.apply(fitted), Err(Refused::OutOfOrder { event: "pipeline fitted" }));
         assert_eq!(drive.record().pipeline, None);
@@ -1010,13 +1017,13 @@ mod tests {
     #[test]
     fn a_lost_peer_gives_back_its_unfinished_tasks_only() {
         let mut drive = planned(None);
-        drive.apply(Event::TaskStarted { list: TaskList::SubModels, index: 0, peer: "p1".into() }).unwrap();
-        drive.apply(Event::TaskStarted { list: TaskList::SubModels, index: 1, peer: "p1".into() }).unwrap();
-        drive.apply(Event::TaskFinished { list: TaskList::SubModels, index: 0, outcome: trained("w0") }).unwrap();
+        take(&mut drive, Event::TaskStarted { list: TaskList::SubModels, index: 0, peer: "p1".into() });
+        take(&mut drive, Event::TaskStarted { list: TaskList::SubModels, index: 1, peer: "p1".into() });
+        take(&mut drive, Event::TaskFinished { list: TaskList::SubModels, index: 0, outcome: trained("w0") });
         assert_eq!(drive.apply(Event::PeerDown("p1".into())), Ok(Save::InMemory));
         assert!(drive.in_flight().is_empty());
         assert_eq!(drive.record().tasks[0].weights, Some(id("w0")));
-        drive.apply(Event::TaskStarted { list: TaskList::SubModels, index: 1, peer: "p2".into() }).unwrap();
+        take(&mut drive, Event::TaskStarted { list: TaskList::SubModels, index: 1, peer: "p2".into() });
         assert_eq!(drive.in_flight().get(&(TaskList::SubModels, 1)), Some(&"p2".to_string()));
     }
 
@@ -1024,17 +1031,18 @@ mod tests {
     fn a_late_data_parallel_round_is_refused() {
         let dp = spec(EnsembleSpec::DataParallel { workers: 2, rounds: 2 }, Learner::Linear, None);
         let mut drive = Drive::resume(pending(dp), "me".into());
-        drive.apply(Event::Started).unwrap();
-        drive.apply(Event::TaskResolved(Task::Regression)).unwrap();
-        drive.apply(Event::PipelineFitted { dataset_manifest: id("d"), pipeline: id("p"), setup: None }).unwrap();
-        drive.apply(Event::TasksPlanned(plan_tasks(&drive.record().spec, &[id("a"), id("b")]).unwrap())).unwrap();
+        take(&mut drive, Event::Started);
+        take(&mut drive, Event::TaskResolved(Task::Regression));
+        take(&mut drive, Event::PipelineFitted { dataset_manifest: id("d"), pipeline: id("p"), setup: None });
+        let tasks = plan_tasks(&drive.record().spec, &[id("a"), id("b")]).unwrap();
+        take(&mut drive, Event::TasksPlanned(tasks));
         let round0 = Event::RoundAveraged { round: 0, from: vec![(id("w"), 5)] };
         assert_eq!(drive.apply(round0.clone()), Ok(Save::Checkpoint));
         assert!(matches!(drive.apply(round0), Err(Refused::Conflict { .. })));
         let stale = Event::WorkerFinished { round: 0, index: 0, outcome: trained("old") };
         assert!(matches!(drive.apply(stale), Err(Refused::Conflict { .. })));
         assert_eq!(drive.apply(Event::MembersReady), Err(Refused::OutOfOrder { event: "members ready" }));
-        drive.apply(Event::RoundAveraged { round: 1, from: vec![(id("w2"), 5)] }).unwrap();
+        take(&mut drive, Event::RoundAveraged { round: 1, from: vec![(id("w2"), 5)] });
         let beyond = Event::RoundAveraged { round: 2, from: vec![(id("w3"), 5)] };
         assert!(matches!(drive.apply(beyond), Err(Refused::Conflict { .. })));
         assert_eq!(drive.record().rounds_done, 2);
@@ -1045,13 +1053,14 @@ mod tests {
     fn boosted_members_are_weighed_in_order() {
         let boosting = spec(EnsembleSpec::Boosting { members: 2 }, Learner::Linear, None);
         let mut drive = Drive::resume(pending(boosting), "me".into());
-        drive.apply(Event::Started).unwrap();
-        drive.apply(Event::TaskResolved(Task::Regression)).unwrap();
-        drive.apply(Event::PipelineFitted { dataset_manifest: id("d"), pipeline: id("p"), setup: None }).unwrap();
-        drive.apply(Event::TasksPlanned(plan_tasks(&drive.record().spec, &[id("a")]).unwrap())).unwrap();
+        take(&mut drive, Event::Started);
+        take(&mut drive, Event::TaskResolved(Task::Regression));
+        take(&mut drive, Event::PipelineFitted { dataset_manifest: id("d"), pipeline: id("p"), setup: None });
+        let tasks = plan_tasks(&drive.record().spec, &[id("a")]).unwrap();
+        take(&mut drive, Event::TasksPlanned(tasks));
         let first = Event::TaskFinished { list: TaskList::SubModels, index: 0, outcome: trained("w0") };
         assert_eq!(drive.apply(first), Ok(Save::InMemory));
-        drive.apply(Event::TaskFinished { list: TaskList::SubModels, index: 1, outcome: trained("w1") }).unwrap();
+        take(&mut drive, Event::TaskFinished { list: TaskList::SubModels, index: 1, outcome: trained("w1") });
         let second = Event::MemberWeighed { index: 1, weight: 0.5 };
         assert_eq!(drive.apply(second.clone()), Err(Refused::OutOfOrder { event: "member weighed" }));
         assert_eq!(drive.apply(Event::MemberWeighed { index: 0, weight: 1.0 }), Ok(Save::Checkpoint));
@@ -1066,14 +1075,16 @@ mod tests {
         let trees = spec(EnsembleSpec::Single, Learner::Gbdt(TreeSpec::default()), None);
         assert_eq!(training(&trees), Training::BoostedAcross);
         let mut drive = Drive::resume(pending(trees), "me".into());
-        drive.apply(Event::Started).unwrap();
-        drive.apply(Event::TaskResolved(Task::Classification)).unwrap();
+        take(&mut drive, Event::Started);
+        take(&mut drive, Event::TaskResolved(Task::Classification));
         let without = Event::PipelineFitted { dataset_manifest: id("d"), pipeline: id("p"), setup: None };
         assert!(matches!(drive.apply(without), Err(Refused::Conflict { .. })));
-        drive
-            .apply(Event::PipelineFitted { dataset_manifest: id("d"), pipeline: id("p"), setup: Some(id("setup")) })
-            .unwrap();
-        drive.apply(Event::TasksPlanned(plan_tasks(&drive.record().spec, &[id("a")]).unwrap())).unwrap();
+        take(
+            &mut drive,
+            Event::PipelineFitted { dataset_manifest: id("d"), pipeline: id("p"), setup: Some(id("setup")) },
+        );
+        let tasks = plan_tasks(&drive.record().spec, &[id("a")]).unwrap();
+        take(&mut drive, Event::TasksPlanned(tasks));
         let round = |round, stopped| BoostRound {
             round,
             trees: id(&format!("t{round}")),
@@ -1094,11 +1105,11 @@ mod tests {
     #[test]
     fn a_transient_failure_yields_and_the_next_driver_starts_over_from_the_record() {
         let mut drive = planned(None);
-        drive.apply(Event::Transient("peer gone".into())).unwrap();
+        take(&mut drive, Event::Transient("peer gone".into()));
         assert_eq!(drive.next(), Command::Yield("peer gone".into()));
         let mut next = Drive::resume(drive.into_record(), "other".into());
         assert_eq!(next.next(), Command::MarkRunning);
-        next.apply(Event::Started).unwrap();
+        take(&mut next, Event::Started);
         assert_eq!(next.record().drivers, vec!["me".to_string(), "other".to_string()]);
         assert_eq!(next.next(), Command::TrainMembers { pipeline: id("p") });
     }
