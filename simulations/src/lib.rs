@@ -11,5 +11,6 @@
 //! - [`placement`]: blob homes and repair over thousands of nodes, with the
 //!   node's rendezvous ranking.
 
+pub mod jobs;
 pub mod membership;
 pub mod placement;

@@ -1,30 +1,37 @@
 //! Driving one job from its checkpointed record to a named model.
+//!
+//! The decisions are [`machine`]'s: which step comes next, what an outcome
+//! changes in the record, when to checkpoint. This module executes the
+//! steps against the mesh and hands each outcome back to the machine.
 
 use std::sync::Arc;
 
 use futures::{StreamExt, stream::FuturesUnordered};
 use mass_kernels::models::{Member, Mlp, boosting, ensemble::argmax_rows};
 use mass_protocol::{
-    ContentId,
+    ContentId, codec,
     dataset::{DatasetManifest, Shard, Split},
     evaluation::EvaluationRows,
     features::{Encode, FittedPipeline, Impute, PipelineSpec, Scale},
     jobs::{
-        Assignment, Combine, CrossValidation, EnsembleSpec, JobRecord, JobSpec, JobState, Learner, ModelManifest,
-        Placement, Task, TaskRecord, resolve_task,
+        Assignment, Combine, CrossValidation, JobRecord, JobSpec, JobState, Learner, ModelManifest, Placement, Task,
+        TaskRecord, resolve_task,
     },
     rpc::{Request, Response, RpcErrorKind},
 };
+use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use super::{
     MODEL_PREFIX, REF_PREFIX, boost,
     dispatch::Dispatch,
     evaluate, judge, learners,
+    machine::{self, Command, Drive, Event, Outcome, Save, StepError, TaskList, Training},
     task::{self, Trained},
 };
 use crate::{
     compute::{SLOTS_QUEUE, Work},
+    datasets,
     membership::GetPeers,
     mesh::{FitFailure, Mesh},
     net::client::WORK_TIMEOUT,
@@ -59,44 +66,132 @@ pub async fn record(mesh: &Mesh, id: ContentId) -> Result<Option<JobRecord>, Str
 /// Stores the record and points `job/<id>` at it: the checkpoint. A job
 /// cancelled meanwhile stays cancelled: the driver's write is refused.
 pub async fn checkpoint(mesh: &Mesh, record: &JobRecord) -> Result<(), String> {
+    save_checkpoint(mesh, record).await.map_err(|e| e.to_string())
+}
+
+/// [`checkpoint`], saying whether it was refused for a cancel.
+async fn save_checkpoint(mesh: &Mesh, record: &JobRecord) -> Result<(), StepError> {
     if mesh.resolve(&cancel_ref(&record.id)).await?.is_some() {
-        return Err(format!("job {} was cancelled", record.id));
+        return Err(StepError::Cancelled(record.id));
     }
     let id = mesh.save(record).await?;
-    mesh.write_ref(format!("{REF_PREFIX}{}", record.id), Some(id)).await.map(|_| ()).map_err(|e| e.to_string())
+    mesh.write_ref(format!("{REF_PREFIX}{}", record.id), Some(id))
+        .await
+        .map(|_| ())
+        .map_err(|e| StepError::Unavailable(e.to_string()))
 }
 
-/// Why a drive stopped short.
-#[derive(Debug)]
-enum Stop {
-    /// The job cannot succeed (no such dataset, data that does not fit): it
-    /// is recorded as failed.
-    Invalid(String),
-    /// Something may work later (a peer went away, a blob is not reachable
-    /// yet): the record stays open and the watcher tries again.
-    Transient(String),
-}
-
-impl From<String> for Stop {
-    fn from(message: String) -> Self {
-        Stop::Transient(message)
+/// Hands `event` to the machine, and checkpoints when it says the change
+/// must survive this driver.
+pub async fn step(mesh: &Mesh, drive: &mut Drive, event: Event) -> Result<(), StepError> {
+    if drive.apply(event)? == Save::Checkpoint {
+        save_checkpoint(mesh, drive.record()).await?;
     }
+    Ok(())
 }
 
-/// Runs job `id` to the end from wherever its record stands.
+/// Reads and decodes blob `id` (`what` names it in errors). Bytes that
+/// arrive match their id, so bytes that do not decode are corrupt for good:
+/// fetching them again cannot help.
+pub async fn load_blob<T: DeserializeOwned>(mesh: &Mesh, id: ContentId, what: &'static str) -> Result<T, StepError> {
+    let bytes = mesh.load_bytes(id, u64::MAX).await?;
+    codec::decode(&bytes, codec::MAX_RECORD).map_err(|e| StepError::Corrupt { blob: id, what, reason: e.to_string() })
+}
+
+async fn load_shard(mesh: &Mesh, id: ContentId) -> Result<Shard, StepError> {
+    let shard: Shard = load_blob(mesh, id, "shard").await?;
+    shard.validate().map_err(|e| StepError::Corrupt { blob: id, what: "shard", reason: e.to_string() })?;
+    Ok(shard)
+}
+
+async fn load_pipeline(mesh: &Mesh, id: ContentId) -> Result<FittedPipeline, StepError> {
+    let pipeline: FittedPipeline = load_blob(mesh, id, "fitted pipeline").await?;
+    pipeline.validate().map_err(|e| StepError::Corrupt { blob: id, what: "fitted pipeline", reason: e.to_string() })?;
+    Ok(pipeline)
+}
+
+/// Runs job `id` to the end from wherever its record stands. `Err` leaves
+/// the job open for a retry.
 pub async fn drive(mesh: Mesh, id: ContentId) -> Result<(), String> {
-    let Some(mut record) = record(&mesh, id).await? else { return Err(format!("no record for job {id}")) };
+    let Some(record) = record(&mesh, id).await? else { return Err(format!("no record for job {id}")) };
     if record.state.is_over() {
         return Ok(());
     }
-    match run(&mesh, &mut record).await {
-        Ok(()) => Ok(()),
-        Err(Stop::Invalid(message)) => {
-            warn!(%id, "job failed: {message}");
-            record.state = JobState::Failed(message);
-            checkpoint(&mesh, &record).await
+    let mut drive = Drive::resume(record, mesh.peer_id.clone());
+    let mut loaded = Loaded::default();
+    loop {
+        let command = drive.next();
+        let event = match &command {
+            Command::Done => return Ok(()),
+            Command::Yield(reason) => return Err(reason.clone()),
+            _ => match execute(&mesh, &mut drive, &mut loaded, command.clone()).await {
+                Ok(event) => event,
+                Err(error) => {
+                    let event = error.into_event();
+                    match &event {
+                        Event::Failed(message) => warn!(%id, "job failed: {message}"),
+                        Event::CancelSeen => info!(%id, "job cancelled"),
+                        _ => {}
+                    }
+                    event
+                }
+            },
+        };
+        match step(&mesh, &mut drive, event).await {
+            Ok(()) => {}
+            Err(StepError::Cancelled(_)) => {
+                info!(%id, "job cancelled");
+                // Refused only when the job is over already in memory; the
+                // flag, not this record, is what every node reads then.
+                let _ = drive.apply(Event::CancelSeen);
+            }
+            // The stored record stands; the watcher retries from it.
+            Err(e) => return Err(e.to_string()),
         }
-        Err(Stop::Transient(message)) => Err(message),
+        let record = drive.record();
+        match command {
+            Command::MarkRunning => info!(%id, resumed = record.drivers.len() > 1, "driving job"),
+            Command::Publish if record.state == JobState::Completed => {
+                info!(%id, model = %record.model.map_or(String::new(), |m| m.to_string()), "job completed")
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What this drive has loaded: lost with the driver, loaded again by the next.
+#[derive(Default)]
+struct Loaded {
+    dataset: Option<(ContentId, Arc<DatasetManifest>)>,
+    pipeline: Option<Arc<FittedPipeline>>,
+    members: Option<(Arc<Vec<Member>>, Vec<ContentId>)>,
+    judged: Option<judge::Judged>,
+}
+
+impl Loaded {
+    /// The job's dataset manifest, read once per drive (by name, as submitted).
+    async fn dataset(&mut self, mesh: &Mesh, name: &str) -> Result<(ContentId, Arc<DatasetManifest>), StepError> {
+        if let Some(dataset) = &self.dataset {
+            return Ok(dataset.clone());
+        }
+        let id = mesh
+            .resolve(&format!("{}{name}", datasets::REF_PREFIX))
+            .await?
+            .ok_or_else(|| StepError::Invalid(format!("no dataset named '{name}'")))?;
+        let manifest: DatasetManifest = load_blob(mesh, id, "dataset manifest").await?;
+        manifest.validate().map_err(|reason| StepError::Corrupt { blob: id, what: "dataset manifest", reason })?;
+        let dataset = (id, Arc::new(manifest));
+        self.dataset = Some(dataset.clone());
+        Ok(dataset)
+    }
+
+    async fn pipeline(&mut self, mesh: &Mesh, id: ContentId) -> Result<Arc<FittedPipeline>, StepError> {
+        if let Some(pipeline) = &self.pipeline {
+            return Ok(pipeline.clone());
+        }
+        let pipeline = Arc::new(load_pipeline(mesh, id).await?);
+        self.pipeline = Some(pipeline.clone());
+        Ok(pipeline)
     }
 }
 
@@ -114,108 +209,145 @@ pub fn pipeline_spec(spec: &JobSpec, task: Task) -> PipelineSpec {
     pipeline
 }
 
-async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
-    if record.drivers.last() != Some(&mesh.peer_id) {
-        record.drivers.push(mesh.peer_id.clone());
-    }
-    record.state = JobState::Running;
-    checkpoint(mesh, record).await?;
-    info!(id = %record.id, resumed = record.drivers.len() > 1, "driving job");
-
-    let (manifest_id, manifest) = mesh.dataset(&record.spec.dataset).await.map_err(Stop::Invalid)?;
-    let task = match record.task {
-        Some(task) => task,
-        None => {
+/// Executes one command; its outcome is the event returned (and, for the
+/// long steps, the events they handed to the machine on the way).
+async fn execute(mesh: &Mesh, drive: &mut Drive, loaded: &mut Loaded, command: Command) -> Result<Event, StepError> {
+    let spec = drive.record().spec.clone();
+    match command {
+        // The loop ends on these before executing anything.
+        Command::Done | Command::Yield(_) => Err(machine::Refused::OutOfOrder { event: "done" }.into()),
+        Command::MarkRunning => Ok(Event::Started),
+        Command::ResolveTask => {
+            let (_, manifest) = loaded.dataset(mesh, &spec.dataset).await?;
             let label = &manifest.schema.columns[manifest.schema.label];
-            resolve_task(record.spec.task, &label.name, label.kind, manifest.label_histogram())
-                .map_err(Stop::Invalid)?
+            let task = resolve_task(spec.task, &label.name, label.kind, manifest.label_histogram())
+                .map_err(StepError::Invalid)?;
+            Ok(Event::TaskResolved(task))
         }
-    };
-    record.task = Some(task);
-    if record.pipeline.is_none() {
-        let spec = pipeline_spec(&record.spec, task);
-        let (pipeline, summary, _) = mesh.fit_pipeline(&manifest, &spec).await.map_err(|e| match e {
-            FitFailure::Unavailable(m) => Stop::Transient(m),
-            FitFailure::Invalid(m) => Stop::Invalid(m),
-        })?;
-        if let Learner::Gbdt(trees) = &record.spec.spec.learner {
-            let setup = learners::boost_setup(&record.spec.spec, trees, &pipeline, &summary, record.spec.seed)
-                .map_err(Stop::Invalid)?;
-            record.setup = Some(mesh.save_kept(&setup).await?);
+        Command::FitPipeline { task } => {
+            let (manifest_id, manifest) = loaded.dataset(mesh, &spec.dataset).await?;
+            let (pipeline, summary, _) =
+                mesh.fit_pipeline(&manifest, &pipeline_spec(&spec, task)).await.map_err(|e| match e {
+                    FitFailure::Unavailable(m) => StepError::Unavailable(m),
+                    FitFailure::Invalid(m) => StepError::Invalid(m),
+                })?;
+            let setup = match &spec.spec.learner {
+                Learner::Gbdt(trees) => {
+                    let setup = learners::boost_setup(&spec.spec, trees, &pipeline, &summary, spec.seed)
+                        .map_err(StepError::Invalid)?;
+                    Some(mesh.save_kept(&setup).await?)
+                }
+                _ => None,
+            };
+            let pipeline = mesh.save_kept(&pipeline).await?;
+            Ok(Event::PipelineFitted { dataset_manifest: manifest_id, pipeline, setup })
         }
-        record.pipeline = Some(mesh.save_kept(&pipeline).await?);
-        record.dataset_manifest = Some(manifest_id);
-        checkpoint(mesh, record).await?;
+        Command::PlanTasks => {
+            let (_, manifest) = loaded.dataset(mesh, &spec.dataset).await?;
+            let shards: Vec<ContentId> = manifest.shards.iter().map(|s| s.id).collect();
+            machine::plan_tasks(&spec, &shards).map(Event::TasksPlanned).map_err(StepError::Invalid)
+        }
+        Command::TrainMembers { pipeline } => train_members(mesh, drive, loaded, pipeline).await,
+        Command::Evaluate => evaluate_model(mesh, drive.record(), loaded).await,
+        Command::PlanFolds { folds } => {
+            let (_, manifest) = loaded.dataset(mesh, &spec.dataset).await?;
+            let shards: Vec<ContentId> = manifest.shards.iter().map(|s| s.id).collect();
+            Ok(Event::FoldsPlanned(machine::plan_folds(&spec, &shards, folds)))
+        }
+        Command::TrainFolds { pipeline, folds } => {
+            let untrained: Vec<usize> =
+                (0..drive.record().folds.len()).filter(|k| drive.record().folds[*k].weights.is_none()).collect();
+            train_planned(
+                mesh,
+                drive,
+                TaskList::Folds,
+                untrained,
+                |record, k| machine::fold_assignment(record, k, pipeline, folds),
+                |_, fold, result| {
+                    let (peer, trained) = result?;
+                    Ok(Some(Event::TaskFinished {
+                        list: TaskList::Folds,
+                        index: fold,
+                        outcome: outcome(peer, trained),
+                    }))
+                },
+            )
+            .await?;
+            Ok(Event::FoldsTrained)
+        }
+        Command::JudgeFold { fold, folds } => judge_fold(mesh, drive, loaded, fold, folds).await,
+        Command::Publish => publish(mesh, drive, loaded).await,
     }
-    let pipeline_id = record.pipeline.expect("set above");
-    if record.tasks.is_empty() {
-        let shards: Vec<ContentId> = manifest.shards.iter().map(|s| s.id).collect();
-        let seed = record.spec.seed;
-        record.tasks = match record.spec.ensemble {
-            EnsembleSpec::Single => vec![TaskRecord::new(shards, seed)],
-            // The same seed everywhere: every worker starts from the same weights.
-            EnsembleSpec::DataParallel { workers, .. } => (0..workers.min(shards.len()))
-                .map(|w| TaskRecord::new(shards.iter().skip(w).step_by(workers).copied().collect(), seed))
-                .collect(),
-            // Every boosted member sees all training rows (the ones before it decide how).
-            EnsembleSpec::Boosting { members } => {
-                (0..members).map(|i| TaskRecord::new(shards.clone(), seed + i as u64)).collect()
-            }
-            EnsembleSpec::Bagging { members } | EnsembleSpec::Stacking { members } => {
-                (0..members).map(|i| TaskRecord::new(vec![shards[i % shards.len()]], seed + i as u64)).collect()
-            }
-        };
-        checkpoint(mesh, record).await?;
-    }
+}
 
-    let pipeline = mesh.load_pipeline(pipeline_id).await?;
-    let boosted_across =
-        matches!(record.spec.spec.learner, Learner::Gbdt(_)) && matches!(record.spec.ensemble, EnsembleSpec::Single);
-    let (members, member_ids) = match record.spec.ensemble {
-        _ if boosted_across => {
-            let model = Member::Gbdt(boost::driver::boost(mesh, record, &manifest, pipeline_id).await?);
+fn outcome(peer: String, trained: Trained) -> Outcome {
+    Outcome { peer, weights: trained.weights, rows: trained.rows, curve: trained.curve, backend: trained.backend }
+}
+
+/// Trains the members as the job's ensemble says, loads them and checks
+/// they fit the pipeline.
+async fn train_members(
+    mesh: &Mesh,
+    drive: &mut Drive,
+    loaded: &mut Loaded,
+    pipeline_id: ContentId,
+) -> Result<Event, StepError> {
+    let spec = drive.record().spec.clone();
+    let (_, manifest) = loaded.dataset(mesh, &spec.dataset).await?;
+    let pipeline = loaded.pipeline(mesh, pipeline_id).await?;
+    let (members, member_ids) = match machine::training(&spec) {
+        Training::BoostedAcross => {
+            let model = Member::Gbdt(boost::driver::boost(mesh, drive, &manifest, pipeline_id).await?);
             let id = mesh.save_kept(&model).await?;
-            let task = &mut record.tasks[0];
-            (task.peer, task.weights, task.rows) = (Some(mesh.peer_id.clone()), Some(id), manifest.split_rows[0]);
+            let task = &drive.record().tasks[0];
+            let trained = Outcome {
+                peer: mesh.peer_id.clone(),
+                weights: id,
+                rows: manifest.split_rows[0],
+                curve: task.curve.clone(),
+                backend: task.backend.clone(),
+            };
+            step(mesh, drive, Event::TaskFinished { list: TaskList::SubModels, index: 0, outcome: trained }).await?;
             (vec![model], vec![id])
         }
-        EnsembleSpec::Boosting { .. } => {
-            let members = boosted(mesh, record, pipeline_id, &pipeline, &manifest).await?;
-            (members, record.tasks.iter().filter_map(|t| t.weights).collect())
+        Training::Boosted => {
+            let members = boosted(mesh, drive, pipeline_id, &pipeline, &manifest).await?;
+            (members, drive.record().tasks.iter().filter_map(|t| t.weights).collect())
         }
-        EnsembleSpec::DataParallel { rounds, .. } => {
-            let model = Member::Mlp(data_parallel(mesh, record, &manifest, pipeline_id, rounds).await?);
+        Training::DataParallel { rounds } => {
+            let model = Member::Mlp(data_parallel(mesh, drive, &manifest, pipeline_id, rounds).await?);
             let id = mesh.save_kept(&model).await?;
             (vec![model], vec![id])
         }
-        _ => {
-            let members = bagged(mesh, record, pipeline_id).await?;
-            (members, record.tasks.iter().filter_map(|t| t.weights).collect())
+        Training::Bagged => {
+            let members = bagged(mesh, drive, pipeline_id).await?;
+            (members, drive.record().tasks.iter().filter_map(|t| t.weights).collect())
         }
     };
-    let outputs = match task {
+    let outputs = match pipeline.task {
         Task::Classification => pipeline.classes.len(),
         Task::Regression => 1,
     };
     for (index, member) in members.iter().enumerate() {
-        member.validate(pipeline.features, outputs).map_err(|e| Stop::Invalid(format!("sub-model {index}: {e}")))?;
+        member
+            .validate(pipeline.features, outputs)
+            .map_err(|e| StepError::Invalid(format!("sub-model {index}: {e}")))?;
     }
-    let classes = pipeline.classes.clone();
-    let combine = match record.spec.ensemble {
-        EnsembleSpec::Stacking { .. } => Combine::Stacked,
-        EnsembleSpec::Boosting { .. } => {
-            let weights: Vec<f64> = record.tasks.iter().map(|t| t.weight.unwrap_or(0.0)).collect();
-            match task {
-                Task::Regression => Combine::WeightedSum(weights),
-                // Members no better than chance get no vote; if none is, all vote alike.
-                Task::Classification if weights.iter().sum::<f64>() > 0.0 => Combine::WeightedMean(weights),
-                Task::Classification => Combine::Mean,
-            }
-        }
-        _ => Combine::Mean,
-    };
-    let (meta_id, meta) = match record.spec.ensemble {
-        EnsembleSpec::Stacking { .. } => {
+    loaded.members = Some((Arc::new(members), member_ids));
+    Ok(Event::MembersReady)
+}
+
+/// Combines the members (stacking: fits the meta-model) and judges the
+/// model on each shard where it lives.
+async fn evaluate_model(mesh: &Mesh, record: &JobRecord, loaded: &mut Loaded) -> Result<Event, StepError> {
+    let (_, manifest) = loaded.dataset(mesh, &record.spec.dataset).await?;
+    let pipeline_id = record.pipeline.ok_or(machine::Refused::OutOfOrder { event: "evaluate" })?;
+    let pipeline = loaded.pipeline(mesh, pipeline_id).await?;
+    let (members, member_ids) = loaded.members.clone().ok_or(machine::Refused::OutOfOrder { event: "evaluate" })?;
+    let task = pipeline.task;
+    let combine = machine::combine(&record.spec, task, &record.tasks);
+    let (meta_id, meta) = match combine {
+        Combine::Stacked => {
             let meta = fit_meta(mesh, &manifest, &pipeline, &members, record.spec.seed).await?;
             (Some(mesh.save_kept(&Member::Mlp(meta.clone())).await?), Some(meta))
         }
@@ -225,41 +357,77 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
     // for the winner alone, and only a registered model gets a report.
     let trial = record.spec.trial.is_some();
     let split = if trial { Split::Validation } else { Split::Test };
-    let judged = judge::Judged {
-        pipeline_id,
-        pipeline: Arc::new(pipeline),
-        member_ids: member_ids.clone(),
-        members: Arc::new(members),
-        meta_id,
-        meta: Arc::new(meta),
-        combine: combine.clone(),
-    };
+    let judged = judge::Judged { pipeline_id, pipeline, member_ids, members, meta_id, meta: Arc::new(meta), combine };
     let tallies = judge::across_shards(mesh, &manifest, &judged, EvaluationRows::Split(split), !trial).await?;
-    let (evaluation, member_scores) = tallies.evaluation(&evaluate::what(split)).map_err(Stop::Invalid)?;
-    let cross_validation = match record.spec.cv {
-        Some(folds) => Some(cross_validate(mesh, record, &manifest, &judged, folds).await?),
-        None => None,
-    };
-    // Bagged members are models of their own; data-parallel workers are not.
-    if !matches!(record.spec.ensemble, EnsembleSpec::DataParallel { .. }) {
-        for (task, score) in record.tasks.iter_mut().zip(member_scores) {
-            task.test_score = Some(score);
+    let (evaluation, member_scores) = tallies.evaluation(&evaluate::what(split)).map_err(StepError::Invalid)?;
+    loaded.judged = Some(judged);
+    Ok(Event::Evaluated { evaluation, member_scores })
+}
+
+/// Judges fold `fold`'s model on the fold's rows where each shard lives.
+async fn judge_fold(
+    mesh: &Mesh,
+    drive: &mut Drive,
+    loaded: &mut Loaded,
+    fold: usize,
+    folds: u32,
+) -> Result<Event, StepError> {
+    let (_, manifest) = loaded.dataset(mesh, &drive.record().spec.dataset).await?;
+    let model = loaded.judged.as_ref().ok_or(machine::Refused::OutOfOrder { event: "judge fold" })?;
+    let weights = drive.record().folds[fold].weights.ok_or(machine::Refused::OutOfOrder { event: "judge fold" })?;
+    let member = match load_blob::<Member>(mesh, weights, "fold model").await {
+        Ok(member) => member,
+        Err(StepError::Unavailable(message)) => {
+            step(mesh, drive, Event::WeightsLost { list: TaskList::Folds, index: fold, weights }).await?;
+            return Err(StepError::Unavailable(format!(
+                "fold {fold}'s model is unreachable ({message}); it will be retrained"
+            )));
         }
-    }
+        Err(e) => return Err(e),
+    };
+    let judged = judge::Judged {
+        pipeline_id: model.pipeline_id,
+        pipeline: model.pipeline.clone(),
+        member_ids: vec![weights],
+        members: Arc::new(vec![member]),
+        meta_id: None,
+        meta: Arc::new(None),
+        combine: Combine::Mean,
+    };
+    let rows = EvaluationRows::Fold { fold: fold as u32, folds };
+    let tallies = judge::across_shards(mesh, &manifest, &judged, rows, false).await?;
+    let (evaluation, _) = tallies.evaluation(&format!("fold {fold}")).map_err(StepError::Invalid)?;
+    let score = evaluation
+        .accuracy
+        .or(evaluation.r2)
+        .ok_or_else(|| StepError::Invalid(format!("fold {fold}'s evaluation has neither accuracy nor R2")))?;
+    Ok(Event::FoldJudged { fold, score })
+}
+
+/// Stores the model manifest and names it `model/<name>` (a study's trial
+/// stays unnamed).
+async fn publish(mesh: &Mesh, drive: &Drive, loaded: &mut Loaded) -> Result<Event, StepError> {
+    let record = drive.record();
+    let (manifest_id, _) = loaded.dataset(mesh, &record.spec.dataset).await?;
+    let out_of_order = machine::Refused::OutOfOrder { event: "publish" };
+    let (judged, (evaluation, _)) = loaded.judged.as_ref().zip(drive.evaluated()).ok_or(out_of_order.clone())?;
+    let task = record.task.ok_or(out_of_order)?;
+    let cross_validation =
+        record.spec.cv.map(|_| CrossValidation::of(record.folds.iter().filter_map(|t| t.test_score).collect()));
     let model = ModelManifest {
         name: record.spec.model.clone(),
         job: record.id,
         spec: record.spec.clone(),
         dataset_manifest: manifest_id,
-        pipeline: pipeline_id,
-        members: member_ids,
-        meta: meta_id,
+        pipeline: judged.pipeline_id,
+        members: judged.member_ids.clone(),
+        meta: judged.meta_id,
         curves: record.tasks.iter().map(|t| t.curve.clone()).collect(),
-        classes,
+        classes: judged.pipeline.classes.clone(),
         evaluation: evaluation.clone(),
         trained_on: record.tasks.iter().filter_map(|t| t.peer.clone()).collect(),
         task,
-        combine,
+        combine: judged.combine.clone(),
         parts: vec![],
         study: None,
         compression: None,
@@ -270,99 +438,9 @@ async fn run(mesh: &Mesh, record: &mut JobRecord) -> Result<(), Stop> {
     if record.spec.trial.is_none() {
         mesh.write_ref(format!("{MODEL_PREFIX}{}", record.spec.model), Some(model_id))
             .await
-            .map_err(|e| Stop::Transient(e.to_string()))?;
+            .map_err(|e| StepError::Unavailable(e.to_string()))?;
     }
-    record.evaluation = Some(evaluation);
-    record.model = Some(model_id);
-    record.state = JobState::Completed;
-    checkpoint(mesh, record).await?;
-    info!(id = %record.id, model = %model_id, "job completed");
-    Ok(())
-}
-
-/// K-fold cross-validation of the job's learner: one model per fold, each
-/// trained (all folds at once, placed like sub-models) on the training
-/// rows outside its fold, then judged on its fold's rows where each shard
-/// lives. Every step is checkpointed in `record.folds`.
-async fn cross_validate(
-    mesh: &Mesh,
-    record: &mut JobRecord,
-    manifest: &DatasetManifest,
-    model: &judge::Judged,
-    folds: u32,
-) -> Result<CrossValidation, Stop> {
-    if record.folds.is_empty() {
-        let shards: Vec<ContentId> = manifest.shards.iter().map(|s| s.id).collect();
-        let seed = record.spec.seed;
-        record.folds = (0..folds).map(|k| TaskRecord::new(shards.clone(), seed.wrapping_add(u64::from(k)))).collect();
-        checkpoint(mesh, record).await?;
-    }
-    let untrained: Vec<usize> = (0..record.folds.len()).filter(|k| record.folds[*k].weights.is_none()).collect();
-    let pipeline = model.pipeline_id;
-    train_planned(
-        mesh,
-        record,
-        Tasks::Folds,
-        untrained,
-        |record, k| fold_assignment(record, k, pipeline, folds),
-        |record, k, result| {
-            let (peer, trained) = result?;
-            finish(&mut record.folds[k], peer, trained);
-            Ok(true)
-        },
-    )
-    .await?;
-    for k in 0..record.folds.len() {
-        if record.folds[k].test_score.is_some() {
-            continue;
-        }
-        let weights = record.folds[k].weights.expect("trained above");
-        let member = match mesh.load::<Member>(weights).await {
-            Ok(member) => member,
-            Err(message) => {
-                record.folds[k].weights = None;
-                checkpoint(mesh, record).await?;
-                return Err(Stop::Transient(format!(
-                    "fold {k}'s model is unreachable ({message}); it will be retrained"
-                )));
-            }
-        };
-        let judged = judge::Judged {
-            pipeline_id: model.pipeline_id,
-            pipeline: model.pipeline.clone(),
-            member_ids: vec![weights],
-            members: Arc::new(vec![member]),
-            meta_id: None,
-            meta: Arc::new(None),
-            combine: Combine::Mean,
-        };
-        let rows = EvaluationRows::Fold { fold: k as u32, folds };
-        let tallies = judge::across_shards(mesh, manifest, &judged, rows, false).await?;
-        let (evaluation, _) = tallies.evaluation(&format!("fold {k}")).map_err(Stop::Invalid)?;
-        record.folds[k].test_score = evaluation.accuracy.or(evaluation.r2);
-        checkpoint(mesh, record).await?;
-    }
-    Ok(CrossValidation::of(record.folds.iter().filter_map(|t| t.test_score).collect()))
-}
-
-/// What fold `k` of `record` asks a trainer to do: the job's learner, alone,
-/// on every shard's training rows outside the fold.
-fn fold_assignment(record: &JobRecord, k: usize, pipeline: ContentId, folds: u32) -> Assignment {
-    let task = &record.folds[k];
-    Assignment {
-        job: record.id,
-        // Past the sub-models' numbers, so progress tells them apart.
-        task: (record.tasks.len() + k) as u32,
-        shards: task.shards.clone(),
-        pipeline,
-        spec: record.spec.spec.clone(),
-        seed: task.seed,
-        start: vec![],
-        holdout: false,
-        setup: record.setup,
-        boost_from: vec![],
-        fold: Some((k as u32, folds)),
-    }
+    Ok(Event::Published { model: model_id })
 }
 
 /// Stacking's meta-model, fitted on the training rows every member was
@@ -373,71 +451,48 @@ async fn fit_meta(
     pipeline: &FittedPipeline,
     members: &[Member],
     seed: u64,
-) -> Result<Mlp, Stop> {
+) -> Result<Mlp, StepError> {
     let mut shards = Vec::new();
     for info in &manifest.shards {
-        shards.push(mesh.load_shard(info.id).await?);
+        shards.push(load_shard(mesh, info.id).await?);
     }
     let (pipeline, members) = (pipeline.clone(), members.to_vec());
     mesh.compute
         .run_waiting(Work::Evaluation, move || evaluate::fit_meta(&pipeline, &members, &shards, seed))
         .await
-        .map_err(Stop::Invalid)
-}
-
-/// What task `index` of `record` asks a trainer to do.
-fn assignment(record: &JobRecord, index: usize, pipeline: ContentId, start: &[(ContentId, u64)]) -> Assignment {
-    let task = &record.tasks[index];
-    Assignment {
-        job: record.id,
-        task: index as u32,
-        shards: task.shards.clone(),
-        pipeline,
-        spec: record.spec.spec.clone(),
-        seed: task.seed,
-        start: start.to_vec(),
-        holdout: matches!(record.spec.ensemble, EnsembleSpec::Stacking { .. }),
-        setup: record.setup,
-        boost_from: vec![],
-        fold: None,
-    }
-}
-
-fn finish(task: &mut TaskRecord, peer: String, trained: Trained) {
-    (task.peer, task.weights, task.rows, task.curve) = (Some(peer), Some(trained.weights), trained.rows, trained.curve);
-    task.backend = trained.backend;
+        .map_err(StepError::Invalid)
 }
 
 /// Trains every unfinished sub-model (of a single, bagged or stacked model)
 /// where its shard lives, then loads them all.
-async fn bagged(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId) -> Result<Vec<Member>, Stop> {
-    let untrained: Vec<usize> = (0..record.tasks.len()).filter(|i| record.tasks[*i].weights.is_none()).collect();
+async fn bagged(mesh: &Mesh, drive: &mut Drive, pipeline: ContentId) -> Result<Vec<Member>, StepError> {
+    let tasks = &drive.record().tasks;
+    let untrained: Vec<usize> = (0..tasks.len()).filter(|i| tasks[*i].weights.is_none()).collect();
     train_planned(
         mesh,
-        record,
-        Tasks::SubModels,
+        drive,
+        TaskList::SubModels,
         untrained,
-        |record, index| assignment(record, index, pipeline, &[]),
-        |record, index, result| {
+        |record, index| machine::assignment(record, index, pipeline, &[]),
+        |_, index, result| {
             let (peer, trained) = result?;
-            finish(&mut record.tasks[index], peer, trained);
-            Ok(true)
+            Ok(Some(Event::TaskFinished { list: TaskList::SubModels, index, outcome: outcome(peer, trained) }))
         },
     )
     .await?;
     let mut members = Vec::new();
-    for index in 0..record.tasks.len() {
-        let weights = record.tasks[index].weights.expect("trained above");
-        match mesh.load::<Member>(weights).await {
+    for index in 0..drive.record().tasks.len() {
+        let weights = drive.record().tasks[index].weights.ok_or(machine::Refused::OutOfOrder { event: "load" })?;
+        match load_blob::<Member>(mesh, weights, "sub-model").await {
             Ok(member) => members.push(member),
-            Err(message) => {
+            Err(StepError::Unavailable(message)) => {
                 // Its only copy went down with a node: train it again.
-                record.tasks[index].weights = None;
-                checkpoint(mesh, record).await?;
-                return Err(Stop::Transient(format!(
+                step(mesh, drive, Event::WeightsLost { list: TaskList::SubModels, index, weights }).await?;
+                return Err(StepError::Unavailable(format!(
                     "sub-model {index} is unreachable ({message}); it will be retrained"
                 )));
             }
+            Err(e) => return Err(e),
         }
     }
     Ok(members)
@@ -449,52 +504,57 @@ async fn bagged(mesh: &Mesh, record: &mut JobRecord, pipeline: ContentId) -> Res
 /// its weighted error on the training rows).
 async fn boosted(
     mesh: &Mesh,
-    record: &mut JobRecord,
+    drive: &mut Drive,
     pipeline_id: ContentId,
     pipeline: &FittedPipeline,
     manifest: &DatasetManifest,
-) -> Result<Vec<Member>, Stop> {
+) -> Result<Vec<Member>, StepError> {
     let mut shards = Vec::new();
     if pipeline.task == Task::Classification {
         for info in &manifest.shards {
-            shards.push(mesh.load_shard(info.id).await?);
+            shards.push(load_shard(mesh, info.id).await?);
         }
     }
     let shards = std::sync::Arc::new(shards);
-    let plans = plan_trainers(mesh, &record.tasks, record.spec.placement).await;
+    let plans = plan_trainers(mesh, &drive.record().tasks, drive.record().spec.placement).await;
     let mut members: Vec<Member> = Vec::new();
     for (index, order) in plans.into_iter().enumerate() {
-        if record.tasks[index].weights.is_none() || record.tasks[index].weight.is_none() {
-            let mut work = assignment(record, index, pipeline_id, &[]);
+        if drive.record().tasks[index].weights.is_none() {
+            let record = drive.record();
+            let mut work = machine::assignment(record, index, pipeline_id, &[]);
             work.boost_from = record.tasks[..index]
                 .iter()
-                .map(|t| (t.weights.expect("trained in order"), t.weight.expect("weighed in order")))
-                .collect();
+                .map(|t| t.weights.zip(t.weight))
+                .collect::<Option<_>>()
+                .ok_or(machine::Refused::OutOfOrder { event: "boost" })?;
             let (peer, trained) = train_somewhere(mesh, work, order).await?;
-            finish(&mut record.tasks[index], peer, trained);
+            let event = Event::TaskFinished { list: TaskList::SubModels, index, outcome: outcome(peer, trained) };
+            step(mesh, drive, event).await?;
         }
-        let member: Member = mesh.load(record.tasks[index].weights.expect("trained above")).await?;
-        if record.tasks[index].weight.is_none() {
+        let weights = drive.record().tasks[index].weights.ok_or(machine::Refused::OutOfOrder { event: "boost" })?;
+        let member: Member = load_blob(mesh, weights, "boosted member").await?;
+        if drive.record().tasks[index].weight.is_none() {
             let weight = match pipeline.task {
                 Task::Regression => boosting::regressor_weight(index),
                 Task::Classification => {
                     let (pipeline, shards, member) = (pipeline.clone(), shards.clone(), member.clone());
-                    let votes: Vec<(Member, f64)> =
-                        members.iter().cloned().zip(record.tasks.iter().map(|t| t.weight.unwrap_or(0.0))).collect();
+                    let votes: Vec<(Member, f64)> = members
+                        .iter()
+                        .cloned()
+                        .zip(drive.record().tasks.iter().map(|t| t.weight.unwrap_or(0.0)))
+                        .collect();
                     mesh.compute
                         .run_waiting(Work::Evaluation, move || samme_alpha(&pipeline, &shards, &votes, &member))
                         .await
-                        .map_err(Stop::Invalid)?
+                        .map_err(StepError::Invalid)?
                 }
             };
-            record.tasks[index].weight = Some(weight);
-            checkpoint(mesh, record).await?;
+            step(mesh, drive, Event::MemberWeighed { index, weight }).await?;
         }
         members.push(member);
     }
     Ok(members)
 }
-
 /// SAMME's alpha of `member`: its error on the training rows weighted by
 /// what the members before it (`previous`, with their alphas) got wrong.
 fn samme_alpha(
@@ -524,48 +584,46 @@ fn samme_alpha(
 /// Returns the final averaged model.
 async fn data_parallel(
     mesh: &Mesh,
-    record: &mut JobRecord,
+    drive: &mut Drive,
     manifest: &DatasetManifest,
     pipeline: ContentId,
     rounds: usize,
-) -> Result<Mlp, Stop> {
-    while record.rounds_done < rounds {
-        let start = record.averaged_from.clone();
-        let mut outputs: Vec<Option<(ContentId, u64)>> = vec![None; record.tasks.len()];
-        let all: Vec<usize> = (0..record.tasks.len()).collect();
+) -> Result<Mlp, StepError> {
+    while drive.record().rounds_done < rounds {
+        let (round, start) = (drive.record().rounds_done, drive.record().averaged_from.clone());
+        let mut outputs: Vec<Option<(ContentId, u64)>> = vec![None; drive.record().tasks.len()];
+        let all: Vec<usize> = (0..drive.record().tasks.len()).collect();
         train_planned(
             mesh,
-            record,
-            Tasks::SubModels,
+            drive,
+            TaskList::SubModels,
             all,
-            |record, index| assignment(record, index, pipeline, &start),
-            |record, index, result| {
-                match result {
-                    Ok((peer, trained)) => {
-                        let held: u64 = manifest
-                            .shards
-                            .iter()
-                            .filter(|s| record.tasks[index].shards.contains(&s.id))
-                            .map(|s| s.rows)
-                            .sum();
-                        outputs[index] = Some((trained.weights, trained.rows.min(held)));
-                        finish(&mut record.tasks[index], peer, trained);
-                    }
-                    Err(e) => warn!(worker = index, round = record.rounds_done, "worker left out of this round: {e}"),
+            |record, index| machine::assignment(record, index, pipeline, &start),
+            |record, index, result| match result {
+                Ok((peer, trained)) => {
+                    let held: u64 = manifest
+                        .shards
+                        .iter()
+                        .filter(|s| record.tasks[index].shards.contains(&s.id))
+                        .map(|s| s.rows)
+                        .sum();
+                    outputs[index] = Some((trained.weights, trained.rows.min(held)));
+                    Ok(Some(Event::WorkerFinished { round, index, outcome: outcome(peer, trained) }))
                 }
-                Ok(false)
+                Err(e) => {
+                    warn!(worker = index, round, "worker left out of this round: {e}");
+                    Ok(None)
+                }
             },
         )
         .await?;
-        let outputs: Vec<(ContentId, u64)> = outputs.into_iter().flatten().collect();
-        if outputs.is_empty() {
-            return Err(Stop::Transient(format!("no worker finished round {}", record.rounds_done)));
+        let from: Vec<(ContentId, u64)> = outputs.into_iter().flatten().collect();
+        if from.is_empty() {
+            return Err(StepError::Unavailable(format!("no worker finished round {round}")));
         }
-        record.averaged_from = outputs;
-        record.rounds_done += 1;
-        checkpoint(mesh, record).await?;
+        step(mesh, drive, Event::RoundAveraged { round, from }).await?;
     }
-    Ok(task::average(mesh, &record.averaged_from).await?)
+    Ok(task::average(mesh, &drive.record().averaged_from).await?)
 }
 
 /// For each task, the nodes to ask to train it, best first: where it
@@ -643,28 +701,23 @@ async fn slots_by_peer(mesh: &Mesh) -> std::collections::HashMap<PeerId, usize> 
         .collect()
 }
 
-/// Which of a record's task lists a training round works on.
-#[derive(Clone, Copy, PartialEq)]
-enum Tasks {
-    SubModels,
-    Folds,
-}
-
-/// Trains tasks `indices` of `record` (of its sub-models or its folds)
+/// Trains tasks `indices` of the record (of its sub-models or its folds)
 /// where their plan says, at most as many at once per node as it has
 /// compute slots; a node that refuses or fails a task passes it to the
 /// task's next choice, and this node takes what every other refused.
-/// `after` sees each outcome (an error only when this node failed it too)
-/// and says whether to checkpoint.
+/// Every hand-over and refusal goes to the machine; `outcome` turns each
+/// result (an error only when this node failed it too) into the event
+/// that records it, if any.
 async fn train_planned(
     mesh: &Mesh,
-    record: &mut JobRecord,
-    which: Tasks,
+    drive: &mut Drive,
+    list: TaskList,
     indices: Vec<usize>,
     work_of: impl Fn(&JobRecord, usize) -> Assignment,
-    mut after: impl FnMut(&mut JobRecord, usize, Result<(String, Trained), String>) -> Result<bool, Stop>,
-) -> Result<(), Stop> {
-    let tasks = if which == Tasks::Folds { &record.folds } else { &record.tasks };
+    mut outcome: impl FnMut(&JobRecord, usize, Result<(String, Trained), String>) -> Result<Option<Event>, StepError>,
+) -> Result<(), StepError> {
+    let record = drive.record();
+    let tasks = if list == TaskList::Folds { &record.folds } else { &record.tasks };
     let plans = plan_trainers(mesh, tasks, record.spec.placement).await;
     let local = mesh.net.local_peer_id();
     let planned = indices.into_iter().map(|i| (i, plans[i].clone())).collect();
@@ -672,27 +725,33 @@ async fn train_planned(
     let mut running = FuturesUnordered::new();
     loop {
         for (index, peer, queue) in dispatch.ready() {
-            let (mesh, work) = (mesh.clone(), work_of(record, index));
+            step(mesh, drive, Event::TaskStarted { list, index, peer: peer.to_string() }).await?;
+            let (mesh, work) = (mesh.clone(), work_of(drive.record(), index));
             running.push(async move { (index, peer, attempt(&mesh, work, peer, queue).await) });
         }
-        let Some((index, peer, outcome)) = running.next().await else { break };
-        let result = match outcome {
+        let Some((index, peer, attempted)) = running.next().await else { break };
+        let result = match attempted {
             Attempt::Busy => {
-                info!(job = %record.id, task = index, %peer, "busy: the task goes to its next choice");
+                info!(job = %drive.record().id, task = index, %peer, "busy: the task goes to its next choice");
+                step(mesh, drive, Event::TaskFailed { list, index, peer: peer.to_string() }).await?;
                 dispatch.refused(index, &peer);
                 continue;
             }
             Attempt::Failed(e) if peer != local => {
                 warn!(%peer, "training elsewhere failed: {e}");
+                step(mesh, drive, Event::TaskFailed { list, index, peer: peer.to_string() }).await?;
                 dispatch.refused(index, &peer);
                 continue;
             }
-            Attempt::Failed(e) => Err(e),
+            Attempt::Failed(e) => {
+                step(mesh, drive, Event::TaskFailed { list, index, peer: peer.to_string() }).await?;
+                Err(e)
+            }
             Attempt::Trained(by, trained) => Ok((by, trained)),
         };
         dispatch.done(index, &peer);
-        if after(record, index, result)? {
-            checkpoint(mesh, record).await?;
+        if let Some(event) = outcome(drive.record(), index, result)? {
+            step(mesh, drive, event).await?;
         }
     }
     Ok(())

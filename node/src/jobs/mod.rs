@@ -15,7 +15,8 @@
 //! - [`task`]: training one sub-model on shards, and reading rows for it.
 //! - [`evaluate`]: test metrics as mergeable tallies, and stacking's meta-model.
 //! - [`judge`]: a model judged on each shard where it lives, tallies added.
-//! - [`driver`]: one job, from its record to a named model.
+//! - [`machine`]: the driver's decisions, pure: the next step, what an outcome changes, the invariants.
+//! - [`driver`]: one job, from its record to a named model: executes the machine's steps.
 //! - [`submit`]: accepting a job (every check before it runs).
 //! - [`watcher`]: which jobs this node drives.
 //! - [`progress`]: epochs and losses of running tasks, heard by gossip.
@@ -26,6 +27,7 @@ pub mod driver;
 pub mod evaluate;
 pub mod judge;
 pub mod learners;
+pub mod machine;
 pub mod progress;
 pub mod robustness;
 pub mod submit;

@@ -22,7 +22,7 @@ use mass_kernels::models::gbdt::{
 use mass_protocol::{
     ContentId,
     dataset::DatasetManifest,
-    jobs::{BoostRecord, JobRecord, TrainingProgress},
+    jobs::{JobRecord, TrainingProgress},
 };
 use rand::Rng;
 use tracing::{info, warn};
@@ -33,7 +33,10 @@ use super::{
     sessions::call,
 };
 use crate::{
-    jobs::driver::checkpoint,
+    jobs::{
+        driver::{load_blob, step},
+        machine::{BoostRound, Drive, Event, StepError},
+    },
     mesh::Mesh,
     placement::{self, Candidate as Ranked},
     replication::homes,
@@ -163,18 +166,19 @@ async fn grow_round(
     Ok(growers.into_iter().map(|g| setup.finish_tree(g)).collect())
 }
 
-/// Runs the remaining rounds of a boosted job and returns the model.
+/// Runs the remaining rounds of a boosted job and returns the model. Each
+/// round's outcome goes to the job's state machine, which checkpoints it.
 pub async fn boost(
     mesh: &Mesh,
-    record: &mut JobRecord,
+    drive: &mut Drive,
     manifest: &DatasetManifest,
     pipeline: ContentId,
-) -> Result<Gbdt, String> {
-    let setup_id = record.setup.ok_or("a boosted job without its setup")?;
-    let setup: BoostSetup = mesh.load(setup_id).await?;
+) -> Result<Gbdt, StepError> {
+    let setup_id = drive.record().setup.ok_or_else(|| StepError::Invalid("a boosted job without its setup".into()))?;
+    let setup: BoostSetup = load_blob(mesh, setup_id, "boosting setup").await?;
     let rounds = setup.params.rounds;
-    let job = record.id;
-    let state = record.boost.get_or_insert_with(BoostRecord::default);
+    let job = drive.record().id;
+    let state = drive.record().boost.clone().unwrap_or_default();
     let finished = state.stopped || state.rounds.len() >= rounds;
     if !finished {
         let workers = plan_workers(mesh, &job, manifest).await;
@@ -200,37 +204,38 @@ pub async fn boost(
         for (w, result) in workers.iter().zip(opened) {
             result.map_err(|e| format!("worker {} could not take its rows: {e}", w.peer))?;
         }
-        state.workers = workers.iter().map(|w| (w.peer.to_string(), w.shards.clone())).collect();
+        let opened = workers.iter().map(|w| (w.peer.to_string(), w.shards.clone())).collect();
+        step(mesh, drive, Event::BoostOpened { workers: opened }).await?;
         info!(%job, workers = workers.len(), from = state.rounds.len(), "boosting across the shards' homes");
-        let result = run_rounds(mesh, record, &setup, &peers, generation, manifest).await;
+        let result = run_rounds(mesh, drive, &setup, &peers, generation, manifest).await;
         // Best effort: a worker that misses this drops the rows when idle.
         let _ = to_all(mesh, &peers, || BoostRequest::Close { job }).await;
         result?;
     }
-    let state = record.boost.as_ref().expect("set above");
+    let state = drive.record().boost.clone().unwrap_or_default();
     let outputs = setup.objective.scores_per_row();
     let kept = Stopper { best: state.best.map(|(r, l)| (r as usize, l)) }
         .rounds_kept(state.rounds.len(), setup.params.patience);
     let mut trees = Vec::with_capacity(kept * outputs);
     for id in state.rounds.iter().take(kept) {
-        trees.extend(mesh.load::<Vec<Tree>>(*id).await?);
+        trees.extend(load_blob::<Vec<Tree>>(mesh, *id, "boosting round").await?);
     }
     Ok(Gbdt { bins: setup.bins, objective: setup.objective, init: setup.init, trees })
 }
 
 async fn run_rounds(
     mesh: &Mesh,
-    record: &mut JobRecord,
+    drive: &mut Drive,
     setup: &BoostSetup,
     peers: &[PeerId],
     generation: Generation,
     manifest: &DatasetManifest,
-) -> Result<(), String> {
-    let job = record.id;
+) -> Result<(), StepError> {
+    let job = drive.record().id;
     let outputs = setup.objective.scores_per_row();
     let rounds = setup.params.rounds;
     loop {
-        let state = record.boost.as_mut().expect("set by boost");
+        let state = drive.record().boost.clone().unwrap_or_default();
         let round = state.rounds.len();
         if state.stopped || round >= rounds {
             return Ok(());
@@ -238,7 +243,9 @@ async fn run_rounds(
         let starts = to_all(mesh, peers, || BoostRequest::StartRound { job, generation, round: round as u32 }).await?;
         let mut roots = vec![BinSum::default(); outputs];
         for start in starts {
-            let BoostReply::Roots(sums) = start else { return Err("unexpected answer to a round start".into()) };
+            let BoostReply::Roots(sums) = start else {
+                return Err(StepError::Unavailable("unexpected answer to a round start".into()));
+            };
             for (total, part) in roots.iter_mut().zip(sums) {
                 *total += part;
             }
@@ -251,24 +258,19 @@ async fn run_rounds(
             trees: trees.clone(),
         })
         .await?;
-        let (train, validation) = shard_losses(record, manifest, ends)?;
+        let (train, validation) = shard_losses(drive.record(), manifest, ends)?;
         let id = mesh.save_kept(&trees).await?;
-        let state = record.boost.as_mut().expect("set by boost");
-        state.rounds.push(id);
-        state.train_loss.push(train);
         let mut stopper = Stopper { best: state.best.map(|(r, l)| (r as usize, l)) };
-        if let Some(loss) = validation {
-            state.validation_loss.push(loss);
-            state.stopped = stopper.record(round, loss, setup.params.patience);
-            state.best = stopper.best.map(|(r, l)| (r as u32, l));
-        }
-        if let Some(task) = record.tasks.first_mut() {
-            task.curve.push(train);
-        }
+        let stopped = match validation {
+            Some(loss) => stopper.record(round, loss, setup.params.patience),
+            None => state.stopped,
+        };
+        let best = stopper.best.map(|(r, l)| (r as u32, l));
         let progress = TrainingProgress { job, task: 0, epoch: round as u32 + 1, epochs: rounds as u32, loss: train };
         mesh.progress.record(mesh.peer_id.clone(), progress.clone());
         mesh.net.publish_progress(progress);
-        checkpoint(mesh, record).await?;
+        let done = BoostRound { round, trees: id, train_loss: train, validation_loss: validation, stopped, best };
+        step(mesh, drive, Event::BoostRound(done)).await?;
     }
 }
 
