@@ -23,6 +23,9 @@ use crate::{mesh::Mesh, replication::homes};
 
 /// How long a write waits for its copies, and a read for peers' answers.
 pub const WAIT: Duration = Duration::from_secs(2);
+/// How long a refresh before a driver's write waits: a stalled home not
+/// yet seen down costs each checkpoint this much.
+const REFRESH_WAIT: Duration = Duration::from_millis(500);
 /// How long a write waits on the peers it asked before asking one more.
 const NEXT_AFTER: Duration = Duration::from_millis(250);
 /// Peers a node that does not know a name asks, at most.
@@ -85,12 +88,27 @@ pub async fn find(mesh: &Mesh, name: &str) -> Result<Option<RefRecord>, String> 
     if let Some(record) = mesh.storage.get_ref(name.to_owned()).await.map_err(|e| e.to_string())? {
         return Ok(Some(record));
     }
-    let peers = ranked_peers(mesh, name).await;
+    let peers: Vec<PeerId> = ranked_peers(mesh, name).await.into_iter().take(ASK).collect();
+    ask_and_merge(mesh, name, peers, WAIT, true).await;
+    mesh.storage.get_ref(name.to_owned()).await.map_err(|e| e.to_string())
+}
+
+/// Merges what the nodes that hold ref `name` (its first `copies - 1`
+/// ranked peers, where acknowledged writes go) know of it: a driver reads
+/// this before writing, so it sees a successor's writes that gossip has not
+/// brought yet.
+pub async fn refresh(mesh: &Mesh, name: &str) {
+    let peers: Vec<PeerId> = ranked_peers(mesh, name).await.into_iter().take(mesh.ref_copies.max(2) - 1).collect();
+    ask_and_merge(mesh, name, peers, REFRESH_WAIT, false).await;
+}
+
+/// Asks `peers` at once for ref `name` and merges each answer (checked as
+/// a gossiped entry); with `first_only`, stops at the first that knew it.
+async fn ask_and_merge(mesh: &Mesh, name: &str, peers: Vec<PeerId>, wait: Duration, first_only: bool) {
     let mut asking: FuturesUnordered<_> = peers
         .into_iter()
-        .take(ASK)
         .map(|peer| async move {
-            (peer, mesh.net.request_within(peer, Request::GetRef { name: name.to_owned() }, WAIT).await)
+            (peer, mesh.net.request_within(peer, Request::GetRef { name: name.to_owned() }, wait).await)
         })
         .collect();
     while let Some((peer, answer)) = asking.next().await {
@@ -105,9 +123,8 @@ pub async fn find(mesh: &Mesh, name: &str) -> Result<Option<RefRecord>, String> 
                 }
             }
         }
-        if merged {
+        if merged && first_only {
             break;
         }
     }
-    mesh.storage.get_ref(name.to_owned()).await.map_err(|e| e.to_string())
 }

@@ -74,11 +74,34 @@ async fn save_checkpoint(mesh: &Mesh, record: &JobRecord) -> Result<(), StepErro
     if mesh.resolve(&cancel_ref(&record.id)).await?.is_some() {
         return Err(StepError::Cancelled(record.id));
     }
+    still_driving(mesh, record).await?;
     let id = mesh.save(record).await?;
     mesh.write_ref(format!("{REF_PREFIX}{}", record.id), Some(id))
         .await
         .map(|_| ())
         .map_err(|e| StepError::Unavailable(e.to_string()))
+}
+
+/// Fencing. A driver that stalled (SIGSTOP, a long pause) can wake up after
+/// the next-ranked peer took its job over. Before each write it reads the
+/// job's record as the ref's homes hold it (where every acknowledged write
+/// is): if another driver wrote since this one started, or the job is over,
+/// this drive stops without writing. Job records carry their drivers in
+/// order, so a successor's record lists more drivers, or ends in another.
+async fn still_driving(mesh: &Mesh, record: &JobRecord) -> Result<(), StepError> {
+    let name = format!("{REF_PREFIX}{}", record.id);
+    crate::shared_refs::refresh(mesh, &name).await;
+    let Some((_, stored)) = mesh.load_checkpoint::<JobRecord>(&name).await? else { return Ok(()) };
+    let (ours, theirs) = (&record.drivers, &stored.drivers);
+    let taken = theirs.len() > ours.len() || (theirs.len() == ours.len() && theirs.last() != ours.last());
+    if taken {
+        let by = theirs.last().cloned().unwrap_or_default();
+        return Err(StepError::Superseded(record.id, format!("taken over by {by}")));
+    }
+    if stored.state.is_over() {
+        return Err(StepError::Superseded(record.id, format!("its record says {:?}", stored.state)));
+    }
+    Ok(())
 }
 
 /// Hands `event` to the machine, and checkpoints when it says the change
@@ -126,6 +149,10 @@ pub async fn drive(mesh: Mesh, id: ContentId) -> Result<(), String> {
             Command::Yield(reason) => return Err(reason.clone()),
             _ => match execute(&mesh, &mut drive, &mut loaded, command.clone()).await {
                 Ok(event) => event,
+                Err(error @ StepError::Superseded(..)) => {
+                    info!(%id, "stopped driving: {error}");
+                    return Err(error.to_string());
+                }
                 Err(error) => {
                     let event = error.into_event();
                     match &event {
@@ -436,6 +463,7 @@ async fn publish(mesh: &Mesh, drive: &Drive, loaded: &mut Loaded) -> Result<Even
     // A trial's model stays unnamed (pinned: its study may name it).
     let model_id = if record.spec.trial.is_some() { mesh.save_kept(&model).await? } else { mesh.save(&model).await? };
     if record.spec.trial.is_none() {
+        still_driving(mesh, record).await?;
         mesh.write_ref(format!("{MODEL_PREFIX}{}", record.spec.model), Some(model_id))
             .await
             .map_err(|e| StepError::Unavailable(e.to_string()))?;

@@ -281,6 +281,11 @@ pub enum StepError {
     /// same record would be refused again.
     #[error("the driver's step was refused: {0}")]
     Refused(#[from] Refused),
+    /// Another driver wrote the job's record after this one started (this
+    /// one stalled and was taken over), or the job is over: this drive
+    /// stops without writing anything more.
+    #[error("job {0} is driven elsewhere now ({1})")]
+    Superseded(ContentId, String),
 }
 
 impl From<String> for StepError {
@@ -297,6 +302,8 @@ impl StepError {
         match self {
             StepError::Unavailable(message) => Event::Transient(message),
             StepError::Cancelled(_) => Event::CancelSeen,
+            // Never applied: the driver stops first (`driver::drive`).
+            StepError::Superseded(_, message) => Event::Transient(message),
             failed => Event::Failed(failed.to_string()),
         }
     }
