@@ -10,6 +10,10 @@
 //!   crashes and restarts.
 //! - [`placement`]: blob homes and repair over thousands of nodes, with the
 //!   node's rendezvous ranking.
+//! - [`replication`]: the whole mesh running the node's replication plan
+//!   under delay, loss, partitions, crashes, joins and lost disks (the
+//!   default binary, `mesh`).
 
 pub mod membership;
 pub mod placement;
+pub mod replication;
