@@ -180,11 +180,10 @@ impl Walk {
             actions = plan::decide(&self.local, &homes, evidence);
         }
         match actions.as_slice() {
-            [Action::Drop { .. }] => {
-                if self.storage.remove(id).await.unwrap_or(false) {
-                    info!(%id, "blob migrated to its homes; local copy dropped");
-                }
+            [Action::Drop { .. }] if self.storage.remove(id).await.unwrap_or(false) => {
+                info!(%id, "blob migrated to its homes; local copy dropped");
             }
+            [Action::Drop { .. }] => {}
             [.., Action::Keep(keep)] if !matches!(keep, Keep::Home | Keep::Unclaimed) => {
                 debug!(%id, ?keep, "keeping a surplus copy")
             }
