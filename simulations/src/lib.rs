@@ -10,7 +10,11 @@
 //!   crashes and restarts.
 //! - [`placement`]: blob homes and repair over thousands of nodes, with the
 //!   node's rendezvous ranking.
+//! - [`replication`]: the whole mesh running the node's replication plan
+//!   under delay, loss, partitions, crashes, joins and lost disks (the
+//!   default binary, `mesh`).
 
 pub mod jobs;
 pub mod membership;
 pub mod placement;
+pub mod replication;

@@ -1,10 +1,10 @@
-//! Blob placement over thousands of nodes, with the node's own rendezvous
-//! ranking (`mass_node::placement`).
+//! Blob placement over thousands of nodes, with the node's own homes
+//! (`mass_node::replication::homes`, rendezvous ranking).
 //!
-//! Each round crashes or adds nodes (seeded), then applies the replication
-//! rule the node runs: every blob's homes are the top-k live nodes for its id,
-//! a home that lacks a copy fetches one from a surviving holder, and a holder
-//! that is not a home drops its copy once the homes hold it.
+//! Each round crashes or adds nodes (seeded), then moves every blob to where
+//! repair converges: its homes, the top-k live nodes for its id. How the
+//! node's rule gets there, message by message under faults, is
+//! [`crate::replication`]; this checks what placement alone promises.
 //!
 //! Invariants, checked after every round:
 //! - **no loss**: with at most k-1 crashes between repairs, every blob keeps a
@@ -16,7 +16,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use mass_node::placement::{Candidate, top_k};
+use mass_node::replication;
+use mass_protocol::ContentId;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
 #[derive(Debug, Clone)]
@@ -46,17 +47,11 @@ pub struct Violation {
     pub what: String,
 }
 
-fn node_key(node: u32) -> [u8; 4] {
-    node.to_le_bytes()
-}
-
 fn homes(blob: u32, live: &BTreeSet<u32>, k: usize) -> Vec<u32> {
-    let keys: Vec<[u8; 4]> = live.iter().map(|n| node_key(*n)).collect();
-    let key = blob.to_le_bytes();
-    top_k(&key, keys.iter().map(|id| Candidate { id, weight: 1.0 }), k)
-        .into_iter()
-        .map(|id| u32::from_le_bytes(id.try_into().expect("4-byte ids")))
-        .collect()
+    let view: Vec<u32> = live.iter().copied().collect();
+    let mut id = [0u8; 32];
+    id[..4].copy_from_slice(&blob.to_le_bytes());
+    replication::homes(&ContentId::from_bytes(id), &view, k)
 }
 
 pub fn run(scenario: &Scenario) -> Result<Report, Violation> {

@@ -1,8 +1,8 @@
 //! The replication actor: pushes new blobs to their homes, answers
 //! `Replicate` by pulling, fetches blobs for local readers, and runs the
-//! periodic repair walk.
+//! periodic repair walk, whose decisions are [`super::plan`]'s.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture};
 use libp2p::PeerId;
@@ -18,7 +18,8 @@ use super::{
     FetchError,
     fetch::fetch,
     homes,
-    possession::{self, Keep},
+    plan::{self, Action, Confirmations, Keep},
+    possession,
     queue::{Admission, FetchQueue, Limits, Origin},
 };
 use crate::{
@@ -62,8 +63,9 @@ pub struct ReplicationActor {
     membership: Addr<MembershipActor>,
     config: storage::Config,
     metrics: Metrics,
-    /// (home, blob) pairs known to hold a copy; cleared when the view changes.
-    confirmed: HashSet<(PeerId, ContentId)>,
+    /// What each home said about each held blob; forgotten when the view
+    /// changes.
+    confirmed: HashMap<ContentId, Confirmations<PeerId>>,
     view: Vec<PeerId>,
     /// Fetches running and waiting, with whoever waits for each one's outcome.
     fetching: FetchQueue<PeerId, oneshot::Sender<Result<BlobMeta, FetchError>>>,
@@ -86,7 +88,7 @@ impl ReplicationActor {
             membership,
             config,
             metrics,
-            confirmed: HashSet::new(),
+            confirmed: HashMap::new(),
             view: Vec::new(),
             fetching: FetchQueue::new(FETCH_LIMITS),
             repairing: false,
@@ -139,6 +141,87 @@ impl Reach {
     }
 }
 
+/// What a repair walk needs, cloned out of the actor. It only runs the
+/// actions [`plan::decide`] chooses.
+struct Walk {
+    net: NetClient,
+    storage: Storage,
+    metrics: Metrics,
+    local: PeerId,
+    k: usize,
+}
+
+impl Walk {
+    /// Runs the plan for one held blob, in up to three rounds: ask the homes
+    /// without a claim; once all claim a copy, check each (the first failed
+    /// check ends the walk's checks); once all are checked, drop the copy.
+    async fn blob(&self, meta: &BlobMeta, peers: &[PeerId], evidence: &mut Confirmations<PeerId>) {
+        let id = meta.id;
+        let homes = homes(&id, peers, self.k);
+        // A proof is evidence for this walk only.
+        evidence.clear_verified();
+        let mut actions = plan::decide(&self.local, &homes, evidence);
+        if actions.iter().any(|a| matches!(a, Action::AskHome(_))) {
+            for action in &actions {
+                if let Action::AskHome(home) = action {
+                    self.ask(meta, *home, evidence).await;
+                }
+            }
+            actions = plan::decide(&self.local, &homes, evidence);
+        }
+        if actions.iter().any(|a| matches!(a, Action::Verify(_))) {
+            for action in &actions {
+                if let Action::Verify(home) = action
+                    && !self.check(meta, *home, evidence).await
+                {
+                    return;
+                }
+            }
+            actions = plan::decide(&self.local, &homes, evidence);
+        }
+        match actions.as_slice() {
+            [Action::Drop { .. }] if self.storage.remove(id).await.unwrap_or(false) => {
+                info!(%id, "blob migrated to its homes; local copy dropped");
+            }
+            [Action::Drop { .. }] => {}
+            [.., Action::Keep(keep)] if !matches!(keep, Keep::Home | Keep::Unclaimed) => {
+                debug!(%id, ?keep, "keeping a surplus copy")
+            }
+            _ => {}
+        }
+    }
+
+    /// Asks `home` to hold a copy; a yes is recorded as its claim.
+    async fn ask(&self, meta: &BlobMeta, home: PeerId, evidence: &mut Confirmations<PeerId>) {
+        let id = meta.id;
+        match self.net.request(home, Request::Replicate { id }).await {
+            Ok(Response::Has(true)) => evidence.claim(home),
+            Ok(Response::Has(false)) => {
+                self.metrics.repaired(meta.size);
+                debug!(%id, %home, "home lacks blob; it is fetching");
+            }
+            other => debug!(%id, %home, ?other, "home did not confirm"),
+        }
+    }
+
+    /// Asks `home` to show chunks of the blob; returns whether it did. A home
+    /// that fails loses its claim, which is asked for again on the next walk.
+    async fn check(&self, meta: &BlobMeta, home: PeerId, evidence: &mut Confirmations<PeerId>) -> bool {
+        match possession::verify(&self.net, meta, home).await {
+            Ok(()) => {
+                evidence.verify(home);
+                true
+            }
+            Err(e) => {
+                warn!(id = %meta.id, %home, "a home claims the blob but does not show it ({e}); keeping this copy");
+                self.metrics.possession_failure();
+                evidence.refute(&home);
+                false
+            }
+        }
+    }
+}
+
 impl Actor for ReplicationActor {
     type Context = Context<Self>;
 
@@ -168,81 +251,38 @@ impl ReplicationActor {
             return;
         }
         self.repairing = true;
-        let (net, storage, membership, local, k, metrics) = (
-            self.net.clone(),
-            self.storage.clone(),
-            self.membership.clone(),
-            self.local,
-            self.config.replication,
-            self.metrics.clone(),
-        );
+        let walk = Walk {
+            net: self.net.clone(),
+            storage: self.storage.clone(),
+            local: self.local,
+            k: self.config.replication,
+            metrics: self.metrics.clone(),
+        };
+        let membership = self.membership.clone();
         let previous_view = std::mem::take(&mut self.view);
         let mut confirmed = std::mem::take(&mut self.confirmed);
         let work = async move {
-            let peers = view(&membership, local).await;
+            let peers = view(&membership, walk.local).await;
             if peers.iter().collect::<HashSet<_>>() != previous_view.iter().collect::<HashSet<_>>() {
-                // A peer came or went: its copies must be checked again.
-                confirmed.retain(|(peer, _)| peers.contains(peer));
+                // A peer came or went: homes may have moved, and a home that
+                // saw a newcomer first may have dropped a copy it claimed
+                // (the whole-mesh simulation found a blob left one copy
+                // short that way). Every claim is asked for again.
+                confirmed.clear();
             }
-            let blobs = match storage.list().await {
+            let blobs = match walk.storage.list().await {
                 Ok(blobs) => blobs,
                 Err(e) => {
                     warn!("repair skipped: {e}");
                     return (peers, confirmed);
                 }
             };
+            // Evidence about blobs no longer here is of no use.
+            let listed: HashSet<ContentId> = blobs.iter().map(|stored| stored.meta.id).collect();
+            confirmed.retain(|id, _| listed.contains(id));
             for stored in blobs {
-                let id = stored.meta.id;
-                let homes = homes(&id, &peers, k);
-                let mut all_confirmed = true;
-                for home in homes.iter().filter(|h| **h != local) {
-                    if confirmed.contains(&(*home, id)) {
-                        continue;
-                    }
-                    match net.request(*home, Request::Replicate { id }).await {
-                        Ok(Response::Has(true)) => {
-                            confirmed.insert((*home, id));
-                        }
-                        Ok(Response::Has(false)) => {
-                            all_confirmed = false;
-                            metrics.repaired(stored.meta.size);
-                            debug!(%id, %home, "home lacks blob; it is fetching");
-                        }
-                        other => {
-                            all_confirmed = false;
-                            debug!(%id, %home, ?other, "home did not confirm");
-                        }
-                    }
-                }
-                if homes.contains(&local) || !all_confirmed {
-                    continue;
-                }
-                // Every home says it holds it: this copy is surplus (it
-                // moved), once each home shows chunks of it. The first
-                // failed proof ends the check; `may_drop` decides.
-                let mut proofs = Vec::with_capacity(homes.len());
-                for home in &homes {
-                    let proof = possession::verify(&net, &stored.meta, *home).await;
-                    let failed = proof.is_err();
-                    proofs.push((*home, proof));
-                    if failed {
-                        break;
-                    }
-                }
-                match possession::may_drop(local, &homes, &proofs) {
-                    Ok(()) => {
-                        if storage.remove(id).await.unwrap_or(false) {
-                            info!(%id, "blob migrated to its homes; local copy dropped");
-                        }
-                    }
-                    Err(Keep::Unproven(home, e)) => {
-                        warn!(%id, %home, "a home claims the blob but does not show it ({e}); keeping this copy");
-                        metrics.possession_failure();
-                        // Its claim is asked for again on the next walk.
-                        confirmed.remove(&(home, id));
-                    }
-                    Err(keep) => debug!(%id, ?keep, "keeping a surplus copy"),
-                }
+                let evidence = confirmed.entry(stored.meta.id).or_default();
+                walk.blob(&stored.meta, &peers, evidence).await;
             }
             (peers, confirmed)
         };
@@ -327,7 +367,11 @@ impl Handler<PlaceNew> for ReplicationActor {
             async move {
                 let _ = net.provide(id).await;
                 let peers = view(&membership, local).await;
-                for home in homes(&id, &peers, k).into_iter().filter(|h| *h != local) {
+                // A new blob has no evidence yet: the plan asks every other home.
+                for action in plan::plan(&id, &local, &peers, k, true, &Confirmations::default()) {
+                    let Action::AskHome(home) = action else {
+                        continue;
+                    };
                     if let Err(e) = net.request(home, Request::Replicate { id }).await {
                         debug!(%id, %home, "push failed; repair will retry: {e}");
                     }

@@ -10,27 +10,20 @@
 //! joining peer outranks a holder).
 //!
 //! # Layout
+//! - [`plan`]: the rule itself, pure: which homes to ask, which to check,
+//!   when a copy may go. The whole-mesh simulation runs it too.
 //! - [`fetch`]: pulling one blob from a list of candidate peers.
 //! - [`queue`]: which fetches run, wait or are refused (bounded per peer).
 //! - [`possession`]: checking that a home holds a blob before dropping a copy.
-//! - [`actor`]: the repair loop and the requests that start fetches.
+//! - [`actor`]: runs the plan's actions (the repair loop) and the requests
+//!   that start fetches.
 
 pub mod actor;
 pub mod fetch;
+pub mod plan;
 pub mod possession;
 pub mod queue;
 
 pub use actor::{FetchBlob, PlaceNew, ReplicateFrom, ReplicationActor};
 pub use fetch::FetchError;
-
-use libp2p::PeerId;
-use mass_protocol::ContentId;
-
-use crate::placement::{self, Candidate};
-
-/// The homes of `id` among `peers` (which should include this node).
-pub fn homes(id: &ContentId, peers: &[PeerId], k: usize) -> Vec<PeerId> {
-    let ids: Vec<Vec<u8>> = peers.iter().map(|p| p.to_bytes()).collect();
-    let ranked = placement::top_k(id.as_bytes(), ids.iter().map(|b| Candidate { id: b, weight: 1.0 }), k);
-    ranked.into_iter().filter_map(|bytes| PeerId::from_bytes(bytes).ok()).collect()
-}
+pub use plan::homes;

@@ -7,7 +7,8 @@
 //! now. Random indices, drawn at the moment of the check, mean a peer cannot
 //! prepare the answers without keeping the blob. (A peer could still fetch
 //! the chunks from another holder when asked; it then serves the blob, which
-//! is what a home is for.)
+//! is what a home is for.) What a proof allows is decided by
+//! [`super::plan`]: a copy goes only when every home showed the blob.
 
 use libp2p::PeerId;
 use mass_protocol::{
@@ -35,41 +36,6 @@ pub fn check_answer(meta: &BlobMeta, index: usize, answer: &Response) -> Result<
         Response::Error(e) => Err(format!("could not serve chunk {index}: {e}")),
         _ => Err(format!("answered something else than chunk {index}")),
     }
-}
-
-/// Why this node keeps a copy it holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Keep<P> {
-    /// This node is one of the blob's homes.
-    Home,
-    /// No other node is a home: this copy may be the only one.
-    NoOtherHome,
-    /// A home was not asked to show the blob (or its answer is missing).
-    Unchecked(P),
-    /// A home could not show the blob.
-    Unproven(P, String),
-}
-
-/// Whether this node (`local`) may drop its copy of a blob whose homes are
-/// `homes`, given what each home showed when asked (`proofs`, from
-/// [`verify`]): only when this node is no home, some other node is, and
-/// every other home proved it holds the blob. Anything else keeps the copy,
-/// so a lie, a lost answer or a missing check can never cost a copy.
-pub fn may_drop<P: Copy + Eq>(local: P, homes: &[P], proofs: &[(P, Result<(), String>)]) -> Result<(), Keep<P>> {
-    if homes.contains(&local) {
-        return Err(Keep::Home);
-    }
-    if homes.is_empty() {
-        return Err(Keep::NoOtherHome);
-    }
-    for home in homes {
-        match proofs.iter().find(|(peer, _)| peer == home) {
-            None => return Err(Keep::Unchecked(*home)),
-            Some((_, Err(reason))) => return Err(Keep::Unproven(*home, reason.clone())),
-            Some((_, Ok(()))) => {}
-        }
-    }
-    Ok(())
 }
 
 /// Asks `home` for sampled chunks of the blob; `Ok` when every one checks
@@ -139,23 +105,6 @@ mod tests {
         assert!(check_answer(&meta, 2, &Response::Chunk(None)).unwrap_err().contains("does not hold"));
         let busy = Response::Error(RpcError { kind: RpcErrorKind::Overloaded, message: "busy".into() });
         assert!(check_answer(&meta, 2, &busy).is_err());
-    }
-
-    #[test]
-    fn a_copy_is_dropped_only_when_every_other_home_proved_it() {
-        let ok = || Ok(());
-        let lie = || Err("served wrong bytes for chunk 1".to_string());
-        // Homes 2 and 3, this node is 1.
-        assert_eq!(may_drop(1, &[2, 3], &[(2, ok()), (3, ok())]), Ok(()));
-        assert_eq!(may_drop(1, &[2, 3], &[(3, ok()), (2, ok())]), Ok(()), "order does not matter");
-        // One liar among honest homes is enough to keep the copy.
-        assert_eq!(may_drop(1, &[2, 3], &[(2, ok()), (3, lie())]), Err(Keep::Unproven(3, lie().unwrap_err())));
-        // A home never asked, or answers from peers that are not homes, prove nothing.
-        assert_eq!(may_drop(1, &[2, 3], &[(2, ok())]), Err(Keep::Unchecked(3)));
-        assert_eq!(may_drop(1, &[2, 3], &[(2, ok()), (4, ok()), (5, ok())]), Err(Keep::Unchecked(3)));
-        // A home keeps its copy whatever others show; with no other home, nothing is surplus.
-        assert_eq!(may_drop(1, &[1, 2], &[(2, ok())]), Err(Keep::Home));
-        assert_eq!(may_drop(1, &[], &[]), Err(Keep::NoOtherHome));
     }
 
     #[test]
