@@ -86,10 +86,10 @@ fn rows(file: &str) -> Vec<Vec<f64>> {
     rows
 }
 
-/// The mesh's answers: class probabilities, or `[value]` per row.
+/// The mesh's answers: class probabilities, or `[value]` per row (NaN:
+/// missing, for the pipeline to impute or the trees to route).
 async fn answers(client: &Client, model: &str, rows: &[Vec<f64>]) -> Vec<Vec<f64>> {
-    let json_rows: Vec<Value> = rows.iter().map(|r| json!(r)).collect();
-    let p = client.predict(model, &json_rows).await.unwrap_or_else(|e| panic!("{model}: {e}"));
+    let p = client.predict_matrix(model, rows, true).await.unwrap_or_else(|e| panic!("{model}: {e}"));
     if p.probabilities.is_empty() {
         p.predictions
             .iter()
