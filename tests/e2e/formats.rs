@@ -23,12 +23,12 @@ fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
 }
 
-/// Two nodes holding iris and diabetes.
-async fn small_sets() -> (Cluster, Vec<LocalNode>, Client) {
+/// Two nodes holding `sets` (of `tests/data`).
+async fn small_sets(sets: &[&str]) -> (Cluster, Vec<LocalNode>, Client) {
     let mut cluster = Cluster::new();
     let nodes = mesh(&mut cluster, 2).await;
     let client = Client::new([nodes[0].http_url()]).unwrap();
-    for name in ["iris", "diabetes"] {
+    for &name in sets {
         let request = IngestRequest {
             name: name.into(),
             label: "label".into(),
@@ -59,23 +59,37 @@ async fn train(client: &Client, model: &str, dataset: &str, learner: Learner, en
     finished(client, &id.to_string(), Duration::from_secs(300)).await;
 }
 
-/// Every row of a CSV of numeric columns, label (last) left out.
+/// Every row of a CSV of numeric columns, label (last) left out, then
+/// copies of its first rows with values missing: one column each (every
+/// column in turn), and one row with none left.
 fn rows(file: &str) -> Vec<Vec<f64>> {
     let text = std::fs::read_to_string(data(file)).unwrap();
-    text.lines()
+    let mut rows: Vec<Vec<f64>> = text
+        .lines()
         .skip(1)
         .map(|line| {
             let mut cells: Vec<f64> = line.split(',').map(|c| c.parse().unwrap_or(f64::NAN)).collect();
             cells.pop();
             cells
         })
-        .collect()
+        .collect();
+    let columns = rows[0].len();
+    let mut holes: Vec<Vec<f64>> = (0..2 * columns)
+        .map(|i| {
+            let mut row = rows[i].clone();
+            row[i % columns] = f64::NAN;
+            row
+        })
+        .collect();
+    holes.push(vec![f64::NAN; columns]);
+    rows.extend(holes);
+    rows
 }
 
-/// The mesh's answers: class probabilities, or `[value]` per row.
+/// The mesh's answers: class probabilities, or `[value]` per row (NaN:
+/// missing, for the pipeline to impute or the trees to route).
 async fn answers(client: &Client, model: &str, rows: &[Vec<f64>]) -> Vec<Vec<f64>> {
-    let json_rows: Vec<Value> = rows.iter().map(|r| json!(r)).collect();
-    let p = client.predict(model, &json_rows).await.unwrap_or_else(|e| panic!("{model}: {e}"));
+    let p = client.predict_matrix(model, rows, true).await.unwrap_or_else(|e| panic!("{model}: {e}"));
     if p.probabilities.is_empty() {
         p.predictions
             .iter()
@@ -98,12 +112,19 @@ fn cli(args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn exported_models_answer_in_numpy_and_onnxruntime_as_on_the_mesh_and_round_trip() {
     let python = python();
-    let (_cluster, nodes, client) = small_sets().await;
+    let (_cluster, nodes, client) = small_sets(&["iris", "diabetes", "breast_cancer"]).await;
     let url = nodes[0].http_url().to_owned();
     train(&client, "iris-mlp", "iris", Learner::Mlp { hidden: vec![16, 8] }, EnsembleSpec::Single).await;
     train(&client, "iris-bag", "iris", Learner::Mlp { hidden: vec![8] }, EnsembleSpec::Bagging { members: 3 }).await;
     train(&client, "iris-linear", "iris", Learner::Linear, EnsembleSpec::Single).await;
     train(&client, "diabetes-mlp", "diabetes", Learner::Mlp { hidden: vec![8] }, EnsembleSpec::Single).await;
+    // Trees (ONNX only): multiclass, binary, regression, and regressors
+    // boosted one after another (a weighted sum of tree models).
+    let trees = |n| Learner::Gbdt(TreeSpec { trees: n, ..TreeSpec::default() });
+    train(&client, "iris-trees", "iris", trees(20), EnsembleSpec::Single).await;
+    train(&client, "cancer-trees", "breast_cancer", trees(30), EnsembleSpec::Single).await;
+    train(&client, "diabetes-trees", "diabetes", trees(40), EnsembleSpec::Single).await;
+    train(&client, "diabetes-boosted-trees", "diabetes", trees(15), EnsembleSpec::Boosting { members: 2 }).await;
 
     let dir = tempfile::tempdir().unwrap();
     // Weights trained elsewhere: no metadata, a pipeline spec fitted on
@@ -147,10 +168,15 @@ async fn exported_models_answer_in_numpy_and_onnxruntime_as_on_the_mesh_and_roun
         ("iris-linear", "iris.csv"),
         ("iris-foreign", "iris.csv"),
         ("diabetes-mlp", "diabetes.csv"),
+        ("iris-trees", "iris.csv"),
+        ("cancer-trees", "breast_cancer.csv"),
+        ("diabetes-trees", "diabetes.csv"),
+        ("diabetes-boosted-trees", "diabetes.csv"),
     ] {
         let rows = rows(file);
-        let mut paths = Vec::new();
-        for format in ["safetensors", "onnx"] {
+        let is_trees = model.contains("trees");
+        let mut paths = vec![String::new()];
+        for format in if is_trees { &["onnx"][..] } else { &["safetensors", "onnx"] } {
             let path = dir.path().join(format!("{model}.{format}"));
             let out = cli(&[
                 "models",
@@ -166,7 +192,16 @@ async fn exported_models_answer_in_numpy_and_onnxruntime_as_on_the_mesh_and_roun
             assert!(out.contains(&format!("model/{model} v1 written as {format}")), "{out}");
             paths.push(path.to_str().unwrap().to_owned());
         }
+        if is_trees {
+            // Trees have no weight tensors: safetensors refuses them by name.
+            let (ok, _, stderr) =
+                mass(&["models", "export", model, "--format", "safetensors", "--output", "/dev/null", "--node", &url]);
+            assert!(!ok && stderr.contains("member 0 is gradient-boosted trees, which safetensors"), "{stderr}");
+        } else {
+            paths.remove(0);
+        }
         let expected = answers(&client, model, &rows).await;
+        assert!(expected.iter().all(|row| row.iter().all(|v| v.is_finite())), "{model}: {expected:?}");
         cases.push(json!({
             "model": model, "safetensors": paths[0], "onnx": paths[1],
             "rows": rows, "expected": expected, "tolerance": 1e-5,
@@ -180,12 +215,18 @@ async fn exported_models_answer_in_numpy_and_onnxruntime_as_on_the_mesh_and_roun
         std::process::Command::new(&python).arg(repo("tests/python/test_export.py")).arg(&cases_path).output().unwrap();
     let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "tests/python/test_export.py failed:\n{report}");
-    assert!(
-        report.contains("diabetes-mlp onnxruntime")
-            && report.contains("iris-foreign onnxruntime")
-            && report.trim_end().ends_with("ok"),
-        "{report}"
-    );
+    for checked in [
+        "diabetes-mlp onnxruntime",
+        "iris-foreign onnxruntime",
+        "iris-trees onnxruntime",
+        "cancer-trees onnxruntime",
+        "diabetes-trees onnxruntime",
+        "diabetes-boosted-trees onnxruntime",
+    ] {
+        assert!(report.contains(checked), "{checked} missing from:\n{report}");
+    }
+    assert!(report.trim_end().ends_with("ok") && !report.contains("trees safetensors"), "{report}");
+    eprintln!("{report}");
 
     // Round trip: the exported weights, imported back (the file's own
     // pipeline), predict identically, bit for bit.
@@ -228,7 +269,7 @@ async fn http_error(response: reqwest::Response) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_exports_and_imports_are_refused_by_name_and_register_nothing() {
-    let (_cluster, nodes, client) = small_sets().await;
+    let (_cluster, nodes, client) = small_sets(&["iris", "diabetes"]).await;
     let url = nodes[0].http_url().to_owned();
     train(&client, "iris-mlp", "iris", Learner::Mlp { hidden: vec![8] }, EnsembleSpec::Single).await;
     train(
@@ -248,9 +289,14 @@ async fn bad_exports_and_imports_are_refused_by_name_and_register_nothing() {
     assert_eq!((status, message.as_str()), (404, "model 'iris-mlp' has no version 9 (versions 1 to 1)"));
     let (status, message) = http_error(get("/v1/models/iris-mlp/export?format=pmml").await.unwrap()).await;
     assert_eq!((status, message.as_str()), (400, "format 'pmml' is not one Mass exports (safetensors or onnx)"));
-    let (status, message) = http_error(get("/v1/models/iris-trees/export?format=onnx").await.unwrap()).await;
+    let (status, message) = http_error(get("/v1/models/iris-trees/export?format=safetensors").await.unwrap()).await;
     assert_eq!(status, 422);
-    assert!(message.contains("model 'iris-trees' version 1: member 0 is gradient-boosted trees"), "{message}");
+    assert_eq!(
+        message,
+        "model 'iris-trees' version 1: member 0 is gradient-boosted trees, which safetensors (a file of weight \
+         tensors) does not carry; export it as onnx"
+    );
+    assert_eq!(get("/v1/models/iris-trees/export?format=onnx").await.unwrap().status().as_u16(), 200);
     let (ok, _, stderr) =
         mass(&["models", "export", "iris-mlp", "--format", "pmml", "--output", "/dev/null", "--node", &url]);
     assert!(!ok && stderr.contains("--format 'pmml' is not one Mass exports"), "{stderr}");

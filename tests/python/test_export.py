@@ -5,8 +5,9 @@ usage: python tests/python/test_export.py CASES.json
 CASES.json (written by the e2e test `formats::exported_models_answer_in_numpy_and_onnxruntime_as_on_the_mesh`)
 is a list of cases: {"model", "safetensors", "onnx", "rows", "expected",
 "tolerance", "relative"}: rows of raw column values (the pipeline's columns, label
-left out, in schema order) and the mesh's answers for them (class
-probabilities, or values in the label's units).
+left out, in schema order; null where a value is missing) and the mesh's
+answers for them (class probabilities, or values in the label's units). A
+case without a safetensors path (boosted trees: ONNX only) checks ONNX alone.
 
 Each safetensors file is loaded with the `safetensors` package (numpy) and
 run through numpy alone: the pipeline's imputation and scaling from the

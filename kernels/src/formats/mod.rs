@@ -4,22 +4,26 @@
 //! the bytes come from and go is the node's business.
 //!
 //! # Layout
-//! - [`Networks`]: what both formats carry, the dense members of a trained
+//! - [`Networks`]: what safetensors carries, the dense members of a trained
 //!   model, the pipeline that makes their inputs, and how their outputs
 //!   combine.
+//! - [`Model`]: what ONNX carries, the same with members that may also be
+//!   boosted trees.
 //! - [`safetensors`]: writing and reading weight files, refusing by name a
 //!   file whose tensors do not match their declared shapes or do not chain.
-//! - [`onnx`]: an ONNX graph (opset 13) of a model whose pipeline is
-//!   numeric imputation and scaling.
+//! - [`onnx`]: an ONNX graph (opset 13, and ai.onnx.ml 3 for trees) of a
+//!   model whose pipeline is numeric imputation and scaling.
+//! - [`trees`]: boosted trees as a `TreeEnsembleRegressor`'s attributes.
 //! - [`proto`]: the protobuf wire format the ONNX graph is written in.
 
 pub mod onnx;
 pub mod proto;
 pub mod safetensors;
+pub mod trees;
 
 use mass_protocol::{features::FittedPipeline, jobs::Combine};
 
-use crate::models::Mlp;
+use crate::models::{Member, Mlp, gbdt::Gbdt};
 
 /// The dense networks of a trained model, the pipeline that makes their
 /// input features, and the rule that combines their outputs.
@@ -35,20 +39,77 @@ impl Networks {
     /// `answer = sum_k weight_k * output_k`, as
     /// [`crate::models::ensemble::combine`] computes it.
     pub fn member_weights(&self) -> Result<Vec<f64>, UnsupportedCombine> {
-        let n = self.members.len();
-        match &self.combine {
-            Combine::Mean => Ok(vec![1.0 / n as f64; n]),
-            Combine::WeightedMean(w) if w.len() == n => {
-                let total: f64 = w.iter().sum();
-                Ok(w.iter().map(|v| v / total).collect())
-            }
-            Combine::WeightedSum(w) if w.len() == n => Ok(w.clone()),
-            Combine::WeightedMean(w) | Combine::WeightedSum(w) => {
-                Err(UnsupportedCombine::Weights { weights: w.len(), members: n })
-            }
-            Combine::Stacked => Err(UnsupportedCombine::Stacked),
-            Combine::Serial => Err(UnsupportedCombine::Serial),
+        member_weights(&self.combine, self.members.len())
+    }
+}
+
+/// One member of a model as an ONNX graph carries it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Network(Mlp),
+    Trees(Gbdt),
+}
+
+/// A trained model for ONNX: members of either kind, the pipeline that
+/// makes their input features, and the rule that combines their outputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    pub pipeline: FittedPipeline,
+    pub members: Vec<Part>,
+    pub combine: Combine,
+}
+
+impl From<Networks> for Model {
+    fn from(n: Networks) -> Self {
+        Model { pipeline: n.pipeline, members: n.members.into_iter().map(Part::Network).collect(), combine: n.combine }
+    }
+}
+
+impl Model {
+    /// See [`Networks::member_weights`].
+    pub fn member_weights(&self) -> Result<Vec<f64>, UnsupportedCombine> {
+        member_weights(&self.combine, self.members.len())
+    }
+
+    /// Checks that there are members, each mapping the pipeline's features
+    /// to the model's outputs, and a combining rule the graph expresses.
+    /// (Networks may differ in activation: each has its own nodes.)
+    pub fn validate(&self) -> Result<(), ExportError> {
+        if self.members.is_empty() {
+            return Err(ExportError::NoMembers);
         }
+        let outputs = match self.pipeline.task {
+            mass_protocol::jobs::Task::Classification => self.pipeline.classes.len(),
+            mass_protocol::jobs::Task::Regression => 1,
+        };
+        for (member, part) in self.members.iter().enumerate() {
+            let as_member = match part {
+                Part::Network(m) => Member::Mlp(m.clone()),
+                Part::Trees(g) => Member::Gbdt(g.clone()),
+            };
+            as_member
+                .validate(self.pipeline.features, outputs)
+                .map_err(|reason| ExportError::Shapes { member, reason })?;
+        }
+        self.member_weights()?;
+        Ok(())
+    }
+}
+
+/// The weight of each of `n` members' outputs under `combine`.
+fn member_weights(combine: &Combine, n: usize) -> Result<Vec<f64>, UnsupportedCombine> {
+    match combine {
+        Combine::Mean => Ok(vec![1.0 / n as f64; n]),
+        Combine::WeightedMean(w) if w.len() == n => {
+            let total: f64 = w.iter().sum();
+            Ok(w.iter().map(|v| v / total).collect())
+        }
+        Combine::WeightedSum(w) if w.len() == n => Ok(w.clone()),
+        Combine::WeightedMean(w) | Combine::WeightedSum(w) => {
+            Err(UnsupportedCombine::Weights { weights: w.len(), members: n })
+        }
+        Combine::Stacked => Err(UnsupportedCombine::Stacked),
+        Combine::Serial => Err(UnsupportedCombine::Serial),
     }
 }
 
@@ -80,6 +141,8 @@ pub enum ExportError {
     Step(&'static str),
     #[error("safetensors could not encode the weights: {0}")]
     Encode(String),
+    #[error("member {member}'s trees: {reason}")]
+    Trees { member: usize, reason: String },
 }
 
 impl Networks {
@@ -126,7 +189,16 @@ pub(crate) mod fixtures {
     use rand::{Rng, SeedableRng, rngs::StdRng};
 
     use super::Networks;
-    use crate::models::{Activation, Loss, Mlp};
+    use crate::models::{
+        Activation, Loss, Mlp,
+        gbdt::{
+            Gbdt,
+            bins::FeatureBins,
+            objective::Objective,
+            split::{Rule, Split},
+            tree::{Node, Tree},
+        },
+    };
 
     /// A network of random weights mapping `widths[0]` inputs through the
     /// hidden widths to `widths[last]` outputs.
@@ -176,6 +248,41 @@ pub(crate) mod fixtures {
                 .collect(),
             combine: Combine::Mean,
         }
+    }
+
+    /// Boosted trees over `features` features: `rounds` rounds of trees of
+    /// three splits on random bounds of each feature's bins, both missing
+    /// directions.
+    pub fn gbdt(features: usize, objective: Objective, rounds: usize, seed: u64) -> Gbdt {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let bins: Vec<FeatureBins> = (0..features)
+            .map(|_| {
+                let mut upper: Vec<f32> = (0..6).map(|_| rng.random_range(-2.0f32..2.0)).collect();
+                upper.sort_by(f32::total_cmp);
+                upper.push(f32::INFINITY);
+                FeatureBins::Numeric { upper }
+            })
+            .collect();
+        let split = |rng: &mut StdRng, left, right| Node::Split {
+            split: Split {
+                feature: rng.random_range(0..features as u32),
+                rule: Rule::UpTo(rng.random_range(0..8)),
+                default_left: rng.random(),
+            },
+            left,
+            right,
+        };
+        let width = objective.scores_per_row();
+        let trees = (0..rounds * width)
+            .map(|_| {
+                let root = split(&mut rng, 1, 2);
+                let inner = split(&mut rng, 3, 4);
+                let mut leaf = || Node::Leaf { value: rng.random_range(-0.3..0.3) };
+                Tree { nodes: vec![root, leaf(), inner, leaf(), leaf()] }
+            })
+            .collect();
+        let init = (0..width).map(|k| 0.1 * k as f64 - 0.2).collect();
+        Gbdt { bins, objective, init, trees }
     }
 
     /// A regressor 3 -> 5 -> 4 -> 1 (tanh).

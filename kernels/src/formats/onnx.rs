@@ -1,34 +1,48 @@
-//! A model as an ONNX graph (opset 13, IR version 7), scaling step
-//! included, so that a runtime given the raw numeric columns answers as the
-//! mesh does.
+//! A model as an ONNX graph (opset 13, IR version 7; with trees also
+//! `ai.onnx.ml` opset 3 and IR version 8), scaling step included, so that a
+//! runtime given the raw numeric columns answers as the mesh does.
 //!
 //! The graph reads `input`, float64 `[rows, columns]`: the pipeline's kept
 //! numeric columns in schema order (named in the `columns` metadata entry).
 //! It fills missing values (NaN) with the pipeline's fill, subtracts the
 //! offset and multiplies by the scale in float64, as the pipeline does,
-//! then casts to float32; each member is a chain of `Gemm` with `Relu` or
-//! `Tanh` between, ending in `Softmax` for classifiers; several members are
-//! combined by the model's weights (`Mul`, `Sum`). Classifiers answer
-//! `probabilities`, float32 `[rows, classes]` (classes in the `classes`
-//! entry); regressors `value`, float64 `[rows, 1]`, in the label's units.
+//! then casts to float32. A network is a chain of `Gemm` with `Relu` or
+//! `Tanh` between, ending in `Softmax` for classifiers. Boosted trees are
+//! one `TreeEnsembleRegressor` over the float32 features widened to
+//! float64 ([`super::trees`]: thresholds and sums in double, as the mesh
+//! bins and sums), answering raw scores; a binary classifier's score goes
+//! through `Sigmoid` to `[1 - p, p]`, a multiclass one's through `Softmax`,
+//! in float64 as the mesh computes them. (`TreeEnsembleClassifier` is not
+//! used: what it answers for two classes depends on the runtime, which the
+//! operator's spec leaves open.) Several members are combined by the
+//! model's weights (`Mul`, `Sum`). Classifiers answer `probabilities`,
+//! float32 `[rows, classes]` (classes in the `classes` entry); regressors
+//! `value`, float64 `[rows, 1]`, in the label's units.
 //!
 //! Only what these operators express is exported: pipelines of numeric
-//! columns imputed and scaled, members that are dense networks, averaged or
-//! weighted. One-hot, ordinal, text and binned columns, crosses and
-//! principal components are refused by name.
+//! columns imputed (or left missing, as for trees) and scaled, members that
+//! are dense networks or boosted trees, averaged or weighted. One-hot,
+//! ordinal, text and binned columns, crosses and principal components are
+//! refused by name.
 
 use mass_protocol::{
     features::{ColumnTransform, FittedPipeline},
     jobs::Task,
 };
 
-use super::{ExportError, Networks, proto::Message};
-use crate::models::Activation;
+use super::{ExportError, Model, Part, proto::Message, trees};
+use crate::models::{Activation, Mlp, gbdt::Gbdt, gbdt::objective::Objective};
 
 /// The operator set the graph is written against.
 pub const OPSET: i64 = 13;
-/// The IR version that goes with opset 13.
+/// The `ai.onnx.ml` operator set of tree graphs: 3 is the first whose tree
+/// ensembles take double thresholds and weights (`*_as_tensor`).
+pub const ML_OPSET: i64 = 3;
+/// The domain of the tree operators.
+const ML_DOMAIN: &str = "ai.onnx.ml";
+/// The IR version that goes with opset 13, and the one `ai.onnx.ml` 3 needs.
 const IR_VERSION: i64 = 7;
+const ML_IR_VERSION: i64 = 8;
 /// The `format` metadata value.
 pub const FORMAT: &str = "mass.onnx/1";
 
@@ -74,11 +88,11 @@ pub fn scaling(pipeline: &FittedPipeline) -> Result<Scaling, ExportError> {
 }
 
 /// The model's ONNX bytes; `extra` adds metadata (model name, version).
-pub fn write(networks: &Networks, extra: &[(&str, String)]) -> Result<Vec<u8>, ExportError> {
-    networks.validate()?;
-    let scaling = scaling(&networks.pipeline)?;
-    let weights = networks.member_weights()?;
-    let pipeline = &networks.pipeline;
+pub fn write(model: &Model, extra: &[(&str, String)]) -> Result<Vec<u8>, ExportError> {
+    model.validate()?;
+    let scaling = scaling(&model.pipeline)?;
+    let weights = model.member_weights()?;
+    let pipeline = &model.pipeline;
     let k = scaling.columns.len() as i64;
     let mut graph = Graph::default();
 
@@ -92,32 +106,19 @@ pub fn write(networks: &Networks, extra: &[(&str, String)]) -> Result<Vec<u8>, E
     graph.node("Cast", &["scaled"], "features", vec![attr_int("to", FLOAT)]);
 
     let classify = pipeline.task == Task::Classification;
+    let has_trees = model.members.iter().any(|p| matches!(p, Part::Trees(_)));
+    if has_trees {
+        // Trees compare the mesh's f32 features; widened they stay exact.
+        graph.node("Cast", &["features"], "features64", vec![attr_int("to", DOUBLE)]);
+    }
     let mut answers = Vec::new();
-    for (m, member) in networks.members.iter().enumerate() {
-        let mut h = "features".to_owned();
-        let last = member.weights.len() - 1;
-        for (i, (w, b)) in member.weights.iter().zip(&member.biases).enumerate() {
-            let (wn, bn, z) = (format!("m{m}.w{i}"), format!("m{m}.b{i}"), format!("m{m}.z{i}"));
-            graph.initializer(tensor_f32(&wn, &[w.nrows() as i64, w.ncols() as i64], w.iter()));
-            graph.initializer(tensor_f32(&bn, &[b.len() as i64], b.iter()));
-            graph.node("Gemm", &[&h, &wn, &bn], &z, vec![]);
-            h = if i < last {
-                let a = format!("m{m}.a{i}");
-                let op = match member.activation {
-                    Activation::Relu => "Relu",
-                    Activation::Tanh => "Tanh",
-                };
-                graph.node(op, &[&z], &a, vec![]);
-                a
-            } else if classify {
-                let p = format!("m{m}.p");
-                graph.node("Softmax", &[&z], &p, vec![attr_int("axis", 1)]);
-                p
-            } else {
-                z
-            };
-        }
-        answers.push(h);
+    for (m, part) in model.members.iter().enumerate() {
+        answers.push(match part {
+            Part::Network(net) => network(&mut graph, m, net, classify),
+            Part::Trees(gbdt) => {
+                boosted(&mut graph, m, gbdt).map_err(|reason| ExportError::Trees { member: m, reason })?
+            }
+        });
     }
     // One member at weight 1 is its own answer; otherwise the mesh's
     // `sum_k w_k * out_k`.
@@ -174,15 +175,93 @@ pub fn write(networks: &Networks, extra: &[(&str, String)]) -> Result<Vec<u8>, E
     ];
     metadata.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
     let mut model = Message::new()
-        .int(1, IR_VERSION)
+        .int(1, if has_trees { ML_IR_VERSION } else { IR_VERSION })
         .string(2, "mass")
         .string(3, env!("CARGO_PKG_VERSION"))
         .message(7, graph_message)
         .message(8, Message::new().string(1, "").int(2, OPSET));
+    if has_trees {
+        model = model.message(8, Message::new().string(1, ML_DOMAIN).int(2, ML_OPSET));
+    }
     for (key, value) in metadata {
         model = model.message(14, Message::new().string(1, key).string(2, &value));
     }
     Ok(model.into_bytes())
+}
+
+/// Member `m`, a network, from `features`; returns its output's name.
+fn network(graph: &mut Graph, m: usize, member: &Mlp, classify: bool) -> String {
+    let mut h = "features".to_owned();
+    let last = member.weights.len() - 1;
+    for (i, (w, b)) in member.weights.iter().zip(&member.biases).enumerate() {
+        let (wn, bn, z) = (format!("m{m}.w{i}"), format!("m{m}.b{i}"), format!("m{m}.z{i}"));
+        graph.initializer(tensor_f32(&wn, &[w.nrows() as i64, w.ncols() as i64], w.iter()));
+        graph.initializer(tensor_f32(&bn, &[b.len() as i64], b.iter()));
+        graph.node("Gemm", &[&h, &wn, &bn], &z, vec![]);
+        h = if i < last {
+            let a = format!("m{m}.a{i}");
+            let op = match member.activation {
+                Activation::Relu => "Relu",
+                Activation::Tanh => "Tanh",
+            };
+            graph.node(op, &[&z], &a, vec![]);
+            a
+        } else if classify {
+            let p = format!("m{m}.p");
+            graph.node("Softmax", &[&z], &p, vec![attr_int("axis", 1)]);
+            p
+        } else {
+            z
+        };
+    }
+    h
+}
+
+/// Member `m`, boosted trees, from `features64`: float32 values (a
+/// regressor) or class probabilities, as `Gbdt::predict` gives them.
+fn boosted(graph: &mut Graph, m: usize, gbdt: &Gbdt) -> Result<String, String> {
+    let e = trees::ensemble(gbdt)?;
+    let scores = format!("m{m}.scores");
+    let attributes = vec![
+        attr_string("aggregate_function", "SUM"),
+        attr_tensor("base_values_as_tensor", tensor_f64("", &[e.base_values.len() as i64], &e.base_values)),
+        attr_int("n_targets", e.n_targets),
+        attr_ints("nodes_falsenodeids", &e.nodes_falsenodeids),
+        attr_ints("nodes_featureids", &e.nodes_featureids),
+        attr_ints("nodes_missing_value_tracks_true", &e.nodes_missing_value_tracks_true),
+        attr_strings("nodes_modes", &e.nodes_modes),
+        attr_ints("nodes_nodeids", &e.nodes_nodeids),
+        attr_ints("nodes_treeids", &e.nodes_treeids),
+        attr_ints("nodes_truenodeids", &e.nodes_truenodeids),
+        attr_tensor("nodes_values_as_tensor", tensor_f64("", &[e.nodes_values.len() as i64], &e.nodes_values)),
+        attr_string("post_transform", "NONE"),
+        attr_ints("target_ids", &e.target_ids),
+        attr_ints("target_nodeids", &e.target_nodeids),
+        attr_ints("target_treeids", &e.target_treeids),
+        attr_tensor("target_weights_as_tensor", tensor_f64("", &[e.target_weights.len() as i64], &e.target_weights)),
+    ];
+    graph.node_in(ML_DOMAIN, "TreeEnsembleRegressor", &["features64"], &scores, attributes);
+    // The scores are float32 (the operator's only output type), as
+    // `Gbdt::predict` rounds its values; probabilities are computed from
+    // them in float64, as the mesh computes them from its scores.
+    let (s64, out64, out) = (format!("m{m}.scores64"), format!("m{m}.p64"), format!("m{m}.p"));
+    match gbdt.objective {
+        Objective::Squared => return Ok(scores),
+        Objective::Logistic => {
+            let (p1, p0, one) = (format!("m{m}.p1"), format!("m{m}.p0"), format!("m{m}.one"));
+            graph.initializer(tensor_f64(&one, &[], &[1.0]));
+            graph.node("Cast", &[&scores], &s64, vec![attr_int("to", DOUBLE)]);
+            graph.node("Sigmoid", &[&s64], &p1, vec![]);
+            graph.node("Sub", &[&one, &p1], &p0, vec![]);
+            graph.node("Concat", &[&p0, &p1], &out64, vec![attr_int("axis", 1)]);
+        }
+        Objective::Softmax { .. } => {
+            graph.node("Cast", &[&scores], &s64, vec![attr_int("to", DOUBLE)]);
+            graph.node("Softmax", &[&s64], &out64, vec![attr_int("axis", 1)]);
+        }
+    }
+    graph.node("Cast", &[&out64], &out, vec![attr_int("to", FLOAT)]);
+    Ok(out)
 }
 
 /// Nodes and initializers in the order they are added.
@@ -194,6 +273,11 @@ struct Graph {
 
 impl Graph {
     fn node(&mut self, op: &str, inputs: &[&str], output: &str, attributes: Vec<Message>) {
+        self.node_in("", op, inputs, output, attributes);
+    }
+
+    /// A node of an operator from `domain` ("": the default ONNX domain).
+    fn node_in(&mut self, domain: &str, op: &str, inputs: &[&str], output: &str, attributes: Vec<Message>) {
         let mut node = Message::new();
         for input in inputs {
             node = node.string(1, input);
@@ -201,6 +285,9 @@ impl Graph {
         node = node.string(2, output).string(3, output).string(4, op);
         for attribute in attributes {
             node = node.message(5, attribute);
+        }
+        if !domain.is_empty() {
+            node = node.string(7, domain);
         }
         self.nodes.push(node);
     }
@@ -210,10 +297,36 @@ impl Graph {
     }
 }
 
+/// `AttributeProto.AttributeType` values.
+const ATTR_INT: i64 = 2;
+const ATTR_STRING: i64 = 3;
+const ATTR_TENSOR: i64 = 4;
+const ATTR_INTS: i64 = 7;
+const ATTR_STRINGS: i64 = 8;
+
 /// An `INT` attribute.
 fn attr_int(name: &str, value: i64) -> Message {
-    const INT: i64 = 2;
-    Message::new().string(1, name).int(3, value).int(20, INT)
+    Message::new().string(1, name).int(3, value).int(20, ATTR_INT)
+}
+
+fn attr_ints(name: &str, values: &[i64]) -> Message {
+    Message::new().string(1, name).packed_ints(8, values).int(20, ATTR_INTS)
+}
+
+fn attr_string(name: &str, value: &str) -> Message {
+    Message::new().string(1, name).string(4, value).int(20, ATTR_STRING)
+}
+
+fn attr_strings(name: &str, values: &[&str]) -> Message {
+    let mut attr = Message::new().string(1, name);
+    for value in values {
+        attr = attr.string(9, value);
+    }
+    attr.int(20, ATTR_STRINGS)
+}
+
+fn attr_tensor(name: &str, tensor: Message) -> Message {
+    Message::new().string(1, name).message(5, tensor).int(20, ATTR_TENSOR)
 }
 
 fn tensor_f32<'a>(name: &str, dims: &[i64], values: impl Iterator<Item = &'a f32>) -> Message {
@@ -250,12 +363,16 @@ fn value_info(name: &str, elem_type: i64, dims: &[Dim]) -> Message {
 
 #[cfg(test)]
 mod tests {
-    use mass_protocol::features::{Cross, TextSpec};
+    use mass_protocol::{
+        features::{Cross, TextSpec},
+        jobs::Combine,
+    };
 
     use super::*;
     use crate::formats::{
-        fixtures::{classifier, regressor},
-        proto::read::{all, one, packed},
+        Networks,
+        fixtures::{classifier, gbdt, pipeline, regressor},
+        proto::read::{Value, all, one, packed},
     };
 
     fn ops(model: &[u8]) -> Vec<String> {
@@ -273,7 +390,7 @@ mod tests {
 
     #[test]
     fn a_classifier_is_scaling_then_gemms_then_softmax() {
-        let model = write(&classifier(1), &[("model", "m".into())]).unwrap();
+        let model = write(&classifier(1).into(), &[("model", "m".into())]).unwrap();
         assert_eq!(one(&model, 1).int(), IR_VERSION);
         let opset = one(&model, 8);
         assert_eq!(one(opset.bytes(), 2).int(), OPSET);
@@ -295,9 +412,9 @@ mod tests {
 
     #[test]
     fn ensembles_are_weighted_and_regressors_unscaled() {
-        assert_eq!(ops(&write(&classifier(3), &[]).unwrap()).iter().filter(|o| *o == "Mul").count(), 1 + 3);
-        assert!(ops(&write(&classifier(3), &[]).unwrap()).contains(&"Sum".to_owned()));
-        let model = write(&regressor(), &[]).unwrap();
+        assert_eq!(ops(&write(&classifier(3).into(), &[]).unwrap()).iter().filter(|o| *o == "Mul").count(), 1 + 3);
+        assert!(ops(&write(&classifier(3).into(), &[]).unwrap()).contains(&"Sum".to_owned()));
+        let model = write(&regressor().into(), &[]).unwrap();
         assert_eq!(
             ops(&model),
             ["IsNaN", "Where", "Sub", "Mul", "Cast", "Gemm", "Tanh", "Gemm", "Tanh", "Gemm", "Cast", "Mul", "Add"]
@@ -311,7 +428,7 @@ mod tests {
         let mut onehot = classifier(1);
         onehot.pipeline.transforms[2] =
             ColumnTransform::OneHot { categories: vec!["a".into()], unseen: mass_protocol::features::Unseen::Ignore };
-        let err = write(&onehot, &[]).unwrap_err().to_string();
+        let err = write(&onehot.into(), &[]).unwrap_err().to_string();
         assert_eq!(
             err,
             "ONNX export reads numeric columns, imputed and scaled; column 'x1' is one-hot encoded (categorical)"
@@ -321,11 +438,138 @@ mod tests {
             spec: TextSpec { buckets: 4, ngram_max: 1, min_df: 1, sublinear_tf: false },
             idf: Default::default(),
         };
-        assert!(write(&text, &[]).unwrap_err().to_string().contains("column 'x0' is text"));
+        assert!(write(&text.into(), &[]).unwrap_err().to_string().contains("column 'x0' is text"));
         let mut crossed = classifier(1);
         crossed.pipeline.crosses = vec![Cross::Product { a: 0, b: 1 }];
         crossed.pipeline.features += 1;
         crossed.members[0].weights[0] = ndarray::Array2::zeros((5, 6));
-        assert!(write(&crossed, &[]).unwrap_err().to_string().contains("crossed features"));
+        assert!(write(&crossed.into(), &[]).unwrap_err().to_string().contains("crossed features"));
+    }
+
+    fn trees(task: Task, classes: usize, objective: Objective, members: usize) -> Model {
+        Model {
+            pipeline: pipeline(4, classes, task),
+            members: (0..members).map(|m| Part::Trees(gbdt(4, objective, 3, m as u64))).collect(),
+            combine: Combine::Mean,
+        }
+    }
+
+    /// The tree node's attribute `name`.
+    fn attribute(model: &[u8], name: &str) -> Vec<u8> {
+        let graph = one(model, 7);
+        let node = all(graph.bytes(), 1).into_iter().find(|n| one(n.bytes(), 4).text() == "TreeEnsembleRegressor");
+        let node = node.expect("a tree node");
+        assert_eq!(one(node.bytes(), 7).text(), "ai.onnx.ml");
+        all(node.bytes(), 5)
+            .into_iter()
+            .find(|a| one(a.bytes(), 1).text() == name)
+            .unwrap_or_else(|| panic!("no attribute {name}"))
+            .bytes()
+            .to_vec()
+    }
+
+    fn doubles(tensor: &[u8]) -> Vec<f64> {
+        assert_eq!(one(tensor, 2).int(), DOUBLE);
+        one(tensor, 9).bytes().chunks(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
+    }
+
+    #[test]
+    fn a_tree_regressor_is_one_ensemble_over_double_features_then_the_label_scale() {
+        let model = trees(Task::Regression, 0, Objective::Squared, 1);
+        let bytes = write(&model, &[]).unwrap();
+        assert_eq!(
+            ops(&bytes),
+            ["IsNaN", "Where", "Sub", "Mul", "Cast", "Cast", "TreeEnsembleRegressor", "Cast", "Mul", "Add"]
+        );
+        assert_eq!(one(&bytes, 1).int(), ML_IR_VERSION);
+        let opsets: Vec<(String, i64)> =
+            all(&bytes, 8).iter().map(|o| (all(o.bytes(), 1)[0].text().to_owned(), one(o.bytes(), 2).int())).collect();
+        assert_eq!(opsets, [("".to_owned(), OPSET), ("ai.onnx.ml".to_owned(), ML_OPSET)]);
+
+        let Part::Trees(g) = &model.members[0] else { unreachable!() };
+        let e = trees::ensemble(g).unwrap();
+        assert_eq!(doubles(one(&attribute(&bytes, "nodes_values_as_tensor"), 5).bytes()), e.nodes_values);
+        assert_eq!(doubles(one(&attribute(&bytes, "target_weights_as_tensor"), 5).bytes()), e.target_weights);
+        assert_eq!(doubles(one(&attribute(&bytes, "base_values_as_tensor"), 5).bytes()), g.init);
+        assert_eq!(packed(one(&attribute(&bytes, "nodes_truenodeids"), 8).bytes()), e.nodes_truenodeids);
+        assert_eq!(one(&attribute(&bytes, "n_targets"), 3).int(), 1);
+        let modes: Vec<String> =
+            all(&attribute(&bytes, "nodes_modes"), 9).iter().map(|m: &Value| m.text().to_owned()).collect();
+        assert_eq!(modes.len(), 3 * 5);
+        assert_eq!(modes.iter().filter(|m| *m == "LEAF").count(), 3 * 3);
+        assert_eq!(one(&attribute(&bytes, "post_transform"), 4).text(), "NONE");
+    }
+
+    #[test]
+    fn tree_classifiers_apply_their_objective_in_double() {
+        let binary = write(&trees(Task::Classification, 2, Objective::Logistic, 1), &[]).unwrap();
+        assert_eq!(
+            ops(&binary)[5..],
+            ["Cast", "TreeEnsembleRegressor", "Cast", "Sigmoid", "Sub", "Concat", "Cast", "Identity"]
+        );
+        assert_eq!(one(&attribute(&binary, "n_targets"), 3).int(), 1);
+        let multi = write(&trees(Task::Classification, 3, Objective::Softmax { classes: 3 }, 2), &[]).unwrap();
+        assert_eq!(
+            ops(&multi)[5..],
+            [
+                "Cast",
+                "TreeEnsembleRegressor",
+                "Cast",
+                "Softmax",
+                "Cast",
+                "TreeEnsembleRegressor",
+                "Cast",
+                "Softmax",
+                "Cast",
+                "Mul",
+                "Mul",
+                "Sum",
+                "Identity"
+            ]
+        );
+        assert_eq!(one(&attribute(&multi, "n_targets"), 3).int(), 3);
+        // Trees for the wrong number of classes are refused before writing.
+        let err = write(&trees(Task::Classification, 4, Objective::Softmax { classes: 3 }, 1), &[]).unwrap_err();
+        assert_eq!(err.to_string(), "member 0: the trees give 3 outputs, not 4");
+    }
+
+    #[test]
+    fn networks_and_trees_combine_and_networks_alone_keep_ir_7() {
+        let Networks { pipeline, members, .. } = classifier(1);
+        let mut mixed = Model {
+            pipeline,
+            members: vec![
+                Part::Network(members[0].clone()),
+                Part::Trees(gbdt(4, Objective::Softmax { classes: 3 }, 2, 9)),
+            ],
+            combine: Combine::WeightedMean(vec![1.0, 3.0]),
+        };
+        let bytes = write(&mixed, &[]).unwrap();
+        let ops = ops(&bytes);
+        assert_eq!(ops.iter().filter(|o| *o == "TreeEnsembleRegressor").count(), 1);
+        assert_eq!(ops.iter().filter(|o| *o == "Gemm").count(), 2);
+        assert!(ops.ends_with(&["Mul".into(), "Mul".into(), "Sum".into(), "Identity".into()]), "{ops:?}");
+        assert_eq!(one(&bytes, 1).int(), ML_IR_VERSION);
+        assert_eq!(one(&write(&classifier(1).into(), &[]).unwrap(), 1).int(), IR_VERSION);
+        assert_eq!(all(&write(&classifier(1).into(), &[]).unwrap(), 8).len(), 1, "no ai.onnx.ml import");
+
+        mixed.combine = Combine::Stacked;
+        assert!(write(&mixed, &[]).unwrap_err().to_string().contains("a stacked ensemble"));
+        let Part::Trees(g) = &mut mixed.members[1] else { unreachable!() };
+        g.bins[2] = crate::models::gbdt::bins::FeatureBins::Categorical { bin_of: vec![1], other: 2 };
+        g.trees[0].nodes[0] = crate::models::gbdt::tree::Node::Split {
+            split: crate::models::gbdt::split::Split {
+                feature: 2,
+                rule: crate::models::gbdt::split::Rule::In([2, 0, 0, 0]),
+                default_left: false,
+            },
+            left: 1,
+            right: 2,
+        };
+        mixed.combine = Combine::Mean;
+        assert_eq!(
+            write(&mixed, &[]).unwrap_err().to_string(),
+            "member 1's trees: tree 0 node 0 splits categorical feature 2; the graph reads numeric columns only"
+        );
     }
 }

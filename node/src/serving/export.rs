@@ -1,10 +1,11 @@
 //! Models leaving the mesh: a version of a registered model written as
-//! safetensors or ONNX ([`mass_kernels::formats`]). Only trained models
-//! whose members are all dense networks export; a composition, trees or a
-//! stacked ensemble is refused by name.
+//! safetensors or ONNX ([`mass_kernels::formats`]). Trained models whose
+//! members are dense networks export to both; boosted trees to ONNX only
+//! (safetensors is a file of weight tensors, and a tree is not one). A
+//! composition, int8 members or a stacked ensemble is refused by name.
 
 use mass_kernels::{
-    formats::{self, Networks},
+    formats::{self, Model, Networks, Part},
     models::Member,
 };
 use mass_protocol::{
@@ -48,9 +49,9 @@ pub async fn export(
     let mut members = Vec::with_capacity(manifest.members.len());
     for (i, id) in manifest.members.iter().enumerate() {
         match mesh.load::<Member>(*id).await.map_err(ServeError::Unavailable)? {
-            Member::Mlp(m) => members.push(m),
+            Member::Mlp(m) => members.push(Part::Network(m)),
             // Pruning keeps exact weights: densified, the file answers as the mesh does.
-            Member::Sparse(m) => members.push(m.to_dense()),
+            Member::Sparse(m) => members.push(Part::Network(m.to_dense())),
             Member::Int8(_) => {
                 return Err(ServeError::BadInput(format!(
                     "{what}: member {i} is int8-quantized, which the mesh serves with per-row activation \
@@ -58,23 +59,38 @@ pub async fn export(
                     format.name()
                 )));
             }
+            Member::Gbdt(g) if format == ExportFormat::Onnx => members.push(Part::Trees(g)),
             Member::Gbdt(_) => {
                 return Err(ServeError::BadInput(format!(
-                    "{what}: member {i} is gradient-boosted trees; only dense networks (MLP and linear models) \
-                     export to {}",
+                    "{what}: member {i} is gradient-boosted trees, which {} (a file of weight tensors) \
+                     does not carry; export it as onnx",
                     format.name()
                 )));
             }
         }
     }
-    let networks = Networks { pipeline, members, combine: manifest.combine.clone() };
+    let model = Model { pipeline, members, combine: manifest.combine.clone() };
     let extra = provenance(name, chosen.version, chosen.manifest);
     let written = match format {
-        ExportFormat::Safetensors => formats::safetensors::write(&networks, &extra),
-        ExportFormat::Onnx => formats::onnx::write(&networks, &extra),
+        ExportFormat::Safetensors => formats::safetensors::write(&networks(model), &extra),
+        ExportFormat::Onnx => formats::onnx::write(&model, &extra),
     };
     let bytes = written.map_err(|e| ServeError::BadInput(format!("{what}: {e}")))?;
     Ok(Exported { bytes, version: chosen })
+}
+
+/// The networks of a model whose members are all networks (the loop above
+/// refuses trees for safetensors).
+fn networks(model: Model) -> Networks {
+    let members = model
+        .members
+        .into_iter()
+        .filter_map(|p| match p {
+            Part::Network(m) => Some(m),
+            Part::Trees(_) => None,
+        })
+        .collect();
+    Networks { pipeline: model.pipeline, members, combine: model.combine }
 }
 
 /// Metadata naming where a file came from.
