@@ -26,8 +26,9 @@ use mass_sdk::{Client, IngestRequest, local::NodeOptions};
 use crate::support::{Cluster, MASS, eventually, finished, poll, read_log, shared_dataset};
 
 const NODES: usize = 5;
-/// Nodes 0 and 1 sit on `br-a`: the minority side.
-const SIDE_A: [usize; 2] = [0, 1];
+/// Nodes 0 and 1 start on `br-a`; the test moves the job's driver there
+/// before the cut, so the minority side holds the drive.
+const START_A: [usize; 2] = [0, 1];
 const K: usize = 2;
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -84,7 +85,7 @@ impl Net {
             ip(&["link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &hub])?;
             n(&["addr", "add", &format!("{}/24", net.mesh_addrs[i]), "dev", "eth0"])?;
             n(&["link", "set", "eth0", "up"])?;
-            let bridge = if SIDE_A.contains(&i) { "br-a" } else { "br-b" };
+            let bridge = if START_A.contains(&i) { "br-a" } else { "br-b" };
             h(&["link", "set", &port, "master", bridge, "up"])?;
             let root_end = format!("mp{tag}n{i}");
             let (root_addr, node_addr) =
@@ -97,6 +98,15 @@ impl Net {
             net.api_addrs.push(node_addr);
         }
         Ok(net)
+    }
+
+    /// Attaches the nodes in `side_a` to `br-a` and the others to `br-b`.
+    /// While the bridges are linked this changes nothing a node can see.
+    fn place(&self, side_a: &[usize]) {
+        for i in 0..NODES {
+            let bridge = if side_a.contains(&i) { "br-a" } else { "br-b" };
+            ip(&["-n", &self.hub, "link", "set", &format!("n{i}"), "master", bridge]).unwrap();
+        }
     }
 
     /// Cuts (`false`) or restores (`true`) the link between the two bridges.
@@ -211,11 +221,15 @@ struct Ack {
     bytes: Vec<u8>,
 }
 
-/// Writes through `node` until `rounds` are done, each a pinned blob and a
-/// ref of a name no other writer uses; returns those acknowledged.
-async fn write_through(node: &Node, who: usize, rounds: usize) -> (Vec<Ack>, usize) {
+/// Writes through `node` until `until`, each write a pinned blob and a ref
+/// of a name no other writer uses; returns those acknowledged and the count
+/// refused.
+async fn write_through(node: &Node, who: usize, until: Instant) -> (Vec<Ack>, usize) {
     let (mut acks, mut refused) = (Vec::new(), 0);
-    for round in 0..rounds {
+    for round in 0.. {
+        if Instant::now() >= until {
+            break;
+        }
         let bytes = crate::support::bytes((who * 1000 + round) as u64, 4096 + round * 512);
         let Ok(blob) = node.client.put_blob(bytes.clone(), true).await else {
             refused += 1;
@@ -247,7 +261,6 @@ async fn a_partition_2_3_loses_no_acknowledged_write_and_the_job_completes_once(
         nodes.push(start(&cluster, &net, i, Some(&seed)));
     }
     let all: Vec<usize> = (0..NODES).collect();
-    let side_b: Vec<usize> = all.iter().copied().filter(|i| !SIDE_A.contains(i)).collect();
     let formed = eventually(Duration::from_secs(30), "the five nodes see each other up", || {
         sees(&nodes, &all, &all, PeerState::Up)
     })
@@ -263,29 +276,35 @@ async fn a_partition_2_3_loses_no_acknowledged_write_and_the_job_completes_once(
     };
     nodes[0].client.ingest_csv(&shared_dataset("digits.csv"), &request).await.unwrap();
     crate::support::shards_settled(&nodes[2].client, "digits", Duration::from_secs(60)).await;
-    let job = crate::jobs::spec("digits-partition", vec![64], EnsembleSpec::Bagging { members: 6 }, 120);
+    let job = crate::jobs::spec("digits-partition", vec![128], EnsembleSpec::Bagging { members: 6 }, 200);
     let id = nodes[2].client.submit_job(&job).await.unwrap().to_string();
     let running = poll(&nodes[2].client, &id, Duration::from_secs(60), "a driver starts the job", |r| {
         r.state == JobState::Running && !r.tasks.is_empty()
     })
     .await;
     let first_driver = running.drivers.last().cloned().unwrap_or_default();
-    let driver_side = if SIDE_A.iter().any(|&i| nodes[i].endpoints.peer_id == first_driver) { "a" } else { "b" };
+    let driver = all.iter().copied().find(|&i| nodes[i].endpoints.peer_id == first_driver);
+    let driver = driver.unwrap_or_else(|| panic!("the job's driver {first_driver} is none of the nodes"));
+    // The minority side: the driver and the next node.
+    let side_a = vec![driver, (driver + 1) % NODES];
+    let side_b: Vec<usize> = all.iter().copied().filter(|i| !side_a.contains(i)).collect();
+    net.place(&side_a);
 
     // Partition 2|3 while the job runs.
     net.link(false);
     let cut = Instant::now();
     let seen = eventually(Duration::from_secs(30), "each side sees the other down", || async {
-        sees(&nodes, &SIDE_A, &side_b, PeerState::Down).await && sees(&nodes, &side_b, &SIDE_A, PeerState::Down).await
+        sees(&nodes, &side_a, &side_b, PeerState::Down).await && sees(&nodes, &side_b, &side_a, PeerState::Down).await
     })
     .await;
-    // Writes on both sides, all nodes at once, during the partition.
-    let rounds = 4;
-    let results = futures::future::join_all(all.iter().map(|&i| write_through(&nodes[i], i, rounds))).await;
+    // Writes on both sides, through every node at once, for 10 s of the
+    // partition while the job goes on.
+    let until = Instant::now() + Duration::from_secs(10);
+    let results = futures::future::join_all(all.iter().map(|&i| write_through(&nodes[i], i, until))).await;
     let mut acked: Vec<(usize, Ack)> = Vec::new();
     let mut per_side = [(0usize, 0usize); 2];
     for (i, (acks, refused)) in results.into_iter().enumerate() {
-        let side = usize::from(!SIDE_A.contains(&i));
+        let side = usize::from(!side_a.contains(&i));
         per_side[side].0 += acks.len();
         per_side[side].1 += refused;
         acked.extend(acks.into_iter().map(|a| (i, a)));
@@ -294,7 +313,7 @@ async fn a_partition_2_3_loses_no_acknowledged_write_and_the_job_completes_once(
     // The minority drives nothing; the majority holds the job.
     let stopped = eventually(Duration::from_secs(20), "the minority side drives no job", || async {
         let mut idle = true;
-        for &i in &SIDE_A {
+        for &i in &side_a {
             idle &= gauge(&nodes[i], "mass_driving{kind=\"job\"}").await == Some(0.0);
         }
         idle
@@ -302,13 +321,12 @@ async fn a_partition_2_3_loses_no_acknowledged_write_and_the_job_completes_once(
     .await;
     let side_b_ids: BTreeSet<&str> = side_b.iter().map(|&i| nodes[i].endpoints.peer_id.as_str()).collect();
     let taken = eventually(Duration::from_secs(60), "the majority side drives the job", || async {
-        nodes[2].client.job(&id).await.is_ok_and(|r| {
+        nodes[side_b[0]].client.job(&id).await.is_ok_and(|r| {
             r.state == JobState::Completed || r.drivers.last().is_some_and(|d| side_b_ids.contains(d.as_str()))
         })
     })
     .await;
-    let during = nodes[2].client.job(&id).await.unwrap();
-    let minority_view = nodes[0].client.job(&id).await.map(|r| r.state);
+    let during = nodes[side_b[0]].client.job(&id).await.unwrap();
     let held = cut.elapsed();
 
     // Heal.
@@ -316,21 +334,32 @@ async fn a_partition_2_3_loses_no_acknowledged_write_and_the_job_completes_once(
     let healed = Instant::now();
     let names: Vec<(String, String)> = acked.iter().map(|(_, a)| (a.name.clone(), a.blob.clone())).collect();
     let blobs: Vec<String> = acked.iter().map(|(_, a)| a.blob.clone()).collect();
-    let refs_converged =
-        eventually(Duration::from_secs(30), "every acknowledged ref readable through every node", || {
-            let names = &names;
-            let nodes = &nodes;
-            async move {
-                for node in nodes {
-                    let Some(refs) = refs_of(node).await else { return false };
-                    if !names.iter().all(|(name, blob)| refs.get(name).is_some_and(|(_, t)| t == blob)) {
-                        return false;
-                    }
-                }
-                true
+    let refs_converged = loop {
+        let mut missing = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            let refs = refs_of(node).await.unwrap_or_default();
+            let lacks: Vec<&str> = names
+                .iter()
+                .filter(|(name, blob)| !refs.get(name).is_some_and(|(_, t)| t == blob))
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if !lacks.is_empty() {
+                missing.push((i, lacks));
             }
-        })
-        .await;
+        }
+        if missing.is_empty() {
+            break healed.elapsed();
+        }
+        if healed.elapsed() > Duration::from_secs(30) {
+            let up = sees(&nodes, &all, &all, PeerState::Up).await;
+            let logs: Vec<String> = (0..NODES).map(|i| cluster.log_of(&format!("node{i}"))).collect();
+            panic!(
+                "30 s after heal, acknowledged refs missing (node, names): {missing:?}; all up again: {up}\n{}",
+                logs.join("\n-----\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let replicas_converged = eventually(
         Duration::from_secs(30).saturating_sub(healed.elapsed()),
         "every acknowledged blob on exactly k nodes",
@@ -365,23 +394,32 @@ async fn a_partition_2_3_loses_no_acknowledged_write_and_the_job_completes_once(
         assert_eq!((again.state, again.model), (JobState::Completed, Some(model)), "node {i}: the record went back");
     }
     // Once the job is over every node holds the same refs.
-    let refs_equal = eventually(Duration::from_secs(30), "every node holds the same refs", || async {
+    let done = Instant::now();
+    let refs_equal = loop {
         let mut views = Vec::new();
         for node in &nodes {
-            match refs_of(node).await {
-                Some(refs) => views.push(refs),
-                None => return false,
-            }
+            views.push(refs_of(node).await.unwrap_or_default());
         }
-        views.windows(2).all(|w| w[0] == w[1])
-    })
-    .await;
+        if views.windows(2).all(|w| w[0] == w[1]) {
+            break done.elapsed();
+        }
+        if done.elapsed() > Duration::from_secs(30) {
+            let names: BTreeSet<&String> = views.iter().flat_map(|v| v.keys()).collect();
+            let differ: Vec<String> = names
+                .into_iter()
+                .filter(|name| views.windows(2).any(|w| w[0].get(*name) != w[1].get(*name)))
+                .map(|name| format!("{name}: {:?}", views.iter().map(|v| v.get(name)).collect::<Vec<_>>()))
+                .collect();
+            panic!("30 s after the job completed the nodes' refs still differ:\n{}", differ.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
 
     eprintln!(
-        "partition 2|3: first driver on side {driver_side}; sides saw each other down {seen:?} after the cut; \
+        "partition 2|3: the driver (node {driver}) cut off with node {}; sides saw each other down {seen:?} after the cut; \
          minority idle {stopped:?} and majority driving {taken:?} after that; partition held {held:?}; \
-         job during it: {:?} drivers {:?} (minority read {minority_view:?})",
-        during.state, during.drivers
+         job during it: {:?} drivers {:?}",
+        side_a[1], during.state, during.drivers
     );
     eprintln!(
         "writes acknowledged during the partition: side a (2 nodes) {} ({} refused), side b (3 nodes) {} ({} refused)",
