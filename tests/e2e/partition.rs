@@ -344,7 +344,7 @@ async fn a_partition_2_3_loses_no_acknowledged_write_and_the_job_completes_once(
             let refs = refs_of(node).await.unwrap_or_default();
             let lacks: Vec<&str> = names
                 .iter()
-                .filter(|(name, blob)| !refs.get(name).is_some_and(|(_, t)| t == blob))
+                .filter(|(name, blob)| refs.get(name).is_none_or(|(_, t)| t != blob))
                 .map(|(name, _)| name.as_str())
                 .collect();
             if !lacks.is_empty() {
