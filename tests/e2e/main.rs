@@ -17,6 +17,7 @@ mod learners;
 mod liveness;
 mod mdns;
 mod mesh;
+mod partition;
 mod private_mesh;
 mod python_client;
 mod read_your_writes;

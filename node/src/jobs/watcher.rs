@@ -1,19 +1,20 @@
 //! Every node watches open jobs (and studies) and drives those it ranks
-//! first for. What is watched is a [`Drivable`]: a ref prefix, a way to
-//! tell whether a record is over, and the drive itself.
+//! first for, while it sees a majority of the mesh up ([`has_majority`]).
+//! What is watched is a [`Drivable`]: a ref prefix, a way to tell whether a
+//! record is over, and the drive itself.
 
 use std::{
     collections::{HashMap, HashSet},
     time::{Duration, Instant},
 };
 
-use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, SpawnHandle, WrapFuture};
 use libp2p::PeerId;
-use mass_protocol::ContentId;
-use tracing::{debug, warn};
+use mass_protocol::{ContentId, api::PeerState};
+use tracing::{debug, info, warn};
 
 use super::{REF_PREFIX, driver};
-use crate::{mesh::Mesh, replication::homes};
+use crate::{membership::GetPeers, mesh::Mesh, replication::homes};
 
 /// How often open jobs are looked at.
 const INTERVAL: Duration = Duration::from_millis(500);
@@ -49,8 +50,8 @@ pub type JobWatcher = Watcher<Jobs>;
 pub struct Watcher<D: Drivable> {
     kind: std::marker::PhantomData<D>,
     mesh: Mesh,
-    /// Jobs this node is driving now.
-    driving: HashSet<ContentId>,
+    /// Jobs this node is driving now, with the handle that stops the drive.
+    driving: HashMap<ContentId, SpawnHandle>,
     /// Jobs known to be over; never looked at again.
     finished: HashSet<ContentId>,
     /// When a drive last stopped short, to wait before retrying.
@@ -63,7 +64,7 @@ impl<D: Drivable> Watcher<D> {
         Self {
             kind: std::marker::PhantomData,
             mesh,
-            driving: HashSet::new(),
+            driving: HashMap::new(),
             finished: HashSet::new(),
             retry_after: HashMap::new(),
             scanning: false,
@@ -93,6 +94,17 @@ pub fn driver_of(id: &ContentId, live: &[PeerId]) -> Option<PeerId> {
     homes(id, live, 1).first().copied()
 }
 
+/// Whether a node that sees `up` members up out of the `known` members in
+/// its peer table (up or down, not yet forgotten; both counts include the
+/// node itself) may drive jobs and studies: only with a strict majority.
+/// In a partition at most one side has one, so two sides never both drive
+/// the same job and name two models. A side that lost a majority by deaths
+/// rather than a split waits until the dead are forgotten
+/// (`membership.forget_after`), which shrinks what it counts as the mesh.
+pub fn has_majority(up: usize, known: usize) -> bool {
+    2 * up > known
+}
+
 impl<D: Drivable + Unpin> Actor for Watcher<D> {
     type Context = Context<Self>;
 
@@ -106,8 +118,14 @@ impl<D: Drivable + Unpin> Actor for Watcher<D> {
             let now = Instant::now();
             watcher.retry_after.retain(|_, at| *at > now);
             let skip: HashSet<ContentId> =
-                watcher.driving.iter().chain(&watcher.finished).chain(watcher.retry_after.keys()).copied().collect();
+                watcher.driving.keys().chain(&watcher.finished).chain(watcher.retry_after.keys()).copied().collect();
             let scan = async move {
+                let table = mesh.membership.send(GetPeers).await.unwrap_or_default();
+                let up = table.iter().filter(|p| p.state == PeerState::Up).count();
+                // The table lists this node itself (up) first.
+                if !has_majority(up.max(1), table.len().max(1)) {
+                    return (false, Vec::new(), Vec::new());
+                }
                 let records = mesh.storage.refs().await.unwrap_or_default();
                 let mut live = mesh.up_peers().await;
                 live.push(mesh.net.local_peer_id());
@@ -124,18 +142,31 @@ impl<D: Drivable + Unpin> Actor for Watcher<D> {
                         Err(e) => debug!(%id, "job record unreadable for now: {e}"),
                     }
                 }
-                (mine, over)
+                (true, mine, over)
             };
-            ctx.spawn(scan.into_actor(watcher).map(|(mine, over), watcher, ctx| {
+            ctx.spawn(scan.into_actor(watcher).map(|(majority, mine, over), watcher, ctx| {
                 watcher.scanning = false;
-                watcher.finished.extend(over);
-                for id in mine {
-                    if !watcher.driving.insert(id) {
-                        continue;
+                if !majority {
+                    // A drive on a minority side stops where it is, as if
+                    // this node had died: the record keeps its last
+                    // checkpoint, and a node on the majority side resumes it.
+                    if !watcher.driving.is_empty() {
+                        info!(count = watcher.driving.len(), "no majority of the mesh in sight; stopping drives");
+                    }
+                    for (id, handle) in watcher.driving.drain() {
+                        ctx.cancel_future(handle);
+                        watcher.retry_after.insert(id, Instant::now() + RETRY);
                     }
                     watcher.count_driving();
+                    return;
+                }
+                watcher.finished.extend(over);
+                for id in mine {
+                    if watcher.driving.contains_key(&id) {
+                        continue;
+                    }
                     let mesh = watcher.mesh.clone();
-                    ctx.spawn(D::drive(mesh, id).into_actor(watcher).map(move |result, watcher, _| {
+                    let handle = ctx.spawn(D::drive(mesh, id).into_actor(watcher).map(move |result, watcher, _| {
                         watcher.driving.remove(&id);
                         watcher.count_driving();
                         match result {
@@ -148,8 +179,55 @@ impl<D: Drivable + Unpin> Actor for Watcher<D> {
                             }
                         }
                     }));
+                    watcher.driving.insert(id, handle);
+                    watcher.count_driving();
                 }
             }));
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_majority;
+
+    #[test]
+    fn a_lone_node_drives() {
+        assert!(has_majority(1, 1));
+    }
+
+    #[test]
+    fn a_mesh_that_lost_a_minority_still_drives() {
+        // Three nodes, one killed (jobs::a_job_survives_the_death_of_its_driver).
+        assert!(has_majority(2, 3));
+        assert!(has_majority(3, 5));
+        assert!(has_majority(5, 5));
+    }
+
+    #[test]
+    fn a_minority_or_an_even_split_does_not_drive() {
+        // Five split 2|3: only the three drive.
+        assert!(!has_majority(2, 5));
+        // Two of four, one of two: neither side of an even split drives.
+        assert!(!has_majority(2, 4));
+        assert!(!has_majority(1, 2));
+        assert!(!has_majority(1, 3));
+    }
+
+    #[test]
+    fn forgetting_the_dead_restores_a_majority() {
+        // One of three left: once the two down peers are forgotten the
+        // table holds one member, which is a majority of itself.
+        assert!(!has_majority(1, 3));
+        assert!(has_majority(1, 1));
+    }
+
+    #[test]
+    fn both_sides_of_any_split_never_drive_together() {
+        for known in 1..=12 {
+            for side in 0..=known {
+                assert!(!(has_majority(side, known) && has_majority(known - side, known)), "{side}|{}", known - side);
+            }
+        }
     }
 }
