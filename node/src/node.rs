@@ -149,6 +149,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     };
     crate::serving::keeper::ModelKeeper::new(mesh.clone(), MODEL_KEEPER_INTERVAL).start();
     let service = ServiceActor::new(mesh.clone()).start();
+    membership.do_send(crate::membership::actor::OnRecovered(service.clone().recipient()));
     crate::jobs::JobWatcher::new(mesh.clone()).start();
     crate::studies::StudyWatcher::new(mesh.clone()).start();
     let sinks = Sinks {

@@ -35,6 +35,13 @@ pub struct GetUpPeers;
 #[rtype(result = "Vec<(PeerId, u32)>")]
 pub struct GetQueueDepths(pub &'static str);
 
+/// Whom to tell when a peer that was down is up again: refs written on
+/// either side while they were apart (a partition shorter than the
+/// connection timeouts opens no new connection) are synced then.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct OnRecovered(pub actix::Recipient<crate::net::PeerNotice>);
+
 /// Tells the actor what this node currently advertises, for its own row.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -46,11 +53,19 @@ pub struct MembershipActor {
     table: PeerTable<PeerId, Box<Advert>>,
     origin: Instant,
     metrics: Metrics,
+    on_recovered: Option<actix::Recipient<crate::net::PeerNotice>>,
 }
 
 impl MembershipActor {
     pub fn new(local_peer_id: PeerId, config: Config, metrics: Metrics) -> Self {
-        Self { local_peer_id, local_advert: None, table: PeerTable::new(config), origin: Instant::now(), metrics }
+        Self {
+            local_peer_id,
+            local_advert: None,
+            table: PeerTable::new(config),
+            origin: Instant::now(),
+            metrics,
+            on_recovered: None,
+        }
     }
 
     fn now_ms(&self) -> u64 {
@@ -60,7 +75,13 @@ impl MembershipActor {
     fn record(&self, transition: Option<Transition<PeerId>>) {
         match transition {
             Some(Transition::Joined(peer)) => info!(%peer, "peer joined"),
-            Some(Transition::Recovered(peer)) => info!(%peer, "peer is up again"),
+            Some(Transition::Recovered(peer)) => {
+                info!(%peer, "peer is up again");
+                // Bounded: a full mailbox skips this sync; the next one catches up.
+                if let Some(listener) = &self.on_recovered {
+                    let _ = listener.try_send(crate::net::PeerNotice::Connected { peer });
+                }
+            }
             Some(Transition::WentDown(peer)) => info!(%peer, "peer is down"),
             Some(Transition::Forgotten(peer)) => info!(%peer, "peer forgotten"),
             // Debug only: a flood of fresh ids would otherwise flood the log.
@@ -124,6 +145,14 @@ impl Handler<NetEvent> for MembershipActor {
             NetEvent::Alive { peer } => self.table.observe_alive(&peer, now),
         };
         self.record(transition);
+    }
+}
+
+impl Handler<OnRecovered> for MembershipActor {
+    type Result = ();
+
+    fn handle(&mut self, OnRecovered(listener): OnRecovered, _: &mut Self::Context) {
+        self.on_recovered = Some(listener);
     }
 }
 

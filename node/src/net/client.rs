@@ -40,7 +40,8 @@ pub enum PeerNotice {
     RefUpdate { source: PeerId, update: RefUpdate, verdict: super::gossip::Verdict },
     /// A peer's training task reported an epoch.
     Progress { source: PeerId, progress: TrainingProgress },
-    /// A first connection to a peer was established.
+    /// A first connection to a peer was established, or membership saw a
+    /// peer that was down come back: its refs are synced.
     Connected { peer: PeerId },
 }
 
