@@ -1,5 +1,6 @@
 //! The service actor: answers peers' requests that need storage or
-//! replication, and applies ref updates from gossip and from newly met peers.
+//! replication, and applies ref updates from gossip, from newly met or
+//! recovered peers, and from one random peer every 10 s (anti-entropy).
 
 use std::{
     sync::{
@@ -32,6 +33,11 @@ const CONCURRENT_SYNCS: usize = 4;
 const WAITING_SYNCS: usize = 256;
 /// How long a sync waits for its turn.
 const SYNC_WAIT: Duration = Duration::from_secs(60);
+/// Anti-entropy: how often a node merges the ref list of one up peer
+/// picked at random. Gossip is best-effort (a peer outside the topic's mesh
+/// for a few heartbeats misses messages for good), so without this a ref
+/// could stay unknown to a node until it next met the writer.
+const ANTI_ENTROPY: Duration = Duration::from_secs(10);
 
 pub struct ServiceActor {
     mesh: Mesh,
@@ -50,6 +56,21 @@ impl Actor for ServiceActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
+        ctx.run_interval(ANTI_ENTROPY, |service, ctx| {
+            let (mesh, syncs) = (service.mesh.clone(), service.syncs.clone());
+            ctx.spawn(
+                async move {
+                    use rand::seq::IndexedRandom;
+                    let peers = mesh.up_peers().await;
+                    let Some(peer) = peers.choose(&mut rand::rng()).copied() else { return };
+                    // Skipped when syncs with newly met peers take every turn.
+                    if let Ok(_turn) = syncs.try_acquire_owned() {
+                        sync_refs(mesh, peer).await;
+                    }
+                }
+                .into_actor(service),
+            );
+        });
     }
 }
 

@@ -104,6 +104,23 @@ async fn still_driving(mesh: &Mesh, record: &JobRecord) -> Result<(), StepError>
     Ok(())
 }
 
+/// A model version that the job's model ref names already and that this
+/// job made: a driver that was taken over may have named it before its
+/// completed checkpoint was refused. Naming another would give one job
+/// two models, so the job adopts it.
+async fn named_by_this_job(mesh: &Mesh, record: &JobRecord) -> Option<ContentId> {
+    let name = format!("{MODEL_PREFIX}{}", record.spec.model);
+    crate::shared_refs::refresh(mesh, &name).await;
+    let history = crate::shared_refs::find(mesh, &name).await.ok()??.history;
+    // Newest first; a version another driver of this job named is recent.
+    for target in history.iter().rev().filter_map(|e| e.target).take(8) {
+        if mesh.load_model(target).await.is_ok_and(|m| m.job == record.id) {
+            return Some(target);
+        }
+    }
+    None
+}
+
 /// Hands `event` to the machine, and checkpoints when it says the change
 /// must survive this driver.
 pub async fn step(mesh: &Mesh, drive: &mut Drive, event: Event) -> Result<(), StepError> {
@@ -464,6 +481,10 @@ async fn publish(mesh: &Mesh, drive: &Drive, loaded: &mut Loaded) -> Result<Even
     let model_id = if record.spec.trial.is_some() { mesh.save_kept(&model).await? } else { mesh.save(&model).await? };
     if record.spec.trial.is_none() {
         still_driving(mesh, record).await?;
+        if let Some(named) = named_by_this_job(mesh, record).await {
+            info!(id = %record.id, model = %named, "another driver of this job named its model already");
+            return Ok(Event::Published { model: named });
+        }
         mesh.write_ref(format!("{MODEL_PREFIX}{}", record.spec.model), Some(model_id))
             .await
             .map_err(|e| StepError::Unavailable(e.to_string()))?;
