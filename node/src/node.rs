@@ -180,6 +180,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         )
         .with_bridges(bridges)
         .start();
+        crate::membership::redial::spawn(membership.clone(), net_client.clone(), config.membership.advert_interval * 4);
         Ok::<_, StartError>(listen_addrs)
     }
     .await;

@@ -2,9 +2,11 @@
 //!
 //! [`table`] is the logic, free of I/O and clocks so that `simulations/` can
 //! drive thousands of tables deterministically; [`actor`] is the shell the node
-//! runs, fed by the network task.
+//! runs, fed by the network task; [`redial`] dials peers that went down, so
+//! a mesh heals after a partition.
 
 pub mod actor;
+pub mod redial;
 pub mod table;
 
 use std::time::Duration;
