@@ -288,6 +288,22 @@ def test_a_dataframe_is_ingested_trained_on_and_predicted_from_arrays_and_frames
     assert len(detailed.predictions) == 2500 and detailed.version == 1
 
 
+def test_a_json_lines_file_is_ingested_by_its_extension(client: mass.Client, tmp_path: Any) -> None:
+    X, y = blobs(60, seed=5)
+    path = tmp_path / "blobs.jsonl"
+    with open(path, "w") as out:
+        for row, label in zip(X, y):
+            out.write(json.dumps({**dict(zip(FEATURES, map(float, row))), "species": str(SPECIES[label])}) + "\n")
+    view = client.put_dataset("blobs-jsonl", path, label="species", seed=2)
+    manifest = view["manifest"]
+    assert manifest["rows"] == 60
+    names = [c["name"] for c in manifest["schema"]["columns"]]
+    assert names == FEATURES + ["species"], names
+    # The same bytes named as CSV are refused by name, not read as JSON.
+    with pytest.raises(mass.BadRequest):
+        client.put_dataset("blobs-jsonl-as-csv", path, label="species", format="csv")
+
+
 def test_versions_are_promoted_and_rolled_back(client: mass.Client, iris: Dict[str, Any]) -> None:
     # Another spec trains version 2 of the same name (the same spec would be the same job).
     client.train(dataset="blobs", model="blobs", learner="linear").wait(timeout=120, progress=False)

@@ -176,6 +176,7 @@ class Client:
         validation: Optional[float] = None,
         test: Optional[float] = None,
         test_rows: Optional[Iterable[int]] = None,
+        format: Optional[str] = None,
     ) -> Dict[str, Any]:
         """Ingests a dataset (``POST /v1/datasets``) and answers its view:
         ``manifest_id``, ``version``, ``manifest`` (schema, rows, shards,
@@ -183,7 +184,8 @@ class Client:
 
         Args:
             name: the dataset's name (letters, digits, ``- _ . :``).
-            data: a path to a CSV file (plain or gzip); a pandas DataFrame
+            data: a path to a CSV file (plain or gzip) or a JSON Lines file
+                (one object per row, ``.jsonl`` or ``.ndjson``); a pandas DataFrame
                 (sent as CSV); ``(X, y)`` arrays (sent as two ``.npy``
                 files, labels first, columns named ``f0..fN-1``; as CSV when
                 numpy is missing or ``y`` is not numeric; ``X`` may be a
@@ -196,6 +198,9 @@ class Client:
                 validation (default 0) and test (default 0.2).
             test_rows: 0-based row numbers to hold out as the test split
                 instead of a test fraction.
+            format: ``csv``, ``jsonl`` or ``npy`` for a file; by default
+                the file's extension decides (``.jsonl``, ``.ndjson``: JSON
+                Lines), else the node reads the bytes (NumPy's magic, or CSV).
 
         A bad file is refused whole (:class:`~mass.BadRequest`, 422) with
         the row and column named.
@@ -211,9 +216,13 @@ class Client:
                 return open(path, "rb"), os.path.getsize(path)
 
             upload: Any = body
+            if format is None and path.lower().endswith((".jsonl", ".ndjson")):
+                format = "jsonl"
         else:
             upload, label = _data.dataset_body(data, label)
         query: List[Tuple[str, Any]] = [("name", name), ("label", label)]
+        if format is not None:
+            query.append(("format", format))
         if types:
             query.append(("types", ",".join(f"{c}:{k}" for c, k in types.items())))
         for key, value in (("shard_rows", shard_rows), ("seed", seed), ("validation", validation), ("test", test)):
