@@ -648,6 +648,27 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// The record of job `id` as submitted: pending, nothing done yet.
+    pub fn pending(id: ContentId, spec: JobSpec) -> Self {
+        JobRecord {
+            id,
+            spec,
+            state: JobState::Pending,
+            drivers: vec![],
+            dataset_manifest: None,
+            pipeline: None,
+            tasks: vec![],
+            rounds_done: 0,
+            averaged_from: vec![],
+            evaluation: None,
+            model: None,
+            task: None,
+            setup: None,
+            boost: None,
+            folds: vec![],
+        }
+    }
+
     /// A stored record: today's layout, or the one written before
     /// cross-validation (Mass up to 2026-12-02), read with no folds.
     pub fn decode(bytes: &[u8]) -> Result<Self, crate::codec::DecodeError> {

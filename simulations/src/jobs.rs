@@ -130,23 +130,7 @@ pub fn job(rng: &mut StdRng) -> JobRecord {
         trial: None,
         cv: rng.random_bool(0.4).then(|| rng.random_range(2..4)),
     };
-    JobRecord {
-        id: id(&format!("job {}", spec.seed)),
-        spec,
-        state: JobState::Pending,
-        drivers: vec![],
-        dataset_manifest: None,
-        pipeline: None,
-        tasks: vec![],
-        rounds_done: 0,
-        averaged_from: vec![],
-        evaluation: None,
-        model: None,
-        task: None,
-        setup: None,
-        boost: None,
-        folds: vec![],
-    }
+    JobRecord::pending(id(&format!("job {}", spec.seed)), spec)
 }
 
 struct World {

@@ -12,21 +12,12 @@ use std::{
 
 use mass_sdk::{api::PeerView, local::NodeOptions};
 
-use crate::support::{Cluster, MASS, read_log};
+use crate::support::{Cluster, MASS, ip, read_log};
 
 /// Two namespaces and a veth pair between them; removed on drop.
 struct Lan {
     namespaces: [String; 2],
     addresses: [String; 2],
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let output = Command::new("ip").args(args).output().map_err(|e| format!("cannot run ip: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim()))
-    }
 }
 
 impl Lan {

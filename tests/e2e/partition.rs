@@ -23,22 +23,13 @@ use mass_protocol::{
 };
 use mass_sdk::{Client, IngestRequest, local::NodeOptions};
 
-use crate::support::{Cluster, MASS, eventually, finished, poll, read_log, shared_dataset};
+use crate::support::{Cluster, MASS, eventually, finished, ip, poll, read_log, shared_dataset};
 
 const NODES: usize = 5;
 /// Nodes 0 and 1 start on `br-a`; the test moves the job's driver there
 /// before the cut, so the minority side holds the drive.
 const START_A: [usize; 2] = [0, 1];
 const K: usize = 2;
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let output = Command::new("ip").args(args).output().map_err(|e| format!("cannot run ip: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim()))
-    }
-}
 
 /// The namespaces, bridges and links of one run; all removed on drop
 /// (deleting a namespace deletes the veths in it, and with them their

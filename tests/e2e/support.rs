@@ -275,3 +275,14 @@ pub fn python() -> String {
     );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
+
+/// Runs `ip ARGS` (iproute2, for the tests that make network namespaces);
+/// the error names the command and what it printed.
+pub fn ip(args: &[&str]) -> Result<(), String> {
+    let output = std::process::Command::new("ip").args(args).output().map_err(|e| format!("cannot run ip: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim()))
+    }
+}

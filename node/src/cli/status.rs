@@ -298,23 +298,8 @@ mod tests {
             for task in tasks.iter_mut().take(done) {
                 task.weights = Some(shard);
             }
-            JobRecord {
-                id: mass_protocol::ContentId::of(&[n]),
-                spec: mass_protocol::jobs::JobSpec { model: format!("m{n}"), dataset: "iris".into(), ..spec.clone() },
-                state,
-                drivers: vec![],
-                dataset_manifest: None,
-                pipeline: None,
-                tasks,
-                rounds_done: 0,
-                averaged_from: vec![],
-                evaluation: None,
-                model: None,
-                task: None,
-                setup: None,
-                boost: None,
-                folds: vec![],
-            }
+            let spec = mass_protocol::jobs::JobSpec { model: format!("m{n}"), dataset: "iris".into(), ..spec.clone() };
+            JobRecord { state, tasks, ..JobRecord::pending(mass_protocol::ContentId::of(&[n]), spec) }
         };
         let status = Status {
             peers: vec![],

@@ -278,21 +278,11 @@ fn job_records() -> Vec<JobRecord> {
     let shards: Vec<ContentId> = f.manifest.shards.iter().map(|s| s.id).collect();
     let spec = f.model_manifest.spec.clone();
     let record = |spec: JobSpec| JobRecord {
-        id: ContentId::of(b"job"),
-        spec,
         state: JobState::Running,
         drivers: vec!["peer".into()],
         dataset_manifest: Some(ContentId::of(b"dataset")),
-        pipeline: None,
         tasks: vec![TaskRecord::new(shards.clone(), 1)],
-        rounds_done: 0,
-        averaged_from: vec![],
-        evaluation: None,
-        model: None,
-        task: None,
-        setup: None,
-        boost: None,
-        folds: vec![],
+        ..JobRecord::pending(ContentId::of(b"job"), spec)
     };
     let gbdt = JobSpec {
         spec: ModelSpec::of(Learner::Gbdt(f.tree_spec.clone())),

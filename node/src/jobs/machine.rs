@@ -830,23 +830,7 @@ mod tests {
     }
 
     fn pending(spec: JobSpec) -> JobRecord {
-        JobRecord {
-            id: id("job"),
-            spec,
-            state: JobState::Pending,
-            drivers: vec![],
-            dataset_manifest: None,
-            pipeline: None,
-            tasks: vec![],
-            rounds_done: 0,
-            averaged_from: vec![],
-            evaluation: None,
-            model: None,
-            task: None,
-            setup: None,
-            boost: None,
-            folds: vec![],
-        }
+        JobRecord::pending(id("job"), spec)
     }
 
     /// Applies an event the test expects to be taken.

@@ -6,7 +6,7 @@ use mass_protocol::{
     ContentId,
     dataset::{ColumnKind, DatasetManifest},
     features::Select,
-    jobs::{EnsembleSpec, JobRecord, JobSpec, JobState, Learner, MAX_FOLDS, Task, resolve_task},
+    jobs::{EnsembleSpec, JobRecord, JobSpec, Learner, MAX_FOLDS, Task, resolve_task},
     storage::validate_ref_name,
 };
 
@@ -163,23 +163,7 @@ pub async fn submit(mesh: &Mesh, spec: JobSpec) -> Result<ContentId, SubmitError
     if record(mesh, id).await.map_err(SubmitError::Internal)?.is_some() {
         return Ok(id);
     }
-    let pending = JobRecord {
-        task: None,
-        setup: None,
-        boost: None,
-        folds: vec![],
-        id,
-        spec,
-        state: JobState::Pending,
-        drivers: vec![],
-        dataset_manifest: None,
-        pipeline: None,
-        tasks: vec![],
-        rounds_done: 0,
-        averaged_from: vec![],
-        evaluation: None,
-        model: None,
-    };
+    let pending = JobRecord::pending(id, spec);
     checkpoint(mesh, &pending).await.map_err(SubmitError::Internal)?;
     Ok(id)
 }
