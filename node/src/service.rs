@@ -145,6 +145,9 @@ impl Handler<InboundRequest> for ServiceActor {
                     Ok(refs) => Response::Refs(refs),
                     Err(e) => storage_error(e),
                 },
+                Request::GetRef { name } if let Err(reason) = mass_protocol::storage::validate_ref_name(&name) => {
+                    Response::Error(RpcError { kind: RpcErrorKind::Refused, message: reason })
+                }
                 Request::GetRef { name } => match storage.get_ref(name).await {
                     Ok(record) => Response::Refs(record.into_iter().collect()),
                     Err(e) => storage_error(e),
