@@ -180,8 +180,9 @@ async fn main() -> anyhow::Result<()> {
 
     predict_through_a_non_holder(&nodes, &data, &binary).await?;
 
+    // The whole mesh goes: nobody is left to hand anything to, so no drain.
     for node in &mut nodes {
-        node.stop(Duration::from_secs(10));
+        node.stop_now(Duration::from_secs(10));
     }
     std::fs::remove_dir_all(&work).ok();
     println!("Mesh stopped.");

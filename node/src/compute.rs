@@ -200,6 +200,11 @@ impl Compute {
         self.inner.slots.available_permits() > 0
     }
 
+    /// Pieces of work running now, by kind.
+    pub fn running(&self) -> Vec<(Work, usize)> {
+        self.inner.running.lock().expect("pool lock").iter().map(|(k, n)| (*k, *n)).collect()
+    }
+
     /// Running work by kind and the queue, for adverts and `mass peers`.
     pub fn depths(&self) -> Vec<QueueDepth> {
         let running = self.inner.running.lock().expect("pool lock");

@@ -148,6 +148,8 @@ pub struct MembershipSection {
     #[serde(default, with = "humantime_serde::option")]
     pub forget_after: Option<Duration>,
     pub max_peers: Option<usize>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub drain_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -243,6 +245,7 @@ impl NodeConfig {
             down_after: file.membership.down_after.unwrap_or(membership::Config::DEFAULT.down_after),
             forget_after: file.membership.forget_after.unwrap_or(membership::Config::DEFAULT.forget_after),
             max_peers: file.membership.max_peers.unwrap_or(membership::Config::DEFAULT.max_peers),
+            drain_timeout: file.membership.drain_timeout.unwrap_or(membership::Config::DEFAULT.drain_timeout),
         };
         membership.validate().map_err(ConfigError::Invalid)?;
 

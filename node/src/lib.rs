@@ -20,6 +20,7 @@
 //! - [`storage`]: blobs and refs in RocksDB, behind the storage actor.
 //! - [`placement`]: weighted rendezvous hashing (pure).
 //! - [`replication`]: fetching blobs from peers, keeping k copies alive.
+//! - [`drain`]: leaving the mesh with everything handed off first.
 //! - [`service`]: answers to peers' requests and ref gossip.
 //! - [`shared_refs`]: ref writes held by k nodes, reads that ask peers.
 //! - [`jobs`]: training jobs, driven by the top-ranked peer, checkpointed.
@@ -36,6 +37,7 @@ pub mod cli;
 pub mod compute;
 pub mod config;
 pub mod datasets;
+pub mod drain;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
 pub mod hardware;

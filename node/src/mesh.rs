@@ -57,6 +57,8 @@ pub struct Mesh {
     /// Nodes that hold a ref entry before its write is acknowledged
     /// (`storage.replication`).
     pub ref_copies: usize,
+    /// Set while this node drains: it places nothing new on itself.
+    pub leaving: crate::drain::Leaving,
 }
 
 impl Mesh {
@@ -225,6 +227,16 @@ impl Mesh {
 
     pub async fn up_peers(&self) -> Vec<PeerId> {
         self.membership.send(GetUpPeers).await.unwrap_or_default()
+    }
+
+    /// The nodes placement ranks over: the peers up, and this node unless
+    /// it is leaving.
+    pub async fn placement_view(&self) -> Vec<PeerId> {
+        let mut view = self.up_peers().await;
+        if !self.leaving.is_set() {
+            view.push(self.net.local_peer_id());
+        }
+        view
     }
 
     /// Peers that should hold `id`, most likely first (this node excluded).

@@ -1,6 +1,6 @@
 //! Starting and stopping a whole node: keys, hardware, network, actors, HTTP.
 
-use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use actix::Actor;
 use libp2p::Multiaddr;
@@ -63,12 +63,22 @@ pub enum StartError {
     Unprotected { addr: std::net::SocketAddr, data_dir: PathBuf },
 }
 
-/// Runs a node until `shutdown` resolves. Must be called inside an actix System
-/// on a multi-thread tokio runtime.
+/// How a node is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Hand everything off first ([`crate::drain`]); SIGTERM.
+    Drain,
+    /// Stop now; SIGINT, or a second signal during a drain.
+    Now,
+}
+
+/// Runs a node until `stops` says to stop (a closed channel stops it at
+/// once) or a drain asked for through the API is over. Must be called
+/// inside an actix System on a multi-thread tokio runtime.
 ///
 /// An abrupt stop (SIGKILL) loses nothing durable: the identity key is written
 /// atomically before the node joins, and membership is rebuilt from gossip.
-pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+pub async fn run(config: NodeConfig, mut stops: mpsc::UnboundedReceiver<Stop>) -> Result<(), StartError> {
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
     let endpoints_path = data_dir.join(ENDPOINTS_FILE);
@@ -118,7 +128,8 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             .map_err(|e| StartError::Listen { addr: addr.clone(), reason: listen_reason(&e) })?;
     }
 
-    let membership = MembershipActor::new(local_peer_id, config.membership, metrics.clone()).start();
+    let leaving = crate::drain::Leaving::default();
+    let membership = MembershipActor::new(local_peer_id, config.membership, metrics.clone(), leaving.clone()).start();
     let bridges = crate::bridge::Bridges::start(&config.bridges);
     let (command_tx, command_rx) = mpsc::channel(net::COMMAND_CAPACITY);
     let net_client = NetClient::new(command_tx, local_peer_id);
@@ -129,6 +140,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         membership.clone(),
         config.storage.clone(),
         metrics.clone(),
+        leaving.clone(),
     )
     .start();
     let mesh = crate::mesh::Mesh {
@@ -146,7 +158,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             .with_bridges(bridges.clone()),
         ref_admins: config.storage.ref_admins.clone().into(),
         ref_copies: config.storage.replication,
+        leaving: leaving.clone(),
     };
+    let drain = crate::drain::Drain::new(leaving.clone());
     crate::serving::keeper::ModelKeeper::new(mesh.clone(), MODEL_KEEPER_INTERVAL).start();
     let service = ServiceActor::new(mesh.clone()).start();
     membership.do_send(crate::membership::actor::OnRecovered(service.clone().recipient()));
@@ -179,6 +193,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             config.hardware.gemm_size,
         )
         .with_bridges(bridges)
+        .with_leaving(leaving.clone())
         .start();
         crate::membership::redial::spawn(membership.clone(), net_client.clone(), config.membership.advert_interval * 4);
         Ok::<_, StartError>(listen_addrs)
@@ -201,6 +216,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
         metrics: metrics.clone(),
         max_upload: config.http.max_upload,
         max_trials: config.http.max_trials,
+        drain: drain.clone(),
     };
     let server =
         http::serve(http_listener, state, tls).map_err(|source| StartError::Http { addr: http_addr, source })?;
@@ -217,7 +233,19 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     write_endpoints(&endpoints_path, &endpoints)
         .map_err(|source| StartError::Endpoints { path: endpoints_path.clone(), source })?;
 
-    shutdown.await;
+    let stop = tokio::select! {
+        stop = stops.recv() => stop.unwrap_or(Stop::Now),
+        () = drain.requested() => Stop::Drain,
+    };
+    if stop == Stop::Drain {
+        // At least two adverts saying this node leaves, so that every peer
+        // routes around it before it goes.
+        let linger = config.membership.advert_interval * 2;
+        tokio::select! {
+            _ = drain.run(&mesh, config.membership.drain_timeout, linger) => {}
+            _ = stops.recv() => warn!("asked again to stop: leaving before the drain is over"),
+        }
+    }
     info!("shutting down");
     let _ = std::fs::remove_file(&endpoints_path);
     server_handle.stop(true).await;

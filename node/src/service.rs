@@ -89,8 +89,8 @@ impl Handler<InboundRequest> for ServiceActor {
             match request {
                 Request::TrainTask(work) => match crate::jobs::task::train(&mesh, *work, Admission::Now).await {
                     Ok(t) => Response::Trained { weights: t.weights, rows: t.rows, curve: t.curve, backend: t.backend },
-                    Err(TrainError::Busy(busy)) => {
-                        Response::Error(RpcError { kind: RpcErrorKind::Overloaded, message: busy.to_string() })
+                    Err(e @ (TrainError::Busy(_) | TrainError::Leaving)) => {
+                        Response::Error(RpcError { kind: RpcErrorKind::Overloaded, message: e.to_string() })
                     }
                     Err(TrainError::Failed(message)) => {
                         Response::Error(RpcError { kind: RpcErrorKind::Refused, message })

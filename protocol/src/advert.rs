@@ -19,6 +19,9 @@ pub struct Advert {
     pub http_addr: Option<String>,
     pub hardware: HardwareProfile,
     pub load: Load,
+    /// The node is leaving: peers stop placing blobs, replicas, training and
+    /// drives on it while it hands off what it has.
+    pub draining: bool,
 }
 
 /// How busy a node is right now; placement and routing rank over this.

@@ -19,6 +19,55 @@ pub struct Health {
 pub enum PeerState {
     Up,
     Down,
+    /// Alive but leaving (`mass node drain`, SIGTERM): no longer a home of
+    /// blobs, a serving replica, a trainer or a driver.
+    Draining,
+}
+
+impl PeerState {
+    /// The state as `mass peers` and the API spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerState::Up => "up",
+            PeerState::Down => "down",
+            PeerState::Draining => "draining",
+        }
+    }
+}
+
+/// Where a node is in leaving the mesh (`GET /v1/node/drain`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DrainState {
+    /// Not leaving.
+    Serving,
+    /// Handing its blobs, replicas and jobs to the other nodes.
+    Draining,
+    /// Done handing off (or gave up, see `waiting_for`); waiting for its
+    /// peers to route around it before it exits.
+    Leaving,
+    /// The node exits.
+    Drained,
+}
+
+/// `GET /v1/node/drain` and the answer to `POST /v1/node/drain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainStatus {
+    pub state: DrainState,
+    /// Blobs this node holds.
+    pub blobs: usize,
+    /// Of those, the ones every new home has shown it holds.
+    pub handed_off: usize,
+    /// Other nodes up, which can take what this node holds.
+    pub peers_up: usize,
+    /// Pieces of work (training, evaluation) still running here.
+    pub working: usize,
+    /// Jobs and studies this node still drives.
+    pub driving: usize,
+    /// What the drain waits for now, in words; `None` once drained.
+    pub waiting_for: Option<String>,
+    /// Milliseconds since draining began (0 while serving).
+    pub elapsed_ms: u64,
 }
 
 /// One row of `GET /v1/peers`.

@@ -9,7 +9,9 @@ use std::{
 use futures::StreamExt;
 use mass_protocol::{
     ContentId,
-    api::{BlobInfo, ErrorBody, FitPipeline, FittedPipelineView, Health, PeerView, RefView, Rollback, SetRef},
+    api::{
+        BlobInfo, DrainStatus, ErrorBody, FitPipeline, FittedPipelineView, Health, PeerView, RefView, Rollback, SetRef,
+    },
     content_id::ParseContentIdError,
     dataset::{DatasetSummary, DatasetView},
     features::PipelineSpec,
@@ -115,6 +117,31 @@ impl Client {
     /// `GET /v1/peers`: the peer table, the answering node first.
     pub async fn peers(&self) -> Result<Vec<PeerView>, Error> {
         self.json(Method::GET, "v1/peers", None).await
+    }
+
+    /// `POST /v1/node/drain`: asks the node to hand its blobs, serving
+    /// replicas and jobs to the others, then exit (admin role). A drain
+    /// names one node, so a client of several refuses: failing over would
+    /// drain another node than the one meant.
+    pub async fn drain(&self) -> Result<DrainStatus, Error> {
+        self.one_node("drain")?;
+        self.json(Method::POST, "v1/node/drain", None).await
+    }
+
+    /// `GET /v1/node/drain`: how far the node's drain got.
+    pub async fn drain_status(&self) -> Result<DrainStatus, Error> {
+        self.one_node("a drain's status")?;
+        self.json(Method::GET, "v1/node/drain", None).await
+    }
+
+    fn one_node(&self, what: &str) -> Result<(), Error> {
+        if self.nodes.len() != 1 {
+            return Err(Error::Invalid(format!(
+                "{what} concerns one node; this client has {} (make one with just that node's URL)",
+                self.nodes.len()
+            )));
+        }
+        Ok(())
     }
 
     /// Uploads a file as a blob, streaming it; `progress` is called with the

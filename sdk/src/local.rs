@@ -128,6 +128,25 @@ impl LocalNode {
         self.child.as_ref().map(std::process::Child::id)
     }
 
+    /// Waits up to `timeout` for the process to exit by itself (after a
+    /// drain, say); returns its exit code (`None` when a signal ended it),
+    /// or `Err(())` when it still runs.
+    #[allow(clippy::result_unit_err)]
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>, ()> {
+        let Some(child) = self.child.as_mut() else { return Ok(None) };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Ok(status.code());
+            }
+            if Instant::now() >= deadline {
+                return Err(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -136,13 +155,26 @@ impl LocalNode {
         }
     }
 
-    /// Asks the node to stop (SIGTERM) and waits up to `timeout` before killing it.
+    /// Asks the node to leave (SIGTERM: it hands its blobs, replicas and
+    /// jobs to its peers first) and waits up to `timeout` before killing it.
     /// Returns whether it exited by itself.
     pub fn stop(&mut self, timeout: Duration) -> bool {
+        self.signal_and_wait("-TERM", timeout)
+    }
+
+    /// Asks the node to stop at once, handing nothing off (SIGINT): for
+    /// stopping a whole mesh, where there is nobody to hand anything to.
+    /// Waits up to `timeout` before killing it; returns whether it exited
+    /// by itself.
+    pub fn stop_now(&mut self, timeout: Duration) -> bool {
+        self.signal_and_wait("-INT", timeout)
+    }
+
+    fn signal_and_wait(&mut self, signal: &str, timeout: Duration) -> bool {
         let Some(mut child) = self.child.take() else {
             return true;
         };
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill").arg(signal).arg(child.id().to_string()).status();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {

@@ -50,6 +50,7 @@ impl Scenario {
                 down_after: Duration::from_millis(4000),
                 forget_after: Duration::from_millis(20_000),
                 max_peers: 1024,
+                ..Config::DEFAULT
             },
             tick_ms: 250,
             min_delay_ms: 1,

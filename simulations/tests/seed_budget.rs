@@ -30,9 +30,12 @@ fn fresh_seeds_keep_every_blob_and_converge() {
         total.drops += report.drops;
         total.destroys += report.destroys;
         total.lost += report.lost;
+        total.drained += report.drained;
     }
-    // The faults did happen: copies were repaired, migrated back, disks lost.
+    // The faults did happen: copies were repaired, migrated back, disks
+    // lost, nodes drained and gone.
     assert!(total.copies_moved > 0 && total.drops > 0 && total.destroys > 0, "{total:?}");
+    assert!(total.drained > 0, "no drained node ever left: {total:?}");
     assert!(total.lost > 0, "no message was lost: {total:?}");
 }
 

@@ -10,6 +10,7 @@ mod compress;
 mod compute;
 mod dashboard;
 mod datasets;
+mod drain;
 mod formats;
 mod hostile;
 mod jobs;

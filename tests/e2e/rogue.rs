@@ -56,6 +56,7 @@ pub(crate) fn advert(addr: &Multiaddr) -> Advert {
             capacity_gflops: 1.0,
         },
         load: Load::default(),
+        draining: false,
     }
 }
 

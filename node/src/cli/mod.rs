@@ -3,6 +3,7 @@
 
 mod blob;
 mod data;
+mod drain;
 pub mod exit;
 mod models;
 mod peers;
@@ -179,8 +180,13 @@ impl NodeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCommand {
-    /// Start a node in the foreground; SIGINT or SIGTERM stops it.
+    /// Start a node in the foreground. SIGTERM drains it (hands its blobs,
+    /// replicas and jobs to the other nodes) before it exits; SIGINT, or a
+    /// second signal, stops it at once.
     Start(StartArgs),
+    /// Drain a running node: it hands everything to the other nodes, then
+    /// exits. Shows progress until it is gone.
+    Drain(drain::DrainArgs),
 }
 
 // Every flag can also come from the MASS_* variable shown beside it.
@@ -241,6 +247,7 @@ impl StartArgs {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Node(NodeCommand::Start(args)) => start_node(args.resolve()?),
+        Command::Node(NodeCommand::Drain(args)) => client_runtime()?.block_on(drain::run(args)),
         Command::Keygen { file, force } => {
             let key = crate::net::network_key::generate(&file, force)?;
             println!("wrote network key {} (fingerprint {})", file.display(), key.fingerprint());
@@ -279,7 +286,7 @@ fn start_node(config: NodeConfig) -> anyhow::Result<()> {
     let system = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts")
     });
-    system.block_on(crate::node::run(config, shutdown_signal()))?;
+    system.block_on(async { crate::node::run(config, stop_signals()).await })?;
     Ok(())
 }
 
@@ -291,12 +298,22 @@ fn init_tracing(default_filter: &str) {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Every SIGTERM (drain, then stop) and SIGINT (stop now), in order.
+fn stop_signals() -> tokio::sync::mpsc::UnboundedReceiver<crate::node::Stop> {
     use tokio::signal::unix::{SignalKind, signal};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    tokio::spawn(async move {
+        loop {
+            let stop = tokio::select! {
+                _ = int.recv() => crate::node::Stop::Now,
+                _ = term.recv() => crate::node::Stop::Drain,
+            };
+            if tx.send(stop).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }

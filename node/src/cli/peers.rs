@@ -1,7 +1,7 @@
 //! `mass peers`: the peer table of a node, as a table or JSON.
 
 use clap::Args;
-use mass_protocol::api::{PeerState, PeerView};
+use mass_protocol::api::PeerView;
 
 #[derive(Debug, Args)]
 pub struct PeersArgs {
@@ -42,10 +42,7 @@ pub fn render(peers: &[PeerView]) -> String {
     for peer in peers {
         let short = peer.peer_id.chars().rev().take(8).collect::<String>().chars().rev().collect::<String>();
         let name = if peer.is_self { format!("..{short} (self)") } else { format!("..{short}") };
-        let state = match peer.state {
-            PeerState::Up => "up",
-            PeerState::Down => "down",
-        };
+        let state = peer.state.name();
         let seen = format!("{:.1}s ago", now.saturating_sub(peer.last_seen) as f64 / 1000.0);
         let (cpu, cores, memory, gemm, gpus, bridges) = match &peer.hardware {
             Some(hw) => (

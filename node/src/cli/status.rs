@@ -72,10 +72,7 @@ fn cells<const N: usize>(items: [&str; N]) -> Vec<String> {
 
 fn peer_row(peer: &PeerView) -> Vec<String> {
     let name = if peer.is_self { format!("{} (self)", short(&peer.peer_id)) } else { short(&peer.peer_id) };
-    let state = match peer.state {
-        PeerState::Up => "up",
-        PeerState::Down => "down",
-    };
+    let state = peer.state.name();
     let (cores, memory, gflops, gpus) =
         match &peer.hardware {
             Some(hw) => (

@@ -89,6 +89,7 @@ fn advert() -> Advert {
             cpu_load: 0.25,
             queues: vec![QueueDepth { name: "training".into(), depth: 3 }],
         },
+        draining: false,
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Advertiser {
     /// The share of the machine the compute pool offers.
     share: f64,
     bridges: crate::bridge::Bridges,
+    /// Set once the node drains; its adverts then say so.
+    leaving: crate::drain::Leaving,
 }
 
 /// How often the GEMM is measured again, and for how long.
@@ -59,7 +61,14 @@ impl Advertiser {
             gemm_size,
             share,
             bridges: Default::default(),
+            leaving: Default::default(),
         }
+    }
+
+    /// Advertises whether the node is leaving.
+    pub fn with_leaving(mut self, leaving: crate::drain::Leaving) -> Self {
+        self.leaving = leaving;
+        self
     }
 
     /// Advertises `bridges` as the node's probes find them.
@@ -111,6 +120,7 @@ impl Advertiser {
             hardware.bridges = self.bridges.infos();
         }
         let http_addr = self.http_addr.clone();
+        let draining = self.leaving.is_set();
         ctx.spawn(
             async move {
                 let listen_addrs = match net.listen_addrs().await {
@@ -125,6 +135,7 @@ impl Advertiser {
                     http_addr,
                     hardware,
                     load,
+                    draining,
                 };
                 membership.do_send(SetLocalAdvert(Box::new(advert.clone())));
                 if let Err(e) = net.advertise(advert).await {

@@ -24,6 +24,8 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
         // Destroying, or writing below the registry's checks.
         (&Method::DELETE, ["v1", "blobs", ..]) | (&Method::POST, ["v1", "gc"]) => Some(Role::Admin),
         (&Method::PUT, ["v1", "refs", ..]) | (&Method::POST, ["v1", "refs", ..]) => Some(Role::Admin),
+        // Draining takes the node out of the mesh.
+        (&Method::POST, ["v1", "node", "drain"]) => Some(Role::Admin),
         (&Method::GET | &Method::HEAD, _) => Some(Role::Read),
         _ => Some(Role::Write),
     }
@@ -77,6 +79,8 @@ mod tests {
             (Method::PUT, "/v1/blobs", Some(Role::Write)),
             (Method::DELETE, "/v1/blobs/abc", Some(Role::Admin)),
             (Method::POST, "/v1/gc", Some(Role::Admin)),
+            (Method::POST, "/v1/node/drain", Some(Role::Admin)),
+            (Method::GET, "/v1/node/drain", Some(Role::Read)),
             (Method::PUT, "/v1/refs/model/x", Some(Role::Admin)),
             (Method::POST, "/v1/refs/model/x/rollback", Some(Role::Admin)),
             (Method::POST, "/v1/unknown", Some(Role::Write)),

@@ -81,6 +81,8 @@ pub struct State {
     pub max_upload: u64,
     /// Trials a study may ask for, at most.
     pub max_trials: usize,
+    /// This node's drain: started by `POST /v1/node/drain`, shown by GET.
+    pub drain: crate::drain::Drain,
 }
 
 /// Starts serving on an already bound listener, over HTTPS when `tls` is
@@ -131,6 +133,8 @@ pub fn serve(
             .app_data(state.clone())
             .route("/v1/health", web::get().to(health))
             .route("/v1/peers", web::get().to(peers))
+            .route("/v1/node/drain", web::get().to(drain_status))
+            .route("/v1/node/drain", web::post().to(drain))
             .route("/metrics", web::get().to(metrics))
             .route("/", web::get().to(dashboard::index))
             .route("/dashboard/{file}", web::get().to(dashboard::asset))
@@ -209,6 +213,16 @@ async fn peers(state: web::Data<State>) -> HttpResponse {
         Ok(peers) => HttpResponse::Ok().json(peers),
         Err(e) => error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, format!("membership unavailable: {e}")),
     }
+}
+
+/// Starts this node's drain: it hands everything off, then exits.
+async fn drain(state: web::Data<State>) -> HttpResponse {
+    state.drain.request();
+    HttpResponse::Accepted().json(state.drain.status())
+}
+
+async fn drain_status(state: web::Data<State>) -> HttpResponse {
+    HttpResponse::Ok().json(state.drain.status())
 }
 
 async fn metrics(state: web::Data<State>) -> HttpResponse {

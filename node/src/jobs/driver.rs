@@ -719,7 +719,7 @@ async fn attempt(mesh: &Mesh, work: Assignment, peer: PeerId, queue: bool) -> At
         let admission = if queue { task::Admission::Wait } else { task::Admission::Now };
         return match task::train(mesh, work, admission).await {
             Ok(trained) => Attempt::Trained(mesh.peer_id.clone(), trained),
-            Err(task::TrainError::Busy(_)) => Attempt::Busy,
+            Err(task::TrainError::Busy(_) | task::TrainError::Leaving) => Attempt::Busy,
             Err(e) => Attempt::Failed(e.to_string()),
         };
     }

@@ -140,6 +140,9 @@ pub enum Admission {
 pub enum TrainError {
     #[error(transparent)]
     Busy(#[from] Busy),
+    /// The node drains ([`crate::drain`]): another node takes the task.
+    #[error("this node is draining and takes no new work; another node will")]
+    Leaving,
     #[error("{0}")]
     Failed(String),
 }
@@ -155,6 +158,9 @@ impl From<String> for TrainError {
 /// stores it. Every epoch is reported on the progress board and gossiped,
 /// so any node can show how the job is going.
 pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Result<Trained, TrainError> {
+    if mesh.leaving.is_set() {
+        return Err(TrainError::Leaving);
+    }
     if admission == Admission::Now && !mesh.compute.has_room() {
         // Refuse before fetching anything: another home may have a free slot.
         return Err(TrainError::Busy(Busy { slots: mesh.compute.config().slots, waiting: 0 }));

@@ -77,6 +77,7 @@ impl<D: Drivable> Watcher<D> {
     fn count_driving(&self) {
         let kind = if D::PREFIX == super::REF_PREFIX { "job" } else { "study" };
         self.mesh.metrics.set_driving(kind, self.driving.len());
+        self.mesh.leaving.set_driving(kind, self.driving.len());
     }
 }
 
@@ -121,14 +122,15 @@ impl<D: Drivable + Unpin> Actor for Watcher<D> {
                 watcher.driving.keys().chain(&watcher.finished).chain(watcher.retry_after.keys()).copied().collect();
             let scan = async move {
                 let table = mesh.membership.send(GetPeers).await.unwrap_or_default();
-                let up = table.iter().filter(|p| p.state == PeerState::Up).count();
-                // The table lists this node itself (up) first.
-                if !has_majority(up.max(1), table.len().max(1)) {
+                // A draining peer is alive: it counts towards a majority.
+                let alive = table.iter().filter(|p| p.state != PeerState::Down).count();
+                // The table lists this node itself first; a draining node
+                // drives nothing (the next-ranked takes its drives over).
+                if !has_majority(alive.max(1), table.len().max(1)) || mesh.leaving.is_set() {
                     return (false, Vec::new(), Vec::new());
                 }
                 let records = mesh.storage.refs().await.unwrap_or_default();
-                let mut live = mesh.up_peers().await;
-                live.push(mesh.net.local_peer_id());
+                let live = mesh.placement_view().await;
                 let mut mine = Vec::new();
                 let mut over = Vec::new();
                 for id in record_ids(&records, D::PREFIX) {
@@ -147,11 +149,15 @@ impl<D: Drivable + Unpin> Actor for Watcher<D> {
             ctx.spawn(scan.into_actor(watcher).map(|(majority, mine, over), watcher, ctx| {
                 watcher.scanning = false;
                 if !majority {
-                    // A drive on a minority side stops where it is, as if
-                    // this node had died: the record keeps its last
-                    // checkpoint, and a node on the majority side resumes it.
+                    // A drive on a minority side (or on a node that drains)
+                    // stops where it is, as if this node had died: the
+                    // record keeps its last checkpoint, and the next-ranked
+                    // node with a majority in sight resumes it.
                     if !watcher.driving.is_empty() {
-                        info!(count = watcher.driving.len(), "no majority of the mesh in sight; stopping drives");
+                        info!(
+                            count = watcher.driving.len(),
+                            "no majority of the mesh in sight, or draining; stopping drives"
+                        );
                     }
                     for (id, handle) in watcher.driving.drain() {
                         ctx.cancel_future(handle);

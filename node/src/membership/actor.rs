@@ -29,6 +29,12 @@ pub struct GetPeers;
 #[rtype(result = "Vec<PeerId>")]
 pub struct GetUpPeers;
 
+/// Asks for the ids of the peers alive: up or draining (this node excluded).
+/// A draining peer places nothing new but still serves what it holds.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<PeerId>")]
+pub struct GetLivePeers;
+
 /// Asks for the live peers with the depth of one of their advertised work
 /// queues (0 when a peer did not advertise it).
 #[derive(Debug, Message)]
@@ -54,10 +60,12 @@ pub struct MembershipActor {
     origin: Instant,
     metrics: Metrics,
     on_recovered: Option<actix::Recipient<crate::net::PeerNotice>>,
+    /// Whether this node drains, for its own row.
+    leaving: crate::drain::Leaving,
 }
 
 impl MembershipActor {
-    pub fn new(local_peer_id: PeerId, config: Config, metrics: Metrics) -> Self {
+    pub fn new(local_peer_id: PeerId, config: Config, metrics: Metrics, leaving: crate::drain::Leaving) -> Self {
         Self {
             local_peer_id,
             local_advert: None,
@@ -65,6 +73,7 @@ impl MembershipActor {
             origin: Instant::now(),
             metrics,
             on_recovered: None,
+            leaving,
         }
     }
 
@@ -101,7 +110,7 @@ impl MembershipActor {
             is_self: true,
             addresses: self.local_advert.as_ref().map(|a| a.listen_addrs.clone()).unwrap_or_default(),
             http_addr: self.local_advert.as_ref().and_then(|a| a.http_addr.clone()),
-            state: PeerState::Up,
+            state: if self.leaving.is_set() { PeerState::Draining } else { PeerState::Up },
             last_seen: unix_now_ms,
             hardware: self.local_advert.as_ref().map(|a| a.hardware.clone()),
             load: self.local_advert.as_ref().map(|a| a.load.clone()),
@@ -141,7 +150,14 @@ impl Handler<NetEvent> for MembershipActor {
         let now = self.now_ms();
         let transition = match event {
             NetEvent::Advert { peer, .. } if peer == self.local_peer_id => None,
-            NetEvent::Advert { peer, advert } => self.table.observe_advert(peer, advert, now),
+            NetEvent::Advert { peer, advert } => {
+                let draining = advert.draining;
+                let transition = self.table.observe_advert(peer, advert, now);
+                if self.table.set_draining(&peer, draining) && draining {
+                    info!(%peer, "peer is draining: it hands its work to the others and leaves");
+                }
+                transition
+            }
             NetEvent::Alive { peer } => self.table.observe_alive(&peer, now),
         };
         self.record(transition);
@@ -177,6 +193,14 @@ impl Handler<GetUpPeers> for MembershipActor {
 
     fn handle(&mut self, _: GetUpPeers, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.table.up().copied().collect())
+    }
+}
+
+impl Handler<GetLivePeers> for MembershipActor {
+    type Result = MessageResult<GetLivePeers>;
+
+    fn handle(&mut self, _: GetLivePeers, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.table.iter().filter(|(_, e)| e.state != PeerState::Down).map(|(p, _)| *p).collect())
     }
 }
 

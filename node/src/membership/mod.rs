@@ -11,7 +11,7 @@ pub mod table;
 
 use std::time::Duration;
 
-pub use actor::{GetPeers, GetQueueDepths, GetUpPeers, MembershipActor};
+pub use actor::{GetLivePeers, GetPeers, GetQueueDepths, GetUpPeers, MembershipActor};
 pub use table::{PeerTable, Transition};
 
 /// Liveness timing.
@@ -27,6 +27,9 @@ pub struct Config {
     /// grow it without bound. When full, a newcomer takes the place of the
     /// peer down the longest, or is not listed while every peer is up.
     pub max_peers: usize,
+    /// How long a draining node (SIGTERM, `mass node drain`) hands its work
+    /// off before it exits anyway.
+    pub drain_timeout: Duration,
 }
 
 impl Config {
@@ -35,6 +38,7 @@ impl Config {
         down_after: Duration::from_secs(8),
         forget_after: Duration::from_secs(600),
         max_peers: 1024,
+        drain_timeout: Duration::from_secs(60),
     };
 
     pub fn validate(&self) -> Result<(), String> {

@@ -79,6 +79,21 @@ impl<K: Ord + Clone, P> PeerTable<K, P> {
         Self::refresh(entry, peer.clone(), now_ms)
     }
 
+    /// The peer's latest advert says whether it is leaving: a draining peer
+    /// stays listed (it is alive, and still answers) but is not [`Self::up`],
+    /// so nothing new is placed on it. A peer down stays down until heard.
+    /// Returns whether its state changed.
+    pub fn set_draining(&mut self, peer: &K, draining: bool) -> bool {
+        let Some(entry) = self.peers.get_mut(peer) else { return false };
+        let before = entry.state;
+        entry.state = match (before, draining) {
+            (PeerState::Up, true) => PeerState::Draining,
+            (PeerState::Draining, false) => PeerState::Up,
+            (state, _) => state,
+        };
+        entry.state != before
+    }
+
     fn refresh(entry: &mut Entry<P>, peer: K, now_ms: u64) -> Option<Transition<K>> {
         entry.last_seen_ms = entry.last_seen_ms.max(now_ms);
         if entry.state == PeerState::Down {
@@ -95,11 +110,14 @@ impl<K: Ord + Clone, P> PeerTable<K, P> {
         let mut transitions = Vec::new();
         self.peers.retain(|peer, entry| {
             let silent_for = now_ms.saturating_sub(entry.last_seen_ms);
-            if silent_for >= forget_after {
+            // A draining peer that went quiet has left on purpose, with its
+            // work handed off: it no longer counts in the mesh's size.
+            let left = entry.state == PeerState::Draining && silent_for >= down_after;
+            if silent_for >= forget_after || left {
                 transitions.push(Transition::Forgotten(peer.clone()));
                 return false;
             }
-            if silent_for >= down_after && entry.state == PeerState::Up {
+            if silent_for >= down_after && entry.state != PeerState::Down {
                 entry.state = PeerState::Down;
                 transitions.push(Transition::WentDown(peer.clone()));
             }
@@ -146,6 +164,7 @@ mod tests {
             down_after: Duration::from_millis(300),
             forget_after: Duration::from_millis(1000),
             max_peers: 3,
+            ..Config::DEFAULT
         })
     }
 
@@ -176,6 +195,31 @@ mod tests {
             t.tick(i as u64);
             assert!(t.len() <= 3);
         }
+    }
+
+    #[test]
+    fn a_draining_peer_is_listed_but_not_up_and_forgotten_once_silent() {
+        let mut t = table();
+        t.observe_advert(1, "a", 0);
+        t.observe_advert(2, "b", 0);
+        assert!(t.set_draining(&1, true));
+        assert_eq!(t.get(&1).unwrap().state, PeerState::Draining);
+        assert_eq!(t.up().copied().collect::<Vec<_>>(), vec![2]);
+        // Still heard from: still draining, not recovered.
+        assert_eq!(t.observe_advert(1, "a", 100), None);
+        assert!(!t.set_draining(&1, true));
+        assert_eq!(t.get(&1).unwrap().state, PeerState::Draining);
+        t.observe_advert(2, "b", 350);
+        // Gone quiet: it left, and is forgotten at once rather than counted
+        // as a member down.
+        assert_eq!(t.tick(400), vec![Transition::Forgotten(1)]);
+        assert_eq!(t.len(), 1);
+        // A node restarted on the same identity joins again.
+        assert_eq!(t.observe_advert(1, "a", 500), Some(Transition::Joined(1)));
+        assert!(!t.set_draining(&1, false));
+        assert_eq!(t.get(&1).unwrap().state, PeerState::Up);
+        assert!(!t.set_draining(&3, true));
+        assert!(t.get(&3).is_none());
     }
 
     #[test]

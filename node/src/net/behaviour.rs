@@ -48,6 +48,9 @@ impl Behaviour {
         // Records are validated before they are stored (STACK.md).
         kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
         kad_config.set_periodic_bootstrap_interval(Some(Duration::from_secs(60)));
+        // Not kad's 60 s: a query that waits on peers cut off by a partition
+        // holds one of the few provider queries a node runs at once.
+        kad_config.set_query_timeout(Duration::from_secs(10));
         let store = kad::store::MemoryStore::with_config(peer_id, super::dht::store_config(config));
         let mut kad = kad::Behaviour::with_config(peer_id, store, kad_config);
         // Every Mass node serves the DHT, even when it only knows private addresses.

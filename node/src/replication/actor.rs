@@ -4,7 +4,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, ResponseFuture, WrapFuture};
+use actix::{
+    Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, MessageResult, ResponseFuture, WrapFuture,
+};
 use libp2p::PeerId;
 use mass_protocol::{
     ContentId,
@@ -23,7 +25,8 @@ use super::{
     queue::{Admission, FetchQueue, Limits, Origin},
 };
 use crate::{
-    membership::{GetUpPeers, MembershipActor},
+    drain::Leaving,
+    membership::{GetLivePeers, GetUpPeers, MembershipActor},
     metrics::Metrics,
     net::NetClient,
     storage::{self, Storage},
@@ -31,6 +34,11 @@ use crate::{
 
 /// How often unreferenced blobs past the grace period are collected.
 const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+/// How long a fetch waits for the DHT's providers before asking every live
+/// peer instead.
+const PROVIDERS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often a draining node checks whether to start its next walk.
+const DRAIN_WALK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Bounds on fetches in flight (see [`super::queue`]). A fetch keeps a few
 /// chunk requests in flight, so 8 running fetches use a peer's whole share
 /// of its inbound requests; a peer's `Replicate`s run 4 at a time and 128 at
@@ -49,6 +57,21 @@ pub struct PlaceNew(pub ContentId);
 pub struct ReplicateFrom {
     pub peer: PeerId,
     pub id: ContentId,
+}
+
+/// How far a draining node's walks got in handing its blobs off.
+#[derive(Debug, Message)]
+#[rtype(result = "Handoff")]
+pub struct GetHandoff;
+
+/// What the walks that began after draining did found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Handoff {
+    /// Walks finished that began while draining.
+    pub walks: u64,
+    /// In the last of them: blobs held here, and those every home showed.
+    pub blobs: usize,
+    pub handed_off: usize,
 }
 
 /// Fetch a blob this node lacks from whichever peer holds it.
@@ -70,6 +93,9 @@ pub struct ReplicationActor {
     /// Fetches running and waiting, with whoever waits for each one's outcome.
     fetching: FetchQueue<PeerId, oneshot::Sender<Result<BlobMeta, FetchError>>>,
     repairing: bool,
+    /// Set while the node drains: it is no home of anything.
+    leaving: Leaving,
+    handoff: Handoff,
 }
 
 impl ReplicationActor {
@@ -80,6 +106,7 @@ impl ReplicationActor {
         membership: Addr<MembershipActor>,
         config: storage::Config,
         metrics: Metrics,
+        leaving: Leaving,
     ) -> Self {
         Self {
             local,
@@ -92,14 +119,19 @@ impl ReplicationActor {
             view: Vec::new(),
             fetching: FetchQueue::new(FETCH_LIMITS),
             repairing: false,
+            leaving,
+            handoff: Handoff::default(),
         }
     }
 }
 
-/// Live peers plus this node: the view placement ranks over.
-async fn view(membership: &Addr<MembershipActor>, local: PeerId) -> Vec<PeerId> {
+/// Live peers plus this node, unless it is leaving: the view placement
+/// ranks over.
+async fn view(membership: &Addr<MembershipActor>, local: PeerId, leaving: bool) -> Vec<PeerId> {
     let mut peers = membership.send(GetUpPeers).await.unwrap_or_default();
-    peers.push(local);
+    if !leaving {
+        peers.push(local);
+    }
     peers
 }
 
@@ -112,6 +144,7 @@ struct Reach {
     membership: Addr<MembershipActor>,
     local: PeerId,
     k: usize,
+    leaving: Leaving,
 }
 
 impl Reach {
@@ -119,8 +152,8 @@ impl Reach {
     /// they cannot supply it, from DHT providers and then every other live
     /// peer (the DHT query costs a round of lookups, so it is not asked first).
     async fn fetch_anywhere(&self, id: ContentId, first: Option<PeerId>) -> Result<BlobMeta, FetchError> {
-        let Self { net, storage, metrics, membership, local, k } = self;
-        let peers = view(membership, *local).await;
+        let Self { net, storage, metrics, membership, local, k, leaving } = self;
+        let peers = view(membership, *local, leaving.is_set()).await;
         let mut seen = HashSet::from([*local]);
         let mut likely: Vec<PeerId> = first.into_iter().chain(homes(&id, &peers, *k)).collect();
         likely.retain(|p| seen.insert(*p));
@@ -129,8 +162,17 @@ impl Reach {
             Err(FetchError::Unavailable { failures, .. }) => failures,
             Err(e) => return Err(e),
         };
-        let mut rest: Vec<PeerId> = net.find_providers(id).await.unwrap_or_default();
-        rest.extend(peers.iter().copied());
+        // Bounded: across a partition the query can wait on peers that no
+        // longer answer until kad's own timeout, and a job's next driver
+        // reads its record through here.
+        let providers = tokio::time::timeout(PROVIDERS_WAIT, net.find_providers(id)).await;
+        let mut rest: Vec<PeerId> = providers.ok().and_then(Result::ok).unwrap_or_default();
+        // Only peers alive (up, or draining: they hold what they had until
+        // they leave): a provider cut off by a partition would hold the
+        // fetch until the request timeout.
+        let live = membership.send(GetLivePeers).await.unwrap_or_default();
+        rest.retain(|p| live.contains(p));
+        rest.extend(live);
         rest.retain(|p| seen.insert(*p));
         match fetch(net, storage, metrics, id, &rest).await {
             Err(FetchError::Unavailable { failures: more, .. }) => {
@@ -149,13 +191,17 @@ struct Walk {
     metrics: Metrics,
     local: PeerId,
     k: usize,
+    /// Whether this node drains: a copy every home showed is then kept
+    /// (the disk is left as it was), only counted as handed off.
+    leaving: bool,
 }
 
 impl Walk {
     /// Runs the plan for one held blob, in up to three rounds: ask the homes
     /// without a claim; once all claim a copy, check each (the first failed
     /// check ends the walk's checks); once all are checked, drop the copy.
-    async fn blob(&self, meta: &BlobMeta, peers: &[PeerId], evidence: &mut Confirmations<PeerId>) {
+    /// Returns whether every home (none of them this node) showed the blob.
+    async fn blob(&self, meta: &BlobMeta, peers: &[PeerId], evidence: &mut Confirmations<PeerId>) -> bool {
         let id = meta.id;
         let homes = homes(&id, peers, self.k);
         // A proof is evidence for this walk only.
@@ -174,12 +220,13 @@ impl Walk {
                 if let Action::Verify(home) = action
                     && !self.check(meta, *home, evidence).await
                 {
-                    return;
+                    return false;
                 }
             }
             actions = plan::decide(&self.local, &homes, evidence);
         }
         match actions.as_slice() {
+            [Action::Drop { .. }] if self.leaving => return true,
             [Action::Drop { .. }] if self.storage.remove(id).await.unwrap_or(false) => {
                 info!(%id, "blob migrated to its homes; local copy dropped");
             }
@@ -189,6 +236,7 @@ impl Walk {
             }
             _ => {}
         }
+        matches!(actions.as_slice(), [Action::Drop { .. }])
     }
 
     /// Asks `home` to hold a copy; a yes is recorded as its claim.
@@ -227,6 +275,13 @@ impl Actor for ReplicationActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(self.config.repair_interval, |actor, ctx| actor.repair(ctx));
+        // A draining node walks again as soon as a walk ends: its exit
+        // waits on the walks, not on the repair interval.
+        ctx.run_interval(DRAIN_WALK_INTERVAL, |actor, ctx| {
+            if actor.leaving.is_set() {
+                actor.repair(ctx);
+            }
+        });
         ctx.run_interval(GC_INTERVAL, |actor, ctx| {
             let storage = actor.storage.clone();
             let grace_ms = actor.config.gc_grace.as_millis() as u64;
@@ -257,12 +312,13 @@ impl ReplicationActor {
             local: self.local,
             k: self.config.replication,
             metrics: self.metrics.clone(),
+            leaving: self.leaving.is_set(),
         };
         let membership = self.membership.clone();
         let previous_view = std::mem::take(&mut self.view);
         let mut confirmed = std::mem::take(&mut self.confirmed);
         let work = async move {
-            let peers = view(&membership, walk.local).await;
+            let peers = view(&membership, walk.local, walk.leaving).await;
             if peers.iter().collect::<HashSet<_>>() != previous_view.iter().collect::<HashSet<_>>() {
                 // A peer came or went: homes may have moved, and a home that
                 // saw a newcomer first may have dropped a copy it claimed
@@ -274,22 +330,26 @@ impl ReplicationActor {
                 Ok(blobs) => blobs,
                 Err(e) => {
                     warn!("repair skipped: {e}");
-                    return (peers, confirmed);
+                    return (peers, confirmed, None);
                 }
             };
             // Evidence about blobs no longer here is of no use.
             let listed: HashSet<ContentId> = blobs.iter().map(|stored| stored.meta.id).collect();
             confirmed.retain(|id, _| listed.contains(id));
+            let (total, mut handed_off) = (blobs.len(), 0);
             for stored in blobs {
                 let evidence = confirmed.entry(stored.meta.id).or_default();
-                walk.blob(&stored.meta, &peers, evidence).await;
+                handed_off += usize::from(walk.blob(&stored.meta, &peers, evidence).await);
             }
-            (peers, confirmed)
+            (peers, confirmed, walk.leaving.then_some((total, handed_off)))
         };
-        ctx.spawn(work.into_actor(self).map(|(peers, confirmed), actor, _| {
+        ctx.spawn(work.into_actor(self).map(|(peers, confirmed, handoff), actor, _| {
             actor.view = peers;
             actor.confirmed = confirmed;
             actor.repairing = false;
+            if let Some((blobs, handed_off)) = handoff {
+                actor.handoff = Handoff { walks: actor.handoff.walks + 1, blobs, handed_off };
+            }
         }));
     }
 
@@ -330,6 +390,7 @@ impl ReplicationActor {
             membership: self.membership.clone(),
             local: self.local,
             k: self.config.replication,
+            leaving: self.leaving.clone(),
         };
         let work = async move {
             let result = reach.fetch_anywhere(id, first).await;
@@ -363,10 +424,11 @@ impl Handler<PlaceNew> for ReplicationActor {
     fn handle(&mut self, PlaceNew(id): PlaceNew, ctx: &mut Self::Context) {
         let (net, membership, local, k) =
             (self.net.clone(), self.membership.clone(), self.local, self.config.replication);
+        let leaving = self.leaving.clone();
         ctx.spawn(
             async move {
                 let _ = net.provide(id).await;
-                let peers = view(&membership, local).await;
+                let peers = view(&membership, local, leaving.is_set()).await;
                 // A new blob has no evidence yet: the plan asks every other home.
                 for action in plan::plan(&id, &local, &peers, k, true, &Confirmations::default()) {
                     let Action::AskHome(home) = action else {
@@ -413,6 +475,14 @@ impl Handler<StartFetch> for ReplicationActor {
 
     fn handle(&mut self, StartFetch { id, peer }: StartFetch, ctx: &mut Self::Context) -> Self::Result {
         self.request_fetch(ctx, id, Origin::Peer(peer), None)
+    }
+}
+
+impl Handler<GetHandoff> for ReplicationActor {
+    type Result = MessageResult<GetHandoff>;
+
+    fn handle(&mut self, _: GetHandoff, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.handoff)
     }
 }
 

@@ -7,7 +7,8 @@
 //! its copy once every home confirms one and shows chunks of it, picked at
 //! random, that check against the blob's layout. The same loop therefore repairs
 //! (a home went down, the next-ranked peer becomes a home) and migrates (a
-//! joining peer outranks a holder).
+//! joining peer outranks a holder). A draining node ([`crate::drain`])
+//! leaves itself out of its view, so the same walks hand its blobs off.
 //!
 //! # Layout
 //! - [`plan`]: the rule itself, pure: which homes to ask, which to check,
@@ -24,6 +25,6 @@ pub mod plan;
 pub mod possession;
 pub mod queue;
 
-pub use actor::{FetchBlob, PlaceNew, ReplicateFrom, ReplicationActor};
+pub use actor::{FetchBlob, GetHandoff, Handoff, PlaceNew, ReplicateFrom, ReplicationActor};
 pub use fetch::FetchError;
 pub use plan::homes;

@@ -90,11 +90,9 @@ impl Config {
 }
 
 /// The nodes that serve version `id`: the `replicas` live nodes (this one
-/// included) ranked first for it, as blob homes are ranked.
+/// included, unless it drains) ranked first for it, as blob homes are ranked.
 pub async fn replica_set(mesh: &crate::mesh::Mesh, id: &ContentId) -> Vec<libp2p::PeerId> {
-    let mut view = mesh.up_peers().await;
-    view.push(mesh.net.local_peer_id());
-    crate::replication::homes(id, &view, mesh.serving.config.replicas)
+    crate::replication::homes(id, &mesh.placement_view().await, mesh.serving.config.replicas)
 }
 
 /// What serving needs on a node, shared by the HTTP handlers and the

@@ -6,7 +6,10 @@
 //! `Has`, a possession check answered with a proof or not, a fetch answered
 //! with the blob after a transfer time. The network delays, loses and
 //! duplicates messages and splits into two sides that later heal; nodes crash
-//! and restart keeping their disk, join, or are destroyed with their disk.
+//! and restart keeping their disk, join, are destroyed with their disk, or
+//! drain: leave their own view at once (as `mass node drain` does), keep
+//! walking and answering, and leave the mesh, disk and all, on the first
+//! walk that finds every blob they hold shown by its new homes.
 //! All randomness comes from one seed: a run replays exactly.
 //!
 //! A run: blobs are put on random nodes and placed during a quiet warm-up;
@@ -17,7 +20,8 @@
 //! - **no loss**, after every step: every blob has a copy on some disk;
 //! - **safe drops**, at every drop: the other disks holding the blob, plus
 //!   the holders destroyed so far, number at least k (the top k holders a
-//!   blob ever had never drop, so this holds whatever the views);
+//!   blob ever had never drop, so this holds whatever the views); a drained
+//!   node's exit drops all its copies at once, each checked the same way;
 //! - **convergence**, at the end of every quiet phase: every blob is on
 //!   exactly its k homes over the live nodes.
 //!
@@ -80,6 +84,8 @@ pub struct Scenario {
     pub joins_per_epoch: u32,
     /// Nodes destroyed with their disk per epoch (at most k-1 are).
     pub destroys_per_epoch: u32,
+    /// Nodes drained (they hand off, then leave with their disk) per epoch.
+    pub drains_per_epoch: u32,
     /// Whether each chaos phase splits the network in two for a while.
     pub partitions: bool,
     pub rule: Rule,
@@ -108,6 +114,7 @@ impl Scenario {
             max_down_ms: 8_000,
             joins_per_epoch: 1,
             destroys_per_epoch: 1,
+            drains_per_epoch: 1,
             partitions: true,
             rule: Rule::Node,
         }
@@ -123,6 +130,7 @@ impl Scenario {
             crashes_per_epoch: (nodes / 100).max(3),
             joins_per_epoch: (nodes / 500).max(1),
             destroys_per_epoch: 2,
+            drains_per_epoch: (nodes / 500).max(1),
             ..Self::small(seed)
         }
     }
@@ -145,6 +153,9 @@ pub struct Report {
     pub joins: u64,
     pub destroys: u64,
     pub partitions: u64,
+    /// Drains begun, and drained nodes that left.
+    pub drains: u64,
+    pub drained: u64,
 }
 
 /// An invariant did not hold.
@@ -176,6 +187,7 @@ enum Event {
     Crash { node: u32 },
     Restart { node: u32 },
     Destroy,
+    Drain,
     Join,
     Partition,
     Heal,
@@ -207,8 +219,23 @@ impl PartialOrd for Due {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
     Up,
+    /// Leaving: out of everyone's view, its own included, still answering.
+    Draining,
     Down,
     Destroyed,
+    /// Drained and gone, with its disk.
+    Left,
+}
+
+impl Status {
+    /// Answers messages and walks.
+    fn runs(self) -> bool {
+        matches!(self, Status::Up | Status::Draining)
+    }
+
+    fn gone(self) -> bool {
+        matches!(self, Status::Destroyed | Status::Left)
+    }
 }
 
 /// What a node loses when it crashes.
@@ -345,6 +372,10 @@ impl World {
                 let when = random_time(self);
                 self.at(when, Event::Destroy);
             }
+            for _ in 0..s.drains_per_epoch {
+                let when = random_time(self);
+                self.at(when, Event::Drain);
+            }
             if s.partitions {
                 let (a, b) = (random_time(self), random_time(self));
                 self.at(a.min(b), Event::Partition);
@@ -378,7 +409,7 @@ impl World {
                 }
             }
             Event::Crash { node } => {
-                if self.nodes[node as usize].status == Status::Up {
+                if self.nodes[node as usize].status.runs() {
                     self.crash(node);
                     let back = self.now + self.rng.random_range(1..=self.s.max_down_ms);
                     self.at(back, Event::Restart { node });
@@ -386,6 +417,7 @@ impl World {
             }
             Event::Restart { node } => self.restart(node),
             Event::Destroy => self.destroy()?,
+            Event::Drain => self.drain(),
             Event::Join => self.join(),
             Event::Partition => self.partition(),
             Event::Heal => self.heal(),
@@ -411,16 +443,19 @@ impl World {
         self.nodes[node as usize].disk.insert(blob);
         self.holders[blob as usize].insert(node);
         // A client's put: the node tells the homes at once (`PlaceNew`).
-        self.plan_blob(node, blob)
+        self.plan_blob(node, blob).map(|_| ())
     }
 
     /// One repair walk: the plan for every blob on this node's disk.
     fn walk(&mut self, node: u32) -> Result<(), String> {
         let status = self.nodes[node as usize].status;
-        if status != Status::Destroyed && self.now < self.end_time() {
-            self.at(self.now + self.s.walk_ms, Event::Walk { node });
+        if !status.gone() && self.now < self.end_time() {
+            // A draining node walks again as soon as it can (the actor
+            // walks every 250 ms while draining).
+            let next = if status == Status::Draining { self.s.walk_ms / 4 } else { self.s.walk_ms };
+            self.at(self.now + next.max(1), Event::Walk { node });
         }
-        if status != Status::Up {
+        if !status.runs() {
             return Ok(());
         }
         let view = self.history.at(self.now.saturating_sub(self.nodes[node as usize].lag_ms));
@@ -432,20 +467,41 @@ impl World {
             memory.view = Some(view);
         }
         let blobs: Vec<u32> = self.nodes[node as usize].disk.iter().copied().collect();
-        for blob in blobs {
-            self.plan_blob(node, blob)?;
+        let mut handed_off = 0;
+        for &blob in &blobs {
+            handed_off += usize::from(self.plan_blob(node, blob)?);
+        }
+        if status == Status::Draining && handed_off == blobs.len() {
+            self.leave(node)?;
         }
         Ok(())
     }
 
-    /// Runs the rule for one held blob and carries out its actions.
-    fn plan_blob(&mut self, node: u32, blob: u32) -> Result<(), String> {
+    /// Runs the rule for one held blob and carries out its actions. Returns
+    /// whether a draining node has handed the blob off (every new home
+    /// showed it; the copy stays until the node leaves).
+    fn plan_blob(&mut self, node: u32, blob: u32) -> Result<bool, String> {
         let view_id = self.history.at(self.now.saturating_sub(self.nodes[node as usize].lag_ms));
         let snapshot = self.history.get(view_id).clone();
-        let view = self.ranking.candidates(view_id, &snapshot, node, blob, self.s.k + 2);
+        let mut view = self.ranking.candidates(view_id, &snapshot, node, blob, self.s.k + 2);
         let id = *self.ranking.id(blob);
+        let draining = self.nodes[node as usize].status == Status::Draining;
         let memory = &mut self.nodes[node as usize].memory;
         let actions = match self.s.rule {
+            // Draining runs the node's rule under either rule: the planted
+            // bug is in ordinary walks.
+            _ if draining => {
+                // As the actor does: a draining node ranks without itself.
+                view.retain(|n| *n != node);
+                let homes = homes(&id, &view, self.s.k);
+                let evidence = memory.evidence.entry(blob).or_default();
+                let actions = plan::decide(&node, &homes, evidence);
+                if matches!(actions.as_slice(), [Action::Drop { .. }]) {
+                    return Ok(true);
+                }
+                evidence.clear_verified();
+                plan::decide(&node, &homes, evidence)
+            }
             Rule::Node => {
                 let evidence = memory.evidence.entry(blob).or_default();
                 let actions = plan::plan(&id, &node, &view, self.s.k, true, evidence);
@@ -466,11 +522,12 @@ impl World {
             match action {
                 Action::AskHome(home) => self.send(node, home, Msg::Replicate { blob }),
                 Action::Verify(home) => self.send(node, home, Msg::Prove { blob }),
+                Action::Drop { .. } if draining => return Ok(true),
                 Action::Drop { .. } => self.drop_copy(node, blob)?,
                 Action::Keep(_) => {}
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Drops a copy, first checking that the drop is safe.
@@ -523,7 +580,7 @@ impl World {
     }
 
     fn deliver(&mut self, from: u32, to: u32, msg: Msg) -> Result<(), String> {
-        if self.nodes[to as usize].status != Status::Up || self.split(from, to) {
+        if !self.nodes[to as usize].status.runs() || self.split(from, to) {
             self.report.lost += 1;
             return Ok(());
         }
@@ -598,11 +655,37 @@ impl World {
         self.snapshot();
     }
 
+    /// A node starts draining: it leaves the truth (so views, as they catch
+    /// up, stop ranking it) and its own view at once.
+    fn drain(&mut self) {
+        let Some(node) =
+            (0..self.nodes.len() as u32).filter(|n| self.nodes[*n as usize].status == Status::Up).choose(&mut self.rng)
+        else {
+            return;
+        };
+        self.nodes[node as usize].status = Status::Draining;
+        self.live.set(node, false);
+        self.report.drains += 1;
+        self.snapshot();
+    }
+
+    /// A drained node leaves with its disk: each copy's drop must be safe.
+    fn leave(&mut self, node: u32) -> Result<(), String> {
+        let blobs: Vec<u32> = self.nodes[node as usize].disk.iter().copied().collect();
+        for blob in blobs {
+            self.drop_copy(node, blob)?;
+        }
+        let n = &mut self.nodes[node as usize];
+        n.status = Status::Left;
+        n.memory = Memory::default();
+        self.report.drained += 1;
+        Ok(())
+    }
+
     /// A node and its disk are gone for good (at most k-1 per epoch).
     fn destroy(&mut self) -> Result<(), String> {
-        let Some(node) = (0..self.nodes.len() as u32)
-            .filter(|n| self.nodes[*n as usize].status != Status::Destroyed)
-            .choose(&mut self.rng)
+        let Some(node) =
+            (0..self.nodes.len() as u32).filter(|n| !self.nodes[*n as usize].status.gone()).choose(&mut self.rng)
         else {
             return Ok(());
         };
