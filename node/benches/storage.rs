@@ -72,10 +72,10 @@ fn store_api(dir: &std::path::Path, blobs: &[Vec<u8>], size: &str) {
     let mut ids = Vec::new();
     for blob in blobs {
         let meta = if blob.len() <= CHUNK_SIZE {
-            store.put_small(blob).unwrap()
+            store.put_small(blob, mass_protocol::storage::BlobKind::Other).unwrap()
         } else {
             let cvs = blob.chunks(CHUNK_SIZE).enumerate().map(|(i, c)| store.put_chunk(i as u64, c).unwrap()).collect();
-            store.commit(blob.len() as u64, cvs, None).unwrap()
+            store.commit(blob.len() as u64, cvs, None, mass_protocol::storage::BlobKind::Other).unwrap()
         };
         ids.push(meta.id);
     }

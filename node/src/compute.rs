@@ -7,6 +7,12 @@
 //! `throttle` limits the share of a core's time each slot uses (an operator
 //! capping a node, or a test standing in for a slower machine): after a
 //! piece of work has run for `d`, its slot stays taken for `d * (1/throttle - 1)`.
+//!
+//! Work waiting and running is counted in `/metrics` by kind
+//! (`mass_compute_tasks{kind,state}`), with the work finished and refused
+//! (`mass_compute_finished_total{kind}`, `mass_compute_refused_total{kind}`).
+//! The counts are held by guards, so work whose caller stopped waiting (a
+//! timed-out request dropping its future) gives its place back.
 
 use std::{
     collections::BTreeMap,
@@ -18,7 +24,9 @@ use std::{
 };
 
 use mass_protocol::QueueDepth;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -70,6 +78,19 @@ pub enum Work {
 }
 
 impl Work {
+    pub const ALL: [Work; 5] = [Work::Training, Work::Boosting, Work::Inference, Work::Statistics, Work::Evaluation];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Work::Training => "training",
+            Work::Boosting => "boosting",
+            Work::Inference => "inference",
+            Work::Statistics => "statistics",
+            Work::Evaluation => "evaluation",
+        }
+    }
+
     /// The queue name in adverts: `compute.<kind>`, its depth the pieces running.
     pub fn queue_name(self) -> &'static str {
         match self {
@@ -100,17 +121,72 @@ struct Inner {
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
     running: Mutex<BTreeMap<Work, usize>>,
+    metrics: Metrics,
+}
+
+/// A place in the queue, given back when dropped: when a slot is had, or
+/// when the future waiting for one is dropped.
+struct Place {
+    inner: Arc<Inner>,
+    kind: Work,
+}
+
+impl Place {
+    /// A place, and how many waited before it.
+    fn take(inner: &Arc<Inner>, kind: Work) -> (Self, usize) {
+        let ahead = inner.waiting.fetch_add(1, Ordering::SeqCst);
+        inner.metrics.compute_tasks(kind.label(), "waiting", 1);
+        (Self { inner: inner.clone(), kind }, ahead)
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.inner.metrics.compute_tasks(self.kind.label(), "waiting", -1);
+    }
+}
+
+/// Work on a slot: counted while it lives, and the slot freed after it
+/// (fields drop after `drop`). It moves into the blocking closure, so a
+/// caller that stops waiting does not free the slot its work still uses.
+struct Running {
+    inner: Arc<Inner>,
+    kind: Work,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Running {
+    fn start(inner: &Arc<Inner>, kind: Work, permit: OwnedSemaphorePermit) -> Self {
+        *inner.running.lock().expect("pool lock").entry(kind).or_default() += 1;
+        inner.metrics.compute_tasks(kind.label(), "running", 1);
+        Self { inner: inner.clone(), kind, _permit: permit }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(n) = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&self.kind) {
+            *n = n.saturating_sub(1);
+        }
+        self.inner.metrics.compute_tasks(self.kind.label(), "running", -1);
+        self.inner.metrics.compute_task_done(self.kind.label());
+    }
 }
 
 impl Compute {
-    pub fn new(config: Config) -> Self {
+    pub fn new(config: Config, metrics: Metrics) -> Self {
         let slots = Arc::new(Semaphore::new(config.slots));
+        for kind in Work::ALL {
+            metrics.compute_kind(kind.label());
+        }
         Self {
             inner: Arc::new(Inner {
                 config,
                 slots,
                 waiting: AtomicUsize::new(0),
                 running: Mutex::new(BTreeMap::new()),
+                metrics,
             }),
         }
     }
@@ -119,7 +195,8 @@ impl Compute {
         &self.inner.config
     }
 
-    fn busy(&self) -> Busy {
+    fn busy(&self, kind: Work) -> Busy {
+        self.inner.metrics.compute_refused(kind.label());
         Busy { slots: self.inner.config.slots, waiting: self.inner.waiting.load(Ordering::SeqCst) }
     }
 
@@ -133,12 +210,13 @@ impl Compute {
         let permit = match self.inner.slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                if self.inner.waiting.fetch_add(1, Ordering::SeqCst) >= self.inner.config.queue {
-                    self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
-                    return Err(self.busy());
+                let (place, ahead) = Place::take(&self.inner, kind);
+                if ahead >= self.inner.config.queue {
+                    drop(place);
+                    return Err(self.busy(kind));
                 }
                 let permit = self.inner.slots.clone().acquire_owned().await;
-                self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
+                drop(place);
                 permit.expect("the pool's semaphore is never closed")
             }
         };
@@ -149,9 +227,9 @@ impl Compute {
     /// own queue already bounds it (the inference batch loop runs one batch
     /// at a time).
     pub async fn run_waiting<T: Send + 'static>(&self, kind: Work, work: impl FnOnce() -> T + Send + 'static) -> T {
-        self.inner.waiting.fetch_add(1, Ordering::SeqCst);
+        let (place, _) = Place::take(&self.inner, kind);
         let permit = self.inner.slots.clone().acquire_owned().await;
-        self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
+        drop(place);
         let permit = permit.expect("the pool's semaphore is never closed");
         self.execute(kind, permit, work).await
     }
@@ -163,17 +241,17 @@ impl Compute {
         kind: Work,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Busy> {
-        let permit = self.inner.slots.clone().try_acquire_owned().map_err(|_| self.busy())?;
+        let permit = self.inner.slots.clone().try_acquire_owned().map_err(|_| self.busy(kind))?;
         Ok(self.execute(kind, permit, work).await)
     }
 
     async fn execute<T: Send + 'static>(
         &self,
         kind: Work,
-        permit: tokio::sync::OwnedSemaphorePermit,
+        permit: OwnedSemaphorePermit,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> T {
-        *self.inner.running.lock().expect("pool lock").entry(kind).or_default() += 1;
+        let running = Running::start(&self.inner, kind, permit);
         let throttle = self.inner.config.throttle;
         let result = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
@@ -181,13 +259,10 @@ impl Compute {
             if throttle < 1.0 {
                 std::thread::sleep(started.elapsed().mul_f64(1.0 / throttle - 1.0));
             }
+            drop(running);
             out
         })
         .await;
-        if let Some(n) = self.inner.running.lock().expect("pool lock").get_mut(&kind) {
-            *n = n.saturating_sub(1);
-        }
-        drop(permit);
         match result {
             Ok(out) => out,
             // A panic in the work is a bug; surface it where it happened.
@@ -231,7 +306,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_pool_refuses_at_once_and_queued_work_waits() {
-        let pool = Compute::new(Config { slots: 1, queue: 1, throttle: 1.0, gpu: Default::default() });
+        let pool =
+            Compute::new(Config { slots: 1, queue: 1, throttle: 1.0, gpu: Default::default() }, Metrics::new().0);
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let first = {
             let pool = pool.clone();
@@ -254,9 +330,57 @@ mod tests {
         assert!(pool.has_room());
     }
 
+    /// The value of one series in the text format.
+    fn series(registry: &prometheus_client::registry::Registry, name: &str) -> f64 {
+        let text = crate::metrics::render(registry);
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()).unwrap_or(f64::NAN)
+    }
+
+    #[tokio::test]
+    async fn tasks_are_counted_by_kind_and_state_and_a_caller_that_stops_waiting_gives_its_place_back() {
+        let (metrics, registry) = Metrics::new();
+        let pool = Compute::new(Config { slots: 1, queue: 2, throttle: 1.0, gpu: Default::default() }, metrics);
+        let running = r#"mass_compute_tasks{kind="training",state="running"}"#;
+        let waiting = r#"mass_compute_tasks{kind="inference",state="waiting"}"#;
+        assert_eq!(series(&registry, running), 0.0, "every kind shows from the start");
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let first = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(Work::Training, move || hold.recv().is_ok()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(series(&registry, running), 1.0);
+        // Two wait; one of them is given up by its caller (a timeout).
+        let gives_up = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(Work::Inference, || 1).await })
+        };
+        let queued = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(Work::Inference, || 2).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(series(&registry, waiting), 2.0);
+        assert!(pool.run(Work::Evaluation, || 3).await.is_err(), "the queue holds two");
+        assert_eq!(series(&registry, r#"mass_compute_refused_total{kind="evaluation"}"#), 1.0);
+        gives_up.abort();
+        assert!(gives_up.await.unwrap_err().is_cancelled());
+        assert_eq!(series(&registry, waiting), 1.0);
+        assert_eq!(pool.busy(Work::Statistics).waiting, 1, "the queue has room again");
+        release.send(()).unwrap();
+        assert_eq!(first.await.unwrap(), Ok(true));
+        assert_eq!(queued.await.unwrap(), Ok(2));
+        assert_eq!(series(&registry, running), 0.0);
+        assert_eq!(series(&registry, waiting), 0.0);
+        assert_eq!(series(&registry, r#"mass_compute_finished_total{kind="training"}"#), 1.0);
+        assert_eq!(series(&registry, r#"mass_compute_finished_total{kind="inference"}"#), 1.0);
+        assert!(pool.has_room());
+    }
+
     #[tokio::test]
     async fn a_throttled_slot_stays_taken_for_the_rest_of_its_share() {
-        let pool = Compute::new(Config { slots: 1, queue: 0, throttle: 0.25, gpu: Default::default() });
+        let pool =
+            Compute::new(Config { slots: 1, queue: 0, throttle: 0.25, gpu: Default::default() }, Metrics::new().0);
         let started = Instant::now();
         pool.run(Work::Training, || std::thread::sleep(Duration::from_millis(40))).await.unwrap();
         assert!(started.elapsed() >= Duration::from_millis(160), "{:?}", started.elapsed());

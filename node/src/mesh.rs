@@ -10,7 +10,7 @@ use mass_protocol::{
     dataset::{DatasetManifest, Schema, Shard, Split},
     features::{DataSummary, FittedPipeline, Moments, PipelineSpec},
     rpc::{RefUpdate, Request, Response},
-    storage::{BlobMeta, RefEntry, check_writer, validate_ref_name},
+    storage::{BlobKind, BlobMeta, RefEntry, check_writer, validate_ref_name},
 };
 use serde::{Serialize, de::DeserializeOwned};
 use tracing::{debug, warn};
@@ -116,25 +116,25 @@ impl Mesh {
         Ok(pipeline)
     }
 
-    /// Encodes and stores a value as a blob, and sends it to its homes.
-    pub async fn save<T: Serialize>(&self, value: &T) -> Result<ContentId, String> {
+    /// Encodes and stores a value as a blob of `kind`, and sends it to its homes.
+    pub async fn save<T: Serialize>(&self, value: &T, kind: BlobKind) -> Result<ContentId, String> {
         let bytes = codec::encode(value).map_err(|e| e.to_string())?;
-        self.save_bytes(&bytes).await
+        self.save_bytes(&bytes, kind).await
     }
 
     /// Encodes and stores a value, and pins it mesh-wide. The parts of
     /// models and jobs (weights, pipelines, trees) are named by no ref of
     /// their own; without the pin, GC would collect them once they are
     /// older than its grace period.
-    pub async fn save_kept<T: Serialize>(&self, value: &T) -> Result<ContentId, String> {
-        let id = self.save(value).await?;
+    pub async fn save_kept<T: Serialize>(&self, value: &T, kind: BlobKind) -> Result<ContentId, String> {
+        let id = self.save(value, kind).await?;
         self.write_ref(pin_name(&id), Some(id)).await.map_err(|e| format!("cannot pin {id}: {e}"))?;
         Ok(id)
     }
 
-    /// Stores bytes as a blob, and sends it to its homes.
-    pub async fn save_bytes(&self, bytes: &[u8]) -> Result<ContentId, String> {
-        let meta = write_blob(&self.storage, bytes).await.map_err(|e| e.to_string())?;
+    /// Stores bytes as a blob of `kind`, and sends it to its homes.
+    pub async fn save_bytes(&self, bytes: &[u8], kind: BlobKind) -> Result<ContentId, String> {
+        let meta = write_blob(&self.storage, bytes, kind).await.map_err(|e| e.to_string())?;
         self.replication.do_send(PlaceNew(meta.id));
         Ok(meta.id)
     }

@@ -2,6 +2,13 @@
 //!
 //! The handles are cheap clones of atomics; every actor and the network task
 //! keeps its own clone and only ever adds to it.
+//!
+//! Units follow Prometheus conventions: durations in seconds
+//! (`_seconds`), sizes in bytes (`_bytes`), counters end in `_total` (the
+//! text format adds it). Gauges of what a node holds or runs now are set
+//! where that changes (the compute pool, the job watchers) or, when they
+//! are cheap to read, when `/metrics` is scraped (blobs held, the inference
+//! queue).
 
 use std::{fmt::Write as _, sync::Arc};
 
@@ -98,6 +105,29 @@ pub struct Metrics {
     inference_queue: Gauge,
     batch_rows: Histogram,
     batch_requests: Histogram,
+    jobs: Family<RecordStateLabels, Gauge>,
+    studies: Family<RecordStateLabels, Gauge>,
+    compute_tasks: Family<ComputeLabels, Gauge>,
+    compute_done: Family<KindLabels, Counter>,
+    compute_refused: Family<KindLabels, Counter>,
+    blobs: Family<KindLabels, Gauge>,
+    blob_bytes: Family<KindLabels, Gauge>,
+}
+
+/// The states of a job record (`JobState`), as labels.
+pub const JOB_STATES: [&str; 5] = ["pending", "running", "completed", "failed", "cancelled"];
+/// The states of a study record (`StudyState`), as labels.
+pub const STUDY_STATES: [&str; 4] = ["running", "completed", "failed", "cancelled"];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RecordStateLabels {
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ComputeLabels {
+    kind: &'static str,
+    state: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -164,6 +194,13 @@ impl Metrics {
             inference_queue: Gauge::default(),
             batch_rows: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             batch_requests: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
+            jobs: Family::default(),
+            studies: Family::default(),
+            compute_tasks: Family::default(),
+            compute_done: Family::default(),
+            compute_refused: Family::default(),
+            blobs: Family::default(),
+            blob_bytes: Family::default(),
         };
         let mut registry = Registry::with_prefix("mass");
         registry.register("messages_in", "Messages received, by protocol", metrics.messages_in.clone());
@@ -290,6 +327,50 @@ impl Metrics {
             "Homes that claimed a blob but could not show sampled chunks of it when this node checked before dropping its copy",
             metrics.possession_failures.clone(),
         );
+        registry.register(
+            "jobs",
+            "Training jobs whose records this node knows, by state (as last read; those this node drives count as running)",
+            metrics.jobs.clone(),
+        );
+        registry.register(
+            "studies",
+            "Hyperparameter studies whose records this node knows, by state (as last read; those this node drives count as running)",
+            metrics.studies.clone(),
+        );
+        for state in JOB_STATES {
+            metrics.jobs.get_or_create(&RecordStateLabels { state }).set(0);
+        }
+        for state in STUDY_STATES {
+            metrics.studies.get_or_create(&RecordStateLabels { state }).set(0);
+        }
+        registry.register(
+            "compute_tasks",
+            "Pieces of work in this node's compute pool, by kind (training, boosting, inference, statistics, evaluation) and state (running on a slot, waiting for one)",
+            metrics.compute_tasks.clone(),
+        );
+        registry.register(
+            "compute_finished",
+            "Pieces of work this node's compute pool finished (or that panicked), by kind",
+            metrics.compute_done.clone(),
+        );
+        registry.register(
+            "compute_refused",
+            "Pieces of work this node's compute pool refused at once as busy (every slot taken, the queue full), by kind",
+            metrics.compute_refused.clone(),
+        );
+        registry.register(
+            "blobs",
+            "Blobs held in this node's store now, by kind (dataset, model, pipeline, checkpoint, prediction, other, unknown)",
+            metrics.blobs.clone(),
+        );
+        registry.register(
+            "blob_bytes",
+            "Bytes of the blobs held in this node's store now (the sum of their sizes), by kind",
+            metrics.blob_bytes.clone(),
+        );
+        for kind in mass_protocol::storage::BlobKind::ALL {
+            metrics.set_blobs(kind.label(), 0, 0);
+        }
         for reason in ["key_shape", "too_large", "kind", "full"] {
             let _ = metrics.dht_refused.get_or_create(&ReasonLabels { reason });
         }
@@ -368,6 +449,45 @@ impl Metrics {
 
     pub fn set_inference_queue(&self, depth: usize) {
         self.inference_queue.set(depth as i64);
+    }
+
+    /// How many job (or study, `kind`) records are in each state; states
+    /// not given are set to zero.
+    pub fn set_record_states(&self, kind: &'static str, counts: &[(&'static str, usize)]) {
+        let (family, states): (_, &[&'static str]) =
+            if kind == "study" { (&self.studies, &STUDY_STATES) } else { (&self.jobs, &JOB_STATES) };
+        for &state in states {
+            let count = counts.iter().filter(|(s, _)| *s == state).map(|(_, n)| n).sum::<usize>();
+            family.get_or_create(&RecordStateLabels { state }).set(count as i64);
+        }
+    }
+
+    /// Makes a compute kind's series visible at zero.
+    pub fn compute_kind(&self, kind: &'static str) {
+        for state in ["running", "waiting"] {
+            let _ = self.compute_tasks.get_or_create(&ComputeLabels { kind, state });
+        }
+        let _ = self.compute_done.get_or_create(&KindLabels { kind });
+        let _ = self.compute_refused.get_or_create(&KindLabels { kind });
+    }
+
+    /// Work of `kind` entering (`delta` 1) or leaving (-1) `state` in the compute pool.
+    pub fn compute_tasks(&self, kind: &'static str, state: &'static str, delta: i64) {
+        self.compute_tasks.get_or_create(&ComputeLabels { kind, state }).inc_by(delta);
+    }
+
+    pub fn compute_task_done(&self, kind: &'static str) {
+        self.compute_done.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    pub fn compute_refused(&self, kind: &'static str) {
+        self.compute_refused.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// Blobs and their bytes held now, by kind label.
+    pub fn set_blobs(&self, kind: &'static str, blobs: u64, bytes: u64) {
+        self.blobs.get_or_create(&KindLabels { kind }).set(blobs as i64);
+        self.blob_bytes.get_or_create(&KindLabels { kind }).set(bytes as i64);
     }
 
     pub fn forwarded(&self) {

@@ -110,14 +110,14 @@ pub async fn run(config: NodeConfig, mut stops: mpsc::UnboundedReceiver<Stop>) -
     let http_addr =
         http_listener.local_addr().map_err(|source| StartError::Http { addr: config.http.listen, source })?;
 
+    let (metrics, registry) = Metrics::new();
     let hardware_config = config.hardware.clone();
-    let compute = crate::compute::Compute::new(config.compute.clone());
+    let compute = crate::compute::Compute::new(config.compute.clone(), metrics.clone());
     let share = config.compute.share(std::thread::available_parallelism().map_or(1, |n| n.get()));
     let gpu_use = config.compute.gpu;
     let hardware = tokio::task::spawn_blocking(move || hardware::detect(&hardware_config, share, gpu_use));
     let gpu = hardware::Gpu::new(gpu_use);
 
-    let (metrics, registry) = Metrics::new();
     let store = storage::Store::open(&data_dir.join(STORE_DIR))?;
     let signer: crate::storage::Signer = Arc::new(identity::ref_signer(keypair.clone()));
     let storage = Storage::start(store, config.storage.threads, metrics.clone(), signer);

@@ -131,6 +131,10 @@ impl Handler<InboundRequest> for ServiceActor {
                     Ok(None) => Response::Chunk(None),
                     Err(e) => storage_error(e),
                 },
+                Request::GetBlobKind { id } => match storage.kind(id).await {
+                    Ok(kind) => Response::BlobKind(kind),
+                    Err(e) => storage_error(e),
+                },
                 Request::HasBlob { id } => match storage.has(id).await {
                     Ok(has) => Response::Has(has),
                     Err(e) => storage_error(e),

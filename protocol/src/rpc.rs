@@ -12,7 +12,7 @@ use crate::{
     features::{DataSummary, PipelineSpec},
     jobs::Assignment,
     serving::{PredictCall, Prediction},
-    storage::{BlobMeta, RefEntry, RefRecord},
+    storage::{BlobKind, BlobMeta, RefEntry, RefRecord},
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +61,11 @@ pub enum Request {
     /// and answers [`Response::Has`] once it is stored, so a writer can
     /// acknowledge a write only when several nodes hold it.
     HoldRef { name: String, entry: RefEntry },
+    /// What the peer says a blob it holds is, for accounting;
+    /// [`Response::BlobKind`]. A peer built before this variant cannot
+    /// decode it and drops the request: the asker counts the blob as
+    /// [`BlobKind::Unknown`].
+    GetBlobKind { id: ContentId },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +103,8 @@ pub enum Response {
     Boost(#[serde(with = "serde_bytes")] Vec<u8>),
     Moments(crate::features::Moments),
     Evaluated(Box<ShardEvaluation>),
+    /// `None`: the peer does not hold the blob.
+    BlobKind(Option<BlobKind>),
 }
 
 /// Gossiped on [`crate::names::REF_TOPIC`] whenever a node writes a ref.

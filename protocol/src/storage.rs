@@ -46,6 +46,58 @@ impl BlobMeta {
     }
 }
 
+/// What a blob holds, as told by whatever stored it: for accounting only
+/// (`mass_blob_bytes{kind}`), never trusted for anything else. Kept beside
+/// the layout in the node's store and asked of a peer when a blob is
+/// fetched from it ([`crate::rpc::Request::GetBlobKind`]).
+///
+/// Append only: the variant order is the wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum BlobKind {
+    /// Stored before kinds were recorded, or fetched from a peer that did
+    /// not say.
+    Unknown,
+    /// Dataset shards and manifests.
+    Dataset,
+    /// Model manifests and their parts: members' weights, trees, the
+    /// training requests kept with them.
+    Model,
+    /// Fitted feature pipelines.
+    Pipeline,
+    /// Job and study specs and their checkpointed records.
+    Checkpoint,
+    /// Batch prediction results (CSV).
+    Prediction,
+    /// Anything else, such as blobs put through `PUT /v1/blobs`.
+    Other,
+}
+
+impl BlobKind {
+    /// Every kind, in wire order.
+    pub const ALL: [BlobKind; 7] = [
+        BlobKind::Unknown,
+        BlobKind::Dataset,
+        BlobKind::Model,
+        BlobKind::Pipeline,
+        BlobKind::Checkpoint,
+        BlobKind::Prediction,
+        BlobKind::Other,
+    ];
+
+    /// The lowercase name used as a metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            BlobKind::Unknown => "unknown",
+            BlobKind::Dataset => "dataset",
+            BlobKind::Model => "model",
+            BlobKind::Pipeline => "pipeline",
+            BlobKind::Checkpoint => "checkpoint",
+            BlobKind::Prediction => "prediction",
+            BlobKind::Other => "other",
+        }
+    }
+}
+
 /// One version of a ref.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefEntry {

@@ -73,6 +73,21 @@ fn golden_request_get_ref() {
 }
 
 #[test]
+fn golden_request_get_blob_kind() {
+    // Variant 15, then the id's 32 raw bytes.
+    let id = mass_protocol::ContentId::of(b"x");
+    assert_golden(&Request::GetBlobKind { id }, &format!("0f{}", hex::encode(id.as_bytes())));
+}
+
+#[test]
+fn golden_response_blob_kind() {
+    // Variant 13, Some, then the kind's variant (Dataset is 1).
+    let kind = mass_protocol::storage::BlobKind::Dataset;
+    assert_golden(&Response::BlobKind(Some(kind)), "0d0101");
+    assert_golden(&Response::BlobKind(None), "0d00");
+}
+
+#[test]
 fn golden_response_error() {
     let response = Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message: "starting".into() });
     assert_golden(&response, GOLDEN_RESPONSE_ERROR);

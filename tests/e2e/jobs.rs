@@ -84,6 +84,81 @@ async fn bagging_trains_where_the_shards_live_and_single_models_match_scikit_lea
     assert_eq!(again.tasks[0].weights, mlp.tasks[0].weights, "retraining with the same seed changed the weights");
 }
 
+/// Issue 17, item 5: `/metrics` counts the jobs each node knows by state,
+/// and the bytes it holds by kind, replicated copies included.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_jobs_by_state_and_bytes_by_kind_on_every_node() {
+    use crate::support::metric;
+    let mut cluster = Cluster::new();
+    let nodes = mesh(&mut cluster, 3).await;
+    let (completed, dataset, unknown) =
+        ("mass_jobs{state=\"completed\"}", "mass_blob_bytes{kind=\"dataset\"}", "mass_blob_bytes{kind=\"unknown\"}");
+    for node in &nodes {
+        assert_eq!((metric(node, completed).await, metric(node, dataset).await), (0.0, 0.0));
+    }
+    digits_on(&nodes[0], 240).await;
+    let client = Client::new([nodes[1].http_url()]).unwrap();
+    crate::support::shards_settled(&client, "digits", Duration::from_secs(30)).await;
+    let view = client.dataset("digits").await.unwrap();
+    let parts: std::collections::HashSet<String> =
+        view.manifest.shards.iter().map(|s| s.id.to_string()).chain([view.manifest_id.to_string()]).collect();
+
+    // Each node counts exactly the shards and manifest it holds, including
+    // the copies it fetched from the ingesting node (their kind came along).
+    // (bytes of the dataset's blobs listed, dataset bytes counted, unknown bytes) per node.
+    let held = || async {
+        let mut held = Vec::new();
+        for node in &nodes {
+            let blobs = Client::new([node.http_url()]).unwrap().list_blobs().await.unwrap();
+            let bytes: u64 = blobs.iter().filter(|b| parts.contains(&b.id.to_string())).map(|b| b.size).sum();
+            held.push((bytes, metric(node, dataset).await, metric(node, unknown).await));
+        }
+        held
+    };
+    eventually(Duration::from_secs(30), "dataset bytes match the blobs each node holds", || async {
+        held().await.iter().all(|&(bytes, counted, unknown)| counted == bytes as f64 && unknown == 0.0)
+    })
+    .await;
+    let held = held().await;
+    let mut sizes = std::collections::HashMap::new();
+    for node in &nodes {
+        for blob in Client::new([node.http_url()]).unwrap().list_blobs().await.unwrap() {
+            sizes.insert(blob.id.to_string(), blob.size);
+        }
+    }
+    let shards: u64 = view.manifest.shards.iter().map(|s| sizes[&s.id.to_string()]).sum();
+    let total: f64 = held.iter().map(|h| h.1).sum();
+    eprintln!("dataset bytes per node {held:?}; shards {shards} bytes, two copies each");
+    assert!(shards > 0 && total >= 2.0 * shards as f64, "{total} < 2 x {shards}");
+
+    let job = client.submit_job(&spec("digits-metrics", vec![], EnsembleSpec::Single, 10)).await.unwrap();
+    finished(&client, &job.to_string(), Duration::from_secs(120)).await;
+    eventually(Duration::from_secs(10), "every node counts one completed job", || async {
+        for node in &nodes {
+            let open =
+                metric(node, "mass_jobs{state=\"pending\"}").await + metric(node, "mass_jobs{state=\"running\"}").await;
+            if metric(node, completed).await != 1.0 || open != 0.0 {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    let mut sums = [0.0; 4];
+    for node in &nodes {
+        for (sum, name) in sums.iter_mut().zip([
+            "mass_blob_bytes{kind=\"model\"}",
+            "mass_blob_bytes{kind=\"pipeline\"}",
+            "mass_blob_bytes{kind=\"checkpoint\"}",
+            "mass_compute_finished_total{kind=\"training\"}",
+        ]) {
+            *sum += metric(node, name).await;
+        }
+    }
+    eprintln!("after the job, summed over nodes: model, pipeline, checkpoint bytes, training tasks {sums:?}");
+    assert!(sums.iter().all(|s| *s > 0.0), "{sums:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cross_validation_trains_its_folds_across_nodes_and_shards_are_judged_where_they_live() {
     let mut cluster = Cluster::new();

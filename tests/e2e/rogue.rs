@@ -130,6 +130,7 @@ async fn a_peer_serving_wrong_bytes_is_caught_at_the_first_bad_chunk() {
                 Request::ListRefs | Request::GetRef { .. } => Response::Refs(vec![]),
                 // Claims to hold a ref entry it drops.
                 Request::HoldRef { .. } => Response::Has(true),
+                Request::GetBlobKind { .. } => Response::BlobKind(Some(mass_protocol::storage::BlobKind::Other)),
                 Request::SummarizeShard { .. }
                 | Request::TrainTask { .. }
                 | Request::Predict(_)

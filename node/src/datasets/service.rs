@@ -5,7 +5,7 @@ use std::io::Read;
 use mass_protocol::{
     ContentId, codec,
     dataset::{DatasetManifest, Shard},
-    storage::BlobMeta,
+    storage::{BlobKind, BlobMeta},
 };
 use tokio::sync::mpsc;
 
@@ -36,9 +36,9 @@ impl Read for ChannelReader {
     }
 }
 
-/// Stores bytes as a blob.
-pub async fn write_blob(storage: &Storage, bytes: &[u8]) -> Result<BlobMeta, StoreError> {
-    let mut writer = BlobWriter::new(storage.clone());
+/// Stores bytes as a blob of `kind`.
+pub async fn write_blob(storage: &Storage, bytes: &[u8], kind: BlobKind) -> Result<BlobMeta, StoreError> {
+    let mut writer = BlobWriter::new(storage.clone(), kind);
     writer.write(bytes).await?;
     writer.finish(None).await
 }
@@ -68,7 +68,7 @@ pub async fn ingest_pieces(
         let store = |shard: &Shard| {
             let bytes = codec::encode(shard).map_err(|e| DataError::Store(e.to_string()))?;
             runtime
-                .block_on(write_blob(&shard_storage, &bytes))
+                .block_on(write_blob(&shard_storage, &bytes, BlobKind::Dataset))
                 .map(|meta| meta.id)
                 .map_err(|e| DataError::Store(e.to_string()))
         };
@@ -90,7 +90,7 @@ pub async fn ingest_pieces(
     .await
     .map_err(|e| DataError::Store(format!("ingest task failed: {e}")))??;
     let bytes = codec::encode(&manifest).map_err(|e| DataError::Store(e.to_string()))?;
-    let meta = write_blob(&storage, &bytes).await.map_err(|e| DataError::Store(e.to_string()))?;
+    let meta = write_blob(&storage, &bytes, BlobKind::Dataset).await.map_err(|e| DataError::Store(e.to_string()))?;
     Ok((meta, manifest))
 }
 

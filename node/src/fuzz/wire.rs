@@ -47,6 +47,7 @@ pub fn rpc_request(data: &[u8]) {
         }
         Request::GetAdvert
         | Request::GetBlobMeta { .. }
+        | Request::GetBlobKind { .. }
         | Request::GetChunk { .. }
         | Request::Replicate { .. }
         | Request::HasBlob { .. }
@@ -109,6 +110,7 @@ pub fn rpc_response(data: &[u8]) {
             }
         }
         Response::BlobMeta(None)
+        | Response::BlobKind(_)
         | Response::Chunk(_)
         | Response::Error(_)
         | Response::Has(_)

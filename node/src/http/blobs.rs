@@ -48,7 +48,7 @@ pub(super) async fn write_ref(
 
 /// `PUT /v1/blobs`: the body, streamed, becomes a blob; answered once durable.
 pub async fn put(state: web::Data<State>, query: web::Query<PutQuery>, mut body: web::Payload) -> HttpResponse {
-    let mut writer = BlobWriter::new(state.mesh.storage.clone());
+    let mut writer = BlobWriter::new(state.mesh.storage.clone(), mass_protocol::storage::BlobKind::Other);
     while let Some(piece) = body.next().await {
         let piece = match piece {
             Ok(piece) => piece,

@@ -227,6 +227,9 @@ async fn drain_status(state: web::Data<State>) -> HttpResponse {
 
 async fn metrics(state: web::Data<State>) -> HttpResponse {
     state.metrics.set_inference_queue(state.mesh.serving.inference.depth());
+    for (kind, blobs, bytes) in state.mesh.storage.usage() {
+        state.metrics.set_blobs(kind.label(), blobs, bytes);
+    }
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(crate::metrics::render(&state.registry))

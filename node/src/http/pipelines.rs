@@ -5,7 +5,7 @@
 use actix_web::{HttpResponse, http::StatusCode, web};
 use mass_protocol::{
     api::{FitPipeline, FittedPipelineView},
-    storage::validate_ref_name,
+    storage::{BlobKind, validate_ref_name},
 };
 
 use super::{State, error};
@@ -27,7 +27,7 @@ pub async fn fit(state: web::Data<State>, dataset: web::Path<String>, body: web:
         Err(FitFailure::Unavailable(message)) => return error(StatusCode::SERVICE_UNAVAILABLE, message),
         Err(FitFailure::Invalid(message)) => return error(StatusCode::UNPROCESSABLE_ENTITY, message),
     };
-    let id = match mesh.save(&pipeline).await {
+    let id = match mesh.save(&pipeline, BlobKind::Pipeline).await {
         Ok(id) => id,
         Err(message) => return error(StatusCode::INTERNAL_SERVER_ERROR, message),
     };

@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, http::StatusCode, web};
 use mass_protocol::{
     ContentId,
-    storage::validate_ref_name,
+    storage::{BlobKind, validate_ref_name},
     studies::{StudyRecord, StudySpec, StudyState, default_metric},
 };
 
@@ -58,7 +58,7 @@ pub async fn submit(state: web::Data<State>, body: web::Json<StudySpec>) -> Http
     if let Err(reason) = check(&mesh, &mut spec, state.max_trials).await {
         return refuse(reason);
     }
-    let id = match mesh.save(&spec).await {
+    let id = match mesh.save(&spec, BlobKind::Checkpoint).await {
         Ok(id) => id,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };

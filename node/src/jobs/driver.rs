@@ -18,6 +18,7 @@ use mass_protocol::{
         TaskRecord, resolve_task,
     },
     rpc::{Request, Response, RpcErrorKind},
+    storage::BlobKind,
 };
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
@@ -75,7 +76,7 @@ async fn save_checkpoint(mesh: &Mesh, record: &JobRecord) -> Result<(), StepErro
         return Err(StepError::Cancelled(record.id));
     }
     still_driving(mesh, record).await?;
-    let id = mesh.save(record).await?;
+    let id = mesh.save(record, BlobKind::Checkpoint).await?;
     mesh.write_ref(format!("{REF_PREFIX}{}", record.id), Some(id))
         .await
         .map(|_| ())
@@ -279,11 +280,11 @@ async fn execute(mesh: &Mesh, drive: &mut Drive, loaded: &mut Loaded, command: C
                 Learner::Gbdt(trees) => {
                     let setup = learners::boost_setup(&spec.spec, trees, &pipeline, &summary, spec.seed)
                         .map_err(StepError::Invalid)?;
-                    Some(mesh.save_kept(&setup).await?)
+                    Some(mesh.save_kept(&setup, BlobKind::Model).await?)
                 }
                 _ => None,
             };
-            let pipeline = mesh.save_kept(&pipeline).await?;
+            let pipeline = mesh.save_kept(&pipeline, BlobKind::Pipeline).await?;
             Ok(Event::PipelineFitted { dataset_manifest: manifest_id, pipeline, setup })
         }
         Command::PlanTasks => {
@@ -342,7 +343,7 @@ async fn train_members(
     let (members, member_ids) = match machine::training(&spec) {
         Training::BoostedAcross => {
             let model = Member::Gbdt(boost::driver::boost(mesh, drive, &manifest, pipeline_id).await?);
-            let id = mesh.save_kept(&model).await?;
+            let id = mesh.save_kept(&model, BlobKind::Model).await?;
             let task = &drive.record().tasks[0];
             let trained = Outcome {
                 peer: mesh.peer_id.clone(),
@@ -360,7 +361,7 @@ async fn train_members(
         }
         Training::DataParallel { rounds } => {
             let model = Member::Mlp(data_parallel(mesh, drive, &manifest, pipeline_id, rounds).await?);
-            let id = mesh.save_kept(&model).await?;
+            let id = mesh.save_kept(&model, BlobKind::Model).await?;
             (vec![model], vec![id])
         }
         Training::Bagged => {
@@ -393,7 +394,7 @@ async fn evaluate_model(mesh: &Mesh, record: &JobRecord, loaded: &mut Loaded) ->
     let (meta_id, meta) = match combine {
         Combine::Stacked => {
             let meta = fit_meta(mesh, &manifest, &pipeline, &members, record.spec.seed).await?;
-            (Some(mesh.save_kept(&Member::Mlp(meta.clone())).await?), Some(meta))
+            (Some(mesh.save_kept(&Member::Mlp(meta.clone()), BlobKind::Model).await?), Some(meta))
         }
         _ => (None, None),
     };
@@ -478,7 +479,11 @@ async fn publish(mesh: &Mesh, drive: &Drive, loaded: &mut Loaded) -> Result<Even
         cross_validation,
     };
     // A trial's model stays unnamed (pinned: its study may name it).
-    let model_id = if record.spec.trial.is_some() { mesh.save_kept(&model).await? } else { mesh.save(&model).await? };
+    let model_id = if record.spec.trial.is_some() {
+        mesh.save_kept(&model, BlobKind::Model).await?
+    } else {
+        mesh.save(&model, BlobKind::Model).await?
+    };
     if record.spec.trial.is_none() {
         still_driving(mesh, record).await?;
         if let Some(named) = named_by_this_job(mesh, record).await {

@@ -7,7 +7,7 @@ use mass_protocol::{
     dataset::{ColumnKind, DatasetManifest},
     features::Select,
     jobs::{EnsembleSpec, JobRecord, JobSpec, Learner, MAX_FOLDS, Task, resolve_task},
-    storage::validate_ref_name,
+    storage::{BlobKind, validate_ref_name},
 };
 
 use super::driver::{checkpoint, record};
@@ -159,7 +159,7 @@ pub async fn submit(mesh: &Mesh, spec: JobSpec) -> Result<ContentId, SubmitError
     let (_, manifest) = mesh.dataset(&spec.dataset).await.map_err(SubmitError::Refused)?;
     let task = runnable(&spec, &manifest).map_err(SubmitError::Refused)?;
     fits_a_node(mesh, &spec, &manifest, task).await.map_err(SubmitError::Refused)?;
-    let id = mesh.save(&spec).await.map_err(SubmitError::Internal)?;
+    let id = mesh.save(&spec, BlobKind::Checkpoint).await.map_err(SubmitError::Internal)?;
     if record(mesh, id).await.map_err(SubmitError::Internal)?.is_some() {
         return Ok(id);
     }

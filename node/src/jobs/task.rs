@@ -13,6 +13,7 @@ use mass_protocol::{
     evaluation::in_fold,
     features::FittedPipeline,
     jobs::{Assignment, MAX_FOLDS, Task, TrainingProgress, held_out_for_stacking},
+    storage::BlobKind,
 };
 use ndarray::Axis;
 
@@ -238,5 +239,5 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
         Admission::Wait => mesh.compute.run_waiting(Work::Training, training).await?,
         Admission::Now => mesh.compute.run_now(Work::Training, training).await??,
     };
-    Ok(Trained { weights: mesh.save_kept(&member).await?, rows, curve, backend })
+    Ok(Trained { weights: mesh.save_kept(&member, BlobKind::Model).await?, rows, curve, backend })
 }

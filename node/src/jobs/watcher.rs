@@ -2,6 +2,11 @@
 //! first for, while it sees a majority of the mesh up ([`has_majority`]).
 //! What is watched is a [`Drivable`]: a ref prefix, a way to tell whether a
 //! record is over, and the drive itself.
+//!
+//! The watcher also publishes how many records of its kind this node knows
+//! in each state (`mass_jobs{state}`, `mass_studies{state}`), from the
+//! reads it makes anyway: an open record is read every scan, a record that
+//! is over once more, then never again.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -10,7 +15,7 @@ use std::{
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, SpawnHandle, WrapFuture};
 use libp2p::PeerId;
-use mass_protocol::{ContentId, api::PeerState};
+use mass_protocol::{ContentId, api::PeerState, jobs::JobState};
 use tracing::{debug, info, warn};
 
 use super::{REF_PREFIX, driver};
@@ -21,23 +26,47 @@ const INTERVAL: Duration = Duration::from_millis(500);
 /// Pause before driving a job again after a drive stopped short.
 const RETRY: Duration = Duration::from_secs(2);
 
+/// What a read of a record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// The record will never run again.
+    pub over: bool,
+    /// Its state as a metric label (`crate::metrics::JOB_STATES`, `STUDY_STATES`).
+    pub state: &'static str,
+}
+
 /// Something driven by the top-ranked live peer, checkpointed under a ref prefix.
 pub trait Drivable: 'static {
     /// Refs `<PREFIX><id>` name the records.
     const PREFIX: &'static str;
-    /// `Some(over)` for a readable record.
-    fn state(mesh: &Mesh, id: ContentId) -> futures::future::BoxFuture<'_, Result<Option<bool>, String>>;
+    /// What the records are, for metrics: "job" or "study".
+    const KIND: &'static str;
+    /// `Some` for a readable record.
+    fn state(mesh: &Mesh, id: ContentId) -> futures::future::BoxFuture<'_, Result<Option<Seen>, String>>;
     fn drive(mesh: Mesh, id: ContentId) -> futures::future::BoxFuture<'static, Result<(), String>>;
 }
 
 /// Training jobs.
 pub struct Jobs;
 
+/// A job's state as a label of `mass_jobs`.
+pub fn job_state(state: &JobState) -> Seen {
+    let label = match state {
+        JobState::Pending => "pending",
+        JobState::Running => "running",
+        JobState::Completed => "completed",
+        JobState::Failed(_) => "failed",
+        JobState::Cancelled => "cancelled",
+    };
+    Seen { over: state.is_over(), state: label }
+}
+
 impl Drivable for Jobs {
     const PREFIX: &'static str = REF_PREFIX;
+    const KIND: &'static str = "job";
 
-    fn state(mesh: &Mesh, id: ContentId) -> futures::future::BoxFuture<'_, Result<Option<bool>, String>> {
-        Box::pin(async move { Ok(driver::record(mesh, id).await?.map(|r| r.state.is_over())) })
+    fn state(mesh: &Mesh, id: ContentId) -> futures::future::BoxFuture<'_, Result<Option<Seen>, String>> {
+        Box::pin(async move { Ok(driver::record(mesh, id).await?.map(|r| job_state(&r.state))) })
     }
 
     fn drive(mesh: Mesh, id: ContentId) -> futures::future::BoxFuture<'static, Result<(), String>> {
@@ -52,11 +81,29 @@ pub struct Watcher<D: Drivable> {
     mesh: Mesh,
     /// Jobs this node is driving now, with the handle that stops the drive.
     driving: HashMap<ContentId, SpawnHandle>,
-    /// Jobs known to be over; never looked at again.
+    /// Jobs known to be over; never driven again, and read again only
+    /// until their state says over (a drive of this node ended them).
     finished: HashSet<ContentId>,
     /// When a drive last stopped short, to wait before retrying.
     retry_after: HashMap<ContentId, Instant>,
+    /// What the last read of each record known said, for metrics.
+    states: HashMap<ContentId, Seen>,
     scanning: bool,
+}
+
+/// What one scan found.
+#[derive(Default)]
+struct Scan {
+    /// Whether this node sees a majority of the mesh up.
+    majority: bool,
+    /// Open records this node should drive.
+    mine: Vec<ContentId>,
+    /// Records that are over.
+    over: Vec<ContentId>,
+    /// Every record named by a ref; `None` when the refs could not be read.
+    known: Option<HashSet<ContentId>>,
+    /// The records read, and what they said.
+    seen: Vec<(ContentId, Seen)>,
 }
 
 impl<D: Drivable> Watcher<D> {
@@ -67,6 +114,7 @@ impl<D: Drivable> Watcher<D> {
             driving: HashMap::new(),
             finished: HashSet::new(),
             retry_after: HashMap::new(),
+            states: HashMap::new(),
             scanning: false,
         }
     }
@@ -75,10 +123,32 @@ impl<D: Drivable> Watcher<D> {
 impl<D: Drivable> Watcher<D> {
     /// Publishes how many records of this kind the node drives now.
     fn count_driving(&self) {
-        let kind = if D::PREFIX == super::REF_PREFIX { "job" } else { "study" };
-        self.mesh.metrics.set_driving(kind, self.driving.len());
-        self.mesh.leaving.set_driving(kind, self.driving.len());
+        self.mesh.metrics.set_driving(D::KIND, self.driving.len());
+        self.mesh.leaving.set_driving(D::KIND, self.driving.len());
     }
+
+    /// Publishes how many records of this kind the node knows, by state.
+    fn count_states(&self) {
+        let counts = count_states(&self.states, &self.driving.keys().copied().collect());
+        self.mesh.metrics.set_record_states(D::KIND, &counts);
+    }
+}
+
+/// Records by state: as last read, except that those in `driving` are
+/// running (a pending job's record says pending until its driver's first
+/// checkpoint), also when their ref is gone.
+pub fn count_states(states: &HashMap<ContentId, Seen>, driving: &HashSet<ContentId>) -> Vec<(&'static str, usize)> {
+    let mut counts: Vec<(&'static str, usize)> = vec![("running", driving.len())];
+    for (id, seen) in states {
+        if driving.contains(id) {
+            continue;
+        }
+        match counts.iter_mut().find(|(state, _)| *state == seen.state) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((seen.state, 1)),
+        }
+    }
+    counts
 }
 
 /// The ids of the records named `<prefix><id>` among `refs`. Other refs
@@ -118,8 +188,18 @@ impl<D: Drivable + Unpin> Actor for Watcher<D> {
             let mesh = watcher.mesh.clone();
             let now = Instant::now();
             watcher.retry_after.retain(|_, at| *at > now);
-            let skip: HashSet<ContentId> =
-                watcher.driving.keys().chain(&watcher.finished).chain(watcher.retry_after.keys()).copied().collect();
+            // Finished records whose last read did not say over (this
+            // node's drive ended them) are read once more, for their state.
+            let settled = |id: &&ContentId| watcher.states.get(id).is_some_and(|s| s.over);
+            let skip: HashSet<ContentId> = watcher
+                .driving
+                .keys()
+                .chain(watcher.finished.iter().filter(settled))
+                .chain(watcher.retry_after.keys())
+                .copied()
+                .collect();
+            let relabel: HashSet<ContentId> =
+                watcher.finished.iter().filter(|id| !watcher.states.get(id).is_some_and(|s| s.over)).copied().collect();
             let scan = async move {
                 let table = mesh.membership.send(GetPeers).await.unwrap_or_default();
                 // A draining peer is alive: it counts towards a majority.
@@ -127,27 +207,43 @@ impl<D: Drivable + Unpin> Actor for Watcher<D> {
                 // The table lists this node itself first; a draining node
                 // drives nothing (the next-ranked takes its drives over).
                 if !has_majority(alive.max(1), table.len().max(1)) || mesh.leaving.is_set() {
-                    return (false, Vec::new(), Vec::new());
+                    return Scan::default();
                 }
-                let records = mesh.storage.refs().await.unwrap_or_default();
+                let records = mesh.storage.refs().await;
+                let mut scan = Scan { majority: true, ..Scan::default() };
+                scan.known = records.as_ref().ok().map(|r| record_ids(r, D::PREFIX).collect());
+                let records = records.unwrap_or_default();
                 let live = mesh.placement_view().await;
-                let mut mine = Vec::new();
-                let mut over = Vec::new();
                 for id in record_ids(&records, D::PREFIX) {
                     if skip.contains(&id) {
                         continue;
                     }
                     match D::state(&mesh, id).await {
-                        Ok(Some(true)) => over.push(id),
-                        Ok(Some(false)) if driver_of(&id, &live) == Some(mesh.net.local_peer_id()) => mine.push(id),
-                        Ok(_) => {}
+                        Ok(Some(seen)) => {
+                            scan.seen.push((id, seen));
+                            if relabel.contains(&id) {
+                                continue;
+                            }
+                            if seen.over {
+                                scan.over.push(id);
+                            } else if driver_of(&id, &live) == Some(mesh.net.local_peer_id()) {
+                                scan.mine.push(id);
+                            }
+                        }
+                        Ok(None) => {}
                         Err(e) => debug!(%id, "job record unreadable for now: {e}"),
                     }
                 }
-                (true, mine, over)
+                scan
             };
-            ctx.spawn(scan.into_actor(watcher).map(|(majority, mine, over), watcher, ctx| {
+            ctx.spawn(scan.into_actor(watcher).map(|scan, watcher, ctx| {
                 watcher.scanning = false;
+                let Scan { majority, mine, over, known, seen } = scan;
+                if let Some(known) = known {
+                    watcher.states.retain(|id, _| known.contains(id));
+                }
+                watcher.states.extend(seen);
+                watcher.count_states();
                 if !majority {
                     // A drive on a minority side (or on a node that drains)
                     // stops where it is, as if this node had died: the
@@ -164,6 +260,7 @@ impl<D: Drivable + Unpin> Actor for Watcher<D> {
                         watcher.retry_after.insert(id, Instant::now() + RETRY);
                     }
                     watcher.count_driving();
+                    watcher.count_states();
                     return;
                 }
                 watcher.finished.extend(over);
@@ -175,6 +272,7 @@ impl<D: Drivable + Unpin> Actor for Watcher<D> {
                     let handle = ctx.spawn(D::drive(mesh, id).into_actor(watcher).map(move |result, watcher, _| {
                         watcher.driving.remove(&id);
                         watcher.count_driving();
+                        watcher.count_states();
                         match result {
                             Ok(()) => {
                                 watcher.finished.insert(id);
@@ -188,6 +286,7 @@ impl<D: Drivable + Unpin> Actor for Watcher<D> {
                     watcher.driving.insert(id, handle);
                     watcher.count_driving();
                 }
+                watcher.count_states();
             }));
         });
     }
@@ -195,7 +294,36 @@ impl<D: Drivable + Unpin> Actor for Watcher<D> {
 
 #[cfg(test)]
 mod tests {
-    use super::has_majority;
+    use super::*;
+
+    #[test]
+    fn records_are_counted_by_state_and_those_driven_here_as_running() {
+        let id = |n: u8| ContentId::of(&[n]);
+        let states: HashMap<ContentId, Seen> = [
+            (id(1), job_state(&JobState::Completed)),
+            (id(2), job_state(&JobState::Failed("diverged".into()))),
+            (id(3), job_state(&JobState::Pending)),
+            (id(4), job_state(&JobState::Completed)),
+        ]
+        .into();
+        // Job 3 is driven here: its record still says pending.
+        let driving: HashSet<ContentId> = [id(3)].into();
+        let mut counts = count_states(&states, &driving);
+        counts.sort();
+        assert_eq!(counts, [("completed", 2), ("failed", 1), ("running", 1)]);
+        assert!(job_state(&JobState::Cancelled).over && !job_state(&JobState::Running).over);
+        let (metrics, registry) = crate::metrics::Metrics::new();
+        metrics.set_record_states("job", &counts);
+        let text = crate::metrics::render(&registry);
+        for line in [
+            "mass_jobs{state=\"completed\"} 2",
+            "mass_jobs{state=\"running\"} 1",
+            "mass_jobs{state=\"pending\"} 0",
+            "mass_studies{state=\"running\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from {text}");
+        }
+    }
 
     #[test]
     fn a_lone_node_drives() {

@@ -10,7 +10,7 @@ use libp2p::PeerId;
 use mass_protocol::{
     ContentId,
     rpc::{Request, Response, RpcErrorKind},
-    storage::BlobMeta,
+    storage::{BlobKind, BlobMeta},
 };
 use tracing::warn;
 
@@ -49,11 +49,15 @@ pub async fn fetch(
     }
     let mut failures = Vec::new();
     let mut layout: Option<BlobMeta> = None;
+    let mut kind = BlobKind::Unknown;
     let mut next_chunk = 0usize;
     for &peer in candidates {
         if layout.is_none() {
             match patiently(net, peer, Request::GetBlobMeta { id }).await {
-                Ok(Response::BlobMeta(Some(meta))) if meta.id == id && meta.is_consistent() => layout = Some(meta),
+                Ok(Response::BlobMeta(Some(meta))) if meta.id == id && meta.is_consistent() => {
+                    layout = Some(meta);
+                    kind = kind_at(net, peer, id).await;
+                }
                 Ok(Response::BlobMeta(Some(_))) => {
                     metrics.integrity_failure();
                     warn!(%peer, %id, "peer sent a layout that does not hash to the id");
@@ -95,7 +99,7 @@ pub async fn fetch(
             // Storing computes the chunk's hash on a storage thread; a wrong
             // chunk is left unreferenced and removed by the next GC.
             let good = if meta.chunks.len() == 1 {
-                bytes.len() as u64 == meta.size && storage.put_small(bytes).await?.id == id
+                bytes.len() as u64 == meta.size && storage.put_small(bytes, kind).await?.id == id
             } else if bytes.len() == meta.chunk_len(next_chunk) {
                 storage.put_chunk(next_chunk as u64, bytes).await? == meta.chunks[next_chunk]
             } else {
@@ -113,10 +117,20 @@ pub async fn fetch(
             if meta.chunks.len() == 1 {
                 return Ok(meta.clone());
             }
-            return Ok(storage.commit(meta.size, meta.chunks.clone(), Some(id)).await?);
+            return Ok(storage.commit(meta.size, meta.chunks.clone(), Some(id), kind).await?);
         }
     }
     Err(FetchError::Unavailable { id, failures })
+}
+
+/// What `peer`, which holds `id`, says the blob is: a label for this node's
+/// accounting, trusted for nothing else. Unknown when the peer does not say
+/// (a node built before kinds were kept cannot decode the question).
+async fn kind_at(net: &NetClient, peer: PeerId, id: ContentId) -> BlobKind {
+    match patiently(net, peer, Request::GetBlobKind { id }).await {
+        Ok(Response::BlobKind(Some(kind))) => kind,
+        _ => BlobKind::Unknown,
+    }
 }
 
 /// Sends `request`, again after a pause while the peer answers that it is

@@ -15,7 +15,7 @@ use mass_protocol::{
     jobs::{Evaluation, ModelManifest, Task, output_columns},
     rpc::{Request, Response},
     serving::BatchPrediction,
-    storage::validate_ref_name,
+    storage::{BlobKind, validate_ref_name},
 };
 
 use super::{
@@ -116,7 +116,7 @@ pub async fn predict_shard(
         })
         .await?;
     if let Some((shard, stats)) = extended {
-        scores.extended = Some((mesh.save(&shard).await?, stats));
+        scores.extended = Some((mesh.save(&shard, BlobKind::Dataset).await?, stats));
     }
     Ok(scores)
 }
@@ -153,7 +153,7 @@ pub async fn run(mesh: &Mesh, model: &str, dataset: &str, into: Option<&str>) ->
         shard_peers.push(peer);
     }
     let evaluation = test_metrics(&all, model_manifest.classes.len());
-    let blob = mesh.save_bytes(csv.as_bytes()).await.map_err(ServeError::Unavailable)?;
+    let blob = mesh.save_bytes(csv.as_bytes(), BlobKind::Prediction).await.map_err(ServeError::Unavailable)?;
     mesh.write_ref(output_ref(model, dataset), Some(blob)).await.map_err(|e| ServeError::Unavailable(e.to_string()))?;
     let into = match into {
         Some(into) => Some(name_extended(mesh, into, &data, &model_manifest, extended).await?),
@@ -204,7 +204,7 @@ async fn name_extended(
     for shard in &manifest.shards {
         mesh.write_ref(pin_name(&shard.id), Some(shard.id)).await.map_err(|e| unavailable(e.to_string()))?;
     }
-    let id = mesh.save(&manifest).await.map_err(unavailable)?;
+    let id = mesh.save(&manifest, BlobKind::Dataset).await.map_err(unavailable)?;
     mesh.write_ref(format!("{REF_PREFIX}{into}"), Some(id)).await.map_err(|e| unavailable(e.to_string()))?;
     Ok(id)
 }

@@ -10,7 +10,7 @@ use mass_protocol::{
     ContentId,
     jobs::{Combine, Evaluation, ModelManifest},
     serving::{Compose, ModelVersion},
-    storage::validate_ref_name,
+    storage::{BlobKind, validate_ref_name},
 };
 
 use super::{
@@ -85,7 +85,7 @@ pub async fn compose(mesh: &Mesh, name: &str, request: Compose) -> Result<ModelV
     let answering = if matches!(combine, Combine::Serial) { last } else { first };
     let mut manifest = ModelManifest {
         name: name.to_owned(),
-        job: mesh.save_kept(&request).await.map_err(ServeError::Unavailable)?,
+        job: mesh.save_kept(&request, BlobKind::Model).await.map_err(ServeError::Unavailable)?,
         spec: answering.manifest.spec.clone(),
         dataset_manifest: first.manifest.dataset_manifest,
         pipeline: first.manifest.pipeline,
@@ -105,7 +105,7 @@ pub async fn compose(mesh: &Mesh, name: &str, request: Compose) -> Result<ModelV
     let model = LoadedModel::composed(ContentId::of(b"new"), manifest.clone(), first.schema.clone(), loaded.clone())
         .map_err(ServeError::BadInput)?;
     manifest.evaluation = evaluate(mesh, model).await?;
-    let id = mesh.save(&manifest).await.map_err(ServeError::Unavailable)?;
+    let id = mesh.save(&manifest, BlobKind::Model).await.map_err(ServeError::Unavailable)?;
     mesh.write_ref(format!("{MODEL_PREFIX}{name}"), Some(id))
         .await
         .map_err(|e| ServeError::Unavailable(e.to_string()))?;

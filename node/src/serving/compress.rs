@@ -27,6 +27,7 @@ use mass_protocol::{
         Task,
     },
     serving::{CompressRequest, ModelVersion},
+    storage::BlobKind,
 };
 use ndarray::{Array2, ArrayView2, Axis, s};
 
@@ -302,7 +303,7 @@ pub async fn compress(mesh: &Mesh, name: &str, request: CompressRequest) -> Resu
 
     let mut member_ids = Vec::with_capacity(made.members.len());
     for member in &made.members {
-        member_ids.push(mesh.save_kept(member).await.map_err(ServeError::Unavailable)?);
+        member_ids.push(mesh.save_kept(member, BlobKind::Model).await.map_err(ServeError::Unavailable)?);
     }
     let distilled = matches!(method, CompressMethod::Distill { .. });
     let meta_id = if distilled { None } else { manifest.meta };
@@ -313,7 +314,7 @@ pub async fn compress(mesh: &Mesh, name: &str, request: CompressRequest) -> Resu
     }
     let variant = ModelManifest {
         name: name.to_owned(),
-        job: mesh.save_kept(&request).await.map_err(ServeError::Unavailable)?,
+        job: mesh.save_kept(&request, BlobKind::Model).await.map_err(ServeError::Unavailable)?,
         spec,
         dataset_manifest: manifest.dataset_manifest,
         pipeline: manifest.pipeline,
@@ -341,7 +342,7 @@ pub async fn compress(mesh: &Mesh, name: &str, request: CompressRequest) -> Resu
         // The parent's folds judged the parent's learner, not this variant.
         cross_validation: None,
     };
-    let id = mesh.save(&variant).await.map_err(ServeError::Unavailable)?;
+    let id = mesh.save(&variant, BlobKind::Model).await.map_err(ServeError::Unavailable)?;
     mesh.write_ref(format!("{MODEL_PREFIX}{name}"), Some(id))
         .await
         .map_err(|e| ServeError::Unavailable(e.to_string()))?;

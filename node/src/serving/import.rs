@@ -19,7 +19,7 @@ use mass_protocol::{
     features::FittedPipeline,
     jobs::{EnsembleSpec, JobSpec, Learner, ModelManifest, ModelSpec},
     serving::{ImportModel, ImportPipeline, ModelVersion},
-    storage::validate_ref_name,
+    storage::{BlobKind, validate_ref_name},
 };
 
 use super::{model::LoadedModel, registry, router::ServeError};
@@ -90,12 +90,12 @@ pub async fn import(mesh: &Mesh, name: &str, request: ImportModel) -> Result<Mod
     manifest.evaluation = evaluate_on_test_rows(mesh, &dataset, &pipeline, &members, &combine).await?;
 
     // Checked: store the parts (pinned, as a job's are), then the version.
-    manifest.pipeline = mesh.save_kept(&pipeline).await.map_err(ServeError::Unavailable)?;
+    manifest.pipeline = mesh.save_kept(&pipeline, BlobKind::Pipeline).await.map_err(ServeError::Unavailable)?;
     for (slot, member) in manifest.members.iter_mut().zip(&members) {
-        *slot = mesh.save_kept(member).await.map_err(ServeError::Unavailable)?;
+        *slot = mesh.save_kept(member, BlobKind::Model).await.map_err(ServeError::Unavailable)?;
     }
-    manifest.job = mesh.save_kept(&request).await.map_err(ServeError::Unavailable)?;
-    let id = mesh.save(&manifest).await.map_err(ServeError::Unavailable)?;
+    manifest.job = mesh.save_kept(&request, BlobKind::Model).await.map_err(ServeError::Unavailable)?;
+    let id = mesh.save(&manifest, BlobKind::Model).await.map_err(ServeError::Unavailable)?;
     mesh.write_ref(format!("{MODEL_PREFIX}{name}"), Some(id))
         .await
         .map_err(|e| ServeError::Unavailable(e.to_string()))?;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 use mass_protocol::{
     ContentId,
-    storage::{BlobMeta, RefEntry, RefRecord},
+    storage::{BlobKind, BlobMeta, RefEntry, RefRecord},
 };
 
-use super::store::{GcReport, Store, StoreError, Stored};
+use super::store::{GcReport, Store, StoreError, Stored, Usage};
 use crate::metrics::Metrics;
 
 /// Runs one store operation on a storage thread.
@@ -42,6 +42,7 @@ pub struct Storage {
     metrics: Metrics,
     sign: Signer,
     refs: Arc<RefCache>,
+    usage: Arc<Usage>,
 }
 
 /// Ref records read recently, so a hot name (a served model, read on every
@@ -94,9 +95,15 @@ impl Storage {
     /// Starts `threads` storage threads over an opened store.
     /// `sign` signs this node's ref entries.
     pub fn start(store: Store, threads: usize, metrics: Metrics, sign: Signer) -> Self {
+        let usage = store.usage();
         let store = Arc::new(store);
         let actor = SyncArbiter::start(threads, move || StorageActor { store: store.clone() });
-        Self { actor, metrics, sign, refs: Arc::default() }
+        Self { actor, metrics, sign, refs: Arc::default(), usage }
+    }
+
+    /// Blobs and bytes held now, by kind (atomics: no storage round trip).
+    pub fn usage(&self) -> Vec<(BlobKind, u64, u64)> {
+        self.usage.by_kind()
     }
 
     async fn run<T: Send + 'static>(&self, op: impl FnOnce(&Store) -> T + Send + 'static) -> T {
@@ -111,8 +118,8 @@ impl Storage {
         result
     }
 
-    pub async fn put_small(&self, bytes: Vec<u8>) -> Result<BlobMeta, StoreError> {
-        let meta = self.run(move |s| s.put_small(&bytes)).await?;
+    pub async fn put_small(&self, bytes: Vec<u8>, kind: BlobKind) -> Result<BlobMeta, StoreError> {
+        let meta = self.run(move |s| s.put_small(&bytes, kind)).await?;
         self.metrics.stored(meta.size);
         Ok(meta)
     }
@@ -126,8 +133,9 @@ impl Storage {
         size: u64,
         cvs: Vec<[u8; 32]>,
         expected: Option<ContentId>,
+        kind: BlobKind,
     ) -> Result<BlobMeta, StoreError> {
-        let meta = self.run(move |s| s.commit(size, cvs, expected)).await?;
+        let meta = self.run(move |s| s.commit(size, cvs, expected, kind)).await?;
         self.metrics.stored(meta.size);
         Ok(meta)
     }
@@ -135,6 +143,11 @@ impl Storage {
     pub async fn meta(&self, id: ContentId) -> Result<Option<BlobMeta>, StoreError> {
         let result = self.run(move |s| s.meta(&id)).await;
         self.observe(result)
+    }
+
+    /// The kind of a blob held here.
+    pub async fn kind(&self, id: ContentId) -> Result<Option<BlobKind>, StoreError> {
+        self.observe(self.run(move |s| s.kind(&id)).await)
     }
 
     pub async fn chunk(&self, meta: BlobMeta, index: usize) -> Result<Vec<u8>, StoreError> {

@@ -1,8 +1,9 @@
 //! Blobs and refs in RocksDB.
 //!
 //! Column families:
-//! - `meta`: blob id -> [`Stored`] (layout and when it was stored). Written
-//!   last, synced: a blob exists exactly when its meta does.
+//! - `meta`: blob id -> [`Stored`] (layout, when it was stored, and its
+//!   [`BlobKind`]). Written last, synced: a blob exists exactly when its
+//!   meta does.
 //! - `chunks`: chunk key -> bytes. A key is the blob id (one-chunk blobs) or the
 //!   chunk's BLAKE3 chaining value, so identical chunks at the same offset are
 //!   stored once.
@@ -13,10 +14,17 @@
 //!
 //! Every read of a chunk is verified against the blob's layout; a mismatch is
 //! an [`StoreError::Integrity`] naming the blob, never wrong bytes.
+//!
+//! [`Usage`] counts the blobs held and their bytes by kind: once from `meta`
+//! when the store opens, then as blobs are committed and removed.
 
 use std::{
     collections::HashSet,
     path::Path,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -24,7 +32,7 @@ use mass_protocol::{
     ContentId,
     chunking::{self, CHUNK_SIZE},
     codec,
-    storage::{BlobMeta, RefEntry, RefRecord},
+    storage::{BlobKind, BlobMeta, RefEntry, RefRecord},
 };
 use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
@@ -67,11 +75,73 @@ pub struct Stored {
     pub meta: BlobMeta,
     /// When this node stored it, Unix milliseconds.
     pub stored_at: u64,
+    /// What the writer (or the peer it was fetched from) said it is.
+    /// Appended: records written before it read as [`BlobKind::Unknown`].
+    pub kind: BlobKind,
 }
+
+/// The `meta` record as nodes wrote it before kinds were kept.
+#[derive(Deserialize)]
+struct StoredWithoutKind {
+    meta: BlobMeta,
+    stored_at: u64,
+}
+
+/// Decodes a `meta` record of either layout. The layouts cannot be
+/// confused: the older one is the newer one without its last field, so
+/// each is refused by the other's decoder (short input, trailing bytes).
+fn decode_stored(bytes: &[u8]) -> Result<Stored, codec::DecodeError> {
+    codec::decode::<Stored>(bytes, MAX_RECORD).or_else(|e| {
+        codec::decode::<StoredWithoutKind>(bytes, MAX_RECORD)
+            .map(|old| Stored { meta: old.meta, stored_at: old.stored_at, kind: BlobKind::Unknown })
+            .map_err(|_| e)
+    })
+}
+
+/// Blobs held and their bytes (the sum of their sizes), by kind. A chunk
+/// shared by two blobs counts in both; a removed blob's chunks stay on
+/// disk until GC but count no more.
+#[derive(Debug, Default)]
+pub struct Usage {
+    blobs: [AtomicU64; BlobKind::ALL.len()],
+    bytes: [AtomicU64; BlobKind::ALL.len()],
+}
+
+impl Usage {
+    fn add(&self, kind: BlobKind, size: u64) {
+        self.blobs[kind as usize].fetch_add(1, Ordering::Relaxed);
+        self.bytes[kind as usize].fetch_add(size, Ordering::Relaxed);
+    }
+
+    fn remove(&self, kind: BlobKind, size: u64) {
+        // Never below zero, whatever the interleaving of a racing reader.
+        let _ =
+            self.blobs[kind as usize].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(1)));
+        let _ = self.bytes[kind as usize]
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(size)));
+    }
+
+    /// (kind, blobs, bytes) for every kind, zeros included.
+    pub fn by_kind(&self) -> Vec<(BlobKind, u64, u64)> {
+        BlobKind::ALL
+            .into_iter()
+            .map(|k| {
+                (k, self.blobs[k as usize].load(Ordering::Relaxed), self.bytes[k as usize].load(Ordering::Relaxed))
+            })
+            .collect()
+    }
+}
+
+/// Locks serializing the writes and removals of one blob's `meta`, so that
+/// [`Usage`] counts a blob committed twice at once (two fetches, two
+/// uploads) once. Striped by id: different blobs rarely wait on each other.
+const META_LOCKS: usize = 64;
 
 /// The store. Cheap to share: RocksDB synchronizes internally.
 pub struct Store {
     db: DB,
+    usage: Arc<Usage>,
+    meta_locks: Vec<Mutex<()>>,
 }
 
 pub fn now_ms() -> u64 {
@@ -112,28 +182,82 @@ impl Store {
         ];
         let db = DB::open_cf_descriptors(&options, path, families)
             .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
-        Ok(Self { db })
+        let store = Self { db, usage: Arc::default(), meta_locks: (0..META_LOCKS).map(|_| Mutex::new(())).collect() };
+        store.count_usage()?;
+        Ok(store)
+    }
+
+    /// Counts what `meta` holds, once at open (one pass over the layouts,
+    /// as GC and the repair walk make). A record that does not decode is
+    /// not counted; reading that blob reports it.
+    fn count_usage(&self) -> Result<(), StoreError> {
+        for item in self.db.iterator_cf(self.cf(CF_META), IteratorMode::Start) {
+            let (_, value) = item?;
+            if let Ok(stored) = decode_stored(&value) {
+                self.usage.add(stored.kind, stored.meta.size);
+            }
+        }
+        Ok(())
+    }
+
+    /// Blobs and bytes held now, by kind.
+    pub fn usage(&self) -> Arc<Usage> {
+        self.usage.clone()
+    }
+
+    fn meta_lock(&self, id: &ContentId) -> MutexGuard<'_, ()> {
+        let lock = &self.meta_locks[id.as_bytes()[0] as usize % META_LOCKS];
+        // The lock guards no data of its own: a panic while holding it leaves nothing torn.
+        lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The `meta` record of a blob as stored, not checked against its id.
+    fn record(&self, id: &ContentId) -> Result<Option<Stored>, StoreError> {
+        let Some(bytes) = self.db.get_pinned_cf(self.cf(CF_META), id.as_bytes())? else {
+            return Ok(None);
+        };
+        decode_stored(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Integrity { id: *id, detail: format!("unreadable layout: {e}") })
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         self.db.cf_handle(name).expect("column families are created at open")
     }
 
-    /// Stores a blob of at most one chunk in one synced write.
-    pub fn put_small(&self, bytes: &[u8]) -> Result<BlobMeta, StoreError> {
+    /// Stores a blob of at most one chunk in one synced write. A blob
+    /// already held keeps its kind, unless that was unknown.
+    pub fn put_small(&self, bytes: &[u8], kind: BlobKind) -> Result<BlobMeta, StoreError> {
         if bytes.len() > CHUNK_SIZE {
             return Err(StoreError::BadChunk { index: 0, size: bytes.len() as u64, len: bytes.len() });
         }
         let id = ContentId::of(bytes);
+        let _meta_lock = self.meta_lock(&id);
         if let Some(stored) = self.stored(&id)? {
+            if stored.kind == BlobKind::Unknown && kind != BlobKind::Unknown {
+                self.learn_kind(stored.clone(), kind)?;
+            }
             return Ok(stored.meta);
         }
         let meta = BlobMeta { id, size: bytes.len() as u64, chunks: vec![*id.as_bytes()] };
         let mut batch = WriteBatch::default();
         batch.put_cf(self.cf(CF_CHUNKS), id.as_bytes(), bytes);
-        self.put_meta(&mut batch, &meta);
+        let kind = self.put_meta(&mut batch, &meta, kind, None);
         self.db.write_opt(batch, &synced())?;
+        self.count(&meta, kind, None);
         Ok(meta)
+    }
+
+    /// Records the kind of a blob held as unknown (stored before kinds
+    /// were kept, or fetched from a peer that did not say), once something
+    /// that knows stores it again. Not synced: if lost, it stays unknown.
+    fn learn_kind(&self, stored: Stored, kind: BlobKind) -> Result<(), StoreError> {
+        let size = stored.meta.size;
+        let record = Stored { kind, ..stored };
+        self.db.put_cf(self.cf(CF_META), record.meta.id.as_bytes(), codec::encode(&record).expect("meta encodes"))?;
+        self.usage.remove(BlobKind::Unknown, size);
+        self.usage.add(kind, size);
+        Ok(())
     }
 
     /// Stores chunk `index` of a multi-chunk blob being uploaded; returns its
@@ -153,7 +277,14 @@ impl Store {
     /// Makes an uploaded multi-chunk blob visible: checks the chunk list hashes
     /// to the blob's id and every chunk is present, then writes its meta with
     /// a synced write (which also makes the earlier chunk writes durable).
-    pub fn commit(&self, size: u64, cvs: Vec<[u8; 32]>, expected: Option<ContentId>) -> Result<BlobMeta, StoreError> {
+    /// A blob already held keeps its kind, unless that was unknown.
+    pub fn commit(
+        &self,
+        size: u64,
+        cvs: Vec<[u8; 32]>,
+        expected: Option<ContentId>,
+        kind: BlobKind,
+    ) -> Result<BlobMeta, StoreError> {
         let id = chunking::root_of(&cvs).ok_or(StoreError::BadChunk { index: 0, size, len: 0 })?;
         if let Some(expected) = expected
             && expected != id
@@ -169,27 +300,46 @@ impl Store {
                 return Err(StoreError::MissingChunk { index });
             }
         }
+        let _meta_lock = self.meta_lock(&id);
+        // Committing a blob held already writes its meta again (a new
+        // stored_at); an unreadable old record is simply replaced.
+        let prior = self.record(&id).ok().flatten();
         let mut batch = WriteBatch::default();
-        self.put_meta(&mut batch, &meta);
+        let kind = self.put_meta(&mut batch, &meta, kind, prior.as_ref());
         for cv in &meta.chunks {
             batch.delete_cf(self.cf(CF_STAGING), cv);
         }
         self.db.write_opt(batch, &synced())?;
+        self.count(&meta, kind, prior.as_ref());
         Ok(meta)
     }
 
-    fn put_meta(&self, batch: &mut WriteBatch, meta: &BlobMeta) {
-        let stored = Stored { meta: meta.clone(), stored_at: now_ms() };
+    /// Adds the write of `meta` to `batch`, replacing `prior` (whose kind
+    /// it keeps unless unknown); returns the kind written. Call with the
+    /// blob's meta lock held, and [`Store::count`] once the batch is written.
+    fn put_meta(&self, batch: &mut WriteBatch, meta: &BlobMeta, kind: BlobKind, prior: Option<&Stored>) -> BlobKind {
+        let kind = match prior {
+            Some(prior) if prior.kind != BlobKind::Unknown => prior.kind,
+            _ => kind,
+        };
+        let stored = Stored { meta: meta.clone(), stored_at: now_ms(), kind };
         batch.put_cf(self.cf(CF_META), meta.id.as_bytes(), codec::encode(&stored).expect("meta encodes"));
+        kind
+    }
+
+    /// Counts a blob whose meta was written, in place of `prior`.
+    fn count(&self, meta: &BlobMeta, kind: BlobKind, prior: Option<&Stored>) {
+        if let Some(prior) = prior {
+            self.usage.remove(prior.kind, prior.meta.size);
+        }
+        self.usage.add(kind, meta.size);
     }
 
     /// The stored record of a blob, checked for consistency.
     pub fn stored(&self, id: &ContentId) -> Result<Option<Stored>, StoreError> {
-        let Some(bytes) = self.db.get_pinned_cf(self.cf(CF_META), id.as_bytes())? else {
+        let Some(stored) = self.record(id)? else {
             return Ok(None);
         };
-        let stored: Stored = codec::decode(&bytes, MAX_RECORD)
-            .map_err(|e| StoreError::Integrity { id: *id, detail: format!("unreadable layout: {e}") })?;
         if stored.meta.id != *id || !stored.meta.is_consistent() {
             return Err(StoreError::Integrity { id: *id, detail: "layout does not hash to the id".into() });
         }
@@ -198,6 +348,11 @@ impl Store {
 
     pub fn meta(&self, id: &ContentId) -> Result<Option<BlobMeta>, StoreError> {
         Ok(self.stored(id)?.map(|s| s.meta))
+    }
+
+    /// The kind of a blob held here.
+    pub fn kind(&self, id: &ContentId) -> Result<Option<BlobKind>, StoreError> {
+        Ok(self.stored(id)?.map(|s| s.kind))
     }
 
     /// Reads and verifies chunk `index` of a blob.
@@ -239,7 +394,7 @@ impl Store {
         let mut out = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_META), IteratorMode::Start) {
             let (key, value) = item?;
-            let stored: Stored = codec::decode(&value, MAX_RECORD)
+            let stored = decode_stored(&value)
                 .map_err(|e| StoreError::Corrupt { key: hex::encode(&key), reason: e.to_string() })?;
             out.push(stored);
         }
@@ -249,8 +404,13 @@ impl Store {
     /// Removes this node's copy of a blob (its chunks go at the next GC).
     /// Returns whether there was one.
     pub fn remove(&self, id: &ContentId) -> Result<bool, StoreError> {
+        let _meta_lock = self.meta_lock(id);
         let existed = self.has(id)?;
+        let prior = self.record(id).ok().flatten();
         self.db.delete_cf_opt(self.cf(CF_META), id.as_bytes(), &synced())?;
+        if let Some(prior) = prior {
+            self.usage.remove(prior.kind, prior.meta.size);
+        }
         Ok(existed)
     }
 
@@ -413,10 +573,10 @@ mod tests {
 
     fn upload(store: &Store, data: &[u8]) -> BlobMeta {
         if data.len() <= CHUNK_SIZE {
-            return store.put_small(data).unwrap();
+            return store.put_small(data, BlobKind::Other).unwrap();
         }
         let cvs = data.chunks(CHUNK_SIZE).enumerate().map(|(i, c)| store.put_chunk(i as u64, c).unwrap()).collect();
-        store.commit(data.len() as u64, cvs, None).unwrap()
+        store.commit(data.len() as u64, cvs, None, BlobKind::Other).unwrap()
     }
 
     fn read_all(store: &Store, id: &ContentId) -> Vec<u8> {
@@ -439,7 +599,7 @@ mod tests {
     #[test]
     fn reopening_keeps_committed_blobs() {
         let dir = tempfile::tempdir().unwrap();
-        let id = Store::open(dir.path()).unwrap().put_small(b"durable").unwrap().id;
+        let id = Store::open(dir.path()).unwrap().put_small(b"durable", BlobKind::Other).unwrap().id;
         let store = Store::open(dir.path()).unwrap();
         assert_eq!(read_all(&store, &id), b"durable");
     }
@@ -451,13 +611,13 @@ mod tests {
         let cv0 = store.put_chunk(0, &data[..CHUNK_SIZE]).unwrap();
         let cv1 = chunking::chunk_cv(1, &data[CHUNK_SIZE..]);
         assert!(matches!(
-            store.commit(data.len() as u64, vec![cv0, cv1], None),
+            store.commit(data.len() as u64, vec![cv0, cv1], None, BlobKind::Other),
             Err(StoreError::MissingChunk { index: 1 })
         ));
         store.put_chunk(1, &data[CHUNK_SIZE..]).unwrap();
         let wrong = ContentId::of(b"other");
         assert!(matches!(
-            store.commit(data.len() as u64, vec![cv0, cv1], Some(wrong)),
+            store.commit(data.len() as u64, vec![cv0, cv1], Some(wrong), BlobKind::Other),
             Err(StoreError::Mismatch { .. })
         ));
         assert!(!store.has(&ContentId::of(&data)).unwrap(), "nothing is visible before a good commit");
@@ -466,7 +626,7 @@ mod tests {
     #[test]
     fn a_flipped_byte_is_an_integrity_error_naming_the_blob() {
         let (_dir, store) = store();
-        let meta = store.put_small(b"precious bytes").unwrap();
+        let meta = store.put_small(b"precious bytes", BlobKind::Other).unwrap();
         store.db.put_cf(store.cf(CF_CHUNKS), meta.id.as_bytes(), b"precious bytez").unwrap();
         let err = store.chunk(&meta, 0).unwrap_err();
         assert!(matches!(err, StoreError::Integrity { id, .. } if id == meta.id), "{err}");
@@ -476,8 +636,8 @@ mod tests {
     #[test]
     fn gc_keeps_referenced_pinned_and_young_blobs() {
         let (_dir, store) = store();
-        let kept = store.put_small(b"referenced").unwrap().id;
-        let pinned = store.put_small(b"pinned").unwrap().id;
+        let kept = store.put_small(b"referenced", BlobKind::Other).unwrap().id;
+        let pinned = store.put_small(b"pinned", BlobKind::Other).unwrap().id;
         let garbage = upload(&store, &vec![9u8; CHUNK_SIZE * 2]).id;
         store.set_ref("model/a", Some(kept), "me", &|_| vec![]).unwrap();
         store.set_ref(&pin_name(&pinned), Some(pinned), "me", &|_| vec![]).unwrap();
@@ -490,6 +650,89 @@ mod tests {
         store.set_ref(&pin_name(&pinned), None, "me", &|_| vec![]).unwrap();
         store.gc(&store.protected().unwrap(), 0).unwrap();
         assert!(!store.has(&pinned).unwrap());
+    }
+
+    fn held(store: &Store, kind: BlobKind) -> (u64, u64) {
+        store.usage().by_kind().into_iter().find(|(k, ..)| *k == kind).map(|(_, n, bytes)| (n, bytes)).unwrap()
+    }
+
+    #[test]
+    fn usage_counts_blobs_and_bytes_by_kind_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let shard = store.put_small(&[1u8; 1000], BlobKind::Dataset).unwrap();
+        // Stored again, by anyone: counted once, and it stays a dataset.
+        store.put_small(&[1u8; 1000], BlobKind::Other).unwrap();
+        let big = vec![2u8; CHUNK_SIZE + 10];
+        let cvs: Vec<_> =
+            big.chunks(CHUNK_SIZE).enumerate().map(|(i, c)| store.put_chunk(i as u64, c).unwrap()).collect();
+        let model = store.commit(big.len() as u64, cvs.clone(), None, BlobKind::Model).unwrap();
+        store.commit(big.len() as u64, cvs, None, BlobKind::Other).unwrap();
+        assert_eq!(held(&store, BlobKind::Dataset), (1, 1000));
+        assert_eq!(held(&store, BlobKind::Model), (1, big.len() as u64));
+        assert_eq!(held(&store, BlobKind::Other), (0, 0));
+        assert_eq!(store.kind(&shard.id).unwrap(), Some(BlobKind::Dataset));
+
+        // Reopening counts the same from disk.
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(held(&store, BlobKind::Dataset), (1, 1000));
+        assert_eq!(held(&store, BlobKind::Model), (1, big.len() as u64));
+
+        assert!(store.remove(&model.id).unwrap());
+        assert!(!store.remove(&model.id).unwrap());
+        assert_eq!(held(&store, BlobKind::Model), (0, 0));
+        store.set_ref("dataset/d", Some(shard.id), "me", &|_| vec![]).unwrap();
+        store.put_small(b"garbage", BlobKind::Other).unwrap();
+        assert_eq!(held(&store, BlobKind::Other), (1, 7));
+        store.gc(&store.protected().unwrap(), 0).unwrap();
+        assert_eq!(held(&store, BlobKind::Other), (0, 0), "GC removed it");
+        assert_eq!(held(&store, BlobKind::Dataset), (1, 1000));
+    }
+
+    #[test]
+    fn a_meta_record_from_before_kinds_loads_as_unknown_until_stored_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let meta = store.put_small(b"written by an older node", BlobKind::Dataset).unwrap();
+        // Rewrite its meta as nodes did before kinds were kept.
+        #[derive(Serialize)]
+        struct Old {
+            meta: BlobMeta,
+            stored_at: u64,
+        }
+        let old = codec::encode(&Old { meta: meta.clone(), stored_at: 5 }).unwrap();
+        store.db.put_cf(store.cf(CF_META), meta.id.as_bytes(), old).unwrap();
+        drop(store);
+
+        let store = Store::open(dir.path()).unwrap();
+        let stored = store.stored(&meta.id).unwrap().unwrap();
+        assert_eq!((stored.meta, stored.stored_at, stored.kind), (meta.clone(), 5, BlobKind::Unknown));
+        assert_eq!(store.list().unwrap().len(), 1);
+        assert_eq!(read_all(&store, &meta.id), b"written by an older node");
+        assert_eq!(held(&store, BlobKind::Unknown), (1, meta.size));
+        // Something that knows stores it again: now it has a kind.
+        store.put_small(b"written by an older node", BlobKind::Pipeline).unwrap();
+        assert_eq!(store.kind(&meta.id).unwrap(), Some(BlobKind::Pipeline));
+        assert_eq!(held(&store, BlobKind::Unknown), (0, 0));
+        assert_eq!(held(&store, BlobKind::Pipeline), (1, meta.size));
+        assert_eq!(store.stored(&meta.id).unwrap().unwrap().stored_at, 5, "learning a kind keeps stored_at");
+    }
+
+    #[test]
+    fn one_blob_stored_by_many_threads_at_once_counts_once() {
+        let (_dir, store) = store();
+        let store = std::sync::Arc::new(store);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || store.put_small(b"raced", BlobKind::Checkpoint).unwrap())
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(held(&store, BlobKind::Checkpoint), (1, 5));
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! Streaming a blob into storage: bytes arrive in pieces of any size; at most
 //! one chunk (1 MiB) plus the piece being appended is held in memory.
 
-use mass_protocol::{ContentId, chunking::CHUNK_SIZE, storage::BlobMeta};
+use mass_protocol::{
+    ContentId,
+    chunking::CHUNK_SIZE,
+    storage::{BlobKind, BlobMeta},
+};
 
 use super::{Storage, StoreError};
 
@@ -10,11 +14,13 @@ pub struct BlobWriter {
     buffer: Vec<u8>,
     cvs: Vec<[u8; 32]>,
     size: u64,
+    kind: BlobKind,
 }
 
 impl BlobWriter {
-    pub fn new(storage: Storage) -> Self {
-        Self { storage, buffer: Vec::with_capacity(CHUNK_SIZE), cvs: Vec::new(), size: 0 }
+    /// A writer of a blob of `kind` (what the store counts it as).
+    pub fn new(storage: Storage, kind: BlobKind) -> Self {
+        Self { storage, buffer: Vec::with_capacity(CHUNK_SIZE), cvs: Vec::new(), size: 0, kind }
     }
 
     /// Bytes accepted so far.
@@ -50,7 +56,7 @@ impl BlobWriter {
     /// given, must be the resulting id.
     pub async fn finish(mut self, expected: Option<ContentId>) -> Result<BlobMeta, StoreError> {
         if self.cvs.is_empty() {
-            let meta = self.storage.put_small(std::mem::take(&mut self.buffer)).await?;
+            let meta = self.storage.put_small(std::mem::take(&mut self.buffer), self.kind).await?;
             return match expected {
                 Some(expected) if expected != meta.id => Err(StoreError::Mismatch { expected, actual: meta.id }),
                 _ => Ok(meta),
@@ -59,6 +65,6 @@ impl BlobWriter {
         if !self.buffer.is_empty() {
             self.flush_chunk().await?;
         }
-        self.storage.commit(self.size, self.cvs, expected).await
+        self.storage.commit(self.size, self.cvs, expected, self.kind).await
     }
 }

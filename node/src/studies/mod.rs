@@ -21,10 +21,14 @@ pub mod driver;
 pub mod plan;
 pub mod register;
 
-use mass_protocol::{ContentId, studies::StudyRecord};
+use mass_protocol::{
+    ContentId,
+    storage::BlobKind,
+    studies::{StudyRecord, StudyState},
+};
 
 use crate::{
-    jobs::watcher::{Drivable, Watcher},
+    jobs::watcher::{Drivable, Seen, Watcher},
     mesh::Mesh,
 };
 
@@ -50,7 +54,7 @@ pub async fn record(mesh: &Mesh, id: ContentId) -> Result<Option<StudyRecord>, S
 
 /// Stores the journal and points `study/<id>` at it.
 pub async fn checkpoint(mesh: &Mesh, record: &StudyRecord) -> Result<(), String> {
-    let id = mesh.save(record).await?;
+    let id = mesh.save(record, BlobKind::Checkpoint).await?;
     mesh.write_ref(format!("{REF_PREFIX}{}", record.id), Some(id)).await.map(|_| ()).map_err(|e| e.to_string())
 }
 
@@ -59,9 +63,10 @@ pub struct Studies;
 
 impl Drivable for Studies {
     const PREFIX: &'static str = REF_PREFIX;
+    const KIND: &'static str = "study";
 
-    fn state(mesh: &Mesh, id: ContentId) -> futures::future::BoxFuture<'_, Result<Option<bool>, String>> {
-        Box::pin(async move { Ok(record(mesh, id).await?.map(|r| r.state.is_over())) })
+    fn state(mesh: &Mesh, id: ContentId) -> futures::future::BoxFuture<'_, Result<Option<Seen>, String>> {
+        Box::pin(async move { Ok(record(mesh, id).await?.map(|r| study_state(&r.state))) })
     }
 
     fn drive(mesh: Mesh, id: ContentId) -> futures::future::BoxFuture<'static, Result<(), String>> {
@@ -70,3 +75,14 @@ impl Drivable for Studies {
 }
 
 pub type StudyWatcher = Watcher<Studies>;
+
+/// A study's state as a label of `mass_studies`.
+pub fn study_state(state: &StudyState) -> Seen {
+    let label = match state {
+        StudyState::Running => "running",
+        StudyState::Completed => "completed",
+        StudyState::Failed(_) => "failed",
+        StudyState::Cancelled => "cancelled",
+    };
+    Seen { over: state.is_over(), state: label }
+}

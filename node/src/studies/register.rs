@@ -4,7 +4,7 @@
 //! lineage.
 
 use mass_kernels::models::Member;
-use mass_protocol::{ContentId, dataset::DatasetManifest, jobs::Evaluation, studies::StudyRecord};
+use mass_protocol::{ContentId, dataset::DatasetManifest, jobs::Evaluation, storage::BlobKind, studies::StudyRecord};
 
 use crate::{
     compute::Work,
@@ -45,7 +45,7 @@ pub async fn register(mesh: &Mesh, record: &StudyRecord, trial: usize) -> Result
     model.name = record.spec.name.clone();
     model.evaluation = test.clone();
     model.study = Some(record.id);
-    let id = mesh.save(&model).await?;
+    let id = mesh.save(&model, BlobKind::Model).await?;
     mesh.write_ref(format!("{MODEL_PREFIX}{}", record.spec.name), Some(id)).await.map_err(|e| e.to_string())?;
     Ok((id, test))
 }

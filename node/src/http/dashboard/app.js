@@ -820,6 +820,9 @@
     { key: "network", title: "payload bytes per second", series: [["in", "mass_bytes_in"], ["out", "mass_bytes_out"]], rate: true, format: bytes },
     { key: "storage", title: "bytes stored and replicated here", series: [["stored", "mass_stored_bytes"], ["replicated", "mass_replicated_bytes"]], rate: false, format: bytes },
     { key: "refusals", title: "refusals per second (HTTP auth, peer requests)", series: [["auth", "mass_auth_refusals"], ["busy", "mass_requests_refused"]], rate: true },
+    { key: "held", title: "bytes held here now, by kind", series: ["dataset", "model", "pipeline", "checkpoint", "prediction", "other", "unknown"].map((k) => [k, "mass_blob_bytes", `kind="${k}"`]), rate: false, format: bytes },
+    { key: "jobs", title: "jobs known, by state", series: ["pending", "running", "completed", "failed", "cancelled"].map((s) => [s, "mass_jobs", `state="${s}"`]), rate: false },
+    { key: "compute", title: "compute work here (all kinds)", series: [["running", "mass_compute_tasks", 'state="running"'], ["waiting", "mass_compute_tasks", 'state="waiting"']], rate: false },
   ];
 
   async function sampleMetrics() {

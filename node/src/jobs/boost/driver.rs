@@ -23,6 +23,7 @@ use mass_protocol::{
     ContentId,
     dataset::DatasetManifest,
     jobs::{JobRecord, TrainingProgress},
+    storage::BlobKind,
 };
 use rand::Rng;
 use tracing::{info, warn};
@@ -259,7 +260,7 @@ async fn run_rounds(
         })
         .await?;
         let (train, validation) = shard_losses(drive.record(), manifest, ends)?;
-        let id = mesh.save_kept(&trees).await?;
+        let id = mesh.save_kept(&trees, BlobKind::Model).await?;
         let mut stopper = Stopper { best: state.best.map(|(r, l)| (r as usize, l)) };
         let stopped = match validation {
             Some(loss) => stopper.record(round, loss, setup.params.patience),
