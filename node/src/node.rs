@@ -251,6 +251,7 @@ pub async fn run(config: NodeConfig, mut stops: mpsc::UnboundedReceiver<Stop>) -
     server_handle.stop(true).await;
     net_client.shutdown().await;
     let _ = net_task.await;
+    storage.quiesce().await;
     Ok(())
 }
 

@@ -101,6 +101,11 @@ impl Storage {
         Self { actor, metrics, sign, refs: Arc::default(), usage }
     }
 
+    /// Readies the store for the process to exit ([`Store::quiesce`]).
+    pub async fn quiesce(&self) {
+        self.run(|s| s.quiesce()).await;
+    }
+
     /// Blobs and bytes held now, by kind (atomics: no storage round trip).
     pub fn usage(&self) -> Vec<(BlobKind, u64, u64)> {
         self.usage.by_kind()

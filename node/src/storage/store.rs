@@ -200,6 +200,18 @@ impl Store {
         Ok(())
     }
 
+    /// Before the process exits: flushes the memtables and stops RocksDB's
+    /// background work, waiting for a running flush or compaction. The
+    /// store stays open on the storage threads, and a background job still
+    /// running when the process exits aborts it ("pthread lock: Invalid
+    /// argument": its mutexes are destroyed under it).
+    pub fn quiesce(&self) {
+        if let Err(e) = self.db.flush() {
+            tracing::warn!("flush before exit failed: {e}");
+        }
+        self.db.cancel_all_background_work(true);
+    }
+
     /// Blobs and bytes held now, by kind.
     pub fn usage(&self) -> Arc<Usage> {
         self.usage.clone()
