@@ -57,6 +57,9 @@ pub struct Mesh {
     /// Nodes that hold a ref entry before its write is acknowledged
     /// (`storage.replication`).
     pub ref_copies: usize,
+    /// Fault injection for tests: the lie this node tells as a
+    /// data-parallel worker (`MASS_FAULT_BYZANTINE`), if any.
+    pub byzantine: Option<crate::jobs::byzantine::Lie>,
 }
 
 impl Mesh {

@@ -74,6 +74,9 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
     let endpoints_path = data_dir.join(ENDPOINTS_FILE);
     let _ = std::fs::remove_file(&endpoints_path);
 
+    if let Some(lie) = config.byzantine {
+        crate::jobs::byzantine::announce(lie);
+    }
     let keypair = identity::load_or_create(data_dir)?;
     let local_peer_id = keypair.public().to_peer_id();
     let psk = config.net.network_key.as_deref().map(network_key::load).transpose()?;
@@ -146,6 +149,7 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()>) -> Resu
             .with_bridges(bridges.clone()),
         ref_admins: config.storage.ref_admins.clone().into(),
         ref_copies: config.storage.replication,
+        byzantine: config.byzantine,
     };
     crate::serving::keeper::ModelKeeper::new(mesh.clone(), MODEL_KEEPER_INTERVAL).start();
     let service = ServiceActor::new(mesh.clone()).start();
