@@ -32,6 +32,9 @@ pub struct NodeConfig {
     pub compute: crate::compute::Config,
     /// How the node uses the bridges declared under `hardware.bridges`.
     pub bridges: bridge::Config,
+    /// Fault injection for tests: lie as a data-parallel worker. Set from
+    /// `MASS_FAULT_BYZANTINE` by `mass node start`, never by the file.
+    pub byzantine: Option<crate::jobs::byzantine::Lie>,
 }
 
 /// Why a configuration was refused.
@@ -379,6 +382,7 @@ impl NodeConfig {
             membership,
             hardware,
             bridges,
+            byzantine: None,
         })
     }
 }

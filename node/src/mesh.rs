@@ -59,6 +59,9 @@ pub struct Mesh {
     pub ref_copies: usize,
     /// Set while this node drains: it places nothing new on itself.
     pub leaving: crate::drain::Leaving,
+    /// Fault injection for tests: the lie this node tells as a
+    /// data-parallel worker (`MASS_FAULT_BYZANTINE`), if any.
+    pub byzantine: Option<crate::jobs::byzantine::Lie>,
 }
 
 impl Mesh {

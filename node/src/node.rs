@@ -84,6 +84,9 @@ pub async fn run(config: NodeConfig, mut stops: mpsc::UnboundedReceiver<Stop>) -
     let endpoints_path = data_dir.join(ENDPOINTS_FILE);
     let _ = std::fs::remove_file(&endpoints_path);
 
+    if let Some(lie) = config.byzantine {
+        crate::jobs::byzantine::announce(lie);
+    }
     let keypair = identity::load_or_create(data_dir)?;
     let local_peer_id = keypair.public().to_peer_id();
     let psk = config.net.network_key.as_deref().map(network_key::load).transpose()?;
@@ -159,6 +162,7 @@ pub async fn run(config: NodeConfig, mut stops: mpsc::UnboundedReceiver<Stop>) -
         ref_admins: config.storage.ref_admins.clone().into(),
         ref_copies: config.storage.replication,
         leaving: leaving.clone(),
+        byzantine: config.byzantine,
     };
     let drain = crate::drain::Drain::new(leaving.clone());
     crate::serving::keeper::ModelKeeper::new(mesh.clone(), MODEL_KEEPER_INTERVAL).start();

@@ -24,6 +24,8 @@ pub struct NodeOptions {
     pub extra_args: Vec<String>,
     /// Where the node's stderr log goes; `None` inherits this process's.
     pub log_file: Option<PathBuf>,
+    /// Environment variables set for the process, on top of this one's.
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeOptions {
@@ -36,6 +38,7 @@ impl NodeOptions {
             config: None,
             extra_args: Vec::new(),
             log_file: None,
+            env: Vec::new(),
         }
     }
 }
@@ -85,6 +88,7 @@ impl LocalNode {
             command.arg("--config").arg(config);
         }
         command.args(&options.extra_args);
+        command.envs(options.env.iter().map(|(name, value)| (name, value)));
         command.stdin(Stdio::null()).stdout(Stdio::null());
         match &options.log_file {
             Some(path) => {

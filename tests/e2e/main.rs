@@ -5,6 +5,7 @@
 mod support;
 
 mod bridge;
+mod byzantine;
 mod cli;
 mod compress;
 mod compute;

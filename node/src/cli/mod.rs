@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
-use crate::config::{FileConfig, NodeConfig, Overrides};
+use crate::config::{ConfigError, FileConfig, NodeConfig, Overrides};
 use exit::bad_input;
 
 #[derive(Debug, Parser)]
@@ -239,7 +239,9 @@ impl StartArgs {
             mdns: self.no_mdns.then_some(false),
             log: self.log,
         };
-        Ok(NodeConfig::resolve(file, overrides)?)
+        let mut config = NodeConfig::resolve(file, overrides)?;
+        config.byzantine = crate::jobs::byzantine::from_env().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(config)
     }
 }
 

@@ -20,8 +20,10 @@
 //! - [`submit`]: accepting a job (every check before it runs).
 //! - [`watcher`]: which jobs this node drives.
 //! - [`progress`]: epochs and losses of running tasks, heard by gossip.
+//! - [`byzantine`]: fault injection for tests, a node that lies as a data-parallel worker.
 
 pub mod boost;
+pub mod byzantine;
 pub mod dispatch;
 pub mod driver;
 pub mod evaluate;

@@ -17,7 +17,10 @@ use mass_protocol::{
 };
 use ndarray::Axis;
 
-use super::learners::{self, Labels, RowSet};
+use super::{
+    byzantine::{self, Lie},
+    learners::{self, Labels, RowSet},
+};
 use crate::{
     compute::{Busy, Work},
     mesh::Mesh,
@@ -173,6 +176,8 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
     {
         return Err(TrainError::Failed(format!("fold {fold} of {folds}: folds must be 2 to {MAX_FOLDS}")));
     }
+    // Fault injection for tests: `None` unless the node was started lying.
+    let lie = byzantine::lie_for(mesh, &work).await;
     let start = if work.start.is_empty() { None } else { Some(average(mesh, &work.start).await?) };
     let pipeline = mesh.load_pipeline(work.pipeline).await?;
     let setup: Option<BoostSetup> = match work.setup {
@@ -210,6 +215,10 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
             train = boosted_rows(train, &previous, Some(work.seed));
             valid = boosted_rows(valid, &previous, None);
         }
+        if lie == Some(Lie::LabelFlip) {
+            byzantine::flip_labels(&mut train.labels, pipeline.classes.len());
+            byzantine::flip_labels(&mut valid.labels, pipeline.classes.len());
+        }
         let mut report = |epoch: usize, epochs: usize, loss: f64| {
             let progress = TrainingProgress {
                 job: work.job,
@@ -233,7 +242,11 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
             Some(&gpu),
             &mut report,
         )?;
-        Ok((fitted.member, train.rows() as u64, fitted.curve, fitted.backend))
+        let (member, rows) = match lie {
+            Some(lie) => byzantine::falsify(lie, fitted.member, train.rows() as u64),
+            None => (fitted.member, train.rows() as u64),
+        };
+        Ok((member, rows, fitted.curve, fitted.backend))
     };
     let (member, rows, curve, backend) = match admission {
         Admission::Wait => mesh.compute.run_waiting(Work::Training, training).await?,
