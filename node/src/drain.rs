@@ -37,17 +37,33 @@ const SHOW_LEAVING: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Default)]
 pub struct Leaving {
     set: Arc<AtomicBool>,
+    since: Arc<std::sync::OnceLock<Instant>>,
+    /// How long after it starts leaving every peer has seen it leave.
+    settle: Duration,
     /// Jobs and studies driven now, by kind, as the watchers report them.
     driving: Arc<Mutex<BTreeMap<&'static str, usize>>>,
 }
 
 impl Leaving {
+    /// Peers see a node leave within `settle` (a few advert intervals).
+    pub fn new(settle: Duration) -> Self {
+        Self { settle, ..Self::default() }
+    }
+
     pub fn is_set(&self) -> bool {
         self.set.load(Ordering::SeqCst)
     }
 
+    /// Whether every peer has seen this node leave by now: a peer that had
+    /// not could still count it as a home of a blob and drop its own copy,
+    /// so only proofs gathered after this count as handed off.
+    pub fn settled(&self) -> bool {
+        self.since.get().is_some_and(|since| since.elapsed() >= self.settle)
+    }
+
     /// Starts leaving; returns whether this call started it.
     fn set(&self) -> bool {
+        let _ = self.since.set(Instant::now());
         !self.set.swap(true, Ordering::SeqCst)
     }
 
@@ -64,8 +80,8 @@ impl Leaving {
 /// What a draining node knows about its handoff at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Progress {
-    /// Repair walks finished that began after draining did; what the last
-    /// one found is below.
+    /// Repair walks finished that began once every peer had seen this node
+    /// leave ([`Leaving::settled`]); what the last one found is below.
     pub walks: u64,
     /// Blobs held here.
     pub blobs: usize,
@@ -106,7 +122,7 @@ pub fn verdict(progress: &Progress) -> Verdict {
         return Verdict::Alone;
     }
     if walks == 0 {
-        return Verdict::Waiting("the first repair walk since draining began".into());
+        return Verdict::Waiting("peers to see this node leave, then a repair walk".into());
     }
     if handed_off < blobs {
         return Verdict::Waiting(format!("{handed_off} of {blobs} blobs shown by their new homes"));
@@ -276,10 +292,13 @@ mod tests {
     }
 
     #[test]
-    fn leaving_is_set_once() {
-        let leaving = Leaving::default();
-        assert!(!leaving.is_set());
+    fn leaving_is_set_once_and_settles_after_its_delay() {
+        let leaving = Leaving::new(Duration::from_millis(30));
+        assert!(!leaving.is_set() && !leaving.settled());
         assert!(leaving.set());
+        assert!(!leaving.settled());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(leaving.settled());
         assert!(!leaving.set());
         assert!(leaving.is_set());
         leaving.set_driving("job", 2);

@@ -131,7 +131,8 @@ pub async fn run(config: NodeConfig, mut stops: mpsc::UnboundedReceiver<Stop>) -
             .map_err(|e| StartError::Listen { addr: addr.clone(), reason: listen_reason(&e) })?;
     }
 
-    let leaving = crate::drain::Leaving::default();
+    // Peers see a node leave by its next advert, and gossip takes a moment.
+    let leaving = crate::drain::Leaving::new(config.membership.advert_interval * 2);
     let membership = MembershipActor::new(local_peer_id, config.membership, metrics.clone(), leaving.clone()).start();
     let bridges = crate::bridge::Bridges::start(&config.bridges);
     let (command_tx, command_rx) = mpsc::channel(net::COMMAND_CAPACITY);

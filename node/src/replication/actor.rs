@@ -67,7 +67,7 @@ pub struct GetHandoff;
 /// What the walks that began after draining did found.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Handoff {
-    /// Walks finished that began while draining.
+    /// Walks finished that began once every peer had seen the drain.
     pub walks: u64,
     /// In the last of them: blobs held here, and those every home showed.
     pub blobs: usize,
@@ -314,6 +314,9 @@ impl ReplicationActor {
             metrics: self.metrics.clone(),
             leaving: self.leaving.is_set(),
         };
+        // Only a walk that began once every peer saw this node leave counts
+        // for its drain ([`Leaving::settled`]).
+        let counts_for_drain = self.leaving.settled();
         let membership = self.membership.clone();
         let previous_view = std::mem::take(&mut self.view);
         let mut confirmed = std::mem::take(&mut self.confirmed);
@@ -341,7 +344,7 @@ impl ReplicationActor {
                 let evidence = confirmed.entry(stored.meta.id).or_default();
                 handed_off += usize::from(walk.blob(&stored.meta, &peers, evidence).await);
             }
-            (peers, confirmed, walk.leaving.then_some((total, handed_off)))
+            (peers, confirmed, counts_for_drain.then_some((total, handed_off)))
         };
         ctx.spawn(work.into_actor(self).map(|(peers, confirmed, handoff), actor, _| {
             actor.view = peers;

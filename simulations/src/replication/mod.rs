@@ -247,6 +247,10 @@ struct Memory {
     tallies: BTreeMap<u32, Tally>,
     /// Blobs being fetched, with the fetch's number.
     fetching: BTreeMap<u32, u64>,
+    /// Set on a draining node's first walk once every view has seen it
+    /// leave: its evidence from before is dropped then, and only what it
+    /// gathers after counts towards leaving (`drain::Leaving::settled`).
+    drain_settled: bool,
 }
 
 #[derive(Debug)]
@@ -255,6 +259,8 @@ struct Node {
     disk: BTreeSet<u32>,
     memory: Memory,
     lag_ms: u64,
+    /// When it began draining.
+    draining_since: u64,
 }
 
 struct World {
@@ -308,6 +314,7 @@ impl World {
                 disk: BTreeSet::new(),
                 memory: Memory::default(),
                 lag_ms: rng.random_range(0..=s.max_view_lag_ms),
+                draining_since: 0,
             })
             .collect();
         let mut live = Bits::default();
@@ -466,12 +473,22 @@ impl World {
             memory.tallies.clear();
             memory.view = Some(view);
         }
+        // Every view lags at most `max_view_lag_ms`: a peer that has not yet
+        // seen this node leave may count it as a home and drop its own
+        // copy, so what was shown before then proves nothing.
+        let settle = self.s.max_view_lag_ms + self.s.max_delay_ms;
+        let n = &mut self.nodes[node as usize];
+        let settled = status == Status::Draining && self.now >= n.draining_since + settle;
+        if settled && !n.memory.drain_settled {
+            n.memory.evidence.clear();
+            n.memory.drain_settled = true;
+        }
         let blobs: Vec<u32> = self.nodes[node as usize].disk.iter().copied().collect();
         let mut handed_off = 0;
         for &blob in &blobs {
             handed_off += usize::from(self.plan_blob(node, blob)?);
         }
-        if status == Status::Draining && handed_off == blobs.len() {
+        if settled && handed_off == blobs.len() {
             self.leave(node)?;
         }
         Ok(())
@@ -664,6 +681,7 @@ impl World {
             return;
         };
         self.nodes[node as usize].status = Status::Draining;
+        self.nodes[node as usize].draining_since = self.now;
         self.live.set(node, false);
         self.report.drains += 1;
         self.snapshot();
@@ -707,7 +725,13 @@ impl World {
     fn join(&mut self) {
         let node = self.ranking.add_node();
         let lag_ms = self.rng.random_range(0..=self.s.max_view_lag_ms);
-        self.nodes.push(Node { status: Status::Up, disk: BTreeSet::new(), memory: Memory::default(), lag_ms });
+        self.nodes.push(Node {
+            status: Status::Up,
+            disk: BTreeSet::new(),
+            memory: Memory::default(),
+            lag_ms,
+            draining_since: 0,
+        });
         self.live.set(node, true);
         if let Some(minority) = &mut self.minority {
             // A newcomer lands on the majority side.
