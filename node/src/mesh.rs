@@ -38,6 +38,9 @@ pub enum AcceptRefError {
     Store(String),
 }
 
+/// How long a checkpoint waits for a copy on another node, at most.
+pub const CHECKPOINT_HOLD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct Mesh {
     pub peer_id: String,
@@ -132,6 +135,30 @@ impl Mesh {
     pub async fn save_kept<T: Serialize>(&self, value: &T, kind: BlobKind) -> Result<ContentId, String> {
         let id = self.save(value, kind).await?;
         self.write_ref(pin_name(&id), Some(id)).await.map_err(|e| format!("cannot pin {id}: {e}"))?;
+        Ok(id)
+    }
+
+    /// Stores a checkpoint (a job's record, a study's journal) and waits,
+    /// up to [`CHECKPOINT_HOLD_WAIT`], until another node holds it: a
+    /// driver stalled or killed right after a checkpoint must not leave the
+    /// ref naming a record only its own disk has, which the next driver
+    /// cannot read (and which fencing then reads as the newest record).
+    pub async fn save_checkpoint<T: Serialize>(&self, value: &T) -> Result<ContentId, String> {
+        let id = self.save(value, BlobKind::Checkpoint).await?;
+        let local = self.net.local_peer_id();
+        let others: Vec<PeerId> =
+            homes(&id, &self.placement_view().await, self.ref_copies).into_iter().filter(|p| *p != local).collect();
+        let deadline = tokio::time::Instant::now() + CHECKPOINT_HOLD_WAIT;
+        'homes: for home in others {
+            while tokio::time::Instant::now() < deadline {
+                let asked = self.net.request_within(home, Request::Replicate { id }, CHECKPOINT_HOLD_WAIT).await;
+                if matches!(asked, Ok(Response::Has(true))) {
+                    break 'homes;
+                }
+                // Not yet: the home is fetching it (a record is small).
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
         Ok(id)
     }
 

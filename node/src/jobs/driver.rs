@@ -76,7 +76,7 @@ async fn save_checkpoint(mesh: &Mesh, record: &JobRecord) -> Result<(), StepErro
         return Err(StepError::Cancelled(record.id));
     }
     still_driving(mesh, record).await?;
-    let id = mesh.save(record, BlobKind::Checkpoint).await?;
+    let id = mesh.save_checkpoint(record).await?;
     mesh.write_ref(format!("{REF_PREFIX}{}", record.id), Some(id))
         .await
         .map(|_| ())

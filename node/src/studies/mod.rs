@@ -23,7 +23,6 @@ pub mod register;
 
 use mass_protocol::{
     ContentId,
-    storage::BlobKind,
     studies::{StudyRecord, StudyState},
 };
 
@@ -54,7 +53,7 @@ pub async fn record(mesh: &Mesh, id: ContentId) -> Result<Option<StudyRecord>, S
 
 /// Stores the journal and points `study/<id>` at it.
 pub async fn checkpoint(mesh: &Mesh, record: &StudyRecord) -> Result<(), String> {
-    let id = mesh.save(record, BlobKind::Checkpoint).await?;
+    let id = mesh.save_checkpoint(record).await?;
     mesh.write_ref(format!("{REF_PREFIX}{}", record.id), Some(id)).await.map(|_| ()).map_err(|e| e.to_string())
 }
 
