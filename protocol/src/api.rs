@@ -50,6 +50,18 @@ pub enum DrainState {
     Drained,
 }
 
+impl DrainState {
+    /// The state as the API and `mass node drain` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DrainState::Serving => "serving",
+            DrainState::Draining => "draining",
+            DrainState::Leaving => "leaving",
+            DrainState::Drained => "drained",
+        }
+    }
+}
+
 /// `GET /v1/node/drain` and the answer to `POST /v1/node/drain`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrainStatus {

@@ -72,12 +72,7 @@ fn handed_everything_off(status: &DrainStatus) -> bool {
 
 /// One line of progress.
 fn line(status: &DrainStatus) -> String {
-    let state = match status.state {
-        DrainState::Serving => "serving",
-        DrainState::Draining => "draining",
-        DrainState::Leaving => "leaving",
-        DrainState::Drained => "drained",
-    };
+    let state = status.state.name();
     let mut text = format!(
         "{state}: {}/{} blobs handed off, {} peers up, {} tasks running, {} drives",
         status.handed_off, status.blobs, status.peers_up, status.working, status.driving
