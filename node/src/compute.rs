@@ -66,6 +66,8 @@ impl Config {
 
 /// The advert entry that carries a node's slot count.
 pub const SLOTS_QUEUE: &str = "compute.slots";
+/// Adverts count the work a node has done as `done.<kind>`.
+pub const DONE_PREFIX: &str = "done.";
 
 /// What a piece of work is, for the load the node advertises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -121,6 +123,9 @@ struct Inner {
     slots: Arc<Semaphore>,
     waiting: AtomicUsize,
     running: Mutex<BTreeMap<Work, usize>>,
+    /// Pieces of work finished since the node started, by kind: its share
+    /// of the mesh's work, shown in `mass peers`.
+    done: Mutex<BTreeMap<Work, u64>>,
     metrics: Metrics,
 }
 
@@ -169,6 +174,7 @@ impl Drop for Running {
         if let Some(n) = self.inner.running.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&self.kind) {
             *n = n.saturating_sub(1);
         }
+        *self.inner.done.lock().unwrap_or_else(|e| e.into_inner()).entry(self.kind).or_default() += 1;
         self.inner.metrics.compute_tasks(self.kind.label(), "running", -1);
         self.inner.metrics.compute_task_done(self.kind.label());
     }
@@ -186,6 +192,7 @@ impl Compute {
                 slots,
                 waiting: AtomicUsize::new(0),
                 running: Mutex::new(BTreeMap::new()),
+                done: Mutex::new(BTreeMap::new()),
                 metrics,
             }),
         }
@@ -280,11 +287,17 @@ impl Compute {
         self.inner.running.lock().expect("pool lock").iter().map(|(k, n)| (*k, *n)).collect()
     }
 
-    /// Running work by kind and the queue, for adverts and `mass peers`.
+    /// Running work by kind, the queue, and the work done so far (as
+    /// `done.<kind>`), for adverts and `mass peers`.
     pub fn depths(&self) -> Vec<QueueDepth> {
         let running = self.inner.running.lock().expect("pool lock");
         let mut out: Vec<QueueDepth> =
             running.iter().map(|(k, n)| QueueDepth { name: k.queue_name().into(), depth: *n as u32 }).collect();
+        let done = self.inner.done.lock().expect("pool lock");
+        out.extend(done.iter().map(|(k, n)| QueueDepth {
+            name: format!("{DONE_PREFIX}{}", k.label()),
+            depth: u32::try_from(*n).unwrap_or(u32::MAX),
+        }));
         out.push(QueueDepth {
             name: "compute.waiting".into(),
             depth: self.inner.waiting.load(Ordering::SeqCst) as u32,

@@ -199,6 +199,7 @@ pub async fn run(config: NodeConfig, mut stops: mpsc::UnboundedReceiver<Stop>) -
         )
         .with_bridges(bridges)
         .with_leaving(leaving.clone())
+        .with_replicas(mesh.serving.replicas.clone())
         .start();
         crate::membership::redial::spawn(membership.clone(), net_client.clone(), config.membership.advert_interval * 4);
         Ok::<_, StartError>(listen_addrs)

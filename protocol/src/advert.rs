@@ -30,7 +30,8 @@ pub struct Load {
     pub free_memory_bytes: u64,
     /// 1-minute load average divided by cores (1.0 = every core busy).
     pub cpu_load: f32,
-    /// Depth of each named work queue on the node.
+    /// Depth of each named work queue on the node, and counters of its
+    /// share of the mesh's work (`done.<kind>`, `serving.replicas`).
     pub queues: Vec<QueueDepth>,
 }
 

@@ -15,6 +15,7 @@ mod drain;
 mod formats;
 mod hostile;
 mod jobs;
+mod joining;
 mod learners;
 mod liveness;
 mod mdns;

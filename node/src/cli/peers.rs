@@ -1,7 +1,7 @@
 //! `mass peers`: the peer table of a node, as a table or JSON.
 
 use clap::Args;
-use mass_protocol::api::PeerView;
+use mass_protocol::{Load, api::PeerView};
 
 #[derive(Debug, Args)]
 pub struct PeersArgs {
@@ -23,6 +23,19 @@ pub async fn run(args: PeersArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A node's share of the mesh's work: the models it serves as a replica
+/// and the pieces of work it has done, by kind.
+fn share(load: &Load) -> String {
+    let replicas = load.queues.iter().find(|q| q.name == crate::serving::REPLICAS_QUEUE).map_or(0, |q| q.depth);
+    let done: Vec<String> = load
+        .queues
+        .iter()
+        .filter_map(|q| Some(format!("{} {}", q.name.strip_prefix(crate::compute::DONE_PREFIX)?, q.depth)))
+        .collect();
+    let done = if done.is_empty() { "nothing".to_owned() } else { done.join(", ") };
+    format!("replica of {replicas} model(s), done: {done}")
+}
+
 /// Formats the peer table for a terminal.
 pub fn render(peers: &[PeerView]) -> String {
     let now =
@@ -38,6 +51,7 @@ pub fn render(peers: &[PeerView]) -> String {
         "GPUS".into(),
         "BRIDGES".into(),
         "LOAD".into(),
+        "SHARE".into(),
     ]];
     for peer in peers {
         let short = peer.peer_id.chars().rev().take(8).collect::<String>().chars().rev().collect::<String>();
@@ -107,9 +121,10 @@ pub fn render(peers: &[PeerView]) -> String {
                 )
             })
             .unwrap_or_else(|| "?".into());
-        rows.push([name, state.into(), seen, cpu, cores, memory, gemm, gpus, bridges, load]);
+        let share = peer.load.as_ref().map_or_else(|| "?".into(), share);
+        rows.push([name, state.into(), seen, cpu, cores, memory, gemm, gpus, bridges, load, share]);
     }
-    let widths: Vec<usize> = (0..10).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..11).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in rows {
         let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
@@ -117,4 +132,27 @@ pub fn render(peers: &[PeerView]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use mass_protocol::QueueDepth;
+
+    use super::*;
+
+    fn load(queues: &[(&str, u32)]) -> Load {
+        Load {
+            free_memory_bytes: 0,
+            cpu_load: 0.0,
+            queues: queues.iter().map(|(name, depth)| QueueDepth { name: (*name).into(), depth: *depth }).collect(),
+        }
+    }
+
+    #[test]
+    fn the_share_column_names_replicas_and_work_done_by_kind() {
+        let busy =
+            load(&[("compute.training", 1), ("done.training", 4), ("done.evaluation", 2), ("serving.replicas", 3)]);
+        assert_eq!(share(&busy), "replica of 3 model(s), done: training 4, evaluation 2");
+        assert_eq!(share(&load(&[("compute.free", 2)])), "replica of 0 model(s), done: nothing");
+    }
 }

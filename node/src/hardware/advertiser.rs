@@ -1,6 +1,12 @@
 //! Publishes this node's advert at start and then periodically.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
 
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, WrapFuture};
 use mass_protocol::{Advert, HardwareProfile, QueueDepth, names};
@@ -10,7 +16,7 @@ use crate::{
     compute::Compute,
     membership::{MembershipActor, actor::SetLocalAdvert},
     net::NetClient,
-    serving::{INFERENCE_QUEUE, Inference},
+    serving::{INFERENCE_QUEUE, Inference, REPLICAS_QUEUE},
 };
 
 pub struct Advertiser {
@@ -29,6 +35,8 @@ pub struct Advertiser {
     bridges: crate::bridge::Bridges,
     /// Set once the node drains; its adverts then say so.
     leaving: crate::drain::Leaving,
+    /// The models this node serves as a replica (`serving.replicas`).
+    replicas: Arc<AtomicU32>,
 }
 
 /// How often the GEMM is measured again, and for how long.
@@ -62,7 +70,14 @@ impl Advertiser {
             share,
             bridges: Default::default(),
             leaving: Default::default(),
+            replicas: Default::default(),
         }
+    }
+
+    /// Advertises how many models the node serves as a replica.
+    pub fn with_replicas(mut self, replicas: Arc<AtomicU32>) -> Self {
+        self.replicas = replicas;
+        self
     }
 
     /// Advertises whether the node is leaving.
@@ -107,6 +122,7 @@ impl Advertiser {
         let mut queues = vec![
             QueueDepth { name: "net".into(), depth: self.net.queued() as u32 },
             QueueDepth { name: INFERENCE_QUEUE.into(), depth: self.inference.depth() as u32 },
+            QueueDepth { name: REPLICAS_QUEUE.into(), depth: self.replicas.load(Ordering::Relaxed) },
         ];
         // What the compute pool is doing: pieces running by kind, waiting, free slots.
         queues.extend(self.compute.depths());

@@ -3,7 +3,7 @@
 //! `serving.replicas`) fetch all its blobs and load it, so a promoted
 //! version is ready on its replicas before requests reach them.
 
-use std::time::Duration;
+use std::{sync::atomic::Ordering, time::Duration};
 
 use actix::{Actor, AsyncContext, Context, WrapFuture};
 use tracing::{debug, info};
@@ -34,15 +34,24 @@ impl Actor for ModelKeeper {
 async fn keep(mesh: Mesh) {
     let Ok(refs) = mesh.storage.refs().await else { return };
     let local = mesh.net.local_peer_id();
+    let mut serving = 0;
     for record in refs.iter().filter(|r| r.name.starts_with(MODEL_PREFIX)) {
         let Some(id) = record.current().and_then(|c| c.target) else { continue };
-        if mesh.serving.models.is_loaded(&id) || !super::replica_set(&mesh, &id).await.contains(&local) {
+        if !super::replica_set(&mesh, &id).await.contains(&local) {
+            continue;
+        }
+        if mesh.serving.models.is_loaded(&id) {
+            serving += 1;
             continue;
         }
         // Loading fetches (and so stores here) every blob of the version.
         match mesh.serving.models.get(&mesh, id).await {
-            Ok(_) => info!(model = %record.name, manifest = %id, "serving a replica"),
+            Ok(_) => {
+                serving += 1;
+                info!(model = %record.name, manifest = %id, "serving a replica")
+            }
             Err(e) => debug!(model = %record.name, "cannot take a replica yet: {e}"),
         }
     }
+    mesh.serving.replicas.store(serving, Ordering::Relaxed);
 }

@@ -36,6 +36,8 @@ pub use model::ModelCache;
 
 /// Name of the inference queue in load adverts.
 pub const INFERENCE_QUEUE: &str = "inference";
+/// The advert's count of models a node serves as a replica.
+pub const REPLICAS_QUEUE: &str = "serving.replicas";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -108,6 +110,9 @@ pub struct Serving {
     pub hedging: std::sync::Arc<hedge::Hedging>,
     /// Accelerators that may run loaded models' networks (none by default).
     pub bridges: crate::bridge::Bridges,
+    /// How many served models this node is a loaded replica of, as the
+    /// keeper last counted: its share of serving, in adverts.
+    pub replicas: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Serving {
@@ -122,6 +127,7 @@ impl Serving {
             demand: Demand::default(),
             hedging: Default::default(),
             bridges: Default::default(),
+            replicas: Default::default(),
         }
     }
 
