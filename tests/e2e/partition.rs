@@ -238,11 +238,6 @@ async fn write_through(node: &Node, who: usize, until: Instant) -> (Vec<Ack>, us
     (acks, refused)
 }
 
-// Run with `--ignored`. It passed five runs on its own; in one full CI run
-// (other e2e tests beside it) the majority side had not taken the job over
-// 60 s after the cut. Not diagnosed yet (docs/architecture.md, "Faults:
-// partitions").
-#[ignore = "issue 16: once, under CI load, the majority side did not take the job over within 60 s"]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_partition_2_3_loses_no_acknowledged_write_and_the_job_completes_once() {
     let net = match Net::create() {
@@ -359,12 +354,27 @@ async fn a_partition_2_3_loses_no_acknowledged_write_and_the_job_completes_once(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let replicas_converged = eventually(
-        Duration::from_secs(30).saturating_sub(healed.elapsed()),
-        "every acknowledged blob on exactly k nodes",
-        || async { holders(&nodes, &blobs).await.values().all(|&n| n == K) },
-    )
-    .await;
+    let refs_done = healed.elapsed();
+    let replicas_converged = loop {
+        let counts = holders(&nodes, &blobs).await;
+        if counts.values().all(|&n| n == K) {
+            break healed.elapsed() - refs_done;
+        }
+        if healed.elapsed() > Duration::from_secs(30) {
+            // How many blobs hold how many copies: below k is a loss in
+            // waiting, above k a repair walk that has not dropped a copy.
+            let mut spread: BTreeMap<usize, usize> = BTreeMap::new();
+            for n in counts.values() {
+                *spread.entry(*n).or_default() += 1;
+            }
+            let logs: Vec<String> = (0..NODES).map(|i| cluster.log_of(&format!("node{i}"))).collect();
+            panic!(
+                "30 s after heal, blobs are not all on exactly k = {K} nodes (copies: blobs) {spread:?}\n{}",
+                logs.join("\n-----\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let converged = healed.elapsed();
     let counts = holders(&nodes, &blobs).await;
     for (_, ack) in &acked {

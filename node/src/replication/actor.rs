@@ -4,6 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures::StreamExt;
+
 use actix::{
     Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, MessageResult, ResponseFuture, WrapFuture,
 };
@@ -37,6 +39,11 @@ const GC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 /// How long a fetch waits for the DHT's providers before asking every live
 /// peer instead.
 const PROVIDERS_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Up to this many live peers not yet asked, a fetch asks them all rather
+/// than the DHT.
+const ASK_ALL_UP_TO: usize = 32;
+/// Blobs a repair walk works on at once.
+const WALK_CONCURRENCY: usize = 8;
 /// How often a draining node checks whether to start its next walk.
 const DRAIN_WALK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Bounds on fetches in flight (see [`super::queue`]). A fetch keeps a few
@@ -149,8 +156,8 @@ struct Reach {
 
 impl Reach {
     /// Fetches `id`: from `first` and its homes, where it should be; only if
-    /// they cannot supply it, from DHT providers and then every other live
-    /// peer (the DHT query costs a round of lookups, so it is not asked first).
+    /// they cannot supply it, from every other live peer (in a mesh of more
+    /// than [`ASK_ALL_UP_TO`] others, DHT providers first).
     async fn fetch_anywhere(&self, id: ContentId, first: Option<PeerId>) -> Result<BlobMeta, FetchError> {
         let Self { net, storage, metrics, membership, local, k, leaving } = self;
         let peers = view(membership, *local, leaving.is_set()).await;
@@ -162,17 +169,21 @@ impl Reach {
             Err(FetchError::Unavailable { failures, .. }) => failures,
             Err(e) => return Err(e),
         };
-        // Bounded: across a partition the query can wait on peers that no
-        // longer answer until kad's own timeout, and a job's next driver
-        // reads its record through here.
-        let providers = tokio::time::timeout(PROVIDERS_WAIT, net.find_providers(id)).await;
-        let mut rest: Vec<PeerId> = providers.ok().and_then(Result::ok).unwrap_or_default();
         // Only peers alive (up, or draining: they hold what they had until
-        // they leave): a provider cut off by a partition would hold the
-        // fetch until the request timeout.
+        // they leave): a peer cut off by a partition would hold the fetch
+        // until the request timeout.
         let live = membership.send(GetLivePeers).await.unwrap_or_default();
-        rest.retain(|p| live.contains(p));
-        rest.extend(live);
+        let mut rest: Vec<PeerId> = live.iter().copied().filter(|p| !seen.contains(p)).collect();
+        // A small mesh is asked whole at once: the DHT query costs rounds of
+        // lookups, and across a partition it waits on peers that no longer
+        // answer (a job's next driver reads its record through here, older
+        // checkpoints in turn). A large one asks the providers first.
+        if rest.len() > ASK_ALL_UP_TO {
+            let providers = tokio::time::timeout(PROVIDERS_WAIT, net.find_providers(id)).await;
+            let mut first: Vec<PeerId> = providers.ok().and_then(Result::ok).unwrap_or_default();
+            first.retain(|p| live.contains(p));
+            rest.splice(0..0, first);
+        }
         rest.retain(|p| seen.insert(*p));
         match fetch(net, storage, metrics, id, &rest).await {
             Err(FetchError::Unavailable { failures: more, .. }) => {
@@ -339,10 +350,25 @@ impl ReplicationActor {
             // Evidence about blobs no longer here is of no use.
             let listed: HashSet<ContentId> = blobs.iter().map(|stored| stored.meta.id).collect();
             confirmed.retain(|id, _| listed.contains(id));
-            let (total, mut handed_off) = (blobs.len(), 0);
-            for stored in blobs {
-                let evidence = confirmed.entry(stored.meta.id).or_default();
-                handed_off += usize::from(walk.blob(&stored.meta, &peers, evidence).await);
+            // Blobs are walked a few at a time: each costs round trips to
+            // its homes, and after a heal or a join every blob moves at once.
+            let total = blobs.len();
+            let walked: Vec<(ContentId, Confirmations<PeerId>, bool)> = futures::stream::iter(blobs)
+                .map(|stored| {
+                    let mut evidence = confirmed.remove(&stored.meta.id).unwrap_or_default();
+                    let (walk, peers) = (&walk, &peers);
+                    async move {
+                        let handed_off = walk.blob(&stored.meta, peers, &mut evidence).await;
+                        (stored.meta.id, evidence, handed_off)
+                    }
+                })
+                .buffer_unordered(WALK_CONCURRENCY)
+                .collect()
+                .await;
+            let mut handed_off = 0;
+            for (id, evidence, handed) in walked {
+                confirmed.insert(id, evidence);
+                handed_off += usize::from(handed);
             }
             (peers, confirmed, counts_for_drain.then_some((total, handed_off)))
         };
