@@ -31,7 +31,16 @@ fn fresh_seeds_keep_every_blob_and_converge() {
         total.destroys += report.destroys;
         total.lost += report.lost;
         total.drained += report.drained;
+        total.requests += report.requests;
+        total.answered += report.answered;
+        total.slowest_answer_ms = total.slowest_answer_ms.max(report.slowest_answer_ms);
     }
+    eprintln!(
+        "predictions: {} of {} answered (all others refused by their deadline), slowest answer {} ms",
+        total.answered, total.requests, total.slowest_answer_ms
+    );
+    // Predictions went through chaos: some answered, some could not be.
+    assert!(total.answered > 0 && total.answered < total.requests, "{total:?}");
     // The faults did happen: copies were repaired, migrated back, disks
     // lost, nodes drained and gone.
     assert!(total.copies_moved > 0 && total.drops > 0 && total.destroys > 0, "{total:?}");

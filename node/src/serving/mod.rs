@@ -15,6 +15,7 @@
 
 pub mod admission;
 pub mod batch;
+pub mod choice;
 pub mod compose;
 pub mod compress;
 pub mod export;

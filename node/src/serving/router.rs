@@ -13,11 +13,10 @@ use mass_protocol::{
     rpc::{Request, Response, RpcErrorKind},
     serving::{PredictCall, Predicted, Prediction, Row},
 };
-use rand::seq::SliceRandom;
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::{INFERENCE_QUEUE, inference::InferenceError, registry};
+use super::{INFERENCE_QUEUE, choice, inference::InferenceError, registry};
 use crate::{membership::GetQueueDepths, mesh::Mesh};
 
 /// Why a prediction was not answered.
@@ -65,7 +64,7 @@ async fn predict_version(
     let deadline = Instant::now() + mesh.serving.config.deadline;
     // Busy here: a replica may have room.
     if holds(mesh, manifest).await && !mesh.serving.inference.is_full() {
-        return serve_local(mesh, call).await;
+        return serve_local_within(mesh, call, deadline).await;
     }
     if mesh.serving.demand.forwarded(manifest, mesh.serving.config.hot_after) {
         // Hot here: take a copy in the background; once loaded, this node
@@ -127,25 +126,27 @@ pub async fn holds(mesh: &Mesh, id: ContentId) -> bool {
     super::replica_set(mesh, &id).await.contains(&mesh.net.local_peer_id())
 }
 
-/// The replicas of version `id` among the live peers, best first: of two
-/// picked at random the one with the shorter queue, then the rest.
+/// The replicas of version `id` among the live peers, best first
+/// ([`choice`]), those that lost a hedge lately last, then every other
+/// live peer.
 async fn replicas(mesh: &Mesh, id: ContentId) -> Vec<PeerId> {
     let depths = mesh.membership.send(GetQueueDepths(INFERENCE_QUEUE)).await.unwrap_or_default();
     let local = mesh.net.local_peer_id();
-    let mut chosen = super::replica_set(mesh, &id).await;
-    chosen.retain(|p| *p != local);
-    chosen.shuffle(&mut rand::rng());
     let depth = |p: &PeerId| depths.iter().find(|(q, _)| q == p).map_or(0, |(_, d)| *d);
-    if chosen.len() >= 2 && depth(&chosen[1]) < depth(&chosen[0]) {
-        chosen.swap(0, 1);
-    }
+    let mut chosen = choice::replicas_first(&super::replica_set(mesh, &id).await, &local, depth, &mut rand::rng());
     // A replica that lost a hedge lately is asked after the others.
     mesh.serving.hedging.order(&mut chosen, std::time::Instant::now());
-    // Any other live peer can load the model too: the last resort.
-    let mut others: Vec<PeerId> = depths.iter().map(|(p, _)| *p).filter(|p| !chosen.contains(p)).collect();
-    others.shuffle(&mut rand::rng());
-    chosen.extend(others);
-    chosen
+    let live: Vec<PeerId> = depths.iter().map(|(p, _)| *p).collect();
+    choice::then_the_rest(chosen, &live, &local, &mut rand::rng())
+}
+
+/// Answers `call` on this node within `deadline`: loading a version can
+/// take longer than a request may.
+async fn serve_local_within(mesh: &Mesh, call: PredictCall, deadline: Instant) -> Result<Prediction, ServeError> {
+    match tokio::time::timeout_at(deadline, serve_local(mesh, call)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(ServeError::Deadline(mesh.serving.config.deadline)),
+    }
 }
 
 /// Sends `call` to replicas in turn until one answers, within `deadline`;
@@ -165,21 +166,20 @@ async fn forward(mesh: &Mesh, call: PredictCall, deadline: Instant) -> Result<Pr
     let first = candidates.first().copied();
     mesh.metrics.forwarded();
     mesh.serving.hedging.forwarded();
+    // `None` when too little time is left to ask anyone.
     let ask = |attempt: usize, peer: PeerId| {
-        let left = deadline.saturating_duration_since(Instant::now());
-        // Keep time for one more try unless this is the last candidate.
-        let budget = if attempt + 1 < candidates.len() { left / 2 } else { left };
+        let budget = choice::budget(deadline.saturating_duration_since(Instant::now()), attempt, candidates.len())?;
         let (mesh, request) = (mesh.clone(), request.clone());
-        async move {
+        Some(async move {
             let sent = Instant::now();
             let outcome = tokio::time::timeout(budget, mesh.net.request(peer, request)).await;
             (peer, sent.elapsed(), budget, outcome)
-        }
+        })
     };
     loop {
         if running.is_empty() {
-            let Some((attempt, peer)) = waiting.next() else { break };
-            running.push(ask(attempt, peer));
+            let Some(asked) = waiting.next().and_then(|(attempt, peer)| ask(attempt, peer)) else { break };
+            running.push(asked);
         }
         if Instant::now() >= deadline {
             return Err(ServeError::Deadline(mesh.serving.config.deadline));
@@ -220,10 +220,10 @@ async fn forward(mesh: &Mesh, call: PredictCall, deadline: Instant) -> Result<Pr
                 if hedge_at < deadline
                     && waiting.len() > 0
                     && (suspect || hedging.spend())
-                    && let Some((attempt, peer)) = waiting.next()
+                    && let Some(asked) = waiting.next().and_then(|(attempt, peer)| ask(attempt, peer))
                 {
                     mesh.metrics.hedged();
-                    running.push(ask(attempt, peer));
+                    running.push(asked);
                 }
             }
         }
@@ -231,7 +231,7 @@ async fn forward(mesh: &Mesh, call: PredictCall, deadline: Instant) -> Result<Pr
     if Instant::now() < deadline
         && let Request::Predict(call) = request
     {
-        return serve_local(mesh, *call).await;
+        return serve_local_within(mesh, *call, deadline).await;
     }
     Err(ServeError::Unavailable(format!("no replica could answer: {}", failures.join("; "))))
 }

@@ -67,11 +67,11 @@ fn main() -> ExitCode {
         Ok(r) => {
             let simulated_s = r.simulated_ms as f64 / 1000.0;
             println!(
-                "| nodes | blobs | steps | simulated s | copies moved | drops | messages (lost) | crashes | joins | destroyed | drained | partitions | wall s | node-s per wall s |"
+                "| nodes | blobs | steps | simulated s | copies moved | drops | messages (lost) | crashes | joins | destroyed | drained | partitions | predictions answered | wall s | node-s per wall s |"
             );
-            println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+            println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
             println!(
-                "| {} | {} | {} | {simulated_s:.0} | {} | {} | {} ({}) | {} | {} | {} | {}/{} | {} | {wall:.2} | {:.0} |",
+                "| {} | {} | {} | {simulated_s:.0} | {} | {} | {} ({}) | {} | {} | {} | {}/{} | {} | {}/{} | {wall:.2} | {:.0} |",
                 r.nodes,
                 r.blobs,
                 r.steps,
@@ -85,6 +85,8 @@ fn main() -> ExitCode {
                 r.drained,
                 r.drains,
                 r.partitions,
+                r.answered,
+                r.requests,
                 f64::from(r.nodes) * simulated_s / wall,
             );
             ExitCode::SUCCESS

@@ -23,13 +23,17 @@
 //!   blob ever had never drop, so this holds whatever the views); a drained
 //!   node's exit drops all its copies at once, each checked the same way;
 //! - **convergence**, at the end of every quiet phase: every blob is on
-//!   exactly its k homes over the live nodes.
+//!   exactly its k homes over the live nodes;
+//! - **serving** ([`requests`]): every prediction is answered or refused by
+//!   its deadline, through chaos and quiet; at the end of every quiet phase
+//!   every one is answered.
 //!
 //! # Layout
 //! - [`views`]: membership snapshots, each node's view, blob candidates.
 //! - [`mutants`]: planted bugs, to show the invariants catch them.
 
 pub mod mutants;
+pub mod requests;
 pub mod views;
 
 use std::{
@@ -89,6 +93,15 @@ pub struct Scenario {
     /// Whether each chaos phase splits the network in two for a while.
     pub partitions: bool,
     pub rule: Rule,
+    /// Serving: each blob stands for a model version with this many replicas.
+    pub replicas: usize,
+    pub deadline_ms: u64,
+    /// Longest a node takes to run a prediction it has loaded.
+    pub max_serve_ms: u64,
+    /// Predictions sent at random times in each epoch.
+    pub requests_per_epoch: u32,
+    /// Predictions (one per blob, at most this many) at each convergence check.
+    pub requests_per_check: u32,
 }
 
 impl Scenario {
@@ -117,6 +130,11 @@ impl Scenario {
             drains_per_epoch: 1,
             partitions: true,
             rule: Rule::Node,
+            replicas: 2,
+            deadline_ms: 2000,
+            max_serve_ms: 50,
+            requests_per_epoch: 100,
+            requests_per_check: 30,
         }
     }
 
@@ -131,6 +149,8 @@ impl Scenario {
             joins_per_epoch: (nodes / 500).max(1),
             destroys_per_epoch: 2,
             drains_per_epoch: (nodes / 500).max(1),
+            requests_per_epoch: 1000,
+            requests_per_check: 200,
             ..Self::small(seed)
         }
     }
@@ -156,6 +176,10 @@ pub struct Report {
     /// Drains begun, and drained nodes that left.
     pub drains: u64,
     pub drained: u64,
+    /// Predictions sent to running nodes, those answered, and the slowest answer.
+    pub requests: u64,
+    pub answered: u64,
+    pub slowest_answer_ms: u64,
 }
 
 /// An invariant did not hold.
@@ -191,6 +215,7 @@ enum Event {
     Join,
     Partition,
     Heal,
+    Request { entry: u32, blob: u32 },
     Chaos,
     Quiet,
     Check,
@@ -383,6 +408,12 @@ impl World {
                 let when = random_time(self);
                 self.at(when, Event::Drain);
             }
+            for _ in 0..s.requests_per_epoch {
+                // Through chaos and the quiet phase after it.
+                let when = t + self.rng.random_range(0..s.chaos_ms + s.quiet_ms);
+                let (entry, blob) = (self.rng.random_range(0..s.nodes), self.rng.random_range(0..s.blobs));
+                self.at(when, Event::Request { entry, blob });
+            }
             if s.partitions {
                 let (a, b) = (random_time(self), random_time(self));
                 self.at(a.min(b), Event::Partition);
@@ -428,6 +459,9 @@ impl World {
             Event::Join => self.join(),
             Event::Partition => self.partition(),
             Event::Heal => self.heal(),
+            Event::Request { entry, blob } => {
+                self.request(entry, blob)?;
+            }
             Event::Chaos => self.chaos = true,
             Event::Quiet => {
                 self.chaos = false;
@@ -436,7 +470,10 @@ impl World {
                     self.restart(node);
                 }
             }
-            Event::Check => self.check_converged()?,
+            Event::Check => {
+                self.check_converged()?;
+                self.check_served()?;
+            }
         }
         Ok(())
     }
