@@ -81,7 +81,7 @@ mod tests {
             left -= spent;
             asked += 1;
         }
-        assert_eq!(asked, 11, "2 s halved down to a millisecond");
+        assert_eq!(asked, 10, "2 s halved down to a millisecond: 1000 ms .. 1.95 ms");
         assert_eq!(budget(Duration::from_micros(900), 0, 1), None);
     }
 }
