@@ -165,21 +165,81 @@ fn check_shapes<'a>(models: &[(&'a Mlp, f64)]) -> Result<&'a Mlp, AverageError> 
     Ok(first)
 }
 
-/// How many of `workers` answers a robust average drops at each end of
-/// every coordinate: one in five, at least one from three workers on (three
-/// give their median); none below three, where no majority can outvote a
-/// liar.
+/// How many of `workers` answers a robust average may drop: one in five,
+/// at least one from three workers on; none below three, where no majority
+/// can outvote a liar.
 pub fn trim_for(workers: usize) -> usize {
     if workers >= 3 { (workers / 5).max(1) } else { 0 }
 }
 
+/// How many times the median distance from the coordinate-wise median a
+/// model must lie to be dropped by [`robust_average`]. Honest workers that
+/// start from the same weights land within about one median distance of
+/// each other; a sign flip lands at twice the model's norm, a scaled model
+/// at a hundred times it.
+pub const FAR: f32 = 2.0;
+
 /// Data-parallel averaging that a few lying workers cannot steer: the
-/// coordinate-wise trimmed mean of the models' parameters (the `trim`
-/// largest and smallest values of each coordinate dropped, the rest
-/// averaged alike, whatever rows each claims). With `trim` 0 it is the
-/// weighted [`average`]. A sign-flipped, scaled or garbage model moves a
-/// coordinate only as far as the honest values around it.
+/// models lying farthest from the coordinate-wise median of all of them
+/// (at most `trim`, and only those farther than [`FAR`] times the median
+/// of the distances) are dropped whole, and the rest are averaged with
+/// their weights, none counting for more than the median weight. With
+/// `trim` 0 it is the weighted [`average`].
+///
+/// A liar is dropped with everything it said, so one liar in five costs
+/// its shards' rows and no more; with no liar nothing is dropped and the
+/// average is the plain weighted mean. (A coordinate-wise trimmed mean,
+/// [`trimmed_mean`], drops an honest value at the other end of every
+/// coordinate as well, so its result leans away from the liar by a margin
+/// that depends on which shards the liar held: 0.6 to 2.8 points of
+/// accuracy on digits.) A liar that stays within [`FAR`] median distances
+/// moves the average by at most its share of that distance. A model with a
+/// NaN or infinite parameter is farthest of all.
 pub fn robust_average(models: &[(&Mlp, f64)], trim: usize) -> Result<Mlp, AverageError> {
+    if trim == 0 || models.len() <= 2 * trim {
+        return average(models);
+    }
+    let median = trimmed_mean(models, (models.len() - 1) / 2)?;
+    let distances: Vec<f32> = models
+        .iter()
+        .map(|(m, _)| {
+            let d = distance(m, &median);
+            if d.is_finite() { d } else { f32::INFINITY }
+        })
+        .collect();
+    let mut sorted = distances.clone();
+    sorted.sort_unstable_by(f32::total_cmp);
+    let typical = sorted[(sorted.len() - 1) / 2];
+    let mut farthest: Vec<usize> = (0..models.len()).collect();
+    farthest.sort_by(|&a, &b| distances[b].total_cmp(&distances[a]).then(a.cmp(&b)));
+    let dropped: Vec<usize> = farthest.into_iter().take(trim).filter(|&i| distances[i] > FAR * typical).collect();
+    // A weight is a worker's word too (the rows it claims): none counts for
+    // more than the median claim.
+    let mut claims: Vec<f64> = models.iter().map(|(_, w)| *w).collect();
+    claims.sort_unstable_by(f64::total_cmp);
+    let cap = claims[(claims.len() - 1) / 2];
+    let kept: Vec<(&Mlp, f64)> = models
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !dropped.contains(i))
+        .map(|(_, (m, w))| (*m, if w.is_finite() { w.min(cap).max(0.0) } else { cap }))
+        .collect();
+    average(&kept)
+}
+
+/// Euclidean distance between two models' parameters (same shapes).
+fn distance(a: &Mlp, b: &Mlp) -> f32 {
+    let weights = a.weights.iter().zip(&b.weights).flat_map(|(x, y)| x.iter().zip(y.iter()));
+    let biases = a.biases.iter().zip(&b.biases).flat_map(|(x, y)| x.iter().zip(y.iter()));
+    weights.chain(biases).map(|(p, q)| (p - q) * (p - q)).sum::<f32>().sqrt()
+}
+
+/// The coordinate-wise trimmed mean of the models' parameters: the `trim`
+/// largest and smallest values of each coordinate dropped, the rest
+/// averaged alike, whatever weight each model has. `(n - 1) / 2` gives the
+/// coordinate-wise median of `n` models (for odd `n`). With `trim` 0, or
+/// too few models to trim, it is the weighted [`average`].
+pub fn trimmed_mean(models: &[(&Mlp, f64)], trim: usize) -> Result<Mlp, AverageError> {
     if trim == 0 || models.len() <= 2 * trim {
         return average(models);
     }
@@ -299,6 +359,10 @@ mod tests {
             let mut rows = [500.0; 5];
             rows[4] = claimed;
             let robust = robust_average(&weighted(&models, &rows), trim_for(5)).unwrap();
+            if matches!(name, "sign flip" | "scaled x1e4" | "NaN") {
+                // Far off: dropped whole, the four honest models averaged.
+                assert_eq!(robust, average(&weighted(&honest[..4], &[500.0; 4])).unwrap(), "{name}");
+            }
             let acc = accuracy(&ty, &robust.predict_classes(tx.view()));
             assert!(acc >= clean - 0.02, "{name}: robust average {acc} against the clean run's {clean}");
         }
@@ -315,10 +379,10 @@ mod tests {
         models.iter().zip(rows).map(|(m, r)| (m, *r)).collect()
     }
 
-    #[test]
-    fn robust_average_drops_the_extremes_of_each_coordinate() {
+    /// Linear models whose every weight is `v` and every bias `-v`.
+    fn constant_models(values: &[f32]) -> Vec<Mlp> {
         let config = MlpConfig { hidden: vec![], ..MlpConfig::default() };
-        let models: Vec<Mlp> = [1.0f32, 2.0, 3.0, 4.0, 1000.0]
+        values
             .iter()
             .map(|v| {
                 let mut m = Mlp::new(2, 2, &config, &mut StdRng::seed_from_u64(1));
@@ -326,16 +390,64 @@ mod tests {
                 m.biases[0].fill(-*v);
                 m
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn trimmed_mean_drops_the_extremes_of_each_coordinate() {
+        let models = constant_models(&[1.0, 2.0, 3.0, 4.0, 1000.0]);
+        let trimmed = trimmed_mean(&weighted(&models, &[1.0; 5]), 1).unwrap();
+        assert_eq!(trimmed.weights[0][[0, 0]], 3.0, "mean of 2, 3, 4");
+        assert_eq!(trimmed.biases[0][0], -3.0);
+        let median = trimmed_mean(&weighted(&models, &[1.0; 5]), 2).unwrap();
+        assert_eq!(median.weights[0][[0, 0]], 3.0);
+        // Too few to trim: the weighted mean.
+        let two = trimmed_mean(&weighted(&models[..2], &[1.0, 3.0]), 1).unwrap();
+        assert_eq!(two.weights[0][[0, 0]], 1.75);
+    }
+
+    #[test]
+    fn robust_average_drops_a_far_model_whole_and_nothing_when_none_is_far() {
+        // 1000 lies far from the median (3): dropped; 1 to 4 are averaged
+        // whole, the 1 and 4 a trimmed mean would have cut included.
+        let models = constant_models(&[1.0, 2.0, 3.0, 4.0, 1000.0]);
         let robust = robust_average(&weighted(&models, &[1.0; 5]), 1).unwrap();
-        assert_eq!(robust.weights[0][[0, 0]], 3.0, "mean of 2, 3, 4");
-        assert_eq!(robust.biases[0][0], -3.0);
+        assert_eq!(robust.weights[0][[0, 0]], 2.5, "mean of 1, 2, 3, 4");
+        assert_eq!(robust.biases[0][0], -2.5);
+        // No model far off: the plain weighted mean, weights honoured.
+        let honest = constant_models(&[1.0, 2.0, 3.0, 4.0, 5.0]);
+        let robust = robust_average(&weighted(&honest, &[1.0, 1.0, 2.0, 2.0, 2.0]), 1).unwrap();
+        assert_eq!(robust.weights[0][[0, 0]], 27.0 / 8.0);
+        // At most `trim` dropped, however many are far.
+        let two_far = constant_models(&[1.0, 2.0, 3.0, 500.0, 1000.0]);
+        let robust = robust_average(&weighted(&two_far, &[1.0; 5]), 1).unwrap();
+        assert_eq!(robust.weights[0][[0, 0]], 506.0 / 4.0, "1000 dropped, 500 kept");
+        // A model of NaNs, or of infinities, is the farthest of all.
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let models = constant_models(&[1.0, 2.0, bad, 3.0, 4.0]);
+            let robust = robust_average(&weighted(&models, &[1.0; 5]), 1).unwrap();
+            assert_eq!(robust.weights[0][[0, 0]], 2.5, "{bad} dropped");
+        }
+        // Identical honest models: the odd one out goes.
+        let same = constant_models(&[2.0, 2.0, 2.0, 2.0, -2.0]);
+        assert_eq!(robust_average(&weighted(&same, &[1.0; 5]), 1).unwrap().weights[0][[0, 0]], 2.0);
         assert_eq!(trim_for(2), 0);
         assert_eq!(trim_for(3), 1);
         assert_eq!(trim_for(10), 2);
-        // Too few to trim: the weighted mean.
+        // Too few to drop any: the weighted mean.
         let two = robust_average(&weighted(&models[..2], &[1.0, 3.0]), 1).unwrap();
         assert_eq!(two.weights[0][[0, 0]], 1.75);
+    }
+
+    #[test]
+    fn no_weight_counts_for_more_than_the_median_weight_in_a_robust_average() {
+        let models = constant_models(&[1.0, 2.0, 3.0, 4.0, 5.0]);
+        for claim in [u64::MAX as f64, f64::INFINITY, f64::NAN] {
+            let robust = robust_average(&weighted(&models, &[1.0, 1.0, 1.0, 1.0, claim]), 1).unwrap();
+            assert_eq!(robust.weights[0][[0, 0]], 3.0, "a claim of {claim} rows counts as the median claim");
+        }
+        let robust = robust_average(&weighted(&models, &[2.0, 2.0, 2.0, 2.0, -50.0]), 1).unwrap();
+        assert_eq!(robust.weights[0][[0, 0]], 2.5, "a negative claim counts for nothing");
     }
 
     #[test]

@@ -631,7 +631,7 @@ fn samme_alpha(
 }
 
 /// Runs the remaining rounds of a data-parallel job. In each round every
-/// worker averages the previous round's weights itself (a trimmed mean,
+/// worker averages the previous round's weights itself (a robust average,
 /// [`task::average`]), trains on its shards, and stores the result; a
 /// worker that fails is left out of that round's average, and the rows a
 /// worker claims are capped at its shards' rows in the dataset's manifest.

@@ -89,8 +89,9 @@ pub async fn average(mesh: &Mesh, weights: &[(ContentId, u64)]) -> Result<Mlp, S
         }
     }
     let refs: Vec<(&Mlp, f64)> = models.iter().map(|(m, w)| (m, *w)).collect();
-    // A worker's weights and row count are its word: the trimmed mean
-    // keeps one liar in five from steering the average.
+    // A worker's weights and row count are its word: the robust average
+    // drops a model far from the others whole and caps every row count at
+    // the median's, so one liar in five cannot steer the average.
     let trim = mass_kernels::models::ensemble::trim_for(refs.len());
     mass_kernels::models::ensemble::robust_average(&refs, trim).map_err(|e| e.to_string())
 }
