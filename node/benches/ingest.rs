@@ -62,6 +62,7 @@ async fn main() {
         kinds: Default::default(),
         shard_rows: 10_000,
         split: SplitChoice::Seeded { seed: 42, validation: 0.0, test: 0.2 },
+        threads: 1,
     };
     let start = Instant::now();
     let manifest = ingest(std::fs::File::open(&path).unwrap(), &options, |shard| {
@@ -69,6 +70,11 @@ async fn main() {
     })
     .unwrap();
     row("Mass ingest, parse and shard only (one thread)", manifest.rows, compressed, raw, start.elapsed());
+    if std::env::var_os("INGEST_PROFILE").is_some() {
+        profile(&path, &options);
+        eprintln!("manifest digest {}", ContentId::of(&codec::encode(&manifest).unwrap()));
+        return;
+    }
 
     let work = tempfile::tempdir().unwrap();
     let nodes = support::local_mesh(work.path(), 3).await;
@@ -88,4 +94,46 @@ async fn main() {
         "\nBaseline on the same machine: python -c \"import pandas as pd, time; t=time.perf_counter(); pd.read_csv('{}'); print(time.perf_counter()-t)\"",
         path.display()
     );
+}
+
+/// Where the one-thread time goes (INGEST_PROFILE=1): gunzip, CSV records,
+/// the whole ingest without encoding, and encode + hash of the shards.
+fn profile(path: &std::path::Path, options: &IngestOptions) {
+    use std::io::Read;
+    let start = Instant::now();
+    let mut gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut buf = vec![0u8; 1 << 20];
+    while gz.read(&mut buf).unwrap() > 0 {}
+    eprintln!("gunzip only: {:.3} s", start.elapsed().as_secs_f64());
+    let start = Instant::now();
+    let gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = csv::ReaderBuilder::new().from_reader(gz);
+    let mut record = csv::ByteRecord::new();
+    let mut rows = Vec::new();
+    while reader.read_byte_record(&mut record).unwrap() {
+        rows.push(record.clone());
+        if rows.len() == 10_000 {
+            rows.clear();
+        }
+    }
+    eprintln!("gunzip + csv records (cloned): {:.3} s", start.elapsed().as_secs_f64());
+    let start = Instant::now();
+    let mut shards = Vec::new();
+    ingest(std::fs::File::open(path).unwrap(), options, |shard| {
+        shards.push(shard.clone());
+        Ok(ContentId::of(b""))
+    })
+    .unwrap();
+    eprintln!("ingest without encoding (shards cloned): {:.3} s", start.elapsed().as_secs_f64());
+    let start = Instant::now();
+    let mut bytes = Vec::new();
+    for shard in &shards {
+        bytes.push(codec::encode(shard).unwrap());
+    }
+    eprintln!("encode: {:.3} s", start.elapsed().as_secs_f64());
+    let start = Instant::now();
+    for b in &bytes {
+        ContentId::of(b);
+    }
+    eprintln!("hash: {:.3} s", start.elapsed().as_secs_f64());
 }
