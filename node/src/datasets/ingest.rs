@@ -452,7 +452,11 @@ impl<R: Records> Iterator for Batches<'_, R> {
                 records.push(record);
                 continue;
             }
-            let mut record = csv::ByteRecord::new();
+            // Sized as the last row, so reading rarely grows it.
+            let mut record = match records.last() {
+                Some(last) => csv::ByteRecord::with_capacity(last.as_slice().len(), last.len()),
+                None => csv::ByteRecord::new(),
+            };
             match self.records.read(&mut record, self.next_row + records.len() as u64 + 1) {
                 Ok(true) => records.push(record),
                 Ok(false) => break,
