@@ -215,6 +215,7 @@ async fn a_pipeline_fitted_where_the_shards_live_equals_one_fitted_on_the_whole_
                     seed: 42,
                     validation: 0.0,
                 },
+                threads: 2,
             };
             let mut whole = None;
             let manifest = ingest(std::fs::File::open(shared(file)).unwrap(), &options, |shard| {

@@ -1,11 +1,15 @@
 //! Streaming CSV ingest, and the record path JSON Lines shares ([`super::jsonl`]).
 //!
 //! The first [`INFER_ROWS`] rows are buffered to infer column kinds (unless the
-//! user gave them); every row after that is parsed, checked and appended to
-//! the current shard, which is handed to `store` once it holds
-//! `shard_rows` rows. Memory is one shard plus the inference buffer,
-//! whatever the file size. Any bad cell stops the ingest with its row and
-//! column; shards stored before that are left unreferenced (GC removes them).
+//! user gave them). After that the calling thread reads (and ungzips) the
+//! file into batches of `shard_rows` records, `threads` workers parse, check
+//! and build a shard from each batch ([`super::parallel`]), and the calling
+//! thread folds each shard's statistics and hands it to `store`, in file
+//! order: the manifest, shard ids and errors are those of one thread.
+//! Memory is a few shards per worker, whatever the file size. Any bad cell
+//! stops the ingest with its row and column (the first in the file, when
+//! several batches have one); shards stored before that are left
+//! unreferenced (GC removes them).
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -56,6 +60,9 @@ pub struct IngestOptions {
     pub kinds: BTreeMap<String, ColumnKind>,
     pub shard_rows: usize,
     pub split: SplitChoice,
+    /// Threads that parse and check rows (the calling thread reads the
+    /// file and stores shards besides); the result is the same for any.
+    pub threads: usize,
 }
 
 impl IngestOptions {
@@ -67,6 +74,9 @@ impl IngestOptions {
         }
         if self.shard_rows == 0 {
             return Err(DataError::Options("shard_rows must be at least 1".into()));
+        }
+        if self.threads == 0 {
+            return Err(DataError::Options("threads must be at least 1".into()));
         }
         let (validation, test) = match &self.split {
             SplitChoice::Seeded { validation, test, .. } => (*validation, *test),
@@ -187,19 +197,21 @@ enum ColumnBuilder {
 }
 
 impl ShardBuilder {
-    fn new(schema: &Schema, first_row: u64) -> Self {
+    fn new(schema: &Schema, first_row: u64, rows: usize) -> Self {
         let columns = schema
             .columns
             .iter()
             .map(|c| match c.kind {
-                ColumnKind::Numeric => ColumnBuilder::Numeric(Vec::new()),
-                ColumnKind::Categorical => {
-                    ColumnBuilder::Categorical { index: HashMap::new(), values: Vec::new(), codes: Vec::new() }
-                }
-                ColumnKind::Text => ColumnBuilder::Text(Vec::new()),
+                ColumnKind::Numeric => ColumnBuilder::Numeric(Vec::with_capacity(rows)),
+                ColumnKind::Categorical => ColumnBuilder::Categorical {
+                    index: HashMap::new(),
+                    values: Vec::new(),
+                    codes: Vec::with_capacity(rows),
+                },
+                ColumnKind::Text => ColumnBuilder::Text(Vec::with_capacity(rows)),
             })
             .collect();
-        Self { first_row, columns, splits: Vec::new() }
+        Self { first_row, columns, splits: Vec::with_capacity(rows) }
     }
 
     fn finish(self) -> Shard {
@@ -386,40 +398,91 @@ pub(crate) fn ingest_records(
     let mut stats = vec![ColumnStats::default(); names.len()];
     let mut shards = Vec::new();
     let mut split_rows = [0u64; 3];
-    let mut shard = ShardBuilder::new(&schema, 0);
     let mut count = 0u64;
-    let mut process = |row: &csv::ByteRecord| -> Result<(), DataError> {
-        let index = count;
-        count += 1;
-        append(&schema, &mut shard, &mut stats, index, row)?;
-        let split = options.split.of(index);
-        split_rows[split as usize] += 1;
-        shard.splits.push(split);
-        if shard.splits.len() == options.shard_rows {
-            let done = std::mem::replace(&mut shard, ShardBuilder::new(&schema, count)).finish();
-            shards.push(ShardInfo { id: store(&done)?, first_row: done.first_row, rows: done.rows() as u64 });
+    let batches = Batches { records, sample: sample.into_iter(), rows: options.shard_rows, next_row: 0, error: None };
+    let build = |batch: Batch| build_shard(&schema, &options.split, batch);
+    super::parallel::ordered_map(options.threads, batches, build, |built| {
+        let shard = built?;
+        super::stats::add_shard(&mut stats, &schema, &shard);
+        for split in &shard.splits {
+            split_rows[*split as usize] += 1;
         }
+        count += shard.rows() as u64;
+        shards.push(ShardInfo { id: store(&shard)?, first_row: shard.first_row, rows: shard.rows() as u64 });
         Ok(())
-    };
-    for kept in &sample {
-        process(kept)?;
-    }
-    drop(sample);
-    let mut next = INFER_ROWS as u64 + 1;
-    while records.read(&mut record, next)? {
-        process(&record)?;
-        next += 1;
-    }
-    if !shard.splits.is_empty() {
-        let done = shard.finish();
-        shards.push(ShardInfo { id: store(&done)?, first_row: done.first_row, rows: done.rows() as u64 });
-    }
+    })?;
     if let SplitChoice::TestRows { rows: test_rows, .. } = &options.split
         && let Some(&past) = test_rows.range(count..).next()
     {
         return Err(DataError::Options(format!("test row {past} is past the last row ({count} rows)")));
     }
     Ok(Parsed { schema, rows: count, shards, stats, split_rows })
+}
+
+/// Rows read, in file order, for one shard.
+struct Batch {
+    first_row: u64,
+    records: Vec<csv::ByteRecord>,
+}
+
+/// The file's rows in batches of `rows`: the inference sample first, then
+/// rows as read. A read error ends the batches; the rows read before it
+/// come first, as a batch of their own, so that a bad cell before the error
+/// is reported rather than it.
+struct Batches<'a, R> {
+    records: &'a mut R,
+    sample: std::vec::IntoIter<csv::ByteRecord>,
+    rows: usize,
+    /// 0-based index of the next batch's first row.
+    next_row: u64,
+    error: Option<DataError>,
+}
+
+impl<R: Records> Iterator for Batches<'_, R> {
+    type Item = Result<Batch, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(error) = self.error.take() {
+            return Some(Err(error));
+        }
+        // (Capacity capped: `shard_rows` may be "the whole file".)
+        let mut records = Vec::with_capacity(self.rows.min(1 << 16));
+        while records.len() < self.rows {
+            if let Some(record) = self.sample.next() {
+                records.push(record);
+                continue;
+            }
+            // Sized as the last row, so reading rarely grows it.
+            let mut record = match records.last() {
+                Some(last) => csv::ByteRecord::with_capacity(last.as_slice().len(), last.len()),
+                None => csv::ByteRecord::new(),
+            };
+            match self.records.read(&mut record, self.next_row + records.len() as u64 + 1) {
+                Ok(true) => records.push(record),
+                Ok(false) => break,
+                Err(error) => {
+                    self.error = Some(error);
+                    break;
+                }
+            }
+        }
+        if records.is_empty() {
+            return self.error.take().map(Err);
+        }
+        let first_row = self.next_row;
+        self.next_row += records.len() as u64;
+        Some(Ok(Batch { first_row, records }))
+    }
+}
+
+/// Parses and checks a batch of rows into a shard (a worker's job).
+fn build_shard(schema: &Schema, split: &SplitChoice, batch: Batch) -> Result<Shard, DataError> {
+    let mut shard = ShardBuilder::new(schema, batch.first_row, batch.records.len());
+    for (index, record) in (batch.first_row..).zip(&batch.records) {
+        append(schema, &mut shard, index, record)?;
+        shard.splits.push(split.of(index));
+    }
+    Ok(shard.finish())
 }
 
 /// Reads the next record; false at the end of the file.
@@ -444,29 +507,18 @@ fn text_cells(record: &csv::ByteRecord, names: &[String], row: u64) -> Result<Ve
         .collect()
 }
 
-/// Parses one row into the shard and the statistics.
-fn append(
-    schema: &Schema,
-    shard: &mut ShardBuilder,
-    stats: &mut [ColumnStats],
-    index: u64,
-    record: &csv::ByteRecord,
-) -> Result<(), DataError> {
+/// Parses one row into the shard (its statistics are folded from the
+/// finished shard, [`super::stats::add_shard`]).
+fn append(schema: &Schema, shard: &mut ShardBuilder, index: u64, record: &csv::ByteRecord) -> Result<(), DataError> {
     let row = index + 1;
     let line = record.position().map(|p| p.line()).unwrap_or(0);
     for (c, field) in record.iter().enumerate() {
         let column = &schema.columns[c];
-        let stat = &mut stats[c];
         let cell_error = |problem: String| DataError::Cell { row, line, column: column.name.clone(), problem };
         let cell = std::str::from_utf8(field).map_err(|_| cell_error("not valid UTF-8".into()))?;
         let missing = if column.kind == ColumnKind::Text { cell.is_empty() } else { is_missing(cell) };
-        if missing {
-            if c == schema.label {
-                return Err(DataError::Row { row, line, problem: format!("the label '{}' is missing", column.name) });
-            }
-            stat.missing += 1;
-        } else {
-            stat.present += 1;
+        if missing && c == schema.label {
+            return Err(DataError::Row { row, line, problem: format!("the label '{}' is missing", column.name) });
         }
         match &mut shard.columns[c] {
             ColumnBuilder::Numeric(values) => {
@@ -478,7 +530,6 @@ fn append(
                     if !value.is_finite() {
                         return Err(cell_error(format!("'{cell}' is not a finite number")));
                     }
-                    super::stats::add_number(stat, value, c == schema.label);
                     value
                 };
                 values.push(value);
@@ -487,12 +538,15 @@ fn append(
                 if missing {
                     codes.push(u32::MAX);
                 } else {
-                    let value = cell.trim().to_owned();
-                    *stat.counts.entry(value.clone()).or_default() += 1;
-                    let code = *index.entry(value.clone()).or_insert_with(|| {
-                        values.push(value);
-                        (values.len() - 1) as u32
-                    });
+                    let value = cell.trim();
+                    let code = match index.get(value) {
+                        Some(code) => *code,
+                        None => {
+                            values.push(value.to_owned());
+                            index.insert(value.to_owned(), (values.len() - 1) as u32);
+                            (values.len() - 1) as u32
+                        }
+                    };
                     codes.push(code);
                 }
             }
@@ -530,6 +584,7 @@ mod tests {
             kinds: BTreeMap::new(),
             shard_rows: 2,
             split: SplitChoice::Seeded { seed: 1, validation: 0.0, test: 0.25 },
+            threads: 1,
         }
     }
 
@@ -630,5 +685,138 @@ mod tests {
         };
         let err = ingest(&b"a,label\n1,0\n"[..], &opts, |_| Ok(ContentId::of(b""))).unwrap_err().to_string();
         assert!(err.contains("test row 7 is past the last row (1 rows)"), "{err}");
+    }
+
+    /// A CSV of `rows` rows with numbers whose float sums depend on their
+    /// order, categories, quoted text holding commas and newlines, and
+    /// missing cells; `bad` rows (0-based) get a cell that is not a number.
+    fn generated(rows: usize, bad: &[usize]) -> String {
+        let mut csv = String::from("x,color,note,label\n");
+        for i in 0..rows {
+            let x = if bad.contains(&i) {
+                "x!".to_owned()
+            } else if i % 17 == 0 {
+                String::new()
+            } else {
+                format!("{}", (i as f64 * 0.1).sin() * 1e3 + 1.0 / (i + 1) as f64)
+            };
+            let color = ["red", "green", "blue", "NA"][i % 4];
+            let note = if i % 5 == 0 { String::new() } else { format!("\"line {i},\nnext \"\"{}\"\"\"", i % 7) };
+            csv.push_str(&format!("{x},{color},{note},c{}\n", i % 3));
+        }
+        csv
+    }
+
+    /// The manifest and shards (as bytes: a missing number is NaN) of an
+    /// ingest on `threads` threads, or its error.
+    fn run_on(threads: usize, shard_rows: usize, text: &[u8], jsonl: bool) -> Result<(Vec<u8>, Vec<Vec<u8>>), String> {
+        let opts = IngestOptions {
+            shard_rows,
+            threads,
+            kinds: BTreeMap::from([("note".into(), ColumnKind::Text)]),
+            ..options()
+        };
+        let mut shards = Vec::new();
+        let store = |shard: &Shard| {
+            let bytes = mass_protocol::codec::encode(shard).unwrap();
+            let id = ContentId::of(&bytes);
+            shards.push(bytes);
+            Ok(id)
+        };
+        let manifest = if jsonl { super::super::ingest_jsonl(text, &opts, store) } else { ingest(text, &opts, store) };
+        let manifest = manifest.map_err(|e| e.to_string())?;
+        Ok((mass_protocol::codec::encode(&manifest).unwrap(), shards))
+    }
+
+    #[test]
+    fn every_thread_count_gives_the_same_manifest_shards_and_stats() {
+        let csv = generated(3 * INFER_ROWS + 77, &[]);
+        let one = run_on(1, 128, csv.as_bytes(), false).unwrap();
+        assert_eq!(one.1.len(), (3 * INFER_ROWS + 77).div_ceil(128));
+        for threads in [2, 3, 8] {
+            assert!(run_on(threads, 128, csv.as_bytes(), false).unwrap() == one, "{threads} threads");
+        }
+        // One shard for the whole file, and shards smaller than the sample.
+        assert!(
+            run_on(4, usize::MAX, csv.as_bytes(), false).unwrap()
+                == run_on(1, usize::MAX, csv.as_bytes(), false).unwrap()
+        );
+        assert!(run_on(3, 7, csv.as_bytes(), false).unwrap() == run_on(1, 7, csv.as_bytes(), false).unwrap());
+        // The quoted newlines were read as cells, not rows.
+        let manifest: DatasetManifest = mass_protocol::codec::decode(&one.0, usize::MAX).unwrap();
+        assert_eq!(manifest.rows, 3 * INFER_ROWS as u64 + 77);
+        assert_eq!(manifest.schema.columns[2].kind, ColumnKind::Text);
+    }
+
+    #[test]
+    fn json_lines_on_many_threads_give_the_same_dataset() {
+        let text: String = (0..2500)
+            .map(|i| {
+                format!(
+                    "{{\"x\": {}, \"color\": \"{}\", \"note\": \"n{i}\", \"label\": {}}}\n",
+                    (i as f64).sqrt(),
+                    ["a", "b"][i % 2],
+                    i % 3
+                )
+            })
+            .collect();
+        let one = run_on(1, 100, text.as_bytes(), true).unwrap();
+        assert!(run_on(3, 100, text.as_bytes(), true).unwrap() == one);
+    }
+
+    #[test]
+    fn the_first_bad_cell_in_the_file_is_reported_whatever_finishes_first() {
+        // Row 2,901 is bad in a late batch, row 1,501 in an earlier one; on
+        // many threads the late batch may well fail first.
+        let csv = generated(3000, &[2900, 1500]);
+        for threads in [1, 2, 4] {
+            let err = run_on(threads, 100, csv.as_bytes(), false).unwrap_err();
+            assert!(err.starts_with("row 1501 (line "), "{threads} threads: {err}");
+            assert!(err.contains("column 'x': 'x!' is not a number"), "{err}");
+        }
+        // A bad cell in the batch a read error cuts short comes first too,
+        // and a read error after it is not what is reported.
+        let mut csv = generated(3000, &[2450]);
+        csv.push_str("1,red,\"unclosed,c1\n");
+        for threads in [1, 3] {
+            let err = run_on(threads, 100, csv.as_bytes(), false).unwrap_err();
+            assert!(err.starts_with("row 2451 (line "), "{threads} threads: {err}");
+        }
+        let mut csv = generated(2000, &[]);
+        csv.push_str("1,red,x,c1,9\n");
+        let one = run_on(1, 100, csv.as_bytes(), false).unwrap_err();
+        assert!(one.starts_with("row 2001 (line ") && one.contains("has 5 fields"), "{one}");
+        assert_eq!(run_on(3, 100, csv.as_bytes(), false).unwrap_err(), one);
+    }
+
+    #[test]
+    fn a_store_error_comes_before_a_bad_cell_in_a_later_shard() {
+        let csv = generated(2000, &[1800]);
+        for threads in [1, 3] {
+            let opts = IngestOptions { shard_rows: 100, threads, ..options() };
+            let mut stored = 0;
+            let err = ingest(csv.as_bytes(), &opts, |_| {
+                stored += 1;
+                if stored == 12 { Err(DataError::Store("disk full".into())) } else { Ok(ContentId::of(b"")) }
+            })
+            .unwrap_err();
+            assert_eq!(err.to_string(), "cannot store the dataset: disk full", "{threads} threads");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        #[test]
+        fn threads_never_change_the_outcome(
+            rows in 1usize..1500,
+            shard_rows in 1usize..400,
+            threads in 2usize..6,
+            bad in proptest::collection::vec(0usize..1500, 0..3),
+        ) {
+            let csv = generated(rows, &bad);
+            let one = run_on(1, shard_rows, csv.as_bytes(), false);
+            let many = run_on(threads, shard_rows, csv.as_bytes(), false);
+            proptest::prop_assert!(one == many, "{:?} vs {:?}", one.as_ref().err(), many.as_ref().err());
+        }
     }
 }

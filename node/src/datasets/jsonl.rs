@@ -232,6 +232,7 @@ mod tests {
             kinds: BTreeMap::new(),
             shard_rows: 2,
             split: SplitChoice::Seeded { seed: 1, validation: 0.0, test: 0.25 },
+            threads: 1,
         }
     }
 

@@ -7,11 +7,14 @@
 //! - [`jsonl`]: JSON Lines, turned into the records the CSV reader yields and
 //!   ingested by the same code from there.
 //! - [`npy`]: NumPy arrays (a labels vector and a features matrix).
+//! - [`parallel`]: the ordered parallel map CSV and JSON Lines ingest run
+//!   their rows through: parsed on every core, stored in file order.
 //! - [`service`]: running an ingest against storage, and reading manifests.
 
 pub mod ingest;
 pub mod jsonl;
 pub mod npy;
+pub mod parallel;
 pub mod service;
 pub mod stats;
 

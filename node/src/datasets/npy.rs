@@ -310,6 +310,7 @@ mod tests {
             kinds: Default::default(),
             shard_rows: 2,
             split: SplitChoice::Seeded { seed: 1, validation: 0.0, test: 0.0 },
+            threads: 1,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The statistics every ingest path keeps of a numeric cell, in one place
 //! (CSV and NumPy input give the same manifest for the same numbers).
 
-use mass_protocol::dataset::ColumnStats;
+use mass_protocol::dataset::{ColumnStats, Schema, Shard, ShardColumn};
 
 /// Distinct label values counted at most (a label with more is a number to
 /// regress, whose manifest must not grow with its rows).
@@ -23,6 +23,46 @@ pub fn add_number(stat: &mut ColumnStats, value: f64, label: bool) {
         let key = format_number(value);
         if stat.counts.len() < MAX_LABEL_VALUES || stat.counts.contains_key(&key) {
             *stat.counts.entry(key).or_default() += 1;
+        }
+    }
+}
+
+/// Adds a shard's cells to the statistics of its columns, row by row as
+/// they were read, so that statistics folded shard after shard in file
+/// order are bit for bit those of one pass over the rows (sums of floats
+/// depend on their order). A missing number is NaN in the shard (present
+/// ones are finite), a missing category `u32::MAX`, missing text `None`.
+pub fn add_shard(stats: &mut [ColumnStats], schema: &Schema, shard: &Shard) {
+    for (c, (stat, column)) in stats.iter_mut().zip(&shard.columns).enumerate() {
+        match column {
+            ShardColumn::Numeric(values) => {
+                for &value in values {
+                    if value.is_nan() {
+                        stat.missing += 1;
+                    } else {
+                        stat.present += 1;
+                        add_number(stat, value, c == schema.label);
+                    }
+                }
+            }
+            ShardColumn::Categorical { values, codes } => {
+                let mut counts = vec![0u64; values.len()];
+                for &code in codes {
+                    match counts.get_mut(code as usize) {
+                        Some(count) => *count += 1,
+                        None => stat.missing += 1,
+                    }
+                }
+                for (value, count) in values.iter().zip(counts) {
+                    stat.present += count;
+                    *stat.counts.entry(value.clone()).or_default() += count;
+                }
+            }
+            ShardColumn::Text(values) => {
+                let present = values.iter().filter(|v| v.is_some()).count() as u64;
+                stat.present += present;
+                stat.missing += values.len() as u64 - present;
+            }
         }
     }
 }

@@ -91,6 +91,7 @@ pub fn ingest_options() -> IngestOptions {
         kinds: BTreeMap::from([("note".to_owned(), ColumnKind::Text)]),
         shard_rows: 16,
         split: SplitChoice::Seeded { seed: 7, validation: 0.2, test: 0.2 },
+        threads: 1,
     }
 }
 

@@ -100,6 +100,8 @@ async fn options(state: &State, query: IngestQuery) -> Result<IngestOptions, Htt
         kinds,
         shard_rows: query.shard_rows.unwrap_or(state.shard_rows),
         split,
+        // The node's compute share: the cores it offers to the mesh.
+        threads: state.mesh.compute.config().slots.min(std::thread::available_parallelism().map_or(1, |n| n.get())),
     };
     options.validate().map_err(data_error)?;
     Ok(options)
