@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::{
     jobs::{digits_on, spec},
-    support::{Cluster, eventually, finished, lists_up_with_hardware, mass, mesh, peers, shards_settled},
+    support::{Cluster, all_list_each_other, eventually, finished, mass, mesh, peers, shards_settled},
 };
 
 /// Enough models that a fourth node is a replica of none (2 replicas each,
@@ -44,15 +44,7 @@ async fn a_joining_node_takes_its_share_of_replicas_and_of_new_training_shown_in
     let id = joiner.peer_id().to_owned();
     let all: Vec<&LocalNode> = nodes.iter().chain([&joiner]).collect();
     let ids: Vec<&str> = all.iter().map(|n| n.peer_id()).collect();
-    eventually(Duration::from_secs(20), "every node lists the joiner up", || async {
-        for node in &all {
-            if !lists_up_with_hardware(node, &ids).await {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
+    all_list_each_other(&all, Duration::from_secs(20), "every node lists the joiner up").await;
 
     // Serving: the joiner ranks among the replicas of some models; it loads
     // each, answers for it from its own copy, and advertises the count.

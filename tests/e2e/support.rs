@@ -200,18 +200,22 @@ pub async fn mesh(cluster: &mut Cluster, n: usize) -> Vec<LocalNode> {
         let node = cluster.spawn(&[&nodes[0]]);
         nodes.push(node);
     }
-    let ids: Vec<String> = nodes.iter().map(|n| n.peer_id().to_owned()).collect();
-    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-    eventually(Duration::from_secs(10), "mesh forms", || async {
-        for node in &nodes {
+    all_list_each_other(&nodes.iter().collect::<Vec<_>>(), Duration::from_secs(10), "mesh forms").await;
+    nodes
+}
+
+/// Waits until every one of `nodes` lists every one up with hardware.
+pub async fn all_list_each_other(nodes: &[&LocalNode], within: Duration, what: &str) -> Duration {
+    let ids: Vec<&str> = nodes.iter().map(|n| n.peer_id()).collect();
+    eventually(within, what, || async {
+        for node in nodes {
             if !lists_up_with_hardware(node, &ids).await {
                 return false;
             }
         }
         true
     })
-    .await;
-    nodes
+    .await
 }
 
 /// A file of `../shared/datasets`. The crate's directory is read at run time
