@@ -518,6 +518,8 @@ impl World {
                             validation_loss: Some(0.5),
                             stopped,
                             best,
+                            // Every other round in memory: a driver that dies grows those again.
+                            checkpoint: round % 2 == 1,
                         }));
                         if stopped {
                             break;

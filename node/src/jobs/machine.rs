@@ -120,6 +120,10 @@ pub struct BoostRound {
     /// Early stopping's state after the round.
     pub stopped: bool,
     pub best: Option<(u32, f64)>,
+    /// Whether to checkpoint the record now; rounds in between are kept in
+    /// memory (a new driver grows them again, to the same trees). A round
+    /// that stops early is always checkpointed.
+    pub checkpoint: bool,
 }
 
 /// What an executed step (or part of one) came to.
@@ -587,7 +591,7 @@ impl Drive {
                 if let Some(task) = self.record.tasks.first_mut() {
                     task.curve.push(round.train_loss);
                 }
-                Ok(Save::Checkpoint)
+                Ok(if round.checkpoint || round.stopped { Save::Checkpoint } else { Save::InMemory })
             }
             Event::MembersReady => {
                 let tasks = &self.record.tasks;
@@ -1076,21 +1080,23 @@ mod tests {
         );
         let tasks = plan_tasks(&drive.record().spec, &[id("a")]).unwrap();
         take(&mut drive, Event::TasksPlanned(tasks));
-        let round = |round, stopped| BoostRound {
+        let round = |round, stopped, checkpoint| BoostRound {
             round,
             trees: id(&format!("t{round}")),
             train_loss: 1.0,
             validation_loss: Some(1.0),
             stopped,
             best: Some((0, 1.0)),
+            checkpoint,
         };
-        assert_eq!(drive.apply(Event::BoostRound(round(1, false))).map_err(|_| ()), Err(()));
-        assert_eq!(drive.apply(Event::BoostRound(round(0, false))), Ok(Save::Checkpoint));
-        assert_eq!(drive.apply(Event::BoostRound(round(1, true))), Ok(Save::Checkpoint));
-        assert!(matches!(drive.apply(Event::BoostRound(round(2, false))), Err(Refused::Conflict { .. })));
+        assert_eq!(drive.apply(Event::BoostRound(round(1, false, true))).map_err(|_| ()), Err(()));
+        assert_eq!(drive.apply(Event::BoostRound(round(0, false, false))), Ok(Save::InMemory));
+        assert_eq!(drive.apply(Event::BoostRound(round(1, false, true))), Ok(Save::Checkpoint));
+        assert_eq!(drive.apply(Event::BoostRound(round(2, true, false))), Ok(Save::Checkpoint));
+        assert!(matches!(drive.apply(Event::BoostRound(round(3, false, true))), Err(Refused::Conflict { .. })));
         let state = drive.record().boost.clone().unwrap();
-        assert_eq!((state.rounds.len(), state.stopped), (2, true));
-        assert_eq!(drive.record().tasks[0].curve, vec![1.0, 1.0]);
+        assert_eq!((state.rounds.len(), state.stopped), (3, true));
+        assert_eq!(drive.record().tasks[0].curve, vec![1.0, 1.0, 1.0]);
     }
 
     #[test]

@@ -3,13 +3,14 @@
 //! Each shard's rows stay on one of its homes (a worker). Every round the
 //! workers compute their rows' gradients; then, split after split, every
 //! worker builds the histogram of the smaller new leaf for its rows, and
-//! each node merges the slice of features it owns from all workers, gets
+//! each owner merges the slice of features it owns from all workers, gets
 //! the sibling by subtraction and finds its best split; the driver only
 //! picks the best of the owners' answers and says which leaf to split next.
+//! On a narrow set the driver is the only owner (one exchange a split).
 //! Sums are exact integers, so the trees are the ones a single process
 //! growing on all rows would get, whichever nodes take part. The job is
-//! checkpointed after every round; a new driver reopens the rows with the
-//! finished rounds' trees and carries on.
+//! checkpointed every few seconds of rounds; a new driver reopens the rows
+//! with the checkpointed rounds' trees and carries on.
 
 use futures::future::join_all;
 use libp2p::PeerId;
@@ -26,11 +27,11 @@ use mass_protocol::{
     storage::BlobKind,
 };
 use rand::Rng;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     messages::{BoostReply, BoostRequest, Generation, MergeItem},
-    session::feature_slices,
+    session::{feature_slices, owner_count},
     sessions::call,
 };
 use crate::{
@@ -83,6 +84,24 @@ async fn plan_workers(mesh: &Mesh, job: &ContentId, manifest: &DatasetManifest) 
 /// Sends `request` to every worker at once; all must answer.
 async fn to_all(mesh: &Mesh, peers: &[PeerId], request: impl Fn() -> BoostRequest) -> Result<Vec<BoostReply>, String> {
     join_all(peers.iter().map(|p| call(mesh, *p, request()))).await.into_iter().collect()
+}
+
+/// Each worker's slice of the features (empty for a worker that owns
+/// none) and the owners, in worker order. With one owner, the driver owns
+/// all when it holds rows: each split is then one exchange, its own
+/// pulls from the workers.
+fn assign_slices(layout: &Layout, workers: &[PeerId], driver: PeerId) -> (Vec<(u32, u32)>, Vec<PeerId>) {
+    let ranges = feature_slices(layout, owner_count(layout.total_bins(), workers.len()));
+    let mut order: Vec<usize> = (0..workers.len()).collect();
+    order.sort_by_key(|&i| workers[i] != driver);
+    let none = layout.features() as u32;
+    let mut slices = vec![(none, none); workers.len()];
+    let mut owners = Vec::with_capacity(ranges.len());
+    for (range, &i) in ranges.iter().zip(&order) {
+        slices[i] = (range.start as u32, range.end as u32);
+        owners.push(workers[i]);
+    }
+    (slices, owners)
 }
 
 /// Grows one round's trees (one per output) in lockstep: each step asks
@@ -186,7 +205,7 @@ pub async fn boost(
         let peers: Vec<PeerId> = workers.iter().map(|w| w.peer).collect();
         let generation: Generation = rand::rng().random();
         let layout = Layout::new(&setup.bins);
-        let slices = feature_slices(&layout, workers.len());
+        let (slices, owners) = assign_slices(&layout, &peers, mesh.net.local_peer_id());
         let names: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
         let opened = join_all(workers.iter().zip(&slices).map(|(w, slice)| {
             let request = BoostRequest::Open {
@@ -196,7 +215,7 @@ pub async fn boost(
                 pipeline,
                 shards: w.shards.clone(),
                 rounds: state.rounds.clone(),
-                slice: (slice.start as u32, slice.end as u32),
+                slice: *slice,
                 workers: names.clone(),
             };
             call(mesh, w.peer, request)
@@ -208,7 +227,7 @@ pub async fn boost(
         let opened = workers.iter().map(|w| (w.peer.to_string(), w.shards.clone())).collect();
         step(mesh, drive, Event::BoostOpened { workers: opened }).await?;
         info!(%job, workers = workers.len(), from = state.rounds.len(), "boosting across the shards' homes");
-        let result = run_rounds(mesh, drive, &setup, &peers, generation, manifest).await;
+        let result = run_rounds(mesh, drive, &setup, &peers, &owners, generation, manifest).await;
         // Best effort: a worker that misses this drops the rows when idle.
         let _ = to_all(mesh, &peers, || BoostRequest::Close { job }).await;
         result?;
@@ -229,18 +248,21 @@ async fn run_rounds(
     drive: &mut Drive,
     setup: &BoostSetup,
     peers: &[PeerId],
+    owners: &[PeerId],
     generation: Generation,
     manifest: &DatasetManifest,
 ) -> Result<(), StepError> {
     let job = drive.record().id;
     let outputs = setup.objective.scores_per_row();
     let rounds = setup.params.rounds;
+    let mut checkpointed = std::time::Instant::now();
     loop {
         let state = drive.record().boost.clone().unwrap_or_default();
         let round = state.rounds.len();
         if state.stopped || round >= rounds {
             return Ok(());
         }
+        let began = std::time::Instant::now();
         let starts = to_all(mesh, peers, || BoostRequest::StartRound { job, generation, round: round as u32 }).await?;
         let mut roots = vec![BinSum::default(); outputs];
         for start in starts {
@@ -251,7 +273,9 @@ async fn run_rounds(
                 *total += part;
             }
         }
-        let trees = grow_round(mesh, job, generation, setup, peers, roots).await?;
+        let started = began.elapsed();
+        let trees = grow_round(mesh, job, generation, setup, owners, roots).await?;
+        let grown = began.elapsed();
         let ends = to_all(mesh, peers, || BoostRequest::EndRound {
             job,
             generation,
@@ -260,7 +284,9 @@ async fn run_rounds(
         })
         .await?;
         let (train, validation) = shard_losses(drive.record(), manifest, ends)?;
+        let ended = began.elapsed();
         let id = mesh.save_kept(&trees, BlobKind::Model).await?;
+        let saved = began.elapsed();
         let mut stopper = Stopper { best: state.best.map(|(r, l)| (r as usize, l)) };
         let stopped = match validation {
             Some(loss) => stopper.record(round, loss, setup.params.patience),
@@ -270,9 +296,26 @@ async fn run_rounds(
         let progress = TrainingProgress { job, task: 0, epoch: round as u32 + 1, epochs: rounds as u32, loss: train };
         mesh.progress.record(mesh.peer_id.clone(), progress.clone());
         mesh.net.publish_progress(progress);
-        let done = BoostRound { round, trees: id, train_loss: train, validation_loss: validation, stopped, best };
+        let checkpoint = checkpoint_due(checkpointed.elapsed(), round + 1 == rounds);
+        let done =
+            BoostRound { round, trees: id, train_loss: train, validation_loss: validation, stopped, best, checkpoint };
         step(mesh, drive, Event::BoostRound(done)).await?;
+        if checkpoint {
+            checkpointed = std::time::Instant::now();
+        }
+        debug!(%job, round, ?started, ?grown, ?ended, ?saved, total = ?began.elapsed(), "boosting round timed");
     }
+}
+
+/// Rounds are checkpointed at most this often (and the last always). A
+/// checkpoint costs a few round trips (the fencing read, two homes holding
+/// the record, the ref write): on a small set, more than a round itself.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether the round just grown is checkpointed; rounds in between are
+/// grown again, to the same trees, by a driver that takes over.
+fn checkpoint_due(since_last: std::time::Duration, last_round: bool) -> bool {
+    last_round || since_last >= CHECKPOINT_EVERY
 }
 
 /// Mean training and validation loss from the workers' per-shard sums,
@@ -309,4 +352,42 @@ fn shard_losses(
     }
     let validation = (valid_rows > 0).then(|| valid / valid_rows as f64);
     Ok((train / train_rows.max(1) as f64, validation))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mass_kernels::models::gbdt::bins::FeatureBins;
+
+    fn layout(features: usize, bins: usize) -> Layout {
+        let upper: Vec<f32> = (0..bins).map(|i| i as f32).collect();
+        Layout::new(&vec![FeatureBins::Numeric { upper }; features])
+    }
+
+    #[test]
+    fn the_driver_owns_every_feature_of_a_narrow_set_and_the_others_none() {
+        let workers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        let (slices, owners) = assign_slices(&layout(10, 100), &workers, workers[1]);
+        assert_eq!(owners, vec![workers[1]]);
+        assert_eq!(slices, vec![(10, 10), (0, 10), (10, 10)]);
+        // A driver without rows: the first worker owns them.
+        let (slices, owners) = assign_slices(&layout(10, 100), &workers, PeerId::random());
+        assert_eq!((owners, slices[0]), (vec![workers[0]], (0, 10)));
+    }
+
+    #[test]
+    fn a_wide_set_is_sliced_among_owners_driver_first() {
+        let workers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        let (slices, owners) = assign_slices(&layout(800, 250), &workers, workers[2]);
+        assert_eq!(owners, vec![workers[2], workers[0], workers[1]]);
+        assert_eq!((slices[2].0, slices[1].1), (0, 800));
+        assert_eq!((slices[2].1, slices[0].1), (slices[0].0, slices[1].0));
+    }
+
+    #[test]
+    fn rounds_are_checkpointed_every_few_seconds_and_at_the_end() {
+        assert!(!checkpoint_due(std::time::Duration::from_millis(300), false));
+        assert!(checkpoint_due(std::time::Duration::from_millis(300), true));
+        assert!(checkpoint_due(CHECKPOINT_EVERY, false));
+    }
 }

@@ -266,6 +266,19 @@ fn best_in_slice(plan: &Plan, features: &[usize], hist: &[BinSum], total: BinSum
     })
 }
 
+/// Bins one owner merges per split before the features are sliced among
+/// more owners: 64k bins from each worker is about 1.5 MB a split.
+pub const OWNER_BINS: usize = 1 << 16;
+
+/// How many workers own a slice of the features. Each split the owners
+/// pull every worker's histograms of their slices; when the driver is the
+/// only owner that is one exchange, while several owners cost two (the
+/// driver asks them, they ask the workers). So one owner does it all until
+/// the bins it would pull pass [`OWNER_BINS`] per worker.
+pub fn owner_count(total_bins: usize, workers: usize) -> usize {
+    total_bins.div_ceil(OWNER_BINS).clamp(1, workers.max(1))
+}
+
 /// Splits features `0..features` into `parts` contiguous slices of about
 /// equal bins, so owners merge about equal work.
 pub fn feature_slices(layout: &Layout, parts: usize) -> Vec<Range<usize>> {
@@ -316,6 +329,16 @@ mod tests {
         rows.start_round(&plan, 0);
         assert_eq!(rows.slices(&plan, 0..1, &[item(7)]), Err(SliceError::Output { output: 7, outputs: 1 }));
         assert_eq!(rows.slices(&plan, 0..1, &[item(0)]).map(|s| s.len()), Ok(1));
+    }
+
+    #[test]
+    fn one_owner_until_its_bins_are_many_then_at_most_one_per_worker() {
+        assert_eq!(owner_count(2_500, 3), 1);
+        assert_eq!(owner_count(OWNER_BINS, 3), 1);
+        assert_eq!(owner_count(OWNER_BINS + 1, 3), 2);
+        assert_eq!(owner_count(200_000, 3), 3);
+        assert_eq!(owner_count(200_000, 1), 1);
+        assert_eq!(owner_count(0, 0), 1);
     }
 
     #[test]
