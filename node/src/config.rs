@@ -91,6 +91,7 @@ pub struct ServingSection {
     pub hot_after: Option<u32>,
     pub max_in_flight: Option<usize>,
     pub max_in_flight_mib: Option<usize>,
+    pub scoring_parallel: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -334,6 +335,7 @@ impl NodeConfig {
             hot_after: file.serving.hot_after.unwrap_or(defaults.hot_after),
             max_in_flight: file.serving.max_in_flight.unwrap_or(defaults.max_in_flight),
             max_in_flight_mib: file.serving.max_in_flight_mib.unwrap_or(defaults.max_in_flight_mib),
+            scoring_parallel: file.serving.scoring_parallel.unwrap_or(defaults.scoring_parallel),
         };
         serving.validate().map_err(ConfigError::Invalid)?;
         bridges.fits_deadline(serving.deadline).map_err(ConfigError::Invalid)?;

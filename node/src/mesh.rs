@@ -40,6 +40,10 @@ pub enum AcceptRefError {
 
 /// How long a checkpoint waits for a copy on another node, at most.
 pub const CHECKPOINT_HOLD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Pieces of per-shard work (statistics, judging) in flight per live node:
+/// a holder's compute slots plus a little of its queue, which other work
+/// shares.
+const SHARD_WORK_PER_NODE: usize = 2;
 
 #[derive(Clone)]
 pub struct Mesh {
@@ -312,6 +316,16 @@ impl Mesh {
         Err(format!("no node could read shard {shard}: {}", failures.join("; ")))
     }
 
+    /// Runs one piece of work per shard (each [`Mesh::where_held`]), a
+    /// few per live node at once, and returns the results in shard order.
+    /// All at once, a dataset of many shards filled the holders' compute
+    /// queues and the pieces past them were refused as busy.
+    pub(crate) async fn per_shard<T, F: Future<Output = T>>(&self, work: Vec<F>) -> Vec<T> {
+        use futures::StreamExt;
+        let at_once = SHARD_WORK_PER_NODE * (self.up_peers().await.len() + 1);
+        futures::stream::iter(work).buffered(at_once).collect().await
+    }
+
     async fn compute_here<T: Send + 'static>(
         &self,
         shard: ContentId,
@@ -342,9 +356,10 @@ impl Mesh {
                 |r| if let Response::Summary(s) = r { Some(s) } else { None },
             )
         });
+        let jobs: Vec<_> = jobs.collect();
         let mut merged = DataSummary::default();
         let mut summarized_by = Vec::new();
-        for result in futures::future::join_all(jobs).await {
+        for result in self.per_shard(jobs).await {
             let (peer, summary) = result.map_err(FitFailure::Unavailable)?;
             mass_kernels::features::merge(&mut merged, &summary);
             summarized_by.push(peer);
@@ -367,8 +382,9 @@ impl Mesh {
                     |r| if let Response::Moments(m) = r { Some(m) } else { None },
                 )
             });
+            let jobs: Vec<_> = jobs.collect();
             let mut moments = Moments::default();
-            for result in futures::future::join_all(jobs).await {
+            for result in self.per_shard(jobs).await {
                 let (_, part) = result.map_err(FitFailure::Unavailable)?;
                 mass_kernels::features::derived::merge_moments(&mut moments, &part);
             }

@@ -107,6 +107,7 @@ pub struct Metrics {
     batch_requests: Histogram,
     jobs: Family<RecordStateLabels, Gauge>,
     studies: Family<RecordStateLabels, Gauge>,
+    scorings: Family<RecordStateLabels, Gauge>,
     compute_tasks: Family<ComputeLabels, Gauge>,
     compute_done: Family<KindLabels, Counter>,
     compute_refused: Family<KindLabels, Counter>,
@@ -118,6 +119,8 @@ pub struct Metrics {
 pub const JOB_STATES: [&str; 5] = ["pending", "running", "completed", "failed", "cancelled"];
 /// The states of a study record (`StudyState`), as labels.
 pub const STUDY_STATES: [&str; 4] = ["running", "completed", "failed", "cancelled"];
+/// The states of a scoring job's record (`ScoringState`), as labels.
+pub const SCORING_STATES: [&str; 3] = ["running", "completed", "failed"];
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RecordStateLabels {
@@ -196,6 +199,7 @@ impl Metrics {
             batch_requests: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
             jobs: Family::default(),
             studies: Family::default(),
+            scorings: Family::default(),
             compute_tasks: Family::default(),
             compute_done: Family::default(),
             compute_refused: Family::default(),
@@ -308,7 +312,11 @@ impl Metrics {
             "Predict requests answered 503 at once: admission bounds or the inference queue were full",
             metrics.predictions_refused.clone(),
         );
-        registry.register("driving", "Jobs and studies this node drives now, by kind", metrics.driving.clone());
+        registry.register(
+            "driving",
+            "Jobs, studies and scoring jobs this node drives now, by kind",
+            metrics.driving.clone(),
+        );
         for kind in ["job", "study"] {
             metrics.driving.get_or_create(&KindLabels { kind }).set(0);
         }
@@ -340,8 +348,16 @@ impl Metrics {
         for state in JOB_STATES {
             metrics.jobs.get_or_create(&RecordStateLabels { state }).set(0);
         }
+        registry.register(
+            "scorings",
+            "Batch-prediction jobs whose records this node knows, by state (as last read; those this node drives count as running)",
+            metrics.scorings.clone(),
+        );
         for state in STUDY_STATES {
             metrics.studies.get_or_create(&RecordStateLabels { state }).set(0);
+        }
+        for state in SCORING_STATES {
+            metrics.scorings.get_or_create(&RecordStateLabels { state }).set(0);
         }
         registry.register(
             "compute_tasks",
@@ -454,8 +470,11 @@ impl Metrics {
     /// How many job (or study, `kind`) records are in each state; states
     /// not given are set to zero.
     pub fn set_record_states(&self, kind: &'static str, counts: &[(&'static str, usize)]) {
-        let (family, states): (_, &[&'static str]) =
-            if kind == "study" { (&self.studies, &STUDY_STATES) } else { (&self.jobs, &JOB_STATES) };
+        let (family, states): (_, &[&'static str]) = match kind {
+            "study" => (&self.studies, &STUDY_STATES),
+            "scoring" => (&self.scorings, &SCORING_STATES),
+            _ => (&self.jobs, &JOB_STATES),
+        };
         for &state in states {
             let count = counts.iter().filter(|(s, _)| *s == state).map(|(_, n)| n).sum::<usize>();
             family.get_or_create(&RecordStateLabels { state }).set(count as i64);

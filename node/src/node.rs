@@ -171,6 +171,7 @@ pub async fn run(config: NodeConfig, mut stops: mpsc::UnboundedReceiver<Stop>) -
     membership.do_send(crate::membership::actor::OnRecovered(service.clone().recipient()));
     crate::jobs::JobWatcher::new(mesh.clone()).start();
     crate::studies::StudyWatcher::new(mesh.clone()).start();
+    crate::serving::scoring::ScoringWatcher::new(mesh.clone()).start();
     let sinks = Sinks {
         membership: membership.clone().recipient(),
         requests: service.clone().recipient(),

@@ -102,6 +102,12 @@ impl Stored for crate::jobs::ModelManifest {
     }
 }
 
+impl Stored for crate::serving::ScoringRecord {
+    fn decode_stored(bytes: &[u8]) -> Result<Self, DecodeError> {
+        decode(bytes, MAX_RECORD)
+    }
+}
+
 impl Stored for crate::studies::StudyRecord {
     fn decode_stored(bytes: &[u8]) -> Result<Self, DecodeError> {
         Self::decode(bytes)

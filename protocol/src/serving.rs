@@ -186,6 +186,66 @@ pub struct BatchPredict {
     /// dataset of this name (what a serial composition's next model trains on).
     #[serde(default)]
     pub into: Option<String>,
+    /// Answer when the scoring job is over (the default), or at once with
+    /// its id (`{"scoring": ID}`, 202) to follow at `GET /v1/scorings/{id}`.
+    #[serde(default = "waits")]
+    pub wait: bool,
+}
+
+fn waits() -> bool {
+    true
+}
+
+/// A batch prediction as a job: one version of a model over one version of
+/// a dataset. Its blob's id names the job (`scoring/<id>` holds its record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScoringSpec {
+    pub model: String,
+    /// The version served when it was submitted, and its manifest.
+    pub version: u64,
+    pub manifest: ContentId,
+    pub dataset: String,
+    pub dataset_manifest: ContentId,
+    pub into: Option<String>,
+    /// Makes each submission its own job.
+    pub nonce: u64,
+}
+
+/// Where a scoring job stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ScoringState {
+    Running,
+    Completed,
+    Failed(String),
+}
+
+impl ScoringState {
+    pub fn is_over(&self) -> bool {
+        !matches!(self, ScoringState::Running)
+    }
+}
+
+/// One scored shard: the blob of its predictions and who computed them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredShard {
+    pub blob: ContentId,
+    pub peer: String,
+}
+
+/// A scoring job's record, checkpointed as it goes: a new driver scores
+/// only the shards not yet in `shards`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoringRecord {
+    pub id: ContentId,
+    pub spec: ScoringSpec,
+    /// One entry per shard of the dataset, in shard order; `None` until scored.
+    pub shards: Vec<Option<ScoredShard>>,
+    /// Every peer that drove it, in order.
+    pub drivers: Vec<String>,
+    pub state: ScoringState,
+    pub result: Option<BatchPrediction>,
+    /// Drives that stopped short; the job fails after a few.
+    pub attempts: u32,
 }
 
 /// `POST /v1/models/{name}/compose`: a model made of registered models.

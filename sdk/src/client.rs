@@ -18,7 +18,7 @@ use mass_protocol::{
     jobs::{JobRecord, JobSpec, LiveTask, ModelManifest},
     serving::{
         BatchPredict, BatchPrediction, Compose, CompressRequest, ExportFormat, ImportModel, ModelSummary, ModelVersion,
-        ModelView, Prediction, Promote,
+        ModelView, Prediction, Promote, ScoringRecord,
     },
     storage::RefRecord,
     studies::{StudyRecord, StudySpec},
@@ -464,9 +464,31 @@ impl Client {
         dataset: &str,
         into: Option<&str>,
     ) -> Result<BatchPrediction, Error> {
-        let request = BatchPredict { dataset: dataset.to_owned(), into: into.map(str::to_owned) };
+        let request = BatchPredict { dataset: dataset.to_owned(), into: into.map(str::to_owned), wait: true };
         let body = serde_json::to_value(request).expect("serializes");
         self.json_with_timeout(Method::POST, &format!("v1/models/{name}/batch"), Some(body), LONG_TIMEOUT).await
+    }
+
+    /// Opens a batch prediction as a job and returns its id at once; follow
+    /// it with [`Client::scoring`]. The job survives the node that drives it.
+    pub async fn submit_batch_predict(
+        &self,
+        name: &str,
+        dataset: &str,
+        into: Option<&str>,
+    ) -> Result<ContentId, Error> {
+        let request = BatchPredict { dataset: dataset.to_owned(), into: into.map(str::to_owned), wait: false };
+        let body = serde_json::to_value(request).expect("serializes");
+        let opened: serde_json::Value = self.json(Method::POST, &format!("v1/models/{name}/batch"), Some(body)).await?;
+        opened["scoring"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| Error::Invalid(format!("the node answered without a scoring job id: {opened}")))
+    }
+
+    /// A scoring job's record: shards scored, drivers, state and result.
+    pub async fn scoring(&self, id: &ContentId) -> Result<ScoringRecord, Error> {
+        self.json(Method::GET, &format!("v1/scorings/{id}"), None).await
     }
 
     /// Makes model `name` (a new version) of registered models.

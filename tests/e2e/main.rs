@@ -25,6 +25,7 @@ mod private_mesh;
 mod python_client;
 mod read_your_writes;
 mod rogue;
+mod scoring;
 mod security;
 mod serving;
 mod stalls;

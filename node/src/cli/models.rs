@@ -5,13 +5,17 @@ use std::{path::PathBuf, time::Instant};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use mass_protocol::{
+    ContentId,
     features::{FittedPipeline, PipelineSpec},
-    serving::{Compose, ComposePart, CompressRequest, ExportFormat, ImportModel, ImportPipeline, ModelView, Predicted},
+    serving::{
+        BatchPrediction, Compose, ComposePart, CompressRequest, ExportFormat, ImportModel, ImportPipeline, ModelView,
+        Predicted, ScoringState,
+    },
 };
 
 use super::{
     NodeArgs,
-    exit::{bad_input, into_bad_input},
+    exit::{JobFailed, bad_input, into_bad_input},
 };
 
 #[derive(Debug, Subcommand)]
@@ -285,7 +289,8 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
         }
         ModelsCommand::Batch { name, dataset, out, into, node } => {
             let client = node.client()?;
-            let done = client.batch_predict_into(&name, &dataset, into.as_deref()).await?;
+            let id = client.submit_batch_predict(&name, &dataset, into.as_deref()).await?;
+            let done = follow_scoring(&client, &id).await?;
             println!("{} rows of {dataset} predicted by model/{name} v{}: blob {}", done.rows, done.version, done.blob);
             if let (Some(into), Some(id)) = (&into, done.into) {
                 println!("rows with the model's outputs stored as dataset/{into} ({id})");
@@ -301,6 +306,39 @@ pub async fn run(command: ModelsCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Follows scoring job `id` with a bar of its shards, through any of the
+/// client's nodes (the job goes on when its driver or this node dies).
+async fn follow_scoring(client: &mass_sdk::Client, id: &ContentId) -> anyhow::Result<BatchPrediction> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("scoring {bar:40} {pos}/{len} shards {elapsed} {msg}")
+            .expect("valid template"),
+    );
+    loop {
+        match client.scoring(id).await {
+            Ok(record) => {
+                let (scored, shards) = crate::serving::scoring::plan::progress(&record);
+                bar.set_length(shards as u64);
+                bar.set_position(scored as u64);
+                bar.set_message("");
+                match (record.state, record.result) {
+                    (ScoringState::Completed, Some(done)) => {
+                        bar.finish_and_clear();
+                        return Ok(done);
+                    }
+                    (ScoringState::Failed(reason), _) => {
+                        bar.finish_and_clear();
+                        return Err(JobFailed(format!("batch prediction {id} failed: {reason}")).into());
+                    }
+                    _ => {}
+                }
+            }
+            Err(e) => bar.set_message(format!("waiting: {e}")),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
 }
 
 /// The compressed versions of a model side by side with their parents:

@@ -158,6 +158,7 @@ pub fn serve(
             .route("/v1/models/{name}/promote", web::post().to(models::promote))
             .route("/v1/models/{name}/rollback", web::post().to(models::rollback))
             .route("/v1/models/{name}/batch", web::post().to(models::batch_predict))
+            .route("/v1/scorings/{id}", web::get().to(models::scoring_show))
             .route("/v1/models/{name}/compose", web::post().to(models::compose))
             .route("/v1/models/{name}/export", web::get().to(models::export))
             .route("/v1/models/{name}/import", web::post().to(models::import))

@@ -11,10 +11,11 @@ use serde_json::Value;
 
 use super::{State, error};
 use crate::serving::{
-    batch, registry,
+    registry,
     registry::RegistryError,
     router::{self, ServeError},
     rows::MAX_ROWS,
+    scoring,
 };
 
 /// Largest predict body: 1,000 rows of MNIST as JSON fit with room to spare.
@@ -91,15 +92,41 @@ pub async fn rollback(state: web::Data<State>, name: web::Path<String>) -> HttpR
     }
 }
 
-/// `POST /v1/models/{name}/batch` with `{"dataset": NAME}`.
+/// How long `POST /v1/models/{name}/batch` waits for its job (the SDK's
+/// long timeout is 600 s); past it the job goes on and the answer says
+/// where to follow it.
+const BATCH_WAIT: std::time::Duration = std::time::Duration::from_secs(590);
+
+/// `POST /v1/models/{name}/batch` with `{"dataset": NAME}`: opens a scoring
+/// job and answers with its result, or at once with its id (`"wait": false`).
 pub async fn batch_predict(
     state: web::Data<State>,
     name: web::Path<String>,
     body: web::Json<BatchPredict>,
 ) -> HttpResponse {
-    match batch::run(&state.mesh, &name, &body.dataset, body.into.as_deref()).await {
+    let mesh = state.mesh();
+    let id = match scoring::submit(&mesh, &name, &body.dataset, body.into.as_deref()).await {
+        Ok(id) => id,
+        Err(e) => return serve_error(e),
+    };
+    if !body.wait {
+        return HttpResponse::Accepted().json(serde_json::json!({ "scoring": id }));
+    }
+    match scoring::wait(&mesh, id, BATCH_WAIT).await {
         Ok(done) => HttpResponse::Ok().json(done),
         Err(e) => serve_error(e),
+    }
+}
+
+/// `GET /v1/scorings/{id}`: a scoring job's record.
+pub async fn scoring_show(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
+    let Ok(id) = id.parse::<ContentId>() else {
+        return error(StatusCode::BAD_REQUEST, format!("'{id}' is not a scoring job id (64 hex digits)"));
+    };
+    match scoring::record(&state.mesh(), id).await {
+        Ok(Some(record)) => HttpResponse::Ok().json(record),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no scoring job {id}")),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
     }
 }
 

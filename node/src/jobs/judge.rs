@@ -70,10 +70,11 @@ pub async fn across_shards(
             },
         )
     });
+    let jobs: Vec<_> = jobs.collect();
     let parts = manifest
         .shards
         .iter()
-        .zip(futures::future::join_all(jobs).await)
+        .zip(mesh.per_shard(jobs).await)
         .map(|(info, result)| result.map(|(_, part)| part).map_err(|e| format!("judging shard {}: {e}", info.id)))
         .collect::<Result<Vec<_>, _>>()?;
     ShardEvaluation::sum(parts)?.ok_or_else(|| "the dataset has no shards to evaluate on".into())

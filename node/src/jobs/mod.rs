@@ -38,6 +38,30 @@ pub mod watcher;
 
 pub use watcher::JobWatcher;
 
+/// Work made of many like pieces (boosting rounds, scored shards) is
+/// checkpointed at most this often, and at its end. A checkpoint costs a
+/// few round trips (the fencing read, two homes holding the record, the
+/// ref write): on a small set, more than a piece itself. Pieces done since
+/// are done again, to the same result, by a driver that takes over.
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether to checkpoint after a piece of work.
+pub fn checkpoint_due(since_last: std::time::Duration, last_piece: bool) -> bool {
+    last_piece || since_last >= CHECKPOINT_EVERY
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_are_checkpointed_every_few_seconds_and_at_the_end() {
+        assert!(!checkpoint_due(std::time::Duration::from_millis(300), false));
+        assert!(checkpoint_due(std::time::Duration::from_millis(300), true));
+        assert!(checkpoint_due(CHECKPOINT_EVERY, false));
+    }
+}
+
 /// Refs of job records are `job/<id>`.
 pub const REF_PREFIX: &str = "job/";
 /// Refs of trained models are `model/<name>`.

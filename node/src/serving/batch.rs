@@ -1,7 +1,8 @@
-//! Offline batch prediction: a model version run over every row of a stored
-//! dataset, each shard on a node that holds it, written as one CSV blob; and,
-//! on request, the rows with the model's outputs as a new dataset (what the
-//! next model of a serial composition trains on).
+//! Offline batch prediction, shard by shard: a model version run over every
+//! row of a stored shard on a node that holds it, and the shards' scores
+//! put together into one CSV and the test rows' metrics; on request, the
+//! rows with the model's outputs as a new dataset (what the next model of a
+//! serial composition trains on). [`super::scoring`] runs it as a job.
 
 use std::collections::HashMap;
 
@@ -14,13 +15,12 @@ use mass_protocol::{
     dataset::{Column, ColumnKind, ColumnStats, DatasetManifest, Shard, ShardInfo, Split},
     jobs::{Evaluation, ModelManifest, Task, output_columns},
     rpc::{Request, Response},
-    serving::BatchPrediction,
+    serving::{BatchPrediction, ScoringSpec},
     storage::{BlobKind, validate_ref_name},
 };
 
 use super::{
     model::{LoadedModel, with_outputs},
-    registry,
     router::ServeError,
 };
 use crate::{datasets::REF_PREFIX, mesh::Mesh, storage::store::pin_name};
@@ -33,7 +33,7 @@ pub fn output_ref(model: &str, dataset: &str) -> String {
 /// A shard's predictions: CSV lines, and its test rows' (truth,
 /// prediction) for classes (with the probability given to the truth) or
 /// values; with `extend`, the stored shard with the outputs as columns.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ShardScores {
     pub csv: String,
     pub classes: Vec<(u32, u32, f32)>,
@@ -125,44 +125,50 @@ fn quote(field: &str) -> String {
     if field.contains([',', '"', '\n']) { format!("\"{}\"", field.replace('"', "\"\"")) } else { field.to_owned() }
 }
 
-/// Runs the served version of `model` over `dataset`, shard by shard on the
-/// nodes holding them, stores the CSV and names it `predictions/<model>/<dataset>`;
-/// with `into`, also names the rows with the outputs as `dataset/<into>`.
-pub async fn run(mesh: &Mesh, model: &str, dataset: &str, into: Option<&str>) -> Result<BatchPrediction, ServeError> {
+/// Checks a batch prediction's `into` name before anything runs.
+pub fn check_into(dataset: &str, into: Option<&str>) -> Result<(), ServeError> {
     if let Some(into) = into {
         validate_ref_name(&format!("{REF_PREFIX}{into}")).map_err(|e| ServeError::BadInput(format!("into: {e}")))?;
         if into == dataset {
             return Err(ServeError::BadInput("into: name a new dataset, not the one predicted".into()));
         }
     }
-    let (manifest, version) = registry::current(mesh, model).await?;
-    let (_, data) = mesh.dataset(dataset).await.map_err(ServeError::NotFound)?;
-    // The manifest alone: this node need not load the weights to score.
-    let model_manifest = mesh.load_model(manifest).await.map_err(ServeError::Unavailable)?;
-    let parts = data.shards.iter().map(|info| shard_somewhere(mesh, manifest, info.id, into.is_some()));
+    Ok(())
+}
+
+/// Puts the shards' scores (in shard order) together: stores the CSV,
+/// names it `predictions/<model>/<dataset>`, scores the test rows, and with
+/// `into` names the rows with the outputs as `dataset/<into>`.
+pub async fn finish(
+    mesh: &Mesh,
+    spec: &ScoringSpec,
+    data: &DatasetManifest,
+    parts: Vec<ShardScores>,
+    shard_peers: Vec<String>,
+) -> Result<BatchPrediction, ServeError> {
+    let model_manifest = mesh.load_model(spec.manifest).await.map_err(ServeError::Unavailable)?;
     let mut csv = String::from("row,split,label,prediction\n");
     let mut all = ShardScores::default();
-    let mut shard_peers = Vec::new();
     let mut extended = Vec::new();
-    for result in futures::future::join_all(parts).await {
-        let (peer, scores) = result.map_err(ServeError::Unavailable)?;
+    for scores in parts {
         csv.push_str(&scores.csv);
         all.classes.extend(scores.classes);
         all.values.extend(scores.values);
         extended.extend(scores.extended);
-        shard_peers.push(peer);
     }
     let evaluation = test_metrics(&all, model_manifest.classes.len());
     let blob = mesh.save_bytes(csv.as_bytes(), BlobKind::Prediction).await.map_err(ServeError::Unavailable)?;
-    mesh.write_ref(output_ref(model, dataset), Some(blob)).await.map_err(|e| ServeError::Unavailable(e.to_string()))?;
-    let into = match into {
-        Some(into) => Some(name_extended(mesh, into, &data, &model_manifest, extended).await?),
+    mesh.write_ref(output_ref(&spec.model, &spec.dataset), Some(blob))
+        .await
+        .map_err(|e| ServeError::Unavailable(e.to_string()))?;
+    let into = match spec.into.as_deref() {
+        Some(into) => Some(name_extended(mesh, into, data, &model_manifest, extended).await?),
         None => None,
     };
     Ok(BatchPrediction {
-        model: model.to_owned(),
-        version,
-        dataset: dataset.to_owned(),
+        model: spec.model.clone(),
+        version: spec.version,
+        dataset: spec.dataset.clone(),
         blob,
         rows: data.rows,
         test: evaluation,
@@ -232,7 +238,7 @@ pub fn test_metrics(scores: &ShardScores, classes: usize) -> Option<Evaluation> 
 }
 
 /// Predicts one shard where it lives, or here when no holder answers.
-async fn shard_somewhere(
+pub async fn shard_somewhere(
     mesh: &Mesh,
     manifest: ContentId,
     shard: ContentId,

@@ -12,6 +12,8 @@
 //! registers weights trained elsewhere. A version a node forwards many requests for is
 //! loaded there too ([`Demand`]): hot models spread to more nodes.
 //! [`admission`] bounds the predict requests a node takes at once.
+//! Offline, [`scoring`] runs a batch prediction over a stored dataset as a
+//! checkpointed job, each shard scored where it lives ([`batch`]).
 
 pub mod admission;
 pub mod batch;
@@ -27,6 +29,7 @@ pub mod model;
 pub mod registry;
 pub mod router;
 pub mod rows;
+pub mod scoring;
 
 use std::time::Duration;
 
@@ -59,6 +62,9 @@ pub struct Config {
     pub max_in_flight: usize,
     /// MiB of predict bodies the HTTP API holds at once; past it, 503 at once.
     pub max_in_flight_mib: usize,
+    /// Shards a scoring job this node drives scores at once (each on a
+    /// node holding it): bounds the load one batch prediction puts on the mesh.
+    pub scoring_parallel: usize,
 }
 
 /// The window over which forwarded requests are counted.
@@ -74,11 +80,12 @@ impl Config {
         hot_after: 500,
         max_in_flight: 512,
         max_in_flight_mib: 256,
+        scoring_parallel: 8,
     };
 
     pub fn validate(&self) -> Result<(), String> {
-        if self.queue == 0 || self.max_batch_rows == 0 || self.replicas == 0 {
-            return Err("serving: queue, max_batch_rows and replicas must be at least 1".into());
+        if self.queue == 0 || self.max_batch_rows == 0 || self.replicas == 0 || self.scoring_parallel == 0 {
+            return Err("serving: queue, max_batch_rows, replicas and scoring_parallel must be at least 1".into());
         }
         if self.max_in_flight == 0 || !(16..=1 << 20).contains(&self.max_in_flight_mib) {
             return Err("serving: max_in_flight must be at least 1 and max_in_flight_mib 16 to 1048576 (one \

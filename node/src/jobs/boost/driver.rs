@@ -36,6 +36,7 @@ use super::{
 };
 use crate::{
     jobs::{
+        checkpoint_due,
         driver::{load_blob, step},
         machine::{BoostRound, Drive, Event, StepError},
     },
@@ -307,17 +308,6 @@ async fn run_rounds(
     }
 }
 
-/// Rounds are checkpointed at most this often (and the last always). A
-/// checkpoint costs a few round trips (the fencing read, two homes holding
-/// the record, the ref write): on a small set, more than a round itself.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Whether the round just grown is checkpointed; rounds in between are
-/// grown again, to the same trees, by a driver that takes over.
-fn checkpoint_due(since_last: std::time::Duration, last_round: bool) -> bool {
-    last_round || since_last >= CHECKPOINT_EVERY
-}
-
 /// Mean training and validation loss from the workers' per-shard sums,
 /// added in the dataset's shard order so the figures (and early stopping)
 /// do not depend on which node held which shard.
@@ -382,12 +372,5 @@ mod tests {
         assert_eq!(owners, vec![workers[2], workers[0], workers[1]]);
         assert_eq!((slices[2].0, slices[1].1), (0, 800));
         assert_eq!((slices[2].1, slices[0].1), (slices[0].0, slices[1].0));
-    }
-
-    #[test]
-    fn rounds_are_checkpointed_every_few_seconds_and_at_the_end() {
-        assert!(!checkpoint_due(std::time::Duration::from_millis(300), false));
-        assert!(checkpoint_due(std::time::Duration::from_millis(300), true));
-        assert!(checkpoint_due(CHECKPOINT_EVERY, false));
     }
 }
