@@ -5,9 +5,12 @@
 //! - [`actor`]: the storage actor, a `SyncArbiter` pool that runs store
 //!   operations off every event loop, and its async [`Storage`] handle.
 //! - [`writer`]: streaming a blob in, chunk by chunk, with bounded memory.
+//! - [`verified`]: chunks hashed recently, which a read within a short
+//!   window need not hash again.
 
 pub mod actor;
 pub mod store;
+pub mod verified;
 pub mod writer;
 
 use std::time::Duration;

@@ -13,7 +13,10 @@
 //! - `state`: small node state (the Lamport clock of ref writes).
 //!
 //! Every read of a chunk is verified against the blob's layout; a mismatch is
-//! an [`StoreError::Integrity`] naming the blob, never wrong bytes.
+//! an [`StoreError::Integrity`] naming the blob, never wrong bytes. A chunk
+//! hashed and found right within the last [`verified::WINDOW`] is read
+//! without hashing it again (see [`super::verified`] for why that is safe
+//! enough); [`Store::verify`] always hashes.
 //!
 //! [`Usage`] counts the blobs held and their bytes by kind: once from `meta`
 //! when the store opens, then as blobs are committed and removed.
@@ -25,7 +28,7 @@ use std::{
         Arc, Mutex, MutexGuard,
         atomic::{AtomicU64, Ordering},
     },
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use mass_protocol::{
@@ -36,6 +39,8 @@ use mass_protocol::{
 };
 use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch, WriteOptions};
 use serde::{Deserialize, Serialize};
+
+use super::verified::{self, Fresh, Verified};
 
 pub const CF_META: &str = "meta";
 pub const CF_CHUNKS: &str = "chunks";
@@ -142,6 +147,7 @@ pub struct Store {
     db: DB,
     usage: Arc<Usage>,
     meta_locks: Vec<Mutex<()>>,
+    verified: Mutex<Verified>,
 }
 
 pub fn now_ms() -> u64 {
@@ -182,9 +188,32 @@ impl Store {
         ];
         let db = DB::open_cf_descriptors(&options, path, families)
             .map_err(|e| StoreError::Open { path: path.display().to_string(), reason: e.to_string() })?;
-        let store = Self { db, usage: Arc::default(), meta_locks: (0..META_LOCKS).map(|_| Mutex::new(())).collect() };
+        let store = Self {
+            db,
+            usage: Arc::default(),
+            meta_locks: (0..META_LOCKS).map(|_| Mutex::new(())).collect(),
+            verified: Mutex::new(Verified::new(verified::WINDOW, verified::CAPACITY, verified::KEPT_BYTES)),
+        };
         store.count_usage()?;
         Ok(store)
+    }
+
+    /// Trusts a chunk's check for `window` instead of [`verified::WINDOW`]
+    /// (zero: every read reads and hashes every chunk), keeping up to
+    /// `kept_bytes` of chunks in memory instead of [`verified::KEPT_BYTES`].
+    pub fn with_verified_window(self, window: Duration, kept_bytes: usize) -> Self {
+        Self { verified: Mutex::new(Verified::new(window, verified::CAPACITY, kept_bytes)), ..self }
+    }
+
+    /// The record of chunks verified recently. A panic while it was held
+    /// may have left it half-written: it is dropped, not trusted.
+    fn verified(&self) -> MutexGuard<'_, Verified> {
+        self.verified.lock().unwrap_or_else(|poisoned| {
+            let mut verified = poisoned.into_inner();
+            verified.clear();
+            self.verified.clear_poison();
+            verified
+        })
     }
 
     /// Counts what `meta` holds, once at open (one pass over the layouts,
@@ -367,32 +396,60 @@ impl Store {
         Ok(self.stored(id)?.map(|s| s.kind))
     }
 
-    /// Reads and verifies chunk `index` of a blob.
+    /// Reads and verifies chunk `index` of a blob (not hashing it again if
+    /// it was hashed within the window; a copy of the bytes hashed then, if
+    /// kept).
     pub fn chunk(&self, meta: &BlobMeta, index: usize) -> Result<Vec<u8>, StoreError> {
+        self.read_chunk(meta, index, true)
+    }
+
+    /// Reads chunk `index` of a blob and checks it; `trust_recent`: a
+    /// check within the window stands in for hashing it. Any failure drops
+    /// the chunk's record.
+    fn read_chunk(&self, meta: &BlobMeta, index: usize, trust_recent: bool) -> Result<Vec<u8>, StoreError> {
         let key = meta.chunks.get(index).ok_or(StoreError::MissingChunk { index })?;
+        // Read before the bytes are: the window runs from no later than the
+        // moment they were read.
+        let now = Instant::now();
+        let fresh = if trust_recent { self.verified().fresh(meta, index, now) } else { Fresh::No };
+        if let Fresh::Kept(bytes) = &fresh
+            && bytes.len() == meta.chunk_len(index)
+        {
+            return Ok(bytes.to_vec());
+        }
+        let failed = |detail: String| {
+            self.verified().forget(key);
+            StoreError::Integrity { id: meta.id, detail }
+        };
         let bytes = match self.db.get_cf(self.cf(CF_CHUNKS), key) {
             Ok(Some(bytes)) => bytes,
-            Ok(None) => return Err(StoreError::Integrity { id: meta.id, detail: format!("chunk {index} is missing") }),
+            Ok(None) => return Err(failed(format!("chunk {index} is missing"))),
             // RocksDB's own checksums catch some corruption before we do.
             Err(e) if e.kind() == rocksdb::ErrorKind::Corruption => {
-                return Err(StoreError::Integrity { id: meta.id, detail: format!("chunk {index}: {e}") });
+                return Err(failed(format!("chunk {index}: {e}")));
             }
             Err(e) => return Err(e.into()),
         };
+        if fresh != Fresh::No && bytes.len() == meta.chunk_len(index) {
+            return Ok(bytes);
+        }
         if !meta.verify_chunk(index, &bytes) {
-            return Err(StoreError::Integrity {
-                id: meta.id,
-                detail: format!("chunk {index} does not match its hash"),
-            });
+            return Err(failed(format!("chunk {index} does not match its hash")));
+        }
+        if trust_recent {
+            self.verified().note(meta, index, now, &bytes);
+        } else {
+            self.verified().note_checked(meta, index, now);
         }
         Ok(bytes)
     }
 
-    /// Reads and verifies every chunk: whether the whole copy is good.
+    /// Reads and hashes every chunk, trusting no earlier check: whether
+    /// the whole copy is good.
     pub fn verify(&self, id: &ContentId) -> Result<BlobMeta, StoreError> {
         let meta = self.meta(id)?.ok_or(StoreError::NotFound(*id))?;
         for index in 0..meta.chunks.len() {
-            self.chunk(&meta, index)?;
+            self.read_chunk(&meta, index, false)?;
         }
         Ok(meta)
     }
@@ -420,6 +477,16 @@ impl Store {
         let existed = self.has(id)?;
         let prior = self.record(id).ok().flatten();
         self.db.delete_cf_opt(self.cf(CF_META), id.as_bytes(), &synced())?;
+        {
+            // A copy removed (often for being damaged) is hashed afresh if
+            // it comes back. A one-chunk blob's key is its id, whatever its
+            // record says.
+            let mut verified = self.verified();
+            verified.forget(id.as_bytes());
+            for key in prior.iter().flat_map(|p| &p.meta.chunks) {
+                verified.forget(key);
+            }
+        }
         if let Some(prior) = prior {
             self.usage.remove(prior.kind, prior.meta.size);
         }
@@ -441,6 +508,7 @@ impl Store {
             }
         }
         let mut batch = WriteBatch::default();
+        let mut deleted = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_CHUNKS), IteratorMode::Start) {
             let (key, value) = item?;
             let Ok(chunk_key) = <[u8; 32]>::try_from(key.as_ref()) else { continue };
@@ -456,10 +524,15 @@ impl Store {
             }
             batch.delete_cf(self.cf(CF_CHUNKS), chunk_key);
             batch.delete_cf(self.cf(CF_STAGING), chunk_key);
+            deleted.push(chunk_key);
             report.chunks += 1;
             report.bytes += value.len() as u64;
         }
         self.db.write_opt(batch, &synced())?;
+        let mut verified = self.verified();
+        for key in &deleted {
+            verified.forget(key);
+        }
         Ok(report)
     }
 
@@ -643,6 +716,102 @@ mod tests {
         let err = store.chunk(&meta, 0).unwrap_err();
         assert!(matches!(err, StoreError::Integrity { id, .. } if id == meta.id), "{err}");
         assert!(err.to_string().contains(&meta.id.to_string()));
+    }
+
+    /// Overwrites a chunk's bytes in the live database, as no write of the
+    /// store ever does (RocksDB takes it as valid).
+    fn flip(store: &Store, key: &[u8; 32]) {
+        let mut bytes = store.db.get_cf(store.cf(CF_CHUNKS), key).unwrap().unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x20;
+        store.db.put_cf(store.cf(CF_CHUNKS), key, bytes).unwrap();
+    }
+
+    #[test]
+    fn a_read_within_the_window_skips_the_hash_and_verify_never_does() {
+        let (_dir, store) = store();
+        let data: Vec<u8> = (0..2 * CHUNK_SIZE + 5).map(|i| (i % 251) as u8).collect();
+        let meta = upload(&store, &data);
+        assert_eq!(read_all(&store, &meta.id), data);
+        let now = Instant::now();
+        assert!((0..3).all(|i| store.verified().trusts(&meta, i, now)), "a good read is recorded");
+        assert_eq!(store.verified().kept_bytes(), 0, "read once: no bytes kept");
+        assert_eq!(read_all(&store, &meta.id), data);
+        assert_eq!(store.verified().kept_bytes(), data.len(), "read twice: hot, kept");
+
+        // The trade the window makes: bytes changed under a key by a write
+        // RocksDB accepts are not seen by a read within it (it serves the
+        // bytes kept, or skips the hash)...
+        flip(&store, &meta.chunks[1]);
+        assert_eq!(store.chunk(&meta, 1).unwrap(), data[CHUNK_SIZE..2 * CHUNK_SIZE], "the kept bytes");
+        // ...but a check of the whole copy hashes every chunk, and the
+        // failure drops the record: every read sees it from then on.
+        let err = store.verify(&meta.id).unwrap_err();
+        assert!(matches!(&err, StoreError::Integrity { id, .. } if *id == meta.id), "{err}");
+        assert!(matches!(store.chunk(&meta, 1), Err(StoreError::Integrity { .. })));
+        assert!(store.chunk(&meta, 0).is_ok(), "the good chunks stay readable");
+    }
+
+    #[test]
+    fn with_no_window_every_read_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap().with_verified_window(Duration::ZERO, 1 << 20);
+        let meta = store.put_small(b"precious bytes", BlobKind::Other).unwrap();
+        assert_eq!(store.chunk(&meta, 0).unwrap(), b"precious bytes");
+        flip(&store, &meta.chunks[0]);
+        assert!(matches!(store.chunk(&meta, 0), Err(StoreError::Integrity { .. })));
+    }
+
+    #[test]
+    fn without_kept_bytes_a_read_within_the_window_still_reads_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap().with_verified_window(verified::WINDOW, 0);
+        let meta = store.put_small(b"precious bytes", BlobKind::Other).unwrap();
+        store.chunk(&meta, 0).unwrap();
+        assert_eq!(store.verified().fresh(&meta, 0, Instant::now()), Fresh::Checked);
+        // Read from RocksDB, not hashed: a write it accepts goes unseen...
+        flip(&store, &meta.chunks[0]);
+        assert_eq!(store.chunk(&meta, 0).unwrap(), b"preciouS bytes");
+        // ...until the whole copy is checked.
+        assert!(store.verify(&meta.id).is_err());
+        assert!(matches!(store.chunk(&meta, 0), Err(StoreError::Integrity { .. })));
+    }
+
+    #[test]
+    fn a_chunk_of_the_wrong_length_is_refused_even_within_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap().with_verified_window(verified::WINDOW, 0);
+        let meta = store.put_small(b"precious bytes", BlobKind::Other).unwrap();
+        store.chunk(&meta, 0).unwrap();
+        store.db.put_cf(store.cf(CF_CHUNKS), meta.chunks[0], b"precious").unwrap();
+        let err = store.chunk(&meta, 0).unwrap_err();
+        assert!(matches!(&err, StoreError::Integrity { id, .. } if *id == meta.id), "{err}");
+        assert!(store.verified().is_empty(), "the failure dropped the record");
+    }
+
+    #[test]
+    fn removing_a_blob_or_collecting_its_chunks_drops_their_records() {
+        let (_dir, store) = store();
+        let small = store.put_small(b"small", BlobKind::Other).unwrap();
+        let big = upload(&store, &vec![3u8; CHUNK_SIZE + 1]);
+        for meta in [&small, &big] {
+            for index in 0..meta.chunks.len() {
+                store.chunk(meta, index).unwrap();
+            }
+        }
+        assert_eq!(store.verified().len(), 3);
+        assert!(store.remove(&small.id).unwrap());
+        assert_eq!(store.verified().len(), 2);
+        assert!(!store.verified().trusts(&small, 0, Instant::now()));
+
+        // Read again by someone holding the old layout, between the removal
+        // and GC: hashed, so recorded again; GC deleting the chunks drops it.
+        assert!(store.remove(&big.id).unwrap());
+        store.chunk(&big, 0).unwrap();
+        assert_eq!(store.verified().len(), 1);
+        store.gc(&HashSet::new(), 0).unwrap();
+        assert!(store.verified().is_empty());
+        assert!(matches!(store.chunk(&big, 0), Err(StoreError::Integrity { .. })), "deleted chunks are missing");
     }
 
     #[test]
