@@ -110,4 +110,14 @@ async fn a_scoring_job_survives_its_driver_and_writes_what_an_uninterrupted_run_
     let csv = String::from_utf8(survivors.get_blob(&result.blob.to_string()).await.unwrap()).unwrap();
     assert_eq!(csv.lines().count(), 1 + 1797);
     assert!(csv.starts_with("row,split,label,prediction\n0,"), "{}", &csv[..80]);
+
+    // The CLI follows a job through the survivors and downloads its CSV.
+    let out = cluster.path().join("predictions.csv");
+    let urls = nodes.iter().map(|n| n.http_url()).collect::<Vec<_>>().join(",");
+    let args =
+        ["models", "batch", "digits", "--dataset", "digits-tiny", "--out", out.to_str().unwrap(), "--node", &urls];
+    let (code, stdout, stderr) = crate::support::mass_exit(&args, &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("1797 rows of digits-tiny predicted by model/digits v1"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), csv);
 }

@@ -36,7 +36,7 @@ pub const WINDOW: Duration = Duration::from_secs(30);
 /// memory).
 pub const CAPACITY: usize = 16_384;
 /// Bytes of chunks kept in memory at most.
-pub const KEPT_BYTES: usize = 64 << 20;
+pub const KEPT_BYTES: usize = 32 << 20;
 
 /// What hashing chunk `index` of a blob proved, besides its key: the bytes
 /// stored under the key hash to it at that position in a blob of several
