@@ -213,6 +213,7 @@ pub struct ScoringSpec {
 
 /// Where a scoring job stands.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ScoringState {
     Running,
     Completed,

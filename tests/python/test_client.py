@@ -288,6 +288,24 @@ def test_a_dataframe_is_ingested_trained_on_and_predicted_from_arrays_and_frames
     assert len(detailed.predictions) == 2500 and detailed.version == 1
 
 
+def test_a_batch_prediction_runs_as_a_job_followed_to_its_csv(client: mass.Client, iris: Dict[str, Any]) -> None:
+    scoring = client.score("blobs", "blobs")
+    record = scoring.wait(timeout=120, progress=True)
+    assert record["state"] == "completed" and len(record["shards"]) == 3, record
+    assert all(part is not None for part in record["shards"]) and record["drivers"]
+    result = scoring.result
+    assert result["rows"] == 300 and result["version"] == 1 and len(result["shard_peers"]) == 3
+    lines = client.get_blob(result["blob"]).decode().splitlines()
+    assert lines[0] == "row,split,label,prediction" and len(lines) == 301
+    # The blocking call runs the same job and writes the same blob.
+    assert client.batch_predict("blobs", "blobs")["blob"] == result["blob"]
+    assert client.scoring(scoring.id).record()["result"] == result
+    with pytest.raises(mass.NotFound, match="nope"):
+        client.score("blobs", "nope")
+    with pytest.raises(mass.MassError, match="cannot be cancelled"):
+        scoring.cancel()
+
+
 def test_a_json_lines_file_is_ingested_by_its_extension(client: mass.Client, tmp_path: Any) -> None:
     X, y = blobs(60, seed=5)
     path = tmp_path / "blobs.jsonl"

@@ -28,7 +28,7 @@ from .errors import (
     WaitTimeout,
 )
 from .estimators import MassClassifier, MassRegressor, NotFittedError
-from .jobs import Job, Study
+from .jobs import Job, Scoring, Study
 from .specs import job_spec
 
 __version__ = "0.1.0"
@@ -37,6 +37,7 @@ __all__ = [
     "Client",
     "Prediction",
     "Job",
+    "Scoring",
     "Study",
     "MassClassifier",
     "MassRegressor",

@@ -11,7 +11,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 from . import _data, specs
 from ._http import Transport
 from .errors import MassError
-from .jobs import Job, Study
+from .jobs import Job, Scoring, Study
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -476,6 +476,20 @@ class Client:
         if into is not None:
             body["into"] = into
         return self._http.json("POST", f"v1/models/{_q(name)}/batch", json_body=body, timeout=self._long())
+
+    def score(self, name: str, dataset: str, *, into: Optional[str] = None) -> Scoring:
+        """As :meth:`batch_predict`, but returns a :class:`Scoring` handle at
+        once: the batch prediction runs as a job on the mesh (``.wait()``
+        follows it, with a bar of shards), and survives the node driving it."""
+        body: Dict[str, Any] = {"dataset": dataset, "wait": False}
+        if into is not None:
+            body["into"] = into
+        answer = self._http.json("POST", f"v1/models/{_q(name)}/batch", json_body=body)
+        return Scoring(self, answer["scoring"])
+
+    def scoring(self, id: str) -> Scoring:
+        """A handle on an existing scoring job."""
+        return Scoring(self, id)
 
     def compose(
         self,

@@ -1,5 +1,6 @@
-"""Handles of running work: :class:`Job` (a training job) and
-:class:`Study` (a hyperparameter study). Both are followed from any node."""
+"""Handles of running work: :class:`Job` (a training job), :class:`Study`
+(a hyperparameter study) and :class:`Scoring` (a batch prediction). All are
+followed from any node."""
 
 from __future__ import annotations
 
@@ -221,6 +222,54 @@ class Study(_Handle):
                 best = min(scores) if metric in ("log_loss", "rmse", "mae") else max(scores)
                 postfix[metric] = f"{best:.4f}"
             bar.set_postfix(postfix, refresh=False)
+            bar.refresh()
+
+        try:
+            record = self._poll_until_over(timeout, show)
+        finally:
+            if bar is not None:
+                bar.close()
+        self._raise_if_failed(record)
+        return record
+
+
+class Scoring(_Handle):
+    """A batch prediction running as a job (``POST /v1/models/{name}/batch``
+    with ``"wait": false``): each shard scored where it lives, the record
+    checkpointed, carried on by another node when its driver dies::
+
+        scoring = client.score("iris-mlp", "iris")
+        scoring.wait()                      # a bar of shards scored
+        csv = client.get_blob(scoring.result["blob"])
+    """
+
+    _kind = "scoring"
+    _path = "v1/scorings"
+
+    def cancel(self) -> Dict[str, Any]:
+        raise MassError("a scoring job cannot be cancelled; it ends by itself (its parts are kept)")
+
+    @property
+    def result(self) -> Optional[Dict[str, Any]]:
+        """What the job wrote (``blob``: the CSV, ``rows``, ``test`` metrics,
+        ``shard_peers``, ``into``), once completed; ``None`` before."""
+        record = self._record
+        if record is None or record.get("result") is None:
+            record = self.record()
+        return record.get("result")
+
+    def wait(self, timeout: Optional[float] = None, progress: bool = True) -> Dict[str, Any]:
+        """Polls until the job is over and returns its final record. Raises
+        :class:`~mass.JobFailed` when it failed, :class:`~mass.WaitTimeout`
+        after ``timeout`` seconds (the job runs on)."""
+        bar = _tqdm(total=None, desc=f"scoring {self.id[:12]}", unit="shard", leave=False) if progress else None
+
+        def show(record: Dict[str, Any]) -> None:
+            if bar is None:
+                return
+            shards = record.get("shards") or []
+            bar.total = len(shards)
+            bar.n = sum(1 for s in shards if s is not None)
             bar.refresh()
 
         try:
