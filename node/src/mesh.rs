@@ -152,14 +152,23 @@ impl Mesh {
         let local = self.net.local_peer_id();
         let others: Vec<PeerId> =
             homes(&id, &self.placement_view().await, self.ref_copies).into_iter().filter(|p| *p != local).collect();
-        let deadline = tokio::time::Instant::now() + CHECKPOINT_HOLD_WAIT;
+        let started = tokio::time::Instant::now();
+        let deadline = started + CHECKPOINT_HOLD_WAIT;
         'homes: for home in others {
+            // The home answers once its fetch is over: no polling.
+            let asked = self.net.request_within(home, Request::HoldNow { id }, CHECKPOINT_HOLD_WAIT).await;
+            if matches!(asked, Ok(Response::Has(true))) {
+                debug!(%id, %home, waited = ?started.elapsed(), "checkpoint held by a second node");
+                break 'homes;
+            }
+            // A home built before `HoldNow` (or one that could not fetch in
+            // time): ask as before until it holds the record.
             while tokio::time::Instant::now() < deadline {
                 let asked = self.net.request_within(home, Request::Replicate { id }, CHECKPOINT_HOLD_WAIT).await;
                 if matches!(asked, Ok(Response::Has(true))) {
+                    debug!(%id, %home, waited = ?started.elapsed(), "checkpoint held by a second node (polled)");
                     break 'homes;
                 }
-                // Not yet: the home is fetching it (a record is small).
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }

@@ -139,12 +139,15 @@ impl Handler<InboundRequest> for ServiceActor {
                     Ok(has) => Response::Has(has),
                     Err(e) => storage_error(e),
                 },
-                Request::Replicate { id } => match replication.send(ReplicateFrom { peer, id }).await {
-                    Ok(Ok(has)) => Response::Has(has),
-                    // Over a bound on fetches: the holder's next repair walk asks again.
-                    Ok(Err(busy)) => Response::Error(RpcError { kind: RpcErrorKind::Overloaded, message: busy }),
-                    Err(e) => Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message: e.to_string() }),
-                },
+                Request::Replicate { id } | Request::HoldNow { id } => {
+                    let wait = matches!(request, Request::HoldNow { .. });
+                    match replication.send(ReplicateFrom { peer, id, wait }).await {
+                        Ok(Ok(has)) => Response::Has(has),
+                        // Over a bound on fetches: the holder's next repair walk asks again.
+                        Ok(Err(busy)) => Response::Error(RpcError { kind: RpcErrorKind::Overloaded, message: busy }),
+                        Err(e) => Response::Error(RpcError { kind: RpcErrorKind::Unavailable, message: e.to_string() }),
+                    }
+                }
                 Request::ListRefs => match storage.refs().await {
                     Ok(refs) => Response::Refs(refs),
                     Err(e) => storage_error(e),

@@ -66,6 +66,12 @@ pub enum Request {
     /// decode it and drops the request: the asker counts the blob as
     /// [`BlobKind::Unknown`].
     GetBlobKind { id: ContentId },
+    /// As [`Request::Replicate`], but answered once the fetch is over:
+    /// [`Response::Has`] `true` when the peer holds the blob, `false` when
+    /// its fetch did not end within the peer's bound. A driver's checkpoint
+    /// waits on this rather than polling. A peer built before this variant
+    /// drops the request; the asker then polls with `Replicate`.
+    HoldNow { id: ContentId },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

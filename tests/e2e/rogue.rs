@@ -126,7 +126,7 @@ async fn a_peer_serving_wrong_bytes_is_caught_at_the_first_bad_chunk() {
                     lie[0] = 1;
                     Response::Chunk(Some(lie))
                 }
-                Request::HasBlob { .. } | Request::Replicate { .. } => Response::Has(true),
+                Request::HasBlob { .. } | Request::Replicate { .. } | Request::HoldNow { .. } => Response::Has(true),
                 Request::ListRefs | Request::GetRef { .. } => Response::Refs(vec![]),
                 // Claims to hold a ref entry it drops.
                 Request::HoldRef { .. } => Response::Has(true),

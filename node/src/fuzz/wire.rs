@@ -50,6 +50,7 @@ pub fn rpc_request(data: &[u8]) {
         | Request::GetBlobKind { .. }
         | Request::GetChunk { .. }
         | Request::Replicate { .. }
+        | Request::HoldNow { .. }
         | Request::HasBlob { .. }
         | Request::ListRefs
         | Request::PredictShard { .. } => {}

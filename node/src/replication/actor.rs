@@ -59,12 +59,19 @@ pub struct PlaceNew(pub ContentId);
 
 /// A peer says this node is a home of `id`; returns whether it already has it
 /// (if not, a fetch starts, from that peer first), or why no fetch can start.
+/// With `wait`, answers when the fetch is over (at most [`HOLD_NOW_WAIT`]):
+/// whether the blob is held then.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<bool, String>")]
 pub struct ReplicateFrom {
     pub peer: PeerId,
     pub id: ContentId,
+    pub wait: bool,
 }
+
+/// The longest a `HoldNow` waits for its fetch; the asker's checkpoint
+/// wait ([`crate::mesh::CHECKPOINT_HOLD_WAIT`]) is as long.
+pub const HOLD_NOW_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How far a draining node's walks got in handing its blobs off.
 #[derive(Debug, Message)]
@@ -476,34 +483,43 @@ impl Handler<PlaceNew> for ReplicationActor {
 impl Handler<ReplicateFrom> for ReplicationActor {
     type Result = ResponseFuture<Result<bool, String>>;
 
-    fn handle(&mut self, ReplicateFrom { peer, id }: ReplicateFrom, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, ReplicateFrom { peer, id, wait }: ReplicateFrom, ctx: &mut Self::Context) -> Self::Result {
         let storage = self.storage.clone();
         let addr = ctx.address();
         Box::pin(async move {
             if storage.has(id).await.unwrap_or(false) {
                 return Ok(true);
             }
-            match addr.send(StartFetch { id, peer }).await {
-                Ok(admitted) => admitted.map(|()| false),
-                Err(e) => Err(format!("replication unavailable: {e}")),
+            let (waiter, outcome) = if wait {
+                let (waiter, outcome) = oneshot::channel();
+                (Some(waiter), Some(outcome))
+            } else {
+                (None, None)
+            };
+            match addr.send(StartFetch { id, peer, waiter }).await {
+                Ok(admitted) => admitted?,
+                Err(e) => return Err(format!("replication unavailable: {e}")),
             }
+            let Some(outcome) = outcome else { return Ok(false) };
+            Ok(matches!(tokio::time::timeout(HOLD_NOW_WAIT, outcome).await, Ok(Ok(Ok(_)))))
         })
     }
 }
 
-/// Asks for a fetch a peer's `Replicate` calls for.
+/// Asks for a fetch a peer's `Replicate` (or `HoldNow`, with a waiter) calls for.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), String>")]
 struct StartFetch {
     id: ContentId,
     peer: PeerId,
+    waiter: Option<oneshot::Sender<Result<BlobMeta, FetchError>>>,
 }
 
 impl Handler<StartFetch> for ReplicationActor {
     type Result = Result<(), String>;
 
-    fn handle(&mut self, StartFetch { id, peer }: StartFetch, ctx: &mut Self::Context) -> Self::Result {
-        self.request_fetch(ctx, id, Origin::Peer(peer), None)
+    fn handle(&mut self, StartFetch { id, peer, waiter }: StartFetch, ctx: &mut Self::Context) -> Self::Result {
+        self.request_fetch(ctx, id, Origin::Peer(peer), waiter)
     }
 }
 
