@@ -43,6 +43,37 @@ pub struct Storage {
     sign: Signer,
     refs: Arc<RefCache>,
     usage: Arc<Usage>,
+    /// Names of refs written here (by this node or merged from a peer), for
+    /// drivers that wait on records instead of polling them.
+    ref_writes: tokio::sync::broadcast::Sender<String>,
+}
+
+/// Ref writes a slow listener may fall behind by before it hears that it
+/// lagged (and then reads what it waits for, as after any write).
+const REF_WRITES_BUFFER: usize = 256;
+
+/// Waits up to `within` for a write of a ref `wanted` names (heard from
+/// [`Storage::ref_writes`]); returns early too when writes were missed. The
+/// caller reads what it waits for either way: the bound covers a write
+/// this node never sees (gossip is best effort).
+pub async fn ref_written(
+    writes: &mut tokio::sync::broadcast::Receiver<String>,
+    within: std::time::Duration,
+    wanted: impl Fn(&str) -> bool,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    let _ = tokio::time::timeout(within, async {
+        loop {
+            match writes.recv().await {
+                Ok(name) if wanted(&name) => return,
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => return,
+                // No more writes: the bound ends the wait.
+                Err(RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+    })
+    .await;
 }
 
 /// Ref records read recently, so a hot name (a served model, read on every
@@ -98,7 +129,8 @@ impl Storage {
         let usage = store.usage();
         let store = Arc::new(store);
         let actor = SyncArbiter::start(threads, move || StorageActor { store: store.clone() });
-        Self { actor, metrics, sign, refs: Arc::default(), usage }
+        let (ref_writes, _) = tokio::sync::broadcast::channel(REF_WRITES_BUFFER);
+        Self { actor, metrics, sign, refs: Arc::default(), usage, ref_writes }
     }
 
     /// Readies the store for the process to exit ([`Store::quiesce`]).
@@ -211,9 +243,13 @@ impl Storage {
             refs.forget(&name);
             let written = s.set_ref(&name, target, &origin, &*sign);
             refs.forget(&name);
-            written
+            written.map(|entry| (entry, name))
         })
         .await
+        .map(|(entry, name)| {
+            let _ = self.ref_writes.send(name);
+            entry
+        })
     }
 
     pub async fn merge_ref(&self, name: String, entry: RefEntry) -> Result<Option<RefRecord>, StoreError> {
@@ -222,9 +258,20 @@ impl Storage {
             refs.forget(&name);
             let merged = s.merge_ref(&name, entry);
             refs.forget(&name);
-            merged
+            merged.map(|record| (record, name))
         })
         .await
+        .map(|(record, name)| {
+            if record.is_some() {
+                let _ = self.ref_writes.send(name);
+            }
+            record
+        })
+    }
+
+    /// Hears the names of refs written here from now on.
+    pub fn ref_writes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.ref_writes.subscribe()
     }
 
     /// The highest version of a ref known here, and this node's clock.
@@ -236,6 +283,30 @@ impl Storage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_wait_ends_on_a_wanted_write_or_lag_and_else_at_its_bound() {
+        use std::time::{Duration, Instant};
+        let (writes, mut heard) = tokio::sync::broadcast::channel(4);
+        let wanted = |name: &str| name.starts_with("job/");
+        writes.send("model/a".to_string()).unwrap();
+        writes.send("job/1".to_string()).unwrap();
+        let started = Instant::now();
+        ref_written(&mut heard, Duration::from_secs(5), wanted).await;
+        assert!(started.elapsed() < Duration::from_secs(1), "a wanted write did not end the wait");
+
+        writes.send("model/b".to_string()).unwrap();
+        let started = Instant::now();
+        ref_written(&mut heard, Duration::from_millis(100), wanted).await;
+        assert!(started.elapsed() >= Duration::from_millis(100), "an unwanted write ended the wait");
+
+        for i in 0..8 {
+            writes.send(format!("model/{i}")).unwrap();
+        }
+        let started = Instant::now();
+        ref_written(&mut heard, Duration::from_secs(5), wanted).await;
+        assert!(started.elapsed() < Duration::from_secs(1), "missed writes did not end the wait");
+    }
 
     fn record(name: &str) -> RefRecord {
         RefRecord { name: name.into(), history: vec![] }

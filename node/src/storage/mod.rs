@@ -15,7 +15,7 @@ pub mod writer;
 
 use std::time::Duration;
 
-pub use actor::{Signer, Storage};
+pub use actor::{Signer, Storage, ref_written};
 pub use store::{Store, StoreError};
 pub use writer::BlobWriter;
 

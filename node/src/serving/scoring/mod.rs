@@ -34,8 +34,9 @@ use crate::{
 
 /// Refs of scoring jobs' records are `scoring/<id>`.
 pub const REF_PREFIX: &str = "scoring/";
-/// How often a caller waiting for a job reads its record.
-const WAIT_POLL: Duration = Duration::from_millis(200);
+/// The longest a caller waiting for a job waits for a write of its record
+/// before it reads the record anyway.
+const WAIT_AT_MOST: Duration = Duration::from_secs(1);
 
 /// The record of scoring job `id`, if there is one.
 pub async fn record(mesh: &Mesh, id: ContentId) -> Result<Option<ScoringRecord>, String> {
@@ -77,6 +78,7 @@ pub async fn submit(mesh: &Mesh, model: &str, dataset: &str, into: Option<&str>)
 pub async fn wait(mesh: &Mesh, id: ContentId, within: Duration) -> Result<BatchPrediction, ServeError> {
     let name = format!("{REF_PREFIX}{id}");
     let deadline = tokio::time::Instant::now() + within;
+    let mut writes = mesh.storage.ref_writes();
     loop {
         // The driver may be another node: ask the ref's homes, not only gossip.
         crate::shared_refs::refresh(mesh, &name).await;
@@ -92,7 +94,7 @@ pub async fn wait(mesh: &Mesh, id: ContentId, within: Duration) -> Result<BatchP
                 "scoring job {id} is still running; follow it at GET /v1/scorings/{id}"
             )));
         }
-        tokio::time::sleep(WAIT_POLL).await;
+        crate::storage::ref_written(&mut writes, WAIT_AT_MOST, |written| written == name).await;
     }
 }
 
