@@ -15,12 +15,12 @@ use super::{cancel_ref, checkpoint, plan, record, register};
 use crate::{
     jobs::{self, submit::SubmitError},
     mesh::Mesh,
-    storage::ref_written,
 };
 
-/// The longest the driver waits for a write of a trial's job record (or
-/// of the cancel flag) before it looks at the trials anyway.
-const WAIT_AT_MOST: Duration = Duration::from_secs(1);
+/// How often the trials' jobs are looked at. (Not on every job record
+/// written: successive halving's promotions depend on how many trials of a
+/// rung have finished when it looks; see docs/architecture.md.)
+const POLL: Duration = Duration::from_millis(300);
 
 /// A job spec's id: the hash of its encoding, as storing it names it.
 fn id_of(job: &JobSpec) -> ContentId {
@@ -57,11 +57,8 @@ pub async fn drive(mesh: Mesh, id: ContentId) -> Result<(), String> {
         checkpoint(&mesh, &record).await?;
         info!(%id, trials = record.trials.len(), "driving study");
     }
-    // Subscribed before the first read: a write during a pass wakes the next wait.
-    let mut writes = mesh.storage.ref_writes();
-    let cancel_flag = cancel_ref(&id);
     loop {
-        if mesh.resolve(&cancel_flag).await?.is_some() {
+        if mesh.resolve(&cancel_ref(&id)).await?.is_some() {
             return cancel(&mesh, &mut record).await;
         }
         let mut outcomes = BTreeMap::new();
@@ -106,7 +103,7 @@ pub async fn drive(mesh: Mesh, id: ContentId) -> Result<(), String> {
                 return checkpoint(&mesh, &record).await;
             }
         }
-        ref_written(&mut writes, WAIT_AT_MOST, |name| name.starts_with(jobs::REF_PREFIX) || name == cancel_flag).await;
+        tokio::time::sleep(POLL).await;
     }
 }
 
