@@ -2,7 +2,7 @@
 //! midway, the next-ranked node scores only the shards the record does not
 //! list and writes what an uninterrupted run writes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mass_protocol::{
     jobs::{EnsembleSpec, JobSpec, Learner, ModelSpec},
@@ -20,16 +20,7 @@ async fn scoring_until(
     what: &str,
     done: impl Fn(&ScoringRecord) -> bool,
 ) -> ScoringRecord {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(record) = client.scoring(id).await
-            && done(&record)
-        {
-            return record;
-        }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    crate::support::poll_record(within, what, || client.scoring(id), done).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,7 +5,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use mass_protocol::{
@@ -75,16 +75,7 @@ async fn wait_study(
     what: &str,
     done: impl Fn(&StudyRecord) -> bool,
 ) -> StudyRecord {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(record) = client.study(id).await
-            && done(&record)
-        {
-            return record;
-        }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    crate::support::poll_record(within, what, || client.study(id), done).await
 }
 
 fn trials_over(record: &StudyRecord) -> usize {

@@ -237,6 +237,29 @@ pub async fn shards_settled(client: &Client, name: &str, timeout: Duration) -> D
     .await
 }
 
+/// Reads a record (`read`; failed reads are retried) until `done` says
+/// so, within `within`.
+pub async fn poll_record<T, E, F>(
+    within: Duration,
+    what: &str,
+    mut read: impl FnMut() -> F,
+    done: impl Fn(&T) -> bool,
+) -> T
+where
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok(record) = read().await
+            && done(&record)
+        {
+            return record;
+        }
+        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Polls a job until `done` says so, within `within`.
 pub async fn poll(
     client: &Client,
@@ -245,16 +268,7 @@ pub async fn poll(
     what: &str,
     done: impl Fn(&JobRecord) -> bool,
 ) -> JobRecord {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(record) = client.job(id).await
-            && done(&record)
-        {
-            return record;
-        }
-        assert!(Instant::now() < deadline, "timed out after {within:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    poll_record(within, what, || client.job(id), done).await
 }
 
 /// Waits for a job to end and checks that it completed.

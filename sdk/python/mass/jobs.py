@@ -74,6 +74,17 @@ class _Handle:
         if name in ("failed", "cancelled"):
             raise JobFailed(self._kind, self.id, name, reason, record)
 
+    def _follow(self, timeout: Optional[float], bar: Any, show: Any) -> Dict[str, Any]:
+        """Polls until over, ``show``-ing each record on ``bar`` (closed
+        at the end); raises when the work failed or was cancelled."""
+        try:
+            record = self._poll_until_over(timeout, show)
+        finally:
+            if bar is not None:
+                bar.close()
+        self._raise_if_failed(record)
+        return record
+
     def _poll_until_over(self, timeout: Optional[float], on_record: Any) -> Dict[str, Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = 0.2
@@ -167,13 +178,7 @@ class Job(_Handle):
             bar.set_postfix(postfix, refresh=False)
             bar.refresh()
 
-        try:
-            record = self._poll_until_over(timeout, show)
-        finally:
-            if bar is not None:
-                bar.close()
-        self._raise_if_failed(record)
-        return record
+        return self._follow(timeout, bar, show)
 
 
 class Study(_Handle):
@@ -224,13 +229,7 @@ class Study(_Handle):
             bar.set_postfix(postfix, refresh=False)
             bar.refresh()
 
-        try:
-            record = self._poll_until_over(timeout, show)
-        finally:
-            if bar is not None:
-                bar.close()
-        self._raise_if_failed(record)
-        return record
+        return self._follow(timeout, bar, show)
 
 
 class Scoring(_Handle):
@@ -272,13 +271,7 @@ class Scoring(_Handle):
             bar.n = sum(1 for s in shards if s is not None)
             bar.refresh()
 
-        try:
-            record = self._poll_until_over(timeout, show)
-        finally:
-            if bar is not None:
-                bar.close()
-        self._raise_if_failed(record)
-        return record
+        return self._follow(timeout, bar, show)
 
 
 def _score(trial: Dict[str, Any]) -> Optional[float]:
