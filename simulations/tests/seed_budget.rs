@@ -5,9 +5,9 @@
 //! `MASS_SIM_SEED=<seed> cargo test -p mass-simulations --test seed_budget`
 //! replays it alone. `MASS_SIM_SEEDS` changes how many seeds run (default 300).
 //!
-//! Known failing fresh seed, not fixed yet (found 2026-12-03 by a CI run):
-//! 12252920389646487059, "step 8089 at 105000 ms: not converged: blob 12 is
-//! on {13}, its homes are {13, 17}".
+//! Fresh seeds found and fixed: 12252920389646487059 (a home trusted a
+//! claim whose copy was dropped: claims now expire, `plan::CLAIM_WALKS`);
+//! the regression test below replays it.
 
 use mass_simulations::replication::{Report, Rule, Scenario, Violation, run};
 
@@ -27,6 +27,18 @@ fn seeds() -> Vec<u64> {
 
 fn scenario(seed: u64, rule: Rule) -> Scenario {
     Scenario { rule, ..Scenario::small(seed) }
+}
+
+/// Seeds drawn fresh that once failed; each must pass for good.
+const FOUND: [u64; 1] = [12_252_920_389_646_487_059];
+
+#[test]
+fn seeds_that_once_failed_pass() {
+    for seed in FOUND {
+        if let Err(violation) = run(&scenario(seed, Rule::Node)) {
+            panic!("{violation}");
+        }
+    }
 }
 
 #[test]

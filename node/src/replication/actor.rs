@@ -222,7 +222,8 @@ impl Walk {
     async fn blob(&self, meta: &BlobMeta, peers: &[PeerId], evidence: &mut Confirmations<PeerId>) -> bool {
         let id = meta.id;
         let homes = homes(&id, peers, self.k);
-        // A proof is evidence for this walk only.
+        // A proof is evidence for this walk only; a claim for a few walks.
+        evidence.begin_walk();
         evidence.clear_verified();
         let mut actions = plan::decide(&self.local, &homes, evidence);
         if actions.iter().any(|a| matches!(a, Action::AskHome(_))) {

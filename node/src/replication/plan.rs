@@ -12,7 +12,7 @@
 //! Generic over the peer id ([`Peer`]): the node ranks libp2p ids, the
 //! simulation ranks integers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use libp2p::PeerId;
 use mass_protocol::ContentId;
@@ -56,31 +56,42 @@ pub fn homes<P: Peer>(id: &ContentId, view: &[P], k: usize) -> Vec<P> {
         .collect()
 }
 
+/// How many walks a claim counts for before its peer is asked again. A home
+/// never checks the other homes' copies, so without this a claim outlives
+/// the copy: the whole-mesh simulation found a peer that answered `Has`
+/// while its lagging view ranked it no home, then dropped its copy, and the
+/// home that heard the claim kept the blob one copy short for good. Asking
+/// again costs one `Replicate` per other home per blob every few walks.
+pub const CLAIM_WALKS: u32 = 6;
+
 /// What a holder has learnt about one blob's copies elsewhere, per distinct
 /// peer: a peer that answered twice still counts once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Confirmations<P> {
-    /// Peers that said they hold the blob (`Has(true)`): a claim.
-    claimed: BTreeSet<P>,
+    /// Peers that said they hold the blob (`Has(true)`): a claim, with the
+    /// walk it was made in.
+    claimed: BTreeMap<P, u32>,
     /// Peers that showed sampled chunks of it: a proof, which implies a claim.
     verified: BTreeSet<P>,
+    /// Walks begun since this evidence started being gathered.
+    walks: u32,
 }
 
 impl<P> Default for Confirmations<P> {
     fn default() -> Self {
-        Self { claimed: BTreeSet::new(), verified: BTreeSet::new() }
+        Self { claimed: BTreeMap::new(), verified: BTreeSet::new(), walks: 0 }
     }
 }
 
 impl<P: Ord + Clone> Confirmations<P> {
     /// `peer` said it holds the blob.
     pub fn claim(&mut self, peer: P) {
-        self.claimed.insert(peer);
+        self.claimed.insert(peer, self.walks);
     }
 
     /// `peer` showed chunks of the blob that check against its layout.
     pub fn verify(&mut self, peer: P) {
-        self.claimed.insert(peer.clone());
+        self.claimed.insert(peer.clone(), self.walks);
         self.verified.insert(peer);
     }
 
@@ -96,14 +107,23 @@ impl<P: Ord + Clone> Confirmations<P> {
         self.verified.clear();
     }
 
+    /// A new walk: claims older than [`CLAIM_WALKS`] walks are forgotten, so
+    /// their peers are asked again, unless a proof still stands for them (a
+    /// draining node keeps the proofs of a blob it handed off).
+    pub fn begin_walk(&mut self) {
+        self.walks += 1;
+        let (walks, verified) = (self.walks, &self.verified);
+        self.claimed.retain(|peer, made| verified.contains(peer) || walks - *made <= CLAIM_WALKS);
+    }
+
     /// Keeps only the evidence of peers `keep` accepts (those still in view).
     pub fn retain(&mut self, mut keep: impl FnMut(&P) -> bool) {
-        self.claimed.retain(&mut keep);
+        self.claimed.retain(|peer, _| keep(peer));
         self.verified.retain(keep);
     }
 
     pub fn is_claimed(&self, peer: &P) -> bool {
-        self.claimed.contains(peer)
+        self.claimed.contains_key(peer)
     }
 
     pub fn is_verified(&self, peer: &P) -> bool {
@@ -237,6 +257,24 @@ mod tests {
         let mut all = Confirmations::default();
         all.verify(homes[1]);
         assert_eq!(plan(&blob(7), &homes[0], &view, 2, true, &all), vec![Action::Keep(Keep::Home)]);
+    }
+
+    #[test]
+    fn a_home_asks_again_once_a_claim_is_too_old() {
+        let (view, homes) = setup();
+        let mut evidence = Confirmations::default();
+        evidence.claim(homes[1]);
+        for _ in 0..CLAIM_WALKS {
+            evidence.begin_walk();
+            assert_eq!(plan(&blob(7), &homes[0], &view, 2, true, &evidence), vec![Action::Keep(Keep::Home)]);
+        }
+        evidence.begin_walk();
+        let actions = plan(&blob(7), &homes[0], &view, 2, true, &evidence);
+        assert_eq!(actions, vec![Action::AskHome(homes[1]), Action::Keep(Keep::Home)]);
+        // A fresh answer counts for another CLAIM_WALKS walks.
+        evidence.claim(homes[1]);
+        evidence.begin_walk();
+        assert_eq!(plan(&blob(7), &homes[0], &view, 2, true, &evidence), vec![Action::Keep(Keep::Home)]);
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! are [`plan`]'s; this reads the trials' job records, checkpoints the
 //! journal, submits jobs, and registers the winner.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::Duration,
+};
 
 use mass_protocol::{
     ContentId, codec,
@@ -15,12 +18,14 @@ use super::{cancel_ref, checkpoint, plan, record, register};
 use crate::{
     jobs::{self, submit::SubmitError},
     mesh::Mesh,
+    storage::ref_written,
 };
 
-/// How often the trials' jobs are looked at. (Not on every job record
-/// written: successive halving's promotions depend on how many trials of a
-/// rung have finished when it looks; see docs/architecture.md.)
-const POLL: Duration = Duration::from_millis(300);
+/// The longest the driver waits for a write of a running trial's job
+/// record (or of the cancel flag) before it looks at the trials anyway.
+/// Waking on each write is safe: successive halving decides in trial order,
+/// not by what has finished when the driver looks ([`plan::advance`]).
+const WAIT_AT_MOST: Duration = Duration::from_secs(1);
 
 /// A job spec's id: the hash of its encoding, as storing it names it.
 fn id_of(job: &JobSpec) -> ContentId {
@@ -57,15 +62,16 @@ pub async fn drive(mesh: Mesh, id: ContentId) -> Result<(), String> {
         checkpoint(&mesh, &record).await?;
         info!(%id, trials = record.trials.len(), "driving study");
     }
+    // Subscribed before the first read: a write during a pass wakes the next wait.
+    let mut writes = mesh.storage.ref_writes();
+    let cancel_flag = cancel_ref(&id);
     loop {
-        if mesh.resolve(&cancel_ref(&id)).await?.is_some() {
+        if mesh.resolve(&cancel_flag).await?.is_some() {
             return cancel(&mesh, &mut record).await;
         }
         let mut outcomes = BTreeMap::new();
-        for trial in record.trials.iter().filter(|t| !t.is_over()) {
-            if let Some(run) = trial.runs.last() {
-                outcomes.insert(run.job, outcome(&mesh, run.job).await?);
-            }
+        for run in open_runs(&record) {
+            outcomes.insert(run, outcome(&mesh, run).await?);
         }
         let plan = plan::advance(&mut record, &outcomes, &id_of);
         // The journal names every job before it is submitted: a driver
@@ -103,8 +109,21 @@ pub async fn drive(mesh: Mesh, id: ContentId) -> Result<(), String> {
                 return checkpoint(&mesh, &record).await;
             }
         }
-        tokio::time::sleep(POLL).await;
+        let watched: BTreeSet<String> =
+            open_runs(&record).map(|job| format!("{}{job}", jobs::REF_PREFIX)).chain([cancel_flag.clone()]).collect();
+        ref_written(&mut writes, WAIT_AT_MOST, |name| watched.contains(name)).await;
     }
+}
+
+/// The jobs of the trials' runs that have no score yet.
+fn open_runs(record: &StudyRecord) -> impl Iterator<Item = ContentId> + '_ {
+    record
+        .trials
+        .iter()
+        .filter(|t| !t.is_over())
+        .filter_map(|t| t.runs.last())
+        .filter(|r| r.score.is_none())
+        .map(|r| r.job)
 }
 
 /// Cancels the study and its running trials' jobs.

@@ -266,7 +266,7 @@ pub fn advance(
     let mut plan = Plan::default();
     let spec = record.spec.clone();
     for t in 0..record.trials.len() {
-        if record.trials[t].is_over() {
+        if record.trials[t].is_over() || awaits_decision(&record.trials[t]) {
             continue;
         }
         let run = record.trials[t].runs.len() - 1;
@@ -286,22 +286,36 @@ pub fn advance(
                 };
                 let trial = &mut record.trials[t];
                 (trial.runs[run].score, trial.runs[run].peer) = (Some(score), peer.clone());
-                if promoted(&spec, &record.trials, t) {
-                    match new_run(&spec, record.id, &record.trials[t], run + 1, id_of) {
-                        Ok(next) => {
-                            record.trials[t].runs.push(next);
-                            plan.submit.push((t, run + 1));
-                        }
-                        Err(e) => record.trials[t].state = TrialState::Failed(e),
-                    }
-                } else {
-                    let last_rung = record.trials[t].runs.len() >= rungs_of(&spec, &record.trials[t]).len();
-                    record.trials[t].state = if last_rung { TrialState::Completed } else { TrialState::Stopped };
-                }
             }
         }
     }
-    while record.trials.iter().filter(|t| !t.is_over()).count() < spec.parallel && record.trials.len() < spec.trials {
+    // In trial order: a decision depends only on trials numbered below.
+    for t in 0..record.trials.len() {
+        if !awaits_decision(&record.trials[t]) {
+            continue;
+        }
+        let run = record.trials[t].runs.len() - 1;
+        match decision(&spec, &record.trials, t) {
+            Decision::Wait => {}
+            Decision::Promote => {
+                plan.changed = true;
+                match new_run(&spec, record.id, &record.trials[t], run + 1, id_of) {
+                    Ok(next) => {
+                        record.trials[t].runs.push(next);
+                        plan.submit.push((t, run + 1));
+                    }
+                    Err(e) => record.trials[t].state = TrialState::Failed(e),
+                }
+            }
+            Decision::Stop { last_rung } => {
+                plan.changed = true;
+                record.trials[t].state = if last_rung { TrialState::Completed } else { TrialState::Stopped };
+            }
+        }
+    }
+    // A trial waiting for its rung's decision holds no job: it takes no slot.
+    let busy = |trials: &[Trial]| trials.iter().filter(|t| !t.is_over() && !awaits_decision(t)).count();
+    while busy(&record.trials) < spec.parallel && record.trials.len() < spec.trials {
         let number = record.trials.len();
         let history: Vec<Observation<'_>> = record
             .trials
@@ -329,24 +343,51 @@ fn rungs_of(spec: &StudySpec, trial: &Trial) -> Vec<Option<usize>> {
     apply(&spec.base, &trial.params).map(|job| resources(spec, &job)).unwrap_or_else(|_| vec![None])
 }
 
-/// Successive halving's decision after trial `t` finished a rung: whether
-/// it goes on to the next. It does while its score is in the best 1/eta of
-/// the scores finished at that rung so far (as Ray Tune's ASHA decides at
-/// each milestone).
-fn promoted(spec: &StudySpec, trials: &[Trial], t: usize) -> bool {
-    let (Some(asha), Some(mine)) = (spec.asha, trials[t].runs.last().and_then(|r| r.score)) else { return false };
+/// A running trial whose latest run has its score: it goes on or stops.
+fn awaits_decision(trial: &Trial) -> bool {
+    !trial.is_over() && trial.runs.last().is_some_and(|r| r.score.is_some())
+}
+
+/// What successive halving does with a trial that finished a rung.
+#[derive(Debug, PartialEq)]
+enum Decision {
+    /// A trial numbered below may still finish this rung.
+    Wait,
+    Promote,
+    /// Over: completed when that was its last rung, else stopped.
+    Stop {
+        last_rung: bool,
+    },
+}
+
+/// Successive halving's decision after trial `t` finished a rung: it goes
+/// on while its score is in the best 1/eta of the scores at that rung of
+/// itself and every trial numbered below it (as asynchronous successive
+/// halving, ASHA, decides at each rung, in trial order rather than in the
+/// order trials happen to finish). So it waits until each trial numbered
+/// below has finished the rung or is known never to reach it: the
+/// decisions, and with random or grid proposals the whole study, are the
+/// same however the trials' jobs are timed and whenever the driver looks.
+fn decision(spec: &StudySpec, trials: &[Trial], t: usize) -> Decision {
     let rung = trials[t].runs.len() - 1;
-    if rung + 1 >= rungs_of(spec, &trials[t]).len() {
-        return false;
+    let last_rung = rung + 1 >= rungs_of(spec, &trials[t]).len();
+    let (Some(asha), Some(mine)) = (spec.asha, trials[t].runs[rung].score) else { return Decision::Stop { last_rung } };
+    if last_rung {
+        return Decision::Stop { last_rung };
     }
-    let mut finished: Vec<f64> = trials
-        .iter()
-        .filter_map(|other| other.runs.get(rung).and_then(|r| r.score))
-        .map(|s| oriented(spec, s))
-        .collect();
+    let mut finished = vec![oriented(spec, mine)];
+    for other in &trials[..t] {
+        match other.runs.get(rung).map(|r| r.score) {
+            Some(Some(score)) => finished.push(oriented(spec, score)),
+            // Running this rung, or below it and not yet stopped.
+            Some(None) if !other.is_over() => return Decision::Wait,
+            None if !other.is_over() => return Decision::Wait,
+            _ => {}
+        }
+    }
     finished.sort_by(|a, b| b.total_cmp(a));
     let keep = (finished.len() / asha.eta).max(1);
-    oriented(spec, mine) >= finished[keep - 1]
+    if oriented(spec, mine) >= finished[keep - 1] { Decision::Promote } else { Decision::Stop { last_rung } }
 }
 
 /// The winner once every trial is over: the completed trial with the best
@@ -441,17 +482,37 @@ mod tests {
     /// Runs a study to its end, every open job finishing at once, and
     /// returns the journal and how many jobs were submitted.
     fn run(spec: StudySpec) -> (StudyRecord, usize) {
+        run_timed(spec, None)
+    }
+
+    /// [`run`], with `Some(seed)`: each time the driver looks, each open
+    /// job has finished with a chance of one in three (a seeded draw).
+    fn run_timed(spec: StudySpec, seed: Option<u64>) -> (StudyRecord, usize) {
         let mut record = open(ContentId::of(b"study"), spec.clone());
         let mut jobs: BTreeMap<ContentId, JobSpec> = BTreeMap::new();
+        let mut finished: std::collections::BTreeSet<ContentId> = Default::default();
+        let mut state = seed.unwrap_or(0) | 1;
         let mut submitted = 0;
-        for _ in 0..1000 {
+        for _ in 0..10_000 {
+            for job in jobs.keys() {
+                // xorshift64: a draw per open job per look.
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                if seed.is_none() || state % 3 == 0 {
+                    finished.insert(*job);
+                }
+            }
             let outcomes: BTreeMap<ContentId, Outcome> = record
                 .trials
                 .iter()
                 .flat_map(|t| &t.runs)
                 .map(|r| {
                     let outcome = match jobs.get(&r.job) {
-                        Some(job) => Outcome::Completed { evaluation: accuracy(score_of(job)), peer: None },
+                        Some(job) if finished.contains(&r.job) => {
+                            Outcome::Completed { evaluation: accuracy(score_of(job)), peer: None }
+                        }
+                        Some(_) => Outcome::Open,
                         None => Outcome::Missing,
                     };
                     (r.job, outcome)
@@ -522,6 +583,47 @@ mod tests {
         let mut other = study(Strategy::Tpe { startup: 3 }, None, 10, 1);
         other.seed = 4;
         assert_ne!(a, params(run(other).0));
+    }
+
+    /// Successive halving decides in trial order: however the trials' jobs
+    /// are timed, the same trials run the same rungs and stop at the same
+    /// place, and the same one wins.
+    #[test]
+    fn successive_halving_decides_the_same_whatever_the_timing() {
+        let spec = study(Strategy::Random, Some(Asha { min_resource: 2, eta: 3 }), 12, 4);
+        let (at_once, _) = run(spec.clone());
+        assert!(at_once.trials.iter().any(|t| t.state == TrialState::Stopped), "{:?}", at_once.trials);
+        for seed in [1, 7, 42, 1234] {
+            let (timed, _) = run_timed(spec.clone(), Some(seed));
+            assert_eq!(timed.trials, at_once.trials, "timing {seed} changed the study");
+            assert_eq!(winner(&timed), winner(&at_once));
+        }
+    }
+
+    /// A trial that finished a rung waits for the trials numbered below it
+    /// that may still reach that rung, and holds no slot while it waits.
+    #[test]
+    fn a_finished_rung_waits_for_lower_trials_without_holding_a_slot() {
+        let mut spec = study(Strategy::Random, Some(Asha { min_resource: 2, eta: 3 }), 6, 2);
+        spec.space.remove("model"); // every trial an MLP, with rungs 2, 6, 18, 20
+        let mut record = open(ContentId::of(b"study"), spec.clone());
+        assert_eq!(advance(&mut record, &BTreeMap::new(), &id_of).submit, vec![(0, 0), (1, 0)]);
+        let finished = |record: &StudyRecord, t: usize| {
+            let job = run_job(&spec, record.id, &record.trials[t], 0).unwrap();
+            (record.trials[t].runs[0].job, Outcome::Completed { evaluation: accuracy(score_of(&job)), peer: None })
+        };
+        // Trial 1 finishes its first rung while trial 0 still runs its own.
+        let outcomes = BTreeMap::from([finished(&record, 1)]);
+        let plan = advance(&mut record, &outcomes, &id_of);
+        assert_eq!(record.trials[1].state, TrialState::Running);
+        assert_eq!(record.trials[1].runs.len(), 1, "trial 1 was decided before trial 0 finished the rung");
+        assert_eq!(plan.submit, vec![(2, 0)], "the waiting trial's slot goes to a new trial");
+        // Trial 0 finishes: first at its rung, it goes on; trial 1 is decided.
+        let outcomes = BTreeMap::from([finished(&record, 0)]);
+        let plan = advance(&mut record, &outcomes, &id_of);
+        assert_eq!(record.trials[0].runs.len(), 2);
+        assert!(record.trials[1].runs.len() == 2 || record.trials[1].state == TrialState::Stopped);
+        assert!(plan.submit.contains(&(0, 1)));
     }
 
     #[test]

@@ -521,6 +521,9 @@ impl World {
             n.memory.drain_settled = true;
         }
         let blobs: Vec<u32> = self.nodes[node as usize].disk.iter().copied().collect();
+        for blob in &blobs {
+            self.nodes[node as usize].memory.evidence.entry(*blob).or_default().begin_walk();
+        }
         let mut handed_off = 0;
         for &blob in &blobs {
             handed_off += usize::from(self.plan_blob(node, blob)?);
