@@ -358,6 +358,74 @@ async fn promotion_and_rollback_under_load_fail_nothing_and_bad_input_is_refused
         assert_eq!(status, 400, "{message}: {text}");
         assert!(text.contains(message), "expected '{message}' in {text}");
     }
+    // An Arrow IPC stream of named columns: the same answers, in JSON or
+    // as an Arrow stream; a malformed or mistyped one refused by name.
+    let columns: Vec<(String, arrow_array::ArrayRef)> = (0..64)
+        .map(|c| {
+            let column: arrow_array::Float32Array = rows.iter().map(|r| r[c] as f32).collect();
+            (format!("p{c}"), std::sync::Arc::new(column) as arrow_array::ArrayRef)
+        })
+        .collect();
+    let batch = arrow_array::RecordBatch::try_from_iter(columns).unwrap();
+    let arrow_stream = |batch: &arrow_array::RecordBatch| {
+        let mut out = Vec::new();
+        let mut writer = arrow_ipc::writer::StreamWriter::try_new(&mut out, &batch.schema()).unwrap();
+        writer.write(batch).unwrap();
+        writer.finish().unwrap();
+        drop(writer);
+        out
+    };
+    let arrow_post = |body: Vec<u8>, accept: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let response = http
+                .post(url)
+                .header("content-type", "application/vnd.apache.arrow.stream")
+                .header("accept", accept)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.bytes().await.unwrap().to_vec())
+        }
+    };
+    let (status, bytes) = arrow_post(arrow_stream(&batch), "application/json").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let as_arrow: mass_protocol::serving::Prediction = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(as_arrow.predictions, as_json.predictions);
+    assert_eq!(as_arrow.probabilities, as_json.probabilities);
+    let (status, bytes) = arrow_post(arrow_stream(&batch), "application/vnd.apache.arrow.stream").await;
+    assert_eq!(status, 200);
+    let answer = arrow_ipc::reader::StreamReader::try_new(&bytes[..], None).unwrap().next().unwrap().unwrap();
+    assert_eq!((answer.num_rows(), answer.num_columns()), (50, 1 + as_json.classes.len()));
+    let predicted = arrow_array::cast::AsArray::as_string::<i32>(answer.column(0));
+    let expected: Vec<String> = as_json
+        .predictions
+        .iter()
+        .map(|p| match p {
+            mass_protocol::serving::Predicted::Class(c) => c.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(predicted.iter().map(|c| c.unwrap().to_owned()).collect::<Vec<_>>(), expected);
+    let short = batch.project(&(0..8).collect::<Vec<_>>()).unwrap();
+    let dates = arrow_array::RecordBatch::try_from_iter([(
+        "p0",
+        std::sync::Arc::new(arrow_array::Date32Array::from(vec![1])) as arrow_array::ArrayRef,
+    )])
+    .unwrap();
+    let whole = arrow_stream(&batch);
+    for (body, message) in [
+        (whole[..whole.len() / 2].to_vec(), "body: "),
+        (b"not arrow".to_vec(), "not an Arrow IPC stream"),
+        (arrow_stream(&short), "p8"),
+        (arrow_stream(&dates), "column 'p0' is Arrow Date32"),
+    ] {
+        let (status, bytes) = arrow_post(body, "application/json").await;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        assert_eq!(status, 400, "{message}: {text}");
+        assert!(text.contains(message), "expected '{message}' in {text}");
+    }
     let mut gap = rows[0].clone();
     gap[5] = f64::NAN;
     let refused = entry.predict_matrix("digits", std::slice::from_ref(&gap), false).await.unwrap_err().to_string();

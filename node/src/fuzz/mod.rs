@@ -17,7 +17,7 @@
 //! - [`boost`]: boosted jobs' messages, setups and rounds of trees.
 //! - [`records`]: stored records (job records, manifests, pipelines,
 //!   shards, members, refs).
-//! - [`uploads`]: HTTP bodies (CSV, JSON Lines and NumPy uploads, job specs, predict
+//! - [`uploads`]: HTTP bodies (CSV, JSON Lines and NumPy uploads, job specs, predict (JSON and Arrow)
 //!   requests).
 //! - [`studies`]: hyperparameter studies (the submitted spec, the journal).
 //! - [`serve`]: what serving does with rows and models, shared by the above.
@@ -78,6 +78,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("npy", uploads::npy),
     ("job_spec_json", uploads::job_spec_json),
     ("predict_json", uploads::predict_json),
+    ("predict_arrow", uploads::predict_arrow),
     ("study_json", studies::study_json),
     ("study_record", studies::study_record),
 ];

@@ -141,6 +141,7 @@ fuzz_tests!(
     npy,
     job_spec_json,
     predict_json,
+    predict_arrow,
     study_json,
     study_record,
 );

@@ -61,6 +61,7 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("npy", npys()),
         ("job_spec_json", job_specs()),
         ("predict_json", predict_bodies()),
+        ("predict_arrow", arrow_bodies()),
         ("study_json", studies().iter().map(|s| serde_json::to_vec_pretty(s).expect("studies are JSON")).collect()),
         ("study_record", study_records().iter().map(enc).collect()),
     ]
@@ -458,6 +459,36 @@ fn predict_bodies() -> Vec<Vec<u8>> {
     .iter()
     .map(|s| s.as_bytes().to_vec())
     .collect()
+}
+
+/// Arrow streams of the fixture's columns: plain, with nulls and NaN, and
+/// with a dictionary-encoded category.
+fn arrow_bodies() -> Vec<Vec<u8>> {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, DictionaryArray, Float64Array, Int32Array, RecordBatch, StringArray, types::Int8Type};
+    let stream = |columns: Vec<(&str, ArrayRef)>| {
+        let batch = RecordBatch::try_from_iter(columns).expect("a record batch");
+        let mut out = Vec::new();
+        let mut writer = arrow_ipc::writer::StreamWriter::try_new(&mut out, &batch.schema()).expect("a writer");
+        writer.write(&batch).expect("written");
+        writer.finish().expect("finished");
+        drop(writer);
+        out
+    };
+    let colors: DictionaryArray<Int8Type> = vec![Some("red"), None].into_iter().collect();
+    vec![
+        stream(vec![
+            ("x", Arc::new(Float64Array::from(vec![1.5, 0.0])) as ArrayRef),
+            ("y", Arc::new(Int32Array::from(vec![-2, 3]))),
+            ("color", Arc::new(StringArray::from(vec!["blue", "red"]))),
+            ("note", Arc::new(StringArray::from(vec!["slow old bus", "fast red car"]))),
+        ]),
+        stream(vec![
+            ("x", Arc::new(Float64Array::from(vec![Some(f64::NAN), None])) as ArrayRef),
+            ("color", Arc::new(colors)),
+        ]),
+    ]
 }
 
 /// Studies over the fixture's job: random, TPE with successive halving,

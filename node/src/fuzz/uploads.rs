@@ -80,6 +80,13 @@ pub fn predict_json(data: &[u8]) {
     }
 }
 
+/// An Arrow IPC stream predict body, read as `POST .../predict` reads it.
+pub fn predict_arrow(data: &[u8]) {
+    if let Ok(rows) = crate::http::arrow::parse(data, crate::serving::rows::MAX_ROWS) {
+        predict(&fixture().model, &rows, true);
+    }
+}
+
 /// A job spec, read as `POST /v1/jobs` reads it and checked as
 /// `jobs::submit` checks it against the fixture's dataset; an accepted one
 /// is sized, and its pipeline (and trees' setup) fitted as its driver would.

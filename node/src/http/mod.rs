@@ -18,6 +18,7 @@ use mass_protocol::{
 };
 use prometheus_client::registry::Registry;
 
+pub mod arrow;
 pub mod auth;
 mod blobs;
 mod dashboard;

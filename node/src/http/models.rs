@@ -9,7 +9,7 @@ use mass_protocol::{
 };
 use serde_json::Value;
 
-use super::{State, error};
+use super::{State, arrow, error};
 use crate::serving::{
     registry,
     registry::RegistryError,
@@ -233,11 +233,13 @@ pub struct PredictQuery {
 }
 
 /// `POST /v1/models/{name}/predict` with `{"rows": [...], "allow_missing":
-/// false}`, or with a `.npy` matrix of rows (`Content-Type:
-/// application/x-npy`; NaN is a missing value). Answered in JSON, or with
-/// `Accept: application/x-npy` as a `.npy` matrix: class probabilities
-/// (rows x classes, `f4`, the classes in the `x-mass-classes` header as
-/// JSON) or values (`f8`, one per row).
+/// false}`, with a `.npy` matrix of rows (`Content-Type:
+/// application/x-npy`; NaN is a missing value), or with an Arrow IPC
+/// stream of named columns ([`arrow`]). Answered in JSON; with `Accept:
+/// application/x-npy` as a `.npy` matrix: class probabilities (rows x
+/// classes, `f4`, the classes in the `x-mass-classes` header as JSON) or
+/// values (`f8`, one per row); with `Accept:
+/// application/vnd.apache.arrow.stream` as an Arrow stream.
 pub async fn predict(
     state: web::Data<State>,
     name: web::Path<String>,
@@ -261,20 +263,27 @@ pub async fn predict(
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
-    let binary =
-        request.headers().get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with(NPY));
-    let parsed = if binary {
-        parse_npy(&bytes).map(|rows| (rows, query.allow_missing.unwrap_or(false)))
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = header("content-type");
+    let allowed = query.allow_missing.unwrap_or(false);
+    let parsed = if content_type.starts_with(NPY) {
+        parse_npy(&bytes).map(|rows| (rows, allowed))
+    } else if content_type.starts_with(arrow::ARROW_STREAM) {
+        arrow::parse(&bytes, MAX_ROWS).map(|rows| (rows, allowed))
     } else {
-        parse_predict(&bytes).map(|(rows, allow)| (rows, allow || query.allow_missing.unwrap_or(false)))
+        parse_predict(&bytes).map(|(rows, allow)| (rows, allow || allowed))
     };
     let (rows, allow_missing) = match parsed {
         Ok(parsed) => parsed,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    let wants_npy = request.headers().get("accept").and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains(NPY));
+    let accept = header("accept").to_owned();
     match router::predict(&state.mesh, &name, rows, allow_missing).await {
-        Ok(prediction) if wants_npy => npy_answer(&prediction),
+        Ok(prediction) if accept.contains(NPY) => npy_answer(&prediction),
+        Ok(prediction) if accept.contains(arrow::ARROW_STREAM) => match arrow::write(&prediction) {
+            Ok(body) => binary_answer(arrow::ARROW_STREAM, &prediction, body),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        },
         Ok(prediction) => HttpResponse::Ok().json(prediction),
         Err(e) => {
             if matches!(e, ServeError::Overloaded(_)) {
@@ -314,8 +323,13 @@ fn npy_answer(prediction: &mass_protocol::serving::Prediction) -> HttpResponse {
         let values: Vec<f64> = prediction.probabilities.iter().flatten().map(|p| f64::from(*p)).collect();
         write_matrix(&values, &[rows, prediction.classes.len()], false)
     };
+    binary_answer(NPY, prediction, body)
+}
+
+/// A binary answer, with what it means (classes, version, server) in headers.
+fn binary_answer(content_type: &str, prediction: &mass_protocol::serving::Prediction, body: Vec<u8>) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type(NPY)
+        .content_type(content_type)
         .insert_header(("x-mass-classes", ascii_json(&prediction.classes)))
         .insert_header(("x-mass-model-version", prediction.version.to_string()))
         .insert_header(("x-mass-model-manifest", prediction.manifest.to_string()))
