@@ -22,6 +22,7 @@ use serde_json::json;
 
 mod support;
 
+use mass_sdk::local::LocalNode;
 use support::shared;
 
 /// The first 1,000 test rows of MNIST as 0..255 integers.
@@ -131,21 +132,147 @@ async fn main() {
             println!("| Mass, {what} | {connections} | {p50} | {p99} | {rps:.0} |");
         }
     }
-    let batch: Vec<serde_json::Value> = rows.iter().map(|r| json!(r)).collect();
-    for (what, node) in [("holding", holder), ("forwarding", other)] {
-        let c = Client::new([node.http_url()]).unwrap();
-        let started = Instant::now();
-        for _ in 0..20 {
-            assert_eq!(c.predict("mnist", &batch).await.unwrap().predictions.len(), 1000);
-        }
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "\n1,000-row batches via the {what} node: {:.1} ms each, {:.0} rows/s",
-            secs / 20.0 * 1e3,
-            20_000.0 / secs
-        );
-    }
+    batches(holder, other, &rows).await;
+    clients(holder, &rows, work.path()).await;
+    scoring(&client).await;
     for mut node in nodes {
         node.stop(Duration::from_secs(10));
     }
+}
+
+/// 20 sequential 1,000-row batches per body format and node; rows/s.
+async fn batches(holder: &LocalNode, other: &LocalNode, rows: &[Vec<u32>]) {
+    let json_rows: Vec<serde_json::Value> = rows.iter().map(|r| json!(r)).collect();
+    let matrix: Vec<Vec<f64>> = rows.iter().map(|r| r.iter().map(|&v| f64::from(v)).collect()).collect();
+    let arrow = arrow_body(rows);
+    let http = reqwest::Client::new();
+    println!("\n| 1,000-row batches, 20 sequential | node | ms per batch | rows/s |");
+    println!("|---|---|---|---|");
+    for (what, node) in [("holding", holder), ("forwarding", other)] {
+        let c = Client::new([node.http_url()]).unwrap();
+        let url = format!("{}/v1/models/mnist/predict", node.http_url());
+        for body in ["JSON", ".npy", "Arrow"] {
+            let started = Instant::now();
+            for _ in 0..20 {
+                let answered = match body {
+                    "JSON" => c.predict("mnist", &json_rows).await.unwrap().predictions.len(),
+                    ".npy" => c.predict_matrix("mnist", &matrix, false).await.unwrap().predictions.len(),
+                    _ => {
+                        let response = http
+                            .post(&url)
+                            .header("content-type", "application/vnd.apache.arrow.stream")
+                            .body(arrow.clone())
+                            .send()
+                            .await
+                            .unwrap();
+                        assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+                        let answer: mass_protocol::serving::Prediction = response.json().await.unwrap();
+                        answer.predictions.len()
+                    }
+                };
+                assert_eq!(answered, 1000);
+            }
+            let secs = started.elapsed().as_secs_f64();
+            println!("| {body} | {what} | {:.1} | {:.0} |", secs / 20.0 * 1e3, 20_000.0 / secs);
+        }
+    }
+}
+
+/// The rows as an Arrow IPC stream of 784 named `u8` columns.
+fn arrow_body(rows: &[Vec<u32>]) -> Vec<u8> {
+    use std::sync::Arc;
+    let columns: Vec<(String, arrow_array::ArrayRef)> = (0..rows[0].len())
+        .map(|c| {
+            let column: arrow_array::UInt8Array = rows.iter().map(|r| r[c] as u8).collect();
+            (format!("pixel{c}"), Arc::new(column) as arrow_array::ArrayRef)
+        })
+        .collect();
+    let batch = arrow_array::RecordBatch::try_from_iter(columns).unwrap();
+    let mut out = Vec::new();
+    let mut writer = arrow_ipc::writer::StreamWriter::try_new(&mut out, &batch.schema()).unwrap();
+    writer.write(&batch).unwrap();
+    writer.finish().unwrap();
+    drop(writer);
+    out
+}
+
+/// The Python client against the Rust SDK on the holding node: 500
+/// sequential single-row predictions (p50) and 20 1,000-row batches.
+async fn clients(holder: &LocalNode, rows: &[Vec<u32>], work: &std::path::Path) {
+    let python = Command::new("bash").arg(support::repo().join("scripts/python-env.sh")).output().unwrap();
+    assert!(python.status.success(), "no Python for the client: {}", String::from_utf8_lossy(&python.stderr));
+    let python = String::from_utf8(python.stdout).unwrap().trim().to_owned();
+    let matrix = work.join("rows.json");
+    std::fs::write(&matrix, serde_json::to_vec(rows).unwrap()).unwrap();
+    let script = r#"
+import json, sys, time
+import numpy as np
+import mass
+X = np.array(json.load(open(sys.argv[2])), dtype=np.float64)
+client = mass.Client([sys.argv[1]])
+client.predict("mnist", X[:1])
+times = []
+for i in range(500):
+    started = time.perf_counter()
+    client.predict("mnist", X[i % len(X)][None, :])
+    times.append(time.perf_counter() - started)
+started = time.perf_counter()
+for _ in range(20):
+    assert len(client.predict("mnist", X)) == len(X)
+batch = (time.perf_counter() - started) / 20
+print(json.dumps({"p50_ms": float(np.median(times)) * 1e3, "batch_ms": batch * 1e3}))
+"#;
+    let out = Command::new(&python)
+        .args(["-c", script, &holder.http_url()])
+        .arg(&matrix)
+        .env("PYTHONPATH", support::repo().join("sdk/python"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the Python client failed: {}", String::from_utf8_lossy(&out.stderr));
+    let py: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = Client::new([holder.http_url()]).unwrap();
+    let matrix: Vec<Vec<f64>> = rows.iter().map(|r| r.iter().map(|&v| f64::from(v)).collect()).collect();
+    let mut times = Vec::new();
+    for i in 0..500 {
+        let started = Instant::now();
+        c.predict_matrix("mnist", std::slice::from_ref(&matrix[i % matrix.len()]), false).await.unwrap();
+        times.push(started.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let started = Instant::now();
+    for _ in 0..20 {
+        c.predict_matrix("mnist", &matrix, false).await.unwrap();
+    }
+    let (rust_p50, rust_batch) = (times[250] * 1e3, started.elapsed().as_secs_f64() / 20.0 * 1e3);
+    let (py_p50, py_batch) = (py["p50_ms"].as_f64().unwrap(), py["batch_ms"].as_f64().unwrap());
+    println!("\n| client, holding node | single row p50 | rows/s, 1,000-row batches |");
+    println!("|---|---|---|");
+    println!("| Rust SDK (`predict_matrix`, .npy) | {rust_p50:.2} ms | {:.0} |", 1e6 / rust_batch);
+    println!(
+        "| Python client (`Client.predict`, numpy, .npy) | {py_p50:.2} ms ({:.2}x) | {:.0} ({:.2}x) |",
+        py_p50 / rust_p50,
+        1e6 / py_batch,
+        rust_batch / py_batch
+    );
+}
+
+/// Offline scoring of the whole MNIST dataset (70,000 rows, 7 shards)
+/// as a scoring job across the three nodes.
+async fn scoring(client: &Client) {
+    let started = Instant::now();
+    let id = client.submit_batch_predict("mnist", "mnist", None).await.unwrap();
+    let record = loop {
+        let record = client.scoring(&id).await.unwrap();
+        if record.state.is_over() {
+            break record;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let rows = record.result.as_ref().map_or(0, |r| r.rows);
+    println!(
+        "\nOffline scoring of MNIST (a scoring job, 3 nodes): {rows} rows in {secs:.2} s, {:.0} rows/s ({:?})",
+        rows as f64 / secs,
+        record.state
+    );
 }

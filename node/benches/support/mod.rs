@@ -9,9 +9,15 @@ use mass_sdk::local::{LocalNode, NodeOptions};
 
 /// A file of `../shared/datasets`, found from the crate's directory at run time.
 pub fn shared(name: &str) -> PathBuf {
-    let root =
+    repo().join("../shared/datasets").join(name)
+}
+
+/// The repository's root.
+#[allow(dead_code)] // not every bench needs it
+pub fn repo() -> PathBuf {
+    let node =
         std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
-    root.join("../../shared/datasets").join(name)
+    node.join("..")
 }
 
 /// Starts `n` release nodes under `work`, the others joining through the
