@@ -222,6 +222,7 @@ pub async fn run(config: NodeConfig, mut stops: mpsc::UnboundedReceiver<Stop>) -
         tokens,
         metrics: metrics.clone(),
         max_upload: config.http.max_upload,
+        spool_dir: config.data_dir.clone(),
         max_trials: config.http.max_trials,
         drain: drain.clone(),
     };

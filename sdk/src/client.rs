@@ -253,6 +253,13 @@ impl Client {
         self.ingest_file(path, request, Some("application/x-ndjson")).await
     }
 
+    /// Ingests a Parquet file (flat columns; snappy, gzip or zstd pages) as a
+    /// dataset. The node spools it whole before reading it: its index is at
+    /// its end.
+    pub async fn ingest_parquet(&self, path: &Path, request: &IngestRequest) -> Result<DatasetView, Error> {
+        self.ingest_file(path, request, Some("application/vnd.apache.parquet")).await
+    }
+
     /// Streams the file at `path` to `POST /v1/datasets`, with its content
     /// type when the node cannot tell the format from the bytes.
     async fn ingest_file(

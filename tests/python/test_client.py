@@ -322,6 +322,16 @@ def test_a_json_lines_file_is_ingested_by_its_extension(client: mass.Client, tmp
         client.put_dataset("blobs-jsonl-as-csv", path, label="species", format="csv")
 
 
+def test_a_parquet_name_is_read_as_parquet(client: mass.Client, tmp_path: Any) -> None:
+    # No Parquet writer in the standard library: a CSV named .parquet shows
+    # that the name chose the format, since the node refuses it as Parquet.
+    path = tmp_path / "blobs.parquet"
+    path.write_text("a,species\n1,x\n2,y\n")
+    with pytest.raises(mass.BadRequest, match="not a Parquet file"):
+        client.put_dataset("blobs-parquet", path, label="species")
+    assert client.put_dataset("blobs-parquet", path, label="species", format="csv")["manifest"]["rows"] == 2
+
+
 def test_versions_are_promoted_and_rolled_back(client: mass.Client, iris: Dict[str, Any]) -> None:
     # Another spec trains version 2 of the same name (the same spec would be the same job).
     client.train(dataset="blobs", model="blobs", learner="linear").wait(timeout=120, progress=False)

@@ -10,12 +10,13 @@ use super::{NodeArgs, exit::bad_input};
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
-    /// Ingest a CSV or JSON Lines file (plain or gzip) as a sharded, replicated dataset.
+    /// Ingest a CSV or JSON Lines file (plain or gzip) or a Parquet file as a sharded, replicated dataset.
     Put {
         /// The file: CSV with a header, JSON Lines (one object of column -> value
-        /// per line), or a NumPy features matrix with --labels.
+        /// per line), Parquet (flat columns), or a NumPy features matrix with --labels.
         file: PathBuf,
-        /// csv or jsonl; by default a .jsonl or .ndjson name (also .gz) is JSON Lines, anything else CSV.
+        /// csv, jsonl or parquet; by default a .jsonl or .ndjson name (also .gz) is JSON Lines,
+        /// a .parquet or .pq name Parquet, anything else CSV.
         #[arg(long, conflicts_with = "labels")]
         format: Option<String>,
         #[arg(long)]
@@ -95,11 +96,12 @@ pub async fn run(command: DataCommand) -> anyhow::Result<()> {
                         .ok_or_else(|| bad_input!("--type {t}: expected COLUMN=KIND"))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let jsonl = match format.as_deref() {
-                None => is_jsonl_name(&file),
-                Some("csv") => false,
-                Some("jsonl" | "ndjson") => true,
-                Some(other) => return Err(bad_input!("--format {other}: expected csv or jsonl")),
+            let format = match format.as_deref() {
+                None => FileFormat::of_name(&file),
+                Some("csv") => FileFormat::Csv,
+                Some("jsonl" | "ndjson") => FileFormat::Jsonl,
+                Some("parquet") => FileFormat::Parquet,
+                Some(other) => return Err(bad_input!("--format {other}: expected csv, jsonl or parquet")),
             };
             let request = IngestRequest { name, label, types, shard_rows, seed, validation, test, test_rows };
             let spinner = ProgressBar::new_spinner();
@@ -107,10 +109,11 @@ pub async fn run(command: DataCommand) -> anyhow::Result<()> {
             spinner.set_message(format!("ingesting {}", file.display()));
             spinner.enable_steady_tick(std::time::Duration::from_millis(120));
             let client = node.client()?;
-            let view = match &labels {
-                Some(labels) => client.ingest_npy(labels, &file, &request).await,
-                None if jsonl => client.ingest_jsonl(&file, &request).await,
-                None => client.ingest_csv(&file, &request).await,
+            let view = match (&labels, format) {
+                (Some(labels), _) => client.ingest_npy(labels, &file, &request).await,
+                (None, FileFormat::Jsonl) => client.ingest_jsonl(&file, &request).await,
+                (None, FileFormat::Parquet) => client.ingest_parquet(&file, &request).await,
+                (None, FileFormat::Csv) => client.ingest_csv(&file, &request).await,
             };
             spinner.finish_and_clear();
             let view = view?;
@@ -198,11 +201,25 @@ pub async fn run(command: DataCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether a file's name says JSON Lines: `.jsonl` or `.ndjson`, gzipped or not.
-fn is_jsonl_name(path: &std::path::Path) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-    let name = name.strip_suffix(".gz").unwrap_or(&name);
-    name.ends_with(".jsonl") || name.ends_with(".ndjson")
+/// How `mass data put` sends a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileFormat {
+    Csv,
+    Jsonl,
+    Parquet,
+}
+
+impl FileFormat {
+    /// What a file's name says: `.jsonl` or `.ndjson` (gzipped or not) is
+    /// JSON Lines, `.parquet` or `.pq` Parquet, anything else CSV.
+    fn of_name(path: &std::path::Path) -> Self {
+        let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        if name.ends_with(".parquet") || name.ends_with(".pq") {
+            return FileFormat::Parquet;
+        }
+        let name = name.strip_suffix(".gz").unwrap_or(&name);
+        if name.ends_with(".jsonl") || name.ends_with(".ndjson") { FileFormat::Jsonl } else { FileFormat::Csv }
+    }
 }
 
 #[cfg(test)]
@@ -210,12 +227,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jsonl_is_told_by_the_file_name() {
+    fn the_format_is_told_by_the_file_name() {
+        let of = |name: &str| FileFormat::of_name(std::path::Path::new(name));
         for name in ["a.jsonl", "dir/b.JSONL", "c.ndjson", "d.jsonl.gz"] {
-            assert!(is_jsonl_name(std::path::Path::new(name)), "{name}");
+            assert_eq!(of(name), FileFormat::Jsonl, "{name}");
         }
-        for name in ["a.csv", "a.csv.gz", "jsonl", "a.json", "a.jsonl.csv"] {
-            assert!(!is_jsonl_name(std::path::Path::new(name)), "{name}");
+        for name in ["a.parquet", "dir/B.PARQUET", "c.pq"] {
+            assert_eq!(of(name), FileFormat::Parquet, "{name}");
+        }
+        for name in ["a.csv", "a.csv.gz", "jsonl", "a.json", "a.jsonl.csv", "parquet", "a.parquet.csv"] {
+            assert_eq!(of(name), FileFormat::Csv, "{name}");
         }
     }
 }

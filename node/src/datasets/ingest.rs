@@ -1,4 +1,5 @@
-//! Streaming CSV ingest, and the record path JSON Lines shares ([`super::jsonl`]).
+//! Streaming CSV ingest, and the record path JSON Lines and Parquet share
+//! ([`super::jsonl`], [`super::parquet`]).
 //!
 //! The first [`INFER_ROWS`] rows are buffered to infer column kinds (unless the
 //! user gave them). After that the calling thread reads (and ungzips) the
@@ -294,17 +295,7 @@ pub(crate) fn read_source<R: Read>(
     let decoded: Box<dyn Read + '_> =
         if gzip { Box::new(flate2::bufread::MultiGzDecoder::new(&mut raw)) } else { Box::new(&mut raw) };
     let parsed = read(decoded)?;
-    let source = raw.into_inner().finish();
-    Ok(DatasetManifest {
-        name: options.name.clone(),
-        schema: parsed.schema,
-        rows: parsed.rows,
-        shards: parsed.shards,
-        stats: parsed.stats,
-        split: options.split.spec(),
-        split_rows: parsed.split_rows,
-        source,
-    })
+    Ok(parsed.into_manifest(options, raw.into_inner().finish()))
 }
 
 /// A dataset's rows once read: the manifest but for its source.
@@ -316,9 +307,25 @@ pub(crate) struct Parsed {
     split_rows: [u64; 3],
 }
 
+impl Parsed {
+    /// The manifest of these rows, read from the file whose bytes hash to `source`.
+    pub(crate) fn into_manifest(self, options: &IngestOptions, source: ContentId) -> DatasetManifest {
+        DatasetManifest {
+            name: options.name.clone(),
+            schema: self.schema,
+            rows: self.rows,
+            shards: self.shards,
+            stats: self.stats,
+            split: options.split.spec(),
+            split_rows: self.split_rows,
+            source,
+        }
+    }
+}
+
 /// Data rows as CSV records, whatever the file's format: the CSV reader's
-/// own, or JSON Lines turned into the same records, so that every format
-/// gets the same kinds, checks and error messages.
+/// own, or JSON Lines or Parquet turned into the same records, so that every
+/// format gets the same kinds, checks and error messages.
 pub(crate) trait Records {
     /// Reads data row `row` (1-based) into `record`, with its position's
     /// line set to the row's line in the file; false at the end.

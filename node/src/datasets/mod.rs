@@ -6,8 +6,10 @@
 //!   from the `Read` it consumes and the callback that stores each shard.
 //! - [`jsonl`]: JSON Lines, turned into the records the CSV reader yields and
 //!   ingested by the same code from there.
+//! - [`parquet`]: Parquet, its rows turned into the same records; spooled
+//!   to a temporary file first, since its index is at its end.
 //! - [`npy`]: NumPy arrays (a labels vector and a features matrix).
-//! - [`parallel`]: the ordered parallel map CSV and JSON Lines ingest run
+//! - [`parallel`]: the ordered parallel map CSV, JSON Lines and Parquet ingest run
 //!   their rows through: parsed on every core, stored in file order.
 //! - [`service`]: running an ingest against storage, and reading manifests.
 
@@ -15,45 +17,51 @@ pub mod ingest;
 pub mod jsonl;
 pub mod npy;
 pub mod parallel;
+pub mod parquet;
 pub mod service;
 pub mod stats;
 
+pub use self::parquet::{ingest_parquet, ingest_parquet_bytes};
 pub use ingest::{IngestOptions, SplitChoice, ingest};
 pub use jsonl::ingest_jsonl;
 
 /// How an upload's bytes are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
-    /// NumPy arrays when the bytes start with NumPy's magic, else CSV.
+    /// NumPy arrays or Parquet when the bytes start with their magic, else CSV.
     #[default]
     Auto,
     Csv,
     /// JSON Lines: one object of column -> value per line.
     Jsonl,
     Npy,
+    Parquet,
 }
 
 impl Format {
-    /// `csv`, `jsonl` (or `ndjson`) or `npy`.
+    /// `csv`, `jsonl` (or `ndjson`), `npy` or `parquet`.
     pub fn parse(text: &str) -> Option<Self> {
         match text.trim().to_ascii_lowercase().as_str() {
             "csv" => Some(Format::Csv),
             "jsonl" | "ndjson" => Some(Format::Jsonl),
             "npy" | "numpy" => Some(Format::Npy),
+            "parquet" => Some(Format::Parquet),
             _ => None,
         }
     }
 
-    /// The format a `Content-Type` says, if it says one the bytes cannot:
-    /// JSON Lines' `application/x-ndjson` (also `application/ndjson`,
-    /// `application/jsonl`, `application/x-jsonlines`). Any other type
-    /// leaves the bytes to decide, as before JSON Lines existed.
+    /// The format a `Content-Type` names: JSON Lines' `application/x-ndjson`
+    /// (also `application/ndjson`, `application/jsonl`,
+    /// `application/x-jsonlines`), which the bytes cannot tell, or Parquet's
+    /// `application/vnd.apache.parquet` (also `application/x-parquet`). Any
+    /// other type leaves the bytes to decide.
     pub fn of_content_type(content_type: &str) -> Option<Self> {
         let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         match essence.as_str() {
             "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" => {
                 Some(Format::Jsonl)
             }
+            "application/vnd.apache.parquet" | "application/x-parquet" => Some(Format::Parquet),
             _ => None,
         }
     }
@@ -95,9 +103,12 @@ mod tests {
         assert_eq!(Format::parse("ndjson"), Some(Format::Jsonl));
         assert_eq!(Format::parse("csv"), Some(Format::Csv));
         assert_eq!(Format::parse("npy"), Some(Format::Npy));
+        assert_eq!(Format::parse("Parquet"), Some(Format::Parquet));
         assert_eq!(Format::parse("xml"), None);
         assert_eq!(Format::of_content_type("application/x-ndjson; charset=utf-8"), Some(Format::Jsonl));
         assert_eq!(Format::of_content_type("Application/JSONL"), Some(Format::Jsonl));
+        assert_eq!(Format::of_content_type("application/vnd.apache.parquet"), Some(Format::Parquet));
+        assert_eq!(Format::of_content_type("application/x-parquet"), Some(Format::Parquet));
         for other in ["text/csv", "application/octet-stream", "application/json", ""] {
             assert_eq!(Format::of_content_type(other), None, "{other}");
         }

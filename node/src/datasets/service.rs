@@ -1,6 +1,6 @@
 //! Running ingests against storage, and reading datasets back.
 
-use std::io::Read;
+use std::{io::Read, path::PathBuf};
 
 use mass_protocol::{
     ContentId, codec,
@@ -53,13 +53,14 @@ pub async fn read_blob(storage: &Storage, meta: &BlobMeta) -> Result<Vec<u8>, St
 }
 
 /// Ingests the pieces, read as `format`, on a blocking thread, storing each
-/// shard as it fills. Returns the manifest, stored as a blob, and the
-/// manifest's layout.
+/// shard as it fills; a Parquet file is spooled in `spool` first. Returns
+/// the manifest, stored as a blob, and the manifest's layout.
 pub async fn ingest_pieces(
     storage: Storage,
     options: IngestOptions,
     format: Format,
     pieces: Pieces,
+    spool: PathBuf,
 ) -> Result<(BlobMeta, DatasetManifest), DataError> {
     let runtime = tokio::runtime::Handle::current();
     let shard_storage = storage.clone();
@@ -76,11 +77,14 @@ pub async fn ingest_pieces(
             Format::Csv => ingest(reader, &options, store),
             Format::Jsonl => super::jsonl::ingest_jsonl(reader, &options, store),
             Format::Npy => super::npy::ingest_npy(reader, &options, store),
-            // NumPy arrays announce themselves; anything else is read as CSV.
+            Format::Parquet => super::parquet::ingest_parquet(reader, &spool, &options, store),
+            // NumPy arrays and Parquet announce themselves; anything else is read as CSV.
             Format::Auto => {
                 let head = std::io::BufRead::fill_buf(&mut reader).map_err(|e| DataError::Read(e.to_string()))?;
                 if head.starts_with(super::npy::MAGIC) {
                     super::npy::ingest_npy(reader, &options, store)
+                } else if head.starts_with(super::parquet::MAGIC) {
+                    super::parquet::ingest_parquet(reader, &spool, &options, store)
                 } else {
                     ingest(reader, &options, store)
                 }

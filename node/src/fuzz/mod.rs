@@ -17,8 +17,8 @@
 //! - [`boost`]: boosted jobs' messages, setups and rounds of trees.
 //! - [`records`]: stored records (job records, manifests, pipelines,
 //!   shards, members, refs).
-//! - [`uploads`]: HTTP bodies (CSV, JSON Lines and NumPy uploads, job specs, predict (JSON and Arrow)
-//!   requests).
+//! - [`uploads`]: HTTP bodies (CSV, JSON Lines, Parquet and NumPy uploads, job specs, predict
+//!   requests in JSON and Arrow).
 //! - [`studies`]: hyperparameter studies (the submitted spec, the journal).
 //! - [`serve`]: what serving does with rows and models, shared by the above.
 //! - [`fixture`]: the dataset, pipeline, model and session targets run on.
@@ -75,6 +75,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ref_record", records::ref_record),
     ("csv", uploads::csv),
     ("jsonl", uploads::jsonl),
+    ("parquet", uploads::parquet),
     ("npy", uploads::npy),
     ("job_spec_json", uploads::job_spec_json),
     ("predict_json", uploads::predict_json),

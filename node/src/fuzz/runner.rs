@@ -138,6 +138,7 @@ fuzz_tests!(
     ref_record,
     csv,
     jsonl,
+    parquet,
     npy,
     job_spec_json,
     predict_json,

@@ -58,6 +58,7 @@ pub fn all() -> Vec<(&'static str, Vec<Vec<u8>>)> {
         ("ref_record", vec![enc(&ref_record())]),
         ("csv", csvs()),
         ("jsonl", jsonls()),
+        ("parquet", parquets()),
         ("npy", npys()),
         ("job_spec_json", job_specs()),
         ("predict_json", predict_bodies()),
@@ -412,6 +413,71 @@ fn jsonls() -> Vec<Vec<u8>> {
     gz.write_all(&out[1]).unwrap();
     out.push(gz.finish().unwrap());
     out
+}
+
+/// The CSV seeds as Parquet: a column of numbers (or empty cells) as
+/// optional doubles, any other as optional strings; empty cells as nulls.
+fn parquets() -> Vec<Vec<u8>> {
+    use parquet::{
+        basic::{Compression, Repetition, Type as Physical},
+        data_type::{ByteArray, ByteArrayType, DoubleType},
+        file::{properties::WriterProperties, writer::SerializedFileWriter},
+        schema::types::Type,
+    };
+    let csvs = csvs();
+    csvs[..csvs.len() - 1]
+        .iter()
+        .enumerate()
+        .map(|(i, csv)| {
+            let text = String::from_utf8_lossy(csv);
+            let mut lines = text.lines();
+            let names: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+            let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+            let column = |c: usize| rows.iter().map(move |r| r.get(c).copied().unwrap_or_default());
+            let numeric: Vec<bool> = (0..names.len())
+                .map(|c| column(c).all(|cell| cell.is_empty() || cell.parse::<f64>().is_ok()))
+                .collect();
+            let fields = names
+                .iter()
+                .zip(&numeric)
+                .map(|(name, &numeric)| {
+                    let field = if numeric {
+                        Type::primitive_type_builder(name, Physical::DOUBLE)
+                    } else {
+                        Type::primitive_type_builder(name, Physical::BYTE_ARRAY)
+                            .with_logical_type(Some(parquet::basic::LogicalType::String))
+                    };
+                    std::sync::Arc::new(field.with_repetition(Repetition::OPTIONAL).build().expect("a valid column"))
+                })
+                .collect();
+            let schema = Type::group_type_builder("seed").with_fields(fields).build().expect("a valid schema");
+            // Each codec in turn, and rows split over row groups.
+            let compression =
+                [Compression::UNCOMPRESSED, Compression::SNAPPY, Compression::ZSTD(Default::default())][i % 3];
+            let props = WriterProperties::builder().set_compression(compression).build();
+            let mut writer =
+                SerializedFileWriter::new(Vec::new(), schema.into(), props.into()).expect("a Parquet writer");
+            for group in rows.chunks(8) {
+                let mut out = writer.next_row_group().expect("a row group");
+                for (c, &numeric) in numeric.iter().enumerate() {
+                    let cells: Vec<&str> = group.iter().map(|r| r.get(c).copied().unwrap_or_default()).collect();
+                    let levels: Vec<i16> = cells.iter().map(|cell| i16::from(!cell.is_empty())).collect();
+                    let present = cells.iter().filter(|cell| !cell.is_empty());
+                    let mut column = out.next_column().expect("a column").expect("as many as the schema");
+                    if numeric {
+                        let values: Vec<f64> = present.map(|cell| cell.parse().expect("a number")).collect();
+                        column.typed::<DoubleType>().write_batch(&values, Some(&levels), None).expect("written");
+                    } else {
+                        let values: Vec<ByteArray> = present.map(|cell| ByteArray::from(cell.as_bytes())).collect();
+                        column.typed::<ByteArrayType>().write_batch(&values, Some(&levels), None).expect("written");
+                    }
+                    column.close().expect("closed");
+                }
+                out.close().expect("closed");
+            }
+            writer.into_inner().expect("the file")
+        })
+        .collect()
 }
 
 /// A `.npy` file of `descr` values with `shape`.

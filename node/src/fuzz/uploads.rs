@@ -1,4 +1,4 @@
-//! HTTP bodies: dataset uploads (CSV, JSON Lines, NumPy), job specs and predict
+//! HTTP bodies: dataset uploads (CSV, JSON Lines, Parquet, NumPy), job specs and predict
 //! requests, read as their routes read them.
 
 use mass_protocol::{
@@ -11,7 +11,7 @@ use mass_protocol::{
 
 use super::{fixture, fixture::fixture, records::fit_pipeline, serve::predict};
 use crate::{
-    datasets::{ingest, ingest_jsonl, npy::ingest_npy},
+    datasets::{ingest, ingest_jsonl, ingest_parquet_bytes, npy::ingest_npy},
     jobs::{driver::pipeline_spec, learners, submit, task::rows_where},
 };
 
@@ -27,6 +27,18 @@ pub fn csv(data: &[u8]) {
 pub fn jsonl(data: &[u8]) {
     let mut shards = Vec::new();
     let Ok(manifest) = ingest_jsonl(data, &fixture::ingest_options(), |shard| store(&mut shards, shard)) else {
+        return;
+    };
+    after_ingest(&manifest, &shards);
+}
+
+/// A Parquet upload, likewise (read from memory: the node spools it to a
+/// file first, which changes nothing the reader sees).
+pub fn parquet(data: &[u8]) {
+    let mut shards = Vec::new();
+    let bytes = bytes::Bytes::copy_from_slice(data);
+    let Ok(manifest) = ingest_parquet_bytes(bytes, &fixture::ingest_options(), |shard| store(&mut shards, shard))
+    else {
         return;
     };
     after_ingest(&manifest, &shards);

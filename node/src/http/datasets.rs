@@ -41,9 +41,10 @@ pub struct IngestQuery {
     test: Option<f64>,
     /// Id of a stored blob listing 0-based test rows, one per line.
     test_rows: Option<String>,
-    /// `csv`, `jsonl` or `npy`; by default the `Content-Type` decides
-    /// (`application/x-ndjson` is JSON Lines), else the bytes (NumPy's
-    /// magic, or CSV).
+    /// `csv`, `jsonl`, `npy` or `parquet`; by default the `Content-Type`
+    /// decides (`application/x-ndjson` is JSON Lines,
+    /// `application/vnd.apache.parquet` Parquet), else the bytes (NumPy's or
+    /// Parquet's magic, or CSV).
     format: Option<String>,
 }
 
@@ -51,7 +52,7 @@ pub struct IngestQuery {
 /// else the bytes themselves.
 fn format_of(request: &HttpRequest, format: Option<&str>) -> Result<Format, HttpResponse> {
     if let Some(text) = format {
-        return Format::parse(text).ok_or_else(|| bad(format!("format: '{text}' is not csv, jsonl or npy")));
+        return Format::parse(text).ok_or_else(|| bad(format!("format: '{text}' is not csv, jsonl, npy or parquet")));
     }
     let content_type = request.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     Ok(content_type.and_then(Format::of_content_type).unwrap_or_default())
@@ -108,8 +109,8 @@ async fn options(state: &State, query: IngestQuery) -> Result<IngestOptions, Htt
 }
 
 /// `POST /v1/datasets?name=NAME&label=COLUMN`: the body (CSV or JSON Lines,
-/// plain or gzip, or NumPy arrays) becomes a dataset. Nothing is referenced
-/// unless the whole file is valid.
+/// plain or gzip, Parquet, or NumPy arrays) becomes a dataset. Nothing is
+/// referenced unless the whole file is valid.
 pub async fn ingest(
     state: web::Data<State>,
     request: HttpRequest,
@@ -127,7 +128,7 @@ pub async fn ingest(
     };
     let name = options.name.clone();
     let (pieces, rx) = mpsc::channel(16);
-    let job = tokio::spawn(ingest_pieces(state.mesh.storage.clone(), options, format, rx));
+    let job = tokio::spawn(ingest_pieces(state.mesh.storage.clone(), options, format, rx, state.spool_dir.clone()));
     let mut received = 0u64;
     while let Some(piece) = body.next().await {
         received += piece.as_ref().map_or(0, |p| p.len() as u64);

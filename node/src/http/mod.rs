@@ -80,6 +80,9 @@ pub struct State {
     pub metrics: crate::metrics::Metrics,
     /// Largest upload body (blob or dataset), in bytes.
     pub max_upload: u64,
+    /// Where uploads that must be whole before they are read (Parquet) are
+    /// spooled: the node's data dir.
+    pub spool_dir: std::path::PathBuf,
     /// Trials a study may ask for, at most.
     pub max_trials: usize,
     /// This node's drain: started by `POST /v1/node/drain`, shown by GET.

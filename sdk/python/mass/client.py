@@ -184,8 +184,9 @@ class Client:
 
         Args:
             name: the dataset's name (letters, digits, ``- _ . :``).
-            data: a path to a CSV file (plain or gzip) or a JSON Lines file
-                (one object per row, ``.jsonl`` or ``.ndjson``); a pandas DataFrame
+            data: a path to a CSV file (plain or gzip), a JSON Lines file
+                (one object per row, ``.jsonl`` or ``.ndjson``) or a Parquet
+                file (flat columns, ``.parquet`` or ``.pq``); a pandas DataFrame
                 (sent as CSV); ``(X, y)`` arrays (sent as two ``.npy``
                 files, labels first, columns named ``f0..fN-1``; as CSV when
                 numpy is missing or ``y`` is not numeric; ``X`` may be a
@@ -198,9 +199,10 @@ class Client:
                 validation (default 0) and test (default 0.2).
             test_rows: 0-based row numbers to hold out as the test split
                 instead of a test fraction.
-            format: ``csv``, ``jsonl`` or ``npy`` for a file; by default
-                the file's extension decides (``.jsonl``, ``.ndjson``: JSON
-                Lines), else the node reads the bytes (NumPy's magic, or CSV).
+            format: ``csv``, ``jsonl``, ``parquet`` or ``npy`` for a file;
+                by default the file's extension decides (``.jsonl``,
+                ``.ndjson``: JSON Lines; ``.parquet``, ``.pq``: Parquet), else
+                the node reads the bytes (NumPy's or Parquet's magic, or CSV).
 
         A bad file is refused whole (:class:`~mass.BadRequest`, 422) with
         the row and column named.
@@ -218,6 +220,8 @@ class Client:
             upload: Any = body
             if format is None and path.lower().endswith((".jsonl", ".ndjson")):
                 format = "jsonl"
+            elif format is None and path.lower().endswith((".parquet", ".pq")):
+                format = "parquet"
         else:
             upload, label = _data.dataset_body(data, label)
         query: List[Tuple[str, Any]] = [("name", name), ("label", label)]
