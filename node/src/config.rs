@@ -140,6 +140,8 @@ pub struct HttpSection {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Address of the gRPC prediction service; off when unset.
+    pub grpc: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -195,6 +197,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub listen: Vec<String>,
     pub http: Option<String>,
+    pub grpc: Option<String>,
     pub bootstrap: Vec<String>,
     pub network_key: Option<PathBuf>,
     pub mdns: Option<bool>,
@@ -243,6 +246,18 @@ impl NodeConfig {
             value: http_text.clone(),
             reason: e.to_string(),
         })?;
+
+        let grpc = cli
+            .grpc
+            .or(file.http.grpc)
+            .map(|text| {
+                text.parse::<SocketAddr>().map_err(|e| ConfigError::BadSocketAddr {
+                    field: "grpc",
+                    value: text.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .transpose()?;
 
         let membership = membership::Config {
             advert_interval: file.membership.advert_interval.unwrap_or(membership::Config::DEFAULT.advert_interval),
@@ -380,7 +395,7 @@ impl NodeConfig {
             compute,
             log: cli.log.or(file.log).unwrap_or_else(|| DEFAULT_LOG.to_owned()),
             net,
-            http: http::Config { listen: http_listen, max_upload, max_trials, tls },
+            http: http::Config { listen: http_listen, max_upload, max_trials, tls, grpc },
             membership,
             hardware,
             bridges,
@@ -429,6 +444,9 @@ mod tests {
         let config = resolve(toml, cli).unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(config.http.listen.port(), 2);
+        assert_eq!(config.http.grpc, None, "gRPC is off unless asked for");
+        let config = resolve(toml, Overrides { grpc: Some("127.0.0.1:3".into()), ..with_dir() }).unwrap();
+        assert_eq!(config.http.grpc.map(|a| a.port()), Some(3));
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub mod datasets;
 pub mod drain;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
+pub mod grpc;
 pub mod hardware;
 pub mod http;
 pub mod jobs;

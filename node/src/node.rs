@@ -40,6 +40,8 @@ pub enum StartError {
     Listen { addr: Multiaddr, reason: String },
     #[error("cannot serve HTTP on {addr}: {source}")]
     Http { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot serve gRPC on {addr}: {source}")]
+    Grpc { addr: std::net::SocketAddr, source: std::io::Error },
     #[error(
         "could not reach any bootstrap peer within {timeout:?}: {failures}. Check that the peers run and, if the mesh is private, that this node has the same network key"
     )]
@@ -96,8 +98,12 @@ pub async fn run(config: NodeConfig, mut stops: mpsc::UnboundedReceiver<Stop>) -
     }
 
     let tokens = crate::auth::Tokens::load(data_dir).map_err(StartError::Tokens)?;
-    if !config.http.listen.ip().is_loopback() && tokens.is_empty() {
-        return Err(StartError::Unprotected { addr: config.http.listen, data_dir: data_dir.clone() });
+    let beyond_loopback =
+        [Some(config.http.listen), config.http.grpc].into_iter().flatten().find(|a| !a.ip().is_loopback());
+    if let Some(addr) = beyond_loopback
+        && tokens.is_empty()
+    {
+        return Err(StartError::Unprotected { addr, data_dir: data_dir.clone() });
     }
     let tls = config.http.tls.as_ref().map(|files| http::tls::server_config(&files.cert, &files.key)).transpose()?;
     if tls.is_none() && !config.http.listen.ip().is_loopback() {
@@ -112,6 +118,16 @@ pub async fn run(config: NodeConfig, mut stops: mpsc::UnboundedReceiver<Stop>) -
         .map_err(|source| StartError::Http { addr: config.http.listen, source })?;
     let http_addr =
         http_listener.local_addr().map_err(|source| StartError::Http { addr: config.http.listen, source })?;
+
+    let grpc_listener = config
+        .http
+        .grpc
+        .map(|addr| {
+            let listener = std::net::TcpListener::bind(addr).map_err(|source| StartError::Grpc { addr, source })?;
+            let bound = listener.local_addr().map_err(|source| StartError::Grpc { addr, source })?;
+            Ok::<_, StartError>((listener, bound))
+        })
+        .transpose()?;
 
     let (metrics, registry) = Metrics::new();
     let hardware_config = config.hardware.clone();
@@ -219,7 +235,7 @@ pub async fn run(config: NodeConfig, mut stops: mpsc::UnboundedReceiver<Stop>) -
         registry,
         gc_grace_ms: config.storage.gc_grace.as_millis() as u64,
         shard_rows: config.storage.shard_rows,
-        tokens,
+        tokens: tokens.clone(),
         metrics: metrics.clone(),
         max_upload: config.http.max_upload,
         spool_dir: config.data_dir.clone(),
@@ -230,11 +246,26 @@ pub async fn run(config: NodeConfig, mut stops: mpsc::UnboundedReceiver<Stop>) -
         http::serve(http_listener, state, tls).map_err(|source| StartError::Http { addr: http_addr, source })?;
     let server_handle = server.handle();
     tokio::spawn(server);
-    info!(peer_id = %local_peer_id, http = %http_addr, "node started");
+    let (grpc_stop, grpc_stopped) = tokio::sync::oneshot::channel::<()>();
+    let grpc_url = grpc_listener.map(|(listener, bound)| {
+        let predictor = crate::grpc::Predictor::new(mesh.clone(), tokens.clone());
+        let tls = config.http.tls.clone();
+        tokio::spawn(async move {
+            let stopped = async {
+                let _ = grpc_stopped.await;
+            };
+            if let Err(e) = crate::grpc::serve(listener, predictor, tls.as_ref(), stopped).await {
+                warn!(addr = %bound, "gRPC service stopped: {e}");
+            }
+        });
+        format!("{scheme}://{bound}")
+    });
+    info!(peer_id = %local_peer_id, http = %http_addr, grpc = ?grpc_url, "node started");
 
     let endpoints = NodeEndpoints {
         peer_id: local_peer_id.to_string(),
         http_url: format!("{scheme}://{http_addr}"),
+        grpc_url,
         listen_addrs: listen_addrs.iter().map(ToString::to_string).collect(),
         pid: std::process::id(),
     };
@@ -257,6 +288,7 @@ pub async fn run(config: NodeConfig, mut stops: mpsc::UnboundedReceiver<Stop>) -
     info!("shutting down");
     let _ = std::fs::remove_file(&endpoints_path);
     server_handle.stop(true).await;
+    let _ = grpc_stop.send(());
     net_client.shutdown().await;
     let _ = net_task.await;
     storage.quiesce().await;

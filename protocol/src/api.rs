@@ -149,6 +149,9 @@ pub struct NodeEndpoints {
     pub peer_id: String,
     /// HTTP API base URL, e.g. "http://127.0.0.1:8080".
     pub http_url: String,
+    /// gRPC prediction service URL, when the node serves one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_url: Option<String>,
     /// libp2p listen addresses, dialable by other nodes.
     pub listen_addrs: Vec<String>,
     pub pid: u32,

@@ -13,6 +13,7 @@ mod dashboard;
 mod datasets;
 mod drain;
 mod formats;
+mod grpc;
 mod hostile;
 mod jobs;
 mod joining;

@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::support::{Cluster, eventually, mass, mesh};
 
 /// Creates a token in `data_dir` with the CLI, as an operator would.
-fn token(data_dir: &std::path::Path, role: Role) -> String {
+pub fn token(data_dir: &std::path::Path, role: Role) -> String {
     let (ok, stdout, stderr) = mass(&[
         "token",
         "create",
@@ -146,7 +146,7 @@ fn a_node_serving_beyond_loopback_needs_tokens_to_start() {
 }
 
 /// The test-only CA and node certificate (tests/fixtures/tls).
-fn tls_fixture(name: &str) -> std::path::PathBuf {
+pub fn tls_fixture(name: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tls").join(name)
 }
 

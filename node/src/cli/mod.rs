@@ -206,6 +206,9 @@ pub struct StartArgs {
     /// HTTP API address, e.g. 127.0.0.1:8080.
     #[arg(long, env = "MASS_HTTP")]
     pub http: Option<String>,
+    /// gRPC prediction service address, e.g. 127.0.0.1:9090 (off by default).
+    #[arg(long, env = "MASS_GRPC")]
+    pub grpc: Option<String>,
     /// Address of a node to join through (repeatable).
     #[arg(long, env = "MASS_BOOTSTRAP", value_delimiter = ',')]
     pub bootstrap: Vec<String>,
@@ -234,6 +237,7 @@ impl StartArgs {
             data_dir: self.data_dir,
             listen: self.listen,
             http: self.http,
+            grpc: self.grpc,
             bootstrap: self.bootstrap,
             network_key: self.network_key,
             mdns: self.no_mdns.then_some(false),

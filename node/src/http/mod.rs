@@ -45,8 +45,10 @@ pub struct Config {
     pub max_upload: u64,
     /// Trials a study may ask for, at most.
     pub max_trials: usize,
-    /// Serve HTTPS with these, plain HTTP without.
+    /// Serve HTTPS with these, plain HTTP without (and gRPC likewise).
     pub tls: Option<TlsFiles>,
+    /// Where the gRPC prediction service listens (`crate::grpc`), if anywhere.
+    pub grpc: Option<SocketAddr>,
 }
 
 /// The PEM files of the API's certificate chain and private key.
