@@ -38,7 +38,8 @@ fn file(name: &str) -> Option<HttpResponse> {
     path = "/",
     operation_id = "dashboard_index",
     tag = "dashboard",
-    summary = "The dashboard page (no token needed: the page carries no data; its script reads this API with the token the user gives it)",
+    summary = "The dashboard page (no token needed: the page carries no data; its script reads this API with \
+        the token the user gives it)",
     responses(
         (status = 200, description = "HTML", body = String, content_type = "text/html"),
     ),
@@ -58,7 +59,11 @@ pub async fn index() -> HttpResponse {
         ("file" = String, Path, description = "One of: index.html, app.js, style.css."),
     ),
     responses(
-        (status = 200, description = "The file, with its content type", content((String = "text/html"), (String = "text/javascript"), (String = "text/css"))),
+        (status = 200, description = "The file, with its content type", content(
+            (String = "text/html"),
+            (String = "text/javascript"),
+            (String = "text/css"),
+        )),
         (status = 404, description = "No such file"),
     ),
 )]

@@ -117,8 +117,17 @@ async fn options(state: &State, query: IngestQuery) -> Result<IngestOptions, Htt
     path = "/v1/datasets",
     operation_id = "datasets_ingest",
     tag = "datasets",
-    summary = "Ingest a CSV or JSON Lines body (either optionally gzip), a Parquet file, or .npy arrays, as a sharded dataset",
-    description = "CSV has a header line; JSON Lines has one object of column -> value per line (the columns are the first line's keys, in order; numbers and strings are values, null is missing, booleans are categories; a later line with another key, a missing key or a nested value is refused naming its line and key); Parquet is read as the CSV of the same data (flat columns only; nulls are missing, booleans categories, decimals exact text, dates and timestamps ISO 8601 text; snappy, gzip or zstd pages), spooled to the node's disk first since its index is at its end; .npy is the labels vector followed by the features matrix. The body is read as `format` when given, else as its Content-Type says (application/x-ndjson: JSON Lines; application/vnd.apache.parquet or application/x-parquet: Parquet), else as CSV or, when it starts with NumPy's or Parquet's magic, .npy or Parquet.",
+    summary = "Ingest a CSV or JSON Lines body (either optionally gzip), a Parquet file, or .npy arrays, as a \
+        sharded dataset",
+    description = "CSV has a header line; JSON Lines has one object of column -> value per line (the columns \
+        are the first line's keys, in order; numbers and strings are values, null is missing, booleans are \
+        categories; a later line with another key, a missing key or a nested value is refused naming its line \
+        and key); Parquet is read as the CSV of the same data (flat columns only; nulls are missing, booleans \
+        categories, decimals exact text, dates and timestamps ISO 8601 text; snappy, gzip or zstd pages), \
+        spooled to the node's disk first since its index is at its end; .npy is the labels vector followed by \
+        the features matrix. The body is read as `format` when given, else as its Content-Type says \
+        (application/x-ndjson: JSON Lines; application/vnd.apache.parquet or application/x-parquet: Parquet), \
+        else as CSV or, when it starts with NumPy's or Parquet's magic, .npy or Parquet.",
     params(
         ("name" = String, Query),
         ("label" = String, Query),
@@ -131,7 +140,8 @@ async fn options(state: &State, query: IngestQuery) -> Result<IngestOptions, Htt
         ("test_rows" = Option<String>, Query, description = "Id of a stored blob listing 0-based test rows, one per line (instead of test)."),
     ),
     request_body(
-        description = "CSV or JSON Lines (plain or gzip), Parquet, or .npy arrays (labels, then features); any other Content-Type is read as CSV, or as .npy or Parquet by its magic bytes",
+        description = "CSV or JSON Lines (plain or gzip), Parquet, or .npy arrays (labels, then features); any \
+            other Content-Type is read as CSV, or as .npy or Parquet by its magic bytes",
         content(
             (String = "text/csv"),
             (String = "application/x-ndjson"),

@@ -207,7 +207,8 @@ async fn peers(state: web::Data<State>) -> HttpResponse {
     path = "/v1/node/drain",
     operation_id = "node_drain",
     tag = "node",
-    summary = "Drain this node: hand its blobs, serving replicas and jobs to the other nodes, then exit (admin role)",
+    summary = "Drain this node: hand its blobs, serving replicas and jobs to the other nodes, then exit (admin \
+        role)",
     responses(
         (status = 202, description = "Draining", body = doc::DrainStatus, content_type = "application/json"),
     ),

@@ -71,7 +71,8 @@ pub async fn list(state: web::Data<State>) -> HttpResponse {
     path = "/v1/models/{name}",
     operation_id = "models_show",
     tag = "models",
-    summary = "A model: current version, manifest (pipeline, weights, metrics, lineage), every version, replicas",
+    summary = "A model: current version, manifest (pipeline, weights, metrics, lineage), every version, \
+        replicas",
     params(
         ("name" = String, Path),
     ),
@@ -158,7 +159,8 @@ const BATCH_WAIT: std::time::Duration = std::time::Duration::from_secs(590);
     path = "/v1/models/{name}/batch",
     operation_id = "models_batch_predict",
     tag = "models",
-    summary = "Predict every row of a stored dataset where its shards live, as a checkpointed scoring job that survives its driver; writes a CSV blob named predictions/<model>/<dataset>",
+    summary = "Predict every row of a stored dataset where its shards live, as a checkpointed scoring job that \
+        survives its driver; writes a CSV blob named predictions/<model>/<dataset>",
     params(
         ("name" = String, Path),
     ),
@@ -195,7 +197,8 @@ pub async fn batch_predict(
     path = "/v1/scorings/{id}",
     operation_id = "models_scoring_show",
     tag = "models",
-    summary = "A scoring job's record: one slot per shard (the blob of its scores and the peer that scored it, once scored), drivers, state (Running, Completed, Failed) and result",
+    summary = "A scoring job's record: one slot per shard (the blob of its scores and the peer that scored it, \
+        once scored), drivers, state (Running, Completed, Failed) and result",
     params(
         ("id" = String, Path),
     ),
@@ -222,7 +225,8 @@ pub async fn scoring_show(state: web::Data<State>, id: web::Path<String>) -> Htt
     path = "/v1/models/{name}/compose",
     operation_id = "models_compose",
     tag = "models",
-    summary = "Make a model (a new version of it) of registered models: serial (each reads the rows plus the previous model's outputs) or parallel (weighted average)",
+    summary = "Make a model (a new version of it) of registered models: serial (each reads the rows plus the \
+        previous model's outputs) or parallel (weighted average)",
     params(
         ("name" = String, Path),
     ),
@@ -256,14 +260,20 @@ pub struct ExportQuery {
     path = "/v1/models/{name}/export",
     operation_id = "models_export",
     tag = "models",
-    summary = "The model as a file other tools read: safetensors (dense weights; the fitted pipeline, classes and combining weights as JSON metadata) or ONNX opset 13 (the whole model, numeric imputation and scaling included)",
+    summary = "The model as a file other tools read: safetensors (dense weights; the fitted pipeline, classes \
+        and combining weights as JSON metadata) or ONNX opset 13 (the whole model, numeric imputation and \
+        scaling included)",
     params(
         ("name" = String, Path),
         ("format" = String, Query, description = "One of: safetensors, onnx."),
         ("version" = Option<u64>, Query, description = "default: the version served now", minimum = 1),
     ),
     responses(
-        (status = 200, description = "the file's bytes; the x-mass-model-version header says which version", body = doc::Binary, content_type = "application/octet-stream"),
+        (status = 200, description = "the file's bytes; the x-mass-model-version header says which version", body = doc::Binary, content_type = "application/octet-stream", headers(
+            ("x-mass-model-version" = u64, description = "the version exported"),
+            ("x-mass-model-manifest" = String, description = "its manifest's content id"),
+            ("content-disposition" = String, description = "attachment; filename=\"<name>-v<version>.<format>\""),
+        )),
         (status = 400, description = "unknown format", body = doc::ErrorBody),
         (status = 404, description = "unknown model or version", body = doc::ErrorBody),
         (status = 422, description = "a model the format cannot carry (trees, a stacked ensemble, a composition; for ONNX a pipeline that is not numeric scaling), named", body = doc::ErrorBody),
@@ -296,7 +306,9 @@ pub async fn export(state: web::Data<State>, name: web::Path<String>, query: web
     path = "/v1/models/{name}/import",
     operation_id = "models_import",
     tag = "models",
-    summary = "Register a safetensors file of dense networks (uploaded as a blob) as a new version of the model, reading a dataset's columns; checked and evaluated on the dataset's test rows before anything is stored",
+    summary = "Register a safetensors file of dense networks (uploaded as a blob) as a new version of the \
+        model, reading a dataset's columns; checked and evaluated on the dataset's test rows before anything \
+        is stored",
     params(
         ("name" = String, Path),
     ),
@@ -332,7 +344,10 @@ pub async fn import(state: web::Data<State>, name: web::Path<String>, body: web:
     path = "/v1/models/{name}/compress",
     operation_id = "models_compress",
     tag = "models",
-    summary = "Compress a version of a model (the current one unless \"version\" is given) into a new version, served from then on: int8 quantization, magnitude pruning with optional fine-tuning, or distillation of an ensemble into one network. The new manifest's \"compression\" records the parent, method, stored bytes and latency beside the parent's",
+    summary = "Compress a version of a model (the current one unless \"version\" is given) into a new version, \
+        served from then on: int8 quantization, magnitude pruning with optional fine-tuning, or distillation \
+        of an ensemble into one network. The new manifest's \"compression\" records the parent, method, stored \
+        bytes and latency beside the parent's",
     params(
         ("name" = String, Path),
     ),
@@ -399,14 +414,40 @@ pub struct PredictQuery {
     operation_id = "models_predict",
     tag = "models",
     summary = "Predict rows with the version served now, from any node",
-    description = "Rows are objects keyed by column name or arrays of the feature columns in schema order (label left out). null and NaN are refused unless allow_missing is true (then imputed by the pipeline). At most 10,000 rows and 16 MiB per request. With Content-Type application/x-npy the body is a .npy matrix (rows x feature columns, little-endian numbers, C order; a vector is one row; NaN is a missing value, allowed with ?allow_missing=true). With Accept: application/x-npy the answer is a .npy matrix: class probabilities (rows x classes, f4; the classes in the x-mass-classes header as JSON) or predicted values (f8, one per row), with x-mass-model-version, x-mass-model-manifest and x-mass-served-by headers. With Content-Type application/vnd.apache.arrow.stream the body is an Arrow IPC stream of record batches whose columns are feature columns by name (integers and floats as numbers, strings or dictionary-encoded strings as categories, booleans; null and NaN are missing values); other column types are refused naming the column. With Accept: application/vnd.apache.arrow.stream the answer is an Arrow stream of one record batch: a prediction column (the class, or the value) and one f32 column of probabilities per class, named by the class, with the same headers.",
+    description = "Rows are objects keyed by column name or arrays of the feature columns in schema order \
+        (label left out). null and NaN are refused unless allow_missing is true (then imputed by the \
+        pipeline). At most 10,000 rows and 16 MiB per request. With Content-Type application/x-npy the body is \
+        a .npy matrix (rows x feature columns, little-endian numbers, C order; a vector is one row; NaN is a \
+        missing value, allowed with ?allow_missing=true). With Accept: application/x-npy the answer is a .npy \
+        matrix: class probabilities (rows x classes, f4; the classes in the x-mass-classes header as JSON) or \
+        predicted values (f8, one per row), with x-mass-model-version, x-mass-model-manifest and \
+        x-mass-served-by headers. With Content-Type application/vnd.apache.arrow.stream the body is an Arrow \
+        IPC stream of record batches whose columns are feature columns by name (integers and floats as \
+        numbers, strings or dictionary-encoded strings as categories, booleans; null and NaN are missing \
+        values); other column types are refused naming the column. With Accept: \
+        application/vnd.apache.arrow.stream the answer is an Arrow stream of one record batch: a prediction \
+        column (the class, or the value) and one f32 column of probabilities per class, named by the class, \
+        with the same headers.",
     params(
         ("name" = String, Path),
         ("allow_missing" = Option<bool>, Query, description = "for a binary body: impute NaN cells instead of refusing them"),
     ),
-    request_body(content((doc::PredictRequestSchema = "application/json"), (doc::Binary = "application/x-npy"), (doc::Binary = "application/vnd.apache.arrow.stream"))),
+    request_body(content(
+        (doc::PredictRequestSchema = "application/json"),
+        (doc::Binary = "application/x-npy"),
+        (doc::Binary = "application/vnd.apache.arrow.stream"),
+    )),
     responses(
-        (status = 200, description = "OK", content((doc::Prediction = "application/json"), (doc::Binary = "application/x-npy"), (doc::Binary = "application/vnd.apache.arrow.stream"))),
+        (status = 200, description = "OK", content(
+            (doc::Prediction = "application/json"),
+            (doc::Binary = "application/x-npy"),
+            (doc::Binary = "application/vnd.apache.arrow.stream"),
+        ), headers(
+            ("x-mass-model-version" = u64, description = "the version that answered (binary answers)"),
+            ("x-mass-model-manifest" = String, description = "its manifest's content id (binary answers)"),
+            ("x-mass-served-by" = String, description = "peer id of the node that ran the model (binary answers)"),
+            ("x-mass-classes" = String, description = "the classes as a JSON array (ASCII-escaped), in the order of the probability columns (binary answers)"),
+        )),
         (status = 400, description = "malformed JSON, empty batch, wrong number of columns, unknown column, text in a numeric column, NaN/Inf, naming the row and column", body = doc::ErrorBody),
         (status = 404, description = "unknown model", body = doc::ErrorBody),
         (status = 413, description = "body over the size limit", body = doc::ErrorBody),

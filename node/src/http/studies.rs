@@ -55,7 +55,8 @@ async fn check(mesh: &Mesh, spec: &mut StudySpec, max_trials: usize) -> Result<(
     path = "/v1/studies",
     operation_id = "studies_submit",
     tag = "studies",
-    summary = "Open a hyperparameter study (search space, strategy grid|random|tpe|genetic, optional ASHA, metric on the validation rows, trial budget, parallelism); answers its id at once; the mesh drives it",
+    summary = "Open a hyperparameter study (search space, strategy grid|random|tpe|genetic, optional ASHA, \
+        metric on the validation rows, trial budget, parallelism); answers its id at once; the mesh drives it",
     request_body(content = doc::StudySpecSchema, content_type = "application/json"),
     responses(
         (status = 200, description = "OK", body = doc::Submitted, content_type = "application/json"),
@@ -108,7 +109,8 @@ fn parse(id: &str) -> Result<ContentId, HttpResponse> {
     path = "/v1/studies/{id}",
     operation_id = "studies_show",
     tag = "studies",
-    summary = "A study's journal: every trial's parameters, runs (resource, job, score, where it ran), state; the winner and its test metrics",
+    summary = "A study's journal: every trial's parameters, runs (resource, job, score, where it ran), state; \
+        the winner and its test metrics",
     params(
         ("id" = String, Path, description = "64 hex digits (blake3)"),
     ),
