@@ -61,6 +61,7 @@ pub(super) async fn write_ref(
     responses(
         (status = 200, description = "OK", body = doc::BlobInfo, content_type = "application/json"),
         (status = 400, description = "bad query", body = doc::ErrorBody),
+        (status = 413, description = "body over this node's upload limit (http.max_upload)", body = doc::ErrorBody),
     ),
 )]
 pub async fn put(state: web::Data<State>, query: web::Query<PutQuery>, mut body: web::Payload) -> HttpResponse {
@@ -231,6 +232,8 @@ pub async fn list(state: web::Data<State>) -> HttpResponse {
     ),
     responses(
         (status = 200, description = "OK", body = Object),
+        (status = 400, description = "bad id", body = doc::ErrorBody),
+        (status = 404, description = "the blob is not pinned", body = doc::ErrorBody),
     ),
 )]
 pub async fn unpin(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {

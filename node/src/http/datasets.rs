@@ -157,6 +157,7 @@ async fn options(state: &State, query: IngestQuery) -> Result<IngestOptions, Htt
     responses(
         (status = 200, description = "OK", body = Object),
         (status = 400, description = "a query that does not parse: name or label missing, an unknown parameter, a bad format or types", body = doc::ErrorBody),
+        (status = 413, description = "body over this node's upload limit (http.max_upload)", body = doc::ErrorBody),
         (status = 422, description = "malformed data, naming the row, line and column (a JSON Lines key), a Parquet file's problem (not Parquet, truncated, an unreadable footer or row group, a column that is not flat, named), or options the data cannot take (no such label column, split fractions)", body = doc::ErrorBody),
     ),
 )]

@@ -54,6 +54,7 @@ pub async fn submit(state: web::Data<State>, body: web::Json<JobSpec>) -> HttpRe
     ),
     responses(
         (status = 200, description = "OK", body = Object),
+        (status = 400, description = "not a job id (64 hex digits)", body = doc::ErrorBody),
         (status = 404, description = "unknown job", body = doc::ErrorBody),
     ),
 )]
@@ -82,6 +83,7 @@ pub async fn show(state: web::Data<State>, id: web::Path<String>) -> HttpRespons
     ),
     responses(
         (status = 200, description = "OK", body = Vec<Object>),
+        (status = 400, description = "not a job id (64 hex digits)", body = doc::ErrorBody),
     ),
 )]
 pub async fn progress(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
@@ -103,6 +105,8 @@ pub async fn progress(state: web::Data<State>, id: web::Path<String>) -> HttpRes
     ),
     responses(
         (status = 200, description = "OK", body = Object),
+        (status = 400, description = "not a job id (64 hex digits)", body = doc::ErrorBody),
+        (status = 404, description = "unknown job", body = doc::ErrorBody),
         (status = 409, description = "already over", body = doc::ErrorBody),
     ),
 )]

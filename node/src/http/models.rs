@@ -640,6 +640,7 @@ fn cell(value: Value) -> Result<Cell, String> {
     ),
     responses(
         (status = 200, description = "OK", body = Object),
+        (status = 400, description = "not a manifest id (64 hex digits)", body = doc::ErrorBody),
         (status = 404, description = "not a version of this model", body = doc::ErrorBody),
     ),
 )]

@@ -1,7 +1,8 @@
 //! The API's OpenAPI document, generated from the handlers' `#[utoipa::path]`
 //! annotations and the body types' schemas, and served at
-//! `GET /v1/openapi.json`. `docs/openapi.json` is a copy for readers; a test
-//! keeps it equal to what the code generates.
+//! `GET /v1/openapi.json`; the roles come from the server's own check
+//! (`security`). `docs/openapi.json` is a copy for readers; a test keeps it
+//! equal to what the code generates.
 
 use std::sync::LazyLock;
 
@@ -9,6 +10,7 @@ use actix_web::HttpResponse;
 use utoipa::OpenApi;
 
 pub mod schemas;
+mod security;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,9 +33,12 @@ pub mod schemas;
 )]
 struct Info;
 
-/// The whole document: the info above and every routed handler's operation.
+/// The whole document: the info above, every routed handler's operation,
+/// and the role each operation needs.
 pub fn document() -> utoipa::openapi::OpenApi {
-    Info::openapi().merge_from(super::routes::Operations::openapi())
+    let mut document = Info::openapi().merge_from(super::routes::Operations::openapi());
+    security::add(&mut document);
+    document
 }
 
 /// Built once: the document does not change while the node runs.

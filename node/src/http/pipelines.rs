@@ -24,6 +24,8 @@ use crate::mesh::FitFailure;
     request_body(content = doc::FitPipeline, content_type = "application/json"),
     responses(
         (status = 200, description = "OK", body = Object),
+        (status = 400, description = "bad pipeline name", body = doc::ErrorBody),
+        (status = 404, description = "unknown dataset", body = doc::ErrorBody),
         (status = 422, description = "spec does not fit the data", body = doc::ErrorBody),
     ),
 )]

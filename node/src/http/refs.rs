@@ -160,6 +160,7 @@ pub async fn set(state: web::Data<State>, name: web::Path<String>, body: web::Js
     responses(
         (status = 200, description = "OK", body = doc::RefView, content_type = "application/json"),
         (status = 404, description = "no such version", body = doc::ErrorBody),
+        (status = 409, description = "that version is a deletion", body = doc::ErrorBody),
     ),
 )]
 pub async fn rollback(state: web::Data<State>, name: web::Path<String>, body: web::Json<Rollback>) -> HttpResponse {

@@ -79,6 +79,20 @@ fn operation_ids_are_unique() {
     }
 }
 
+#[test]
+fn operations_name_the_role_the_server_asks_for() {
+    let document = serde_json::to_value(document()).unwrap();
+    let security = |method: &str, path: &str| document["paths"][path][method]["security"].clone();
+    assert_eq!(security("get", "/v1/health"), serde_json::json!([]));
+    assert_eq!(security("get", "/dashboard/{file}"), serde_json::json!([]));
+    assert_eq!(security("post", "/v1/models/{name}/predict"), serde_json::json!([{ "token": ["predict"] }]));
+    assert_eq!(security("get", "/v1/refs/{name}/history"), serde_json::json!([{ "token": ["read"] }]));
+    assert_eq!(security("put", "/v1/refs/{name}"), serde_json::json!([{ "token": ["admin"] }]));
+    assert_eq!(security("post", "/v1/jobs"), serde_json::json!([{ "token": ["write"] }]));
+    assert!(document["paths"]["/v1/jobs"]["post"]["responses"]["401"].is_object());
+    assert!(document["paths"]["/v1/health"]["get"]["responses"]["401"].is_null());
+}
+
 /// `docs/openapi.json` is what readers see without running a node: it must
 /// be the generated document. `MASS_WRITE_OPENAPI=1` rewrites it.
 #[test]
