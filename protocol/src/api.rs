@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::{advert::Load, hardware::HardwareProfile};
 
 /// `GET /v1/health`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: String,
     pub peer_id: String,
@@ -14,7 +14,7 @@ pub struct Health {
 }
 
 /// Whether a peer is believed alive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PeerState {
     Up,
@@ -36,7 +36,7 @@ impl PeerState {
 }
 
 /// Where a node is in leaving the mesh (`GET /v1/node/drain`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DrainState {
     /// Not leaving.
@@ -63,7 +63,7 @@ impl DrainState {
 }
 
 /// `GET /v1/node/drain` and the answer to `POST /v1/node/drain`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DrainStatus {
     pub state: DrainState,
     /// Blobs this node holds.
@@ -83,7 +83,7 @@ pub struct DrainStatus {
 }
 
 /// One row of `GET /v1/peers`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PeerView {
     pub peer_id: String,
     /// True for the node answering the request.
@@ -95,7 +95,9 @@ pub struct PeerView {
     /// Wall-clock time the peer was last heard from, in Unix milliseconds.
     pub last_seen: u64,
     /// Unknown until the peer's first advert arrives.
+    #[schema(value_type = Option<Object>)]
     pub hardware: Option<HardwareProfile>,
+    #[schema(value_type = Option<Object>)]
     pub load: Option<Load>,
 }
 
@@ -137,7 +139,7 @@ impl std::fmt::Display for Role {
 }
 
 /// Body of every HTTP error response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: String,
 }
@@ -161,14 +163,14 @@ pub struct NodeEndpoints {
 pub const ENDPOINTS_FILE: &str = "node.json";
 
 /// A stored blob: answer of `PUT /v1/blobs`, rows of `GET /v1/blobs`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlobInfo {
     pub id: crate::ContentId,
     pub size: u64,
 }
 
 /// The current version of a ref (`GET /v1/refs/{name}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RefView {
     pub name: String,
     pub version: u64,
@@ -180,26 +182,28 @@ pub struct RefView {
 }
 
 /// Body of `PUT /v1/refs/{name}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetRef {
     pub target: String,
 }
 
 /// Body of `POST /v1/refs/{name}/rollback`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rollback {
     pub version: u64,
 }
 
 /// Body of `POST /v1/datasets/{name}/pipelines`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FitPipeline {
     /// The pipeline's name; it is stored as `pipeline/<dataset>/<name>`.
     pub name: String,
+    /// The pipeline spec, as a job's `pipeline`; default: every field's default.
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub spec: crate::features::PipelineSpec,
 }
 

@@ -30,6 +30,19 @@ impl ContentId {
     }
 }
 
+/// In JSON a content id is its 64 lowercase hex digits.
+impl utoipa::PartialSchema for ContentId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[0-9a-f]{64}$"))
+            .description(Some("64 hex digits (blake3)"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ContentId {}
+
 impl From<blake3::Hash> for ContentId {
     fn from(hash: blake3::Hash) -> Self {
         Self(*hash.as_bytes())

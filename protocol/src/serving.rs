@@ -100,6 +100,19 @@ impl<'de> Deserialize<'de> for Predicted {
     }
 }
 
+/// The JSON shape of a [`Predicted`]: its serde is hand-written, so the
+/// schema is too.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Predicted)]
+#[allow(dead_code)]
+#[serde(untagged)]
+enum PredictedSchema {
+    /// The class.
+    Class(String),
+    /// The value, for a regressor.
+    Value(f64),
+}
+
 impl Predicted {
     /// The class, or the number as text.
     pub fn text(&self) -> String {
@@ -118,12 +131,13 @@ impl Predicted {
 }
 
 /// `POST /v1/models/{name}/predict` answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Prediction {
     pub model: String,
     pub version: u64,
     pub manifest: ContentId,
     /// The predicted class (classification) or value (regression) of each row.
+    #[schema(value_type = Vec<PredictedSchema>)]
     pub predictions: Vec<Predicted>,
     /// Each row's probability of each class, in the order of `classes`
     /// (empty for regression).
@@ -134,7 +148,7 @@ pub struct Prediction {
 }
 
 /// One version of a model: versions are numbered by first publication.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelVersion {
     pub version: u64,
     pub manifest: ContentId,
@@ -143,7 +157,7 @@ pub struct ModelVersion {
 }
 
 /// `GET /v1/models` rows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelSummary {
     pub name: String,
     /// The version served now.
@@ -171,14 +185,14 @@ pub struct ModelView {
 }
 
 /// `POST /v1/models/{name}/promote`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Promote {
     pub version: u64,
 }
 
 /// `POST /v1/models/{name}/batch`: predict every row of a stored dataset.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchPredict {
     pub dataset: String,
@@ -252,7 +266,7 @@ pub struct ScoringRecord {
 /// `POST /v1/models/{name}/compose`: a model made of registered models.
 /// JSON: `{"serial": ["reduce", "classify"]}` or
 /// `{"parallel": [{"model": "a", "weight": 0.5}, {"model": "b"}]}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Compose {
     /// Each model reads the rows plus the outputs of the one before it.
@@ -261,10 +275,11 @@ pub enum Compose {
     Parallel(Vec<ComposePart>),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ComposePart {
     pub model: String,
+    /// Default 1.
     #[serde(default = "one")]
     pub weight: f64,
 }
@@ -276,17 +291,27 @@ fn one() -> f64 {
 /// `POST /v1/models/{name}/compress`: one of `{"quantize": "int8"}`,
 /// `{"prune": 0.8, "fine_tune_epochs": 2}` or `{"distill": "mlp:64"}`,
 /// with `"version": N` to compress another version than the current one.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompressRequest {
+    /// The version to compress; default: the one served now.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub version: Option<u64>,
+    /// `int8`: quantize the weights to 8-bit integers.
     #[serde(default)]
+    #[schema(pattern = "^int8$")]
     pub quantize: Option<String>,
+    /// Fraction of each layer's weights to remove (magnitude pruning).
     #[serde(default)]
+    #[schema(exclusive_minimum = 0, exclusive_maximum = 1)]
     pub prune: Option<f64>,
+    /// With `prune`: epochs of training keeping the removed weights at zero.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000)]
     pub fine_tune_epochs: Option<u32>,
+    /// Distill an ensemble into one network, the student:
+    /// `mlp:WIDTH[,WIDTH...]` (1-16 layers of 1-65536 units).
     #[serde(default)]
     pub distill: Option<String>,
 }
@@ -427,7 +452,7 @@ impl ExportFormat {
 
 /// `POST /v1/models/{name}/import`: a safetensors weight file, uploaded as
 /// a blob, registered as a new version of model `name`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportModel {
     /// The weight file's blob.
@@ -436,7 +461,10 @@ pub struct ImportModel {
     /// evaluate it.
     pub dataset: String,
     /// How rows become features; by default the pipeline in the file's metadata.
+    /// `{"spec": {...}}` (fitted on the dataset's training rows) or
+    /// `{"fitted": {...}}`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub pipeline: Option<ImportPipeline>,
     /// Activation of the hidden layers (`relu` or `tanh`) when the file
     /// does not say; ReLU when neither does.

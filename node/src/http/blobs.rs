@@ -5,6 +5,7 @@ use futures::StreamExt;
 use mass_protocol::{ContentId, api::BlobInfo, storage::BlobMeta};
 use serde::Deserialize;
 
+use super::openapi::schemas as doc;
 use super::{State, error};
 use crate::{
     replication::{FetchBlob, FetchError, PlaceNew},
@@ -47,6 +48,22 @@ pub(super) async fn write_ref(
 }
 
 /// `PUT /v1/blobs`: the body, streamed, becomes a blob; answered once durable.
+#[utoipa::path(
+    put,
+    path = "/v1/blobs",
+    operation_id = "blobs_put",
+    tag = "blobs",
+    summary = "Store a blob (raw body); answers its content id",
+    params(
+        ("pin" = Option<bool>, Query),
+    ),
+    request_body(content = doc::Binary, content_type = "application/octet-stream"),
+    responses(
+        (status = 200, description = "OK", body = doc::BlobInfo, content_type = "application/json"),
+        (status = 400, description = "bad query", body = doc::ErrorBody),
+        (status = 413, description = "body over this node's upload limit (http.max_upload)", body = doc::ErrorBody),
+    ),
+)]
 pub async fn put(state: web::Data<State>, query: web::Query<PutQuery>, mut body: web::Payload) -> HttpResponse {
     let mut writer = BlobWriter::new(state.mesh.storage.clone(), mass_protocol::storage::BlobKind::Other);
     while let Some(piece) = body.next().await {
@@ -138,6 +155,21 @@ async fn readable(state: &State, id: ContentId) -> Result<(BlobMeta, Vec<u8>), H
 /// first chunk is checked before the answer starts; a later chunk that fails
 /// its check ends the response early (the client sees a short body, never
 /// wrong bytes) and drops the damaged copy.
+#[utoipa::path(
+    get,
+    path = "/v1/blobs/{id}",
+    operation_id = "blobs_get",
+    tag = "blobs",
+    summary = "Blob bytes, fetched from peers when not held here (verified chunk by chunk)",
+    params(
+        ("id" = String, Path, description = "64 hex digits (blake3)"),
+    ),
+    responses(
+        (status = 200, description = "bytes", body = doc::Binary, content_type = "application/octet-stream"),
+        (status = 400, description = "bad id", body = doc::ErrorBody),
+        (status = 404, description = "unknown blob", body = doc::ErrorBody),
+    ),
+)]
 pub async fn get(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
     let id = match parse_id(&id) {
         Ok(id) => id,
@@ -169,6 +201,16 @@ pub async fn get(state: web::Data<State>, id: web::Path<String>) -> HttpResponse
 }
 
 /// `GET /v1/blobs`: the blobs stored on this node.
+#[utoipa::path(
+    get,
+    path = "/v1/blobs",
+    operation_id = "blobs_list",
+    tag = "blobs",
+    summary = "Blobs stored on this node",
+    responses(
+        (status = 200, description = "OK", body = Vec<doc::BlobInfo>, content_type = "application/json"),
+    ),
+)]
 pub async fn list(state: web::Data<State>) -> HttpResponse {
     match state.mesh.storage.list().await {
         Ok(blobs) => HttpResponse::Ok()
@@ -179,6 +221,21 @@ pub async fn list(state: web::Data<State>) -> HttpResponse {
 
 /// `DELETE /v1/blobs/{id}`: unpins the blob mesh-wide; GC then removes it
 /// wherever no ref keeps it.
+#[utoipa::path(
+    delete,
+    path = "/v1/blobs/{id}",
+    operation_id = "blobs_unpin",
+    tag = "blobs",
+    summary = "Unpin a blob",
+    params(
+        ("id" = String, Path, description = "64 hex digits (blake3)"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Object),
+        (status = 400, description = "bad id", body = doc::ErrorBody),
+        (status = 404, description = "the blob is not pinned", body = doc::ErrorBody),
+    ),
+)]
 pub async fn unpin(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
     let id = match parse_id(&id) {
         Ok(id) => id,
@@ -196,6 +253,19 @@ pub async fn unpin(state: web::Data<State>, id: web::Path<String>) -> HttpRespon
 }
 
 /// `POST /v1/gc`: removes unreferenced blobs past the grace period now.
+#[utoipa::path(
+    post,
+    path = "/v1/gc",
+    operation_id = "blobs_gc",
+    tag = "blobs",
+    summary = "Remove unpinned, unreferenced blobs older than the grace period",
+    params(
+        ("grace_ms" = Option<u64>, Query, description = "The grace period in milliseconds; default: the node's gc grace."),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Object),
+    ),
+)]
 pub async fn gc(state: web::Data<State>, query: web::Query<GcQuery>) -> HttpResponse {
     let grace_ms = query.grace_ms.unwrap_or(state.gc_grace_ms);
     match state.mesh.storage.gc(grace_ms).await {

@@ -11,6 +11,7 @@ use mass_protocol::{
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use super::openapi::schemas as doc;
 use super::{
     State,
     blobs::{local_copy, write_ref},
@@ -111,6 +112,55 @@ async fn options(state: &State, query: IngestQuery) -> Result<IngestOptions, Htt
 /// `POST /v1/datasets?name=NAME&label=COLUMN`: the body (CSV or JSON Lines,
 /// plain or gzip, Parquet, or NumPy arrays) becomes a dataset. Nothing is
 /// referenced unless the whole file is valid.
+#[utoipa::path(
+    post,
+    path = "/v1/datasets",
+    operation_id = "datasets_ingest",
+    tag = "datasets",
+    summary = "Ingest a CSV or JSON Lines body (either optionally gzip), a Parquet file, or .npy arrays, as a \
+        sharded dataset",
+    description = "CSV has a header line; JSON Lines has one object of column -> value per line (the columns \
+        are the first line's keys, in order; numbers and strings are values, null is missing, booleans are \
+        categories; a later line with another key, a missing key or a nested value is refused naming its line \
+        and key); Parquet is read as the CSV of the same data (flat columns only; nulls are missing, booleans \
+        categories, decimals exact text, dates and timestamps ISO 8601 text; snappy, gzip or zstd pages), \
+        spooled to the node's disk first since its index is at its end; .npy is the labels vector followed by \
+        the features matrix. The body is read as `format` when given, else as its Content-Type says \
+        (application/x-ndjson: JSON Lines; application/vnd.apache.parquet or application/x-parquet: Parquet), \
+        else as CSV or, when it starts with NumPy's or Parquet's magic, .npy or Parquet.",
+    params(
+        ("name" = String, Query),
+        ("label" = String, Query),
+        ("format" = Option<String>, Query, description = "How the body is read; default: by Content-Type, else CSV, .npy or Parquet by its first bytes. One of: csv, jsonl, npy, parquet."),
+        ("shard_rows" = Option<u64>, Query),
+        ("test" = Option<f64>, Query),
+        ("seed" = Option<u64>, Query),
+        ("types" = Option<String>, Query, description = "Column kinds to fix: column:numeric|categorical|text, comma-separated."),
+        ("validation" = Option<f64>, Query, description = "Fraction of rows for validation."),
+        ("test_rows" = Option<String>, Query, description = "Id of a stored blob listing 0-based test rows, one per line (instead of test)."),
+    ),
+    request_body(
+        description = "CSV or JSON Lines (plain or gzip), Parquet, or .npy arrays (labels, then features); any \
+            other Content-Type is read as CSV, or as .npy or Parquet by its magic bytes",
+        content(
+            (String = "text/csv"),
+            (String = "application/x-ndjson"),
+            (String = "application/ndjson"),
+            (String = "application/jsonl"),
+            (String = "application/x-jsonlines"),
+            (doc::Binary = "application/vnd.apache.parquet"),
+            (doc::Binary = "application/x-parquet"),
+            (doc::Binary = "application/x-npy"),
+            (doc::Binary = "application/octet-stream"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Object),
+        (status = 400, description = "a query that does not parse: name or label missing, an unknown parameter, a bad format or types", body = doc::ErrorBody),
+        (status = 413, description = "body over this node's upload limit (http.max_upload)", body = doc::ErrorBody),
+        (status = 422, description = "malformed data, naming the row, line and column (a JSON Lines key), a Parquet file's problem (not Parquet, truncated, an unreadable footer or row group, a column that is not flat, named), or options the data cannot take (no such label column, split fractions)", body = doc::ErrorBody),
+    ),
+)]
 pub async fn ingest(
     state: web::Data<State>,
     request: HttpRequest,
@@ -184,6 +234,16 @@ async fn load(
 }
 
 /// `GET /v1/datasets`.
+#[utoipa::path(
+    get,
+    path = "/v1/datasets",
+    operation_id = "datasets_list",
+    tag = "datasets",
+    summary = "Datasets",
+    responses(
+        (status = 200, description = "OK", body = Vec<Object>),
+    ),
+)]
 pub async fn list(state: web::Data<State>) -> HttpResponse {
     let records = match state.mesh.storage.refs().await {
         Ok(records) => records,
@@ -208,6 +268,20 @@ pub async fn list(state: web::Data<State>) -> HttpResponse {
 }
 
 /// `GET /v1/datasets/{name}`: the manifest and which peers hold each shard.
+#[utoipa::path(
+    get,
+    path = "/v1/datasets/{name}",
+    operation_id = "datasets_show",
+    tag = "datasets",
+    summary = "A dataset's manifest, statistics and shard holders",
+    params(
+        ("name" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Object),
+        (status = 404, description = "unknown dataset", body = doc::ErrorBody),
+    ),
+)]
 pub async fn show(state: web::Data<State>, name: web::Path<String>) -> HttpResponse {
     let ref_name = format!("{REF_PREFIX}{name}");
     let record = match crate::shared_refs::find(&state.mesh, &ref_name).await {

@@ -6,6 +6,7 @@ use mass_protocol::{
     jobs::{JobRecord, JobSpec, JobState},
 };
 
+use super::openapi::schemas as doc;
 use super::{State, error};
 use crate::jobs::{
     REF_PREFIX,
@@ -19,6 +20,19 @@ fn refuse(message: impl Into<String>) -> HttpResponse {
 
 /// `POST /v1/jobs`: checks the job can run, then records it as pending; the
 /// top-ranked live peer for its id picks it up.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    operation_id = "jobs_submit",
+    tag = "jobs",
+    summary = "Submit a training job; answers its id at once",
+    request_body(content = doc::JobSpecSchema, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = doc::Submitted, content_type = "application/json"),
+        (status = 400, description = "bad model name", body = doc::ErrorBody),
+        (status = 422, description = "the job cannot run, with the reason", body = doc::ErrorBody),
+    ),
+)]
 pub async fn submit(state: web::Data<State>, body: web::Json<JobSpec>) -> HttpResponse {
     match crate::jobs::submit::submit(&state.mesh(), body.into_inner()).await {
         Ok(id) => HttpResponse::Ok().json(serde_json::json!({ "id": id })),
@@ -29,6 +43,21 @@ pub async fn submit(state: web::Data<State>, body: web::Json<JobSpec>) -> HttpRe
 }
 
 /// `GET /v1/jobs/{id}`: the job's last checkpoint.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    operation_id = "jobs_show",
+    tag = "jobs",
+    summary = "A job's last checkpoint: state, drivers, tasks and where they ran, metrics",
+    params(
+        ("id" = String, Path, description = "64 hex digits (blake3)"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Object),
+        (status = 400, description = "not a job id (64 hex digits)", body = doc::ErrorBody),
+        (status = 404, description = "unknown job", body = doc::ErrorBody),
+    ),
+)]
 pub async fn show(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
     let id: ContentId = match id.parse() {
         Ok(id) => id,
@@ -43,6 +72,20 @@ pub async fn show(state: web::Data<State>, id: web::Path<String>) -> HttpRespons
 
 /// `GET /v1/jobs/{id}/progress`: the epoch and loss each running task of
 /// the job last reported, as this node heard them.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/progress",
+    operation_id = "jobs_progress",
+    tag = "jobs",
+    summary = "Epoch and loss each running task last reported",
+    params(
+        ("id" = String, Path, description = "64 hex digits (blake3)"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Vec<Object>),
+        (status = 400, description = "not a job id (64 hex digits)", body = doc::ErrorBody),
+    ),
+)]
 pub async fn progress(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
     match id.parse::<ContentId>() {
         Ok(id) => HttpResponse::Ok().json(state.mesh.progress.of(&id)),
@@ -51,6 +94,22 @@ pub async fn progress(state: web::Data<State>, id: web::Path<String>) -> HttpRes
 }
 
 /// `POST /v1/jobs/{id}/cancel`: stops the job at its driver's next checkpoint.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/cancel",
+    operation_id = "jobs_cancel",
+    tag = "jobs",
+    summary = "Cancel a job",
+    params(
+        ("id" = String, Path, description = "64 hex digits (blake3)"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Object),
+        (status = 400, description = "not a job id (64 hex digits)", body = doc::ErrorBody),
+        (status = 404, description = "unknown job", body = doc::ErrorBody),
+        (status = 409, description = "already over", body = doc::ErrorBody),
+    ),
+)]
 pub async fn cancel(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
     let id: ContentId = match id.parse() {
         Ok(id) => id,
@@ -72,6 +131,16 @@ pub async fn cancel(state: web::Data<State>, id: web::Path<String>) -> HttpRespo
 }
 
 /// `GET /v1/jobs`: every job this node knows, with its state.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    operation_id = "jobs_list",
+    tag = "jobs",
+    summary = "Every job this node knows",
+    responses(
+        (status = 200, description = "OK", body = Vec<Object>),
+    ),
+)]
 pub async fn list(state: web::Data<State>) -> HttpResponse {
     let mesh = state.mesh();
     let refs = match state.mesh.storage.refs().await {

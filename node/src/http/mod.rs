@@ -26,11 +26,14 @@ mod datasets;
 mod jobs;
 // The fuzz targets read predict bodies with `models::parse_predict`.
 pub(crate) mod models;
+mod openapi;
 mod pipelines;
 mod refs;
+mod routes;
 mod studies;
 pub mod tls;
 
+use self::openapi::schemas as doc;
 use crate::{membership::GetPeers, mesh::Mesh};
 
 /// Where the API listens when nothing else is said.
@@ -137,49 +140,7 @@ pub fn serve(
                 }
             })
             .app_data(state.clone())
-            .route("/v1/health", web::get().to(health))
-            .route("/v1/peers", web::get().to(peers))
-            .route("/v1/node/drain", web::get().to(drain_status))
-            .route("/v1/node/drain", web::post().to(drain))
-            .route("/metrics", web::get().to(metrics))
-            .route("/", web::get().to(dashboard::index))
-            .route("/dashboard/{file}", web::get().to(dashboard::asset))
-            .route("/v1/blobs", web::put().to(blobs::put))
-            .route("/v1/blobs", web::get().to(blobs::list))
-            .route("/v1/blobs/{id}", web::get().to(blobs::get))
-            .route("/v1/blobs/{id}", web::delete().to(blobs::unpin))
-            .route("/v1/gc", web::post().to(blobs::gc))
-            .route("/v1/jobs", web::post().to(jobs::submit))
-            .route("/v1/jobs", web::get().to(jobs::list))
-            .route("/v1/jobs/{id}", web::get().to(jobs::show))
-            .route("/v1/jobs/{id}/progress", web::get().to(jobs::progress))
-            .route("/v1/jobs/{id}/cancel", web::post().to(jobs::cancel))
-            .route("/v1/studies", web::post().to(studies::submit))
-            .route("/v1/studies", web::get().to(studies::list))
-            .route("/v1/studies/{id}", web::get().to(studies::show))
-            .route("/v1/studies/{id}/cancel", web::post().to(studies::cancel))
-            .route("/v1/models", web::get().to(models::list))
-            .route("/v1/models/{name}", web::get().to(models::show))
-            .route("/v1/models/{name}/predict", web::post().to(models::predict))
-            .route("/v1/models/{name}/promote", web::post().to(models::promote))
-            .route("/v1/models/{name}/rollback", web::post().to(models::rollback))
-            .route("/v1/models/{name}/batch", web::post().to(models::batch_predict))
-            .route("/v1/scorings/{id}", web::get().to(models::scoring_show))
-            .route("/v1/models/{name}/compose", web::post().to(models::compose))
-            .route("/v1/models/{name}/export", web::get().to(models::export))
-            .route("/v1/models/{name}/import", web::post().to(models::import))
-            .route("/v1/models/{name}/compress", web::post().to(models::compress))
-            .route("/v1/models/{name}/versions/{id}", web::get().to(models::version_manifest))
-            .route("/v1/openapi.json", web::get().to(openapi))
-            .route("/v1/datasets", web::post().to(datasets::ingest))
-            .route("/v1/datasets", web::get().to(datasets::list))
-            .route("/v1/datasets/{name:.+}/pipelines", web::post().to(pipelines::fit))
-            .route("/v1/datasets/{name:.+}", web::get().to(datasets::show))
-            .route("/v1/refs", web::get().to(refs::list))
-            .route("/v1/refs/{name:.+}/history", web::get().to(refs::history))
-            .route("/v1/refs/{name:.+}/rollback", web::post().to(refs::rollback))
-            .route("/v1/refs/{name:.+}", web::get().to(refs::get))
-            .route("/v1/refs/{name:.+}", web::put().to(refs::set))
+            .configure(routes::register)
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
                 let message = format!("invalid query string: {err}");
                 actix_web::error::InternalError::from_response(err, error(StatusCode::BAD_REQUEST, message)).into()
@@ -206,6 +167,16 @@ fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status).json(ErrorBody { error: message.into() })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/health",
+    operation_id = "node_health",
+    tag = "node",
+    summary = "Liveness and identity of the node",
+    responses(
+        (status = 200, description = "OK", body = doc::Health, content_type = "application/json"),
+    ),
+)]
 async fn health(state: web::Data<State>) -> HttpResponse {
     HttpResponse::Ok().json(Health {
         status: "ok".into(),
@@ -215,6 +186,16 @@ async fn health(state: web::Data<State>) -> HttpResponse {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/peers",
+    operation_id = "node_peers",
+    tag = "node",
+    summary = "Peers this node knows, with hardware and load",
+    responses(
+        (status = 200, description = "OK", body = Vec<doc::PeerView>, content_type = "application/json"),
+    ),
+)]
 async fn peers(state: web::Data<State>) -> HttpResponse {
     match state.mesh.membership.send(GetPeers).await {
         Ok(peers) => HttpResponse::Ok().json(peers),
@@ -223,15 +204,46 @@ async fn peers(state: web::Data<State>) -> HttpResponse {
 }
 
 /// Starts this node's drain: it hands everything off, then exits.
+#[utoipa::path(
+    post,
+    path = "/v1/node/drain",
+    operation_id = "node_drain",
+    tag = "node",
+    summary = "Drain this node: hand its blobs, serving replicas and jobs to the other nodes, then exit (admin \
+        role)",
+    responses(
+        (status = 202, description = "Draining", body = doc::DrainStatus, content_type = "application/json"),
+    ),
+)]
 async fn drain(state: web::Data<State>) -> HttpResponse {
     state.drain.request();
     HttpResponse::Accepted().json(state.drain.status())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/node/drain",
+    operation_id = "node_drain_status",
+    tag = "node",
+    summary = "How far this node's drain got",
+    responses(
+        (status = 200, description = "OK", body = doc::DrainStatus, content_type = "application/json"),
+    ),
+)]
 async fn drain_status(state: web::Data<State>) -> HttpResponse {
     HttpResponse::Ok().json(state.drain.status())
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "node_metrics",
+    tag = "node",
+    summary = "Prometheus/OpenMetrics counters",
+    responses(
+        (status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    ),
+)]
 async fn metrics(state: web::Data<State>) -> HttpResponse {
     state.metrics.set_inference_queue(state.mesh.serving.inference.depth());
     for (kind, blobs, bytes) in state.mesh.storage.usage() {
@@ -240,11 +252,6 @@ async fn metrics(state: web::Data<State>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(crate::metrics::render(&state.registry))
-}
-
-/// The API's OpenAPI document.
-async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().content_type("application/json").body(include_str!("../../../docs/openapi.json"))
 }
 
 async fn not_found(request: HttpRequest) -> HttpResponse {

@@ -9,6 +9,7 @@ use mass_protocol::{
 };
 use serde_json::Value;
 
+use super::openapi::schemas as doc;
 use super::{State, arrow, error};
 use crate::serving::{
     registry,
@@ -47,6 +48,16 @@ fn serve_error(e: ServeError) -> HttpResponse {
 }
 
 /// `GET /v1/models`.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    operation_id = "models_list",
+    tag = "models",
+    summary = "Models and the version served now",
+    responses(
+        (status = 200, description = "OK", body = Vec<doc::ModelSummary>, content_type = "application/json"),
+    ),
+)]
 pub async fn list(state: web::Data<State>) -> HttpResponse {
     match registry::list(&state.mesh).await {
         Ok(models) => HttpResponse::Ok().json(models),
@@ -55,6 +66,21 @@ pub async fn list(state: web::Data<State>) -> HttpResponse {
 }
 
 /// `GET /v1/models/{name}`: the version served now, its manifest, every version.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{name}",
+    operation_id = "models_show",
+    tag = "models",
+    summary = "A model: current version, manifest (pipeline, weights, metrics, lineage), every version, \
+        replicas",
+    params(
+        ("name" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Object),
+        (status = 404, description = "unknown model", body = doc::ErrorBody),
+    ),
+)]
 pub async fn show(state: web::Data<State>, name: web::Path<String>) -> HttpResponse {
     let mesh = state.mesh();
     let (versions, current) = match registry::versions(&mesh, &name).await {
@@ -77,6 +103,21 @@ pub async fn show(state: web::Data<State>, name: web::Path<String>) -> HttpRespo
 }
 
 /// `POST /v1/models/{name}/promote` with `{"version": N}`.
+#[utoipa::path(
+    post,
+    path = "/v1/models/{name}/promote",
+    operation_id = "models_promote",
+    tag = "models",
+    summary = "Serve a given version from now on, on every node",
+    params(
+        ("name" = String, Path),
+    ),
+    request_body(content = doc::Promote, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = doc::ModelVersion, content_type = "application/json"),
+        (status = 404, description = "no such version", body = doc::ErrorBody),
+    ),
+)]
 pub async fn promote(state: web::Data<State>, name: web::Path<String>, body: web::Json<Promote>) -> HttpResponse {
     match registry::promote(&state.mesh, &name, body.version).await {
         Ok(version) => HttpResponse::Ok().json(version),
@@ -85,6 +126,20 @@ pub async fn promote(state: web::Data<State>, name: web::Path<String>, body: web
 }
 
 /// `POST /v1/models/{name}/rollback`: back to the version before the current one.
+#[utoipa::path(
+    post,
+    path = "/v1/models/{name}/rollback",
+    operation_id = "models_rollback",
+    tag = "models",
+    summary = "Serve the version before the current one",
+    params(
+        ("name" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "OK", body = doc::ModelVersion, content_type = "application/json"),
+        (status = 409, description = "already at version 1", body = doc::ErrorBody),
+    ),
+)]
 pub async fn rollback(state: web::Data<State>, name: web::Path<String>) -> HttpResponse {
     match registry::rollback(&state.mesh, &name).await {
         Ok(version) => HttpResponse::Ok().json(version),
@@ -99,6 +154,24 @@ const BATCH_WAIT: std::time::Duration = std::time::Duration::from_secs(590);
 
 /// `POST /v1/models/{name}/batch` with `{"dataset": NAME}`: opens a scoring
 /// job and answers with its result, or at once with its id (`"wait": false`).
+#[utoipa::path(
+    post,
+    path = "/v1/models/{name}/batch",
+    operation_id = "models_batch_predict",
+    tag = "models",
+    summary = "Predict every row of a stored dataset where its shards live, as a checkpointed scoring job that \
+        survives its driver; writes a CSV blob named predictions/<model>/<dataset>",
+    params(
+        ("name" = String, Path),
+    ),
+    request_body(content = doc::BatchPredict, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = Object),
+        (status = 202, description = "the scoring job is open; follow it at GET /v1/scorings/{id}", body = doc::ScoringOpened),
+        (status = 404, description = "unknown model or dataset", body = doc::ErrorBody),
+        (status = 503, description = "the job failed (the reason names the shard), or is still running after 590 s", body = doc::ErrorBody),
+    ),
+)]
 pub async fn batch_predict(
     state: web::Data<State>,
     name: web::Path<String>,
@@ -119,6 +192,22 @@ pub async fn batch_predict(
 }
 
 /// `GET /v1/scorings/{id}`: a scoring job's record.
+#[utoipa::path(
+    get,
+    path = "/v1/scorings/{id}",
+    operation_id = "models_scoring_show",
+    tag = "models",
+    summary = "A scoring job's record: one slot per shard (the blob of its scores and the peer that scored it, \
+        once scored), drivers, state (Running, Completed, Failed) and result",
+    params(
+        ("id" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Object),
+        (status = 400, description = "not a scoring job id", body = doc::ErrorBody),
+        (status = 404, description = "no such scoring job", body = doc::ErrorBody),
+    ),
+)]
 pub async fn scoring_show(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
     let Ok(id) = id.parse::<ContentId>() else {
         return error(StatusCode::BAD_REQUEST, format!("'{id}' is not a scoring job id (64 hex digits)"));
@@ -131,6 +220,23 @@ pub async fn scoring_show(state: web::Data<State>, id: web::Path<String>) -> Htt
 }
 
 /// `POST /v1/models/{name}/compose` with `{"serial": [...]}` or `{"parallel": [...]}`.
+#[utoipa::path(
+    post,
+    path = "/v1/models/{name}/compose",
+    operation_id = "models_compose",
+    tag = "models",
+    summary = "Make a model (a new version of it) of registered models: serial (each reads the rows plus the \
+        previous model's outputs) or parallel (weighted average)",
+    params(
+        ("name" = String, Path),
+    ),
+    request_body(content = doc::Compose, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the new version", body = doc::ModelVersion, content_type = "application/json"),
+        (status = 404, description = "unknown part", body = doc::ErrorBody),
+        (status = 422, description = "parts that cannot be composed, named", body = doc::ErrorBody),
+    ),
+)]
 pub async fn compose(state: web::Data<State>, name: web::Path<String>, body: web::Json<Compose>) -> HttpResponse {
     match crate::serving::compose::compose(&state.mesh, &name, body.into_inner()).await {
         Ok(version) => HttpResponse::Ok().json(version),
@@ -149,6 +255,30 @@ pub struct ExportQuery {
 
 /// `GET /v1/models/{name}/export?format=safetensors|onnx[&version=N]`: the
 /// file's bytes.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{name}/export",
+    operation_id = "models_export",
+    tag = "models",
+    summary = "The model as a file other tools read: safetensors (dense weights; the fitted pipeline, classes \
+        and combining weights as JSON metadata) or ONNX opset 13 (the whole model, numeric imputation and \
+        scaling included)",
+    params(
+        ("name" = String, Path),
+        ("format" = String, Query, description = "One of: safetensors, onnx."),
+        ("version" = Option<u64>, Query, description = "default: the version served now", minimum = 1),
+    ),
+    responses(
+        (status = 200, description = "the file's bytes; the x-mass-model-version header says which version", body = doc::Binary, content_type = "application/octet-stream", headers(
+            ("x-mass-model-version" = u64, description = "the version exported"),
+            ("x-mass-model-manifest" = String, description = "its manifest's content id"),
+            ("content-disposition" = String, description = "attachment; filename=\"<name>-v<version>.<format>\""),
+        )),
+        (status = 400, description = "unknown format", body = doc::ErrorBody),
+        (status = 404, description = "unknown model or version", body = doc::ErrorBody),
+        (status = 422, description = "a model the format cannot carry (trees, a stacked ensemble, a composition; for ONNX a pipeline that is not numeric scaling), named", body = doc::ErrorBody),
+    ),
+)]
 pub async fn export(state: web::Data<State>, name: web::Path<String>, query: web::Query<ExportQuery>) -> HttpResponse {
     let format = match ExportFormat::parse(&query.format) {
         Ok(format) => format,
@@ -171,6 +301,25 @@ pub async fn export(state: web::Data<State>, name: web::Path<String>, query: web
 
 /// `POST /v1/models/{name}/import` with `{"blob": ID, "dataset": NAME,
 /// "pipeline": {"spec": {...}} | {"fitted": {...}}, "activation": "relu"}`.
+#[utoipa::path(
+    post,
+    path = "/v1/models/{name}/import",
+    operation_id = "models_import",
+    tag = "models",
+    summary = "Register a safetensors file of dense networks (uploaded as a blob) as a new version of the \
+        model, reading a dataset's columns; checked and evaluated on the dataset's test rows before anything \
+        is stored",
+    params(
+        ("name" = String, Path),
+    ),
+    request_body(content = doc::ImportModel, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the new version", body = doc::ModelVersion, content_type = "application/json"),
+        (status = 400, description = "a body that is not an import request", body = doc::ErrorBody),
+        (status = 404, description = "unknown dataset or blob", body = doc::ErrorBody),
+        (status = 422, description = "a file refused, by name: tensors that do not match their declared shapes or do not chain, widths that do not fit the pipeline's features or the classes, no pipeline; nothing is registered", body = doc::ErrorBody),
+    ),
+)]
 pub async fn import(state: web::Data<State>, name: web::Path<String>, body: web::Payload) -> HttpResponse {
     let bytes = match read_body(body, "; upload a fitted pipeline's spec instead").await {
         Ok(bytes) => bytes,
@@ -190,6 +339,25 @@ pub async fn import(state: web::Data<State>, name: web::Path<String>, body: web:
 /// `POST /v1/models/{name}/compress` with `{"quantize": "int8"}`,
 /// `{"prune": 0.8, "fine_tune_epochs": 2}` or `{"distill": "mlp:64"}` (and
 /// `"version": N` for another than the current): a new version, served now.
+#[utoipa::path(
+    post,
+    path = "/v1/models/{name}/compress",
+    operation_id = "models_compress",
+    tag = "models",
+    summary = "Compress a version of a model (the current one unless \"version\" is given) into a new version, \
+        served from then on: int8 quantization, magnitude pruning with optional fine-tuning, or distillation \
+        of an ensemble into one network. The new manifest's \"compression\" records the parent, method, stored \
+        bytes and latency beside the parent's",
+    params(
+        ("name" = String, Path),
+    ),
+    request_body(content = doc::CompressRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the new version", body = doc::ModelVersion, content_type = "application/json"),
+        (status = 404, description = "unknown model or version", body = doc::ErrorBody),
+        (status = 422, description = "a request that cannot be done, named: an impossible sparsity, a student that does not fit, members of a kind the method does not compress, a single network to distill, a composed model", body = doc::ErrorBody),
+    ),
+)]
 pub async fn compress(
     state: web::Data<State>,
     name: web::Path<String>,
@@ -240,6 +408,53 @@ pub struct PredictQuery {
 /// classes, `f4`, the classes in the `x-mass-classes` header as JSON) or
 /// values (`f8`, one per row); with `Accept:
 /// application/vnd.apache.arrow.stream` as an Arrow stream.
+#[utoipa::path(
+    post,
+    path = "/v1/models/{name}/predict",
+    operation_id = "models_predict",
+    tag = "models",
+    summary = "Predict rows with the version served now, from any node",
+    description = "Rows are objects keyed by column name or arrays of the feature columns in schema order \
+        (label left out). null and NaN are refused unless allow_missing is true (then imputed by the \
+        pipeline). At most 10,000 rows and 16 MiB per request. With Content-Type application/x-npy the body is \
+        a .npy matrix (rows x feature columns, little-endian numbers, C order; a vector is one row; NaN is a \
+        missing value, allowed with ?allow_missing=true). With Accept: application/x-npy the answer is a .npy \
+        matrix: class probabilities (rows x classes, f4; the classes in the x-mass-classes header as JSON) or \
+        predicted values (f8, one per row), with x-mass-model-version, x-mass-model-manifest and \
+        x-mass-served-by headers. With Content-Type application/vnd.apache.arrow.stream the body is an Arrow \
+        IPC stream of record batches whose columns are feature columns by name (integers and floats as \
+        numbers, strings or dictionary-encoded strings as categories, booleans; null and NaN are missing \
+        values); other column types are refused naming the column. With Accept: \
+        application/vnd.apache.arrow.stream the answer is an Arrow stream of one record batch: a prediction \
+        column (the class, or the value) and one f32 column of probabilities per class, named by the class, \
+        with the same headers.",
+    params(
+        ("name" = String, Path),
+        ("allow_missing" = Option<bool>, Query, description = "for a binary body: impute NaN cells instead of refusing them"),
+    ),
+    request_body(content(
+        (doc::PredictRequestSchema = "application/json"),
+        (doc::Binary = "application/x-npy"),
+        (doc::Binary = "application/vnd.apache.arrow.stream"),
+    )),
+    responses(
+        (status = 200, description = "OK", content(
+            (doc::Prediction = "application/json"),
+            (doc::Binary = "application/x-npy"),
+            (doc::Binary = "application/vnd.apache.arrow.stream"),
+        ), headers(
+            ("x-mass-model-version" = u64, description = "the version that answered (binary answers)"),
+            ("x-mass-model-manifest" = String, description = "its manifest's content id (binary answers)"),
+            ("x-mass-served-by" = String, description = "peer id of the node that ran the model (binary answers)"),
+            ("x-mass-classes" = String, description = "the classes as a JSON array (ASCII-escaped), in the order of the probability columns (binary answers)"),
+        )),
+        (status = 400, description = "malformed JSON, empty batch, wrong number of columns, unknown column, text in a numeric column, NaN/Inf, naming the row and column", body = doc::ErrorBody),
+        (status = 404, description = "unknown model", body = doc::ErrorBody),
+        (status = 413, description = "body over the size limit", body = doc::ErrorBody),
+        (status = 503, description = "overloaded (Retry-After set) or no replica reachable", body = doc::ErrorBody, headers(("Retry-After" = u32, description = "seconds to wait before retrying"))),
+        (status = 504, description = "no replica answered within the deadline", body = doc::ErrorBody),
+    ),
+)]
 pub async fn predict(
     state: web::Data<State>,
     name: web::Path<String>,
@@ -413,6 +628,22 @@ fn cell(value: Value) -> Result<Cell, String> {
 }
 
 /// `GET /v1/models/{name}/versions/{id}`: any stored version's manifest.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{name}/versions/{id}",
+    operation_id = "models_version_manifest",
+    tag = "models",
+    summary = "The manifest of any version",
+    params(
+        ("name" = String, Path),
+        ("id" = String, Path, description = "64 hex digits (blake3)"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Object),
+        (status = 400, description = "not a manifest id (64 hex digits)", body = doc::ErrorBody),
+        (status = 404, description = "not a version of this model", body = doc::ErrorBody),
+    ),
+)]
 pub async fn version_manifest(state: web::Data<State>, path: web::Path<(String, String)>) -> HttpResponse {
     let id: ContentId = match path.1.parse() {
         Ok(id) => id,

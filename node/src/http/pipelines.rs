@@ -8,9 +8,27 @@ use mass_protocol::{
     storage::{BlobKind, validate_ref_name},
 };
 
+use super::openapi::schemas as doc;
 use super::{State, error};
 use crate::mesh::FitFailure;
 
+#[utoipa::path(
+    post,
+    path = "/v1/datasets/{name}/pipelines",
+    operation_id = "pipelines_fit",
+    tag = "pipelines",
+    summary = "Fit a feature pipeline where the shards live",
+    params(
+        ("name" = String, Path),
+    ),
+    request_body(content = doc::FitPipeline, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = Object),
+        (status = 400, description = "bad pipeline name", body = doc::ErrorBody),
+        (status = 404, description = "unknown dataset", body = doc::ErrorBody),
+        (status = 422, description = "spec does not fit the data", body = doc::ErrorBody),
+    ),
+)]
 pub async fn fit(state: web::Data<State>, dataset: web::Path<String>, body: web::Json<FitPipeline>) -> HttpResponse {
     let request = body.into_inner();
     let ref_name = format!("pipeline/{dataset}/{}", request.name);

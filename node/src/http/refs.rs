@@ -7,6 +7,7 @@ use mass_protocol::{
     storage::{RefRecord, validate_ref_name},
 };
 
+use super::openapi::schemas as doc;
 use super::{
     State,
     blobs::{local_copy, store_error, write_ref},
@@ -36,6 +37,16 @@ async fn record(state: &State, name: &str) -> Result<RefRecord, HttpResponse> {
 }
 
 /// `GET /v1/refs`: every live ref and its current target.
+#[utoipa::path(
+    get,
+    path = "/v1/refs",
+    operation_id = "refs_list",
+    tag = "refs",
+    summary = "Every ref",
+    responses(
+        (status = 200, description = "OK", body = Vec<doc::RefView>, content_type = "application/json"),
+    ),
+)]
 pub async fn list(state: web::Data<State>) -> HttpResponse {
     match state.mesh.storage.refs().await {
         Ok(records) => HttpResponse::Ok().json(records.iter().filter_map(view).collect::<Vec<_>>()),
@@ -44,6 +55,20 @@ pub async fn list(state: web::Data<State>) -> HttpResponse {
 }
 
 /// `GET /v1/refs/{name}`.
+#[utoipa::path(
+    get,
+    path = "/v1/refs/{name}",
+    operation_id = "refs_get",
+    tag = "refs",
+    summary = "A ref's current target",
+    params(
+        ("name" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "OK", body = doc::RefView, content_type = "application/json"),
+        (status = 404, description = "unknown ref", body = doc::ErrorBody),
+    ),
+)]
 pub async fn get(state: web::Data<State>, name: web::Path<String>) -> HttpResponse {
     match record(&state, &name).await {
         Ok(record) => match view(&record) {
@@ -55,6 +80,19 @@ pub async fn get(state: web::Data<State>, name: web::Path<String>) -> HttpRespon
 }
 
 /// `GET /v1/refs/{name}/history`: every version, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/refs/{name}/history",
+    operation_id = "refs_history",
+    tag = "refs",
+    summary = "Every version of a ref",
+    params(
+        ("name" = String, Path),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Object),
+    ),
+)]
 pub async fn history(state: web::Data<State>, name: web::Path<String>) -> HttpResponse {
     match record(&state, &name).await {
         Ok(record) => HttpResponse::Ok().json(record),
@@ -81,6 +119,21 @@ async fn point(state: &State, name: String, target: ContentId) -> HttpResponse {
 }
 
 /// `PUT /v1/refs/{name}` with `{"target": "<id>"}`.
+#[utoipa::path(
+    put,
+    path = "/v1/refs/{name}",
+    operation_id = "refs_set",
+    tag = "refs",
+    summary = "Point a ref at a blob (new version)",
+    params(
+        ("name" = String, Path),
+    ),
+    request_body(content = doc::SetRef, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = doc::RefView, content_type = "application/json"),
+        (status = 400, description = "bad name or target", body = doc::ErrorBody),
+    ),
+)]
 pub async fn set(state: web::Data<State>, name: web::Path<String>, body: web::Json<SetRef>) -> HttpResponse {
     if let Err(reason) = validate_ref_name(&name) {
         return error(StatusCode::BAD_REQUEST, reason);
@@ -94,6 +147,22 @@ pub async fn set(state: web::Data<State>, name: web::Path<String>, body: web::Js
 
 /// `POST /v1/refs/{name}/rollback` with `{"version": N}`: a new version that
 /// points where version N pointed.
+#[utoipa::path(
+    post,
+    path = "/v1/refs/{name}/rollback",
+    operation_id = "refs_rollback",
+    tag = "refs",
+    summary = "Point a ref back at an earlier version's target",
+    params(
+        ("name" = String, Path),
+    ),
+    request_body(content = doc::Rollback, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = doc::RefView, content_type = "application/json"),
+        (status = 404, description = "no such version", body = doc::ErrorBody),
+        (status = 409, description = "that version is a deletion", body = doc::ErrorBody),
+    ),
+)]
 pub async fn rollback(state: web::Data<State>, name: web::Path<String>, body: web::Json<Rollback>) -> HttpResponse {
     let record = match record(&state, &name).await {
         Ok(record) => record,

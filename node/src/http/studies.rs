@@ -8,6 +8,7 @@ use mass_protocol::{
     studies::{StudyRecord, StudySpec, StudyState, default_metric},
 };
 
+use super::openapi::schemas as doc;
 use super::{State, error};
 use crate::{
     mesh::Mesh,
@@ -49,6 +50,20 @@ async fn check(mesh: &Mesh, spec: &mut StudySpec, max_trials: usize) -> Result<(
 /// `POST /v1/studies`: checks the study, then opens its journal; the
 /// top-ranked live peer for its id drives it. The same spec is the same
 /// study.
+#[utoipa::path(
+    post,
+    path = "/v1/studies",
+    operation_id = "studies_submit",
+    tag = "studies",
+    summary = "Open a hyperparameter study (search space, strategy grid|random|tpe|genetic, optional ASHA, \
+        metric on the validation rows, trial budget, parallelism); answers its id at once; the mesh drives it",
+    request_body(content = doc::StudySpecSchema, content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = doc::Submitted, content_type = "application/json"),
+        (status = 400, description = "bad name", body = doc::ErrorBody),
+        (status = 422, description = "the study cannot run (unknown parameter, empty or inverted range, budget past http.max_trials, a metric of the other task, no validation rows), with the reason", body = doc::ErrorBody),
+    ),
+)]
 pub async fn submit(state: web::Data<State>, body: web::Json<StudySpec>) -> HttpResponse {
     let mut spec = body.into_inner();
     if let Err(reason) = validate_ref_name(&format!("model/{}", spec.name)) {
@@ -89,6 +104,21 @@ fn parse(id: &str) -> Result<ContentId, HttpResponse> {
 }
 
 /// `GET /v1/studies/{id}`: the study's journal.
+#[utoipa::path(
+    get,
+    path = "/v1/studies/{id}",
+    operation_id = "studies_show",
+    tag = "studies",
+    summary = "A study's journal: every trial's parameters, runs (resource, job, score, where it ran), state; \
+        the winner and its test metrics",
+    params(
+        ("id" = String, Path, description = "64 hex digits (blake3)"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Object),
+        (status = 404, description = "no such study", body = doc::ErrorBody),
+    ),
+)]
 pub async fn show(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
     let id = match parse(&id) {
         Ok(id) => id,
@@ -103,6 +133,21 @@ pub async fn show(state: web::Data<State>, id: web::Path<String>) -> HttpRespons
 
 /// `POST /v1/studies/{id}/cancel`: stops proposing trials and cancels the
 /// running ones at the driver's next look.
+#[utoipa::path(
+    post,
+    path = "/v1/studies/{id}/cancel",
+    operation_id = "studies_cancel",
+    tag = "studies",
+    summary = "Cancel a study and its running trials",
+    params(
+        ("id" = String, Path, description = "64 hex digits (blake3)"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = Object),
+        (status = 404, description = "no such study", body = doc::ErrorBody),
+        (status = 409, description = "already over", body = doc::ErrorBody),
+    ),
+)]
 pub async fn cancel(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
     let id = match parse(&id) {
         Ok(id) => id,
@@ -124,6 +169,16 @@ pub async fn cancel(state: web::Data<State>, id: web::Path<String>) -> HttpRespo
 }
 
 /// `GET /v1/studies`: every study this node knows.
+#[utoipa::path(
+    get,
+    path = "/v1/studies",
+    operation_id = "studies_list",
+    tag = "studies",
+    summary = "Every study this node knows, with its journal",
+    responses(
+        (status = 200, description = "OK", body = Vec<Object>),
+    ),
+)]
 pub async fn list(state: web::Data<State>) -> HttpResponse {
     let mesh = state.mesh();
     let refs = match mesh.storage.refs().await {
