@@ -145,6 +145,7 @@ async fn batches(holder: &LocalNode, other: &LocalNode, rows: &[Vec<u32>]) {
     let json_rows: Vec<serde_json::Value> = rows.iter().map(|r| json!(r)).collect();
     let matrix: Vec<Vec<f64>> = rows.iter().map(|r| r.iter().map(|&v| f64::from(v)).collect()).collect();
     let arrow = arrow_body(rows);
+    mass_sdk::client::ensure_crypto_provider();
     let http = reqwest::Client::new();
     println!("\n| 1,000-row batches, 20 sequential | node | ms per batch | rows/s |");
     println!("|---|---|---|---|");
@@ -184,7 +185,7 @@ fn arrow_body(rows: &[Vec<u32>]) -> Vec<u8> {
     let columns: Vec<(String, arrow_array::ArrayRef)> = (0..rows[0].len())
         .map(|c| {
             let column: arrow_array::UInt8Array = rows.iter().map(|r| r[c] as u8).collect();
-            (format!("pixel{c}"), Arc::new(column) as arrow_array::ArrayRef)
+            (format!("p{c}"), Arc::new(column) as arrow_array::ArrayRef)
         })
         .collect();
     let batch = arrow_array::RecordBatch::try_from_iter(columns).unwrap();
