@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Not yet run: written 2026-12-03 for the next release measurement (BENCHMARKS.md).
+# Bagging of 8 softmax regressions over MNIST (10 shards), 40 epochs:
+# wall time on 1 node pinned to core 0 vs 2 nodes pinned to cores 0 and 1.
+set -euo pipefail
+MASS=${MASS:-${CARGO_TARGET_DIR:-$HOME/.cache/mass-target}/release/mass}
+DATA=${DATA:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/datasets}
+run() { # $1 = nodes
+  local dir; dir=$(mktemp -d /tmp/bag-XXXX)
+  local pids=()
+  printf '[hardware]\nprobe_gpus = false\ngemm_size = 64\n' > "$dir/c.toml"
+  taskset -c 0 "$MASS" node start --data-dir "$dir/n0" --listen /ip4/127.0.0.1/tcp/47100 --http 127.0.0.1:47180 --no-mdns --config "$dir/c.toml" > "$dir/n0.log" 2>&1 & pids+=($!)
+  if [ "$1" = 2 ]; then
+    sleep 1
+    taskset -c 1 "$MASS" node start --data-dir "$dir/n1" --listen /ip4/127.0.0.1/tcp/47101 --http 127.0.0.1:47181 --no-mdns --config "$dir/c.toml" --bootstrap /ip4/127.0.0.1/tcp/47100 > "$dir/n1.log" 2>&1 & pids+=($!)
+  fi
+  export MASS_NODE=http://127.0.0.1:47180
+  for _ in $(seq 100); do "$MASS" status >/dev/null 2>&1 && break; sleep 0.2; done
+  sleep 3
+  "$MASS" data put "$DATA/mnist.csv.gz" --name mnist --label label --test-rows "$DATA/mnist.test_rows.txt" --shard-rows 7000 >/dev/null
+  local t0; t0=$(date +%s.%N)
+  "$MASS" train --dataset mnist --name bag --model softmax --ensemble bagging:8 --epochs 40 > "$dir/train.out" 2>&1
+  local t1; t1=$(date +%s.%N)
+  echo "nodes=$1 wall=$(echo "$t1 - $t0" | bc) s $(grep -i accuracy "$dir/train.out" | tail -1)"
+  kill "${pids[@]}"; wait || true
+  rm -rf "$dir"
+}
+for n in 1 2 1 2; do run "$n"; done
