@@ -581,10 +581,11 @@ fn csv_error(error: csv::Error, row: u64) -> DataError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn options() -> IngestOptions {
+    /// The options the ingest tests (CSV, JSON Lines, Parquet) share.
+    pub(crate) fn options() -> IngestOptions {
         IngestOptions {
             name: "t".into(),
             label: "label".into(),
@@ -592,6 +593,14 @@ mod tests {
             shard_rows: 2,
             split: SplitChoice::Seeded { seed: 1, validation: 0.0, test: 0.25 },
             threads: 1,
+        }
+    }
+
+    /// A store callback that keeps each shard and names it by its hash.
+    pub(crate) fn store_into(shards: &mut Vec<Shard>) -> impl FnMut(&Shard) -> Result<ContentId, DataError> + '_ {
+        |shard| {
+            shards.push(shard.clone());
+            Ok(ContentId::of(&mass_protocol::codec::encode(shard).unwrap()))
         }
     }
 

@@ -218,30 +218,11 @@ fn parse(bytes: &[u8], row: u64, line: u64) -> Result<Object, DataError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use mass_protocol::dataset::ColumnKind;
 
     use super::*;
-    use crate::datasets::SplitChoice;
-
-    fn options() -> IngestOptions {
-        IngestOptions {
-            name: "t".into(),
-            label: "label".into(),
-            kinds: BTreeMap::new(),
-            shard_rows: 2,
-            split: SplitChoice::Seeded { seed: 1, validation: 0.0, test: 0.25 },
-            threads: 1,
-        }
-    }
-
-    fn store_into(shards: &mut Vec<Shard>) -> impl FnMut(&Shard) -> Result<ContentId, DataError> + '_ {
-        |shard| {
-            shards.push(shard.clone());
-            Ok(ContentId::of(&mass_protocol::codec::encode(shard).unwrap()))
-        }
-    }
+    use crate::datasets::ingest::tests::{options, store_into};
 
     fn run(text: &[u8]) -> Result<(DatasetManifest, Vec<Shard>), DataError> {
         let mut shards = Vec::new();

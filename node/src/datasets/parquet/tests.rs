@@ -1,4 +1,4 @@
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use mass_protocol::dataset::ColumnKind;
 use parquet::{
@@ -11,18 +11,7 @@ use parquet::{
 };
 
 use super::*;
-use crate::datasets::SplitChoice;
-
-fn options() -> IngestOptions {
-    IngestOptions {
-        name: "t".into(),
-        label: "label".into(),
-        kinds: BTreeMap::new(),
-        shard_rows: 2,
-        split: SplitChoice::Seeded { seed: 1, validation: 0.0, test: 0.25 },
-        threads: 1,
-    }
-}
+use crate::datasets::ingest::tests::{options, store_into};
 
 /// One column's values, `None` a null.
 enum Values {
@@ -86,13 +75,6 @@ fn put<T: DataType, V>(
     let levels: Vec<i16> = values.iter().map(|v| i16::from(v.is_some())).collect();
     let optional = writer.get_descriptor().max_def_level() > 0;
     writer.write_batch(&present, optional.then_some(&levels[..]), None).unwrap();
-}
-
-fn store_into(shards: &mut Vec<Shard>) -> impl FnMut(&Shard) -> Result<ContentId, DataError> + '_ {
-    |shard| {
-        shards.push(shard.clone());
-        Ok(ContentId::of(&mass_protocol::codec::encode(shard).unwrap()))
-    }
 }
 
 fn run(file: &[u8]) -> Result<(DatasetManifest, Vec<Shard>), DataError> {
