@@ -113,11 +113,28 @@ pub struct DatasetManifest {
     pub split: SplitSpec,
     /// Rows in each split: train, validation, test.
     pub split_rows: [u64; 3],
-    /// blake3 of the ingested file's bytes, as sent.
-    pub source: ContentId,
+    /// The rows, whatever format they arrived in: [`DatasetManifest::content_of`]
+    /// its shards. So a CSV and the Parquet or JSON Lines of the same data,
+    /// ingested with the same name and options, give the same manifest and
+    /// hence the same dataset id. (Manifests written before 2026-12-03 hold
+    /// the uploaded file's hash here, then named `source`; the field kept its
+    /// place, so they still decode.)
+    #[serde(alias = "source")]
+    pub content: ContentId,
 }
 
 impl DatasetManifest {
+    /// blake3 over each shard's id, first row and row count, in order.
+    pub fn content_of(shards: &[ShardInfo]) -> ContentId {
+        let mut hasher = blake3::Hasher::new();
+        for shard in shards {
+            hasher.update(shard.id.as_bytes());
+            hasher.update(&shard.first_row.to_le_bytes());
+            hasher.update(&shard.rows.to_le_bytes());
+        }
+        ContentId::from(hasher.finalize())
+    }
+
     /// Checks what every reader indexes by, so a manifest however crafted
     /// (a peer can store any bytes) cannot panic a node.
     pub fn validate(&self) -> Result<(), String> {

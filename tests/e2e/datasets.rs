@@ -519,25 +519,26 @@ async fn a_parquet_file_ingests_to_the_dataset_of_its_csv() {
             &[],
         )
     };
-    let (code, stdout, stderr) = put(&parquet_path, "iris-parquet");
+    let client = Client::new([&url]).unwrap();
+    let (code, stdout, stderr) = put(&parquet_path, "iris");
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("150 rows, 5 columns, 3 shards"), "{stdout}");
-    let (code, _, stderr) = put(&csv_path, "iris-csv");
-    assert_eq!(code, Some(0), "{stderr}");
-    let client = Client::new([&url]).unwrap();
-    let from_parquet = client.dataset("iris-parquet").await.unwrap();
-    let from_csv = client.dataset("iris-csv").await.unwrap();
-    assert_eq!(from_parquet.manifest.shards, from_csv.manifest.shards, "the same shard ids");
+    let from_parquet = client.dataset("iris").await.unwrap();
     assert_eq!(from_parquet.manifest.stats.iter().map(|s| s.missing).sum::<u64>(), 1);
-    // The manifest is the CSV's but for its name and the file it came from:
-    // with those two set to the CSV's, it hashes to the CSV dataset's id.
-    assert_eq!(from_parquet.manifest.source, mass_protocol::ContentId::of(&parquet));
-    let as_csv = mass_protocol::dataset::DatasetManifest {
-        name: from_csv.manifest.name.clone(),
-        source: from_csv.manifest.source,
-        ..from_parquet.manifest.clone()
-    };
-    assert_eq!(mass_protocol::ContentId::of(&mass_protocol::codec::encode(&as_csv).unwrap()), from_csv.manifest_id);
+    // The CSV of the same rows, under the same name and options, is the
+    // same dataset: the same manifest id, not just the same shards.
+    let (code, _, stderr) = put(&csv_path, "iris");
+    assert_eq!(code, Some(0), "{stderr}");
+    let from_csv = client.dataset("iris").await.unwrap();
+    assert_eq!(from_parquet.manifest.shards, from_csv.manifest.shards, "the same shard ids");
+    assert_eq!(from_parquet.manifest_id, from_csv.manifest_id, "the same dataset id");
+    // A different split is a different dataset.
+    let (code, _, stderr) = crate::support::mass_exit(
+        &["data", "put", csv_path.to_str().unwrap(), "--name", "iris", "--label", "label", "--shard-rows", "50", "--seed", "9", "--node", &url],
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_ne!(client.dataset("iris").await.unwrap().manifest_id, from_csv.manifest_id);
 
     // Format by parameter, content type or magic bytes; a bad file is
     // refused naming its problem, and nothing is registered.

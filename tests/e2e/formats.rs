@@ -103,6 +103,74 @@ async fn answers(client: &Client, model: &str, rows: &[Vec<f64>]) -> Vec<Vec<f64
     }
 }
 
+/// A made-up shop table: numeric `x` and `y`, categorical `color` and
+/// `size`, some cells missing, and a label that mostly follows a set of
+/// colors (so trees split `color` by a set of categories).
+fn shop_csv() -> String {
+    use std::fmt::Write;
+    let colors = ["red", "green", "blue", "amber", "violet", "teal", "grey", "pink"];
+    let sizes = ["S", "M", "L", "XL"];
+    let mut state = 7u64;
+    let mut next = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as usize
+    };
+    let mut out = String::from("x,color,size,y,label\n");
+    for i in 0..600 {
+        let (x, color, size, y) = (next() % 100, colors[next() % 8], sizes[next() % 4], next() % 50);
+        let warm = matches!(color, "red" | "amber" | "pink" | "violet");
+        let label = match (warm && size != "S", x > 60, next() % 10) {
+            (_, _, 0) => "skip",
+            (true, _, _) => "buy",
+            (false, true, _) => "maybe",
+            _ => "skip",
+        };
+        let color = if i % 37 == 0 { "" } else { color };
+        let x = if i % 41 == 0 { String::new() } else { x.to_string() };
+        writeln!(out, "{x},{color},{size},{y},{label}").unwrap();
+    }
+    out
+}
+
+/// The shop table's rows as (numeric cells x, y; categories color, size;
+/// "" missing), label left out, then rows with unseen and missing
+/// categories and a missing x.
+fn shop_rows(csv: &str) -> Vec<(Vec<f64>, Vec<String>)> {
+    let mut rows: Vec<(Vec<f64>, Vec<String>)> = csv
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let c: Vec<&str> = line.split(',').collect();
+            let number = |s: &str| s.parse().unwrap_or(f64::NAN);
+            (vec![number(c[0]), number(c[3])], vec![c[1].to_owned(), c[2].to_owned()])
+        })
+        .collect();
+    for (color, size) in [("ultraviolet", "M"), ("red", "XXL"), ("", ""), ("ultraviolet", ""), ("pink", "L")] {
+        for x in [f64::NAN, 70.0, 10.0] {
+            rows.push((vec![x, 3.0], vec![color.into(), size.into()]));
+        }
+    }
+    rows
+}
+
+/// The mesh's class probabilities for the shop rows (JSON rows in schema
+/// order, null where missing).
+async fn shop_answers(url: &str, model: &str, rows: &[(Vec<f64>, Vec<String>)]) -> Vec<Vec<f64>> {
+    let cell = |v: f64| if v.is_nan() { Value::Null } else { json!(v) };
+    let category = |c: &String| if c.is_empty() { Value::Null } else { json!(c) };
+    let body: Vec<Value> =
+        rows.iter().map(|(n, c)| json!([cell(n[0]), category(&c[0]), category(&c[1]), cell(n[1])])).collect();
+    let response = crate::support::http()
+        .post(format!("{url}/v1/models/{model}/predict"))
+        .json(&json!({"rows": body, "allow_missing": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let answer: Value = response.json().await.unwrap();
+    serde_json::from_value(answer["probabilities"].clone()).unwrap()
+}
+
 fn cli(args: &[&str]) -> String {
     let (ok, stdout, stderr) = mass(args);
     assert!(ok, "mass {}: {stderr}", args.join(" "));
@@ -209,6 +277,34 @@ async fn exported_models_answer_in_numpy_and_onnxruntime_as_on_the_mesh_and_roun
             "relative": file == "diabetes.csv",
         }));
     }
+    // Trees over categorical columns: the file reads them as strings.
+    let shop = dir.path().join("shop.csv");
+    let csv = shop_csv();
+    std::fs::write(&shop, &csv).unwrap();
+    let request = IngestRequest {
+        name: "shop".into(),
+        label: "label".into(),
+        shard_rows: Some(200),
+        test: Some(0.2),
+        ..Default::default()
+    };
+    client.ingest_csv(&shop, &request).await.unwrap();
+    shards_settled(&client, "shop", Duration::from_secs(30)).await;
+    train(&client, "shop-trees", "shop", trees(30), EnsembleSpec::Single).await;
+    let path = dir.path().join("shop-trees.onnx");
+    let out = cli(&["models", "export", "shop-trees", "--format", "onnx", "--output", path.to_str().unwrap(), "--node", &url]);
+    assert!(out.contains("model/shop-trees v1 written as onnx"), "{out}");
+    let file = std::fs::read(&path).unwrap();
+    assert!(file.windows(17).any(|w| w == b"membership_values"), "the trees split color by a set");
+    let rows = shop_rows(&csv);
+    let expected = shop_answers(&url, "shop-trees", &rows).await;
+    assert!(expected.iter().all(|row| row.iter().all(|v| v.is_finite())), "{expected:?}");
+    let (numbers, categories): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
+    cases.push(json!({
+        "model": "shop-trees", "onnx": path, "rows": numbers, "categories": categories,
+        "expected": expected, "tolerance": 1e-5,
+    }));
+
     let cases_path = dir.path().join("cases.json");
     std::fs::write(&cases_path, serde_json::to_vec(&cases).unwrap()).unwrap();
     let output =
@@ -222,6 +318,7 @@ async fn exported_models_answer_in_numpy_and_onnxruntime_as_on_the_mesh_and_roun
         "cancer-trees onnxruntime",
         "diabetes-trees onnxruntime",
         "diabetes-boosted-trees onnxruntime",
+        "shop-trees onnxruntime",
     ] {
         assert!(report.contains(checked), "{checked} missing from:\n{report}");
     }

@@ -80,11 +80,21 @@ def numpy_predict(path, rows):
     return answer
 
 
-def onnx_predict(path, rows):
+def onnx_predict(path, rows, categories=None):
+    """Numeric columns as `input`; categorical ones (strings, "" missing)
+    as `categories` when the model reads any."""
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     meta = session.get_modelmeta().custom_metadata_map
     assert meta["format"] == "mass.onnx/1", meta
-    (output,) = session.run(None, {"input": np.asarray(rows, dtype=np.float64)})
+    feeds = {"input": np.asarray(rows, dtype=np.float64)}
+    names = [i.name for i in session.get_inputs()]
+    if categories is not None:
+        assert names == ["input", "categories"], names
+        assert len(json.loads(meta["categorical_columns"])) == len(categories[0])
+        feeds["categories"] = np.asarray(categories, dtype=object)
+    else:
+        assert names == ["input"], names
+    (output,) = session.run(None, feeds)
     return output
 
 
@@ -111,7 +121,8 @@ def main():
             got = numpy_predict(case["safetensors"], rows)
             check(f"{case['model']} safetensors+numpy", got, expected, tolerance, relative)
         if case.get("onnx"):
-            check(f"{case['model']} onnxruntime", onnx_predict(case["onnx"], rows), expected, tolerance, relative)
+            got = onnx_predict(case["onnx"], rows, case.get("categories"))
+            check(f"{case['model']} onnxruntime", got, expected, tolerance, relative)
     print("ok")
 
 

@@ -11,9 +11,10 @@
 //!   boosted trees.
 //! - [`safetensors`]: writing and reading weight files, refusing by name a
 //!   file whose tensors do not match their declared shapes or do not chain.
-//! - [`onnx`]: an ONNX graph (opset 13, and ai.onnx.ml 3 for trees) of a
-//!   model whose pipeline is numeric imputation and scaling.
-//! - [`trees`]: boosted trees as a `TreeEnsembleRegressor`'s attributes.
+//! - [`onnx`]: an ONNX graph (opset 13, and ai.onnx.ml 5 for trees and
+//!   categories) of a model whose pipeline is numeric imputation and
+//!   scaling and ordinal codes.
+//! - [`trees`]: boosted trees as a `TreeEnsemble`'s attributes.
 //! - [`proto`]: the protobuf wire format the ONNX graph is written in.
 
 pub mod onnx;
@@ -135,7 +136,7 @@ pub enum ExportError {
     Activations { member: usize, first: String, found: String },
     #[error("member {member}: {reason}")]
     Shapes { member: usize, reason: String },
-    #[error("ONNX export reads numeric columns, imputed and scaled; column '{column}' is {what}")]
+    #[error("ONNX export reads numeric columns (imputed and scaled) and categorical ones (as ordinal codes); column '{column}' is {what}")]
     Column { column: String, what: &'static str },
     #[error("ONNX export cannot express the pipeline's {0}")]
     Step(&'static str),

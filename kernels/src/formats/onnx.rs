@@ -1,29 +1,35 @@
-//! A model as an ONNX graph (opset 13, IR version 7; with trees also
-//! `ai.onnx.ml` opset 3 and IR version 8), scaling step included, so that a
-//! runtime given the raw numeric columns answers as the mesh does.
+//! A model as an ONNX graph (opset 13, IR version 7; with trees or
+//! categorical columns also `ai.onnx.ml` opset 5 and IR version 10), scaling
+//! step included, so that a runtime given the raw columns answers as the
+//! mesh does.
 //!
 //! The graph reads `input`, float64 `[rows, columns]`: the pipeline's kept
-//! numeric columns in schema order (named in the `columns` metadata entry).
-//! It fills missing values (NaN) with the pipeline's fill, subtracts the
-//! offset and multiplies by the scale in float64, as the pipeline does,
-//! then casts to float32. A network is a chain of `Gemm` with `Relu` or
-//! `Tanh` between, ending in `Softmax` for classifiers. Boosted trees are
-//! one `TreeEnsembleRegressor` over the float32 features widened to
-//! float64 ([`super::trees`]: thresholds and sums in double, as the mesh
-//! bins and sums), answering raw scores; a binary classifier's score goes
-//! through `Sigmoid` to `[1 - p, p]`, a multiclass one's through `Softmax`,
-//! in float64 as the mesh computes them. (`TreeEnsembleClassifier` is not
-//! used: what it answers for two classes depends on the runtime, which the
-//! operator's spec leaves open.) Several members are combined by the
-//! model's weights (`Mul`, `Sum`). Classifiers answer `probabilities`,
-//! float32 `[rows, classes]` (classes in the `classes` entry); regressors
-//! `value`, float64 `[rows, 1]`, in the label's units.
+//! numeric columns in schema order (named in the `columns` metadata entry),
+//! and, when the pipeline encodes categorical columns as ordinal codes (as
+//! for trees), `categories`, string `[rows, columns]` (named in
+//! `categorical_columns`; an empty string is a missing value). It fills
+//! missing numbers (NaN) with the pipeline's fill, subtracts the offset and
+//! multiplies by the scale in float64, as the pipeline does; a `LabelEncoder`
+//! per categorical column turns each category into its index among the
+//! fitted categories (-1 when unseen, NaN when missing), as the pipeline
+//! does; a `Gather` puts the features in the pipeline's order; then they are
+//! cast to float32. A network is a chain of `Gemm` with `Relu` or `Tanh`
+//! between, ending in `Softmax` for classifiers. Boosted trees are one
+//! `TreeEnsemble` over the float32 features widened to float64
+//! ([`super::trees`]: thresholds, sets and sums in double, as the mesh bins
+//! and sums), plus the starting scores, answering raw scores; a binary
+//! classifier's score goes through `Sigmoid` to `[1 - p, p]`, a multiclass
+//! one's through `Softmax`, in float64 as the mesh computes them. Several
+//! members are combined by the model's weights (`Mul`, `Sum`). Classifiers
+//! answer `probabilities`, float32 `[rows, classes]` (classes in the
+//! `classes` entry); regressors `value`, float64 `[rows, 1]`, in the label's
+//! units.
 //!
 //! Only what these operators express is exported: pipelines of numeric
-//! columns imputed (or left missing, as for trees) and scaled, members that
-//! are dense networks or boosted trees, averaged or weighted. One-hot,
-//! ordinal, text and binned columns, crosses and principal components are
-//! refused by name.
+//! columns imputed (or left missing, as for trees) and scaled and of
+//! categorical columns as ordinal codes, members that are dense networks or
+//! boosted trees, averaged or weighted. One-hot, text and binned columns,
+//! crosses and principal components are refused by name.
 
 use mass_protocol::{
     features::{ColumnTransform, FittedPipeline},
@@ -35,31 +41,43 @@ use crate::models::{Activation, Mlp, gbdt::Gbdt, gbdt::objective::Objective};
 
 /// The operator set the graph is written against.
 pub const OPSET: i64 = 13;
-/// The `ai.onnx.ml` operator set of tree graphs: 3 is the first whose tree
-/// ensembles take double thresholds and weights (`*_as_tensor`).
-pub const ML_OPSET: i64 = 3;
+/// The `ai.onnx.ml` operator set of graphs with trees or categories: 5 is
+/// the first with `TreeEnsemble`, whose splits can be sets of values.
+pub const ML_OPSET: i64 = 5;
 /// The domain of the tree operators.
 const ML_DOMAIN: &str = "ai.onnx.ml";
-/// The IR version that goes with opset 13, and the one `ai.onnx.ml` 3 needs.
+/// The IR version that goes with opset 13, and the one of the ONNX release
+/// that brought `ai.onnx.ml` 5 (1.16).
 const IR_VERSION: i64 = 7;
-const ML_IR_VERSION: i64 = 8;
+const ML_IR_VERSION: i64 = 10;
 /// The `format` metadata value.
 pub const FORMAT: &str = "mass.onnx/1";
 
 /// ONNX `TensorProto.DataType` values.
 const FLOAT: i64 = 1;
+const UINT8: i64 = 2;
+const STRING: i64 = 8;
+const INT64: i64 = 7;
 const DOUBLE: i64 = 11;
 
-/// The numeric columns a graph reads and their imputation and scaling.
+/// The columns a graph reads, how it fills and scales the numeric ones,
+/// and how it makes the pipeline's features of them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scaling {
     pub columns: Vec<String>,
     pub fill: Vec<f64>,
     pub offset: Vec<f64>,
     pub scale: Vec<f64>,
+    /// Categorical columns, each with its fitted categories (a value's
+    /// ordinal code is its index there).
+    pub categorical: Vec<(String, Vec<String>)>,
+    /// For each of the pipeline's features in order, its place among the
+    /// numeric columns then the categorical ones.
+    pub order: Vec<i64>,
 }
 
-/// The scaling step of a pipeline, if numeric imputation and scaling is all it does.
+/// The scaling step of a pipeline, if numeric imputation and scaling and
+/// ordinal codes are all it does.
 pub fn scaling(pipeline: &FittedPipeline) -> Result<Scaling, ExportError> {
     if !pipeline.crosses.is_empty() {
         return Err(ExportError::Step("crossed features"));
@@ -67,23 +85,35 @@ pub fn scaling(pipeline: &FittedPipeline) -> Result<Scaling, ExportError> {
     if pipeline.projection.is_some() {
         return Err(ExportError::Step("principal components"));
     }
-    let mut out = Scaling { columns: vec![], fill: vec![], offset: vec![], scale: vec![] };
+    let mut out =
+        Scaling { columns: vec![], fill: vec![], offset: vec![], scale: vec![], categorical: vec![], order: vec![] };
+    // Features in order, as (is it categorical, its index among its kind).
+    let mut features = Vec::new();
     for (column, transform) in pipeline.columns.iter().zip(&pipeline.transforms) {
         let refuse = |what| Err(ExportError::Column { column: column.clone(), what });
         match transform {
             ColumnTransform::Drop => {}
             ColumnTransform::Numeric { fill, offset, scale } => {
+                features.push((false, out.columns.len()));
                 out.columns.push(column.clone());
                 out.fill.push(*fill);
                 out.offset.push(*offset);
                 out.scale.push(*scale);
             }
+            ColumnTransform::Ordinal { categories } => {
+                if categories.iter().any(String::is_empty) {
+                    return refuse("categorical with an empty category, which the graph reads as missing");
+                }
+                features.push((true, out.categorical.len()));
+                out.categorical.push((column.clone(), categories.clone()));
+            }
             ColumnTransform::OneHot { .. } => return refuse("one-hot encoded (categorical)"),
-            ColumnTransform::Ordinal { .. } => return refuse("ordinal encoded (categorical)"),
             ColumnTransform::Tfidf { .. } => return refuse("text (hashed TF-IDF)"),
             ColumnTransform::Binned { .. } => return refuse("binned into quantile indicators"),
         }
     }
+    let numeric = out.columns.len();
+    out.order = features.into_iter().map(|(categorical, i)| (i + if categorical { numeric } else { 0 }) as i64).collect();
     Ok(out)
 }
 
@@ -103,7 +133,13 @@ pub fn write(model: &Model, extra: &[(&str, String)]) -> Result<Vec<u8>, ExportE
     graph.node("Where", &["missing", "fill", "input"], "filled", vec![]);
     graph.node("Sub", &["filled", "offset"], "centered", vec![]);
     graph.node("Mul", &["centered", "scale"], "scaled", vec![]);
-    graph.node("Cast", &["scaled"], "features", vec![attr_int("to", FLOAT)]);
+    let has_categories = !scaling.categorical.is_empty();
+    if has_categories {
+        ordinal_codes(&mut graph, &scaling);
+        graph.node("Cast", &["ordered"], "features", vec![attr_int("to", FLOAT)]);
+    } else {
+        graph.node("Cast", &["scaled"], "features", vec![attr_int("to", FLOAT)]);
+    }
 
     let classify = pipeline.task == Task::Classification;
     let has_trees = model.members.iter().any(|p| matches!(p, Part::Trees(_)));
@@ -111,6 +147,7 @@ pub fn write(model: &Model, extra: &[(&str, String)]) -> Result<Vec<u8>, ExportE
         // Trees compare the mesh's f32 features; widened they stay exact.
         graph.node("Cast", &["features"], "features64", vec![attr_int("to", DOUBLE)]);
     }
+    let uses_ml = has_trees || has_categories;
     let mut answers = Vec::new();
     for (m, part) in model.members.iter().enumerate() {
         answers.push(match part {
@@ -163,8 +200,12 @@ pub fn write(model: &Model, extra: &[(&str, String)]) -> Result<Vec<u8>, ExportE
     for init in graph.initializers {
         graph_message = graph_message.message(5, init);
     }
-    graph_message =
-        graph_message.message(11, value_info("input", DOUBLE, &[Dim::Rows, Dim::Fixed(k)])).message(12, output);
+    graph_message = graph_message.message(11, value_info("input", DOUBLE, &[Dim::Rows, Dim::Fixed(k)]));
+    if has_categories {
+        let c = scaling.categorical.len() as i64;
+        graph_message = graph_message.message(11, value_info("categories", STRING, &[Dim::Rows, Dim::Fixed(c)]));
+    }
+    graph_message = graph_message.message(12, output);
 
     let json = |v: &[String]| serde_json::to_string(v).expect("strings serialize");
     let mut metadata = vec![
@@ -173,20 +214,53 @@ pub fn write(model: &Model, extra: &[(&str, String)]) -> Result<Vec<u8>, ExportE
         ("columns", json(&scaling.columns)),
         ("classes", json(&pipeline.classes)),
     ];
+    if has_categories {
+        let names: Vec<String> = scaling.categorical.iter().map(|(name, _)| name.clone()).collect();
+        metadata.push(("categorical_columns", json(&names)));
+    }
     metadata.extend(extra.iter().map(|(k, v)| (*k, v.clone())));
     let mut model = Message::new()
-        .int(1, if has_trees { ML_IR_VERSION } else { IR_VERSION })
+        .int(1, if uses_ml { ML_IR_VERSION } else { IR_VERSION })
         .string(2, "mass")
         .string(3, env!("CARGO_PKG_VERSION"))
         .message(7, graph_message)
         .message(8, Message::new().string(1, "").int(2, OPSET));
-    if has_trees {
+    if uses_ml {
         model = model.message(8, Message::new().string(1, ML_DOMAIN).int(2, ML_OPSET));
     }
     for (key, value) in metadata {
         model = model.message(14, Message::new().string(1, key).string(2, &value));
     }
     Ok(model.into_bytes())
+}
+
+/// `ordered`, float64: the `scaled` numeric columns and each categorical
+/// column's ordinal codes, in the pipeline's order of features.
+fn ordinal_codes(graph: &mut Graph, scaling: &Scaling) {
+    let mut parts = vec!["scaled".to_owned()];
+    for (j, (_, categories)) in scaling.categorical.iter().enumerate() {
+        let (at, cells, codes) = (format!("cat{j}.at"), format!("cat{j}.cells"), format!("cat{j}.codes"));
+        graph.initializer(tensor_i64(&at, &[1], &[j as i64]));
+        graph.node("Gather", &["categories", &at], &cells, vec![attr_int("axis", 1)]);
+        // A category's index; "" (missing) is NaN; anything else unseen, -1.
+        let mut keys: Vec<&str> = categories.iter().map(String::as_str).collect();
+        keys.push("");
+        let mut values: Vec<f32> = (0..categories.len()).map(|i| i as f32).collect();
+        values.push(f32::NAN);
+        let attributes = vec![
+            attr_strings("keys_strings", &keys),
+            attr_floats("values_floats", &values),
+            attr_float("default_float", -1.0),
+        ];
+        graph.node_in(ML_DOMAIN, "LabelEncoder", &[&cells], &codes, attributes);
+        let wide = format!("cat{j}.codes64");
+        graph.node("Cast", &[&codes], &wide, vec![attr_int("to", DOUBLE)]);
+        parts.push(wide);
+    }
+    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+    graph.node("Concat", &refs, "columns", vec![attr_int("axis", 1)]);
+    graph.initializer(tensor_i64("order", &[scaling.order.len() as i64], &scaling.order));
+    graph.node("Gather", &["columns", "order"], "ordered", vec![attr_int("axis", 1)]);
 }
 
 /// Member `m`, a network, from `features`; returns its output's name.
@@ -221,29 +295,37 @@ fn network(graph: &mut Graph, m: usize, member: &Mlp, classify: bool) -> String 
 /// regressor) or class probabilities, as `Gbdt::predict` gives them.
 fn boosted(graph: &mut Graph, m: usize, gbdt: &Gbdt) -> Result<String, String> {
     let e = trees::ensemble(gbdt)?;
-    let scores = format!("m{m}.scores");
-    let attributes = vec![
-        attr_string("aggregate_function", "SUM"),
-        attr_tensor("base_values_as_tensor", tensor_f64("", &[e.base_values.len() as i64], &e.base_values)),
+    let (sums, scores) = (format!("m{m}.sums"), format!("m{m}.scores"));
+    let doubles = |values: &[f64]| tensor_f64("", &[values.len() as i64], values);
+    let mut attributes = vec![
+        attr_int("aggregate_function", 1), // SUM
+        attr_tensor("leaf_weights", doubles(&e.leaf_weights)),
+        attr_ints("leaf_targetids", &e.leaf_targetids),
         attr_int("n_targets", e.n_targets),
+        attr_ints("nodes_falseleafs", &e.nodes_falseleafs),
         attr_ints("nodes_falsenodeids", &e.nodes_falsenodeids),
         attr_ints("nodes_featureids", &e.nodes_featureids),
         attr_ints("nodes_missing_value_tracks_true", &e.nodes_missing_value_tracks_true),
-        attr_strings("nodes_modes", &e.nodes_modes),
-        attr_ints("nodes_nodeids", &e.nodes_nodeids),
-        attr_ints("nodes_treeids", &e.nodes_treeids),
+        attr_tensor("nodes_modes", tensor_u8(&e.nodes_modes)),
+        attr_tensor("nodes_splits", doubles(&e.nodes_splits)),
+        attr_ints("nodes_trueleafs", &e.nodes_trueleafs),
         attr_ints("nodes_truenodeids", &e.nodes_truenodeids),
-        attr_tensor("nodes_values_as_tensor", tensor_f64("", &[e.nodes_values.len() as i64], &e.nodes_values)),
-        attr_string("post_transform", "NONE"),
-        attr_ints("target_ids", &e.target_ids),
-        attr_ints("target_nodeids", &e.target_nodeids),
-        attr_ints("target_treeids", &e.target_treeids),
-        attr_tensor("target_weights_as_tensor", tensor_f64("", &[e.target_weights.len() as i64], &e.target_weights)),
+        attr_int("post_transform", 0), // NONE
+        attr_ints("tree_roots", &e.tree_roots),
     ];
-    graph.node_in(ML_DOMAIN, "TreeEnsembleRegressor", &["features64"], &scores, attributes);
-    // The scores are float32 (the operator's only output type), as
-    // `Gbdt::predict` rounds its values; probabilities are computed from
-    // them in float64, as the mesh computes them from its scores.
+    if !e.membership_values.is_empty() {
+        attributes.push(attr_tensor("membership_values", doubles(&e.membership_values)));
+    }
+    graph.node_in(ML_DOMAIN, "TreeEnsemble", &["features64"], &sums, attributes);
+    // The operator has no starting scores: they are added after it, as
+    // the older `TreeEnsembleRegressor` added its base values.
+    let (base, started) = (format!("m{m}.base"), format!("m{m}.started"));
+    graph.initializer(tensor_f64(&base, &[e.base_values.len() as i64], &e.base_values));
+    graph.node("Add", &[&sums, &base], &started, vec![]);
+    graph.node("Cast", &[&started], &scores, vec![attr_int("to", FLOAT)]);
+    // The scores are rounded to float32, as `Gbdt::predict` rounds its
+    // values; probabilities are computed from them in float64, as the
+    // mesh computes them from its scores.
     let (s64, out64, out) = (format!("m{m}.scores64"), format!("m{m}.p64"), format!("m{m}.p"));
     match gbdt.objective {
         Objective::Squared => return Ok(scores),
@@ -298,9 +380,11 @@ impl Graph {
 }
 
 /// `AttributeProto.AttributeType` values.
+const ATTR_FLOAT: i64 = 1;
 const ATTR_INT: i64 = 2;
 const ATTR_STRING: i64 = 3;
 const ATTR_TENSOR: i64 = 4;
+const ATTR_FLOATS: i64 = 6;
 const ATTR_INTS: i64 = 7;
 const ATTR_STRINGS: i64 = 8;
 
@@ -311,6 +395,14 @@ fn attr_int(name: &str, value: i64) -> Message {
 
 fn attr_ints(name: &str, values: &[i64]) -> Message {
     Message::new().string(1, name).packed_ints(8, values).int(20, ATTR_INTS)
+}
+
+fn attr_float(name: &str, value: f32) -> Message {
+    Message::new().string(1, name).float(2, value).int(20, ATTR_FLOAT)
+}
+
+fn attr_floats(name: &str, values: &[f32]) -> Message {
+    Message::new().string(1, name).packed_floats(7, values).int(20, ATTR_FLOATS)
 }
 
 fn attr_string(name: &str, value: &str) -> Message {
@@ -332,6 +424,16 @@ fn attr_tensor(name: &str, tensor: Message) -> Message {
 fn tensor_f32<'a>(name: &str, dims: &[i64], values: impl Iterator<Item = &'a f32>) -> Message {
     let raw: Vec<u8> = values.flat_map(|v| v.to_le_bytes()).collect();
     Message::new().packed_ints(1, dims).int(2, FLOAT).string(8, name).bytes(9, &raw)
+}
+
+fn tensor_i64(name: &str, dims: &[i64], values: &[i64]) -> Message {
+    let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    Message::new().packed_ints(1, dims).int(2, INT64).string(8, name).bytes(9, &raw)
+}
+
+/// An unnamed uint8 vector (the tree operator's node modes).
+fn tensor_u8(values: &[u8]) -> Message {
+    Message::new().packed_ints(1, &[values.len() as i64]).int(2, UINT8).bytes(9, values)
 }
 
 fn tensor_f64(name: &str, dims: &[i64], values: &[f64]) -> Message {
@@ -431,7 +533,8 @@ mod tests {
         let err = write(&onehot.into(), &[]).unwrap_err().to_string();
         assert_eq!(
             err,
-            "ONNX export reads numeric columns, imputed and scaled; column 'x1' is one-hot encoded (categorical)"
+            "ONNX export reads numeric columns (imputed and scaled) and categorical ones (as ordinal codes); \
+             column 'x1' is one-hot encoded (categorical)"
         );
         let mut text = classifier(1);
         text.pipeline.transforms[0] = ColumnTransform::Tfidf {
@@ -457,7 +560,7 @@ mod tests {
     /// The tree node's attribute `name`.
     fn attribute(model: &[u8], name: &str) -> Vec<u8> {
         let graph = one(model, 7);
-        let node = all(graph.bytes(), 1).into_iter().find(|n| one(n.bytes(), 4).text() == "TreeEnsembleRegressor");
+        let node = all(graph.bytes(), 1).into_iter().find(|n| one(n.bytes(), 4).text() == "TreeEnsemble");
         let node = node.expect("a tree node");
         assert_eq!(one(node.bytes(), 7).text(), "ai.onnx.ml");
         all(node.bytes(), 5)
@@ -479,7 +582,7 @@ mod tests {
         let bytes = write(&model, &[]).unwrap();
         assert_eq!(
             ops(&bytes),
-            ["IsNaN", "Where", "Sub", "Mul", "Cast", "Cast", "TreeEnsembleRegressor", "Cast", "Mul", "Add"]
+            ["IsNaN", "Where", "Sub", "Mul", "Cast", "Cast", "TreeEnsemble", "Add", "Cast", "Cast", "Mul", "Add"]
         );
         assert_eq!(one(&bytes, 1).int(), ML_IR_VERSION);
         let opsets: Vec<(String, i64)> =
@@ -488,16 +591,18 @@ mod tests {
 
         let Part::Trees(g) = &model.members[0] else { unreachable!() };
         let e = trees::ensemble(g).unwrap();
-        assert_eq!(doubles(one(&attribute(&bytes, "nodes_values_as_tensor"), 5).bytes()), e.nodes_values);
-        assert_eq!(doubles(one(&attribute(&bytes, "target_weights_as_tensor"), 5).bytes()), e.target_weights);
-        assert_eq!(doubles(one(&attribute(&bytes, "base_values_as_tensor"), 5).bytes()), g.init);
+        assert_eq!(doubles(one(&attribute(&bytes, "nodes_splits"), 5).bytes()), e.nodes_splits);
+        assert_eq!(doubles(one(&attribute(&bytes, "leaf_weights"), 5).bytes()), e.leaf_weights);
         assert_eq!(packed(one(&attribute(&bytes, "nodes_truenodeids"), 8).bytes()), e.nodes_truenodeids);
+        assert_eq!(packed(one(&attribute(&bytes, "tree_roots"), 8).bytes()), e.tree_roots);
         assert_eq!(one(&attribute(&bytes, "n_targets"), 3).int(), 1);
-        let modes: Vec<String> =
-            all(&attribute(&bytes, "nodes_modes"), 9).iter().map(|m: &Value| m.text().to_owned()).collect();
-        assert_eq!(modes.len(), 3 * 5);
-        assert_eq!(modes.iter().filter(|m| *m == "LEAF").count(), 3 * 3);
-        assert_eq!(one(&attribute(&bytes, "post_transform"), 4).text(), "NONE");
+        let modes = attribute(&bytes, "nodes_modes");
+        assert_eq!(one(one(&modes, 5).bytes(), 9).bytes(), e.nodes_modes, "uint8 modes");
+        assert_eq!(e.nodes_modes.len(), 3 * 2, "two branches in each of 3 trees");
+        assert_eq!(one(&attribute(&bytes, "post_transform"), 3).int(), 0);
+        let graph = one(&bytes, 7);
+        let base = all(graph.bytes(), 5).into_iter().find(|t| one(t.bytes(), 8).text() == "m0.base").unwrap();
+        assert_eq!(doubles(base.bytes()), g.init, "the starting scores, added after the operator");
     }
 
     #[test]
@@ -505,7 +610,7 @@ mod tests {
         let binary = write(&trees(Task::Classification, 2, Objective::Logistic, 1), &[]).unwrap();
         assert_eq!(
             ops(&binary)[5..],
-            ["Cast", "TreeEnsembleRegressor", "Cast", "Sigmoid", "Sub", "Concat", "Cast", "Identity"]
+            ["Cast", "TreeEnsemble", "Add", "Cast", "Cast", "Sigmoid", "Sub", "Concat", "Cast", "Identity"]
         );
         assert_eq!(one(&attribute(&binary, "n_targets"), 3).int(), 1);
         let multi = write(&trees(Task::Classification, 3, Objective::Softmax { classes: 3 }, 2), &[]).unwrap();
@@ -513,11 +618,15 @@ mod tests {
             ops(&multi)[5..],
             [
                 "Cast",
-                "TreeEnsembleRegressor",
+                "TreeEnsemble",
+                "Add",
+                "Cast",
                 "Cast",
                 "Softmax",
                 "Cast",
-                "TreeEnsembleRegressor",
+                "TreeEnsemble",
+                "Add",
+                "Cast",
                 "Cast",
                 "Softmax",
                 "Cast",
@@ -546,7 +655,7 @@ mod tests {
         };
         let bytes = write(&mixed, &[]).unwrap();
         let ops = ops(&bytes);
-        assert_eq!(ops.iter().filter(|o| *o == "TreeEnsembleRegressor").count(), 1);
+        assert_eq!(ops.iter().filter(|o| *o == "TreeEnsemble").count(), 1);
         assert_eq!(ops.iter().filter(|o| *o == "Gemm").count(), 2);
         assert!(ops.ends_with(&["Mul".into(), "Mul".into(), "Sum".into(), "Identity".into()]), "{ops:?}");
         assert_eq!(one(&bytes, 1).int(), ML_IR_VERSION);
@@ -555,21 +664,52 @@ mod tests {
 
         mixed.combine = Combine::Stacked;
         assert!(write(&mixed, &[]).unwrap_err().to_string().contains("a stacked ensemble"));
-        let Part::Trees(g) = &mut mixed.members[1] else { unreachable!() };
-        g.bins[2] = crate::models::gbdt::bins::FeatureBins::Categorical { bin_of: vec![1], other: 2 };
+    }
+
+    #[test]
+    fn categorical_columns_are_read_as_strings_and_become_ordinal_codes_in_place() {
+        let mut model = trees(Task::Classification, 3, Objective::Softmax { classes: 3 }, 1);
+        // Column x2 (feature 2) is categorical; its trees split it by a set.
+        model.pipeline.transforms[3] = ColumnTransform::Ordinal { categories: vec!["a".into(), "b".into()] };
+        let Part::Trees(g) = &mut model.members[0] else { unreachable!() };
+        g.bins[2] = crate::models::gbdt::bins::FeatureBins::Categorical { bin_of: vec![1, 2], other: 3 };
         g.trees[0].nodes[0] = crate::models::gbdt::tree::Node::Split {
             split: crate::models::gbdt::split::Split {
                 feature: 2,
-                rule: crate::models::gbdt::split::Rule::In([2, 0, 0, 0]),
+                rule: crate::models::gbdt::split::Rule::In([0b100, 0, 0, 0]),
                 default_left: false,
             },
             left: 1,
             right: 2,
         };
-        mixed.combine = Combine::Mean;
+        let bytes = write(&model, &[]).unwrap();
         assert_eq!(
-            write(&mixed, &[]).unwrap_err().to_string(),
-            "member 1's trees: tree 0 node 0 splits categorical feature 2; the graph reads numeric columns only"
+            ops(&bytes)[..10],
+            ["IsNaN", "Where", "Sub", "Mul", "Gather", "LabelEncoder", "Cast", "Concat", "Gather", "Cast"]
         );
+        assert_eq!(metadata(&bytes, "columns"), r#"["x0","x1","x3"]"#);
+        assert_eq!(metadata(&bytes, "categorical_columns"), r#"["x2"]"#);
+        let graph = one(&bytes, 7);
+        let inputs: Vec<String> = all(graph.bytes(), 11).iter().map(|i| one(i.bytes(), 1).text().to_owned()).collect();
+        assert_eq!(inputs, ["input", "categories"]);
+        let inits = all(graph.bytes(), 5);
+        let order = inits.iter().find(|t| one(t.bytes(), 8).text() == "order").unwrap();
+        let order: Vec<i64> =
+            one(order.bytes(), 9).bytes().chunks(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
+        assert_eq!(order, [0, 1, 3, 2], "x0, x1, then x2's codes, then x3");
+        // Bin 2 (category "b", code 1) goes left: the set is {1}.
+        assert_eq!(doubles(one(&attribute(&bytes, "membership_values"), 5).bytes())[0], 1.0);
+        assert_eq!(one(&bytes, 1).int(), ML_IR_VERSION);
+
+        // A network reads the codes too, and the graph then imports ai.onnx.ml.
+        let mut net = classifier(1);
+        net.pipeline.transforms[3] = ColumnTransform::Ordinal { categories: vec!["a".into()] };
+        let bytes = write(&net.into(), &[]).unwrap();
+        assert!(ops(&bytes).contains(&"LabelEncoder".to_owned()));
+        assert_eq!(all(&bytes, 8).len(), 2);
+        // An empty category would read as missing: refused by name.
+        let mut empty = classifier(1);
+        empty.pipeline.transforms[3] = ColumnTransform::Ordinal { categories: vec!["".into()] };
+        assert!(write(&empty.into(), &[]).unwrap_err().to_string().contains("column 'x2' is categorical with an empty"));
     }
 }

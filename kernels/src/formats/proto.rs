@@ -61,6 +61,12 @@ impl Message {
         self.bytes(field, &run)
     }
 
+    /// A repeated float field, packed.
+    pub fn packed_floats(self, field: u32, values: &[f32]) -> Self {
+        let run: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.bytes(field, &run)
+    }
+
     pub fn into_bytes(self) -> Vec<u8> {
         self.bytes
     }

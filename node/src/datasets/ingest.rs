@@ -160,30 +160,6 @@ pub fn parse_test_rows(text: &str) -> Result<BTreeSet<u64>, DataError> {
     Ok(rows)
 }
 
-/// Hashes the bytes a reader yields: the id of the source file.
-pub(crate) struct Hashing<R> {
-    inner: R,
-    hasher: blake3::Hasher,
-}
-
-impl<R> Hashing<R> {
-    pub(crate) fn new(inner: R) -> Self {
-        Self { inner, hasher: blake3::Hasher::new() }
-    }
-
-    pub(crate) fn finish(&self) -> ContentId {
-        ContentId::from(self.hasher.finalize())
-    }
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
 /// Builds one shard column by column.
 struct ShardBuilder {
     first_row: u64,
@@ -277,16 +253,15 @@ pub fn ingest(
     })
 }
 
-/// What every text format shares: checks the options, hashes the bytes as
-/// they pass (the dataset's `source`), refuses an empty file, and ungzips
-/// a gzip file; `read` parses the (decoded) rows.
+/// What every text format shares: checks the options, refuses an empty
+/// file, and ungzips a gzip file; `read` parses the (decoded) rows.
 pub(crate) fn read_source<R: Read>(
     source: R,
     options: &IngestOptions,
     read: impl FnOnce(Box<dyn Read + '_>) -> Result<Parsed, DataError>,
 ) -> Result<DatasetManifest, DataError> {
     options.validate()?;
-    let mut raw = BufReader::with_capacity(256 * 1024, Hashing::new(source));
+    let mut raw = BufReader::with_capacity(256 * 1024, source);
     let head = raw.fill_buf().map_err(|e| DataError::Read(e.to_string()))?;
     if head.is_empty() {
         return Err(DataError::Empty);
@@ -295,10 +270,10 @@ pub(crate) fn read_source<R: Read>(
     let decoded: Box<dyn Read + '_> =
         if gzip { Box::new(flate2::bufread::MultiGzDecoder::new(&mut raw)) } else { Box::new(&mut raw) };
     let parsed = read(decoded)?;
-    Ok(parsed.into_manifest(options, raw.into_inner().finish()))
+    Ok(parsed.into_manifest(options))
 }
 
-/// A dataset's rows once read: the manifest but for its source.
+/// A dataset's rows once read: the manifest but for its name and split.
 pub(crate) struct Parsed {
     schema: Schema,
     rows: u64,
@@ -308,9 +283,10 @@ pub(crate) struct Parsed {
 }
 
 impl Parsed {
-    /// The manifest of these rows, read from the file whose bytes hash to `source`.
-    pub(crate) fn into_manifest(self, options: &IngestOptions, source: ContentId) -> DatasetManifest {
+    /// The manifest of these rows, ingested with `options`.
+    pub(crate) fn into_manifest(self, options: &IngestOptions) -> DatasetManifest {
         DatasetManifest {
+            content: DatasetManifest::content_of(&self.shards),
             name: options.name.clone(),
             schema: self.schema,
             rows: self.rows,
@@ -318,7 +294,6 @@ impl Parsed {
             stats: self.stats,
             split: options.split.spec(),
             split_rows: self.split_rows,
-            source,
         }
     }
 }

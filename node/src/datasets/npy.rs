@@ -161,12 +161,11 @@ fn read_labels(reader: &mut impl Read, dtype: Dtype, rows: usize) -> Result<Vec<
 
 /// Ingests labels then features (`.npy` each) as one dataset.
 pub fn ingest_npy(
-    source: impl Read,
+    mut reader: impl Read,
     options: &IngestOptions,
     mut store: impl FnMut(&Shard) -> Result<ContentId, DataError>,
 ) -> Result<DatasetManifest, DataError> {
     options.validate()?;
-    let mut reader = super::ingest::Hashing::new(source);
     let labels_header = read_header(&mut reader, "labels")?;
     if labels_header.shape.len() != 1 {
         return Err(bad("labels", format!("must be one-dimensional, not shape {:?}", labels_header.shape)));
@@ -242,11 +241,11 @@ pub fn ingest_npy(
         name: options.name.clone(),
         schema,
         rows: rows as u64,
-        shards,
         stats,
         split: options.split.spec(),
         split_rows,
-        source: reader.finish(),
+        content: DatasetManifest::content_of(&shards),
+        shards,
     })
 }
 

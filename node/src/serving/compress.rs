@@ -9,6 +9,12 @@
 //! members and every shard of its dataset (fine-tuning and distillation
 //! read the training rows, evaluation the test rows). Not yet where the
 //! shards live, as training does.
+//!
+//! A distilled student reads its rows through the pipeline a network of the
+//! parent's job would have had: a tree teacher's pipeline leaves values
+//! missing and unscaled and categories as indices, which a network cannot
+//! learn from, so the student's is fitted anew from the job's pipeline
+//! settings (and stored with the variant).
 
 use std::time::Instant;
 
@@ -21,7 +27,7 @@ use mass_kernels::models::{
 use mass_protocol::{
     codec,
     dataset::{Shard, Split},
-    features::FittedPipeline,
+    features::{FittedPipeline, PipelineSpec},
     jobs::{
         Combine, CompressMethod, Compression, EnsembleSpec, Evaluation, Latency, Learner, ModelManifest, ModelSpec,
         Task,
@@ -40,7 +46,7 @@ use crate::{
         learners::{self, Labels, RowSet},
         task::rows_of,
     },
-    mesh::Mesh,
+    mesh::{FitFailure, Mesh},
 };
 
 /// Rows in the batch whose latency is measured.
@@ -58,6 +64,8 @@ pub struct Parent {
     pub combine: Combine,
     pub spec: ModelSpec,
     pub seed: u64,
+    /// The pipeline a distilled student reads, when not the parent's.
+    pub student_pipeline: Option<FittedPipeline>,
 }
 
 /// What compression made: the new members and how they combine, with the
@@ -169,16 +177,22 @@ pub fn variant(parent: &Parent, method: &CompressMethod, shards: &[Shard]) -> Re
                     parent.name, parent.version
                 ));
             }
-            let train = rows(pipeline, shards, Split::Train)?;
-            if train.rows() == 0 {
+            let taught = rows(pipeline, shards, Split::Train)?;
+            if taught.rows() == 0 {
                 return Err("distillation found no training rows".into());
             }
-            let valid = rows(pipeline, shards, Split::Validation)?;
             let teacher = |x: ArrayView2<'_, f32>| {
                 let outputs: Vec<Array2<f32>> = parent.members.iter().map(|m| m.predict(x)).collect();
                 combine(&outputs, &parent.combine, parent.meta.as_ref())
             };
-            let (soft, valid_soft) = (teacher(train.x.view()), teacher(valid.x.view()));
+            // The same rows in the same order through either pipeline.
+            let soft = teacher(taught.x.view());
+            let valid_taught = rows(pipeline, shards, Split::Validation)?;
+            let valid_soft = teacher(valid_taught.x.view());
+            let (train, valid) = match &parent.student_pipeline {
+                Some(own) => (rows(own, shards, Split::Train)?, rows(own, shards, Split::Validation)?),
+                None => (taught, valid_taught),
+            };
             let spec = ModelSpec::of(Learner::Mlp { hidden: hidden.clone() });
             let mut config = learners::mlp_config(&spec, hidden, pipeline.task, train.rows(), parent.seed);
             config.loss = match pipeline.task {
@@ -191,10 +205,15 @@ pub fn variant(parent: &Parent, method: &CompressMethod, shards: &[Shard]) -> Re
             (vec![Member::Mlp(student)], None, Combine::Mean, curve.train_loss, None)
         }
     };
-    let evaluation = evaluate::evaluate_and_report(pipeline, &members, &combine_rule, meta.as_ref(), shards)?;
-    let test = rows(pipeline, shards, Split::Test)?;
+    let own = match method {
+        CompressMethod::Distill { .. } => parent.student_pipeline.as_ref().unwrap_or(pipeline),
+        _ => pipeline,
+    };
+    let evaluation = evaluate::evaluate_and_report(own, &members, &combine_rule, meta.as_ref(), shards)?;
+    let test = rows(own, shards, Split::Test)?;
     let latency = measure(&members, &combine_rule, meta.as_ref(), test.x.view());
-    let parent_latency = measure(&parent.members, &parent.combine, parent.meta.as_ref(), test.x.view());
+    let parent_test = if std::ptr::eq(own, pipeline) { test } else { rows(pipeline, shards, Split::Test)? };
+    let parent_latency = measure(&parent.members, &parent.combine, parent.meta.as_ref(), parent_test.x.view());
     Ok(Variant {
         bytes: stored_bytes(&members, meta.as_ref())?,
         parent_bytes: stored_bytes(&parent.members, parent.meta.as_ref())?,
@@ -287,9 +306,18 @@ pub async fn compress(mesh: &Mesh, name: &str, request: CompressRequest) -> Resu
     for info in &data.shards {
         shards.push(mesh.load_shard(info.id).await.map_err(ServeError::Unavailable)?);
     }
+    let student_pipeline = match &method {
+        CompressMethod::Distill { .. } => student_pipeline(mesh, &data, &manifest.spec.pipeline, &pipeline).await?,
+        _ => None,
+    };
+    let student_pipeline_id = match &student_pipeline {
+        Some(own) => Some(mesh.save_kept(own, BlobKind::Pipeline).await.map_err(ServeError::Unavailable)?),
+        None => None,
+    };
     let parent = Parent {
         name: name.to_owned(),
         version: chosen.version,
+        student_pipeline,
         pipeline,
         members,
         meta,
@@ -317,7 +345,7 @@ pub async fn compress(mesh: &Mesh, name: &str, request: CompressRequest) -> Resu
         job: mesh.save_kept(&request, BlobKind::Model).await.map_err(ServeError::Unavailable)?,
         spec,
         dataset_manifest: manifest.dataset_manifest,
-        pipeline: manifest.pipeline,
+        pipeline: student_pipeline_id.unwrap_or(manifest.pipeline),
         members: member_ids,
         meta: meta_id,
         curves: if distilled { vec![made.curve] } else { manifest.curves.clone() },
@@ -348,6 +376,26 @@ pub async fn compress(mesh: &Mesh, name: &str, request: CompressRequest) -> Resu
         .map_err(|e| ServeError::Unavailable(e.to_string()))?;
     let (versions, _) = registry::versions(mesh, name).await?;
     Ok(versions.into_iter().find(|v| v.manifest == id).expect("just published"))
+}
+
+/// The pipeline a network trained by the parent's job would read (the
+/// job's own settings, for its task), fitted on the dataset where its
+/// shards live; `None` when that is the parent's already.
+async fn student_pipeline(
+    mesh: &Mesh,
+    data: &mass_protocol::dataset::DatasetManifest,
+    asked: &PipelineSpec,
+    parent: &FittedPipeline,
+) -> Result<Option<FittedPipeline>, ServeError> {
+    let spec = PipelineSpec { task: parent.task, ..asked.clone() };
+    if spec == parent.spec {
+        return Ok(None);
+    }
+    match mesh.fit_pipeline(data, &spec).await {
+        Ok((fitted, _, _)) => Ok(Some(fitted)),
+        Err(FitFailure::Unavailable(e)) => Err(ServeError::Unavailable(format!("the student's pipeline: {e}"))),
+        Err(FitFailure::Invalid(e)) => Err(ServeError::BadInput(format!("the student's pipeline: {e}"))),
+    }
 }
 
 #[cfg(test)]

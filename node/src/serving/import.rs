@@ -208,7 +208,7 @@ mod tests {
             stats: vec![],
             split: mass_protocol::dataset::SplitSpec::Seeded { seed: 0, validation: 0.0, test: 0.0 },
             split_rows: [0; 3],
-            source: ContentId::of(b""),
+            content: ContentId::of(b""),
         }
     }
 

@@ -42,7 +42,7 @@ use parquet::file::{
 use self::columns::{Cells, Cursor, Kind};
 use super::{
     DataError, IngestOptions,
-    ingest::{Hashing, Records, check_names, ingest_records},
+    ingest::{Records, check_names, ingest_records},
 };
 
 /// Parquet files start and end with these bytes.
@@ -52,7 +52,7 @@ const BATCH: usize = 1024;
 
 /// Spools `source` to a temporary file in `spool`, then reads it as Parquet
 /// and stores it as shards through `store`, as [`super::ingest`] does a
-/// CSV. Returns the manifest; its `source` is the hash of the bytes read.
+/// CSV. Returns the manifest.
 pub fn ingest_parquet(
     source: impl Read,
     spool: &Path,
@@ -60,8 +60,8 @@ pub fn ingest_parquet(
     store: impl FnMut(&Shard) -> Result<ContentId, DataError>,
 ) -> Result<DatasetManifest, DataError> {
     options.validate()?;
-    let (file, source) = spool_to_file(source, spool)?;
-    ingest_file(Spooled::new(file)?, source, options, store)
+    let file = spool_to_file(source, spool)?;
+    ingest_file(Spooled::new(file)?, options, store)
 }
 
 /// [`ingest_parquet`] of a file already in memory.
@@ -70,13 +70,11 @@ pub fn ingest_parquet_bytes(
     options: &IngestOptions,
     store: impl FnMut(&Shard) -> Result<ContentId, DataError>,
 ) -> Result<DatasetManifest, DataError> {
-    let source = ContentId::of(&bytes);
-    ingest_file(bytes, source, options, store)
+    ingest_file(bytes, options, store)
 }
 
 fn ingest_file<R: ChunkReader + 'static>(
     file: R,
-    source: ContentId,
     options: &IngestOptions,
     store: impl FnMut(&Shard) -> Result<ContentId, DataError>,
 ) -> Result<DatasetManifest, DataError> {
@@ -84,16 +82,14 @@ fn ingest_file<R: ChunkReader + 'static>(
     let mut rows = ParquetRows::open(file)?;
     let names: Vec<String> = rows.columns.iter().map(|c| c.name.clone()).collect();
     check_names(&names)?;
-    Ok(ingest_records(names, &mut rows, options, store)?.into_manifest(options, source))
+    Ok(ingest_records(names, &mut rows, options, store)?.into_manifest(options))
 }
 
-/// Copies the upload into an unnamed file in `dir`, hashing it as it
-/// passes. A failed read is the upload's fault; a failed write the node's.
-fn spool_to_file(source: impl Read, dir: &Path) -> Result<(File, ContentId), DataError> {
+/// Copies the upload into an unnamed file in `dir`. A failed read is the upload's fault; a failed write the node's.
+fn spool_to_file(mut source: impl Read, dir: &Path) -> Result<File, DataError> {
     let spool_error =
         |e: std::io::Error| DataError::Store(format!("cannot spool the upload in {}: {e}", dir.display()));
     let mut file = tempfile::tempfile_in(dir).map_err(spool_error)?;
-    let mut source = Hashing::new(source);
     let mut buffer = vec![0u8; 256 * 1024];
     loop {
         let n = source.read(&mut buffer).map_err(|e| DataError::Read(e.to_string()))?;
@@ -102,7 +98,7 @@ fn spool_to_file(source: impl Read, dir: &Path) -> Result<(File, ContentId), Dat
         }
         file.write_all(&buffer[..n]).map_err(spool_error)?;
     }
-    Ok((file, source.finish()))
+    Ok(file)
 }
 
 /// A spooled file, whose reads past its end fail before allocating (a
