@@ -1,5 +1,4 @@
 #!/usr/bin/env bash
-# Not yet run: written 2026-12-03 for the next release measurement (BENCHMARKS.md).
 # Bagging of 8 softmax regressions over MNIST (10 shards), 40 epochs:
 # wall time on 1 node pinned to core 0 vs 2 nodes pinned to cores 0 and 1.
 set -euo pipefail

@@ -534,7 +534,21 @@ async fn a_parquet_file_ingests_to_the_dataset_of_its_csv() {
     assert_eq!(from_parquet.manifest_id, from_csv.manifest_id, "the same dataset id");
     // A different split is a different dataset.
     let (code, _, stderr) = crate::support::mass_exit(
-        &["data", "put", csv_path.to_str().unwrap(), "--name", "iris", "--label", "label", "--shard-rows", "50", "--seed", "9", "--node", &url],
+        &[
+            "data",
+            "put",
+            csv_path.to_str().unwrap(),
+            "--name",
+            "iris",
+            "--label",
+            "label",
+            "--shard-rows",
+            "50",
+            "--seed",
+            "9",
+            "--node",
+            &url,
+        ],
         &[],
     );
     assert_eq!(code, Some(0), "{stderr}");

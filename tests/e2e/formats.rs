@@ -8,7 +8,7 @@ use std::{path::PathBuf, time::Duration};
 
 use mass_protocol::{
     jobs::{EnsembleSpec, JobSpec, Learner, ModelSpec, Task, TreeSpec},
-    serving::{ExportFormat, ImportModel, Predicted},
+    serving::{CompressRequest, ExportFormat, ImportModel, Predicted},
 };
 use mass_sdk::{Client, IngestRequest, local::LocalNode};
 use serde_json::{Value, json};
@@ -292,18 +292,41 @@ async fn exported_models_answer_in_numpy_and_onnxruntime_as_on_the_mesh_and_roun
     shards_settled(&client, "shop", Duration::from_secs(30)).await;
     train(&client, "shop-trees", "shop", trees(30), EnsembleSpec::Single).await;
     let path = dir.path().join("shop-trees.onnx");
-    let out = cli(&["models", "export", "shop-trees", "--format", "onnx", "--output", path.to_str().unwrap(), "--node", &url]);
+    let out = cli(&[
+        "models",
+        "export",
+        "shop-trees",
+        "--format",
+        "onnx",
+        "--output",
+        path.to_str().unwrap(),
+        "--node",
+        &url,
+    ]);
     assert!(out.contains("model/shop-trees v1 written as onnx"), "{out}");
     let file = std::fs::read(&path).unwrap();
     assert!(file.windows(17).any(|w| w == b"membership_values"), "the trees split color by a set");
-    let rows = shop_rows(&csv);
-    let expected = shop_answers(&url, "shop-trees", &rows).await;
+    let shop_rows = shop_rows(&csv);
+    let expected = shop_answers(&url, "shop-trees", &shop_rows).await;
     assert!(expected.iter().all(|row| row.iter().all(|v| v.is_finite())), "{expected:?}");
-    let (numbers, categories): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
+    let (numbers, categories): (Vec<_>, Vec<_>) = shop_rows.iter().cloned().unzip();
     cases.push(json!({
         "model": "shop-trees", "onnx": path, "rows": numbers, "categories": categories,
         "expected": expected, "tolerance": 1e-5,
     }));
+    // The trees distilled into a network: the student reads a pipeline of
+    // its own (imputed, scaled, one-hot), fitted for it; on the trees' raw
+    // features it would see missing values and unscaled numbers.
+    let teacher = client.model("shop-trees").await.unwrap().manifest;
+    let distill = CompressRequest { distill: Some("mlp:16".into()), ..Default::default() };
+    let made = client.compress("shop-trees", &distill).await.unwrap_or_else(|e| panic!("distilling trees: {e}"));
+    let student = client.model_version("shop-trees", &made.manifest.to_string()).await.unwrap();
+    assert_ne!(student.pipeline, teacher.pipeline, "the student's own pipeline");
+    let (taught, learned) = (teacher.evaluation.score(), student.evaluation.score());
+    eprintln!("shop: trees {taught:.4}, student mlp:16 {learned:.4}");
+    assert!(learned >= taught - 0.1, "the student {learned} is far below its teacher {taught}");
+    let served = shop_answers(&url, "shop-trees", &shop_rows).await;
+    assert!(served.iter().all(|row| row.iter().all(|v| v.is_finite())), "the student serves every row");
 
     let cases_path = dir.path().join("cases.json");
     std::fs::write(&cases_path, serde_json::to_vec(&cases).unwrap()).unwrap();

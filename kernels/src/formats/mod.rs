@@ -136,7 +136,9 @@ pub enum ExportError {
     Activations { member: usize, first: String, found: String },
     #[error("member {member}: {reason}")]
     Shapes { member: usize, reason: String },
-    #[error("ONNX export reads numeric columns (imputed and scaled) and categorical ones (as ordinal codes); column '{column}' is {what}")]
+    #[error(
+        "ONNX export reads numeric columns (imputed and scaled) and categorical ones (as ordinal codes); column '{column}' is {what}"
+    )]
     Column { column: String, what: &'static str },
     #[error("ONNX export cannot express the pipeline's {0}")]
     Step(&'static str),

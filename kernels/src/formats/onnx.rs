@@ -113,7 +113,8 @@ pub fn scaling(pipeline: &FittedPipeline) -> Result<Scaling, ExportError> {
         }
     }
     let numeric = out.columns.len();
-    out.order = features.into_iter().map(|(categorical, i)| (i + if categorical { numeric } else { 0 }) as i64).collect();
+    out.order =
+        features.into_iter().map(|(categorical, i)| (i + if categorical { numeric } else { 0 }) as i64).collect();
     Ok(out)
 }
 
@@ -382,7 +383,6 @@ impl Graph {
 /// `AttributeProto.AttributeType` values.
 const ATTR_FLOAT: i64 = 1;
 const ATTR_INT: i64 = 2;
-const ATTR_STRING: i64 = 3;
 const ATTR_TENSOR: i64 = 4;
 const ATTR_FLOATS: i64 = 6;
 const ATTR_INTS: i64 = 7;
@@ -403,10 +403,6 @@ fn attr_float(name: &str, value: f32) -> Message {
 
 fn attr_floats(name: &str, values: &[f32]) -> Message {
     Message::new().string(1, name).packed_floats(7, values).int(20, ATTR_FLOATS)
-}
-
-fn attr_string(name: &str, value: &str) -> Message {
-    Message::new().string(1, name).string(4, value).int(20, ATTR_STRING)
 }
 
 fn attr_strings(name: &str, values: &[&str]) -> Message {
@@ -474,7 +470,7 @@ mod tests {
     use crate::formats::{
         Networks,
         fixtures::{classifier, gbdt, pipeline, regressor},
-        proto::read::{Value, all, one, packed},
+        proto::read::{all, one, packed},
     };
 
     fn ops(model: &[u8]) -> Vec<String> {
@@ -710,6 +706,8 @@ mod tests {
         // An empty category would read as missing: refused by name.
         let mut empty = classifier(1);
         empty.pipeline.transforms[3] = ColumnTransform::Ordinal { categories: vec!["".into()] };
-        assert!(write(&empty.into(), &[]).unwrap_err().to_string().contains("column 'x2' is categorical with an empty"));
+        assert!(
+            write(&empty.into(), &[]).unwrap_err().to_string().contains("column 'x2' is categorical with an empty")
+        );
     }
 }

@@ -357,7 +357,10 @@ mod tests {
     fn no_trees_is_one_zero_leaf_per_output_behind_a_branch() {
         let gbdt = Gbdt { trees: vec![], objective: Objective::Logistic, init: vec![-0.5], ..model() };
         let e = ensemble(&gbdt).unwrap();
-        assert_eq!((e.tree_roots.clone(), e.leaf_weights.clone(), e.base_values.clone()), (vec![0], vec![0.0], vec![-0.5]));
+        assert_eq!(
+            (e.tree_roots.clone(), e.leaf_weights.clone(), e.base_values.clone()),
+            (vec![0], vec![0.0], vec![-0.5])
+        );
         assert_eq!((e.nodes_trueleafs.clone(), e.nodes_falseleafs.clone()), (vec![1], vec![1]));
         assert_eq!((e.nodes_truenodeids.clone(), e.nodes_falsenodeids.clone()), (vec![0], vec![0]));
         for row in [[0.0, 0.0], [f32::NAN, f32::NAN]] {
