@@ -17,8 +17,8 @@ for _ in $(seq 100); do "$MASS" status >/dev/null 2>&1 && break; sleep 0.2; done
 sleep 3
 # Without the tail number: one-hot encoding its ~4,000 values makes an MLP
 # job of about 41 GiB on one trainer, which the mesh refuses (trees read it
-# as an ordinal code and would not need this). Its ~105 destinations are
-# more than inference calls categorical (64 in the first 1,000 rows): say so.
+# as an ordinal code and would not need this). `dest` is declared
+# categorical for nodes built before inference took repeated words as categories.
 zcat "$DATA/flights.csv.gz" | cut -d, -f1-8,10- | gzip -1 > "$dir/flights.csv.gz"
 "$MASS" data put "$dir/flights.csv.gz" --name flights --type dest=categorical --label label --test-rows "$DATA/flights.test_rows.txt" >/dev/null
 time "$MASS" train --dataset flights --name fl-mlp --model mlp:64 --epochs 10
