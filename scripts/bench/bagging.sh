@@ -4,9 +4,12 @@
 set -euo pipefail
 MASS=${MASS:-${CARGO_TARGET_DIR:-$HOME/.cache/mass-target}/release/mass}
 DATA=${DATA:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/datasets}
+# The nodes of the run under way, stopped however the script ends.
+dir=""; pids=()
+stop() { [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true; wait || true; [ -n "$dir" ] && rm -rf "$dir"; pids=(); dir=""; }
+trap stop EXIT
 run() { # $1 = nodes
-  local dir; dir=$(mktemp -d /tmp/bag-XXXX)
-  local pids=()
+  dir=$(mktemp -d /tmp/bag-XXXX)
   printf '[hardware]\nprobe_gpus = false\ngemm_size = 64\n' > "$dir/c.toml"
   taskset -c 0 "$MASS" node start --data-dir "$dir/n0" --listen /ip4/127.0.0.1/tcp/47100 --http 127.0.0.1:47180 --no-mdns --config "$dir/c.toml" > "$dir/n0.log" 2>&1 & pids+=($!)
   if [ "$1" = 2 ]; then
@@ -21,7 +24,6 @@ run() { # $1 = nodes
   "$MASS" train --dataset mnist --name bag --model softmax --ensemble bagging:8 --epochs 40 > "$dir/train.out" 2>&1
   local t1; t1=$(date +%s.%N)
   echo "nodes=$1 wall=$(echo "$t1 - $t0" | bc) s $(grep -i accuracy "$dir/train.out" | tail -1)"
-  kill "${pids[@]}"; wait || true
-  rm -rf "$dir"
+  stop
 }
 for n in 1 2 1 2; do run "$n"; done
