@@ -310,10 +310,8 @@ pub async fn compress(mesh: &Mesh, name: &str, request: CompressRequest) -> Resu
         CompressMethod::Distill { .. } => student_pipeline(mesh, &data, &manifest.spec.pipeline, &pipeline).await?,
         _ => None,
     };
-    let student_pipeline_id = match &student_pipeline {
-        Some(own) => Some(mesh.save_kept(own, BlobKind::Pipeline).await.map_err(ServeError::Unavailable)?),
-        None => None,
-    };
+    // Stored only once the variant is made: a refused one leaves nothing pinned.
+    let to_store = student_pipeline.clone();
     let parent = Parent {
         name: name.to_owned(),
         version: chosen.version,
@@ -328,6 +326,10 @@ pub async fn compress(mesh: &Mesh, name: &str, request: CompressRequest) -> Resu
     let asked = method.clone();
     let made = mesh.compute.run_waiting(Work::Evaluation, move || variant(&parent, &asked, &shards)).await;
     let made = made.map_err(ServeError::BadInput)?;
+    let student_pipeline_id = match &to_store {
+        Some(own) => Some(mesh.save_kept(own, BlobKind::Pipeline).await.map_err(ServeError::Unavailable)?),
+        None => None,
+    };
 
     let mut member_ids = Vec::with_capacity(made.members.len());
     for member in &made.members {
