@@ -162,6 +162,7 @@ pub async fn drive(mesh: Mesh, id: ContentId) -> Result<(), String> {
     let mut loaded = Loaded::default();
     loop {
         let command = drive.next();
+        let started = std::time::Instant::now();
         let event = match &command {
             Command::Done => return Ok(()),
             Command::Yield(reason) => return Err(reason.clone()),
@@ -193,6 +194,8 @@ pub async fn drive(mesh: Mesh, id: ContentId) -> Result<(), String> {
             // The stored record stands; the watcher retries from it.
             Err(e) => return Err(e.to_string()),
         }
+        // Where a job's wall time goes, step by step.
+        info!(%id, step = command.name(), ms = started.elapsed().as_millis() as u64, "step done");
         let record = drive.record();
         match command {
             Command::MarkRunning => info!(%id, resumed = record.drivers.len() > 1, "driving job"),
@@ -781,7 +784,12 @@ async fn train_planned(
         for (index, peer, queue) in dispatch.ready() {
             step(mesh, drive, Event::TaskStarted { list, index, peer: peer.to_string() }).await?;
             let (mesh, work) = (mesh.clone(), work_of(drive.record(), index));
-            running.push(async move { (index, peer, attempt(&mesh, work, peer, queue).await) });
+            running.push(async move {
+                let started = std::time::Instant::now();
+                let attempted = attempt(&mesh, work, peer, queue).await;
+                info!(task = index, %peer, ms = started.elapsed().as_millis() as u64, "task attempt over");
+                (index, peer, attempted)
+            });
         }
         let Some((index, peer, attempted)) = running.next().await else { break };
         let result = match attempted {

@@ -100,6 +100,26 @@ pub enum Command {
     Publish,
 }
 
+impl Command {
+    /// The step's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Done => "done",
+            Command::Yield(_) => "yield",
+            Command::MarkRunning => "mark running",
+            Command::ResolveTask => "resolve task",
+            Command::FitPipeline { .. } => "fit pipeline",
+            Command::PlanTasks => "plan tasks",
+            Command::TrainMembers { .. } => "train members",
+            Command::Evaluate => "evaluate",
+            Command::PlanFolds { .. } => "plan folds",
+            Command::TrainFolds { .. } => "train folds",
+            Command::JudgeFold { .. } => "judge fold",
+            Command::Publish => "publish",
+        }
+    }
+}
+
 /// What a trainer reported for one task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
