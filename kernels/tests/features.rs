@@ -203,6 +203,42 @@ fn one_hot_follows_the_unseen_policy() {
 }
 
 #[test]
+fn one_hot_keeps_the_most_frequent_categories_of_a_wide_column() {
+    use mass_kernels::features::MAX_ONE_HOT;
+    let schema = schema();
+    let mut data = shard(0, 2_000, 5);
+    // 300 colours: colour i appears about 300 - i times, so the kept ones are known.
+    let values: Vec<String> = (0..300).map(|i| format!("c{i:03}")).collect();
+    let codes: Vec<u32> = (0..data.rows()).map(|r| ((r * r) % 300).min(r % 300) as u32).collect();
+    data.columns[2] = ShardColumn::Categorical { values: values.clone(), codes };
+    let mut spec = PipelineSpec::default();
+    let fitted = fit(&spec, &schema, &summarize(&data, &schema, &spec)).unwrap();
+    let ColumnTransform::OneHot { categories, .. } = &fitted.transforms[2] else {
+        panic!("{:?}", fitted.transforms[2])
+    };
+    assert_eq!(categories.len(), MAX_ONE_HOT);
+    let summary = summarize(&data, &schema, &spec);
+    let counts = &summary.columns[2].categories;
+    let least_kept = categories.iter().map(|c| counts[c]).min().unwrap();
+    let most_dropped = counts.iter().filter(|(c, _)| !categories.contains(c)).map(|(_, n)| *n).max().unwrap();
+    assert!(least_kept >= most_dropped, "kept {least_kept} times at least, dropped up to {most_dropped}");
+    // A dropped value encodes as an unseen one: all of the column's indicators zero.
+    let features = transform(&fitted, &data).unwrap();
+    let dropped = (0..data.rows()).find(|&r| {
+        let ShardColumn::Categorical { codes, .. } = &data.columns[2] else { unreachable!() };
+        codes[r] != u32::MAX && !categories.contains(&values[codes[r] as usize])
+    });
+    let r = dropped.expect("a row with a dropped colour");
+    assert_eq!((2..2 + MAX_ONE_HOT).map(|c| features[[r, c]]).sum::<f32>(), 0.0);
+    // Refusing unseen values keeps every category: a training value is never refused.
+    spec.unseen = Unseen::Error;
+    let strict = fit(&spec, &schema, &summarize(&data, &schema, &spec)).unwrap();
+    let ColumnTransform::OneHot { categories, .. } = &strict.transforms[2] else { panic!() };
+    assert_eq!(categories.len(), counts.len());
+    assert!(transform(&strict, &data).is_ok());
+}
+
+#[test]
 fn tfidf_rows_are_unit_length_and_rare_terms_dropped() {
     let schema = schema();
     let data = shard(0, 300, 5);

@@ -6,7 +6,7 @@ use mass_protocol::{
     dataset::{ColumnKind, Schema},
     features::{
         ColumnSummary, ColumnTransform, DataSummary, Encode, FittedPipeline, Impute, Moments, PipelineSpec, Scale,
-        Select, TargetScale, from_order_key,
+        Select, TargetScale, Unseen, from_order_key,
     },
     jobs::Task,
 };
@@ -123,6 +123,26 @@ fn mutual_information(s: &ColumnSummary) -> f64 {
     mi.max(0.0)
 }
 
+/// Most indicators one-hot encoding makes for one column. A column of
+/// thousands of values (airports, zip codes) would otherwise make the
+/// network's input, and its first layer, thousands wide for values seen a
+/// few times each; the rarer values encode as unseen ones do (all zeros).
+pub const MAX_ONE_HOT: usize = 128;
+
+/// The categories a one-hot column keeps: all of them when unseen values
+/// are refused (a rare training value must not be refused later), else the
+/// [`MAX_ONE_HOT`] most frequent (ties by name), in name order.
+fn one_hot_categories(counts: &BTreeMap<String, u64>, unseen: Unseen) -> Vec<String> {
+    if unseen == Unseen::Error || counts.len() <= MAX_ONE_HOT {
+        return counts.keys().cloned().collect();
+    }
+    let mut by_count: Vec<(&String, &u64)> = counts.iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    let mut kept: Vec<String> = by_count.into_iter().take(MAX_ONE_HOT).map(|(c, _)| c.clone()).collect();
+    kept.sort();
+    kept
+}
+
 /// Fits `spec` to the merged statistics of a dataset's training rows.
 pub fn fit(spec: &PipelineSpec, schema: &Schema, summary: &DataSummary) -> Result<FittedPipeline, FitError> {
     if summary.columns.len() != schema.columns.len() {
@@ -206,19 +226,17 @@ pub fn fit(spec: &PipelineSpec, schema: &Schema, summary: &DataSummary) -> Resul
                     ColumnTransform::Numeric { fill, offset, scale }
                 }
             }
-            ColumnKind::Categorical => {
-                let categories: Vec<String> = s.categories.keys().cloned().collect();
-                match spec.encode {
-                    Encode::OneHot => {
-                        features += categories.len();
-                        ColumnTransform::OneHot { categories, unseen: spec.unseen }
-                    }
-                    Encode::Ordinal => {
-                        features += 1;
-                        ColumnTransform::Ordinal { categories }
-                    }
+            ColumnKind::Categorical => match spec.encode {
+                Encode::OneHot => {
+                    let categories = one_hot_categories(&s.categories, spec.unseen);
+                    features += categories.len();
+                    ColumnTransform::OneHot { categories, unseen: spec.unseen }
                 }
-            }
+                Encode::Ordinal => {
+                    features += 1;
+                    ColumnTransform::Ordinal { categories: s.categories.keys().cloned().collect() }
+                }
+            },
             ColumnKind::Text => {
                 let n = s.documents as f64;
                 // Smoothed idf, as scikit-learn's TfidfVectorizer computes it.

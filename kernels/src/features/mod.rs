@@ -22,6 +22,6 @@ pub mod summarize;
 pub mod text;
 pub mod transform;
 
-pub use fit::{FitError, fit};
+pub use fit::{FitError, MAX_ONE_HOT, fit};
 pub use summarize::{merge, summarize};
 pub use transform::{TransformError, transform};
