@@ -30,6 +30,65 @@ pub enum Row {
     Named(Vec<(String, Cell)>),
 }
 
+/// The rows of one prediction request: one by one (JSON, gRPC), or whole
+/// columns (`.npy`, Arrow), which go into the model's matrix without a
+/// cell per value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Rows {
+    Listed(Vec<Row>),
+    /// Columns of equal length: named ones are matched to the schema by
+    /// name; unnamed ones are the feature columns in schema order.
+    Columns(Vec<Column>),
+}
+
+/// One column of a [`Rows::Columns`] batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: Option<String>,
+    pub values: ColumnValues,
+}
+
+/// A column's values: numbers (NaN is a missing value), or any cells.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ColumnValues {
+    Numbers(Vec<f64>),
+    Cells(Vec<Cell>),
+}
+
+impl ColumnValues {
+    pub fn len(&self) -> usize {
+        match self {
+            ColumnValues::Numbers(v) => v.len(),
+            ColumnValues::Cells(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Rows {
+    /// How many rows: a column batch's first column's length (a batch
+    /// whose columns differ in length is refused where it is read).
+    pub fn len(&self) -> usize {
+        match self {
+            Rows::Listed(rows) => rows.len(),
+            Rows::Columns(columns) => columns.first().map_or(0, |c| c.values.len()),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Vec<Row>> for Rows {
+    fn from(rows: Vec<Row>) -> Self {
+        Rows::Listed(rows)
+    }
+}
+
 /// A prediction request as it travels between nodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PredictCall {
@@ -37,7 +96,7 @@ pub struct PredictCall {
     /// The exact version to answer with (the entry node resolved it).
     pub manifest: ContentId,
     pub version: u64,
-    pub rows: Vec<Row>,
+    pub rows: Rows,
     /// Treat `null` and NaN as missing values for the pipeline to impute,
     /// instead of refusing them.
     pub allow_missing: bool,

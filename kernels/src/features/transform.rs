@@ -42,9 +42,9 @@ pub fn transform(pipeline: &FittedPipeline, shard: &Shard) -> Result<Array2<f32>
             ColumnTransform::Drop => {}
             ColumnTransform::Numeric { fill, offset: shift, scale } => {
                 let ShardColumn::Numeric(values) = column else { return Err(mismatch("numeric")) };
-                for (r, v) in values.iter().enumerate() {
+                for (o, v) in out.column_mut(offset).iter_mut().zip(values) {
                     let v = if v.is_nan() { *fill } else { *v };
-                    out[[r, offset]] = ((v - shift) * scale) as f32;
+                    *o = ((v - shift) * scale) as f32;
                 }
                 offset += 1;
             }

@@ -149,7 +149,7 @@ fn requests() -> Vec<Request> {
         model: "fuzz".into(),
         manifest: ContentId::of(b"model"),
         version: 1,
-        rows: rows(),
+        rows: rows().into(),
         allow_missing: true,
     };
     let mut requests = vec![

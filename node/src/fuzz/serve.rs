@@ -4,7 +4,7 @@
 use mass_kernels::models::ensemble::argmax_rows;
 use mass_protocol::{
     jobs::Task,
-    serving::{Cell, Predicted, Row},
+    serving::{Cell, Predicted, Row, Rows},
 };
 
 use super::fixture::fixture;
@@ -17,15 +17,15 @@ use crate::serving::{
 /// What the inference batcher and the router do with rows: checked into a
 /// shard, run in a batch beside another request's rows (alone when the
 /// batch fails), answered as classes.
-pub(super) fn predict(model: &LoadedModel, rows: &[Row], allow_missing: bool) {
-    let Ok(shard) = to_shard(&model.schema, rows, allow_missing) else { return };
-    let other = [Row::Values(vec![
+pub(super) fn predict(model: &LoadedModel, rows: &Rows, allow_missing: bool) {
+    let Ok(shard) = to_shard(&model.schema, rows.clone(), allow_missing) else { return };
+    let other = Rows::Listed(vec![Row::Values(vec![
         Cell::Number(1.0),
         Cell::Number(0.5),
         Cell::Text("red".into()),
         Cell::Text("fast red car".into()),
-    ])];
-    let batch = concat(vec![to_shard(&model.schema, &other, false).expect("the fixture's row fits"), shard.clone()]);
+    ])]);
+    let batch = concat(vec![to_shard(&model.schema, other, false).expect("the fixture's row fits"), shard.clone()]);
     match model.predict(&batch) {
         Ok(outputs) => answer(model, &outputs),
         Err(_) => model.predict(&shard).map(|outputs| answer(model, &outputs)).unwrap_or_default(),

@@ -88,7 +88,7 @@ fn after_ingest(manifest: &DatasetManifest, shards: &[Shard]) {
 /// answered by the fixture's model.
 pub fn predict_json(data: &[u8]) {
     if let Ok((rows, allow_missing)) = crate::http::models::parse_predict(data) {
-        predict(&fixture().model, &rows, allow_missing);
+        predict(&fixture().model, &rows.into(), allow_missing);
     }
 }
 

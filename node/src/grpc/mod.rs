@@ -25,7 +25,7 @@ use std::{
 
 use mass_protocol::{
     api::Role,
-    serving::{Cell, Predicted, Prediction, Row},
+    serving::{Cell, Column, ColumnValues, Predicted, Prediction, Row, Rows},
 };
 use tonic::{Status, body::Body, server::NamedService};
 
@@ -104,10 +104,11 @@ fn status(e: ServeError) -> Status {
     }
 }
 
-/// The request's rows, as the HTTP API reads its bodies.
-pub fn rows(request: &PredictRequest) -> Result<Vec<Row>, String> {
+/// The request's rows, as the HTTP API reads its bodies: a matrix as
+/// whole columns (a `.npy` body's path), rows one by one.
+pub fn rows(request: &PredictRequest) -> Result<Rows, String> {
     if request.matrix.is_empty() && request.columns == 0 {
-        return cells(request);
+        return cells(request).map(Rows::Listed);
     }
     if !request.rows.is_empty() {
         return Err("send rows or a matrix, not both".into());
@@ -119,17 +120,15 @@ pub fn rows(request: &PredictRequest) -> Result<Vec<Row>, String> {
             request.matrix.len()
         ));
     }
-    let count = request.matrix.len() / columns;
-    check_count(count)?;
-    request
-        .matrix
-        .chunks(columns)
-        .enumerate()
-        .map(|(r, row)| {
-            let cells = row.iter().enumerate().map(|(c, v)| number(*v, || format!("matrix row {r} column {c}")));
-            Ok(Row::Values(cells.collect::<Result<_, String>>()?))
-        })
-        .collect()
+    check_count(request.matrix.len() / columns)?;
+    if let Some(at) = request.matrix.iter().position(|v| v.is_infinite()) {
+        return Err(format!("matrix row {} column {}: infinity is refused", at / columns, at % columns));
+    }
+    let column = |c: usize| Column {
+        name: None,
+        values: ColumnValues::Numbers(request.matrix.iter().skip(c).step_by(columns).copied().collect()),
+    };
+    Ok(Rows::Columns((0..columns).map(column).collect()))
 }
 
 fn cells(request: &PredictRequest) -> Result<Vec<Row>, String> {
@@ -294,19 +293,16 @@ mod tests {
         };
         assert_eq!(
             rows(&request).unwrap(),
-            vec![
+            Rows::Listed(vec![
                 Row::Values(vec![Cell::Number(1.5), Cell::Missing, Cell::Missing]),
                 Row::Named(vec![("colour".into(), Cell::Text("red".into()))]),
-            ]
+            ])
         );
         let matrix = PredictRequest { matrix: vec![1.0, 2.0, 3.0, f64::NAN], columns: 2, ..Default::default() };
-        assert_eq!(
-            rows(&matrix).unwrap(),
-            vec![
-                Row::Values(vec![Cell::Number(1.0), Cell::Number(2.0)]),
-                Row::Values(vec![Cell::Number(3.0), Cell::Missing])
-            ]
-        );
+        let Rows::Columns(columns) = rows(&matrix).unwrap() else { panic!("a matrix is read as columns") };
+        assert_eq!(columns[0], Column { name: None, values: ColumnValues::Numbers(vec![1.0, 3.0]) });
+        let ColumnValues::Numbers(second) = &columns[1].values else { panic!() };
+        assert!(second[0] == 2.0 && second[1].is_nan(), "NaN is a missing value");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use arrow_array::{
 };
 use arrow_ipc::{reader::StreamReader, writer::StreamWriter};
 use arrow_schema::{DataType, Field, Schema};
-use mass_protocol::serving::{Cell, Predicted, Prediction, Row};
+use mass_protocol::serving::{Cell, Column, ColumnValues, Predicted, Prediction, Rows};
 
 /// The media type of Arrow IPC streams.
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
@@ -32,41 +32,59 @@ pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 /// arrow-ipc 60 panics on some crafted messages (the fuzz target
 /// `predict_arrow` found a buffer length past the body's end), so a panic
 /// while reading is caught and answered as a malformed body.
-pub fn parse(body: &[u8], max_rows: usize) -> Result<Vec<Row>, String> {
+pub fn parse(body: &[u8], max_rows: usize) -> Result<Rows, String> {
     std::panic::catch_unwind(|| read(body, max_rows))
         .unwrap_or_else(|_| Err("body: a malformed Arrow IPC stream (its buffers do not fit the body)".into()))
 }
 
-fn read(body: &[u8], max_rows: usize) -> Result<Vec<Row>, String> {
+/// The stream's batches, column by column: each column whole, as the
+/// model's matrix takes it.
+fn read(body: &[u8], max_rows: usize) -> Result<Rows, String> {
     let reader = StreamReader::try_new(body, None).map_err(|e| format!("body: not an Arrow IPC stream: {e}"))?;
-    let mut rows = Vec::new();
+    let mut columns: Vec<Column> = Vec::new();
+    let mut rows = 0;
     for (number, batch) in reader.enumerate() {
         let batch = batch.map_err(|e| format!("body: Arrow record batch {number}: {e}"))?;
-        if rows.len() + batch.num_rows() > max_rows {
+        if rows + batch.num_rows() > max_rows {
             return Err(format!("body: more than {max_rows} rows; send fewer rows per request"));
         }
-        let columns = batch
-            .schema()
-            .fields()
-            .iter()
-            .zip(batch.columns())
-            .map(|(field, array)| Ok((field.name().clone(), cells(field.name(), array)?)))
-            .collect::<Result<Vec<_>, String>>()?;
-        for r in 0..batch.num_rows() {
-            rows.push(Row::Named(columns.iter().map(|(name, cells)| (name.clone(), cells[r].clone())).collect()));
+        rows += batch.num_rows();
+        let schema = batch.schema();
+        if number == 0 {
+            columns = schema
+                .fields()
+                .iter()
+                .map(|f| Column { name: Some(f.name().clone()), values: ColumnValues::Numbers(vec![]) })
+                .collect();
+        }
+        for ((field, array), column) in schema.fields().iter().zip(batch.columns()).zip(&mut columns) {
+            append(&mut column.values, values(field.name(), array)?);
         }
     }
-    if rows.is_empty() {
+    if rows == 0 {
         return Err("body: the Arrow stream holds no rows".into());
     }
-    Ok(rows)
+    Ok(Rows::Columns(columns))
 }
 
-/// A column's values as cells.
-fn cells(name: &str, array: &ArrayRef) -> Result<Vec<Cell>, String> {
+/// `more` after `into`; a column of numbers that meets cells becomes cells.
+fn append(into: &mut ColumnValues, more: ColumnValues) {
+    match (into, more) {
+        (ColumnValues::Numbers(a), ColumnValues::Numbers(b)) => a.extend(b),
+        (ColumnValues::Cells(a), ColumnValues::Cells(b)) => a.extend(b),
+        (ColumnValues::Cells(a), ColumnValues::Numbers(b)) => a.extend(b.into_iter().map(|v| number(Some(v)))),
+        (into @ ColumnValues::Numbers(_), ColumnValues::Cells(b)) => {
+            let ColumnValues::Numbers(a) = std::mem::replace(into, ColumnValues::Cells(vec![])) else { return };
+            *into = ColumnValues::Cells(a.into_iter().map(|v| number(Some(v))).chain(b).collect());
+        }
+    }
+}
+
+/// A column's values: numbers as numbers (nulls as NaN), the rest as cells.
+fn values(name: &str, array: &ArrayRef) -> Result<ColumnValues, String> {
     macro_rules! numbers {
         ($t:ty) => {
-            array.as_primitive::<$t>().iter().map(|v| v.map(|v| v as f64)).map(number).collect()
+            ColumnValues::Numbers(array.as_primitive::<$t>().iter().map(|v| v.map_or(f64::NAN, |v| v as f64)).collect())
         };
     }
     Ok(match array.data_type() {
@@ -78,9 +96,18 @@ fn cells(name: &str, array: &ArrayRef) -> Result<Vec<Cell>, String> {
         DataType::UInt16 => numbers!(UInt16Type),
         DataType::UInt32 => numbers!(UInt32Type),
         DataType::UInt64 => numbers!(UInt64Type),
-        DataType::Float16 => array.as_primitive::<Float16Type>().iter().map(|v| v.map(f64::from)).map(number).collect(),
+        DataType::Float16 => ColumnValues::Numbers(
+            array.as_primitive::<Float16Type>().iter().map(|v| v.map_or(f64::NAN, f64::from)).collect(),
+        ),
         DataType::Float32 => numbers!(Float32Type),
         DataType::Float64 => numbers!(Float64Type),
+        _ => ColumnValues::Cells(cells(name, array)?),
+    })
+}
+
+/// A column of booleans or strings as cells.
+fn cells(name: &str, array: &ArrayRef) -> Result<Vec<Cell>, String> {
+    Ok(match array.data_type() {
         DataType::Boolean => array.as_boolean().iter().map(|v| v.map_or(Cell::Missing, Cell::Bool)).collect(),
         DataType::Utf8 => texts(array.as_string::<i32>().iter()),
         DataType::LargeUtf8 => texts(array.as_string::<i64>().iter()),
@@ -171,7 +198,7 @@ mod tests {
     }
 
     #[test]
-    fn columns_become_named_cells() {
+    fn columns_arrive_whole_and_named() {
         let colour: DictionaryArray<Int8Type> = vec![Some("red"), None, Some("blue")].into_iter().collect();
         let body = stream(vec![
             ("x", Arc::new(Float64Array::from(vec![Some(1.5), None, Some(f64::NAN)])) as ArrayRef),
@@ -182,23 +209,32 @@ mod tests {
         ]);
         let rows = parse(&body, 10).unwrap();
         assert_eq!(rows.len(), 3);
-        let Row::Named(first) = &rows[0] else { panic!("{rows:?}") };
-        assert_eq!(
-            first,
-            &vec![
-                ("x".to_owned(), Cell::Number(1.5)),
-                ("n".to_owned(), Cell::Number(1.0)),
-                ("colour".to_owned(), Cell::Text("red".into())),
-                ("flag".to_owned(), Cell::Bool(true)),
-                ("name".to_owned(), Cell::Text("a".into())),
-            ]
-        );
-        let Row::Named(second) = &rows[1] else { panic!() };
-        assert_eq!(second[0].1, Cell::Missing);
-        assert_eq!(second[2].1, Cell::Missing);
-        let Row::Named(third) = &rows[2] else { panic!() };
-        assert_eq!(third[0].1, Cell::Missing, "NaN is a missing value");
-        assert_eq!(third[3].1, Cell::Missing);
+        let Rows::Columns(columns) = rows else { panic!("{rows:?}") };
+        let names: Vec<_> = columns.iter().map(|c| c.name.clone().unwrap()).collect();
+        assert_eq!(names, ["x", "n", "colour", "flag", "name"]);
+        let ColumnValues::Numbers(x) = &columns[0].values else { panic!("{columns:?}") };
+        assert!(x[0] == 1.5 && x[1].is_nan() && x[2].is_nan(), "nulls and NaN are missing values");
+        assert_eq!(columns[1].values, ColumnValues::Numbers(vec![1.0, 2.0, 3.0]));
+        let text = |s: &str| Cell::Text(s.into());
+        assert_eq!(columns[2].values, ColumnValues::Cells(vec![text("red"), Cell::Missing, text("blue")]));
+        assert_eq!(columns[3].values, ColumnValues::Cells(vec![Cell::Bool(true), Cell::Bool(false), Cell::Missing]));
+        assert_eq!(columns[4].values, ColumnValues::Cells(vec![text("a"), text("b"), text("c")]));
+    }
+
+    #[test]
+    fn batches_of_a_stream_join_column_by_column() {
+        let first =
+            RecordBatch::try_from_iter(vec![("x", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef)]).unwrap();
+        let second = RecordBatch::try_from_iter(vec![("x", Arc::new(Int64Array::from(vec![3])) as ArrayRef)]).unwrap();
+        let mut body = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut body, &first.schema()).unwrap();
+        writer.write(&first).unwrap();
+        writer.write(&second).unwrap();
+        writer.finish().unwrap();
+        drop(writer);
+        let Rows::Columns(columns) = parse(&body, 10).unwrap() else { panic!() };
+        assert_eq!(columns[0].values, ColumnValues::Numbers(vec![1.0, 2.0, 3.0]));
+        assert!(parse(&body, 2).unwrap_err().contains("more than 2 rows"));
     }
 
     #[test]

@@ -5,7 +5,10 @@ use actix_web::{HttpResponse, http::StatusCode, web};
 use futures::StreamExt;
 use mass_protocol::{
     ContentId,
-    serving::{BatchPredict, Cell, Compose, CompressRequest, ExportFormat, ImportModel, ModelView, Promote, Row},
+    serving::{
+        BatchPredict, Cell, Column, ColumnValues, Compose, CompressRequest, ExportFormat, ImportModel, ModelView,
+        Promote, Row, Rows,
+    },
 };
 use serde_json::Value;
 
@@ -486,7 +489,7 @@ pub async fn predict(
     } else if content_type.starts_with(arrow::ARROW_STREAM) {
         arrow::parse(&bytes, MAX_ROWS).map(|rows| (rows, allowed))
     } else {
-        parse_predict(&bytes).map(|(rows, allow)| (rows, allow || allowed))
+        parse_predict(&bytes).map(|(rows, allow)| (rows.into(), allow || allowed))
     };
     let (rows, allow_missing) = match parsed {
         Ok(parsed) => parsed,
@@ -509,15 +512,13 @@ pub async fn predict(
     }
 }
 
-/// Rows from a `.npy` body; NaN cells are missing values.
-pub fn parse_npy(body: &[u8]) -> Result<Vec<Row>, String> {
-    let matrix = crate::datasets::npy::read_matrix(body, MAX_ROWS).map_err(|e| format!("body: {e}"))?;
-    Ok(matrix
-        .into_iter()
-        .map(|row| {
-            Row::Values(row.into_iter().map(|v| if v.is_nan() { Cell::Missing } else { Cell::Number(v) }).collect())
-        })
-        .collect())
+/// Rows from a `.npy` body: the feature columns in schema order, each whole;
+/// NaN cells are missing values.
+pub fn parse_npy(body: &[u8]) -> Result<Rows, String> {
+    let columns = crate::datasets::npy::read_columns(body, MAX_ROWS).map_err(|e| format!("body: {e}"))?;
+    Ok(Rows::Columns(
+        columns.into_iter().map(|values| Column { name: None, values: ColumnValues::Numbers(values) }).collect(),
+    ))
 }
 
 /// A prediction as a `.npy` matrix, what it means in headers.

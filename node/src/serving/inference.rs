@@ -5,7 +5,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use mass_protocol::{ContentId, serving::Row};
+use mass_protocol::{ContentId, serving::Rows};
 use ndarray::{Array2, s};
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,7 +29,7 @@ pub enum InferenceError {
 
 struct Work {
     model: Arc<LoadedModel>,
-    rows: Vec<Row>,
+    rows: Rows,
     allow_missing: bool,
     reply: oneshot::Sender<Result<Array2<f64>, InferenceError>>,
 }
@@ -71,7 +71,7 @@ impl Inference {
     pub async fn run(
         &self,
         model: Arc<LoadedModel>,
-        rows: Vec<Row>,
+        rows: Rows,
         allow_missing: bool,
     ) -> Result<Array2<f64>, InferenceError> {
         let (reply, answer) = oneshot::channel();
@@ -125,18 +125,25 @@ fn run_batch(batch: Vec<Work>) {
         let model = works[0].model.clone();
         let mut ready = Vec::new();
         let mut shards = Vec::new();
-        for work in works {
-            match to_shard(&model.schema, &work.rows, work.allow_missing) {
+        for Work { rows, allow_missing, reply, .. } in works {
+            match to_shard(&model.schema, rows, allow_missing) {
                 Ok(shard) => {
                     shards.push(shard);
-                    ready.push(work);
+                    ready.push(reply);
                 }
                 Err(message) => {
-                    let _ = work.reply.send(Err(InferenceError::BadInput(message)));
+                    let _ = reply.send(Err(InferenceError::BadInput(message)));
                 }
             }
         }
         if ready.is_empty() {
+            continue;
+        }
+        if ready.len() == 1
+            && let (Some(reply), Some(shard)) = (ready.pop(), shards.pop())
+        {
+            // Alone in the batch: no joined copy of its rows.
+            let _ = reply.send(model.predict(&shard).map_err(InferenceError::BadInput));
             continue;
         }
         let sizes: Vec<usize> = shards.iter().map(|s| s.rows()).collect();
@@ -145,14 +152,14 @@ fn run_batch(batch: Vec<Work>) {
         match model.predict(&concat(shards.clone())) {
             Ok(outputs) => {
                 let mut at = 0;
-                for (work, rows) in ready.into_iter().zip(sizes) {
-                    let _ = work.reply.send(Ok(outputs.slice(s![at..at + rows, ..]).to_owned()));
+                for (reply, rows) in ready.into_iter().zip(sizes) {
+                    let _ = reply.send(Ok(outputs.slice(s![at..at + rows, ..]).to_owned()));
                     at += rows;
                 }
             }
             Err(_) => {
-                for (work, shard) in ready.into_iter().zip(shards) {
-                    let _ = work.reply.send(model.predict(&shard).map_err(InferenceError::BadInput));
+                for (reply, shard) in ready.into_iter().zip(shards) {
+                    let _ = reply.send(model.predict(&shard).map_err(InferenceError::BadInput));
                 }
             }
         }

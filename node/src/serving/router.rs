@@ -11,7 +11,7 @@ use mass_protocol::{
     ContentId,
     jobs::Task,
     rpc::{Request, Response, RpcErrorKind},
-    serving::{PredictCall, Predicted, Prediction, Row},
+    serving::{PredictCall, Predicted, Prediction, Rows},
 };
 use tokio::time::Instant;
 use tracing::debug;
@@ -44,7 +44,7 @@ impl From<registry::RegistryError> for ServeError {
 }
 
 /// Predicts `rows` with the version of model `name` served now.
-pub async fn predict(mesh: &Mesh, name: &str, rows: Vec<Row>, allow_missing: bool) -> Result<Prediction, ServeError> {
+pub async fn predict(mesh: &Mesh, name: &str, rows: Rows, allow_missing: bool) -> Result<Prediction, ServeError> {
     let (manifest, version) = registry::current(mesh, name).await?;
     let started = Instant::now();
     let answer = predict_version(mesh, name, manifest, version, rows, allow_missing).await;
@@ -57,7 +57,7 @@ async fn predict_version(
     name: &str,
     manifest: ContentId,
     version: u64,
-    rows: Vec<Row>,
+    rows: Rows,
     allow_missing: bool,
 ) -> Result<Prediction, ServeError> {
     let call = PredictCall { model: name.to_owned(), manifest, version, rows, allow_missing };

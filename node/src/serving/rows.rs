@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use mass_protocol::{
     dataset::{ColumnKind, Schema, Shard, ShardColumn, Split},
-    serving::{Cell, Row},
+    serving::{Cell, Column, ColumnValues, Row, Rows},
 };
 
 /// Most rows one request may carry.
@@ -14,13 +14,25 @@ pub const MAX_ROWS: usize = 10_000;
 
 /// Builds a shard of `rows` in `schema`'s column order. The label column is
 /// left missing (a client may send it by name; it is ignored).
-pub fn to_shard(schema: &Schema, rows: &[Row], allow_missing: bool) -> Result<Shard, String> {
-    if rows.is_empty() {
+pub fn to_shard(schema: &Schema, rows: Rows, allow_missing: bool) -> Result<Shard, String> {
+    match rows {
+        Rows::Listed(rows) => listed_to_shard(schema, &rows, allow_missing),
+        Rows::Columns(columns) => columns_to_shard(schema, columns, allow_missing),
+    }
+}
+
+fn check_count(rows: usize) -> Result<(), String> {
+    if rows == 0 {
         return Err("rows: the batch is empty; send at least one row".into());
     }
-    if rows.len() > MAX_ROWS {
-        return Err(format!("rows: {} rows in one request; at most {MAX_ROWS}", rows.len()));
+    if rows > MAX_ROWS {
+        return Err(format!("rows: {rows} rows in one request; at most {MAX_ROWS}"));
     }
+    Ok(())
+}
+
+fn listed_to_shard(schema: &Schema, rows: &[Row], allow_missing: bool) -> Result<Shard, String> {
+    check_count(rows.len())?;
     let features: Vec<usize> = (0..schema.columns.len()).filter(|&c| c != schema.label).collect();
     let by_name: HashMap<&str, usize> = schema.columns.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
     let mut cells: Vec<Vec<Cell>> = vec![Vec::with_capacity(rows.len()); schema.columns.len()];
@@ -68,6 +80,93 @@ pub fn to_shard(schema: &Schema, rows: &[Row], allow_missing: bool) -> Result<Sh
         columns.push(column(&schema.columns[c].name, schema.columns[c].kind, values, check, allow_missing)?);
     }
     Ok(Shard { first_row: 0, columns, splits: vec![Split::Test; rows.len()] })
+}
+
+/// A batch of whole columns as a shard: columns are matched to the schema
+/// once, not per row, and numbers go into numeric columns as they are.
+fn columns_to_shard(schema: &Schema, columns: Vec<Column>, allow_missing: bool) -> Result<Shard, String> {
+    let rows = columns.first().map_or(0, |c| c.values.len());
+    check_count(rows)?;
+    let label = |i: usize, c: &Column| c.name.clone().unwrap_or_else(|| format!("number {i}"));
+    if let Some((i, c)) = columns.iter().enumerate().find(|(_, c)| c.values.len() != rows) {
+        return Err(format!("columns: column {} has {} values, the first {rows}", label(i, c), c.values.len()));
+    }
+    let features: Vec<usize> = (0..schema.columns.len()).filter(|&c| c != schema.label).collect();
+    let mut given: Vec<Option<ColumnValues>> = vec![None; schema.columns.len()];
+    if columns.iter().all(|c| c.name.is_none()) {
+        if columns.len() != features.len() {
+            return Err(format!(
+                "rows: {} values, but the model reads {} columns ({}); send them in that order",
+                columns.len(),
+                features.len(),
+                preview(schema, &features)
+            ));
+        }
+        for (&c, column) in features.iter().zip(columns) {
+            given[c] = Some(column.values);
+        }
+    } else {
+        let by_name: HashMap<&str, usize> =
+            schema.columns.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
+        for (i, column) in columns.into_iter().enumerate() {
+            let Some(name) = &column.name else {
+                return Err(format!("columns: column number {i} has no name; name every column or none"));
+            };
+            let Some(&c) = by_name.get(name.as_str()) else {
+                return Err(format!(
+                    "columns: unknown column '{name}'; the model reads {}",
+                    preview(schema, &features)
+                ));
+            };
+            if given[c].replace(column.values).is_some() {
+                return Err(format!("columns: column '{name}' is given twice"));
+            }
+        }
+        if let Some(&missing) = features.iter().find(|&&c| given[c].is_none()) {
+            return Err(format!(
+                "columns: column '{}' is missing (send nulls for missing values)",
+                schema.columns[missing].name
+            ));
+        }
+    }
+    let mut shard_columns = Vec::with_capacity(schema.columns.len());
+    for (c, values) in given.into_iter().enumerate() {
+        let (name, kind) = (&schema.columns[c].name, schema.columns[c].kind);
+        shard_columns.push(match values {
+            // The label: left missing, whatever was sent under its name.
+            _ if c == schema.label => column(name, kind, vec![Cell::Missing; rows], false, allow_missing)?,
+            Some(ColumnValues::Numbers(numbers)) if kind == ColumnKind::Numeric => {
+                numeric(name, numbers, allow_missing)?
+            }
+            Some(ColumnValues::Numbers(numbers)) => {
+                let cells = numbers.into_iter().map(|v| if v.is_nan() { Cell::Missing } else { Cell::Number(v) });
+                column(name, kind, cells.collect(), true, allow_missing)?
+            }
+            Some(ColumnValues::Cells(cells)) => column(name, kind, cells, true, allow_missing)?,
+            // Not reached: every feature column was matched above.
+            None => column(name, kind, vec![Cell::Missing; rows], true, allow_missing)?,
+        });
+    }
+    Ok(Shard { first_row: 0, columns: shard_columns, splits: vec![Split::Test; rows] })
+}
+
+/// A column of numbers, checked as [`column`] checks numeric cells.
+fn numeric(name: &str, numbers: Vec<f64>, allow_missing: bool) -> Result<ShardColumn, String> {
+    if let Some(r) = numbers.iter().position(|v| !v.is_finite()) {
+        let v = numbers[r];
+        if v.is_infinite() {
+            return Err(format!("rows[{r}].{name}: infinity is not a value"));
+        }
+        if !allow_missing {
+            return Err(format!(
+                "rows[{r}].{name}: null or NaN is refused; set \"allow_missing\": true to have it imputed"
+            ));
+        }
+        if let Some(r) = numbers.iter().position(|v| v.is_infinite()) {
+            return Err(format!("rows[{r}].{name}: infinity is not a value"));
+        }
+    }
+    Ok(ShardColumn::Numeric(numbers))
 }
 
 /// The rows of several shards of one schema as one shard (categories are
@@ -192,12 +291,10 @@ fn as_text(cell: Cell) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use mass_protocol::dataset::Column;
-
     use super::*;
 
     fn schema() -> Schema {
-        let column = |name: &str, kind| Column { name: name.into(), kind };
+        let column = |name: &str, kind| mass_protocol::dataset::Column { name: name.into(), kind };
         Schema {
             columns: vec![
                 column("age", ColumnKind::Numeric),
@@ -222,8 +319,8 @@ mod tests {
             ("age".into(), Cell::Number(30.0)),
             ("label".into(), text("ignored")),
         ]);
-        let a = to_shard(&schema(), &[array], false).unwrap();
-        let b = to_shard(&schema(), &[object], false).unwrap();
+        let a = to_shard(&schema(), vec![array].into(), false).unwrap();
+        let b = to_shard(&schema(), vec![object].into(), false).unwrap();
         assert_eq!(a, b);
         assert_eq!(a.columns[0], ShardColumn::Numeric(vec![30.0]));
         assert_eq!(a.columns[1], ShardColumn::Categorical { values: vec![], codes: vec![u32::MAX] });
@@ -232,7 +329,7 @@ mod tests {
     #[test]
     fn every_bad_row_is_named() {
         let s = schema();
-        let bad = |rows: Vec<Row>| to_shard(&s, &rows, false).unwrap_err();
+        let bad = |rows: Vec<Row>| to_shard(&s, rows.into(), false).unwrap_err();
         assert!(bad(vec![]).contains("empty"));
         assert!(bad(vec![Row::Values(vec![Cell::Number(1.0)])]).contains("rows[0]: 1 values, but the model reads 3"));
         let unknown = Row::Named(vec![("agee".into(), Cell::Number(1.0))]);
@@ -249,8 +346,63 @@ mod tests {
         let null = Row::Values(vec![Cell::Number(1.0), Cell::Missing, text("y")]);
         assert!(bad(vec![null.clone()]).contains("rows[0].city: null is refused"));
         // Allowed, they become missing values for the pipeline to impute.
-        let shard = to_shard(&s, &[nan, null], true).unwrap();
+        let shard = to_shard(&s, vec![nan, null].into(), true).unwrap();
         assert!(matches!(&shard.columns[0], ShardColumn::Numeric(v) if v[0].is_nan()));
         assert!(bad(vec![ok; MAX_ROWS + 1]).contains("at most"));
+    }
+
+    fn numbers(name: Option<&str>, values: &[f64]) -> Column {
+        Column { name: name.map(str::to_owned), values: ColumnValues::Numbers(values.to_vec()) }
+    }
+
+    fn cells(name: Option<&str>, values: Vec<Cell>) -> Column {
+        Column { name: name.map(str::to_owned), values: ColumnValues::Cells(values) }
+    }
+
+    #[test]
+    fn columns_give_the_shard_of_the_same_rows() {
+        let rows = vec![
+            Row::Values(vec![Cell::Number(30.0), text("7"), text("hi")]),
+            Row::Values(vec![Cell::Number(41.5), Cell::Missing, text("yo")]),
+        ];
+        let listed = to_shard(&schema(), rows.into(), true).unwrap();
+        let unnamed = Rows::Columns(vec![
+            numbers(None, &[30.0, 41.5]),
+            numbers(None, &[7.0, f64::NAN]),
+            cells(None, vec![text("hi"), text("yo")]),
+        ]);
+        assert_eq!(to_shard(&schema(), unnamed, true).unwrap(), listed);
+        let named = Rows::Columns(vec![
+            cells(Some("note"), vec![text("hi"), text("yo")]),
+            numbers(Some("label"), &[1.0, 2.0]),
+            cells(Some("city"), vec![text("7"), Cell::Missing]),
+            numbers(Some("age"), &[30.0, 41.5]),
+        ]);
+        assert_eq!(to_shard(&schema(), named, true).unwrap(), listed);
+    }
+
+    #[test]
+    fn every_bad_column_is_named() {
+        let s = schema();
+        let bad = |columns: Vec<Column>| to_shard(&s, Rows::Columns(columns), false).unwrap_err();
+        let city = || cells(Some("city"), vec![text("x")]);
+        let note = || cells(Some("note"), vec![text("y")]);
+        assert!(bad(vec![]).contains("empty"));
+        assert!(bad(vec![numbers(None, &[1.0])]).contains("rows: 1 values, but the model reads 3 columns"));
+        assert!(bad(vec![numbers(Some("agee"), &[1.0]), city(), note()]).contains("unknown column 'agee'"));
+        assert!(bad(vec![numbers(Some("age"), &[1.0]), city()]).contains("column 'note' is missing"));
+        assert!(bad(vec![numbers(Some("age"), &[1.0]), numbers(Some("age"), &[1.0])]).contains("given twice"));
+        assert!(bad(vec![numbers(Some("age"), &[1.0]), numbers(None, &[1.0])]).contains("no name"));
+        assert!(bad(vec![numbers(Some("age"), &[1.0, 2.0]), city(), note()]).contains("has 1 values, the first 2"));
+        let age = |v: &[f64]| numbers(Some("age"), v);
+        assert!(bad(vec![age(&[f64::NAN]), city(), note()]).contains("rows[0].age: null or NaN is refused"));
+        assert!(bad(vec![age(&[f64::INFINITY]), city(), note()]).contains("rows[0].age: infinity"));
+        let two = |name: &str, cell: Cell| cells(Some(name), vec![cell.clone(), cell]);
+        let allowed =
+            Rows::Columns(vec![age(&[f64::NAN, f64::NEG_INFINITY]), two("city", text("x")), two("note", text("y"))]);
+        assert!(to_shard(&s, allowed, true).unwrap_err().contains("rows[1].age: infinity"));
+        let word = cells(Some("age"), vec![text("old")]);
+        assert!(bad(vec![word, city(), note()]).contains("rows[0].age: expected a number"));
+        assert!(bad(vec![age(&vec![1.0; MAX_ROWS + 1])]).contains("at most"));
     }
 }
