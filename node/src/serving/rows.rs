@@ -96,7 +96,7 @@ fn columns_to_shard(schema: &Schema, columns: Vec<Column>, allow_missing: bool) 
     if columns.iter().all(|c| c.name.is_none()) {
         if columns.len() != features.len() {
             return Err(format!(
-                "rows: {} values, but the model reads {} columns ({}); send them in that order",
+                "rows[0]: {} values, but the model reads {} columns ({}); send them in that order",
                 columns.len(),
                 features.len(),
                 preview(schema, &features)
@@ -388,7 +388,7 @@ mod tests {
         let city = || cells(Some("city"), vec![text("x")]);
         let note = || cells(Some("note"), vec![text("y")]);
         assert!(bad(vec![]).contains("empty"));
-        assert!(bad(vec![numbers(None, &[1.0])]).contains("rows: 1 values, but the model reads 3 columns"));
+        assert!(bad(vec![numbers(None, &[1.0])]).contains("rows[0]: 1 values, but the model reads 3 columns"));
         assert!(bad(vec![numbers(Some("agee"), &[1.0]), city(), note()]).contains("unknown column 'agee'"));
         assert!(bad(vec![numbers(Some("age"), &[1.0]), city()]).contains("column 'note' is missing"));
         assert!(bad(vec![numbers(Some("age"), &[1.0]), numbers(Some("age"), &[1.0])]).contains("given twice"));
