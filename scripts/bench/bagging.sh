@@ -24,6 +24,9 @@ run() { # $1 = nodes
   "$MASS" train --dataset mnist --name bag --model softmax --ensemble bagging:8 --epochs 40 > "$dir/train.out" 2>&1
   local t1; t1=$(date +%s.%N)
   echo "nodes=$1 wall=$(echo "$t1 - $t0" | bc) s $(grep -i accuracy "$dir/train.out" | tail -1)"
+  # Where the driver's time went, step by step (KEEP_LOGS=dir keeps the logs).
+  grep -h "step done" "$dir"/n*.log | sed 's/.*step="\?\([^"]*\)"\? ms=\([0-9]*\).*/  \1: \2 ms/' || true
+  [ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS" && cp "$dir"/n*.log "$KEEP_LOGS/" 2>/dev/null && mv "$KEEP_LOGS"/n0.log "$KEEP_LOGS/n0-$1.log" && { [ ! -f "$KEEP_LOGS/n1.log" ] || mv "$KEEP_LOGS/n1.log" "$KEEP_LOGS/n1-$1.log"; }
   stop
 }
 for n in 1 2 1 2; do run "$n"; done

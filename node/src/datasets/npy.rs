@@ -388,13 +388,24 @@ pub fn read_columns(bytes: &[u8], max_rows: usize) -> Result<Vec<Vec<f64>>, Data
 /// read once in order, one loop per dtype (a match per value cost more
 /// than the rest of a 1,000-row prediction).
 fn columns_of(body: &[u8], rows: usize, columns: usize, dtype: Dtype) -> Vec<Vec<f64>> {
-    fn gather<const N: usize>(body: &[u8], rows: usize, columns: usize, read: fn([u8; N]) -> f64) -> Vec<Vec<f64>> {
-        let mut out: Vec<Vec<f64>> = (0..columns).map(|_| Vec::with_capacity(rows)).collect();
-        for row in body.chunks_exact(N * columns) {
-            for (column, cell) in out.iter_mut().zip(row.chunks_exact(N)) {
-                let mut bytes = [0u8; N];
-                bytes.copy_from_slice(cell);
-                column.push(read(bytes));
+    /// Blocks of rows, so each column gets a run of values at a time.
+    const BLOCK: usize = 16;
+    fn gather<const N: usize>(
+        body: &[u8],
+        rows: usize,
+        columns: usize,
+        read: impl Fn([u8; N]) -> f64,
+    ) -> Vec<Vec<f64>> {
+        let mut out: Vec<Vec<f64>> = (0..columns).map(|_| vec![0.0; rows]).collect();
+        let width = N * columns;
+        for (b, block) in body.chunks(width * BLOCK).enumerate() {
+            for (c, column) in out.iter_mut().enumerate() {
+                let into = &mut column[b * BLOCK..];
+                for (value, row) in into.iter_mut().zip(block.chunks_exact(width)) {
+                    let mut bytes = [0u8; N];
+                    bytes.copy_from_slice(&row[c * N..(c + 1) * N]);
+                    *value = read(bytes);
+                }
             }
         }
         out

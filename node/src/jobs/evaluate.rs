@@ -5,7 +5,7 @@
 
 use mass_kernels::models::{Member, Mlp, ensemble};
 use mass_protocol::{
-    dataset::{Shard, Split},
+    dataset::{Shard, ShardColumn, Split},
     evaluation::{EvaluationRows, ShardEvaluation, Tally, in_fold},
     features::FittedPipeline,
     jobs::{Combine, Evaluation, Task, held_out_for_stacking},
@@ -67,6 +67,17 @@ pub fn shard_evaluation(
     report: bool,
 ) -> Result<ShardEvaluation, String> {
     check_model(pipeline, members, combine, meta)?;
+    let whole = shard;
+    // Judging transforms (and the report perturbs) every row it is given;
+    // the test split is a fifth of a shard, so it is cut out first.
+    let part;
+    let shard = match rows {
+        EvaluationRows::Split(split) => {
+            part = rows_in(whole, split);
+            &part
+        }
+        EvaluationRows::Fold { .. } => whole,
+    };
     let (model, each) = tallies(pipeline, members, combine, meta, shard, rows, true)?;
     let mut evaluation = ShardEvaluation { model, members: each, robustness: vec![], validation: None };
     if report {
@@ -81,9 +92,29 @@ pub fn shard_evaluation(
         }
         let validation = EvaluationRows::Split(Split::Validation);
         evaluation.validation =
-            tallies(pipeline, members, combine, meta, shard, validation, false).ok().map(|(t, _)| t);
+            tallies(pipeline, members, combine, meta, &rows_in(whole, Split::Validation), validation, false)
+                .ok()
+                .map(|(t, _)| t);
     }
     Ok(evaluation)
+}
+
+/// The rows of `shard` in `split`, as a shard. Its rows are no longer
+/// consecutive, so it is only for judging a split (folds need row numbers).
+fn rows_in(shard: &Shard, split: Split) -> Shard {
+    let keep: Vec<usize> = (0..shard.rows()).filter(|&r| shard.splits[r] == split).collect();
+    let columns = shard
+        .columns
+        .iter()
+        .map(|column| match column {
+            ShardColumn::Numeric(v) => ShardColumn::Numeric(keep.iter().map(|&r| v[r]).collect()),
+            ShardColumn::Categorical { values, codes } => {
+                ShardColumn::Categorical { values: values.clone(), codes: keep.iter().map(|&r| codes[r]).collect() }
+            }
+            ShardColumn::Text(v) => ShardColumn::Text(keep.iter().map(|&r| v[r].clone()).collect()),
+        })
+        .collect();
+    Shard { first_row: shard.first_row, columns, splits: vec![split; keep.len()] }
 }
 
 /// Whether the members, rule and meta-model fit the pipeline and each other
