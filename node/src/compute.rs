@@ -129,6 +129,9 @@ struct Inner {
     metrics: Metrics,
 }
 
+/// A compute slot held for work about to start; freed when dropped.
+pub struct Reserved(OwnedSemaphorePermit);
+
 /// A place in the queue, given back when dropped: when a slot is had, or
 /// when the future waiting for one is dropped.
 struct Place {
@@ -277,6 +280,24 @@ impl Compute {
         }
     }
 
+    /// A free slot, taken now, for work that starts after some waiting of
+    /// its own (reading its shard). Checking [`Compute::has_room`] and
+    /// taking the slot later let every caller of the moment see the same
+    /// free slot, so all of them ran here and none went to a peer.
+    pub fn try_reserve(&self) -> Option<Reserved> {
+        self.inner.slots.clone().try_acquire_owned().ok().map(Reserved)
+    }
+
+    /// Runs `work` on a slot [`Compute::try_reserve`] took.
+    pub async fn run_reserved<T: Send + 'static>(
+        &self,
+        kind: Work,
+        slot: Reserved,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        self.execute(kind, slot.0, work).await
+    }
+
     /// Whether a piece of work sent now would start at once.
     pub fn has_room(&self) -> bool {
         self.inner.slots.available_permits() > 0
@@ -341,6 +362,19 @@ mod tests {
         assert_eq!(first.await.unwrap(), Ok(true));
         assert_eq!(queued.await.unwrap(), Ok(2));
         assert!(pool.has_room());
+    }
+
+    #[tokio::test]
+    async fn a_reserved_slot_is_taken_at_once_and_freed_by_its_work() {
+        let pool =
+            Compute::new(Config { slots: 1, queue: 1, throttle: 1.0, gpu: Default::default() }, Metrics::new().0);
+        let slot = pool.try_reserve().expect("a free slot");
+        assert!(!pool.has_room() && pool.try_reserve().is_none(), "one caller gets the one slot");
+        assert_eq!(pool.run_now(Work::Statistics, || 1).await, Err(Busy { slots: 1, waiting: 0 }));
+        assert_eq!(pool.run_reserved(Work::Statistics, slot, || 2).await, 2);
+        assert!(pool.has_room());
+        drop(pool.try_reserve());
+        assert!(pool.has_room(), "a reservation dropped unused frees its slot");
     }
 
     /// The value of one series in the text format.

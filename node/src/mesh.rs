@@ -304,8 +304,8 @@ impl Mesh {
         answer: impl Fn(Response) -> Option<T>,
     ) -> Result<(String, T), String> {
         let held = matches!(self.storage.meta(shard).await, Ok(Some(_)));
-        if held && self.compute.has_room() {
-            return self.compute_here(shard, local).await;
+        if held && let Some(slot) = self.compute.try_reserve() {
+            return self.compute_here(shard, Some(slot), local).await;
         }
         let mut failures = Vec::new();
         for peer in self.likely_holders(&shard).await {
@@ -320,7 +320,7 @@ impl Mesh {
         }
         if held {
             // Every holder is busy or gone: wait for a slot here.
-            return self.compute_here(shard, local).await;
+            return self.compute_here(shard, None, local).await;
         }
         Err(format!("no node could read shard {shard}: {}", failures.join("; ")))
     }
@@ -335,14 +335,20 @@ impl Mesh {
         futures::stream::iter(work).buffered(at_once).collect().await
     }
 
+    /// Runs `local` on shard `shard` here, on `slot` or the next free one.
     async fn compute_here<T: Send + 'static>(
         &self,
         shard: ContentId,
+        slot: Option<crate::compute::Reserved>,
         local: impl FnOnce(Shard) -> Result<T, String> + Send + 'static,
     ) -> Result<(String, T), String> {
         let meta = self.storage.meta(shard).await.map_err(|e| e.to_string())?.ok_or("the shard went away")?;
         let rows = read_shard(&self.storage, &meta).await.map_err(|e| e.to_string())?;
-        let value = self.compute.run_waiting(crate::compute::Work::Statistics, move || local(rows)).await?;
+        let kind = crate::compute::Work::Statistics;
+        let value = match slot {
+            Some(slot) => self.compute.run_reserved(kind, slot, move || local(rows)).await?,
+            None => self.compute.run_waiting(kind, move || local(rows)).await?,
+        };
         Ok((self.peer_id.clone(), value))
     }
 

@@ -53,7 +53,14 @@ pub fn build(
         .map_err(|e| BuildError(format!("DNS resolver: {e}")))?
         .with_behaviour(|key| Behaviour::new(key, config, metrics).map_err(Into::into))
         .map_err(|e| BuildError(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+        // Every request (a forwarded prediction, a shard read) opens a
+        // substream; lazy multistream-select sends the request with its
+        // protocol's name instead of waiting a round trip for the peer to
+        // confirm it (every node speaks the same protocols).
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT)
+                .with_substream_upgrade_protocol_override(Version::V1Lazy)
+        })
         .build();
     Ok(swarm)
 }
