@@ -23,6 +23,8 @@ use crate::{membership::GetPeers, mesh::Mesh, replication::homes};
 
 /// How often open jobs are looked at.
 const INTERVAL: Duration = Duration::from_millis(500);
+/// Least time between two scans that record writes ask for.
+const SCAN_PAUSE: Duration = Duration::from_millis(50);
 /// Pause before driving a job again after a drive stopped short.
 const RETRY: Duration = Duration::from_secs(2);
 
@@ -89,6 +91,8 @@ pub struct Watcher<D: Drivable> {
     /// What the last read of each record known said, for metrics.
     states: HashMap<ContentId, Seen>,
     scanning: bool,
+    /// A record was written during the scan under way: scan again after it.
+    again: bool,
 }
 
 /// What one scan found.
@@ -116,6 +120,7 @@ impl<D: Drivable> Watcher<D> {
             retry_after: HashMap::new(),
             states: HashMap::new(),
             scanning: false,
+            again: false,
         }
     }
 }
@@ -180,115 +185,162 @@ impl<D: Drivable + Unpin> Actor for Watcher<D> {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(INTERVAL, |watcher, ctx| {
-            if watcher.scanning {
-                return;
-            }
-            watcher.scanning = true;
-            let mesh = watcher.mesh.clone();
-            let now = Instant::now();
-            watcher.retry_after.retain(|_, at| *at > now);
-            // Finished records whose last read did not say over (this
-            // node's drive ended them) are read once more, for their state.
-            let settled = |id: &&ContentId| watcher.states.get(id).is_some_and(|s| s.over);
-            let skip: HashSet<ContentId> = watcher
-                .driving
-                .keys()
-                .chain(watcher.finished.iter().filter(settled))
-                .chain(watcher.retry_after.keys())
-                .copied()
-                .collect();
-            let relabel: HashSet<ContentId> =
-                watcher.finished.iter().filter(|id| !watcher.states.get(id).is_some_and(|s| s.over)).copied().collect();
-            let scan = async move {
-                let table = mesh.membership.send(GetPeers).await.unwrap_or_default();
-                // A draining peer is alive: it counts towards a majority.
-                let alive = table.iter().filter(|p| p.state != PeerState::Down).count();
-                // The table lists this node itself first; a draining node
-                // drives nothing (the next-ranked takes its drives over).
-                if !has_majority(alive.max(1), table.len().max(1)) || mesh.leaving.is_set() {
-                    return Scan::default();
+        ctx.run_interval(INTERVAL, |watcher, ctx| watcher.scan(ctx));
+        // A record written here (submitted here, or heard from a peer) is
+        // looked at at once, not at the next scan: a job starts in
+        // milliseconds, not in up to half a second.
+        let mut writes = self.mesh.storage.ref_writes();
+        let watcher = ctx.address();
+        actix::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match writes.recv().await {
+                    Ok(name) if !name.starts_with(D::PREFIX) => continue,
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return,
                 }
-                let records = mesh.storage.refs().await;
-                let mut scan = Scan { majority: true, ..Scan::default() };
-                scan.known = records.as_ref().ok().map(|r| record_ids(r, D::PREFIX).collect());
-                let records = records.unwrap_or_default();
-                let live = mesh.placement_view().await;
-                for id in record_ids(&records, D::PREFIX) {
-                    if skip.contains(&id) {
-                        continue;
-                    }
-                    match D::state(&mesh, id).await {
-                        Ok(Some(seen)) => {
-                            scan.seen.push((id, seen));
-                            if relabel.contains(&id) {
-                                continue;
-                            }
-                            if seen.over {
-                                scan.over.push(id);
-                            } else if driver_of(&id, &live) == Some(mesh.net.local_peer_id()) {
-                                scan.mine.push(id);
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => debug!(%id, "job record unreadable for now: {e}"),
-                    }
-                }
-                scan
-            };
-            ctx.spawn(scan.into_actor(watcher).map(|scan, watcher, ctx| {
-                watcher.scanning = false;
-                let Scan { majority, mine, over, known, seen } = scan;
-                if let Some(known) = known {
-                    watcher.states.retain(|id, _| known.contains(id));
-                }
-                watcher.states.extend(seen);
-                watcher.count_states();
-                if !majority {
-                    // A drive on a minority side (or on a node that drains)
-                    // stops where it is, as if this node had died: the
-                    // record keeps its last checkpoint, and the next-ranked
-                    // node with a majority in sight resumes it.
-                    if !watcher.driving.is_empty() {
-                        info!(
-                            count = watcher.driving.len(),
-                            "no majority of the mesh in sight, or draining; stopping drives"
-                        );
-                    }
-                    for (id, handle) in watcher.driving.drain() {
-                        ctx.cancel_future(handle);
-                        watcher.retry_after.insert(id, Instant::now() + RETRY);
-                    }
-                    watcher.count_driving();
-                    watcher.count_states();
+                if watcher.try_send(ScanNow).is_err() && !watcher.connected() {
                     return;
                 }
-                watcher.finished.extend(over);
-                for id in mine {
-                    if watcher.driving.contains_key(&id) {
-                        continue;
-                    }
-                    let mesh = watcher.mesh.clone();
-                    let handle = ctx.spawn(D::drive(mesh, id).into_actor(watcher).map(move |result, watcher, _| {
-                        watcher.driving.remove(&id);
-                        watcher.count_driving();
-                        watcher.count_states();
-                        match result {
-                            Ok(()) => {
-                                watcher.finished.insert(id);
-                            }
-                            Err(e) => {
-                                warn!(%id, "driving stopped; retrying soon: {e}");
-                                watcher.retry_after.insert(id, Instant::now() + RETRY);
-                            }
-                        }
-                    }));
-                    watcher.driving.insert(id, handle);
-                    watcher.count_driving();
-                }
-                watcher.count_states();
-            }));
+                // At most one such scan per pause: a job's checkpoints are
+                // writes of its record too.
+                tokio::time::sleep(SCAN_PAUSE).await;
+            }
         });
+    }
+}
+
+/// Look at the records now (a record was written).
+#[derive(actix::Message)]
+#[rtype(result = "()")]
+struct ScanNow;
+
+impl<D: Drivable + Unpin> actix::Handler<ScanNow> for Watcher<D> {
+    type Result = ();
+
+    fn handle(&mut self, _: ScanNow, ctx: &mut Self::Context) {
+        if self.scanning {
+            self.again = true;
+        } else {
+            self.scan(ctx);
+        }
+    }
+}
+
+impl<D: Drivable + Unpin> Watcher<D> {
+    /// Reads the open records and starts the drives this node ranks first for.
+    fn scan(&mut self, ctx: &mut Context<Self>) {
+        let watcher = self;
+        if watcher.scanning {
+            return;
+        }
+        watcher.scanning = true;
+        let mesh = watcher.mesh.clone();
+        let now = Instant::now();
+        watcher.retry_after.retain(|_, at| *at > now);
+        // Finished records whose last read did not say over (this
+        // node's drive ended them) are read once more, for their state.
+        let settled = |id: &&ContentId| watcher.states.get(id).is_some_and(|s| s.over);
+        let skip: HashSet<ContentId> = watcher
+            .driving
+            .keys()
+            .chain(watcher.finished.iter().filter(settled))
+            .chain(watcher.retry_after.keys())
+            .copied()
+            .collect();
+        let relabel: HashSet<ContentId> =
+            watcher.finished.iter().filter(|id| !watcher.states.get(id).is_some_and(|s| s.over)).copied().collect();
+        let scan = async move {
+            let table = mesh.membership.send(GetPeers).await.unwrap_or_default();
+            // A draining peer is alive: it counts towards a majority.
+            let alive = table.iter().filter(|p| p.state != PeerState::Down).count();
+            // The table lists this node itself first; a draining node
+            // drives nothing (the next-ranked takes its drives over).
+            if !has_majority(alive.max(1), table.len().max(1)) || mesh.leaving.is_set() {
+                return Scan::default();
+            }
+            let records = mesh.storage.refs().await;
+            let mut scan = Scan { majority: true, ..Scan::default() };
+            scan.known = records.as_ref().ok().map(|r| record_ids(r, D::PREFIX).collect());
+            let records = records.unwrap_or_default();
+            let live = mesh.placement_view().await;
+            for id in record_ids(&records, D::PREFIX) {
+                if skip.contains(&id) {
+                    continue;
+                }
+                match D::state(&mesh, id).await {
+                    Ok(Some(seen)) => {
+                        scan.seen.push((id, seen));
+                        if relabel.contains(&id) {
+                            continue;
+                        }
+                        if seen.over {
+                            scan.over.push(id);
+                        } else if driver_of(&id, &live) == Some(mesh.net.local_peer_id()) {
+                            scan.mine.push(id);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => debug!(%id, "job record unreadable for now: {e}"),
+                }
+            }
+            scan
+        };
+        ctx.spawn(scan.into_actor(watcher).map(|scan, watcher, ctx| {
+            watcher.scanning = false;
+            if std::mem::take(&mut watcher.again) {
+                ctx.notify(ScanNow);
+            }
+            let Scan { majority, mine, over, known, seen } = scan;
+            if let Some(known) = known {
+                watcher.states.retain(|id, _| known.contains(id));
+            }
+            watcher.states.extend(seen);
+            watcher.count_states();
+            if !majority {
+                // A drive on a minority side (or on a node that drains)
+                // stops where it is, as if this node had died: the
+                // record keeps its last checkpoint, and the next-ranked
+                // node with a majority in sight resumes it.
+                if !watcher.driving.is_empty() {
+                    info!(
+                        count = watcher.driving.len(),
+                        "no majority of the mesh in sight, or draining; stopping drives"
+                    );
+                }
+                for (id, handle) in watcher.driving.drain() {
+                    ctx.cancel_future(handle);
+                    watcher.retry_after.insert(id, Instant::now() + RETRY);
+                }
+                watcher.count_driving();
+                watcher.count_states();
+                return;
+            }
+            watcher.finished.extend(over);
+            for id in mine {
+                if watcher.driving.contains_key(&id) {
+                    continue;
+                }
+                let mesh = watcher.mesh.clone();
+                let handle = ctx.spawn(D::drive(mesh, id).into_actor(watcher).map(move |result, watcher, _| {
+                    watcher.driving.remove(&id);
+                    watcher.count_driving();
+                    watcher.count_states();
+                    match result {
+                        Ok(()) => {
+                            watcher.finished.insert(id);
+                        }
+                        Err(e) => {
+                            warn!(%id, "driving stopped; retrying soon: {e}");
+                            watcher.retry_after.insert(id, Instant::now() + RETRY);
+                        }
+                    }
+                }));
+                watcher.driving.insert(id, handle);
+                watcher.count_driving();
+            }
+            watcher.count_states();
+        }));
     }
 }
 
