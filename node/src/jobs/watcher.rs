@@ -194,12 +194,15 @@ impl<D: Drivable + Unpin> Actor for Watcher<D> {
         actix::spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
             loop {
-                match writes.recv().await {
-                    Ok(name) if !name.starts_with(D::PREFIX) => continue,
-                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                let named = match writes.recv().await {
+                    Ok(name) => match name.strip_prefix(D::PREFIX).map(str::parse::<ContentId>) {
+                        Some(Ok(id)) => Some(id),
+                        _ => continue,
+                    },
+                    Err(RecvError::Lagged(_)) => None,
                     Err(RecvError::Closed) => return,
-                }
-                if watcher.try_send(ScanNow).is_err() && !watcher.connected() {
+                };
+                if watcher.try_send(ScanNow(named)).is_err() && !watcher.connected() {
                     return;
                 }
                 // At most one such scan per pause: a job's checkpoints are
@@ -210,15 +213,21 @@ impl<D: Drivable + Unpin> Actor for Watcher<D> {
     }
 }
 
-/// Look at the records now (a record was written).
+/// Look at the records now: record `.0` was written (`None`: writes were
+/// missed).
 #[derive(actix::Message)]
 #[rtype(result = "()")]
-struct ScanNow;
+struct ScanNow(Option<ContentId>);
 
 impl<D: Drivable + Unpin> actix::Handler<ScanNow> for Watcher<D> {
     type Result = ();
 
-    fn handle(&mut self, _: ScanNow, ctx: &mut Self::Context) {
+    fn handle(&mut self, ScanNow(written): ScanNow, ctx: &mut Self::Context) {
+        // A record known here already (a running job's checkpoints) waits
+        // for the next scan: only new records are worth one now.
+        if written.is_some_and(|id| self.states.contains_key(&id) || self.driving.contains_key(&id)) {
+            return;
+        }
         if self.scanning {
             self.again = true;
         } else {
@@ -289,7 +298,7 @@ impl<D: Drivable + Unpin> Watcher<D> {
         ctx.spawn(scan.into_actor(watcher).map(|scan, watcher, ctx| {
             watcher.scanning = false;
             if std::mem::take(&mut watcher.again) {
-                ctx.notify(ScanNow);
+                ctx.notify(ScanNow(None));
             }
             let Scan { majority, mine, over, known, seen } = scan;
             if let Some(known) = known {
