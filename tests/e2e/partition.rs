@@ -360,7 +360,12 @@ async fn a_partition_2_3_loses_no_acknowledged_write_and_the_job_completes_once(
         if counts.values().all(|&n| n == K) {
             break healed.elapsed() - refs_done;
         }
-        if healed.elapsed() > Duration::from_secs(30) {
+        // Extra copies are dropped by the repair walk, which shares the
+        // cores with the job's training when the job outlives the partition
+        // (under the whole suite: 40 drops in 30 s, against about 10 s for
+        // everything when this test runs alone), so it gets longer than
+        // the refs. Copies below k fail it just the same.
+        if healed.elapsed() > Duration::from_secs(60) {
             // How many blobs hold how many copies: below k is a loss in
             // waiting, above k a repair walk that has not dropped a copy.
             let mut spread: BTreeMap<usize, usize> = BTreeMap::new();
@@ -369,7 +374,7 @@ async fn a_partition_2_3_loses_no_acknowledged_write_and_the_job_completes_once(
             }
             let logs: Vec<String> = (0..NODES).map(|i| cluster.log_of(&format!("node{i}"))).collect();
             panic!(
-                "30 s after heal, blobs are not all on exactly k = {K} nodes (copies: blobs) {spread:?}\n{}",
+                "60 s after heal, blobs are not all on exactly k = {K} nodes (copies: blobs) {spread:?}\n{}",
                 logs.join("\n-----\n")
             );
         }
