@@ -33,7 +33,7 @@ fn check_count(rows: usize) -> Result<(), String> {
 
 fn listed_to_shard(schema: &Schema, rows: &[Row], allow_missing: bool) -> Result<Shard, String> {
     check_count(rows.len())?;
-    let features: Vec<usize> = (0..schema.columns.len()).filter(|&c| c != schema.label).collect();
+    let features = feature_columns(schema);
     let by_name: HashMap<&str, usize> = schema.columns.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
     let mut cells: Vec<Vec<Cell>> = vec![Vec::with_capacity(rows.len()); schema.columns.len()];
     for (r, row) in rows.iter().enumerate() {
@@ -41,12 +41,7 @@ fn listed_to_shard(schema: &Schema, rows: &[Row], allow_missing: bool) -> Result
         match row {
             Row::Values(values) => {
                 if values.len() != features.len() {
-                    return Err(format!(
-                        "rows[{r}]: {} values, but the model reads {} columns ({}); send them in that order",
-                        values.len(),
-                        features.len(),
-                        preview(schema, &features)
-                    ));
+                    return Err(wrong_width(schema, &features, r, values.len()));
                 }
                 for (&c, value) in features.iter().zip(values) {
                     given[c] = Some(value);
@@ -91,16 +86,11 @@ fn columns_to_shard(schema: &Schema, columns: Vec<Column>, allow_missing: bool) 
     if let Some((i, c)) = columns.iter().enumerate().find(|(_, c)| c.values.len() != rows) {
         return Err(format!("columns: column {} has {} values, the first {rows}", label(i, c), c.values.len()));
     }
-    let features: Vec<usize> = (0..schema.columns.len()).filter(|&c| c != schema.label).collect();
+    let features = feature_columns(schema);
     let mut given: Vec<Option<ColumnValues>> = vec![None; schema.columns.len()];
     if columns.iter().all(|c| c.name.is_none()) {
         if columns.len() != features.len() {
-            return Err(format!(
-                "rows[0]: {} values, but the model reads {} columns ({}); send them in that order",
-                columns.len(),
-                features.len(),
-                preview(schema, &features)
-            ));
+            return Err(wrong_width(schema, &features, 0, columns.len()));
         }
         for (&c, column) in features.iter().zip(columns) {
             given[c] = Some(column.values);
@@ -201,6 +191,20 @@ pub fn concat(parts: Vec<Shard>) -> Shard {
         }
     }
     joined
+}
+
+/// The schema's columns a row gives values for: all but the label.
+fn feature_columns(schema: &Schema) -> Vec<usize> {
+    (0..schema.columns.len()).filter(|&c| c != schema.label).collect()
+}
+
+/// Row `r` gives `got` values where the model reads `features`.
+fn wrong_width(schema: &Schema, features: &[usize], r: usize, got: usize) -> String {
+    format!(
+        "rows[{r}]: {got} values, but the model reads {} columns ({}); send them in that order",
+        features.len(),
+        preview(schema, features)
+    )
 }
 
 /// The first few feature column names, for messages.
