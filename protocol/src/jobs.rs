@@ -478,6 +478,9 @@ pub struct Assignment {
     /// Cross-validation: `(fold, folds)`, train without that fold's rows
     /// ([`crate::evaluation::in_fold`]).
     pub fold: Option<(u32, u32)>,
+    /// Distillation: the manifest of the model whose outputs on the rows
+    /// are the targets (the teacher), in place of the rows' labels.
+    pub teacher: Option<ContentId>,
 }
 
 /// Gossiped on [`crate::names::PROGRESS_TOPIC`] by a trainer after each epoch.

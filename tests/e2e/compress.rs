@@ -1,8 +1,9 @@
 //! Compression as new versions of a model (issue 14), on digits: int8
 //! loses at most 0.5 points at about 4x smaller weights, pruning to 80%
 //! (with fine-tuning) at most 1 point, a student of a bagging-of-8 keeps at
-//! least 80% of the ensemble's gain over its members; bad requests are
-//! refused by name and register nothing.
+//! least 80% of the ensemble's gain over its members (trained where the
+//! shards live, on several nodes); bad requests are refused by name and
+//! register nothing.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -141,6 +142,8 @@ async fn compressed_versions_keep_their_accuracy_and_bad_requests_register_nothi
         c.bytes, c.parent_bytes
     );
     assert_eq!(student.members.len(), 1);
+    // Trained where the shards live: the workers' rounds ran on several nodes.
+    assert!(student.trained_on.len() >= 2, "the student was trained on {:?} alone", student.trained_on);
     assert!(ensemble > single, "the ensemble {ensemble} gains nothing over its members {single}");
     assert!(
         distilled - single >= 0.8 * (ensemble - single),

@@ -51,6 +51,20 @@ pub fn distill(
     validation: Option<(ArrayView2<'_, f32>, ArrayView2<'_, f32>)>,
     config: &MlpConfig,
 ) -> Result<(Mlp, TrainingCurve), DistillError> {
+    distill_from(None, x, teacher, validation, config, &mut |_, _| {})
+}
+
+/// [`distill`] continuing from `start` (a round of distillation where the
+/// shards live starts from the last round's average), calling `on_epoch`
+/// with each epoch's loss.
+pub fn distill_from(
+    start: Option<Mlp>,
+    x: ArrayView2<'_, f32>,
+    teacher: ArrayView2<'_, f32>,
+    validation: Option<(ArrayView2<'_, f32>, ArrayView2<'_, f32>)>,
+    config: &MlpConfig,
+    on_epoch: &mut dyn FnMut(usize, f64),
+) -> Result<(Mlp, TrainingCurve), DistillError> {
     check_student(&config.hidden)?;
     if x.nrows() == 0 {
         return Err(DistillError::NoRows);
@@ -59,7 +73,7 @@ pub fn distill(
         return Err(DistillError::Rows { teacher: teacher.nrows(), rows: x.nrows() });
     }
     let validation = validation.filter(|(vx, _)| vx.nrows() > 0).map(|(vx, vt)| (vx, Target::Values(vt)));
-    Mlp::fit_on(&CpuBackend::new(), None, x, Target::Values(teacher), validation, config, &mut |_, _| {})
+    Mlp::fit_on(&CpuBackend::new(), start, x, Target::Values(teacher), validation, config, on_epoch)
         .map_err(|e| DistillError::Training(e.to_string()))
 }
 

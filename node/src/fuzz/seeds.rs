@@ -143,6 +143,7 @@ fn requests() -> Vec<Request> {
         holdout: false,
         setup: None,
         boost_from: vec![],
+        teacher: Some(ContentId::of(b"teacher")),
         fold: Some((2, 5)),
     };
     let call = PredictCall {

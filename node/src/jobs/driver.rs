@@ -687,7 +687,7 @@ async fn data_parallel(
 /// would finish soonest given each live node's measured capacity and the
 /// training it is already running (a node that must fetch the task's
 /// shards pays a penalty), or, with uniform placement, spread evenly.
-async fn plan_trainers(mesh: &Mesh, tasks: &[TaskRecord], placement: Placement) -> Vec<Vec<PeerId>> {
+pub(crate) async fn plan_trainers(mesh: &Mesh, tasks: &[TaskRecord], placement: Placement) -> Vec<Vec<PeerId>> {
     let views = mesh.membership.send(GetPeers).await.unwrap_or_default();
     let mut workers = Vec::new();
     for view in views.iter().filter(|v| v.state == PeerState::Up) {
@@ -822,7 +822,11 @@ async fn train_planned(
 /// Trains a task on the first of `order` that can (this node trains it when
 /// it comes first, waiting for a slot, or when every other node refuses or
 /// fails).
-async fn train_somewhere(mesh: &Mesh, work: Assignment, order: Vec<PeerId>) -> Result<(String, Trained), String> {
+pub(crate) async fn train_somewhere(
+    mesh: &Mesh,
+    work: Assignment,
+    order: Vec<PeerId>,
+) -> Result<(String, Trained), String> {
     let local = mesh.net.local_peer_id();
     for peer in order {
         match attempt(mesh, work.clone(), peer, false).await {

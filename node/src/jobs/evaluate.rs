@@ -119,7 +119,7 @@ fn rows_in(shard: &Shard, split: Split) -> Shard {
 
 /// Whether the members, rule and meta-model fit the pipeline and each other
 /// (so combining their outputs cannot fail).
-fn check_model(
+pub(crate) fn check_model(
     pipeline: &FittedPipeline,
     members: &[Member],
     combine: &Combine,

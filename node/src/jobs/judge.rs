@@ -85,16 +85,27 @@ pub async fn across_shards(
 pub async fn parts(mesh: &Mesh, ask: &EvaluateShard) -> Result<(FittedPipeline, Vec<Member>, Option<Mlp>), String> {
     ask.check()?;
     let pipeline = mesh.load_pipeline(ask.pipeline).await?;
-    let mut members = Vec::with_capacity(ask.members.len());
-    for id in &ask.members {
+    let (members, meta) = members(mesh, &ask.members, ask.meta).await?;
+    Ok((pipeline, members, meta))
+}
+
+/// A model's members and meta-model (a network, when there is one) from
+/// their blobs.
+pub async fn members(
+    mesh: &Mesh,
+    ids: &[ContentId],
+    meta: Option<ContentId>,
+) -> Result<(Vec<Member>, Option<Mlp>), String> {
+    let mut members = Vec::with_capacity(ids.len());
+    for id in ids {
         members.push(mesh.load::<Member>(*id).await?);
     }
-    let meta = match ask.meta {
+    let meta = match meta {
         Some(id) => match mesh.load::<Member>(id).await? {
             Member::Mlp(meta) => Some(meta),
-            _ => return Err(format!("meta-model {id} is not a network")),
+            other => return Err(format!("meta-model {id} is {}, not a network", other.kind())),
         },
         None => None,
     };
-    Ok((pipeline, members, meta))
+    Ok((members, meta))
 }

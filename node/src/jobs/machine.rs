@@ -804,6 +804,7 @@ pub fn assignment(record: &JobRecord, index: usize, pipeline: ContentId, start: 
         holdout: matches!(record.spec.ensemble, EnsembleSpec::Stacking { .. }),
         setup: record.setup,
         boost_from: vec![],
+        teacher: None,
         fold: None,
     }
 }
@@ -824,6 +825,7 @@ pub fn fold_assignment(record: &JobRecord, k: usize, pipeline: ContentId, folds:
         holdout: false,
         setup: record.setup,
         boost_from: vec![],
+        teacher: None,
         fold: Some((k as u32, folds)),
     }
 }

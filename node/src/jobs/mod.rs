@@ -13,6 +13,7 @@
 //! - [`dispatch`]: handing tasks to nodes within their compute slots.
 //! - [`learners`]: which algorithm each learner runs, with defaults that converge.
 //! - [`task`]: training one sub-model on shards, and reading rows for it.
+//! - [`teacher`]: a student trained on a teacher model's outputs (distillation where the shards live).
 //! - [`evaluate`]: test metrics as mergeable tallies, and stacking's meta-model.
 //! - [`judge`]: a model judged on each shard where it lives, tallies added.
 //! - [`machine`]: the driver's decisions, pure: the next step, what an outcome changes, the invariants.
@@ -34,6 +35,7 @@ pub mod progress;
 pub mod robustness;
 pub mod submit;
 pub mod task;
+pub mod teacher;
 pub mod watcher;
 
 pub use watcher::JobWatcher;

@@ -20,6 +20,7 @@ use ndarray::Axis;
 use super::{
     byzantine::{self, Lie},
     learners::{self, Labels, RowSet},
+    teacher::{self, Teacher},
 };
 use crate::{
     compute::{Busy, Work},
@@ -177,6 +178,9 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
     {
         return Err(TrainError::Failed(format!("fold {fold} of {folds}: folds must be 2 to {MAX_FOLDS}")));
     }
+    if work.teacher.is_some() && (!work.boost_from.is_empty() || work.setup.is_some()) {
+        return Err(TrainError::Failed("a student learns its teacher's outputs; it is not boosted".into()));
+    }
     // Fault injection for tests: `None` unless the node was started lying.
     let lie = byzantine::lie_for(mesh, &work).await;
     let start = if work.start.is_empty() { None } else { Some(average(mesh, &work.start).await?) };
@@ -197,18 +201,24 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
     for (id, weight) in &work.boost_from {
         previous.push((mesh.load::<Member>(*id).await?, *weight));
     }
+    let teacher = match work.teacher {
+        Some(id) => Some(Teacher::load(mesh, id, &pipeline).await?),
+        None => None,
+    };
     let (net, board, peer) = (mesh.net.clone(), mesh.progress.clone(), mesh.peer_id.clone());
     let gpu = mesh.gpu.clone();
     let training = move || -> Result<(Member, u64, Vec<f64>, String), String> {
         let (holdout, fold) = (work.holdout, work.fold);
+        let training_row = |s: Split, row: u64| {
+            s == Split::Train
+                && !(holdout && held_out_for_stacking(row))
+                && fold.is_none_or(|(fold, folds)| in_fold(row, folds) != fold)
+        };
+        let validation_row = |s: Split, _| s == Split::Validation;
         let (mut train, mut valid) = (Vec::new(), Vec::new());
         for shard in &loaded {
-            train.push(rows_where(&pipeline, shard, |s, row| {
-                s == Split::Train
-                    && !(holdout && held_out_for_stacking(row))
-                    && fold.is_none_or(|(fold, folds)| in_fold(row, folds) != fold)
-            })?);
-            valid.push(rows_of(&pipeline, shard, Split::Validation)?);
+            train.push(rows_where(&pipeline, shard, training_row)?);
+            valid.push(rows_where(&pipeline, shard, validation_row)?);
         }
         let mut train = RowSet::concat(train, pipeline.task, pipeline.features)?;
         let mut valid = RowSet::concat(valid, pipeline.task, pipeline.features)?;
@@ -231,21 +241,29 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
             board.record(peer.clone(), progress.clone());
             net.publish_progress(progress);
         };
-        let fitted = learners::fit(
-            &work.spec,
-            pipeline.task,
-            pipeline.classes.len(),
-            &train,
-            Some(&valid),
-            start,
-            setup.as_ref(),
-            work.seed,
-            Some(&gpu),
-            &mut report,
-        )?;
+        let trained_rows = train.rows() as u64;
+        let fitted = match &teacher {
+            Some(teacher) => {
+                let train = teacher.teach(&loaded, training_row, train)?;
+                let valid = teacher.teach(&loaded, validation_row, valid)?;
+                teacher::fit_student(&work.spec, pipeline.task, &train, &valid, start, work.seed, &mut report)?
+            }
+            None => learners::fit(
+                &work.spec,
+                pipeline.task,
+                pipeline.classes.len(),
+                &train,
+                Some(&valid),
+                start,
+                setup.as_ref(),
+                work.seed,
+                Some(&gpu),
+                &mut report,
+            )?,
+        };
         let (member, rows) = match lie {
-            Some(lie) => byzantine::falsify(lie, fitted.member, train.rows() as u64),
-            None => (fitted.member, train.rows() as u64),
+            Some(lie) => byzantine::falsify(lie, fitted.member, trained_rows),
+            None => (fitted.member, trained_rows),
         };
         Ok((member, rows, fitted.curve, fitted.backend))
     };

@@ -5,10 +5,11 @@
 //! back. Its manifest names its parent and records its size and latency
 //! beside the parent's, measured on the same node, and its test figures.
 //!
-//! Everything runs on the node that was asked: it loads the parent's
-//! members and every shard of its dataset (fine-tuning and distillation
-//! read the training rows, evaluation the test rows). Not yet where the
-//! shards live, as training does.
+//! Where it runs: distillation where the shards live ([`super::distill`]);
+//! the variant is judged on each shard's test rows by a node holding it
+//! ([`judge::across_shards`]), and its latency measured here on one shard's
+//! test rows. Quantizing and pruning run here; fine-tuning a pruned network
+//! reads every shard's training rows here.
 //!
 //! A distilled student reads its rows through the pipeline a network of the
 //! parent's job would have had: a tree teacher's pipeline leaves values
@@ -16,33 +17,36 @@
 //! learn from, so the student's is fitted anew from the job's pipeline
 //! settings (and stored with the variant).
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use mass_kernels::models::{
-    Loss, Member, Mlp, Target, distill,
+    Member, Mlp, Target,
+    distill::check_student,
     ensemble::combine,
     quantized::QuantizedMlp,
     sparse::{self, SparseMlp},
 };
 use mass_protocol::{
     codec,
-    dataset::{Shard, Split},
+    dataset::{DatasetManifest, Shard, Split},
+    evaluation::EvaluationRows,
     features::{FittedPipeline, PipelineSpec},
-    jobs::{
-        Combine, CompressMethod, Compression, EnsembleSpec, Evaluation, Latency, Learner, ModelManifest, ModelSpec,
-        Task,
-    },
+    jobs::{Combine, CompressMethod, Compression, EnsembleSpec, Latency, Learner, ModelManifest, ModelSpec},
     serving::{CompressRequest, ModelVersion},
     storage::BlobKind,
 };
 use ndarray::{Array2, ArrayView2, Axis, s};
 
-use super::{registry, router::ServeError};
+use super::{
+    distill::{self, Distillation},
+    registry,
+    router::ServeError,
+};
 use crate::{
     compute::Work,
     datasets::service::read_manifest,
     jobs::{
-        MODEL_PREFIX, evaluate,
+        MODEL_PREFIX, evaluate, judge,
         learners::{self, Labels, RowSet},
         task::rows_of,
     },
@@ -64,22 +68,14 @@ pub struct Parent {
     pub combine: Combine,
     pub spec: ModelSpec,
     pub seed: u64,
-    /// The pipeline a distilled student reads, when not the parent's.
-    pub student_pipeline: Option<FittedPipeline>,
 }
 
-/// What compression made: the new members and how they combine, with the
-/// figures its manifest records.
-pub struct Variant {
+/// What compression made: the new members and how they combine.
+pub struct Made {
     pub members: Vec<Member>,
     pub meta: Option<Mlp>,
     pub combine: Combine,
     pub curve: Vec<f64>,
-    pub evaluation: Evaluation,
-    pub latency: Latency,
-    pub parent_latency: Latency,
-    pub bytes: u64,
-    pub parent_bytes: u64,
     pub sparsity: Option<f64>,
 }
 
@@ -88,7 +84,26 @@ pub fn check(method: &CompressMethod) -> Result<(), String> {
     match method {
         CompressMethod::Int8 => Ok(()),
         CompressMethod::Prune { sparsity, .. } => sparse::check_sparsity(*sparsity).map_err(|e| e.to_string()),
-        CompressMethod::Distill { hidden } => distill::check_student(hidden).map_err(|e| e.to_string()),
+        CompressMethod::Distill { hidden } => check_student(hidden).map_err(|e| e.to_string()),
+    }
+}
+
+/// Whether `method` takes this parent's members, checked before anything
+/// is stored: int8 and pruning take networks, distillation anything but
+/// one plain network.
+pub fn refuse(parent: &Parent, method: &CompressMethod) -> Result<(), String> {
+    match method {
+        CompressMethod::Int8 => networks(parent, "int8").map(drop),
+        CompressMethod::Prune { .. } => networks(parent, "pruning").map(drop),
+        CompressMethod::Distill { .. } => {
+            if parent.members.len() == 1 && matches!(parent.members[0], Member::Mlp(_)) && parent.meta.is_none() {
+                return Err(format!(
+                    "model '{}' v{} is one network already; distillation takes an ensemble (prune or quantize this one)",
+                    parent.name, parent.version
+                ));
+            }
+            Ok(())
+        }
     }
 }
 
@@ -112,11 +127,11 @@ fn networks(parent: &Parent, method: &str) -> Result<Vec<Mlp>, String> {
         .collect()
 }
 
-/// The training (or validation) rows of every shard.
-fn rows(pipeline: &FittedPipeline, shards: &[Shard], split: Split) -> Result<RowSet, String> {
+/// The training rows of every shard.
+fn training_rows(pipeline: &FittedPipeline, shards: &[Shard]) -> Result<RowSet, String> {
     let mut parts = Vec::new();
     for shard in shards {
-        parts.push(rows_of(pipeline, shard, split)?);
+        parts.push(rows_of(pipeline, shard, Split::Train)?);
     }
     RowSet::concat(parts, pipeline.task, pipeline.features)
 }
@@ -128,21 +143,28 @@ fn values(labels: &Labels) -> Array2<f32> {
     }
 }
 
-/// Makes the variant (pure: the parent and its shards in, the variant out).
-pub fn variant(parent: &Parent, method: &CompressMethod, shards: &[Shard]) -> Result<Variant, String> {
+/// Quantizes or prunes the parent (pure: the parent and, for fine-tuning,
+/// its shards in, the new members out). Distillation is not made here.
+pub fn shrink(parent: &Parent, method: &CompressMethod, shards: &[Shard]) -> Result<Made, String> {
     check(method)?;
     let pipeline = &parent.pipeline;
-    let (members, meta, combine_rule, curve, sparsity) = match method {
+    match method {
         CompressMethod::Int8 => {
             let quantized = networks(parent, "int8")?
                 .iter()
                 .map(|n| QuantizedMlp::quantize(n).map(Member::Int8).map_err(|e| format!("int8: {e}")))
                 .collect::<Result<Vec<_>, _>>()?;
-            (quantized, parent.meta.clone(), parent.combine.clone(), vec![], None)
+            Ok(Made {
+                members: quantized,
+                meta: parent.meta.clone(),
+                combine: parent.combine.clone(),
+                curve: vec![],
+                sparsity: None,
+            })
         }
         CompressMethod::Prune { sparsity, fine_tune_epochs } => {
             let networks = networks(parent, "pruning")?;
-            let train = if *fine_tune_epochs > 0 { Some(rows(pipeline, shards, Split::Train)?) } else { None };
+            let train = if *fine_tune_epochs > 0 { Some(training_rows(pipeline, shards)?) } else { None };
             if train.as_ref().is_some_and(|t| t.rows() == 0) {
                 return Err("fine-tuning found no training rows".into());
             }
@@ -168,64 +190,16 @@ pub fn variant(parent: &Parent, method: &CompressMethod, shards: &[Shard]) -> Re
                 pruned.push(Member::Sparse(stored));
             }
             let sparsity = zeros.0 as f64 / zeros.1.max(1) as f64;
-            (pruned, parent.meta.clone(), parent.combine.clone(), vec![], Some(sparsity))
+            Ok(Made {
+                members: pruned,
+                meta: parent.meta.clone(),
+                combine: parent.combine.clone(),
+                curve: vec![],
+                sparsity: Some(sparsity),
+            })
         }
-        CompressMethod::Distill { hidden } => {
-            if parent.members.len() == 1 && matches!(parent.members[0], Member::Mlp(_)) && parent.meta.is_none() {
-                return Err(format!(
-                    "model '{}' v{} is one network already; distillation takes an ensemble (prune or quantize this one)",
-                    parent.name, parent.version
-                ));
-            }
-            let taught = rows(pipeline, shards, Split::Train)?;
-            if taught.rows() == 0 {
-                return Err("distillation found no training rows".into());
-            }
-            let teacher = |x: ArrayView2<'_, f32>| {
-                let outputs: Vec<Array2<f32>> = parent.members.iter().map(|m| m.predict(x)).collect();
-                combine(&outputs, &parent.combine, parent.meta.as_ref())
-            };
-            // The same rows in the same order through either pipeline.
-            let soft = teacher(taught.x.view());
-            let valid_taught = rows(pipeline, shards, Split::Validation)?;
-            let valid_soft = teacher(valid_taught.x.view());
-            let (train, valid) = match &parent.student_pipeline {
-                Some(own) => (rows(own, shards, Split::Train)?, rows(own, shards, Split::Validation)?),
-                None => (taught, valid_taught),
-            };
-            let spec = ModelSpec::of(Learner::Mlp { hidden: hidden.clone() });
-            let mut config = learners::mlp_config(&spec, hidden, pipeline.task, train.rows(), parent.seed);
-            config.loss = match pipeline.task {
-                Task::Classification => Loss::SoftmaxCrossEntropy,
-                Task::Regression => Loss::SquaredError,
-            };
-            let validation = (valid.rows() > 0).then(|| (valid.x.view(), valid_soft.view()));
-            let (student, curve) =
-                distill::distill(train.x.view(), soft.view(), validation, &config).map_err(|e| e.to_string())?;
-            (vec![Member::Mlp(student)], None, Combine::Mean, curve.train_loss, None)
-        }
-    };
-    let own = match method {
-        CompressMethod::Distill { .. } => parent.student_pipeline.as_ref().unwrap_or(pipeline),
-        _ => pipeline,
-    };
-    let evaluation = evaluate::evaluate_and_report(own, &members, &combine_rule, meta.as_ref(), shards)?;
-    let test = rows(own, shards, Split::Test)?;
-    let latency = measure(&members, &combine_rule, meta.as_ref(), test.x.view());
-    let parent_test = if std::ptr::eq(own, pipeline) { test } else { rows(pipeline, shards, Split::Test)? };
-    let parent_latency = measure(&parent.members, &parent.combine, parent.meta.as_ref(), parent_test.x.view());
-    Ok(Variant {
-        bytes: stored_bytes(&members, meta.as_ref())?,
-        parent_bytes: stored_bytes(&parent.members, parent.meta.as_ref())?,
-        members,
-        meta,
-        combine: combine_rule,
-        curve,
-        evaluation,
-        latency,
-        parent_latency,
-        sparsity,
-    })
+        CompressMethod::Distill { .. } => Err("distillation is trained where the shards live, not here".into()),
+    }
 }
 
 /// Bytes of the members and meta-model as stored (encoded).
@@ -269,6 +243,38 @@ fn measure(members: &[Member], rule: &Combine, meta: Option<&Mlp>, x: ArrayView2
     Latency { one_row_us: single[single.len() / 2] * 1e6, thousand_rows_ms: batches[batches.len() / 2] * 1e3 }
 }
 
+/// The variant's and the parent's latency on the test rows of the first
+/// shard that has any (each through its own pipeline).
+async fn latencies(
+    mesh: &Mesh,
+    data: &DatasetManifest,
+    variant: (Arc<FittedPipeline>, Arc<Made>),
+    parent: Arc<Parent>,
+) -> Result<(Latency, Latency), ServeError> {
+    for info in &data.shards {
+        let shard = mesh.load_shard(info.id).await.map_err(ServeError::Unavailable)?;
+        if !shard.splits.contains(&Split::Test) {
+            continue;
+        }
+        let (own, made) = variant.clone();
+        let parent = parent.clone();
+        let measured = mesh
+            .compute
+            .run_waiting(Work::Evaluation, move || -> Result<_, String> {
+                let test = rows_of(&own, &shard, Split::Test)?;
+                let parent_test = rows_of(&parent.pipeline, &shard, Split::Test)?;
+                Ok((
+                    measure(&made.members, &made.combine, made.meta.as_ref(), test.x.view()),
+                    measure(&parent.members, &parent.combine, parent.meta.as_ref(), parent_test.x.view()),
+                ))
+            })
+            .await;
+        return measured.map_err(ServeError::Unavailable);
+    }
+    let none = Latency { one_row_us: f64::NAN, thousand_rows_ms: f64::NAN };
+    Ok((none.clone(), none))
+}
+
 /// Compresses version `request.version` (the current one when not given)
 /// of model `name` into a new version, which becomes the one served.
 pub async fn compress(mesh: &Mesh, name: &str, request: CompressRequest) -> Result<ModelVersion, ServeError> {
@@ -289,54 +295,90 @@ pub async fn compress(mesh: &Mesh, name: &str, request: CompressRequest) -> Resu
         )));
     }
     let pipeline = mesh.load_pipeline(manifest.pipeline).await.map_err(ServeError::Unavailable)?;
-    let mut members = Vec::with_capacity(manifest.members.len());
-    for id in &manifest.members {
-        members.push(mesh.load::<Member>(*id).await.map_err(ServeError::Unavailable)?);
-    }
-    let meta = match manifest.meta {
-        Some(id) => match mesh.load::<Member>(id).await.map_err(ServeError::Unavailable)? {
-            Member::Mlp(m) => Some(m),
-            other => return Err(ServeError::Unavailable(format!("meta-model {id} is {}, not linear", other.kind()))),
-        },
-        None => None,
-    };
-    let dataset = mesh.ensure_local(manifest.dataset_manifest).await.map_err(ServeError::Unavailable)?;
-    let data = read_manifest(&mesh.storage, &dataset).await.map_err(|e| ServeError::Unavailable(e.to_string()))?;
-    let mut shards = Vec::with_capacity(data.shards.len());
-    for info in &data.shards {
-        shards.push(mesh.load_shard(info.id).await.map_err(ServeError::Unavailable)?);
-    }
-    let student_pipeline = match &method {
-        CompressMethod::Distill { .. } => student_pipeline(mesh, &data, &manifest.spec.pipeline, &pipeline).await?,
-        _ => None,
-    };
-    // Stored only once the variant is made: a refused one leaves nothing pinned.
-    let to_store = student_pipeline.clone();
-    let parent = Parent {
+    let (members, meta) =
+        judge::members(mesh, &manifest.members, manifest.meta).await.map_err(ServeError::Unavailable)?;
+    let parent = Arc::new(Parent {
         name: name.to_owned(),
         version: chosen.version,
-        student_pipeline,
         pipeline,
         members,
         meta,
         combine: manifest.combine.clone(),
         spec: manifest.spec.spec.clone(),
         seed: manifest.spec.seed,
-    };
-    let asked = method.clone();
-    let made = mesh.compute.run_waiting(Work::Evaluation, move || variant(&parent, &asked, &shards)).await;
-    let made = made.map_err(ServeError::BadInput)?;
-    let student_pipeline_id = match &to_store {
-        Some(own) => Some(mesh.save_kept(own, BlobKind::Pipeline).await.map_err(ServeError::Unavailable)?),
-        None => None,
+    });
+    refuse(&parent, &method).map_err(ServeError::BadInput)?;
+    let dataset = mesh.ensure_local(manifest.dataset_manifest).await.map_err(ServeError::Unavailable)?;
+    let data = read_manifest(&mesh.storage, &dataset).await.map_err(|e| ServeError::Unavailable(e.to_string()))?;
+    let job = mesh.save_kept(&request, BlobKind::Model).await.map_err(ServeError::Unavailable)?;
+
+    let (made, own, trained_on) = match &method {
+        CompressMethod::Distill { hidden } => {
+            let student_pipeline = student_pipeline(mesh, &data, &manifest.spec.pipeline, &parent.pipeline).await?;
+            let own = match student_pipeline {
+                Some(fitted) => {
+                    let id = mesh.save_kept(&fitted, BlobKind::Pipeline).await.map_err(ServeError::Unavailable)?;
+                    (id, fitted)
+                }
+                None => (manifest.pipeline, parent.pipeline.clone()),
+            };
+            let asked = Distillation {
+                job,
+                teacher: chosen.manifest,
+                pipeline: own.0,
+                data: &data,
+                spec: ModelSpec::of(Learner::Mlp { hidden: hidden.clone() }),
+                seed: manifest.spec.seed,
+            };
+            let student = distill::distill(mesh, asked).await?;
+            let made = Made {
+                members: vec![Member::Mlp(student.network)],
+                meta: None,
+                combine: Combine::Mean,
+                curve: student.curve,
+                sparsity: None,
+            };
+            (made, own, student.trained_on)
+        }
+        _ => {
+            let fine_tuned = matches!(method, CompressMethod::Prune { fine_tune_epochs, .. } if fine_tune_epochs > 0);
+            let mut shards = Vec::new();
+            for info in data.shards.iter().filter(|_| fine_tuned) {
+                shards.push(mesh.load_shard(info.id).await.map_err(ServeError::Unavailable)?);
+            }
+            let (from, asked) = (parent.clone(), method.clone());
+            let made = mesh.compute.run_waiting(Work::Evaluation, move || shrink(&from, &asked, &shards)).await;
+            let made = made.map_err(ServeError::BadInput)?;
+            (made, (manifest.pipeline, parent.pipeline.clone()), manifest.trained_on.clone())
+        }
     };
 
     let mut member_ids = Vec::with_capacity(made.members.len());
     for member in &made.members {
         member_ids.push(mesh.save_kept(member, BlobKind::Model).await.map_err(ServeError::Unavailable)?);
     }
+    // Int8 and pruning keep the parent's meta-model; a student has none.
+    let meta_id = if matches!(method, CompressMethod::Distill { .. }) { None } else { manifest.meta };
+    let bytes = stored_bytes(&made.members, made.meta.as_ref()).map_err(ServeError::Unavailable)?;
+    let parent_bytes = stored_bytes(&parent.members, parent.meta.as_ref()).map_err(ServeError::Unavailable)?;
+    let (own_id, own) = (own.0, Arc::new(own.1));
+    let made = Arc::new(made);
+    let judged = judge::Judged {
+        pipeline_id: own_id,
+        pipeline: own.clone(),
+        member_ids: member_ids.clone(),
+        members: Arc::new(made.members.clone()),
+        meta_id,
+        meta: Arc::new(made.meta.clone()),
+        combine: made.combine.clone(),
+    };
+    let tallies = judge::across_shards(mesh, &data, &judged, EvaluationRows::Split(Split::Test), true)
+        .await
+        .map_err(ServeError::Unavailable)?;
+    let (evaluation, _) = tallies.evaluation(&evaluate::what(Split::Test)).map_err(ServeError::BadInput)?;
+    let (latency, parent_latency) = latencies(mesh, &data, (own, made.clone()), parent.clone()).await?;
+
     let distilled = matches!(method, CompressMethod::Distill { .. });
-    let meta_id = if distilled { None } else { manifest.meta };
     let mut spec = manifest.spec.clone();
     if let CompressMethod::Distill { hidden } = &method {
         spec.spec = ModelSpec::of(Learner::Mlp { hidden: hidden.clone() });
@@ -344,28 +386,28 @@ pub async fn compress(mesh: &Mesh, name: &str, request: CompressRequest) -> Resu
     }
     let variant = ModelManifest {
         name: name.to_owned(),
-        job: mesh.save_kept(&request, BlobKind::Model).await.map_err(ServeError::Unavailable)?,
+        job,
         spec,
         dataset_manifest: manifest.dataset_manifest,
-        pipeline: student_pipeline_id.unwrap_or(manifest.pipeline),
+        pipeline: own_id,
         members: member_ids,
         meta: meta_id,
-        curves: if distilled { vec![made.curve] } else { manifest.curves.clone() },
+        curves: if distilled { vec![made.curve.clone()] } else { manifest.curves.clone() },
         classes: manifest.classes.clone(),
-        evaluation: made.evaluation,
-        trained_on: if distilled { vec![mesh.peer_id.clone()] } else { manifest.trained_on.clone() },
+        evaluation,
+        trained_on,
         task: manifest.task,
-        combine: made.combine,
+        combine: made.combine.clone(),
         parts: vec![],
         study: None,
         compression: Some(Compression {
             parent: chosen.manifest,
             parent_version: chosen.version,
             method,
-            bytes: made.bytes,
-            parent_bytes: made.parent_bytes,
-            latency: made.latency,
-            parent_latency: made.parent_latency,
+            bytes,
+            parent_bytes,
+            latency,
+            parent_latency,
             measured_on: mesh.peer_id.clone(),
             sparsity: made.sparsity,
         }),
@@ -385,7 +427,7 @@ pub async fn compress(mesh: &Mesh, name: &str, request: CompressRequest) -> Resu
 /// shards live; `None` when that is the parent's already.
 async fn student_pipeline(
     mesh: &Mesh,
-    data: &mass_protocol::dataset::DatasetManifest,
+    data: &DatasetManifest,
     asked: &PipelineSpec,
     parent: &FittedPipeline,
 ) -> Result<Option<FittedPipeline>, ServeError> {

@@ -20,6 +20,7 @@ pub mod batch;
 pub mod choice;
 pub mod compose;
 pub mod compress;
+pub mod distill;
 pub mod export;
 pub mod hedge;
 pub mod import;
