@@ -25,7 +25,7 @@ time "$MASS" train --dataset flights --name fl-mlp --model mlp:64 --epochs 10
 "$MASS" models compress fl-mlp --quantize int8
 "$MASS" models compress fl-mlp --version 1 --prune 0.8 --fine-tune-epochs 2
 time "$MASS" train --dataset flights --name fl-gbdt --model gbdt --trees 300 --leaves 31
-"$MASS" models compress fl-gbdt --distill mlp:64
+time "$MASS" models compress fl-gbdt --distill mlp:64
 time "$MASS" train --dataset flights --name fl-bag --model mlp:64 --ensemble bagging:8 --epochs 10
-"$MASS" models compress fl-bag --distill mlp:64
+time "$MASS" models compress fl-bag --distill mlp:64
 for m in fl-mlp fl-gbdt fl-bag; do echo "== $m"; "$MASS" models show "$m"; done
