@@ -192,6 +192,13 @@ pub async fn run(config: NodeConfig, mut stops: mpsc::UnboundedReceiver<Stop>) -
         membership: membership.clone().recipient(),
         requests: service.clone().recipient(),
         notices: service.recipient(),
+        predictions: Some({
+            let mesh = mesh.clone();
+            std::sync::Arc::new(move |call| {
+                let mesh = mesh.clone();
+                Box::pin(async move { crate::service::answer_predict(&mesh, call).await })
+            })
+        }),
     };
     let task = NetTask::new(swarm, command_rx, net_client.sender(), sinks, metrics.clone(), &config.net)
         .map_err(|e| StartError::Build(net::swarm::BuildError::from(e)))?;

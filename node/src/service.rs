@@ -12,7 +12,10 @@ use std::{
 
 use actix::{Actor, AsyncContext, Context, Handler, ResponseFuture, WrapFuture};
 use libp2p::{PeerId, gossipsub::MessageAcceptance};
-use mass_protocol::rpc::{Request, Response, RpcError, RpcErrorKind};
+use mass_protocol::{
+    rpc::{Request, Response, RpcError, RpcErrorKind},
+    serving::PredictCall,
+};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
@@ -78,6 +81,23 @@ fn storage_error(e: StoreError) -> Response {
     Response::Error(RpcError { kind: RpcErrorKind::Storage, message: e.to_string() })
 }
 
+/// A peer's forwarded prediction, answered here. The network task calls
+/// it directly ([`crate::net::client::Sinks::predictions`]), without the
+/// hop through this actor's thread other requests take.
+pub async fn answer_predict(mesh: &Mesh, call: PredictCall) -> Response {
+    match crate::serving::router::serve_local(mesh, call).await {
+        Ok(prediction) => Response::Predicted(Box::new(prediction)),
+        Err(e) => {
+            let kind = match e {
+                ServeError::BadInput(_) => RpcErrorKind::BadInput,
+                ServeError::Overloaded(_) => RpcErrorKind::Overloaded,
+                _ => RpcErrorKind::Unavailable,
+            };
+            Response::Error(RpcError { kind, message: e.to_string() })
+        }
+    }
+}
+
 impl Handler<InboundRequest> for ServiceActor {
     type Result = ResponseFuture<Response>;
 
@@ -96,17 +116,7 @@ impl Handler<InboundRequest> for ServiceActor {
                         Response::Error(RpcError { kind: RpcErrorKind::Refused, message })
                     }
                 },
-                Request::Predict(call) => match crate::serving::router::serve_local(&mesh, *call).await {
-                    Ok(prediction) => Response::Predicted(Box::new(prediction)),
-                    Err(e) => {
-                        let kind = match e {
-                            ServeError::BadInput(_) => RpcErrorKind::BadInput,
-                            ServeError::Overloaded(_) => RpcErrorKind::Overloaded,
-                            _ => RpcErrorKind::Unavailable,
-                        };
-                        Response::Error(RpcError { kind, message: e.to_string() })
-                    }
-                },
+                Request::Predict(call) => answer_predict(&mesh, *call).await,
                 Request::PredictShard { manifest, shard, extend } => {
                     match crate::serving::batch::predict_shard(&mesh, manifest, shard, extend).await {
                         Ok(scores) => Response::ShardPredicted {

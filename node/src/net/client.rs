@@ -46,12 +46,20 @@ pub enum PeerNotice {
 }
 
 /// Where the network task delivers what it receives.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Sinks {
     pub membership: actix::Recipient<NetEvent>,
     pub requests: actix::Recipient<InboundRequest>,
     pub notices: actix::Recipient<PeerNotice>,
+    /// Answers forwarded predictions on the network task's runtime, without
+    /// a hop through the service actor (`None`: they go to `requests`).
+    pub predictions: Option<PredictHandler>,
 }
+
+/// Answers one forwarded prediction.
+pub type PredictHandler = std::sync::Arc<
+    dyn Fn(mass_protocol::serving::PredictCall) -> futures::future::BoxFuture<'static, Response> + Send + Sync,
+>;
 
 /// Why a network operation failed.
 /// How long most requests may take: a peer that stalls is given up on.

@@ -52,8 +52,12 @@ impl RpcCodec {
         if bytes.len() > self.max_message {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "message exceeds the rpc size limit"));
         }
-        io.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
-        io.write_all(&bytes).await?;
+        // One write, prefix and body: two would be two frames (yamux, noise)
+        // and, for a small message, two packets.
+        let mut framed = Vec::with_capacity(4 + bytes.len());
+        framed.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+        framed.extend_from_slice(&bytes);
+        io.write_all(&framed).await?;
         io.close().await?;
         self.metrics.sent(Protocol::Rpc, bytes.len());
         Ok(())

@@ -515,8 +515,20 @@ impl NetTask {
                 return;
             }
         };
-        let service = self.sinks.requests.clone();
         let commands = self.own_commands.clone();
+        let request = match (request, &self.sinks.predictions) {
+            (Request::Predict(call), Some(predict)) => {
+                let answer = predict(*call);
+                tokio::spawn(async move {
+                    let response = answer.await;
+                    let _ = commands.send(Command::Respond { channel, response }).await;
+                    drop(permit);
+                });
+                return;
+            }
+            (request, _) => request,
+        };
+        let service = self.sinks.requests.clone();
         tokio::spawn(async move {
             let response = service.send(InboundRequest { peer, request }).await.unwrap_or_else(|e| {
                 Response::Error(RpcError {

@@ -27,6 +27,7 @@ pub mod import;
 pub mod inference;
 pub mod keeper;
 pub mod model;
+pub mod peers;
 pub mod registry;
 pub mod router;
 pub mod rows;
@@ -106,6 +107,12 @@ pub async fn replica_set(mesh: &crate::mesh::Mesh, id: &ContentId) -> Vec<libp2p
     crate::replication::homes(id, &mesh.placement_view().await, mesh.serving.config.replicas)
 }
 
+/// [`replica_set`] over the peers as `seen` (a recent read, for forwarding).
+pub fn replica_set_seen(mesh: &crate::mesh::Mesh, id: &ContentId, seen: &peers::PeersSeen) -> Vec<libp2p::PeerId> {
+    let view = seen.placement_view(mesh.net.local_peer_id(), mesh.leaving.is_set());
+    crate::replication::homes(id, &view, mesh.serving.config.replicas)
+}
+
 /// What serving needs on a node, shared by the HTTP handlers and the
 /// service answering peers.
 #[derive(Clone)]
@@ -122,6 +129,8 @@ pub struct Serving {
     /// How many served models this node is a loaded replica of, as the
     /// keeper last counted: its share of serving, in adverts.
     pub replicas: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    /// The live peers and their queue depths, as forwarding reads them.
+    pub peers: peers::PeerView,
 }
 
 impl Serving {
@@ -137,6 +146,7 @@ impl Serving {
             hedging: Default::default(),
             bridges: Default::default(),
             replicas: Default::default(),
+            peers: Default::default(),
         }
     }
 

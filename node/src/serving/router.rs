@@ -16,8 +16,8 @@ use mass_protocol::{
 use tokio::time::Instant;
 use tracing::debug;
 
-use super::{INFERENCE_QUEUE, choice, inference::InferenceError, registry};
-use crate::{membership::GetQueueDepths, mesh::Mesh};
+use super::{choice, inference::InferenceError, peers::PeersSeen, registry};
+use crate::mesh::Mesh;
 
 /// Why a prediction was not answered.
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +62,9 @@ async fn predict_version(
 ) -> Result<Prediction, ServeError> {
     let call = PredictCall { model: name.to_owned(), manifest, version, rows, allow_missing };
     let deadline = Instant::now() + mesh.serving.config.deadline;
+    let seen = mesh.serving.peers.get(mesh).await;
     // Busy here: a replica may have room.
-    if holds(mesh, manifest).await && !mesh.serving.inference.is_full() {
+    if holds(mesh, manifest, &seen) && !mesh.serving.inference.is_full() {
         return serve_local_within(mesh, call, deadline).await;
     }
     if mesh.serving.demand.forwarded(manifest, mesh.serving.config.hot_after) {
@@ -77,7 +78,7 @@ async fn predict_version(
             }
         });
     }
-    forward(mesh, call, deadline).await
+    forward(mesh, call, deadline, &seen).await
 }
 
 /// Runs `call` on this node, loading the version if needed.
@@ -119,24 +120,20 @@ pub async fn serve_local(mesh: &Mesh, call: PredictCall) -> Result<Prediction, S
 /// its replicas (which load it on first use if the keeper has not yet).
 /// Other nodes that happen to store its blobs (the trainer, the driver)
 /// forward, so load goes where the replicas are.
-pub async fn holds(mesh: &Mesh, id: ContentId) -> bool {
-    if mesh.serving.models.is_loaded(&id) {
-        return true;
-    }
-    super::replica_set(mesh, &id).await.contains(&mesh.net.local_peer_id())
+fn holds(mesh: &Mesh, id: ContentId, seen: &PeersSeen) -> bool {
+    mesh.serving.models.is_loaded(&id) || super::replica_set_seen(mesh, &id, seen).contains(&mesh.net.local_peer_id())
 }
 
 /// The replicas of version `id` among the live peers, best first
 /// ([`choice`]), those that lost a hedge lately last, then every other
 /// live peer.
-async fn replicas(mesh: &Mesh, id: ContentId) -> Vec<PeerId> {
-    let depths = mesh.membership.send(GetQueueDepths(INFERENCE_QUEUE)).await.unwrap_or_default();
+fn replicas(mesh: &Mesh, id: ContentId, seen: &PeersSeen) -> Vec<PeerId> {
     let local = mesh.net.local_peer_id();
-    let depth = |p: &PeerId| depths.iter().find(|(q, _)| q == p).map_or(0, |(_, d)| *d);
-    let mut chosen = choice::replicas_first(&super::replica_set(mesh, &id).await, &local, depth, &mut rand::rng());
+    let replica_set = super::replica_set_seen(mesh, &id, seen);
+    let mut chosen = choice::replicas_first(&replica_set, &local, |p| seen.depth(p), &mut rand::rng());
     // A replica that lost a hedge lately is asked after the others.
     mesh.serving.hedging.order(&mut chosen, std::time::Instant::now());
-    let live: Vec<PeerId> = depths.iter().map(|(p, _)| *p).collect();
+    let live: Vec<PeerId> = seen.depths.iter().map(|(p, _)| *p).collect();
     choice::then_the_rest(chosen, &live, &local, &mut rand::rng())
 }
 
@@ -154,9 +151,14 @@ async fn serve_local_within(mesh: &Mesh, call: PredictCall, deadline: Instant) -
 /// recent p95 ([`super::hedge`]), a replica slower than it gets company
 /// when the hedging budget allows (5% of requests): the next replica is
 /// asked too, the first answer wins and the other is dropped.
-async fn forward(mesh: &Mesh, call: PredictCall, deadline: Instant) -> Result<Prediction, ServeError> {
+async fn forward(
+    mesh: &Mesh,
+    call: PredictCall,
+    deadline: Instant,
+    seen: &PeersSeen,
+) -> Result<Prediction, ServeError> {
     let mut failures = Vec::new();
-    let candidates = replicas(mesh, call.manifest).await;
+    let candidates = replicas(mesh, call.manifest, seen);
     let version = call.manifest;
     let hedge_after = mesh.serving.hedging.hedge_after(&version);
     let request = Request::Predict(Box::new(call));

@@ -231,7 +231,8 @@ impl Store {
 
     /// Before the process exits: flushes the memtables and stops RocksDB's
     /// background work, waiting for a running flush or compaction. The
-    /// store stays open on the storage threads, and a background job still
+    /// storage actor then drops the store, closing RocksDB
+    /// ([`super::Storage::quiesce`]): a background job or timer still
     /// running when the process exits aborts it ("pthread lock: Invalid
     /// argument": its mutexes are destroyed under it).
     pub fn quiesce(&self) {
