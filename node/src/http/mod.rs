@@ -28,6 +28,7 @@ mod jobs;
 pub(crate) mod models;
 mod openapi;
 mod pipelines;
+mod predict_body;
 mod refs;
 mod routes;
 mod studies;

@@ -6,11 +6,10 @@ use futures::StreamExt;
 use mass_protocol::{
     ContentId,
     serving::{
-        BatchPredict, Cell, Column, ColumnValues, Compose, CompressRequest, ExportFormat, ImportModel, ModelView,
-        Promote, Row, Rows,
+        BatchPredict, Column, ColumnValues, Compose, CompressRequest, ExportFormat, ImportModel, ModelView, Promote,
+        Rows,
     },
 };
-use serde_json::Value;
 
 use super::openapi::schemas as doc;
 use super::{State, arrow, error};
@@ -572,61 +571,7 @@ fn ascii_json(values: &[String]) -> String {
 }
 
 /// Reads a predict body; every structural problem is named.
-pub fn parse_predict(body: &[u8]) -> Result<(Vec<Row>, bool), String> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
-    let Value::Object(mut fields) = value else {
-        return Err("body: expected an object like {\"rows\": [[...], ...]}".into());
-    };
-    if let Some(unknown) = fields.keys().find(|k| !matches!(k.as_str(), "rows" | "allow_missing")) {
-        return Err(format!("body: unknown field '{unknown}' (fields: rows, allow_missing)"));
-    }
-    let allow_missing = match fields.remove("allow_missing") {
-        None => false,
-        Some(Value::Bool(b)) => b,
-        Some(other) => return Err(format!("allow_missing: expected true or false, got {other}")),
-    };
-    let Some(Value::Array(rows)) = fields.remove("rows") else {
-        return Err("rows: missing, or not an array of rows".into());
-    };
-    if rows.len() > MAX_ROWS {
-        return Err(format!("rows: {} rows in one request; at most {MAX_ROWS}", rows.len()));
-    }
-    let rows = rows
-        .into_iter()
-        .enumerate()
-        .map(|(r, row)| match row {
-            Value::Array(values) => values
-                .into_iter()
-                .enumerate()
-                .map(|(c, v)| cell(v).map_err(|what| format!("rows[{r}][{c}]: {what}")))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Row::Values),
-            Value::Object(pairs) => pairs
-                .into_iter()
-                .map(|(name, v)| cell(v).map(|c| (name.clone(), c)).map_err(|what| format!("rows[{r}].{name}: {what}")))
-                .collect::<Result<Vec<_>, _>>()
-                .map(Row::Named),
-            other => Err(format!("rows[{r}]: expected an array of values or an object of columns, got {other}")),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((rows, allow_missing))
-}
-
-fn cell(value: Value) -> Result<Cell, String> {
-    match value {
-        Value::Null => Ok(Cell::Missing),
-        Value::Bool(b) => Ok(Cell::Bool(b)),
-        Value::Number(n) => n.as_f64().map(Cell::Number).ok_or_else(|| format!("{n} is not a finite number")),
-        // NaN and infinities cannot be JSON numbers; their usual spellings are
-        // read as such so the column check can name them.
-        Value::String(s) if matches!(s.as_str(), "NaN" | "nan") => Ok(Cell::Number(f64::NAN)),
-        Value::String(s) if matches!(s.as_str(), "Infinity" | "-Infinity" | "inf" | "-inf") => {
-            Ok(Cell::Number(f64::INFINITY))
-        }
-        Value::String(s) => Ok(Cell::Text(s)),
-        other => Err(format!("nested values are not allowed, got {other}")),
-    }
-}
+pub use super::predict_body::parse_predict;
 
 /// `GET /v1/models/{name}/versions/{id}`: any stored version's manifest.
 #[utoipa::path(
@@ -654,26 +599,5 @@ pub async fn version_manifest(state: web::Data<State>, path: web::Path<(String, 
         Ok(manifest) if manifest.name == path.0 => HttpResponse::Ok().json(manifest),
         Ok(_) => error(StatusCode::NOT_FOUND, format!("{id} is not a version of model '{}'", path.0)),
         Err(message) => error(StatusCode::NOT_FOUND, message),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn predict_bodies_are_read_or_refused_by_name() {
-        let (rows, allow) = parse_predict(br#"{"rows": [[1, "a", null], {"x": true}]}"#).unwrap();
-        assert!(!allow);
-        assert_eq!(rows[0], Row::Values(vec![Cell::Number(1.0), Cell::Text("a".into()), Cell::Missing]));
-        assert_eq!(rows[1], Row::Named(vec![("x".into(), Cell::Bool(true))]));
-        let refused = |body: &str| parse_predict(body.as_bytes()).unwrap_err();
-        assert!(refused("{").contains("invalid JSON body"));
-        assert!(refused("[1]").contains("expected an object"));
-        assert!(refused(r#"{"row": []}"#).contains("unknown field 'row'"));
-        assert!(refused(r#"{"rows": 3}"#).contains("rows: missing, or not an array"));
-        assert!(refused(r#"{"rows": [[[1]]]}"#).contains("rows[0][0]: nested values"));
-        assert!(refused(r#"{"rows": [7]}"#).contains("rows[0]: expected an array"));
-        assert!(refused(r#"{"rows": [], "allow_missing": "yes"}"#).contains("allow_missing"));
     }
 }

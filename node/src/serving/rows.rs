@@ -34,20 +34,30 @@ fn check_count(rows: usize) -> Result<(), String> {
 fn listed_to_shard(schema: &Schema, rows: &[Row], allow_missing: bool) -> Result<Shard, String> {
     check_count(rows.len())?;
     let features = feature_columns(schema);
-    let by_name: HashMap<&str, usize> = schema.columns.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
-    let mut cells: Vec<Vec<Cell>> = vec![Vec::with_capacity(rows.len()); schema.columns.len()];
+    let width = schema.columns.len();
+    // Only rows of named values need the names (a single row of MNIST's
+    // 784 values spent more hashing them than reading the row).
+    let by_name: Option<HashMap<&str, usize>> = rows
+        .iter()
+        .any(|row| matches!(row, Row::Named(_)))
+        .then(|| schema.columns.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect());
+    // Column-major: the cell each row gives each column, in one allocation.
+    // A row's writes touch one entry per column, and consecutive rows the
+    // same cache lines; each column is then read in one sweep.
+    let n = rows.len();
+    let mut given: Vec<Option<&Cell>> = vec![None; n * width];
     for (r, row) in rows.iter().enumerate() {
-        let mut given: Vec<Option<&Cell>> = vec![None; schema.columns.len()];
         match row {
             Row::Values(values) => {
                 if values.len() != features.len() {
                     return Err(wrong_width(schema, &features, r, values.len()));
                 }
                 for (&c, value) in features.iter().zip(values) {
-                    given[c] = Some(value);
+                    given[c * n + r] = Some(value);
                 }
             }
             Row::Named(pairs) => {
+                let by_name = by_name.as_ref().expect("built when a row is named");
                 for (name, value) in pairs {
                     let Some(&c) = by_name.get(name.as_str()) else {
                         return Err(format!(
@@ -55,9 +65,9 @@ fn listed_to_shard(schema: &Schema, rows: &[Row], allow_missing: bool) -> Result
                             preview(schema, &features)
                         ));
                     };
-                    given[c] = Some(value);
+                    given[c * n + r] = Some(value);
                 }
-                if let Some(&missing) = features.iter().find(|&&c| given[c].is_none()) {
+                if let Some(&missing) = features.iter().find(|&&c| given[c * n + r].is_none()) {
                     return Err(format!(
                         "rows[{r}]: column '{}' is missing (send null for a missing value)",
                         schema.columns[missing].name
@@ -65,14 +75,14 @@ fn listed_to_shard(schema: &Schema, rows: &[Row], allow_missing: bool) -> Result
                 }
             }
         }
-        for (c, column) in cells.iter_mut().enumerate() {
-            column.push(if c == schema.label { Cell::Missing } else { given[c].cloned().unwrap_or(Cell::Missing) });
-        }
     }
-    let mut columns = Vec::with_capacity(schema.columns.len());
-    for (c, values) in cells.into_iter().enumerate() {
+    let mut columns = Vec::with_capacity(width);
+    for (c, info) in schema.columns.iter().enumerate() {
         let check = c != schema.label;
-        columns.push(column(&schema.columns[c].name, schema.columns[c].kind, values, check, allow_missing)?);
+        let cells = given[c * n..(c + 1) * n]
+            .iter()
+            .map(|cell| if check { cell.cloned().unwrap_or(Cell::Missing) } else { Cell::Missing });
+        columns.push(column(&info.name, info.kind, cells, check, allow_missing)?);
     }
     Ok(Shard { first_row: 0, columns, splits: vec![Split::Test; rows.len()] })
 }
@@ -124,17 +134,19 @@ fn columns_to_shard(schema: &Schema, columns: Vec<Column>, allow_missing: bool) 
         let (name, kind) = (&schema.columns[c].name, schema.columns[c].kind);
         shard_columns.push(match values {
             // The label: left missing, whatever was sent under its name.
-            _ if c == schema.label => column(name, kind, vec![Cell::Missing; rows], false, allow_missing)?,
+            _ if c == schema.label => {
+                column(name, kind, std::iter::repeat_n(Cell::Missing, rows), false, allow_missing)?
+            }
             Some(ColumnValues::Numbers(numbers)) if kind == ColumnKind::Numeric => {
                 numeric(name, numbers, allow_missing)?
             }
             Some(ColumnValues::Numbers(numbers)) => {
                 let cells = numbers.into_iter().map(|v| if v.is_nan() { Cell::Missing } else { Cell::Number(v) });
-                column(name, kind, cells.collect(), true, allow_missing)?
+                column(name, kind, cells, true, allow_missing)?
             }
-            Some(ColumnValues::Cells(cells)) => column(name, kind, cells, true, allow_missing)?,
+            Some(ColumnValues::Cells(cells)) => column(name, kind, cells.into_iter(), true, allow_missing)?,
             // Not reached: every feature column was matched above.
-            None => column(name, kind, vec![Cell::Missing; rows], true, allow_missing)?,
+            None => column(name, kind, std::iter::repeat_n(Cell::Missing, rows), true, allow_missing)?,
         });
     }
     Ok(Shard { first_row: 0, columns: shard_columns, splits: vec![Split::Test; rows] })
@@ -217,7 +229,7 @@ fn preview(schema: &Schema, features: &[usize]) -> String {
 fn column(
     name: &str,
     kind: ColumnKind,
-    cells: Vec<Cell>,
+    cells: impl ExactSizeIterator<Item = Cell>,
     check: bool,
     allow_missing: bool,
 ) -> Result<ShardColumn, String> {
@@ -231,7 +243,7 @@ fn column(
     Ok(match kind {
         ColumnKind::Numeric => {
             let mut values = Vec::with_capacity(cells.len());
-            for (r, cell) in cells.into_iter().enumerate() {
+            for (r, cell) in cells.enumerate() {
                 values.push(match cell {
                     Cell::Number(v) if v.is_finite() => v,
                     Cell::Number(v) if v.is_nan() => {
@@ -254,7 +266,7 @@ fn column(
         ColumnKind::Categorical => {
             let mut values: Vec<String> = Vec::new();
             let mut codes = Vec::with_capacity(cells.len());
-            for (r, cell) in cells.into_iter().enumerate() {
+            for (r, cell) in cells.enumerate() {
                 let Some(text) = as_text(cell) else {
                     missing(r, "null")?;
                     codes.push(u32::MAX);
@@ -270,7 +282,7 @@ fn column(
         }
         ColumnKind::Text => {
             let mut values = Vec::with_capacity(cells.len());
-            for (r, cell) in cells.into_iter().enumerate() {
+            for (r, cell) in cells.enumerate() {
                 let text = as_text(cell);
                 if text.is_none() {
                     missing(r, "null")?;
