@@ -1,14 +1,22 @@
 //! Naming a study's winner: its trial model (kept unnamed, judged on the
-//! validation rows) is judged on the test rows, which no trial saw, and
+//! validation rows) is judged on the test rows, which no trial saw, each
+//! shard by a node holding it, and
 //! registered as a new version of `model/<name>` with the study in its
 //! lineage.
 
-use mass_kernels::models::Member;
-use mass_protocol::{ContentId, dataset::DatasetManifest, jobs::Evaluation, storage::BlobKind, studies::StudyRecord};
+use std::sync::Arc;
+
+use mass_protocol::{
+    ContentId,
+    dataset::{DatasetManifest, Split},
+    evaluation::EvaluationRows,
+    jobs::Evaluation,
+    storage::BlobKind,
+    studies::StudyRecord,
+};
 
 use crate::{
-    compute::Work,
-    jobs::{MODEL_PREFIX, driver, evaluate},
+    jobs::{MODEL_PREFIX, driver, evaluate, judge},
     mesh::Mesh,
 };
 
@@ -19,29 +27,20 @@ pub async fn register(mesh: &Mesh, record: &StudyRecord, trial: usize) -> Result
     let model_id = job.model.ok_or_else(|| format!("the winner's job {} has no model", run.job))?;
     let mut model = mesh.load_model(model_id).await?;
     let pipeline = mesh.load_pipeline(model.pipeline).await?;
-    let mut members: Vec<Member> = Vec::new();
-    for id in &model.members {
-        members.push(mesh.load(*id).await?);
-    }
-    let meta = match model.meta {
-        Some(id) => match mesh.load::<Member>(id).await? {
-            Member::Mlp(meta) => Some(meta),
-            _ => return Err(format!("the winner's meta-model {id} is not a network")),
-        },
-        None => None,
-    };
+    let (members, meta) = judge::members(mesh, &model.members, model.meta).await?;
     let dataset: DatasetManifest = mesh.load(model.dataset_manifest).await?;
-    let mut shards = Vec::new();
-    for info in &dataset.shards {
-        shards.push(mesh.load_shard(info.id).await?);
-    }
-    let combine = model.combine.clone();
-    let test = mesh
-        .compute
-        .run_waiting(Work::Evaluation, move || {
-            evaluate::evaluate_and_report(&pipeline, &members, &combine, meta.as_ref(), &shards)
-        })
-        .await?;
+    // Judged where the test rows live, as a job's model is.
+    let judged = judge::Judged {
+        pipeline_id: model.pipeline,
+        pipeline: Arc::new(pipeline),
+        member_ids: model.members.clone(),
+        members: Arc::new(members),
+        meta_id: model.meta,
+        meta: Arc::new(meta),
+        combine: model.combine.clone(),
+    };
+    let tallies = judge::across_shards(mesh, &dataset, &judged, EvaluationRows::Split(Split::Test), true).await?;
+    let (test, _) = tallies.evaluation(&evaluate::what(Split::Test))?;
     model.name = record.spec.name.clone();
     model.evaluation = test.clone();
     model.study = Some(record.id);
