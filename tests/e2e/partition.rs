@@ -404,6 +404,12 @@ async fn a_partition_2_3_loses_no_acknowledged_write_and_the_job_completes_once(
         let view = node.client.model("digits-partition").await.unwrap();
         assert_eq!(view.versions.len(), 1, "node {i}: one job, one model: {:?}", view.versions);
         assert_eq!(view.manifest_id, model, "node {i}");
+        // Gossip brings the completed record to each node in its time; once
+        // there it names the one model.
+        eventually(Duration::from_secs(30), "the completed record", || async {
+            node.client.job(&id).await.is_ok_and(|r| r.state == JobState::Completed)
+        })
+        .await;
         let again = node.client.job(&id).await.unwrap();
         assert_eq!((again.state, again.model), (JobState::Completed, Some(model)), "node {i}: the record went back");
     }
