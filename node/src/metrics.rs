@@ -30,6 +30,8 @@ pub enum Protocol {
     Advert,
     /// node-to-node request-response.
     Rpc,
+    /// forwarded predictions on long-lived streams.
+    Lane,
     /// gossipsub ref updates.
     Ref,
     /// gossipsub training progress.
@@ -53,6 +55,7 @@ impl EncodeLabelValue for Protocol {
         encoder.write_str(match self {
             Protocol::Advert => "advert",
             Protocol::Rpc => "rpc",
+            Protocol::Lane => "lane",
             Protocol::Ref => "ref",
             Protocol::Progress => "progress",
         })
@@ -395,7 +398,7 @@ impl Metrics {
         }
         // Every series is visible from the first scrape, at zero.
         metrics.set_peers(0, 0);
-        for protocol in [Protocol::Advert, Protocol::Rpc, Protocol::Ref, Protocol::Progress] {
+        for protocol in [Protocol::Advert, Protocol::Rpc, Protocol::Lane, Protocol::Ref, Protocol::Progress] {
             let labels = ProtocolLabels { protocol };
             for family in [
                 &metrics.messages_in,

@@ -152,7 +152,9 @@ pub async fn run(config: NodeConfig, mut stops: mpsc::UnboundedReceiver<Stop>) -
     let membership = MembershipActor::new(local_peer_id, config.membership, metrics.clone(), leaving.clone()).start();
     let bridges = crate::bridge::Bridges::start(&config.bridges);
     let (command_tx, command_rx) = mpsc::channel(net::COMMAND_CAPACITY);
-    let net_client = NetClient::new(command_tx, local_peer_id);
+    let lanes_control = swarm.behaviour().lanes.new_control();
+    let net_client = NetClient::new(command_tx, local_peer_id)
+        .with_lanes(net::lanes::Lanes::new(lanes_control.clone(), metrics.clone()));
     let replication = ReplicationActor::new(
         local_peer_id,
         net_client.clone(),
@@ -188,19 +190,22 @@ pub async fn run(config: NodeConfig, mut stops: mpsc::UnboundedReceiver<Stop>) -
     crate::jobs::JobWatcher::new(mesh.clone()).start();
     crate::studies::StudyWatcher::new(mesh.clone()).start();
     crate::serving::scoring::ScoringWatcher::new(mesh.clone()).start();
+    let predict: net::client::PredictHandler = {
+        let mesh = mesh.clone();
+        std::sync::Arc::new(move |call| {
+            let mesh = mesh.clone();
+            Box::pin(async move { crate::service::answer_predict(&mesh, call).await })
+        })
+    };
     let sinks = Sinks {
         membership: membership.clone().recipient(),
         requests: service.clone().recipient(),
         notices: service.recipient(),
-        predictions: Some({
-            let mesh = mesh.clone();
-            std::sync::Arc::new(move |call| {
-                let mesh = mesh.clone();
-                Box::pin(async move { crate::service::answer_predict(&mesh, call).await })
-            })
-        }),
+        predictions: Some(predict.clone()),
     };
     let task = NetTask::new(swarm, command_rx, net_client.sender(), sinks, metrics.clone(), &config.net)
+        .map_err(|e| StartError::Build(net::swarm::BuildError::from(e)))?;
+    net::lanes::serve(lanes_control, predict, task.inbound_quota(), metrics.clone())
         .map_err(|e| StartError::Build(net::swarm::BuildError::from(e)))?;
     let net_task = tokio::spawn(task.run());
 

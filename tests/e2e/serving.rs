@@ -140,6 +140,17 @@ async fn mnist_predictions_through_a_non_holder_equal_local_ones_and_the_jobs_ac
     assert_eq!(through.predictions, here.predictions);
     assert_eq!(through.probabilities, here.probabilities);
     assert_eq!((through.version, here.version), (1, 1));
+    // A single row goes on the replica's lane (300 rows are over a lane's
+    // limit and went by request-response), with the same answer.
+    let one = Client::new([other.http_url()]).unwrap().predict("mnist-softmax", &rows[..1]).await.unwrap();
+    assert_eq!(one.predictions[..], here.predictions[..1]);
+    // One row and 300 go through different GEMM kernels: the same to float rounding.
+    for (a, b) in one.probabilities[0].iter().zip(&here.probabilities[0]) {
+        assert!((a - b).abs() < 1e-5, "{:?} vs {:?}", one.probabilities[0], here.probabilities[0]);
+    }
+    let replica = nodes.iter().find(|n| n.peer_id() == one.served_by).expect("a replica answered");
+    let lane_calls = crate::support::metric(replica, "mass_messages_in_total{protocol=\"lane\"}").await;
+    assert!(lane_calls >= 1.0, "the replica read {lane_calls} lane frames");
 
     // The served model, run where the shards live over every test row, scores
     // what the training job reported.

@@ -16,6 +16,8 @@ pub enum TransformError {
     Kind { column: String, got: &'static str, expected: &'static str },
     #[error("the rows have {got} columns but the pipeline was fitted on {expected}")]
     Shape { got: usize, expected: usize },
+    #[error("column '{column}' has {got} values for {rows} rows")]
+    Length { column: String, got: usize, rows: usize },
 }
 
 fn kind(column: &ShardColumn) -> &'static str {
@@ -23,6 +25,56 @@ fn kind(column: &ShardColumn) -> &'static str {
         ShardColumn::Numeric(_) => "numeric",
         ShardColumn::Categorical { .. } => "categorical",
         ShardColumn::Text(_) => "text",
+    }
+}
+
+/// A numeric column's feature: missing values filled, then shifted and scaled.
+struct Scaled<'a> {
+    feature: usize,
+    values: &'a [f64],
+    fill: f64,
+    shift: f64,
+    scale: f64,
+}
+
+/// Rows written per pass over the numeric columns: each column's run of
+/// values in the block is scaled as vectors, then put in place in rows that
+/// are still in cache. (Scaling a whole column with a plain loop was not
+/// vectorized, for the NaN test, and took half the time of a 1,000-row
+/// MNIST batch.)
+const ROW_BLOCK: usize = 64;
+
+fn write_scaled(out: &mut Array2<f32>, columns: &[Scaled]) {
+    let (rows, width) = out.dim();
+    let out = out.as_slice_mut().expect("a new matrix is in standard layout");
+    let mut scaled = [0f32; ROW_BLOCK];
+    for start in (0..rows).step_by(ROW_BLOCK) {
+        let end = (start + ROW_BLOCK).min(rows);
+        let block = &mut out[start * width..end * width];
+        for c in columns {
+            scale_run(c, &c.values[start..end], &mut scaled);
+            assert!(c.feature < width, "a feature past the matrix");
+            for (row, &s) in block.chunks_exact_mut(width).zip(&scaled) {
+                row[c.feature] = s;
+            }
+        }
+    }
+}
+
+/// `into[i]` is the feature of `values[i]`, in runs of 8 that the compiler
+/// turns into vector instructions.
+fn scale_run(c: &Scaled, values: &[f64], into: &mut [f32]) {
+    let (fill, shift, scale) = (c.fill, c.shift, c.scale);
+    let feature = move |v: f64| ((if v.is_nan() { fill } else { v } - shift) * scale) as f32;
+    let mut runs = into.chunks_exact_mut(8).zip(values.chunks_exact(8));
+    for (s, v) in &mut runs {
+        for i in 0..8 {
+            s[i] = feature(v[i]);
+        }
+    }
+    let done = values.len() / 8 * 8;
+    for (s, &v) in into[done..].iter_mut().zip(&values[done..]) {
+        *s = feature(v);
     }
 }
 
@@ -36,16 +88,17 @@ pub fn transform(pipeline: &FittedPipeline, shard: &Shard) -> Result<Array2<f32>
     let crossed: usize = pipeline.crosses.iter().map(super::derived::cross_width).sum();
     let mut out = Array2::<f32>::zeros((rows, base + crossed));
     let mut offset = 0;
+    let mut numeric = Vec::new();
     for ((transform, column), name) in pipeline.transforms.iter().zip(&shard.columns).zip(&pipeline.columns) {
         let mismatch = |expected| TransformError::Kind { column: name.clone(), got: kind(column), expected };
         match transform {
             ColumnTransform::Drop => {}
             ColumnTransform::Numeric { fill, offset: shift, scale } => {
                 let ShardColumn::Numeric(values) = column else { return Err(mismatch("numeric")) };
-                for (o, v) in out.column_mut(offset).iter_mut().zip(values) {
-                    let v = if v.is_nan() { *fill } else { *v };
-                    *o = ((v - shift) * scale) as f32;
+                if values.len() != rows {
+                    return Err(TransformError::Length { column: name.clone(), got: values.len(), rows });
                 }
+                numeric.push(Scaled { feature: offset, values, fill: *fill, shift: *shift, scale: *scale });
                 offset += 1;
             }
             ColumnTransform::OneHot { categories, unseen } => {
@@ -108,6 +161,7 @@ pub fn transform(pipeline: &FittedPipeline, shard: &Shard) -> Result<Array2<f32>
             }
         }
     }
+    write_scaled(&mut out, &numeric);
     if !pipeline.crosses.is_empty() {
         let columns = out.slice(ndarray::s![.., ..base]).to_owned();
         super::derived::apply_crosses(&pipeline.crosses, columns.view(), shard, &mut out, base);
@@ -116,4 +170,74 @@ pub fn transform(pipeline: &FittedPipeline, shard: &Shard) -> Result<Array2<f32>
         out = super::derived::project(projection, out);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mass_protocol::dataset::Split;
+
+    fn scaled(fill: f64, shift: f64, scale: f64) -> ColumnTransform {
+        ColumnTransform::Numeric { fill, offset: shift, scale }
+    }
+
+    fn pipeline(columns: &[&str], transforms: Vec<ColumnTransform>) -> FittedPipeline {
+        FittedPipeline {
+            spec: Default::default(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            transforms,
+            label: columns.len(),
+            classes: Vec::new(),
+            features: 0,
+            task: mass_protocol::jobs::Task::Regression,
+            target: None,
+            crosses: Vec::new(),
+            projection: None,
+        }
+    }
+
+    /// Numeric columns around a one-hot one, over more rows than one block
+    /// and not a multiple of it, with missing values: every cell is the
+    /// formula's, wherever its feature lands.
+    #[test]
+    fn numeric_columns_written_in_row_blocks_give_every_cell_its_value() {
+        let rows = 2 * ROW_BLOCK + 7;
+        let value = |c: usize, r: usize| if (r + c) % 11 == 0 { f64::NAN } else { (r * 3 + c) as f64 };
+        let pipeline = pipeline(
+            &["a", "colour", "b"],
+            vec![
+                scaled(1.5, 2.0, 0.5),
+                ColumnTransform::OneHot { categories: vec!["red".into(), "blue".into()], unseen: Unseen::Ignore },
+                scaled(-1.0, 0.0, 2.0),
+            ],
+        );
+        let shard = Shard {
+            first_row: 0,
+            columns: vec![
+                ShardColumn::Numeric((0..rows).map(|r| value(0, r)).collect()),
+                ShardColumn::Categorical {
+                    values: vec!["blue".into(), "red".into()],
+                    codes: (0..rows as u32).map(|r| r % 2).collect(),
+                },
+                ShardColumn::Numeric((0..rows).map(|r| value(2, r)).collect()),
+            ],
+            splits: vec![Split::Train; rows],
+        };
+        let out = transform(&pipeline, &shard).unwrap();
+        assert_eq!(out.dim(), (rows, 4));
+        for r in 0..rows {
+            let a = if value(0, r).is_nan() { 1.5 } else { value(0, r) };
+            let b = if value(2, r).is_nan() { -1.0 } else { value(2, r) };
+            let (red, blue) = if r % 2 == 1 { (1.0, 0.0) } else { (0.0, 1.0) };
+            assert_eq!(out.row(r).to_vec(), vec![((a - 2.0) * 0.5) as f32, red, blue, (b * 2.0) as f32], "row {r}");
+        }
+    }
+
+    #[test]
+    fn a_numeric_column_shorter_than_the_rows_is_refused_by_name() {
+        let pipeline = pipeline(&["a"], vec![scaled(0.0, 0.0, 1.0)]);
+        let shard =
+            Shard { first_row: 0, columns: vec![ShardColumn::Numeric(vec![1.0])], splits: vec![Split::Test; 2] };
+        assert_eq!(transform(&pipeline, &shard).unwrap_err().to_string(), "column 'a' has 1 values for 2 rows");
+    }
 }

@@ -23,6 +23,8 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub gossipsub: gossipsub::Behaviour,
     pub rpc: request_response::Behaviour<RpcCodec>,
+    /// Long-lived streams for forwarded predictions ([`super::lanes`]).
+    pub lanes: libp2p_stream::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -100,6 +102,7 @@ impl Behaviour {
             None
         };
 
-        Ok(Self { limits, identify, ping, kad, gossipsub, rpc, mdns: mdns.into() })
+        let lanes = libp2p_stream::Behaviour::new();
+        Ok(Self { limits, identify, ping, kad, gossipsub, rpc, lanes, mdns: mdns.into() })
     }
 }

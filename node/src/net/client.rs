@@ -129,11 +129,18 @@ pub(crate) enum Command {
 pub struct NetClient {
     commands: mpsc::Sender<Command>,
     local_peer_id: PeerId,
+    /// Long-lived streams for forwarded predictions, where the swarm has them.
+    lanes: Option<super::lanes::Lanes>,
 }
 
 impl NetClient {
     pub(crate) fn new(commands: mpsc::Sender<Command>, local_peer_id: PeerId) -> Self {
-        Self { commands, local_peer_id }
+        Self { commands, local_peer_id, lanes: None }
+    }
+
+    /// Forwarded predictions go on lanes opened with `lanes`.
+    pub(crate) fn with_lanes(self, lanes: super::lanes::Lanes) -> Self {
+        Self { lanes: Some(lanes), ..self }
     }
 
     pub(crate) fn sender(&self) -> mpsc::Sender<Command> {
@@ -184,6 +191,22 @@ impl NetClient {
                 reason: format!("no answer within {limit:?} (the peer may still be working on it)"),
             }),
         }
+    }
+
+    /// Sends a forwarded prediction: on the peer's lane when it fits one
+    /// (no substream and no trip through the swarm task per call),
+    /// otherwise, or when the peer has no lane, by request-response.
+    pub async fn predict(&self, peer: PeerId, request: Request) -> Result<Response, NetError> {
+        if let Some(lanes) = &self.lanes {
+            match lanes.call(peer, &request).await {
+                Ok(response) => return Ok(response),
+                Err(super::lanes::LaneError::Lost(reason)) => return Err(NetError::Request { peer, reason }),
+                Err(super::lanes::LaneError::NotSent(reason)) => {
+                    tracing::trace!(%peer, "prediction by request-response: {reason}");
+                }
+            }
+        }
+        self.request(peer, request).await
     }
 
     /// The addresses the Swarm listens on so far.

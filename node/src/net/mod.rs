@@ -3,7 +3,8 @@
 //! Everyone else holds a [`NetClient`] (a bounded command channel with oneshot
 //! replies) and receives [`NetEvent`]s. Transport: TCP, optionally wrapped in a
 //! pre-shared-key layer (pnet), then Noise and Yamux. Behaviours: identify,
-//! ping, Kademlia, gossipsub, request-response and (optionally) mDNS.
+//! ping, Kademlia, gossipsub, request-response, lanes (libp2p-stream) and
+//! (optionally) mDNS.
 //!
 //! # Layout
 //! - [`behaviour`]: the combined behaviour and its configuration.
@@ -12,6 +13,7 @@
 //! - [`client`]: the handle actors use, and the events they receive.
 //! - [`identity`], [`network_key`]: the keys on disk.
 //! - [`rpc_codec`]: framing of request-response messages.
+//! - [`lanes`]: long-lived streams carrying forwarded predictions.
 //! - [`quota`]: inbound work bounded overall and per peer.
 //! - [`gossip`], [`scoring`]: validating gossip, and what invalid gossip costs.
 //! - [`dht`]: what peers may store in this node's part of the DHT.
@@ -21,6 +23,7 @@ pub mod client;
 pub mod dht;
 pub mod gossip;
 pub mod identity;
+pub mod lanes;
 pub mod network_key;
 pub mod quota;
 pub mod rpc_codec;

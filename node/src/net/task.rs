@@ -102,6 +102,12 @@ impl NetTask {
         })
     }
 
+    /// The bound on peers' requests in progress, shared with whoever else
+    /// answers them (the lanes).
+    pub fn inbound_quota(&self) -> Quota<PeerId> {
+        self.inbound.clone()
+    }
+
     /// Runs until a shutdown command arrives or every client is gone.
     pub async fn run(mut self) {
         loop {

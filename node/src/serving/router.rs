@@ -174,7 +174,7 @@ async fn forward(
         let (mesh, request) = (mesh.clone(), request.clone());
         Some(async move {
             let sent = Instant::now();
-            let outcome = tokio::time::timeout(budget, mesh.net.request(peer, request)).await;
+            let outcome = tokio::time::timeout(budget, mesh.net.predict(peer, request)).await;
             (peer, sent.elapsed(), budget, outcome)
         })
     };
