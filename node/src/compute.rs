@@ -288,6 +288,22 @@ impl Compute {
         self.inner.slots.clone().try_acquire_owned().ok().map(Reserved)
     }
 
+    /// Runs `work` on a slot [`Compute::try_reserve`] took, on this thread:
+    /// for work of tens of microseconds, where handing it to the blocking
+    /// pool and back costs more than the work. Not throttled: a throttled
+    /// node's work goes to the pool, whose pause blocks no event loop.
+    pub fn run_here<T>(&self, kind: Work, slot: Reserved, work: impl FnOnce() -> T) -> T {
+        let running = Running::start(&self.inner, kind, slot.0);
+        let out = work();
+        drop(running);
+        out
+    }
+
+    /// Whether work is paused after it runs (`compute.throttle` below 1).
+    pub fn is_throttled(&self) -> bool {
+        self.inner.config.throttle < 1.0
+    }
+
     /// Runs `work` on a slot [`Compute::try_reserve`] took.
     pub async fn run_reserved<T: Send + 'static>(
         &self,
@@ -375,6 +391,21 @@ mod tests {
         assert!(pool.has_room());
         drop(pool.try_reserve());
         assert!(pool.has_room(), "a reservation dropped unused frees its slot");
+    }
+
+    #[test]
+    fn work_run_here_runs_on_this_thread_on_its_slot_and_frees_it() {
+        let pool =
+            Compute::new(Config { slots: 1, queue: 1, throttle: 1.0, gpu: Default::default() }, Metrics::new().0);
+        let slot = pool.try_reserve().expect("a free slot");
+        let here = std::thread::current().id();
+        let ran_on = pool.run_here(Work::Inference, slot, || {
+            assert_eq!(pool.running(), vec![(Work::Inference, 1)], "counted while it runs");
+            std::thread::current().id()
+        });
+        assert_eq!(ran_on, here);
+        assert!(pool.has_room());
+        assert!(!pool.is_throttled());
     }
 
     /// The value of one series in the text format.
