@@ -202,7 +202,7 @@ mod tests {
     #[test]
     fn numeric_columns_written_in_row_blocks_give_every_cell_its_value() {
         let rows = 2 * ROW_BLOCK + 7;
-        let value = |c: usize, r: usize| if (r + c) % 11 == 0 { f64::NAN } else { (r * 3 + c) as f64 };
+        let value = |c: usize, r: usize| if (r + c).is_multiple_of(11) { f64::NAN } else { (r * 3 + c) as f64 };
         let pipeline = pipeline(
             &["a", "colour", "b"],
             vec![
