@@ -83,6 +83,28 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
     bincode::serde::encode_to_vec(value, config()).map_err(|e| EncodeError(e.to_string()))
 }
 
+/// Encodes a protocol value of at most `limit` bytes, stopping as soon as
+/// it is over: a big message is not encoded whole only to be refused.
+pub fn encode_within<T: Serialize>(value: &T, limit: usize) -> Result<Vec<u8>, EncodeError> {
+    struct Capped {
+        bytes: Vec<u8>,
+        limit: usize,
+    }
+    impl bincode::enc::write::Writer for Capped {
+        fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+            if self.bytes.len() + bytes.len() > self.limit {
+                return Err(bincode::error::EncodeError::Other("over the size limit"));
+            }
+            self.bytes.extend_from_slice(bytes);
+            Ok(())
+        }
+    }
+    let mut out = Capped { bytes: Vec::new(), limit };
+    bincode::serde::encode_into_writer(value, &mut out, config())
+        .map_err(|e| EncodeError(format!("a message over {limit} bytes: {e}")))?;
+    Ok(out.bytes)
+}
+
 /// Decodes a protocol value from exactly `bytes`, refusing inputs over `limit`.
 /// A record kept in storage and read back through its own decoder, which
 /// also reads the layouts earlier versions wrote.
@@ -130,6 +152,15 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, Deco
 mod tests {
     use super::*;
     use crate::rpc::{Request, Response};
+
+    #[test]
+    fn a_message_within_the_limit_encodes_as_usual_and_one_over_it_is_refused() {
+        let request = Request::GetRef { name: "x".repeat(100) };
+        let whole = encode(&request).unwrap();
+        assert_eq!(encode_within(&request, whole.len()).unwrap(), whole);
+        let err = encode_within(&request, whole.len() - 1).unwrap_err().to_string();
+        assert!(err.contains(&format!("over {} bytes", whole.len() - 1)), "{err}");
+    }
 
     #[test]
     fn oversized_input_is_rejected_before_decoding() {

@@ -72,10 +72,7 @@ pub enum LaneError {
 
 /// Frames `message` as call `id`, if it fits in `limit` bytes.
 fn frame<M: Serialize>(id: u64, message: &M, limit: usize) -> Result<Vec<u8>, String> {
-    let bytes = codec::encode(message).map_err(|e| e.to_string())?;
-    if bytes.len() > limit {
-        return Err(format!("a message of {} bytes is over the lane's limit of {limit}", bytes.len()));
-    }
+    let bytes = codec::encode_within(message, limit).map_err(|e| e.to_string())?;
     let mut framed = Vec::with_capacity(4 + ID_BYTES + bytes.len());
     framed.extend_from_slice(&((ID_BYTES + bytes.len()) as u32).to_be_bytes());
     framed.extend_from_slice(&id.to_be_bytes());
