@@ -180,6 +180,18 @@ pub enum ShardColumn {
         codes: Vec<u32>,
     },
     Text(Vec<Option<String>>),
+    /// Numbers that are all whole in 0..=255 (pixels, counts, small codes),
+    /// a byte each: 8 times less to store, read, check and decode than
+    /// `Numeric`. `missing` lists, in order, the rows whose value is missing
+    /// (their byte is 0). Written by [`ShardColumn::numbers`] only.
+    Bytes {
+        #[serde(with = "serde_bytes")]
+        values: Vec<u8>,
+        missing: Vec<u32>,
+    },
+    /// Numbers that f32 holds exactly (whole numbers up to 2^24, halves...);
+    /// NaN marks a missing value. Written by [`ShardColumn::numbers`] only.
+    Float32(#[serde(with = "crate::shard_column::f32_bytes")] Vec<f32>),
 }
 
 /// A block of consecutive rows, stored column by column.
@@ -201,13 +213,14 @@ impl Shard {
     pub fn validate(&self) -> Result<(), InvalidShard> {
         let rows = self.rows();
         for (column, values) in self.columns.iter().enumerate() {
-            let got = match values {
-                ShardColumn::Numeric(v) => v.len(),
-                ShardColumn::Categorical { codes, .. } => codes.len(),
-                ShardColumn::Text(v) => v.len(),
-            };
+            let got = values.len();
             if got != rows {
                 return Err(InvalidShard::Length { column, got, rows });
+            }
+            if let ShardColumn::Bytes { missing, .. } = values
+                && let Some(&row) = missing.iter().find(|&&r| r as usize >= rows)
+            {
+                return Err(InvalidShard::MissingRow { column, row, rows });
             }
         }
         Ok(())
@@ -219,6 +232,8 @@ impl Shard {
 pub enum InvalidShard {
     #[error("shard column {column} holds {got} values for the shard's {rows} rows")]
     Length { column: usize, got: usize, rows: usize },
+    #[error("shard column {column} lists row {row} as missing, past the shard's {rows} rows")]
+    MissingRow { column: usize, row: u32, rows: usize },
 }
 
 /// `GET /v1/datasets` rows, and where each shard lives for `GET /v1/datasets/{name}`.

@@ -14,6 +14,7 @@
 //! - [`chunking`]: cutting blobs into independently verifiable chunks.
 //! - [`storage`]: blob layouts and refs.
 //! - [`dataset`]: dataset manifests, schemas, shards, statistics and splits.
+//! - [`shard_column`]: a shard column's numbers in their narrowest exact layout.
 //! - [`features`]: feature pipeline specs, mergeable statistics, fitted pipelines.
 //! - [`jobs`]: training job specs, checkpointed job records, model manifests.
 //! - [`studies`]: hyperparameter studies: spaces, strategies, journals.
@@ -45,6 +46,7 @@ pub mod names;
 pub mod npy;
 pub mod rpc;
 pub mod serving;
+pub mod shard_column;
 pub mod storage;
 pub mod studies;
 

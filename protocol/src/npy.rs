@@ -8,7 +8,39 @@ pub const MAGIC: &[u8] = b"\x93NUMPY";
 /// `[values]` for a vector) as a little-endian `.npy` file of `f4`, or
 /// `f8` when `wide`.
 pub fn write_matrix(values: &[f64], shape: &[usize], wide: bool) -> Vec<u8> {
-    let descr = if wide { "<f8" } else { "<f4" };
+    write_as(values, shape, if wide { Width::F8 } else { Width::F4 })
+}
+
+/// As [`write_matrix`], in the narrowest dtype that gives every value
+/// back exactly: `u1` when all are whole numbers in 0..=255 (MNIST's
+/// pixels: an eighth of the bytes to send and read), else `f4` when f32
+/// holds them all (NaN too), else `f8`.
+pub fn write_matrix_exact(values: &[f64], shape: &[usize]) -> Vec<u8> {
+    let byte = |v: f64| f64::from(v as u8).to_bits() == v.to_bits();
+    let single = |v: f64| v.is_nan() || f64::from(v as f32).to_bits() == v.to_bits();
+    let width = if values.iter().all(|&v| byte(v)) {
+        Width::U1
+    } else if values.iter().all(|&v| single(v)) {
+        Width::F4
+    } else {
+        Width::F8
+    };
+    write_as(values, shape, width)
+}
+
+#[derive(Clone, Copy)]
+enum Width {
+    U1,
+    F4,
+    F8,
+}
+
+fn write_as(values: &[f64], shape: &[usize], width: Width) -> Vec<u8> {
+    let (descr, size) = match width {
+        Width::U1 => ("|u1", 1),
+        Width::F4 => ("<f4", 4),
+        Width::F8 => ("<f8", 8),
+    };
     let shape = match shape {
         [n] => format!("({n},)"),
         sizes => format!("({})", sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(", ")),
@@ -18,16 +50,16 @@ pub fn write_matrix(values: &[f64], shape: &[usize], wide: bool) -> Vec<u8> {
     let unpadded = MAGIC.len() + 2 + 2 + header.len() + 1;
     header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + values.len() * if wide { 8 } else { 4 });
+    let mut out = Vec::with_capacity(10 + header.len() + values.len() * size);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&[1, 0]);
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
-    for v in values {
-        if wide {
-            out.extend_from_slice(&v.to_le_bytes());
-        } else {
-            out.extend_from_slice(&(*v as f32).to_le_bytes());
+    for &v in values {
+        match width {
+            Width::U1 => out.push(v as u8),
+            Width::F4 => out.extend_from_slice(&(v as f32).to_le_bytes()),
+            Width::F8 => out.extend_from_slice(&v.to_le_bytes()),
         }
     }
     out

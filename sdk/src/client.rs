@@ -431,7 +431,8 @@ impl Client {
 
     /// Predicts numeric rows (feature columns in schema order; NaN is a
     /// missing value, allowed with `allow_missing`) sent as a binary
-    /// `.npy` matrix: no JSON to write or parse for the rows.
+    /// `.npy` matrix: no JSON to write or parse for the rows, and in the
+    /// narrowest dtype that holds every value exactly (bytes for pixels).
     pub async fn predict_matrix(
         &self,
         name: &str,
@@ -443,7 +444,7 @@ impl Client {
             return Err(Error::Invalid(format!("row {r} has {} values; row 0 has {columns}", rows[r].len())));
         }
         let values: Vec<f64> = rows.iter().flatten().copied().collect();
-        let body = mass_protocol::npy::write_matrix(&values, &[rows.len(), columns], true);
+        let body = mass_protocol::npy::write_matrix_exact(&values, &[rows.len(), columns]);
         let path = format!("v1/models/{name}/predict");
         let response = self
             .call(|http, url| {

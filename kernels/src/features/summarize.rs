@@ -16,11 +16,15 @@ pub const MAX_DISTINCT: usize = 1 << 16;
 /// The label of row `row` as text (classes are named by their text); none
 /// when missing, or when the shard has no such column or row.
 pub fn label_text(shard: &Shard, label: usize, row: usize) -> Option<String> {
+    let number = |v: f64| {
+        (!v.is_nan()).then(|| if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { v.to_string() })
+    };
     match shard.columns.get(label)? {
-        ShardColumn::Numeric(values) => {
+        ShardColumn::Numeric(values) => number(*values.get(row)?),
+        ShardColumn::Float32(values) => number(f64::from(*values.get(row)?)),
+        ShardColumn::Bytes { values, missing } => {
             let v = *values.get(row)?;
-            (!v.is_nan())
-                .then(|| if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { v.to_string() })
+            (missing.binary_search(&(row as u32)).is_err()).then(|| v.to_string())
         }
         ShardColumn::Categorical { values, codes } => values.get(*codes.get(row)? as usize).cloned(),
         ShardColumn::Text(values) => values.get(row)?.clone(),
@@ -39,7 +43,8 @@ pub fn summarize(shard: &Shard, schema: &Schema, spec: &PipelineSpec) -> DataSum
         .map(|column| {
             let mut s = ColumnSummary::default();
             match column {
-                ShardColumn::Numeric(values) => {
+                ShardColumn::Numeric(_) | ShardColumn::Bytes { .. } | ShardColumn::Float32(_) => {
+                    let values = column.as_numbers().unwrap_or_default();
                     if spec.needs_quantiles() {
                         s.sketch = sketch(rows.iter().map(|&r| values[r]), SKETCH_CAPACITY);
                     }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use mass_protocol::{
-    dataset::{Shard, ShardColumn},
+    dataset::{ColumnKind, Shard, ShardColumn},
     features::{ColumnTransform, FittedPipeline, Unseen},
 };
 use ndarray::Array2;
@@ -21,20 +21,46 @@ pub enum TransformError {
 }
 
 fn kind(column: &ShardColumn) -> &'static str {
-    match column {
-        ShardColumn::Numeric(_) => "numeric",
-        ShardColumn::Categorical { .. } => "categorical",
-        ShardColumn::Text(_) => "text",
+    match column.kind() {
+        ColumnKind::Numeric => "numeric",
+        ColumnKind::Categorical => "categorical",
+        ColumnKind::Text => "text",
     }
 }
 
 /// A numeric column's feature: missing values filled, then shifted and scaled.
 struct Scaled<'a> {
     feature: usize,
-    values: &'a [f64],
+    values: Values<'a>,
     fill: f64,
     shift: f64,
     scale: f64,
+}
+
+/// A numeric column's values, as stored.
+enum Values<'a> {
+    Wide(&'a [f64]),
+    Single(&'a [f32]),
+    /// Bytes are scaled as numbers (a byte is never NaN); the missing rows
+    /// are filled afterwards.
+    Bytes { values: &'a [u8], missing: &'a [u32] },
+}
+
+impl<'a> Scaled<'a> {
+    fn new(feature: usize, column: &'a ShardColumn, fill: f64, shift: f64, scale: f64) -> Option<Self> {
+        let values = match column {
+            ShardColumn::Numeric(values) => Values::Wide(values),
+            ShardColumn::Float32(values) => Values::Single(values),
+            ShardColumn::Bytes { values, missing } => Values::Bytes { values, missing },
+            _ => return None,
+        };
+        Some(Self { feature, values, fill, shift, scale })
+    }
+}
+
+#[inline(always)]
+fn feature_of(v: f64, fill: f64, shift: f64, scale: f64) -> f32 {
+    ((if v.is_nan() { fill } else { v } - shift) * scale) as f32
 }
 
 /// Rows written per pass over the numeric columns: each column's run of
@@ -52,10 +78,22 @@ fn write_scaled(out: &mut Array2<f32>, columns: &[Scaled]) {
         let end = (start + ROW_BLOCK).min(rows);
         let block = &mut out[start * width..end * width];
         for c in columns {
-            scale_run(c, &c.values[start..end], &mut scaled);
+            match &c.values {
+                Values::Wide(values) => scale_run(c, &values[start..end], &mut scaled),
+                Values::Single(values) => scale_run(c, &values[start..end], &mut scaled),
+                Values::Bytes { values, .. } => scale_run(c, &values[start..end], &mut scaled),
+            }
             assert!(c.feature < width, "a feature past the matrix");
             for (row, &s) in block.chunks_exact_mut(width).zip(&scaled) {
                 row[c.feature] = s;
+            }
+        }
+    }
+    for c in columns {
+        if let Values::Bytes { missing, .. } = &c.values {
+            let filled = feature_of(f64::NAN, c.fill, c.shift, c.scale);
+            for &r in missing.iter().filter(|&&r| (r as usize) < rows) {
+                out[r as usize * width + c.feature] = filled;
             }
         }
     }
@@ -63,9 +101,9 @@ fn write_scaled(out: &mut Array2<f32>, columns: &[Scaled]) {
 
 /// `into[i]` is the feature of `values[i]`, in runs of 8 that the compiler
 /// turns into vector instructions.
-fn scale_run(c: &Scaled, values: &[f64], into: &mut [f32]) {
+fn scale_run<T: Copy + Into<f64>>(c: &Scaled, values: &[T], into: &mut [f32]) {
     let (fill, shift, scale) = (c.fill, c.shift, c.scale);
-    let feature = move |v: f64| ((if v.is_nan() { fill } else { v } - shift) * scale) as f32;
+    let feature = move |v: T| feature_of(v.into(), fill, shift, scale);
     let mut runs = into.chunks_exact_mut(8).zip(values.chunks_exact(8));
     for (s, v) in &mut runs {
         for i in 0..8 {
@@ -94,11 +132,13 @@ pub fn transform(pipeline: &FittedPipeline, shard: &Shard) -> Result<Array2<f32>
         match transform {
             ColumnTransform::Drop => {}
             ColumnTransform::Numeric { fill, offset: shift, scale } => {
-                let ShardColumn::Numeric(values) = column else { return Err(mismatch("numeric")) };
-                if values.len() != rows {
-                    return Err(TransformError::Length { column: name.clone(), got: values.len(), rows });
+                let Some(scaled) = Scaled::new(offset, column, *fill, *shift, *scale) else {
+                    return Err(mismatch("numeric"));
+                };
+                if column.len() != rows {
+                    return Err(TransformError::Length { column: name.clone(), got: column.len(), rows });
                 }
-                numeric.push(Scaled { feature: offset, values, fill: *fill, shift: *shift, scale: *scale });
+                numeric.push(scaled);
                 offset += 1;
             }
             ColumnTransform::OneHot { categories, unseen } => {
@@ -118,7 +158,7 @@ pub fn transform(pipeline: &FittedPipeline, shard: &Shard) -> Result<Array2<f32>
                 offset += categories.len();
             }
             ColumnTransform::Binned { fill, edges } => {
-                let ShardColumn::Numeric(values) = column else { return Err(mismatch("numeric")) };
+                let Some(values) = column.as_numbers() else { return Err(mismatch("numeric")) };
                 for (r, v) in values.iter().enumerate() {
                     let v = if v.is_nan() { *fill } else { *v };
                     out[[r, offset + super::derived::bin_of(edges, v)]] = 1.0;
@@ -231,6 +271,36 @@ mod tests {
             let (red, blue) = if r % 2 == 1 { (1.0, 0.0) } else { (0.0, 1.0) };
             assert_eq!(out.row(r).to_vec(), vec![((a - 2.0) * 0.5) as f32, red, blue, (b * 2.0) as f32], "row {r}");
         }
+    }
+
+    /// Columns stored as bytes (with missing rows), f32 and f64 give the
+    /// features the same values stored as f64 give, bit for bit.
+    #[test]
+    fn narrow_layouts_give_the_features_of_the_same_numbers_stored_wide() {
+        let rows = ROW_BLOCK + 9;
+        let nan_every = |k: usize, r: usize, v: f64| if r % k == 0 { f64::NAN } else { v };
+        let columns: Vec<Vec<f64>> = vec![
+            (0..rows).map(|r| nan_every(5, r, (r * 37 % 256) as f64)).collect(),
+            (0..rows).map(|r| nan_every(7, r, r as f64 * 1.5 - 40.0)).collect(),
+            (0..rows).map(|r| nan_every(9, r, r as f64 * 0.1)).collect(),
+        ];
+        let pipeline = pipeline(
+            &["bytes", "single", "wide"],
+            vec![scaled(3.0, 100.0, 0.01), scaled(-1.0, 2.0, 0.3), scaled(0.5, 0.0, 3.0)],
+        );
+        let shard = |narrow: bool| Shard {
+            first_row: 0,
+            columns: columns
+                .iter()
+                .map(|v| if narrow { ShardColumn::numbers(v.clone()) } else { ShardColumn::Numeric(v.clone()) })
+                .collect(),
+            splits: vec![Split::Test; rows],
+        };
+        let narrow = shard(true);
+        assert!(matches!(narrow.columns[0], ShardColumn::Bytes { .. }));
+        assert!(matches!(narrow.columns[1], ShardColumn::Float32(_)));
+        assert!(matches!(narrow.columns[2], ShardColumn::Numeric(_)));
+        assert_eq!(transform(&pipeline, &narrow).unwrap(), transform(&pipeline, &shard(false)).unwrap());
     }
 
     #[test]

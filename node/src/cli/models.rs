@@ -316,6 +316,9 @@ async fn follow_scoring(client: &mass_sdk::Client, id: &ContentId) -> anyhow::Re
         indicatif::ProgressStyle::with_template("scoring {bar:40} {pos}/{len} shards {elapsed} {msg}")
             .expect("valid template"),
     );
+    // A short job is seen done soon after it is; a long one is not asked
+    // about more than about three times a second.
+    let mut pause = std::time::Duration::from_millis(10);
     loop {
         match client.scoring(id).await {
             Ok(record) => {
@@ -337,7 +340,8 @@ async fn follow_scoring(client: &mass_sdk::Client, id: &ContentId) -> anyhow::Re
             }
             Err(e) => bar.set_message(format!("waiting: {e}")),
         }
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(300));
     }
 }
 

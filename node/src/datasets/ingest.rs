@@ -197,7 +197,7 @@ impl ShardBuilder {
             .columns
             .into_iter()
             .map(|c| match c {
-                ColumnBuilder::Numeric(values) => ShardColumn::Numeric(values),
+                ColumnBuilder::Numeric(values) => ShardColumn::numbers(values),
                 ColumnBuilder::Categorical { values, codes, .. } => ShardColumn::Categorical { values, codes },
                 ColumnBuilder::Text(values) => ShardColumn::Text(values),
             })

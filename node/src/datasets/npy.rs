@@ -7,6 +7,8 @@
 
 use std::io::Read;
 
+use mass_protocol::serving::ColumnValues;
+
 use mass_protocol::{
     ContentId,
     dataset::{Column, ColumnKind, ColumnStats, DatasetManifest, Schema, Shard, ShardColumn, ShardInfo},
@@ -229,7 +231,7 @@ pub fn ingest_npy(
             splits.push(split);
         }
         let shard =
-            Shard { first_row: start as u64, columns: data.into_iter().map(ShardColumn::Numeric).collect(), splits };
+            Shard { first_row: start as u64, columns: data.into_iter().map(ShardColumn::numbers).collect(), splits };
         shards.push(ShardInfo { id: store(&shard)?, first_row: start as u64, rows: (end - start) as u64 });
         start = end;
     }
@@ -332,7 +334,7 @@ mod tests {
         assert_eq!(manifest.schema.columns.len(), 3);
         assert_eq!(manifest.label_histogram().get("1"), Some(&2));
         assert_eq!(shards.len(), 2);
-        assert_eq!(shards[1].columns[1], ShardColumn::Numeric(vec![5.5]));
+        assert_eq!(shards[1].columns[1].as_numbers().unwrap().to_vec(), vec![5.5]);
     }
 
     #[test]
@@ -359,7 +361,7 @@ mod tests {
 /// A 2-D numeric array sent whole (a prediction body): its columns, NaN
 /// kept as NaN. A 1-D array is one row. The body must hold exactly what the
 /// header says, checked before anything is allocated for it.
-pub fn read_columns(bytes: &[u8], max_rows: usize) -> Result<Vec<Vec<f64>>, DataError> {
+pub fn read_columns(bytes: &[u8], max_rows: usize) -> Result<Vec<ColumnValues>, DataError> {
     let mut reader = bytes;
     let header = read_header(&mut reader, "rows")?;
     let (rows, columns) = match header.shape[..] {
@@ -386,17 +388,18 @@ pub fn read_columns(bytes: &[u8], max_rows: usize) -> Result<Vec<Vec<f64>>, Data
 
 /// The columns of a row-major body of `rows` x `columns` values: the body
 /// read once in order, one loop per dtype (a match per value cost more
-/// than the rest of a 1,000-row prediction).
-fn columns_of(body: &[u8], rows: usize, columns: usize, dtype: Dtype) -> Vec<Vec<f64>> {
+/// than the rest of a 1,000-row prediction). Bytes and f32 stay as they
+/// are (a model's matrix takes them without widening); the rest become f64.
+fn columns_of(body: &[u8], rows: usize, columns: usize, dtype: Dtype) -> Vec<ColumnValues> {
     /// Blocks of rows, so each column gets a run of values at a time.
     const BLOCK: usize = 16;
-    fn gather<const N: usize>(
+    fn gather<const N: usize, T: Copy + Default>(
         body: &[u8],
         rows: usize,
         columns: usize,
-        read: impl Fn([u8; N]) -> f64,
-    ) -> Vec<Vec<f64>> {
-        let mut out: Vec<Vec<f64>> = (0..columns).map(|_| vec![0.0; rows]).collect();
+        read: impl Fn([u8; N]) -> T,
+    ) -> Vec<Vec<T>> {
+        let mut out: Vec<Vec<T>> = (0..columns).map(|_| vec![T::default(); rows]).collect();
         let width = N * columns;
         for (b, block) in body.chunks(width * BLOCK).enumerate() {
             for (c, column) in out.iter_mut().enumerate() {
@@ -410,17 +413,29 @@ fn columns_of(body: &[u8], rows: usize, columns: usize, dtype: Dtype) -> Vec<Vec
         }
         out
     }
+    fn wide<const N: usize>(
+        body: &[u8],
+        rows: usize,
+        columns: usize,
+        read: impl Fn([u8; N]) -> f64,
+    ) -> Vec<ColumnValues> {
+        gather::<N, f64>(body, rows, columns, read).into_iter().map(ColumnValues::Numbers).collect()
+    }
     match dtype {
-        Dtype::F4 => gather::<4>(body, rows, columns, |b| f64::from(f32::from_le_bytes(b))),
-        Dtype::F8 => gather::<8>(body, rows, columns, f64::from_le_bytes),
-        Dtype::I1 => gather::<1>(body, rows, columns, |b| f64::from(b[0] as i8)),
-        Dtype::U1 | Dtype::Bool => gather::<1>(body, rows, columns, |b| f64::from(b[0])),
-        Dtype::I2 => gather::<2>(body, rows, columns, |b| f64::from(i16::from_le_bytes(b))),
-        Dtype::U2 => gather::<2>(body, rows, columns, |b| f64::from(u16::from_le_bytes(b))),
-        Dtype::I4 => gather::<4>(body, rows, columns, |b| f64::from(i32::from_le_bytes(b))),
-        Dtype::U4 => gather::<4>(body, rows, columns, |b| f64::from(u32::from_le_bytes(b))),
-        Dtype::I8 => gather::<8>(body, rows, columns, |b| i64::from_le_bytes(b) as f64),
-        Dtype::U8 => gather::<8>(body, rows, columns, |b| u64::from_le_bytes(b) as f64),
+        Dtype::F4 => {
+            gather::<4, f32>(body, rows, columns, f32::from_le_bytes).into_iter().map(ColumnValues::Float32).collect()
+        }
+        Dtype::U1 | Dtype::Bool => {
+            gather::<1, u8>(body, rows, columns, |b| b[0]).into_iter().map(ColumnValues::Bytes).collect()
+        }
+        Dtype::F8 => wide::<8>(body, rows, columns, f64::from_le_bytes),
+        Dtype::I1 => wide::<1>(body, rows, columns, |b| f64::from(b[0] as i8)),
+        Dtype::I2 => wide::<2>(body, rows, columns, |b| f64::from(i16::from_le_bytes(b))),
+        Dtype::U2 => wide::<2>(body, rows, columns, |b| f64::from(u16::from_le_bytes(b))),
+        Dtype::I4 => wide::<4>(body, rows, columns, |b| f64::from(i32::from_le_bytes(b))),
+        Dtype::U4 => wide::<4>(body, rows, columns, |b| f64::from(u32::from_le_bytes(b))),
+        Dtype::I8 => wide::<8>(body, rows, columns, |b| i64::from_le_bytes(b) as f64),
+        Dtype::U8 => wide::<8>(body, rows, columns, |b| u64::from_le_bytes(b) as f64),
     }
 }
 
@@ -431,18 +446,35 @@ mod matrix_tests {
     #[test]
     fn a_matrix_written_reads_back_and_one_dimension_is_one_row() {
         let values = [1.0, 2.5, f64::NAN, -4.0, 0.0, 6.0];
+        let numbers = |columns: Vec<ColumnValues>| -> Vec<Vec<f64>> {
+            columns.iter().map(|c| c.numbers().unwrap().into_owned()).collect()
+        };
         let columns = read_columns(&write_matrix(&values, &[2, 3], true), 10).unwrap();
+        assert!(matches!(columns[0], ColumnValues::Numbers(_)));
+        let columns = numbers(columns);
         assert_eq!(columns.len(), 3);
         assert_eq!(columns[0], [1.0, -4.0]);
         assert_eq!(columns[1], [2.5, 0.0]);
         assert!(columns[2][0].is_nan() && columns[2][1] == 6.0);
         let narrow = read_columns(&write_matrix(&values, &[2, 3], false), 10).unwrap();
-        assert_eq!(narrow[1], [2.5, 0.0]);
+        assert_eq!(narrow[1], ColumnValues::Float32(vec![2.5, 0.0]), "f4 stays f32");
         let one = read_columns(&write_matrix(&[1.0, 2.0], &[2], false), 10).unwrap();
-        assert_eq!(one, vec![vec![1.0], vec![2.0]], "a vector is one row");
+        assert_eq!(numbers(one), vec![vec![1.0], vec![2.0]], "a vector is one row");
         // Header length keeps the data aligned to 64 bytes, as numpy writes it.
         let file = write_matrix(&values, &[2, 3], true);
         assert_eq!((file.len() - 48) % 64, 0);
+    }
+
+    /// What the SDK sends: the narrowest dtype that gives every value back.
+    #[test]
+    fn a_matrix_written_exactly_takes_the_narrowest_dtype_and_reads_back() {
+        let exact = mass_protocol::npy::write_matrix_exact;
+        let read = |values: &[f64]| read_columns(&exact(values, &[2, 2]), 2).unwrap();
+        assert_eq!(read(&[0.0, 255.0, 3.0, 4.0]), [ColumnValues::Bytes(vec![0, 3]), ColumnValues::Bytes(vec![255, 4])]);
+        assert!(matches!(read(&[0.5, f64::NAN, 3.0, 4.0])[1], ColumnValues::Float32(_)));
+        let wide = read(&[0.1, -0.0, 1e300, 4.0]);
+        assert_eq!(wide[0], ColumnValues::Numbers(vec![0.1, 1e300]));
+        assert_eq!(wide[1].numbers().unwrap()[0].to_bits(), (-0.0f64).to_bits());
     }
 
     #[test]
@@ -464,6 +496,8 @@ mod matrix_tests {
             out
         };
         assert!(raw("<f4", "(2, 2)", &[0; 16]).len() > 16 && read_columns(&raw("<f4", "(2, 2)", &[0; 16]), 3).is_ok());
+        let bytes = read_columns(&raw("|u1", "(2, 2)", &[1, 2, 3, 4]), 3).unwrap();
+        assert_eq!(bytes, [ColumnValues::Bytes(vec![1, 3]), ColumnValues::Bytes(vec![2, 4])], "u1 stays bytes");
         assert!(err(&raw("<f4", "(1, 2, 2)", &[0; 16])).contains("expected (rows, columns)"));
         assert!(err(&raw("<f4", "(2, 99999999999999)", &[0; 16])).contains("columns"));
         assert!(err(&raw("<f4", "(3, 1099511627776)", &[0; 16])).contains("columns"));

@@ -35,8 +35,8 @@ pub fn add_number(stat: &mut ColumnStats, value: f64, label: bool) {
 pub fn add_shard(stats: &mut [ColumnStats], schema: &Schema, shard: &Shard) {
     for (c, (stat, column)) in stats.iter_mut().zip(&shard.columns).enumerate() {
         match column {
-            ShardColumn::Numeric(values) => {
-                for &value in values {
+            ShardColumn::Numeric(_) | ShardColumn::Bytes { .. } | ShardColumn::Float32(_) => {
+                for &value in column.as_numbers().unwrap_or_default().iter() {
                     if value.is_nan() {
                         stat.missing += 1;
                     } else {

@@ -50,15 +50,13 @@ fn read(body: &[u8], max_rows: usize) -> Result<Rows, String> {
         }
         rows += batch.num_rows();
         let schema = batch.schema();
-        if number == 0 {
-            columns = schema
-                .fields()
-                .iter()
-                .map(|f| Column { name: Some(f.name().clone()), values: ColumnValues::Numbers(vec![]) })
-                .collect();
-        }
-        for ((field, array), column) in schema.fields().iter().zip(batch.columns()).zip(&mut columns) {
-            append(&mut column.values, values(field.name(), array)?);
+        for (c, (field, array)) in schema.fields().iter().zip(batch.columns()).enumerate() {
+            let more = values(field.name(), array)?;
+            match columns.get_mut(c) {
+                Some(column) => append(&mut column.values, more),
+                None if number == 0 => columns.push(Column { name: Some(field.name().clone()), values: more }),
+                None => {}
+            }
         }
     }
     if rows == 0 {
@@ -67,15 +65,23 @@ fn read(body: &[u8], max_rows: usize) -> Result<Rows, String> {
     Ok(Rows::Columns(columns))
 }
 
-/// `more` after `into`; a column of numbers that meets cells becomes cells.
+/// `more` after `into`: in their layout when both share it; numbers of
+/// two layouts become f64, and numbers that meet cells become cells.
 fn append(into: &mut ColumnValues, more: ColumnValues) {
-    match (into, more) {
+    match (&mut *into, more) {
         (ColumnValues::Numbers(a), ColumnValues::Numbers(b)) => a.extend(b),
-        (ColumnValues::Cells(a), ColumnValues::Cells(b)) => a.extend(b),
-        (ColumnValues::Cells(a), ColumnValues::Numbers(b)) => a.extend(b.into_iter().map(|v| number(Some(v)))),
-        (into @ ColumnValues::Numbers(_), ColumnValues::Cells(b)) => {
-            let ColumnValues::Numbers(a) = std::mem::replace(into, ColumnValues::Cells(vec![])) else { return };
-            *into = ColumnValues::Cells(a.into_iter().map(|v| number(Some(v))).chain(b).collect());
+        (ColumnValues::Bytes(a), ColumnValues::Bytes(b)) => a.extend(b),
+        (ColumnValues::Float32(a), ColumnValues::Float32(b)) => a.extend(b),
+        (ColumnValues::Cells(a), more) => a.extend(more.into_cells()),
+        (_, more @ ColumnValues::Cells(_)) => {
+            let mut cells = std::mem::replace(into, ColumnValues::Cells(vec![])).into_cells();
+            cells.extend(more.into_cells());
+            *into = ColumnValues::Cells(cells);
+        }
+        (a, b) => {
+            let mut numbers = a.numbers().unwrap_or_default().into_owned();
+            numbers.extend_from_slice(&b.numbers().unwrap_or_default());
+            *into = ColumnValues::Numbers(numbers);
         }
     }
 }
@@ -92,6 +98,11 @@ fn values(name: &str, array: &ArrayRef) -> Result<ColumnValues, String> {
         DataType::Int16 => numbers!(Int16Type),
         DataType::Int32 => numbers!(Int32Type),
         DataType::Int64 => numbers!(Int64Type),
+        // Bytes and f32 stay as they are: forwarded and put in the model's
+        // matrix without widening.
+        DataType::UInt8 if array.null_count() == 0 => {
+            ColumnValues::Bytes(array.as_primitive::<UInt8Type>().values().to_vec())
+        }
         DataType::UInt8 => numbers!(UInt8Type),
         DataType::UInt16 => numbers!(UInt16Type),
         DataType::UInt32 => numbers!(UInt32Type),
@@ -99,7 +110,9 @@ fn values(name: &str, array: &ArrayRef) -> Result<ColumnValues, String> {
         DataType::Float16 => ColumnValues::Numbers(
             array.as_primitive::<Float16Type>().iter().map(|v| v.map_or(f64::NAN, f64::from)).collect(),
         ),
-        DataType::Float32 => numbers!(Float32Type),
+        DataType::Float32 => {
+            ColumnValues::Float32(array.as_primitive::<Float32Type>().iter().map(|v| v.unwrap_or(f32::NAN)).collect())
+        }
         DataType::Float64 => numbers!(Float64Type),
         _ => ColumnValues::Cells(cells(name, array)?),
     })
@@ -125,13 +138,6 @@ fn cells(name: &str, array: &ArrayRef) -> Result<Vec<Cell>, String> {
             ));
         }
     })
-}
-
-fn number(value: Option<f64>) -> Cell {
-    match value {
-        Some(v) if !v.is_nan() => Cell::Number(v),
-        _ => Cell::Missing,
-    }
 }
 
 fn texts<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Vec<Cell> {
@@ -182,7 +188,7 @@ pub fn write(prediction: &Prediction) -> Result<Vec<u8>, String> {
 
 #[cfg(test)]
 mod tests {
-    use arrow_array::{BooleanArray, DictionaryArray, Int64Array, types::Int8Type};
+    use arrow_array::{BooleanArray, DictionaryArray, Int64Array, UInt8Array, types::Int8Type};
     use mass_protocol::ContentId;
 
     use super::*;
@@ -235,6 +241,38 @@ mod tests {
         let Rows::Columns(columns) = parse(&body, 10).unwrap() else { panic!() };
         assert_eq!(columns[0].values, ColumnValues::Numbers(vec![1.0, 2.0, 3.0]));
         assert!(parse(&body, 2).unwrap_err().contains("more than 2 rows"));
+    }
+
+    /// UInt8 columns without nulls stay bytes and Float32 columns f32,
+    /// across batches; a null in a byte column makes it f64 with NaN.
+    #[test]
+    fn bytes_and_f32_columns_keep_their_width() {
+        let batch = |pixels: Vec<Option<u8>>, x: Vec<f32>| {
+            RecordBatch::try_from_iter(vec![
+                ("pixel", Arc::new(UInt8Array::from(pixels)) as ArrayRef),
+                ("x", Arc::new(Float32Array::from(x))),
+            ])
+            .unwrap()
+        };
+        let body = |batches: &[RecordBatch]| {
+            let mut body = Vec::new();
+            let mut writer = StreamWriter::try_new(&mut body, &batches[0].schema()).unwrap();
+            for b in batches {
+                writer.write(b).unwrap();
+            }
+            writer.finish().unwrap();
+            drop(writer);
+            body
+        };
+        let whole = [batch(vec![Some(0), Some(255)], vec![0.5, -1.0]), batch(vec![Some(7)], vec![f32::NAN])];
+        let Rows::Columns(columns) = parse(&body(&whole), 10).unwrap() else { panic!() };
+        assert_eq!(columns[0].values, ColumnValues::Bytes(vec![0, 255, 7]));
+        let ColumnValues::Float32(x) = &columns[1].values else { panic!("{columns:?}") };
+        assert!(x[..2] == [0.5, -1.0] && x[2].is_nan());
+        let holed = [batch(vec![None, Some(1)], vec![1.0, 1.0]), batch(vec![Some(2)], vec![2.0])];
+        let Rows::Columns(columns) = parse(&body(&holed), 10).unwrap() else { panic!() };
+        let ColumnValues::Numbers(pixels) = &columns[0].values else { panic!("{columns:?}") };
+        assert!(pixels[0].is_nan() && pixels[1..] == [1.0, 2.0], "a null, then bytes: f64 with a missing value");
     }
 
     #[test]

@@ -5,10 +5,7 @@ use actix_web::{HttpResponse, http::StatusCode, web};
 use futures::StreamExt;
 use mass_protocol::{
     ContentId,
-    serving::{
-        BatchPredict, Column, ColumnValues, Compose, CompressRequest, ExportFormat, ImportModel, ModelView, Promote,
-        Rows,
-    },
+    serving::{BatchPredict, Column, Compose, CompressRequest, ExportFormat, ImportModel, ModelView, Promote, Rows},
 };
 
 use super::openapi::schemas as doc;
@@ -515,9 +512,7 @@ pub async fn predict(
 /// NaN cells are missing values.
 pub fn parse_npy(body: &[u8]) -> Result<Rows, String> {
     let columns = crate::datasets::npy::read_columns(body, MAX_ROWS).map_err(|e| format!("body: {e}"))?;
-    Ok(Rows::Columns(
-        columns.into_iter().map(|values| Column { name: None, values: ColumnValues::Numbers(values) }).collect(),
-    ))
+    Ok(Rows::Columns(columns.into_iter().map(|values| Column { name: None, values }).collect()))
 }
 
 /// A prediction as a `.npy` matrix, what it means in headers.

@@ -5,7 +5,7 @@
 
 use mass_kernels::models::{Member, Mlp, ensemble};
 use mass_protocol::{
-    dataset::{Shard, ShardColumn, Split},
+    dataset::{Shard, Split},
     evaluation::{EvaluationRows, ShardEvaluation, Tally, in_fold},
     features::FittedPipeline,
     jobs::{Combine, Evaluation, Task, held_out_for_stacking},
@@ -103,17 +103,7 @@ pub fn shard_evaluation(
 /// consecutive, so it is only for judging a split (folds need row numbers).
 fn rows_in(shard: &Shard, split: Split) -> Shard {
     let keep: Vec<usize> = (0..shard.rows()).filter(|&r| shard.splits[r] == split).collect();
-    let columns = shard
-        .columns
-        .iter()
-        .map(|column| match column {
-            ShardColumn::Numeric(v) => ShardColumn::Numeric(keep.iter().map(|&r| v[r]).collect()),
-            ShardColumn::Categorical { values, codes } => {
-                ShardColumn::Categorical { values: values.clone(), codes: keep.iter().map(|&r| codes[r]).collect() }
-            }
-            ShardColumn::Text(v) => ShardColumn::Text(keep.iter().map(|&r| v[r].clone()).collect()),
-        })
-        .collect();
+    let columns = shard.columns.iter().map(|column| column.select(&keep)).collect();
     Shard { first_row: shard.first_row, columns, splits: vec![split; keep.len()] }
 }
 

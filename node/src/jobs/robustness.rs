@@ -52,7 +52,7 @@ impl Perturbation {
         let features = feature_columns(pipeline);
         match self {
             Perturbation::Noise(_) => {
-                features.iter().any(|&c| matches!(shard.columns.get(c), Some(ShardColumn::Numeric(_))))
+                features.iter().any(|&c| shard.columns.get(c).is_some_and(ShardColumn::is_numeric))
             }
             Perturbation::Missing(_) => !features.is_empty(),
             Perturbation::UnseenCategories => {
@@ -67,6 +67,7 @@ impl Perturbation {
         let mut out = shard.clone();
         for column in feature_columns(pipeline) {
             let Some(values) = out.columns.get_mut(column) else { continue };
+            values.widen(); // noise and holes need f64 room
             match (self, values) {
                 (Perturbation::Noise(sd), ShardColumn::Numeric(values)) => {
                     let scale = sd * standard_deviation(values);
@@ -122,6 +123,7 @@ fn blank(values: &mut ShardColumn, fraction: f64, rng: &mut StdRng) {
         ShardColumn::Numeric(values) => values.iter_mut().filter(|_| hit()).for_each(|v| *v = f64::NAN),
         ShardColumn::Categorical { codes, .. } => codes.iter_mut().filter(|_| hit()).for_each(|c| *c = u32::MAX),
         ShardColumn::Text(values) => values.iter_mut().filter(|_| hit()).for_each(|v| *v = None),
+        ShardColumn::Bytes { .. } | ShardColumn::Float32(_) => {} // widened by the caller
     }
 }
 

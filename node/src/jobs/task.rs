@@ -45,7 +45,7 @@ pub fn rows_where(
     let wanted = (0..shard.rows()).filter(|&r| keep(shard.splits[r], shard.first_row + r as u64));
     let labels = match (pipeline.task, pipeline.target) {
         (Task::Regression, Some(scale)) => {
-            let Some(ShardColumn::Numeric(values)) = shard.columns.get(pipeline.label) else {
+            let Some(values) = shard.columns.get(pipeline.label).and_then(ShardColumn::as_numbers) else {
                 return Err("the label column is not numeric; it cannot be regressed".into());
             };
             let mut targets = Vec::new();

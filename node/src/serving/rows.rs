@@ -138,13 +138,18 @@ fn columns_to_shard(schema: &Schema, columns: Vec<Column>, allow_missing: bool) 
                 column(name, kind, std::iter::repeat_n(Cell::Missing, rows), false, allow_missing)?
             }
             Some(ColumnValues::Numbers(numbers)) if kind == ColumnKind::Numeric => {
-                numeric(name, numbers, allow_missing)?
+                check_numbers(name, &numbers, allow_missing)?;
+                ShardColumn::Numeric(numbers)
             }
-            Some(ColumnValues::Numbers(numbers)) => {
-                let cells = numbers.into_iter().map(|v| if v.is_nan() { Cell::Missing } else { Cell::Number(v) });
-                column(name, kind, cells, true, allow_missing)?
+            Some(ColumnValues::Float32(numbers)) if kind == ColumnKind::Numeric => {
+                check_numbers(name, &numbers, allow_missing)?;
+                ShardColumn::Float32(numbers)
             }
-            Some(ColumnValues::Cells(cells)) => column(name, kind, cells.into_iter(), true, allow_missing)?,
+            // Bytes are whole numbers: none missing, none infinite.
+            Some(ColumnValues::Bytes(values)) if kind == ColumnKind::Numeric => {
+                ShardColumn::Bytes { values, missing: Vec::new() }
+            }
+            Some(values) => column(name, kind, values.into_cells().into_iter(), true, allow_missing)?,
             // Not reached: every feature column was matched above.
             None => column(name, kind, std::iter::repeat_n(Cell::Missing, rows), true, allow_missing)?,
         });
@@ -152,11 +157,11 @@ fn columns_to_shard(schema: &Schema, columns: Vec<Column>, allow_missing: bool) 
     Ok(Shard { first_row: 0, columns: shard_columns, splits: vec![Split::Test; rows] })
 }
 
-/// A column of numbers, checked as [`column`] checks numeric cells.
-fn numeric(name: &str, numbers: Vec<f64>, allow_missing: bool) -> Result<ShardColumn, String> {
-    if let Some(r) = numbers.iter().position(|v| !v.is_finite()) {
-        let v = numbers[r];
-        if v.is_infinite() {
+/// Checks a column of numbers as [`column`] checks numeric cells.
+fn check_numbers<T: Copy + Into<f64>>(name: &str, numbers: &[T], allow_missing: bool) -> Result<(), String> {
+    let value = |r: usize| -> f64 { numbers[r].into() };
+    if let Some(r) = (0..numbers.len()).find(|&r| !value(r).is_finite()) {
+        if value(r).is_infinite() {
             return Err(format!("rows[{r}].{name}: infinity is not a value"));
         }
         if !allow_missing {
@@ -164,11 +169,11 @@ fn numeric(name: &str, numbers: Vec<f64>, allow_missing: bool) -> Result<ShardCo
                 "rows[{r}].{name}: null or NaN is refused; set \"allow_missing\": true to have it imputed"
             ));
         }
-        if let Some(r) = numbers.iter().position(|v| v.is_infinite()) {
+        if let Some(r) = (0..numbers.len()).find(|&r| value(r).is_infinite()) {
             return Err(format!("rows[{r}].{name}: infinity is not a value"));
         }
     }
-    Ok(ShardColumn::Numeric(numbers))
+    Ok(())
 }
 
 /// The rows of several shards of one schema as one shard (categories are
@@ -180,7 +185,7 @@ pub fn concat(parts: Vec<Shard>) -> Shard {
         joined.splits.extend(part.splits);
         for (into, column) in joined.columns.iter_mut().zip(part.columns) {
             match (into, column) {
-                (ShardColumn::Numeric(a), ShardColumn::Numeric(b)) => a.extend(b),
+                (into, numbers) if into.is_numeric() => into.extend_numbers(numbers),
                 (ShardColumn::Text(a), ShardColumn::Text(b)) => a.extend(b),
                 (
                     ShardColumn::Categorical { values, codes },
@@ -420,5 +425,30 @@ mod tests {
         let word = cells(Some("age"), vec![text("old")]);
         assert!(bad(vec![word, city(), note()]).contains("rows[0].age: expected a number"));
         assert!(bad(vec![age(&vec![1.0; MAX_ROWS + 1])]).contains("at most"));
+    }
+
+    /// Byte and f32 columns (`.npy` `u1`/`f4`, Arrow) stay narrow in a
+    /// numeric column, give the same features' values, and are checked as
+    /// f64 columns are; in a categorical column they are numbers as cells.
+    #[test]
+    fn narrow_columns_stay_narrow_and_are_checked_alike() {
+        let s = schema();
+        let column = |name: &str, values: ColumnValues| Column { name: Some(name.into()), values };
+        let batch = |age: ColumnValues, city: ColumnValues| {
+            Rows::Columns(vec![column("age", age), column("city", city), cells(Some("note"), vec![text("y"); 2])])
+        };
+        let shard = to_shard(&s, batch(ColumnValues::Bytes(vec![30, 41]), ColumnValues::Bytes(vec![7, 8])), false);
+        let shard = shard.unwrap();
+        assert_eq!(shard.columns[0], ShardColumn::Bytes { values: vec![30, 41], missing: vec![] });
+        assert_eq!(
+            shard.columns[2],
+            ShardColumn::Categorical { values: vec!["7".into(), "8".into()], codes: vec![0, 1] }
+        );
+        let single = |v: &[f32]| ColumnValues::Float32(v.to_vec());
+        let shard = to_shard(&s, batch(single(&[30.5, 41.0]), ColumnValues::Bytes(vec![7, 7])), false).unwrap();
+        assert_eq!(shard.columns[0], ShardColumn::Float32(vec![30.5, 41.0]));
+        let refused = |age, allow| to_shard(&s, batch(age, ColumnValues::Bytes(vec![7, 7])), allow).unwrap_err();
+        assert!(refused(single(&[1.0, f32::NAN]), false).contains("rows[1].age: null or NaN is refused"));
+        assert!(refused(single(&[f32::NAN, f32::INFINITY]), true).contains("rows[1].age: infinity"));
     }
 }

@@ -1,0 +1,77 @@
+//! The feature transform of MNIST-shaped rows (784 numeric columns, most
+//! pixels 0), stored as bytes (what ingest writes for whole numbers in
+//! 0..=255), as f32 and as f64 (shards written before 2026-12-04): rows/s
+//! of the fastest of 15 calls on one thread, for BENCHMARKS.md.
+//!
+//! `cargo bench -p mass-kernels --bench transform [-- ROWS]` (10,000 rows).
+
+use std::time::Instant;
+
+use mass_kernels::features::transform;
+use mass_protocol::{
+    dataset::{Shard, ShardColumn, Split},
+    features::{ColumnTransform, FittedPipeline},
+    jobs::Task,
+};
+
+fn pixels(rows: usize, columns: usize) -> Vec<Vec<f64>> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..columns)
+        .map(|_| {
+            (0..rows)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    if state % 5 < 4 { 0.0 } else { (state >> 8) as u8 as f64 }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn main() {
+    let rows: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10_000);
+    let columns = 784;
+    let values = pixels(rows, columns);
+    let pipeline = FittedPipeline {
+        spec: Default::default(),
+        columns: (0..=columns).map(|c| format!("c{c}")).collect(),
+        transforms: (0..=columns)
+            .map(|c| {
+                if c == columns {
+                    ColumnTransform::Drop
+                } else {
+                    ColumnTransform::Numeric { fill: 0.0, offset: 33.0, scale: 1.0 / 78.0 }
+                }
+            })
+            .collect(),
+        label: columns,
+        classes: Vec::new(),
+        features: columns,
+        task: Task::Classification,
+        target: None,
+        crosses: Vec::new(),
+        projection: None,
+    };
+    println!("| stored as | rows/s (1 thread) | ms per {rows} rows |");
+    println!("|---|---|---|");
+    let layouts: [(&str, fn(Vec<f64>) -> ShardColumn); 3] = [
+        ("bytes", ShardColumn::numbers),
+        ("f32", |v| ShardColumn::Float32(v.iter().map(|&x| x as f32).collect())),
+        ("f64", ShardColumn::Numeric),
+    ];
+    for (name, layout) in layouts {
+        let mut shard_columns: Vec<ShardColumn> = values.iter().cloned().map(layout).collect();
+        shard_columns.push(ShardColumn::Numeric(vec![0.0; rows]));
+        let shard = Shard { first_row: 0, columns: shard_columns, splits: vec![Split::Test; rows] };
+        let mut best = f64::INFINITY;
+        for _ in 0..15 {
+            let start = Instant::now();
+            let out = transform(&pipeline, &shard).unwrap();
+            best = best.min(start.elapsed().as_secs_f64());
+            assert_eq!(out.dim(), (rows, columns));
+        }
+        println!("| {name} | {:.0} | {:.1} |", rows as f64 / best, best * 1e3);
+    }
+}
