@@ -43,7 +43,10 @@ enum Values<'a> {
     Single(&'a [f32]),
     /// Bytes are scaled as numbers (a byte is never NaN); the missing rows
     /// are filled afterwards.
-    Bytes { values: &'a [u8], missing: &'a [u32] },
+    Bytes {
+        values: &'a [u8],
+        missing: &'a [u32],
+    },
 }
 
 impl<'a> Scaled<'a> {
