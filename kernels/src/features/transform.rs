@@ -73,22 +73,41 @@ fn feature_of(v: f64, fill: f64, shift: f64, scale: f64) -> f32 {
 /// MNIST batch.)
 const ROW_BLOCK: usize = 64;
 
+/// Numeric columns whose features are side by side are written 8 at a
+/// time: each row gets one run of 8 values instead of 8 scattered stores.
+const GROUP: usize = 8;
+
 fn write_scaled(out: &mut Array2<f32>, columns: &[Scaled]) {
     let (rows, width) = out.dim();
+    assert!(columns.iter().all(|c| c.feature < width), "a feature past the matrix");
     let out = out.as_slice_mut().expect("a new matrix is in standard layout");
-    let mut scaled = [0f32; ROW_BLOCK];
+    let mut scaled = [[0f32; ROW_BLOCK]; GROUP];
     for start in (0..rows).step_by(ROW_BLOCK) {
         let end = (start + ROW_BLOCK).min(rows);
         let block = &mut out[start * width..end * width];
-        for c in columns {
-            match &c.values {
-                Values::Wide(values) => scale_run(c, &values[start..end], &mut scaled),
-                Values::Single(values) => scale_run(c, &values[start..end], &mut scaled),
-                Values::Bytes { values, .. } => scale_run(c, &values[start..end], &mut scaled),
+        for group in columns.chunks(GROUP) {
+            for (c, into) in group.iter().zip(&mut scaled) {
+                match &c.values {
+                    Values::Wide(values) => scale_run(c, &values[start..end], into),
+                    Values::Single(values) => scale_run(c, &values[start..end], into),
+                    Values::Bytes { values, .. } => scale_run(c, &values[start..end], into),
+                }
             }
-            assert!(c.feature < width, "a feature past the matrix");
-            for (row, &s) in block.chunks_exact_mut(width).zip(&scaled) {
-                row[c.feature] = s;
+            let first = group[0].feature;
+            if group.len() == GROUP && group.iter().enumerate().all(|(j, c)| c.feature == first + j) {
+                for (r, row) in block.chunks_exact_mut(width).enumerate() {
+                    let run: &mut [f32; GROUP] =
+                        (&mut row[first..first + GROUP]).try_into().expect("a group of features");
+                    for (j, value) in run.iter_mut().enumerate() {
+                        *value = scaled[j][r];
+                    }
+                }
+            } else {
+                for (c, values) in group.iter().zip(&scaled) {
+                    for (row, &s) in block.chunks_exact_mut(width).zip(values) {
+                        row[c.feature] = s;
+                    }
+                }
             }
         }
     }
@@ -304,6 +323,47 @@ mod tests {
         assert!(matches!(narrow.columns[1], ShardColumn::Float32(_)));
         assert!(matches!(narrow.columns[2], ShardColumn::Numeric(_)));
         assert_eq!(transform(&pipeline, &narrow).unwrap(), transform(&pipeline, &shard(false)).unwrap());
+    }
+
+    /// Twenty numeric columns with a one-hot column after the tenth: runs of
+    /// 8 side-by-side features are written together, the rest one by one,
+    /// and every cell is the formula's.
+    #[test]
+    fn groups_of_side_by_side_features_give_every_cell_its_value() {
+        let rows = ROW_BLOCK + 5;
+        let value = |c: usize, r: usize| if (r * 7 + c) % 13 == 0 { f64::NAN } else { ((r * 5 + c * 3) % 256) as f64 };
+        let mut names = Vec::new();
+        let mut transforms = Vec::new();
+        let mut columns = Vec::new();
+        for c in 0..20 {
+            if c == 10 {
+                names.push("colour".to_string());
+                transforms.push(ColumnTransform::OneHot {
+                    categories: vec!["red".into(), "blue".into()],
+                    unseen: Unseen::Ignore,
+                });
+                columns.push(ShardColumn::Categorical {
+                    values: vec!["blue".into(), "red".into()],
+                    codes: (0..rows as u32).map(|r| r % 2).collect(),
+                });
+            }
+            names.push(format!("n{c}"));
+            transforms.push(scaled(c as f64, 1.5, 0.25 + c as f64));
+            columns.push(ShardColumn::numbers((0..rows).map(|r| value(c, r)).collect()));
+        }
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let shard = Shard { first_row: 0, columns, splits: vec![Split::Test; rows] };
+        let out = transform(&pipeline(&names, transforms), &shard).unwrap();
+        assert_eq!(out.dim(), (rows, 22));
+        for r in 0..rows {
+            for c in 0..20 {
+                let v = if value(c, r).is_nan() { c as f64 } else { value(c, r) };
+                let feature = if c < 10 { c } else { c + 2 };
+                assert_eq!(out[[r, feature]], ((v - 1.5) * (0.25 + c as f64)) as f32, "row {r} column {c}");
+            }
+            let (red, blue) = if r % 2 == 1 { (1.0, 0.0) } else { (0.0, 1.0) };
+            assert_eq!((out[[r, 10]], out[[r, 11]]), (red, blue), "row {r}");
+        }
     }
 
     #[test]
