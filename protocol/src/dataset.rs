@@ -207,6 +207,15 @@ impl Shard {
         self.splits.len()
     }
 
+    /// Rows `range` (within [`Self::rows`]) as a shard of their own.
+    pub fn slice_rows(&self, range: std::ops::Range<usize>) -> Shard {
+        Shard {
+            first_row: self.first_row + range.start as u64,
+            columns: self.columns.iter().map(|c| c.slice(range.clone())).collect(),
+            splits: self.splits[range].to_vec(),
+        }
+    }
+
     /// Checks that every column holds one value per row: readers index
     /// columns by row, so a crafted shard (a peer can store any bytes)
     /// must be refused before it reaches them.

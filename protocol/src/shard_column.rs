@@ -118,6 +118,26 @@ impl ShardColumn {
         }
     }
 
+    /// The values of rows `range` (within [`Self::len`]), in the same layout.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> Self {
+        match self {
+            ShardColumn::Numeric(v) => ShardColumn::Numeric(v[range].to_vec()),
+            ShardColumn::Float32(v) => ShardColumn::Float32(v[range].to_vec()),
+            ShardColumn::Bytes { values, missing } => ShardColumn::Bytes {
+                values: values[range.clone()].to_vec(),
+                missing: missing
+                    .iter()
+                    .filter(|&&r| range.contains(&(r as usize)))
+                    .map(|&r| r - range.start as u32)
+                    .collect(),
+            },
+            ShardColumn::Categorical { values, codes } => {
+                ShardColumn::Categorical { values: values.clone(), codes: codes[range].to_vec() }
+            }
+            ShardColumn::Text(v) => ShardColumn::Text(v[range].to_vec()),
+        }
+    }
+
     /// The values at rows `keep` (each below [`Self::len`]), as a column of
     /// the same kind.
     pub fn select(&self, keep: &[usize]) -> Self {
@@ -237,6 +257,8 @@ mod tests {
         assert!(matches!(joined, ShardColumn::Bytes { .. }));
         joined.extend_numbers(ShardColumn::numbers(vec![0.5]));
         assert!(same_bits(&joined.as_numbers().unwrap(), &[1.0, f64::NAN, 4.0, f64::NAN, 2.0, 0.5]));
+        let sliced = ShardColumn::numbers(vec![1.0, f64::NAN, 3.0, f64::NAN]).slice(1..3);
+        assert_eq!(sliced, ShardColumn::Bytes { values: vec![0, 3], missing: vec![0] });
         let mut wide = picked.clone();
         wide.widen();
         assert!(matches!(wide, ShardColumn::Numeric(_)));

@@ -22,15 +22,16 @@ $MASS train --dataset mnist --name mnist --model softmax --epochs 3 > $dir/train
 runs=${RUNS:-3}
 for run in $(seq $runs); do
   if [ "$run" = 3 ] && [ -n "${PERF:-}" ]; then perf record -F 2999 -g -o $dir/perf.data -p $pid 2>/dev/null & perfpid=$!; sleep 1; fi
-  start=$(date +%s.%N)
+  ticks() { for p in "${pids[@]}"; do awk '{print $14 + $15}' /proc/$p/stat; done | paste -sd+ | bc; }
+  cpu0=$(ticks); start=$(date +%s.%N)
   $MASS models batch mnist --dataset mnist > $dir/batch$run.out 2>&1
-  end=$(date +%s.%N)
+  end=$(date +%s.%N); cpu1=$(ticks)
   # The job's own time, from its driver's log: the CLI adds its start and its polling.
   job=$(grep -h "driving scoring job\|scoring job completed" $dir/n*.log | sort | tail -2 | python3 -c "
 import sys, datetime
 t = [datetime.datetime.fromisoformat(l.split()[0].rstrip('Z')) for l in sys.stdin]
 print((t[1] - t[0]).total_seconds())")
-  python3 -c "s=$end-$start; j=$job; print(f'run $run: 70000 rows in {s:.2f} s by the CLI ({70000/s:,.0f} rows/s), job {j:.3f} s ({70000/j:,.0f} rows/s)')"
+  python3 -c "s=$end-$start; j=$job; c=($cpu1-$cpu0)/$(getconf CLK_TCK); print(f'run $run: 70000 rows in {s:.2f} s by the CLI ({70000/s:,.0f} rows/s), job {j:.3f} s ({70000/j:,.0f} rows/s), nodes busy {c:.2f} CPU s')"
 done
 if [ -n "${PERF:-}" ]; then
   kill -INT $perfpid; wait $perfpid || true
