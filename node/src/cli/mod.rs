@@ -8,6 +8,7 @@ pub mod exit;
 mod models;
 mod peers;
 mod plot;
+mod poll;
 mod refs;
 mod status;
 mod train;

@@ -316,9 +316,7 @@ async fn follow_scoring(client: &mass_sdk::Client, id: &ContentId) -> anyhow::Re
         indicatif::ProgressStyle::with_template("scoring {bar:40} {pos}/{len} shards {elapsed} {msg}")
             .expect("valid template"),
     );
-    // A short job is seen done soon after it is; a long one is not asked
-    // about more than about three times a second.
-    let mut pause = std::time::Duration::from_millis(10);
+    let mut pauses = super::poll::Pauses::up_to(std::time::Duration::from_millis(300));
     loop {
         match client.scoring(id).await {
             Ok(record) => {
@@ -340,8 +338,7 @@ async fn follow_scoring(client: &mass_sdk::Client, id: &ContentId) -> anyhow::Re
             }
             Err(e) => bar.set_message(format!("waiting: {e}")),
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(std::time::Duration::from_millis(300));
+        pauses.wait().await;
     }
 }
 

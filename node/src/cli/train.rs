@@ -280,6 +280,7 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
     bar.enable_steady_tick(Duration::from_millis(120));
+    let mut pauses = super::poll::Pauses::up_to(Duration::from_millis(300));
     let record = loop {
         match client.job(&id).await {
             Ok(record) => {
@@ -291,7 +292,7 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
             }
             Err(e) => bar.set_message(format!("waiting: {e}")),
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        pauses.wait().await;
     };
     bar.finish_and_clear();
     print_record(&record);

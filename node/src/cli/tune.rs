@@ -252,6 +252,7 @@ pub async fn tune(args: TuneArgs) -> anyhow::Result<()> {
     let bar = ProgressBar::new(spec.trials as u64);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} {elapsed}").expect("valid template"));
     bar.enable_steady_tick(Duration::from_millis(200));
+    let mut pauses = super::poll::Pauses::up_to(Duration::from_millis(500));
     let record = loop {
         match client.study(&id).await {
             Ok(record) => {
@@ -263,7 +264,7 @@ pub async fn tune(args: TuneArgs) -> anyhow::Result<()> {
             }
             Err(e) => bar.set_message(format!("waiting: {e}")),
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        pauses.wait().await;
     };
     bar.finish_and_clear();
     print_record(&record, 10);
