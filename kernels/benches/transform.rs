@@ -56,7 +56,8 @@ fn main() {
     };
     println!("| stored as | rows/s (1 thread) | ms per {rows} rows |");
     println!("|---|---|---|");
-    let layouts: [(&str, fn(Vec<f64>) -> ShardColumn); 3] = [
+    type Layout = fn(Vec<f64>) -> ShardColumn;
+    let layouts: [(&str, Layout); 3] = [
         ("bytes", ShardColumn::numbers),
         ("f32", |v| ShardColumn::Float32(v.iter().map(|&x| x as f32).collect())),
         ("f64", ShardColumn::Numeric),

@@ -300,7 +300,7 @@ mod tests {
     #[test]
     fn narrow_layouts_give_the_features_of_the_same_numbers_stored_wide() {
         let rows = ROW_BLOCK + 9;
-        let nan_every = |k: usize, r: usize, v: f64| if r % k == 0 { f64::NAN } else { v };
+        let nan_every = |k: usize, r: usize, v: f64| if r.is_multiple_of(k) { f64::NAN } else { v };
         let columns: Vec<Vec<f64>> = vec![
             (0..rows).map(|r| nan_every(5, r, (r * 37 % 256) as f64)).collect(),
             (0..rows).map(|r| nan_every(7, r, r as f64 * 1.5 - 40.0)).collect(),
@@ -331,7 +331,8 @@ mod tests {
     #[test]
     fn groups_of_side_by_side_features_give_every_cell_its_value() {
         let rows = ROW_BLOCK + 5;
-        let value = |c: usize, r: usize| if (r * 7 + c) % 13 == 0 { f64::NAN } else { ((r * 5 + c * 3) % 256) as f64 };
+        let value =
+            |c: usize, r: usize| if (r * 7 + c).is_multiple_of(13) { f64::NAN } else { ((r * 5 + c * 3) % 256) as f64 };
         let mut names = Vec::new();
         let mut transforms = Vec::new();
         let mut columns = Vec::new();
