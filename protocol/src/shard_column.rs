@@ -226,6 +226,10 @@ mod tests {
         assert_eq!(back.columns[0], ShardColumn::Bytes { values: vec![0, 200, 0], missing: vec![0] });
         assert!(same_bits(&back.columns[1].as_numbers().unwrap(), &[1.5, f64::NAN, -2.0]));
         assert_eq!(back.columns[2], shard.columns[2]);
+        // Pinned bytes: variant, then the bytes as one run, then the missing rows.
+        let narrow = ShardColumn::Bytes { values: vec![1, 2], missing: vec![1] };
+        assert_eq!(codec::encode(&narrow).unwrap(), [3, 2, 1, 2, 1, 1]);
+        assert_eq!(codec::encode(&ShardColumn::Float32(vec![1.0])).unwrap(), [4, 4, 0, 0, 0x80, 0x3f]);
         // The layout of shards written before bytes and f32: variant 0, length, f64s.
         let old = codec::encode(&ShardColumn::Numeric(vec![1.0, 2.0])).unwrap();
         assert_eq!(old[..2], [0, 2]);
