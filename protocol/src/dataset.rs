@@ -226,10 +226,13 @@ impl Shard {
             if got != rows {
                 return Err(InvalidShard::Length { column, got, rows });
             }
-            if let ShardColumn::Bytes { missing, .. } = values
-                && let Some(&row) = missing.iter().find(|&&r| r as usize >= rows)
-            {
-                return Err(InvalidShard::MissingRow { column, row, rows });
+            if let ShardColumn::Bytes { missing, .. } = values {
+                if let Some(&row) = missing.iter().find(|&&r| r as usize >= rows) {
+                    return Err(InvalidShard::MissingRow { column, row, rows });
+                }
+                if missing.windows(2).any(|w| w[0] >= w[1]) {
+                    return Err(InvalidShard::MissingOrder { column });
+                }
             }
         }
         Ok(())
@@ -243,6 +246,8 @@ pub enum InvalidShard {
     Length { column: usize, got: usize, rows: usize },
     #[error("shard column {column} lists row {row} as missing, past the shard's {rows} rows")]
     MissingRow { column: usize, row: u32, rows: usize },
+    #[error("shard column {column} lists its missing rows out of order")]
+    MissingOrder { column: usize },
 }
 
 /// `GET /v1/datasets` rows, and where each shard lives for `GET /v1/datasets/{name}`.

@@ -16,11 +16,10 @@ pub fn write_matrix(values: &[f64], shape: &[usize], wide: bool) -> Vec<u8> {
 /// pixels: an eighth of the bytes to send and read), else `f4` when f32
 /// holds them all (NaN too), else `f8`.
 pub fn write_matrix_exact(values: &[f64], shape: &[usize]) -> Vec<u8> {
-    let byte = |v: f64| f64::from(v as u8).to_bits() == v.to_bits();
-    let single = |v: f64| v.is_nan() || f64::from(v as f32).to_bits() == v.to_bits();
-    let width = if values.iter().all(|&v| byte(v)) {
+    use crate::shard_column::{fits_byte, fits_f32};
+    let width = if values.iter().all(|&v| fits_byte(v)) {
         Width::U1
-    } else if values.iter().all(|&v| single(v)) {
+    } else if values.iter().all(|&v| v.is_nan() || fits_f32(v)) {
         Width::F4
     } else {
         Width::F8

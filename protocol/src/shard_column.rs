@@ -15,7 +15,6 @@ impl ShardColumn {
     /// A numeric column in the narrowest layout that gives back every value
     /// bit for bit (NaN marks a missing value): bytes, then f32, then f64.
     pub fn numbers(values: Vec<f64>) -> Self {
-        let fits_byte = |v: f64| f64::from(v as u8).to_bits() == v.to_bits();
         if values.len() <= u32::MAX as usize && values.iter().all(|&v| v.is_nan() || fits_byte(v)) {
             let mut missing = Vec::new();
             let bytes = values
@@ -30,7 +29,6 @@ impl ShardColumn {
                 .collect();
             return ShardColumn::Bytes { values: bytes, missing };
         }
-        let fits_f32 = |v: f64| f64::from(v as f32).to_bits() == v.to_bits();
         if values.iter().all(|&v| v.is_nan() || fits_f32(v)) {
             return ShardColumn::Float32(values.iter().map(|&v| v as f32).collect());
         }
@@ -68,20 +66,31 @@ impl ShardColumn {
     /// A numeric column's values as f64, NaN where missing (borrowed when
     /// stored as f64); none for categories and text.
     pub fn as_numbers(&self) -> Option<Cow<'_, [f64]>> {
-        match self {
-            ShardColumn::Numeric(values) => Some(Cow::Borrowed(values)),
-            ShardColumn::Bytes { values, missing } => {
-                let mut out: Vec<f64> = values.iter().map(|&b| f64::from(b)).collect();
-                for &r in missing {
-                    if let Some(v) = out.get_mut(r as usize) {
-                        *v = f64::NAN;
-                    }
-                }
-                Some(Cow::Owned(out))
-            }
-            ShardColumn::Float32(values) => Some(Cow::Owned(values.iter().map(|&v| f64::from(v)).collect())),
-            ShardColumn::Categorical { .. } | ShardColumn::Text(_) => None,
+        if let ShardColumn::Numeric(values) = self {
+            return Some(Cow::Borrowed(values));
         }
+        let mut out = Vec::with_capacity(self.len());
+        self.each_number(|v| out.push(v)).then_some(Cow::Owned(out))
+    }
+
+    /// Calls `f` with each value of a numeric column in row order, NaN
+    /// where missing, without widening the column first; false (and no
+    /// call) for categories and text. A byte column's missing rows are in
+    /// order ([`crate::dataset::Shard::validate`] refuses others).
+    pub fn each_number(&self, mut f: impl FnMut(f64)) -> bool {
+        match self {
+            ShardColumn::Numeric(values) => values.iter().for_each(|&v| f(v)),
+            ShardColumn::Float32(values) => values.iter().for_each(|&v| f(f64::from(v))),
+            ShardColumn::Bytes { values, missing } => {
+                let mut missing = missing.iter().peekable();
+                for (r, &b) in values.iter().enumerate() {
+                    let gone = missing.next_if(|&&m| m as usize == r).is_some();
+                    f(if gone { f64::NAN } else { f64::from(b) });
+                }
+            }
+            ShardColumn::Categorical { .. } | ShardColumn::Text(_) => return false,
+        }
+        true
     }
 
     /// Turns a numeric column of any layout into `Numeric`, for code that
@@ -152,6 +161,17 @@ impl ShardColumn {
             }
         }
     }
+}
+
+/// Whether the byte layout gives `v` back bit for bit (a whole number in
+/// 0..=255, and not -0.0).
+pub fn fits_byte(v: f64) -> bool {
+    f64::from(v as u8).to_bits() == v.to_bits()
+}
+
+/// Whether f32 gives `v` back bit for bit.
+pub fn fits_f32(v: f64) -> bool {
+    f64::from(v as f32).to_bits() == v.to_bits()
 }
 
 /// f32 values as one run of little-endian bytes: bincode then reads them
@@ -247,6 +267,12 @@ mod tests {
             shard.validate().unwrap_err().to_string(),
             "shard column 0 lists row 2 as missing, past the shard's 2 rows"
         );
+        let unordered = Shard {
+            columns: vec![ShardColumn::Bytes { values: vec![1, 2, 3], missing: vec![2, 0] }],
+            splits: vec![Split::Test; 3],
+            ..shard
+        };
+        assert_eq!(unordered.validate().unwrap_err().to_string(), "shard column 0 lists its missing rows out of order");
         let torn = codec::encode(&(4u32, serde_bytes::Bytes::new(&[0, 0, 128, 63, 0]))).unwrap();
         assert!(codec::decode::<ShardColumn>(&torn, 1024).unwrap_err().to_string().contains("whole number of f32"));
     }

@@ -2,19 +2,8 @@
 # Single-row predict through a forwarding node: wrk at 1 connection, perf on both nodes.
 # D=seconds per wrk run (8); PERF=1 records both nodes under perf; METRICS=1 prints their predict metrics.
 set -euo pipefail
-MASS=${MASS:-${CARGO_TARGET_DIR:-$HOME/.cache/mass-target}/release/mass}
-DATA=${DATA:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/datasets}
-dir=/tmp/fwd; rm -rf $dir; mkdir -p $dir
-printf '[hardware]\nprobe_gpus = false\ngemm_size = 64\n[serving]\nreplicas = 1\nhot_after = 1000000000\n' > "$dir/c.toml"
-pids=()
-for i in 0 1; do
-  boot=(); [ $i -gt 0 ] && boot=(--bootstrap /ip4/127.0.0.1/tcp/47300)
-  $MASS node start --data-dir $dir/n$i --listen /ip4/127.0.0.1/tcp/4730$i --http 127.0.0.1:4738$i --no-mdns --config $dir/c.toml "${boot[@]}" > $dir/n$i.log 2>&1 & pids+=($!)
-  sleep 1
-done
-trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT
-export MASS_NODE=http://127.0.0.1:47380
-for _ in $(seq 100); do $MASS status >/dev/null 2>&1 && break; sleep 0.2; done
+source "$(dirname "$0")/common.sh"
+start_nodes /tmp/fwd 2 473 '[serving]\nreplicas = 1\nhot_after = 1000000000\n'
 sleep 3
 $MASS data put $DATA/digits.csv --name digits --label label >/dev/null
 $MASS train --dataset digits --name digits --model linear > $dir/train.out 2>&1; tail -1 $dir/train.out

@@ -1,17 +1,9 @@
 #!/usr/bin/env bash
 # Profile single-row JSON MNIST predictions on one release node (wrk, 1 connection).
 set -euo pipefail
-MASS=${MASS:-${CARGO_TARGET_DIR:-$HOME/.cache/mass-target}/release/mass}
-DATA=${DATA:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/datasets}
-dir=/tmp/prof1; rm -rf $dir; mkdir -p $dir
-printf '[hardware]\nprobe_gpus = false\ngemm_size = 64\n' > "$dir/c.toml"
-$MASS node start --data-dir $dir/n0 --listen /ip4/127.0.0.1/tcp/47400 --http 127.0.0.1:47480 --no-mdns --config $dir/c.toml > $dir/n0.log 2>&1 &
-pid=$!
-trap "kill $pid 2>/dev/null; wait" EXIT
-export MASS_NODE=http://127.0.0.1:47480
-for _ in $(seq 100); do $MASS status >/dev/null 2>&1 && break; sleep 0.2; done
-$MASS data put $DATA/mnist.csv.gz --name mnist --label label --test-rows $DATA/mnist.test_rows.txt --shard-rows 10000 >/dev/null
-$MASS train --dataset mnist --name mnist --model softmax --epochs 3 > $dir/train.out 2>&1
+source "$(dirname "$0")/common.sh"
+start_nodes /tmp/prof1 1 474
+mnist_softmax
 row=$(python3 -c "
 import csv,gzip; r=csv.reader(gzip.open('$DATA/mnist.csv.gz','rt')); h=next(r); x=next(r); i=h.index('label'); print('[' + ','.join(v for j,v in enumerate(x) if j!=i) + ']')")
 printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = %s\n' "'{\"rows\": [$row]}'" > $dir/post.lua

@@ -2,17 +2,9 @@
 # 1,000-row MNIST batches as .npy bodies on one release node (wrk, 1 connection): rows/s, and a perf profile.
 # DTYPE=u1 (default: a byte per pixel) or f4; C=connections (1); PERF=1 records the node under perf.
 set -euo pipefail
-MASS=${MASS:-${CARGO_TARGET_DIR:-$HOME/.cache/mass-target}/release/mass}
-DATA=${DATA:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/datasets}
-dir=/tmp/npyb; rm -rf $dir; mkdir -p $dir
-printf '[hardware]\nprobe_gpus = false\ngemm_size = 64\n' > "$dir/c.toml"
-$MASS node start --data-dir $dir/n0 --listen /ip4/127.0.0.1/tcp/47500 --http 127.0.0.1:47580 --no-mdns --config $dir/c.toml > $dir/n0.log 2>&1 &
-pid=$!
-trap "kill $pid 2>/dev/null; wait" EXIT
-export MASS_NODE=http://127.0.0.1:47580
-for _ in $(seq 100); do $MASS status >/dev/null 2>&1 && break; sleep 0.2; done
-$MASS data put $DATA/mnist.csv.gz --name mnist --label label --test-rows $DATA/mnist.test_rows.txt --shard-rows 10000 >/dev/null
-$MASS train --dataset mnist --name mnist --model softmax --epochs 3 > $dir/train.out 2>&1
+source "$(dirname "$0")/common.sh"
+start_nodes /tmp/npyb 1 475
+mnist_softmax
 python3 - "$DATA/mnist.csv.gz" "$dir/batch.npy" "${DTYPE:-u1}" <<'PY'
 import csv, gzip, struct, sys
 src, out, dtype = sys.argv[1], sys.argv[2], sys.argv[3]

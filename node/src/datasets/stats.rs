@@ -36,14 +36,14 @@ pub fn add_shard(stats: &mut [ColumnStats], schema: &Schema, shard: &Shard) {
     for (c, (stat, column)) in stats.iter_mut().zip(&shard.columns).enumerate() {
         match column {
             ShardColumn::Numeric(_) | ShardColumn::Bytes { .. } | ShardColumn::Float32(_) => {
-                for &value in column.as_numbers().unwrap_or_default().iter() {
+                column.each_number(|value| {
                     if value.is_nan() {
                         stat.missing += 1;
                     } else {
                         stat.present += 1;
                         add_number(stat, value, c == schema.label);
                     }
-                }
+                });
             }
             ShardColumn::Categorical { values, codes } => {
                 let mut counts = vec![0u64; values.len()];
