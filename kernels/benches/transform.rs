@@ -3,9 +3,14 @@
 //! 0..=255), as f32 and as f64 (shards written before 2026-12-04): rows/s
 //! of the fastest of 15 calls on one thread, for BENCHMARKS.md.
 //!
+//! The last line is bytes again with a small matrix product on the same
+//! thread before each call, as on a node serving predictions: it shows
+//! whether the product leaves the vector registers in a state that slows
+//! the code after it (it did, 4.5x, until `cpu::gemm` cleared them).
+//!
 //! `cargo bench -p mass-kernels --bench transform [-- ROWS]` (10,000 rows).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mass_kernels::features::transform;
 use mass_protocol::{
@@ -57,17 +62,23 @@ fn main() {
     println!("| stored as | rows/s (1 thread) | ms per {rows} rows |");
     println!("|---|---|---|");
     type Layout = fn(Vec<f64>) -> ShardColumn;
-    let layouts: [(&str, Layout); 3] = [
+    let layouts: [(&str, Layout); 4] = [
         ("bytes", ShardColumn::numbers),
         ("f32", |v| ShardColumn::Float32(v.iter().map(|&x| x as f32).collect())),
         ("f64", ShardColumn::Numeric),
+        ("bytes, after a product", ShardColumn::numbers),
     ];
     for (name, layout) in layouts {
+        let product_first = name.contains("product");
         let mut shard_columns: Vec<ShardColumn> = values.iter().cloned().map(layout).collect();
         shard_columns.push(ShardColumn::Numeric(vec![0.0; rows]));
         let shard = Shard { first_row: 0, columns: shard_columns, splits: vec![Split::Test; rows] };
         let mut best = f64::INFINITY;
         for _ in 0..15 {
+            if product_first {
+                // One 64x64 product, timed apart.
+                mass_kernels::cpu::measure_gemm_gflops_with(64, Duration::ZERO, 1);
+            }
             let start = Instant::now();
             let out = transform(&pipeline, &shard).unwrap();
             best = best.min(start.elapsed().as_secs_f64());

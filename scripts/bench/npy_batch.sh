@@ -21,7 +21,7 @@ run() { wrk -t1 -c${C:-1} -d${D:-8}s --latency -s $dir/post.lua $MASS_NODE/v1/mo
   awk '/Requests\/sec/ {printf "rows/s: %.0f\n", $2 * 1000}' $dir/wrk.txt; }
 run
 if [ -n "${PERF:-}" ]; then
-  perf record -F 2999 -g -o $dir/perf.data -p $pid 2>/dev/null & perfpid=$!
+  perf record -F 2999 -g -o $dir/perf.data -p $pid 2>$dir/perf.err & perfpid=$!
   run
   kill -INT $perfpid; wait $perfpid || true
   perf report -i $dir/perf.data --no-children --sort symbol -g none 2>/dev/null | grep -v "^#" | grep "%" | cut -c1-150 | head -45

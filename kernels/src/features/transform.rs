@@ -77,7 +77,41 @@ const ROW_BLOCK: usize = 64;
 /// time: each row gets one run of 8 values instead of 8 scattered stores.
 const GROUP: usize = 8;
 
+/// Writes the numeric columns' features, compiled for AVX2 where the CPU
+/// has it: four values per instruction instead of the baseline's (SSE2)
+/// two. The formula is the same IEEE operations at either width (no fused
+/// multiply-add), so the features are bit for bit the baseline's. (Compiled
+/// for AVX-512 it ran 2-6x slower: LLVM turned the NaN test into masked
+/// blends.)
 fn write_scaled(out: &mut Array2<f32>, columns: &[Scaled]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let op = WriteScaled { out, columns };
+        if let Some(simd) = pulp::x86::V3::try_new() {
+            return pulp::Simd::vectorize(simd, op);
+        }
+        write_scaled_on(op.out, op.columns)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    write_scaled_on(out, columns)
+}
+
+struct WriteScaled<'a, 'c> {
+    out: &'a mut Array2<f32>,
+    columns: &'a [Scaled<'c>],
+}
+
+impl pulp::WithSimd for WriteScaled<'_, '_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        write_scaled_on(self.out, self.columns)
+    }
+}
+
+#[inline(always)]
+fn write_scaled_on(out: &mut Array2<f32>, columns: &[Scaled]) {
     let (rows, width) = out.dim();
     assert!(columns.iter().all(|c| c.feature < width), "a feature past the matrix");
     let out = out.as_slice_mut().expect("a new matrix is in standard layout");
@@ -123,6 +157,7 @@ fn write_scaled(out: &mut Array2<f32>, columns: &[Scaled]) {
 
 /// `into[i]` is the feature of `values[i]`, in runs of 8 that the compiler
 /// turns into vector instructions.
+#[inline(always)]
 fn scale_run<T: Copy + Into<f64>>(c: &Scaled, values: &[T], into: &mut [f32]) {
     let (fill, shift, scale) = (c.fill, c.shift, c.scale);
     let feature = move |v: T| feature_of(v.into(), fill, shift, scale);
@@ -365,6 +400,36 @@ mod tests {
             let (red, blue) = if r % 2 == 1 { (1.0, 0.0) } else { (0.0, 1.0) };
             assert_eq!((out[[r, 10]], out[[r, 11]]), (red, blue), "row {r}");
         }
+    }
+
+    /// The features written with the CPU's widest vectors are the
+    /// baseline loop's, bit for bit, in every layout and with missing values.
+    #[test]
+    fn wide_vectors_give_the_baseline_features_bit_for_bit() {
+        let rows = 3 * ROW_BLOCK + 5;
+        let value = |c: usize, r: usize| if (r * 7 + c) % 17 == 0 { f64::NAN } else { ((r * 31 + c * 7) % 256) as f64 };
+        let columns: Vec<ShardColumn> = (0..19)
+            .map(|c| {
+                let values = (0..rows).map(|r| value(c, r));
+                match c % 3 {
+                    0 => ShardColumn::numbers(values.collect()),
+                    1 => ShardColumn::Float32(values.map(|v| v as f32 * 0.37).collect()),
+                    _ => ShardColumn::Numeric(values.map(|v| v * 0.013 - 1.0).collect()),
+                }
+            })
+            .collect();
+        assert!(matches!(columns[0], ShardColumn::Bytes { .. }));
+        let scaled: Vec<Scaled> = columns
+            .iter()
+            .enumerate()
+            .map(|(c, column)| Scaled::new(c, column, c as f64 * 0.5, 3.1 - c as f64, 0.013 * (c + 1) as f64).unwrap())
+            .collect();
+        let mut dispatched = Array2::zeros((rows, 19));
+        write_scaled(&mut dispatched, &scaled);
+        let mut baseline = Array2::zeros((rows, 19));
+        write_scaled_on(&mut baseline, &scaled);
+        let bits = |m: &Array2<f32>| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&dispatched), bits(&baseline));
     }
 
     #[test]
