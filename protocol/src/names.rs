@@ -4,14 +4,14 @@
 //! old and new nodes fail to negotiate instead of misreading each other.
 
 /// Version of the Mass protocol spoken by this build; carried in adverts.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// identify's protocol version string; peers that differ are not Mass peers.
 pub const IDENTIFY_PROTOCOL: &str = "/mass/1.0.0";
 /// Node-to-node request-response protocol.
-pub const RPC_PROTOCOL: &str = "/mass/rpc/4";
+pub const RPC_PROTOCOL: &str = "/mass/rpc/5";
 /// Long-lived streams that carry many forwarded predictions at once, each
 /// frame tagged with its call's number (see the node's `net::lanes`).
-pub const LANE_PROTOCOL: &str = "/mass/predict-lane/2";
+pub const LANE_PROTOCOL: &str = "/mass/predict-lane/3";
 /// Kademlia protocol name (kept apart from the public IPFS DHT).
 pub const KAD_PROTOCOL: &str = "/mass/kad/1";
 /// Gossip topic carrying hardware and load adverts.

@@ -39,6 +39,53 @@ pub enum Rows {
     /// Columns of equal length: named ones are matched to the schema by
     /// name; unnamed ones are the feature columns in schema order.
     Columns(Vec<Column>),
+    /// A row-major matrix of the feature columns in schema order, as a
+    /// `.npy` body carries it. Kept as it came: a model whose features are
+    /// those columns scaled reads it without turning it into columns and
+    /// back into rows (two passes that were a third of a 1,000-row batch).
+    Matrix(Matrix),
+}
+
+/// A [`Rows::Matrix`]: `values` holds `rows x columns` numbers, row after
+/// row, in one layout (`Numbers`, `Float32` or `Bytes`; NaN is a missing
+/// value). `Cells` are refused where the matrix is read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Matrix {
+    pub columns: usize,
+    pub values: ColumnValues,
+}
+
+impl Matrix {
+    /// Rows: the values over the columns, rounded down (a matrix whose
+    /// values do not fill its last row is refused where it is read).
+    pub fn rows(&self) -> usize {
+        self.values.len().checked_div(self.columns).unwrap_or(0)
+    }
+
+    /// The matrix as columns, each whole: one pass over the values in
+    /// blocks of rows, so each column gets a run of values at a time.
+    /// `None` for cells.
+    pub fn to_columns(&self) -> Option<Vec<ColumnValues>> {
+        fn split<T: Copy + Default>(values: &[T], columns: usize) -> Vec<Vec<T>> {
+            const BLOCK: usize = 16;
+            let rows = values.len().checked_div(columns).unwrap_or(0);
+            let mut out: Vec<Vec<T>> = (0..columns).map(|_| vec![T::default(); rows]).collect();
+            for (b, block) in values[..rows * columns].chunks(columns * BLOCK).enumerate() {
+                for (c, column) in out.iter_mut().enumerate() {
+                    for (value, row) in column[b * BLOCK..].iter_mut().zip(block.chunks_exact(columns)) {
+                        *value = row[c];
+                    }
+                }
+            }
+            out
+        }
+        Some(match &self.values {
+            ColumnValues::Numbers(v) => split(v, self.columns).into_iter().map(ColumnValues::Numbers).collect(),
+            ColumnValues::Float32(v) => split(v, self.columns).into_iter().map(ColumnValues::Float32).collect(),
+            ColumnValues::Bytes(v) => split(v, self.columns).into_iter().map(ColumnValues::Bytes).collect(),
+            ColumnValues::Cells(_) => return None,
+        })
+    }
 }
 
 /// One column of a [`Rows::Columns`] batch.
@@ -107,6 +154,7 @@ impl Rows {
         match self {
             Rows::Listed(rows) => rows.len(),
             Rows::Columns(columns) => columns.first().map_or(0, |c| c.values.len()),
+            Rows::Matrix(matrix) => matrix.rows(),
         }
     }
 
@@ -483,6 +531,28 @@ pub fn versions_of(history: &[crate::storage::RefEntry]) -> Vec<ModelVersion> {
 mod tests {
     use super::*;
     use crate::storage::RefEntry;
+
+    /// A matrix's columns hold its values column by column, past a block
+    /// of rows and in every layout; cells have none.
+    #[test]
+    fn a_matrix_splits_into_its_columns() {
+        let (rows, columns) = (37, 3);
+        let values: Vec<u8> = (0..rows * columns).map(|i| (i * 7 % 256) as u8).collect();
+        let matrix = Matrix { columns, values: ColumnValues::Bytes(values.clone()) };
+        assert_eq!(matrix.rows(), rows);
+        assert_eq!(Rows::Matrix(matrix.clone()).len(), rows);
+        let split = matrix.to_columns().unwrap();
+        for (c, column) in split.iter().enumerate() {
+            let expected: Vec<u8> = (0..rows).map(|r| values[r * columns + c]).collect();
+            assert_eq!(column, &ColumnValues::Bytes(expected), "column {c}");
+        }
+        let single = Matrix { columns: 2, values: ColumnValues::Float32(vec![1.0, 2.0, 3.0, 4.0]) };
+        assert_eq!(single.to_columns().unwrap()[1], ColumnValues::Float32(vec![2.0, 4.0]));
+        let wide = Matrix { columns: 1, values: ColumnValues::Numbers(vec![0.5, f64::MAX]) };
+        assert_eq!(wide.to_columns().unwrap(), [ColumnValues::Numbers(vec![0.5, f64::MAX])]);
+        assert_eq!(Matrix { columns: 1, values: ColumnValues::Cells(vec![Cell::Missing]) }.to_columns(), None);
+        assert_eq!(Matrix { columns: 0, values: ColumnValues::Bytes(vec![1]) }.rows(), 0);
+    }
 
     /// A forwarded batch of byte columns is about an eighth of the same
     /// numbers as f64, and every layout reads back as it was sent.

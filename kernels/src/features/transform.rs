@@ -173,6 +173,76 @@ fn scale_run<T: Copy + Into<f64>>(c: &Scaled, values: &[T], into: &mut [f32]) {
     }
 }
 
+/// Features of a row-major matrix of the pipeline's input columns (the
+/// label left out, the others in order), when every one of them is scaled
+/// numbers and no feature is derived across columns: each row of the
+/// matrix gives the same row of features, in one pass that reads and
+/// writes in order. `None` for any other pipeline (it reads a shard).
+/// The features are bit for bit those [`transform`] gives the same numbers
+/// as a shard.
+pub fn transform_matrix<T: Copy + Into<f64>>(
+    pipeline: &FittedPipeline,
+    values: &[T],
+    columns: usize,
+) -> Option<Result<Array2<f32>, TransformError>> {
+    if !pipeline.crosses.is_empty() {
+        return None;
+    }
+    let mut params = Vec::with_capacity(columns);
+    for (c, transform) in pipeline.transforms.iter().enumerate() {
+        match transform {
+            ColumnTransform::Drop if c == pipeline.label => {}
+            ColumnTransform::Numeric { fill, offset, scale } => params.push((*fill, *offset, *scale)),
+            _ => return None,
+        }
+    }
+    if params.len() != columns || columns == 0 {
+        return Some(Err(TransformError::Shape { got: columns, expected: params.len() }));
+    }
+    let rows = values.len() / columns;
+    let mut out = Array2::<f32>::zeros((rows, columns));
+    let into = out.as_slice_mut().expect("a new matrix is in standard layout");
+    let op = ScaleRows { values: &values[..rows * columns], params: &params, out: into };
+    #[cfg(target_arch = "x86_64")]
+    if let Some(simd) = pulp::x86::V3::try_new() {
+        pulp::Simd::vectorize(simd, op);
+    } else {
+        scale_rows(op);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    scale_rows(op);
+    Some(Ok(match &pipeline.projection {
+        Some(projection) => super::derived::project(projection, out),
+        None => out,
+    }))
+}
+
+/// Rows of values and the (fill, shift, scale) of each column.
+struct ScaleRows<'a, T> {
+    values: &'a [T],
+    params: &'a [(f64, f64, f64)],
+    out: &'a mut [f32],
+}
+
+impl<T: Copy + Into<f64>> pulp::WithSimd for ScaleRows<'_, T> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        scale_rows(self)
+    }
+}
+
+#[inline(always)]
+fn scale_rows<T: Copy + Into<f64>>(op: ScaleRows<'_, T>) {
+    let width = op.params.len();
+    for (row, out) in op.values.chunks_exact(width).zip(op.out.chunks_exact_mut(width)) {
+        for ((o, &v), &(fill, shift, scale)) in out.iter_mut().zip(row).zip(op.params) {
+            *o = feature_of(v.into(), fill, shift, scale);
+        }
+    }
+}
+
 /// Features of every row of a shard, as a rows x features matrix.
 pub fn transform(pipeline: &FittedPipeline, shard: &Shard) -> Result<Array2<f32>, TransformError> {
     if shard.columns.len() != pipeline.transforms.len() {
@@ -430,6 +500,46 @@ mod tests {
         write_scaled_on(&mut baseline, &scaled);
         let bits = |m: &Array2<f32>| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&dispatched), bits(&baseline));
+    }
+
+    /// A row-major matrix of the input columns gives the features the same
+    /// numbers give as a shard, bit for bit, in each layout and with
+    /// missing values; a pipeline with another kind of column reads shards.
+    #[test]
+    fn a_matrix_gives_the_features_of_the_same_rows_as_a_shard() {
+        let (rows, columns) = (ROW_BLOCK + 11, 5);
+        let value = |r: usize, c: usize| if (r + 2 * c) % 13 == 0 { f64::NAN } else { ((r * 17 + c * 5) % 256) as f64 };
+        let mut names: Vec<String> = (0..columns).map(|c| format!("c{c}")).collect();
+        names.insert(2, "label".into());
+        let mut transforms: Vec<ColumnTransform> =
+            (0..columns).map(|c| scaled(c as f64 + 0.5, 7.0 * c as f64, 0.03 + c as f64 * 0.1)).collect();
+        transforms.insert(2, ColumnTransform::Drop);
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut pipeline = pipeline(&names, transforms);
+        pipeline.label = 2;
+        let flat: Vec<f64> = (0..rows).flat_map(|r| (0..columns).map(move |c| value(r, c))).collect();
+        let mut shard_columns: Vec<ShardColumn> =
+            (0..columns).map(|c| ShardColumn::Numeric((0..rows).map(|r| value(r, c)).collect())).collect();
+        shard_columns.insert(2, ShardColumn::Numeric(vec![f64::NAN; rows]));
+        let shard = Shard { first_row: 0, columns: shard_columns, splits: vec![Split::Test; rows] };
+        let expected = transform(&pipeline, &shard).unwrap();
+        let bits = |m: &Array2<f32>| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let wide = transform_matrix(&pipeline, &flat, columns).unwrap().unwrap();
+        assert_eq!(bits(&wide), bits(&expected));
+        let single: Vec<f32> = flat.iter().map(|&v| v as f32).collect();
+        assert_eq!(bits(&transform_matrix(&pipeline, &single, columns).unwrap().unwrap()), bits(&expected));
+        let whole: Vec<f64> = flat.iter().map(|v| if v.is_nan() { 3.0 } else { *v }).collect();
+        let bytes: Vec<u8> = whole.iter().map(|&v| v as u8).collect();
+        assert_eq!(
+            bits(&transform_matrix(&pipeline, &bytes, columns).unwrap().unwrap()),
+            bits(&transform_matrix(&pipeline, &whole, columns).unwrap().unwrap())
+        );
+        assert_eq!(
+            transform_matrix(&pipeline, &flat, columns + 1).unwrap().unwrap_err(),
+            TransformError::Shape { got: columns + 1, expected: columns }
+        );
+        pipeline.transforms[0] = ColumnTransform::Ordinal { categories: vec!["a".into()] };
+        assert!(transform_matrix(&pipeline, &flat, columns).is_none(), "a categorical column reads a shard");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::io::Read;
 
-use mass_protocol::serving::ColumnValues;
+use mass_protocol::serving::{ColumnValues, Matrix};
 
 use mass_protocol::{
     ContentId,
@@ -358,10 +358,10 @@ mod tests {
     }
 }
 
-/// A 2-D numeric array sent whole (a prediction body): its columns, NaN
-/// kept as NaN. A 1-D array is one row. The body must hold exactly what the
-/// header says, checked before anything is allocated for it.
-pub fn read_columns(bytes: &[u8], max_rows: usize) -> Result<Vec<ColumnValues>, DataError> {
+/// A 2-D numeric array sent whole (a prediction body), row-major as it
+/// came, NaN kept as NaN. A 1-D array is one row. The body must hold
+/// exactly what the header says, checked before anything is allocated for it.
+pub fn read_matrix(bytes: &[u8], max_rows: usize) -> Result<Matrix, DataError> {
     let mut reader = bytes;
     let header = read_header(&mut reader, "rows")?;
     let (rows, columns) = match header.shape[..] {
@@ -383,65 +383,40 @@ pub fn read_columns(bytes: &[u8], max_rows: usize) -> Result<Vec<ColumnValues>, 
             format!("the header says {rows} x {columns} values of {size} bytes, the body holds {} bytes", reader.len()),
         ));
     }
-    Ok(columns_of(reader, rows, columns, header.dtype))
+    Ok(Matrix { columns, values: values_of(reader, header.dtype) })
 }
 
-/// The columns of a row-major body of `rows` x `columns` values: the body
-/// read once in order, one loop per dtype (a match per value cost more
-/// than the rest of a 1,000-row prediction). Bytes and f32 stay as they
-/// are (a model's matrix takes them without widening); the rest become f64.
-fn columns_of(body: &[u8], rows: usize, columns: usize, dtype: Dtype) -> Vec<ColumnValues> {
-    /// Blocks of rows, so each column gets a run of values at a time.
-    const BLOCK: usize = 16;
-    fn gather<const N: usize, T: Copy + Default>(
-        body: &[u8],
-        rows: usize,
-        columns: usize,
-        read: impl Fn([u8; N]) -> T,
-    ) -> Vec<Vec<T>> {
-        let mut out: Vec<Vec<T>> = (0..columns).map(|_| vec![T::default(); rows]).collect();
-        let width = N * columns;
-        for (b, block) in body.chunks(width * BLOCK).enumerate() {
-            for (c, column) in out.iter_mut().enumerate() {
-                let into = &mut column[b * BLOCK..];
-                for (value, row) in into.iter_mut().zip(block.chunks_exact(width)) {
-                    let mut bytes = [0u8; N];
-                    bytes.copy_from_slice(&row[c * N..(c + 1) * N]);
-                    *value = read(bytes);
-                }
-            }
-        }
-        out
+/// The values of a row-major body, one loop per dtype (a match per value
+/// cost more than the rest of a 1,000-row prediction). Bytes and f32 stay
+/// as they are (a model's matrix takes them without widening); the rest
+/// become f64.
+fn values_of(body: &[u8], dtype: Dtype) -> ColumnValues {
+    fn each<const N: usize, T>(body: &[u8], read: impl Fn([u8; N]) -> T) -> Vec<T> {
+        body.chunks_exact(N).map(|b| read(b.try_into().expect("chunks of N bytes"))).collect()
     }
-    fn wide<const N: usize>(
-        body: &[u8],
-        rows: usize,
-        columns: usize,
-        read: impl Fn([u8; N]) -> f64,
-    ) -> Vec<ColumnValues> {
-        gather::<N, f64>(body, rows, columns, read).into_iter().map(ColumnValues::Numbers).collect()
-    }
+    let wide = |values: Vec<f64>| ColumnValues::Numbers(values);
     match dtype {
-        Dtype::F4 => {
-            gather::<4, f32>(body, rows, columns, f32::from_le_bytes).into_iter().map(ColumnValues::Float32).collect()
-        }
-        Dtype::U1 | Dtype::Bool => {
-            gather::<1, u8>(body, rows, columns, |b| b[0]).into_iter().map(ColumnValues::Bytes).collect()
-        }
-        Dtype::F8 => wide::<8>(body, rows, columns, f64::from_le_bytes),
-        Dtype::I1 => wide::<1>(body, rows, columns, |b| f64::from(b[0] as i8)),
-        Dtype::I2 => wide::<2>(body, rows, columns, |b| f64::from(i16::from_le_bytes(b))),
-        Dtype::U2 => wide::<2>(body, rows, columns, |b| f64::from(u16::from_le_bytes(b))),
-        Dtype::I4 => wide::<4>(body, rows, columns, |b| f64::from(i32::from_le_bytes(b))),
-        Dtype::U4 => wide::<4>(body, rows, columns, |b| f64::from(u32::from_le_bytes(b))),
-        Dtype::I8 => wide::<8>(body, rows, columns, |b| i64::from_le_bytes(b) as f64),
-        Dtype::U8 => wide::<8>(body, rows, columns, |b| u64::from_le_bytes(b) as f64),
+        Dtype::U1 | Dtype::Bool => ColumnValues::Bytes(body.to_vec()),
+        Dtype::F4 => ColumnValues::Float32(each(body, f32::from_le_bytes)),
+        Dtype::F8 => wide(each(body, f64::from_le_bytes)),
+        Dtype::I1 => wide(each(body, |b: [u8; 1]| f64::from(b[0] as i8))),
+        Dtype::I2 => wide(each(body, |b| f64::from(i16::from_le_bytes(b)))),
+        Dtype::U2 => wide(each(body, |b| f64::from(u16::from_le_bytes(b)))),
+        Dtype::I4 => wide(each(body, |b| f64::from(i32::from_le_bytes(b)))),
+        Dtype::U4 => wide(each(body, |b| f64::from(u32::from_le_bytes(b)))),
+        Dtype::I8 => wide(each(body, |b| i64::from_le_bytes(b) as f64)),
+        Dtype::U8 => wide(each(body, |b| u64::from_le_bytes(b) as f64)),
     }
 }
 
 #[cfg(test)]
 mod matrix_tests {
     use super::*;
+
+    /// The body's columns, as the model's shard reads them.
+    fn read_columns(bytes: &[u8], max_rows: usize) -> Result<Vec<ColumnValues>, DataError> {
+        read_matrix(bytes, max_rows).map(|m| m.to_columns().expect("numbers"))
+    }
 
     #[test]
     fn a_matrix_written_reads_back_and_one_dimension_is_one_row() {

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, http::StatusCode, web};
 use futures::StreamExt;
 use mass_protocol::{
     ContentId,
-    serving::{BatchPredict, Column, Compose, CompressRequest, ExportFormat, ImportModel, ModelView, Promote, Rows},
+    serving::{BatchPredict, Compose, CompressRequest, ExportFormat, ImportModel, ModelView, Promote, Rows},
 };
 
 use super::openapi::schemas as doc;
@@ -320,7 +320,7 @@ pub async fn export(state: web::Data<State>, name: web::Path<String>, query: web
     ),
 )]
 pub async fn import(state: web::Data<State>, name: web::Path<String>, body: web::Payload) -> HttpResponse {
-    let bytes = match read_body(body, "; upload a fitted pipeline's spec instead").await {
+    let bytes = match read_body(body, None, "; upload a fitted pipeline's spec instead").await {
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
@@ -370,9 +370,10 @@ pub async fn compress(
 }
 
 /// A request body of at most [`MAX_PREDICT_BODY`] bytes; `hint` follows
-/// the refusal of a larger one.
-async fn read_body(mut body: web::Payload, hint: &str) -> Result<web::BytesMut, HttpResponse> {
-    let mut bytes = web::BytesMut::new();
+/// the refusal of a larger one. `declared`: its Content-Length, reserved
+/// up front (up to the limit) so a large body is not copied as it grows.
+async fn read_body(mut body: web::Payload, declared: Option<usize>, hint: &str) -> Result<web::BytesMut, HttpResponse> {
+    let mut bytes = web::BytesMut::with_capacity(declared.unwrap_or(0).min(MAX_PREDICT_BODY));
     while let Some(chunk) = body.next().await {
         match chunk {
             Ok(chunk) if bytes.len() + chunk.len() <= MAX_PREDICT_BODY => bytes.extend_from_slice(&chunk),
@@ -473,7 +474,7 @@ pub async fn predict(
             return serve_error(ServeError::Overloaded(refused.to_string()));
         }
     };
-    let bytes = match read_body(body, "; send fewer rows per request").await {
+    let bytes = match read_body(body, declared, "; send fewer rows per request").await {
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
@@ -508,11 +509,11 @@ pub async fn predict(
     }
 }
 
-/// Rows from a `.npy` body: the feature columns in schema order, each whole;
-/// NaN cells are missing values.
+/// Rows from a `.npy` body: a matrix of the feature columns in schema
+/// order, row-major as sent; NaN cells are missing values.
 pub fn parse_npy(body: &[u8]) -> Result<Rows, String> {
-    let columns = crate::datasets::npy::read_columns(body, MAX_ROWS).map_err(|e| format!("body: {e}"))?;
-    Ok(Rows::Columns(columns.into_iter().map(|values| Column { name: None, values }).collect()))
+    let matrix = crate::datasets::npy::read_matrix(body, MAX_ROWS).map_err(|e| format!("body: {e}"))?;
+    Ok(Rows::Matrix(matrix))
 }
 
 /// A prediction as a `.npy` matrix, what it means in headers.

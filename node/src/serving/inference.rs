@@ -13,7 +13,7 @@ use crate::compute::Compute;
 
 use super::{
     model::LoadedModel,
-    rows::{concat, to_shard},
+    rows::{check_matrix, concat, to_shard},
 };
 
 /// Why a request was not run.
@@ -139,8 +139,21 @@ async fn batch_loop(
 
 /// One request's rows, checked and predicted on their own.
 fn run_alone(model: &LoadedModel, rows: Rows, allow_missing: bool) -> Result<Array2<f64>, InferenceError> {
+    if let Some(answer) = run_matrix(model, &rows, allow_missing) {
+        return answer;
+    }
     let shard = to_shard(&model.schema, rows, allow_missing).map_err(InferenceError::BadInput)?;
     model.predict(&shard).map_err(InferenceError::BadInput)
+}
+
+/// A matrix the model reads as it is, checked and predicted on its own
+/// (it is a whole batch already); `None` for rows that go through a shard.
+fn run_matrix(model: &LoadedModel, rows: &Rows, allow_missing: bool) -> Option<Result<Array2<f64>, InferenceError>> {
+    let Rows::Matrix(matrix) = rows else { return None };
+    if let Err(message) = check_matrix(&model.schema, matrix, allow_missing) {
+        return Some(Err(InferenceError::BadInput(message)));
+    }
+    Some(model.predict_matrix(matrix)?.map_err(InferenceError::BadInput))
 }
 
 /// Runs every model's requests of a batch as one matrix. Rows are checked
@@ -156,6 +169,10 @@ fn run_batch(batch: Vec<Work>) {
         let mut ready = Vec::new();
         let mut shards = Vec::new();
         for Work { rows, allow_missing, reply, .. } in works {
+            if let Some(answer) = run_matrix(&model, &rows, allow_missing) {
+                let _ = reply.send(answer);
+                continue;
+            }
             match to_shard(&model.schema, rows, allow_missing) {
                 Ok(shard) => {
                     shards.push(shard);
@@ -209,6 +226,108 @@ mod tests {
             Cell::Text(colour.into()),
             Cell::Text("fast red car".into()),
         ])])
+    }
+
+    /// A network over two numeric columns around the label: a model that
+    /// reads a matrix as it is (the fixture's has categories and text).
+    fn numeric_model() -> Arc<LoadedModel> {
+        use mass_kernels::models::{Member, Mlp, MlpConfig};
+        use mass_protocol::{
+            dataset::{Column, ColumnKind, Schema},
+            features::{ColumnTransform, FittedPipeline},
+        };
+        use rand::SeedableRng;
+        let fixture = crate::fuzz::fixture::fixture();
+        let classes = fixture.pipeline.classes.clone();
+        let column = |name: &str, kind| Column { name: name.into(), kind };
+        let schema = Schema {
+            columns: vec![
+                column("a", ColumnKind::Numeric),
+                column("label", ColumnKind::Categorical),
+                column("b", ColumnKind::Numeric),
+            ],
+            label: 1,
+        };
+        let pipeline = FittedPipeline {
+            spec: Default::default(),
+            columns: vec!["a".into(), "label".into(), "b".into()],
+            transforms: vec![
+                ColumnTransform::Numeric { fill: 0.5, offset: 3.0, scale: 0.2 },
+                ColumnTransform::Drop,
+                ColumnTransform::Numeric { fill: -1.0, offset: 100.0, scale: 0.01 },
+            ],
+            label: 1,
+            classes: classes.clone(),
+            features: 2,
+            task: mass_protocol::jobs::Task::Classification,
+            target: None,
+            crosses: Vec::new(),
+            projection: None,
+        };
+        let mlp = Mlp::new(2, classes.len(), &MlpConfig::default(), &mut rand::rngs::StdRng::seed_from_u64(5));
+        let manifest = mass_protocol::jobs::ModelManifest {
+            members: vec![ContentId::of(b"numeric member")],
+            ..fixture.model_manifest.clone()
+        };
+        let model =
+            LoadedModel::trained(ContentId::of(b"numeric"), manifest, schema, pipeline, vec![Member::Mlp(mlp)], None);
+        Arc::new(model.expect("the numeric model loads"))
+    }
+
+    /// Matrices, alone (inline) and through the queue, in each layout:
+    /// the answers of the same rows as columns through a shard; a missing
+    /// value and a wrong width refused by name, the rest answered.
+    #[tokio::test]
+    async fn a_matrix_is_answered_as_the_same_rows_as_columns() {
+        use mass_protocol::serving::{Column, ColumnValues, Matrix};
+        let compute = Compute::new(Config::for_cores(1), crate::metrics::Metrics::new().0);
+        let model = numeric_model();
+        let inference = inference(&compute);
+        let through_shard = |values: &ColumnValues, allow: bool| {
+            let matrix = Matrix { columns: 2, values: values.clone() };
+            let columns = matrix.to_columns().unwrap().into_iter().map(|values| Column { name: None, values });
+            model.predict(&to_shard(&model.schema, Rows::Columns(columns.collect()), allow).unwrap()).unwrap()
+        };
+        let bytes: Vec<u8> = (0..40u8).map(|v| v * 6).collect();
+        let single: Vec<f32> = (0..40).map(|v| if v == 7 { f32::NAN } else { v as f32 * 1.5 - 9.0 }).collect();
+        let cases = [
+            ColumnValues::Bytes(bytes[..4].to_vec()),
+            ColumnValues::Bytes(bytes),
+            ColumnValues::Float32(single),
+            ColumnValues::Numbers((0..12).map(|v| v as f64 * 0.7).collect()),
+        ];
+        for values in cases {
+            let allow = matches!(values, ColumnValues::Float32(_));
+            let matrix = Rows::Matrix(Matrix { columns: 2, values: values.clone() });
+            let answer = inference.run(model.clone(), matrix, allow).await.unwrap();
+            assert_eq!(answer, through_shard(&values, allow), "{values:?}");
+        }
+        let refused = |values, allow| {
+            let (inference, model) = (inference.clone(), model.clone());
+            async move {
+                match inference.run(model, Rows::Matrix(Matrix { columns: 2, values }), allow).await {
+                    Err(InferenceError::BadInput(message)) => message,
+                    other => panic!("got {other:?}"),
+                }
+            }
+        };
+        let missing = refused(ColumnValues::Float32(vec![1.0, 2.0, 3.0, f32::NAN]), false).await;
+        assert!(missing.starts_with("rows[1].b: null or NaN is refused"), "{missing}");
+        let infinite = refused(ColumnValues::Numbers(vec![1.0, f64::INFINITY]), true).await;
+        assert!(infinite.starts_with("rows[0].b: infinity"), "{infinite}");
+        let uneven = refused(ColumnValues::Bytes(vec![1, 2, 3]), false).await;
+        assert!(uneven.contains("3 values do not fill rows of 2 columns"), "{uneven}");
+        let cells = refused(ColumnValues::Cells(vec![Cell::Missing; 2]), true).await;
+        assert!(cells.contains("numbers, not cells"), "{cells}");
+        let wide =
+            inference.run(model, Rows::Matrix(Matrix { columns: 3, values: ColumnValues::Bytes(vec![0; 3]) }), false);
+        match wide.await {
+            Err(InferenceError::BadInput(message)) => {
+                assert!(message.contains("the model reads 2 columns (a, b)"), "{message}")
+            }
+            other => panic!("got {other:?}"),
+        }
+        assert!(compute.has_room(), "every slot is given back");
     }
 
     fn inference(compute: &Compute) -> Inference {

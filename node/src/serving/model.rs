@@ -9,7 +9,7 @@ use std::{
 
 use futures::future::{BoxFuture, FutureExt};
 use mass_kernels::{
-    features::transform,
+    features::{transform, transform_matrix},
     models::{Member, Mlp, ensemble::combine},
 };
 use mass_protocol::{
@@ -17,6 +17,7 @@ use mass_protocol::{
     dataset::{Column, ColumnKind, Schema, Shard, ShardColumn},
     features::FittedPipeline,
     jobs::{Combine, ModelManifest, Task, output_columns},
+    serving::{ColumnValues, Matrix},
 };
 use ndarray::Array2;
 use tokio::sync::OnceCell;
@@ -204,18 +205,50 @@ impl LoadedModel {
         }
     }
 
+    /// Answers for a matrix of the feature columns (checked by
+    /// `rows::check_matrix`) when the model reads it as it is: one
+    /// pipeline of scaled numbers. `None` otherwise: then it goes through
+    /// a shard. The answers are those of [`LoadedModel::predict`].
+    pub fn predict_matrix(&self, matrix: &Matrix) -> Option<Result<Array2<f64>, String>> {
+        let Body::Trained { pipeline, members, meta } = &self.body else { return None };
+        if pipeline.label != self.schema.label {
+            return None;
+        }
+        let x = match &matrix.values {
+            ColumnValues::Bytes(values) => transform_matrix(pipeline, values, matrix.columns),
+            ColumnValues::Float32(values) => transform_matrix(pipeline, values, matrix.columns),
+            ColumnValues::Numbers(values) => transform_matrix(pipeline, values, matrix.columns),
+            ColumnValues::Cells(_) => None,
+        }?;
+        Some(
+            x.map(|x| self.answers(pipeline, members, meta.as_ref(), x))
+                .map_err(|e| format!("rows do not fit the pipeline: {e}")),
+        )
+    }
+
+    /// A trained body's answers for its features `x`.
+    fn answers(
+        &self,
+        pipeline: &FittedPipeline,
+        members: &[Member],
+        meta: Option<&Mlp>,
+        x: Array2<f32>,
+    ) -> Array2<f64> {
+        let outputs = self.bridge.predict(members, x.view());
+        let combined = combine(&outputs, &self.manifest.combine, meta).mapv(f64::from);
+        match pipeline.target {
+            Some(scale) => combined.mapv(|v| scale.unscale(v)),
+            None => combined,
+        }
+    }
+
     /// Answers for rows in this model's columns: class probabilities, or
     /// values in the label's units.
     pub fn predict(&self, rows: &Shard) -> Result<Array2<f64>, String> {
         match &self.body {
             Body::Trained { pipeline, members, meta } => {
                 let x = transform(pipeline, rows).map_err(|e| format!("rows do not fit the pipeline: {e}"))?;
-                let outputs = self.bridge.predict(members, x.view());
-                let combined = combine(&outputs, &self.manifest.combine, meta.as_ref()).mapv(f64::from);
-                Ok(match pipeline.target {
-                    Some(scale) => combined.mapv(|v| scale.unscale(v)),
-                    None => combined,
-                })
+                Ok(self.answers(pipeline, members, meta.as_ref(), x))
             }
             Body::Parallel { parts, weights } => {
                 let total: f64 = weights.iter().sum();

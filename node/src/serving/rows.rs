@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use mass_protocol::{
     dataset::{ColumnKind, Schema, Shard, ShardColumn, Split},
-    serving::{Cell, Column, ColumnValues, Row, Rows},
+    serving::{Cell, Column, ColumnValues, Matrix, Row, Rows},
 };
 
 /// Most rows one request may carry.
@@ -18,6 +18,37 @@ pub fn to_shard(schema: &Schema, rows: Rows, allow_missing: bool) -> Result<Shar
     match rows {
         Rows::Listed(rows) => listed_to_shard(schema, &rows, allow_missing),
         Rows::Columns(columns) => columns_to_shard(schema, columns, allow_missing),
+        Rows::Matrix(matrix) => {
+            check_matrix(schema, &matrix, allow_missing)?;
+            let columns = matrix.to_columns().expect("a checked matrix holds numbers");
+            columns_to_shard(
+                schema,
+                columns.into_iter().map(|values| Column { name: None, values }).collect(),
+                allow_missing,
+            )
+        }
+    }
+}
+
+/// Checks a matrix of the feature columns as its columns would be checked:
+/// its width and row count, and NaN and infinity as in a column of numbers,
+/// each named by its row and column.
+pub fn check_matrix(schema: &Schema, matrix: &Matrix, allow_missing: bool) -> Result<(), String> {
+    let features = feature_columns(schema);
+    if matrix.columns != features.len() {
+        return Err(wrong_width(schema, &features, 0, matrix.columns));
+    }
+    if !matrix.values.len().is_multiple_of(matrix.columns) {
+        return Err(format!("rows: {} values do not fill rows of {} columns", matrix.values.len(), matrix.columns));
+    }
+    check_count(matrix.rows())?;
+    let at = |i: usize| format!("rows[{}].{}", i / matrix.columns, schema.columns[features[i % matrix.columns]].name);
+    match &matrix.values {
+        ColumnValues::Cells(_) => Err("rows: a matrix holds numbers, not cells".into()),
+        // Bytes are whole numbers: none missing, none infinite.
+        ColumnValues::Bytes(_) => Ok(()),
+        ColumnValues::Float32(values) => check_numbers(values, allow_missing, at),
+        ColumnValues::Numbers(values) => check_numbers(values, allow_missing, at),
     }
 }
 
@@ -138,11 +169,11 @@ fn columns_to_shard(schema: &Schema, columns: Vec<Column>, allow_missing: bool) 
                 column(name, kind, std::iter::repeat_n(Cell::Missing, rows), false, allow_missing)?
             }
             Some(ColumnValues::Numbers(numbers)) if kind == ColumnKind::Numeric => {
-                check_numbers(name, &numbers, allow_missing)?;
+                check_numbers(&numbers, allow_missing, |r| format!("rows[{r}].{name}"))?;
                 ShardColumn::Numeric(numbers)
             }
             Some(ColumnValues::Float32(numbers)) if kind == ColumnKind::Numeric => {
-                check_numbers(name, &numbers, allow_missing)?;
+                check_numbers(&numbers, allow_missing, |r| format!("rows[{r}].{name}"))?;
                 ShardColumn::Float32(numbers)
             }
             // Bytes are whole numbers: none missing, none infinite.
@@ -157,20 +188,23 @@ fn columns_to_shard(schema: &Schema, columns: Vec<Column>, allow_missing: bool) 
     Ok(Shard { first_row: 0, columns: shard_columns, splits: vec![Split::Test; rows] })
 }
 
-/// Checks a column of numbers as [`column`] checks numeric cells.
-fn check_numbers<T: Copy + Into<f64>>(name: &str, numbers: &[T], allow_missing: bool) -> Result<(), String> {
-    let value = |r: usize| -> f64 { numbers[r].into() };
-    if let Some(r) = (0..numbers.len()).find(|&r| !value(r).is_finite()) {
-        if value(r).is_infinite() {
-            return Err(format!("rows[{r}].{name}: infinity is not a value"));
+/// Checks numbers as [`column`] checks numeric cells; `at(i)` names the
+/// row and column of the `i`th.
+fn check_numbers<T: Copy + Into<f64>>(
+    numbers: &[T],
+    allow_missing: bool,
+    at: impl Fn(usize) -> String,
+) -> Result<(), String> {
+    let value = |i: usize| -> f64 { numbers[i].into() };
+    if let Some(i) = (0..numbers.len()).find(|&i| !value(i).is_finite()) {
+        if value(i).is_infinite() {
+            return Err(format!("{}: infinity is not a value", at(i)));
         }
         if !allow_missing {
-            return Err(format!(
-                "rows[{r}].{name}: null or NaN is refused; set \"allow_missing\": true to have it imputed"
-            ));
+            return Err(format!("{}: null or NaN is refused; set \"allow_missing\": true to have it imputed", at(i)));
         }
-        if let Some(r) = (0..numbers.len()).find(|&r| value(r).is_infinite()) {
-            return Err(format!("rows[{r}].{name}: infinity is not a value"));
+        if let Some(i) = (0..numbers.len()).find(|&i| value(i).is_infinite()) {
+            return Err(format!("{}: infinity is not a value", at(i)));
         }
     }
     Ok(())
@@ -370,6 +404,23 @@ mod tests {
         let shard = to_shard(&s, vec![nan, null].into(), true).unwrap();
         assert!(matches!(&shard.columns[0], ShardColumn::Numeric(v) if v[0].is_nan()));
         assert!(bad(vec![ok; MAX_ROWS + 1]).contains("at most"));
+    }
+
+    /// A matrix sent to a model that reads shards (its columns are not all
+    /// numbers) gives the shard of the same values as columns.
+    #[test]
+    fn a_matrix_gives_the_shard_of_its_columns() {
+        let s = schema();
+        let values = vec![30.0, 7.0, 1.0, 41.0, 8.0, f64::NAN];
+        let matrix = Rows::Matrix(Matrix { columns: 3, values: ColumnValues::Numbers(values) });
+        let columns = Rows::Columns(vec![
+            numbers(None, &[30.0, 41.0]),
+            numbers(None, &[7.0, 8.0]),
+            numbers(None, &[1.0, f64::NAN]),
+        ]);
+        let (a, b) = (to_shard(&s, matrix.clone(), true).unwrap(), to_shard(&s, columns, true).unwrap());
+        assert_eq!(format!("{a:?}"), format!("{b:?}"), "NaN != NaN, so compared as text");
+        assert!(to_shard(&s, matrix, false).unwrap_err().starts_with("rows[1].note: null or NaN is refused"));
     }
 
     fn numbers(name: Option<&str>, values: &[f64]) -> Column {
