@@ -362,6 +362,14 @@ impl Client {
         self.json(Method::GET, &format!("v1/jobs/{id}"), None).await
     }
 
+    /// A job's record once it changes: at once if it is over, else when
+    /// its next checkpoint (or a cancel) reaches the node, or after `wait`
+    /// (at most 30 s), whichever is first.
+    pub async fn job_changed(&self, id: &str, wait: Duration) -> Result<JobRecord, Error> {
+        let path = format!("v1/jobs/{id}?wait_ms={}", wait.as_millis());
+        self.json_with_timeout(Method::GET, &path, None, wait + self.timeout).await
+    }
+
     /// What each running task of a job last reported (epoch, loss, node).
     pub async fn job_progress(&self, id: &str) -> Result<Vec<LiveTask>, Error> {
         self.json(Method::GET, &format!("v1/jobs/{id}/progress"), None).await

@@ -281,6 +281,12 @@ async fn a_cancelled_job_stops_and_bad_jobs_are_refused_before_any_work() {
     assert!(client.get_ref("model/digits-cancel").await.is_err());
     let again = client.cancel_job(&id).await.unwrap_err().to_string();
     assert!(again.contains("409") && again.contains("already Cancelled"), "{again}");
+    // Asked to wait for its next change, an ended job answers at once.
+    let asked = std::time::Instant::now();
+    assert_eq!(client.job_changed(&id, Duration::from_secs(30)).await.unwrap().state, JobState::Cancelled);
+    assert!(asked.elapsed() < Duration::from_secs(10), "an ended job kept the caller waiting");
+    let err = client.job_changed(&id, Duration::from_millis(30_001)).await.unwrap_err().to_string();
+    assert!(err.contains("400") && err.contains("wait_ms: 30001; at most 30000"), "{err}");
 
     let mut bad = spec("x", vec![8], EnsembleSpec::Single, 1);
     bad.dataset = "missing".into();

@@ -280,9 +280,11 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
     bar.enable_steady_tick(Duration::from_millis(120));
+    // Each look waits on the node for the job's next change, up to a
+    // second (so the epochs shown move); after an error, pauses.
     let mut pauses = super::poll::Pauses::up_to(Duration::from_millis(300));
     let record = loop {
-        match client.job(&id).await {
+        match client.job_changed(&id, Duration::from_secs(1)).await {
             Ok(record) => {
                 let live = client.job_progress(&id).await.unwrap_or_default();
                 bar.set_message(format!("{}{}", summary(&record), epochs(&record, &live)));
@@ -290,9 +292,11 @@ pub async fn train(args: TrainArgs) -> anyhow::Result<()> {
                     break record;
                 }
             }
-            Err(e) => bar.set_message(format!("waiting: {e}")),
+            Err(e) => {
+                bar.set_message(format!("waiting: {e}"));
+                pauses.wait().await;
+            }
         }
-        pauses.wait().await;
     };
     bar.finish_and_clear();
     print_record(&record);

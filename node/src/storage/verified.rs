@@ -8,9 +8,10 @@
 //!
 //! Kept bytes are always right (they hashed to their key); what they can
 //! hide, for at most the window, is damage to the copy on disk since. A
-//! trusted check without bytes still reads from RocksDB, which checks its
-//! own checksums on every read (a CRC32C per BlobDB record, where chunks of
-//! 4 KiB and more live, and per block in SST files), so bit rot on the disk
+//! trusted check without bytes still reads from RocksDB, which then checks
+//! its own checksums (a CRC32C per BlobDB record, where chunks of 4 KiB and
+//! more live, and per block in SST files; a read whose bytes are hashed
+//! skips them, the hash catching all they would), so bit rot on the disk
 //! is still an error, not wrong bytes; what it gives up is catching, for at
 //! most the window, bytes changed under a chunk key by a write RocksDB
 //! accepts as valid. Every write this node makes under a chunk key is of
