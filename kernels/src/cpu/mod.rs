@@ -7,7 +7,7 @@ mod loss;
 mod optim;
 mod tensor;
 
-pub use gemm::{measure_gemm_gflops, measure_gemm_gflops_with};
+pub use gemm::{measure_gemm_gflops, measure_gemm_gflops_with, product_of};
 pub use tensor::CpuTensor;
 
 use ndarray::{Array2, ArrayView2};

@@ -211,7 +211,7 @@ fn linear_objective(
     let n = x.nrows() as f64;
     let w = Array2::from_shape_fn((d, k), |(i, o)| theta[i * k + o] as f32);
     let b: Vec<f64> = theta[d * k..].to_vec();
-    let z = x.dot(&w);
+    let z = crate::cpu::product_of(x, false, w.view(), false).unwrap_or_else(|| x.dot(&w));
     // Per-row loss and d(loss)/d(output), in f64.
     let mut delta = Array2::<f32>::zeros((x.nrows(), k));
     let mut total = 0.0;
@@ -248,7 +248,7 @@ fn linear_objective(
             }
         }
     }
-    let grad_w = x.t().dot(&delta);
+    let grad_w = crate::cpu::product_of(x, true, delta.view(), false).unwrap_or_else(|| x.t().dot(&delta));
     let grad_b = delta.sum_axis(Axis(0));
     let mut grad = Vec::with_capacity(d * k + k);
     let mut penalty = 0.0;
