@@ -477,7 +477,9 @@ mod tests {
     #[test]
     fn wide_vectors_give_the_baseline_features_bit_for_bit() {
         let rows = 3 * ROW_BLOCK + 5;
-        let value = |c: usize, r: usize| if (r * 7 + c) % 17 == 0 { f64::NAN } else { ((r * 31 + c * 7) % 256) as f64 };
+        let value = |c: usize, r: usize| {
+            if (r * 7 + c).is_multiple_of(17) { f64::NAN } else { ((r * 31 + c * 7) % 256) as f64 }
+        };
         let columns: Vec<ShardColumn> = (0..19)
             .map(|c| {
                 let values = (0..rows).map(|r| value(c, r));
@@ -508,7 +510,9 @@ mod tests {
     #[test]
     fn a_matrix_gives_the_features_of_the_same_rows_as_a_shard() {
         let (rows, columns) = (ROW_BLOCK + 11, 5);
-        let value = |r: usize, c: usize| if (r + 2 * c) % 13 == 0 { f64::NAN } else { ((r * 17 + c * 5) % 256) as f64 };
+        let value = |r: usize, c: usize| {
+            if (r + 2 * c).is_multiple_of(13) { f64::NAN } else { ((r * 17 + c * 5) % 256) as f64 }
+        };
         let mut names: Vec<String> = (0..columns).map(|c| format!("c{c}")).collect();
         names.insert(2, "label".into());
         let mut transforms: Vec<ColumnTransform> =
