@@ -185,17 +185,7 @@ pub fn transform_matrix<T: Copy + Into<f64>>(
     values: &[T],
     columns: usize,
 ) -> Option<Result<Array2<f32>, TransformError>> {
-    if !pipeline.crosses.is_empty() {
-        return None;
-    }
-    let mut params = Vec::with_capacity(columns);
-    for (c, transform) in pipeline.transforms.iter().enumerate() {
-        match transform {
-            ColumnTransform::Drop if c == pipeline.label => {}
-            ColumnTransform::Numeric { fill, offset, scale } => params.push((*fill, *offset, *scale)),
-            _ => return None,
-        }
-    }
+    let params = matrix_params(pipeline)?;
     if params.len() != columns || columns == 0 {
         return Some(Err(TransformError::Shape { got: columns, expected: params.len() }));
     }
@@ -215,6 +205,28 @@ pub fn transform_matrix<T: Copy + Into<f64>>(
         Some(projection) => super::derived::project(projection, out),
         None => out,
     }))
+}
+
+/// Whether [`transform_matrix`] reads matrices for `pipeline`.
+pub fn reads_matrix(pipeline: &FittedPipeline) -> bool {
+    matrix_params(pipeline).is_some()
+}
+
+/// The (fill, shift, scale) of each input column but the label, when every
+/// one is scaled numbers and no feature is derived across them.
+fn matrix_params(pipeline: &FittedPipeline) -> Option<Vec<(f64, f64, f64)>> {
+    if !pipeline.crosses.is_empty() {
+        return None;
+    }
+    let mut params = Vec::with_capacity(pipeline.transforms.len());
+    for (c, transform) in pipeline.transforms.iter().enumerate() {
+        match transform {
+            ColumnTransform::Drop if c == pipeline.label => {}
+            ColumnTransform::Numeric { fill, offset, scale } => params.push((*fill, *offset, *scale)),
+            _ => return None,
+        }
+    }
+    Some(params)
 }
 
 /// Rows of values and the (fill, shift, scale) of each column.

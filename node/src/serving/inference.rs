@@ -13,7 +13,7 @@ use crate::compute::Compute;
 
 use super::{
     model::LoadedModel,
-    rows::{check_matrix, concat, to_shard},
+    rows::{check_matrix, concat, listed_matrix, to_shard},
 };
 
 /// Why a request was not run.
@@ -147,9 +147,18 @@ fn run_alone(model: &LoadedModel, rows: Rows, allow_missing: bool) -> Result<Arr
 }
 
 /// A matrix the model reads as it is, checked and predicted on its own
-/// (it is a whole batch already); `None` for rows that go through a shard.
+/// (it is a whole batch already); rows of finite numbers are read as one
+/// too. `None` for rows that go through a shard.
 fn run_matrix(model: &LoadedModel, rows: &Rows, allow_missing: bool) -> Option<Result<Array2<f64>, InferenceError>> {
-    let Rows::Matrix(matrix) = rows else { return None };
+    let listed;
+    let matrix = match rows {
+        Rows::Matrix(matrix) => matrix,
+        Rows::Listed(rows) if model.reads_matrices() => {
+            listed = listed_matrix(&model.schema, rows)?;
+            &listed
+        }
+        _ => return None,
+    };
     if let Err(message) = check_matrix(&model.schema, matrix, allow_missing) {
         return Some(Err(InferenceError::BadInput(message)));
     }
@@ -296,6 +305,19 @@ mod tests {
             ColumnValues::Float32(single),
             ColumnValues::Numbers((0..12).map(|v| v as f64 * 0.7).collect()),
         ];
+        // Listed rows of numbers, as a JSON body sends them: the same
+        // answers as the shard of their columns; a null still gets the
+        // listed path's message.
+        let listed = |cells: Vec<Cell>| Rows::Listed(cells.chunks(2).map(|r| Row::Values(r.to_vec())).collect());
+        let numbers: Vec<f64> = (0..10).map(|v| v as f64 * 3.5 - 4.0).collect();
+        let answer = inference.run(model.clone(), listed(numbers.iter().map(|&v| Cell::Number(v)).collect()), false);
+        assert_eq!(answer.await.unwrap(), through_shard(&ColumnValues::Numbers(numbers), false));
+        match inference.run(model.clone(), listed(vec![Cell::Number(1.0), Cell::Missing]), false).await {
+            Err(InferenceError::BadInput(message)) => {
+                assert!(message.contains("rows[0].b: null is refused"), "{message}")
+            }
+            other => panic!("got {other:?}"),
+        }
         for values in cases {
             let allow = matches!(values, ColumnValues::Float32(_));
             let matrix = Rows::Matrix(Matrix { columns: 2, values: values.clone() });

@@ -9,7 +9,7 @@ use std::{
 
 use futures::future::{BoxFuture, FutureExt};
 use mass_kernels::{
-    features::{transform, transform_matrix},
+    features::{reads_matrix, transform, transform_matrix},
     models::{Member, Mlp, ensemble::combine},
 };
 use mass_protocol::{
@@ -203,6 +203,11 @@ impl LoadedModel {
             Task::Classification => self.manifest.classes.len(),
             Task::Regression => 1,
         }
+    }
+
+    /// Whether [`LoadedModel::predict_matrix`] answers for this model.
+    pub fn reads_matrices(&self) -> bool {
+        matches!(&self.body, Body::Trained { pipeline, .. } if pipeline.label == self.schema.label && reads_matrix(pipeline))
     }
 
     /// Answers for a matrix of the feature columns (checked by
