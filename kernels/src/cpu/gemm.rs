@@ -13,8 +13,13 @@ use super::CpuTensor;
 
 fn operand(t: &CpuTensor, transposed: bool) -> MatRef<'_, f32> {
     let (rows, cols) = t.shape();
-    let m = MatRef::from_row_major_slice(t.as_slice(), rows, cols);
-    if transposed { m.transpose() } else { m }
+    row_major(t.as_slice(), rows, cols, transposed)
+}
+
+/// A row-major `rows x cols` slice as faer reads it, transposed with `t`.
+fn row_major(values: &[f32], rows: usize, cols: usize, t: bool) -> MatRef<'_, f32> {
+    let m = MatRef::from_row_major_slice(values, rows, cols);
+    if t { m.transpose() } else { m }
 }
 
 /// Products below this many multiply-adds (a few milliseconds of one core)
@@ -71,8 +76,7 @@ pub fn product_of(a: ArrayView2<'_, f32>, ta: bool, b: ArrayView2<'_, f32>, tb: 
 /// `m` (transposed with `t`) as faer reads it; `None` if not in standard layout.
 fn faer_view<'a>(m: &'a ArrayView2<'_, f32>, t: bool) -> Option<MatRef<'a, f32>> {
     let (rows, cols) = m.dim();
-    let m = MatRef::from_row_major_slice(m.as_slice()?, rows, cols);
-    Some(if t { m.transpose() } else { m })
+    Some(row_major(m.as_slice()?, rows, cols, t))
 }
 
 /// `dst (+)= a b` with the work cut into `parts` blocks, the last on this thread.

@@ -84,16 +84,16 @@ const GROUP: usize = 8;
 /// for AVX-512 it ran 2-6x slower: LLVM turned the NaN test into masked
 /// blends.)
 fn write_scaled(out: &mut Array2<f32>, columns: &[Scaled]) {
+    on_avx2(WriteScaled { out, columns })
+}
+
+/// Runs `op` compiled for AVX2 where the CPU has it, else as built.
+fn on_avx2<Op: pulp::WithSimd<Output = ()>>(op: Op) {
     #[cfg(target_arch = "x86_64")]
-    {
-        let op = WriteScaled { out, columns };
-        if let Some(simd) = pulp::x86::V3::try_new() {
-            return pulp::Simd::vectorize(simd, op);
-        }
-        write_scaled_on(op.out, op.columns)
+    if let Some(simd) = pulp::x86::V3::try_new() {
+        return pulp::Simd::vectorize(simd, op);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    write_scaled_on(out, columns)
+    op.with_simd(pulp::Scalar::new())
 }
 
 struct WriteScaled<'a, 'c> {
@@ -192,41 +192,33 @@ pub fn transform_matrix<T: Copy + Into<f64>>(
     let rows = values.len() / columns;
     let mut out = Array2::<f32>::zeros((rows, columns));
     let into = out.as_slice_mut().expect("a new matrix is in standard layout");
-    let op = ScaleRows { values: &values[..rows * columns], params: &params, out: into };
-    #[cfg(target_arch = "x86_64")]
-    if let Some(simd) = pulp::x86::V3::try_new() {
-        pulp::Simd::vectorize(simd, op);
-    } else {
-        scale_rows(op);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    scale_rows(op);
+    on_avx2(ScaleRows { values: &values[..rows * columns], params: &params, out: into });
     Some(Ok(match &pipeline.projection {
         Some(projection) => super::derived::project(projection, out),
         None => out,
     }))
 }
 
-/// Whether [`transform_matrix`] reads matrices for `pipeline`.
+/// Whether [`transform_matrix`] reads matrices for `pipeline`: every input
+/// column but the label is scaled numbers and no feature is derived across
+/// them.
 pub fn reads_matrix(pipeline: &FittedPipeline) -> bool {
-    matrix_params(pipeline).is_some()
+    pipeline.crosses.is_empty()
+        && pipeline.transforms.iter().enumerate().all(|(c, transform)| match transform {
+            ColumnTransform::Drop => c == pipeline.label,
+            ColumnTransform::Numeric { .. } => true,
+            _ => false,
+        })
 }
 
-/// The (fill, shift, scale) of each input column but the label, when every
-/// one is scaled numbers and no feature is derived across them.
+/// The (fill, shift, scale) of each input column but the label, for a
+/// pipeline that [`reads_matrix`].
 fn matrix_params(pipeline: &FittedPipeline) -> Option<Vec<(f64, f64, f64)>> {
-    if !pipeline.crosses.is_empty() {
-        return None;
-    }
-    let mut params = Vec::with_capacity(pipeline.transforms.len());
-    for (c, transform) in pipeline.transforms.iter().enumerate() {
-        match transform {
-            ColumnTransform::Drop if c == pipeline.label => {}
-            ColumnTransform::Numeric { fill, offset, scale } => params.push((*fill, *offset, *scale)),
-            _ => return None,
-        }
-    }
-    Some(params)
+    let params = pipeline.transforms.iter().filter_map(|transform| match transform {
+        ColumnTransform::Numeric { fill, offset, scale } => Some((*fill, *offset, *scale)),
+        _ => None,
+    });
+    reads_matrix(pipeline).then(|| params.collect())
 }
 
 /// Rows of values and the (fill, shift, scale) of each column.

@@ -148,12 +148,15 @@ fn run_alone(model: &LoadedModel, rows: Rows, allow_missing: bool) -> Result<Arr
 
 /// A matrix the model reads as it is, checked and predicted on its own
 /// (it is a whole batch already); rows of finite numbers are read as one
-/// too. `None` for rows that go through a shard.
+/// too. `None` for rows that go through a shard (which checks them there).
 fn run_matrix(model: &LoadedModel, rows: &Rows, allow_missing: bool) -> Option<Result<Array2<f64>, InferenceError>> {
+    if !model.reads_matrices() {
+        return None;
+    }
     let listed;
     let matrix = match rows {
         Rows::Matrix(matrix) => matrix,
-        Rows::Listed(rows) if model.reads_matrices() => {
+        Rows::Listed(rows) => {
             listed = listed_matrix(&model.schema, rows)?;
             &listed
         }
