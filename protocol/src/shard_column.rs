@@ -155,6 +155,14 @@ impl ShardColumn {
                 ShardColumn::Categorical { values: values.clone(), codes: keep.iter().map(|&r| codes[r]).collect() }
             }
             ShardColumn::Text(values) => ShardColumn::Text(keep.iter().map(|&r| values[r].clone()).collect()),
+            // Bytes stay bytes, without a trip through f64 (what `numbers`
+            // would give them back as).
+            ShardColumn::Bytes { values, missing } => {
+                let gone = |r: usize| missing.binary_search(&(r as u32)).is_ok();
+                let missing = (0..keep.len()).filter(|&i| gone(keep[i])).map(|i| i as u32).collect();
+                let values = keep.iter().map(|&r| if gone(r) { 0 } else { values[r] }).collect();
+                ShardColumn::Bytes { values, missing }
+            }
             numeric => {
                 let values = numeric.as_numbers().unwrap_or_default();
                 ShardColumn::numbers(keep.iter().map(|&r| values[r]).collect())
@@ -282,6 +290,7 @@ mod tests {
         let column = ShardColumn::numbers(vec![4.0, f64::NAN, 9.0, 1.0]);
         let picked = column.select(&[3, 1, 0]);
         assert!(same_bits(&picked.as_numbers().unwrap(), &[1.0, f64::NAN, 4.0]));
+        assert_eq!(picked, ShardColumn::numbers(vec![1.0, f64::NAN, 4.0]), "bytes picked as bytes, as numbers would be");
         let mut joined = picked.clone();
         joined.extend_numbers(ShardColumn::numbers(vec![f64::NAN, 2.0]));
         assert!(matches!(joined, ShardColumn::Bytes { .. }));

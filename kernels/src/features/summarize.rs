@@ -43,6 +43,9 @@ pub fn summarize(shard: &Shard, schema: &Schema, spec: &PipelineSpec) -> DataSum
         .map(|column| {
             let mut s = ColumnSummary::default();
             match column {
+                ShardColumn::Bytes { values, missing } if !spec.needs_quantiles() && !joint => {
+                    summarize_bytes(&mut s, values, missing, &rows, exact_values);
+                }
                 ShardColumn::Numeric(_) | ShardColumn::Bytes { .. } | ShardColumn::Float32(_) => {
                     let values = column.as_numbers().unwrap_or_default();
                     if spec.needs_quantiles() {
@@ -118,6 +121,34 @@ pub fn summarize(shard: &Shard, schema: &Schema, spec: &PipelineSpec) -> DataSum
     DataSummary { rows: rows.len() as u64, columns }
 }
 
+/// The statistics of a column of bytes over `rows`, from a count of each
+/// byte: one pass over the bytes instead of a branch per cell (MNIST's 784
+/// columns were a tenth of a bagging job). Sums of whole numbers this size
+/// are exact, so they are the bits the cell-by-cell pass gives.
+fn summarize_bytes(s: &mut ColumnSummary, values: &[u8], missing: &[u32], rows: &[usize], exact_values: bool) {
+    let mut counts = [0u64; 256];
+    let mut gone = missing.iter().peekable();
+    for &r in rows {
+        while gone.next_if(|&&m| (m as usize) < r).is_some() {}
+        if gone.peek().is_some_and(|&&m| m as usize == r) {
+            s.missing += 1;
+        } else {
+            counts[values[r] as usize] += 1;
+        }
+    }
+    for (byte, &n) in counts.iter().enumerate().filter(|(_, n)| **n > 0) {
+        let v = byte as f64;
+        s.present += n;
+        s.sum += v * n as f64;
+        s.sum_sq += v * v * n as f64;
+        s.min = Some(s.min.map_or(v, |m| m.min(v)));
+        s.max = Some(v);
+        if exact_values {
+            s.numbers.insert(order_key(v), n);
+        }
+    }
+}
+
 /// Adds `other` into `into`. Counts add exactly; sums add within rounding.
 pub fn merge(into: &mut DataSummary, other: &DataSummary) {
     if into.columns.is_empty() {
@@ -161,6 +192,7 @@ pub fn merge(into: &mut DataSummary, other: &DataSummary) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mass_protocol::dataset::{Column, ColumnKind};
 
     /// Fuzz regression: a stored pipeline naming a label column the shard
     /// lacks (or a row past a short column) panicked here.
@@ -174,5 +206,29 @@ mod tests {
         assert_eq!(label_text(&shard, 0, 0).as_deref(), Some("3"));
         assert_eq!(label_text(&shard, 0, 1), None);
         assert_eq!(label_text(&shard, 5, 0), None);
+    }
+
+    /// A column of bytes is summarized from its counts of each byte: the
+    /// same summary, bit for bit, as the same numbers as f64 cell by cell.
+    #[test]
+    fn bytes_summarize_as_their_numbers_do() {
+        let numbers: Vec<f64> =
+            (0..500).map(|r| if r % 7 == 3 { f64::NAN } else { ((r * 37) % 256) as f64 }).collect();
+        let splits = (0..500).map(|r| if r % 5 == 0 { Split::Test } else { Split::Train }).collect();
+        let label = ShardColumn::Numeric((0..500).map(|r| (r % 2) as f64).collect());
+        let bytes = ShardColumn::numbers(numbers.clone());
+        assert!(matches!(bytes, ShardColumn::Bytes { .. }));
+        let shard = |column| Shard { first_row: 0, columns: vec![column, label.clone()], splits: Vec::clone(&splits) };
+        let schema = Schema {
+            columns: ["x", "y"].map(|n| Column { name: n.into(), kind: ColumnKind::Numeric }).to_vec(),
+            label: 1,
+        };
+        for impute in [Impute::Mean, Impute::Median] {
+            let spec = PipelineSpec { impute, ..PipelineSpec::default() };
+            let of_bytes = summarize(&shard(bytes.clone()), &schema, &spec);
+            let of_numbers = summarize(&shard(ShardColumn::Numeric(numbers.clone())), &schema, &spec);
+            assert_eq!(of_bytes, of_numbers, "{impute:?}");
+            assert!(of_bytes.columns[0].missing > 0 && of_bytes.columns[0].present > 0);
+        }
     }
 }

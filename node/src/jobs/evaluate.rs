@@ -81,14 +81,9 @@ pub fn shard_evaluation(
     let (model, each) = tallies(pipeline, members, combine, meta, shard, rows, true)?;
     let mut evaluation = ShardEvaluation { model, members: each, robustness: vec![], validation: None };
     if report {
-        let seed = robustness::REPORT_SEED;
-        for perturbation in robustness::REPORT {
-            if !perturbation.applies_to(pipeline, shard) {
-                continue;
-            }
-            let degraded = perturbation.apply(pipeline, shard, seed);
+        for (what, degraded) in robustness::report(pipeline, shard, robustness::REPORT_SEED) {
             let result = tallies(pipeline, members, combine, meta, &degraded, rows, false).map(|(t, _)| t);
-            evaluation.robustness.push((perturbation.describe(), result));
+            evaluation.robustness.push((what, result));
         }
         let validation = EvaluationRows::Split(Split::Validation);
         evaluation.validation =

@@ -9,6 +9,7 @@ use mass_protocol::{
     features::{ColumnTransform, FittedPipeline},
 };
 use rand::{Rng, SeedableRng, rngs::SmallRng};
+use rand_distr::StandardNormal;
 
 /// One way of degrading the input.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,26 +63,15 @@ impl Perturbation {
     }
 
     /// A degraded copy of `shard`; the label and dropped columns stay as they are.
-    ///
-    /// The draws come from a small fast generator, two normals per
-    /// Box-Muller pair: noise on every cell of MNIST's test rows through
-    /// ChaCha, one pair per value, was a third of a bagging job's time.
     pub fn apply(&self, pipeline: &FittedPipeline, shard: &Shard, seed: u64) -> Shard {
+        if let Perturbation::Noise(sd) = self {
+            return noisy(pipeline, shard, *sd, seed);
+        }
         let mut rng = SmallRng::seed_from_u64(seed ^ shard.first_row.rotate_left(17));
         let mut out = shard.clone();
         for column in feature_columns(pipeline) {
             let Some(values) = out.columns.get_mut(column) else { continue };
-            if matches!(self, Perturbation::Noise(_)) {
-                values.widen(); // noisy values need f64
-            }
             match (self, values) {
-                (Perturbation::Noise(sd), ShardColumn::Numeric(values)) => {
-                    let scale = sd * standard_deviation(values);
-                    let mut normals = Normals::default();
-                    for v in values.iter_mut().filter(|v| v.is_finite()) {
-                        *v += scale * normals.next(&mut rng);
-                    }
-                }
                 (Perturbation::Missing(fraction), values) => blank(values, *fraction, &mut rng),
                 (Perturbation::UnseenCategories, ShardColumn::Categorical { values, codes }) => {
                     let unseen = values.len() as u32;
@@ -97,6 +87,41 @@ impl Perturbation {
     }
 }
 
+/// The report's degraded copies of `shard`, one at a time: what was done
+/// and the copy, for each of [`REPORT`] that applies.
+pub fn report<'a>(
+    pipeline: &'a FittedPipeline,
+    shard: &'a Shard,
+    seed: u64,
+) -> impl Iterator<Item = (String, Shard)> + 'a {
+    REPORT.iter().filter(|p| p.applies_to(pipeline, shard)).map(move |p| (p.describe(), p.apply(pipeline, shard, seed)))
+}
+
+/// `shard` with `sd` of each numeric feature's standard deviation (measured
+/// on the rows perturbed) of noise on its finite values; its other columns
+/// as they are. The draws come from a small fast generator through the
+/// ziggurat: noise on every cell of MNIST's test rows through ChaCha, then
+/// Box-Muller, was a third, then a fifth, of a bagging job's time. Every
+/// size of noise draws the same normals from the same seed, so the levels
+/// differ only in size.
+fn noisy(pipeline: &FittedPipeline, shard: &Shard, sd: f64, seed: u64) -> Shard {
+    let mut rng = SmallRng::seed_from_u64(seed ^ shard.first_row.rotate_left(17));
+    let mut out = shard.clone();
+    for column in feature_columns(pipeline) {
+        let Some(values) = out.columns.get_mut(column) else { continue };
+        values.widen(); // noisy values need f64
+        let ShardColumn::Numeric(values) = values else { continue };
+        let scale = sd * standard_deviation(values);
+        if scale == 0.0 {
+            continue; // a constant column: no noise, no draws
+        }
+        for (v, z) in values.iter_mut().zip((&mut rng).sample_iter::<f64, _>(StandardNormal)) {
+            *v += scale * z;
+        }
+    }
+    out
+}
+
 /// Columns the pipeline turns into features (not dropped, not the label).
 fn feature_columns(pipeline: &FittedPipeline) -> Vec<usize> {
     pipeline
@@ -108,33 +133,14 @@ fn feature_columns(pipeline: &FittedPipeline) -> Vec<usize> {
         .collect()
 }
 
-/// Draws of N(0, 1), two per Box-Muller pair.
-#[derive(Default)]
-struct Normals {
-    spare: Option<f64>,
-}
-
-impl Normals {
-    fn next(&mut self, rng: &mut SmallRng) -> f64 {
-        if let Some(spare) = self.spare.take() {
-            return spare;
-        }
-        let u: f64 = 1.0 - rng.random::<f64>(); // (0, 1]: ln is finite
-        let v: f64 = rng.random();
-        let radius = (-2.0 * u.ln()).sqrt();
-        let (sin, cos) = (std::f64::consts::TAU * v).sin_cos();
-        self.spare = Some(radius * sin);
-        radius * cos
-    }
-}
-
 fn standard_deviation(values: &[f64]) -> f64 {
-    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    if finite.len() < 2 {
+    let finite = || values.iter().copied().filter(|v| v.is_finite());
+    let count = finite().count();
+    if count < 2 {
         return 0.0;
     }
-    let mean = finite.iter().sum::<f64>() / finite.len() as f64;
-    (finite.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (finite.len() - 1) as f64).sqrt()
+    let mean = finite().sum::<f64>() / count as f64;
+    (finite().map(|v| (v - mean).powi(2)).sum::<f64>() / (count - 1) as f64).sqrt()
 }
 
 /// Makes about `fraction` of the cells missing, one draw per cell, in
@@ -235,6 +241,28 @@ mod tests {
         let noisy = Perturbation::Noise(0.5).apply(&pipeline, &shard, 1);
         let ShardColumn::Numeric(values) = &noisy.columns[0] else { panic!("{:?}", noisy.columns[0]) };
         assert!(values[3].is_nan() && values.iter().filter(|v| v.fract() != 0.0).count() > 900);
+    }
+
+    /// The report's copies are the copies each perturbation makes alone, in
+    /// the report's order; its noise levels differ only in size.
+    #[test]
+    fn the_report_makes_the_copies_each_perturbation_makes_alone() {
+        let (shard, pipeline) = shard_and_pipeline();
+        let copies: Vec<(String, Shard)> = report(&pipeline, &shard, 9).collect();
+        let alone: Vec<(String, Shard)> =
+            REPORT.iter().map(|p| (p.describe(), p.apply(&pipeline, &shard, 9))).collect();
+        assert_eq!(copies.len(), alone.len());
+        for ((what, copy), (named, made)) in copies.iter().zip(&alone) {
+            assert_eq!(what, named);
+            // Compared as text: the blanked cells are NaN, never equal to themselves.
+            assert!(format!("{copy:?}") == format!("{made:?}"), "{what}: the report's copy differs from the one made alone");
+        }
+        let ShardColumn::Numeric(small) = &copies[0].1.columns[0] else { panic!() };
+        let ShardColumn::Numeric(large) = &copies[2].1.columns[0] else { panic!() };
+        let ShardColumn::Numeric(before) = &shard.columns[0] else { panic!() };
+        for ((s, l), b) in small.iter().zip(large).zip(before) {
+            assert!(((l - b) - 10.0 * (s - b)).abs() < 1e-6, "1 sd of noise is ten times 0.1 sd of the same draw");
+        }
     }
 
     #[test]
