@@ -29,4 +29,4 @@ run() { # $1 = nodes
   [ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS" && cp "$dir"/n*.log "$KEEP_LOGS/" 2>/dev/null && mv "$KEEP_LOGS"/n0.log "$KEEP_LOGS/n0-$1.log" && { [ ! -f "$KEEP_LOGS/n1.log" ] || mv "$KEEP_LOGS/n1.log" "$KEEP_LOGS/n1-$1.log"; }
   stop
 }
-for n in 1 2 1 2; do run "$n"; done
+for n in ${RUN_NODES:-1 2 1 2}; do run "$n"; done

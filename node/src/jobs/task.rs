@@ -183,6 +183,7 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
     }
     // Fault injection for tests: `None` unless the node was started lying.
     let lie = byzantine::lie_for(mesh, &work).await;
+    let began = std::time::Instant::now();
     let start = if work.start.is_empty() { None } else { Some(average(mesh, &work.start).await?) };
     let pipeline = mesh.load_pipeline(work.pipeline).await?;
     let setup: Option<BoostSetup> = match work.setup {
@@ -207,6 +208,8 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
     };
     let (net, board, peer) = (mesh.net.clone(), mesh.progress.clone(), mesh.peer_id.clone());
     let gpu = mesh.gpu.clone();
+    let (job, task) = (work.job, work.task);
+    let loaded_in = began.elapsed();
     let training = move || -> Result<(Member, u64, Vec<f64>, String), String> {
         let (holdout, fold) = (work.holdout, work.fold);
         let training_row = |s: Split, row: u64| {
@@ -271,5 +274,10 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
         Admission::Wait => mesh.compute.run_waiting(Work::Training, training).await?,
         Admission::Now => mesh.compute.run_now(Work::Training, training).await??,
     };
-    Ok(Trained { weights: mesh.save_kept(&member, BlobKind::Model).await?, rows, curve, backend })
+    let fitted_in = began.elapsed();
+    let weights = mesh.save_kept(&member, BlobKind::Model).await?;
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    let (load_ms, fit_ms, save_ms) = (ms(loaded_in), ms(fitted_in - loaded_in), ms(began.elapsed() - fitted_in));
+    tracing::debug!(%job, task, load_ms, fit_ms, save_ms, "task trained");
+    Ok(Trained { weights, rows, curve, backend })
 }
