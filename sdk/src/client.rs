@@ -507,6 +507,14 @@ impl Client {
         self.json(Method::GET, &format!("v1/scorings/{id}"), None).await
     }
 
+    /// A scoring job's record once it changes: at once if it is over, else
+    /// when its next checkpoint (a shard scored, its end) reaches the node,
+    /// or after `wait` (at most 30 s), whichever is first.
+    pub async fn scoring_changed(&self, id: &ContentId, wait: Duration) -> Result<ScoringRecord, Error> {
+        let path = format!("v1/scorings/{id}?wait_ms={}", wait.as_millis());
+        self.json_with_timeout(Method::GET, &path, None, wait + self.timeout).await
+    }
+
     /// Makes model `name` (a new version) of registered models.
     pub async fn compose(&self, name: &str, request: &Compose) -> Result<ModelVersion, Error> {
         let body = serde_json::to_value(request).expect("serializes");

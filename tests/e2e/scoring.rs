@@ -88,6 +88,12 @@ async fn a_scoring_job_survives_its_driver_and_writes_what_an_uninterrupted_run_
     let done = scoring_until(&survivors, &id, Duration::from_secs(180), "the job is over", |r| r.state.is_over()).await;
     assert_eq!(done.state, ScoringState::Completed, "{done:?}");
     assert!(done.drivers.len() >= 2 && done.drivers[0] == driver, "no takeover: {:?}", done.drivers);
+    // Asked to wait for its next change, an ended job answers at once.
+    let asked = std::time::Instant::now();
+    assert_eq!(survivors.scoring_changed(&id, Duration::from_secs(30)).await.unwrap().state, ScoringState::Completed);
+    assert!(asked.elapsed() < Duration::from_secs(10), "an ended scoring job kept the caller waiting");
+    let err = survivors.scoring_changed(&id, Duration::from_millis(30_001)).await.unwrap_err().to_string();
+    assert!(err.contains("400") && err.contains("wait_ms: 30001; at most 30000"), "{err}");
     let scored_before = midway.shards.iter().filter(|s| s.is_some()).count();
     eprintln!("scoring job: driver killed with {scored_before} of 360 shards checkpointed; drivers {:?}", done.drivers);
     for (i, part) in midway.shards.iter().enumerate() {

@@ -316,9 +316,11 @@ async fn follow_scoring(client: &mass_sdk::Client, id: &ContentId) -> anyhow::Re
         indicatif::ProgressStyle::with_template("scoring {bar:40} {pos}/{len} shards {elapsed} {msg}")
             .expect("valid template"),
     );
+    // Each look waits on the node for the record's next change (a shard
+    // scored, the end), a second at most; after an error, pauses.
     let mut pauses = super::poll::Pauses::up_to(std::time::Duration::from_millis(300));
     loop {
-        match client.scoring(id).await {
+        match client.scoring_changed(id, std::time::Duration::from_secs(1)).await {
             Ok(record) => {
                 let (scored, shards) = crate::serving::scoring::plan::progress(&record);
                 bar.set_length(shards as u64);
@@ -336,9 +338,11 @@ async fn follow_scoring(client: &mass_sdk::Client, id: &ContentId) -> anyhow::Re
                     _ => {}
                 }
             }
-            Err(e) => bar.set_message(format!("waiting: {e}")),
+            Err(e) => {
+                bar.set_message(format!("waiting: {e}"));
+                pauses.wait().await;
+            }
         }
-        pauses.wait().await;
     }
 }
 

@@ -7,7 +7,10 @@ use mass_protocol::{
 };
 
 use super::openapi::schemas as doc;
-use super::{State, error};
+use super::{
+    State, error,
+    wait::{WaitQuery, after_change},
+};
 use crate::jobs::{
     REF_PREFIX,
     driver::{cancel_ref, record},
@@ -59,61 +62,23 @@ pub async fn submit(state: web::Data<State>, body: web::Json<JobSpec>) -> HttpRe
         (status = 404, description = "unknown job", body = doc::ErrorBody),
     ),
 )]
-pub async fn show(state: web::Data<State>, id: web::Path<String>, query: web::Query<ShowQuery>) -> HttpResponse {
+pub async fn show(state: web::Data<State>, id: web::Path<String>, query: web::Query<WaitQuery>) -> HttpResponse {
     let id: ContentId = match id.parse() {
         Ok(id) => id,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("{e}")),
     };
-    let wait = query.wait_ms.unwrap_or(0);
-    if wait > MAX_WAIT_MS {
-        return error(StatusCode::BAD_REQUEST, format!("wait_ms: {wait}; at most {MAX_WAIT_MS}"));
-    }
-    match record_after_change(&state.mesh(), id, std::time::Duration::from_millis(wait)).await {
+    let wait = match query.wait() {
+        Ok(wait) => wait,
+        Err(refused) => return refused,
+    };
+    let mesh = state.mesh();
+    // Its ref, or its cancel flag, written.
+    let names = [format!("{REF_PREFIX}{id}"), cancel_ref(&id)];
+    match after_change(&mesh, &names, wait, || record(&mesh, id), |r: &JobRecord| r.state.is_over()).await {
         Ok(Some(record)) => HttpResponse::Ok().json(record),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no job {id}")),
         Err(message) => error(StatusCode::SERVICE_UNAVAILABLE, message),
     }
-}
-
-/// `GET /v1/jobs/{id}` query.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ShowQuery {
-    wait_ms: Option<u64>,
-}
-
-/// Longest a `GET /v1/jobs/{id}?wait_ms=` may wait.
-const MAX_WAIT_MS: u64 = 30_000;
-
-/// The job's record, at once when it is over or unknown; else once its ref
-/// or its cancel flag is next written on this node (the driver's
-/// checkpoints reach it as they are written), or after `wait`. A client
-/// following a job sees its end when it comes, where polling saw it up to
-/// a pause later (300 ms a look in the CLI, on every job).
-async fn record_after_change(
-    mesh: &crate::mesh::Mesh,
-    id: ContentId,
-    wait: std::time::Duration,
-) -> Result<Option<JobRecord>, String> {
-    // Listening before the first read: a write between the two is not missed.
-    let mut writes = mesh.storage.ref_writes();
-    let first = record(mesh, id).await?;
-    if wait.is_zero() || first.as_ref().is_none_or(|r| r.state.is_over()) {
-        return Ok(first);
-    }
-    let (name, cancel) = (format!("{REF_PREFIX}{id}"), cancel_ref(&id));
-    let changed = async {
-        loop {
-            match writes.recv().await {
-                Ok(written) if written == name || written == cancel => return,
-                Ok(_) => {}
-                // Missed writes, or the store stopped: read again now.
-                Err(_) => return,
-            }
-        }
-    };
-    let _ = tokio::time::timeout(wait, changed).await;
-    record(mesh, id).await
 }
 
 /// `GET /v1/jobs/{id}/progress`: the epoch and loss each running task of

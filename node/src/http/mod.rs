@@ -33,6 +33,7 @@ mod refs;
 mod routes;
 mod studies;
 pub mod tls;
+mod wait;
 
 use self::openapi::schemas as doc;
 use crate::{membership::GetPeers, mesh::Mesh};

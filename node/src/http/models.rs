@@ -200,18 +200,30 @@ pub async fn batch_predict(
         once scored), drivers, state (Running, Completed, Failed) and result",
     params(
         ("id" = String, Path),
+        ("wait_ms" = Option<u64>, Query, description = "for a running job: answer when its record is next written here (a shard scored, its end) or after this many milliseconds, whichever is first (at most 30000)"),
     ),
     responses(
         (status = 200, description = "OK", body = Object),
-        (status = 400, description = "not a scoring job id", body = doc::ErrorBody),
+        (status = 400, description = "not a scoring job id, or wait_ms over 30000", body = doc::ErrorBody),
         (status = 404, description = "no such scoring job", body = doc::ErrorBody),
     ),
 )]
-pub async fn scoring_show(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
+pub async fn scoring_show(
+    state: web::Data<State>,
+    id: web::Path<String>,
+    query: web::Query<super::wait::WaitQuery>,
+) -> HttpResponse {
     let Ok(id) = id.parse::<ContentId>() else {
         return error(StatusCode::BAD_REQUEST, format!("'{id}' is not a scoring job id (64 hex digits)"));
     };
-    match scoring::record(&state.mesh(), id).await {
+    let wait = match query.wait() {
+        Ok(wait) => wait,
+        Err(refused) => return refused,
+    };
+    let mesh = state.mesh();
+    let names = [format!("{}{id}", scoring::REF_PREFIX)];
+    let over = |r: &mass_protocol::serving::ScoringRecord| r.state.is_over();
+    match super::wait::after_change(&mesh, &names, wait, || scoring::record(&mesh, id), over).await {
         Ok(Some(record)) => HttpResponse::Ok().json(record),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no scoring job {id}")),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
