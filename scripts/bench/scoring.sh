@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline scoring of all 70,000 MNIST rows on N release nodes (N=1 by default), RUNS times (3);
-# PERF=1 profiles the first node from the third run on.
+# PERF=1 profiles the first node from the third run on (PERF_CALLS='--call-graph dwarf,16384'
+# PERF_HZ=499 for whole call chains).
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 start_nodes /tmp/scoreb "${N:-1}" 476
@@ -10,7 +11,7 @@ mnist_softmax
 ticks() { for p in "${pids[@]}"; do awk '{print $14 + $15}' /proc/$p/stat; done | paste -sd+ | bc; }
 runs=${RUNS:-3}
 for run in $(seq $runs); do
-  if [ "$run" = 3 ] && [ -n "${PERF:-}" ]; then perf record -F 2999 -g -o $dir/perf.data -p $pid 2>/dev/null & perfpid=$!; sleep 1; fi
+  if [ "$run" = 3 ] && [ -n "${PERF:-}" ]; then perf record -F ${PERF_HZ:-2999} ${PERF_CALLS:--g} -o $dir/perf.data -p $pid 2>/dev/null & perfpid=$!; sleep 1; fi
   cpu0=$(ticks); start=$(date +%s.%N)
   $MASS models batch mnist --dataset mnist > $dir/batch$run.out 2>&1
   end=$(date +%s.%N); cpu1=$(ticks)
