@@ -290,7 +290,11 @@ mod tests {
         let column = ShardColumn::numbers(vec![4.0, f64::NAN, 9.0, 1.0]);
         let picked = column.select(&[3, 1, 0]);
         assert!(same_bits(&picked.as_numbers().unwrap(), &[1.0, f64::NAN, 4.0]));
-        assert_eq!(picked, ShardColumn::numbers(vec![1.0, f64::NAN, 4.0]), "bytes picked as bytes, as numbers would be");
+        assert_eq!(
+            picked,
+            ShardColumn::numbers(vec![1.0, f64::NAN, 4.0]),
+            "bytes picked as bytes, as numbers would be"
+        );
         let mut joined = picked.clone();
         joined.extend_numbers(ShardColumn::numbers(vec![f64::NAN, 2.0]));
         assert!(matches!(joined, ShardColumn::Bytes { .. }));

@@ -24,6 +24,8 @@ run() { # $1 = nodes
   "$MASS" train --dataset mnist --name bag --model softmax --ensemble bagging:8 --epochs 40 > "$dir/train.out" 2>&1
   local t1; t1=$(date +%s.%N)
   echo "nodes=$1 wall=$(echo "$t1 - $t0" | bc) s $(grep -i accuracy "$dir/train.out" | tail -1)"
+  # Where the time outside the job went: the CLI's start and end, the job's submission, drive and end.
+  [ -n "${TIMELINE:-}" ] && { echo "  cli start $(date -u -d @$t0 +%T.%N)  cli end $(date -u -d @$t1 +%T.%N)"; grep -h "job submitted\|driving job\|job completed" "$dir"/n*.log | cut -c12-27,50-80 | sort | sed 's/^/  /'; }
   # Where the driver's time went, step by step (KEEP_LOGS=dir keeps the logs).
   grep -h "step done" "$dir"/n*.log | sed 's/.*step="\?\([^"]*\)"\? ms=\([0-9]*\).*/  \1: \2 ms/' || true
   [ -n "${KEEP_LOGS:-}" ] && mkdir -p "$KEEP_LOGS" && cp "$dir"/n*.log "$KEEP_LOGS/" 2>/dev/null && mv "$KEEP_LOGS"/n0.log "$KEEP_LOGS/n0-$1.log" && { [ ! -f "$KEEP_LOGS/n1.log" ] || mv "$KEEP_LOGS/n1.log" "$KEEP_LOGS/n1-$1.log"; }

@@ -212,8 +212,7 @@ mod tests {
     /// same summary, bit for bit, as the same numbers as f64 cell by cell.
     #[test]
     fn bytes_summarize_as_their_numbers_do() {
-        let numbers: Vec<f64> =
-            (0..500).map(|r| if r % 7 == 3 { f64::NAN } else { ((r * 37) % 256) as f64 }).collect();
+        let numbers: Vec<f64> = (0..500).map(|r| if r % 7 == 3 { f64::NAN } else { ((r * 37) % 256) as f64 }).collect();
         let splits = (0..500).map(|r| if r % 5 == 0 { Split::Test } else { Split::Train }).collect();
         let label = ShardColumn::Numeric((0..500).map(|r| (r % 2) as f64).collect());
         let bytes = ShardColumn::numbers(numbers.clone());

@@ -255,7 +255,10 @@ mod tests {
         for ((what, copy), (named, made)) in copies.iter().zip(&alone) {
             assert_eq!(what, named);
             // Compared as text: the blanked cells are NaN, never equal to themselves.
-            assert!(format!("{copy:?}") == format!("{made:?}"), "{what}: the report's copy differs from the one made alone");
+            assert!(
+                format!("{copy:?}") == format!("{made:?}"),
+                "{what}: the report's copy differs from the one made alone"
+            );
         }
         let ShardColumn::Numeric(small) = &copies[0].1.columns[0] else { panic!() };
         let ShardColumn::Numeric(large) = &copies[2].1.columns[0] else { panic!() };

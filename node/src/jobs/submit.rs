@@ -165,5 +165,6 @@ pub async fn submit(mesh: &Mesh, spec: JobSpec) -> Result<ContentId, SubmitError
     }
     let pending = JobRecord::pending(id, spec);
     checkpoint(mesh, &pending).await.map_err(SubmitError::Internal)?;
+    tracing::info!(%id, model = %pending.spec.model, "job submitted");
     Ok(id)
 }
