@@ -126,7 +126,9 @@ async fn named_by_this_job(mesh: &Mesh, record: &JobRecord) -> Option<ContentId>
 /// must survive this driver.
 pub async fn step(mesh: &Mesh, drive: &mut Drive, event: Event) -> Result<(), StepError> {
     if drive.apply(event)? == Save::Checkpoint {
+        let started = std::time::Instant::now();
         save_checkpoint(mesh, drive.record()).await?;
+        debug!(id = %drive.record().id, ms = started.elapsed().as_millis() as u64, "checkpoint written");
     }
     Ok(())
 }
@@ -780,6 +782,10 @@ async fn train_planned(
     let planned = indices.into_iter().map(|i| (i, plans[i].clone())).collect();
     let mut dispatch = Dispatch::new(planned, slots_by_peer(mesh).await, local);
     let mut running = FuturesUnordered::new();
+    // A finished task's checkpoint is written once the slot it freed has
+    // its next task: on a mesh each checkpoint is a round trip to the
+    // record's homes, which the next task need not wait for.
+    let mut finished: Option<Event> = None;
     loop {
         for (index, peer, queue) in dispatch.ready() {
             step(mesh, drive, Event::TaskStarted { list, index, peer: peer.to_string() }).await?;
@@ -790,6 +796,9 @@ async fn train_planned(
                 info!(task = index, %peer, ms = started.elapsed().as_millis() as u64, "task attempt over");
                 (index, peer, attempted)
             });
+        }
+        if let Some(event) = finished.take() {
+            step(mesh, drive, event).await?;
         }
         let Some((index, peer, attempted)) = running.next().await else { break };
         let result = match attempted {
@@ -812,9 +821,7 @@ async fn train_planned(
             Attempt::Trained(by, trained) => Ok((by, trained)),
         };
         dispatch.done(index, &peer);
-        if let Some(event) = outcome(drive.record(), index, result)? {
-            step(mesh, drive, event).await?;
-        }
+        finished = outcome(drive.record(), index, result)?;
     }
     Ok(())
 }

@@ -156,6 +156,7 @@ pub async fn submit(mesh: &Mesh, spec: JobSpec) -> Result<ContentId, SubmitError
     validate_ref_name(&format!("model/{}", spec.model))
         .map_err(|reason| SubmitError::BadRequest(format!("model name: {reason}")))?;
     spec.spec.validate().and_then(|()| spec.ensemble.validate()).map_err(SubmitError::Refused)?;
+    let started = std::time::Instant::now();
     let (_, manifest) = mesh.dataset(&spec.dataset).await.map_err(SubmitError::Refused)?;
     let task = runnable(&spec, &manifest).map_err(SubmitError::Refused)?;
     fits_a_node(mesh, &spec, &manifest, task).await.map_err(SubmitError::Refused)?;
@@ -165,6 +166,7 @@ pub async fn submit(mesh: &Mesh, spec: JobSpec) -> Result<ContentId, SubmitError
     }
     let pending = JobRecord::pending(id, spec);
     checkpoint(mesh, &pending).await.map_err(SubmitError::Internal)?;
-    tracing::info!(%id, model = %pending.spec.model, "job submitted");
+    let ms = started.elapsed().as_millis() as u64;
+    tracing::info!(%id, model = %pending.spec.model, ms, "job submitted");
     Ok(id)
 }
