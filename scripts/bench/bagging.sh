@@ -20,6 +20,7 @@ run() { # $1 = nodes
   for _ in $(seq 100); do "$MASS" status >/dev/null 2>&1 && break; sleep 0.2; done
   sleep 3
   "$MASS" data put "$DATA/mnist.csv.gz" --name mnist --label label --test-rows "$DATA/mnist.test_rows.txt" --shard-rows 7000 >/dev/null
+  sleep "${SETTLE:-4}"  # the shards' copies to the second node finish before the job (SETTLE=s)
   local t0; t0=$(date +%s.%N)
   "$MASS" train --dataset mnist --name bag --model softmax --ensemble bagging:8 --epochs 40 > "$dir/train.out" 2>&1
   local t1; t1=$(date +%s.%N)
