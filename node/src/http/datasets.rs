@@ -202,11 +202,14 @@ pub async fn ingest(
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("ingest failed: {e}")),
     };
     // Shards are pinned first and the name last: a reader never sees a
-    // dataset whose shards could be collected.
+    // dataset whose shards could be collected. The pins are written at
+    // once: on a mesh each waits for its copies at the ref's homes, which
+    // one after another added a round trip per shard to every upload.
+    let pins = manifest.shards.iter().map(|shard| write_ref(&state, pin_name(&shard.id), Some(shard.id)));
+    if let Err(e) = futures::future::try_join_all(pins).await {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    }
     for shard in &manifest.shards {
-        if let Err(e) = write_ref(&state, pin_name(&shard.id), Some(shard.id)).await {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-        }
         state.mesh.replication.do_send(PlaceNew(shard.id));
     }
     state.mesh.replication.do_send(PlaceNew(meta.id));
