@@ -431,8 +431,14 @@ def test_refusals_are_typed_and_name_what_is_wrong(client: mass.Client, iris: Di
     with pytest.raises(mass.MassError, match="'numbers' is a regressor"):
         client.predict_proba(regressor, [[3.0, 1.5, 0.2]])
 
-    # A cancelled job ends the wait with JobFailed.
+    # A wait that runs out says so near its deadline, though each read
+    # waits on the node for the job's next change; a cancelled job ends
+    # the wait with JobFailed.
     job = client.train(dataset="blobs", model="blobs-long", learner="mlp:64", epochs=300, seed=9)
+    asked = time.monotonic()
+    with pytest.raises(mass.WaitTimeout, match="is still"):
+        job.wait(timeout=0.3, progress=False)
+    assert time.monotonic() - asked < 6, "the wait overran its timeout"
     assert mass.jobs.state_of(job.cancel()["state"])[0] == "cancelled"
     with pytest.raises(mass.JobFailed, match="was cancelled") as e:
         job.wait(timeout=60, progress=False)

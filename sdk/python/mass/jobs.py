@@ -39,6 +39,9 @@ def _tqdm(**kwargs: Any) -> Any:
 class _Handle:
     _kind = "job"
     _path = "v1/jobs"
+    #: Whether the node can hold the record's ``GET`` until the record next
+    #: changes (``?wait_ms=``): jobs and scoring jobs can; studies are polled.
+    _long_poll = False
 
     def __init__(self, client: "Client", id: str) -> None:
         self.client = client
@@ -52,6 +55,15 @@ class _Handle:
     def record(self) -> Dict[str, Any]:
         """The latest record as the mesh holds it (fetched now)."""
         self._record = self.client._http.json("GET", f"{self._path}/{self.id}")
+        return self._record
+
+    def _record_after_change(self, wait: float) -> Dict[str, Any]:
+        """The record once it next changes on the node asked, or after
+        ``wait`` seconds (at once when it is over)."""
+        http = self.client._http
+        self._record = http.json(
+            "GET", f"{self._path}/{self.id}", query=[("wait_ms", int(wait * 1000))], timeout=http.timeout + wait
+        )
         return self._record
 
     def status(self) -> str:
@@ -86,12 +98,18 @@ class _Handle:
         return record
 
     def _poll_until_over(self, timeout: Optional[float], on_record: Any) -> Dict[str, Any]:
+        """Reads the record until it is over. Once the node asked knows it,
+        a job or scoring job is read by waiting on the node for its next
+        change (a second at most), so its end is seen when it comes; other
+        records, and any after trouble, are read again after a pause."""
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = 0.2
         trouble_since: Optional[float] = None
+        waiting = False
         while True:
+            left = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic()))
             try:
-                record = self.record()
+                record = self._record_after_change(left) if waiting and left > 0 else self.record()
                 trouble_since = None
             except (NotFound, NoNodeAnswered):
                 # Not yet heard of by the node asked, or no node answering
@@ -101,6 +119,7 @@ class _Handle:
                 if now - trouble_since > GRACE_SECONDS:
                     raise
                 record = None
+                waiting = False
             if record is not None:
                 on_record(record)
                 if state_of(record["state"])[0] in ("completed", "failed", "cancelled"):
@@ -108,6 +127,9 @@ class _Handle:
             if deadline is not None and time.monotonic() >= deadline:
                 state = state_of(record["state"])[0] if record else "unknown"
                 raise WaitTimeout(f"{self._kind} {self.id} is still {state} after {timeout} s")
+            if record is not None and self._long_poll:
+                waiting = True
+                continue  # the next read waits on the node
             pause = interval if deadline is None else min(interval, max(0.0, deadline - time.monotonic()))
             time.sleep(pause)
             interval = min(interval * 1.5, 1.0)
@@ -126,6 +148,7 @@ class Job(_Handle):
 
     _kind = "job"
     _path = "v1/jobs"
+    _long_poll = True
 
     def progress(self) -> List[Dict[str, Any]]:
         """What each running task last reported: ``task``, ``peer``,
@@ -244,6 +267,7 @@ class Scoring(_Handle):
 
     _kind = "scoring"
     _path = "v1/scorings"
+    _long_poll = True
 
     def cancel(self) -> Dict[str, Any]:
         raise MassError("a scoring job cannot be cancelled; it ends by itself (its parts are kept)")
