@@ -434,7 +434,9 @@ def test_refusals_are_typed_and_name_what_is_wrong(client: mass.Client, iris: Di
     # A wait that runs out says so near its deadline, though each read
     # waits on the node for the job's next change; a cancelled job ends
     # the wait with JobFailed.
-    job = client.train(dataset="blobs", model="blobs-long", learner="mlp:64", epochs=300, seed=9)
+    # Long enough to be caught running: no early stop (patience = epochs);
+    # 300 epochs with the default patience ended within 0.3 s.
+    job = client.train(dataset="blobs", model="blobs-long", learner="mlp:64", epochs=3000, patience=3000, seed=9)
     asked = time.monotonic()
     with pytest.raises(mass.WaitTimeout, match="is still"):
         job.wait(timeout=0.3, progress=False)
