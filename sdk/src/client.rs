@@ -366,7 +366,13 @@ impl Client {
     /// its next checkpoint (or a cancel) reaches the node, or after `wait`
     /// (at most 30 s), whichever is first.
     pub async fn job_changed(&self, id: &str, wait: Duration) -> Result<JobRecord, Error> {
-        let path = format!("v1/jobs/{id}?wait_ms={}", wait.as_millis());
+        self.record_changed(&format!("v1/jobs/{id}"), wait).await
+    }
+
+    /// The record at `path` once it changes on the node (`?wait_ms=`),
+    /// given the node's wait on top of the usual timeout.
+    async fn record_changed<T: DeserializeOwned>(&self, path: &str, wait: Duration) -> Result<T, Error> {
+        let path = format!("{path}?wait_ms={}", wait.as_millis());
         self.json_with_timeout(Method::GET, &path, None, wait + self.timeout).await
     }
 
@@ -511,8 +517,7 @@ impl Client {
     /// when its next checkpoint (a shard scored, its end) reaches the node,
     /// or after `wait` (at most 30 s), whichever is first.
     pub async fn scoring_changed(&self, id: &ContentId, wait: Duration) -> Result<ScoringRecord, Error> {
-        let path = format!("v1/scorings/{id}?wait_ms={}", wait.as_millis());
-        self.json_with_timeout(Method::GET, &path, None, wait + self.timeout).await
+        self.record_changed(&format!("v1/scorings/{id}"), wait).await
     }
 
     /// Makes model `name` (a new version) of registered models.

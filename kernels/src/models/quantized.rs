@@ -24,7 +24,6 @@ use ndarray::{Array1, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use super::{Activation, Loss, Mlp};
-use crate::backend;
 use crate::cpu::elementwise::{bias_activation, softmax_rows};
 
 /// Widest layer input whose sum of `i8 x i8` products (each at most
@@ -319,11 +318,7 @@ impl QuantizedMlp {
             let mut out = vec![0.0f32; rows * layer.outputs];
             layer.forward(kernel, words, &row_scales, &mut out);
             if l < last {
-                let activation = match self.activation {
-                    Activation::Relu => backend::Activation::Relu,
-                    Activation::Tanh => backend::Activation::Tanh,
-                };
-                bias_activation(&mut out, &vec![0.0; layer.outputs], activation);
+                bias_activation(&mut out, &vec![0.0; layer.outputs], self.activation.into());
             } else if self.loss == Loss::SoftmaxCrossEntropy {
                 softmax_rows(&mut out, layer.outputs);
             }

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use super::quantized::Cached;
 use super::{Activation, Loss, Mlp, MlpConfig, Target};
-use crate::backend;
 use crate::cpu::elementwise::{bias_activation, softmax_rows};
 
 /// Why a network cannot be pruned as asked.
@@ -273,11 +272,7 @@ impl SparseMlp {
             let mut out = vec![0.0f32; rows * layer.outputs];
             layer.forward(&input, &mut out);
             if l < last {
-                let activation = match self.activation {
-                    Activation::Relu => backend::Activation::Relu,
-                    Activation::Tanh => backend::Activation::Tanh,
-                };
-                bias_activation(&mut out, &vec![0.0; layer.outputs], activation);
+                bias_activation(&mut out, &vec![0.0; layer.outputs], self.activation.into());
             } else if self.loss == Loss::SoftmaxCrossEntropy {
                 softmax_rows(&mut out, layer.outputs);
             }

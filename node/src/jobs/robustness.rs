@@ -67,7 +67,7 @@ impl Perturbation {
         if let Perturbation::Noise(sd) = self {
             return noisy(pipeline, shard, *sd, seed);
         }
-        let mut rng = SmallRng::seed_from_u64(seed ^ shard.first_row.rotate_left(17));
+        let mut rng = draws_for(shard, seed);
         let mut out = shard.clone();
         for column in feature_columns(pipeline) {
             let Some(values) = out.columns.get_mut(column) else { continue };
@@ -105,7 +105,7 @@ pub fn report<'a>(
 /// size of noise draws the same normals from the same seed, so the levels
 /// differ only in size.
 fn noisy(pipeline: &FittedPipeline, shard: &Shard, sd: f64, seed: u64) -> Shard {
-    let mut rng = SmallRng::seed_from_u64(seed ^ shard.first_row.rotate_left(17));
+    let mut rng = draws_for(shard, seed);
     let mut out = shard.clone();
     for column in feature_columns(pipeline) {
         let Some(values) = out.columns.get_mut(column) else { continue };
@@ -120,6 +120,13 @@ fn noisy(pipeline: &FittedPipeline, shard: &Shard, sd: f64, seed: u64) -> Shard 
         }
     }
     out
+}
+
+/// The generator of a perturbation's draws on `shard`: seeded by the
+/// report and the shard's first row, so the same shard and seed give the
+/// same copy.
+fn draws_for(shard: &Shard, seed: u64) -> SmallRng {
+    SmallRng::seed_from_u64(seed ^ shard.first_row.rotate_left(17))
 }
 
 /// Columns the pipeline turns into features (not dropped, not the label).

@@ -38,6 +38,16 @@ pub enum Activation {
     Tanh,
 }
 
+/// The backend's op for a hidden layer's activation.
+impl From<Activation> for crate::backend::Activation {
+    fn from(activation: Activation) -> Self {
+        match activation {
+            Activation::Relu => crate::backend::Activation::Relu,
+            Activation::Tanh => crate::backend::Activation::Tanh,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Loss {
@@ -189,11 +199,7 @@ impl Mlp {
         for (l, (w, b)) in self.weights.iter().zip(&self.biases).enumerate() {
             let input = activated.as_ref().map_or(x, |a| a.view());
             let mut z = crate::cpu::product_of(input, false, w.view(), false)?;
-            let activation = match self.activation {
-                _ if l == last => crate::backend::Activation::Identity,
-                Activation::Relu => crate::backend::Activation::Relu,
-                Activation::Tanh => crate::backend::Activation::Tanh,
-            };
+            let activation = if l == last { crate::backend::Activation::Identity } else { self.activation.into() };
             crate::cpu::elementwise::bias_activation(z.as_slice_mut()?, b.as_slice()?, activation);
             activated = Some(z);
         }

@@ -102,11 +102,7 @@ impl<T: Tensor> Network<T> {
                 Ok(Layer { weight: backend.upload(w.view())?, bias: backend.upload(bias)? })
             })
             .collect::<Result<_, Error>>()?;
-        let activation = match model.activation {
-            super::Activation::Relu => backend::Activation::Relu,
-            super::Activation::Tanh => backend::Activation::Tanh,
-        };
-        Ok(Self { layers, activation, loss: model.loss })
+        Ok(Self { layers, activation: model.activation.into(), loss: model.loss })
     }
 
     /// A host copy of the parameters.
