@@ -498,6 +498,12 @@ fn append(schema: &Schema, shard: &mut ShardBuilder, index: u64, record: &csv::B
     let row = index + 1;
     let line = record.position().map(|p| p.line()).unwrap_or(0);
     for (c, field) in record.iter().enumerate() {
+        if let ColumnBuilder::Numeric(values) = &mut shard.columns[c]
+            && let Some(value) = plain_integer(field)
+        {
+            values.push(value);
+            continue;
+        }
         let column = &schema.columns[c];
         let cell_error = |problem: String| DataError::Cell { row, line, column: column.name.clone(), problem };
         let cell = std::str::from_utf8(field).map_err(|_| cell_error("not valid UTF-8".into()))?;
@@ -539,6 +545,30 @@ fn append(schema: &Schema, shard: &mut ShardBuilder, index: u64, record: &csv::B
         }
     }
     Ok(())
+}
+
+/// A cell of ASCII digits with an optional '-' first, as most numeric
+/// files hold, read without the UTF-8 check, the trim and the float parser
+/// (they were half the ingest's time on MNIST): the value `parse::<f64>`
+/// gives, since whole numbers of up to 15 digits are exact. None for any
+/// other cell, which takes the general path.
+fn plain_integer(cell: &[u8]) -> Option<f64> {
+    let (negative, digits) = match cell {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, cell),
+    };
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    let mut n = 0u64;
+    for &b in digits {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n = n * 10 + digit as u64;
+    }
+    Some(if negative { -(n as f64) } else { n as f64 })
 }
 
 fn csv_error(error: csv::Error, row: u64) -> DataError {
@@ -589,6 +619,18 @@ pub(crate) mod tests {
             Ok(ContentId::of(&mass_protocol::codec::encode(shard).unwrap()))
         })?;
         Ok((manifest, shards))
+    }
+
+    #[test]
+    fn plain_integers_read_as_the_float_parser_reads_them() {
+        for cell in ["0", "7", "255", "007", "-0", "-12", "123456789012345", "999999999999999"] {
+            let parsed: f64 = cell.parse().unwrap();
+            let fast = plain_integer(cell.as_bytes()).unwrap();
+            assert_eq!(fast.to_bits(), parsed.to_bits(), "{cell}");
+        }
+        for cell in ["", "-", "1.5", " 1", "1 ", "+1", "1e3", "1234567890123456", "--1", "1-", "NA", "٣"] {
+            assert_eq!(plain_integer(cell.as_bytes()), None, "{cell}");
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub fn add_number(stat: &mut ColumnStats, value: f64, label: bool) {
 pub fn add_shard(stats: &mut [ColumnStats], schema: &Schema, shard: &Shard) {
     for (c, (stat, column)) in stats.iter_mut().zip(&shard.columns).enumerate() {
         match column {
+            ShardColumn::Bytes { values, missing } if add_bytes(stat, values, missing, c == schema.label) => {}
             ShardColumn::Numeric(_) | ShardColumn::Bytes { .. } | ShardColumn::Float32(_) => {
                 column.each_number(|value| {
                     if value.is_nan() {
@@ -67,9 +68,101 @@ pub fn add_shard(stats: &mut [ColumnStats], schema: &Schema, shard: &Shard) {
     }
 }
 
+/// Largest integer up to which every whole f64 is exact.
+const EXACT_INTEGERS: f64 = (1u64 << 53) as f64;
+
+/// Adds a column of bytes from a count of each byte value, in one pass
+/// without a branch per cell (MNIST's 784 byte columns made the ingest's
+/// statistics a tenth of its time). It gives the row-by-row fold's bits
+/// only where the sums stay whole numbers f64 holds exactly, and label
+/// counts cannot reach their cap (where the rows' order picks the keys);
+/// false, having added nothing, elsewhere.
+fn add_bytes(stat: &mut ColumnStats, values: &[u8], missing: &[u32], label: bool) -> bool {
+    let mut counts = [0u64; 256];
+    for &v in values {
+        counts[v as usize] += 1;
+    }
+    // A missing row holds 0 in the bytes.
+    counts[0] -= missing.len() as u64;
+    let (sum, sum_sq) =
+        counts.iter().enumerate().fold((0u64, 0u64), |(s, q), (v, &n)| (s + v as u64 * n, q + (v * v) as u64 * n));
+    let exact = |total: f64, add: u64| total.fract() == 0.0 && total.abs() + (add as f64) < EXACT_INTEGERS;
+    let room = stat.counts.len() + counts.len() < MAX_LABEL_VALUES;
+    if !exact(stat.sum, sum) || !exact(stat.sum_sq, sum_sq) || (label && !room) {
+        return false;
+    }
+    stat.missing += missing.len() as u64;
+    for (v, &n) in counts.iter().enumerate().filter(|(_, n)| **n > 0) {
+        let value = v as f64;
+        stat.present += n;
+        stat.min = Some(stat.min.map_or(value, |m| m.min(value)));
+        stat.max = Some(stat.max.map_or(value, |m| m.max(value)));
+        if label {
+            *stat.counts.entry(format_number(value)).or_default() += n;
+        }
+    }
+    stat.sum += sum as f64;
+    stat.sum_sq += sum_sq as f64;
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use mass_protocol::dataset::{Column, ColumnKind, Split};
+
+    /// The fold of [`add_shard`] done cell by cell, as it was.
+    fn row_by_row(stats: &mut [ColumnStats], schema: &Schema, shard: &Shard) {
+        for (c, (stat, column)) in stats.iter_mut().zip(&shard.columns).enumerate() {
+            column.each_number(|value| {
+                if value.is_nan() {
+                    stat.missing += 1;
+                } else {
+                    stat.present += 1;
+                    add_number(stat, value, c == schema.label);
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn byte_columns_counted_give_the_bits_of_the_cell_by_cell_fold() {
+        let column = |name: &str| Column { name: name.into(), kind: ColumnKind::Numeric };
+        let schema = Schema { columns: vec![column("pixel"), column("label")], label: 1 };
+        let shard = |first: u64, rows: usize, missing_every: usize| {
+            let values: Vec<f64> = (0..rows)
+                .map(|r| {
+                    if r % missing_every == missing_every - 1 {
+                        f64::NAN
+                    } else {
+                        ((r * 37 + first as usize) % 256) as f64
+                    }
+                })
+                .collect();
+            let labels = (0..rows).map(|r| (r % 10) as f64).collect();
+            Shard {
+                first_row: first,
+                columns: vec![ShardColumn::numbers(values), ShardColumn::numbers(labels)],
+                splits: vec![Split::Train; rows],
+            }
+        };
+        let shards = [shard(0, 1000, 7), shard(1000, 333, 1_000_000), shard(1333, 5, 2)];
+        assert!(matches!(shards[0].columns[0], ShardColumn::Bytes { .. }));
+        // Whole sums, then a fraction first (where counting would round
+        // differently, so the fold must be used), then sums past 2^53.
+        for start in [0.0, 0.5, EXACT_INTEGERS - 100.0] {
+            let fresh = ColumnStats { sum: start, sum_sq: start, ..ColumnStats::default() };
+            let (mut counted, mut folded) = (vec![fresh.clone(); 2], vec![fresh; 2]);
+            for s in &shards {
+                add_shard(&mut counted, &schema, s);
+                row_by_row(&mut folded, &schema, s);
+            }
+            assert_eq!(counted, folded, "from {start}");
+            assert_eq!(counted[0].missing, 142 + 2);
+            assert_eq!(counted[1].counts["7"], 100 + 33 + 0);
+        }
+    }
 
     #[test]
     fn label_counts_stop_growing_at_the_cap() {
