@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 use crate::backend::Tensor;
 
-use super::CpuTensor;
+use super::{CpuTensor, skinny};
 
 fn operand(t: &CpuTensor, transposed: bool) -> MatRef<'_, f32> {
     let (rows, cols) = t.shape();
@@ -47,6 +47,16 @@ pub fn product(a: &CpuTensor, ta: bool, b: &CpuTensor, tb: bool, c: &mut CpuTens
         }
         return;
     }
+    // Few output columns: one thread is faster on these than faer on all
+    // (and the sums, hence the bits, are the same as `product_of`'s).
+    if let Some(out) = skinny_product(a.view(), ta, b.view(), tb) {
+        if accumulate {
+            c.view_mut().zip_mut_with(&out, |c, o| *c += o);
+        } else {
+            c.view_mut().assign(&out);
+        }
+        return;
+    }
     let (a, b) = (operand(a, ta), operand(b, tb));
     let dst = MatMut::from_row_major_slice_mut(c.as_mut_slice(), rows, cols);
     let accum = if accumulate { Accum::Add } else { Accum::Replace };
@@ -59,8 +69,13 @@ pub fn product(a: &CpuTensor, ta: bool, b: &CpuTensor, tb: bool, c: &mut CpuTens
 /// products of a linear model's objective (rows x 784 by 784 x 10 and
 /// back), where ndarray's matrixmultiply spent as long packing the rows as
 /// multiplying (`perf`: `pack_avx2` 25% of a bagging job, the kernel 25%).
+/// Products with at most [`skinny::MAX_COLUMNS`] output columns or rows
+/// go to [`skinny`]'s kernels where the CPU has AVX-512.
 /// `None` when an operand is not in standard layout or the shapes do not chain.
 pub fn product_of(a: ArrayView2<'_, f32>, ta: bool, b: ArrayView2<'_, f32>, tb: bool) -> Option<Array2<f32>> {
+    if let Some(out) = skinny_product(a, ta, b, tb) {
+        return Some(out);
+    }
     let (a, b) = (faer_view(&a, ta)?, faer_view(&b, tb)?);
     if a.ncols() != b.nrows() {
         return None;
@@ -71,6 +86,29 @@ pub fn product_of(a: ArrayView2<'_, f32>, ta: bool, b: ArrayView2<'_, f32>, tb: 
     matmul(dst, Accum::Replace, a, b, 1.0f32, Par::Seq);
     clear_upper_registers();
     Some(out)
+}
+
+/// Rows from which copying a skinny `b` into the kernel's layout costs
+/// less than a tenth of the product (a one-row prediction stays on faer).
+const SKINNY_MIN_ROWS: usize = 32;
+
+/// `op(a) op(b)` on the skinny kernels, where the shape suits them.
+fn skinny_product(a: ArrayView2<'_, f32>, ta: bool, b: ArrayView2<'_, f32>, tb: bool) -> Option<Array2<f32>> {
+    let few = |n: usize| (1..=skinny::MAX_COLUMNS).contains(&n);
+    match (ta, tb) {
+        // a bᵀ, b holding a row per output column: as the kernel reads it.
+        (false, true) if few(b.nrows()) => skinny::product_nt(a, b),
+        // aᵀ b with few columns in a: a few rows out.
+        (true, false) if few(a.ncols()) => skinny::product_tn(a, b),
+        (false, false) if few(b.ncols()) && a.nrows() >= SKINNY_MIN_ROWS => {
+            skinny::product_nt(a, b.t().as_standard_layout().view())
+        }
+        // aᵀ b with few columns in b: (bᵀ a)ᵀ.
+        (true, false) if few(b.ncols()) && a.ncols() >= SKINNY_MIN_ROWS => {
+            skinny::product_tn(b, a).map(|t| t.reversed_axes().as_standard_layout().into_owned())
+        }
+        _ => None,
+    }
 }
 
 /// `m` (transposed with `t`) as faer reads it; `None` if not in standard layout.

@@ -5,6 +5,7 @@ pub(crate) mod elementwise;
 mod gemm;
 mod loss;
 mod optim;
+pub mod skinny;
 mod tensor;
 
 pub use gemm::{measure_gemm_gflops, measure_gemm_gflops_with, product_of};

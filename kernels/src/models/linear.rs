@@ -218,20 +218,22 @@ fn linear_objective(
     k: usize,
 ) -> (f64, Vec<f64>) {
     let n = x.nrows() as f64;
-    let w = Array2::from_shape_fn((d, k), |(i, o)| theta[i * k + o] as f32);
+    // W by output (k x d): both products then run on the skinny kernels
+    // with no copy of W or of its gradient into their layout.
+    let wt = Array2::from_shape_fn((k, d), |(o, i)| theta[i * k + o] as f32);
     let b: Vec<f64> = theta[d * k..].to_vec();
-    let mut grad_w = Array2::<f32>::zeros((d, k));
+    let mut grad_wt = Array2::<f32>::zeros((k, d));
     let mut grad_b = vec![0.0; k];
     let mut total = 0.0;
     let block = objective_block(d);
     for start in (0..x.nrows()).step_by(block) {
         let rows = start..(start + block).min(x.nrows());
         let xb = x.slice(s![rows.clone(), ..]);
-        let z = crate::cpu::product_of(xb, false, w.view(), false).unwrap_or_else(|| xb.dot(&w));
+        let z = crate::cpu::product_of(xb, false, wt.view(), true).unwrap_or_else(|| xb.dot(&wt.t()));
         let mut delta = Array2::<f32>::zeros((z.nrows(), k));
         total += row_losses(z.view(), y.slice(s![rows, ..]), &b, loss, n, delta.view_mut());
-        let part = crate::cpu::product_of(xb, true, delta.view(), false).unwrap_or_else(|| xb.t().dot(&delta));
-        grad_w += &part;
+        let part = crate::cpu::product_of(delta.view(), true, xb, false).unwrap_or_else(|| delta.t().dot(&xb));
+        grad_wt += &part;
         for (g, column) in grad_b.iter_mut().zip(delta.columns()) {
             *g += column.iter().map(|v| f64::from(*v)).sum::<f64>();
         }
@@ -242,7 +244,7 @@ fn linear_objective(
         for o in 0..k {
             let wv = theta[i * k + o];
             penalty += wv * wv;
-            grad.push(f64::from(grad_w[[i, o]]) + l2 * wv);
+            grad.push(f64::from(grad_wt[[o, i]]) + l2 * wv);
         }
     }
     grad.extend(grad_b);
