@@ -406,6 +406,13 @@ impl Client {
         self.json(Method::GET, &format!("v1/studies/{id}"), None).await
     }
 
+    /// The study's journal once it next changes on the node (a trial
+    /// proposed, scored or stopped, its end), or after `wait`; at once
+    /// when the study is over.
+    pub async fn study_changed(&self, id: &str, wait: Duration) -> Result<StudyRecord, Error> {
+        self.record_changed(&format!("v1/studies/{id}"), wait).await
+    }
+
     pub async fn studies(&self) -> Result<Vec<StudyRecord>, Error> {
         self.json(Method::GET, "v1/studies", None).await
     }

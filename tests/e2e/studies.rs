@@ -229,6 +229,13 @@ async fn successive_halving_stops_weak_trials_and_keeps_the_best_and_bad_studies
     halving.asha = Some(Asha { min_resource: 2, eta: 3 });
     let full_id = client.submit_study(&full).await.unwrap().to_string();
     let halving_id = client.submit_study(&halving).await.unwrap().to_string();
+    // Followed by waiting on the node: an open study answers at its
+    // journal's next change (a trial proposed or scored), well before the
+    // wait runs out.
+    let asked = std::time::Instant::now();
+    let seen = client.study_changed(&full_id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(seen.id.to_string(), full_id);
+    assert!(asked.elapsed() < Duration::from_secs(25), "an open study waited out the whole wait");
     let within = Duration::from_secs(400);
     let full = wait_study(&client, &full_id, within, "the full study ends", |r| r.state.is_over()).await;
     let halving = wait_study(&client, &halving_id, within, "the halving study ends", |r| r.state.is_over()).await;
@@ -247,6 +254,12 @@ async fn successive_halving_stops_weak_trials_and_keeps_the_best_and_bad_studies
         epochs(&halving),
         epochs(&full)
     );
+    // Over, it answers at once; a wait past the limit is refused.
+    let asked = std::time::Instant::now();
+    assert_eq!(client.study_changed(&full_id, Duration::from_secs(30)).await.unwrap().state, StudyState::Completed);
+    assert!(asked.elapsed() < Duration::from_secs(10), "an ended study kept the caller waiting");
+    let err = client.study_changed(&full_id, Duration::from_millis(30_001)).await.unwrap_err().to_string();
+    assert!(err.contains("400") && err.contains("wait_ms: 30001; at most 30000"), "{err}");
     let (full_best, halving_best) = (best_completed(&full).1, best_completed(&halving).1);
     assert!(halving_best >= full_best - 0.01, "halving's best {halving_best} vs the full search's {full_best}");
 

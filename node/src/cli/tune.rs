@@ -252,9 +252,11 @@ pub async fn tune(args: TuneArgs) -> anyhow::Result<()> {
     let bar = ProgressBar::new(spec.trials as u64);
     bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} {elapsed}").expect("valid template"));
     bar.enable_steady_tick(Duration::from_millis(200));
+    // Each look waits on the node for the journal's next change, up to a
+    // second; after an error, pauses.
     let mut pauses = super::poll::Pauses::up_to(Duration::from_millis(500));
     let record = loop {
-        match client.study(&id).await {
+        match client.study_changed(&id, Duration::from_secs(1)).await {
             Ok(record) => {
                 bar.set_position(record.trials.iter().filter(|t| t.is_over()).count() as u64);
                 bar.set_message(summary(&record));
@@ -262,9 +264,11 @@ pub async fn tune(args: TuneArgs) -> anyhow::Result<()> {
                     break record;
                 }
             }
-            Err(e) => bar.set_message(format!("waiting: {e}")),
+            Err(e) => {
+                bar.set_message(format!("waiting: {e}"));
+                pauses.wait().await;
+            }
         }
-        pauses.wait().await;
     };
     bar.finish_and_clear();
     print_record(&record, 10);

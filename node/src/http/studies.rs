@@ -9,7 +9,10 @@ use mass_protocol::{
 };
 
 use super::openapi::schemas as doc;
-use super::{State, error};
+use super::{
+    State, error,
+    wait::{WaitQuery, after_change},
+};
 use crate::{
     mesh::Mesh,
     studies::{REF_PREFIX, cancel_ref, checkpoint, plan, record},
@@ -113,18 +116,27 @@ fn parse(id: &str) -> Result<ContentId, HttpResponse> {
         the winner and its test metrics",
     params(
         ("id" = String, Path, description = "64 hex digits (blake3)"),
+        ("wait_ms" = Option<u64>, Query, description = "for an open study: answer when its journal is next written here (a trial proposed, scored or stopped, its end, a cancel) or after this many milliseconds, whichever is first (at most 30000)"),
     ),
     responses(
         (status = 200, description = "OK", body = Object),
+        (status = 400, description = "not a study id (64 hex digits), or wait_ms over 30000", body = doc::ErrorBody),
         (status = 404, description = "no such study", body = doc::ErrorBody),
     ),
 )]
-pub async fn show(state: web::Data<State>, id: web::Path<String>) -> HttpResponse {
+pub async fn show(state: web::Data<State>, id: web::Path<String>, query: web::Query<WaitQuery>) -> HttpResponse {
     let id = match parse(&id) {
         Ok(id) => id,
         Err(response) => return response,
     };
-    match current(&state.mesh(), id).await {
+    let wait = match query.wait() {
+        Ok(wait) => wait,
+        Err(refused) => return refused,
+    };
+    let mesh = state.mesh();
+    // Its journal's ref, or its cancel flag, written.
+    let names = [format!("{REF_PREFIX}{id}"), cancel_ref(&id)];
+    match after_change(&mesh, &names, wait, || current(&mesh, id), |r: &StudyRecord| r.state.is_over()).await {
         Ok(Some(record)) => HttpResponse::Ok().json(record),
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no study {id}")),
         Err(message) => error(StatusCode::SERVICE_UNAVAILABLE, message),

@@ -39,9 +39,6 @@ def _tqdm(**kwargs: Any) -> Any:
 class _Handle:
     _kind = "job"
     _path = "v1/jobs"
-    #: Whether the node can hold the record's ``GET`` until the record next
-    #: changes (``?wait_ms=``): jobs and scoring jobs can; studies are polled.
-    _long_poll = False
 
     def __init__(self, client: "Client", id: str) -> None:
         self.client = client
@@ -99,9 +96,9 @@ class _Handle:
 
     def _poll_until_over(self, timeout: Optional[float], on_record: Any) -> Dict[str, Any]:
         """Reads the record until it is over. Once the node asked knows it,
-        a job or scoring job is read by waiting on the node for its next
-        change (a second at most), so its end is seen when it comes; other
-        records, and any after trouble, are read again after a pause."""
+        the record is read by waiting on the node for its next change (a
+        second at most), so its end is seen when it comes; after trouble it
+        is read again after a pause."""
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = 0.2
         trouble_since: Optional[float] = None
@@ -127,7 +124,7 @@ class _Handle:
             if deadline is not None and time.monotonic() >= deadline:
                 state = state_of(record["state"])[0] if record else "unknown"
                 raise WaitTimeout(f"{self._kind} {self.id} is still {state} after {timeout} s")
-            if record is not None and self._long_poll:
+            if record is not None:
                 waiting = True
                 continue  # the next read waits on the node
             pause = interval if deadline is None else min(interval, max(0.0, deadline - time.monotonic()))
@@ -148,7 +145,6 @@ class Job(_Handle):
 
     _kind = "job"
     _path = "v1/jobs"
-    _long_poll = True
 
     def progress(self) -> List[Dict[str, Any]]:
         """What each running task last reported: ``task``, ``peer``,
@@ -267,7 +263,6 @@ class Scoring(_Handle):
 
     _kind = "scoring"
     _path = "v1/scorings"
-    _long_poll = True
 
     def cancel(self) -> Dict[str, Any]:
         raise MassError("a scoring job cannot be cancelled; it ends by itself (its parts are kept)")
