@@ -13,18 +13,18 @@ macro_rules! by_columns {
     ($simd:expr, $k:expr, $kernel:ident, $($arg:expr),*) => {{
         #[cfg(target_arch = "x86_64")]
         match $k {
-            1 => x86::$kernel::<1>($simd, $($arg),*),
-            2 => x86::$kernel::<2>($simd, $($arg),*),
-            3 => x86::$kernel::<3>($simd, $($arg),*),
-            4 => x86::$kernel::<4>($simd, $($arg),*),
-            5 => x86::$kernel::<5>($simd, $($arg),*),
-            6 => x86::$kernel::<6>($simd, $($arg),*),
-            7 => x86::$kernel::<7>($simd, $($arg),*),
-            8 => x86::$kernel::<8>($simd, $($arg),*),
-            9 => x86::$kernel::<9>($simd, $($arg),*),
-            10 => x86::$kernel::<10>($simd, $($arg),*),
-            11 => x86::$kernel::<11>($simd, $($arg),*),
-            _ => x86::$kernel::<12>($simd, $($arg),*),
+            1 => x86::$kernel::<1, _>($simd, $($arg),*),
+            2 => x86::$kernel::<2, _>($simd, $($arg),*),
+            3 => x86::$kernel::<3, _>($simd, $($arg),*),
+            4 => x86::$kernel::<4, _>($simd, $($arg),*),
+            5 => x86::$kernel::<5, _>($simd, $($arg),*),
+            6 => x86::$kernel::<6, _>($simd, $($arg),*),
+            7 => x86::$kernel::<7, _>($simd, $($arg),*),
+            8 => x86::$kernel::<8, _>($simd, $($arg),*),
+            9 => x86::$kernel::<9, _>($simd, $($arg),*),
+            10 => x86::$kernel::<10, _>($simd, $($arg),*),
+            11 => x86::$kernel::<11, _>($simd, $($arg),*),
+            _ => x86::$kernel::<12, _>($simd, $($arg),*),
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -42,6 +42,58 @@ pub const MAX_COLUMNS: usize = 12;
 /// in standard layout, with `1 <= k <= MAX_COLUMNS`: a linear layer's
 /// outputs, `b` its weights by output.
 pub fn product_nt(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Option<Array2<f32>> {
+    nt(a, b)
+}
+
+/// [`product_nt`] of rows of bytes, each read as the f32 of its value.
+pub fn product_nt_bytes(a: ArrayView2<'_, u8>, b: ArrayView2<'_, f32>) -> Option<Array2<f32>> {
+    nt(a, b)
+}
+
+/// `cᵀ a` for `c` (n x k) and `a` (n x d), both in standard layout, with
+/// `1 <= k <= MAX_COLUMNS`: a linear layer's gradient (k x d) from its
+/// inputs `a` and its outputs' gradients `c`.
+pub fn product_tn(c: ArrayView2<'_, f32>, a: ArrayView2<'_, f32>) -> Option<Array2<f32>> {
+    tn(c, a)
+}
+
+/// [`product_tn`] of rows of bytes, each read as the f32 of its value.
+pub fn product_tn_bytes(c: ArrayView2<'_, f32>, a: ArrayView2<'_, u8>) -> Option<Array2<f32>> {
+    tn(c, a)
+}
+
+/// Whether the kernels run here (AVX-512).
+pub fn available() -> bool {
+    avx512().is_some()
+}
+
+/// What the kernels read rows of: f32, or bytes widened as they are read
+/// (a quarter of the memory for the same rows).
+trait Element: Copy + Default + 'static {
+    /// Sixteen values as f32 lanes.
+    #[cfg(target_arch = "x86_64")]
+    fn lanes(simd: pulp::x86::V4, values: &[Self]) -> std::arch::x86_64::__m512;
+}
+
+impl Element for f32 {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn lanes(_: pulp::x86::V4, values: &[f32]) -> std::arch::x86_64::__m512 {
+        pulp::cast(*<&[f32; 16]>::try_from(values).expect("a register's worth"))
+    }
+}
+
+impl Element for u8 {
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn lanes(simd: pulp::x86::V4, values: &[u8]) -> std::arch::x86_64::__m512 {
+        let bytes: std::arch::x86_64::__m128i = pulp::cast(*<&[u8; 16]>::try_from(values).expect("16 bytes"));
+        let f = simd.avx512f;
+        f._mm512_cvtepi32_ps(f._mm512_cvtepu8_epi32(bytes))
+    }
+}
+
+fn nt<T: Element>(a: ArrayView2<'_, T>, b: ArrayView2<'_, f32>) -> Option<Array2<f32>> {
     let (n, d) = a.dim();
     let k = b.nrows();
     if b.ncols() != d || !(1..=MAX_COLUMNS).contains(&k) {
@@ -55,10 +107,7 @@ pub fn product_nt(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>) -> Option<Arra
     Some(out)
 }
 
-/// `cᵀ a` for `c` (n x k) and `a` (n x d), both in standard layout, with
-/// `1 <= k <= MAX_COLUMNS`: a linear layer's gradient (k x d) from its
-/// inputs `a` and its outputs' gradients `c`.
-pub fn product_tn(c: ArrayView2<'_, f32>, a: ArrayView2<'_, f32>) -> Option<Array2<f32>> {
+fn tn<T: Element>(c: ArrayView2<'_, f32>, a: ArrayView2<'_, T>) -> Option<Array2<f32>> {
     let (n, d) = a.dim();
     let k = c.ncols();
     if c.nrows() != n || !(1..=MAX_COLUMNS).contains(&k) {
@@ -84,21 +133,24 @@ fn avx512() -> Option<()> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::Element;
     use pulp::x86::V4;
     use std::arch::x86_64::__m512;
 
     /// Lanes of an AVX-512 register of f32.
     const LANES: usize = 16;
 
-    fn load(values: &[f32]) -> __m512 {
-        pulp::cast(*<&[f32; LANES]>::try_from(values).expect("a register's worth"))
+    #[inline(always)]
+    fn load<T: Element>(simd: V4, values: &[T]) -> __m512 {
+        T::lanes(simd, values)
     }
 
     /// The first `values.len()` (< 16) lanes, the rest zero.
-    fn load_part(values: &[f32]) -> __m512 {
-        let mut lanes = [0.0f32; LANES];
+    #[inline(always)]
+    fn load_part<T: Element>(simd: V4, values: &[T]) -> __m512 {
+        let mut lanes = [T::default(); LANES];
         lanes[..values.len()].copy_from_slice(values);
-        pulp::cast(lanes)
+        T::lanes(simd, &lanes)
     }
 
     fn store(into: &mut [f32], v: __m512) {
@@ -108,9 +160,9 @@ mod x86 {
 
     /// `out (n x K) = a (n x d) · btᵀ`, `bt` holding the K columns of b as
     /// rows of d: two rows of `a` at a time against every column.
-    pub fn forward<const K: usize>(simd: V4, a: &[f32], n: usize, d: usize, bt: &[f32], out: &mut [f32]) {
-        struct Op<'a, const K: usize>(V4, &'a [f32], usize, usize, &'a [f32], &'a mut [f32]);
-        impl<const K: usize> pulp::WithSimd for Op<'_, K> {
+    pub fn forward<const K: usize, T: Element>(simd: V4, a: &[T], n: usize, d: usize, bt: &[f32], out: &mut [f32]) {
+        struct Op<'a, const K: usize, T>(V4, &'a [T], usize, usize, &'a [f32], &'a mut [f32]);
+        impl<const K: usize, T: Element> pulp::WithSimd for Op<'_, K, T> {
             type Output = ();
             #[inline(always)]
             fn with_simd<S: pulp::Simd>(self, _: S) {
@@ -128,18 +180,18 @@ mod x86 {
                     let mut s1 = [f._mm512_setzero_ps(); K];
                     let mut c = 0;
                     while c < full {
-                        let (v0, v1) = (load(&x0[c..c + LANES]), load(&x1[c..c + LANES]));
+                        let (v0, v1) = (load(simd, &x0[c..c + LANES]), load(simd, &x1[c..c + LANES]));
                         for o in 0..K {
-                            let w = load(&columns[o][c..c + LANES]);
+                            let w = load(simd, &columns[o][c..c + LANES]);
                             s0[o] = f._mm512_fmadd_ps(v0, w, s0[o]);
                             s1[o] = f._mm512_fmadd_ps(v1, w, s1[o]);
                         }
                         c += LANES;
                     }
                     if c < d {
-                        let (v0, v1) = (load_part(&x0[c..]), load_part(&x1[c..]));
+                        let (v0, v1) = (load_part(simd, &x0[c..]), load_part(simd, &x1[c..]));
                         for o in 0..K {
-                            let w = load_part(&columns[o][c..]);
+                            let w = load_part(simd, &columns[o][c..]);
                             s0[o] = f._mm512_fmadd_ps(v0, w, s0[o]);
                             s1[o] = f._mm512_fmadd_ps(v1, w, s1[o]);
                         }
@@ -155,14 +207,14 @@ mod x86 {
             }
         }
         debug_assert!(a.len() == n * d && bt.len() == K * d && out.len() == n * K);
-        pulp::Simd::vectorize(simd, Op::<K>(simd, a, n, d, bt, out));
+        pulp::Simd::vectorize(simd, Op::<K, T>(simd, a, n, d, bt, out));
     }
 
     /// `sums (K x d) = cᵀ a` for `a` (n x d) and `c` (n x K): for 32
     /// columns of `a` at a time, every row's part of all K sums.
-    pub fn backward<const K: usize>(simd: V4, a: &[f32], n: usize, d: usize, c: &[f32], sums: &mut [f32]) {
-        struct Op<'a, const K: usize>(V4, &'a [f32], usize, usize, &'a [f32], &'a mut [f32]);
-        impl<const K: usize> pulp::WithSimd for Op<'_, K> {
+    pub fn backward<const K: usize, T: Element>(simd: V4, a: &[T], n: usize, d: usize, c: &[f32], sums: &mut [f32]) {
+        struct Op<'a, const K: usize, T>(V4, &'a [T], usize, usize, &'a [f32], &'a mut [f32]);
+        impl<const K: usize, T: Element> pulp::WithSimd for Op<'_, K, T> {
             type Output = ();
             #[inline(always)]
             fn with_simd<S: pulp::Simd>(self, _: S) {
@@ -186,12 +238,12 @@ mod x86 {
                     if width == 2 * LANES {
                         for (row, g) in rows {
                             let part = &row[col..col + 2 * LANES];
-                            add_row(load(&part[..LANES]), load(&part[LANES..]), g);
+                            add_row(load(simd, &part[..LANES]), load(simd, &part[LANES..]), g);
                         }
                     } else {
                         for (row, g) in rows {
                             let part = &row[col..col + width];
-                            add_row(load_part(&part[..low]), load_part(&part[low..]), g);
+                            add_row(load_part(simd, &part[..low]), load_part(simd, &part[low..]), g);
                         }
                     }
                     for o in 0..K {
@@ -204,7 +256,7 @@ mod x86 {
             }
         }
         debug_assert!(a.len() == n * d && c.len() == n * K && sums.len() == K * d);
-        pulp::Simd::vectorize(simd, Op::<K>(simd, a, n, d, c, sums));
+        pulp::Simd::vectorize(simd, Op::<K, T>(simd, a, n, d, c, sums));
     }
 }
 
@@ -246,6 +298,22 @@ mod tests {
                 let tn = product_tn(c.view(), a.view()).unwrap();
                 close(&tn, &exact(&c.t().to_owned(), &a), &format!("cᵀ a, {n}x{d}x{k}"));
             }
+        }
+    }
+
+    #[test]
+    fn rows_of_bytes_give_the_bits_of_the_same_rows_as_f32() {
+        if avx512().is_none() {
+            eprintln!("no AVX-512 here: nothing to check");
+            return;
+        }
+        let mut rng = StdRng::seed_from_u64(6);
+        for (n, d, k) in [(1, 5, 3), (7, 31, 10), (8, 33, 12), (64, 784, 10), (3, 16, 1)] {
+            let bytes = Array2::from_shape_fn((n, d), |_| rng.random::<u8>());
+            let wide = bytes.mapv(f32::from);
+            let (b, c) = (random(k, d, &mut rng), random(n, k, &mut rng));
+            assert_eq!(product_nt_bytes(bytes.view(), b.view()), product_nt(wide.view(), b.view()), "{n}x{d}x{k}");
+            assert_eq!(product_tn_bytes(c.view(), bytes.view()), product_tn(c.view(), wide.view()), "{n}x{d}x{k}");
         }
     }
 

@@ -96,8 +96,32 @@ impl Labels {
 #[derive(Debug, Clone)]
 pub struct RowSet {
     pub x: Array2<f32>,
+    /// The same features as bytes and each column's scaling, where every
+    /// feature is a column of bytes scaled (MNIST's pixels): what linear
+    /// models train on, a quarter of `x`'s memory.
+    pub bytes: Option<ByteRows>,
     pub labels: Labels,
     pub global_rows: Vec<u64>,
+}
+
+/// Rows of bytes whose features are `(byte - shift) * scale` by column.
+#[derive(Debug, Clone)]
+pub struct ByteRows {
+    pub values: Array2<u8>,
+    pub shift: Vec<f64>,
+    pub scale: Vec<f64>,
+}
+
+impl ByteRows {
+    /// These scalings with `values`.
+    fn with(&self, values: Array2<u8>) -> ByteRows {
+        ByteRows { values, shift: self.shift.clone(), scale: self.scale.clone() }
+    }
+
+    /// As the linear trainer reads them.
+    pub fn scaled(&self) -> linear::ScaledBytes<'_> {
+        linear::ScaledBytes { values: self.values.view(), shift: &self.shift, scale: &self.scale }
+    }
 }
 
 impl RowSet {
@@ -109,6 +133,7 @@ impl RowSet {
     pub fn select(&self, rows: &[usize]) -> RowSet {
         RowSet {
             x: self.x.select(Axis(0), rows),
+            bytes: self.bytes.as_ref().map(|b| b.with(b.values.select(Axis(0), rows))),
             labels: self.labels.select(rows),
             global_rows: rows.iter().map(|&r| self.global_rows[r]).collect(),
         }
@@ -122,13 +147,23 @@ impl RowSet {
         } else {
             ndarray::concatenate(Axis(0), &views).map_err(|e| e.to_string())?
         };
+        // Bytes where every part has them (parts of one pipeline share
+        // their scaling).
+        let bytes = match parts.iter().map(|p| p.bytes.as_ref()).collect::<Option<Vec<_>>>() {
+            Some(all) if !all.is_empty() => {
+                let views: Vec<_> = all.iter().map(|b| b.values.view()).collect();
+                let values = ndarray::concatenate(Axis(0), &views).map_err(|e| e.to_string())?;
+                Some(all[0].with(values))
+            }
+            _ => None,
+        };
         let mut labels = Labels::empty(task);
         let mut global_rows = Vec::new();
         for part in parts {
             labels.extend(part.labels);
             global_rows.extend(part.global_rows);
         }
-        Ok(RowSet { x, labels, global_rows })
+        Ok(RowSet { x, bytes, labels, global_rows })
     }
 }
 
@@ -232,6 +267,7 @@ pub fn fit(
             };
             let (model, _) = linear::fit(
                 train.x.view(),
+                train.bytes.as_ref().map(ByteRows::scaled),
                 target(&train.labels, &values, classes),
                 loss_of(task, spec),
                 l2,
@@ -360,7 +396,7 @@ mod tests {
             }
             classes.push(c);
         }
-        RowSet { x, labels: Labels::Classes(classes), global_rows: (0..rows as u64).collect() }
+        RowSet { x, bytes: None, labels: Labels::Classes(classes), global_rows: (0..rows as u64).collect() }
     }
 
     fn accuracy(member: &Member, set: &RowSet) -> f64 {

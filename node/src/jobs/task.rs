@@ -4,22 +4,22 @@
 use std::collections::HashMap;
 
 use mass_kernels::{
-    features::{summarize::label_text, transform},
+    features::{reads_matrix, summarize::label_text, transform},
     models::{Member, Mlp, boosting, ensemble::argmax_rows, gbdt::BoostSetup},
 };
 use mass_protocol::{
     ContentId,
     dataset::{Shard, ShardColumn, Split},
     evaluation::in_fold,
-    features::FittedPipeline,
+    features::{ColumnTransform, FittedPipeline},
     jobs::{Assignment, MAX_FOLDS, Task, TrainingProgress, held_out_for_stacking},
     storage::BlobKind,
 };
-use ndarray::Axis;
+use ndarray::{Array2, Axis};
 
 use super::{
     byzantine::{self, Lie},
-    learners::{self, Labels, RowSet},
+    learners::{self, ByteRows, Labels, RowSet},
     teacher::{self, Teacher},
 };
 use crate::{
@@ -71,7 +71,37 @@ pub fn rows_where(
         }
     };
     let global_rows = rows.iter().map(|&r| shard.first_row + r as u64).collect();
-    Ok(RowSet { x: features.select(Axis(0), &rows), labels, global_rows })
+    let bytes = byte_rows(pipeline, shard, &rows);
+    Ok(RowSet { x: features.select(Axis(0), &rows), bytes, labels, global_rows })
+}
+
+/// Rows `rows` of `shard` as bytes with each feature's scaling, where every
+/// feature is a column of bytes (none missing) scaled and nothing else.
+fn byte_rows(pipeline: &FittedPipeline, shard: &Shard, rows: &[usize]) -> Option<ByteRows> {
+    if !reads_matrix(pipeline) || pipeline.projection.is_some() {
+        return None;
+    }
+    let (mut columns, mut shift, mut scale) = (Vec::new(), Vec::new(), Vec::new());
+    for (transform, column) in pipeline.transforms.iter().zip(&shard.columns) {
+        match (transform, column) {
+            (ColumnTransform::Drop, _) => {}
+            (ColumnTransform::Numeric { offset, scale: by, .. }, ShardColumn::Bytes { values, missing })
+                if missing.is_empty() && values.len() == shard.rows() =>
+            {
+                columns.push(values);
+                shift.push(*offset);
+                scale.push(*by);
+            }
+            _ => return None,
+        }
+    }
+    let mut values = Array2::<u8>::zeros((rows.len(), columns.len()));
+    for (c, column) in columns.iter().enumerate() {
+        for (out, &r) in values.column_mut(c).iter_mut().zip(rows) {
+            *out = column[r];
+        }
+    }
+    Some(ByteRows { values, shift, scale })
 }
 
 /// The row-weighted average of stored weights: the all-reduce step of
@@ -280,4 +310,73 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
     let (load_ms, fit_ms, save_ms) = (ms(loaded_in), ms(fitted_in - loaded_in), ms(began.elapsed() - fitted_in));
     tracing::debug!(%job, task, load_ms, fit_ms, save_ms, "task trained");
     Ok(Trained { weights, rows, curve, backend })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use mass_protocol::{codec, features::PipelineSpec};
+
+    use super::*;
+    use crate::datasets::{IngestOptions, SplitChoice, ingest};
+
+    /// `csv` ingested and a default pipeline fitted on it.
+    fn ingested(csv: &str) -> (FittedPipeline, Vec<Shard>) {
+        let options = IngestOptions {
+            name: "pixels".into(),
+            label: "label".into(),
+            kinds: BTreeMap::new(),
+            shard_rows: 40,
+            split: SplitChoice::Seeded { seed: 1, validation: 0.0, test: 0.25 },
+            threads: 1,
+        };
+        let mut shards = Vec::new();
+        let manifest = ingest(csv.as_bytes(), &options, |shard| {
+            shards.push(shard.clone());
+            Ok(ContentId::of(&codec::encode(shard).unwrap()))
+        })
+        .unwrap();
+        let spec = PipelineSpec::default();
+        let mut summary = Default::default();
+        for shard in &shards {
+            let part = crate::mesh::summarize_rows(shard, &manifest.schema, &spec).unwrap();
+            mass_kernels::features::merge(&mut summary, &part);
+        }
+        (mass_kernels::features::fit(&spec, &manifest.schema, &summary).unwrap(), shards)
+    }
+
+    fn pixels(missing_at: Option<usize>) -> String {
+        let mut csv = String::from("a,b,c,label\n");
+        for r in 0..100usize {
+            let a = if missing_at == Some(r) { String::new() } else { ((r * 37) % 256).to_string() };
+            csv.push_str(&format!("{a},{},{},{}\n", (r * 11) % 200, 255 - r % 256, r % 3));
+        }
+        csv
+    }
+
+    #[test]
+    fn scaled_bytes_stand_for_exactly_the_features_of_their_rows() {
+        let (pipeline, shards) = ingested(&pixels(None));
+        for shard in &shards {
+            let rows = rows_of(&pipeline, shard, Split::Train).unwrap();
+            let bytes = rows.bytes.as_ref().expect("columns of bytes, none missing");
+            assert_eq!(bytes.values.dim(), rows.x.dim());
+            for ((r, i), &b) in bytes.values.indexed_iter() {
+                let feature = ((f64::from(b) - bytes.shift[i]) * bytes.scale[i]) as f32;
+                assert_eq!(feature.to_bits(), rows.x[[r, i]].to_bits(), "row {r}, feature {i}");
+            }
+            // Picked rows keep their bytes.
+            let picked = rows.select(&[2, 0, 2]);
+            assert_eq!(picked.bytes.unwrap().values.row(1), bytes.values.row(0));
+        }
+    }
+
+    #[test]
+    fn a_missing_cell_leaves_the_rows_as_f32_features() {
+        let (pipeline, shards) = ingested(&pixels(Some(5)));
+        let with_hole = rows_of(&pipeline, &shards[0], Split::Train).unwrap();
+        assert!(with_hole.bytes.is_none(), "a missing byte has no byte to stand for its feature");
+        assert!(rows_of(&pipeline, &shards[1], Split::Train).unwrap().bytes.is_some());
+    }
 }

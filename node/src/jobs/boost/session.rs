@@ -320,6 +320,7 @@ mod tests {
         let plan = Plan { job: ContentId::of(b"job"), generation: 1, setup, layout, slice: 0..1, workers: vec![] };
         let part = RowSet {
             x: ndarray::Array2::from_shape_vec((4, 1), vec![0.0, 1.0, 0.0, 1.0]).unwrap(),
+            bytes: None,
             labels: Labels::Classes(vec![0, 1, 0, 1]),
             global_rows: vec![0, 1, 2, 3],
         };
