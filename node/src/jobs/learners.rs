@@ -140,7 +140,10 @@ impl RowSet {
     }
 
     /// The sets one after the other.
-    pub fn concat(parts: Vec<RowSet>, task: Task, features: usize) -> Result<RowSet, String> {
+    pub fn concat(mut parts: Vec<RowSet>, task: Task, features: usize) -> Result<RowSet, String> {
+        if parts.len() == 1 {
+            return Ok(parts.pop().expect("one part"));
+        }
         let views: Vec<_> = parts.iter().map(|p| p.x.view()).collect();
         let x = if views.is_empty() {
             Array2::zeros((0, features))

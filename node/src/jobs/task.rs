@@ -12,7 +12,7 @@ use mass_protocol::{
     dataset::{Shard, ShardColumn, Split},
     evaluation::in_fold,
     features::{ColumnTransform, FittedPipeline},
-    jobs::{Assignment, MAX_FOLDS, Task, TrainingProgress, held_out_for_stacking},
+    jobs::{Assignment, Learner, MAX_FOLDS, Task, TrainingProgress, held_out_for_stacking},
     storage::BlobKind,
 };
 use ndarray::{Array2, Axis};
@@ -41,6 +41,33 @@ pub fn rows_where(
     keep: impl Fn(Split, u64) -> bool,
 ) -> Result<RowSet, String> {
     let features = transform(pipeline, shard).map_err(|e| e.to_string())?;
+    rows_from(pipeline, shard, &features, keep, false)
+}
+
+/// The rows of `shard` to train on (those `train` keeps) and the
+/// validation rows, from one pass of the pipeline; with `bytes` (for a
+/// linear model), the training rows also as bytes where every feature is a
+/// column of bytes scaled ([`RowSet::bytes`]).
+pub fn training_rows(
+    pipeline: &FittedPipeline,
+    shard: &Shard,
+    train: impl Fn(Split, u64) -> bool,
+    bytes: bool,
+) -> Result<(RowSet, RowSet), String> {
+    let features = transform(pipeline, shard).map_err(|e| e.to_string())?;
+    let train = rows_from(pipeline, shard, &features, train, bytes)?;
+    let validation = rows_from(pipeline, shard, &features, |s, _| s == Split::Validation, false)?;
+    Ok((train, validation))
+}
+
+/// [`rows_where`] of the shard's `features`, with bytes if `bytes`.
+fn rows_from(
+    pipeline: &FittedPipeline,
+    shard: &Shard,
+    features: &Array2<f32>,
+    keep: impl Fn(Split, u64) -> bool,
+    bytes: bool,
+) -> Result<RowSet, String> {
     let mut rows = Vec::new();
     let wanted = (0..shard.rows()).filter(|&r| keep(shard.splits[r], shard.first_row + r as u64));
     let labels = match (pipeline.task, pipeline.target) {
@@ -71,7 +98,7 @@ pub fn rows_where(
         }
     };
     let global_rows = rows.iter().map(|&r| shard.first_row + r as u64).collect();
-    let bytes = byte_rows(pipeline, shard, &rows);
+    let bytes = if bytes { byte_rows(pipeline, shard, &rows) } else { None };
     Ok(RowSet { x: features.select(Axis(0), &rows), bytes, labels, global_rows })
 }
 
@@ -248,10 +275,12 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
                 && fold.is_none_or(|(fold, folds)| in_fold(row, folds) != fold)
         };
         let validation_row = |s: Split, _| s == Split::Validation;
+        let linear = matches!(work.spec.learner, Learner::Linear);
         let (mut train, mut valid) = (Vec::new(), Vec::new());
         for shard in &loaded {
-            train.push(rows_where(&pipeline, shard, training_row)?);
-            valid.push(rows_where(&pipeline, shard, validation_row)?);
+            let (t, v) = training_rows(&pipeline, shard, training_row, linear)?;
+            train.push(t);
+            valid.push(v);
         }
         let mut train = RowSet::concat(train, pipeline.task, pipeline.features)?;
         let mut valid = RowSet::concat(valid, pipeline.task, pipeline.features)?;
@@ -359,7 +388,7 @@ mod tests {
     fn scaled_bytes_stand_for_exactly_the_features_of_their_rows() {
         let (pipeline, shards) = ingested(&pixels(None));
         for shard in &shards {
-            let rows = rows_of(&pipeline, shard, Split::Train).unwrap();
+            let rows = training_rows(&pipeline, shard, |s, _| s == Split::Train, true).unwrap().0;
             let bytes = rows.bytes.as_ref().expect("columns of bytes, none missing");
             assert_eq!(bytes.values.dim(), rows.x.dim());
             for ((r, i), &b) in bytes.values.indexed_iter() {
@@ -375,8 +404,12 @@ mod tests {
     #[test]
     fn a_missing_cell_leaves_the_rows_as_f32_features() {
         let (pipeline, shards) = ingested(&pixels(Some(5)));
-        let with_hole = rows_of(&pipeline, &shards[0], Split::Train).unwrap();
+        let with_hole = training_rows(&pipeline, &shards[0], |s, _| s == Split::Train, true).unwrap().0;
         assert!(with_hole.bytes.is_none(), "a missing byte has no byte to stand for its feature");
-        assert!(rows_of(&pipeline, &shards[1], Split::Train).unwrap().bytes.is_some());
+        assert!(training_rows(&pipeline, &shards[1], |s, _| s == Split::Train, true).unwrap().0.bytes.is_some());
+        assert!(
+            rows_of(&pipeline, &shards[1], Split::Train).unwrap().bytes.is_none(),
+            "only training rows carry bytes"
+        );
     }
 }

@@ -25,11 +25,7 @@ use super::{
     messages::{self, BoostReply, BoostRequest, SliceItem},
     session::{Owned, Plan, Rows},
 };
-use crate::{
-    compute::Work,
-    jobs::task::{rows_of, rows_where},
-    mesh::Mesh,
-};
+use crate::{compute::Work, jobs::task::training_rows, mesh::Mesh};
 
 /// Boosted jobs a node holds rows for at once; past it, a driver is told
 /// this node is busy and picks another home of the shards.
@@ -131,8 +127,9 @@ pub async fn handle(mesh: &Mesh, request: BoostRequest) -> Result<BoostReply, St
                     let mut train = Vec::new();
                     let mut validation = Vec::new();
                     for shard in &loaded {
-                        train.push(rows_where(&pipeline, shard, |s, _| s == Split::Train)?);
-                        validation.push(rows_of(&pipeline, shard, Split::Validation)?);
+                        let (t, v) = training_rows(&pipeline, shard, |s, _| s == Split::Train, false)?;
+                        train.push(t);
+                        validation.push(v);
                     }
                     Ok(Rows::new(&building, &train, &validation, &trees))
                 })
