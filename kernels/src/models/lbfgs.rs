@@ -25,8 +25,20 @@ pub struct Minimum {
     pub converged: bool,
 }
 
+/// Summed in eight running sums: one sum of 7,850 products (softmax on
+/// MNIST) waited on each addition before the next, and the two-loop
+/// recursion's forty dot products were 3.5% of a bagging job.
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    const LANES: usize = 8;
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let mut sums = [0.0; LANES];
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            sums[i] += x[i] * y[i];
+        }
+    }
+    sums.iter().sum::<f64>() + tail
 }
 
 fn max_abs(a: &[f64]) -> f64 {

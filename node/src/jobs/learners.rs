@@ -139,8 +139,10 @@ impl RowSet {
         }
     }
 
-    /// The sets one after the other.
+    /// The sets one after the other (empty ones, which may come from a
+    /// shard not put through the pipeline, left out).
     pub fn concat(mut parts: Vec<RowSet>, task: Task, features: usize) -> Result<RowSet, String> {
+        parts.retain(|p| p.rows() > 0);
         if parts.len() == 1 {
             return Ok(parts.pop().expect("one part"));
         }
