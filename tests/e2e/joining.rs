@@ -82,10 +82,15 @@ async fn a_joining_node_takes_its_share_of_replicas_and_of_new_training_shown_in
         stdout.lines().find(|l| l.contains(&short)).unwrap_or_default().to_owned()
     };
     // Adverts carry the counts every few seconds; under the whole suite
-    // one can come late.
+    // one can come late. The bagging job's model counts too where the
+    // joiner is among its replicas.
+    let served: Vec<String> = names.iter().cloned().chain(["digits-share-bag".to_owned()]).collect();
     eventually(Duration::from_secs(30), "mass peers shows the joiner's training and replicas", || async {
+        let Some(now) = replicas_on(&client, &served, &id).await else { return false };
         let row = joiner_row();
-        row.contains(&format!("replica of {} model(s)", mine.len())) && trained_in(&row) >= trained
+        now.len() >= mine.len()
+            && row.contains(&format!("replica of {} model(s)", now.len()))
+            && trained_in(&row) >= trained
     })
     .await;
     let row = joiner_row();
