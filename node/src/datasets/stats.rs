@@ -37,14 +37,7 @@ pub fn add_shard(stats: &mut [ColumnStats], schema: &Schema, shard: &Shard) {
         match column {
             ShardColumn::Bytes { values, missing } if add_bytes(stat, values, missing, c == schema.label) => {}
             ShardColumn::Numeric(_) | ShardColumn::Bytes { .. } | ShardColumn::Float32(_) => {
-                column.each_number(|value| {
-                    if value.is_nan() {
-                        stat.missing += 1;
-                    } else {
-                        stat.present += 1;
-                        add_number(stat, value, c == schema.label);
-                    }
-                });
+                add_numbers(stat, column, c == schema.label)
             }
             ShardColumn::Categorical { values, codes } => {
                 let mut counts = vec![0u64; values.len()];
@@ -66,6 +59,18 @@ pub fn add_shard(stats: &mut [ColumnStats], schema: &Schema, shard: &Shard) {
             }
         }
     }
+}
+
+/// Adds a numeric column's cells one by one, in row order.
+fn add_numbers(stat: &mut ColumnStats, column: &ShardColumn, label: bool) {
+    column.each_number(|value| {
+        if value.is_nan() {
+            stat.missing += 1;
+        } else {
+            stat.present += 1;
+            add_number(stat, value, label);
+        }
+    });
 }
 
 /// Largest integer up to which every whole f64 is exact.
@@ -115,14 +120,7 @@ mod tests {
     /// The fold of [`add_shard`] done cell by cell, as it was.
     fn row_by_row(stats: &mut [ColumnStats], schema: &Schema, shard: &Shard) {
         for (c, (stat, column)) in stats.iter_mut().zip(&shard.columns).enumerate() {
-            column.each_number(|value| {
-                if value.is_nan() {
-                    stat.missing += 1;
-                } else {
-                    stat.present += 1;
-                    add_number(stat, value, c == schema.label);
-                }
-            });
+            add_numbers(stat, column, c == schema.label);
         }
     }
 

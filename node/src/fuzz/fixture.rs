@@ -97,26 +97,37 @@ pub fn ingest_options() -> IngestOptions {
 
 /// The fixture's CSV ingested with `options`, and a pipeline fitted on it.
 fn ingest_and_fit(options: &IngestOptions) -> (DatasetManifest, Vec<Shard>, PipelineSpec, DataSummary, FittedPipeline) {
-    let mut shards = Vec::new();
-    let manifest = ingest(csv().as_bytes(), options, |shard| {
-        shards.push(shard.clone());
-        Ok(ContentId::of(&codec::encode(shard).expect("shards encode")))
-    })
-    .expect("the fixture's CSV ingests");
     let spec = PipelineSpec {
         text: TextSpec { buckets: 64, ngram_max: 2, min_df: 1, sublinear_tf: true },
         quantiles: true,
         ..PipelineSpec::default()
     };
+    let (manifest, shards, summary, pipeline) = ingested_and_fitted(&csv(), options, &spec);
+    (manifest, shards, spec, summary, pipeline)
+}
+
+/// `csv` ingested with `options` (shards kept in memory), and a pipeline
+/// fitted on it by `spec`, as a node would: statistics shard by shard.
+pub fn ingested_and_fitted(
+    csv: &str,
+    options: &IngestOptions,
+    spec: &PipelineSpec,
+) -> (DatasetManifest, Vec<Shard>, DataSummary, FittedPipeline) {
+    let mut shards = Vec::new();
+    let manifest = ingest(csv.as_bytes(), options, |shard| {
+        shards.push(shard.clone());
+        Ok(ContentId::of(&codec::encode(shard).expect("shards encode")))
+    })
+    .expect("the CSV ingests");
     let mut summary = DataSummary::default();
     for shard in &shards {
         mass_kernels::features::merge(
             &mut summary,
-            &crate::mesh::summarize_rows(shard, &manifest.schema, &spec).expect("fixture"),
+            &crate::mesh::summarize_rows(shard, &manifest.schema, spec).expect("the shards summarize"),
         );
     }
-    let pipeline = mass_kernels::features::fit(&spec, &manifest.schema, &summary).expect("the fixture's pipeline fits");
-    (manifest, shards, spec, summary, pipeline)
+    let pipeline = mass_kernels::features::fit(spec, &manifest.schema, &summary).expect("the pipeline fits");
+    (manifest, shards, summary, pipeline)
 }
 
 /// A pipeline with a TF-IDF column (the fixture's `note` read as text), for

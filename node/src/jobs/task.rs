@@ -358,10 +358,13 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
 mod tests {
     use std::collections::BTreeMap;
 
-    use mass_protocol::{codec, features::PipelineSpec};
+    use mass_protocol::features::PipelineSpec;
 
     use super::*;
-    use crate::datasets::{IngestOptions, SplitChoice, ingest};
+    use crate::{
+        datasets::{IngestOptions, SplitChoice},
+        fuzz::fixture::ingested_and_fitted,
+    };
 
     /// `csv` ingested and a default pipeline fitted on it.
     fn ingested(csv: &str) -> (FittedPipeline, Vec<Shard>) {
@@ -373,19 +376,8 @@ mod tests {
             split: SplitChoice::Seeded { seed: 1, validation: 0.0, test: 0.25 },
             threads: 1,
         };
-        let mut shards = Vec::new();
-        let manifest = ingest(csv.as_bytes(), &options, |shard| {
-            shards.push(shard.clone());
-            Ok(ContentId::of(&codec::encode(shard).unwrap()))
-        })
-        .unwrap();
-        let spec = PipelineSpec::default();
-        let mut summary = Default::default();
-        for shard in &shards {
-            let part = crate::mesh::summarize_rows(shard, &manifest.schema, &spec).unwrap();
-            mass_kernels::features::merge(&mut summary, &part);
-        }
-        (mass_kernels::features::fit(&spec, &manifest.schema, &summary).unwrap(), shards)
+        let (_, shards, _, pipeline) = ingested_and_fitted(csv, &options, &PipelineSpec::default());
+        (pipeline, shards)
     }
 
     fn pixels(missing_at: Option<usize>) -> String {
