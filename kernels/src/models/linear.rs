@@ -163,25 +163,67 @@ fn cholesky(a: &mut [f64], d: usize) -> bool {
     true
 }
 
-/// Fits a linear model to `x` and `target` with L2 penalty `l2` (on the
+/// Training rows as a linear model reads them.
+#[derive(Debug, Clone, Copy)]
+pub enum Rows<'a> {
+    Floats(ArrayView2<'a, f32>),
+    /// Bytes standing for the features (MNIST's pixels, scaled).
+    Bytes(ScaledBytes<'a>),
+}
+
+impl Rows<'_> {
+    pub fn dim(&self) -> (usize, usize) {
+        match self {
+            Rows::Floats(x) => x.dim(),
+            Rows::Bytes(b) => b.values.dim(),
+        }
+    }
+}
+
+/// Fits a linear model to `rows` and `target` with L2 penalty `l2` (on the
 /// weights, not the intercepts): ridge from the normal equations when the
-/// loss is squared error and the features are few, else L-BFGS.
+/// loss is squared error and the features are few, else L-BFGS. Rows of
+/// bytes are trained as bytes where the skinny kernels run, else as the
+/// features they stand for.
 pub fn fit(
-    x: ArrayView2<'_, f32>,
-    bytes: Option<ScaledBytes<'_>>,
+    rows: Rows<'_>,
     target: Target<'_>,
     loss: Loss,
     l2: f64,
     stop: Stop,
     on_iteration: &mut dyn FnMut(usize, f64),
 ) -> Result<(Mlp, LinearFit), String> {
-    let (n, d) = x.dim();
+    let (n, d) = rows.dim();
     if n == 0 {
         return Err("no training rows".into());
     }
-    if let (Loss::SquaredError, Target::Values(y)) = (loss, target)
-        && d <= MAX_NORMAL_EQUATION_FEATURES
+    if let Rows::Bytes(b) = rows
+        && (b.shift.len() != d || b.scale.len() != d)
     {
+        return Err(format!("{d} columns of bytes with {} shifts and {} scales", b.shift.len(), b.scale.len()));
+    }
+    let k = target.outputs();
+    let normal_equations =
+        matches!((loss, target), (Loss::SquaredError, Target::Values(_))) && d <= MAX_NORMAL_EQUATION_FEATURES;
+    let dense = || target.dense(&(0..n).collect::<Vec<_>>());
+    if let Rows::Bytes(bytes) = rows
+        && !normal_equations
+        && k <= skinny::MAX_COLUMNS
+        && skinny::available()
+    {
+        let dense = dense();
+        let objective = |theta: &[f64]| byte_objective(&bytes, &dense, loss, l2, theta, d, k);
+        return Ok(minimized(objective, d, k, loss, stop, on_iteration));
+    }
+    let decoded;
+    let x = match rows {
+        Rows::Floats(x) => x,
+        Rows::Bytes(bytes) => {
+            decoded = bytes.decoded();
+            decoded.view()
+        }
+    };
+    if let (true, Target::Values(y)) = (normal_equations, target) {
         let mut gram = Gram::new(d, y.ncols());
         gram.add(x, y);
         let model = gram.solve(l2)?;
@@ -189,25 +231,26 @@ pub fn fit(
         on_iteration(0, objective);
         return Ok((model, LinearFit { iterations: 1, converged: true, objective }));
     }
-    let k = target.outputs();
-    let dense = target.dense(&(0..n).collect::<Vec<_>>());
-    // The same rows as bytes, where they are and the kernels run here.
-    let bytes = bytes.filter(|b| {
-        b.values.dim() == (n, d)
-            && b.shift.len() == d
-            && b.scale.len() == d
-            && k <= skinny::MAX_COLUMNS
-            && skinny::available()
-    });
-    let mut objective = |theta: &[f64]| match &bytes {
-        Some(rows) => byte_objective(rows, &dense, loss, l2, theta, d, k),
-        None => linear_objective(x, &dense, loss, l2, theta, d, k),
-    };
+    let dense = dense();
+    let objective = |theta: &[f64]| linear_objective(x, &dense, loss, l2, theta, d, k);
+    Ok(minimized(objective, d, k, loss, stop, on_iteration))
+}
+
+/// The linear model at the minimum of `objective` (W row-major, then the
+/// intercepts), from zero.
+fn minimized(
+    mut objective: impl FnMut(&[f64]) -> (f64, Vec<f64>),
+    d: usize,
+    k: usize,
+    loss: Loss,
+    stop: Stop,
+    on_iteration: &mut dyn FnMut(usize, f64),
+) -> (Mlp, LinearFit) {
     let minimum = lbfgs::minimize(&mut objective, vec![0.0; d * k + k], stop, on_iteration);
     let weights = Array2::from_shape_fn((d, k), |(i, o)| minimum.x[i * k + o] as f32);
     let biases = Array1::from_shape_fn(k, |o| minimum.x[d * k + o] as f32);
     let model = Mlp { weights: vec![weights], biases: vec![biases], activation: Activation::Relu, loss };
-    Ok((model, LinearFit { iterations: minimum.iterations, converged: minimum.converged, objective: minimum.value }))
+    (model, LinearFit { iterations: minimum.iterations, converged: minimum.converged, objective: minimum.value })
 }
 
 /// Rows of the objective's products at a time: a block of `x` (about
@@ -262,6 +305,21 @@ pub struct ScaledBytes<'a> {
     pub values: ArrayView2<'a, u8>,
     pub shift: &'a [f64],
     pub scale: &'a [f64],
+}
+
+impl ScaledBytes<'_> {
+    /// The features the bytes stand for, with the bits the pipeline gives
+    /// them (computed in f64, stored as f32).
+    pub fn decoded(&self) -> Array2<f32> {
+        let (shift, scale) = (self.shift, self.scale);
+        let mut x = Array2::<f32>::zeros(self.values.dim());
+        for (mut out, row) in x.rows_mut().into_iter().zip(self.values.rows()) {
+            for (i, (o, &b)) in out.iter_mut().zip(row).enumerate() {
+                *o = ((f64::from(b) - shift[i]) * scale[i]) as f32;
+            }
+        }
+        x
+    }
 }
 
 /// [`linear_objective`] of the features of rows of bytes, without making
@@ -492,6 +550,7 @@ mod tests {
             y[[r, rng.random_range(0..k)]] = 1.0;
         }
         let rows = ScaledBytes { values: bytes.view(), shift: &shift, scale: &scale };
+        assert!(rows.decoded().iter().zip(&x).all(|(a, b)| a.to_bits() == b.to_bits()), "decoded as the pipeline does");
         for loss in [Loss::SoftmaxCrossEntropy, Loss::Huber { delta: 1.0 }] {
             let theta: Vec<f64> = (0..d * k + k).map(|_| rng.random_range(-0.5..0.5)).collect();
             let (value, grad) = byte_objective(&rows, &y, loss, 0.01, &theta, d, k);
@@ -506,12 +565,30 @@ mod tests {
             (0..n).map(|r| usize::from(bytes[[r, 0]] > 100) + usize::from(bytes[[r, 3]] > 50)).collect();
         let target = Target::Classes { labels: &labels, classes: 3 };
         let stop = Stop { max_iterations: 30, gradient_tolerance: 1e-6 };
-        let fit = |rows| super::fit(x.view(), rows, target, Loss::SoftmaxCrossEntropy, 1e-3, stop, &mut |_, _| {});
-        let (from_bytes, _) = fit(Some(rows)).unwrap();
-        let (from_floats, _) = fit(None).unwrap();
+        let fit = |rows| super::fit(rows, target, Loss::SoftmaxCrossEntropy, 1e-3, stop, &mut |_, _| {});
+        let (from_bytes, _) = fit(Rows::Bytes(rows)).unwrap();
+        let (from_floats, _) = fit(Rows::Floats(x.view())).unwrap();
         let (a, b) = (from_bytes.predict_classes(x.view()), from_floats.predict_classes(x.view()));
         let same = a.iter().zip(&b).filter(|(a, b)| a == b).count();
         assert!(same * 100 >= n * 99, "{same} of {n} rows predicted alike");
+    }
+
+    #[test]
+    fn bytes_the_kernels_cannot_take_are_trained_as_their_features() {
+        // Squared error on few features goes to the normal equations, which
+        // read f32 features: the bytes are decoded, to the same model.
+        let (bytes, shift, scale, x) = scaled_bytes(300, 4, 9);
+        let y = x.map_axis(Axis(1), |r| r[0] - 2.0 * r[3] + 0.5).insert_axis(Axis(1));
+        let rows = ScaledBytes { values: bytes.view(), shift: &shift, scale: &scale };
+        let fit =
+            |rows| super::fit(rows, Target::Values(y.view()), Loss::SquaredError, 0.0, Stop::default(), &mut |_, _| {});
+        let (from_bytes, _) = fit(Rows::Bytes(rows)).unwrap();
+        let (from_floats, _) = fit(Rows::Floats(x.view())).unwrap();
+        assert_eq!(from_bytes.weights[0], from_floats.weights[0]);
+        // Scalings that do not match the columns are refused by name.
+        let short = ScaledBytes { values: bytes.view(), shift: &shift[..3], scale: &scale };
+        let refused = fit(Rows::Bytes(short)).unwrap_err();
+        assert!(refused.contains("3 shifts"), "{refused}");
     }
 
     #[test]
@@ -519,8 +596,7 @@ mod tests {
         let x = data(500, 3, 1);
         let y = x.map_axis(Axis(1), |r| 2.0 * r[0] - r[1] + 0.5 * r[2] + 3.0).insert_axis(Axis(1));
         let (model, fit) = super::fit(
-            x.view(),
-            None,
+            Rows::Floats(x.view()),
             Target::Values(y.view()),
             Loss::SquaredError,
             0.0,
@@ -550,8 +626,7 @@ mod tests {
         let x = ndarray::array![[-1.0f32], [0.0], [1.0]];
         let y = ndarray::array![[-2.0f32], [0.0], [2.0]];
         let (model, _) = super::fit(
-            x.view(),
-            None,
+            Rows::Floats(x.view()),
             Target::Values(y.view()),
             Loss::SquaredError,
             1.0 / 3.0,
@@ -577,9 +652,15 @@ mod tests {
             })
             .collect();
         let target = Target::Classes { labels: &labels, classes: 3 };
-        let (model, fit) =
-            super::fit(x.view(), None, target, Loss::SoftmaxCrossEntropy, 1e-3, Stop::default(), &mut |_, _| {})
-                .unwrap();
+        let (model, fit) = super::fit(
+            Rows::Floats(x.view()),
+            target,
+            Loss::SoftmaxCrossEntropy,
+            1e-3,
+            Stop::default(),
+            &mut |_, _| {},
+        )
+        .unwrap();
         assert!(fit.converged, "{fit:?}");
         let accuracy = model.predict_classes(x.view()).iter().zip(&labels).filter(|(a, b)| a == b).count();
         assert!(accuracy > 540, "{accuracy}");
@@ -598,7 +679,9 @@ mod tests {
         let mut y = x.mapv(|v| 2.0 * v);
         y[[0, 0]] = 1000.0;
         let fit = |loss| {
-            super::fit(x.view(), None, Target::Values(y.view()), loss, 0.0, Stop::default(), &mut |_, _| {}).unwrap().0
+            super::fit(Rows::Floats(x.view()), Target::Values(y.view()), loss, 0.0, Stop::default(), &mut |_, _| {})
+                .unwrap()
+                .0
         };
         let huber = fit(Loss::Huber { delta: 1.0 });
         let squared = fit(Loss::SquaredError);

@@ -629,9 +629,9 @@ fn samme_alpha(
     let rows = learners::RowSet::concat(parts, pipeline.task, pipeline.features)?;
     let learners::Labels::Classes(truth) = &rows.labels else { return Err("classes expected".into()) };
     let votes: Vec<(Vec<usize>, f64)> =
-        previous.iter().map(|(m, a)| (argmax_rows(&m.predict(rows.x.view())), *a)).collect();
+        previous.iter().map(|(m, a)| (argmax_rows(&m.predict(rows.x().view())), *a)).collect();
     let weights = boosting::row_weights(truth, &votes);
-    let predicted = argmax_rows(&member.predict(rows.x.view()));
+    let predicted = argmax_rows(&member.predict(rows.x().view()));
     Ok(boosting::alpha(boosting::weighted_error(truth, &predicted, &weights), pipeline.classes.len()))
 }
 

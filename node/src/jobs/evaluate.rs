@@ -161,7 +161,8 @@ fn tallies(
     let outputs: Vec<Array2<f32>> = if set.rows() == 0 {
         vec![Array2::zeros((0, outputs_of(pipeline))); members.len()]
     } else {
-        members.iter().map(|m| m.predict(set.x.view())).collect()
+        let x = set.x();
+        members.iter().map(|m| m.predict(x.view())).collect()
     };
     let combined = ensemble::combine(&outputs, combine, meta);
     Ok(match &set.labels {
@@ -199,7 +200,7 @@ pub fn fit_meta(pipeline: &FittedPipeline, members: &[Member], shards: &[Shard],
     if held.rows() == 0 {
         return Err("stacking found no held-out training rows to fit its meta-model on".into());
     }
-    let outputs: Vec<Array2<f32>> = members.iter().map(|m| m.predict(held.x.view())).collect();
+    let outputs: Vec<Array2<f32>> = members.iter().map(|m| m.predict(held.x().view())).collect();
     match (&held.labels, pipeline.task) {
         (Labels::Classes(labels), Task::Classification) => {
             Ok(ensemble::fit_meta(&outputs, labels, pipeline.classes.len(), seed))
@@ -226,7 +227,7 @@ mod tests {
         let parts: Vec<RowSet> = f.shards.iter().map(|s| rows_of(&f.pipeline, s, Split::Test).unwrap()).collect();
         let test = RowSet::concat(parts, f.pipeline.task, f.pipeline.features).unwrap();
         let Labels::Classes(truth) = &test.labels else { panic!("the fixture classifies") };
-        let outputs: Vec<Array2<f32>> = f.members.iter().map(|m| m.predict(test.x.view())).collect();
+        let outputs: Vec<Array2<f32>> = f.members.iter().map(|m| m.predict(test.x().view())).collect();
         let combined = ensemble::combine(&outputs, &Combine::Mean, None);
         let probabilities: Vec<Vec<f64>> =
             combined.rows().into_iter().map(|r| r.iter().map(|v| f64::from(*v)).collect()).collect();

@@ -18,6 +18,8 @@ use mass_protocol::{
     features::{DataSummary, FittedPipeline},
     jobs::{Learner, ModelSpec, RegressionLoss, Task, TreeSpec},
 };
+use std::borrow::Cow;
+
 use ndarray::{Array2, Axis};
 use tracing::warn;
 
@@ -95,13 +97,19 @@ impl Labels {
 /// in the dataset.
 #[derive(Debug, Clone)]
 pub struct RowSet {
-    pub x: Array2<f32>,
-    /// The same features as bytes and each column's scaling, where every
-    /// feature is a column of bytes scaled (MNIST's pixels): what linear
-    /// models train on, a quarter of `x`'s memory.
-    pub bytes: Option<ByteRows>,
+    pub features: Features,
     pub labels: Labels,
     pub global_rows: Vec<u64>,
+}
+
+/// Rows' features: f32, or the bytes they are made from where every
+/// feature is a column of bytes scaled (MNIST's pixels), which linear
+/// models train on directly: a quarter of the memory, and no f32 matrix
+/// made (a fifth of a bagged member's time on MNIST went into making it).
+#[derive(Debug, Clone)]
+pub enum Features {
+    Floats(Array2<f32>),
+    Bytes(ByteRows),
 }
 
 /// Rows of bytes whose features are `(byte - shift) * scale` by column.
@@ -129,38 +137,61 @@ impl RowSet {
         self.labels.len()
     }
 
+    /// The features as f32 (bytes decoded, to the bits the pipeline gives).
+    pub fn x(&self) -> Cow<'_, Array2<f32>> {
+        match &self.features {
+            Features::Floats(x) => Cow::Borrowed(x),
+            Features::Bytes(bytes) => Cow::Owned(bytes.scaled().decoded()),
+        }
+    }
+
+    /// The rows as a linear model trains on them.
+    pub fn linear_rows(&self) -> linear::Rows<'_> {
+        match &self.features {
+            Features::Floats(x) => linear::Rows::Floats(x.view()),
+            Features::Bytes(bytes) => linear::Rows::Bytes(bytes.scaled()),
+        }
+    }
+
     /// The rows `rows` (repeats allowed).
     pub fn select(&self, rows: &[usize]) -> RowSet {
+        let features = match &self.features {
+            Features::Floats(x) => Features::Floats(x.select(Axis(0), rows)),
+            Features::Bytes(b) => Features::Bytes(b.with(b.values.select(Axis(0), rows))),
+        };
         RowSet {
-            x: self.x.select(Axis(0), rows),
-            bytes: self.bytes.as_ref().map(|b| b.with(b.values.select(Axis(0), rows))),
+            features,
             labels: self.labels.select(rows),
             global_rows: rows.iter().map(|&r| self.global_rows[r]).collect(),
         }
     }
 
     /// The sets one after the other (empty ones, which may come from a
-    /// shard not put through the pipeline, left out).
+    /// shard not put through the pipeline, left out): bytes where every
+    /// part is bytes (parts of one pipeline share their scaling), else f32.
     pub fn concat(mut parts: Vec<RowSet>, task: Task, features: usize) -> Result<RowSet, String> {
         parts.retain(|p| p.rows() > 0);
         if parts.len() == 1 {
             return Ok(parts.pop().expect("one part"));
         }
-        let views: Vec<_> = parts.iter().map(|p| p.x.view()).collect();
-        let x = if views.is_empty() {
-            Array2::zeros((0, features))
-        } else {
-            ndarray::concatenate(Axis(0), &views).map_err(|e| e.to_string())?
-        };
-        // Bytes where every part has them (parts of one pipeline share
-        // their scaling).
-        let bytes = match parts.iter().map(|p| p.bytes.as_ref()).collect::<Option<Vec<_>>>() {
+        let bytes: Option<Vec<&ByteRows>> = parts
+            .iter()
+            .map(|p| match &p.features {
+                Features::Bytes(b) => Some(b),
+                Features::Floats(_) => None,
+            })
+            .collect();
+        let features = match bytes {
             Some(all) if !all.is_empty() => {
                 let views: Vec<_> = all.iter().map(|b| b.values.view()).collect();
-                let values = ndarray::concatenate(Axis(0), &views).map_err(|e| e.to_string())?;
-                Some(all[0].with(values))
+                Features::Bytes(all[0].with(ndarray::concatenate(Axis(0), &views).map_err(|e| e.to_string())?))
             }
-            _ => None,
+            _ if parts.is_empty() => Features::Floats(Array2::zeros((0, features))),
+            _ => {
+                let floats: Vec<_> = parts.iter().map(RowSet::x).collect();
+                let views: Vec<_> = floats.iter().map(|x| x.view()).collect();
+                Features::Floats(ndarray::concatenate(Axis(0), &views).map_err(|e| e.to_string())?)
+            }
         };
         let mut labels = Labels::empty(task);
         let mut global_rows = Vec::new();
@@ -168,7 +199,7 @@ impl RowSet {
             labels.extend(part.labels);
             global_rows.extend(part.global_rows);
         }
-        Ok(RowSet { x, bytes, labels, global_rows })
+        Ok(RowSet { features, labels, global_rows })
     }
 }
 
@@ -271,8 +302,7 @@ pub fn fit(
                 on_epoch(i, most, loss);
             };
             let (model, _) = linear::fit(
-                train.x.view(),
-                train.bytes.as_ref().map(ByteRows::scaled),
+                train.linear_rows(),
                 target(&train.labels, &values, classes),
                 loss_of(task, spec),
                 l2,
@@ -285,16 +315,19 @@ pub fn fit(
             let config = mlp_config(spec, hidden, task, train.rows(), seed);
             let epochs = config.epochs;
             let valid_values = validation.map(|v| v.labels.values());
-            let valid =
-                validation.zip(valid_values.as_ref()).map(|(v, vv)| (v.x.view(), target(&v.labels, vv, classes)));
+            let (train_x, valid_x) = (train.x(), validation.map(RowSet::x));
+            let valid = validation
+                .zip(valid_x.as_ref())
+                .zip(valid_values.as_ref())
+                .map(|((v, x), vv)| (x.view(), target(&v.labels, vv, classes)));
             let mut report = |epoch: usize, loss: f64| on_epoch(epoch, epochs, loss);
             let outputs = match &train.labels {
                 Labels::Classes(_) => classes,
                 Labels::Values(_) => values.ncols(),
             };
             let y = target(&train.labels, &values, classes);
-            if let Some(device) = gpu.and_then(|g| g.for_network(train.x.ncols(), outputs, &config)) {
-                match Mlp::fit_on(&*device, start.clone(), train.x.view(), y, valid, &config, &mut report) {
+            if let Some(device) = gpu.and_then(|g| g.for_network(train_x.ncols(), outputs, &config)) {
+                match Mlp::fit_on(&*device, start.clone(), train_x.view(), y, valid, &config, &mut report) {
                     Ok((model, curve)) => {
                         return Ok(Fitted {
                             member: Member::Mlp(model),
@@ -306,14 +339,14 @@ pub fn fit(
                     Err(e) => warn!(backend = %device.name(), "training on the GPU failed, training on the CPU: {e}"),
                 }
             }
-            let (model, curve) = Mlp::fit_on(&CpuBackend::new(), start, train.x.view(), y, valid, &config, &mut report)
+            let (model, curve) = Mlp::fit_on(&CpuBackend::new(), start, train_x.view(), y, valid, &config, &mut report)
                 .map_err(|e| e.to_string())?;
             Ok(Fitted { member: Member::Mlp(model), curve: curve.train_loss, backend: CPU.into() })
         }
         Learner::Gbdt(_) => {
             let setup = setup.ok_or("a tree learner needs its bins (the job's setup)")?;
             let rows = |set: &RowSet| gbdt::Rows {
-                binned: BinnedRows::new(set.x.view(), &setup.bins),
+                binned: BinnedRows::new(set.x().view(), &setup.bins),
                 targets: set.labels.targets(),
                 global_rows: set.global_rows.clone(),
             };
@@ -401,12 +434,16 @@ mod tests {
             }
             classes.push(c);
         }
-        RowSet { x, bytes: None, labels: Labels::Classes(classes), global_rows: (0..rows as u64).collect() }
+        RowSet {
+            features: Features::Floats(x),
+            labels: Labels::Classes(classes),
+            global_rows: (0..rows as u64).collect(),
+        }
     }
 
     fn accuracy(member: &Member, set: &RowSet) -> f64 {
         let Labels::Classes(truth) = &set.labels else { panic!() };
-        let p = mass_kernels::models::ensemble::argmax_rows(&member.predict(set.x.view()));
+        let p = mass_kernels::models::ensemble::argmax_rows(&member.predict(set.x().view()));
         p.iter().zip(truth).filter(|(a, b)| a == b).count() as f64 / truth.len() as f64
     }
 

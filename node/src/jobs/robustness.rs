@@ -65,7 +65,7 @@ impl Perturbation {
     /// A degraded copy of `shard`; the label and dropped columns stay as they are.
     pub fn apply(&self, pipeline: &FittedPipeline, shard: &Shard, seed: u64) -> Shard {
         if let Perturbation::Noise(sd) = self {
-            return noisy(pipeline, shard, *sd, seed);
+            return NoiseDraws::draw(pipeline, shard, seed).copy(shard, *sd);
         }
         let mut rng = draws_for(shard, seed);
         let mut out = shard.clone();
@@ -88,38 +88,85 @@ impl Perturbation {
 }
 
 /// The report's degraded copies of `shard`, one at a time: what was done
-/// and the copy, for each of [`REPORT`] that applies.
+/// and the copy, for each of [`REPORT`] that applies. Its noise levels
+/// share one set of draws.
 pub fn report<'a>(
     pipeline: &'a FittedPipeline,
     shard: &'a Shard,
     seed: u64,
 ) -> impl Iterator<Item = (String, Shard)> + 'a {
-    REPORT.iter().filter(|p| p.applies_to(pipeline, shard)).map(move |p| (p.describe(), p.apply(pipeline, shard, seed)))
+    let mut draws: Option<NoiseDraws> = None;
+    REPORT.iter().filter(|p| p.applies_to(pipeline, shard)).map(move |p| {
+        let copy = match p {
+            Perturbation::Noise(sd) => {
+                draws.get_or_insert_with(|| NoiseDraws::draw(pipeline, shard, seed)).copy(shard, *sd)
+            }
+            _ => p.apply(pipeline, shard, seed),
+        };
+        (p.describe(), copy)
+    })
 }
 
-/// `shard` with `sd` of each numeric feature's standard deviation (measured
-/// on the rows perturbed) of noise on its finite values; its other columns
-/// as they are. The draws come from a small fast generator through the
-/// ziggurat: noise on every cell of MNIST's test rows through ChaCha, then
-/// Box-Muller, was a third, then a fifth, of a bagging job's time. Every
-/// size of noise draws the same normals from the same seed, so the levels
-/// differ only in size.
-fn noisy(pipeline: &FittedPipeline, shard: &Shard, sd: f64, seed: u64) -> Shard {
-    let mut rng = draws_for(shard, seed);
-    let mut out = shard.clone();
-    for column in feature_columns(pipeline) {
-        let Some(values) = out.columns.get_mut(column) else { continue };
-        values.widen(); // noisy values need f64
-        let ShardColumn::Numeric(values) = values else { continue };
-        let scale = sd * standard_deviation(values);
-        if scale == 0.0 {
-            continue; // a constant column: no noise, no draws
+/// What every size of noise on a shard draws: each numeric feature
+/// column's values as f64, their standard deviation, and a normal per
+/// cell. The draws come from a small fast generator through the ziggurat:
+/// noise on every cell of MNIST's test rows through ChaCha, then
+/// Box-Muller, was a third, then a fifth, of a bagging job's time. The same
+/// normals serve every size, so the levels differ only in size and the
+/// report draws them once.
+struct NoiseDraws {
+    columns: Vec<NoisyColumn>,
+}
+
+struct NoisyColumn {
+    column: usize,
+    values: Vec<f64>,
+    /// The standard deviation of the finite values.
+    spread: f64,
+    /// A normal per value; none for a constant column.
+    normals: Vec<f64>,
+}
+
+impl NoiseDraws {
+    fn draw(pipeline: &FittedPipeline, shard: &Shard, seed: u64) -> NoiseDraws {
+        let mut rng = draws_for(shard, seed);
+        let mut columns = Vec::new();
+        for column in feature_columns(pipeline) {
+            let Some(values) = shard.columns.get(column).and_then(ShardColumn::as_numbers) else { continue };
+            let values = values.into_owned();
+            let spread = standard_deviation(&values);
+            let normals = match spread {
+                0.0 => Vec::new(), // a constant column: no noise, no draws
+                _ => (&mut rng).sample_iter(StandardNormal).take(values.len()).collect(),
+            };
+            columns.push(NoisyColumn { column, values, spread, normals });
         }
-        for (v, z) in values.iter_mut().zip((&mut rng).sample_iter::<f64, _>(StandardNormal)) {
-            *v += scale * z;
-        }
+        NoiseDraws { columns }
     }
-    out
+
+    /// `shard` with `sd` of each numeric feature's standard deviation (measured
+    /// on the rows perturbed) of noise on its finite values, those columns as
+    /// f64; its other columns as they are.
+    fn copy(&self, shard: &Shard, sd: f64) -> Shard {
+        let mut noisy = self.columns.iter().peekable();
+        let columns = (shard.columns.iter().enumerate())
+            .map(|(c, column)| match noisy.next_if(|n| n.column == c) {
+                Some(n) => ShardColumn::Numeric(n.with_noise(sd)),
+                None => column.clone(),
+            })
+            .collect();
+        Shard { first_row: shard.first_row, columns, splits: shard.splits.clone() }
+    }
+}
+
+impl NoisyColumn {
+    fn with_noise(&self, sd: f64) -> Vec<f64> {
+        let scale = sd * self.spread;
+        if scale == 0.0 || self.normals.is_empty() {
+            return self.values.clone();
+        }
+        self.values.iter().zip(&self.normals).map(|(v, z)| v + scale * z).collect()
+    }
 }
 
 /// The generator of a perturbation's draws on `shard`: seeded by the

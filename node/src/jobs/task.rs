@@ -19,7 +19,7 @@ use ndarray::{Array2, Axis};
 
 use super::{
     byzantine::{self, Lie},
-    learners::{self, ByteRows, Labels, RowSet},
+    learners::{self, ByteRows, Features, Labels, RowSet},
     teacher::{self, Teacher},
 };
 use crate::{
@@ -45,8 +45,8 @@ pub fn rows_where(
 
 /// The rows of `shard` to train on (those `train` keeps) and the
 /// validation rows, from one pass of the pipeline; with `bytes` (for a
-/// linear model), the training rows also as bytes where every feature is a
-/// column of bytes scaled ([`RowSet::bytes`]).
+/// linear model), as bytes where every feature is a column of bytes scaled
+/// ([`Features::Bytes`]), without a pass.
 pub fn training_rows(
     pipeline: &FittedPipeline,
     shard: &Shard,
@@ -55,13 +55,14 @@ pub fn training_rows(
 ) -> Result<(RowSet, RowSet), String> {
     let mut features = None;
     let train = rows_from(pipeline, shard, &mut features, train, bytes)?;
-    let validation = rows_from(pipeline, shard, &mut features, |s, _| s == Split::Validation, false)?;
+    let validation = rows_from(pipeline, shard, &mut features, |s, _| s == Split::Validation, bytes)?;
     Ok((train, validation))
 }
 
-/// [`rows_where`], with bytes if `bytes`. The shard's `features` are made
-/// on first need: a shard without a row kept (8 of MNIST's 10 when judging
-/// on its test rows) is not put through the pipeline.
+/// [`rows_where`], as bytes if `bytes` and they can be. The shard's
+/// `features` are made on first need: a shard without a row kept (8 of
+/// MNIST's 10 when judging on its test rows), or whose rows are bytes, is
+/// not put through the pipeline.
 fn rows_from(
     pipeline: &FittedPipeline,
     shard: &Shard,
@@ -106,13 +107,19 @@ fn rows_from(
         }
     };
     let global_rows = rows.iter().map(|&r| shard.first_row + r as u64).collect();
-    let x = match features {
-        _ if rows.is_empty() => Array2::zeros((0, pipeline.features)),
-        Some(features) => features.select(Axis(0), &rows),
-        None => features.insert(transform(pipeline, shard).map_err(|e| e.to_string())?).select(Axis(0), &rows),
+    let features = match bytes.then(|| byte_rows(pipeline, shard, &rows)).flatten() {
+        Some(bytes) => Features::Bytes(bytes),
+        None if rows.is_empty() => Features::Floats(Array2::zeros((0, pipeline.features))),
+        None => Features::Floats(match features {
+            Some(features) => features.select(Axis(0), &rows),
+            // Every row (a split cut out for judging): the pass itself,
+            // not a copy (each a fresh 4.4 MB, faulted in page by page, on
+            // a shard of MNIST's test rows).
+            None if rows.len() == shard.rows() => transform(pipeline, shard).map_err(|e| e.to_string())?,
+            None => features.insert(transform(pipeline, shard).map_err(|e| e.to_string())?).select(Axis(0), &rows),
+        }),
     };
-    let bytes = if bytes { byte_rows(pipeline, shard, &rows) } else { None };
-    Ok(RowSet { x, bytes, labels, global_rows })
+    Ok(RowSet { features, labels, global_rows })
 }
 
 /// Rows `rows` of `shard` as bytes with each feature's scaling, where every
@@ -175,15 +182,18 @@ fn boosted_rows(rows: RowSet, previous: &[(Member, f64)], seed: Option<u64>) -> 
     if rows.rows() == 0 {
         return rows;
     }
+    let outputs_of = |rows: &RowSet| {
+        let x = rows.x(); // bytes decoded once, not per member
+        previous.iter().map(|(m, w)| (m.predict(x.view()), *w)).collect::<Vec<_>>()
+    };
     match &rows.labels {
         Labels::Values(targets) => {
-            let outputs: Vec<_> = previous.iter().map(|(m, w)| (m.predict(rows.x.view()), *w)).collect();
-            let left = boosting::residuals(targets, &outputs);
+            let left = boosting::residuals(targets, &outputs_of(&rows));
             RowSet { labels: Labels::Values(left), ..rows }
         }
         Labels::Classes(_) if seed.is_none() => rows,
         Labels::Classes(truth) => {
-            let votes: Vec<_> = previous.iter().map(|(m, a)| (argmax_rows(&m.predict(rows.x.view())), *a)).collect();
+            let votes: Vec<_> = outputs_of(&rows).iter().map(|(out, a)| (argmax_rows(out), *a)).collect();
             let weights = boosting::row_weights(truth, &votes);
             let drawn = boosting::resample(&weights, rows.rows(), seed.unwrap_or(0));
             rows.select(&drawn)
@@ -280,7 +290,8 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
     let gpu = mesh.gpu.clone();
     let (job, task) = (work.job, work.task);
     let loaded_in = began.elapsed();
-    let training = move || -> Result<(Member, u64, Vec<f64>, String), String> {
+    let training = move || -> Result<(Member, u64, Vec<f64>, String, std::time::Duration), String> {
+        let rows_began = std::time::Instant::now();
         let (holdout, fold) = (work.holdout, work.fold);
         let training_row = |s: Split, row: u64| {
             s == Split::Train
@@ -317,6 +328,7 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
             net.publish_progress(progress);
         };
         let trained_rows = train.rows() as u64;
+        let rows_in = rows_began.elapsed();
         let fitted = match &teacher {
             Some(teacher) => {
                 let train = teacher.teach(&loaded, training_row, train)?;
@@ -340,9 +352,9 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
             Some(lie) => byzantine::falsify(lie, fitted.member, trained_rows),
             None => (fitted.member, trained_rows),
         };
-        Ok((member, rows, fitted.curve, fitted.backend))
+        Ok((member, rows, fitted.curve, fitted.backend, rows_in))
     };
-    let (member, rows, curve, backend) = match admission {
+    let (member, rows, curve, backend, rows_in) = match admission {
         Admission::Wait => mesh.compute.run_waiting(Work::Training, training).await?,
         Admission::Now => mesh.compute.run_now(Work::Training, training).await??,
     };
@@ -350,7 +362,8 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
     let weights = mesh.save_kept(&member, BlobKind::Model).await?;
     let ms = |d: std::time::Duration| d.as_millis() as u64;
     let (load_ms, fit_ms, save_ms) = (ms(loaded_in), ms(fitted_in - loaded_in), ms(began.elapsed() - fitted_in));
-    tracing::debug!(%job, task, load_ms, fit_ms, save_ms, "task trained");
+    let rows_ms = ms(rows_in);
+    tracing::debug!(%job, task, load_ms, rows_ms, fit_ms, save_ms, "task trained");
     Ok(Trained { weights, rows, curve, backend })
 }
 
@@ -393,16 +406,22 @@ mod tests {
     fn scaled_bytes_stand_for_exactly_the_features_of_their_rows() {
         let (pipeline, shards) = ingested(&pixels(None));
         for shard in &shards {
-            let rows = training_rows(&pipeline, shard, |s, _| s == Split::Train, true).unwrap().0;
-            let bytes = rows.bytes.as_ref().expect("columns of bytes, none missing");
-            assert_eq!(bytes.values.dim(), rows.x.dim());
-            for ((r, i), &b) in bytes.values.indexed_iter() {
-                let feature = ((f64::from(b) - bytes.shift[i]) * bytes.scale[i]) as f32;
-                assert_eq!(feature.to_bits(), rows.x[[r, i]].to_bits(), "row {r}, feature {i}");
-            }
-            // Picked rows keep their bytes.
+            let (rows, validation) = training_rows(&pipeline, shard, |s, _| s == Split::Train, true).unwrap();
+            let Features::Bytes(bytes) = &rows.features else { panic!("columns of bytes, none missing") };
+            assert!(matches!(validation.features, Features::Bytes(_)));
+            // Decoded, they are the pipeline's features of the same rows, bit for bit.
+            let floats = rows_of(&pipeline, shard, Split::Train).unwrap();
+            let Features::Floats(want) = &floats.features else { panic!("judging rows are f32") };
+            assert_eq!(floats.global_rows, rows.global_rows);
+            assert_eq!(bytes.values.dim(), want.dim());
+            let decoded = rows.x();
+            assert!(decoded.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits()));
+            // Picked rows keep their bytes; sets of bytes concatenate as bytes.
             let picked = rows.select(&[2, 0, 2]);
-            assert_eq!(picked.bytes.unwrap().values.row(1), bytes.values.row(0));
+            let Features::Bytes(picked_bytes) = &picked.features else { panic!("picked rows stay bytes") };
+            assert_eq!(picked_bytes.values.row(1), bytes.values.row(0));
+            let both = RowSet::concat(vec![picked.clone(), picked], pipeline.task, pipeline.features).unwrap();
+            assert!(matches!(&both.features, Features::Bytes(b) if b.values.nrows() == 6));
         }
     }
 
@@ -410,11 +429,17 @@ mod tests {
     fn a_missing_cell_leaves_the_rows_as_f32_features() {
         let (pipeline, shards) = ingested(&pixels(Some(5)));
         let with_hole = training_rows(&pipeline, &shards[0], |s, _| s == Split::Train, true).unwrap().0;
-        assert!(with_hole.bytes.is_none(), "a missing byte has no byte to stand for its feature");
-        assert!(training_rows(&pipeline, &shards[1], |s, _| s == Split::Train, true).unwrap().0.bytes.is_some());
         assert!(
-            rows_of(&pipeline, &shards[1], Split::Train).unwrap().bytes.is_none(),
-            "only training rows carry bytes"
+            matches!(with_hole.features, Features::Floats(_)),
+            "a missing byte has no byte to stand for its feature"
         );
+        let whole = training_rows(&pipeline, &shards[1], |s, _| s == Split::Train, true).unwrap().0;
+        assert!(matches!(whole.features, Features::Bytes(_)));
+        // A set of bytes and one of f32 concatenate as f32, rows in order.
+        let mixed = RowSet::concat(vec![with_hole.clone(), whole.clone()], pipeline.task, pipeline.features).unwrap();
+        let Features::Floats(x) = &mixed.features else { panic!("mixed parts are f32") };
+        assert_eq!(x.nrows(), with_hole.rows() + whole.rows());
+        assert_eq!(x.row(with_hole.rows()), whole.x().row(0));
+        assert!(matches!(rows_of(&pipeline, &shards[1], Split::Train).unwrap().features, Features::Floats(_)));
     }
 }

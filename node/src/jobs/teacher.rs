@@ -91,7 +91,7 @@ impl Teacher {
                 student.rows()
             ));
         }
-        let outputs: Vec<Array2<f32>> = self.members.iter().map(|m| m.predict(rows.x.view())).collect();
+        let outputs: Vec<Array2<f32>> = self.members.iter().map(|m| m.predict(rows.x().view())).collect();
         Ok(Taught { rows: student, outputs: combine(&outputs, &self.combine, self.meta.as_ref()) })
     }
 }
@@ -118,16 +118,13 @@ pub fn fit_student(
         Task::Regression => Loss::SquaredError,
     };
     let epochs = config.epochs;
-    let validation = (validation.rows.rows() > 0).then(|| (validation.rows.x.view(), validation.outputs.view()));
-    let (student, curve) = distill::distill_from(
-        start,
-        train.rows.x.view(),
-        train.outputs.view(),
-        validation,
-        &config,
-        &mut |epoch, loss| on_epoch(epoch, epochs, loss),
-    )
-    .map_err(|e| e.to_string())?;
+    let (train_x, validation_x) = (train.rows.x(), validation.rows.x());
+    let validation = (validation.rows.rows() > 0).then(|| (validation_x.view(), validation.outputs.view()));
+    let (student, curve) =
+        distill::distill_from(start, train_x.view(), train.outputs.view(), validation, &config, &mut |epoch, loss| {
+            on_epoch(epoch, epochs, loss)
+        })
+        .map_err(|e| e.to_string())?;
     Ok(Fitted { member: Member::Mlp(student), curve: curve.train_loss, backend: learners::CPU.into() })
 }
 
@@ -167,7 +164,7 @@ mod tests {
             fit_student(&spec, f.pipeline.task, &taught, &valid, None, 1, &mut |_, total, _| epochs = total).unwrap();
         assert_eq!(epochs, 300);
         let Member::Mlp(student) = &fitted.member else { panic!("a student is a network") };
-        let said = argmax_rows(&student.predict(taught.rows.x.view()));
+        let said = argmax_rows(&student.predict(taught.rows.x().view()));
         let taught_said = argmax_rows(&taught.outputs);
         let agree = said.iter().zip(&taught_said).filter(|(a, b)| a == b).count();
         assert!(agree * 10 >= said.len() * 8, "the student agrees with its teacher on {agree} of {} rows", said.len());

@@ -180,8 +180,9 @@ pub fn shrink(parent: &Parent, method: &CompressMethod, shards: &[Shard]) -> Res
                         Labels::Classes(c) => Target::Classes { labels: c, classes: pipeline.classes.len() },
                         Labels::Values(_) => Target::Values(targets.view()),
                     };
-                    network = sparse::fine_tune(network, &mask, train.x.view(), y, &config, *fine_tune_epochs as usize)
-                        .map_err(|e| format!("member {i}: {e}"))?;
+                    network =
+                        sparse::fine_tune(network, &mask, train.x().view(), y, &config, *fine_tune_epochs as usize)
+                            .map_err(|e| format!("member {i}: {e}"))?;
                 }
                 let stored = SparseMlp::from_dense(&network);
                 let total: usize = stored.layers.iter().map(|l| l.inputs * l.outputs).sum();
@@ -264,8 +265,8 @@ async fn latencies(
                 let test = rows_of(&own, &shard, Split::Test)?;
                 let parent_test = rows_of(&parent.pipeline, &shard, Split::Test)?;
                 Ok((
-                    measure(&made.members, &made.combine, made.meta.as_ref(), test.x.view()),
-                    measure(&parent.members, &parent.combine, parent.meta.as_ref(), parent_test.x.view()),
+                    measure(&made.members, &made.combine, made.meta.as_ref(), test.x().view()),
+                    measure(&parent.members, &parent.combine, parent.meta.as_ref(), parent_test.x().view()),
                 ))
             })
             .await;

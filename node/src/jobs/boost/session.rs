@@ -84,7 +84,7 @@ fn row_state(plan: &Plan, parts: &[RowSet]) -> (RowState, Vec<Range<usize>>) {
     for part in parts {
         ranges.push(at..at + part.rows());
         at += part.rows();
-        binned.push(BinnedRows::new(part.x.view(), &plan.setup.bins));
+        binned.push(BinnedRows::new(part.x().view(), &plan.setup.bins));
         labels.push(targets(&part.labels));
         global.extend(part.global_rows.iter().copied());
     }
@@ -319,8 +319,9 @@ mod tests {
         let layout = Layout::new(&setup.bins);
         let plan = Plan { job: ContentId::of(b"job"), generation: 1, setup, layout, slice: 0..1, workers: vec![] };
         let part = RowSet {
-            x: ndarray::Array2::from_shape_vec((4, 1), vec![0.0, 1.0, 0.0, 1.0]).unwrap(),
-            bytes: None,
+            features: crate::jobs::learners::Features::Floats(
+                ndarray::Array2::from_shape_vec((4, 1), vec![0.0, 1.0, 0.0, 1.0]).unwrap(),
+            ),
             labels: Labels::Classes(vec![0, 1, 0, 1]),
             global_rows: vec![0, 1, 2, 3],
         };
