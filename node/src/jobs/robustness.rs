@@ -8,7 +8,7 @@ use mass_protocol::{
     dataset::{Shard, ShardColumn},
     features::{ColumnTransform, FittedPipeline},
 };
-use rand::{Rng, SeedableRng, rngs::SmallRng};
+use rand::{Rng, RngCore, SeedableRng, rngs::SmallRng};
 use rand_distr::StandardNormal;
 
 /// One way of degrading the input.
@@ -200,18 +200,37 @@ fn standard_deviation(values: &[f64]) -> f64 {
 /// Makes about `fraction` of the cells missing, one draw per cell, in
 /// the column's own layout.
 fn blank(values: &mut ShardColumn, fraction: f64, rng: &mut SmallRng) {
-    let mut hit = || rng.random::<f64>() < fraction;
+    let hit = below(fraction);
+    let mut hit = || (rng.next_u64() >> 11) < hit;
     match values {
         ShardColumn::Numeric(values) => values.iter_mut().filter(|_| hit()).for_each(|v| *v = f64::NAN),
         ShardColumn::Float32(values) => values.iter_mut().filter(|_| hit()).for_each(|v| *v = f32::NAN),
         ShardColumn::Bytes { values, missing } => {
-            let was: std::collections::BTreeSet<u32> = missing.iter().copied().collect();
-            let rows = values.len() as u32;
-            *missing = (0..rows).filter(|r| hit() || was.contains(r)).collect();
+            // The rows hit or missing before, in order, written without a
+            // branch per row (a third of judging MNIST went to this list).
+            let mut was = std::mem::take(missing);
+            was.sort_unstable();
+            let mut was = was.into_iter().peekable();
+            let mut rows = vec![0; values.len()];
+            let mut len = 0;
+            for row in 0..values.len() as u32 {
+                let blanked = hit() | was.next_if_eq(&row).is_some();
+                rows[len] = row;
+                len += usize::from(blanked);
+            }
+            rows.truncate(len);
+            *missing = rows;
         }
         ShardColumn::Categorical { codes, .. } => codes.iter_mut().filter(|_| hit()).for_each(|c| *c = u32::MAX),
         ShardColumn::Text(values) => values.iter_mut().filter(|_| hit()).for_each(|v| *v = None),
     }
+}
+
+/// The bound under which the top 53 bits of a draw fall with probability
+/// `fraction`: the same decisions as `rng.random::<f64>() < fraction`
+/// (which is those bits times 2^-53), without the float.
+fn below(fraction: f64) -> u64 {
+    (fraction * (1u64 << 53) as f64).ceil() as u64
 }
 
 #[cfg(test)]
@@ -319,6 +338,26 @@ mod tests {
         let ShardColumn::Numeric(before) = &shard.columns[0] else { panic!() };
         for ((s, l), b) in small.iter().zip(large).zip(before) {
             assert!(((l - b) - 10.0 * (s - b)).abs() < 1e-6, "1 sd of noise is ten times 0.1 sd of the same draw");
+        }
+    }
+
+    #[test]
+    fn integer_draws_blank_the_cells_a_float_draw_would() {
+        for fraction in [0.0, 1e-9, 0.1, 0.3, 0.5, 0.999, 1.0, -0.5, 1.5, f64::NAN] {
+            let bound = below(fraction);
+            let (mut a, mut b) = (SmallRng::seed_from_u64(3), SmallRng::seed_from_u64(3));
+            for _ in 0..20_000 {
+                assert_eq!(a.random::<f64>() < fraction, (b.next_u64() >> 11) < bound, "fraction {fraction}");
+            }
+        }
+        // At the edges of a draw: the bound is exact.
+        let at =
+            |bits: u64, fraction: f64| ((bits as f64) * (1.0 / (1u64 << 53) as f64) < fraction, bits < below(fraction));
+        for bits in [0, 1, (1 << 52) - 1, 1 << 52, (1 << 53) - 1] {
+            for fraction in [0.5, 0.25, f64::EPSILON, 1.0 - f64::EPSILON / 2.0] {
+                let (float, integer) = at(bits, fraction);
+                assert_eq!(float, integer, "bits {bits}, fraction {fraction}");
+            }
         }
     }
 
