@@ -2,6 +2,7 @@
 //! element-wise kernels of [`elementwise`], [`loss`] and [`optim`].
 
 pub(crate) mod elementwise;
+pub(crate) mod exp;
 mod gemm;
 mod loss;
 mod optim;
