@@ -372,7 +372,8 @@ pub async fn train(mesh: &Mesh, work: Assignment, admission: Admission) -> Resul
     let fitted_in = began.elapsed();
     let weights = mesh.save_kept(&member, BlobKind::Model).await?;
     let ms = |d: std::time::Duration| d.as_millis() as u64;
-    let (load_ms, fit_ms, save_ms) = (ms(loaded_in), ms(fitted_in - loaded_in), ms(began.elapsed() - fitted_in));
+    let fit_ms = ms(fitted_in.saturating_sub(loaded_in + rows_in));
+    let (load_ms, save_ms) = (ms(loaded_in), ms(began.elapsed() - fitted_in));
     let rows_ms = ms(rows_in);
     tracing::debug!(%job, task, load_ms, rows_ms, fit_ms, save_ms, "task trained");
     Ok(Trained { weights, rows, curve, backend })
