@@ -3,9 +3,7 @@
 //! it has compute slots plus one waiting in its queue, and a piece goes to
 //! the first of its shard's holders with room, this node first. A node
 //! that finishes early so pulls the next piece. (Before, this node kept one
-//! piece and sent every other to a peer's queue: with both holding every
-//! shard, ten pieces split 4 and 6, and the slower side set the step's
-//! time.)
+//! piece and queued every other at a peer, however long that queue.)
 
 use std::{
     collections::HashMap,
