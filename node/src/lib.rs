@@ -53,7 +53,6 @@ pub mod placement;
 pub mod replication;
 pub mod service;
 pub mod serving;
-pub mod shard_work;
 pub mod shared_refs;
 pub mod storage;
 pub mod studies;

@@ -44,9 +44,6 @@ pub const CHECKPOINT_HOLD_WAIT: std::time::Duration = std::time::Duration::from_
 /// a holder's compute slots plus a little of its queue, which other work
 /// shares.
 const SHARD_WORK_PER_NODE: usize = 2;
-/// Peers offered a piece of per-shard work ahead of a refusal: a shard's
-/// copies are its two homes.
-const LIKELY_HOLDERS: usize = 2;
 
 #[derive(Clone)]
 pub struct Mesh {
@@ -72,8 +69,6 @@ pub struct Mesh {
     /// Fault injection for tests: the lie this node tells as a
     /// data-parallel worker (`MASS_FAULT_BYZANTINE`), if any.
     pub byzantine: Option<crate::jobs::byzantine::Lie>,
-    /// Who takes the next piece of per-shard work this node hands out.
-    pub shard_work: Arc<crate::shard_work::ShardWork>,
 }
 
 impl Mesh {
@@ -297,24 +292,10 @@ impl Mesh {
         ranked
     }
 
-    /// Each node's compute slots, from the adverts.
-    pub async fn slots_by_peer(&self) -> std::collections::HashMap<PeerId, usize> {
-        let views = self.membership.send(crate::membership::GetPeers).await.unwrap_or_default();
-        views
-            .iter()
-            .filter_map(|v| {
-                let id = v.peer_id.parse::<PeerId>().ok()?;
-                let slots = v.load.as_ref()?.queues.iter().find(|q| q.name == crate::compute::SLOTS_QUEUE)?.depth;
-                Some((id, slots as usize))
-            })
-            .collect()
-    }
-
-    /// Computes something of shard `shard` where it lives: on the first of
-    /// its holders with room ([`crate::shard_work`]; here with `local`, or
-    /// by asking a peer with `request` and reading its answer with
-    /// `answer`), else on the other holders in turn, else here once a slot
-    /// frees. Returns who computed it.
+    /// Computes something of shard `shard` where it lives: here with
+    /// `local` if this node holds it and has a free compute slot, else by
+    /// asking holders with `request` and reading their answer with
+    /// `answer`, else here once a slot frees. Returns who computed it.
     pub(crate) async fn where_held<T: Send + 'static>(
         &self,
         shard: ContentId,
@@ -323,24 +304,11 @@ impl Mesh {
         answer: impl Fn(Response) -> Option<T>,
     ) -> Result<(String, T), String> {
         let held = matches!(self.storage.meta(shard).await, Ok(Some(_)));
-        let me = self.net.local_peer_id();
-        let peers = self.likely_holders(&shard).await;
-        let slots = self.slots_by_peer().await;
-        let mut holders = Vec::new();
-        if held {
-            holders.push((me, self.compute.config().slots));
-        }
-        let peer_slots = |p: &PeerId| (*p, slots.get(p).copied().unwrap_or(1));
-        holders.extend(peers.iter().take(LIKELY_HOLDERS).map(peer_slots));
-        let place = self.shard_work.place(&holders).await;
-        let first = place.as_ref().map(|p| p.node);
-        if first == Some(me) {
-            return self.compute_here(shard, None, local).await;
+        if held && let Some(slot) = self.compute.try_reserve() {
+            return self.compute_here(shard, Some(slot), local).await;
         }
         let mut failures = Vec::new();
-        // The peer with room first, then the others.
-        let order = first.into_iter().chain(peers.into_iter().filter(|p| Some(*p) != first));
-        for peer in order {
+        for peer in self.likely_holders(&shard).await {
             match self.net.request_within(peer, request.clone(), crate::net::client::WORK_TIMEOUT).await {
                 Ok(Response::Error(e)) => failures.push(format!("{peer}: {e}")),
                 Ok(response) => match answer(response) {

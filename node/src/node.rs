@@ -182,7 +182,6 @@ pub async fn run(config: NodeConfig, mut stops: mpsc::UnboundedReceiver<Stop>) -
         ref_copies: config.storage.replication,
         leaving: leaving.clone(),
         byzantine: config.byzantine,
-        shard_work: Default::default(),
     };
     let drain = crate::drain::Drain::new(leaving.clone());
     crate::serving::keeper::ModelKeeper::new(mesh.clone(), MODEL_KEEPER_INTERVAL).start();

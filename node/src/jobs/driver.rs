@@ -31,7 +31,7 @@ use super::{
     task::{self, Trained},
 };
 use crate::{
-    compute::Work,
+    compute::{SLOTS_QUEUE, Work},
     datasets,
     membership::GetPeers,
     mesh::{FitFailure, Mesh},
@@ -747,6 +747,19 @@ async fn attempt(mesh: &Mesh, work: Assignment, peer: PeerId, queue: bool) -> At
     }
 }
 
+/// Each node's compute slots, from the adverts.
+async fn slots_by_peer(mesh: &Mesh) -> std::collections::HashMap<PeerId, usize> {
+    let views = mesh.membership.send(GetPeers).await.unwrap_or_default();
+    views
+        .iter()
+        .filter_map(|v| {
+            let id = v.peer_id.parse::<PeerId>().ok()?;
+            let slots = v.load.as_ref()?.queues.iter().find(|q| q.name == SLOTS_QUEUE)?.depth;
+            Some((id, slots as usize))
+        })
+        .collect()
+}
+
 /// Trains tasks `indices` of the record (of its sub-models or its folds)
 /// where their plan says, at most as many at once per node as it has
 /// compute slots; a node that refuses or fails a task passes it to the
@@ -767,7 +780,7 @@ async fn train_planned(
     let plans = plan_trainers(mesh, tasks, record.spec.placement).await;
     let local = mesh.net.local_peer_id();
     let planned = indices.into_iter().map(|i| (i, plans[i].clone())).collect();
-    let mut dispatch = Dispatch::new(planned, mesh.slots_by_peer().await, local);
+    let mut dispatch = Dispatch::new(planned, slots_by_peer(mesh).await, local);
     let mut running = FuturesUnordered::new();
     // A finished task's checkpoint is written once the slot it freed has
     // its next task: on a mesh each checkpoint is a round trip to the
