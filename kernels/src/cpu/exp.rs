@@ -14,7 +14,7 @@ const HIGHEST: f64 = 709.0;
 
 const LOG2_E: f64 = std::f64::consts::LOG2_E;
 /// ln 2 in two parts: `n * LN2_HI` is exact for |n| < 2^11.
-const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+const LN2_HI: f64 = 6.931_471_803_691_238e-1;
 const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
 /// Adding it rounds to a whole number (ties to even) in f64.
 const ROUNDER: f64 = 6_755_399_441_055_744.0; // 1.5 * 2^52
