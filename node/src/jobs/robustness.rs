@@ -200,8 +200,8 @@ fn standard_deviation(values: &[f64]) -> f64 {
 /// Makes about `fraction` of the cells missing, one draw per cell, in
 /// the column's own layout.
 fn blank(values: &mut ShardColumn, fraction: f64, rng: &mut SmallRng) {
-    let hit = below(fraction);
-    let mut hit = || (rng.next_u64() >> 11) < hit;
+    let bound = below(fraction);
+    let mut hit = || (rng.next_u64() >> 11) < bound;
     match values {
         ShardColumn::Numeric(values) => values.iter_mut().filter(|_| hit()).for_each(|v| *v = f64::NAN),
         ShardColumn::Float32(values) => values.iter_mut().filter(|_| hit()).for_each(|v| *v = f32::NAN),
