@@ -324,6 +324,14 @@ impl Compute {
         self.inner.running.lock().expect("pool lock").iter().map(|(k, n)| (*k, *n)).collect()
     }
 
+    /// Pieces running or waiting now, and pieces finished since the start:
+    /// together, whether the node worked between two looks.
+    pub fn activity(&self) -> (usize, u64) {
+        let running: usize = self.inner.running.lock().expect("pool lock").values().sum();
+        let done = self.inner.done.lock().expect("pool lock").values().sum();
+        (running + self.inner.waiting.load(Ordering::SeqCst), done)
+    }
+
     /// Running work by kind, the queue, and the work done so far (as
     /// `done.<kind>`), for adverts and `mass peers`.
     pub fn depths(&self) -> Vec<QueueDepth> {

@@ -12,6 +12,7 @@ use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, WrapFuture};
 use mass_protocol::{Advert, HardwareProfile, QueueDepth, names};
 use tracing::debug;
 
+use super::remeasure::Remeasure;
 use crate::{
     compute::Compute,
     membership::{MembershipActor, actor::SetLocalAdvert},
@@ -37,10 +38,14 @@ pub struct Advertiser {
     leaving: crate::drain::Leaving,
     /// The models this node serves as a replica (`serving.replicas`).
     replicas: Arc<AtomicU32>,
+    remeasure: Remeasure,
+    /// The compute pieces finished at the previous tick: more since, and the node was busy.
+    done_before: u64,
 }
 
-/// How often the GEMM is measured again, and for how long.
-const REMEASURE_EVERY: Duration = Duration::from_secs(5);
+/// How often the advertiser asks whether to measure the GEMM again
+/// (`remeasure::Remeasure` decides), and for how long a measurement runs.
+const REMEASURE_TICK: Duration = Duration::from_secs(1);
 const REMEASURE_BUDGET: Duration = Duration::from_millis(20);
 
 impl Advertiser {
@@ -71,6 +76,8 @@ impl Advertiser {
             bridges: Default::default(),
             leaving: Default::default(),
             replicas: Default::default(),
+            remeasure: Remeasure::default(),
+            done_before: 0,
         }
     }
 
@@ -92,11 +99,15 @@ impl Advertiser {
         self
     }
 
-    /// Measures the GEMM again in the background and keeps the best rate
-    /// seen: a node measured while other work ran (at start, everything
-    /// starts at once) would otherwise advertise a fraction of its capacity
-    /// for ever.
+    /// Measures the GEMM again in the background, when `Remeasure` says
+    /// so, and keeps the best rate seen.
     fn remeasure(&mut self, ctx: &mut Context<Self>) {
+        let (active, done) = self.compute.activity();
+        let busy = active > 0 || done != self.done_before || self.inference.depth() > 0;
+        self.done_before = done;
+        if !self.remeasure.due(REMEASURE_TICK, busy) {
+            return;
+        }
         let (size, share, gpu) = (self.gemm_size, self.share, self.compute.config().gpu);
         ctx.spawn(
             async move {
@@ -108,9 +119,10 @@ impl Advertiser {
             }
             .into_actor(self)
             .map(move |measured, actor, _| {
-                if let Some(gflops) = measured
-                    && gflops > actor.hardware.gemm_gflops
-                {
+                let Some(gflops) = measured else { return };
+                actor.remeasure.measured(gflops, actor.hardware.gemm_gflops);
+                debug!(gflops, best = actor.hardware.gemm_gflops, next_in = ?actor.remeasure.gap(), "GEMM measured again");
+                if gflops > actor.hardware.gemm_gflops {
                     actor.hardware.gemm_gflops = gflops;
                     actor.hardware.capacity_gflops = super::gpu::capacity(gflops, share, &actor.hardware.gpus, gpu);
                 }
@@ -169,6 +181,6 @@ impl Actor for Advertiser {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.advertise(ctx);
         ctx.run_interval(self.interval, |actor, ctx| actor.advertise(ctx));
-        ctx.run_interval(REMEASURE_EVERY, |actor, ctx| actor.remeasure(ctx));
+        ctx.run_interval(REMEASURE_TICK, |actor, ctx| actor.remeasure(ctx));
     }
 }

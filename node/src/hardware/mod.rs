@@ -3,6 +3,7 @@
 
 mod advertiser;
 pub mod gpu;
+mod remeasure;
 
 use std::time::Duration;
 
