@@ -280,8 +280,8 @@ fn peak_rss_bytes(pid: u32) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_256_mib_blob_moves_between_nodes_in_bounded_memory() {
-    const SIZE: usize = 256 << 20;
+async fn a_512_mib_blob_moves_between_nodes_in_bounded_memory() {
+    const SIZE: usize = 512 << 20;
     let mut cluster = Cluster::new();
     let nodes = mesh(&mut cluster, 2).await;
     let source = cluster.path().join("big.bin");
@@ -303,7 +303,7 @@ async fn a_256_mib_blob_moves_between_nodes_in_bounded_memory() {
 
     let rss: Vec<u64> = nodes.iter().map(|n| peak_rss_bytes(n.endpoints().pid)).collect();
     eprintln!(
-        "256 MiB blob: put {put_secs:.1} s, get through the other node {get_secs:.1} s; peak RSS {} MiB and {} MiB",
+        "512 MiB blob: put {put_secs:.1} s, get through the other node {get_secs:.1} s; peak RSS {} MiB and {} MiB",
         rss[0] >> 20,
         rss[1] >> 20
     );
