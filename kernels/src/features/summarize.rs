@@ -1,6 +1,6 @@
 //! Per-shard statistics of training rows, and their exact merge.
 
-use std::collections::BTreeSet;
+use std::{borrow::Cow, collections::BTreeSet, sync::LazyLock};
 
 use mass_protocol::{
     dataset::{Schema, Shard, ShardColumn, Split},
@@ -14,27 +14,37 @@ use super::sketch::{SKETCH_CAPACITY, sketch};
 pub const MAX_DISTINCT: usize = 1 << 16;
 
 /// The label of row `row` as text (classes are named by their text); none
-/// when missing, or when the shard has no such column or row.
-pub fn label_text(shard: &Shard, label: usize, row: usize) -> Option<String> {
+/// when missing, or when the shard has no such column or row. Borrowed
+/// where the text is already held (a byte's, a category's): labels are
+/// read for every row scored or trained on.
+pub fn label_text(shard: &Shard, label: usize, row: usize) -> Option<Cow<'_, str>> {
     let number = |v: f64| {
-        (!v.is_nan()).then(|| if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { v.to_string() })
+        (!v.is_nan()).then(|| {
+            Cow::Owned(if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { v.to_string() })
+        })
     };
     match shard.columns.get(label)? {
         ShardColumn::Numeric(values) => number(*values.get(row)?),
         ShardColumn::Float32(values) => number(f64::from(*values.get(row)?)),
         ShardColumn::Bytes { values, missing } => {
             let v = *values.get(row)?;
-            (missing.binary_search(&(row as u32)).is_err()).then(|| v.to_string())
+            (missing.binary_search(&(row as u32)).is_err()).then(|| Cow::Borrowed(BYTE_TEXT[usize::from(v)].as_str()))
         }
-        ShardColumn::Categorical { values, codes } => values.get(*codes.get(row)? as usize).cloned(),
-        ShardColumn::Text(values) => values.get(row)?.clone(),
+        ShardColumn::Categorical { values, codes } => {
+            values.get(*codes.get(row)? as usize).map(|v| Cow::Borrowed(v.as_str()))
+        }
+        ShardColumn::Text(values) => values.get(row)?.as_deref().map(Cow::Borrowed),
     }
 }
+
+/// Every byte's decimal text.
+static BYTE_TEXT: LazyLock<Vec<String>> = LazyLock::new(|| (0..=u8::MAX).map(|v| v.to_string()).collect());
 
 /// Statistics of the training rows of one shard.
 pub fn summarize(shard: &Shard, schema: &Schema, spec: &PipelineSpec) -> DataSummary {
     let rows: Vec<usize> = (0..shard.rows()).filter(|&r| shard.splits[r] == Split::Train).collect();
-    let labels: Vec<Option<String>> = rows.iter().map(|&r| label_text(shard, schema.label, r)).collect();
+    let labels: Vec<Option<String>> =
+        rows.iter().map(|&r| label_text(shard, schema.label, r).map(Cow::into_owned)).collect();
     let exact_values = matches!(spec.impute, Impute::Median | Impute::MostFrequent);
     let joint = matches!(spec.select, Select::MutualInfo { .. });
     let columns = shard
@@ -232,6 +242,21 @@ mod tests {
         assert_eq!(label_text(&shard, 0, 0).as_deref(), Some("3"));
         assert_eq!(label_text(&shard, 0, 1), None);
         assert_eq!(label_text(&shard, 5, 0), None);
+    }
+
+    /// A byte's label reads as its decimal text, a missing one as none.
+    #[test]
+    fn byte_labels_read_as_their_numbers() {
+        let shard = Shard {
+            first_row: 0,
+            columns: vec![ShardColumn::Bytes { values: vec![7, 255, 0, 0], missing: vec![2] }],
+            splits: vec![Split::Train; 4],
+        };
+        let labels: Vec<_> = (0..5).map(|r| label_text(&shard, 0, r)).collect();
+        assert_eq!(
+            labels.iter().map(Option::as_deref).collect::<Vec<_>>(),
+            [Some("7"), Some("255"), None, Some("0"), None]
+        );
     }
 
     /// A column of bytes is summarized from its counts of each byte: the

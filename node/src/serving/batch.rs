@@ -4,7 +4,7 @@
 //! rows with the model's outputs as a new dataset (what the next model of a
 //! serial composition trains on). [`super::scoring`] runs it as a job.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, fmt::Write as _};
 
 use mass_kernels::{
     features::summarize::label_text,
@@ -67,7 +67,7 @@ pub fn score_shard(model: &LoadedModel, rows: &Shard) -> Result<(ShardScores, nd
     let predicted = if regression { vec![0; outputs.nrows()] } else { argmax_rows(&outputs.mapv(|p| p as f32)) };
     let classes: HashMap<&str, u32> =
         model.manifest.classes.iter().enumerate().map(|(i, c)| (c.as_str(), i as u32)).collect();
-    let mut scores = ShardScores::default();
+    let mut scores = ShardScores { csv: String::with_capacity(rows.rows() * 24), ..Default::default() };
     for (r, &p) in predicted.iter().enumerate() {
         let label = label_text(rows, model.schema.label, r);
         let split = match rows.splits[r] {
@@ -75,13 +75,16 @@ pub fn score_shard(model: &LoadedModel, rows: &Shard) -> Result<(ShardScores, nd
             Split::Validation => "validation",
             Split::Test => "test",
         };
-        let prediction = if regression { outputs[[r, 0]].to_string() } else { model.manifest.classes[p].clone() };
-        scores.csv.push_str(&format!(
-            "{},{split},{},{}\n",
-            rows.first_row + r as u64,
-            quote(label.as_deref().unwrap_or("")),
-            quote(&prediction)
-        ));
+        let csv = &mut scores.csv;
+        write!(csv, "{},{split},", rows.first_row + r as u64).expect("writing to a String");
+        push_field(csv, label.as_deref().unwrap_or(""));
+        csv.push(',');
+        if regression {
+            write!(csv, "{}", outputs[[r, 0]]).expect("writing to a String");
+        } else {
+            push_field(csv, &model.manifest.classes[p]);
+        }
+        csv.push('\n');
         if rows.splits[r] != Split::Test {
             continue;
         }
@@ -140,8 +143,15 @@ pub async fn predict_shard(
     Ok(scores)
 }
 
-fn quote(field: &str) -> String {
-    if field.contains([',', '"', '\n']) { format!("\"{}\"", field.replace('"', "\"\"")) } else { field.to_owned() }
+/// Appends `field` to a CSV line, quoted when it holds a comma, a quote or a line break.
+fn push_field(csv: &mut String, field: &str) {
+    if field.contains([',', '"', '\n']) {
+        csv.push('"');
+        csv.push_str(&field.replace('"', "\"\""));
+        csv.push('"');
+    } else {
+        csv.push_str(field);
+    }
 }
 
 /// Checks a batch prediction's `into` name before anything runs.
@@ -279,6 +289,17 @@ pub async fn shard_somewhere(
 mod tests {
     use super::*;
     use crate::{fuzz::fixture::fixture, serving::rows::concat};
+
+    /// Fields with commas, quotes or line breaks are quoted, quotes doubled.
+    #[test]
+    fn csv_fields_are_quoted_only_when_they_must_be() {
+        let mut csv = String::new();
+        for field in ["cat", "a,b", "say \"hi\"", "two\nlines", ""] {
+            push_field(&mut csv, field);
+            csv.push('|');
+        }
+        assert_eq!(csv, "cat|\"a,b\"|\"say \"\"hi\"\"\"|\"two\nlines\"||");
+    }
 
     /// A shard of more rows than a block (categories, text and numbers with
     /// missing cells) gets the outputs it gets predicted whole.
