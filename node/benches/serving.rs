@@ -67,6 +67,35 @@ fn wrk(url: &str, lua: &std::path::Path, connections: usize) -> (String, String,
     (field("50%"), field("99%"), rps)
 }
 
+/// The floor of the HTTP stack on this machine: actix-web with the node's
+/// two workers, reading each request's body and answering `answer`, with
+/// nothing parsed or computed. No handler over this stack answers faster,
+/// so the rows above are read against it as well as against the plain
+/// Python server. Runs on its own thread until the bench ends.
+fn floor_server(answer: String) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let answer = actix_web::web::Bytes::from(answer);
+            actix_web::HttpServer::new(move || {
+                let answer = answer.clone();
+                actix_web::App::new().default_service(actix_web::web::to(move |_body: actix_web::web::Bytes| {
+                    let answer = answer.clone();
+                    async move { actix_web::HttpResponse::Ok().content_type("application/json").body(answer) }
+                }))
+            })
+            .workers(2)
+            .disable_signals()
+            .listen(listener)
+            .unwrap()
+            .run()
+            .await
+        })
+    });
+    url
+}
+
 #[tokio::main]
 async fn main() {
     let work = tempfile::tempdir().unwrap();
@@ -122,9 +151,28 @@ async fn main() {
     )
     .unwrap();
 
+    // The floor answers what the holder answers, byte for byte.
+    let answer = reqwest::Client::new()
+        .post(format!("{}/v1/models/mnist/predict", holder.http_url()))
+        .header("content-type", "application/json")
+        .body(one.clone())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let floor = floor_server(answer);
+
     println!("MNIST softmax regression (test accuracy {accuracy:.4}), 3 nodes on this machine\n");
     println!("| single-row predict over HTTP | connections | p50 | p99 | requests/s |");
     println!("|---|---|---|---|---|");
+    for connections in [1, 8] {
+        let (p50, p99, rps) = wrk(&floor, &lua, connections);
+        println!(
+            "| floor: actix-web answering a fixed body, nothing parsed | {connections} | {p50} | {p99} | {rps:.0} |"
+        );
+    }
     for (what, node) in [("via a node holding the model", holder), ("via a node forwarding to a replica", other)] {
         let url = format!("{}/v1/models/mnist/predict", node.http_url());
         for connections in [1, 8] {
