@@ -152,6 +152,7 @@ async fn main() {
     .unwrap();
 
     // The floor answers what the holder answers, byte for byte.
+    mass_sdk::client::ensure_crypto_provider();
     let answer = reqwest::Client::new()
         .post(format!("{}/v1/models/mnist/predict", holder.http_url()))
         .header("content-type", "application/json")
