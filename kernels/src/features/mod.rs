@@ -24,4 +24,4 @@ pub mod transform;
 
 pub use fit::{FitError, MAX_ONE_HOT, fit};
 pub use summarize::{merge, summarize};
-pub use transform::{TransformError, reads_matrix, transform, transform_matrix};
+pub use transform::{TransformError, reads_matrix, transform, transform_matrix, transform_range};

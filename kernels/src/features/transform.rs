@@ -1,6 +1,6 @@
 //! Applying a fitted pipeline to rows.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, ops::Range};
 
 use mass_protocol::{
     dataset::{ColumnKind, Shard, ShardColumn},
@@ -42,19 +42,35 @@ enum Values<'a> {
     Wide(&'a [f64]),
     Single(&'a [f32]),
     /// Bytes are scaled as numbers (a byte is never NaN); the missing rows
-    /// are filled afterwards.
+    /// are filled afterwards. `missing` holds the shard's row numbers, and
+    /// `values` starts at row `first`.
     Bytes {
         values: &'a [u8],
         missing: &'a [u32],
+        first: usize,
     },
 }
 
 impl<'a> Scaled<'a> {
     fn new(feature: usize, column: &'a ShardColumn, fill: f64, shift: f64, scale: f64) -> Option<Self> {
+        Self::of_rows(feature, column, 0..column.len(), fill, shift, scale)
+    }
+
+    /// Rows `rows` of `column`, which holds them (the caller checks).
+    fn of_rows(
+        feature: usize,
+        column: &'a ShardColumn,
+        rows: Range<usize>,
+        fill: f64,
+        shift: f64,
+        scale: f64,
+    ) -> Option<Self> {
         let values = match column {
-            ShardColumn::Numeric(values) => Values::Wide(values),
-            ShardColumn::Float32(values) => Values::Single(values),
-            ShardColumn::Bytes { values, missing } => Values::Bytes { values, missing },
+            ShardColumn::Numeric(values) => Values::Wide(&values[rows]),
+            ShardColumn::Float32(values) => Values::Single(&values[rows]),
+            ShardColumn::Bytes { values, missing } => {
+                Values::Bytes { values: &values[rows.clone()], missing, first: rows.start }
+            }
             _ => return None,
         };
         Some(Self { feature, values, fill, shift, scale })
@@ -146,10 +162,13 @@ fn write_scaled_on(out: &mut Array2<f32>, columns: &[Scaled]) {
         }
     }
     for c in columns {
-        if let Values::Bytes { missing, .. } = &c.values {
+        if let Values::Bytes { missing, first, .. } = &c.values {
             let filled = feature_of(f64::NAN, c.fill, c.shift, c.scale);
-            for &r in missing.iter().filter(|&&r| (r as usize) < rows) {
-                out[r as usize * width + c.feature] = filled;
+            // The list is sorted in a valid shard; its part in these rows is found, not assumed.
+            let from = missing.partition_point(|&r| (r as usize) < *first);
+            let in_rows = |&r: &u32| (r as usize).checked_sub(*first).filter(|&r| r < rows);
+            for r in missing[from..].iter().map_while(in_rows) {
+                out[r * width + c.feature] = filled;
             }
         }
     }
@@ -245,6 +264,44 @@ fn scale_rows<T: Copy + Into<f64>>(op: ScaleRows<'_, T>) {
             *o = feature_of(v.into(), fill, shift, scale);
         }
     }
+}
+
+/// Features of rows `range` of `shard` for a pipeline that scales numbers
+/// and nothing else ([`reads_matrix`]), read where they are stored: scoring
+/// a stored shard a block of rows at a time cut each block's rows out
+/// first, a copy of the whole shard (5% of a scoring node's samples). Bit
+/// for bit what [`transform`] gives the rows cut out; `None` for any other
+/// pipeline.
+pub fn transform_range(
+    pipeline: &FittedPipeline,
+    shard: &Shard,
+    range: Range<usize>,
+) -> Option<Result<Array2<f32>, TransformError>> {
+    if !reads_matrix(pipeline) {
+        return None;
+    }
+    if shard.columns.len() != pipeline.transforms.len() {
+        return Some(Err(TransformError::Shape { got: shard.columns.len(), expected: pipeline.transforms.len() }));
+    }
+    let rows = shard.rows();
+    let range = range.start.min(rows)..range.end.min(rows);
+    let mut numeric = Vec::new();
+    for ((transform, column), name) in pipeline.transforms.iter().zip(&shard.columns).zip(&pipeline.columns) {
+        let ColumnTransform::Numeric { fill, offset: shift, scale } = transform else { continue };
+        if column.len() != rows {
+            return Some(Err(TransformError::Length { column: name.clone(), got: column.len(), rows }));
+        }
+        let Some(scaled) = Scaled::of_rows(numeric.len(), column, range.clone(), *fill, *shift, *scale) else {
+            return Some(Err(TransformError::Kind { column: name.clone(), got: kind(column), expected: "numeric" }));
+        };
+        numeric.push(scaled);
+    }
+    let mut out = Array2::<f32>::zeros((range.len(), numeric.len()));
+    write_scaled(&mut out, &numeric);
+    Some(Ok(match &pipeline.projection {
+        Some(projection) => super::derived::project(projection, out),
+        None => out,
+    }))
 }
 
 /// Features of every row of a shard, as a rows x features matrix.
@@ -506,6 +563,51 @@ mod tests {
         write_scaled_on(&mut baseline, &scaled);
         let bits = |m: &Array2<f32>| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&dispatched), bits(&baseline));
+    }
+
+    /// Rows read in place give the features of the same rows cut out, bit
+    /// for bit, over ranges inside and across blocks, with missing bytes
+    /// and a label column skipped; ranges past the rows are cut to them; a
+    /// pipeline with other columns reads the rows cut out.
+    #[test]
+    fn rows_read_in_place_give_the_features_of_the_rows_cut_out() {
+        let rows = 3 * ROW_BLOCK + 9;
+        let value = |c: usize, r: usize| {
+            if (r * 5 + c).is_multiple_of(7) { f64::NAN } else { ((r * 13 + c * 29) % 256) as f64 }
+        };
+        let mut columns: Vec<ShardColumn> = (0..10)
+            .map(|c| {
+                let values = (0..rows).map(|r| value(c, r));
+                match c % 3 {
+                    0 => ShardColumn::numbers(values.collect()),
+                    1 => ShardColumn::Float32(values.map(|v| v as f32 * 0.37).collect()),
+                    _ => ShardColumn::Numeric(values.map(|v| v * 0.013 - 1.0).collect()),
+                }
+            })
+            .collect();
+        assert!(matches!(&columns[0], ShardColumn::Bytes { missing, .. } if !missing.is_empty()));
+        columns.insert(4, ShardColumn::Categorical { values: vec!["a".into()], codes: vec![0; rows] });
+        let mut names: Vec<String> = (0..10).map(|c| format!("c{c}")).collect();
+        names.insert(4, "label".into());
+        let mut transforms: Vec<ColumnTransform> =
+            (0..10).map(|c| scaled(c as f64, 2.0 - c as f64, 0.02 * (c + 1) as f64)).collect();
+        transforms.insert(4, ColumnTransform::Drop);
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut pipeline = pipeline(&names, transforms);
+        pipeline.label = 4;
+        let shard = Shard { first_row: 100, columns, splits: vec![Split::Test; rows] };
+        let bits = |m: &Array2<f32>| m.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for range in [0..rows, 0..1, 3..ROW_BLOCK + 3, ROW_BLOCK..2 * ROW_BLOCK, rows - 5..rows, 7..7] {
+            let in_place = transform_range(&pipeline, &shard, range.clone()).unwrap().unwrap();
+            let cut_out = transform(&pipeline, &shard.slice_rows(range.clone())).unwrap();
+            assert_eq!(in_place.dim(), (range.len(), 10));
+            assert_eq!(bits(&in_place), bits(&cut_out), "rows {range:?}");
+        }
+        let past = transform_range(&pipeline, &shard, rows - 2..rows + 5).unwrap().unwrap();
+        assert_eq!(bits(&past), bits(&transform(&pipeline, &shard.slice_rows(rows - 2..rows)).unwrap()));
+        let mut categorical = pipeline.clone();
+        categorical.transforms[4] = ColumnTransform::Ordinal { categories: vec!["a".into()] };
+        assert!(transform_range(&categorical, &shard, 0..3).is_none());
     }
 
     /// A row-major matrix of the input columns gives the features the same

@@ -54,7 +54,7 @@ fn predict_in_blocks(model: &LoadedModel, rows: &Shard) -> Result<ndarray::Array
     }
     let blocks: Vec<ndarray::Array2<f64>> = (0..rows.rows())
         .step_by(SCORING_BLOCK)
-        .map(|start| model.predict(&rows.slice_rows(start..(start + SCORING_BLOCK).min(rows.rows()))))
+        .map(|start| model.predict_range(rows, start..(start + SCORING_BLOCK).min(rows.rows())))
         .collect::<Result<_, _>>()?;
     let views: Vec<_> = blocks.iter().map(|b| b.view()).collect();
     ndarray::concatenate(ndarray::Axis(0), &views).map_err(|e| format!("joining the blocks' predictions: {e}"))

@@ -9,7 +9,7 @@ use std::{
 
 use futures::future::{BoxFuture, FutureExt};
 use mass_kernels::{
-    features::{reads_matrix, transform, transform_matrix},
+    features::{reads_matrix, transform, transform_matrix, transform_range},
     models::{Member, Mlp, ensemble::combine},
 };
 use mass_protocol::{
@@ -245,6 +245,18 @@ impl LoadedModel {
             Some(scale) => combined.mapv(|v| scale.unscale(v)),
             None => combined,
         }
+    }
+
+    /// [`Self::predict`] of rows `range` of `rows`, reading them in place
+    /// where the pipeline only scales numbers instead of cutting them out.
+    pub fn predict_range(&self, rows: &Shard, range: std::ops::Range<usize>) -> Result<Array2<f64>, String> {
+        if let Body::Trained { pipeline, members, meta } = &self.body
+            && let Some(x) = transform_range(pipeline, rows, range.clone())
+        {
+            let x = x.map_err(|e| format!("rows do not fit the pipeline: {e}"))?;
+            return Ok(self.answers(pipeline, members, meta.as_ref(), x));
+        }
+        self.predict(&rows.slice_rows(range))
     }
 
     /// Answers for rows in this model's columns: class probabilities, or
