@@ -45,11 +45,7 @@ pub async fn write_blob(storage: &Storage, bytes: &[u8], kind: BlobKind) -> Resu
 
 /// Reads a whole (small) blob held locally.
 pub async fn read_blob(storage: &Storage, meta: &BlobMeta) -> Result<Vec<u8>, StoreError> {
-    let mut out = Vec::with_capacity(meta.size as usize);
-    for index in 0..meta.chunks.len() {
-        out.extend(storage.chunk(meta.clone(), index).await?);
-    }
-    Ok(out)
+    storage.whole(meta.clone()).await
 }
 
 /// Ingests the pieces, read as `format`, on a blocking thread, storing each

@@ -226,6 +226,12 @@ impl Storage {
         self.observe(self.run(move |s| s.kind(&id)).await)
     }
 
+    /// A whole blob held here, read and checked in one visit to the store.
+    pub async fn whole(&self, meta: BlobMeta) -> Result<Vec<u8>, StoreError> {
+        let result = self.run(move |s| s.whole(&meta)).await;
+        self.observe(result)
+    }
+
     pub async fn chunk(&self, meta: BlobMeta, index: usize) -> Result<Vec<u8>, StoreError> {
         let result = self.run(move |s| s.chunk(&meta, index)).await;
         self.observe(result)

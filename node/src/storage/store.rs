@@ -404,10 +404,34 @@ impl Store {
         self.read_chunk(meta, index, true)
     }
 
+    /// Reads and verifies a whole blob into one buffer, each chunk as
+    /// [`Self::chunk`] reads it. Chunk by chunk, each came in a buffer of
+    /// its own and was copied again into the blob's (4% of a scoring
+    /// node's samples, with the copy out of RocksDB's pinned block 4% more).
+    pub fn whole(&self, meta: &BlobMeta) -> Result<Vec<u8>, StoreError> {
+        let mut out = Vec::with_capacity(meta.size as usize);
+        for index in 0..meta.chunks.len() {
+            self.read_chunk_with(meta, index, true, |bytes| out.extend_from_slice(bytes))?;
+        }
+        Ok(out)
+    }
+
     /// Reads chunk `index` of a blob and checks it; `trust_recent`: a
     /// check within the window stands in for hashing it. Any failure drops
     /// the chunk's record.
     fn read_chunk(&self, meta: &BlobMeta, index: usize, trust_recent: bool) -> Result<Vec<u8>, StoreError> {
+        self.read_chunk_with(meta, index, trust_recent, <[u8]>::to_vec)
+    }
+
+    /// [`Self::read_chunk`], handing the checked bytes to `take` where they
+    /// lie (RocksDB's pinned block, or the copy kept when they were hashed).
+    fn read_chunk_with<R>(
+        &self,
+        meta: &BlobMeta,
+        index: usize,
+        trust_recent: bool,
+        take: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, StoreError> {
         let key = meta.chunks.get(index).ok_or(StoreError::MissingChunk { index })?;
         // Read before the bytes are: the window runs from no later than the
         // moment they were read.
@@ -416,7 +440,7 @@ impl Store {
         if let Fresh::Kept(bytes) = &fresh
             && bytes.len() == meta.chunk_len(index)
         {
-            return Ok(bytes.to_vec());
+            return Ok(take(bytes));
         }
         let failed = |detail: String| {
             self.verified().forget(key);
@@ -427,7 +451,7 @@ impl Store {
         // bytes trusted without hashing keep it, as the module says.
         let mut options = rocksdb::ReadOptions::default();
         options.set_verify_checksums(fresh != Fresh::No);
-        let bytes = match self.db.get_cf_opt(self.cf(CF_CHUNKS), key, &options) {
+        let bytes = match self.db.get_pinned_cf_opt(self.cf(CF_CHUNKS), key, &options) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return Err(failed(format!("chunk {index} is missing"))),
             // RocksDB's own checksums catch some corruption before we do.
@@ -437,7 +461,7 @@ impl Store {
             Err(e) => return Err(e.into()),
         };
         if fresh != Fresh::No && bytes.len() == meta.chunk_len(index) {
-            return Ok(bytes);
+            return Ok(take(&bytes));
         }
         if !meta.verify_chunk(index, &bytes) {
             return Err(failed(format!("chunk {index} does not match its hash")));
@@ -447,7 +471,7 @@ impl Store {
         } else {
             self.verified().note_checked(meta, index, now);
         }
-        Ok(bytes)
+        Ok(take(&bytes))
     }
 
     /// Reads and hashes every chunk, trusting no earlier check: whether
@@ -683,6 +707,7 @@ mod tests {
             let meta = upload(&store, &data);
             assert_eq!(meta.id, ContentId::of(&data), "len {len}");
             assert_eq!(read_all(&store, &meta.id), data, "len {len}");
+            assert_eq!(store.whole(&meta).unwrap(), data, "len {len}, read whole");
         }
         assert_eq!(store.list().unwrap().len(), 6);
     }
@@ -722,6 +747,7 @@ mod tests {
         let err = store.chunk(&meta, 0).unwrap_err();
         assert!(matches!(err, StoreError::Integrity { id, .. } if id == meta.id), "{err}");
         assert!(err.to_string().contains(&meta.id.to_string()));
+        assert!(matches!(store.whole(&meta), Err(StoreError::Integrity { id, .. }) if id == meta.id));
     }
 
     /// Overwrites a chunk's bytes in the live database, as no write of the
@@ -744,6 +770,7 @@ mod tests {
         assert_eq!(store.verified().kept_bytes(), 0, "read once: no bytes kept");
         assert_eq!(read_all(&store, &meta.id), data);
         assert_eq!(store.verified().kept_bytes(), data.len(), "read twice: hot, kept");
+        assert_eq!(store.whole(&meta).unwrap(), data, "read whole from the kept bytes");
 
         // The trade the window makes: bytes changed under a key by a write
         // RocksDB accepts are not seen by a read within it (it serves the
