@@ -409,7 +409,8 @@ impl Store {
     /// its own and was copied again into the blob's (4% of a scoring
     /// node's samples, with the copy out of RocksDB's pinned block 4% more).
     pub fn whole(&self, meta: &BlobMeta) -> Result<Vec<u8>, StoreError> {
-        let mut out = Vec::with_capacity(meta.size as usize);
+        // A size its chunks cannot hold (a damaged record) reserves no more than they can.
+        let mut out = Vec::with_capacity((meta.size as usize).min(meta.chunks.len() * CHUNK_SIZE));
         for index in 0..meta.chunks.len() {
             self.read_chunk_with(meta, index, true, |bytes| out.extend_from_slice(bytes))?;
         }
