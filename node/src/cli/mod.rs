@@ -293,7 +293,16 @@ fn start_node(config: NodeConfig) -> anyhow::Result<()> {
     let system = actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts")
     });
-    system.block_on(async { crate::node::run(config, stop_signals()).await })?;
+    let result = system.block_on(async { crate::node::run(config, stop_signals()).await });
+    if result.is_err() {
+        // A start that fails after some actors were spawned (an unreachable
+        // bootstrap peer) can leave one not yet polled; dropping the system
+        // polls it once, outside the runtime, and its first timer panicked
+        // ("no reactor running"). The process ends with the error next, and
+        // the store is crash-safe, so the system is left as it is.
+        std::mem::forget(system);
+    }
+    result?;
     Ok(())
 }
 
