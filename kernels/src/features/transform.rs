@@ -533,15 +533,10 @@ mod tests {
         }
     }
 
-    /// The features written with the CPU's widest vectors are the
-    /// baseline loop's, bit for bit, in every layout and with missing values.
-    #[test]
-    fn wide_vectors_give_the_baseline_features_bit_for_bit() {
-        let rows = 3 * ROW_BLOCK + 5;
-        let value = |c: usize, r: usize| {
-            if (r * 7 + c).is_multiple_of(17) { f64::NAN } else { ((r * 31 + c * 7) % 256) as f64 }
-        };
-        let columns: Vec<ShardColumn> = (0..19)
+    /// `count` numeric columns of `rows` cells, `value`'s, NaN for missing,
+    /// stored in turn as bytes, f32 (scaled) and f64 (scaled and shifted).
+    fn mixed_layouts(count: usize, rows: usize, value: impl Fn(usize, usize) -> f64) -> Vec<ShardColumn> {
+        (0..count)
             .map(|c| {
                 let values = (0..rows).map(|r| value(c, r));
                 match c % 3 {
@@ -550,7 +545,18 @@ mod tests {
                     _ => ShardColumn::Numeric(values.map(|v| v * 0.013 - 1.0).collect()),
                 }
             })
-            .collect();
+            .collect()
+    }
+
+    /// The features written with the CPU's widest vectors are the
+    /// baseline loop's, bit for bit, in every layout and with missing values.
+    #[test]
+    fn wide_vectors_give_the_baseline_features_bit_for_bit() {
+        let rows = 3 * ROW_BLOCK + 5;
+        let value = |c: usize, r: usize| {
+            if (r * 7 + c).is_multiple_of(17) { f64::NAN } else { ((r * 31 + c * 7) % 256) as f64 }
+        };
+        let columns = mixed_layouts(19, rows, value);
         assert!(matches!(columns[0], ShardColumn::Bytes { .. }));
         let scaled: Vec<Scaled> = columns
             .iter()
@@ -575,16 +581,7 @@ mod tests {
         let value = |c: usize, r: usize| {
             if (r * 5 + c).is_multiple_of(7) { f64::NAN } else { ((r * 13 + c * 29) % 256) as f64 }
         };
-        let mut columns: Vec<ShardColumn> = (0..10)
-            .map(|c| {
-                let values = (0..rows).map(|r| value(c, r));
-                match c % 3 {
-                    0 => ShardColumn::numbers(values.collect()),
-                    1 => ShardColumn::Float32(values.map(|v| v as f32 * 0.37).collect()),
-                    _ => ShardColumn::Numeric(values.map(|v| v * 0.013 - 1.0).collect()),
-                }
-            })
-            .collect();
+        let mut columns = mixed_layouts(10, rows, value);
         assert!(matches!(&columns[0], ShardColumn::Bytes { missing, .. } if !missing.is_empty()));
         columns.insert(4, ShardColumn::Categorical { values: vec!["a".into()], codes: vec![0; rows] });
         let mut names: Vec<String> = (0..10).map(|c| format!("c{c}")).collect();
