@@ -28,6 +28,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::metrics::Metrics;
 
+mod threads;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Pieces of work running at once (default: the node's cores).
@@ -127,6 +129,7 @@ struct Inner {
     /// of the mesh's work, shown in `mass peers`.
     done: Mutex<BTreeMap<Work, u64>>,
     metrics: Metrics,
+    threads: threads::Threads,
 }
 
 /// A compute slot held for work about to start; freed when dropped.
@@ -186,6 +189,7 @@ impl Drop for Running {
 impl Compute {
     pub fn new(config: Config, metrics: Metrics) -> Self {
         let slots = Arc::new(Semaphore::new(config.slots));
+        let threads = threads::Threads::start(config.slots);
         for kind in Work::ALL {
             metrics.compute_kind(kind.label());
         }
@@ -197,6 +201,7 @@ impl Compute {
                 running: Mutex::new(BTreeMap::new()),
                 done: Mutex::new(BTreeMap::new()),
                 metrics,
+                threads,
             }),
         }
     }
@@ -263,21 +268,18 @@ impl Compute {
     ) -> T {
         let running = Running::start(&self.inner, kind, permit);
         let throttle = self.inner.config.throttle;
-        let result = tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let out = work();
-            if throttle < 1.0 {
-                std::thread::sleep(started.elapsed().mul_f64(1.0 / throttle - 1.0));
-            }
-            drop(running);
-            out
-        })
-        .await;
-        match result {
-            Ok(out) => out,
-            // A panic in the work is a bug; surface it where it happened.
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
+        self.inner
+            .threads
+            .run(move || {
+                let started = Instant::now();
+                let out = work();
+                if throttle < 1.0 {
+                    std::thread::sleep(started.elapsed().mul_f64(1.0 / throttle - 1.0));
+                }
+                drop(running);
+                out
+            })
+            .await
     }
 
     /// A free slot, taken now, for work that starts after some waiting of

@@ -22,6 +22,7 @@
 //! - [`replication`]: fetching blobs from peers, keeping k copies alive.
 //! - [`drain`]: leaving the mesh with everything handed off first.
 //! - [`service`]: answers to peers' requests and ref gossip.
+//! - [`shard_work`]: which node computes each piece of per-shard work (pure).
 //! - [`shared_refs`]: ref writes held by k nodes, reads that ask peers.
 //! - [`jobs`]: training jobs, driven by the top-ranked peer, checkpointed.
 //! - [`serving`]: predictions from any node, model versions, replicas.
@@ -53,6 +54,7 @@ pub mod placement;
 pub mod replication;
 pub mod service;
 pub mod serving;
+pub mod shard_work;
 pub mod shared_refs;
 pub mod storage;
 pub mod studies;

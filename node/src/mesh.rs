@@ -40,11 +40,6 @@ pub enum AcceptRefError {
 
 /// How long a checkpoint waits for a copy on another node, at most.
 pub const CHECKPOINT_HOLD_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-/// Pieces of per-shard work (statistics, judging) in flight per live node:
-/// a holder's compute slots plus a little of its queue, which other work
-/// shares.
-const SHARD_WORK_PER_NODE: usize = 2;
-
 #[derive(Clone)]
 pub struct Mesh {
     pub peer_id: String,
@@ -292,30 +287,44 @@ impl Mesh {
         ranked
     }
 
-    /// Computes something of shard `shard` where it lives: here with
-    /// `local` if this node holds it and has a free compute slot, else by
-    /// asking holders with `request` and reading their answer with
-    /// `answer`, else here once a slot frees. Returns who computed it.
-    pub(crate) async fn where_held<T: Send + 'static>(
+    /// Computes something of shard `shard` where it lives: on `first` if
+    /// given, by asking it with `request` and reading its answer with
+    /// `answer`; else here with `local` if this node holds the shard and has
+    /// a free compute slot; else by asking the other holders; else here once
+    /// a slot frees. Returns who computed it.
+    async fn where_held<T: Send + 'static>(
         &self,
-        shard: ContentId,
-        request: Request,
-        local: impl FnOnce(Shard) -> Result<T, String> + Send + 'static,
-        answer: impl Fn(Response) -> Option<T>,
+        piece: ShardPiece<impl FnOnce(Shard) -> Result<T, String> + Send + 'static>,
+        first: Option<PeerId>,
+        answer: &impl Fn(Response) -> Option<T>,
     ) -> Result<(String, T), String> {
+        let ShardPiece { shard, request, local } = piece;
+        let mut failures = Vec::new();
+        let ask = async |peer: PeerId, failures: &mut Vec<String>| {
+            match self.net.request_within(peer, request.clone(), crate::net::client::WORK_TIMEOUT).await {
+                Ok(Response::Error(e)) => failures.push(format!("{peer}: {e}")),
+                Ok(response) => match answer(response) {
+                    Some(value) => return Some((peer.to_string(), value)),
+                    None => failures.push(format!("{peer}: unexpected answer")),
+                },
+                Err(e) => failures.push(e.to_string()),
+            }
+            None
+        };
+        if let Some(peer) = first
+            && let Some(done) = ask(peer, &mut failures).await
+        {
+            return Ok(done);
+        }
         let held = matches!(self.storage.meta(shard).await, Ok(Some(_)));
         if held && let Some(slot) = self.compute.try_reserve() {
             return self.compute_here(shard, Some(slot), local).await;
         }
-        let mut failures = Vec::new();
         for peer in self.likely_holders(&shard).await {
-            match self.net.request_within(peer, request.clone(), crate::net::client::WORK_TIMEOUT).await {
-                Ok(Response::Error(e)) => failures.push(format!("{peer}: {e}")),
-                Ok(response) => match answer(response) {
-                    Some(value) => return Ok((peer.to_string(), value)),
-                    None => failures.push(format!("{peer}: unexpected answer")),
-                },
-                Err(e) => failures.push(e.to_string()),
+            if Some(peer) != first
+                && let Some(done) = ask(peer, &mut failures).await
+            {
+                return Ok(done);
             }
         }
         if held {
@@ -325,14 +334,81 @@ impl Mesh {
         Err(format!("no node could read shard {shard}: {}", failures.join("; ")))
     }
 
-    /// Runs one piece of work per shard (each [`Mesh::where_held`]), a
-    /// few per live node at once, and returns the results in shard order.
-    /// All at once, a dataset of many shards filled the holders' compute
-    /// queues and the pieces past them were refused as busy.
-    pub(crate) async fn per_shard<T, F: Future<Output = T>>(&self, work: Vec<F>) -> Vec<T> {
+    /// Runs one piece of work per shard where the shards live and returns
+    /// the results in shard order, each with who computed it. Each live
+    /// node takes the next piece of a shard it holds whenever it has a free
+    /// place ([`crate::shard_work`]); a piece its node could not compute
+    /// goes on to the shard's other holders ([`Mesh::where_held`]).
+    pub(crate) async fn per_shard<T: Send + 'static, L: FnOnce(Shard) -> Result<T, String> + Send + 'static>(
+        &self,
+        pieces: Vec<ShardPiece<L>>,
+        answer: impl Fn(Response) -> Option<T>,
+    ) -> Vec<Result<(String, T), String>> {
         use futures::StreamExt;
-        let at_once = SHARD_WORK_PER_NODE * (self.up_peers().await.len() + 1);
-        futures::stream::iter(work).buffered(at_once).collect().await
+        let me = self.net.local_peer_id();
+        let mut nodes = vec![me];
+        nodes.extend(self.up_peers().await);
+        let slots = self.slots_by_peer().await;
+        let places = nodes
+            .iter()
+            .map(|node| match node == &me {
+                true => self.compute.config().slots,
+                false => slots.get(node).copied().unwrap_or(1) + crate::shard_work::QUEUED_AT_PEER,
+            })
+            .collect();
+        let mut holders = Vec::with_capacity(pieces.len());
+        for piece in &pieces {
+            let mut held_by = Vec::new();
+            if matches!(self.storage.meta(piece.shard).await, Ok(Some(_))) {
+                held_by.push(0);
+            }
+            for home in homes(&piece.shard, &nodes, self.ref_copies.max(1)) {
+                if home != me {
+                    held_by.extend(nodes.iter().position(|node| *node == home));
+                }
+            }
+            holders.push(held_by);
+        }
+        let mut dealer = crate::shard_work::Dealer::new(holders, places);
+        let mut waiting: Vec<Option<ShardPiece<L>>> = pieces.into_iter().map(Some).collect();
+        let mut results: Vec<Option<Result<(String, T), String>>> = waiting.iter().map(|_| None).collect();
+        let mut running = futures::stream::FuturesUnordered::new();
+        loop {
+            while let Some((index, node)) = dealer.deal() {
+                let piece = waiting[index].take().expect("the dealer deals each piece once");
+                let first = (node != 0).then(|| nodes[node]);
+                let answer = &answer;
+                running.push(async move {
+                    let (shard, started) = (piece.shard, std::time::Instant::now());
+                    let result = self.where_held(piece, first, answer).await;
+                    let by = result.as_ref().map_or("nobody", |(peer, _)| peer.as_str());
+                    debug!(%shard, by, ms = started.elapsed().as_millis() as u64, "shard work done");
+                    (index, node, result)
+                });
+            }
+            match running.next().await {
+                Some((index, node, result)) => {
+                    dealer.finished(node);
+                    results[index] = Some(result);
+                }
+                None => break,
+            }
+        }
+        results.into_iter().map(|result| result.expect("every piece is dealt and run")).collect()
+    }
+
+    /// Each peer's compute slots, from its advert.
+    pub(crate) async fn slots_by_peer(&self) -> std::collections::HashMap<PeerId, usize> {
+        let views = self.membership.send(crate::membership::GetPeers).await.unwrap_or_default();
+        views
+            .iter()
+            .filter_map(|view| {
+                let id = view.peer_id.parse::<PeerId>().ok()?;
+                let queues = &view.load.as_ref()?.queues;
+                let slots = queues.iter().find(|q| q.name == crate::compute::SLOTS_QUEUE)?.depth;
+                Some((id, slots as usize))
+            })
+            .collect()
     }
 
     /// Runs `local` on shard `shard` here, on `slot` or the next free one.
@@ -361,20 +437,16 @@ impl Mesh {
         manifest: &DatasetManifest,
         spec: &PipelineSpec,
     ) -> Result<(FittedPipeline, DataSummary, Vec<String>), FitFailure> {
-        let jobs = manifest.shards.iter().map(|shard| {
+        let pieces = manifest.shards.iter().map(|shard| {
             let (schema, spec) = (manifest.schema.clone(), spec.clone());
             let request = Request::SummarizeShard { shard: shard.id, schema: schema.clone(), spec: spec.clone() };
-            self.where_held(
-                shard.id,
-                request,
-                move |rows| summarize_rows(&rows, &schema, &spec),
-                |r| if let Response::Summary(s) = r { Some(s) } else { None },
-            )
+            ShardPiece { shard: shard.id, request, local: move |rows: Shard| summarize_rows(&rows, &schema, &spec) }
         });
-        let jobs: Vec<_> = jobs.collect();
+        let summaries =
+            self.per_shard(pieces.collect(), |r| if let Response::Summary(s) = r { Some(s) } else { None }).await;
         let mut merged = DataSummary::default();
         let mut summarized_by = Vec::new();
-        for result in self.per_shard(jobs).await {
+        for result in summaries {
             let (peer, summary) = result.map_err(FitFailure::Unavailable)?;
             mass_kernels::features::merge(&mut merged, &summary);
             summarized_by.push(peer);
@@ -383,23 +455,19 @@ impl Mesh {
             .map_err(|e| FitFailure::Invalid(e.to_string()))?;
         if let Some(components) = spec.pca {
             let features = mass_kernels::features::derived::numeric_features(&pipeline);
-            let jobs = manifest.shards.iter().map(|shard| {
+            let pieces = manifest.shards.iter().map(|shard| {
                 let (base, wanted) = (pipeline.clone(), features.clone());
                 let request = Request::ShardMoments {
                     shard: shard.id,
                     pipeline: Box::new(base.clone()),
                     features: wanted.clone(),
                 };
-                self.where_held(
-                    shard.id,
-                    request,
-                    move |rows| moments_of(&rows, &base, &wanted),
-                    |r| if let Response::Moments(m) = r { Some(m) } else { None },
-                )
+                ShardPiece { shard: shard.id, request, local: move |rows: Shard| moments_of(&rows, &base, &wanted) }
             });
-            let jobs: Vec<_> = jobs.collect();
+            let parts =
+                self.per_shard(pieces.collect(), |r| if let Response::Moments(m) = r { Some(m) } else { None }).await;
             let mut moments = Moments::default();
-            for result in self.per_shard(jobs).await {
+            for result in parts {
                 let (_, part) = result.map_err(FitFailure::Unavailable)?;
                 mass_kernels::features::derived::merge_moments(&mut moments, &part);
             }
@@ -436,6 +504,14 @@ pub fn moments_of(rows: &Shard, pipeline: &FittedPipeline, features: &[usize]) -
     let train: Vec<usize> = (0..rows.rows()).filter(|&r| rows.splits[r] == Split::Train).collect();
     let x = x.select(ndarray::Axis(0), &train);
     Ok(mass_kernels::features::derived::moments(x.view(), features))
+}
+
+/// A piece of per-shard work: what to compute on shard `shard`, as a
+/// request to a peer that holds it and as `local`, run here on its rows.
+pub(crate) struct ShardPiece<L> {
+    pub shard: ContentId,
+    pub request: Request,
+    pub local: L,
 }
 
 /// Why a pipeline could not be fitted.

@@ -31,7 +31,7 @@ use super::{
     task::{self, Trained},
 };
 use crate::{
-    compute::{SLOTS_QUEUE, Work},
+    compute::Work,
     datasets,
     membership::GetPeers,
     mesh::{FitFailure, Mesh},
@@ -747,19 +747,6 @@ async fn attempt(mesh: &Mesh, work: Assignment, peer: PeerId, queue: bool) -> At
     }
 }
 
-/// Each node's compute slots, from the adverts.
-async fn slots_by_peer(mesh: &Mesh) -> std::collections::HashMap<PeerId, usize> {
-    let views = mesh.membership.send(GetPeers).await.unwrap_or_default();
-    views
-        .iter()
-        .filter_map(|v| {
-            let id = v.peer_id.parse::<PeerId>().ok()?;
-            let slots = v.load.as_ref()?.queues.iter().find(|q| q.name == SLOTS_QUEUE)?.depth;
-            Some((id, slots as usize))
-        })
-        .collect()
-}
-
 /// Trains tasks `indices` of the record (of its sub-models or its folds)
 /// where their plan says, at most as many at once per node as it has
 /// compute slots; a node that refuses or fails a task passes it to the
@@ -780,15 +767,18 @@ async fn train_planned(
     let plans = plan_trainers(mesh, tasks, record.spec.placement).await;
     let local = mesh.net.local_peer_id();
     let planned = indices.into_iter().map(|i| (i, plans[i].clone())).collect();
-    let mut dispatch = Dispatch::new(planned, slots_by_peer(mesh).await, local);
+    let mut dispatch = Dispatch::new(planned, mesh.slots_by_peer().await, local);
     let mut running = FuturesUnordered::new();
-    // A finished task's checkpoint is written once the slot it freed has
-    // its next task: on a mesh each checkpoint is a round trip to the
-    // record's homes, which the next task need not wait for.
-    let mut finished: Option<Event> = None;
+    // The checkpoint being written, and whether the record changed since.
+    // Tasks are handed out while it is written: on a mesh a checkpoint is a
+    // round trip to the record's homes, which a home busy training answers
+    // late (7-23 ms on two pinned nodes), and a task that ended meanwhile
+    // left its node idle until the write was over.
+    let mut saving: Option<futures::future::BoxFuture<'_, Result<(), StepError>>> = None;
+    let mut unsaved = false;
     loop {
         for (index, peer, queue) in dispatch.ready() {
-            step(mesh, drive, Event::TaskStarted { list, index, peer: peer.to_string() }).await?;
+            unsaved |= drive.apply(Event::TaskStarted { list, index, peer: peer.to_string() })? == Save::Checkpoint;
             let (mesh, work) = (mesh.clone(), work_of(drive.record(), index));
             running.push(async move {
                 let started = std::time::Instant::now();
@@ -797,31 +787,53 @@ async fn train_planned(
                 (index, peer, attempted)
             });
         }
-        if let Some(event) = finished.take() {
-            step(mesh, drive, event).await?;
+        if unsaved && saving.is_none() {
+            // A finished task's checkpoint is taken once the slot it freed
+            // has its next task, so that task goes out first.
+            let record = drive.record().clone();
+            saving = Some(Box::pin(async move { save_checkpoint(mesh, &record).await }));
+            unsaved = false;
         }
-        let Some((index, peer, attempted)) = running.next().await else { break };
+        if saving.is_none() && running.is_empty() {
+            break;
+        }
+        let written = async {
+            match saving.as_mut() {
+                Some(write) => write.await,
+                None => std::future::pending().await,
+            }
+        };
+        let (index, peer, attempted) = tokio::select! {
+            written = written => {
+                saving = None;
+                written?;
+                continue;
+            }
+            Some(over) = running.next() => over,
+        };
         let result = match attempted {
             Attempt::Busy => {
                 info!(job = %drive.record().id, task = index, %peer, "busy: the task goes to its next choice");
-                step(mesh, drive, Event::TaskFailed { list, index, peer: peer.to_string() }).await?;
+                unsaved |= drive.apply(Event::TaskFailed { list, index, peer: peer.to_string() })? == Save::Checkpoint;
                 dispatch.refused(index, &peer);
                 continue;
             }
             Attempt::Failed(e) if peer != local => {
                 warn!(%peer, "training elsewhere failed: {e}");
-                step(mesh, drive, Event::TaskFailed { list, index, peer: peer.to_string() }).await?;
+                unsaved |= drive.apply(Event::TaskFailed { list, index, peer: peer.to_string() })? == Save::Checkpoint;
                 dispatch.refused(index, &peer);
                 continue;
             }
             Attempt::Failed(e) => {
-                step(mesh, drive, Event::TaskFailed { list, index, peer: peer.to_string() }).await?;
+                unsaved |= drive.apply(Event::TaskFailed { list, index, peer: peer.to_string() })? == Save::Checkpoint;
                 Err(e)
             }
             Attempt::Trained(by, trained) => Ok((by, trained)),
         };
         dispatch.done(index, &peer);
-        finished = outcome(drive.record(), index, result)?;
+        if let Some(event) = outcome(drive.record(), index, result)? {
+            unsaved |= drive.apply(event)? == Save::Checkpoint;
+        }
     }
     Ok(())
 }

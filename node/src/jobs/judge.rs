@@ -7,7 +7,7 @@ use std::sync::Arc;
 use mass_kernels::models::{Member, Mlp};
 use mass_protocol::{
     ContentId,
-    dataset::DatasetManifest,
+    dataset::{DatasetManifest, Shard},
     evaluation::{EvaluateShard, EvaluationRows, ShardEvaluation},
     features::FittedPipeline,
     jobs::{Combine, Task},
@@ -15,7 +15,7 @@ use mass_protocol::{
 };
 
 use super::evaluate;
-use crate::mesh::Mesh;
+use crate::mesh::{Mesh, ShardPiece};
 
 /// A model as its blobs name it, with its parts loaded here.
 pub struct Judged {
@@ -44,7 +44,7 @@ pub async fn across_shards(
         Task::Regression => 0,
     };
     let count = model.members.len();
-    let jobs = manifest.shards.iter().map(|info| {
+    let pieces = manifest.shards.iter().map(|info| {
         let request = Request::EvaluateShard(Box::new(EvaluateShard {
             shard: info.id,
             pipeline: model.pipeline_id,
@@ -57,24 +57,22 @@ pub async fn across_shards(
         let (pipeline, members, meta, combine) =
             (model.pipeline.clone(), model.members.clone(), model.meta.clone(), model.combine.clone());
         let metrics = mesh.metrics.clone();
-        mesh.where_held(
-            info.id,
-            request,
-            move |shard| {
-                metrics.shard_judged();
-                evaluate::shard_evaluation(&pipeline, &members, &combine, meta.as_ref().as_ref(), &shard, rows, report)
-            },
-            move |response| match response {
-                Response::Evaluated(answer) if answer.check(classes, count).is_ok() => Some(*answer),
-                _ => None,
-            },
-        )
+        let local = move |shard: Shard| {
+            metrics.shard_judged();
+            evaluate::shard_evaluation(&pipeline, &members, &combine, meta.as_ref().as_ref(), &shard, rows, report)
+        };
+        ShardPiece { shard: info.id, request, local }
     });
-    let jobs: Vec<_> = jobs.collect();
+    let judged = mesh
+        .per_shard(pieces.collect(), move |response| match response {
+            Response::Evaluated(answer) if answer.check(classes, count).is_ok() => Some(*answer),
+            _ => None,
+        })
+        .await;
     let parts = manifest
         .shards
         .iter()
-        .zip(mesh.per_shard(jobs).await)
+        .zip(judged)
         .map(|(info, result)| result.map(|(_, part)| part).map_err(|e| format!("judging shard {}: {e}", info.id)))
         .collect::<Result<Vec<_>, _>>()?;
     ShardEvaluation::sum(parts)?.ok_or_else(|| "the dataset has no shards to evaluate on".into())
