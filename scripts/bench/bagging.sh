@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Bagging of 8 softmax regressions over MNIST (10 shards), 40 epochs:
-# wall time on 1 node pinned to core 0 vs 2 nodes pinned to cores 0 and 1.
+# wall time on 1 node pinned to core 0 vs 2 nodes pinned to cores 0 and 1
+# (JOBS=n runs n jobs on the same nodes and times each).
 set -euo pipefail
 MASS=${MASS:-${CARGO_TARGET_DIR:-$HOME/.cache/mass-target}/release/mass}
 DATA=${DATA:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/datasets}
@@ -25,6 +26,13 @@ run() { # $1 = nodes
   "$MASS" train --dataset mnist --name bag --model softmax --ensemble bagging:8 --epochs 40 > "$dir/train.out" 2>&1
   local t1; t1=$(date +%s.%N)
   echo "nodes=$1 wall=$(echo "$t1 - $t0" | bc) s $(grep -i accuracy "$dir/train.out" | tail -1)"
+  # Later jobs on the same nodes (JOBS=n): the first pays for memory the nodes never touched.
+  for job in $(seq 2 "${JOBS:-1}"); do
+    local s0 s1; s0=$(date +%s.%N)
+    "$MASS" train --dataset mnist --name "bag$job" --model softmax --ensemble bagging:8 --epochs 40 > "$dir/train$job.out" 2>&1
+    s1=$(date +%s.%N)
+    echo "nodes=$1 job=$job wall=$(echo "$s1 - $s0" | bc) s $(grep -i accuracy "$dir/train$job.out" | tail -1)"
+  done
   # Where the time outside the job went: the CLI's start and end, the job's submission, drive and end.
   [ -n "${TIMELINE:-}" ] && { echo "  cli start $(date -u -d @$t0 +%T.%N)  cli end $(date -u -d @$t1 +%T.%N)"; grep -h "job submitted\|driving job\|job completed" "$dir"/n*.log | cut -c12-27,50-80 | sort | sed 's/^/  /'; }
   # Where the driver's time went, step by step (KEEP_LOGS=dir keeps the logs).
