@@ -6,12 +6,10 @@
 //! arena of its own: on two pinned nodes a third of an evaluation's samples
 //! were the kernel zeroing fresh pages.
 
-use std::sync::{Arc, Mutex, mpsc};
-
 type Job = Box<dyn FnOnce() + Send>;
 
 pub(super) struct Threads {
-    jobs: mpsc::Sender<Job>,
+    jobs: crossbeam_channel::Sender<Job>,
     /// How many threads started (none if the system refused every one:
     /// then work goes to tokio's blocking pool, as before).
     started: usize,
@@ -19,22 +17,16 @@ pub(super) struct Threads {
 
 impl Threads {
     pub(super) fn start(count: usize) -> Self {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
+        // Each piece wakes one waiting thread (a receiver behind a lock woke
+        // two: the one that took it and the next in line for the lock).
+        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
         let mut started = 0;
         for index in 0..count {
             let queue = queue.clone();
-            let thread = std::thread::Builder::new().name(format!("mass-compute-{index}")).spawn(move || {
-                loop {
-                    // The lock is held only while waiting for the next piece.
-                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    match next {
-                        Ok(job) => job(),
-                        // The pool is gone.
-                        Err(_) => return,
-                    }
-                }
-            });
+            // Ends once the pool is gone.
+            let thread = std::thread::Builder::new()
+                .name(format!("mass-compute-{index}"))
+                .spawn(move || queue.iter().for_each(|job| job()));
             match thread {
                 Ok(_) => started += 1,
                 Err(e) => tracing::error!("cannot start compute thread {index}: {e}"),
