@@ -21,6 +21,9 @@ pub struct Dealer {
     /// Each piece's holders, until it is dealt.
     waiting: Vec<Option<Vec<usize>>>,
     free: Vec<usize>,
+    /// Per node, where its search for a waiting piece starts: every piece
+    /// before it is dealt or not the node's, so dealing all is linear.
+    from: Vec<usize>,
 }
 
 impl Dealer {
@@ -43,7 +46,7 @@ impl Dealer {
         free.resize(nodes, 0);
         // Node 0 always has a place, so every piece can be dealt.
         free[0] = free[0].max(1);
-        Self { waiting, free }
+        Self { waiting, from: vec![0; nodes], free }
     }
 
     /// The next piece to start and the node it starts on: the first node
@@ -54,8 +57,11 @@ impl Dealer {
             if self.free[node] == 0 {
                 continue;
             }
-            let piece = self.waiting.iter().position(|held| held.as_ref().is_some_and(|h| h.contains(&node)));
-            if let Some(piece) = piece {
+            let from = self.from[node];
+            let found = self.waiting[from..].iter().position(|held| held.as_ref().is_some_and(|h| h.contains(&node)));
+            self.from[node] = found.map_or(self.waiting.len(), |at| from + at);
+            if let Some(at) = found {
+                let piece = from + at;
                 self.waiting[piece] = None;
                 self.free[node] -= 1;
                 return Some((piece, node));
