@@ -776,66 +776,83 @@ async fn train_planned(
     // left its node idle until the write was over.
     let mut saving: Option<futures::future::BoxFuture<'_, Result<(), StepError>>> = None;
     let mut unsaved = false;
-    loop {
-        for (index, peer, queue) in dispatch.ready() {
-            unsaved |= drive.apply(Event::TaskStarted { list, index, peer: peer.to_string() })? == Save::Checkpoint;
-            let (mesh, work) = (mesh.clone(), work_of(drive.record(), index));
-            running.push(async move {
-                let started = std::time::Instant::now();
-                let attempted = attempt(&mesh, work, peer, queue).await;
-                info!(task = index, %peer, ms = started.elapsed().as_millis() as u64, "task attempt over");
-                (index, peer, attempted)
-            });
+    let trained = async {
+        loop {
+            for (index, peer, queue) in dispatch.ready() {
+                unsaved |= drive.apply(Event::TaskStarted { list, index, peer: peer.to_string() })? == Save::Checkpoint;
+                let (mesh, work) = (mesh.clone(), work_of(drive.record(), index));
+                running.push(async move {
+                    let started = std::time::Instant::now();
+                    let attempted = attempt(&mesh, work, peer, queue).await;
+                    info!(task = index, %peer, ms = started.elapsed().as_millis() as u64, "task attempt over");
+                    (index, peer, attempted)
+                });
+            }
+            if unsaved && saving.is_none() {
+                // A finished task's checkpoint is taken once the slot it freed
+                // has its next task, so that task goes out first.
+                let record = drive.record().clone();
+                saving = Some(Box::pin(async move { save_checkpoint(mesh, &record).await }));
+                unsaved = false;
+            }
+            if saving.is_none() && running.is_empty() {
+                break;
+            }
+            let written = async {
+                match saving.as_mut() {
+                    Some(write) => write.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let (index, peer, attempted) = tokio::select! {
+                written = written => {
+                    saving = None;
+                    written?;
+                    continue;
+                }
+                Some(over) = running.next() => over,
+            };
+            let result = match attempted {
+                Attempt::Busy => {
+                    info!(job = %drive.record().id, task = index, %peer, "busy: the task goes to its next choice");
+                    unsaved |=
+                        drive.apply(Event::TaskFailed { list, index, peer: peer.to_string() })? == Save::Checkpoint;
+                    dispatch.refused(index, &peer);
+                    continue;
+                }
+                Attempt::Failed(e) if peer != local => {
+                    warn!(%peer, "training elsewhere failed: {e}");
+                    unsaved |=
+                        drive.apply(Event::TaskFailed { list, index, peer: peer.to_string() })? == Save::Checkpoint;
+                    dispatch.refused(index, &peer);
+                    continue;
+                }
+                Attempt::Failed(e) => {
+                    unsaved |=
+                        drive.apply(Event::TaskFailed { list, index, peer: peer.to_string() })? == Save::Checkpoint;
+                    Err(e)
+                }
+                Attempt::Trained(by, trained) => Ok((by, trained)),
+            };
+            dispatch.done(index, &peer);
+            if let Some(event) = outcome(drive.record(), index, result)? {
+                unsaved |= drive.apply(event)? == Save::Checkpoint;
+            }
         }
-        if unsaved && saving.is_none() {
-            // A finished task's checkpoint is taken once the slot it freed
-            // has its next task, so that task goes out first.
-            let record = drive.record().clone();
-            saving = Some(Box::pin(async move { save_checkpoint(mesh, &record).await }));
-            unsaved = false;
+        Ok(())
+    }
+    .await;
+    if trained.is_err() {
+        // A task failed for good: what finished before it is kept, so the
+        // next drive does not train it again.
+        if let Some(write) = saving.take() {
+            let _ = write.await;
         }
-        if saving.is_none() && running.is_empty() {
-            break;
-        }
-        let written = async {
-            match saving.as_mut() {
-                Some(write) => write.await,
-                None => std::future::pending().await,
-            }
-        };
-        let (index, peer, attempted) = tokio::select! {
-            written = written => {
-                saving = None;
-                written?;
-                continue;
-            }
-            Some(over) = running.next() => over,
-        };
-        let result = match attempted {
-            Attempt::Busy => {
-                info!(job = %drive.record().id, task = index, %peer, "busy: the task goes to its next choice");
-                unsaved |= drive.apply(Event::TaskFailed { list, index, peer: peer.to_string() })? == Save::Checkpoint;
-                dispatch.refused(index, &peer);
-                continue;
-            }
-            Attempt::Failed(e) if peer != local => {
-                warn!(%peer, "training elsewhere failed: {e}");
-                unsaved |= drive.apply(Event::TaskFailed { list, index, peer: peer.to_string() })? == Save::Checkpoint;
-                dispatch.refused(index, &peer);
-                continue;
-            }
-            Attempt::Failed(e) => {
-                unsaved |= drive.apply(Event::TaskFailed { list, index, peer: peer.to_string() })? == Save::Checkpoint;
-                Err(e)
-            }
-            Attempt::Trained(by, trained) => Ok((by, trained)),
-        };
-        dispatch.done(index, &peer);
-        if let Some(event) = outcome(drive.record(), index, result)? {
-            unsaved |= drive.apply(event)? == Save::Checkpoint;
+        if unsaved {
+            let _ = save_checkpoint(mesh, drive.record()).await;
         }
     }
-    Ok(())
+    trained
 }
 
 /// Trains a task on the first of `order` that can (this node trains it when
