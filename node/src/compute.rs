@@ -48,8 +48,8 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if !(1..=1024).contains(&self.slots) {
-            return Err(format!("compute.slots must be 1-1024, not {}", self.slots));
+        if !(1..=MAX_SLOTS).contains(&self.slots) {
+            return Err(format!("compute.slots must be 1-{MAX_SLOTS}, not {}", self.slots));
         }
         if self.queue > 1 << 16 {
             return Err(format!("compute.queue must be at most 65536, not {}", self.queue));
@@ -68,6 +68,8 @@ impl Config {
 
 /// The advert entry that carries a node's slot count.
 pub const SLOTS_QUEUE: &str = "compute.slots";
+/// The most compute slots a node may have (and a peer's advert is believed).
+pub const MAX_SLOTS: usize = 1024;
 /// Adverts count the work a node has done as `done.<kind>`.
 pub const DONE_PREFIX: &str = "done.";
 

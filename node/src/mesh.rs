@@ -397,7 +397,9 @@ impl Mesh {
         results.into_iter().map(|result| result.expect("every piece is dealt and run")).collect()
     }
 
-    /// Each peer's compute slots, from its advert.
+    /// Each peer's compute slots, from its advert (at most
+    /// [`crate::compute::MAX_SLOTS`]: a peer claiming a million would be
+    /// dealt every piece and handed every task at once).
     pub(crate) async fn slots_by_peer(&self) -> std::collections::HashMap<PeerId, usize> {
         let views = self.membership.send(crate::membership::GetPeers).await.unwrap_or_default();
         views
@@ -406,7 +408,7 @@ impl Mesh {
                 let id = view.peer_id.parse::<PeerId>().ok()?;
                 let queues = &view.load.as_ref()?.queues;
                 let slots = queues.iter().find(|q| q.name == crate::compute::SLOTS_QUEUE)?.depth;
-                Some((id, slots as usize))
+                Some((id, (slots as usize).clamp(1, crate::compute::MAX_SLOTS)))
             })
             .collect()
     }
