@@ -108,15 +108,16 @@ async fn drained_nodes_hand_off_blobs_replicas_and_jobs_with_no_failed_request()
     let served = client.submit_job(&spec("digits", vec![], EnsembleSpec::Single, 10)).await.unwrap();
     finished(&client, &served.to_string(), Duration::from_secs(120)).await;
 
-    // A job long enough to be under way through both drains: many short
-    // tasks, so the replicas' compute slots free often enough for the
-    // predictions (tasks of 2,000 epochs held them past the load's 2 s
-    // deadline). At 60 epochs it once ended before the first drain handed
-    // it on, and at 8 members of 150 or 600 epochs too once its tasks were
-    // handed out back to back. Every epoch runs: early stopping would make
-    // its length depend on when its loss settles.
-    let mut long = spec("digits-bag", vec![64], EnsembleSpec::Bagging { members: 32 }, 600);
-    long.spec.patience = Some(600);
+    // A job long enough to be under way through both drains, in many short
+    // tasks: a prediction waits for a compute slot its replica's training
+    // holds, and tasks of 2,000 epochs (and, under the whole suite's load,
+    // of 600) held them past the load's 2 s deadline. At 60 epochs it once
+    // ended before the first drain handed it on, and at 8 members of 150 or
+    // 600 epochs too once its tasks were handed out back to back. Every
+    // epoch runs: early stopping would make its length depend on when its
+    // loss settles.
+    let mut long = spec("digits-bag", vec![64], EnsembleSpec::Bagging { members: 128 }, 150);
+    long.spec.patience = Some(150);
     let job = client.submit_job(&long).await.unwrap();
     let id = job.to_string();
     let started = poll(&client, &id, Duration::from_secs(30), "a driver starts the job", |r| {
