@@ -34,6 +34,10 @@ mod threads;
 pub struct Config {
     /// Pieces of work running at once (default: the node's cores).
     pub slots: usize,
+    /// Slots kept for online predictions (`compute.serving_slots`, default
+    /// 1), beside `slots`: training that holds every slot for seconds does
+    /// not make a prediction wait past its deadline.
+    pub serving_slots: usize,
     /// Pieces of work that may wait for a slot; past it, "busy".
     pub queue: usize,
     /// Share of a core's time each slot may use, in (0, 1].
@@ -44,12 +48,15 @@ pub struct Config {
 
 impl Config {
     pub fn for_cores(cores: usize) -> Self {
-        Self { slots: cores.max(1), queue: 4 * cores.max(1), throttle: 1.0, gpu: Default::default() }
+        Self { slots: cores.max(1), serving_slots: 1, queue: 4 * cores.max(1), throttle: 1.0, gpu: Default::default() }
     }
 
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=MAX_SLOTS).contains(&self.slots) {
             return Err(format!("compute.slots must be 1-{MAX_SLOTS}, not {}", self.slots));
+        }
+        if self.serving_slots > MAX_SERVING_SLOTS {
+            return Err(format!("compute.serving_slots must be 0-{MAX_SERVING_SLOTS}, not {}", self.serving_slots));
         }
         if self.queue > 1 << 16 {
             return Err(format!("compute.queue must be at most 65536, not {}", self.queue));
@@ -70,6 +77,8 @@ impl Config {
 pub const SLOTS_QUEUE: &str = "compute.slots";
 /// The most compute slots a node may have (and a peer's advert is believed).
 pub const MAX_SLOTS: usize = 1024;
+/// The most slots a node may keep for online predictions.
+pub const MAX_SERVING_SLOTS: usize = 64;
 /// Adverts count the work a node has done as `done.<kind>`.
 pub const DONE_PREFIX: &str = "done.";
 
@@ -125,6 +134,8 @@ pub struct Compute {
 struct Inner {
     config: Config,
     slots: Arc<Semaphore>,
+    /// The slots only online predictions take.
+    serving: Arc<Semaphore>,
     waiting: AtomicUsize,
     running: Mutex<BTreeMap<Work, usize>>,
     /// Pieces of work finished since the node started, by kind: its share
@@ -191,7 +202,10 @@ impl Drop for Running {
 impl Compute {
     pub fn new(config: Config, metrics: Metrics) -> Self {
         let slots = Arc::new(Semaphore::new(config.slots));
-        let threads = threads::Threads::start(config.slots);
+        let serving = Arc::new(Semaphore::new(config.serving_slots));
+        // A thread for every slot of either kind, so taken slots never
+        // outnumber the threads that run their work.
+        let threads = threads::Threads::start(config.slots + config.serving_slots);
         for kind in Work::ALL {
             metrics.compute_kind(kind.label());
         }
@@ -199,6 +213,7 @@ impl Compute {
             inner: Arc::new(Inner {
                 config,
                 slots,
+                serving,
                 waiting: AtomicUsize::new(0),
                 running: Mutex::new(BTreeMap::new()),
                 done: Mutex::new(BTreeMap::new()),
@@ -249,6 +264,35 @@ impl Compute {
         drop(place);
         let permit = permit.expect("the pool's semaphore is never closed");
         self.execute(kind, permit, work).await
+    }
+
+    /// Runs an online prediction on a slot kept for serving or a general
+    /// one, whichever frees first, waiting as long as it takes (the
+    /// inference queue bounds it). Offline scoring, a job's throughput
+    /// work, goes through [`Compute::run_waiting`] and never takes the
+    /// serving slots.
+    pub async fn run_serving<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> T {
+        let permit = match self.try_reserve_serving() {
+            Some(slot) => slot.0,
+            None => {
+                let (place, _) = Place::take(&self.inner, Work::Inference);
+                let permit = tokio::select! {
+                    biased;
+                    permit = self.inner.serving.clone().acquire_owned() => permit,
+                    permit = self.inner.slots.clone().acquire_owned() => permit,
+                };
+                drop(place);
+                permit.expect("the pool's semaphores are never closed")
+            }
+        };
+        self.execute(Work::Inference, permit, work).await
+    }
+
+    /// A slot for an online prediction, taken now: one kept for serving if
+    /// free (leaving the general slots to jobs), else a general one.
+    pub fn try_reserve_serving(&self) -> Option<Reserved> {
+        let serving = self.inner.serving.clone().try_acquire_owned();
+        serving.or_else(|_| self.inner.slots.clone().try_acquire_owned()).ok().map(Reserved)
     }
 
     /// Runs `work` on a free slot now, or refuses at once: for work a peer
@@ -323,6 +367,14 @@ impl Compute {
         self.inner.slots.available_permits() > 0
     }
 
+    /// Whether every slot, general and serving, is free.
+    #[cfg(test)]
+    pub(crate) fn all_free(&self) -> bool {
+        self.has_room()
+            && self.inner.slots.available_permits() == self.inner.config.slots
+            && self.inner.serving.available_permits() == self.inner.config.serving_slots
+    }
+
     /// Pieces of work running now, by kind.
     pub fn running(&self) -> Vec<(Work, usize)> {
         self.inner.running.lock().expect("pool lock").iter().map(|(k, n)| (*k, *n)).collect()
@@ -368,8 +420,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_pool_refuses_at_once_and_queued_work_waits() {
-        let pool =
-            Compute::new(Config { slots: 1, queue: 1, throttle: 1.0, gpu: Default::default() }, Metrics::new().0);
+        let pool = Compute::new(
+            Config { slots: 1, serving_slots: 0, queue: 1, throttle: 1.0, gpu: Default::default() },
+            Metrics::new().0,
+        );
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let first = {
             let pool = pool.clone();
@@ -393,9 +447,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn predictions_run_on_the_serving_slot_while_training_holds_every_other() {
+        let pool = Compute::new(
+            Config { slots: 1, serving_slots: 1, queue: 4, throttle: 1.0, gpu: Default::default() },
+            Metrics::new().0,
+        );
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let training = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(Work::Training, move || hold.recv().is_ok()).await })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pool.has_room() {
+            assert!(Instant::now() < deadline, "training never took its slot");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(pool.try_reserve().is_none(), "the serving slot is not a general one");
+        assert!(pool.run_now(Work::Statistics, || 1).await.is_err(), "nor for a peer's work");
+        let answer = tokio::time::timeout(Duration::from_secs(10), pool.run_serving(|| 7)).await;
+        assert_eq!(answer, Ok(7), "a prediction does not wait for training");
+        // With the serving slot taken too, the next prediction takes
+        // whichever slot frees first: here the general one.
+        let lane = pool.try_reserve_serving().expect("the serving slot is free again");
+        let queued = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run_serving(|| 8).await })
+        };
+        release.send(()).unwrap();
+        assert_eq!(training.await.unwrap(), Ok(true));
+        assert_eq!(tokio::time::timeout(Duration::from_secs(10), queued).await.unwrap().unwrap(), 8);
+        drop(lane);
+        assert!(Config { serving_slots: MAX_SERVING_SLOTS + 1, ..Config::for_cores(1) }.validate().is_err());
+    }
+
+    #[tokio::test]
     async fn a_reserved_slot_is_taken_at_once_and_freed_by_its_work() {
-        let pool =
-            Compute::new(Config { slots: 1, queue: 1, throttle: 1.0, gpu: Default::default() }, Metrics::new().0);
+        let pool = Compute::new(
+            Config { slots: 1, serving_slots: 0, queue: 1, throttle: 1.0, gpu: Default::default() },
+            Metrics::new().0,
+        );
         let slot = pool.try_reserve().expect("a free slot");
         assert!(!pool.has_room() && pool.try_reserve().is_none(), "one caller gets the one slot");
         assert_eq!(pool.run_now(Work::Statistics, || 1).await, Err(Busy { slots: 1, waiting: 0 }));
@@ -407,8 +497,10 @@ mod tests {
 
     #[test]
     fn work_run_here_runs_on_this_thread_on_its_slot_and_frees_it() {
-        let pool =
-            Compute::new(Config { slots: 1, queue: 1, throttle: 1.0, gpu: Default::default() }, Metrics::new().0);
+        let pool = Compute::new(
+            Config { slots: 1, serving_slots: 0, queue: 1, throttle: 1.0, gpu: Default::default() },
+            Metrics::new().0,
+        );
         let slot = pool.try_reserve().expect("a free slot");
         let here = std::thread::current().id();
         let ran_on = pool.run_here(Work::Inference, slot, || {
@@ -429,7 +521,10 @@ mod tests {
     #[tokio::test]
     async fn tasks_are_counted_by_kind_and_state_and_a_caller_that_stops_waiting_gives_its_place_back() {
         let (metrics, registry) = Metrics::new();
-        let pool = Compute::new(Config { slots: 1, queue: 2, throttle: 1.0, gpu: Default::default() }, metrics);
+        let pool = Compute::new(
+            Config { slots: 1, serving_slots: 0, queue: 2, throttle: 1.0, gpu: Default::default() },
+            metrics,
+        );
         let running = r#"mass_compute_tasks{kind="training",state="running"}"#;
         let waiting = r#"mass_compute_tasks{kind="inference",state="waiting"}"#;
         assert_eq!(series(&registry, running), 0.0, "every kind shows from the start");
@@ -469,15 +564,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_throttled_slot_stays_taken_for_the_rest_of_its_share() {
-        let pool =
-            Compute::new(Config { slots: 1, queue: 0, throttle: 0.25, gpu: Default::default() }, Metrics::new().0);
+        let pool = Compute::new(
+            Config { slots: 1, serving_slots: 0, queue: 0, throttle: 0.25, gpu: Default::default() },
+            Metrics::new().0,
+        );
         let started = Instant::now();
         pool.run(Work::Training, || std::thread::sleep(Duration::from_millis(40))).await.unwrap();
         assert!(started.elapsed() >= Duration::from_millis(160), "{:?}", started.elapsed());
         assert_eq!(throttled(Duration::from_secs(1), 0.5), Duration::from_secs(1));
-        assert!(Config { slots: 1, queue: 0, throttle: 0.0, gpu: Default::default() }.validate().is_err());
         assert!(
-            (Config { slots: 1, queue: 0, throttle: 0.25, gpu: Default::default() }.share(2) - 0.125).abs() < 1e-12
+            Config { slots: 1, serving_slots: 0, queue: 0, throttle: 0.0, gpu: Default::default() }.validate().is_err()
+        );
+        assert!(
+            (Config { slots: 1, serving_slots: 0, queue: 0, throttle: 0.25, gpu: Default::default() }.share(2) - 0.125)
+                .abs()
+                < 1e-12
         );
     }
 }

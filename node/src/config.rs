@@ -162,6 +162,7 @@ pub struct MembershipSection {
 #[serde(deny_unknown_fields)]
 pub struct ComputeSection {
     pub slots: Option<usize>,
+    pub serving_slots: Option<usize>,
     pub queue: Option<usize>,
     pub throttle: Option<f64>,
     /// "auto" (default), "off" or "always".
@@ -359,6 +360,7 @@ impl NodeConfig {
         let defaults = crate::compute::Config::for_cores(cores);
         let compute = crate::compute::Config {
             slots: file.compute.slots.unwrap_or(defaults.slots),
+            serving_slots: file.compute.serving_slots.unwrap_or(defaults.serving_slots),
             queue: file.compute.queue.unwrap_or(defaults.queue),
             throttle: file.compute.throttle.unwrap_or(defaults.throttle),
             gpu: file.compute.gpu.unwrap_or(defaults.gpu),
@@ -457,6 +459,14 @@ mod tests {
         assert_eq!(resolve("[compute]\ngpu = \"always\"\n", with_dir()).unwrap().compute.gpu, GpuUse::Always);
         let refused = resolve("[compute]\ngpu = \"sometimes\"\n", with_dir()).unwrap_err().to_string();
         assert!(refused.contains("sometimes") || refused.contains("unknown variant"), "{refused}");
+    }
+
+    #[test]
+    fn serving_slots_default_to_one_and_are_bounded() {
+        assert_eq!(resolve("", with_dir()).unwrap().compute.serving_slots, 1);
+        assert_eq!(resolve("[compute]\nserving_slots = 0\n", with_dir()).unwrap().compute.serving_slots, 0);
+        let refused = resolve("[compute]\nserving_slots = 65\n", with_dir()).unwrap_err().to_string();
+        assert!(refused.contains("compute.serving_slots must be 0-64, not 65"), "{refused}");
     }
 
     #[test]

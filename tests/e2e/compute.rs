@@ -154,6 +154,43 @@ async fn a_full_node_refuses_training_at_once_and_the_job_completes_elsewhere() 
     let _ = client.cancel_job(&long).await;
 }
 
+/// A long job holding a node's one general compute slot: the node still
+/// answers predictions, on the slot it keeps for serving, while the job
+/// trains (before, each waited for the task to end and missed its deadline).
+#[tokio::test(flavor = "multi_thread")]
+async fn predictions_are_answered_while_a_long_job_holds_every_general_slot() {
+    let mut cluster = Cluster::new();
+    let node = node_with(&mut cluster, "slots = 1", None);
+    let client = Client::new([node.http_url()]).unwrap();
+    digits(&client).await;
+    let mut served = bagging("served", 1, 20, Placement::Capacity);
+    served.ensemble = EnsembleSpec::Single;
+    let served = client.submit_job(&served).await.unwrap().to_string();
+    finished(&client, &served, Duration::from_secs(120)).await;
+
+    // One task of a minute's work in a debug build (as above).
+    let mut long = bagging("long", 1, 3_000, Placement::Capacity);
+    long.spec.patience = Some(3_000);
+    long.ensemble = EnsembleSpec::Single;
+    long.spec.learner = Learner::Mlp { hidden: vec![256] };
+    let long = client.submit_job(&long).await.unwrap().to_string();
+    let training = || async {
+        let peers = client.peers().await.unwrap_or_default();
+        let me = peers.into_iter().find(|p| p.is_self);
+        me.and_then(|p| p.load)
+            .and_then(|l| l.queues.into_iter().find(|q| q.name == "compute.training"))
+            .is_some_and(|q| q.depth == 1)
+    };
+    crate::support::eventually(Duration::from_secs(60), "the long job takes the slot", training).await;
+    let row = serde_json::json!(vec![0.0; 64]);
+    for i in 0..20 {
+        let answer = client.predict("served", std::slice::from_ref(&row)).await;
+        assert!(answer.is_ok(), "prediction {i} while training: {answer:?}");
+    }
+    assert!(training().await, "the long job held the slot throughout");
+    let _ = client.cancel_job(&long).await;
+}
+
 /// Issue 11: a job record names the backend that trained each task. One
 /// node may use any GPU adapter (`compute.gpu = "always"`: lavapipe where
 /// there is no GPU), the other has GPUs switched off; the CLI shows it too.

@@ -109,9 +109,10 @@ async fn drained_nodes_hand_off_blobs_replicas_and_jobs_with_no_failed_request()
     finished(&client, &served.to_string(), Duration::from_secs(120)).await;
 
     // A job long enough to be under way through both drains, in many short
-    // tasks: a prediction waits for a compute slot its replica's training
-    // holds, and tasks of 2,000 epochs (and, under the whole suite's load,
-    // of 600) held them past the load's 2 s deadline. At 60 epochs it once
+    // tasks (before replicas kept a slot for serving, tasks of 2,000 epochs,
+    // and under the whole suite's load of 600, held every slot of a replica
+    // past the load's 2 s deadline; short tasks also hand the job on at
+    // more points). At 60 epochs it once
     // ended before the first drain handed it on, and at 8 members of 150 or
     // 600 epochs too once its tasks were handed out back to back. Every
     // epoch runs: early stopping would make its length depend on when its

@@ -92,7 +92,7 @@ impl Inference {
             && model.bridge.get().is_none()
             && model.manifest.parts.is_empty()
             && !self.compute.is_throttled()
-            && let Some(slot) = self.compute.try_reserve()
+            && let Some(slot) = self.compute.try_reserve_serving()
         {
             self.metrics.inference_batch(rows.len(), 1);
             let work = || run_alone(&model, rows, allow_missing);
@@ -133,7 +133,7 @@ async fn batch_loop(
         metrics.inference_batch(rows, batch.len());
         // Waits for a compute slot: the queue in front of this loop is the
         // inference queue's own bound.
-        compute.run_waiting(crate::compute::Work::Inference, move || run_batch(batch)).await;
+        compute.run_serving(move || run_batch(batch)).await;
     }
 }
 
@@ -355,7 +355,7 @@ mod tests {
         // A batch's answers go out from its compute thread before the slot
         // is freed there: the slot is waited for, with a deadline.
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !compute.has_room() {
+        while !compute.all_free() {
             assert!(std::time::Instant::now() < deadline, "every slot is given back");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -377,12 +377,13 @@ mod tests {
             Err(InferenceError::BadInput(message)) => assert!(message.contains("rows[0]"), "{message}"),
             other => panic!("got {other:?}"),
         }
-        assert!(compute.has_room(), "the slot is given back");
+        assert!(compute.all_free(), "the slot is given back");
     }
 
     #[tokio::test]
     async fn with_no_free_slot_a_lone_row_waits_in_the_queue_for_one() {
-        let compute = Compute::new(Config::for_cores(1), crate::metrics::Metrics::new().0);
+        let config = Config { serving_slots: 0, ..Config::for_cores(1) };
+        let compute = Compute::new(config, crate::metrics::Metrics::new().0);
         let model = crate::fuzz::fixture::fixture().model.clone();
         let inference = inference(&compute);
         let held = compute.try_reserve().expect("a free slot");
@@ -394,5 +395,35 @@ mod tests {
         assert!(!waiting.is_finished(), "answered without a slot");
         drop(held);
         assert!(waiting.await.unwrap().is_ok());
+    }
+
+    /// Training holding the node's every general slot for as long as it
+    /// likes: a lone row and a queued batch are answered on the serving
+    /// slot meanwhile.
+    #[tokio::test]
+    async fn predictions_are_answered_while_training_holds_every_general_slot() {
+        let compute = Compute::new(Config::for_cores(1), crate::metrics::Metrics::new().0);
+        let model = crate::fuzz::fixture::fixture().model.clone();
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let training = tokio::spawn({
+            let compute = compute.clone();
+            async move { compute.run(crate::compute::Work::Training, move || hold.recv().is_ok()).await }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while compute.has_room() {
+            assert!(std::time::Instant::now() < deadline, "training never took its slot");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let expected = model.predict(&to_shard(&model.schema, row("red"), false).unwrap()).unwrap();
+        let inline = inference(&compute);
+        let batched =
+            Inference::start(8, 1024, Duration::from_millis(1), compute.clone(), crate::metrics::Metrics::new().0);
+        for inference in [inline, batched] {
+            let answer = tokio::time::timeout(Duration::from_secs(10), inference.run(model.clone(), row("red"), false));
+            assert_eq!(answer.await.expect("answered while training runs").unwrap(), expected);
+        }
+        assert!(!training.is_finished(), "training held its slot throughout");
+        release.send(()).unwrap();
+        assert_eq!(training.await.unwrap(), Ok(true));
     }
 }
