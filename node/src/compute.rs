@@ -142,11 +142,25 @@ struct Inner {
     /// of the mesh's work, shown in `mass peers`.
     done: Mutex<BTreeMap<Work, u64>>,
     metrics: Metrics,
+    /// The threads general slots' work runs on, one per slot.
     threads: threads::Threads,
+    /// The threads serving slots' work runs on: apart, so a job's work
+    /// always lands on the same few threads and reuses their warm memory.
+    serving_threads: threads::Threads,
 }
 
 /// A compute slot held for work about to start; freed when dropped.
-pub struct Reserved(OwnedSemaphorePermit);
+pub struct Reserved {
+    permit: OwnedSemaphorePermit,
+    /// Whether it is one of the slots kept for serving.
+    serving: bool,
+}
+
+impl Reserved {
+    fn general(permit: OwnedSemaphorePermit) -> Self {
+        Self { permit, serving: false }
+    }
+}
 
 /// A place in the queue, given back when dropped: when a slot is had, or
 /// when the future waiting for one is dropped.
@@ -203,9 +217,10 @@ impl Compute {
     pub fn new(config: Config, metrics: Metrics) -> Self {
         let slots = Arc::new(Semaphore::new(config.slots));
         let serving = Arc::new(Semaphore::new(config.serving_slots));
-        // A thread for every slot of either kind, so taken slots never
-        // outnumber the threads that run their work.
-        let threads = threads::Threads::start(config.slots + config.serving_slots);
+        // A thread for every slot, so taken slots never outnumber the
+        // threads that run their work.
+        let threads = threads::Threads::start(config.slots, "mass-compute");
+        let serving_threads = threads::Threads::start(config.serving_slots, "mass-serving");
         for kind in Work::ALL {
             metrics.compute_kind(kind.label());
         }
@@ -219,6 +234,7 @@ impl Compute {
                 done: Mutex::new(BTreeMap::new()),
                 metrics,
                 threads,
+                serving_threads,
             }),
         }
     }
@@ -252,7 +268,7 @@ impl Compute {
                 permit.expect("the pool's semaphore is never closed")
             }
         };
-        Ok(self.execute(kind, permit, work).await)
+        Ok(self.execute(kind, Reserved::general(permit), work).await)
     }
 
     /// Runs `work` on a slot, waiting as long as it takes: for work whose
@@ -263,7 +279,7 @@ impl Compute {
         let permit = self.inner.slots.clone().acquire_owned().await;
         drop(place);
         let permit = permit.expect("the pool's semaphore is never closed");
-        self.execute(kind, permit, work).await
+        self.execute(kind, Reserved::general(permit), work).await
     }
 
     /// Runs an online prediction on a slot kept for serving or a general
@@ -272,27 +288,29 @@ impl Compute {
     /// work, goes through [`Compute::run_waiting`] and never takes the
     /// serving slots.
     pub async fn run_serving<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> T {
-        let permit = match self.try_reserve_serving() {
-            Some(slot) => slot.0,
+        let slot = match self.try_reserve_serving() {
+            Some(slot) => slot,
             None => {
                 let (place, _) = Place::take(&self.inner, Work::Inference);
-                let permit = tokio::select! {
+                let (permit, serving) = tokio::select! {
                     biased;
-                    permit = self.inner.serving.clone().acquire_owned() => permit,
-                    permit = self.inner.slots.clone().acquire_owned() => permit,
+                    permit = self.inner.serving.clone().acquire_owned() => (permit, true),
+                    permit = self.inner.slots.clone().acquire_owned() => (permit, false),
                 };
                 drop(place);
-                permit.expect("the pool's semaphores are never closed")
+                Reserved { permit: permit.expect("the pool's semaphores are never closed"), serving }
             }
         };
-        self.execute(Work::Inference, permit, work).await
+        self.execute(Work::Inference, slot, work).await
     }
 
     /// A slot for an online prediction, taken now: one kept for serving if
     /// free (leaving the general slots to jobs), else a general one.
     pub fn try_reserve_serving(&self) -> Option<Reserved> {
-        let serving = self.inner.serving.clone().try_acquire_owned();
-        serving.or_else(|_| self.inner.slots.clone().try_acquire_owned()).ok().map(Reserved)
+        match self.inner.serving.clone().try_acquire_owned() {
+            Ok(permit) => Some(Reserved { permit, serving: true }),
+            Err(_) => self.try_reserve(),
+        }
     }
 
     /// Runs `work` on a free slot now, or refuses at once: for work a peer
@@ -303,19 +321,19 @@ impl Compute {
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Busy> {
         let permit = self.inner.slots.clone().try_acquire_owned().map_err(|_| self.busy(kind))?;
-        Ok(self.execute(kind, permit, work).await)
+        Ok(self.execute(kind, Reserved::general(permit), work).await)
     }
 
     async fn execute<T: Send + 'static>(
         &self,
         kind: Work,
-        permit: OwnedSemaphorePermit,
+        slot: Reserved,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> T {
-        let running = Running::start(&self.inner, kind, permit);
+        let threads = if slot.serving { &self.inner.serving_threads } else { &self.inner.threads };
+        let running = Running::start(&self.inner, kind, slot.permit);
         let throttle = self.inner.config.throttle;
-        self.inner
-            .threads
+        threads
             .run(move || {
                 let started = Instant::now();
                 let out = work();
@@ -333,7 +351,7 @@ impl Compute {
     /// taking the slot later let every caller of the moment see the same
     /// free slot, so all of them ran here and none went to a peer.
     pub fn try_reserve(&self) -> Option<Reserved> {
-        self.inner.slots.clone().try_acquire_owned().ok().map(Reserved)
+        self.inner.slots.clone().try_acquire_owned().ok().map(Reserved::general)
     }
 
     /// Runs `work` on a slot [`Compute::try_reserve`] took, on this thread:
@@ -341,7 +359,7 @@ impl Compute {
     /// pool and back costs more than the work. Not throttled: a throttled
     /// node's work goes to the pool, whose pause blocks no event loop.
     pub fn run_here<T>(&self, kind: Work, slot: Reserved, work: impl FnOnce() -> T) -> T {
-        let running = Running::start(&self.inner, kind, slot.0);
+        let running = Running::start(&self.inner, kind, slot.permit);
         let out = work();
         drop(running);
         out
@@ -359,7 +377,7 @@ impl Compute {
         slot: Reserved,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> T {
-        self.execute(kind, slot.0, work).await
+        self.execute(kind, slot, work).await
     }
 
     /// Whether a piece of work sent now would start at once.
@@ -464,8 +482,9 @@ mod tests {
         }
         assert!(pool.try_reserve().is_none(), "the serving slot is not a general one");
         assert!(pool.run_now(Work::Statistics, || 1).await.is_err(), "nor for a peer's work");
-        let answer = tokio::time::timeout(Duration::from_secs(10), pool.run_serving(|| 7)).await;
-        assert_eq!(answer, Ok(7), "a prediction does not wait for training");
+        let thread = || std::thread::current().name().unwrap_or_default().to_owned();
+        let answer = tokio::time::timeout(Duration::from_secs(10), pool.run_serving(thread)).await;
+        assert_eq!(answer.as_deref(), Ok("mass-serving-0"), "a prediction does not wait for training");
         // With the serving slot taken too, the next prediction takes
         // whichever slot frees first: here the general one.
         let lane = pool.try_reserve_serving().expect("the serving slot is free again");
@@ -477,6 +496,10 @@ mod tests {
         assert_eq!(training.await.unwrap(), Ok(true));
         assert_eq!(tokio::time::timeout(Duration::from_secs(10), queued).await.unwrap().unwrap(), 8);
         drop(lane);
+        // General work keeps to the general slots' threads (their memory warm).
+        for _ in 0..8 {
+            assert_eq!(pool.run(Work::Training, thread).await.unwrap(), "mass-compute-0");
+        }
         assert!(Config { serving_slots: MAX_SERVING_SLOTS + 1, ..Config::for_cores(1) }.validate().is_err());
     }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bagging of 8 softmax regressions over MNIST (10 shards), 40 epochs:
 # wall time on 1 node pinned to core 0 vs 2 nodes pinned to cores 0 and 1
-# (JOBS=n runs n jobs on the same nodes and times each).
+# (JOBS=n runs n jobs on the same nodes and times each; EXTRA_CONFIG adds
+# lines to the nodes' config).
 set -euo pipefail
 MASS=${MASS:-${CARGO_TARGET_DIR:-$HOME/.cache/mass-target}/release/mass}
 DATA=${DATA:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/datasets}
@@ -11,7 +12,7 @@ stop() { [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null || true; wait ||
 trap stop EXIT
 run() { # $1 = nodes
   dir=$(mktemp -d /tmp/bag-XXXX)
-  printf '[hardware]\nprobe_gpus = false\ngemm_size = 64\n' > "$dir/c.toml"
+  printf '[hardware]\nprobe_gpus = false\ngemm_size = 64\n%b' "${EXTRA_CONFIG:-}" > "$dir/c.toml"
   taskset -c 0 "$MASS" node start --data-dir "$dir/n0" --listen /ip4/127.0.0.1/tcp/47100 --http 127.0.0.1:47180 --no-mdns --config "$dir/c.toml" > "$dir/n0.log" 2>&1 & pids+=($!)
   if [ "$1" = 2 ]; then
     sleep 1

@@ -16,7 +16,7 @@ pub(super) struct Threads {
 }
 
 impl Threads {
-    pub(super) fn start(count: usize) -> Self {
+    pub(super) fn start(count: usize, name: &str) -> Self {
         // Each piece wakes one waiting thread (a receiver behind a lock woke
         // two: the one that took it and the next in line for the lock).
         let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
@@ -25,7 +25,7 @@ impl Threads {
             let queue = queue.clone();
             // Ends once the pool is gone.
             let thread = std::thread::Builder::new()
-                .name(format!("mass-compute-{index}"))
+                .name(format!("{name}-{index}"))
                 .spawn(move || queue.iter().for_each(|job| job()));
             match thread {
                 Ok(_) => started += 1,
@@ -67,7 +67,7 @@ mod tests {
 
     #[tokio::test]
     async fn work_runs_on_the_same_few_threads_and_panics_reach_the_caller() {
-        let threads = Threads::start(2);
+        let threads = Threads::start(2, "mass-compute");
         let mut names = std::collections::BTreeSet::new();
         for _ in 0..20 {
             names.insert(threads.run(|| std::thread::current().name().map(str::to_owned)).await);
