@@ -4,6 +4,9 @@
 //! behind a bounded queue. A node that is full says so at once, so the work
 //! goes to a node with room instead of piling up here.
 //!
+//! Online predictions also have `serving_slots` of their own, on threads of
+//! their own, so a job holding every general slot does not make them wait.
+//!
 //! `throttle` limits the share of a core's time each slot uses (an operator
 //! capping a node, or a test standing in for a slower machine): after a
 //! piece of work has run for `d`, its slot stays taken for `d * (1/throttle - 1)`.
