@@ -391,9 +391,25 @@ impl Compute {
     /// Whether every slot, general and serving, is free.
     #[cfg(test)]
     pub(crate) fn all_free(&self) -> bool {
-        self.has_room()
-            && self.inner.slots.available_permits() == self.inner.config.slots
+        self.inner.slots.available_permits() == self.inner.config.slots
             && self.inner.serving.available_permits() == self.inner.config.serving_slots
+    }
+
+    /// Training that holds one general slot until `release` sends (or is
+    /// dropped), returned once it runs: for tests of what waits for it.
+    #[cfg(test)]
+    pub(crate) async fn hold_a_slot(
+        &self,
+    ) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<Result<bool, Busy>>) {
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let pool = self.clone();
+        let training = tokio::spawn(async move { pool.run(Work::Training, move || hold.recv().is_ok()).await });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.has_room() {
+            assert!(Instant::now() < deadline, "training never took its slot");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        (release, training)
     }
 
     /// Pieces of work running now, by kind.
@@ -473,16 +489,7 @@ mod tests {
             Config { slots: 1, serving_slots: 1, queue: 4, throttle: 1.0, gpu: Default::default() },
             Metrics::new().0,
         );
-        let (release, hold) = std::sync::mpsc::channel::<()>();
-        let training = {
-            let pool = pool.clone();
-            tokio::spawn(async move { pool.run(Work::Training, move || hold.recv().is_ok()).await })
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while pool.has_room() {
-            assert!(Instant::now() < deadline, "training never took its slot");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let (release, training) = pool.hold_a_slot().await;
         assert!(pool.try_reserve().is_none(), "the serving slot is not a general one");
         assert!(pool.run_now(Work::Statistics, || 1).await.is_err(), "nor for a peer's work");
         let thread = || std::thread::current().name().unwrap_or_default().to_owned();

@@ -45,6 +45,25 @@ fn bagging(name: &str, members: usize, epochs: usize, placement: Placement) -> J
     }
 }
 
+/// One wide network for 3,000 epochs over every training row, with early
+/// stopping out of reach: one task of a minute's work in a debug build.
+fn long_job() -> JobSpec {
+    let mut long = bagging("long", 1, 3_000, Placement::Capacity);
+    long.spec.patience = Some(3_000);
+    long.ensemble = EnsembleSpec::Single;
+    long.spec.learner = Learner::Mlp { hidden: vec![256] };
+    long
+}
+
+/// Whether the node `client` talks to runs one training task now.
+async fn training_on(client: &Client) -> bool {
+    let peers = client.peers().await.unwrap_or_default();
+    let me = peers.into_iter().find(|p| p.is_self);
+    me.and_then(|p| p.load)
+        .and_then(|l| l.queues.into_iter().find(|q| q.name == "compute.training"))
+        .is_some_and(|q| q.depth == 1)
+}
+
 async fn two_nodes(cluster: &mut Cluster, fast: &str, slow: &str) -> (LocalNode, LocalNode, Client) {
     let a = node_with(cluster, fast, None);
     let b = node_with(cluster, slow, Some(&a));
@@ -122,22 +141,14 @@ async fn a_full_node_refuses_training_at_once_and_the_job_completes_elsewhere() 
         offered(full.peer_id()) > 2.0 * offered(other.peer_id())
     })
     .await;
-    // One wide network for 3,000 epochs over every training row, with early
-    // stopping out of reach: a minute of work in a debug build, so the full
-    // node is still busy when the short job's tasks come (without the
-    // patience, training stopped once its loss settled, and on a quiet
-    // machine the slot was free again first). Cancelled at the end.
-    let mut long = bagging("long", 1, 3_000, Placement::Capacity);
-    long.spec.patience = Some(3_000);
-    long.ensemble = EnsembleSpec::Single;
-    long.spec.learner = Learner::Mlp { hidden: vec![256] };
-    let long = client.submit_job(&long).await.unwrap().to_string();
-    crate::support::eventually(Duration::from_secs(60), "the long job trains on the full node", || async {
-        let peers = Client::new([full.http_url()]).unwrap().peers().await.unwrap_or_default();
-        let me = peers.iter().find(|p| p.is_self);
-        me.and_then(|p| p.load.as_ref())
-            .and_then(|l| l.queues.iter().find(|q| q.name == "compute.training"))
-            .is_some_and(|q| q.depth == 1)
+    // A minute of work, so the full node is still busy when the short job's
+    // tasks come (without the patience, training stopped once its loss
+    // settled, and on a quiet machine the slot was free again first).
+    // Cancelled at the end.
+    let long = client.submit_job(&long_job()).await.unwrap().to_string();
+    let full_client = Client::new([full.http_url()]).unwrap();
+    crate::support::eventually(Duration::from_secs(60), "the long job trains on the full node", || {
+        training_on(&full_client)
     })
     .await;
     // The short job's one task goes to the full node first (it is five times
@@ -168,19 +179,8 @@ async fn predictions_are_answered_while_a_long_job_holds_every_general_slot() {
     let served = client.submit_job(&served).await.unwrap().to_string();
     finished(&client, &served, Duration::from_secs(120)).await;
 
-    // One task of a minute's work in a debug build (as above).
-    let mut long = bagging("long", 1, 3_000, Placement::Capacity);
-    long.spec.patience = Some(3_000);
-    long.ensemble = EnsembleSpec::Single;
-    long.spec.learner = Learner::Mlp { hidden: vec![256] };
-    let long = client.submit_job(&long).await.unwrap().to_string();
-    let training = || async {
-        let peers = client.peers().await.unwrap_or_default();
-        let me = peers.into_iter().find(|p| p.is_self);
-        me.and_then(|p| p.load)
-            .and_then(|l| l.queues.into_iter().find(|q| q.name == "compute.training"))
-            .is_some_and(|q| q.depth == 1)
-    };
+    let long = client.submit_job(&long_job()).await.unwrap().to_string();
+    let training = || training_on(&client);
     crate::support::eventually(Duration::from_secs(60), "the long job takes the slot", training).await;
     let row = serde_json::json!(vec![0.0; 64]);
     for i in 0..20 {

@@ -404,16 +404,7 @@ mod tests {
     async fn predictions_are_answered_while_training_holds_every_general_slot() {
         let compute = Compute::new(Config::for_cores(1), crate::metrics::Metrics::new().0);
         let model = crate::fuzz::fixture::fixture().model.clone();
-        let (release, hold) = std::sync::mpsc::channel::<()>();
-        let training = tokio::spawn({
-            let compute = compute.clone();
-            async move { compute.run(crate::compute::Work::Training, move || hold.recv().is_ok()).await }
-        });
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while compute.has_room() {
-            assert!(std::time::Instant::now() < deadline, "training never took its slot");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let (release, training) = compute.hold_a_slot().await;
         let expected = model.predict(&to_shard(&model.schema, row("red"), false).unwrap()).unwrap();
         let inline = inference(&compute);
         let batched =
